@@ -1,0 +1,153 @@
+//! The node protocol as plain data: what the proxy asks of a node and what a node answers.
+//!
+//! Both sides of the proxy → node hop speak these types. The in-process link used by
+//! `mycelium up` passes them as values; the network layer serializes them at its edge.
+//! Result rows travel as ready-made Postgres `DataRow` messages so the proxy can forward
+//! single-node results to the client without decoding them.
+
+mod error;
+mod rows;
+
+pub use error::DbError;
+pub use rows::{DataRows, DataRowsBuilder, RowsIter};
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Postgres wire format of a value: text (0) or binary (1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Binary,
+}
+
+impl Format {
+    /// The wire format code (0 text, 1 binary).
+    pub fn code(self) -> i16 {
+        match self {
+            Format::Text => 0,
+            Format::Binary => 1,
+        }
+    }
+
+    /// Parses a wire format code; anything but 0 or 1 is a protocol violation.
+    pub fn from_code(code: i16) -> Option<Format> {
+        match code {
+            0 => Some(Format::Text),
+            1 => Some(Format::Binary),
+            _ => None,
+        }
+    }
+}
+
+/// One column of a result, as it appears in a Postgres `RowDescription`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// OID of the table the column comes from, 0 when it is an expression.
+    pub table_oid: u32,
+    /// Attribute number within that table, 0 when it is an expression.
+    pub column_id: i16,
+    pub type_oid: u32,
+    pub type_size: i16,
+    pub type_modifier: i32,
+}
+
+/// What a statement takes and returns, known before it runs (Describe).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatementDescription {
+    /// Postgres type OID of every `$n` parameter, in order.
+    pub params: Vec<u32>,
+    /// Result columns; empty when the statement returns no rows.
+    pub columns: Vec<Column>,
+}
+
+/// One statement to run on a node, with its parameters as the client sent them.
+#[derive(Debug, Clone)]
+pub struct Execute {
+    /// Statement text in the Postgres dialect; the backend translates it if it must.
+    pub sql: Arc<str>,
+    /// Parameter type OIDs (0 = let the backend infer).
+    pub param_types: Arc<[u32]>,
+    /// Parameter values in the wire encoding of `param_formats`; `None` is SQL NULL.
+    pub params: Vec<Option<Bytes>>,
+    /// One format per parameter (already expanded from the Bind message's short forms).
+    pub param_formats: Vec<Format>,
+    /// Result formats as in Bind: empty = all text, one = for all columns, else one per column.
+    pub result_formats: Arc<[Format]>,
+}
+
+impl Execute {
+    /// A statement with no parameters and text results, as the simple query protocol sends.
+    pub fn simple(sql: impl Into<Arc<str>>) -> Execute {
+        Execute {
+            sql: sql.into(),
+            param_types: Arc::from(Vec::new()),
+            params: Vec::new(),
+            param_formats: Vec::new(),
+            result_formats: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The format the client asked for column `index`.
+    pub fn result_format(&self, index: usize) -> Format {
+        match self.result_formats.len() {
+            0 => Format::Text,
+            1 => self.result_formats[0],
+            _ => self.result_formats.get(index).copied().unwrap_or_default(),
+        }
+    }
+}
+
+/// A batch of rows for `COPY table (columns) FROM STDIN`, already split into fields.
+#[derive(Debug, Clone)]
+pub struct CopyIn {
+    pub table: String,
+    /// Target columns; empty means every column in table order.
+    pub columns: Vec<String>,
+    /// Each row's fields as text (Postgres text input syntax); `None` is NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// What a node streams back for one [`Execute`].
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// The result columns; sent once, before any rows, by statements that return rows.
+    Columns(Arc<[Column]>),
+    /// A batch of rows, encoded as complete `DataRow` messages.
+    Rows(DataRows),
+    /// The statement finished; `tag` is the Postgres command tag (`INSERT 0 3`, `SELECT 5`).
+    Complete { tag: String },
+}
+
+/// The stream of replies for one statement; ends after `Complete` or an error.
+pub type ReplyStream = mpsc::Receiver<Result<Reply, DbError>>;
+
+/// A connection-like session on one node. Statements of a client transaction run on the
+/// same session, in order.
+#[async_trait]
+pub trait NodeSession: Send {
+    /// Parameter and result types of a statement, without running it.
+    async fn describe(&mut self, sql: &str, param_types: &[u32])
+    -> Result<StatementDescription, DbError>;
+
+    /// Runs one statement; replies stream back as the node produces them.
+    async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError>;
+
+    /// Inserts a batch of `COPY FROM` rows; returns how many rows were written.
+    async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError>;
+}
+
+/// A way to reach one node and open sessions on it.
+#[async_trait]
+pub trait NodeLink: Send + Sync {
+    /// The node's id, for errors and logs.
+    fn node_id(&self) -> &str;
+
+    /// Opens a session. Cheap: nothing is held on the node until a statement runs.
+    async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError>;
+}
