@@ -1,1 +1,222 @@
-//! mycelium-config
+//! Typed configuration for every Mycelium process.
+//!
+//! One TOML file per process, then `MYCELIUM_*` environment overrides, then validation.
+//! An override names a key path with `__` between sections: `MYCELIUM_PROXY__LISTEN=0.0.0.0:6432`
+//! sets `proxy.listen`. Values parse as TOML literals when they can (`MYCELIUM_STORAGE__WORKERS=8`
+//! is an integer) and as strings otherwise. `MYCELIUM_PASSWORD` sets the password of the default
+//! user. Every error names the file and the key.
+
+mod env;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use env::apply_env_overrides;
+
+/// Errors reading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("config file {file}: key `{key}`: {reason}")]
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// Configuration of `mycelium up`: one proxy and its local SQLite node(s) in one process.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpConfig {
+    pub proxy: ProxyConfig,
+    pub storage: StorageConfig,
+    pub users: Vec<UserConfig>,
+}
+
+/// The Postgres-wire front end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address clients connect to.
+    pub listen: SocketAddr,
+    /// Client connections allowed at once; one more is refused with SQLSTATE 53300.
+    pub max_connections: usize,
+    /// Largest protocol message a client may send, in bytes.
+    pub max_message_size: usize,
+    /// Server certificate (PEM). When unset, a self-signed one is generated in the data dir.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Distinct statement texts whose plans are kept.
+    pub plan_cache_size: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6432)),
+            max_connections: 1000,
+            max_message_size: 64 * 1024 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            plan_cache_size: 10_000,
+        }
+    }
+}
+
+/// How a node keeps its SQLite file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite connections (each on its own thread) per node.
+    pub workers: usize,
+    /// How long a writer waits for the SQLite write lock before failing with 40001.
+    pub busy_timeout_ms: u64,
+    /// `full` survives power loss; `normal` survives a process crash only.
+    pub synchronous: Synchronous,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            workers: 4,
+            busy_timeout_ms: 10_000,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+/// A user allowed to connect. Give `scram_verifier` (as `mycelium passwd` prints it) or, for
+/// local development, `password`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub scram_verifier: Option<String>,
+}
+
+/// The user that exists when the config names none.
+pub const DEFAULT_USER: &str = "mycelium";
+/// Its password unless `MYCELIUM_PASSWORD` says otherwise.
+pub const DEFAULT_PASSWORD: &str = "mycelium";
+
+impl UpConfig {
+    /// Reads `file` (or starts from defaults when `None`), applies the process environment and
+    /// validates the result.
+    pub fn load(file: Option<&Path>) -> Result<UpConfig, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        UpConfig::load_with_env(file, &vars)
+    }
+
+    /// As [`UpConfig::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        vars: &[(String, String)],
+    ) -> Result<UpConfig, ConfigError> {
+        let (name, text) = match file {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    file: path.to_owned(),
+                    source,
+                })?,
+            ),
+            None => ("<defaults>".to_owned(), String::new()),
+        };
+        let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            file: name.clone(),
+            message: e.message().to_owned() + &span_hint(&text, e.span()),
+        })?;
+        apply_env_overrides(&mut value, vars);
+        let mut config: UpConfig =
+            UpConfig::deserialize(value).map_err(|e| ConfigError::Parse {
+                file: name.clone(),
+                message: e.to_string().trim().to_owned(),
+            })?;
+        if config.users.is_empty() {
+            config.users.push(UserConfig {
+                name: DEFAULT_USER.to_owned(),
+                password: Some(DEFAULT_PASSWORD.to_owned()),
+                scram_verifier: None,
+            });
+        }
+        if let Some((_, password)) = vars.iter().find(|(k, _)| k == "MYCELIUM_PASSWORD") {
+            for user in config.users.iter_mut().filter(|u| u.name == DEFAULT_USER) {
+                user.password = Some(password.clone());
+                user.scram_verifier = None;
+            }
+        }
+        config.validate(&name)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if self.proxy.max_connections == 0 {
+            return Err(invalid("proxy.max_connections", "must be at least 1"));
+        }
+        if self.proxy.max_message_size < 1024 {
+            return Err(invalid(
+                "proxy.max_message_size",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.proxy.tls_cert.is_some() != self.proxy.tls_key.is_some() {
+            return Err(invalid(
+                "proxy.tls_cert",
+                "tls_cert and tls_key must be given together",
+            ));
+        }
+        if self.storage.workers == 0 {
+            return Err(invalid("storage.workers", "must be at least 1"));
+        }
+        for (i, user) in self.users.iter().enumerate() {
+            if user.name.is_empty() {
+                return Err(invalid(&format!("users[{i}].name"), "must not be empty"));
+            }
+            if user.password.is_none() && user.scram_verifier.is_none() {
+                return Err(invalid(
+                    &format!("users[{i}]"),
+                    "needs `scram_verifier` (see `mycelium passwd`) or `password`",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

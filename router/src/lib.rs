@@ -1,1 +1,32 @@
-//! mycelium-router
+//! The router: SQL text in, a plan out. Pure: no I/O, no clocks, no global state.
+//!
+//! The proxy asks the router what each statement is before it runs it: whether it is
+//! transaction control, a session command the proxy answers itself (SET/SHOW/RESET), a COPY
+//! that needs the copy sub-protocol, or a statement to forward to a node. Plans are cached by
+//! statement text, so each distinct text is looked at once.
+
+mod cache;
+mod classify;
+mod copy;
+mod session;
+mod split;
+
+pub use cache::PlanCache;
+pub use classify::{Plan, TxnControl, classify};
+pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
+pub use session::{SessionCommand, SetValue};
+pub use split::split_statements;
+
+/// Why a statement cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouterError {
+    /// The statement is not valid SQL; the message is the parser's.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// Valid SQL that Mycelium does not run; the message says what and what to do instead.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+use super::*;
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<UpConfig, ConfigError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mycelium.toml");
+    std::fs::write(&path, text).expect("write config");
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    UpConfig::load_with_env(Some(&path), &vars)
+}
+
+#[test]
+fn defaults_give_the_default_user_and_port() {
+    let config = load("", &[]).expect("defaults load");
+    assert_eq!(config.proxy.listen.port(), 6432);
+    assert_eq!(config.proxy.max_connections, 1000);
+    assert_eq!(config.users.len(), 1);
+    assert_eq!(config.users[0].name, "mycelium");
+    assert_eq!(config.users[0].password.as_deref(), Some("mycelium"));
+}
+
+#[test]
+fn env_overrides_keys_and_password() {
+    let config = load(
+        "[proxy]\nmax_connections = 5\n",
+        &[
+            ("MYCELIUM_PROXY__MAX_CONNECTIONS", "7"),
+            ("MYCELIUM_PROXY__LISTEN", "127.0.0.1:7000"),
+            ("MYCELIUM_PASSWORD", "s3cret"),
+        ],
+    )
+    .expect("load");
+    assert_eq!(config.proxy.max_connections, 7);
+    assert_eq!(config.proxy.listen.port(), 7000);
+    assert_eq!(config.users[0].password.as_deref(), Some("s3cret"));
+}
+
+#[test]
+fn unknown_key_names_file_and_key() {
+    let err = load("[proxy]\nlisten_port = 1\n", &[]).expect_err("unknown key");
+    let text = err.to_string();
+    assert!(text.contains("mycelium.toml"), "{text}");
+    assert!(text.contains("listen_port"), "{text}");
+}
+
+#[test]
+fn bad_value_names_the_key() {
+    let err = load("[proxy]\nmax_connections = 0\n", &[]).expect_err("zero");
+    assert!(err.to_string().contains("proxy.max_connections"), "{err}");
+    let err = load("[proxy]\nlisten = \"nowhere\"\n", &[]).expect_err("bad addr");
+    assert!(err.to_string().contains("listen"), "{err}");
+}
+
+#[test]
+fn users_need_a_secret() {
+    let err = load("[[users]]\nname = \"bob\"\n", &[]).expect_err("no secret");
+    assert!(err.to_string().contains("users[0]"), "{err}");
+}
+
+#[test]
+fn missing_file_is_named() {
+    let err =
+        UpConfig::load_with_env(Some(Path::new("/nonexistent/m.toml")), &[]).expect_err("missing");
+    assert!(err.to_string().contains("/nonexistent/m.toml"), "{err}");
+}

@@ -1,0 +1,111 @@
+use crate::RouterError;
+use crate::copy::{CopyPlan, parse_copy};
+use crate::session::{SessionCommand, parse_session_command};
+
+/// What one statement is, as far as the proxy must know before running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Only whitespace or comments.
+    Empty,
+    /// Transaction control; the proxy tracks the transaction state from these.
+    Txn(TxnControl),
+    /// A session command the proxy answers itself.
+    Session(SessionCommand),
+    /// COPY to or from the client.
+    Copy(CopyPlan),
+    /// A statement to run on a node. `ddl` statements change the schema, so cached
+    /// statement descriptions must be forgotten after them.
+    Forward { ddl: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnControl {
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint,
+    Release,
+    RollbackTo,
+}
+
+/// Classifies one statement (the simple-query string already split by
+/// [`crate::split_statements`]).
+pub fn classify(sql: &str) -> Result<Plan, RouterError> {
+    let words = leading_words(sql, 3);
+    let first = words.first().map(String::as_str).unwrap_or("");
+    let second = words.get(1).map(String::as_str).unwrap_or("");
+    let plan = match first {
+        "" => Plan::Empty,
+        "begin" => Plan::Txn(TxnControl::Begin),
+        "start" if second == "transaction" => Plan::Txn(TxnControl::Begin),
+        "commit" | "end" if second == "prepared" => return Err(two_phase_unsupported()),
+        "commit" | "end" => Plan::Txn(TxnControl::Commit),
+        "rollback" | "abort" if second == "prepared" => return Err(two_phase_unsupported()),
+        "rollback" | "abort" if second == "to" => Plan::Txn(TxnControl::RollbackTo),
+        "rollback" | "abort" => Plan::Txn(TxnControl::Rollback),
+        "savepoint" => Plan::Txn(TxnControl::Savepoint),
+        "release" => Plan::Txn(TxnControl::Release),
+        "prepare" if second == "transaction" => return Err(two_phase_unsupported()),
+        "prepare" | "execute" => {
+            return Err(RouterError::Unsupported(
+                "SQL-level PREPARE/EXECUTE is not supported; use the extended query protocol \
+                 (your driver's prepared statements) instead"
+                    .to_owned(),
+            ));
+        }
+        "listen" | "unlisten" | "notify" => {
+            return Err(RouterError::Unsupported(format!(
+                "{} is not supported: Mycelium has no notification channels",
+                first.to_uppercase()
+            )));
+        }
+        "set" | "show" | "reset" | "discard" | "deallocate" => {
+            Plan::Session(parse_session_command(sql)?)
+        }
+        "copy" => Plan::Copy(parse_copy(sql)?),
+        "create" | "drop" | "alter" | "truncate" | "comment" => Plan::Forward { ddl: true },
+        _ => Plan::Forward { ddl: false },
+    };
+    Ok(plan)
+}
+
+fn two_phase_unsupported() -> RouterError {
+    RouterError::Unsupported(
+        "client-driven two-phase commit (PREPARE TRANSACTION / COMMIT PREPARED) is not \
+         supported; Mycelium runs two-phase commit across its nodes itself"
+            .to_owned(),
+    )
+}
+
+/// The first `n` words of a statement, lower-cased, skipping whitespace and comments.
+pub(crate) fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let bytes = sql.as_bytes();
+    let mut words = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < bytes.len() && words.len() < n {
+        let b = bytes[i];
+        if b.is_ascii_whitespace() || b == b'(' {
+            i += 1;
+        } else if bytes[i..].starts_with(b"--") {
+            i = bytes[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(bytes.len(), |p| i + p + 1);
+        } else if bytes[i..].starts_with(b"/*") {
+            i = bytes[i..]
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(bytes.len(), |p| i + p + 2);
+        } else if b.is_ascii_alphabetic() || b == b'_' {
+            let end = bytes[i..]
+                .iter()
+                .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                .map_or(bytes.len(), |p| i + p);
+            words.push(sql[i..end].to_ascii_lowercase());
+            i = end;
+        } else {
+            break;
+        }
+    }
+    words
+}

@@ -1,0 +1,216 @@
+use crate::RouterError;
+
+/// A session command the proxy answers without a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCommand {
+    /// `SET [SESSION | LOCAL] name {TO | =} value`, `SET TIME ZONE v`, `SET NAMES v`.
+    Set { name: String, value: SetValue },
+    /// `SHOW name`; `name` is `all` for `SHOW ALL`.
+    Show { name: String },
+    /// `RESET name`; `None` for `RESET ALL`.
+    Reset { name: Option<String> },
+    /// `SET TRANSACTION ...` and `SET SESSION CHARACTERISTICS ...`: accepted, and nothing
+    /// to do, since every node transaction is serializable.
+    Ignored,
+    /// `DISCARD ALL`: reset parameters, drop prepared statements.
+    DiscardAll,
+    /// `DEALLOCATE [PREPARE] name`; `None` for `DEALLOCATE ALL`.
+    Deallocate { name: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetValue {
+    Default,
+    Value(String),
+}
+
+pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterError> {
+    let tokens = tokenize(sql)?;
+    let words: Vec<String> = tokens
+        .iter()
+        .map(|t| match t {
+            Token::Word(w) => w.to_ascii_lowercase(),
+            _ => String::new(),
+        })
+        .collect();
+    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    let syntax = || RouterError::Syntax(format!("cannot parse session command: {sql}"));
+    match word(0) {
+        "show" => {
+            let name = name_from(&tokens[1..]).ok_or_else(syntax)?;
+            Ok(SessionCommand::Show { name })
+        }
+        "reset" => match word(1) {
+            "all" => Ok(SessionCommand::Reset { name: None }),
+            _ => Ok(SessionCommand::Reset {
+                name: Some(name_from(&tokens[1..]).ok_or_else(syntax)?),
+            }),
+        },
+        "discard" => match word(1) {
+            "all" | "plans" | "sequences" | "temp" | "temporary" => Ok(SessionCommand::DiscardAll),
+            _ => Err(syntax()),
+        },
+        "deallocate" => {
+            let at = if word(1) == "prepare" { 2 } else { 1 };
+            match tokens.get(at) {
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("all") => {
+                    Ok(SessionCommand::Deallocate { name: None })
+                }
+                Some(Token::Word(w)) | Some(Token::Quoted(w)) => Ok(SessionCommand::Deallocate {
+                    name: Some(w.clone()),
+                }),
+                _ => Err(syntax()),
+            }
+        }
+        "set" => {
+            let mut at = 1;
+            if matches!(word(at), "session" | "local") {
+                if word(at) == "session" && word(at + 1) == "characteristics" {
+                    return Ok(SessionCommand::Ignored);
+                }
+                at += 1;
+            }
+            match word(at) {
+                "transaction" => return Ok(SessionCommand::Ignored),
+                "time" if word(at + 1) == "zone" => {
+                    return Ok(SessionCommand::Set {
+                        name: "timezone".to_owned(),
+                        value: value_from(&tokens[at + 2..]).ok_or_else(syntax)?,
+                    });
+                }
+                "names" => {
+                    return Ok(SessionCommand::Set {
+                        name: "client_encoding".to_owned(),
+                        value: value_from(&tokens[at + 1..]).ok_or_else(syntax)?,
+                    });
+                }
+                _ => {}
+            }
+            let name_end = tokens[at..]
+                .iter()
+                .position(|t| {
+                    matches!(t, Token::Equals)
+                        || matches!(t, Token::Word(w) if w.eq_ignore_ascii_case("to"))
+                })
+                .map(|p| at + p)
+                .ok_or_else(syntax)?;
+            let name = name_from(&tokens[at..name_end]).ok_or_else(syntax)?;
+            let value = value_from(&tokens[name_end + 1..]).ok_or_else(syntax)?;
+            Ok(SessionCommand::Set { name, value })
+        }
+        _ => Err(syntax()),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Word(String),
+    Quoted(String),
+    Number(String),
+    Equals,
+    Comma,
+    Dot,
+}
+
+fn tokenize(sql: &str) -> Result<Vec<Token>, RouterError> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '=' {
+            tokens.push(Token::Equals);
+            i += 1;
+        } else if c == ',' {
+            tokens.push(Token::Comma);
+            i += 1;
+        } else if c == '.' {
+            tokens.push(Token::Dot);
+            i += 1;
+        } else if c == '\'' || c == '"' {
+            let mut text = String::new();
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => {
+                        return Err(RouterError::Syntax(format!(
+                            "unterminated quoted string in: {sql}"
+                        )));
+                    }
+                    Some(&q) if q == c && chars.get(i + 1) == Some(&c) => {
+                        text.push(c);
+                        i += 2;
+                    }
+                    Some(&q) if q == c => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&other) => {
+                        text.push(other);
+                        i += 1;
+                    }
+                }
+            }
+            tokens.push(if c == '"' {
+                Token::Word(text)
+            } else {
+                Token::Quoted(text)
+            });
+        } else if c.is_ascii_digit() || c == '-' || c == '+' {
+            let start = i;
+            i += 1;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+            tokens.push(Token::Number(chars[start..i].iter().collect()));
+        } else if c.is_alphanumeric() || c == '_' || c == '$' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
+                i += 1;
+            }
+            tokens.push(Token::Word(chars[start..i].iter().collect()));
+        } else if c == ';' {
+            i += 1;
+        } else {
+            return Err(RouterError::Syntax(format!(
+                "syntax error at or near \"{c}\" in: {sql}"
+            )));
+        }
+    }
+    Ok(tokens)
+}
+
+/// A parameter name: a word, or dotted words (`mycelium.setting`), lower-cased.
+fn name_from(tokens: &[Token]) -> Option<String> {
+    let mut name = String::new();
+    for token in tokens {
+        match token {
+            Token::Word(w) => name.push_str(&w.to_ascii_lowercase()),
+            Token::Dot => name.push('.'),
+            _ => return None,
+        }
+    }
+    (!name.is_empty()).then_some(name)
+}
+
+/// A value list; several values (as for search_path) are joined with ", ".
+fn value_from(tokens: &[Token]) -> Option<SetValue> {
+    if let [Token::Word(w)] = tokens
+        && w.eq_ignore_ascii_case("default")
+    {
+        return Some(SetValue::Default);
+    }
+    let mut parts = Vec::new();
+    for token in tokens {
+        match token {
+            Token::Word(w) | Token::Quoted(w) | Token::Number(w) => parts.push(w.clone()),
+            Token::Comma => {}
+            Token::Equals | Token::Dot => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| SetValue::Value(parts.join(", ")))
+}
