@@ -8,12 +8,18 @@
 mod cache;
 mod classify;
 mod copy;
+mod hash;
+mod placement;
+mod policy;
 mod session;
 mod split;
 
 pub use cache::PlanCache;
 pub use classify::{Plan, TxnControl, classify};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
+pub use hash::{KeyValue, key_hash, stable_hash};
+pub use placement::{NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place};
+pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
 pub use session::{SessionCommand, SetValue};
 pub use split::split_statements;
 
@@ -28,5 +34,7 @@ pub enum RouterError {
     Unsupported(String),
 }
 
+#[cfg(test)]
+mod placement_tests;
 #[cfg(test)]
 mod tests;

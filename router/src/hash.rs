@@ -1,0 +1,96 @@
+//! The shard hash: fixed forever. Data written today must be found by every future version, so
+//! this is a documented function of the key's canonical bytes, never `std::hash`.
+//!
+//! Canonical bytes of one key value:
+//! - an integer (any width; also text that is a decimal integer, e.g. `'42'`): tag `0x01` then
+//!   the value as 8 bytes, big-endian two's complement;
+//! - a UUID (text in any case, with or without braces/hyphens, or 16 binary bytes): tag `0x02`
+//!   then its 16 bytes;
+//! - anything else: tag `0x03`, the UTF-8 length as 4 bytes big-endian, then the bytes.
+//!
+//! Several key columns concatenate their canonical bytes in key order. The hash is 64-bit
+//! FNV-1a over those bytes followed by the SplitMix64 finalizer (FNV alone mixes the high bits
+//! poorly), and the shard is `hash % shards`.
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// One value of a shard key, as the router sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValue {
+    Int(i64),
+    Uuid([u8; 16]),
+    Text(String),
+}
+
+impl KeyValue {
+    /// Interprets text the way the canonical rules above say.
+    pub fn from_text(text: &str) -> KeyValue {
+        if let Ok(i) = text.trim().parse::<i64>() {
+            return KeyValue::Int(i);
+        }
+        if let Some(uuid) = parse_uuid(text) {
+            return KeyValue::Uuid(uuid);
+        }
+        KeyValue::Text(text.to_owned())
+    }
+
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        match self {
+            KeyValue::Int(i) => {
+                out.push(0x01);
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+            KeyValue::Uuid(bytes) => {
+                out.push(0x02);
+                out.extend_from_slice(bytes);
+            }
+            KeyValue::Text(text) => {
+                out.push(0x03);
+                out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+}
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let trimmed = text.trim().trim_start_matches('{').trim_end_matches('}');
+    let hex: String = trimmed.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    if trimmed.contains('-') && trimmed.len() != 36 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(bytes)
+}
+
+/// FNV-1a 64 then SplitMix64's finalizer.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut hash = FNV_OFFSET;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    splitmix64(hash)
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The hash of a (possibly multi-column) key.
+pub fn key_hash(values: &[KeyValue]) -> u64 {
+    let mut bytes = Vec::with_capacity(16 * values.len());
+    for value in values {
+        value.write_canonical(&mut bytes);
+    }
+    stable_hash(&bytes)
+}

@@ -1,0 +1,151 @@
+//! Placement: which nodes hold each shard, as a pure function of the policy and the node list.
+//!
+//! Rendezvous (highest-random-weight) hashing: every eligible node gets a score per shard,
+//! `stable_hash(table ‖ 0x00 ‖ shard as u32 BE ‖ node id)`, and the shard lives on the
+//! best-scoring nodes. Every proxy computes the same map with no coordination, and when a node
+//! joins or leaves only the shards whose top-scoring set changes move.
+//!
+//! Copies per shard = max(ceil(replication_factor × eligible nodes), min_validator_copies).
+//! Eligible nodes are the validators for `validator_only` tables, all nodes otherwise. The
+//! `min_validator_copies` best-scoring validators are always chosen; the remaining copies are
+//! the best-scoring other eligible nodes. The best-scoring chosen node is the primary.
+
+use crate::hash::stable_hash;
+use crate::policy::{NodeType, PolicyError, ReplicaRole, TablePolicy};
+
+/// A cluster member that can hold data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub node_type: NodeType,
+}
+
+/// One copy of a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub node: String,
+    pub role: ReplicaRole,
+}
+
+/// Where one shard lives; the primary comes first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardPlacement {
+    pub shard: u32,
+    pub replicas: Vec<Replica>,
+}
+
+impl ShardPlacement {
+    pub fn primary(&self) -> &str {
+        &self.replicas[0].node
+    }
+
+    pub fn holds(&self, node: &str) -> bool {
+        self.replicas.iter().any(|r| r.node == node)
+    }
+}
+
+/// The placement of every shard of one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TablePlacement {
+    pub policy: TablePolicy,
+    pub shards: Vec<ShardPlacement>,
+}
+
+/// How many copies each shard of `policy` gets on `nodes`, checked against what exists.
+pub fn copies(policy: &TablePolicy, nodes: &[NodeInfo]) -> Result<usize, PolicyError> {
+    let fail = |reason: String| PolicyError {
+        table: policy.table.clone(),
+        reason,
+    };
+    let validators = nodes
+        .iter()
+        .filter(|n| n.node_type == NodeType::Validator)
+        .count();
+    let eligible = if policy.validator_only {
+        validators
+    } else {
+        nodes.len()
+    };
+    if eligible == 0 {
+        return Err(fail(if policy.validator_only {
+            "validator_only, but the cluster has no validator nodes".to_owned()
+        } else {
+            "the cluster has no nodes".to_owned()
+        }));
+    }
+    if policy.min_validator_copies > validators {
+        return Err(fail(format!(
+            "min_validator_copies is {} but the cluster has {validators} validator nodes",
+            policy.min_validator_copies
+        )));
+    }
+    let by_factor = (policy.replication_factor * eligible as f64).ceil() as usize;
+    Ok(by_factor
+        .max(policy.min_validator_copies)
+        .clamp(1, eligible))
+}
+
+/// Places every shard of the table.
+pub fn place(policy: &TablePolicy, nodes: &[NodeInfo]) -> Result<TablePlacement, PolicyError> {
+    policy.validate()?;
+    let copies = copies(policy, nodes)?;
+    let shards = (0..policy.shards)
+        .map(|shard| place_shard(policy, nodes, shard, copies))
+        .collect();
+    Ok(TablePlacement {
+        policy: policy.clone(),
+        shards,
+    })
+}
+
+fn score(table: &str, shard: u32, node: &str) -> u64 {
+    let mut bytes = Vec::with_capacity(table.len() + node.len() + 5);
+    bytes.extend_from_slice(table.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&shard.to_be_bytes());
+    bytes.extend_from_slice(node.as_bytes());
+    stable_hash(&bytes)
+}
+
+fn place_shard(
+    policy: &TablePolicy,
+    nodes: &[NodeInfo],
+    shard: u32,
+    copies: usize,
+) -> ShardPlacement {
+    let mut ranked: Vec<(u64, &NodeInfo)> = nodes
+        .iter()
+        .filter(|n| !policy.validator_only || n.node_type == NodeType::Validator)
+        .map(|n| (score(&policy.table, shard, &n.id), n))
+        .collect();
+    // Highest score first; the id breaks (astronomically unlikely) ties deterministically.
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let mut chosen: Vec<(u64, &NodeInfo)> = ranked
+        .iter()
+        .filter(|(_, n)| n.node_type == NodeType::Validator)
+        .take(policy.min_validator_copies)
+        .copied()
+        .collect();
+    for candidate in &ranked {
+        if chosen.len() >= copies {
+            break;
+        }
+        if !chosen.iter().any(|(_, n)| n.id == candidate.1.id) {
+            chosen.push(*candidate);
+        }
+    }
+    chosen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let replicas = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, (_, node))| Replica {
+            node: node.id.clone(),
+            role: if i == 0 {
+                ReplicaRole::Primary
+            } else {
+                ReplicaRole::Secondary
+            },
+        })
+        .collect();
+    ShardPlacement { shard, replicas }
+}
