@@ -7,6 +7,7 @@
 
 mod error;
 mod rows;
+pub mod types;
 
 pub use error::DbError;
 pub use rows::{DataRows, DataRowsBuilder, RowsIter};
@@ -132,14 +133,21 @@ pub type ReplyStream = mpsc::Receiver<Result<Reply, DbError>>;
 #[async_trait]
 pub trait NodeSession: Send {
     /// Parameter and result types of a statement, without running it.
-    async fn describe(&mut self, sql: &str, param_types: &[u32])
-    -> Result<StatementDescription, DbError>;
+    async fn describe(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+    ) -> Result<StatementDescription, DbError>;
 
     /// Runs one statement; replies stream back as the node produces them.
     async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError>;
 
     /// Inserts a batch of `COPY FROM` rows; returns how many rows were written.
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError>;
+
+    /// Whether a transaction is open on this session after the last statement finished.
+    /// A link that pools the session must keep it pinned while this is true.
+    fn in_transaction(&self) -> bool;
 }
 
 /// A way to reach one node and open sessions on it.

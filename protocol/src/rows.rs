@@ -46,9 +46,7 @@ impl DataRows {
 
     /// Iterates the rows, each as its field values (`None` = NULL).
     pub fn iter(&self) -> RowsIter<'_> {
-        RowsIter {
-            rest: &self.bytes,
-        }
+        RowsIter { rest: &self.bytes }
     }
 }
 

@@ -11,6 +11,7 @@ mod copy;
 mod hash;
 mod placement;
 mod policy;
+mod route;
 mod session;
 mod split;
 
@@ -20,6 +21,7 @@ pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 pub use hash::{KeyValue, key_hash, stable_hash};
 pub use placement::{NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place};
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
+pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, table_name};
 pub use session::{SessionCommand, SetValue};
 pub use split::split_statements;
 
@@ -36,5 +38,7 @@ pub enum RouterError {
 
 #[cfg(test)]
 mod placement_tests;
+#[cfg(test)]
+mod route_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,544 @@
+//! Routing: which shards a statement touches, from its shard-key predicates.
+//!
+//! Equality and `IN` on the shard key, as literals or `$n` parameters, pick shards; anything
+//! else touches every shard. A statement the router cannot route correctly is refused with a
+//! message saying why and how to rewrite it, never answered from the wrong shards.
+
+use sqlparser::ast::{
+    AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, InTarget, ObjectName, ObjectNamePart,
+    Query, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, UnaryOperator, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::RouterError;
+use crate::hash::KeyValue;
+use crate::policy::TablePolicy;
+
+/// Where table policies come from (the proxy's current view of the cluster).
+pub trait PolicySource {
+    /// The policy of `table` (lower-case, unqualified); a table nobody configured gets the
+    /// default policy (a reference table), and a table that does not exist is the node's to
+    /// report.
+    fn policy(&self, table: &str) -> TablePolicy;
+}
+
+/// One value of a shard key in a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyExpr {
+    Value(KeyValue),
+    /// `$n`, 1-based; resolved from the Bind message.
+    Param(usize),
+}
+
+/// Which shards of a table a statement needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardChoice {
+    /// Every shard.
+    All,
+    /// The shards of these keys (each a value per shard-key column).
+    Keys(Vec<Vec<KeyExpr>>),
+}
+
+/// Where a statement goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Touches no table (`SELECT 1`, `SELECT now()`): any node answers.
+    AnyNode,
+    /// Reads `table`'s shards (with colocated or reference tables joined in).
+    Read { table: String, shards: ShardChoice },
+    /// Writes `table`'s shards.
+    Write { table: String, shards: ShardChoice },
+    /// Changes the schema of `table`.
+    Ddl { table: String },
+}
+
+/// Routes one statement.
+pub fn route(sql: &str, policies: &dyn PolicySource) -> Result<Route, RouterError> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| RouterError::Syntax(e.to_string()))?;
+    if statements.len() != 1 {
+        return Err(RouterError::Syntax(
+            "expected exactly one statement".to_owned(),
+        ));
+    }
+    let statement = statements.remove(0);
+    route_statement(&statement, policies)
+}
+
+fn route_statement(
+    statement: &Statement,
+    policies: &dyn PolicySource,
+) -> Result<Route, RouterError> {
+    match statement {
+        Statement::Query(query) => route_query(query, policies),
+        Statement::Insert(insert) => {
+            let TableObject::TableName(name) = &insert.table else {
+                return Err(unsupported("INSERT into a table function"));
+            };
+            let table = table_name(name);
+            let policy = policy_of(policies, &table)?;
+            if policy.is_reference() {
+                return Ok(Route::Write {
+                    table,
+                    shards: ShardChoice::All,
+                });
+            }
+            let columns: Vec<String> = insert.columns.iter().map(|c| last_part(c)).collect();
+            let source = insert
+                .source
+                .as_deref()
+                .ok_or_else(|| unsupported("INSERT without VALUES"))?;
+            let SetExpr::Values(values) = source.body.as_ref() else {
+                return Err(RouterError::Unsupported(format!(
+                    "INSERT ... SELECT into the sharded table {table} is not supported: \
+                     insert the rows with VALUES so each row can go to its shard"
+                )));
+            };
+            if columns.is_empty() {
+                return Err(RouterError::Unsupported(format!(
+                    "INSERT into the sharded table {table} must name its columns, so the shard \
+                     key ({}) can be found",
+                    policy.shard_keys.join(", ")
+                )));
+            }
+            let positions = policy
+                .shard_keys
+                .iter()
+                .map(|key| {
+                    columns.iter().position(|c| c == key).ok_or_else(|| {
+                        RouterError::Unsupported(format!(
+                            "INSERT into {table} must give the shard key column {key}"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut keys = Vec::with_capacity(values.rows.len());
+            for row in &values.rows {
+                let key = positions
+                    .iter()
+                    .map(|&p| row.get(p).and_then(key_expr))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        RouterError::Unsupported(format!(
+                            "the shard key of a row inserted into {table} must be a constant or a \
+                             parameter"
+                        ))
+                    })?;
+                keys.push(key);
+            }
+            Ok(Route::Write {
+                table,
+                shards: ShardChoice::Keys(keys),
+            })
+        }
+        Statement::Update(update) => {
+            let table = single_table(&update.table)?;
+            let policy = policy_of(policies, &table)?;
+            for assignment in &update.assignments {
+                let target = match &assignment.target {
+                    AssignmentTarget::ColumnName(name) => last_part(name),
+                    AssignmentTarget::Tuple(_) => {
+                        return Err(unsupported("UPDATE of a column tuple"));
+                    }
+                };
+                if policy.shard_keys.contains(&target) {
+                    return Err(RouterError::Unsupported(format!(
+                        "UPDATE of the shard key {target} of {table} would move the row to \
+                         another shard; delete and insert it instead"
+                    )));
+                }
+            }
+            if update.from.is_some() {
+                return Err(unsupported("UPDATE ... FROM on a sharded cluster"));
+            }
+            Ok(Route::Write {
+                shards: choose(&policy, update.selection.as_ref(), &[table.as_str()]),
+                table,
+            })
+        }
+        Statement::Delete(delete) => {
+            let tables = match &delete.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            let [from] = tables.as_slice() else {
+                return Err(unsupported("DELETE from several tables"));
+            };
+            let table = single_table(from)?;
+            if delete.using.is_some() {
+                return Err(unsupported("DELETE ... USING on a sharded cluster"));
+            }
+            let policy = policy_of(policies, &table)?;
+            Ok(Route::Write {
+                shards: choose(&policy, delete.selection.as_ref(), &[table.as_str()]),
+                table,
+            })
+        }
+        Statement::CreateTable(create) => Ok(Route::Ddl {
+            table: table_name(&create.name),
+        }),
+        Statement::CreateIndex(index) => Ok(Route::Ddl {
+            table: table_name(&index.table_name),
+        }),
+        Statement::AlterTable(alter) => Ok(Route::Ddl {
+            table: table_name(&alter.name),
+        }),
+        Statement::Drop { names, .. } => match names.as_slice() {
+            [name] => Ok(Route::Ddl {
+                table: table_name(name),
+            }),
+            _ => Err(unsupported(
+                "DROP of several objects in one statement; drop them one by one",
+            )),
+        },
+        Statement::Truncate(truncate) => match truncate.table_names.as_slice() {
+            [target] => Ok(Route::Write {
+                table: table_name(&target.name),
+                shards: ShardChoice::All,
+            }),
+            _ => Err(unsupported(
+                "TRUNCATE of several tables; truncate them one by one",
+            )),
+        },
+        _ => Ok(Route::AnyNode),
+    }
+}
+
+fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, RouterError> {
+    if query.with.is_some() {
+        // A CTE over a sharded table cannot be split; over no table it runs anywhere.
+        return if references_tables(query) {
+            Err(unsupported("WITH queries over tables on a sharded cluster"))
+        } else {
+            Ok(Route::AnyNode)
+        };
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return if references_tables(query) {
+            Err(unsupported(
+                "UNION/INTERSECT/EXCEPT over tables on a sharded cluster",
+            ))
+        } else {
+            Ok(Route::AnyNode)
+        };
+    };
+    let mut tables = Vec::new();
+    for from in &select.from {
+        collect_tables(from, &mut tables)?;
+    }
+    if tables.is_empty() {
+        return Ok(Route::AnyNode);
+    }
+    let mut sharded: Vec<(String, String, TablePolicy)> = Vec::new();
+    let mut reference: Option<String> = None;
+    for (name, alias) in tables {
+        let policy = policy_of(policies, &name)?;
+        if policy.is_reference() {
+            reference.get_or_insert(name);
+        } else {
+            sharded.push((name, alias, policy));
+        }
+    }
+    let Some((table, alias, policy)) = sharded.first().cloned() else {
+        let table = reference.unwrap_or_default();
+        return Ok(Route::Read {
+            table,
+            shards: ShardChoice::All,
+        });
+    };
+    for (other, other_alias, other_policy) in &sharded[1..] {
+        if !colocated(&policy, other_policy) {
+            return Err(RouterError::Unsupported(format!(
+                "join of {table} and {other}: they are not sharded alike (same shard key count, \
+                 shard count and ranges), so the join cannot run shard by shard"
+            )));
+        }
+        if !joined_on_keys(
+            select,
+            &policy,
+            &[&table, &alias],
+            other_policy,
+            &[other, other_alias],
+        ) {
+            return Err(RouterError::Unsupported(format!(
+                "join of {table} and {other} must be on their shard keys ({} = {}), so each \
+                 shard can join its own rows",
+                policy.shard_keys.join(", "),
+                other_policy.shard_keys.join(", ")
+            )));
+        }
+    }
+    Ok(Route::Read {
+        shards: choose(
+            &policy,
+            select.selection.as_ref(),
+            &[table.as_str(), alias.as_str()],
+        ),
+        table,
+    })
+}
+
+fn colocated(a: &TablePolicy, b: &TablePolicy) -> bool {
+    a.shard_keys.len() == b.shard_keys.len()
+        && a.shards == b.shards
+        && a.range_sharding == b.range_sharding
+        && a.ranges == b.ranges
+}
+
+/// Whether the join conditions equate every shard key of the two tables, position by position.
+fn joined_on_keys(
+    select: &sqlparser::ast::Select,
+    left: &TablePolicy,
+    left_names: &[&str],
+    right: &TablePolicy,
+    right_names: &[&str],
+) -> bool {
+    let mut conditions = Vec::new();
+    for from in &select.from {
+        for join in &from.joins {
+            if let Some(expr) = join_condition(&join.join_operator) {
+                conjuncts(expr, &mut conditions);
+            }
+        }
+    }
+    if let Some(selection) = &select.selection {
+        conjuncts(selection, &mut conditions);
+    }
+    left.shard_keys
+        .iter()
+        .zip(&right.shard_keys)
+        .all(|(lk, rk)| {
+            conditions.iter().any(|c| match c {
+                Expr::BinaryOp {
+                    left: a,
+                    op: BinaryOperator::Eq,
+                    right: b,
+                } => {
+                    (is_column(a, lk, left_names) && is_column(b, rk, right_names))
+                        || (is_column(b, lk, left_names) && is_column(a, rk, right_names))
+                }
+                _ => false,
+            })
+        })
+}
+
+fn join_condition(operator: &sqlparser::ast::JoinOperator) -> Option<&Expr> {
+    use sqlparser::ast::{JoinConstraint, JoinOperator};
+    let constraint = match operator {
+        JoinOperator::Join(c)
+        | JoinOperator::Inner(c)
+        | JoinOperator::Left(c)
+        | JoinOperator::LeftOuter(c)
+        | JoinOperator::Right(c)
+        | JoinOperator::RightOuter(c)
+        | JoinOperator::FullOuter(c) => c,
+        _ => return None,
+    };
+    match constraint {
+        JoinConstraint::On(expr) => Some(expr),
+        _ => None,
+    }
+}
+
+/// The shards a WHERE clause pins, or all of them.
+fn choose(policy: &TablePolicy, selection: Option<&Expr>, names: &[&str]) -> ShardChoice {
+    if policy.is_reference() {
+        return ShardChoice::All;
+    }
+    let Some(selection) = selection else {
+        return ShardChoice::All;
+    };
+    let mut conditions = Vec::new();
+    conjuncts(selection, &mut conditions);
+    // For each key column, the values the conditions allow (one for =, several for IN).
+    let mut per_key: Vec<Vec<KeyExpr>> = Vec::with_capacity(policy.shard_keys.len());
+    for key in &policy.shard_keys {
+        let allowed = conditions.iter().find_map(|c| key_values(c, key, names));
+        match allowed {
+            Some(values) => per_key.push(values),
+            None => return ShardChoice::All,
+        }
+    }
+    // The cross product of the allowed values: every key the statement can touch.
+    let mut keys: Vec<Vec<KeyExpr>> = vec![Vec::new()];
+    for values in per_key {
+        keys = keys
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut key = prefix.clone();
+                    key.push(v.clone());
+                    key
+                })
+            })
+            .collect();
+        if keys.len() > 4096 {
+            return ShardChoice::All;
+        }
+    }
+    ShardChoice::Keys(keys)
+}
+
+fn key_values(condition: &Expr, key: &str, names: &[&str]) -> Option<Vec<KeyExpr>> {
+    match condition {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => {
+            if is_column(left, key, names) {
+                key_expr(right).map(|v| vec![v])
+            } else if is_column(right, key, names) {
+                key_expr(left).map(|v| vec![v])
+            } else {
+                None
+            }
+        }
+        Expr::In {
+            expr,
+            target: InTarget::List(list),
+            negated: false,
+            ..
+        } if is_column(expr, key, names) => list.iter().map(key_expr).collect(),
+        Expr::Nested(inner) => key_values(inner, key, names),
+        _ => None,
+    }
+}
+
+/// A constant or parameter usable as a key value.
+fn key_expr(expr: &Expr) -> Option<KeyExpr> {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            Value::Number(n, _) => n
+                .parse::<i64>()
+                .ok()
+                .map(|i| KeyExpr::Value(KeyValue::Int(i))),
+            Value::SingleQuotedString(s) => Some(KeyExpr::Value(KeyValue::from_text(s))),
+            Value::Placeholder(p) => p.strip_prefix('$')?.parse().ok().map(KeyExpr::Param),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match key_expr(expr)? {
+            KeyExpr::Value(KeyValue::Int(i)) => {
+                Some(KeyExpr::Value(KeyValue::Int(i.checked_neg()?)))
+            }
+            _ => None,
+        },
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => key_expr(expr),
+        _ => None,
+    }
+}
+
+fn is_column(expr: &Expr, column: &str, names: &[&str]) -> bool {
+    match expr {
+        Expr::Identifier(ident) => ident_is(ident, column),
+        Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+            [qualifier, name] => {
+                ident_is(name, column)
+                    && names
+                        .iter()
+                        .any(|n| !n.is_empty() && ident_is(qualifier, n))
+            }
+            _ => false,
+        },
+        Expr::Nested(inner) => is_column(inner, column, names),
+        _ => false,
+    }
+}
+
+fn ident_is(ident: &Ident, name: &str) -> bool {
+    if ident.quote_style.is_some() {
+        ident.value == name
+    } else {
+        ident.value.eq_ignore_ascii_case(name)
+    }
+}
+
+fn conjuncts<'a>(expr: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// Every (table, alias) of a FROM item; derived tables and table functions are refused.
+fn collect_tables(
+    from: &TableWithJoins,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), RouterError> {
+    table_factor(&from.relation, out)?;
+    for join in &from.joins {
+        table_factor(&join.relation, out)?;
+    }
+    Ok(())
+}
+
+fn table_factor(factor: &TableFactor, out: &mut Vec<(String, String)>) -> Result<(), RouterError> {
+    match factor {
+        TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } => {
+            let table = table_name(name);
+            let alias = alias
+                .as_ref()
+                .map(|a| a.name.value.clone())
+                .unwrap_or_else(|| table.clone());
+            out.push((table, alias));
+            Ok(())
+        }
+        _ => Err(unsupported(
+            "subqueries and table functions in FROM on a sharded cluster",
+        )),
+    }
+}
+
+fn single_table(from: &TableWithJoins) -> Result<String, RouterError> {
+    if !from.joins.is_empty() {
+        return Err(unsupported("joins in UPDATE/DELETE on a sharded cluster"));
+    }
+    let mut tables = Vec::new();
+    table_factor(&from.relation, &mut tables)?;
+    Ok(tables.remove(0).0)
+}
+
+fn references_tables(query: &Query) -> bool {
+    let text = query.to_string().to_ascii_lowercase();
+    text.contains(" from ")
+}
+
+/// The unqualified table name, lower-cased unless it was quoted.
+pub fn table_name(name: &ObjectName) -> String {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(ident)) if ident.quote_style.is_some() => {
+            ident.value.clone()
+        }
+        Some(ObjectNamePart::Identifier(ident)) => ident.value.to_ascii_lowercase(),
+        Some(other) => other.to_string().to_ascii_lowercase(),
+        None => String::new(),
+    }
+}
+
+fn last_part(name: &ObjectName) -> String {
+    table_name(name)
+}
+
+fn policy_of(policies: &dyn PolicySource, table: &str) -> Result<TablePolicy, RouterError> {
+    Ok(policies.policy(table))
+}
+
+fn unsupported(what: &str) -> RouterError {
+    RouterError::Unsupported(format!("{what} is not supported"))
+}
