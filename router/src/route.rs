@@ -84,7 +84,7 @@ fn route_statement(
                     shards: ShardChoice::All,
                 });
             }
-            let columns: Vec<String> = insert.columns.iter().map(|c| last_part(c)).collect();
+            let columns: Vec<String> = insert.columns.iter().map(last_part).collect();
             let source = insert
                 .source
                 .as_deref()
