@@ -249,6 +249,31 @@ impl Connection {
         result
     }
 
+    /// Queues one application frame without flushing, so several frames of one answer go out
+    /// in one write; [`Connection::flush`] sends them.
+    pub async fn feed(&mut self, kind: u8, payload: Bytes) -> Result<(), NetworkError> {
+        if kind < FIRST_APP_KIND {
+            return Err(NetworkError::ReservedKind(kind));
+        }
+        self.state = State::Busy;
+        let result = self.framed.feed(Frame { kind, payload }).await;
+        self.state = if result.is_ok() {
+            State::Idle
+        } else {
+            State::Broken
+        };
+        result
+    }
+
+    /// Writes out every queued frame.
+    pub async fn flush(&mut self) -> Result<(), NetworkError> {
+        let result = SinkExt::<Frame>::flush(&mut self.framed).await;
+        if result.is_err() {
+            self.state = State::Broken;
+        }
+        result
+    }
+
     /// Receives the next application frame; `Ok(None)` when the peer closed the connection
     /// cleanly between frames.
     pub async fn recv(&mut self) -> Result<Option<Frame>, NetworkError> {

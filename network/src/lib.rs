@@ -72,6 +72,7 @@ mod error;
 mod frame;
 mod handshake;
 mod pool;
+pub mod rpc;
 mod server;
 mod tls;
 

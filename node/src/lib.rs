@@ -1,1 +1,65 @@
-//! mycelium-node
+//! A node: one storage backend served to proxies as [`NodeSession`]s.
+//!
+//! The proxy reaches a node through [`NodeLink`]. `mycelium up` links them in process;
+//! the network layer carries the same requests between processes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mycelium_config::{StorageConfig, Synchronous};
+use mycelium_protocol::{DbError, NodeLink, NodeSession};
+use mycelium_storage::{SqliteBackend, SqliteOptions, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {id}: cannot open its data file {path}: {source}")]
+    Open {
+        id: String,
+        path: String,
+        source: StorageError,
+    },
+}
+
+/// A node with a SQLite backend.
+pub struct Node {
+    id: String,
+    backend: Arc<SqliteBackend>,
+}
+
+impl Node {
+    pub fn open_sqlite(id: &str, path: &Path, storage: &StorageConfig) -> Result<Node, NodeError> {
+        let options = SqliteOptions {
+            workers: storage.workers,
+            busy_timeout: Duration::from_millis(storage.busy_timeout_ms),
+            synchronous_full: storage.synchronous == Synchronous::Full,
+        };
+        let backend = SqliteBackend::open(path, options).map_err(|source| NodeError::Open {
+            id: id.to_owned(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        tracing::info!(node = id, path = %path.display(), "node opened");
+        Ok(Node {
+            id: id.to_owned(),
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// Finishes in-flight work and closes the backend.
+    pub fn shutdown(&self) {
+        self.backend.shutdown();
+    }
+}
+
+#[async_trait]
+impl NodeLink for Node {
+    fn node_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
+        Ok(Box::new(self.backend.session()))
+    }
+}

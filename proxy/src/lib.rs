@@ -1,1 +1,171 @@
-//! mycelium-proxy
+//! The Postgres-wire front end: clients connect here as if to one Postgres server.
+//!
+//! `startup` negotiates TLS and authenticates, `session` runs the simple and extended query
+//! protocols and tracks the transaction state, `copy` runs COPY, `backend` encodes what goes
+//! back, and `error` is the one place errors become SQLSTATEs. Statements run on nodes through
+//! [`mycelium_protocol::NodeLink`]; this crate never opens a database file.
+
+mod auth;
+mod backend;
+mod cancel;
+mod conn;
+mod copy;
+mod describe;
+mod error;
+mod metrics;
+mod params;
+mod session;
+mod startup;
+mod tls;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mycelium_config::{ProxyConfig, UserConfig};
+use mycelium_protocol::NodeLink;
+use mycelium_router::PlanCache;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use auth::{BadVerifier, Verifier};
+pub use params::SERVER_VERSION;
+pub use tls::TlsError;
+
+use crate::backend::Report;
+use crate::cancel::CancelRegistry;
+use crate::describe::DescriptionCache;
+use crate::startup::Opening;
+
+/// Errors that stop a proxy from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Users(#[from] BadVerifier),
+}
+
+/// Everything the sessions of one proxy share.
+pub struct Proxy {
+    config: ProxyConfig,
+    users: auth::Users,
+    tls: tokio_rustls::TlsAcceptor,
+    node: Arc<dyn NodeLink>,
+    plans: PlanCache,
+    descriptions: DescriptionCache,
+    cancels: CancelRegistry,
+    connections: Arc<Semaphore>,
+    next_pid: AtomicI32,
+}
+
+impl Proxy {
+    /// Builds a proxy over `node`. The TLS certificate comes from the config or is generated
+    /// (self-signed) in `data_dir` on first start.
+    pub fn new(
+        config: ProxyConfig,
+        users: &[UserConfig],
+        data_dir: &Path,
+        node: Arc<dyn NodeLink>,
+    ) -> Result<Proxy, StartError> {
+        let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
+        let tls = tls::acceptor(configured, data_dir)?;
+        Ok(Proxy {
+            users: auth::Users::from_config(users)?,
+            tls,
+            node,
+            plans: PlanCache::new(config.plan_cache_size),
+            descriptions: DescriptionCache::new(config.plan_cache_size),
+            cancels: CancelRegistry::default(),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            next_pid: AtomicI32::new(1000),
+            config,
+        })
+    }
+}
+
+/// Serves clients on `listener` until `shutdown` fires, then closes every session (idle ones
+/// get 57P01) and waits for them, up to a few seconds.
+pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let pid = proxy.next_pid.fetch_add(1, Ordering::Relaxed);
+        let span =
+            tracing::info_span!("session", id = pid, peer = %peer, user = tracing::field::Empty);
+        tracker.spawn(
+            handle_connection(socket, pid, proxy.clone(), shutdown.clone()).instrument(span),
+        );
+    }
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sessions still running after 5 s; leaving them");
+    }
+}
+
+async fn handle_connection(
+    socket: TcpStream,
+    pid: i32,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+) {
+    let opening = match startup::open(socket, &proxy.tls).await {
+        Ok(opening) => opening,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection closed during startup");
+            return;
+        }
+    };
+    let request = match opening {
+        Opening::Cancel { pid, secret } => {
+            let cancelled = proxy.cancels.cancel(pid, secret);
+            tracing::info!(target_pid = pid, cancelled, "cancel request");
+            return;
+        }
+        Opening::Startup(request) => request,
+    };
+    let Ok(_permit) = proxy.connections.clone().try_acquire_owned() else {
+        metrics::CONNECTIONS_REFUSED
+            .with_label_values(&["max_connections"])
+            .inc();
+        refuse(request.stream, "53300", "sorry, too many clients already").await;
+        return;
+    };
+    session::run(request, pid, proxy, shutdown).await;
+}
+
+async fn refuse(mut stream: Box<dyn conn::ClientStream>, code: &str, message: &str) {
+    let mut out = BytesMut::new();
+    backend::error_response(
+        &mut out,
+        &Report {
+            severity: "FATAL",
+            code,
+            message,
+            detail: None,
+            hint: None,
+        },
+    );
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}

@@ -69,6 +69,25 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
     Ok(plan)
 }
 
+/// A coarse statement kind for metrics labels: `select`, `insert`, `update`, `delete`, `ddl`,
+/// `transaction`, `session`, `copy` or `other`.
+pub fn statement_kind(sql: &str) -> &'static str {
+    let words = leading_words(sql, 1);
+    match words.first().map(String::as_str).unwrap_or("") {
+        "select" | "with" | "values" | "table" => "select",
+        "insert" => "insert",
+        "update" => "update",
+        "delete" => "delete",
+        "create" | "drop" | "alter" | "truncate" | "comment" => "ddl",
+        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release" => {
+            "transaction"
+        }
+        "set" | "show" | "reset" | "discard" | "deallocate" => "session",
+        "copy" => "copy",
+        _ => "other",
+    }
+}
+
 fn two_phase_unsupported() -> RouterError {
     RouterError::Unsupported(
         "client-driven two-phase commit (PREPARE TRANSACTION / COMMIT PREPARED) is not \

@@ -16,7 +16,7 @@ mod session;
 mod split;
 
 pub use cache::PlanCache;
-pub use classify::{Plan, TxnControl, classify};
+pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 pub use hash::{KeyValue, key_hash, stable_hash};
 pub use placement::{NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place};

@@ -1,1 +1,57 @@
-//! mycelium-storage
+//! mycelium-storage: the SQLite backend of a Mycelium node, presenting Postgres semantics.
+//!
+//! # Design
+//!
+//! **Threading.** [`SqliteBackend`] owns a pool of OS threads, each with one rusqlite
+//! connection to the same WAL-mode file (rusqlite connections are not `Send`-friendly, and
+//! blocking SQLite calls must stay off tokio's workers). Sessions send jobs over channels.
+//! An autocommit statement borrows any idle worker; an explicit transaction pins one worker
+//! from its first statement to COMMIT/ROLLBACK. `BEGIN` is lazy: the first statement opens
+//! `BEGIN IMMEDIATE` when it writes (so concurrent writers queue on SQLite's lock, waiting up
+//! to `busy_timeout`) and `BEGIN DEFERRED` when it reads; a later write that then finds the
+//! database changed fails with 40001. Rows stream back in ~64 KiB `DataRows` batches; if the
+//! client drops the stream, the worker stops, and a watcher task interrupts SQLite even in the
+//! middle of one long step (57014).
+//!
+//! **Translation.** Each statement is parsed with sqlparser's PostgreSQL dialect, typed
+//! (`rewrite::infer`: result columns, parameters, literal coercion), rewritten into SQLite
+//! syntax (`rewrite::expr`, `rewrite::ddl`) and printed back; the result is cached per
+//! (text, parameter types, schema snapshot). Postgres semantics that SQLite lacks come from
+//! functions registered on each connection (`functions`): casts that raise 22P02, division
+//! that raises 22012, `now()` fixed per transaction, Postgres `LIKE`, `~`. Column types live
+//! in `__mycelium_columns`, written in the same transaction as the DDL (`catalog`).
+//!
+//! **Not supported** (SQLSTATE 0A000 naming the construct, never a different answer):
+//! window functions, arrays, intervals and date arithmetic, `AT TIME ZONE`, `DISTINCT ON`,
+//! set-returning functions other than `generate_series` in FROM, `DELETE ... USING`,
+//! `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
+//! generated/identity columns, `ALTER COLUMN`, adding CHECK constraints to existing tables.
+//!
+//! **Accepted with weaker semantics**, documented here because Postgres clients send them:
+//! `ALTER TABLE ... ADD PRIMARY KEY` becomes a unique index named `<table>_pkey` (SQLite
+//! cannot add a primary key; NOT NULL is not added); `ADD CONSTRAINT ... FOREIGN KEY` on an
+//! existing table is accepted and not enforced; `VACUUM` runs SQLite's `ANALYZE` when asked
+//! to analyze and is otherwise a no-op; `numeric` is stored as an integer or a double.
+//! A serial column that is not the primary key draws from an in-memory sequence that starts
+//! after the column's largest value (a restart may reuse values of deleted rows).
+//! Tables without a primary key are not given a hidden one, so the session extension does not
+//! capture their changes.
+//!
+//! **Catalog.** `pg_catalog` and `information_schema` are in-memory schemas attached to each
+//! connection and refilled from the schema snapshot when a statement reads them
+//! (`pg_catalog`): enough for psql's `\dt` and `\d`, and SQLAlchemy's `has_table`. In
+//! statements that name them, constructs SQLite lacks (arrays, `= ANY(column)`) read as NULL:
+//! the catalog tables those constructs inspect are empty here.
+
+mod catalog;
+mod engine;
+mod errors;
+mod functions;
+mod pg_catalog;
+mod regex;
+mod rewrite;
+
+pub use catalog::FIRST_USER_OID;
+pub use engine::{SqliteBackend, SqliteOptions, SqliteSession};
+pub use errors::StorageError;
+pub use rewrite::{Translation, translate};

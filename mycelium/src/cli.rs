@@ -1,0 +1,116 @@
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "mycelium",
+    version,
+    about = "A distributed SQL store that speaks the PostgreSQL wire protocol"
+)]
+pub struct Cli {
+    /// Log format on stderr; levels come from RUST_LOG (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local cluster in one process: the proxy and its SQLite node.
+    Up(UpArgs),
+    /// Print the SCRAM-SHA-256 verifier of a password (read from stdin) for the config file.
+    Passwd,
+    /// Create a cluster CA and certificates for the proxy and each node.
+    Certs(CertsArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CertsArgs {
+    /// Directory to write `ca.pem`, `ca-key.pem` and `NAME.pem`/`NAME-key.pem` into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Node names, comma-separated; a certificate for `proxy` is always made too.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Configuration file (TOML); MYCELIUM_* environment variables override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where node data, certificates and generated files live.
+    #[arg(long, default_value = "mycelium-data")]
+    pub data_dir: PathBuf,
+    /// Client address; overrides proxy.listen.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(long, default_value = "127.0.0.1:9187")]
+    pub metrics_listen: SocketAddr,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => {
+            init_logging(cli.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(crate::up::up(args))
+        }
+        Command::Passwd => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the password from stdin")?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!password.is_empty(), "empty password");
+            let verifier = mycelium_proxy::Verifier::from_password(password);
+            writeln!(std::io::stdout().lock(), "{}", verifier.to_text())?;
+            Ok(())
+        }
+        Command::Certs(args) => {
+            let mut members: Vec<&str> = vec!["proxy"];
+            members.extend(
+                args.nodes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| *n != "proxy"),
+            );
+            mycelium_network::certs::generate_cluster(&args.out, &members)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "wrote a cluster CA and certificates for {} into {}",
+                members.join(", "),
+                args.out.display()
+            )?;
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,278 @@
+//! The proxy side: a node reached over the network, as a [`NodeLink`].
+//!
+//! A session borrows a pooled connection for each statement and gives it back when the
+//! statement ends outside a transaction; inside one, it keeps the connection (and so the node's
+//! session and its transaction) until the transaction ends. A session dropped mid-transaction
+//! discards its connection, and the node rolls the transaction back when the connection closes.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mycelium_protocol::{
+    CopyIn, DbError, Execute, NodeLink, NodeSession, Reply, ReplyStream, StatementDescription,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{self, kind};
+use crate::{Frame, NetworkError, Pool, PooledConnection};
+
+/// A node reached through a connection pool.
+pub struct RemoteNode {
+    id: String,
+    pool: Pool,
+}
+
+impl RemoteNode {
+    /// `pool` must know the peer `id` (see [`Pool::add_peer`]).
+    pub fn new(id: &str, pool: Pool) -> RemoteNode {
+        RemoteNode {
+            id: id.to_owned(),
+            pool,
+        }
+    }
+}
+
+#[async_trait]
+impl NodeLink for RemoteNode {
+    fn node_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
+        Ok(Box::new(RemoteSession {
+            node: self.id.clone(),
+            pool: self.pool.clone(),
+            pinned: None,
+            in_flight: None,
+            in_transaction: false,
+        }))
+    }
+}
+
+/// A connection handed back by the task that streamed a statement's replies, with the
+/// transaction state the node reported at the end (`None` when the connection broke).
+type Handback = oneshot::Receiver<Option<(PooledConnection, bool)>>;
+
+struct RemoteSession {
+    node: String,
+    pool: Pool,
+    /// The connection held while a transaction is open.
+    pinned: Option<PooledConnection>,
+    /// A statement still streaming; its connection comes back through here.
+    in_flight: Option<Handback>,
+    in_transaction: bool,
+}
+
+impl RemoteSession {
+    fn lost(&self, error: impl std::fmt::Display) -> DbError {
+        DbError::new(
+            "08006",
+            format!("lost connection to node {}: {error}", self.node),
+        )
+    }
+
+    async fn connection(&mut self) -> Result<PooledConnection, DbError> {
+        if let Some(handback) = self.in_flight.take() {
+            match handback.await {
+                Ok(Some((conn, in_transaction))) => {
+                    self.in_transaction = in_transaction;
+                    if in_transaction {
+                        return Ok(conn);
+                    }
+                }
+                _ if self.in_transaction => {
+                    self.in_transaction = false;
+                    return Err(self.lost("the connection broke during a transaction"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(conn) = self.pinned.take() {
+            return Ok(conn);
+        }
+        self.pool
+            .get(&self.node)
+            .await
+            .map_err(|e| DbError::new("08006", format!("node {} is unreachable: {e}", self.node)))
+    }
+
+    /// Keeps the connection while a transaction is open, else returns it to the pool.
+    fn release(&mut self, conn: PooledConnection, in_transaction: bool) {
+        self.in_transaction = in_transaction;
+        if in_transaction {
+            self.pinned = Some(conn);
+        }
+    }
+
+    async fn request(
+        &mut self,
+        kind: u8,
+        payload: Bytes,
+    ) -> Result<(PooledConnection, Frame), DbError> {
+        let mut conn = self.connection().await?;
+        match conn.request(kind, payload).await {
+            Ok(frame) => Ok((conn, frame)),
+            Err(e) => {
+                self.in_transaction = false;
+                conn.discard();
+                Err(self.lost(e))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl NodeSession for RemoteSession {
+    async fn describe(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+    ) -> Result<StatementDescription, DbError> {
+        let (conn, frame) = self
+            .request(kind::DESCRIBE, codec::encode_describe(sql, param_types))
+            .await?;
+        match frame.kind {
+            kind::DESCRIPTION => {
+                let in_transaction = self.in_transaction;
+                self.release(conn, in_transaction);
+                codec::decode_description(frame.payload).map_err(|e| self.lost(e))
+            }
+            kind::ERROR => {
+                let (error, in_transaction) =
+                    codec::decode_error(frame.payload).map_err(|e| self.lost(e))?;
+                self.release(conn, in_transaction);
+                Err(error)
+            }
+            other => Err(self.lost(format!("unexpected answer {other:#04x} to DESCRIBE"))),
+        }
+    }
+
+    async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError> {
+        let mut conn = self.connection().await?;
+        if let Err(e) = conn
+            .send(kind::EXECUTE, codec::encode_execute(&request))
+            .await
+        {
+            self.in_transaction = false;
+            conn.discard();
+            return Err(self.lost(e));
+        }
+        let (replies, stream) = mpsc::channel(16);
+        let (handback, in_flight) = oneshot::channel();
+        self.in_flight = Some(in_flight);
+        tokio::spawn(stream_replies(conn, replies, handback, self.node.clone()));
+        Ok(stream)
+    }
+
+    async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
+        let (conn, frame) = self
+            .request(kind::COPY_IN, codec::encode_copy_in(&batch))
+            .await?;
+        match frame.kind {
+            kind::COPIED => {
+                let (rows, in_transaction) =
+                    codec::decode_copied(frame.payload).map_err(|e| self.lost(e))?;
+                self.release(conn, in_transaction);
+                Ok(rows)
+            }
+            kind::ERROR => {
+                let (error, in_transaction) =
+                    codec::decode_error(frame.payload).map_err(|e| self.lost(e))?;
+                self.release(conn, in_transaction);
+                Err(error)
+            }
+            other => Err(self.lost(format!("unexpected answer {other:#04x} to COPY"))),
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+}
+
+impl Drop for RemoteSession {
+    fn drop(&mut self) {
+        // A pinned connection carries an open transaction: never let the pool reuse it.
+        if let Some(conn) = self.pinned.take() {
+            conn.discard();
+        }
+    }
+}
+
+/// Forwards one statement's frames as replies. If the proxy stops listening (a cancel), the
+/// node is told to stop, and the remaining frames are drained so the connection stays usable.
+async fn stream_replies(
+    mut conn: PooledConnection,
+    replies: mpsc::Sender<Result<Reply, DbError>>,
+    handback: oneshot::Sender<Option<(PooledConnection, bool)>>,
+    node: String,
+) {
+    let mut listening = true;
+    loop {
+        let frame = match conn.recv().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => {
+                if listening {
+                    let error = DbError::new("08006", format!("lost connection to node {node}"));
+                    let _ = replies.send(Err(error)).await;
+                }
+                conn.discard();
+                let _ = handback.send(None);
+                return;
+            }
+        };
+        let (reply, end) = match decode_reply(frame) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                if listening {
+                    let error = DbError::new("08006", format!("node {node} sent a bad frame: {e}"));
+                    let _ = replies.send(Err(error)).await;
+                }
+                conn.discard();
+                let _ = handback.send(None);
+                return;
+            }
+        };
+        if listening && replies.send(reply).await.is_err() {
+            listening = false;
+            if conn.send(kind::CANCEL, Bytes::new()).await.is_err() {
+                conn.discard();
+                let _ = handback.send(None);
+                return;
+            }
+        }
+        if let Some(in_transaction) = end {
+            // A session that gave up on this statement and was dropped mid-transaction must
+            // not leave its transaction in the pool.
+            if handback.is_closed() && in_transaction {
+                conn.discard();
+                return;
+            }
+            let _ = handback.send(Some((conn, in_transaction)));
+            return;
+        }
+    }
+}
+
+/// A reply, and for the last frame of a statement the node's transaction state.
+fn decode_reply(frame: Frame) -> Result<(Result<Reply, DbError>, Option<bool>), NetworkError> {
+    Ok(match frame.kind {
+        kind::COLUMNS => (
+            Ok(Reply::Columns(codec::decode_columns(frame.payload)?.into())),
+            None,
+        ),
+        kind::ROWS => (Ok(Reply::Rows(codec::decode_rows(frame.payload)?)), None),
+        kind::COMPLETE => {
+            let (tag, in_transaction) = codec::decode_complete(frame.payload)?;
+            (Ok(Reply::Complete { tag }), Some(in_transaction))
+        }
+        kind::ERROR => {
+            let (error, in_transaction) = codec::decode_error(frame.payload)?;
+            (Err(error), Some(in_transaction))
+        }
+        other => {
+            return Err(NetworkError::Protocol(format!(
+                "unexpected node protocol frame {other:#04x}"
+            )));
+        }
+    })
+}

@@ -1,0 +1,396 @@
+//! Binary encoding of the node protocol's messages into frame payloads.
+//!
+//! Integers are big-endian. A string is a u32 length and UTF-8 bytes; an optional byte string
+//! is an i32 length (-1 for NULL) and the bytes; a list is a u16 (u32 for rows) count and its
+//! items. Every read is bounds-checked: a short or inconsistent payload is a malformed frame.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use mycelium_protocol::{Column, CopyIn, DataRows, DbError, Execute, Format, StatementDescription};
+
+use crate::NetworkError;
+
+/// Frame kinds of the node protocol.
+pub mod kind {
+    pub const DESCRIBE: u8 = 0x10;
+    pub const EXECUTE: u8 = 0x11;
+    pub const COPY_IN: u8 = 0x12;
+    pub const CANCEL: u8 = 0x13;
+    pub const DESCRIPTION: u8 = 0x20;
+    pub const COLUMNS: u8 = 0x21;
+    pub const ROWS: u8 = 0x22;
+    pub const COMPLETE: u8 = 0x23;
+    pub const ERROR: u8 = 0x24;
+    pub const COPIED: u8 = 0x25;
+}
+
+fn malformed(what: &str) -> NetworkError {
+    NetworkError::MalformedFrame(format!("node protocol: truncated or invalid {what}"))
+}
+
+struct Reader {
+    buf: Bytes,
+}
+
+impl Reader {
+    fn need(&self, n: usize, what: &str) -> Result<(), NetworkError> {
+        if self.buf.remaining() < n {
+            Err(malformed(what))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, NetworkError> {
+        self.need(1, "byte")?;
+        Ok(self.buf.get_u8())
+    }
+
+    fn u16(&mut self) -> Result<u16, NetworkError> {
+        self.need(2, "u16")?;
+        Ok(self.buf.get_u16())
+    }
+
+    fn i16(&mut self) -> Result<i16, NetworkError> {
+        self.need(2, "i16")?;
+        Ok(self.buf.get_i16())
+    }
+
+    fn u32(&mut self) -> Result<u32, NetworkError> {
+        self.need(4, "u32")?;
+        Ok(self.buf.get_u32())
+    }
+
+    fn i32(&mut self) -> Result<i32, NetworkError> {
+        self.need(4, "i32")?;
+        Ok(self.buf.get_i32())
+    }
+
+    fn u64(&mut self) -> Result<u64, NetworkError> {
+        self.need(8, "u64")?;
+        Ok(self.buf.get_u64())
+    }
+
+    fn string(&mut self) -> Result<String, NetworkError> {
+        let len = self.u32()? as usize;
+        self.need(len, "string")?;
+        let bytes = self.buf.split_to(len);
+        String::from_utf8(bytes.to_vec()).map_err(|_| malformed("UTF-8 string"))
+    }
+
+    fn opt_string(&mut self) -> Result<Option<String>, NetworkError> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => self.string().map(Some),
+        }
+    }
+
+    fn opt_bytes(&mut self) -> Result<Option<Bytes>, NetworkError> {
+        let len = self.i32()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let len = len as usize;
+        self.need(len, "value")?;
+        Ok(Some(self.buf.split_to(len)))
+    }
+
+    fn format(&mut self) -> Result<Format, NetworkError> {
+        Format::from_code(i16::from(self.u8()?)).ok_or_else(|| malformed("format code"))
+    }
+
+    fn oids(&mut self) -> Result<Vec<u32>, NetworkError> {
+        let n = self.u16()? as usize;
+        (0..n).map(|_| self.u32()).collect()
+    }
+
+    fn formats(&mut self) -> Result<Vec<Format>, NetworkError> {
+        let n = self.u16()? as usize;
+        (0..n).map(|_| self.format()).collect()
+    }
+
+    fn columns(&mut self) -> Result<Vec<Column>, NetworkError> {
+        let n = self.u16()? as usize;
+        (0..n)
+            .map(|_| {
+                Ok(Column {
+                    name: self.string()?,
+                    table_oid: self.u32()?,
+                    column_id: self.i16()?,
+                    type_oid: self.u32()?,
+                    type_size: self.i16()?,
+                    type_modifier: self.i32()?,
+                })
+            })
+            .collect()
+    }
+
+    fn finish(self, what: &str) -> Result<(), NetworkError> {
+        if self.buf.has_remaining() {
+            Err(malformed(what))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn put_str(buf: &mut BytesMut, s: &str) {
+    buf.put_u32(s.len() as u32);
+    buf.put_slice(s.as_bytes());
+}
+
+fn put_opt_str(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            buf.put_u8(1);
+            put_str(buf, s);
+        }
+        None => buf.put_u8(0),
+    }
+}
+
+fn put_oids(buf: &mut BytesMut, oids: &[u32]) {
+    buf.put_u16(oids.len() as u16);
+    for oid in oids {
+        buf.put_u32(*oid);
+    }
+}
+
+fn put_formats(buf: &mut BytesMut, formats: &[Format]) {
+    buf.put_u16(formats.len() as u16);
+    for format in formats {
+        buf.put_u8(format.code() as u8);
+    }
+}
+
+fn put_columns(buf: &mut BytesMut, columns: &[Column]) {
+    buf.put_u16(columns.len() as u16);
+    for c in columns {
+        put_str(buf, &c.name);
+        buf.put_u32(c.table_oid);
+        buf.put_i16(c.column_id);
+        buf.put_u32(c.type_oid);
+        buf.put_i16(c.type_size);
+        buf.put_i32(c.type_modifier);
+    }
+}
+
+pub fn encode_describe(sql: &str, param_types: &[u32]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(sql.len() + 16);
+    put_str(&mut buf, sql);
+    put_oids(&mut buf, param_types);
+    buf.freeze()
+}
+
+pub fn decode_describe(payload: Bytes) -> Result<(String, Vec<u32>), NetworkError> {
+    let mut r = Reader { buf: payload };
+    let sql = r.string()?;
+    let types = r.oids()?;
+    r.finish("describe")?;
+    Ok((sql, types))
+}
+
+pub fn encode_execute(request: &Execute) -> Bytes {
+    let values: usize = request
+        .params
+        .iter()
+        .map(|p| p.as_ref().map_or(0, Bytes::len) + 4)
+        .sum();
+    let mut buf = BytesMut::with_capacity(request.sql.len() + values + 32);
+    put_str(&mut buf, &request.sql);
+    put_oids(&mut buf, &request.param_types);
+    buf.put_u16(request.params.len() as u16);
+    for param in &request.params {
+        match param {
+            Some(value) => {
+                buf.put_i32(value.len() as i32);
+                buf.put_slice(value);
+            }
+            None => buf.put_i32(-1),
+        }
+    }
+    put_formats(&mut buf, &request.param_formats);
+    put_formats(&mut buf, &request.result_formats);
+    buf.freeze()
+}
+
+pub fn decode_execute(payload: Bytes) -> Result<Execute, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let sql: Arc<str> = Arc::from(r.string()?);
+    let param_types = Arc::from(r.oids()?);
+    let n = r.u16()? as usize;
+    let params = (0..n)
+        .map(|_| r.opt_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let param_formats = r.formats()?;
+    let result_formats = Arc::from(r.formats()?);
+    r.finish("execute")?;
+    Ok(Execute {
+        sql,
+        param_types,
+        params,
+        param_formats,
+        result_formats,
+    })
+}
+
+pub fn encode_copy_in(batch: &CopyIn) -> Bytes {
+    let mut buf = BytesMut::with_capacity(256);
+    put_str(&mut buf, &batch.table);
+    buf.put_u16(batch.columns.len() as u16);
+    for column in &batch.columns {
+        put_str(&mut buf, column);
+    }
+    buf.put_u32(batch.rows.len() as u32);
+    for row in &batch.rows {
+        buf.put_u16(row.len() as u16);
+        for field in row {
+            put_opt_str(&mut buf, field.as_deref());
+        }
+    }
+    buf.freeze()
+}
+
+pub fn decode_copy_in(payload: Bytes) -> Result<CopyIn, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let table = r.string()?;
+    let n = r.u16()? as usize;
+    let columns = (0..n).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?;
+    let rows_len = r.u32()? as usize;
+    let mut rows = Vec::with_capacity(rows_len.min(100_000));
+    for _ in 0..rows_len {
+        let fields = r.u16()? as usize;
+        rows.push(
+            (0..fields)
+                .map(|_| r.opt_string())
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    r.finish("copy")?;
+    Ok(CopyIn {
+        table,
+        columns,
+        rows,
+    })
+}
+
+pub fn encode_description(description: &StatementDescription) -> Bytes {
+    let mut buf = BytesMut::with_capacity(128);
+    put_oids(&mut buf, &description.params);
+    put_columns(&mut buf, &description.columns);
+    buf.freeze()
+}
+
+pub fn decode_description(payload: Bytes) -> Result<StatementDescription, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let params = r.oids()?;
+    let columns = r.columns()?;
+    r.finish("description")?;
+    Ok(StatementDescription { params, columns })
+}
+
+pub fn encode_columns(columns: &[Column]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64 * columns.len().max(1));
+    put_columns(&mut buf, columns);
+    buf.freeze()
+}
+
+pub fn decode_columns(payload: Bytes) -> Result<Vec<Column>, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let columns = r.columns()?;
+    r.finish("columns")?;
+    Ok(columns)
+}
+
+/// Rows travel as their count and the `DataRow` bytes exactly as the client will receive them.
+pub fn encode_rows(rows: &DataRows) -> Bytes {
+    let mut buf = BytesMut::with_capacity(4 + rows.bytes().len());
+    buf.put_u32(rows.len() as u32);
+    buf.put_slice(rows.bytes());
+    buf.freeze()
+}
+
+pub fn decode_rows(mut payload: Bytes) -> Result<DataRows, NetworkError> {
+    if payload.len() < 4 {
+        return Err(malformed("rows"));
+    }
+    let count = payload.get_u32() as usize;
+    check_data_rows(&payload, count)?;
+    Ok(DataRows::from_encoded(payload, count))
+}
+
+/// A node is a cluster member, but the proxy forwards these bytes to clients as they are:
+/// make sure they are exactly `count` well-formed DataRow messages.
+fn check_data_rows(bytes: &[u8], count: usize) -> Result<(), NetworkError> {
+    let mut at = 0;
+    for _ in 0..count {
+        let header = bytes.get(at..at + 5).ok_or_else(|| malformed("data row"))?;
+        if header[0] != b'D' {
+            return Err(malformed("data row"));
+        }
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if len < 6 {
+            return Err(malformed("data row"));
+        }
+        at += 1 + len;
+    }
+    if at == bytes.len() {
+        Ok(())
+    } else {
+        Err(malformed("data rows"))
+    }
+}
+
+pub fn encode_complete(tag: &str, in_transaction: bool) -> Bytes {
+    let mut buf = BytesMut::with_capacity(tag.len() + 8);
+    buf.put_u8(u8::from(in_transaction));
+    put_str(&mut buf, tag);
+    buf.freeze()
+}
+
+pub fn decode_complete(payload: Bytes) -> Result<(String, bool), NetworkError> {
+    let mut r = Reader { buf: payload };
+    let in_transaction = r.u8()? != 0;
+    let tag = r.string()?;
+    r.finish("complete")?;
+    Ok((tag, in_transaction))
+}
+
+pub fn encode_error(error: &DbError, in_transaction: bool) -> Bytes {
+    let mut buf = BytesMut::with_capacity(error.message.len() + 32);
+    buf.put_u8(u8::from(in_transaction));
+    put_str(&mut buf, &error.code);
+    put_str(&mut buf, &error.message);
+    put_opt_str(&mut buf, error.detail.as_deref());
+    put_opt_str(&mut buf, error.hint.as_deref());
+    buf.freeze()
+}
+
+pub fn decode_error(payload: Bytes) -> Result<(DbError, bool), NetworkError> {
+    let mut r = Reader { buf: payload };
+    let in_transaction = r.u8()? != 0;
+    let error = DbError {
+        code: r.string()?,
+        message: r.string()?,
+        detail: r.opt_string()?,
+        hint: r.opt_string()?,
+    };
+    r.finish("error")?;
+    Ok((error, in_transaction))
+}
+
+pub fn encode_copied(rows: u64, in_transaction: bool) -> Bytes {
+    let mut buf = BytesMut::with_capacity(9);
+    buf.put_u8(u8::from(in_transaction));
+    buf.put_u64(rows);
+    buf.freeze()
+}
+
+pub fn decode_copied(payload: Bytes) -> Result<(u64, bool), NetworkError> {
+    let mut r = Reader { buf: payload };
+    let in_transaction = r.u8()? != 0;
+    let rows = r.u64()?;
+    r.finish("copied")?;
+    Ok((rows, in_transaction))
+}

@@ -1,0 +1,167 @@
+//! The node side: serves a [`NodeLink`]'s sessions to proxies, one session per connection.
+
+use std::sync::Arc;
+
+use mycelium_protocol::{DbError, NodeLink, NodeSession, Reply};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::codec::{self, kind};
+use crate::{Connection, NetworkError, PeerInfo, Server, ServerOptions, TlsIdentity};
+
+/// Rows are sent as soon as this much is queued, so a large result streams.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Serves `node` on `listener` until `shutdown` fires.
+pub async fn serve_node(
+    listener: TcpListener,
+    identity: TlsIdentity,
+    options: ServerOptions,
+    node: Arc<dyn NodeLink>,
+    shutdown: CancellationToken,
+) -> Result<(), NetworkError> {
+    let handler = move |conn: Connection, peer: PeerInfo| {
+        let node = node.clone();
+        async move {
+            let span = tracing::info_span!("node_link", peer = %peer.name, addr = %peer.addr);
+            serve_connection(conn, node).instrument(span).await
+        }
+    };
+    Server::new(identity, options)
+        .serve(listener, handler, shutdown)
+        .await
+}
+
+async fn serve_connection(
+    mut conn: Connection,
+    node: Arc<dyn NodeLink>,
+) -> Result<(), NetworkError> {
+    let mut session = match node.open_session().await {
+        Ok(session) => session,
+        Err(error) => {
+            conn.send(kind::ERROR, codec::encode_error(&error, false))
+                .await?;
+            return Ok(());
+        }
+    };
+    while let Some(frame) = conn.recv().await? {
+        match frame.kind {
+            kind::DESCRIBE => {
+                let (sql, types) = codec::decode_describe(frame.payload)?;
+                let answer = match session.describe(&sql, &types).await {
+                    Ok(description) => (kind::DESCRIPTION, codec::encode_description(&description)),
+                    Err(error) => (
+                        kind::ERROR,
+                        codec::encode_error(&error, session.in_transaction()),
+                    ),
+                };
+                conn.send(answer.0, answer.1).await?;
+            }
+            kind::EXECUTE => {
+                let request = codec::decode_execute(frame.payload)?;
+                execute(&mut conn, session.as_mut(), request).await?;
+            }
+            kind::COPY_IN => {
+                let batch = codec::decode_copy_in(frame.payload)?;
+                let answer = match session.copy_in(batch).await {
+                    Ok(rows) => (
+                        kind::COPIED,
+                        codec::encode_copied(rows, session.in_transaction()),
+                    ),
+                    Err(error) => (
+                        kind::ERROR,
+                        codec::encode_error(&error, session.in_transaction()),
+                    ),
+                };
+                conn.send(answer.0, answer.1).await?;
+            }
+            // A cancel that arrives after its statement finished has nothing to stop.
+            kind::CANCEL => {}
+            other => {
+                return Err(NetworkError::Protocol(format!(
+                    "unknown node protocol frame kind {other:#04x}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one statement, streaming its replies; a CANCEL frame from the proxy stops it.
+async fn execute(
+    conn: &mut Connection,
+    session: &mut dyn NodeSession,
+    request: mycelium_protocol::Execute,
+) -> Result<(), NetworkError> {
+    let mut stream = match session.execute(request).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            return conn
+                .send(
+                    kind::ERROR,
+                    codec::encode_error(&error, session.in_transaction()),
+                )
+                .await;
+        }
+    };
+    let mut queued = 0usize;
+    loop {
+        let reply = tokio::select! {
+            reply = stream.recv() => reply,
+            frame = conn.recv() => match frame? {
+                Some(frame) if frame.kind == kind::CANCEL => {
+                    drop(stream);
+                    let error = DbError::new("57014", "canceling statement due to user request");
+                    return conn.send(kind::ERROR, codec::encode_error(&error, session.in_transaction())).await;
+                }
+                Some(frame) => {
+                    return Err(NetworkError::Protocol(format!(
+                        "frame of kind {:#04x} arrived while a statement was running",
+                        frame.kind
+                    )));
+                }
+                None => return Err(NetworkError::Closed),
+            },
+        };
+        match reply {
+            Some(Ok(Reply::Columns(columns))) => {
+                conn.feed(kind::COLUMNS, codec::encode_columns(&columns))
+                    .await?;
+            }
+            Some(Ok(Reply::Rows(rows))) => {
+                queued += rows.bytes().len();
+                conn.feed(kind::ROWS, codec::encode_rows(&rows)).await?;
+                if queued >= FLUSH_BYTES {
+                    conn.flush().await?;
+                    queued = 0;
+                }
+            }
+            Some(Ok(Reply::Complete { tag })) => {
+                conn.feed(
+                    kind::COMPLETE,
+                    codec::encode_complete(&tag, session.in_transaction()),
+                )
+                .await?;
+                return conn.flush().await;
+            }
+            Some(Err(error)) => {
+                conn.feed(
+                    kind::ERROR,
+                    codec::encode_error(&error, session.in_transaction()),
+                )
+                .await?;
+                return conn.flush().await;
+            }
+            None => {
+                let error = DbError::new("XX000", "the node's backend stopped answering");
+                conn.feed(
+                    kind::ERROR,
+                    codec::encode_error(&error, session.in_transaction()),
+                )
+                .await?;
+                return conn.flush().await;
+            }
+        }
+    }
+}

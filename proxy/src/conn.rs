@@ -1,0 +1,113 @@
+//! A client connection after startup: whole frontend messages in, buffered backend bytes out.
+
+use bytes::{Buf, BytesMut};
+use pgwire::messages::{DecodeContext, PgWireFrontendMessage};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::ProxyError;
+
+/// Anything a client session runs over: a TCP stream or a TLS stream on it.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for T {}
+
+/// Output is flushed once this much is buffered, so large results stream instead of piling up.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+pub struct ClientConn {
+    stream: Box<dyn ClientStream>,
+    read: BytesMut,
+    /// Bytes waiting to be written to the client.
+    pub out: BytesMut,
+    max_message: usize,
+    ctx: DecodeContext,
+}
+
+impl ClientConn {
+    pub fn new(
+        stream: Box<dyn ClientStream>,
+        leftover: BytesMut,
+        max_message: usize,
+    ) -> ClientConn {
+        let mut ctx = DecodeContext::default();
+        ctx.awaiting_frontend_ssl = false;
+        ctx.awaiting_frontend_startup = false;
+        ClientConn {
+            stream,
+            read: leftover,
+            out: BytesMut::with_capacity(8 * 1024),
+            max_message,
+            ctx,
+        }
+    }
+
+    /// The next whole message, or `None` when the client closed the connection.
+    pub async fn read_message(&mut self) -> Result<Option<PgWireFrontendMessage>, ProxyError> {
+        loop {
+            if self.read.len() >= 5 {
+                let len =
+                    u32::from_be_bytes([self.read[1], self.read[2], self.read[3], self.read[4]])
+                        as usize;
+                if len < 4 {
+                    return Err(ProxyError::Protocol(format!(
+                        "invalid message length {len}"
+                    )));
+                }
+                if len > self.max_message {
+                    return Err(ProxyError::Protocol(format!(
+                        "message of {len} bytes exceeds the limit of {} bytes",
+                        self.max_message
+                    )));
+                }
+                if self.read.len() > len {
+                    let kind = self.read[0];
+                    return match PgWireFrontendMessage::decode(&mut self.read, &self.ctx) {
+                        Ok(Some(message)) => Ok(Some(message)),
+                        Ok(None) => Err(ProxyError::Protocol(format!(
+                            "incomplete message of type '{}'",
+                            char::from(kind)
+                        ))),
+                        Err(e) => Err(ProxyError::Protocol(format!(
+                            "invalid message of type '{}': {e}",
+                            char::from(kind).escape_default()
+                        ))),
+                    };
+                }
+                self.read.reserve(len + 1 - self.read.len());
+            }
+            self.flush().await?;
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                if self.read.has_remaining() {
+                    return Err(ProxyError::Protocol(
+                        "connection closed mid-message".to_owned(),
+                    ));
+                }
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Writes the output buffer when it has grown past the threshold.
+    pub async fn flush_if_full(&mut self) -> Result<(), ProxyError> {
+        if self.out.len() >= FLUSH_THRESHOLD {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ProxyError> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+            self.stream.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

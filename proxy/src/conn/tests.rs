@@ -1,0 +1,112 @@
+use proptest::prelude::*;
+use tokio::io::AsyncWriteExt;
+
+use super::*;
+
+/// Feeds `bytes` to a connection and reads messages until it ends or errors.
+fn read_all(bytes: Vec<u8>, max_message: usize) -> Vec<Result<&'static str, String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let writer = tokio::spawn(async move {
+            let mut client = client;
+            let _ = client.write_all(&bytes).await;
+            let _ = client.shutdown().await;
+        });
+        let mut conn = ClientConn::new(Box::new(server), BytesMut::new(), max_message);
+        let mut seen = Vec::new();
+        loop {
+            match conn.read_message().await {
+                Ok(Some(message)) => seen.push(Ok(kind_name(&message))),
+                Ok(None) => break,
+                Err(e) => {
+                    seen.push(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        let _ = writer.await;
+        seen
+    })
+}
+
+fn kind_name(message: &PgWireFrontendMessage) -> &'static str {
+    match message {
+        PgWireFrontendMessage::Query(_) => "Query",
+        PgWireFrontendMessage::Sync(_) => "Sync",
+        _ => "other",
+    }
+}
+
+fn query(text: &str) -> Vec<u8> {
+    let mut bytes = vec![b'Q'];
+    bytes.extend_from_slice(&((text.len() + 5) as u32).to_be_bytes());
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.push(0);
+    bytes
+}
+
+#[test]
+fn whole_messages_are_decoded_in_order() {
+    let mut bytes = query("select 1");
+    bytes.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+    assert_eq!(read_all(bytes, 1024), vec![Ok("Query"), Ok("Sync")]);
+}
+
+#[test]
+fn oversized_and_invalid_lengths_are_protocol_errors() {
+    let huge = vec![b'Q', 0x40, 0, 0, 0];
+    let seen = read_all(huge, 1024 * 1024);
+    assert!(
+        matches!(&seen[..], [Err(e)] if e.contains("exceeds the limit")),
+        "{seen:?}"
+    );
+    let tiny = vec![b'Q', 0, 0, 0, 2];
+    let seen = read_all(tiny, 1024);
+    assert!(
+        matches!(&seen[..], [Err(e)] if e.contains("invalid message length")),
+        "{seen:?}"
+    );
+    let unknown = vec![b'!', 0, 0, 0, 4];
+    let seen = read_all(unknown, 1024);
+    assert!(
+        matches!(&seen[..], [Err(e)] if e.contains("invalid message")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn truncated_message_is_an_error_not_a_hang() {
+    let mut bytes = query("select 1");
+    bytes.truncate(6);
+    let seen = read_all(bytes, 1024);
+    assert!(
+        matches!(&seen[..], [Err(e)] if e.contains("mid-message")),
+        "{seen:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever a client sends, the decoder returns messages or one error; it never panics.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let seen = read_all(bytes, 4096);
+        prop_assert!(seen.iter().filter(|r| r.is_err()).count() <= 1);
+    }
+
+    /// Valid messages with arbitrary bodies after a valid one keep the first intact.
+    #[test]
+    fn garbage_after_a_valid_message_does_not_corrupt_it(
+        tail in proptest::collection::vec(any::<u8>(), 0..512)
+    ) {
+        let mut bytes = query("select 1");
+        bytes.extend_from_slice(&tail);
+        let seen = read_all(bytes, 4096);
+        prop_assert_eq!(seen.first().cloned(), Some(Ok("Query")));
+    }
+}

@@ -1,0 +1,583 @@
+//! COPY between the client and a table: `FROM STDIN` parses text or CSV rows and writes them in
+//! batches inside one transaction; `TO STDOUT` formats the rows of a query.
+
+use mycelium_protocol::{CopyIn, Execute, Reply};
+use mycelium_router::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
+use pgwire::messages::PgWireFrontendMessage;
+
+use crate::backend::{self, TxnStatus};
+use crate::error::{ProxyError, sql_error};
+use crate::session::{Session, node_gone};
+
+/// Rows sent to the node per batch.
+const BATCH_ROWS: usize = 1000;
+
+impl Session {
+    pub(crate) async fn copy(&mut self, plan: &CopyPlan) -> Result<(), ProxyError> {
+        match plan.direction {
+            CopyDirection::FromStdin => self.copy_from_stdin(plan).await,
+            CopyDirection::ToStdout => self.copy_to_stdout(plan).await,
+        }
+    }
+
+    async fn copy_from_stdin(&mut self, plan: &CopyPlan) -> Result<(), ProxyError> {
+        let CopySourceKind::Table(table) = &plan.source else {
+            return Err(sql_error("42601", "COPY FROM takes a table"));
+        };
+        // Describing the target first reports a missing table or column before any data moves.
+        let probe = format!("SELECT {} FROM {table}", column_list(&plan.columns));
+        let description = self.node_session().await?.describe(&probe, &[]).await?;
+        let own_transaction = self.status == TxnStatus::Idle;
+        if own_transaction {
+            self.node_command("BEGIN").await?;
+        } else {
+            self.ensure_node_transaction().await?;
+        }
+        backend::copy_in_response(&mut self.conn.out, description.columns.len());
+        self.conn.flush().await?;
+
+        let mut parser = CopyParser::new(plan);
+        let mut written = 0u64;
+        let mut failure: Option<ProxyError> = None;
+        loop {
+            let message = self.conn.read_message().await?;
+            match message {
+                Some(PgWireFrontendMessage::CopyData(data)) => {
+                    if failure.is_some() {
+                        continue;
+                    }
+                    parser.feed(&data.data);
+                    if let Err(e) = self
+                        .send_batches(table, plan, &mut parser, false, &mut written)
+                        .await
+                    {
+                        failure = Some(e);
+                    }
+                }
+                Some(PgWireFrontendMessage::CopyDone(_)) => {
+                    if failure.is_none() {
+                        parser.finish();
+                        if let Err(e) = self
+                            .send_batches(table, plan, &mut parser, true, &mut written)
+                            .await
+                        {
+                            failure = Some(e);
+                        }
+                    }
+                    break;
+                }
+                Some(PgWireFrontendMessage::CopyFail(fail)) => {
+                    failure = Some(sql_error(
+                        "57014",
+                        format!("COPY from stdin failed: {}", fail.message),
+                    ));
+                    break;
+                }
+                Some(PgWireFrontendMessage::Flush(_) | PgWireFrontendMessage::Sync(_)) => {}
+                Some(_) => {
+                    return Err(ProxyError::Protocol(
+                        "unexpected message type during COPY FROM STDIN".to_owned(),
+                    ));
+                }
+                None => {
+                    return Err(ProxyError::Protocol(
+                        "client closed the connection during COPY".to_owned(),
+                    ));
+                }
+            }
+        }
+        match failure {
+            None => {
+                if own_transaction {
+                    self.node_command("COMMIT").await?;
+                }
+                backend::command_complete(&mut self.conn.out, &format!("COPY {written}"));
+                Ok(())
+            }
+            Some(error) => {
+                if own_transaction {
+                    // The error the client sees is the COPY's; a failed rollback adds nothing.
+                    let _ = self.node_command("ROLLBACK").await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn send_batches(
+        &mut self,
+        table: &str,
+        plan: &CopyPlan,
+        parser: &mut CopyParser,
+        all: bool,
+        written: &mut u64,
+    ) -> Result<(), ProxyError> {
+        if let Some(error) = parser.error.take() {
+            return Err(error);
+        }
+        while parser.rows.len() >= BATCH_ROWS || (all && !parser.rows.is_empty()) {
+            let take = parser.rows.len().min(BATCH_ROWS);
+            let rows: Vec<Vec<Option<String>>> = parser.rows.drain(..take).collect();
+            let batch = CopyIn {
+                table: table.to_owned(),
+                columns: plan.columns.clone(),
+                rows,
+            };
+            *written += self.node_session().await?.copy_in(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn copy_to_stdout(&mut self, plan: &CopyPlan) -> Result<(), ProxyError> {
+        let query = match &plan.source {
+            CopySourceKind::Table(table) => {
+                format!("SELECT {} FROM {table}", column_list(&plan.columns))
+            }
+            CopySourceKind::Query(query) => query.clone(),
+        };
+        self.ensure_node_transaction().await?;
+        let mut stream = self
+            .node_session()
+            .await?
+            .execute(Execute::simple(query))
+            .await?;
+        let mut line = Vec::with_capacity(256);
+        let mut count = 0u64;
+        loop {
+            match stream.recv().await {
+                Some(Ok(Reply::Columns(columns))) => {
+                    backend::copy_out_response(&mut self.conn.out, columns.len());
+                    if plan.header && plan.format == CopyFormat::Csv {
+                        line.clear();
+                        let names: Vec<Option<&[u8]>> =
+                            columns.iter().map(|c| Some(c.name.as_bytes())).collect();
+                        format_row(plan, &names, &mut line);
+                        backend::copy_data(&mut self.conn.out, &line);
+                    }
+                }
+                Some(Ok(Reply::Rows(rows))) => {
+                    for row in rows.iter() {
+                        line.clear();
+                        format_row(plan, &row, &mut line);
+                        backend::copy_data(&mut self.conn.out, &line);
+                        count += 1;
+                    }
+                    self.conn.flush_if_full().await?;
+                }
+                Some(Ok(Reply::Complete { .. })) => break,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(node_gone(self.proxy.node.node_id())),
+            }
+        }
+        backend::copy_done(&mut self.conn.out);
+        backend::command_complete(&mut self.conn.out, &format!("COPY {count}"));
+        Ok(())
+    }
+}
+
+fn column_list(columns: &[String]) -> String {
+    if columns.is_empty() {
+        "*".to_owned()
+    } else {
+        columns
+            .iter()
+            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Appends one row in COPY output format, with its newline.
+fn format_row(plan: &CopyPlan, fields: &[Option<&[u8]>], out: &mut Vec<u8>) {
+    let mut delimiter = [0u8; 4];
+    let delimiter = plan.delimiter.encode_utf8(&mut delimiter).as_bytes();
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(delimiter);
+        }
+        match (field, plan.format) {
+            (None, _) => out.extend_from_slice(plan.null.as_bytes()),
+            (Some(value), CopyFormat::Text) => escape_text(value, delimiter, out),
+            (Some(value), CopyFormat::Csv) => quote_csv(value, plan, delimiter, out),
+        }
+    }
+    out.push(b'\n');
+}
+
+fn escape_text(value: &[u8], delimiter: &[u8], out: &mut Vec<u8>) {
+    for &b in value {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' if delimiter != b"\t" => out.extend_from_slice(b"\\t"),
+            _ if delimiter.len() == 1 && b == delimiter[0] => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+fn quote_csv(value: &[u8], plan: &CopyPlan, delimiter: &[u8], out: &mut Vec<u8>) {
+    let quote = plan.quote as u8;
+    let escape = plan.escape as u8;
+    let needs_quotes = value.is_empty()
+        || value == plan.null.as_bytes()
+        || value
+            .iter()
+            .any(|&b| b == quote || b == b'\n' || b == b'\r')
+        || value.windows(delimiter.len()).any(|w| w == delimiter);
+    if !needs_quotes {
+        out.extend_from_slice(value);
+        return;
+    }
+    out.push(quote);
+    for &b in value {
+        if b == quote || b == escape {
+            out.push(escape);
+        }
+        out.push(b);
+    }
+    out.push(quote);
+}
+
+/// Incremental parser of COPY input: CopyData messages may split rows anywhere.
+struct CopyParser {
+    format: CopyFormat,
+    delimiter: char,
+    null: String,
+    quote: char,
+    escape: char,
+    skip_header: bool,
+    buffer: Vec<u8>,
+    /// Parsed rows not yet sent.
+    rows: Vec<Vec<Option<String>>>,
+    /// The end-of-data marker `\.` was seen; later data is ignored.
+    ended: bool,
+    error: Option<ProxyError>,
+    line_number: u64,
+}
+
+impl CopyParser {
+    fn new(plan: &CopyPlan) -> CopyParser {
+        CopyParser {
+            format: plan.format,
+            delimiter: plan.delimiter,
+            null: plan.null.clone(),
+            quote: plan.quote,
+            escape: plan.escape,
+            skip_header: plan.header,
+            buffer: Vec::new(),
+            rows: Vec::new(),
+            ended: false,
+            error: None,
+            line_number: 0,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        if self.ended || self.error.is_some() {
+            return;
+        }
+        self.buffer.extend_from_slice(data);
+        self.drain_records(false);
+    }
+
+    fn finish(&mut self) {
+        if !self.ended && self.error.is_none() {
+            self.drain_records(true);
+        }
+    }
+
+    /// Parses every complete record in the buffer (and a final unterminated one when `last`).
+    fn drain_records(&mut self, last: bool) {
+        let mut start = 0;
+        let mut in_quotes = false;
+        let mut i = 0;
+        let quote = self.quote as u8;
+        while i < self.buffer.len() {
+            let b = self.buffer[i];
+            if self.format == CopyFormat::Csv && b == quote {
+                in_quotes = !in_quotes;
+            } else if self.format == CopyFormat::Text && b == b'\\' {
+                i += 1;
+            } else if b == b'\n' && !in_quotes {
+                let record = self.buffer[start..i].to_vec();
+                start = i + 1;
+                if !self.record(&record) {
+                    break;
+                }
+            }
+            i += 1;
+        }
+        if last && start < self.buffer.len() && !self.ended && self.error.is_none() {
+            let record = self.buffer[start..].to_vec();
+            start = self.buffer.len();
+            self.record(&record);
+        }
+        self.buffer.drain(..start.min(self.buffer.len()));
+    }
+
+    /// Handles one record; returns false once parsing should stop.
+    fn record(&mut self, raw: &[u8]) -> bool {
+        self.line_number += 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw == b"\\." {
+            self.ended = true;
+            return false;
+        }
+        if self.skip_header {
+            self.skip_header = false;
+            return true;
+        }
+        let Ok(text) = std::str::from_utf8(raw) else {
+            self.error = Some(sql_error(
+                "22021",
+                format!(
+                    "invalid byte sequence for encoding \"UTF8\" in COPY line {}",
+                    self.line_number
+                ),
+            ));
+            return false;
+        };
+        let parsed = match self.format {
+            CopyFormat::Text => parse_text_record(text, self.delimiter, &self.null),
+            CopyFormat::Csv => {
+                parse_csv_record(text, self.delimiter, self.quote, self.escape, &self.null)
+            }
+        };
+        match parsed {
+            Ok(row) => {
+                self.rows.push(row);
+                true
+            }
+            Err(message) => {
+                self.error = Some(sql_error(
+                    "22P04",
+                    format!("{message} (COPY line {})", self.line_number),
+                ));
+                false
+            }
+        }
+    }
+}
+
+fn parse_text_record(
+    line: &str,
+    delimiter: char,
+    null: &str,
+) -> Result<Vec<Option<String>>, String> {
+    let mut fields = Vec::new();
+    let mut raw_field = String::new();
+    let mut value = String::new();
+    let mut chars = line.chars().peekable();
+    let push = |raw: &mut String, value: &mut String, fields: &mut Vec<Option<String>>| {
+        if raw == null {
+            fields.push(None);
+        } else {
+            fields.push(Some(std::mem::take(value)));
+        }
+        raw.clear();
+        value.clear();
+    };
+    while let Some(c) = chars.next() {
+        if c == delimiter {
+            push(&mut raw_field, &mut value, &mut fields);
+            continue;
+        }
+        raw_field.push(c);
+        if c != '\\' {
+            value.push(c);
+            continue;
+        }
+        let Some(escaped) = chars.next() else {
+            return Err("end-of-copy marker corrupt".to_owned());
+        };
+        raw_field.push(escaped);
+        match escaped {
+            'n' => value.push('\n'),
+            'r' => value.push('\r'),
+            't' => value.push('\t'),
+            'b' => value.push('\u{8}'),
+            'f' => value.push('\u{c}'),
+            'v' => value.push('\u{b}'),
+            'x' => {
+                let mut code = 0u32;
+                let mut digits = 0;
+                while digits < 2 {
+                    match chars.peek().and_then(|c| c.to_digit(16)) {
+                        Some(d) => {
+                            code = code * 16 + d;
+                            digits += 1;
+                            if let Some(c) = chars.next() {
+                                raw_field.push(c);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                if digits == 0 {
+                    value.push('x');
+                } else {
+                    value.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                }
+            }
+            '0'..='7' => {
+                let mut code = escaped.to_digit(8).unwrap_or(0);
+                for _ in 0..2 {
+                    match chars.peek().and_then(|c| c.to_digit(8)) {
+                        Some(d) => {
+                            code = code * 8 + d;
+                            if let Some(c) = chars.next() {
+                                raw_field.push(c);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                value.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+            }
+            other => value.push(other),
+        }
+    }
+    push(&mut raw_field, &mut value, &mut fields);
+    Ok(fields)
+}
+
+fn parse_csv_record(
+    line: &str,
+    delimiter: char,
+    quote: char,
+    escape: char,
+    null: &str,
+) -> Result<Vec<Option<String>>, String> {
+    let mut fields = Vec::new();
+    let mut value = String::new();
+    let mut quoted = false;
+    let mut in_quotes = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            let next = chars.peek().copied();
+            if c == escape && (next == Some(quote) || (escape != quote && next == Some(escape))) {
+                // An escaped quote (a doubled one, by default) is part of the value.
+                chars.next();
+                value.extend(next);
+            } else if c == quote {
+                in_quotes = false;
+            } else {
+                value.push(c);
+            }
+        } else if c == quote {
+            in_quotes = true;
+            quoted = true;
+        } else if c == delimiter {
+            fields.push(csv_field(std::mem::take(&mut value), quoted, null));
+            quoted = false;
+        } else {
+            value.push(c);
+        }
+    }
+    if in_quotes {
+        return Err("unterminated CSV quoted field".to_owned());
+    }
+    fields.push(csv_field(value, quoted, null));
+    Ok(fields)
+}
+
+/// In CSV an unquoted field equal to the NULL string is NULL; a quoted one is that text.
+fn csv_field(value: String, quoted: bool, null: &str) -> Option<String> {
+    if !quoted && value == null {
+        None
+    } else {
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_owned())
+    }
+
+    #[test]
+    fn text_records_unescape() {
+        assert_eq!(
+            parse_text_record("1\ta\\tb\t\\N\tx\\\\y\t\\101", '\t', "\\N"),
+            Ok(vec![s("1"), s("a\tb"), None, s("x\\y"), s("A")])
+        );
+        assert_eq!(parse_text_record("", '\t', "\\N"), Ok(vec![s("")]));
+    }
+
+    #[test]
+    fn csv_records_quote() {
+        assert_eq!(
+            parse_csv_record("1,\"a,b\",,\"\",\"say \"\"hi\"\"\"", ',', '"', '"', ""),
+            Ok(vec![s("1"), s("a,b"), None, s(""), s("say \"hi\"")])
+        );
+        assert!(parse_csv_record("\"open", ',', '"', '"', "").is_err());
+    }
+
+    fn plan(format: CopyFormat) -> CopyPlan {
+        CopyPlan {
+            direction: CopyDirection::FromStdin,
+            source: CopySourceKind::Table("t".to_owned()),
+            columns: Vec::new(),
+            format,
+            delimiter: if format == CopyFormat::Csv { ',' } else { '\t' },
+            null: if format == CopyFormat::Csv {
+                String::new()
+            } else {
+                "\\N".to_owned()
+            },
+            header: false,
+            quote: '"',
+            escape: '"',
+        }
+    }
+
+    #[test]
+    fn parser_handles_split_messages_and_end_marker() {
+        let mut parser = CopyParser::new(&plan(CopyFormat::Text));
+        parser.feed(b"1\tone\n2\tt");
+        parser.feed(b"wo\n\\.\n3\tignored\n");
+        parser.finish();
+        assert_eq!(
+            parser.rows,
+            vec![vec![s("1"), s("one")], vec![s("2"), s("two")]]
+        );
+    }
+
+    #[test]
+    fn csv_parser_keeps_newlines_in_quotes() {
+        let mut parser = CopyParser::new(&plan(CopyFormat::Csv));
+        parser.feed(b"1,\"line\nbreak\"\n2,x");
+        parser.finish();
+        assert_eq!(
+            parser.rows,
+            vec![vec![s("1"), s("line\nbreak")], vec![s("2"), s("x")]]
+        );
+    }
+
+    #[test]
+    fn output_round_trips_through_the_parser() {
+        let text_plan = plan(CopyFormat::Text);
+        let mut line = Vec::new();
+        format_row(&text_plan, &[Some(b"a\tb\\c\nd"), None], &mut line);
+        let parsed = parse_text_record(
+            std::str::from_utf8(&line[..line.len() - 1]).unwrap_or(""),
+            '\t',
+            "\\N",
+        );
+        assert_eq!(parsed, Ok(vec![s("a\tb\\c\nd"), None]));
+
+        let csv_plan = plan(CopyFormat::Csv);
+        let mut line = Vec::new();
+        format_row(&csv_plan, &[Some(b"x,\"y\""), Some(b""), None], &mut line);
+        assert_eq!(line, b"\"x,\"\"y\"\"\",\"\",\n");
+    }
+}

@@ -1,0 +1,301 @@
+//! Session parameters: what SET, SHOW and RESET act on, and the ParameterStatus values drivers
+//! read at startup.
+
+use std::collections::BTreeMap;
+
+use mycelium_router::SetValue;
+
+use crate::error::{ProxyError, sql_error};
+
+/// The version string clients see in `server_version` and `version()`.
+pub const SERVER_VERSION: &str = concat!("15.0 (Mycelium ", env!("CARGO_PKG_VERSION"), ")");
+
+/// Parameters with their defaults. The ones marked `report` are sent as ParameterStatus at
+/// startup and whenever they change, as Postgres does for GUC_REPORT parameters.
+const KNOWN: &[(&str, &str, bool)] = &[
+    ("application_name", "", true),
+    ("bytea_output", "hex", false),
+    ("client_encoding", "UTF8", true),
+    ("client_min_messages", "notice", false),
+    ("datestyle", "ISO, MDY", true),
+    ("default_transaction_isolation", "serializable", false),
+    ("default_transaction_read_only", "off", true),
+    ("extra_float_digits", "1", false),
+    ("idle_in_transaction_session_timeout", "0", false),
+    ("in_hot_standby", "off", true),
+    ("integer_datetimes", "on", true),
+    ("intervalstyle", "postgres", true),
+    ("is_superuser", "on", true),
+    ("lock_timeout", "0", false),
+    ("max_identifier_length", "63", false),
+    ("search_path", "\"$user\", public", false),
+    ("server_encoding", "UTF8", true),
+    ("server_version", SERVER_VERSION, true),
+    ("server_version_num", "150000", false),
+    ("session_authorization", "", true),
+    ("standard_conforming_strings", "on", true),
+    ("statement_timeout", "0", false),
+    ("synchronous_commit", "on", false),
+    ("timezone", "UTC", true),
+    ("transaction_isolation", "serializable", false),
+    ("transaction_read_only", "off", false),
+    ("work_mem", "4MB", false),
+];
+
+/// Parameters a client may not change, because the proxy and nodes depend on them.
+const READ_ONLY: &[&str] = &[
+    "integer_datetimes",
+    "is_superuser",
+    "max_identifier_length",
+    "server_encoding",
+    "server_version",
+    "server_version_num",
+    "in_hot_standby",
+    "session_authorization",
+];
+
+/// Postgres spells some names in mixed case in ParameterStatus.
+fn display_name(name: &str) -> &str {
+    match name {
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        "timezone" => "TimeZone",
+        other => other,
+    }
+}
+
+fn canonical(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_str() {
+        "time zone" => "timezone".to_owned(),
+        _ => lower,
+    }
+}
+
+pub struct SessionParams {
+    values: BTreeMap<String, String>,
+    /// Values from the startup packet, which RESET returns to.
+    startup: BTreeMap<String, String>,
+}
+
+impl SessionParams {
+    /// Defaults plus the parameters the client sent in its startup packet.
+    pub fn new(
+        user: &str,
+        startup: &BTreeMap<String, String>,
+    ) -> Result<SessionParams, ProxyError> {
+        let mut params = SessionParams {
+            values: KNOWN
+                .iter()
+                .map(|(n, v, _)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            startup: BTreeMap::new(),
+        };
+        params
+            .values
+            .insert("session_authorization".to_owned(), user.to_owned());
+        for (name, value) in startup {
+            let name = canonical(name);
+            if matches!(
+                name.as_str(),
+                "user" | "database" | "options" | "replication"
+            ) {
+                continue;
+            }
+            if let Ok(value) = check(&name, value) {
+                params.values.insert(name.clone(), value.clone());
+                params.startup.insert(name, value);
+            }
+        }
+        Ok(params)
+    }
+
+    /// The parameters to announce at startup, with their display names.
+    pub fn reported(&self) -> impl Iterator<Item = (&str, &str)> {
+        KNOWN
+            .iter()
+            .filter(|(_, _, report)| *report)
+            .filter_map(|(name, _, _)| {
+                self.values
+                    .get(*name)
+                    .map(|v| (display_name(name), v.as_str()))
+            })
+    }
+
+    /// Sets a parameter; returns the name and value to report when it is a reported one.
+    pub fn set(
+        &mut self,
+        name: &str,
+        value: &SetValue,
+    ) -> Result<Option<(String, String)>, ProxyError> {
+        let name = canonical(name);
+        let value = match value {
+            SetValue::Default => self.default_of(&name)?,
+            SetValue::Value(v) => check(&name, v)?,
+        };
+        if READ_ONLY.contains(&name.as_str()) {
+            return Err(sql_error(
+                "55P02",
+                format!("parameter \"{name}\" cannot be changed"),
+            ));
+        }
+        if !name.contains('.') && !KNOWN.iter().any(|(n, _, _)| *n == name) {
+            return Err(unrecognized(&name));
+        }
+        self.values.insert(name.clone(), value.clone());
+        Ok(self.report(&name))
+    }
+
+    /// RESET one parameter (`Some`) or all (`None`); returns the reported changes.
+    pub fn reset(&mut self, name: Option<&str>) -> Result<Vec<(String, String)>, ProxyError> {
+        let names: Vec<String> = match name {
+            Some(name) => vec![canonical(name)],
+            None => self.values.keys().cloned().collect(),
+        };
+        let mut reports = Vec::new();
+        for name in names {
+            if READ_ONLY.contains(&name.as_str()) {
+                continue;
+            }
+            let value = self.default_of(&name)?;
+            if self.values.get(&name) != Some(&value) {
+                self.values.insert(name.clone(), value);
+                reports.extend(self.report(&name));
+            }
+        }
+        Ok(reports)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&str, ProxyError> {
+        let name = canonical(name);
+        self.values
+            .get(&name)
+            .map(String::as_str)
+            .ok_or_else(|| unrecognized(&name))
+    }
+
+    /// Every parameter with its value, for SHOW ALL.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    fn default_of(&self, name: &str) -> Result<String, ProxyError> {
+        if let Some(v) = self.startup.get(name) {
+            return Ok(v.clone());
+        }
+        match KNOWN.iter().find(|(n, _, _)| *n == name) {
+            Some((_, v, _)) => Ok((*v).to_owned()),
+            None if name.contains('.') => Ok(String::new()),
+            None => Err(unrecognized(name)),
+        }
+    }
+
+    fn report(&self, name: &str) -> Option<(String, String)> {
+        let reported = KNOWN.iter().any(|(n, _, report)| *n == name && *report);
+        reported.then(|| {
+            (
+                display_name(name).to_owned(),
+                self.values.get(name).cloned().unwrap_or_default(),
+            )
+        })
+    }
+}
+
+fn unrecognized(name: &str) -> ProxyError {
+    sql_error(
+        "42704",
+        format!("unrecognized configuration parameter \"{name}\""),
+    )
+}
+
+/// Refuses values Mycelium cannot honour, rather than accepting them and answering wrongly.
+fn check(name: &str, value: &str) -> Result<String, ProxyError> {
+    let unsupported = |what: &str| {
+        sql_error(
+            "0A000",
+            format!("{name} = '{value}' is not supported: {what}"),
+        )
+    };
+    match name {
+        "client_encoding" => {
+            let v = value.to_ascii_uppercase().replace('-', "");
+            if v == "UTF8" || v == "UNICODE" {
+                Ok("UTF8".to_owned())
+            } else {
+                Err(unsupported("only UTF8 is supported"))
+            }
+        }
+        "datestyle" => {
+            if value.to_ascii_uppercase().contains("ISO")
+                || !value.to_ascii_uppercase().contains(',')
+            {
+                Ok("ISO, MDY".to_owned())
+            } else {
+                Err(unsupported("only the ISO date style is supported"))
+            }
+        }
+        "standard_conforming_strings" => match value.to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" => Ok("on".to_owned()),
+            _ => Err(unsupported("standard_conforming_strings is always on")),
+        },
+        "intervalstyle" => Ok("postgres".to_owned()),
+        _ => Ok(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> SessionParams {
+        let mut startup = BTreeMap::new();
+        startup.insert("application_name".to_owned(), "psql".to_owned());
+        SessionParams::new("alice", &startup).expect("params")
+    }
+
+    #[test]
+    fn startup_values_and_reset() {
+        let mut p = params();
+        assert_eq!(p.get("application_name").ok(), Some("psql"));
+        assert_eq!(p.get("session_authorization").ok(), Some("alice"));
+        let report = p
+            .set("application_name", &SetValue::Value("x".to_owned()))
+            .expect("set");
+        assert_eq!(
+            report,
+            Some(("application_name".to_owned(), "x".to_owned()))
+        );
+        p.reset(Some("application_name")).expect("reset");
+        assert_eq!(p.get("application_name").ok(), Some("psql"));
+        assert_eq!(p.get("TimeZone").ok(), Some("UTC"));
+    }
+
+    #[test]
+    fn refusals_carry_sqlstates() {
+        let mut p = params();
+        let code = |e: ProxyError| e.to_client().code;
+        assert_eq!(code(p.get("nope").expect_err("unknown")), "42704");
+        assert_eq!(
+            code(
+                p.set("server_version", &SetValue::Value("1".into()))
+                    .expect_err("ro")
+            ),
+            "55P02"
+        );
+        assert_eq!(
+            code(
+                p.set("client_encoding", &SetValue::Value("LATIN1".into()))
+                    .expect_err("enc")
+            ),
+            "0A000"
+        );
+        assert_eq!(
+            code(
+                p.set("no_such_thing", &SetValue::Value("1".into()))
+                    .expect_err("unknown")
+            ),
+            "42704"
+        );
+        assert!(p.set("myapp.tenant", &SetValue::Value("7".into())).is_ok());
+    }
+}

@@ -1,0 +1,961 @@
+//! One client session: the simple and extended query protocols over a node session, with the
+//! transaction state Postgres clients expect (`I`/`T`/`E`, 25P02 after an error in a block).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mycelium_protocol::{
+    Column, DataRows, Execute, Format, NodeSession, Reply, ReplyStream, StatementDescription,
+};
+use mycelium_router::{Plan, SessionCommand, TxnControl, split_statements, statement_kind};
+use pgwire::messages::PgWireFrontendMessage;
+use pgwire::messages::extendedquery::{Bind, Close, Describe, Parse};
+use tokio_util::sync::CancellationToken;
+
+use crate::Proxy;
+use crate::backend::{self, Report, TxnStatus};
+use crate::cancel::SessionCancel;
+use crate::conn::ClientConn;
+use crate::error::{ProxyError, sql_error};
+use crate::metrics;
+use crate::params::SessionParams;
+use crate::startup::{self, AuthFailure, StartupRequest};
+
+/// A statement prepared with Parse.
+struct Prepared {
+    sql: Arc<str>,
+    plan: Arc<Plan>,
+    /// Parameter types as the client gave them (0 = infer).
+    param_types: Vec<u32>,
+    description: Option<StatementDescription>,
+}
+
+/// A bound statement, ready to execute, possibly suspended part-way by a row limit.
+struct Portal {
+    statement: String,
+    plan: Arc<Plan>,
+    request: Execute,
+    suspended: Option<Suspended>,
+}
+
+/// Rows of a portal not yet sent because Execute asked for fewer.
+struct Suspended {
+    stream: ReplyStream,
+    pending: DataRows,
+    sent: u64,
+}
+
+/// How results go back: the simple protocol describes its rows itself, the extended one
+/// leaves that to Describe and may stop after `max_rows`.
+#[derive(Clone, Copy)]
+enum Output {
+    Simple,
+    Extended { max_rows: usize },
+}
+
+/// How a statement run on a node ended.
+enum Finished {
+    Complete,
+    Suspended(Suspended),
+}
+
+pub(crate) struct Session {
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) conn: ClientConn,
+    pub(crate) status: TxnStatus,
+    node: Option<Box<dyn NodeSession>>,
+    /// The BEGIN text of the open transaction, sent to the node on first use.
+    begin_sql: Option<String>,
+    node_in_txn: bool,
+    params: SessionParams,
+    cancel: Arc<SessionCancel>,
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, Portal>,
+    /// After an error in the extended protocol, messages are skipped until Sync.
+    skipping_until_sync: bool,
+}
+
+pub async fn run(
+    request: StartupRequest,
+    pid: i32,
+    proxy: Arc<Proxy>,
+    shutdown: CancellationToken,
+) {
+    let user = request.user().to_owned();
+    tracing::Span::current().record("user", user.as_str());
+    let mut conn = ClientConn::new(
+        request.stream,
+        bytes::BytesMut::new(),
+        proxy.config.max_message_size,
+    );
+    if let Some((minor, unsupported)) = &request.unsupported_minor {
+        backend::negotiate_protocol_version(&mut conn.out, *minor, unsupported);
+    }
+    match startup::authenticate(&mut conn, &proxy.users, &user).await {
+        Ok(()) => tracing::info!(tls = request.is_tls, "authenticated"),
+        Err(AuthFailure::Rejected) => {
+            tracing::warn!("password authentication failed");
+            metrics::CONNECTIONS_REFUSED
+                .with_label_values(&["authentication"])
+                .inc();
+            fatal(
+                &mut conn,
+                "28P01",
+                &format!("password authentication failed for user \"{user}\""),
+            )
+            .await;
+            return;
+        }
+        Err(AuthFailure::Error(e)) => {
+            tracing::info!(error = %e, "authentication aborted");
+            fatal(&mut conn, "08P01", &e.to_string()).await;
+            return;
+        }
+    }
+    let params = match SessionParams::new(&user, &request.params) {
+        Ok(params) => params,
+        Err(e) => {
+            fatal(&mut conn, &e.to_client().code, &e.to_client().message).await;
+            return;
+        }
+    };
+    for (name, value) in params.reported() {
+        backend::parameter_status(&mut conn.out, name, value);
+    }
+    let secret: i32 = rand::random();
+    backend::backend_key_data(&mut conn.out, pid, secret);
+    backend::ready_for_query(&mut conn.out, TxnStatus::Idle);
+    let cancel = proxy.cancels.register(pid, secret);
+    let mut session = Session {
+        proxy: proxy.clone(),
+        conn,
+        status: TxnStatus::Idle,
+        node: None,
+        begin_sql: None,
+        node_in_txn: false,
+        params,
+        cancel,
+        statements: HashMap::new(),
+        portals: HashMap::new(),
+        skipping_until_sync: false,
+    };
+    metrics::CONNECTIONS.inc();
+    metrics::CONNECTIONS_TOTAL.inc();
+    session.serve(&shutdown).await;
+    metrics::CONNECTIONS.dec();
+    proxy.cancels.unregister(pid);
+    session.conn.shutdown().await;
+}
+
+async fn fatal(conn: &mut ClientConn, code: &str, message: &str) {
+    backend::error_response(
+        &mut conn.out,
+        &Report {
+            severity: "FATAL",
+            code,
+            message,
+            detail: None,
+            hint: None,
+        },
+    );
+    conn.shutdown().await;
+}
+
+impl Session {
+    async fn serve(&mut self, shutdown: &CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                message = self.conn.read_message() => message,
+                () = shutdown.cancelled() => {
+                    self.report(&sql_error("57P01", "terminating connection due to administrator command"), "FATAL");
+                    return;
+                }
+            };
+            let message = match message {
+                Ok(Some(message)) => message,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::info!(error = %e, "closing connection");
+                    if !matches!(e, ProxyError::Io(_)) {
+                        self.report(&e, "FATAL");
+                    }
+                    return;
+                }
+            };
+            if let Err(e) = self.dispatch(message).await {
+                if e.is_fatal() {
+                    tracing::info!(error = %e, "closing connection");
+                    if !matches!(e, ProxyError::Io(_)) {
+                        self.report(&e, "FATAL");
+                    }
+                    return;
+                }
+                self.fail(&e);
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, message: PgWireFrontendMessage) -> Result<(), ProxyError> {
+        if self.skipping_until_sync && message.is_extended_query() {
+            if matches!(message, PgWireFrontendMessage::Sync(_)) {
+                self.skipping_until_sync = false;
+                self.sync();
+            }
+            return Ok(());
+        }
+        match message {
+            PgWireFrontendMessage::Query(query) => {
+                self.simple_query(&query.query).await;
+                self.portals.clear();
+                backend::ready_for_query(&mut self.conn.out, self.status);
+                Ok(())
+            }
+            PgWireFrontendMessage::Parse(parse) => self.parse(parse),
+            PgWireFrontendMessage::Bind(bind) => self.bind(bind),
+            PgWireFrontendMessage::Describe(describe) => self.describe(describe).await,
+            PgWireFrontendMessage::Execute(execute) => {
+                let portal = execute.name.unwrap_or_default();
+                let max_rows = usize::try_from(execute.max_rows).unwrap_or(0);
+                self.execute(&portal, max_rows).await
+            }
+            PgWireFrontendMessage::Close(close) => {
+                self.close(close);
+                Ok(())
+            }
+            PgWireFrontendMessage::Sync(_) => {
+                self.sync();
+                Ok(())
+            }
+            PgWireFrontendMessage::Flush(_) => self.conn.flush().await,
+            PgWireFrontendMessage::Terminate(_) => Err(ProxyError::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "client terminated the session",
+            ))),
+            // Stray COPY messages outside a COPY are ignored, as Postgres does.
+            PgWireFrontendMessage::CopyData(_)
+            | PgWireFrontendMessage::CopyDone(_)
+            | PgWireFrontendMessage::CopyFail(_) => Ok(()),
+            other => Err(ProxyError::Protocol(format!(
+                "unexpected message during a session: {}",
+                message_name(&other)
+            ))),
+        }
+    }
+
+    /// Reports a statement error: the transaction block (if any) fails, and the extended
+    /// protocol skips to the next Sync.
+    fn fail(&mut self, error: &ProxyError) {
+        self.report(error, "ERROR");
+        if self.status == TxnStatus::InTransaction {
+            self.status = TxnStatus::Failed;
+        }
+        self.skipping_until_sync = true;
+    }
+
+    fn report(&mut self, error: &ProxyError, severity: &str) {
+        let client = error.to_client();
+        metrics::ERRORS
+            .with_label_values(&[client.code.as_str()])
+            .inc();
+        tracing::debug!(code = %client.code, message = %client.message, "statement failed");
+        backend::error_response(
+            &mut self.conn.out,
+            &Report {
+                severity,
+                code: &client.code,
+                message: &client.message,
+                detail: client.detail.as_deref(),
+                hint: client.hint.as_deref(),
+            },
+        );
+    }
+
+    fn notice(&mut self, code: &str, message: &str) {
+        backend::notice_response(
+            &mut self.conn.out,
+            &Report {
+                severity: "WARNING",
+                code,
+                message,
+                detail: None,
+                hint: None,
+            },
+        );
+    }
+
+    // ---- simple query protocol ----
+
+    async fn simple_query(&mut self, text: &str) {
+        let statements = split_statements(text);
+        if statements.is_empty() {
+            backend::empty_query_response(&mut self.conn.out);
+            return;
+        }
+        for sql in statements {
+            let timer = StatementTimer::start(sql);
+            let result = self.simple_statement(sql).await;
+            timer.finish();
+            if let Err(e) = result {
+                self.fail(&e);
+                self.skipping_until_sync = false;
+                return;
+            }
+        }
+    }
+
+    async fn simple_statement(&mut self, sql: &str) -> Result<(), ProxyError> {
+        let plan = self.plan(sql)?;
+        self.check_failed_transaction(&plan)?;
+        match &*plan {
+            Plan::Empty => backend::empty_query_response(&mut self.conn.out),
+            Plan::Txn(op) => self.transaction_control(*op, sql).await?,
+            Plan::Session(command) => self.session_command(command, Output::Simple)?,
+            Plan::Copy(copy) => self.copy(copy).await?,
+            Plan::Forward { ddl } => {
+                let request = Execute::simple(sql);
+                self.run_on_node(request, Output::Simple, *ddl).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn plan(&self, sql: &str) -> Result<Arc<Plan>, ProxyError> {
+        let (plan, hit) = self.proxy.plans.plan(sql);
+        metrics::PLAN_CACHE
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
+        Ok(plan?)
+    }
+
+    /// In a failed transaction block only ROLLBACK (to a savepoint or entirely) and COMMIT
+    /// (which rolls back) are accepted, as in Postgres.
+    fn check_failed_transaction(&self, plan: &Plan) -> Result<(), ProxyError> {
+        if self.status != TxnStatus::Failed {
+            return Ok(());
+        }
+        match plan {
+            Plan::Txn(TxnControl::Commit | TxnControl::Rollback | TxnControl::RollbackTo) => Ok(()),
+            _ => Err(sql_error(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+        }
+    }
+
+    // ---- transactions ----
+
+    async fn transaction_control(&mut self, op: TxnControl, sql: &str) -> Result<(), ProxyError> {
+        match op {
+            TxnControl::Begin => {
+                if self.status == TxnStatus::Idle {
+                    self.status = TxnStatus::InTransaction;
+                    self.begin_sql = Some(sql.to_owned());
+                    self.node_in_txn = false;
+                } else {
+                    self.notice("25001", "there is already a transaction in progress");
+                }
+                backend::command_complete(&mut self.conn.out, "BEGIN");
+            }
+            TxnControl::Commit => {
+                let tag = match self.status {
+                    TxnStatus::Idle => {
+                        self.notice("25P01", "there is no transaction in progress");
+                        "COMMIT"
+                    }
+                    TxnStatus::InTransaction => {
+                        self.finish_node_transaction("COMMIT").await?;
+                        "COMMIT"
+                    }
+                    TxnStatus::Failed => {
+                        self.finish_node_transaction("ROLLBACK").await?;
+                        "ROLLBACK"
+                    }
+                };
+                backend::command_complete(&mut self.conn.out, tag);
+            }
+            TxnControl::Rollback => {
+                if self.status == TxnStatus::Idle {
+                    self.notice("25P01", "there is no transaction in progress");
+                } else {
+                    self.finish_node_transaction("ROLLBACK").await?;
+                }
+                backend::command_complete(&mut self.conn.out, "ROLLBACK");
+            }
+            TxnControl::Savepoint | TxnControl::Release | TxnControl::RollbackTo => {
+                if self.status == TxnStatus::Idle {
+                    let what = match op {
+                        TxnControl::Savepoint => "SAVEPOINT",
+                        TxnControl::Release => "RELEASE SAVEPOINT",
+                        _ => "ROLLBACK TO SAVEPOINT",
+                    };
+                    return Err(sql_error(
+                        "25P01",
+                        format!("{what} can only be used in transaction blocks"),
+                    ));
+                }
+                let tag = self.node_command(sql).await?;
+                if op == TxnControl::RollbackTo {
+                    self.status = TxnStatus::InTransaction;
+                }
+                backend::command_complete(&mut self.conn.out, &tag);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the transaction on the node (if it ever reached it) and locally, whatever the
+    /// node answers: after a failed COMMIT the transaction is gone either way.
+    async fn finish_node_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
+        let reached_node = self.node_in_txn;
+        self.status = TxnStatus::Idle;
+        self.begin_sql = None;
+        self.node_in_txn = false;
+        self.portals.clear();
+        if reached_node {
+            self.node_command(command).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens the client's transaction on the node before its first statement there.
+    pub(crate) async fn ensure_node_transaction(&mut self) -> Result<(), ProxyError> {
+        if self.status != TxnStatus::Idle && !self.node_in_txn {
+            let begin = self.begin_sql.clone().unwrap_or_else(|| "BEGIN".to_owned());
+            self.node_command(&begin).await?;
+            self.node_in_txn = true;
+        }
+        Ok(())
+    }
+
+    /// Runs a statement whose rows (if any) are not for the client; returns its tag.
+    pub(crate) async fn node_command(&mut self, sql: &str) -> Result<String, ProxyError> {
+        let mut stream = self
+            .node_session()
+            .await?
+            .execute(Execute::simple(sql))
+            .await?;
+        loop {
+            match stream.recv().await {
+                Some(Ok(Reply::Complete { tag })) => return Ok(tag),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(node_gone(self.proxy.node.node_id())),
+            }
+        }
+    }
+
+    pub(crate) async fn node_session(&mut self) -> Result<&mut Box<dyn NodeSession>, ProxyError> {
+        let session = match self.node.take() {
+            Some(session) => session,
+            None => self.proxy.node.open_session().await?,
+        };
+        Ok(self.node.insert(session))
+    }
+
+    // ---- running statements on the node ----
+
+    /// Runs `request` on the node and streams its results to the client.
+    async fn run_on_node(
+        &mut self,
+        request: Execute,
+        output: Output,
+        ddl: bool,
+    ) -> Result<Finished, ProxyError> {
+        self.ensure_node_transaction().await?;
+        let token = self.cancel.start_statement();
+        let result = async {
+            let stream = self.node_session().await?.execute(request.clone()).await?;
+            self.stream_results(stream, &request, output, 0, DataRows::default(), &token)
+                .await
+        }
+        .await;
+        self.cancel.end_statement();
+        if ddl && result.is_ok() {
+            self.proxy.descriptions.clear();
+        }
+        result
+    }
+
+    /// Sends replies to the client until the statement completes or `max_rows` is reached.
+    async fn stream_results(
+        &mut self,
+        mut stream: ReplyStream,
+        request: &Execute,
+        output: Output,
+        mut sent: u64,
+        mut pending: DataRows,
+        token: &CancellationToken,
+    ) -> Result<Finished, ProxyError> {
+        let limit = match output {
+            Output::Extended { max_rows } if max_rows > 0 => Some(max_rows as u64),
+            _ => None,
+        };
+        loop {
+            if !pending.is_empty() {
+                let room = limit.map_or(usize::MAX, |l| (l - sent) as usize);
+                let batch = pending.split_first(room);
+                sent += batch.len() as u64;
+                self.conn.out.extend_from_slice(batch.bytes());
+                self.conn.flush_if_full().await?;
+                if limit == Some(sent) {
+                    backend::portal_suspended(&mut self.conn.out);
+                    return Ok(Finished::Suspended(Suspended {
+                        stream,
+                        pending,
+                        sent,
+                    }));
+                }
+            }
+            let reply = tokio::select! {
+                reply = stream.recv() => reply,
+                () = token.cancelled() => {
+                    drop(stream);
+                    return Err(sql_error("57014", "canceling statement due to user request"));
+                }
+            };
+            match reply {
+                Some(Ok(Reply::Columns(columns))) => {
+                    if matches!(output, Output::Simple) {
+                        backend::row_description(&mut self.conn.out, &columns, |i| {
+                            request.result_format(i)
+                        });
+                    }
+                }
+                Some(Ok(Reply::Rows(rows))) => pending = rows,
+                Some(Ok(Reply::Complete { tag })) => {
+                    backend::command_complete(&mut self.conn.out, &tag);
+                    return Ok(Finished::Complete);
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(node_gone(self.proxy.node.node_id())),
+            }
+        }
+    }
+
+    // ---- session commands ----
+
+    fn session_command(
+        &mut self,
+        command: &SessionCommand,
+        output: Output,
+    ) -> Result<(), ProxyError> {
+        match command {
+            SessionCommand::Set { name, value } => {
+                if let Some((name, value)) = self.params.set(name, value)? {
+                    backend::parameter_status(&mut self.conn.out, &name, &value);
+                }
+                backend::command_complete(&mut self.conn.out, "SET");
+            }
+            SessionCommand::Ignored => backend::command_complete(&mut self.conn.out, "SET"),
+            SessionCommand::Reset { name } => {
+                for (name, value) in self.params.reset(name.as_deref())? {
+                    backend::parameter_status(&mut self.conn.out, &name, &value);
+                }
+                backend::command_complete(&mut self.conn.out, "RESET");
+            }
+            SessionCommand::Show { name } => {
+                let rows: Vec<(String, String)> = if name == "all" {
+                    self.params
+                        .all()
+                        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                        .collect()
+                } else {
+                    vec![(name.clone(), self.params.get(name)?.to_owned())]
+                };
+                if matches!(output, Output::Simple) {
+                    let columns = show_columns(command);
+                    backend::row_description(&mut self.conn.out, &columns, |_| Format::Text);
+                }
+                for (param, value) in &rows {
+                    if name == "all" {
+                        backend::text_data_row(
+                            &mut self.conn.out,
+                            &[Some(param), Some(value), Some("")],
+                        );
+                    } else {
+                        backend::text_data_row(&mut self.conn.out, &[Some(value)]);
+                    }
+                }
+                backend::command_complete(&mut self.conn.out, "SHOW");
+            }
+            SessionCommand::DiscardAll => {
+                if self.status != TxnStatus::Idle {
+                    return Err(sql_error(
+                        "25001",
+                        "DISCARD ALL cannot run inside a transaction block",
+                    ));
+                }
+                for (name, value) in self.params.reset(None)? {
+                    backend::parameter_status(&mut self.conn.out, &name, &value);
+                }
+                self.statements.clear();
+                self.portals.clear();
+                backend::command_complete(&mut self.conn.out, "DISCARD ALL");
+            }
+            SessionCommand::Deallocate { name: None } => {
+                self.statements.clear();
+                backend::command_complete(&mut self.conn.out, "DEALLOCATE ALL");
+            }
+            SessionCommand::Deallocate { name: Some(name) } => {
+                if self.statements.remove(name).is_none() {
+                    return Err(sql_error(
+                        "26000",
+                        format!("prepared statement \"{name}\" does not exist"),
+                    ));
+                }
+                backend::command_complete(&mut self.conn.out, "DEALLOCATE");
+            }
+        }
+        Ok(())
+    }
+
+    // ---- extended query protocol ----
+
+    fn parse(&mut self, parse: Parse) -> Result<(), ProxyError> {
+        let name = parse.name.unwrap_or_default();
+        if !name.is_empty() && self.statements.contains_key(&name) {
+            return Err(sql_error(
+                "42P05",
+                format!("prepared statement \"{name}\" already exists"),
+            ));
+        }
+        if split_statements(&parse.query).len() > 1 {
+            return Err(sql_error(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let plan = self.plan(&parse.query)?;
+        if matches!(*plan, Plan::Copy(_)) {
+            return Err(sql_error(
+                "0A000",
+                "COPY is supported in the simple query protocol only (as psql's \\copy uses it)",
+            ));
+        }
+        self.statements.insert(
+            name,
+            Prepared {
+                sql: Arc::from(parse.query.trim()),
+                plan,
+                param_types: parse.type_oids,
+                description: None,
+            },
+        );
+        backend::parse_complete(&mut self.conn.out);
+        Ok(())
+    }
+
+    fn bind(&mut self, bind: Bind) -> Result<(), ProxyError> {
+        let statement_name = bind.statement_name.unwrap_or_default();
+        let portal_name = bind.portal_name.unwrap_or_default();
+        let statement = self
+            .statements
+            .get(&statement_name)
+            .ok_or_else(|| missing_statement(&statement_name))?;
+        if !portal_name.is_empty() && self.portals.contains_key(&portal_name) {
+            return Err(sql_error(
+                "42P03",
+                format!("portal \"{portal_name}\" already exists"),
+            ));
+        }
+        let count = bind.parameters.len();
+        let expected = match &statement.description {
+            Some(d) => Some(d.params.len()),
+            None if !statement.param_types.is_empty() => Some(statement.param_types.len()),
+            None => None,
+        };
+        if let Some(expected) = expected
+            && expected != count
+        {
+            return Err(ProxyError::Protocol(format!(
+                "bind message supplies {count} parameters, but prepared statement \"{statement_name}\" requires {expected}"
+            )));
+        }
+        let param_formats = expand_formats(&bind.parameter_format_codes, count, "parameter")?;
+        let result_formats: Vec<Format> = bind
+            .result_column_format_codes
+            .iter()
+            .map(|&code| Format::from_code(code).ok_or_else(|| bad_format(code)))
+            .collect::<Result<_, _>>()?;
+        let param_types: Arc<[u32]> = match &statement.description {
+            Some(d) => Arc::from(d.params.as_slice()),
+            None => Arc::from(statement.param_types.as_slice()),
+        };
+        let portal = Portal {
+            statement: statement_name,
+            plan: statement.plan.clone(),
+            request: Execute {
+                sql: statement.sql.clone(),
+                param_types,
+                params: bind.parameters,
+                param_formats,
+                result_formats: Arc::from(result_formats),
+            },
+            suspended: None,
+        };
+        self.portals.insert(portal_name, portal);
+        backend::bind_complete(&mut self.conn.out);
+        Ok(())
+    }
+
+    async fn describe(&mut self, describe: Describe) -> Result<(), ProxyError> {
+        let name = describe.name.unwrap_or_default();
+        if describe.target_type == b'S' {
+            let description = self.statement_description(&name).await?;
+            backend::parameter_description(&mut self.conn.out, &description.params);
+            if description.columns.is_empty() {
+                backend::no_data(&mut self.conn.out);
+            } else {
+                backend::row_description(&mut self.conn.out, &description.columns, |_| {
+                    Format::Text
+                });
+            }
+            return Ok(());
+        }
+        let statement = match self.portals.get(&name) {
+            Some(portal) => portal.statement.clone(),
+            None => {
+                return Err(sql_error(
+                    "34000",
+                    format!("portal \"{name}\" does not exist"),
+                ));
+            }
+        };
+        let description = self.statement_description(&statement).await?;
+        let Some(portal) = self.portals.get(&name) else {
+            return Err(sql_error(
+                "34000",
+                format!("portal \"{name}\" does not exist"),
+            ));
+        };
+        if description.columns.is_empty() {
+            backend::no_data(&mut self.conn.out);
+        } else {
+            let request = portal.request.clone();
+            backend::row_description(&mut self.conn.out, &description.columns, |i| {
+                request.result_format(i)
+            });
+        }
+        Ok(())
+    }
+
+    /// The description of a prepared statement, asked of the node once per text.
+    async fn statement_description(
+        &mut self,
+        name: &str,
+    ) -> Result<StatementDescription, ProxyError> {
+        let statement = self
+            .statements
+            .get(name)
+            .ok_or_else(|| missing_statement(name))?;
+        if let Some(description) = &statement.description {
+            return Ok(description.clone());
+        }
+        let (sql, plan, param_types) = (
+            statement.sql.clone(),
+            statement.plan.clone(),
+            statement.param_types.clone(),
+        );
+        let description = match &*plan {
+            Plan::Forward { .. } => match self.proxy.descriptions.get(&sql, &param_types) {
+                Some(description) => description,
+                None => {
+                    let description = self
+                        .node_session()
+                        .await?
+                        .describe(&sql, &param_types)
+                        .await?;
+                    self.proxy
+                        .descriptions
+                        .insert(sql, param_types, description.clone());
+                    description
+                }
+            },
+            Plan::Session(command @ SessionCommand::Show { .. }) => StatementDescription {
+                params: param_types,
+                columns: show_columns(command),
+            },
+            _ => StatementDescription {
+                params: param_types,
+                columns: Vec::new(),
+            },
+        };
+        if let Some(statement) = self.statements.get_mut(name) {
+            statement.description = Some(description.clone());
+        }
+        Ok(description)
+    }
+
+    async fn execute(&mut self, name: &str, max_rows: usize) -> Result<(), ProxyError> {
+        let timer = match self.portals.get(name) {
+            Some(portal) => StatementTimer::start(&portal.request.sql),
+            None => StatementTimer::start(""),
+        };
+        let result = self.execute_portal(name, max_rows).await;
+        timer.finish();
+        result
+    }
+
+    async fn execute_portal(&mut self, name: &str, max_rows: usize) -> Result<(), ProxyError> {
+        let Some(portal) = self.portals.get_mut(name) else {
+            return Err(sql_error(
+                "34000",
+                format!("portal \"{name}\" does not exist"),
+            ));
+        };
+        let output = Output::Extended { max_rows };
+        if let Some(suspended) = portal.suspended.take() {
+            let request = portal.request.clone();
+            let token = self.cancel.start_statement();
+            let finished = self
+                .stream_results(
+                    suspended.stream,
+                    &request,
+                    output,
+                    suspended.sent,
+                    suspended.pending,
+                    &token,
+                )
+                .await;
+            self.cancel.end_statement();
+            return self.keep_suspended(name, finished?);
+        }
+        let (plan, request) = (portal.plan.clone(), portal.request.clone());
+        self.check_failed_transaction(&plan)?;
+        match &*plan {
+            Plan::Empty => backend::empty_query_response(&mut self.conn.out),
+            Plan::Txn(op) => {
+                let sql = request.sql.clone();
+                self.transaction_control(*op, &sql).await?;
+            }
+            Plan::Session(command) => self.session_command(command, output)?,
+            Plan::Copy(_) => {
+                return Err(sql_error(
+                    "0A000",
+                    "COPY is supported in the simple query protocol only",
+                ));
+            }
+            Plan::Forward { ddl } => {
+                let finished = self.run_on_node(request, output, *ddl).await?;
+                return self.keep_suspended(name, finished);
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_suspended(&mut self, name: &str, finished: Finished) -> Result<(), ProxyError> {
+        if let (Finished::Suspended(suspended), Some(portal)) =
+            (finished, self.portals.get_mut(name))
+        {
+            portal.suspended = Some(suspended);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, close: Close) {
+        let name = close.name.unwrap_or_default();
+        if close.target_type == b'S' {
+            self.statements.remove(&name);
+        } else {
+            self.portals.remove(&name);
+        }
+        backend::close_complete(&mut self.conn.out);
+    }
+
+    fn sync(&mut self) {
+        if self.status == TxnStatus::Idle {
+            // Portals live until the end of their transaction; outside a block that is now.
+            self.portals.clear();
+        }
+        backend::ready_for_query(&mut self.conn.out, self.status);
+    }
+}
+
+/// SHOW answers in text, whatever the parameter.
+const TEXT_OID: u32 = 25;
+
+/// Counts a statement by kind and records how long it took.
+struct StatementTimer {
+    kind: &'static str,
+    started: Instant,
+}
+
+impl StatementTimer {
+    fn start(sql: &str) -> StatementTimer {
+        StatementTimer {
+            kind: statement_kind(sql),
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(self) {
+        metrics::QUERIES.with_label_values(&[self.kind]).inc();
+        metrics::QUERY_DURATION
+            .with_label_values(&[self.kind])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+fn show_columns(command: &SessionCommand) -> Vec<Column> {
+    let text = |name: &str| Column {
+        name: name.to_owned(),
+        table_oid: 0,
+        column_id: 0,
+        type_oid: TEXT_OID,
+        type_size: -1,
+        type_modifier: -1,
+    };
+    match command {
+        SessionCommand::Show { name } if name == "all" => {
+            vec![text("name"), text("setting"), text("description")]
+        }
+        SessionCommand::Show { name } => vec![text(name)],
+        _ => Vec::new(),
+    }
+}
+
+fn expand_formats(codes: &[i16], count: usize, what: &str) -> Result<Vec<Format>, ProxyError> {
+    let formats: Vec<Format> = codes
+        .iter()
+        .map(|&code| Format::from_code(code).ok_or_else(|| bad_format(code)))
+        .collect::<Result<_, _>>()?;
+    match formats.len() {
+        0 => Ok(vec![Format::Text; count]),
+        1 => Ok(vec![formats[0]; count]),
+        n if n == count => Ok(formats),
+        n => Err(ProxyError::Protocol(format!(
+            "bind message has {n} {what} formats but {count} {what}s"
+        ))),
+    }
+}
+
+fn bad_format(code: i16) -> ProxyError {
+    ProxyError::Protocol(format!("unsupported format code: {code}"))
+}
+
+fn missing_statement(name: &str) -> ProxyError {
+    if name.is_empty() {
+        sql_error("26000", "unnamed prepared statement does not exist")
+    } else {
+        sql_error(
+            "26000",
+            format!("prepared statement \"{name}\" does not exist"),
+        )
+    }
+}
+
+pub(crate) fn node_gone(node: &str) -> ProxyError {
+    sql_error("08006", format!("lost connection to node {node}"))
+}
+
+fn message_name(message: &PgWireFrontendMessage) -> &'static str {
+    match message {
+        PgWireFrontendMessage::SslNegotiation(_) => "SSLRequest",
+        PgWireFrontendMessage::Startup(_) => "StartupMessage",
+        PgWireFrontendMessage::CancelRequest(_) => "CancelRequest",
+        PgWireFrontendMessage::PasswordMessageFamily(_) => "PasswordMessage",
+        PgWireFrontendMessage::PortalSuspended(_) => "PortalSuspended",
+        _ => "message",
+    }
+}

@@ -1,0 +1,355 @@
+//! What the node knows about the tables in the SQLite file: each column's Postgres type and
+//! typmod (SQLite keeps only an affinity), table OIDs, indexes and constraint names.
+//!
+//! The source of truth is three bookkeeping tables written in the same SQLite transaction as
+//! the DDL they describe, so a crash never leaves them out of step with `sqlite_master`.
+//! Tables created by someone else (no catalog rows) get types guessed from their declared type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mycelium_protocol::types::PgType;
+use rusqlite::Connection;
+
+/// Postgres's first OID for user objects; table OIDs are this plus the catalog row id.
+pub const FIRST_USER_OID: u32 = 16384;
+
+pub(crate) const CATALOG_DDL: &str = "
+CREATE TABLE IF NOT EXISTS __mycelium_tables (
+    oid INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL DEFAULT 'r',
+    pk_name TEXT,
+    options TEXT
+);
+CREATE TABLE IF NOT EXISTS __mycelium_columns (
+    table_name TEXT NOT NULL,
+    column_name TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    type_oid INTEGER NOT NULL,
+    typmod INTEGER NOT NULL,
+    default_pg TEXT,
+    PRIMARY KEY (table_name, column_name)
+);
+CREATE TABLE IF NOT EXISTS __mycelium_sequences (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+";
+
+/// A column type as Postgres describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ty {
+    pub ty: PgType,
+    pub typmod: i32,
+}
+
+impl Ty {
+    pub const fn of(ty: PgType) -> Ty {
+        Ty { ty, typmod: -1 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub ty: Ty,
+    /// 1-based, as `pg_attribute.attnum`.
+    pub attnum: i16,
+    pub not_null: bool,
+    /// The default as SQLite holds it (already translated), for `DEFAULT` in `VALUES`.
+    pub default_sql: Option<String>,
+    /// The default as the user wrote it in Postgres syntax, for `pg_attrdef`.
+    pub default_pg: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexInfo {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    pub oid: u32,
+    pub is_view: bool,
+    pub columns: Vec<ColumnInfo>,
+    pub primary_key: Vec<String>,
+    pub pk_name: String,
+    pub indexes: Vec<IndexInfo>,
+}
+
+impl TableInfo {
+    /// One of the emulated catalog relations rather than a user table.
+    pub fn is_system(&self) -> bool {
+        self.oid < FIRST_USER_OID
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The Postgres name of the unique constraint or index covering exactly `columns`.
+    pub fn unique_constraint_name(&self, columns: &[&str]) -> String {
+        let same = |cols: &[String]| {
+            cols.len() == columns.len()
+                && cols
+                    .iter()
+                    .zip(columns)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        };
+        if !self.primary_key.is_empty() && same(&self.primary_key) {
+            return self.pk_name.clone();
+        }
+        if let Some(index) = self.indexes.iter().find(|i| i.unique && same(&i.columns)) {
+            return index.name.clone();
+        }
+        format!("{}_{}_key", self.name, columns.join("_"))
+    }
+}
+
+/// A snapshot of every table's description. Immutable; replaced as a whole after DDL.
+#[derive(Debug, Default)]
+pub struct Schema {
+    /// Identifies this snapshot in the translation cache.
+    pub id: u64,
+    pub tables: HashMap<String, Arc<TableInfo>>,
+}
+
+impl Schema {
+    /// A user table, or else one of the emulated `pg_catalog` relations.
+    pub fn table(&self, name: &str) -> Option<&Arc<TableInfo>> {
+        self.tables
+            .get(name)
+            .or_else(|| self.tables.get(&name.to_ascii_lowercase()))
+            .or_else(|| crate::pg_catalog::system_tables().get(name))
+    }
+
+    pub fn table_by_oid(&self, oid: u32) -> Option<&Arc<TableInfo>> {
+        self.tables.values().find(|t| t.oid == oid)
+    }
+}
+
+/// The SQLite declaration for a Postgres type: the affinity that stores its values unchanged.
+pub fn sqlite_decl(ty: PgType) -> &'static str {
+    match ty {
+        PgType::Bool | PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Oid => "INTEGER",
+        PgType::Float4 | PgType::Float8 => "REAL",
+        PgType::Numeric => "NUMERIC",
+        PgType::Bytea => "BLOB",
+        _ => "TEXT",
+    }
+}
+
+/// A Postgres type for a column SQLite declared without our catalog.
+fn guess_from_decl(decl: &str) -> Ty {
+    if let Some((ty, typmod)) = PgType::parse_sql_name(decl) {
+        return Ty { ty, typmod };
+    }
+    let upper = decl.to_ascii_uppercase();
+    let ty = if upper.contains("INT") {
+        PgType::Int8
+    } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
+        PgType::Text
+    } else if upper.contains("BLOB") {
+        PgType::Bytea
+    } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
+        PgType::Float8
+    } else if upper.is_empty() {
+        PgType::Text
+    } else {
+        PgType::Numeric
+    };
+    Ty::of(ty)
+}
+
+pub(crate) fn is_internal_table(name: &str) -> bool {
+    name.starts_with("sqlite_") || name.starts_with("__mycelium")
+}
+
+/// Reads the whole schema through `conn` (inside whatever transaction it has open).
+pub fn load(conn: &Connection, id: u64) -> rusqlite::Result<Schema> {
+    let mut tables = HashMap::new();
+    let mut objects = conn.prepare(
+        "SELECT m.name, m.type, t.oid, t.pk_name FROM sqlite_master m \
+         LEFT JOIN __mycelium_tables t ON t.name = m.name \
+         WHERE m.type IN ('table', 'view')",
+    )?;
+    let rows = objects.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<i64>>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, kind, oid, pk_name) = row?;
+        if is_internal_table(&name) {
+            continue;
+        }
+        let oid = match oid {
+            Some(oid) => FIRST_USER_OID + u32::try_from(oid).unwrap_or(0),
+            None => fallback_oid(&name),
+        };
+        let table = load_table(conn, &name, oid, kind == "view", pk_name)?;
+        tables.insert(name.to_ascii_lowercase(), Arc::new(table));
+    }
+    Ok(Schema { id, tables })
+}
+
+fn fallback_oid(name: &str) -> u32 {
+    // Stable across restarts: FNV-1a of the name, kept clear of the catalog's range.
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    1_000_000 + hash % 1_000_000_000
+}
+
+fn load_table(
+    conn: &Connection,
+    name: &str,
+    oid: u32,
+    is_view: bool,
+    pk_name: Option<String>,
+) -> rusqlite::Result<TableInfo> {
+    let mut typed: HashMap<String, (u32, i32, Option<String>)> = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT column_name, type_oid, typmod, default_pg FROM __mycelium_columns WHERE table_name = ?1",
+    )?;
+    let rows = stmt.query_map([name], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, u32>(1)?,
+            row.get::<_, i32>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (column, type_oid, typmod, default_pg) = row?;
+        typed.insert(column.to_ascii_lowercase(), (type_oid, typmod, default_pg));
+    }
+
+    let mut columns = Vec::new();
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    let mut info = conn.prepare(&format!("PRAGMA table_info({})", quote_ident(name)))?;
+    let rows = info.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            row.get::<_, bool>(3)?,
+            row.get::<_, Option<String>>(4)?,
+            row.get::<_, i64>(5)?,
+        ))
+    })?;
+    for (index, row) in rows.enumerate() {
+        let (column, decl, not_null, default_sql, pk_index) = row?;
+        let (ty, default_pg) = match typed.get(&column.to_ascii_lowercase()) {
+            Some((type_oid, typmod, default_pg)) => (
+                PgType::from_oid(*type_oid)
+                    .map(|ty| Ty {
+                        ty,
+                        typmod: *typmod,
+                    })
+                    .unwrap_or_else(|| guess_from_decl(&decl)),
+                default_pg.clone(),
+            ),
+            None => (guess_from_decl(&decl), default_sql.clone()),
+        };
+        if pk_index > 0 {
+            pk.push((pk_index, column.clone()));
+        }
+        columns.push(ColumnInfo {
+            name: column,
+            ty,
+            attnum: i16::try_from(index + 1).unwrap_or(i16::MAX),
+            not_null: not_null || pk_index > 0,
+            default_sql,
+            default_pg,
+        });
+    }
+    pk.sort();
+    let mut primary_key: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
+    let mut pk_name = pk_name.unwrap_or_else(|| format!("{name}_pkey"));
+
+    let mut indexes = Vec::new();
+    if !is_view {
+        let mut list = conn.prepare(&format!("PRAGMA index_list({})", quote_ident(name)))?;
+        let rows = list.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(1)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        })?;
+        let listed: Vec<_> = rows.collect::<rusqlite::Result<_>>()?;
+        for (index_name, unique, origin) in listed {
+            let mut cols =
+                conn.prepare(&format!("PRAGMA index_info({})", quote_ident(&index_name)))?;
+            let names: Vec<String> = cols
+                .query_map([], |row| row.get::<_, Option<String>>(2))?
+                .filter_map(|r| r.ok().flatten())
+                .collect();
+            let primary = origin == "pk" || index_name.ends_with("_pkey");
+            if primary && primary_key.is_empty() {
+                // `ALTER TABLE ADD PRIMARY KEY` becomes a unique index: SQLite cannot add one.
+                primary_key = names.clone();
+                pk_name = index_name.clone();
+            }
+            let display = if index_name.starts_with("sqlite_autoindex_") {
+                if origin == "pk" {
+                    pk_name.clone()
+                } else {
+                    format!("{name}_{}_key", names.join("_"))
+                }
+            } else {
+                index_name
+            };
+            indexes.push(IndexInfo {
+                name: display,
+                columns: names,
+                unique,
+                primary,
+            });
+        }
+    }
+    if !primary_key.is_empty() && !indexes.iter().any(|i| i.primary) {
+        // An INTEGER PRIMARY KEY is the rowid itself: SQLite lists no index for it, Postgres
+        // shows one.
+        indexes.insert(
+            0,
+            IndexInfo {
+                name: pk_name.clone(),
+                columns: primary_key.clone(),
+                unique: true,
+                primary: true,
+            },
+        );
+    }
+    Ok(TableInfo {
+        name: name.to_owned(),
+        oid,
+        is_view,
+        columns,
+        primary_key,
+        pk_name,
+        indexes,
+    })
+}
+
+/// Quotes an identifier for SQLite.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQLite.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

@@ -1,0 +1,779 @@
+//! One worker thread: owns a SQLite connection and runs the jobs sessions send it.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use chrono::Utc;
+use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef};
+use mycelium_protocol::{
+    CopyIn, DataRowsBuilder, DbError, Execute, Format, Reply, StatementDescription,
+};
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Lease, Shared, SharedTxn, aborted_error};
+use crate::catalog::{self, Schema, quote_ident};
+use crate::errors::{ErrorContext, from_sqlite, internal};
+use crate::functions::{FunctionState, storage_ref};
+use crate::rewrite::{self, Kind, OutColumn, Translation};
+
+const BATCH_BYTES: usize = 64 * 1024;
+const BATCH_ROWS: usize = 1000;
+
+pub(crate) enum Job {
+    Execute {
+        id: u64,
+        request: Execute,
+        txn: Option<SharedTxn>,
+        replies: mpsc::Sender<Result<Reply, DbError>>,
+        done: oneshot::Sender<()>,
+        lease: Option<Lease>,
+    },
+    Describe {
+        sql: String,
+        param_types: Vec<u32>,
+        reply: oneshot::Sender<Result<StatementDescription, DbError>>,
+        lease: Option<Lease>,
+    },
+    CopyIn {
+        batch: CopyIn,
+        txn: Option<SharedTxn>,
+        reply: oneshot::Sender<Result<u64, DbError>>,
+        lease: Option<Lease>,
+    },
+    /// COMMIT or ROLLBACK of the session's transaction; releases the pinned worker.
+    End {
+        commit: bool,
+        reply: Option<oneshot::Sender<Result<(), DbError>>>,
+        lease: Option<Lease>,
+    },
+    Shutdown,
+}
+
+pub(crate) fn open_connection(
+    path: &Path,
+    options: &super::SqliteOptions,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if options.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        },
+    )?;
+    // Postgres has no double-quoted string literals; SQLite's fallback would turn a
+    // misspelled column into a string.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+/// A parameter bound by reference.
+struct Bind<'a>(&'a SqlValue);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Int(i) => ValueRef::Integer(*i),
+            SqlValue::Float(f) => ValueRef::Real(*f),
+            SqlValue::Text(s) => ValueRef::Text(s.as_bytes()),
+            SqlValue::Bytes(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+pub(crate) struct Worker {
+    conn: Connection,
+    shared: Arc<Shared>,
+    current: Arc<Mutex<u64>>,
+    functions: FunctionState,
+    schema: Arc<Schema>,
+    /// The schema includes this connection's uncommitted DDL.
+    private_schema: bool,
+    /// The schema the attached `pg_catalog` tables were last filled from.
+    catalog_filled: Option<u64>,
+}
+
+impl Worker {
+    pub fn new(
+        conn: Connection,
+        shared: Arc<Shared>,
+        current: Arc<Mutex<u64>>,
+    ) -> rusqlite::Result<Worker> {
+        let functions = FunctionState {
+            sequences: shared.sequences.clone(),
+            ..FunctionState::default()
+        };
+        crate::functions::register(&conn, &functions)?;
+        crate::pg_catalog::attach(&conn)?;
+        let schema = shared.schema.read().map(|s| s.clone()).unwrap_or_default();
+        let mut worker = Worker {
+            conn,
+            shared,
+            current,
+            functions,
+            schema: Arc::default(),
+            private_schema: false,
+            catalog_filled: None,
+        };
+        worker
+            .use_schema(schema)
+            .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+        Ok(worker)
+    }
+
+    pub fn run(mut self, jobs: std::sync::mpsc::Receiver<Job>) {
+        while let Ok(job) = jobs.recv() {
+            match job {
+                Job::Execute {
+                    id,
+                    request,
+                    txn,
+                    replies,
+                    done,
+                    lease,
+                } => {
+                    self.set_current(id);
+                    let result = self.execute(&request, txn.as_ref(), &replies);
+                    self.set_current(0);
+                    if let Err(err) = result {
+                        self.after_error(txn.as_ref());
+                        let _ = replies.blocking_send(Err(err));
+                    }
+                    drop(replies);
+                    drop(done);
+                    drop(lease);
+                }
+                Job::Describe {
+                    sql,
+                    param_types,
+                    reply,
+                    lease,
+                } => {
+                    let result = self.describe(&sql, &param_types);
+                    let _ = reply.send(result);
+                    drop(lease);
+                }
+                Job::CopyIn {
+                    batch,
+                    txn,
+                    reply,
+                    lease,
+                } => {
+                    let result = self.copy_in(&batch, txn.as_ref());
+                    if result.is_err() {
+                        self.after_error(txn.as_ref());
+                    }
+                    let _ = reply.send(result);
+                    drop(lease);
+                }
+                Job::End {
+                    commit,
+                    reply,
+                    lease,
+                } => {
+                    let result = self.end(commit);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(result);
+                    }
+                    drop(lease);
+                }
+                Job::Shutdown => break,
+            }
+        }
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    fn set_current(&self, id: u64) {
+        if let Ok(mut current) = self.current.lock() {
+            *current = id;
+        }
+    }
+
+    /// After a failed statement: Postgres aborts an explicit transaction; an implicit one
+    /// is rolled back here.
+    fn after_error(&mut self, txn: Option<&SharedTxn>) {
+        match txn {
+            Some(txn) => {
+                if let Ok(mut state) = txn.lock() {
+                    state.failed = true;
+                }
+            }
+            None => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                if self.private_schema {
+                    self.schema_changed_committed();
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, commit: bool) -> Result<(), DbError> {
+        let result = if self.conn.is_autocommit() {
+            Ok(())
+        } else if commit {
+            match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let err = from_sqlite(&e, ErrorContext::default());
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(err)
+                }
+            }
+        } else {
+            self.conn
+                .execute_batch("ROLLBACK")
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))
+        };
+        if self.private_schema {
+            self.schema_changed_committed();
+        }
+        result
+    }
+
+    /// Publishes a schema change once it is committed (or rolled back).
+    fn schema_changed_committed(&mut self) {
+        self.private_schema = false;
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn current_schema(&mut self) -> Result<Arc<Schema>, DbError> {
+        if self.private_schema {
+            return Ok(self.schema.clone());
+        }
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if self.schema.id == generation {
+            return Ok(self.schema.clone());
+        }
+        let published = self.shared.schema.read().map(|s| s.clone()).ok();
+        let schema = match published {
+            Some(s) if s.id == generation => s,
+            _ => {
+                let s = Arc::new(
+                    catalog::load(&self.conn, generation)
+                        .map_err(|e| from_sqlite(&e, ErrorContext::default()))?,
+                );
+                // Only a committed view may be shared with other workers.
+                if self.conn.is_autocommit()
+                    && let Ok(mut slot) = self.shared.schema.write()
+                {
+                    *slot = s.clone();
+                }
+                s
+            }
+        };
+        self.use_schema(schema.clone())?;
+        Ok(schema)
+    }
+
+    /// Switches to `schema`, starting the sequences of serial columns it introduces.
+    fn use_schema(&mut self, schema: Arc<Schema>) -> Result<(), DbError> {
+        for table in schema.tables.values() {
+            for col in &table.columns {
+                let Some(sequence) = col
+                    .default_pg
+                    .as_deref()
+                    .and_then(|d| d.strip_prefix("nextval('"))
+                    .and_then(|d| d.split('\'').next())
+                else {
+                    continue;
+                };
+                let known = self
+                    .shared
+                    .sequences
+                    .lock()
+                    .map(|m| m.contains_key(sequence))
+                    .unwrap_or(true);
+                if known || table.primary_key == [col.name.clone()] {
+                    continue;
+                }
+                let max: i64 = self
+                    .conn
+                    .query_row(
+                        &format!(
+                            "SELECT coalesce(max({}), 0) FROM {}",
+                            quote_ident(&col.name),
+                            quote_ident(&table.name)
+                        ),
+                        [],
+                        |row| row.get(0),
+                    )
+                    .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+                if let Ok(mut map) = self.shared.sequences.lock() {
+                    let entry = map.entry(sequence.to_owned()).or_insert(max);
+                    *entry = (*entry).max(max);
+                }
+            }
+        }
+        self.schema = schema.clone();
+        self.functions.set_schema(schema);
+        Ok(())
+    }
+
+    fn translation(&mut self, sql: &str, param_types: &[u32]) -> Result<Arc<Translation>, DbError> {
+        let schema = self.current_schema()?;
+        if let Some(t) = self.shared.cache.get(sql, param_types, schema.id) {
+            return Ok(t);
+        }
+        let mut t = rewrite::translate(sql, param_types, &schema)?;
+        if t.pre.is_empty()
+            && let Some(main) = &t.main
+        {
+            // Preparing now reports SQLite's errors at Describe time, as Postgres would,
+            // and catches result shapes inference got wrong.
+            let stmt = self
+                .conn
+                .prepare_cached(main)
+                .map_err(|e| self.map_error(&e, t.table.as_deref()))?;
+            let count = stmt.column_count();
+            let decls: Vec<Option<String>> = stmt
+                .columns()
+                .map(|c| c.decl_type().map(str::to_owned))
+                .collect();
+            if count != t.out.len() && (count > 0 || t.kind == Kind::Select) {
+                let out: Vec<OutColumn> = (0..count)
+                    .map(|i| {
+                        let name = stmt.column_name(i).unwrap_or("?column?").to_owned();
+                        let ty = decls
+                            .get(i)
+                            .and_then(|d| d.as_deref().and_then(PgType::parse_sql_name))
+                            .map(|(ty, typmod)| catalog::Ty { ty, typmod })
+                            .unwrap_or(catalog::Ty::of(PgType::Text));
+                        OutColumn::expr(name, ty)
+                    })
+                    .collect();
+                t = t.with_out(out);
+            }
+        }
+        let t = Arc::new(t);
+        if !t.ddl {
+            self.shared
+                .cache
+                .insert(sql, param_types, schema.id, t.clone());
+        }
+        Ok(t)
+    }
+
+    fn map_error(&self, e: &rusqlite::Error, table: Option<&str>) -> DbError {
+        let mut err = from_sqlite(e, ErrorContext { table });
+        if err.code == "23505"
+            && let Some(detail) = err.detail.take()
+        {
+            // "t.a, t.b" → the Postgres name of the unique constraint on (a, b).
+            let mut table_name = table.unwrap_or("").to_owned();
+            let columns: Vec<&str> = detail
+                .split(", ")
+                .map(|q| match q.split_once('.') {
+                    Some((t, c)) => {
+                        table_name = t.to_owned();
+                        c
+                    }
+                    None => q,
+                })
+                .collect();
+            let name = match self.schema.table(&table_name) {
+                Some(info) => info.unique_constraint_name(&columns),
+                None => format!("{table_name}_{}_key", columns.join("_")),
+            };
+            err.message = format!("duplicate key value violates unique constraint \"{name}\"");
+            err.detail = Some(format!("Key ({}) already exists.", columns.join(", ")));
+        }
+        err
+    }
+
+    fn describe(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+    ) -> Result<StatementDescription, DbError> {
+        let t = self.translation(sql, param_types)?;
+        Ok(StatementDescription {
+            params: t.params.iter().map(|p| p.ty.oid()).collect(),
+            columns: t.columns.to_vec(),
+        })
+    }
+
+    fn begin_if_needed(&mut self, txn: Option<&SharedTxn>, writes: bool) -> Result<(), DbError> {
+        if let Some(txn) = txn {
+            if self.conn.is_autocommit() {
+                let sql = if writes {
+                    "BEGIN IMMEDIATE"
+                } else {
+                    "BEGIN DEFERRED"
+                };
+                self.conn
+                    .execute_batch(sql)
+                    .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+            }
+            let started = txn
+                .lock()
+                .map(|s| s.started_at)
+                .unwrap_or_else(|_| Utc::now());
+            self.functions.set_now(started);
+        } else {
+            self.functions.set_now(Utc::now());
+        }
+        Ok(())
+    }
+
+    fn savepoint(&mut self, sql: &str, txn: Option<&SharedTxn>) -> Result<String, DbError> {
+        let words: Vec<String> = sql
+            .split(|c: char| c.is_whitespace() || c == ';')
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+        let name = words.last().cloned().unwrap_or_default();
+        let name = if name.starts_with('"') {
+            name
+        } else {
+            quote_ident(&name.to_ascii_lowercase())
+        };
+        let failed = txn
+            .and_then(|t| t.lock().ok().map(|s| s.failed))
+            .unwrap_or(false);
+        let (sql, tag, clears) = match upper.first().map(String::as_str) {
+            Some("SAVEPOINT") => (format!("SAVEPOINT {name}"), "SAVEPOINT", false),
+            Some("RELEASE") => (format!("RELEASE SAVEPOINT {name}"), "RELEASE", false),
+            _ => (format!("ROLLBACK TO SAVEPOINT {name}"), "ROLLBACK", true),
+        };
+        if failed && !clears {
+            return Err(aborted_error());
+        }
+        self.begin_if_needed(txn, false)?;
+        self.conn.execute_batch(&sql).map_err(|e| {
+            let err = from_sqlite(&e, ErrorContext::default());
+            if err.message.starts_with("no such savepoint") {
+                DbError::new(
+                    "3B001",
+                    format!("savepoint \"{}\" does not exist", name.trim_matches('"')),
+                )
+            } else {
+                err
+            }
+        })?;
+        if clears
+            && let Some(txn) = txn
+            && let Ok(mut state) = txn.lock()
+        {
+            state.failed = false;
+        }
+        Ok(tag.to_owned())
+    }
+
+    fn execute(
+        &mut self,
+        request: &Execute,
+        txn: Option<&SharedTxn>,
+        replies: &mpsc::Sender<Result<Reply, DbError>>,
+    ) -> Result<(), DbError> {
+        let first = request
+            .sql
+            .trim_start()
+            .get(..9)
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if first.starts_with("SAVEPOINT")
+            || first.starts_with("RELEASE")
+            || first.starts_with("ROLLBACK")
+        {
+            let tag = self.savepoint(&request.sql, txn)?;
+            let _ = replies.blocking_send(Ok(Reply::Complete { tag }));
+            return Ok(());
+        }
+        let t = self.translation(&request.sql, &request.param_types)?;
+        if request.params.len() != t.params.len() {
+            return Err(DbError::new(
+                "08P01",
+                format!(
+                    "bind message supplies {} parameters, but prepared statement \"\" requires {}",
+                    request.params.len(),
+                    t.params.len()
+                ),
+            ));
+        }
+        let mut params = Vec::with_capacity(t.params.len());
+        for (i, (value, ty)) in request.params.iter().zip(&t.params).enumerate() {
+            params.push(match value {
+                None => SqlValue::Null,
+                Some(bytes) => {
+                    let format = request
+                        .param_formats
+                        .get(i)
+                        .copied()
+                        .unwrap_or(Format::Text);
+                    types::decode_param(ty.ty, format, bytes)?
+                }
+            });
+        }
+        if t.no_transaction_block && txn.is_some() {
+            return Err(DbError::new(
+                "25001",
+                format!("{} cannot run inside a transaction block", t.kind.tag(0)),
+            ));
+        }
+        self.begin_if_needed(txn, t.writes)?;
+        let statements = t.pre.len() + usize::from(t.main.is_some());
+        let implicit = txn.is_none() && (statements > 1 || t.ddl);
+        if implicit {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+        }
+        if t.catalog && self.catalog_filled != Some(self.schema.id) {
+            crate::pg_catalog::fill(&self.conn, &self.schema)
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+            // A fill inside a transaction is undone by its rollback: only trust it outside.
+            self.catalog_filled = self.conn.is_autocommit().then_some(self.schema.id);
+        }
+        let count = self.run_statements(&t, &params, request, replies)?;
+        if t.ddl && txn.is_some() {
+            // Later statements of this transaction must see its own DDL; other
+            // sessions see it when it commits.
+            let id = self.shared.private_ids.fetch_add(1, Ordering::Relaxed);
+            let schema = Arc::new(
+                catalog::load(&self.conn, id)
+                    .map_err(|e| from_sqlite(&e, ErrorContext::default()))?,
+            );
+            self.use_schema(schema)?;
+            self.private_schema = true;
+        }
+        if implicit {
+            self.conn
+                .execute_batch("COMMIT")
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+        }
+        if t.ddl && txn.is_none() {
+            self.schema_changed_committed();
+        }
+        let _ = replies.blocking_send(Ok(Reply::Complete {
+            tag: t.kind.tag(count),
+        }));
+        Ok(())
+    }
+
+    /// Runs the translated statements; returns the row or change count for the tag.
+    fn run_statements(
+        &self,
+        t: &Translation,
+        params: &[SqlValue],
+        request: &Execute,
+        replies: &mpsc::Sender<Result<Reply, DbError>>,
+    ) -> Result<u64, DbError> {
+        let table = t.table.as_deref();
+        for sql in &t.pre {
+            self.conn
+                .execute_batch(sql)
+                .map_err(|e| self.map_error(&e, table))?;
+        }
+        let Some(main) = &t.main else {
+            return Ok(0);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(main)
+            .map_err(|e| self.map_error(&e, table))?;
+        for (i, value) in params.iter().enumerate() {
+            if i < stmt.parameter_count() {
+                stmt.raw_bind_parameter(i + 1, Bind(value))
+                    .map_err(|e| self.map_error(&e, table))?;
+            }
+        }
+        if t.out.is_empty() {
+            let changes = stmt.raw_execute().map_err(|e| self.map_error(&e, table))?;
+            return Ok(changes as u64);
+        }
+        if replies
+            .blocking_send(Ok(Reply::Columns(t.columns.clone())))
+            .is_err()
+        {
+            return Err(cancelled());
+        }
+        let formats: Vec<Format> = (0..t.out.len()).map(|i| request.result_format(i)).collect();
+        let mut rows = stmt.raw_query();
+        let mut builder = DataRowsBuilder::with_capacity(BATCH_BYTES);
+        let mut scratch = BytesMut::with_capacity(256);
+        let mut count = 0u64;
+        let width = t.out.len();
+        while let Some(row) = rows.next().map_err(|e| self.map_error(&e, table))? {
+            builder.begin_row();
+            for (i, col) in t.out.iter().enumerate().take(width) {
+                let value = row.get_ref(i).map_err(|e| internal(e.to_string()))?;
+                let value = storage_ref(value);
+                if value == SqlValueRef::Null {
+                    builder.push_null();
+                    continue;
+                }
+                scratch.clear();
+                encode_value(col.ty.ty, col.ty.typmod, formats[i], value, &mut scratch)?;
+                builder.push_value(&scratch);
+            }
+            builder.end_row();
+            count += 1;
+            if builder.byte_len() >= BATCH_BYTES || builder.row_count() >= BATCH_ROWS {
+                if replies
+                    .blocking_send(Ok(Reply::Rows(builder.take())))
+                    .is_err()
+                {
+                    return Err(cancelled());
+                }
+                builder = DataRowsBuilder::with_capacity(BATCH_BYTES);
+            }
+        }
+        if builder.row_count() > 0
+            && replies
+                .blocking_send(Ok(Reply::Rows(builder.take())))
+                .is_err()
+        {
+            return Err(cancelled());
+        }
+        Ok(count)
+    }
+
+    fn copy_in(&mut self, batch: &CopyIn, txn: Option<&SharedTxn>) -> Result<u64, DbError> {
+        let schema = self.current_schema()?;
+        let name = batch.table.strip_prefix("public.").unwrap_or(&batch.table);
+        let name = name.trim_matches('"');
+        let table = schema
+            .table(name)
+            .ok_or_else(|| DbError::new("42P01", format!("relation \"{name}\" does not exist")))?
+            .clone();
+        let columns: Vec<&catalog::ColumnInfo> = if batch.columns.is_empty() {
+            table.columns.iter().collect()
+        } else {
+            batch
+                .columns
+                .iter()
+                .map(|c| {
+                    table.column(c).ok_or_else(|| {
+                        DbError::new(
+                            "42703",
+                            format!("column \"{c}\" of relation \"{name}\" does not exist"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote_ident(&table.name),
+            columns
+                .iter()
+                .map(|c| quote_ident(&c.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=columns.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.begin_if_needed(txn, true)?;
+        let implicit = txn.is_none();
+        if implicit {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+        }
+        let table_name = Some(table.name.as_str());
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(|e| self.map_error(&e, table_name))?;
+        let mut values = Vec::with_capacity(columns.len());
+        for (line, row) in batch.rows.iter().enumerate() {
+            if row.len() != columns.len() {
+                let message = if row.len() < columns.len() {
+                    format!("missing data for column \"{}\"", columns[row.len()].name)
+                } else {
+                    "extra data after last expected column".to_owned()
+                };
+                return Err(DbError::new("22P04", message)
+                    .with_detail(format!("COPY {name}, line {}", line + 1)));
+            }
+            values.clear();
+            for (field, col) in row.iter().zip(&columns) {
+                values.push(match field {
+                    None => SqlValue::Null,
+                    Some(text) => types::parse_text(col.ty.ty, col.ty.typmod, text)?,
+                });
+            }
+            for (i, value) in values.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, Bind(value))
+                    .map_err(|e| self.map_error(&e, table_name))?;
+            }
+            stmt.raw_execute()
+                .map_err(|e| self.map_error(&e, table_name))?;
+        }
+        drop(stmt);
+        if implicit {
+            self.conn
+                .execute_batch("COMMIT")
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+        }
+        Ok(batch.rows.len() as u64)
+    }
+}
+
+fn cancelled() -> DbError {
+    DbError::new("57014", "canceling statement due to user request")
+}
+
+/// Encodes a stored value as the column's Postgres type. SQLite's dynamic typing can hand
+/// back another storage class than the type implies (an integer from an untyped
+/// expression); such values are converted through their text form first.
+fn encode_value(
+    ty: PgType,
+    typmod: i32,
+    format: Format,
+    value: SqlValueRef<'_>,
+    out: &mut BytesMut,
+) -> Result<(), DbError> {
+    let encode = |v: SqlValueRef<'_>, out: &mut BytesMut| match format {
+        Format::Text => types::encode_text(ty, typmod, v, out),
+        Format::Binary => types::encode_binary(ty, typmod, v, out),
+    };
+    let start = out.len();
+    match encode(value, out) {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            out.truncate(start);
+            let text = match value {
+                SqlValueRef::Int(i) => i.to_string(),
+                SqlValueRef::Float(f) => {
+                    let mut buf = BytesMut::new();
+                    types::encode_text(PgType::Float8, -1, value, &mut buf)?;
+                    if matches!(ty, PgType::Int2 | PgType::Int4 | PgType::Int8) && f.fract() == 0.0
+                    {
+                        format!("{}", f as i64)
+                    } else {
+                        String::from_utf8_lossy(&buf).into_owned()
+                    }
+                }
+                SqlValueRef::Text(s) => s.to_owned(),
+                SqlValueRef::Bytes(_) | SqlValueRef::Null => return Err(first),
+            };
+            let converted = types::parse_text(ty, -1, &text).map_err(|_| first.clone())?;
+            encode(converted.as_ref(), out).map_err(|_| first)
+        }
+    }
+}

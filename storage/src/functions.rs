@@ -1,0 +1,706 @@
+//! SQL functions registered on every connection so that translated statements keep
+//! Postgres semantics: casts that fail like Postgres's, division by zero, `now()` fixed for
+//! a transaction, `LIKE` with Postgres's escape and case rules, and the catalog helpers.
+//!
+//! A function reports a Postgres error by raising `__pgerr:CODE:message` (see `errors`).
+
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
+use mycelium_protocol::DbError;
+use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef};
+use rusqlite::Connection;
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value, ValueRef};
+
+use crate::catalog::Schema;
+use crate::errors::encode_function_error;
+
+/// Per-connection state the functions read: the statement's `now()` and the schema.
+#[derive(Clone, Default)]
+pub struct FunctionState {
+    pub now: Arc<Mutex<Option<DateTime<Utc>>>>,
+    pub schema: Arc<Mutex<Arc<Schema>>>,
+    pub sequences: Sequences,
+}
+
+/// Sequences of serial columns, shared by all connections of a backend.
+///
+/// Like Postgres's, they are not transactional. They live in memory and start, when the
+/// process first needs them, after the largest value in their column: a restart can hand
+/// out again a value whose row was deleted, which Postgres would not.
+pub type Sequences = Arc<Mutex<std::collections::HashMap<String, i64>>>;
+
+impl FunctionState {
+    pub fn set_now(&self, now: DateTime<Utc>) {
+        if let Ok(mut slot) = self.now.lock() {
+            *slot = Some(now);
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.now
+            .lock()
+            .ok()
+            .and_then(|n| *n)
+            .unwrap_or_else(Utc::now)
+    }
+
+    pub fn set_schema(&self, schema: Arc<Schema>) {
+        if let Ok(mut slot) = self.schema.lock() {
+            *slot = schema;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PgFnError(String);
+
+impl std::fmt::Display for PgFnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PgFnError {}
+
+fn fail(err: DbError) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(Box::new(PgFnError(encode_function_error(&err))))
+}
+
+fn to_value(v: SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Int(i) => Value::Integer(i),
+        SqlValue::Float(f) => Value::Real(f),
+        SqlValue::Text(s) => Value::Text(s),
+        SqlValue::Bytes(b) => Value::Blob(b),
+    }
+}
+
+pub(crate) fn storage_ref(v: ValueRef<'_>) -> SqlValueRef<'_> {
+    match v {
+        ValueRef::Null => SqlValueRef::Null,
+        ValueRef::Integer(i) => SqlValueRef::Int(i),
+        ValueRef::Real(f) => SqlValueRef::Float(f),
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => SqlValueRef::Text(s),
+            Err(_) => SqlValueRef::Bytes(t),
+        },
+        ValueRef::Blob(b) => SqlValueRef::Bytes(b),
+    }
+}
+
+/// Formats a UTC instant as storage holds `timestamptz`.
+pub fn format_timestamptz(t: DateTime<Utc>) -> String {
+    format!("{}+00", format_naive(t.naive_utc()))
+}
+
+fn format_naive(t: NaiveDateTime) -> String {
+    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let micros = t.and_utc().timestamp_subsec_micros();
+    if micros != 0 {
+        let frac = format!("{micros:06}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s
+}
+
+const DET: FunctionFlags = FunctionFlags::SQLITE_UTF8
+    .union(FunctionFlags::SQLITE_DETERMINISTIC)
+    .union(FunctionFlags::SQLITE_INNOCUOUS);
+const VOLATILE: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::SQLITE_INNOCUOUS);
+
+pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()> {
+    let sequences = state.sequences.clone();
+    conn.create_scalar_function("__pg_nextval", 1, VOLATILE, move |ctx| {
+        let name: String = ctx.get(0)?;
+        let name = name.trim_matches('"');
+        let name = name.strip_prefix("public.").unwrap_or(name);
+        let mut map = sequences
+            .lock()
+            .map_err(|_| fail(DbError::new("XX000", "sequence state poisoned")))?;
+        match map.get_mut(name) {
+            Some(value) => {
+                *value += 1;
+                Ok(*value)
+            }
+            None => Err(fail(DbError::new(
+                "42P01",
+                format!("relation \"{name}\" does not exist"),
+            ))),
+        }
+    })?;
+    conn.create_scalar_function("__pg_cast", 4, DET, |ctx| {
+        let src = PgType::from_oid(ctx.get::<u32>(1)?);
+        let dst = PgType::from_oid(ctx.get::<u32>(2)?)
+            .ok_or_else(|| fail(DbError::new("42704", "type does not exist")))?;
+        let typmod = ctx.get::<i32>(3)?;
+        cast(ctx.get_raw(0), src, dst, typmod)
+            .map(to_value)
+            .map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_div", 3, DET, |ctx| arith(ctx, false))?;
+    conn.create_scalar_function("__pg_mod", 3, DET, |ctx| arith(ctx, true))?;
+    conn.create_scalar_function("__pg_nan", 0, DET, |_| Ok(f64::NAN))?;
+
+    let s = state.clone();
+    conn.create_scalar_function("__pg_now", 0, VOLATILE, move |_| {
+        Ok(format_timestamptz(s.now()))
+    })?;
+    let s = state.clone();
+    conn.create_scalar_function("__pg_localtimestamp", 0, VOLATILE, move |_| {
+        Ok(format_naive(s.now().naive_utc()))
+    })?;
+    let s = state.clone();
+    conn.create_scalar_function("__pg_current_date", 0, VOLATILE, move |_| {
+        Ok(s.now().format("%Y-%m-%d").to_string())
+    })?;
+    let s = state.clone();
+    conn.create_scalar_function("__pg_current_time", 0, VOLATILE, move |_| {
+        let t = format_naive(s.now().naive_utc());
+        Ok(t.get(11..).unwrap_or("").to_owned())
+    })?;
+    conn.create_scalar_function("__pg_clock_timestamp", 0, VOLATILE, |_| {
+        Ok(format_timestamptz(Utc::now()))
+    })?;
+    conn.create_scalar_function("__pg_random", 0, VOLATILE, |_| {
+        // 53 random bits: uniform in [0, 1) like Postgres's random().
+        let bits = uuid::Uuid::new_v4().as_u128() >> 75;
+        Ok(bits as f64 / (1u64 << 53) as f64)
+    })?;
+    conn.create_scalar_function("__pg_gen_random_uuid", 0, VOLATILE, |_| {
+        Ok(uuid::Uuid::new_v4().to_string())
+    })?;
+    conn.create_scalar_function("__pg_octet_length", 1, DET, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(t.len() as i64),
+            ValueRef::Integer(i) => Some(i.to_string().len() as i64),
+            ValueRef::Real(f) => Some(f.to_string().len() as i64),
+        })
+    })?;
+    conn.create_scalar_function("__pg_version", 0, DET, |_| {
+        Ok(format!(
+            "PostgreSQL 15.0 (Mycelium SQLite node, SQLite {}) on x86_64-pc-linux-gnu",
+            rusqlite::version()
+        ))
+    })?;
+    conn.create_scalar_function("__pg_current_database", 0, DET, |_| Ok("mycelium"))?;
+    conn.create_scalar_function("__pg_current_schema", 0, DET, |_| Ok("public"))?;
+    conn.create_scalar_function("__pg_current_user", 0, DET, |_| Ok("mycelium"))?;
+    conn.create_scalar_function("__pg_greatest", -1, DET, |ctx| extreme(ctx, true))?;
+    conn.create_scalar_function("__pg_least", -1, DET, |ctx| extreme(ctx, false))?;
+    conn.create_scalar_function("__pg_extract", 2, DET, |ctx| {
+        let field: String = ctx.get(0)?;
+        date_part(&field, ctx.get_raw(1)).map_err(fail).map(|v| {
+            v.map(|f| {
+                if f.fract() == 0.0 && f.abs() < 9e15 {
+                    Value::Integer(f as i64)
+                } else {
+                    Value::Real(f)
+                }
+            })
+        })
+    })?;
+    conn.create_scalar_function("__pg_date_part", 2, DET, |ctx| {
+        let field: String = ctx.get(0)?;
+        date_part(&field, ctx.get_raw(1)).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_left", 2, DET, |ctx| {
+        let s: Option<String> = ctx.get(0)?;
+        let n: i64 = ctx.get(1)?;
+        Ok(s.map(|s| {
+            let len = s.chars().count() as i64;
+            let take = if n >= 0 { n.min(len) } else { (len + n).max(0) };
+            s.chars().take(take as usize).collect::<String>()
+        }))
+    })?;
+    conn.create_scalar_function("__pg_right", 2, DET, |ctx| {
+        let s: Option<String> = ctx.get(0)?;
+        let n: i64 = ctx.get(1)?;
+        Ok(s.map(|s| {
+            let len = s.chars().count() as i64;
+            let take = if n >= 0 { n.min(len) } else { (len + n).max(0) };
+            s.chars().skip((len - take) as usize).collect::<String>()
+        }))
+    })?;
+    for (name, left) in [("__pg_lpad", true), ("__pg_rpad", false)] {
+        conn.create_scalar_function(name, -1, DET, move |ctx| {
+            let s: Option<String> = ctx.get(0)?;
+            let n: i64 = ctx.get(1)?;
+            let fill: String = if ctx.len() > 2 {
+                ctx.get(2)?
+            } else {
+                " ".to_owned()
+            };
+            Ok(s.map(|s| pad(&s, n, &fill, left)))
+        })?;
+    }
+    conn.create_scalar_function("__pg_repeat", 2, DET, |ctx| {
+        let s: Option<String> = ctx.get(0)?;
+        let n: i64 = ctx.get(1)?;
+        Ok(s.map(|s| s.repeat(n.clamp(0, 1 << 20) as usize)))
+    })?;
+    conn.create_scalar_function("__pg_trunc", -1, DET, |ctx| {
+        let v: Option<f64> = ctx.get(0)?;
+        let digits: i32 = if ctx.len() > 1 { ctx.get(1)? } else { 0 };
+        Ok(v.map(|v| {
+            let scale = 10f64.powi(digits);
+            (v * scale).trunc() / scale
+        }))
+    })?;
+    conn.create_scalar_function("__pg_like", -1, DET, |ctx| {
+        if ctx.len() < 3 {
+            return Err(fail(DbError::new("42883", "function like does not exist")));
+        }
+        let (Some(value), Some(pattern)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+            return Ok(None);
+        };
+        let insensitive: bool = ctx.get(2)?;
+        let escape = if ctx.len() > 3 {
+            text_arg(ctx, 3)?.and_then(|e| e.chars().next())
+        } else {
+            Some('\\')
+        };
+        Ok(Some(like(&value, &pattern, escape, insensitive)))
+    })?;
+    conn.create_scalar_function("__pg_regex_match", 3, DET, |ctx| {
+        let (Some(value), Some(pattern)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+            return Ok(None);
+        };
+        let insensitive: bool = ctx.get(2)?;
+        crate::regex::is_match(&pattern, &value, insensitive)
+            .map(Some)
+            .map_err(fail)
+    })?;
+    let s = state.clone();
+    conn.create_scalar_function("__pg_regclass", 1, VOLATILE, move |ctx| {
+        match ctx.get_raw(0) {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(i) => Ok(Some(i)),
+            _ => {
+                let name: String = ctx.get(0)?;
+                let bare = name.trim_matches('"');
+                let bare = bare.strip_prefix("public.").unwrap_or(bare);
+                let schema = s.schema.lock().map(|g| g.clone()).unwrap_or_default();
+                match schema.table(bare) {
+                    Some(t) => Ok(Some(i64::from(t.oid))),
+                    None => crate::pg_catalog::builtin_oid(bare)
+                        .map(|o| Some(i64::from(o)))
+                        .ok_or_else(|| {
+                            fail(DbError::new(
+                                "42P01",
+                                format!("relation \"{bare}\" does not exist"),
+                            ))
+                        }),
+                }
+            }
+        }
+    })?;
+    crate::pg_catalog::register_functions(conn, state)?;
+    Ok(())
+}
+
+fn text_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(match ctx.get_raw(i) {
+        ValueRef::Null => None,
+        ValueRef::Integer(v) => Some(v.to_string()),
+        ValueRef::Real(v) => Some(v.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    })
+}
+
+fn pad(s: &str, n: i64, fill: &str, left: bool) -> String {
+    let n = n.max(0) as usize;
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() >= n {
+        return chars[..n].iter().collect();
+    }
+    if fill.is_empty() {
+        return s.to_owned();
+    }
+    let padding: String = fill.chars().cycle().take(n - chars.len()).collect();
+    if left {
+        padding + s
+    } else {
+        s.to_owned() + &padding
+    }
+}
+
+fn extreme(ctx: &Context<'_>, greatest: bool) -> rusqlite::Result<Value> {
+    let mut best: Option<Value> = None;
+    for i in 0..ctx.len() {
+        let v: Value = ctx.get(i)?;
+        if v == Value::Null {
+            continue;
+        }
+        best = Some(match best {
+            None => v,
+            Some(b) => {
+                let ord = compare_values(&v, &b);
+                if (greatest && ord.is_gt()) || (!greatest && ord.is_lt()) {
+                    v
+                } else {
+                    b
+                }
+            }
+        });
+    }
+    Ok(best.unwrap_or(Value::Null))
+}
+
+fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Integer(x), Value::Real(y)) => {
+            (*x as f64).partial_cmp(y).unwrap_or(Ordering::Equal)
+        }
+        (Value::Real(x), Value::Integer(y)) => {
+            x.partial_cmp(&(*y as f64)).unwrap_or(Ordering::Equal)
+        }
+        (Value::Real(x), Value::Real(y)) => x.partial_cmp(y).unwrap_or(Ordering::Equal),
+        (Value::Text(x), Value::Text(y)) => x.cmp(y),
+        (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
+        (Value::Integer(_) | Value::Real(_), _) => Ordering::Less,
+        (_, Value::Integer(_) | Value::Real(_)) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+fn number(v: ValueRef<'_>) -> Option<Result<f64, i64>> {
+    match v {
+        ValueRef::Integer(i) => Some(Err(i)),
+        ValueRef::Real(f) => Some(Ok(f)),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(Ok),
+        _ => None,
+    }
+}
+
+fn division_by_zero() -> rusqlite::Error {
+    fail(DbError::new("22012", "division by zero"))
+}
+
+/// `a / b` and `a % b`: integers divide as integers (truncating) unless the operands are
+/// `numeric` or floating point (`numeric` = 1), and a zero divisor is an error.
+fn arith(ctx: &Context<'_>, modulo: bool) -> rusqlite::Result<Value> {
+    let numeric: bool = ctx.get(2)?;
+    let (a, b) = (ctx.get_raw(0), ctx.get_raw(1));
+    if a == ValueRef::Null || b == ValueRef::Null {
+        return Ok(Value::Null);
+    }
+    let (Some(x), Some(y)) = (number(a), number(b)) else {
+        return Err(fail(DbError::new(
+            "22P02",
+            "invalid input syntax for type numeric",
+        )));
+    };
+    match (x, y) {
+        (Err(x), Err(y)) if !numeric => {
+            if y == 0 {
+                return Err(division_by_zero());
+            }
+            let r = if modulo {
+                x.checked_rem(y)
+            } else {
+                x.checked_div(y)
+            };
+            r.map(Value::Integer)
+                .ok_or_else(|| fail(DbError::new("22003", "bigint out of range")))
+        }
+        (x, y) => {
+            let x = x.unwrap_or_else(|i| i as f64);
+            let y = y.unwrap_or_else(|i| i as f64);
+            if y == 0.0 {
+                return Err(division_by_zero());
+            }
+            Ok(Value::Real(if modulo { x % y } else { x / y }))
+        }
+    }
+}
+
+fn int_range(ty: PgType, v: i64) -> Result<SqlValue, DbError> {
+    let (ok, name) = match ty {
+        PgType::Int2 => (i16::try_from(v).is_ok(), "smallint"),
+        PgType::Int4 => (i32::try_from(v).is_ok(), "integer"),
+        PgType::Oid => (u32::try_from(v).is_ok(), "OID"),
+        _ => (true, "bigint"),
+    };
+    if ok {
+        Ok(SqlValue::Int(v))
+    } else {
+        Err(DbError::new("22003", format!("{name} out of range")))
+    }
+}
+
+fn is_int(ty: PgType) -> bool {
+    matches!(ty, PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Oid)
+}
+
+/// The text form of a stored value of type `src`, as Postgres's output function prints it.
+fn as_text(v: SqlValueRef<'_>, src: Option<PgType>) -> Result<String, DbError> {
+    let ty = match (src, v) {
+        (Some(t), _) => t,
+        (None, SqlValueRef::Int(_)) => PgType::Int8,
+        (None, SqlValueRef::Float(_)) => PgType::Float8,
+        (None, SqlValueRef::Bytes(_)) => PgType::Bytea,
+        (None, _) => PgType::Text,
+    };
+    let mut out = BytesMut::new();
+    types::encode_text(ty, -1, v, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A Postgres cast of a stored value from `src` (None: unknown) to `dst`.
+pub(crate) fn cast(
+    v: ValueRef<'_>,
+    src: Option<PgType>,
+    dst: PgType,
+    typmod: i32,
+) -> Result<SqlValue, DbError> {
+    let v = storage_ref(v);
+    match v {
+        SqlValueRef::Null => Ok(SqlValue::Null),
+        SqlValueRef::Int(i) => match dst {
+            _ if is_int(dst) => int_range(dst, i),
+            PgType::Bool => Ok(SqlValue::Int(i64::from(i != 0))),
+            PgType::Float8 => Ok(SqlValue::Float(i as f64)),
+            PgType::Float4 => Ok(SqlValue::Float(f64::from(i as f32))),
+            PgType::Numeric if typmod < 0 => Ok(SqlValue::Int(i)),
+            _ => types::parse_text(dst, typmod, &as_text(v, src)?),
+        },
+        SqlValueRef::Float(f) => match dst {
+            _ if is_int(dst) => {
+                if !f.is_finite() {
+                    return Err(DbError::new("22003", "integer out of range"));
+                }
+                // numeric rounds half away from zero, float8 to even (rint).
+                let r = if src == Some(PgType::Numeric) {
+                    f.round()
+                } else {
+                    f.round_ties_even()
+                };
+                if r < i64::MIN as f64 || r > i64::MAX as f64 {
+                    return Err(DbError::new("22003", "bigint out of range"));
+                }
+                int_range(dst, r as i64)
+            }
+            PgType::Float8 => Ok(SqlValue::Float(f)),
+            PgType::Float4 => Ok(SqlValue::Float(f64::from(f as f32))),
+            PgType::Numeric if typmod < 0 => Ok(SqlValue::Float(f)),
+            PgType::Bool => Err(DbError::new(
+                "42846",
+                "cannot cast type double precision to boolean",
+            )),
+            _ => types::parse_text(dst, typmod, &as_text(v, src)?),
+        },
+        SqlValueRef::Text(s) => {
+            if is_int(dst) && src == Some(PgType::Numeric) {
+                let f: f64 = s.trim().parse().map_err(|_| {
+                    DbError::new(
+                        "22P02",
+                        format!("invalid input syntax for type numeric: \"{s}\""),
+                    )
+                })?;
+                return cast(ValueRef::Real(f), src, dst, typmod);
+            }
+            types::parse_text(dst, typmod, s)
+        }
+        SqlValueRef::Bytes(b) => match dst {
+            PgType::Bytea => Ok(SqlValue::Bytes(b.to_vec())),
+            _ => types::parse_text(dst, typmod, &as_text(v, Some(PgType::Bytea))?),
+        },
+    }
+}
+
+fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
+    let t = text.trim();
+    let t = t.strip_suffix("+00").unwrap_or(t);
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, format) {
+            return Some(dt);
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0);
+    }
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()
+}
+
+fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
+    let text = match v {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => {
+            return Err(DbError::new(
+                "42883",
+                "function date_part(text, number) does not exist",
+            ));
+        }
+    };
+    let Some(dt) = parse_datetime(&text) else {
+        return Err(DbError::new(
+            "22007",
+            format!("invalid input syntax for type timestamp: \"{text}\""),
+        ));
+    };
+    let seconds = f64::from(dt.second()) + f64::from(dt.nanosecond() / 1000) / 1e6;
+    let value = match field.to_ascii_lowercase().as_str() {
+        "epoch" => {
+            dt.and_utc().timestamp() as f64
+                + f64::from(dt.and_utc().timestamp_subsec_micros()) / 1e6
+        }
+        "year" => f64::from(dt.year()),
+        "month" => f64::from(dt.month()),
+        "day" => f64::from(dt.day()),
+        "hour" => f64::from(dt.hour()),
+        "minute" => f64::from(dt.minute()),
+        "second" => seconds,
+        "milliseconds" => seconds * 1000.0,
+        "microseconds" => seconds * 1e6,
+        "dow" => f64::from(dt.weekday().num_days_from_sunday()),
+        "isodow" => f64::from(dt.weekday().number_from_monday()),
+        "doy" => f64::from(dt.ordinal()),
+        "quarter" => f64::from((dt.month() - 1) / 3 + 1),
+        "week" => f64::from(dt.iso_week().week()),
+        "decade" => f64::from(dt.year() / 10),
+        "century" => f64::from((dt.year() + 99) / 100),
+        other => {
+            return Err(DbError::new(
+                "22023",
+                format!("unit \"{other}\" not recognized for type timestamp"),
+            ));
+        }
+    };
+    Ok(Some(value))
+}
+
+/// Postgres `LIKE`: `%`, `_`, an escape character (backslash unless given), exact case
+/// unless `insensitive` (ILIKE).
+pub(crate) fn like(value: &str, pattern: &str, escape: Option<char>, insensitive: bool) -> bool {
+    let fold = |s: &str| -> Vec<char> {
+        if insensitive {
+            s.to_lowercase().chars().collect()
+        } else {
+            s.chars().collect()
+        }
+    };
+    let v = fold(value);
+    // Tokens: Some(c) literal, None for '_' wildcard; '%' as a separate marker.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tok {
+        Lit(char),
+        One,
+        Any,
+    }
+    let mut toks = Vec::new();
+    let mut chars = fold(pattern).into_iter();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            if let Some(n) = chars.next() {
+                toks.push(Tok::Lit(n));
+            }
+        } else if c == '%' {
+            if toks.last() != Some(&Tok::Any) {
+                toks.push(Tok::Any);
+            }
+        } else if c == '_' {
+            toks.push(Tok::One);
+        } else {
+            toks.push(Tok::Lit(c));
+        }
+    }
+    // Iterative matching with a single backtrack point per '%' (classic wildcard match).
+    let (mut vi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while vi < v.len() {
+        match toks.get(ti) {
+            Some(Tok::Lit(c)) if *c == v[vi] => {
+                vi += 1;
+                ti += 1;
+            }
+            Some(Tok::One) => {
+                vi += 1;
+                ti += 1;
+            }
+            Some(Tok::Any) => {
+                star = Some((ti, vi));
+                ti += 1;
+            }
+            _ => match star {
+                Some((st, sv)) => {
+                    ti = st + 1;
+                    vi = sv + 1;
+                    star = Some((st, sv + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    toks[ti..].iter().all(|t| *t == Tok::Any)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_follows_postgres() {
+        assert!(like("abc", "a%", Some('\\'), false));
+        assert!(!like("ABC", "a%", Some('\\'), false));
+        assert!(like("ABC", "a%", Some('\\'), true));
+        assert!(like("a%c", "a\\%c", Some('\\'), false));
+        assert!(!like("abc", "a\\%c", Some('\\'), false));
+        assert!(like("abc", "_b_", Some('\\'), false));
+        assert!(like("", "%", Some('\\'), false));
+        assert!(like("mississippi", "%iss%pi", Some('\\'), false));
+    }
+
+    #[test]
+    fn casts_follow_postgres() {
+        assert_eq!(
+            cast(ValueRef::Real(2.5), Some(PgType::Float8), PgType::Int4, -1),
+            Ok(SqlValue::Int(2))
+        );
+        assert_eq!(
+            cast(ValueRef::Real(2.5), Some(PgType::Numeric), PgType::Int4, -1),
+            Ok(SqlValue::Int(3))
+        );
+        assert_eq!(
+            cast(ValueRef::Integer(1 << 40), None, PgType::Int4, -1).map_err(|e| e.code),
+            Err("22003".to_owned())
+        );
+        assert_eq!(
+            cast(ValueRef::Text(b"12"), Some(PgType::Text), PgType::Int4, -1),
+            Ok(SqlValue::Int(12))
+        );
+        assert_eq!(
+            cast(ValueRef::Text(b"x"), Some(PgType::Text), PgType::Int4, -1).map_err(|e| e.code),
+            Err("22P02".to_owned())
+        );
+        assert_eq!(
+            cast(ValueRef::Integer(5), Some(PgType::Int4), PgType::Text, -1),
+            Ok(SqlValue::Text("5".to_owned()))
+        );
+    }
+
+    #[test]
+    fn timestamps_print_like_postgres() {
+        let t = DateTime::from_timestamp(1_700_000_000, 120_000_000).unwrap_or_default();
+        assert_eq!(format_timestamptz(t), "2023-11-14 22:13:20.12+00");
+    }
+}

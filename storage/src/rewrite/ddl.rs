@@ -1,0 +1,803 @@
+//! DDL rebuilt for SQLite, together with the catalog rows that keep the Postgres types.
+//!
+//! Unique constraints become separately named unique indexes so that their Postgres names
+//! survive (SQLite names inline ones `sqlite_autoindex_*`) and appear in error messages.
+//! `ALTER TABLE ... ADD PRIMARY KEY` becomes a unique index named `<table>_pkey`: SQLite
+//! cannot add a primary key to an existing table.
+
+use mycelium_protocol::DbError;
+use mycelium_protocol::types::PgType;
+use sqlparser::ast::{
+    AlterTable, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable,
+    CreateTableOptions, CreateView, Expr, ObjectName, ObjectType, ReferentialAction,
+    TableConstraint, Truncate,
+};
+
+use super::infer::{Inferer, ident_name, object_parts, table_name};
+use super::{Kind, OutColumn, Translation, expr};
+use crate::catalog::{Schema, Ty, quote_ident, quote_literal, sqlite_decl};
+use crate::errors::unsupported;
+
+fn ddl(tag: &'static str) -> Translation {
+    let mut t = Translation::new(Kind::Other(tag));
+    t.writes = true;
+    t.ddl = true;
+    t
+}
+
+/// The sequence Postgres creates for a serial column.
+pub(crate) fn sequence_name(table: &str, column: &str) -> String {
+    format!("{table}_{column}_seq")
+}
+
+fn is_serial(column: &ColumnDef) -> bool {
+    let name = column.data_type.to_string().to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2"
+    )
+}
+
+/// A default expression as SQLite text, typed against the column.
+fn default_sql(expr: &Expr, ty: Ty, schema: &Schema) -> Result<String, DbError> {
+    let mut e = expr.clone();
+    let mut inf = Inferer::new(schema, &[]);
+    inf.expr(&mut e, Some(ty))?;
+    expr::rewrite(&mut e, false)?;
+    Ok(e.to_string())
+}
+
+fn check_sql(
+    expr: &Expr,
+    table: &str,
+    columns: &[(String, Ty)],
+    schema: &Schema,
+) -> Result<String, DbError> {
+    let mut e = expr.clone();
+    let mut inf = Inferer::new(schema, &[]);
+    inf.scopes.push(vec![super::infer::Rel {
+        name: table.to_owned(),
+        cols: columns
+            .iter()
+            .map(|(name, ty)| OutColumn::expr(name.clone(), *ty))
+            .collect(),
+    }]);
+    inf.expr(&mut e, Some(Ty::of(PgType::Bool)))?;
+    if !inf.params.is_empty() {
+        return Err(DbError::new("42P02", "there is no parameter $1"));
+    }
+    expr::rewrite(&mut e, false)?;
+    Ok(e.to_string())
+}
+
+fn referential(action: &Option<ReferentialAction>, clause: &str) -> String {
+    match action {
+        Some(a) => format!(" {clause} {a}"),
+        None => String::new(),
+    }
+}
+
+fn index_column_names(columns: &[sqlparser::ast::IndexColumn]) -> Result<Vec<String>, DbError> {
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            Expr::Identifier(i) => Ok(ident_name(i)),
+            other => Err(unsupported(format!("constraint on expression {other}"))),
+        })
+        .collect()
+}
+
+fn column_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct Fk {
+    columns: Vec<String>,
+    table: String,
+    referred: Vec<String>,
+    on_delete: Option<ReferentialAction>,
+    on_update: Option<ReferentialAction>,
+}
+
+fn catalog_rows(
+    t: &mut Translation,
+    table: &str,
+    columns: &[(String, Ty, Option<String>)],
+    first_ordinal: usize,
+) {
+    for (i, (name, ty, default_pg)) in columns.iter().enumerate() {
+        t.pre.push(format!(
+            "INSERT OR REPLACE INTO __mycelium_columns (table_name, column_name, ordinal, type_oid, typmod, default_pg) VALUES ({}, {}, {}, {}, {}, {})",
+            quote_literal(table),
+            quote_literal(name),
+            first_ordinal + i,
+            ty.ty.oid(),
+            ty.typmod,
+            default_pg.as_deref().map(quote_literal).unwrap_or_else(|| "NULL".to_owned()),
+        ));
+    }
+}
+
+pub(super) fn create_table(ct: &mut CreateTable, schema: &Schema) -> Result<Translation, DbError> {
+    if ct.temporary {
+        return Err(unsupported("temporary tables")
+            .with_hint("Statements of one session may run on different SQLite connections."));
+    }
+    if ct.query.is_some() {
+        return Err(unsupported("CREATE TABLE ... AS"));
+    }
+    if ct.like.is_some()
+        || ct.inherits.is_some()
+        || ct.partition_of.is_some()
+        || ct.partition_by.is_some()
+    {
+        return Err(unsupported(
+            "CREATE TABLE with LIKE, INHERITS or partitions",
+        ));
+    }
+    let name = table_name(&ct.name)?;
+    if name.contains('.') {
+        return Err(DbError::new(
+            "42501",
+            format!("permission denied to create \"{name}\""),
+        ));
+    }
+    if schema.table(&name).is_some() {
+        if ct.if_not_exists {
+            return Ok(Translation::new(Kind::Other("CREATE TABLE")));
+        }
+        return Err(DbError::new(
+            "42P07",
+            format!("relation \"{name}\" already exists"),
+        ));
+    }
+    let mut t = ddl("CREATE TABLE");
+
+    // First pass: names and types, which CHECK constraints refer to.
+    let mut typed: Vec<(String, Ty)> = Vec::new();
+    for column in &ct.columns {
+        let ty = if is_serial(column) {
+            let (ty, _) = PgType::parse_sql_name(&column.data_type.to_string())
+                .ok_or_else(|| unsupported(format!("type {}", column.data_type)))?;
+            Ty::of(ty)
+        } else {
+            super::infer::data_type(&column.data_type)?
+        };
+        typed.push((ident_name(&column.name), ty));
+    }
+
+    let mut primary_key: Vec<String> = Vec::new();
+    let mut pk_name: Option<String> = None;
+    let mut uniques: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    let mut checks: Vec<(Option<String>, Option<String>, Expr)> = Vec::new();
+    let mut fks: Vec<Fk> = Vec::new();
+    for column in &ct.columns {
+        let col = ident_name(&column.name);
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::PrimaryKey(_) => {
+                    if !primary_key.is_empty() {
+                        return Err(DbError::new(
+                            "42P16",
+                            format!("multiple primary keys for table \"{name}\" are not allowed"),
+                        ));
+                    }
+                    primary_key = vec![col.clone()];
+                    pk_name = option.name.as_ref().map(ident_name);
+                }
+                ColumnOption::Unique(_) => {
+                    uniques.push((option.name.as_ref().map(ident_name), vec![col.clone()]));
+                }
+                ColumnOption::Check(check) => {
+                    checks.push((
+                        option.name.as_ref().map(ident_name),
+                        Some(col.clone()),
+                        (*check.expr).clone(),
+                    ));
+                }
+                ColumnOption::ForeignKey(fk) => fks.push(Fk {
+                    columns: vec![col.clone()],
+                    table: table_name(&fk.foreign_table)?,
+                    referred: fk.referred_columns.iter().map(ident_name).collect(),
+                    on_delete: fk.on_delete,
+                    on_update: fk.on_update,
+                }),
+                _ => {}
+            }
+        }
+    }
+    for constraint in &ct.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(pk) => {
+                if !primary_key.is_empty() {
+                    return Err(DbError::new(
+                        "42P16",
+                        format!("multiple primary keys for table \"{name}\" are not allowed"),
+                    ));
+                }
+                primary_key = index_column_names(&pk.columns)?;
+                pk_name = pk.name.as_ref().map(ident_name);
+            }
+            TableConstraint::Unique(u) => {
+                uniques.push((
+                    u.name.as_ref().map(ident_name),
+                    index_column_names(&u.columns)?,
+                ));
+            }
+            TableConstraint::Check(c) => {
+                checks.push((c.name.as_ref().map(ident_name), None, (*c.expr).clone()));
+            }
+            TableConstraint::ForeignKey(fk) => fks.push(Fk {
+                columns: fk.columns.iter().map(ident_name).collect(),
+                table: table_name(&fk.foreign_table)?,
+                referred: fk.referred_columns.iter().map(ident_name).collect(),
+                on_delete: fk.on_delete,
+                on_update: fk.on_update,
+            }),
+            other => return Err(unsupported(format!("table constraint {other}"))),
+        }
+    }
+    for pk_col in &primary_key {
+        if !typed.iter().any(|(n, _)| n == pk_col) {
+            return Err(DbError::new(
+                "42703",
+                format!("column \"{pk_col}\" named in key does not exist"),
+            ));
+        }
+    }
+
+    let mut defs = Vec::new();
+    let mut catalog = Vec::new();
+    for (column, (col, ty)) in ct.columns.iter().zip(&typed) {
+        let serial = is_serial(column);
+        let single_pk = primary_key.len() == 1 && &primary_key[0] == col;
+        let mut def = format!("{} {}", quote_ident(col), sqlite_decl(ty.ty));
+        if single_pk {
+            def.push_str(" PRIMARY KEY");
+            if serial {
+                // Sequences never hand out a value twice; a plain rowid reuses the largest.
+                def.push_str(" AUTOINCREMENT");
+            }
+        } else if serial {
+            // Any other serial draws from an emulated sequence (see `functions`).
+            def.push_str(&format!(
+                " DEFAULT (__pg_nextval('{}'))",
+                sequence_name(&name, col).replace('\'', "''")
+            ));
+        }
+        let mut not_null = single_pk || primary_key.contains(col) || serial;
+        let mut default_pg = None;
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::NotNull => not_null = true,
+                ColumnOption::Default(e) => {
+                    default_pg = Some(e.to_string());
+                    def.push_str(&format!(" DEFAULT ({})", default_sql(e, *ty, schema)?));
+                }
+                ColumnOption::Generated { .. } | ColumnOption::Identity(_) => {
+                    return Err(unsupported("generated and identity columns")
+                        .with_hint("Use serial or bigserial."));
+                }
+                _ => {}
+            }
+        }
+        if serial {
+            default_pg = Some(format!(
+                "nextval('{}'::regclass)",
+                sequence_name(&name, col)
+            ));
+        }
+        if not_null {
+            def.push_str(" NOT NULL");
+        }
+        defs.push(def);
+        catalog.push((col.clone(), *ty, default_pg));
+    }
+    if primary_key.len() > 1 {
+        defs.push(format!("PRIMARY KEY ({})", column_list(&primary_key)));
+    }
+    let mut check_names: Vec<String> = Vec::new();
+    for (given, column, e) in &checks {
+        let base = match (given, column) {
+            (Some(n), _) => n.clone(),
+            (None, Some(c)) => format!("{name}_{c}_check"),
+            (None, None) => format!("{name}_check"),
+        };
+        let mut check_name = base.clone();
+        let mut n = 1;
+        while check_names.contains(&check_name) {
+            check_name = format!("{base}{n}");
+            n += 1;
+        }
+        check_names.push(check_name.clone());
+        defs.push(format!(
+            "CONSTRAINT {} CHECK ({})",
+            quote_ident(&check_name),
+            check_sql(e, &name, &typed, schema)?
+        ));
+    }
+    for fk in &fks {
+        let referred = if fk.referred.is_empty() {
+            if fk.table == name {
+                primary_key.clone()
+            } else {
+                schema
+                    .table(&fk.table)
+                    .ok_or_else(|| {
+                        DbError::new("42P01", format!("relation \"{}\" does not exist", fk.table))
+                    })?
+                    .primary_key
+                    .clone()
+            }
+        } else {
+            fk.referred.clone()
+        };
+        if fk.table != name && schema.table(&fk.table).is_none() {
+            return Err(DbError::new(
+                "42P01",
+                format!("relation \"{}\" does not exist", fk.table),
+            ));
+        }
+        defs.push(format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({}){}{}",
+            column_list(&fk.columns),
+            quote_ident(&fk.table),
+            column_list(&referred),
+            referential(&fk.on_delete, "ON DELETE"),
+            referential(&fk.on_update, "ON UPDATE"),
+        ));
+    }
+    let options = match &ct.table_options {
+        CreateTableOptions::With(opts) => Some(
+            opts.iter()
+                .map(|o| o.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
+    };
+
+    let if_not_exists = if ct.if_not_exists {
+        "IF NOT EXISTS "
+    } else {
+        ""
+    };
+    t.pre.push(format!(
+        "CREATE TABLE {if_not_exists}{} ({})",
+        quote_ident(&name),
+        defs.join(", ")
+    ));
+    for (given, cols) in &uniques {
+        let index = given
+            .clone()
+            .unwrap_or_else(|| format!("{name}_{}_key", cols.join("_")));
+        t.pre.push(format!(
+            "CREATE UNIQUE INDEX {} ON {} ({})",
+            quote_ident(&index),
+            quote_ident(&name),
+            column_list(cols)
+        ));
+    }
+    t.pre.push(format!(
+        "DELETE FROM __mycelium_columns WHERE table_name = {}",
+        quote_literal(&name)
+    ));
+    t.pre.push(format!(
+        "INSERT OR REPLACE INTO __mycelium_tables (name, kind, pk_name, options) VALUES ({}, 'r', {}, {})",
+        quote_literal(&name),
+        quote_literal(&pk_name.unwrap_or_else(|| format!("{name}_pkey"))),
+        options.as_deref().map(quote_literal).unwrap_or_else(|| "NULL".to_owned()),
+    ));
+    catalog_rows(&mut t, &name, &catalog, 1);
+    Ok(t)
+}
+
+pub(super) fn create_index(ci: &mut CreateIndex, schema: &Schema) -> Result<Translation, DbError> {
+    let table = table_name(&ci.table_name)?;
+    let info = schema
+        .table(&table)
+        .ok_or_else(|| DbError::new("42P01", format!("relation \"{table}\" does not exist")))?;
+    if let Some(using) = &ci.using {
+        let method = using.to_string().to_ascii_lowercase();
+        if method != "btree" && method != "hash" {
+            return Err(unsupported(format!("index method {method}")));
+        }
+    }
+    let mut parts = Vec::new();
+    let mut name_parts = Vec::new();
+    for column in &ci.columns {
+        let mut e = column.column.expr.clone();
+        match &e {
+            Expr::Identifier(i) => name_parts.push(ident_name(i)),
+            _ => name_parts.push("expr".to_owned()),
+        }
+        let mut inf = Inferer::new(schema, &[]);
+        inf.scopes
+            .push(vec![super::infer::Rel::of_table(info, None)]);
+        inf.expr(&mut e, None)?;
+        expr::rewrite(&mut e, false)?;
+        let mut part = e.to_string();
+        if let Some(sqlparser::ast::OrderBySort::Desc) = &column.column.options.sort {
+            part.push_str(" DESC");
+        }
+        parts.push(part);
+    }
+    let name = match &ci.name {
+        Some(n) => object_parts(n).last().cloned().unwrap_or_default(),
+        None => format!("{table}_{}_idx", name_parts.join("_")),
+    };
+    let mut sql = format!(
+        "CREATE {}INDEX {}{} ON {} ({})",
+        if ci.unique { "UNIQUE " } else { "" },
+        if ci.if_not_exists {
+            "IF NOT EXISTS "
+        } else {
+            ""
+        },
+        quote_ident(&name),
+        quote_ident(&info.name),
+        parts.join(", ")
+    );
+    if let Some(predicate) = &ci.predicate {
+        let mut e = predicate.clone();
+        let mut inf = Inferer::new(schema, &[]);
+        inf.scopes
+            .push(vec![super::infer::Rel::of_table(info, None)]);
+        inf.expr(&mut e, Some(Ty::of(PgType::Bool)))?;
+        expr::rewrite(&mut e, false)?;
+        sql.push_str(&format!(" WHERE {e}"));
+    }
+    let mut t = ddl("CREATE INDEX");
+    t.pre.push(sql);
+    Ok(t)
+}
+
+pub(super) fn create_view(cv: &mut CreateView, schema: &Schema) -> Result<Translation, DbError> {
+    if cv.materialized {
+        return Err(unsupported("materialized views"));
+    }
+    let name = table_name(&cv.name)?;
+    let mut inf = Inferer::new(schema, &[]);
+    let mut cols = inf.query(&mut cv.query, None)?;
+    if !inf.params.is_empty() {
+        return Err(DbError::new("42P02", "there is no parameter $1"));
+    }
+    for (col, alias) in cols.iter_mut().zip(&cv.columns) {
+        col.name = ident_name(&alias.name);
+    }
+    expr::rewrite(cv.query.as_mut(), false)?;
+    let mut t = ddl("CREATE VIEW");
+    if cv.or_replace {
+        t.pre
+            .push(format!("DROP VIEW IF EXISTS {}", quote_ident(&name)));
+    }
+    let column_names = if cv.columns.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({})",
+            column_list(&cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+        )
+    };
+    t.pre.push(format!(
+        "CREATE VIEW {}{}{column_names} AS {}",
+        if cv.if_not_exists {
+            "IF NOT EXISTS "
+        } else {
+            ""
+        },
+        quote_ident(&name),
+        cv.query
+    ));
+    t.pre.push(format!(
+        "DELETE FROM __mycelium_columns WHERE table_name = {}",
+        quote_literal(&name)
+    ));
+    t.pre.push(format!(
+        "INSERT OR REPLACE INTO __mycelium_tables (name, kind) VALUES ({}, 'v')",
+        quote_literal(&name)
+    ));
+    let rows: Vec<_> = cols.iter().map(|c| (c.name.clone(), c.ty, None)).collect();
+    catalog_rows(&mut t, &name, &rows, 1);
+    Ok(t)
+}
+
+fn forget_table(t: &mut Translation, name: &str) {
+    t.pre.push(format!(
+        "DELETE FROM __mycelium_columns WHERE table_name = {}",
+        quote_literal(name)
+    ));
+    t.pre.push(format!(
+        "DELETE FROM __mycelium_tables WHERE name = {}",
+        quote_literal(name)
+    ));
+}
+
+pub(super) fn drop(
+    object_type: ObjectType,
+    if_exists: bool,
+    names: &[ObjectName],
+    schema: &Schema,
+) -> Result<Translation, DbError> {
+    let (tag, keyword) = match object_type {
+        ObjectType::Table => ("DROP TABLE", "TABLE"),
+        ObjectType::View => ("DROP VIEW", "VIEW"),
+        ObjectType::Index => ("DROP INDEX", "INDEX"),
+        ObjectType::Sequence if if_exists => {
+            return Ok(Translation::new(Kind::Other("DROP SEQUENCE")));
+        }
+        other => return Err(unsupported(format!("DROP {other}"))),
+    };
+    let mut t = ddl(tag);
+    for name in names {
+        let name = table_name(name)?;
+        if object_type != ObjectType::Index {
+            let exists = schema
+                .table(&name)
+                .is_some_and(|info| info.is_view == (object_type == ObjectType::View));
+            if !exists {
+                if if_exists {
+                    continue;
+                }
+                let what = if object_type == ObjectType::View {
+                    "view"
+                } else {
+                    "table"
+                };
+                return Err(DbError::new(
+                    "42P01",
+                    format!("{what} \"{name}\" does not exist"),
+                ));
+            }
+            t.pre.push(format!("DROP {keyword} {}", quote_ident(&name)));
+            forget_table(&mut t, &name);
+        } else {
+            t.pre.push(format!(
+                "DROP INDEX {}{}",
+                if if_exists { "IF EXISTS " } else { "" },
+                quote_ident(&name)
+            ));
+        }
+    }
+    Ok(t)
+}
+
+pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Translation, DbError> {
+    let name = table_name(&at.name)?;
+    let Some(info) = schema.table(&name) else {
+        if at.if_exists {
+            return Ok(Translation::new(Kind::Other("ALTER TABLE")));
+        }
+        return Err(DbError::new(
+            "42P01",
+            format!("relation \"{name}\" does not exist"),
+        ));
+    };
+    let mut t = ddl("ALTER TABLE");
+    let table = quote_ident(&info.name);
+    for op in &at.operations {
+        match op {
+            AlterTableOperation::AddColumn {
+                column_def,
+                if_not_exists,
+                ..
+            } => {
+                let col = ident_name(&column_def.name);
+                if info.column(&col).is_some() {
+                    if *if_not_exists {
+                        continue;
+                    }
+                    return Err(DbError::new(
+                        "42701",
+                        format!("column \"{col}\" of relation \"{name}\" already exists"),
+                    ));
+                }
+                if is_serial(column_def) {
+                    return Err(unsupported("adding a serial column"));
+                }
+                let ty = super::infer::data_type(&column_def.data_type)?;
+                let mut def = format!("{} {}", quote_ident(&col), sqlite_decl(ty.ty));
+                let mut default_pg = None;
+                let mut unique = false;
+                for option in &column_def.options {
+                    match &option.option {
+                        ColumnOption::NotNull => def.push_str(" NOT NULL"),
+                        ColumnOption::Null => {}
+                        ColumnOption::Default(e) => {
+                            default_pg = Some(e.to_string());
+                            def.push_str(&format!(" DEFAULT ({})", default_sql(e, ty, schema)?));
+                        }
+                        ColumnOption::Unique(_) => unique = true,
+                        ColumnOption::ForeignKey(fk) => {
+                            let referred: Vec<String> =
+                                fk.referred_columns.iter().map(ident_name).collect();
+                            def.push_str(&format!(
+                                " REFERENCES {}{}{}",
+                                quote_ident(&table_name(&fk.foreign_table)?),
+                                if referred.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" ({})", column_list(&referred))
+                                },
+                                referential(&fk.on_delete, "ON DELETE"),
+                            ));
+                        }
+                        ColumnOption::Check(check) => {
+                            let mut cols: Vec<(String, Ty)> = info
+                                .columns
+                                .iter()
+                                .map(|c| (c.name.clone(), c.ty))
+                                .collect();
+                            cols.push((col.clone(), ty));
+                            def.push_str(&format!(
+                                " CHECK ({})",
+                                check_sql(&check.expr, &name, &cols, schema)?
+                            ));
+                        }
+                        other => return Err(unsupported(format!("ADD COLUMN ... {other}"))),
+                    }
+                }
+                t.pre.push(format!("ALTER TABLE {table} ADD COLUMN {def}"));
+                if unique {
+                    t.pre.push(format!(
+                        "CREATE UNIQUE INDEX {} ON {table} ({})",
+                        quote_ident(&format!("{name}_{col}_key")),
+                        quote_ident(&col)
+                    ));
+                }
+                catalog_rows(
+                    &mut t,
+                    &info.name,
+                    &[(col, ty, default_pg)],
+                    info.columns.len() + 1,
+                );
+            }
+            AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
+                TableConstraint::PrimaryKey(pk) => {
+                    if !info.primary_key.is_empty() {
+                        return Err(DbError::new(
+                            "42P16",
+                            format!("multiple primary keys for table \"{name}\" are not allowed"),
+                        ));
+                    }
+                    let cols = index_column_names(&pk.columns)?;
+                    let index = pk
+                        .name
+                        .as_ref()
+                        .map(ident_name)
+                        .unwrap_or_else(|| format!("{name}_pkey"));
+                    t.pre.push(format!(
+                        "CREATE UNIQUE INDEX {} ON {table} ({})",
+                        quote_ident(&index),
+                        column_list(&cols)
+                    ));
+                    t.pre.push(format!(
+                        "UPDATE __mycelium_tables SET pk_name = {} WHERE name = {}",
+                        quote_literal(&index),
+                        quote_literal(&info.name)
+                    ));
+                }
+                TableConstraint::Unique(u) => {
+                    let cols = index_column_names(&u.columns)?;
+                    let index = u
+                        .name
+                        .as_ref()
+                        .map(ident_name)
+                        .unwrap_or_else(|| format!("{name}_{}_key", cols.join("_")));
+                    t.pre.push(format!(
+                        "CREATE UNIQUE INDEX {} ON {table} ({})",
+                        quote_ident(&index),
+                        column_list(&cols)
+                    ));
+                }
+                // SQLite cannot add a foreign key to an existing table. Accepting it without
+                // enforcement is what pgbench and ORMs need; documented in lib.rs.
+                TableConstraint::ForeignKey(_) => {}
+                other => return Err(unsupported(format!("ALTER TABLE ADD {other}"))),
+            },
+            AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                ..
+            } => {
+                for column in column_names {
+                    let col = ident_name(column);
+                    if info.column(&col).is_none() {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(DbError::new(
+                            "42703",
+                            format!("column \"{col}\" of relation \"{name}\" does not exist"),
+                        ));
+                    }
+                    t.pre.push(format!(
+                        "ALTER TABLE {table} DROP COLUMN {}",
+                        quote_ident(&col)
+                    ));
+                    t.pre.push(format!(
+                        "DELETE FROM __mycelium_columns WHERE table_name = {} AND column_name = {}",
+                        quote_literal(&info.name),
+                        quote_literal(&col)
+                    ));
+                }
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let old = ident_name(old_column_name);
+                let new = ident_name(new_column_name);
+                t.pre.push(format!(
+                    "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                    quote_ident(&old),
+                    quote_ident(&new)
+                ));
+                t.pre.push(format!(
+                    "UPDATE __mycelium_columns SET column_name = {} WHERE table_name = {} AND column_name = {}",
+                    quote_literal(&new),
+                    quote_literal(&info.name),
+                    quote_literal(&old)
+                ));
+            }
+            AlterTableOperation::RenameTable { table_name: new } => {
+                let new = match new {
+                    sqlparser::ast::RenameTableNameKind::As(n)
+                    | sqlparser::ast::RenameTableNameKind::To(n) => table_name(n)?,
+                };
+                t.pre.push(format!(
+                    "ALTER TABLE {table} RENAME TO {}",
+                    quote_ident(&new)
+                ));
+                t.pre.push(format!(
+                    "UPDATE __mycelium_columns SET table_name = {} WHERE table_name = {}",
+                    quote_literal(&new),
+                    quote_literal(&info.name)
+                ));
+                t.pre.push(format!(
+                    "UPDATE __mycelium_tables SET name = {} WHERE name = {}",
+                    quote_literal(&new),
+                    quote_literal(&info.name)
+                ));
+            }
+            AlterTableOperation::DropConstraint {
+                name: constraint,
+                if_exists,
+                ..
+            } => {
+                let constraint = ident_name(constraint);
+                if info.indexes.iter().any(|i| i.name == constraint) {
+                    t.pre
+                        .push(format!("DROP INDEX {}", quote_ident(&constraint)));
+                } else if !*if_exists {
+                    return Err(unsupported(format!(
+                        "dropping constraint \"{constraint}\" (only unique and added primary keys can be dropped)"
+                    )));
+                }
+            }
+            other => return Err(unsupported(format!("ALTER TABLE {other}"))),
+        }
+    }
+    Ok(t)
+}
+
+pub(super) fn truncate(tr: &Truncate, schema: &Schema) -> Result<Translation, DbError> {
+    let mut t = ddl("TRUNCATE TABLE");
+    // Rows only: no catalog change.
+    t.ddl = false;
+    for target in &tr.table_names {
+        let name = table_name(&target.name)?;
+        if schema.table(&name).is_none() {
+            return Err(DbError::new(
+                "42P01",
+                format!("relation \"{name}\" does not exist"),
+            ));
+        }
+        t.pre.push(format!("DELETE FROM {}", quote_ident(&name)));
+    }
+    Ok(t)
+}

@@ -1,0 +1,1396 @@
+//! Type inference over the Postgres AST, before it is rewritten for SQLite.
+//!
+//! One walk does three jobs that all need to know what type each expression has:
+//! - result column types and names, as Postgres would put them in `RowDescription`;
+//! - parameter types the client left unspecified (`WHERE id = $1` takes `id`'s type);
+//! - folding string literals that Postgres would coerce to a column's type (`'t'` compared
+//!   with a boolean becomes `1`), so SQLite compares storage values with storage values.
+//!
+//! Columns it cannot resolve are typed `None` rather than rejected: SQLite names the
+//! missing column or table more precisely when the statement is prepared.
+
+use mycelium_protocol::DbError;
+use mycelium_protocol::types::{self, PgType, SqlValue};
+use sqlparser::ast::{
+    BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, TableFactor,
+    TableWithJoins, UnaryOperator, Value, ValueWithSpan,
+};
+
+use super::OutColumn;
+use crate::catalog::{Schema, TableInfo, Ty};
+use crate::errors::unsupported;
+
+/// A relation visible in a query: a table, a CTE, a subquery, with its columns.
+#[derive(Debug, Clone)]
+pub(crate) struct Rel {
+    pub name: String,
+    pub cols: Vec<OutColumn>,
+}
+
+impl Rel {
+    pub fn of_table(table: &TableInfo, alias: Option<String>) -> Rel {
+        Rel {
+            name: alias.unwrap_or_else(|| table.name.to_ascii_lowercase()),
+            cols: table
+                .columns
+                .iter()
+                .map(|c| OutColumn {
+                    name: c.name.clone(),
+                    ty: c.ty,
+                    table_oid: table.oid,
+                    attnum: c.attnum,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub(crate) struct Inferer<'s> {
+    pub schema: &'s Schema,
+    /// Parameter types: the client's where given, else what context implied.
+    pub params: Vec<Option<Ty>>,
+    pub scopes: Vec<Vec<Rel>>,
+    ctes: Vec<Vec<Rel>>,
+    /// Set when the statement locks rows (`FOR UPDATE`) and so must start a write transaction.
+    pub locks: bool,
+    /// Unsupported expressions become NULL instead of failing (catalog queries).
+    pub lenient: bool,
+    /// The statement reads an emulated catalog relation.
+    pub uses_catalog: bool,
+}
+
+pub(crate) fn ident_name(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_ascii_lowercase()
+    }
+}
+
+pub(crate) fn object_parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|part| match part {
+            ObjectNamePart::Identifier(ident) => ident_name(ident),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// The relation an object name designates, with `public.` and `pg_catalog.` accepted.
+pub(crate) fn table_name(name: &ObjectName) -> Result<String, DbError> {
+    let mut parts = object_parts(name);
+    match parts.len() {
+        1 => Ok(parts.remove(0)),
+        2 if parts[0] == "public" || parts[0] == "main" => Ok(parts.remove(1)),
+        2 if parts[0] == "pg_catalog" || parts[0] == "information_schema" => {
+            Ok(format!("{}.{}", parts[0], parts[1]))
+        }
+        _ => Err(DbError::new(
+            "3F000",
+            format!(
+                "schema \"{}\" does not exist",
+                parts[..parts.len() - 1].join(".")
+            ),
+        )),
+    }
+}
+
+/// The Postgres type a SQL type name designates.
+pub(crate) fn data_type(dt: &DataType) -> Result<Ty, DbError> {
+    if matches!(dt, DataType::Array(_)) {
+        return Err(unsupported(format!("array type {dt}")));
+    }
+    let text = dt.to_string();
+    let lower = text.to_ascii_lowercase();
+    let normalized = lower
+        .replace("character varying", "varchar")
+        .replace("timestamp with time zone", "timestamptz");
+    PgType::parse_sql_name(&normalized)
+        .or_else(|| PgType::parse_sql_name(&lower))
+        .map(|(ty, typmod)| Ty { ty, typmod })
+        .ok_or_else(|| DbError::new("42704", format!("type \"{lower}\" does not exist")))
+}
+
+/// `pg_type.typname`: what Postgres names a `::type` column when nothing better exists.
+pub(crate) fn typname(ty: PgType) -> &'static str {
+    match ty {
+        PgType::Bool => "bool",
+        PgType::Int2 => "int2",
+        PgType::Int4 => "int4",
+        PgType::Int8 => "int8",
+        PgType::Float4 => "float4",
+        PgType::Float8 => "float8",
+        PgType::Numeric => "numeric",
+        PgType::Text => "text",
+        PgType::Varchar => "varchar",
+        PgType::Bpchar => "bpchar",
+        PgType::Name => "name",
+        PgType::Char => "char",
+        PgType::Oid => "oid",
+        PgType::Bytea => "bytea",
+        PgType::Date => "date",
+        PgType::Time => "time",
+        PgType::Timestamp => "timestamp",
+        PgType::Timestamptz => "timestamptz",
+        PgType::Json => "json",
+        PgType::Jsonb => "jsonb",
+        PgType::Uuid => "uuid",
+        PgType::Unknown => "unknown",
+    }
+}
+
+fn numeric_rank(ty: PgType) -> Option<u8> {
+    match ty {
+        PgType::Int2 => Some(1),
+        PgType::Int4 => Some(2),
+        PgType::Int8 | PgType::Oid => Some(3),
+        PgType::Numeric => Some(4),
+        PgType::Float4 => Some(5),
+        PgType::Float8 => Some(6),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_numeric(ty: PgType) -> bool {
+    numeric_rank(ty).is_some()
+}
+
+pub(crate) fn is_integer(ty: PgType) -> bool {
+    matches!(ty, PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Oid)
+}
+
+fn is_datetime(ty: PgType) -> bool {
+    matches!(
+        ty,
+        PgType::Date | PgType::Time | PgType::Timestamp | PgType::Timestamptz
+    )
+}
+
+/// A storage value as a SQLite literal expression.
+pub(crate) fn value_expr(value: SqlValue) -> Expr {
+    let value = match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Int(i) => Value::Number(i.to_string(), false),
+        SqlValue::Float(f) if f.is_finite() => Value::Number(format!("{f:?}"), false),
+        SqlValue::Float(f) => {
+            // SQLite has no literal for these; 9e999 overflows to infinity.
+            let text = if f.is_nan() {
+                return function_call("__pg_nan", vec![]);
+            } else if f > 0.0 {
+                "9e999"
+            } else {
+                "-9e999"
+            };
+            Value::Number(text.to_owned(), false)
+        }
+        SqlValue::Text(s) => Value::SingleQuotedString(s),
+        SqlValue::Bytes(b) => {
+            let hex: String = b.iter().map(|byte| format!("{byte:02X}")).collect();
+            Value::HexStringLiteral(hex)
+        }
+    };
+    Expr::Value(ValueWithSpan::from(value))
+}
+
+pub(crate) fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+    use sqlparser::ast::{FunctionArgumentList, Ident as I};
+    Expr::Function(Function {
+        name: ObjectName::from(vec![I::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        within_group: vec![],
+        filter: None,
+        null_treatment: None,
+        over: None,
+    })
+}
+
+pub(crate) fn string_literal(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s)
+            | Value::EscapedStringLiteral(s)
+            | Value::UnicodeStringLiteral(s) => Some(s),
+            Value::DollarQuotedString(d) => Some(&d.value),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+pub(crate) fn placeholder_index(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The name Postgres gives an output column computed by `expr` (`FigureColname`).
+pub(crate) fn column_name(expr: &Expr) -> String {
+    figure_name(expr).unwrap_or_else(|| "?column?".to_owned())
+}
+
+fn figure_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(ident) => Some(ident_name(ident)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
+        Expr::Function(f) => f.name.0.last().map(|p| match p {
+            ObjectNamePart::Identifier(i) => i.value.to_ascii_lowercase(),
+            other => other.to_string().to_ascii_lowercase(),
+        }),
+        Expr::Cast {
+            expr,
+            data_type: dt,
+            ..
+        } => figure_name(expr).or_else(|| data_type(dt).ok().map(|t| typname(t.ty).to_owned())),
+        Expr::Nested(inner) => figure_name(inner),
+        Expr::Case { .. } => Some("case".to_owned()),
+        Expr::Exists { .. } => Some("exists".to_owned()),
+        Expr::Array(_) => Some("array".to_owned()),
+        Expr::Substring { .. } => Some("substring".to_owned()),
+        Expr::Position { .. } => Some("position".to_owned()),
+        Expr::Trim { .. } => Some("btrim".to_owned()),
+        Expr::Extract { .. } => Some("extract".to_owned()),
+        Expr::Ceil { .. } => Some("ceil".to_owned()),
+        Expr::Floor { .. } => Some("floor".to_owned()),
+        Expr::Collate { expr, .. } => figure_name(expr),
+        Expr::TypedString(ts) => data_type(&ts.data_type)
+            .ok()
+            .map(|t| typname(t.ty).to_owned()),
+        Expr::Value(v) if matches!(v.value, Value::Boolean(_)) => Some("bool".to_owned()),
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.first() {
+                Some(SelectItem::ExprWithAlias { alias, .. }) => Some(ident_name(alias)),
+                Some(SelectItem::UnnamedExpr(e)) => figure_name(e),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+type Typed = Result<Option<Ty>, DbError>;
+
+impl<'s> Inferer<'s> {
+    pub fn new(schema: &'s Schema, client_params: &[u32]) -> Inferer<'s> {
+        Inferer {
+            schema,
+            params: client_params
+                .iter()
+                .map(|oid| PgType::from_oid(*oid).map(Ty::of))
+                .collect(),
+            scopes: Vec::new(),
+            ctes: Vec::new(),
+            locks: false,
+            lenient: false,
+            uses_catalog: false,
+        }
+    }
+
+    /// The final parameter types: unresolved ones are `text`, as Postgres's `unknown` ends up.
+    pub fn param_types(&self) -> Vec<Ty> {
+        self.params
+            .iter()
+            .map(|p| p.unwrap_or(Ty::of(PgType::Text)))
+            .collect()
+    }
+
+    pub fn table(&mut self, name: &ObjectName) -> Result<&'s std::sync::Arc<TableInfo>, DbError> {
+        let name = table_name(name)?;
+        let table = self
+            .schema
+            .table(&name)
+            .ok_or_else(|| DbError::new("42P01", format!("relation \"{name}\" does not exist")))?;
+        if table.is_system() {
+            self.uses_catalog = true;
+        }
+        Ok(table)
+    }
+
+    fn cte(&self, name: &str) -> Option<&Rel> {
+        self.ctes
+            .iter()
+            .rev()
+            .flat_map(|frame| frame.iter())
+            .find(|rel| rel.name == name)
+    }
+
+    /// Output columns of a query. `expected` types the bare parameters and literals of the
+    /// select list (`INSERT INTO t SELECT $1, $2`).
+    pub fn query(
+        &mut self,
+        query: &mut Query,
+        expected: Option<&[Ty]>,
+    ) -> Result<Vec<OutColumn>, DbError> {
+        self.ctes.push(Vec::new());
+        let result = self.query_inner(query, expected);
+        self.ctes.pop();
+        result
+    }
+
+    fn query_inner(
+        &mut self,
+        query: &mut Query,
+        expected: Option<&[Ty]>,
+    ) -> Result<Vec<OutColumn>, DbError> {
+        self.register_ctes(&mut query.with)?;
+        let cols = self.set_expr(&mut query.body, expected)?;
+        if let Some(sqlparser::ast::LimitClause::LimitOffset { limit, offset, .. }) =
+            &mut query.limit_clause
+        {
+            if let Some(limit) = limit {
+                self.expr(limit, Some(Ty::of(PgType::Int8)))?;
+            }
+            if let Some(offset) = offset {
+                self.expr(&mut offset.value, Some(Ty::of(PgType::Int8)))?;
+            }
+        }
+        if !query.locks.is_empty() {
+            self.locks = true;
+        }
+        Ok(cols)
+    }
+
+    /// Makes a WITH clause's CTEs visible in the innermost CTE frame.
+    pub fn register_ctes(
+        &mut self,
+        with: &mut Option<sqlparser::ast::With>,
+    ) -> Result<(), DbError> {
+        if self.ctes.is_empty() {
+            self.ctes.push(Vec::new());
+        }
+        if let Some(with) = with {
+            for cte in &mut with.cte_tables {
+                let name = ident_name(&cte.alias.name);
+                let cols = if with.recursive
+                    && let SetExpr::SetOperation { left, right, .. } = cte.query.body.as_mut()
+                {
+                    // The recursive term refers to the CTE itself: type it from the anchor.
+                    let anchor = self.set_expr(left, None)?;
+                    let anchor = rename(anchor, &cte.alias.columns);
+                    if let Some(frame) = self.ctes.last_mut() {
+                        frame.push(Rel {
+                            name: name.clone(),
+                            cols: anchor.clone(),
+                        });
+                    }
+                    self.set_expr(right, None)?;
+                    if let Some(frame) = self.ctes.last_mut() {
+                        frame.pop();
+                    }
+                    anchor
+                } else {
+                    let cols = self.query(&mut cte.query, None)?;
+                    rename(cols, &cte.alias.columns)
+                };
+                if let Some(frame) = self.ctes.last_mut() {
+                    frame.push(Rel { name, cols });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_expr(
+        &mut self,
+        body: &mut SetExpr,
+        expected: Option<&[Ty]>,
+    ) -> Result<Vec<OutColumn>, DbError> {
+        match body {
+            SetExpr::Select(select) => self.select(select, expected),
+            SetExpr::Query(q) => self.query(q, expected),
+            SetExpr::SetOperation { left, right, .. } => {
+                let cols = self.set_expr(left, expected)?;
+                let types: Vec<Ty> = cols.iter().map(|c| c.ty).collect();
+                self.set_expr(right, Some(&types))?;
+                Ok(cols)
+            }
+            SetExpr::Values(values) => {
+                let mut cols: Vec<OutColumn> = Vec::new();
+                for row in &mut values.rows {
+                    for (i, e) in row.content.iter_mut().enumerate() {
+                        let want = expected
+                            .and_then(|t| t.get(i).copied())
+                            .or_else(|| cols.get(i).map(|c| c.ty));
+                        let ty = self.expr(e, want)?;
+                        if cols.len() <= i {
+                            cols.push(OutColumn::expr(
+                                format!("column{}", i + 1),
+                                ty.unwrap_or(Ty::of(PgType::Text)),
+                            ));
+                        }
+                    }
+                }
+                Ok(cols)
+            }
+            other => Err(unsupported(format!("query body {other}"))),
+        }
+    }
+
+    fn select(
+        &mut self,
+        select: &mut Select,
+        expected: Option<&[Ty]>,
+    ) -> Result<Vec<OutColumn>, DbError> {
+        if let Some(sqlparser::ast::Distinct::On(_)) = select.distinct {
+            return Err(unsupported("SELECT DISTINCT ON"));
+        }
+        if select.into.is_some() {
+            return Err(unsupported("SELECT INTO"));
+        }
+        self.scopes.push(Vec::new());
+        let result = self.select_inner(select, expected);
+        self.scopes.pop();
+        result
+    }
+
+    fn select_inner(
+        &mut self,
+        select: &mut Select,
+        expected: Option<&[Ty]>,
+    ) -> Result<Vec<OutColumn>, DbError> {
+        for from in &mut select.from {
+            self.add_from(from)?;
+        }
+        if let Some(selection) = &mut select.selection {
+            self.expr(selection, Some(Ty::of(PgType::Bool)))?;
+        }
+        let mut out = Vec::new();
+        for (i, item) in select.projection.iter_mut().enumerate() {
+            let want = expected.and_then(|t| t.get(i).copied());
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = column_name(e);
+                    out.push(self.output_column(e, name, want)?);
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let name = ident_name(alias);
+                    out.push(self.output_column(expr, name, want)?);
+                }
+                SelectItem::Wildcard(_) => {
+                    if let Some(scope) = self.scopes.last() {
+                        for rel in scope {
+                            out.extend(rel.cols.iter().cloned());
+                        }
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => {
+                    let qualifier = match kind {
+                        sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(name) => {
+                            object_parts(name).pop().unwrap_or_default()
+                        }
+                        _ => String::new(),
+                    };
+                    if let Some(rel) = self
+                        .scopes
+                        .last()
+                        .and_then(|s| s.iter().find(|r| r.name == qualifier))
+                    {
+                        out.extend(rel.cols.iter().cloned());
+                    }
+                }
+                SelectItem::ExprWithAliases { .. } => {
+                    return Err(unsupported("multiple aliases for one select item"));
+                }
+            }
+        }
+        if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
+            for e in exprs {
+                self.expr_lenient(e);
+            }
+        }
+        if let Some(having) = &mut select.having {
+            self.expr(having, Some(Ty::of(PgType::Bool)))?;
+        }
+        Ok(out)
+    }
+
+    fn output_column(
+        &mut self,
+        expr: &mut Expr,
+        name: String,
+        want: Option<Ty>,
+    ) -> Result<OutColumn, DbError> {
+        if let Some(col) = self.column_ref(expr) {
+            return Ok(OutColumn { name, ..col });
+        }
+        let ty = self.expr(expr, want)?;
+        Ok(OutColumn::expr(name, ty.unwrap_or(Ty::of(PgType::Text))))
+    }
+
+    /// Infers an expression whose columns may be output aliases (GROUP BY, ORDER BY).
+    pub fn expr_lenient(&mut self, expr: &mut Expr) {
+        let _ = self.expr(expr, None);
+    }
+
+    pub fn add_from(&mut self, from: &mut TableWithJoins) -> Result<(), DbError> {
+        self.relation(&mut from.relation)?;
+        for join in &mut from.joins {
+            self.relation(&mut join.relation)?;
+            use sqlparser::ast::{JoinConstraint as C, JoinOperator as J};
+            let constraint = match &mut join.join_operator {
+                J::Join(c)
+                | J::Inner(c)
+                | J::Left(c)
+                | J::LeftOuter(c)
+                | J::Right(c)
+                | J::RightOuter(c)
+                | J::FullOuter(c)
+                | J::CrossJoin(c) => c,
+                other => return Err(unsupported(format!("join {other:?}"))),
+            };
+            if let C::On(e) = constraint {
+                self.expr(e, Some(Ty::of(PgType::Bool)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_rel(&mut self, rel: Rel) {
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.push(rel);
+        } else {
+            self.scopes.push(vec![rel]);
+        }
+    }
+
+    fn relation(&mut self, factor: &mut TableFactor) -> Result<(), DbError> {
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                ..
+            } if object_parts(name)
+                .last()
+                .is_some_and(|n| n == "generate_series") =>
+            {
+                *factor = generate_series(&args.args, alias.as_ref())?;
+                return self.relation(factor);
+            }
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                if args.is_some() {
+                    let fname = name.to_string();
+                    return Err(unsupported(format!(
+                        "set-returning function {fname} in FROM"
+                    )));
+                }
+                let parts = object_parts(name);
+                let alias_name = alias.as_ref().map(|a| ident_name(&a.name));
+                let mut rel = if parts.len() == 1
+                    && let Some(cte) = self.cte(&parts[0])
+                {
+                    cte.clone()
+                } else {
+                    let table = self.table(name)?;
+                    Rel::of_table(table, None)
+                };
+                if let Some(alias) = alias {
+                    rel.name = alias_name.unwrap_or_default();
+                    rel.cols = rename(rel.cols, &alias.columns);
+                }
+                self.push_rel(rel);
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                // A subquery in FROM sees the enclosing query's outer scopes but not its
+                // siblings: infer it in a fresh scope.
+                self.scopes.push(Vec::new());
+                let cols = self.query(subquery, None);
+                self.scopes.pop();
+                let mut cols = cols?;
+                let name = alias
+                    .as_ref()
+                    .map(|a| ident_name(&a.name))
+                    .unwrap_or_default();
+                if let Some(alias) = alias {
+                    cols = rename(cols, &alias.columns);
+                }
+                self.push_rel(Rel { name, cols });
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                if alias.is_some() {
+                    return Err(unsupported("alias on a parenthesized join"));
+                }
+                self.add_from(table_with_joins)?;
+            }
+            other => return Err(unsupported(format!("FROM item {other}"))),
+        }
+        Ok(())
+    }
+
+    /// The table column an expression names directly, with its origin.
+    pub fn column_ref(&self, expr: &Expr) -> Option<OutColumn> {
+        let (qualifier, name) = match expr {
+            Expr::Identifier(ident) => (None, ident_name(ident)),
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let n = parts.len();
+                (Some(ident_name(&parts[n - 2])), ident_name(&parts[n - 1]))
+            }
+            Expr::Nested(inner) => return self.column_ref(inner),
+            _ => return None,
+        };
+        for scope in self.scopes.iter().rev() {
+            for rel in scope {
+                if let Some(q) = &qualifier
+                    && &rel.name != q
+                {
+                    continue;
+                }
+                if let Some(col) = rel.cols.iter().find(|c| c.name.eq_ignore_ascii_case(&name)) {
+                    return Some(col.clone());
+                }
+            }
+        }
+        None
+    }
+
+    /// Replaces a string literal by the storage value of its coercion to `ty`.
+    fn fold_literal(&self, expr: &mut Expr, ty: Ty) -> Result<(), DbError> {
+        if let Some(text) = string_literal(expr) {
+            if matches!(ty.ty, PgType::Text | PgType::Unknown) {
+                return Ok(());
+            }
+            let value = types::parse_text(ty.ty, ty.typmod, text)?;
+            *expr = value_expr(value);
+        }
+        Ok(())
+    }
+
+    /// Infers a value assigned to a column (INSERT, UPDATE SET) and converts it the way
+    /// Postgres's assignment cast would when its type differs (a timestamptz stored in a
+    /// timestamp column, a float in an integer column, a string longer than varchar(n)).
+    pub fn assign(&mut self, expr: &mut Expr, column: Ty) -> Result<(), DbError> {
+        let source = self.expr(expr, Some(column))?;
+        let Some(source) = source else {
+            return Ok(());
+        };
+        let compatible = (source.ty == column.ty
+            && (column.typmod < 0 || source.typmod == column.typmod))
+            || (is_integer(source.ty) && matches!(column.ty, PgType::Int8 | PgType::Float8))
+            || (is_integer(source.ty) && column.ty == PgType::Numeric && column.typmod < 0)
+            || (matches!(source.ty, PgType::Float4 | PgType::Numeric)
+                && column.ty == PgType::Float8)
+            || (matches!(source.ty, PgType::Varchar | PgType::Name | PgType::Bpchar)
+                && column.ty == PgType::Text)
+            || (source.ty == PgType::Text
+                && matches!(column.ty, PgType::Varchar | PgType::Json | PgType::Jsonb)
+                && column.typmod < 0);
+        if !compatible {
+            let arg = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
+            *expr = function_call(
+                "__pg_cast",
+                vec![
+                    arg,
+                    value_expr(SqlValue::Int(i64::from(source.ty.oid()))),
+                    value_expr(SqlValue::Int(i64::from(column.ty.oid()))),
+                    value_expr(SqlValue::Int(i64::from(column.typmod))),
+                ],
+            );
+        }
+        Ok(())
+    }
+
+    fn set_param(&mut self, index: usize, ty: Ty) {
+        if index == 0 {
+            return;
+        }
+        if self.params.len() < index {
+            self.params.resize(index, None);
+        }
+        if self.params[index - 1].is_none() {
+            self.params[index - 1] = Some(Ty::of(ty.ty));
+        }
+    }
+
+    /// Infers `expr`, typing untyped literals and parameters as `want`.
+    pub fn expr(&mut self, expr: &mut Expr, want: Option<Ty>) -> Typed {
+        match self.expr_inner(expr, want) {
+            Err(e) if self.lenient && e.code == crate::errors::FEATURE_NOT_SUPPORTED => {
+                *expr = Expr::Value(ValueWithSpan::from(Value::Null));
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    fn expr_inner(&mut self, expr: &mut Expr, want: Option<Ty>) -> Typed {
+        if let Some(index) = placeholder_index(expr) {
+            if index == 0 {
+                return Err(DbError::new("42P02", "there is no parameter $0"));
+            }
+            if self.params.len() < index {
+                self.params.resize(index, None);
+            }
+            if let Some(ty) = want {
+                self.set_param(index, ty);
+            }
+            return Ok(self.params[index - 1]);
+        }
+        if string_literal(expr).is_some() {
+            return match want {
+                Some(ty) => {
+                    self.fold_literal(expr, ty)?;
+                    Ok(Some(ty))
+                }
+                None => Ok(None),
+            };
+        }
+        match expr {
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                Ok(self.column_ref(expr).map(|c| c.ty))
+            }
+            Expr::Value(v) => Ok(match &v.value {
+                Value::Number(n, _) => Some(Ty::of(number_type(n))),
+                Value::Boolean(_) => Some(Ty::of(PgType::Bool)),
+                Value::Null => want,
+                _ => None,
+            }),
+            Expr::Cast {
+                expr: inner,
+                data_type: dt,
+                ..
+            } => {
+                let target = match cast_target(dt)? {
+                    CastTarget::Type(t) => t,
+                    CastTarget::RegClass => {
+                        // A name literal becomes the OID; an OID becomes the name, as
+                        // regclass prints.
+                        let literal = string_literal(inner).is_some();
+                        self.expr(inner, None)?;
+                        let arg = std::mem::replace(
+                            inner.as_mut(),
+                            Expr::Value(ValueWithSpan::from(Value::Null)),
+                        );
+                        if literal {
+                            *expr = function_call("__pg_regclass", vec![arg]);
+                            return Ok(Some(Ty::of(PgType::Oid)));
+                        }
+                        *expr = function_call("__pg_regclass_name", vec![arg]);
+                        return Ok(Some(Ty::of(PgType::Text)));
+                    }
+                    CastTarget::Identity(t) => {
+                        let ty = self.expr(inner, None)?;
+                        let arg = std::mem::replace(
+                            inner.as_mut(),
+                            Expr::Value(ValueWithSpan::from(Value::Null)),
+                        );
+                        *expr = Expr::Nested(Box::new(arg));
+                        return Ok(Some(ty.unwrap_or(t)));
+                    }
+                };
+                if string_literal(inner).is_some() || placeholder_index(inner).is_some() {
+                    self.expr(inner, Some(target))?;
+                    let arg = std::mem::replace(
+                        inner.as_mut(),
+                        Expr::Value(ValueWithSpan::from(Value::Null)),
+                    );
+                    *expr = arg;
+                    return Ok(Some(target));
+                }
+                let source = self.expr(inner, None)?;
+                let same = source.is_some_and(|s| s.ty == target.ty && target.typmod < 0);
+                let arg = std::mem::replace(
+                    inner.as_mut(),
+                    Expr::Value(ValueWithSpan::from(Value::Null)),
+                );
+                *expr = if same {
+                    Expr::Nested(Box::new(arg))
+                } else {
+                    let src = source.map(|s| s.ty.oid()).unwrap_or(0);
+                    function_call(
+                        "__pg_cast",
+                        vec![
+                            arg,
+                            value_expr(SqlValue::Int(i64::from(src))),
+                            value_expr(SqlValue::Int(i64::from(target.ty.oid()))),
+                            value_expr(SqlValue::Int(i64::from(target.typmod))),
+                        ],
+                    )
+                };
+                Ok(Some(target))
+            }
+            Expr::TypedString(ts) => {
+                let target = data_type(&ts.data_type)?;
+                let text = match &ts.value.value {
+                    Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => s.clone(),
+                    other => return Err(unsupported(format!("typed literal {other}"))),
+                };
+                *expr = value_expr(types::parse_text(target.ty, target.typmod, &text)?);
+                Ok(Some(target))
+            }
+            Expr::Nested(inner) => self.expr(inner, want),
+            Expr::Collate { expr: inner, .. } => self.expr(inner, want),
+            Expr::UnaryOp { op, expr: inner } => match op {
+                UnaryOperator::Not => {
+                    self.expr(inner, Some(Ty::of(PgType::Bool)))?;
+                    Ok(Some(Ty::of(PgType::Bool)))
+                }
+                _ => self.expr(inner, want),
+            },
+            Expr::BinaryOp { left, op, right } => {
+                let t = self.binary(left, op, right, want)?;
+                let modulo = matches!(op, BinaryOperator::Modulo);
+                if matches!(op, BinaryOperator::Divide | BinaryOperator::Modulo) {
+                    let integral = t.is_none_or(|t| is_integer(t.ty));
+                    let safe_literal = integral
+                        && matches!(right.as_ref(), Expr::Value(v)
+                            if matches!(&v.value, Value::Number(n, _) if n.parse::<i64>().is_ok_and(|n| n != 0)));
+                    if !safe_literal {
+                        let l = std::mem::replace(
+                            left.as_mut(),
+                            Expr::Value(ValueWithSpan::from(Value::Null)),
+                        );
+                        let r = std::mem::replace(
+                            right.as_mut(),
+                            Expr::Value(ValueWithSpan::from(Value::Null)),
+                        );
+                        *expr = super::expr::division(l, r, modulo, !integral);
+                    }
+                }
+                Ok(t)
+            }
+            Expr::IsNull(e) | Expr::IsNotNull(e) => {
+                self.expr(e, None)?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::IsTrue(e)
+            | Expr::IsFalse(e)
+            | Expr::IsNotTrue(e)
+            | Expr::IsNotFalse(e)
+            | Expr::IsUnknown(e)
+            | Expr::IsNotUnknown(e) => {
+                self.expr(e, Some(Ty::of(PgType::Bool)))?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
+                self.pair(a, b)?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::Like {
+                expr: e, pattern, ..
+            }
+            | Expr::ILike {
+                expr: e, pattern, ..
+            } => {
+                self.expr(e, Some(Ty::of(PgType::Text)))?;
+                self.expr(pattern, Some(Ty::of(PgType::Text)))?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::Between {
+                expr: e, low, high, ..
+            } => {
+                let t = self.expr(e, None)?;
+                let t = comparison_type(t);
+                let lt = self.expr(low, t)?;
+                let ht = self.expr(high, t.or(lt))?;
+                if t.is_none()
+                    && let Some(ty) = lt.or(ht)
+                {
+                    self.expr(e, Some(ty))?;
+                }
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::In {
+                expr: e, target, ..
+            } => {
+                let t = comparison_type(self.expr(e, None)?);
+                match target {
+                    sqlparser::ast::InTarget::List(list) => {
+                        for item in list {
+                            self.expr(item, t)?;
+                        }
+                    }
+                    sqlparser::ast::InTarget::Subquery(q) => {
+                        let cols = self.query(q, None)?;
+                        if t.is_none()
+                            && let Some(c) = cols.first()
+                        {
+                            self.expr(e, Some(c.ty))?;
+                        }
+                    }
+                    other => return Err(unsupported(format!("IN {other:?}"))),
+                }
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
+                let t = comparison_type(self.expr(left, None)?);
+                match right.as_mut() {
+                    Expr::Array(array) => {
+                        for item in &mut array.elem {
+                            self.expr(item, t)?;
+                        }
+                    }
+                    Expr::Nested(inner) if matches!(inner.as_ref(), Expr::Array(_)) => {
+                        if let Expr::Array(array) = inner.as_mut() {
+                            for item in &mut array.elem {
+                                self.expr(item, t)?;
+                            }
+                        }
+                    }
+                    Expr::Subquery(q) => {
+                        self.query(q, None)?;
+                    }
+                    other => {
+                        return Err(unsupported(format!(
+                            "ANY/ALL over {other} (arrays are not supported)"
+                        )));
+                    }
+                }
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::Exists { subquery, .. } => {
+                self.query(subquery, None)?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::Subquery(q) => {
+                let cols = self.query(q, None)?;
+                Ok(cols.first().map(|c| c.ty))
+            }
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let op_ty = match operand {
+                    Some(op) => self.expr(op, None)?,
+                    None => None,
+                };
+                let mut result = None;
+                for when in conditions.iter_mut() {
+                    let want_cond = if operand.is_some() {
+                        op_ty
+                    } else {
+                        Some(Ty::of(PgType::Bool))
+                    };
+                    self.expr(&mut when.condition, want_cond)?;
+                    let t = self.expr(&mut when.result, result.or(want))?;
+                    result = result.or(t);
+                }
+                if let Some(e) = else_result {
+                    let t = self.expr(e, result.or(want))?;
+                    result = result.or(t);
+                }
+                Ok(result)
+            }
+            Expr::Function(f) => self.function(f, want),
+            Expr::Substring {
+                expr: e,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                self.expr(e, Some(Ty::of(PgType::Text)))?;
+                for part in [substring_from, substring_for].into_iter().flatten() {
+                    self.expr(part, Some(Ty::of(PgType::Int4)))?;
+                }
+                Ok(Some(Ty::of(PgType::Text)))
+            }
+            Expr::Position { expr: e, r#in } => {
+                self.expr(e, Some(Ty::of(PgType::Text)))?;
+                self.expr(r#in, Some(Ty::of(PgType::Text)))?;
+                Ok(Some(Ty::of(PgType::Int4)))
+            }
+            Expr::Trim {
+                expr: e, trim_what, ..
+            } => {
+                self.expr(e, Some(Ty::of(PgType::Text)))?;
+                if let Some(w) = trim_what {
+                    self.expr(w, Some(Ty::of(PgType::Text)))?;
+                }
+                Ok(Some(Ty::of(PgType::Text)))
+            }
+            Expr::Extract { expr: e, .. } => {
+                self.expr(e, Some(Ty::of(PgType::Timestamptz)))?;
+                Ok(Some(Ty::of(PgType::Numeric)))
+            }
+            Expr::Ceil { expr: e, .. } | Expr::Floor { expr: e, .. } => {
+                let t = self.expr(e, want)?;
+                Ok(t.map(|t| {
+                    if is_integer(t.ty) {
+                        Ty::of(PgType::Numeric)
+                    } else {
+                        t
+                    }
+                }))
+            }
+            Expr::Tuple(items) => {
+                for item in items {
+                    self.expr(item, None)?;
+                }
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn pair(&mut self, a: &mut Expr, b: &mut Expr) -> Result<(Option<Ty>, Option<Ty>), DbError> {
+        let lt = comparison_type(self.expr(a, None)?);
+        let rt = comparison_type(self.expr(b, lt)?);
+        if lt.is_none()
+            && let Some(t) = rt
+        {
+            self.expr(a, Some(t))?;
+        }
+        Ok((lt, rt))
+    }
+
+    fn binary(
+        &mut self,
+        left: &mut Expr,
+        op: &BinaryOperator,
+        right: &mut Expr,
+        want: Option<Ty>,
+    ) -> Typed {
+        use BinaryOperator as B;
+        match op {
+            B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship => {
+                self.pair(left, right)?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            B::And | B::Or | B::Xor => {
+                self.expr(left, Some(Ty::of(PgType::Bool)))?;
+                self.expr(right, Some(Ty::of(PgType::Bool)))?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            B::StringConcat => {
+                self.expr(left, Some(Ty::of(PgType::Text)))?;
+                self.expr(right, Some(Ty::of(PgType::Text)))?;
+                Ok(Some(Ty::of(PgType::Text)))
+            }
+            B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
+                let want = want.filter(|t| is_numeric(t.ty));
+                let (lt, rt) = {
+                    let lt = self.expr(left, None)?;
+                    let rt = self.expr(right, lt.filter(|t| is_numeric(t.ty)).or(want))?;
+                    let lt = if lt.is_none() {
+                        self.expr(left, rt.or(want))?
+                    } else {
+                        lt
+                    };
+                    (lt, rt)
+                };
+                for t in [lt, rt].into_iter().flatten() {
+                    if is_datetime(t.ty) {
+                        return Err(unsupported(format!(
+                            "date/time arithmetic ({} {op} ...)",
+                            t.ty.name()
+                        )));
+                    }
+                    if !is_numeric(t.ty) && !matches!(t.ty, PgType::Unknown) {
+                        return Err(DbError::new(
+                            "42883",
+                            format!(
+                                "operator does not exist: {} {op} {}",
+                                lt.map(|t| t.ty.name()).unwrap_or("unknown"),
+                                rt.map(|t| t.ty.name()).unwrap_or("unknown")
+                            ),
+                        ));
+                    }
+                }
+                Ok(match (lt, rt) {
+                    (Some(a), Some(b)) => Some(if numeric_rank(a.ty) >= numeric_rank(b.ty) {
+                        Ty::of(a.ty)
+                    } else {
+                        Ty::of(b.ty)
+                    }),
+                    (a, b) => a.or(b).map(|t| Ty::of(t.ty)),
+                })
+            }
+            B::Arrow | B::LongArrow => {
+                let lt = self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
+                self.expr(right, Some(Ty::of(PgType::Text)))?;
+                Ok(Some(match op {
+                    B::LongArrow => Ty::of(PgType::Text),
+                    _ => lt.unwrap_or(Ty::of(PgType::Jsonb)),
+                }))
+            }
+            B::PGRegexMatch
+            | B::PGRegexIMatch
+            | B::PGRegexNotMatch
+            | B::PGRegexNotIMatch
+            | B::PGCustomBinaryOperator(_) => {
+                self.expr(left, Some(Ty::of(PgType::Text)))?;
+                self.expr(right, Some(Ty::of(PgType::Text)))?;
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            _ => {
+                self.expr(left, None)?;
+                self.expr(right, None)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn function(&mut self, f: &mut Function, want: Option<Ty>) -> Typed {
+        let name = f
+            .name
+            .0
+            .last()
+            .map(|p| p.to_string().to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut arg_types = Vec::new();
+        let first_want = match name.as_str() {
+            "coalesce" | "nullif" | "greatest" | "least" => want,
+            "lower" | "upper" | "length" | "char_length" | "character_length" | "replace"
+            | "substr" | "trim" | "btrim" | "ltrim" | "rtrim" | "strpos" | "concat"
+            | "concat_ws" | "left" | "right" | "md5" | "string_agg" | "octet_length" | "repeat"
+            | "reverse" | "initcap" => Some(Ty::of(PgType::Text)),
+            _ => None,
+        };
+        if let FunctionArguments::List(list) = &mut f.args {
+            let mut shared = first_want;
+            for arg in &mut list.args {
+                let e = match arg {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => e,
+                    FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    } => e,
+                    _ => {
+                        arg_types.push(None);
+                        continue;
+                    }
+                };
+                let t = self.expr(e, shared)?;
+                if matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least") {
+                    shared = shared.or(t);
+                }
+                arg_types.push(t);
+            }
+            if matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least")
+                && let Some(t) = shared
+            {
+                // Re-type leading untyped arguments now that one argument gave a type.
+                for (arg, at) in list.args.iter_mut().zip(arg_types.iter_mut()) {
+                    if at.is_none()
+                        && let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg
+                    {
+                        *at = self.expr(e, Some(t))?;
+                    }
+                }
+            }
+        }
+        if let Some(filter) = &mut f.filter {
+            self.expr(filter, Some(Ty::of(PgType::Bool)))?;
+        }
+        let first = arg_types.first().copied().flatten();
+        let t = |ty: PgType| Ok(Some(Ty::of(ty)));
+        match name.as_str() {
+            "count" => t(PgType::Int8),
+            "sum" => match first.map(|f| f.ty) {
+                Some(PgType::Int2 | PgType::Int4) => t(PgType::Int8),
+                Some(PgType::Float4) => t(PgType::Float4),
+                Some(PgType::Float8) => t(PgType::Float8),
+                _ => t(PgType::Numeric),
+            },
+            "avg" => match first.map(|f| f.ty) {
+                Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
+                _ => t(PgType::Numeric),
+            },
+            "min" | "max" | "abs" | "sign" => Ok(first.map(|f| Ty::of(f.ty))),
+            "coalesce" | "nullif" | "greatest" | "least" => Ok(arg_types
+                .iter()
+                .copied()
+                .flatten()
+                .next()
+                .map(|f| Ty::of(f.ty))),
+            "round" | "trunc" => match first.map(|f| f.ty) {
+                Some(PgType::Float4 | PgType::Float8) if arg_types.len() == 1 => t(PgType::Float8),
+                _ => t(PgType::Numeric),
+            },
+            "ceil" | "ceiling" | "floor" => match first.map(|f| f.ty) {
+                Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
+                _ => t(PgType::Numeric),
+            },
+            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "random" | "pi" => t(PgType::Float8),
+            "string_agg"
+            | "group_concat"
+            | "lower"
+            | "upper"
+            | "trim"
+            | "btrim"
+            | "ltrim"
+            | "rtrim"
+            | "replace"
+            | "substr"
+            | "substring"
+            | "concat"
+            | "concat_ws"
+            | "left"
+            | "right"
+            | "lpad"
+            | "rpad"
+            | "repeat"
+            | "reverse"
+            | "md5"
+            | "initcap"
+            | "chr"
+            | "to_hex"
+            | "version"
+            | "format_type"
+            | "pg_get_expr"
+            | "pg_get_indexdef"
+            | "pg_get_constraintdef"
+            | "pg_get_userbyid"
+            | "obj_description"
+            | "col_description"
+            | "pg_encoding_to_char"
+            | "array_to_string"
+            | "quote_ident"
+            | "pg_get_viewdef"
+            | "shobj_description"
+            | "pg_size_pretty"
+            | "typeof" => t(PgType::Text),
+            "current_database" | "current_schema" | "current_user" | "session_user" | "user"
+            | "current_role" => t(PgType::Name),
+            "length" | "char_length" | "character_length" | "octet_length" | "strpos"
+            | "position" | "ascii" | "instr" => t(PgType::Int4),
+            "bool_and"
+            | "bool_or"
+            | "every"
+            | "pg_table_is_visible"
+            | "pg_type_is_visible"
+            | "pg_function_is_visible"
+            | "has_table_privilege"
+            | "has_schema_privilege" => t(PgType::Bool),
+            "now"
+            | "current_timestamp"
+            | "transaction_timestamp"
+            | "statement_timestamp"
+            | "clock_timestamp" => t(PgType::Timestamptz),
+            "localtimestamp" => t(PgType::Timestamp),
+            "current_date" => t(PgType::Date),
+            "current_time" | "localtime" => t(PgType::Time),
+            "gen_random_uuid" | "uuid_generate_v4" => t(PgType::Uuid),
+            "date_part" => t(PgType::Float8),
+            "extract" => t(PgType::Numeric),
+            "pg_backend_pid" | "txid_current" | "pg_relation_size" | "pg_total_relation_size" => {
+                t(PgType::Int8)
+            }
+            "nextval" | "currval" | "setval" | "lastval" => t(PgType::Int8),
+            _ => Ok(None),
+        }
+    }
+}
+
+enum CastTarget {
+    Type(Ty),
+    RegClass,
+    /// Casts that change nothing in storage (`::oid` on an integer, `::regtype`).
+    Identity(Ty),
+}
+
+fn cast_target(dt: &DataType) -> Result<CastTarget, DbError> {
+    let text = dt.to_string().to_ascii_lowercase();
+    let text = text.strip_prefix("pg_catalog.").unwrap_or(&text);
+    match text {
+        "regclass" => Ok(CastTarget::RegClass),
+        "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" => {
+            Ok(CastTarget::Identity(Ty::of(PgType::Oid)))
+        }
+        _ => data_type(dt).map(CastTarget::Type),
+    }
+}
+
+/// Comparisons ignore a typmod: `varchar(3)` compared with a longer literal is no error.
+fn comparison_type(t: Option<Ty>) -> Option<Ty> {
+    t.map(|t| Ty::of(t.ty))
+}
+
+/// `generate_series(a, b[, step])` in FROM as a recursive CTE over integers.
+fn generate_series(
+    args: &[FunctionArg],
+    alias: Option<&sqlparser::ast::TableAlias>,
+) -> Result<TableFactor, DbError> {
+    let exprs: Vec<String> = args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e.to_string()),
+            other => Err(unsupported(format!("generate_series argument {other}"))),
+        })
+        .collect::<Result<_, _>>()?;
+    let (start, stop, step) = match exprs.as_slice() {
+        [a, b] => (a, b, "1".to_owned()),
+        [a, b, s] => (a, b, s.clone()),
+        _ => {
+            return Err(DbError::new(
+                "42883",
+                "function generate_series does not exist",
+            ));
+        }
+    };
+    let descending = step.trim_start().starts_with('-');
+    let relation = alias
+        .map(|a| ident_name(&a.name))
+        .unwrap_or_else(|| "generate_series".to_owned());
+    let column = alias
+        .and_then(|a| a.columns.first())
+        .map(|c| ident_name(&c.name))
+        .unwrap_or_else(|| relation.clone());
+    let op = if descending { ">=" } else { "<=" };
+    let sql = format!(
+        "WITH RECURSIVE __series(v) AS (SELECT {start} UNION ALL SELECT v + ({step}) FROM __series \
+         WHERE v + ({step}) {op} ({stop})) SELECT v AS {} FROM __series WHERE v {op} ({stop})",
+        crate::catalog::quote_ident(&column)
+    );
+    let mut statements =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)
+            .map_err(|e| DbError::new("42601", e.to_string()))?;
+    let Some(sqlparser::ast::Statement::Query(subquery)) = statements.pop() else {
+        return Err(crate::errors::internal("generate_series did not parse"));
+    };
+    Ok(TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(sqlparser::ast::TableAlias {
+            explicit: true,
+            name: Ident::new(relation),
+            columns: vec![],
+            at: None,
+        }),
+        sample: None,
+    })
+}
+
+fn number_type(text: &str) -> PgType {
+    if text.contains(['.', 'e', 'E']) {
+        return PgType::Numeric;
+    }
+    match text.parse::<i64>() {
+        Ok(v) if i32::try_from(v).is_ok() => PgType::Int4,
+        Ok(_) => PgType::Int8,
+        Err(_) => PgType::Numeric,
+    }
+}
+
+fn rename(
+    mut cols: Vec<OutColumn>,
+    names: &[sqlparser::ast::TableAliasColumnDef],
+) -> Vec<OutColumn> {
+    for (col, alias) in cols.iter_mut().zip(names) {
+        col.name = ident_name(&alias.name);
+    }
+    cols
+}

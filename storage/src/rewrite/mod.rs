@@ -1,0 +1,649 @@
+//! Postgres SQL → SQLite SQL, with the Postgres types of parameters and results.
+//!
+//! A statement is parsed with sqlparser's PostgreSQL dialect, typed by [`infer`] (which also
+//! folds literals into storage values), rewritten by [`expr`] into SQLite syntax and printed
+//! back. DDL is rebuilt by hand in [`ddl`], because SQLite's declarations differ too much.
+//! The result depends only on (text, parameter types, schema snapshot), so it is cached.
+
+mod ddl;
+mod expr;
+mod infer;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mycelium_protocol::types::PgType;
+use mycelium_protocol::{Column, DbError};
+use sqlparser::ast::{
+    ConflictTarget, Expr, FromTable, Ident, OnConflictAction, OnInsert, SelectItem, SetExpr,
+    Statement, TableObject, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::catalog::{ColumnInfo, Schema, Ty};
+use crate::errors::unsupported;
+use infer::{Inferer, Rel};
+pub(crate) use infer::{ident_name, typname};
+
+/// One result column: its Postgres name and type, and the table column it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutColumn {
+    pub name: String,
+    pub ty: Ty,
+    pub table_oid: u32,
+    pub attnum: i16,
+}
+
+impl OutColumn {
+    pub fn expr(name: impl Into<String>, ty: Ty) -> OutColumn {
+        OutColumn {
+            name: name.into(),
+            ty,
+            table_oid: 0,
+            attnum: 0,
+        }
+    }
+
+    pub fn to_column(&self) -> Column {
+        Column {
+            name: self.name.clone(),
+            table_oid: self.table_oid,
+            column_id: self.attnum,
+            type_oid: self.ty.ty.oid(),
+            type_size: self.ty.ty.type_size(),
+            type_modifier: self.ty.typmod,
+        }
+    }
+}
+
+/// How the command tag is formed once the statement has run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    /// A fixed tag (`CREATE TABLE`).
+    Other(&'static str),
+}
+
+impl Kind {
+    pub fn tag(&self, count: u64) -> String {
+        match self {
+            Kind::Select => format!("SELECT {count}"),
+            Kind::Insert => format!("INSERT 0 {count}"),
+            Kind::Update => format!("UPDATE {count}"),
+            Kind::Delete => format!("DELETE {count}"),
+            Kind::Other(tag) => (*tag).to_owned(),
+        }
+    }
+}
+
+/// A statement ready to run on SQLite.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    pub kind: Kind,
+    /// Statements without parameters that run first, in the same transaction.
+    pub pre: Vec<String>,
+    /// The statement that takes the parameters and yields the rows or the change count.
+    pub main: Option<String>,
+    pub params: Vec<Ty>,
+    /// Result columns; empty when the statement returns no rows.
+    pub out: Vec<OutColumn>,
+    pub columns: Arc<[Column]>,
+    /// Must start a write (`BEGIN IMMEDIATE`) transaction.
+    pub writes: bool,
+    /// Changes the schema: caches must be refreshed after it.
+    pub ddl: bool,
+    /// The table a DML statement writes, for error messages.
+    pub table: Option<String>,
+    /// Must not run inside a transaction block (VACUUM).
+    pub no_transaction_block: bool,
+    /// Reads the emulated `pg_catalog`, which must be filled first.
+    pub catalog: bool,
+}
+
+impl Translation {
+    fn new(kind: Kind) -> Translation {
+        Translation {
+            kind,
+            pre: Vec::new(),
+            main: None,
+            params: Vec::new(),
+            out: Vec::new(),
+            columns: Arc::from(Vec::new()),
+            writes: false,
+            ddl: false,
+            table: None,
+            no_transaction_block: false,
+            catalog: false,
+        }
+    }
+
+    fn utility(tag: &'static str) -> Translation {
+        Translation::new(Kind::Other(tag))
+    }
+
+    pub(crate) fn with_out(mut self, out: Vec<OutColumn>) -> Translation {
+        self.columns = out.iter().map(OutColumn::to_column).collect();
+        self.out = out;
+        self
+    }
+}
+
+/// Postgres's `syntax error at or near "x"` from sqlparser's message.
+fn syntax_error(err: &sqlparser::parser::ParserError) -> DbError {
+    let text = err.to_string();
+    let near = text.split_once("found: ").map(|(_, rest)| {
+        rest.split(" at Line")
+            .next()
+            .unwrap_or(rest)
+            .trim()
+            .to_owned()
+    });
+    let message = match near {
+        Some(token) if token == "EOF" => "syntax error at end of input".to_owned(),
+        Some(token) => format!("syntax error at or near \"{token}\""),
+        None => format!("syntax error: {text}"),
+    };
+    DbError::new("42601", message).with_detail(text)
+}
+
+fn first_word(sql: &str) -> String {
+    sql.trim_start()
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+/// Statements recognised by keyword because sqlparser does not parse Postgres's form.
+fn by_keyword(sql: &str) -> Option<Result<Translation, DbError>> {
+    let word = first_word(sql);
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';').to_owned())
+        .filter(|w| !w.is_empty())
+        .collect();
+    match word.as_str() {
+        "VACUUM" => {
+            // VACUUM's visible effect in Postgres is statistics (ANALYZE); space reclamation
+            // has no observable result, and SQLite's VACUUM rewrites the whole file.
+            let mut t = Translation::utility("VACUUM");
+            t.no_transaction_block = true;
+            let analyze = words.iter().any(|w| w.eq_ignore_ascii_case("analyze"));
+            if analyze {
+                let table = words.last().filter(|w| !is_vacuum_option(w));
+                t.pre.push(match table {
+                    Some(table) => format!("ANALYZE {}", quote_name(table)),
+                    None => "ANALYZE".to_owned(),
+                });
+            }
+            Some(Ok(t))
+        }
+        "ANALYZE" | "ANALYSE" => {
+            let mut t = Translation::utility("ANALYZE");
+            let table = words.iter().skip(1).rfind(|w| !is_vacuum_option(w));
+            t.pre.push(match table {
+                Some(table) => format!("ANALYZE {}", quote_name(table)),
+                None => "ANALYZE".to_owned(),
+            });
+            Some(Ok(t))
+        }
+        "CHECKPOINT" => Some(Ok(Translation::utility("CHECKPOINT"))),
+        "SET" => Some(Ok(Translation::utility("SET"))),
+        "RESET" => Some(Ok(Translation::utility("RESET"))),
+        "DISCARD" => Some(Ok(Translation::utility("DISCARD ALL"))),
+        "LOCK" => Some(Ok(Translation {
+            writes: true,
+            ..Translation::utility("LOCK TABLE")
+        })),
+        "CREATE" if words.len() >= 2 && words[1].eq_ignore_ascii_case("extension") => {
+            Some(Ok(Translation::utility("CREATE EXTENSION")))
+        }
+        "COMMENT" => Some(Ok(Translation::utility("COMMENT"))),
+        "PREPARE" | "COMMIT" | "ROLLBACK"
+            if words.iter().any(|w| {
+                w.eq_ignore_ascii_case("prepared") || w.eq_ignore_ascii_case("transaction")
+            }) =>
+        {
+            Some(Err(unsupported(
+                "two-phase commit statements (the node runs them)",
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn is_vacuum_option(word: &str) -> bool {
+    matches!(
+        word.to_ascii_lowercase()
+            .trim_matches(|c| c == '(' || c == ')' || c == ','),
+        "vacuum" | "analyze" | "analyse" | "verbose" | "full" | "freeze" | "skip_locked"
+    )
+}
+
+fn quote_name(raw: &str) -> String {
+    let raw = raw.trim_end_matches(';');
+    let name = raw.strip_prefix("public.").unwrap_or(raw);
+    if name.starts_with('"') {
+        name.to_owned()
+    } else {
+        crate::catalog::quote_ident(&name.to_ascii_lowercase())
+    }
+}
+
+/// Translates one Postgres statement.
+pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Translation, DbError> {
+    if let Some(result) = by_keyword(sql) {
+        return result;
+    }
+    let mut statements =
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| syntax_error(&e))?;
+    let mut statement = match statements.len() {
+        0 => return Ok(Translation::utility("")),
+        1 => statements.remove(0),
+        _ => {
+            return Err(DbError::new(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+    };
+    let mut inf = Inferer::new(schema, param_types);
+    let lower = sql.to_ascii_lowercase();
+    // Catalog queries from psql and drivers use arrays and other constructs SQLite lacks,
+    // on catalog tables that are empty here: those parts become NULL instead of failing.
+    inf.lenient = lower.contains("pg_catalog") || lower.contains("information_schema");
+    let lenient = inf.lenient;
+    let mut t = match &mut statement {
+        Statement::Query(query)
+            if matches!(
+                query.body.as_ref(),
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_)
+            ) =>
+        {
+            // `WITH ... INSERT/UPDATE/DELETE`: SQLite has the same form.
+            inf.register_ctes(&mut query.with)?;
+            let mut t = match query.body.as_mut() {
+                SetExpr::Insert(inner) => insert(&mut inf, inner)?,
+                SetExpr::Update(inner) => update(&mut inf, inner)?,
+                SetExpr::Delete(inner) => delete(&mut inf, inner)?,
+                _ => return Err(crate::errors::internal("not a data-modifying WITH")),
+            };
+            expr::rewrite(query.as_mut(), lenient)?;
+            t.main = Some(query.to_string());
+            t
+        }
+        Statement::Query(query) => {
+            let out = inf.query(query, None)?;
+            order_by_params(&mut inf, query);
+            expr::rewrite(query.as_mut(), lenient)?;
+            let mut t = Translation::new(Kind::Select).with_out(out);
+            t.writes = inf.locks;
+            t.main = Some(query.to_string());
+            t
+        }
+        Statement::Insert(_) => insert(&mut inf, &mut statement)?,
+        Statement::Update(_) => update(&mut inf, &mut statement)?,
+        Statement::Delete(_) => delete(&mut inf, &mut statement)?,
+        Statement::CreateTable(ct) => ddl::create_table(ct, schema)?,
+        Statement::CreateIndex(ci) => ddl::create_index(ci, schema)?,
+        Statement::CreateView(cv) => ddl::create_view(cv, schema)?,
+        Statement::Drop {
+            object_type,
+            if_exists,
+            names,
+            ..
+        } => ddl::drop(*object_type, *if_exists, names, schema)?,
+        Statement::AlterTable(at) => ddl::alter_table(at, schema)?,
+        Statement::Truncate(tr) => ddl::truncate(tr, schema)?,
+        Statement::Analyze(_) => Translation {
+            pre: vec!["ANALYZE".to_owned()],
+            ..Translation::utility("ANALYZE")
+        },
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => {
+            return Err(DbError::new(
+                "XX000",
+                "transaction control must be handled by the session",
+            ));
+        }
+        Statement::Copy { .. } => {
+            return Err(unsupported(
+                "COPY as a statement (the proxy streams COPY data)",
+            ));
+        }
+        other => {
+            let text = other.to_string();
+            let head: String = text
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Err(unsupported(format!("statement {head}")));
+        }
+    };
+    if t.params.is_empty() {
+        t.params = inf.param_types();
+    }
+    t.catalog = inf.uses_catalog;
+    Ok(t)
+}
+
+/// Types parameters used only in ORDER BY.
+fn order_by_params(inf: &mut Inferer<'_>, query: &mut sqlparser::ast::Query) {
+    if let Some(order_by) = &mut query.order_by
+        && let sqlparser::ast::OrderByKind::Expressions(exprs) = &mut order_by.kind
+    {
+        for e in exprs {
+            inf.expr_lenient(&mut e.expr);
+        }
+    }
+}
+
+fn returning(
+    inf: &mut Inferer<'_>,
+    items: &mut Option<Vec<SelectItem>>,
+) -> Result<Vec<OutColumn>, DbError> {
+    let Some(items) = items else {
+        return Ok(Vec::new());
+    };
+    // RETURNING is a select list over the target row: infer it as one.
+    let mut select_out = Vec::new();
+    for item in items.iter_mut() {
+        match item {
+            SelectItem::UnnamedExpr(e) => {
+                let name = infer::column_name(e);
+                select_out.push(output(inf, e, name)?);
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                let name = ident_name(alias);
+                select_out.push(output(inf, expr, name)?);
+            }
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                if let Some(rel) = inf.scopes.last().and_then(|s| s.first()) {
+                    select_out.extend(rel.cols.iter().cloned());
+                }
+            }
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(unsupported("multiple aliases in RETURNING"));
+            }
+        }
+    }
+    Ok(select_out)
+}
+
+fn output(inf: &mut Inferer<'_>, e: &mut Expr, name: String) -> Result<OutColumn, DbError> {
+    if let Some(col) = inf.column_ref(e) {
+        return Ok(OutColumn { name, ..col });
+    }
+    let ty = inf.expr(e, None)?;
+    Ok(OutColumn::expr(name, ty.unwrap_or(Ty::of(PgType::Text))))
+}
+
+fn is_default_keyword(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(ident) if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
+}
+
+/// The expression SQLite should insert for `DEFAULT`: the column's default or NULL (which an
+/// INTEGER PRIMARY KEY turns into the next row id, as a serial would).
+fn default_expr(col: &ColumnInfo) -> Expr {
+    match &col.default_sql {
+        // Already SQLite text: carried as a bare identifier, which prints unchanged.
+        Some(sql) => Expr::Identifier(Ident::new(format!("({sql})"))),
+        None => Expr::Value(Value::Null.into()),
+    }
+}
+
+fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translation, DbError> {
+    let Statement::Insert(ins) = statement else {
+        return Err(crate::errors::internal("not an INSERT"));
+    };
+    let TableObject::TableName(name) = &ins.table else {
+        return Err(unsupported("INSERT into a table function"));
+    };
+    let table = inf.table(name)?.clone();
+    let mut targets: Vec<ColumnInfo> = Vec::new();
+    if ins.columns.is_empty() {
+        targets = table.columns.clone();
+    } else {
+        for column in &ins.columns {
+            let col_name = column
+                .0
+                .last()
+                .map(|p| match p {
+                    sqlparser::ast::ObjectNamePart::Identifier(i) => ident_name(i),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            let col = table.column(&col_name).ok_or_else(|| {
+                DbError::new(
+                    "42703",
+                    format!(
+                        "column \"{col_name}\" of relation \"{}\" does not exist",
+                        table.name
+                    ),
+                )
+            })?;
+            targets.push(col.clone());
+        }
+    }
+    let types: Vec<Ty> = targets.iter().map(|c| c.ty).collect();
+    if let Some(source) = &mut ins.source {
+        match source.body.as_mut() {
+            SetExpr::Values(values) => {
+                for row in &mut values.rows {
+                    if row.content.len() > targets.len() {
+                        return Err(DbError::new(
+                            "42601",
+                            "INSERT has more expressions than target columns",
+                        ));
+                    }
+                    for (e, col) in row.content.iter_mut().zip(&targets) {
+                        if is_default_keyword(e) {
+                            *e = default_expr(col);
+                        } else {
+                            inf.assign(e, col.ty)?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let cols = inf.query(source, Some(&types))?;
+                if cols.len() > targets.len() {
+                    return Err(DbError::new(
+                        "42601",
+                        "INSERT has more expressions than target columns",
+                    ));
+                }
+            }
+        }
+    }
+    inf.scopes.push(vec![Rel::of_table(&table, None)]);
+    if let Some(OnInsert::OnConflict(on_conflict)) = &mut ins.on {
+        if let Some(ConflictTarget::OnConstraint(name)) = &on_conflict.conflict_target {
+            return Err(unsupported(format!("ON CONFLICT ON CONSTRAINT {name}"))
+                .with_hint("Name the conflict columns instead: ON CONFLICT (column, ...)."));
+        }
+        if let OnConflictAction::DoUpdate(update) = &mut on_conflict.action {
+            let mut excluded = Rel::of_table(&table, None);
+            excluded.name = "excluded".to_owned();
+            if let Some(scope) = inf.scopes.last_mut() {
+                scope.push(excluded);
+            }
+            for assignment in &mut update.assignments {
+                let col = assignment_column(&assignment.target, &table)?;
+                inf.assign(&mut assignment.value, col.ty)?;
+            }
+            if let Some(selection) = &mut update.selection {
+                inf.expr(selection, Some(Ty::of(PgType::Bool)))?;
+            }
+            if let Some(scope) = inf.scopes.last_mut() {
+                scope.pop();
+            }
+            // SQLite cannot tell `SELECT ... FROM t ON CONFLICT` from a join constraint
+            // without a WHERE clause.
+            if let Some(source) = &mut ins.source
+                && let SetExpr::Select(select) = source.body.as_mut()
+                && select.selection.is_none()
+            {
+                select.selection = Some(Expr::Value(Value::Boolean(true).into()));
+            }
+        }
+    }
+    let out = returning(inf, &mut ins.returning)?;
+    inf.scopes.pop();
+    expr::rewrite(statement, inf.lenient)?;
+    let mut t = Translation::new(Kind::Insert).with_out(out);
+    t.writes = true;
+    t.table = Some(table.name.clone());
+    t.main = Some(statement.to_string());
+    Ok(t)
+}
+
+fn assignment_column<'t>(
+    target: &sqlparser::ast::AssignmentTarget,
+    table: &'t crate::catalog::TableInfo,
+) -> Result<&'t ColumnInfo, DbError> {
+    let sqlparser::ast::AssignmentTarget::ColumnName(name) = target else {
+        return Err(unsupported("assignment to a column tuple"));
+    };
+    let parts = infer::object_parts(name);
+    let col_name = parts.last().cloned().unwrap_or_default();
+    table.column(&col_name).ok_or_else(|| {
+        DbError::new(
+            "42703",
+            format!(
+                "column \"{col_name}\" of relation \"{}\" does not exist",
+                table.name
+            ),
+        )
+    })
+}
+
+fn update(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translation, DbError> {
+    let Statement::Update(upd) = statement else {
+        return Err(crate::errors::internal("not an UPDATE"));
+    };
+    let sqlparser::ast::TableFactor::Table { name, .. } = &upd.table.relation else {
+        return Err(unsupported("UPDATE of a non-table"));
+    };
+    let table = inf.table(name)?.clone();
+    inf.scopes.push(Vec::new());
+    inf.add_from(&mut upd.table)?;
+    if let Some(
+        sqlparser::ast::UpdateTableFromKind::AfterSet(froms)
+        | sqlparser::ast::UpdateTableFromKind::BeforeSet(froms),
+    ) = &mut upd.from
+    {
+        for from in froms {
+            inf.add_from(from)?;
+        }
+    }
+    for assignment in &mut upd.assignments {
+        let col = assignment_column(&assignment.target, &table)?;
+        if is_default_keyword(&assignment.value) {
+            assignment.value = default_expr(col);
+        } else {
+            inf.assign(&mut assignment.value, col.ty)?;
+        }
+    }
+    if let Some(selection) = &mut upd.selection {
+        inf.expr(selection, Some(Ty::of(PgType::Bool)))?;
+    }
+    let out = returning(inf, &mut upd.returning)?;
+    inf.scopes.pop();
+    expr::rewrite(statement, inf.lenient)?;
+    let mut t = Translation::new(Kind::Update).with_out(out);
+    t.writes = true;
+    t.table = Some(table.name.clone());
+    t.main = Some(statement.to_string());
+    Ok(t)
+}
+
+fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translation, DbError> {
+    let Statement::Delete(del) = statement else {
+        return Err(crate::errors::internal("not a DELETE"));
+    };
+    if del.using.is_some() {
+        return Err(
+            unsupported("DELETE ... USING").with_hint("Use WHERE ... IN (SELECT ...) instead.")
+        );
+    }
+    let froms = match &mut del.from {
+        FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+    };
+    if froms.len() != 1 {
+        return Err(unsupported("DELETE from several tables"));
+    }
+    let sqlparser::ast::TableFactor::Table { name, .. } = &froms[0].relation else {
+        return Err(unsupported("DELETE from a non-table"));
+    };
+    let table = inf.table(name)?.clone();
+    inf.scopes.push(Vec::new());
+    inf.add_from(&mut froms[0])?;
+    if let Some(selection) = &mut del.selection {
+        inf.expr(selection, Some(Ty::of(PgType::Bool)))?;
+    }
+    let out = returning(inf, &mut del.returning)?;
+    inf.scopes.pop();
+    expr::rewrite(statement, inf.lenient)?;
+    let mut t = Translation::new(Kind::Delete).with_out(out);
+    t.writes = true;
+    t.table = Some(table.name.clone());
+    t.main = Some(statement.to_string());
+    Ok(t)
+}
+
+/// Translations shared by the workers, keyed by statement text, parameter types and schema.
+/// Translations shared by the workers, keyed by statement text, then parameter types and
+/// schema snapshot. Looking up by `&str` needs no allocation on the hot path.
+#[derive(Default)]
+pub struct TranslationCache {
+    entries: Mutex<HashMap<String, Vec<CacheEntry>>>,
+}
+
+struct CacheEntry {
+    params: Vec<u32>,
+    schema: u64,
+    translation: Arc<Translation>,
+}
+
+const CACHE_CAPACITY: usize = 4096;
+
+impl TranslationCache {
+    pub fn get(&self, sql: &str, params: &[u32], schema: u64) -> Option<Arc<Translation>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(sql)?
+            .iter()
+            .find(|e| e.schema == schema && e.params == params)
+            .map(|e| e.translation.clone())
+    }
+
+    pub fn insert(&self, sql: &str, params: &[u32], schema: u64, translation: Arc<Translation>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHE_CAPACITY {
+                // Statement texts are few in steady state; a full cache means churn.
+                entries.clear();
+            }
+            let variants = entries.entry(sql.to_owned()).or_default();
+            // Entries for older schema snapshots are dead.
+            variants.retain(|e| e.schema == schema);
+            variants.push(CacheEntry {
+                params: params.to_vec(),
+                schema,
+                translation,
+            });
+        }
+    }
+}

@@ -1,0 +1,278 @@
+use mycelium_protocol::NodeSession;
+
+use crate::util::*;
+
+#[tokio::test]
+async fn create_insert_select_update_delete_with_tags() {
+    let db = open();
+    let mut s = db.backend.session();
+    let out = ok(&mut s, "CREATE TABLE users (id bigserial PRIMARY KEY, name varchar(20) NOT NULL, score int DEFAULT 0)").await;
+    assert_eq!(out.tag, "CREATE TABLE");
+    assert_eq!(
+        ok(
+            &mut s,
+            "INSERT INTO users (name) VALUES ('a'), ('b'), ('c')"
+        )
+        .await
+        .tag,
+        "INSERT 0 3"
+    );
+    let out = ok(&mut s, "SELECT id, name, score FROM users ORDER BY id").await;
+    assert_eq!(out.tag, "SELECT 3");
+    assert_eq!(out.oids(), vec![20, 1043, 23]);
+    assert_eq!(out.columns[1].type_modifier, 24);
+    assert_eq!(
+        out.text(),
+        vec![
+            vec![Some("1".into()), Some("a".into()), Some("0".into())],
+            vec![Some("2".into()), Some("b".into()), Some("0".into())],
+            vec![Some("3".into()), Some("c".into()), Some("0".into())],
+        ]
+    );
+    assert_eq!(
+        ok(&mut s, "UPDATE users SET score = score + 5 WHERE id >= 2")
+            .await
+            .tag,
+        "UPDATE 2"
+    );
+    assert_eq!(
+        ok(&mut s, "DELETE FROM users WHERE id = 1").await.tag,
+        "DELETE 1"
+    );
+    assert_eq!(count_rows(&db, "users"), 2);
+    let out = ok(&mut s, "SELECT count(*), sum(score) FROM users").await;
+    assert_eq!(out.names(), vec!["count", "sum"]);
+    assert_eq!(out.oids(), vec![20, 20]);
+    assert_eq!(out.value(), Some("2".into()));
+    assert_eq!(out.text()[0][1], Some("10".into()));
+    assert_eq!(ok(&mut s, "DROP TABLE users").await.tag, "DROP TABLE");
+    assert_eq!(err(&mut s, "SELECT * FROM users").await.code, "42P01");
+}
+
+#[tokio::test]
+async fn returning_upsert_and_defaults() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE kv (k text PRIMARY KEY, v int NOT NULL, at timestamptz DEFAULT now(), id uuid DEFAULT gen_random_uuid())").await;
+    let out = ok(
+        &mut s,
+        "INSERT INTO kv (k, v) VALUES ('a', 1) RETURNING k, v, at, id",
+    )
+    .await;
+    assert_eq!(out.tag, "INSERT 0 1");
+    assert_eq!(out.oids(), vec![25, 23, 1184, 2950]);
+    let row = &out.text()[0];
+    assert!(row[2].as_ref().unwrap().ends_with("+00"), "{row:?}");
+    assert_eq!(row[3].as_ref().unwrap().len(), 36);
+    ok(
+        &mut s,
+        "INSERT INTO kv (k, v) VALUES ('a', 2) ON CONFLICT (k) DO UPDATE SET v = kv.v + EXCLUDED.v",
+    )
+    .await;
+    assert_eq!(
+        ok(&mut s, "SELECT v FROM kv WHERE k = 'a'").await.value(),
+        Some("3".into())
+    );
+    let out = ok(
+        &mut s,
+        "INSERT INTO kv (k, v) VALUES ('a', 9) ON CONFLICT DO NOTHING",
+    )
+    .await;
+    assert_eq!(out.tag, "INSERT 0 0");
+    let out = ok(
+        &mut s,
+        "INSERT INTO kv VALUES ('b', 7, DEFAULT, DEFAULT) RETURNING at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(out.value(), Some("t".into()));
+    let out = ok(&mut s, "UPDATE kv SET v = 0 RETURNING k").await;
+    assert_eq!(out.tag, "UPDATE 2");
+    assert_eq!(out.rows.len(), 2);
+}
+
+#[tokio::test]
+async fn parameters_are_typed_from_context() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE t (id int PRIMARY KEY, flag boolean, price numeric(10,2), at timestamp)",
+    )
+    .await;
+    let desc = s
+        .describe(
+            "INSERT INTO t (id, flag, price, at) VALUES ($1, $2, $3, $4)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(desc.params, vec![23, 16, 1700, 1114]);
+    assert!(desc.columns.is_empty());
+    run_params(
+        &mut s,
+        "INSERT INTO t (id, flag, price, at) VALUES ($1, $2, $3, $4)",
+        &[
+            Some("1"),
+            Some("true"),
+            Some("12.5"),
+            Some("2024-01-02 03:04:05"),
+        ],
+    )
+    .await
+    .unwrap();
+    let out = run_params(
+        &mut s,
+        "SELECT id, flag, price, at FROM t WHERE id = $1",
+        &[Some("1")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.text()[0],
+        vec![
+            Some("1".into()),
+            Some("t".into()),
+            Some("12.50".into()),
+            Some("2024-01-02 03:04:05".into())
+        ]
+    );
+    let desc = s
+        .describe("SELECT id, flag FROM t WHERE price > $1 LIMIT $2", &[])
+        .await
+        .unwrap();
+    assert_eq!(desc.params, vec![1700, 20]);
+    assert_eq!(
+        desc.columns.iter().map(|c| c.type_oid).collect::<Vec<_>>(),
+        vec![23, 16]
+    );
+    assert_eq!(
+        desc.columns[0].table_oid,
+        mycelium_storage::FIRST_USER_OID + 1
+    );
+    assert_eq!(desc.columns[0].column_id, 1);
+    let e = run_params(&mut s, "SELECT id FROM t WHERE id = $1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "08P01");
+    let e = run_params(&mut s, "SELECT id FROM t WHERE id = $1", &[Some("x")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "22P02");
+}
+
+#[tokio::test]
+async fn functions_and_expressions() {
+    let db = open();
+    let mut s = db.backend.session();
+    let out = ok(&mut s, "SELECT lower('AbC'), upper('x'), length('héllo'), 'a' || 'b', coalesce(NULL, 2), 7 / 2, 7.0 / 2, 'abc' LIKE 'A%', 'abc' ILIKE 'A%', 1 IS DISTINCT FROM NULL").await;
+    assert_eq!(
+        out.text()[0],
+        ["abc", "X", "5", "ab", "2", "3", "3.5", "f", "t", "t"]
+            .iter()
+            .map(|v| Some(v.to_string()))
+            .collect::<Vec<_>>()
+    );
+    let out = ok(
+        &mut s,
+        "SELECT version(), current_database(), current_schema(), pg_catalog.version()",
+    )
+    .await;
+    assert!(out.value().unwrap().starts_with("PostgreSQL"));
+    let out = ok(
+        &mut s,
+        "SELECT random() < 1.0, extract(epoch from '2024-01-01 00:00:01+00'::timestamptz)",
+    )
+    .await;
+    assert_eq!(
+        out.text()[0],
+        vec![Some("t".into()), Some("1704067201".into())]
+    );
+    let out = ok(&mut s, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10) SELECT count(*), max(x) FROM c").await;
+    assert_eq!(out.text()[0], vec![Some("10".into()), Some("10".into())]);
+    let out = ok(
+        &mut s,
+        "SELECT NULL::int IS NULL, CASE WHEN 1 > 0 THEN 'yes' ELSE 'no' END",
+    )
+    .await;
+    assert_eq!(out.text()[0], vec![Some("t".into()), Some("yes".into())]);
+    assert_eq!(out.names(), vec!["?column?", "case"]);
+}
+
+#[tokio::test]
+async fn rows_stream_in_batches_and_survive_restart() {
+    let db = open();
+    {
+        let mut s = db.backend.session();
+        ok(&mut s, "CREATE TABLE big (id int PRIMARY KEY, pad text)").await;
+        ok(&mut s, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) INSERT INTO big SELECT x, 'row ' || x FROM c").await;
+        let mut stream = s
+            .execute(mycelium_protocol::Execute::simple("SELECT * FROM big"))
+            .await
+            .unwrap();
+        let mut batches = 0;
+        let mut rows = 0;
+        while let Some(reply) = stream.recv().await {
+            match reply.unwrap() {
+                mycelium_protocol::Reply::Rows(r) => {
+                    batches += 1;
+                    rows += r.len();
+                    assert!(r.len() <= 1000);
+                }
+                mycelium_protocol::Reply::Complete { tag } => {
+                    assert_eq!(tag, "SELECT 5000");
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!((rows, batches), (5000, 5));
+    }
+    db.backend.shutdown();
+    let reopened = mycelium_storage::SqliteBackend::open(&db.path, Default::default()).unwrap();
+    let mut s = reopened.session();
+    let out = ok(&mut s, "SELECT count(*), max(pad) FROM big").await;
+    assert_eq!(
+        out.text()[0],
+        vec![Some("5000".into()), Some("row 999".into())]
+    );
+    let out = ok(&mut s, "SELECT id FROM big WHERE id = 1").await;
+    assert_eq!(out.oids(), vec![23]);
+}
+
+#[tokio::test]
+async fn serial_columns_that_are_not_the_key_use_a_sequence() {
+    let db = open();
+    {
+        let mut s = db.backend.session();
+        ok(
+            &mut s,
+            "CREATE TABLE orders (code text PRIMARY KEY, seq serial, n bigserial)",
+        )
+        .await;
+        let out = ok(
+            &mut s,
+            "INSERT INTO orders (code) VALUES ('a'), ('b') RETURNING seq, n",
+        )
+        .await;
+        assert_eq!(
+            out.text(),
+            vec![
+                vec![Some("1".into()), Some("1".into())],
+                vec![Some("2".into()), Some("2".into())]
+            ]
+        );
+        assert_eq!(out.oids(), vec![23, 20]);
+        let out = ok(&mut s, "SELECT nextval('orders_seq_seq')").await;
+        assert_eq!(out.value(), Some("3".into()));
+    }
+    db.backend.shutdown();
+    // After a restart the sequence continues after the largest stored value.
+    let reopened = mycelium_storage::SqliteBackend::open(&db.path, Default::default()).unwrap();
+    let mut s = reopened.session();
+    let out = ok(
+        &mut s,
+        "INSERT INTO orders (code) VALUES ('c') RETURNING seq",
+    )
+    .await;
+    assert_eq!(out.value(), Some("3".into()));
+}

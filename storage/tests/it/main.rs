@@ -1,0 +1,12 @@
+//! Integration tests of the SQLite backend: real files in temporary directories, driven
+//! through the `NodeSession` API as the node crate drives it.
+#![allow(clippy::unwrap_used)]
+
+mod basic;
+mod cancel;
+mod catalog;
+mod errors;
+mod pgbench;
+mod txn;
+mod types;
+mod util;

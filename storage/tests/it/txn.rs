@@ -1,0 +1,125 @@
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+#[tokio::test]
+async fn rollback_leaves_nothing_and_commit_keeps() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE t (id int PRIMARY KEY)").await;
+    assert_eq!(ok(&mut s, "BEGIN").await.tag, "BEGIN");
+    ok(&mut s, "INSERT INTO t VALUES (1)").await;
+    assert_eq!(
+        ok(&mut s, "SELECT count(*) FROM t").await.value(),
+        Some("1".into())
+    );
+    assert_eq!(ok(&mut s, "ROLLBACK").await.tag, "ROLLBACK");
+    assert_eq!(count_rows(&db, "t"), 0);
+
+    ok(&mut s, "START TRANSACTION ISOLATION LEVEL SERIALIZABLE").await;
+    ok(&mut s, "INSERT INTO t VALUES (2)").await;
+    assert_eq!(ok(&mut s, "SAVEPOINT sp").await.tag, "SAVEPOINT");
+    ok(&mut s, "INSERT INTO t VALUES (3)").await;
+    assert_eq!(ok(&mut s, "ROLLBACK TO SAVEPOINT sp").await.tag, "ROLLBACK");
+    ok(&mut s, "INSERT INTO t VALUES (4)").await;
+    assert_eq!(ok(&mut s, "RELEASE sp").await.tag, "RELEASE");
+    assert_eq!(ok(&mut s, "END").await.tag, "COMMIT");
+    let out = ok(&mut s, "SELECT id FROM t ORDER BY id").await;
+    assert_eq!(
+        out.text(),
+        vec![vec![Some("2".into())], vec![Some("4".into())]]
+    );
+    assert_eq!(ok(&mut s, "COMMIT").await.tag, "COMMIT");
+}
+
+#[tokio::test]
+async fn errors_abort_the_transaction() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE t (id int PRIMARY KEY)").await;
+    ok(&mut s, "BEGIN").await;
+    ok(&mut s, "INSERT INTO t VALUES (1)").await;
+    assert_eq!(err(&mut s, "INSERT INTO t VALUES (1)").await.code, "23505");
+    assert_eq!(err(&mut s, "SELECT 1").await.code, "25P02");
+    assert_eq!(ok(&mut s, "COMMIT").await.tag, "ROLLBACK");
+    assert_eq!(count_rows(&db, "t"), 0);
+    assert_eq!(ok(&mut s, "SELECT 1").await.value(), Some("1".into()));
+    assert_eq!(err(&mut s, "SAVEPOINT x").await.code, "25P01");
+}
+
+#[tokio::test]
+async fn dropped_session_rolls_back_and_frees_its_worker() {
+    let db = open_with(mycelium_storage::SqliteOptions {
+        workers: 1,
+        ..Default::default()
+    });
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE t (id int PRIMARY KEY)").await;
+    ok(&mut s, "BEGIN").await;
+    ok(&mut s, "INSERT INTO t VALUES (1)").await;
+    drop(s);
+    let mut other = db.backend.session();
+    assert_eq!(
+        ok(&mut other, "SELECT count(*) FROM t").await.value(),
+        Some("0".into())
+    );
+}
+
+#[tokio::test]
+async fn a_second_writer_waits_then_succeeds() {
+    let db = open();
+    let mut a = db.backend.session();
+    let mut b = db.backend.session();
+    ok(&mut a, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
+    ok(&mut a, "INSERT INTO t VALUES (1, 0)").await;
+    ok(&mut a, "BEGIN").await;
+    ok(&mut a, "UPDATE t SET v = v + 1 WHERE id = 1").await;
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        ok(&mut b, "BEGIN").await;
+        ok(&mut b, "UPDATE t SET v = v + 10 WHERE id = 1").await;
+        ok(&mut b, "COMMIT").await;
+        Instant::now()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "the second writer must wait for the first"
+    );
+    ok(&mut a, "COMMIT").await;
+    let finished = writer.await.unwrap();
+    assert!(finished - started >= Duration::from_millis(300));
+    assert_eq!(
+        ok(&mut a, "SELECT v FROM t").await.value(),
+        Some("11".into())
+    );
+}
+
+#[tokio::test]
+async fn now_is_fixed_within_a_transaction() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "BEGIN").await;
+    let first = ok(&mut s, "SELECT now()").await.value();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = ok(&mut s, "SELECT now(), clock_timestamp()").await;
+    assert_eq!(first, second.value());
+    assert_ne!(second.text()[0][0], second.text()[0][1]);
+    ok(&mut s, "COMMIT").await;
+}
+
+#[tokio::test]
+async fn ddl_inside_a_transaction_is_visible_to_it_and_rolls_back() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "BEGIN").await;
+    ok(
+        &mut s,
+        "CREATE TABLE t (id int PRIMARY KEY, at timestamptz)",
+    )
+    .await;
+    ok(&mut s, "INSERT INTO t VALUES (1, now())").await;
+    assert_eq!(ok(&mut s, "SELECT at FROM t").await.oids(), vec![1184]);
+    ok(&mut s, "ROLLBACK").await;
+    assert_eq!(err(&mut s, "SELECT * FROM t").await.code, "42P01");
+}
