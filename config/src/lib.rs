@@ -39,7 +39,56 @@ pub enum ConfigError {
 pub struct UpConfig {
     pub proxy: ProxyConfig,
     pub storage: StorageConfig,
+    pub cluster: ClusterConfig,
     pub users: Vec<UserConfig>,
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// The shape of the cluster and the policy of tables nobody configured (the seed's ShardConfig).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Nodes `mycelium up` runs; a third of them (rounded down) are miners, the rest validators.
+    pub nodes: usize,
+    /// Fraction of eligible nodes holding each shard of a table without a policy.
+    pub default_replication_factor: f64,
+    /// Validator copies of each shard of a table without a policy.
+    pub min_validator_copies: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nodes: 3,
+            default_replication_factor: 0.5,
+            min_validator_copies: 1,
+        }
+    }
+}
+
+/// A table policy (the seed's TablePolicy, plus the shard count and range split points).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub table: String,
+    #[serde(default)]
+    pub shard_keys: Vec<String>,
+    #[serde(default)]
+    pub shards: Option<u32>,
+    #[serde(default)]
+    pub replication_factor: Option<f64>,
+    #[serde(default)]
+    pub validator_only: bool,
+    #[serde(default)]
+    pub min_validator_copies: Option<usize>,
+    #[serde(default)]
+    pub read_roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub write_roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub range_sharding: bool,
+    #[serde(default)]
+    pub ranges: Vec<i64>,
 }
 
 /// The Postgres-wire front end.
@@ -189,6 +238,24 @@ impl UpConfig {
                 "proxy.tls_cert",
                 "tls_cert and tls_key must be given together",
             ));
+        }
+        if self.cluster.nodes == 0 {
+            return Err(invalid("cluster.nodes", "must be at least 1"));
+        }
+        let rf = self.cluster.default_replication_factor;
+        if !(rf > 0.0 && rf <= 1.0) {
+            return Err(invalid(
+                "cluster.default_replication_factor",
+                "must be in (0, 1]",
+            ));
+        }
+        for (i, policy) in self.policies.iter().enumerate() {
+            if policy.table.is_empty() {
+                return Err(invalid(
+                    &format!("policies[{i}].table"),
+                    "must not be empty",
+                ));
+            }
         }
         if self.storage.workers == 0 {
             return Err(invalid("storage.workers", "must be at least 1"));

@@ -49,8 +49,8 @@ pub enum Route {
     Read { table: String, shards: ShardChoice },
     /// Writes `table`'s shards.
     Write { table: String, shards: ShardChoice },
-    /// Changes the schema of `table`.
-    Ddl { table: String },
+    /// Changes the schema of these tables (every node gets it).
+    Ddl { tables: Vec<String> },
 }
 
 /// Routes one statement.
@@ -175,31 +175,24 @@ fn route_statement(
             })
         }
         Statement::CreateTable(create) => Ok(Route::Ddl {
-            table: table_name(&create.name),
+            tables: vec![table_name(&create.name)],
         }),
         Statement::CreateIndex(index) => Ok(Route::Ddl {
-            table: table_name(&index.table_name),
+            tables: vec![table_name(&index.table_name)],
         }),
         Statement::AlterTable(alter) => Ok(Route::Ddl {
-            table: table_name(&alter.name),
+            tables: vec![table_name(&alter.name)],
         }),
-        Statement::Drop { names, .. } => match names.as_slice() {
-            [name] => Ok(Route::Ddl {
-                table: table_name(name),
-            }),
-            _ => Err(unsupported(
-                "DROP of several objects in one statement; drop them one by one",
-            )),
-        },
-        Statement::Truncate(truncate) => match truncate.table_names.as_slice() {
-            [target] => Ok(Route::Write {
-                table: table_name(&target.name),
-                shards: ShardChoice::All,
-            }),
-            _ => Err(unsupported(
-                "TRUNCATE of several tables; truncate them one by one",
-            )),
-        },
+        Statement::Drop { names, .. } => Ok(Route::Ddl {
+            tables: names.iter().map(table_name).collect(),
+        }),
+        Statement::Truncate(truncate) => Ok(Route::Ddl {
+            tables: truncate
+                .table_names
+                .iter()
+                .map(|t| table_name(&t.name))
+                .collect(),
+        }),
         _ => Ok(Route::AnyNode),
     }
 }
@@ -238,6 +231,13 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
         } else {
             sharded.push((name, alias, policy));
         }
+    }
+    if let (Some((table, _, _)), Some(reference)) = (sharded.first(), &reference) {
+        return Err(RouterError::Unsupported(format!(
+            "join of the sharded table {table} with {reference}, which is not sharded: the \
+             join would need {reference} on every node holding {table}, and replicas are not \
+             populated yet; query the tables separately or shard {reference} on the same key"
+        )));
     }
     let Some((table, alias, policy)) = sharded.first().cloned() else {
         let table = reference.unwrap_or_default();

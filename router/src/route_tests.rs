@@ -133,9 +133,8 @@ fn colocated_joins_are_allowed_others_refused() {
         "SELECT * FROM users u JOIN orders o ON u.user_id = o.user_id WHERE u.user_id = 9",
         read("users", keys(vec![vec![int(9)]])),
     );
-    check(
-        "SELECT * FROM users u JOIN settings s ON s.k = u.name",
-        read("users", ShardChoice::All),
+    assert!(
+        refused("SELECT * FROM users u JOIN settings s ON s.k = u.name").contains("not sharded")
     );
     assert!(
         refused("SELECT * FROM users u JOIN orders o ON u.name = o.name").contains("shard keys")
@@ -159,29 +158,70 @@ fn unroutable_statements_explain_themselves() {
 }
 
 #[test]
-fn ddl_names_its_table() {
+fn ddl_names_its_tables() {
+    let ddl = |tables: &[&str]| Route::Ddl {
+        tables: tables.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    check("CREATE TABLE Users (user_id int)", ddl(&["users"]));
+    check("CREATE INDEX ON users (name)", ddl(&["users"]));
     check(
-        "CREATE TABLE Users (user_id int)",
-        Route::Ddl {
-            table: "users".to_owned(),
-        },
+        "DROP TABLE IF EXISTS users, orders",
+        ddl(&["users", "orders"]),
     );
+    check("ALTER TABLE users ADD COLUMN x int", ddl(&["users"]));
     check(
-        "CREATE INDEX ON users (name)",
-        Route::Ddl {
-            table: "users".to_owned(),
-        },
+        "TRUNCATE pgbench_accounts, pgbench_history",
+        ddl(&["pgbench_accounts", "pgbench_history"]),
     );
-    check(
-        "DROP TABLE IF EXISTS users",
-        Route::Ddl {
-            table: "users".to_owned(),
-        },
+}
+
+#[test]
+fn policy_options_from_create_and_alter() {
+    let found = policy_options(
+        "CREATE TABLE users (user_id int) WITH (mycelium.shard_keys = 'user_id', mycelium.shards = 8, \
+         mycelium.replication_factor = 0.5, mycelium.validator_only = true, fillfactor = 100)",
+    )
+    .expect("parses")
+    .expect("has options");
+    assert_eq!(found.table, "users");
+    assert!(!found.alter);
+    assert!(found.other_options);
+    let policy = apply_options(
+        TablePolicy::default_for("users", &PolicyDefaults::default()),
+        &found.options,
+    )
+    .expect("valid");
+    assert_eq!(policy.shard_keys, vec!["user_id"]);
+    assert_eq!(policy.shards, 8);
+    assert!(policy.validator_only);
+
+    let found = policy_options(
+        "ALTER TABLE users SET (mycelium.range_sharding = true, mycelium.ranges = '10,20')",
+    )
+    .expect("parses")
+    .expect("has options");
+    assert!(found.alter && !found.other_options);
+    let policy = apply_options(policy, &found.options).expect("valid");
+    assert_eq!((policy.shards, policy.ranges.clone()), (3, vec![10, 20]));
+
+    assert_eq!(
+        policy_options("CREATE TABLE t (a int) WITH (fillfactor = 100)"),
+        Ok(None)
     );
-    check(
-        "ALTER TABLE users ADD COLUMN x int",
-        Route::Ddl {
-            table: "users".to_owned(),
-        },
+    let bad = apply_options(
+        TablePolicy::default_for("t", &PolicyDefaults::default()),
+        &[("shard_key".to_owned(), "a".to_owned())],
+    )
+    .expect_err("unknown key");
+    assert!(
+        bad.to_string()
+            .contains("unknown option mycelium.shard_key"),
+        "{bad}"
     );
+    let bad = apply_options(
+        TablePolicy::default_for("t", &PolicyDefaults::default()),
+        &[("replication_factor".to_owned(), "2".to_owned())],
+    )
+    .expect_err("out of range");
+    assert!(bad.to_string().contains("replication_factor"), "{bad}");
 }
