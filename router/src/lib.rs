@@ -13,6 +13,7 @@ mod options;
 mod placement;
 mod policy;
 mod route;
+mod scatter;
 mod session;
 mod split;
 
@@ -24,6 +25,7 @@ pub use options::{PolicyOptions, apply_options, policy_options};
 pub use placement::{NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place};
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
 pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, table_name};
+pub use scatter::{Combine, MergeSpec, SortColumn, SortKey, merge_spec};
 pub use session::{SessionCommand, SetValue};
 pub use split::split_statements;
 

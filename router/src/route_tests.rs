@@ -225,3 +225,46 @@ fn policy_options_from_create_and_alter() {
     .expect_err("out of range");
     assert!(bad.to_string().contains("replication_factor"), "{bad}");
 }
+
+#[test]
+fn merge_specs_for_reads_across_nodes() {
+    let spec = merge_spec("SELECT id, name FROM users ORDER BY name DESC, 1 LIMIT 5 OFFSET 2").expect("spec");
+    assert_eq!(
+        spec.order_by,
+        vec![
+            SortKey { column: SortColumn::Index(1), descending: true, nulls_first: true },
+            SortKey { column: SortColumn::Index(0), descending: false, nulls_first: false },
+        ]
+    );
+    assert_eq!((spec.limit, spec.offset), (Some(5), 2));
+    assert_eq!(
+        spec.node_sql.as_deref(),
+        Some("SELECT id, name FROM users ORDER BY name DESC, 1 LIMIT 7")
+    );
+
+    let spec = merge_spec("SELECT * FROM users ORDER BY user_id").expect("spec");
+    assert_eq!(spec.order_by[0].column, SortColumn::Name("user_id".to_owned()));
+    assert_eq!(spec.node_sql, None);
+
+    let spec = merge_spec("SELECT count(*), sum(x), avg(x) AS a, max(x) FROM users").expect("spec");
+    assert_eq!(
+        spec.aggregates,
+        Some(vec![Combine::Count, Combine::Sum, Combine::Avg { count_column: 4 }, Combine::Max])
+    );
+    assert_eq!(spec.output_columns, Some(4));
+    assert_eq!(
+        spec.node_sql.as_deref(),
+        Some("SELECT count(*), sum(x), sum(x) AS a, max(x), count(x) FROM users")
+    );
+
+    for sql in [
+        "SELECT name, count(*) FROM users GROUP BY name",
+        "SELECT DISTINCT name FROM users",
+        "SELECT count(DISTINCT name) FROM users",
+        "SELECT name, count(*) FROM users",
+        "SELECT * FROM users ORDER BY lower(name)",
+        "SELECT * FROM users LIMIT $1",
+    ] {
+        assert!(matches!(merge_spec(sql), Err(RouterError::Unsupported(_))), "{sql}");
+    }
+}

@@ -1,0 +1,324 @@
+//! How the results of a read that spans several nodes are put back together.
+//!
+//! Supported: concatenation; `ORDER BY` output columns (a k-way merge of the nodes' sorted
+//! streams); `LIMIT`/`OFFSET` (each node is asked for `LIMIT limit + offset`, the proxy skips and
+//! cuts); and queries whose every output column is `count`, `sum`, `min`, `max` or `avg` with
+//! no `GROUP BY` (each node computes partials; `avg` is sent as `sum` and `count`). Anything
+//! else across nodes is refused with 0A000 and a hint, never answered wrongly.
+
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause,
+    OrderByKind, OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::RouterError;
+
+/// Which output column a sort key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortColumn {
+    /// 0-based position in the output.
+    Index(usize),
+    /// An output column name, resolved when the column list is known (for `SELECT *`).
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub column: SortColumn,
+    pub descending: bool,
+    pub nulls_first: bool,
+}
+
+/// How one output column of an aggregate query is combined across nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// Sum of the nodes' counts.
+    Count,
+    Sum,
+    Min,
+    Max,
+    /// Sum of the nodes' sums divided by the sum of their counts; the node query carries the
+    /// sum in this column and the count in an extra column at the end.
+    Avg { count_column: usize },
+}
+
+/// What the proxy does with the streams of a read that spans nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeSpec {
+    /// The statement each node runs, when it differs from the client's.
+    pub node_sql: Option<String>,
+    pub order_by: Vec<SortKey>,
+    pub limit: Option<u64>,
+    pub offset: u64,
+    /// One entry per output column when the query is an aggregate.
+    pub aggregates: Option<Vec<Combine>>,
+    /// How many columns the client sees (the node query may carry extra ones).
+    pub output_columns: Option<usize>,
+}
+
+/// Plans the merge of a SELECT that runs on several nodes.
+pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
+    let mut statements =
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| RouterError::Syntax(e.to_string()))?;
+    let Some(Statement::Query(mut query)) = statements.pop() else {
+        return Err(RouterError::Unsupported(
+            "only SELECT can read from several nodes".to_owned(),
+        ));
+    };
+    let (limit, offset) = limits(&query)?;
+    let order_by = order_keys(&query)?;
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return Err(refuse("UNION/INTERSECT/EXCEPT"));
+    };
+    if select.distinct.is_some() {
+        return Err(refuse("SELECT DISTINCT"));
+    }
+    if select.having.is_some() {
+        return Err(refuse("HAVING"));
+    }
+    let grouped = match &select.group_by {
+        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+        GroupByExpr::All(_) => true,
+    };
+    if grouped {
+        return Err(refuse("GROUP BY"));
+    }
+    let aggregates = aggregate_columns(&select.projection)?;
+    let mut spec = MergeSpec {
+        node_sql: None,
+        order_by,
+        limit,
+        offset,
+        aggregates: None,
+        output_columns: None,
+    };
+    if let Some(mut combines) = aggregates {
+        // An aggregate query returns one row: ORDER BY and LIMIT apply to that row alone.
+        let visible = combines.len();
+        let mut extra = Vec::new();
+        for (i, item) in select.projection.iter_mut().enumerate() {
+            if let Combine::Avg { .. } = combines[i] {
+                let (sum, count) = avg_partials(item)?;
+                *item = sum;
+                combines[i] = Combine::Avg {
+                    count_column: visible + extra.len(),
+                };
+                extra.push(count);
+            }
+        }
+        if !extra.is_empty() {
+            select.projection.extend(extra);
+            spec.output_columns = Some(visible);
+        }
+        query.order_by = None;
+        query.limit_clause = None;
+        spec.node_sql = Some(query.to_string());
+        spec.aggregates = Some(combines);
+        return Ok(spec);
+    }
+    if contains_aggregate(&select.projection) {
+        return Err(refuse("mixing aggregates with plain columns"));
+    }
+    if offset > 0 || limit.is_some() {
+        // Every node returns its first limit + offset rows; the proxy skips and cuts.
+        let pushed = limit.map(|l| l + offset);
+        query.limit_clause = pushed.map(|l| LimitClause::LimitOffset {
+            limit: Some(Expr::value(Value::Number(l.to_string(), false))),
+            offset: None,
+            limit_by: Vec::new(),
+        });
+        spec.node_sql = Some(query.to_string());
+    }
+    Ok(spec)
+}
+
+fn refuse(what: &str) -> RouterError {
+    RouterError::Unsupported(format!(
+        "{what} over rows on several nodes is not supported yet; filter on the shard key so the \
+         query runs on one node, or aggregate in the client"
+    ))
+}
+
+fn limits(query: &Query) -> Result<(Option<u64>, u64), RouterError> {
+    let constant = |expr: &Expr| -> Result<u64, RouterError> {
+        match expr {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => n
+                    .parse()
+                    .map_err(|_| RouterError::Syntax(format!("LIMIT/OFFSET {n} is not a count"))),
+                _ => Err(refuse("LIMIT/OFFSET with a parameter")),
+            },
+            _ => Err(refuse("LIMIT/OFFSET with an expression")),
+        }
+    };
+    match &query.limit_clause {
+        None => Ok((None, 0)),
+        Some(LimitClause::LimitOffset { limit, offset, .. }) => {
+            let limit = match limit {
+                Some(Expr::Value(v)) if matches!(v.value, Value::Null) => None,
+                Some(expr) => Some(constant(expr)?),
+                None => None,
+            };
+            let offset = match offset {
+                Some(offset) => constant(&offset.value)?,
+                None => 0,
+            };
+            Ok((limit, offset))
+        }
+        Some(_) => Err(refuse("this LIMIT form")),
+    }
+}
+
+fn order_keys(query: &Query) -> Result<Vec<SortKey>, RouterError> {
+    let Some(order_by) = &query.order_by else {
+        return Ok(Vec::new());
+    };
+    let OrderByKind::Expressions(exprs) = &order_by.kind else {
+        return Err(refuse("ORDER BY ALL"));
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Err(refuse("ORDER BY of a set operation"));
+    };
+    exprs
+        .iter()
+        .map(|item| {
+            let descending = matches!(item.options.sort, Some(OrderBySort::Desc));
+            let column = sort_column(&item.expr, &select.projection)?;
+            Ok(SortKey {
+                column,
+                descending,
+                // Postgres: NULLS LAST for ascending, NULLS FIRST for descending.
+                nulls_first: item.options.nulls_first.unwrap_or(descending),
+            })
+        })
+        .collect()
+}
+
+fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<SortColumn, RouterError> {
+    if let Expr::Value(v) = expr
+        && let Value::Number(n, _) = &v.value
+    {
+        let position: usize = n
+            .parse()
+            .map_err(|_| RouterError::Syntax(format!("ORDER BY position {n}")))?;
+        return match position.checked_sub(1) {
+            Some(index) if index < projection.len() => Ok(SortColumn::Index(index)),
+            _ => Err(RouterError::Syntax(format!(
+                "ORDER BY position {n} is not in select list"
+            ))),
+        };
+    }
+    let text = expr.to_string();
+    for (index, item) in projection.iter().enumerate() {
+        match item {
+            SelectItem::ExprWithAlias { alias, expr: aliased } => {
+                if alias.value.eq_ignore_ascii_case(&text) || aliased.to_string() == text {
+                    return Ok(SortColumn::Index(index));
+                }
+            }
+            SelectItem::UnnamedExpr(projected) if projected.to_string() == text => {
+                return Ok(SortColumn::Index(index));
+            }
+            _ => {}
+        }
+    }
+    let wildcard = projection
+        .iter()
+        .any(|p| matches!(p, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+    let name = match expr {
+        Expr::Identifier(ident) => Some(ident.value.to_ascii_lowercase()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    match (wildcard, name) {
+        (true, Some(name)) => Ok(SortColumn::Name(name)),
+        _ => Err(RouterError::Unsupported(format!(
+            "ORDER BY {text} across nodes must name an output column; add it to the select list"
+        ))),
+    }
+}
+
+fn function_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Function(f) => Some(f.name.to_string().to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+fn item_expr(item: &SelectItem) -> Option<&Expr> {
+    match item {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => Some(expr),
+        _ => None,
+    }
+}
+
+/// `Some` when every output column is a supported aggregate.
+fn aggregate_columns(projection: &[SelectItem]) -> Result<Option<Vec<Combine>>, RouterError> {
+    let mut combines = Vec::with_capacity(projection.len());
+    for item in projection {
+        let Some(expr) = item_expr(item) else {
+            return Ok(None);
+        };
+        let Some(name) = function_name(expr) else {
+            return Ok(None);
+        };
+        if let Expr::Function(f) = expr
+            && let FunctionArguments::List(list) = &f.args
+            && list.duplicate_treatment.is_some()
+        {
+            return Err(refuse("DISTINCT inside an aggregate"));
+        }
+        combines.push(match name.as_str() {
+            "count" => Combine::Count,
+            "sum" => Combine::Sum,
+            "min" => Combine::Min,
+            "max" => Combine::Max,
+            "avg" => Combine::Avg { count_column: 0 },
+            _ => return Ok(None),
+        });
+    }
+    Ok((!combines.is_empty()).then_some(combines))
+}
+
+fn contains_aggregate(projection: &[SelectItem]) -> bool {
+    projection.iter().filter_map(item_expr).any(|expr| {
+        matches!(
+            function_name(expr).as_deref(),
+            Some("count" | "sum" | "min" | "max" | "avg" | "string_agg" | "bool_and" | "bool_or")
+        )
+    })
+}
+
+/// `avg(x) [AS a]` → (`sum(x) AS a`, `count(x)`).
+fn avg_partials(item: &SelectItem) -> Result<(SelectItem, SelectItem), RouterError> {
+    let Some(Expr::Function(f)) = item_expr(item) else {
+        return Err(refuse("this AVG"));
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(refuse("AVG without arguments"));
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() else {
+        return Err(refuse("AVG of several arguments"));
+    };
+    let parse = |text: String| {
+        Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr())
+            .map_err(|e| RouterError::Syntax(e.to_string()))
+    };
+    let sum = parse(format!("sum({arg})"))?;
+    let count = parse(format!("count({arg})"))?;
+    let sum_item = match item {
+        SelectItem::ExprWithAlias { alias, .. } => SelectItem::ExprWithAlias {
+            expr: sum,
+            alias: alias.clone(),
+        },
+        _ => SelectItem::ExprWithAlias {
+            expr: sum,
+            alias: sqlparser::ast::Ident::new("avg"),
+        },
+    };
+    Ok((sum_item, SelectItem::UnnamedExpr(count)))
+}
