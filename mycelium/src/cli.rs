@@ -56,6 +56,9 @@ pub struct UpArgs {
     /// Client address; overrides proxy.listen.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Nodes to run (a third of them miners); overrides cluster.nodes (default 3).
+    #[arg(long)]
+    pub nodes: Option<usize>,
     /// Address of the Prometheus `/metrics` endpoint.
     #[arg(long, default_value = "127.0.0.1:9187")]
     pub metrics_listen: SocketAddr,

@@ -1,5 +1,5 @@
-//! `mycelium up`: the embedded cluster. The proxy and its node run in one process, but the
-//! proxy reaches the node the way it would across machines: over the node protocol on a
+//! `mycelium up`: the embedded cluster. The proxy and its nodes run in one process, but the
+//! proxy reaches every node the way it would across machines: over the node protocol on a
 //! mutually authenticated TLS connection on loopback.
 
 use std::io::Write;
@@ -12,45 +12,52 @@ use mycelium_config::UpConfig;
 use mycelium_network::rpc::{RemoteNode, serve_node};
 use mycelium_network::{Pool, PoolOptions, ServerOptions, TlsIdentity, certs};
 use mycelium_node::Node;
-use mycelium_proxy::Proxy;
+use mycelium_proxy::{Cluster, ClusterNode, Proxy, policy_from_config};
+use mycelium_router::{NodeInfo, NodeType, PolicyDefaults};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UpArgs;
 
 /// The proxy's name in the cluster's certificates.
 const PROXY_MEMBER: &str = "proxy";
-const NODE_ID: &str = "n1";
+
+/// The node ids and types of an embedded cluster of `count` nodes: a third of them (rounded
+/// down) are miners, the rest validators, so the default three are two validators and a miner.
+pub fn embedded_nodes(count: usize) -> Vec<NodeInfo> {
+    let miners = count / 3;
+    (1..=count)
+        .map(|i| NodeInfo {
+            id: format!("n{i}"),
+            node_type: if i > count - miners {
+                NodeType::Miner
+            } else {
+                NodeType::Validator
+            },
+        })
+        .collect()
+}
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut config = UpConfig::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.proxy.listen = listen;
     }
+    if let Some(nodes) = args.nodes {
+        anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
+        config.cluster.nodes = nodes;
+    }
     let data_dir = &args.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let certs_dir = data_dir.join("certs");
-    certs::ensure_cluster(&certs_dir, &[PROXY_MEMBER, NODE_ID])?;
+    let infos = embedded_nodes(config.cluster.nodes);
+    let mut members = vec![PROXY_MEMBER];
+    members.extend(infos.iter().map(|n| n.id.as_str()));
+    certs::ensure_cluster(&certs_dir, &members)?;
 
-    let node = Arc::new(Node::open_sqlite(
-        NODE_ID,
-        &data_dir.join("n1.sqlite"),
-        &config.storage,
-    )?);
     let node_shutdown = CancellationToken::new();
-    let node_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot listen for the node")?;
-    let node_addr = node_listener.local_addr()?;
-    let node_server = tokio::spawn(serve_node(
-        node_listener,
-        TlsIdentity::load_member(&certs_dir, NODE_ID)?,
-        ServerOptions::default(),
-        node.clone(),
-        node_shutdown.clone(),
-    ));
-
     let pool = Pool::new(
         TlsIdentity::load_member(&certs_dir, PROXY_MEMBER)?,
         PoolOptions {
@@ -58,10 +65,45 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             ..PoolOptions::default()
         },
     );
-    pool.add_peer(NODE_ID, node_addr.to_string());
+    let mut nodes = Vec::new();
+    let mut servers: Vec<JoinHandle<_>> = Vec::new();
+    let mut cluster_nodes = Vec::new();
+    for info in &infos {
+        let file = data_dir.join(format!("{}.sqlite", info.id));
+        let node = Arc::new(Node::open_sqlite(&info.id, &file, &config.storage)?);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .with_context(|| format!("cannot listen for node {}", info.id))?;
+        pool.add_peer(info.id.clone(), listener.local_addr()?.to_string());
+        servers.push(tokio::spawn(serve_node(
+            listener,
+            TlsIdentity::load_member(&certs_dir, &info.id)?,
+            ServerOptions::default(),
+            node.clone(),
+            node_shutdown.clone(),
+        )));
+        cluster_nodes.push(ClusterNode {
+            info: info.clone(),
+            link: Arc::new(RemoteNode::new(&info.id, pool.clone())),
+        });
+        nodes.push(node);
+    }
     tokio::spawn(pool.heartbeat(node_shutdown.clone()));
-    let link = Arc::new(RemoteNode::new(NODE_ID, pool));
-    let proxy = Proxy::new(config.proxy.clone(), &config.users, data_dir, link)?;
+
+    let defaults = PolicyDefaults {
+        replication_factor: config.cluster.default_replication_factor,
+        min_validator_copies: config.cluster.min_validator_copies,
+    };
+    let policies = config
+        .policies
+        .iter()
+        .map(|p| policy_from_config(p, &defaults))
+        .collect::<Result<Vec<_>, _>>()
+        .context("invalid [[policies]] entry")?;
+    let cluster = Cluster::new(cluster_nodes, defaults, policies);
+    cluster.check().context("the configured policies do not fit this cluster")?;
+    let proxy = Arc::new(Proxy::new(config.proxy.clone(), &config.users, data_dir, cluster)?);
+    proxy.load_policies().await.context("cannot load table policies from the nodes")?;
 
     let listener = TcpListener::bind(config.proxy.listen)
         .await
@@ -70,24 +112,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for /metrics on {}", args.metrics_listen))?;
     let metrics_addr = metrics_listener.local_addr()?;
-    tokio::spawn(crate::metrics_http::serve(
-        metrics_listener,
-        node_shutdown.clone(),
-    ));
-    announce(&listener, &metrics_addr, data_dir)?;
+    tokio::spawn(crate::metrics_http::serve(metrics_listener, node_shutdown.clone()));
+    announce(&listener, &metrics_addr, data_dir, infos.len())?;
     let proxy_shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(proxy_shutdown.clone()));
-    mycelium_proxy::run(listener, Arc::new(proxy), proxy_shutdown).await;
+    mycelium_proxy::run(listener, proxy, proxy_shutdown).await;
 
-    // Clients are gone; now the node can stop serving and close its file.
+    // Clients are gone; now the nodes can stop serving and close their files.
     node_shutdown.cancel();
-    match tokio::time::timeout(Duration::from_secs(10), node_server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "node server stopped with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "node server task failed"),
-        Err(_) => tracing::warn!("node server did not stop within 10 s"),
+    for server in servers {
+        match tokio::time::timeout(Duration::from_secs(10), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "node server stopped with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "node server task failed"),
+            Err(_) => tracing::warn!("node server did not stop within 10 s"),
+        }
     }
-    node.shutdown();
+    for node in nodes {
+        node.shutdown();
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -96,11 +139,12 @@ fn announce(
     listener: &TcpListener,
     metrics: &std::net::SocketAddr,
     data_dir: &Path,
+    nodes: usize,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     writeln!(
         std::io::stdout().lock(),
-        "Mycelium is ready: psql \"postgresql://{}@{}:{}/mycelium\" (metrics on http://{metrics}/metrics, data in {})",
+        "Mycelium is ready: psql \"postgresql://{}@{}:{}/mycelium\" ({nodes} nodes, metrics on http://{metrics}/metrics, data in {})",
         mycelium_config::DEFAULT_USER,
         addr.ip(),
         addr.port(),

@@ -7,7 +7,7 @@ use pgwire::messages::PgWireFrontendMessage;
 
 use crate::backend::{self, TxnStatus};
 use crate::error::{ProxyError, sql_error};
-use crate::session::{Session, node_gone};
+use crate::session::Session;
 
 /// Rows sent to the node per batch.
 const BATCH_ROWS: usize = 1000;
@@ -24,14 +24,16 @@ impl Session {
         let CopySourceKind::Table(table) = &plan.source else {
             return Err(sql_error("42601", "COPY FROM takes a table"));
         };
+        let node = self.copy_node(table)?;
         // Describing the target first reports a missing table or column before any data moves.
         let probe = format!("SELECT {} FROM {table}", column_list(&plan.columns));
-        let description = self.node_session().await?.describe(&probe, &[]).await?;
+        let description = self.node(node).await?.describe(&probe, &[]).await?;
         let own_transaction = self.status == TxnStatus::Idle;
         if own_transaction {
-            self.node_command("BEGIN").await?;
+            self.node_command(node, "BEGIN").await?;
         } else {
-            self.ensure_node_transaction().await?;
+            self.ensure_node_transaction(node).await?;
+            self.wrote_on = Some(node);
         }
         backend::copy_in_response(&mut self.conn.out, description.columns.len());
         self.conn.flush().await?;
@@ -48,7 +50,7 @@ impl Session {
                     }
                     parser.feed(&data.data);
                     if let Err(e) = self
-                        .send_batches(table, plan, &mut parser, false, &mut written)
+                        .send_batches(node, table, plan, &mut parser, false, &mut written)
                         .await
                     {
                         failure = Some(e);
@@ -58,7 +60,7 @@ impl Session {
                     if failure.is_none() {
                         parser.finish();
                         if let Err(e) = self
-                            .send_batches(table, plan, &mut parser, true, &mut written)
+                            .send_batches(node, table, plan, &mut parser, true, &mut written)
                             .await
                         {
                             failure = Some(e);
@@ -89,7 +91,7 @@ impl Session {
         match failure {
             None => {
                 if own_transaction {
-                    self.node_command("COMMIT").await?;
+                    self.node_command(node, "COMMIT").await?;
                 }
                 backend::command_complete(&mut self.conn.out, &format!("COPY {written}"));
                 Ok(())
@@ -97,7 +99,7 @@ impl Session {
             Some(error) => {
                 if own_transaction {
                     // The error the client sees is the COPY's; a failed rollback adds nothing.
-                    let _ = self.node_command("ROLLBACK").await;
+                    let _ = self.node_command(node, "ROLLBACK").await;
                 }
                 Err(error)
             }
@@ -106,6 +108,7 @@ impl Session {
 
     async fn send_batches(
         &mut self,
+        node: usize,
         table: &str,
         plan: &CopyPlan,
         parser: &mut CopyParser,
@@ -123,7 +126,7 @@ impl Session {
                 columns: plan.columns.clone(),
                 rows,
             };
-            *written += self.node_session().await?.copy_in(batch).await?;
+            *written += self.node(node).await?.copy_in(batch).await?;
         }
         Ok(())
     }
@@ -135,9 +138,10 @@ impl Session {
             }
             CopySourceKind::Query(query) => query.clone(),
         };
-        self.ensure_node_transaction().await?;
+        let node = self.copy_node_for_read(&plan.source)?;
+        self.ensure_node_transaction(node).await?;
         let mut stream = self
-            .node_session()
+            .node(node)
             .await?
             .execute(Execute::simple(query))
             .await?;
@@ -166,12 +170,52 @@ impl Session {
                 }
                 Some(Ok(Reply::Complete { .. })) => break,
                 Some(Err(e)) => return Err(e.into()),
-                None => return Err(node_gone(self.proxy.node.node_id())),
+                None => return Err(self.node_gone(node)),
             }
         }
         backend::copy_done(&mut self.conn.out);
         backend::command_complete(&mut self.conn.out, &format!("COPY {count}"));
         Ok(())
+    }
+}
+
+impl Session {
+    /// The node a COPY FROM writes to: the table's rows must all live on one node.
+    fn copy_node(&self, table: &str) -> Result<usize, ProxyError> {
+        let cluster = &self.proxy.cluster;
+        if cluster.nodes.len() == 1 {
+            return Ok(0);
+        }
+        let placement = cluster.placement(&table.to_ascii_lowercase())?;
+        let mut nodes: Vec<usize> = placement
+            .shards
+            .iter()
+            .filter_map(|s| cluster.node_index(s.primary()))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        match nodes.as_slice() {
+            [node] => Ok(*node),
+            _ => Err(sql_error(
+                "0A000",
+                format!(
+                    "COPY into {table}, whose shards live on several nodes, is not supported yet \
+                     (it would write on several nodes without two-phase commit); use INSERT"
+                ),
+            )),
+        }
+    }
+
+    /// The node a COPY TO reads from; a table spread over nodes cannot be copied out yet.
+    fn copy_node_for_read(&self, source: &CopySourceKind) -> Result<usize, ProxyError> {
+        match source {
+            CopySourceKind::Table(table) => self.copy_node(table),
+            CopySourceKind::Query(_) if self.proxy.cluster.nodes.len() == 1 => Ok(0),
+            CopySourceKind::Query(_) => Err(sql_error(
+                "0A000",
+                "COPY (query) TO STDOUT on a multi-node cluster is not supported yet; COPY the table",
+            )),
+        }
     }
 }
 
@@ -210,7 +254,7 @@ fn escape_text(value: &[u8], delimiter: &[u8], out: &mut Vec<u8>) {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' if delimiter != b"\t" => out.extend_from_slice(b"\\t"),
+            b'\t' => out.extend_from_slice(b"\\t"),
             _ if delimiter.len() == 1 && b == delimiter[0] => {
                 out.push(b'\\');
                 out.push(b);

@@ -5,15 +5,20 @@
 //! back, and `error` is the one place errors become SQLSTATEs. Statements run on nodes through
 //! [`mycelium_protocol::NodeLink`]; this crate never opens a database file.
 
+mod admin;
 mod auth;
 mod backend;
 mod cancel;
+mod cluster;
 mod conn;
 mod copy;
 mod describe;
 mod error;
+mod execute;
 mod metrics;
 mod params;
+mod policy_store;
+mod scatter;
 mod session;
 mod startup;
 mod tls;
@@ -25,7 +30,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mycelium_config::{ProxyConfig, UserConfig};
-use mycelium_protocol::NodeLink;
 use mycelium_router::PlanCache;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -35,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use auth::{BadVerifier, Verifier};
+pub use cluster::{Cluster, ClusterNode, DEFAULT_GROUP, policy_from_config};
 pub use params::SERVER_VERSION;
 pub use tls::TlsError;
 
@@ -57,7 +62,7 @@ pub struct Proxy {
     config: ProxyConfig,
     users: auth::Users,
     tls: tokio_rustls::TlsAcceptor,
-    node: Arc<dyn NodeLink>,
+    cluster: Cluster,
     plans: PlanCache,
     descriptions: DescriptionCache,
     cancels: CancelRegistry,
@@ -66,20 +71,20 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Builds a proxy over `node`. The TLS certificate comes from the config or is generated
-    /// (self-signed) in `data_dir` on first start.
+    /// Builds a proxy over `cluster`. The TLS certificate comes from the config or is
+    /// generated (self-signed) in `data_dir` on first start.
     pub fn new(
         config: ProxyConfig,
         users: &[UserConfig],
         data_dir: &Path,
-        node: Arc<dyn NodeLink>,
+        cluster: Cluster,
     ) -> Result<Proxy, StartError> {
         let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
         let tls = tls::acceptor(configured, data_dir)?;
         Ok(Proxy {
             users: auth::Users::from_config(users)?,
             tls,
-            node,
+            cluster,
             plans: PlanCache::new(config.plan_cache_size),
             descriptions: DescriptionCache::new(config.plan_cache_size),
             cancels: CancelRegistry::default(),

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mycelium_protocol::{
-    Column, DataRows, Execute, Format, NodeSession, Reply, ReplyStream, StatementDescription,
-};
+use mycelium_protocol::{Column, Execute, Format, StatementDescription};
 use mycelium_router::{Plan, SessionCommand, TxnControl, split_statements, statement_kind};
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Parse};
@@ -18,12 +16,13 @@ use crate::backend::{self, Report, TxnStatus};
 use crate::cancel::SessionCancel;
 use crate::conn::ClientConn;
 use crate::error::{ProxyError, sql_error};
+use crate::execute::{Finished, NodeConn, Output, Suspended, Target};
 use crate::metrics;
 use crate::params::SessionParams;
 use crate::startup::{self, AuthFailure, StartupRequest};
 
 /// A statement prepared with Parse.
-struct Prepared {
+pub(crate) struct Prepared {
     sql: Arc<str>,
     plan: Arc<Plan>,
     /// Parameter types as the client gave them (0 = infer).
@@ -32,46 +31,27 @@ struct Prepared {
 }
 
 /// A bound statement, ready to execute, possibly suspended part-way by a row limit.
-struct Portal {
+pub(crate) struct Portal {
     statement: String,
     plan: Arc<Plan>,
     request: Execute,
-    suspended: Option<Suspended>,
-}
-
-/// Rows of a portal not yet sent because Execute asked for fewer.
-struct Suspended {
-    stream: ReplyStream,
-    pending: DataRows,
-    sent: u64,
-}
-
-/// How results go back: the simple protocol describes its rows itself, the extended one
-/// leaves that to Describe and may stop after `max_rows`.
-#[derive(Clone, Copy)]
-enum Output {
-    Simple,
-    Extended { max_rows: usize },
-}
-
-/// How a statement run on a node ended.
-enum Finished {
-    Complete,
-    Suspended(Suspended),
+    pub(crate) suspended: Option<Suspended>,
 }
 
 pub(crate) struct Session {
     pub(crate) proxy: Arc<Proxy>,
     pub(crate) conn: ClientConn,
     pub(crate) status: TxnStatus,
-    node: Option<Box<dyn NodeSession>>,
-    /// The BEGIN text of the open transaction, sent to the node on first use.
-    begin_sql: Option<String>,
-    node_in_txn: bool,
+    /// Sessions on the nodes this client used, by node index.
+    pub(crate) nodes: Vec<Option<NodeConn>>,
+    /// The BEGIN text of the open transaction, sent to each node on its first use.
+    pub(crate) begin_sql: Option<String>,
+    /// The node the open transaction wrote rows on; at most one until two-phase commit.
+    pub(crate) wrote_on: Option<usize>,
     params: SessionParams,
-    cancel: Arc<SessionCancel>,
+    pub(crate) cancel: Arc<SessionCancel>,
     statements: HashMap<String, Prepared>,
-    portals: HashMap<String, Portal>,
+    pub(crate) portals: HashMap<String, Portal>,
     /// After an error in the extended protocol, messages are skipped until Sync.
     skipping_until_sync: bool,
 }
@@ -131,9 +111,9 @@ pub async fn run(
         proxy: proxy.clone(),
         conn,
         status: TxnStatus::Idle,
-        node: None,
+        nodes: Vec::new(),
         begin_sql: None,
-        node_in_txn: false,
+        wrote_on: None,
         params,
         cancel,
         statements: HashMap::new(),
@@ -271,7 +251,7 @@ impl Session {
         );
     }
 
-    fn notice(&mut self, code: &str, message: &str) {
+    pub(crate) fn notice(&mut self, code: &str, message: &str) {
         backend::notice_response(
             &mut self.conn.out,
             &Report {
@@ -314,7 +294,7 @@ impl Session {
             Plan::Copy(copy) => self.copy(copy).await?,
             Plan::Forward { ddl } => {
                 let request = Execute::simple(sql);
-                self.run_on_node(request, Output::Simple, *ddl).await?;
+                self.run_forward(request, Output::Simple, *ddl).await?;
             }
         }
         Ok(())
@@ -343,196 +323,6 @@ impl Session {
         }
     }
 
-    // ---- transactions ----
-
-    async fn transaction_control(&mut self, op: TxnControl, sql: &str) -> Result<(), ProxyError> {
-        match op {
-            TxnControl::Begin => {
-                if self.status == TxnStatus::Idle {
-                    self.status = TxnStatus::InTransaction;
-                    self.begin_sql = Some(sql.to_owned());
-                    self.node_in_txn = false;
-                } else {
-                    self.notice("25001", "there is already a transaction in progress");
-                }
-                backend::command_complete(&mut self.conn.out, "BEGIN");
-            }
-            TxnControl::Commit => {
-                let tag = match self.status {
-                    TxnStatus::Idle => {
-                        self.notice("25P01", "there is no transaction in progress");
-                        "COMMIT"
-                    }
-                    TxnStatus::InTransaction => {
-                        self.finish_node_transaction("COMMIT").await?;
-                        "COMMIT"
-                    }
-                    TxnStatus::Failed => {
-                        self.finish_node_transaction("ROLLBACK").await?;
-                        "ROLLBACK"
-                    }
-                };
-                backend::command_complete(&mut self.conn.out, tag);
-            }
-            TxnControl::Rollback => {
-                if self.status == TxnStatus::Idle {
-                    self.notice("25P01", "there is no transaction in progress");
-                } else {
-                    self.finish_node_transaction("ROLLBACK").await?;
-                }
-                backend::command_complete(&mut self.conn.out, "ROLLBACK");
-            }
-            TxnControl::Savepoint | TxnControl::Release | TxnControl::RollbackTo => {
-                if self.status == TxnStatus::Idle {
-                    let what = match op {
-                        TxnControl::Savepoint => "SAVEPOINT",
-                        TxnControl::Release => "RELEASE SAVEPOINT",
-                        _ => "ROLLBACK TO SAVEPOINT",
-                    };
-                    return Err(sql_error(
-                        "25P01",
-                        format!("{what} can only be used in transaction blocks"),
-                    ));
-                }
-                let tag = self.node_command(sql).await?;
-                if op == TxnControl::RollbackTo {
-                    self.status = TxnStatus::InTransaction;
-                }
-                backend::command_complete(&mut self.conn.out, &tag);
-            }
-        }
-        Ok(())
-    }
-
-    /// Ends the transaction on the node (if it ever reached it) and locally, whatever the
-    /// node answers: after a failed COMMIT the transaction is gone either way.
-    async fn finish_node_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
-        let reached_node = self.node_in_txn;
-        self.status = TxnStatus::Idle;
-        self.begin_sql = None;
-        self.node_in_txn = false;
-        self.portals.clear();
-        if reached_node {
-            self.node_command(command).await?;
-        }
-        Ok(())
-    }
-
-    /// Opens the client's transaction on the node before its first statement there.
-    pub(crate) async fn ensure_node_transaction(&mut self) -> Result<(), ProxyError> {
-        if self.status != TxnStatus::Idle && !self.node_in_txn {
-            let begin = self.begin_sql.clone().unwrap_or_else(|| "BEGIN".to_owned());
-            self.node_command(&begin).await?;
-            self.node_in_txn = true;
-        }
-        Ok(())
-    }
-
-    /// Runs a statement whose rows (if any) are not for the client; returns its tag.
-    pub(crate) async fn node_command(&mut self, sql: &str) -> Result<String, ProxyError> {
-        let mut stream = self
-            .node_session()
-            .await?
-            .execute(Execute::simple(sql))
-            .await?;
-        loop {
-            match stream.recv().await {
-                Some(Ok(Reply::Complete { tag })) => return Ok(tag),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(node_gone(self.proxy.node.node_id())),
-            }
-        }
-    }
-
-    pub(crate) async fn node_session(&mut self) -> Result<&mut Box<dyn NodeSession>, ProxyError> {
-        let session = match self.node.take() {
-            Some(session) => session,
-            None => self.proxy.node.open_session().await?,
-        };
-        Ok(self.node.insert(session))
-    }
-
-    // ---- running statements on the node ----
-
-    /// Runs `request` on the node and streams its results to the client.
-    async fn run_on_node(
-        &mut self,
-        request: Execute,
-        output: Output,
-        ddl: bool,
-    ) -> Result<Finished, ProxyError> {
-        self.ensure_node_transaction().await?;
-        let token = self.cancel.start_statement();
-        let result = async {
-            let stream = self.node_session().await?.execute(request.clone()).await?;
-            self.stream_results(stream, &request, output, 0, DataRows::default(), &token)
-                .await
-        }
-        .await;
-        self.cancel.end_statement();
-        if ddl && result.is_ok() {
-            self.proxy.descriptions.clear();
-        }
-        result
-    }
-
-    /// Sends replies to the client until the statement completes or `max_rows` is reached.
-    async fn stream_results(
-        &mut self,
-        mut stream: ReplyStream,
-        request: &Execute,
-        output: Output,
-        mut sent: u64,
-        mut pending: DataRows,
-        token: &CancellationToken,
-    ) -> Result<Finished, ProxyError> {
-        let limit = match output {
-            Output::Extended { max_rows } if max_rows > 0 => Some(max_rows as u64),
-            _ => None,
-        };
-        loop {
-            if !pending.is_empty() {
-                let room = limit.map_or(usize::MAX, |l| (l - sent) as usize);
-                let batch = pending.split_first(room);
-                sent += batch.len() as u64;
-                self.conn.out.extend_from_slice(batch.bytes());
-                self.conn.flush_if_full().await?;
-                if limit == Some(sent) {
-                    backend::portal_suspended(&mut self.conn.out);
-                    return Ok(Finished::Suspended(Suspended {
-                        stream,
-                        pending,
-                        sent,
-                    }));
-                }
-            }
-            let reply = tokio::select! {
-                reply = stream.recv() => reply,
-                () = token.cancelled() => {
-                    drop(stream);
-                    return Err(sql_error("57014", "canceling statement due to user request"));
-                }
-            };
-            match reply {
-                Some(Ok(Reply::Columns(columns))) => {
-                    if matches!(output, Output::Simple) {
-                        backend::row_description(&mut self.conn.out, &columns, |i| {
-                            request.result_format(i)
-                        });
-                    }
-                }
-                Some(Ok(Reply::Rows(rows))) => pending = rows,
-                Some(Ok(Reply::Complete { tag })) => {
-                    backend::command_complete(&mut self.conn.out, &tag);
-                    return Ok(Finished::Complete);
-                }
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(node_gone(self.proxy.node.node_id())),
-            }
-        }
-    }
-
     // ---- session commands ----
 
     fn session_command(
@@ -553,6 +343,17 @@ impl Session {
                     backend::parameter_status(&mut self.conn.out, &name, &value);
                 }
                 backend::command_complete(&mut self.conn.out, "RESET");
+            }
+            SessionCommand::Show { name } if name.starts_with("mycelium_") => {
+                let admin = self.proxy.admin_rows(name)?;
+                if matches!(output, Output::Simple) {
+                    backend::row_description(&mut self.conn.out, &admin.columns, |_| Format::Text);
+                }
+                for row in &admin.rows {
+                    let values: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
+                    backend::text_data_row(&mut self.conn.out, &values);
+                }
+                backend::command_complete(&mut self.conn.out, &format!("SHOW {}", admin.rows.len()));
             }
             SessionCommand::Show { name } => {
                 let rows: Vec<(String, String)> = if name == "all" {
@@ -627,12 +428,6 @@ impl Session {
             ));
         }
         let plan = self.plan(&parse.query)?;
-        if matches!(*plan, Plan::Copy(_)) {
-            return Err(sql_error(
-                "0A000",
-                "COPY is supported in the simple query protocol only (as psql's \\copy uses it)",
-            ));
-        }
         self.statements.insert(
             name,
             Prepared {
@@ -761,8 +556,9 @@ impl Session {
             Plan::Forward { .. } => match self.proxy.descriptions.get(&sql, &param_types) {
                 Some(description) => description,
                 None => {
+                    let node = self.describe_node(&sql, &param_types);
                     let description = self
-                        .node_session()
+                        .node(node)
                         .await?
                         .describe(&sql, &param_types)
                         .await?;
@@ -807,19 +603,8 @@ impl Session {
         let output = Output::Extended { max_rows };
         if let Some(suspended) = portal.suspended.take() {
             let request = portal.request.clone();
-            let token = self.cancel.start_statement();
-            let finished = self
-                .stream_results(
-                    suspended.stream,
-                    &request,
-                    output,
-                    suspended.sent,
-                    suspended.pending,
-                    &token,
-                )
-                .await;
-            self.cancel.end_statement();
-            return self.keep_suspended(name, finished?);
+            let finished = self.resume(suspended, &request, output).await?;
+            return self.keep_suspended(name, finished);
         }
         let (plan, request) = (portal.plan.clone(), portal.request.clone());
         self.check_failed_transaction(&plan)?;
@@ -830,14 +615,9 @@ impl Session {
                 self.transaction_control(*op, &sql).await?;
             }
             Plan::Session(command) => self.session_command(command, output)?,
-            Plan::Copy(_) => {
-                return Err(sql_error(
-                    "0A000",
-                    "COPY is supported in the simple query protocol only",
-                ));
-            }
+            Plan::Copy(copy) => self.copy(copy).await?,
             Plan::Forward { ddl } => {
-                let finished = self.run_on_node(request, output, *ddl).await?;
+                let finished = self.run_forward(request, output, *ddl).await?;
                 return self.keep_suspended(name, finished);
             }
         }
@@ -897,6 +677,25 @@ impl StatementTimer {
     }
 }
 
+impl Session {
+    /// A node that can describe `sql`: every node has every table's schema, so the one the
+    /// statement would run on (or the first, when parameters decide) will do.
+    fn describe_node(&self, sql: &Arc<str>, param_types: &[u32]) -> usize {
+        let probe = Execute {
+            sql: sql.clone(),
+            param_types: Arc::from(param_types),
+            params: Vec::new(),
+            param_formats: Vec::new(),
+            result_formats: Arc::from(Vec::new()),
+        };
+        match self.target(&probe) {
+            Ok((Target::One(node), _)) => node,
+            Ok((Target::Scatter(nodes), _)) => nodes.first().copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
 fn show_columns(command: &SessionCommand) -> Vec<Column> {
     let text = |name: &str| Column {
         name: name.to_owned(),
@@ -910,7 +709,9 @@ fn show_columns(command: &SessionCommand) -> Vec<Column> {
         SessionCommand::Show { name } if name == "all" => {
             vec![text("name"), text("setting"), text("description")]
         }
-        SessionCommand::Show { name } => vec![text(name)],
+        SessionCommand::Show { name } => {
+            crate::admin::admin_columns(name).unwrap_or_else(|| vec![text(name)])
+        }
         _ => Vec::new(),
     }
 }
@@ -945,9 +746,6 @@ fn missing_statement(name: &str) -> ProxyError {
     }
 }
 
-pub(crate) fn node_gone(node: &str) -> ProxyError {
-    sql_error("08006", format!("lost connection to node {node}"))
-}
 
 fn message_name(message: &PgWireFrontendMessage) -> &'static str {
     match message {

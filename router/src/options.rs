@@ -166,3 +166,31 @@ pub fn apply_options(
     policy.validate()?;
     Ok(policy)
 }
+
+/// A policy as options, the inverse of [`apply_options`]; this is how policies are stored.
+pub fn policy_to_options(policy: &TablePolicy) -> Vec<(String, String)> {
+    let roles = |roles: &std::collections::BTreeSet<ReplicaRole>| {
+        roles
+            .iter()
+            .map(|r| match r {
+                ReplicaRole::Primary => "primary",
+                ReplicaRole::Secondary => "secondary",
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        ("shard_keys".to_owned(), policy.shard_keys.join(",")),
+        ("shards".to_owned(), policy.shards.to_string()),
+        ("replication_factor".to_owned(), policy.replication_factor.to_string()),
+        ("validator_only".to_owned(), policy.validator_only.to_string()),
+        ("min_validator_copies".to_owned(), policy.min_validator_copies.to_string()),
+        ("read_roles".to_owned(), roles(&policy.read_roles)),
+        ("write_roles".to_owned(), roles(&policy.write_roles)),
+        ("range_sharding".to_owned(), policy.range_sharding.to_string()),
+        (
+            "ranges".to_owned(),
+            policy.ranges.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
+        ),
+    ]
+}

@@ -37,7 +37,13 @@ pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterE
     let syntax = || RouterError::Syntax(format!("cannot parse session command: {sql}"));
     match word(0) {
         "show" => {
-            let name = name_from(&tokens[1..]).ok_or_else(syntax)?;
+            let name = match (word(1), word(2), word(3)) {
+                ("transaction", "isolation", "level") => "transaction_isolation".to_owned(),
+                ("time", "zone", "") => "timezone".to_owned(),
+                ("session", "authorization", "") => "session_authorization".to_owned(),
+                ("mycelium", what, "") if !what.is_empty() => format!("mycelium_{what}"),
+                _ => name_from(&tokens[1..]).ok_or_else(syntax)?,
+            };
             Ok(SessionCommand::Show { name })
         }
         "reset" => match word(1) {

@@ -11,6 +11,10 @@ use std::sync::Arc;
 use mycelium_protocol::types::PgType;
 use rusqlite::Connection;
 
+/// The rowid column given to tables created without a primary key: SQLite's session
+/// extension (replication) only records tables that have one. Never shown to clients.
+pub const HIDDEN_ROWID: &str = "__mycelium_rowid";
+
 /// Postgres's first OID for user objects; table OIDs are this plus the catalog row id.
 pub const FIRST_USER_OID: u32 = 16384;
 
@@ -44,9 +48,40 @@ pub struct Ty {
     pub typmod: i32,
 }
 
+/// Marks `interval` values, carried as text (the codec has no interval type).
+pub const INTERVAL_TYPMOD: i32 = -1000;
+
 impl Ty {
     pub const fn of(ty: PgType) -> Ty {
         Ty { ty, typmod: -1 }
+    }
+
+    pub const fn interval() -> Ty {
+        Ty {
+            ty: PgType::Text,
+            typmod: INTERVAL_TYPMOD,
+        }
+    }
+
+    pub fn is_interval(self) -> bool {
+        self.typmod == INTERVAL_TYPMOD
+    }
+
+    /// `numeric` with `scale` decimals (precision left at the maximum).
+    pub const fn numeric_scale(scale: i32) -> Ty {
+        Ty {
+            ty: PgType::Numeric,
+            typmod: ((1000 << 16) | scale) + 4,
+        }
+    }
+
+    /// Decimals a value of this type prints with, when fixed.
+    pub fn scale(self) -> Option<i32> {
+        match self.ty {
+            PgType::Int2 | PgType::Int4 | PgType::Int8 => Some(0),
+            PgType::Numeric if self.typmod >= 4 => Some((self.typmod - 4) & 0xffff),
+            _ => None,
+        }
     }
 }
 
@@ -80,6 +115,8 @@ pub struct TableInfo {
     pub primary_key: Vec<String>,
     pub pk_name: String,
     pub indexes: Vec<IndexInfo>,
+    /// Has the hidden rowid column: `SELECT *` must name the visible columns.
+    pub hidden_rowid: bool,
 }
 
 impl TableInfo {
@@ -169,7 +206,13 @@ fn guess_from_decl(decl: &str) -> Ty {
 }
 
 pub(crate) fn is_internal_table(name: &str) -> bool {
-    name.starts_with("sqlite_") || name.starts_with("__mycelium")
+    name.starts_with("sqlite_") || (name.starts_with("__mycelium") && !is_system_table(name))
+}
+
+/// Tables the proxy keeps on every node (table policies): queryable by SQL like any table,
+/// but left out of the emulated `pg_catalog`, so clients never see them.
+pub(crate) fn is_system_table(name: &str) -> bool {
+    name == "__mycelium_policies"
 }
 
 /// Reads the whole schema through `conn` (inside whatever transaction it has open).
@@ -249,8 +292,14 @@ fn load_table(
             row.get::<_, i64>(5)?,
         ))
     })?;
-    for (index, row) in rows.enumerate() {
+    let mut hidden_rowid = false;
+    for row in rows {
         let (column, decl, not_null, default_sql, pk_index) = row?;
+        if column == HIDDEN_ROWID {
+            hidden_rowid = true;
+            continue;
+        }
+        let index = columns.len();
         let (ty, default_pg) = match typed.get(&column.to_ascii_lowercase()) {
             Some((type_oid, typmod, default_pg)) => (
                 PgType::from_oid(*type_oid)
@@ -341,6 +390,7 @@ fn load_table(
         primary_key,
         pk_name,
         indexes,
+        hidden_rowid,
     })
 }
 

@@ -34,8 +34,9 @@
 //! to analyze and is otherwise a no-op; `numeric` is stored as an integer or a double.
 //! A serial column that is not the primary key draws from an in-memory sequence that starts
 //! after the column's largest value (a restart may reuse values of deleted rows).
-//! Tables without a primary key are not given a hidden one, so the session extension does not
-//! capture their changes.
+//! A table created without a primary key gets a hidden `__mycelium_rowid INTEGER PRIMARY KEY`
+//! so that SQLite's session extension records its changes; `*` is spelled out so clients
+//! never see it.
 //!
 //! **Catalog.** `pg_catalog` and `information_schema` are in-memory schemas attached to each
 //! connection and refilled from the schema snapshot when a statement reads them

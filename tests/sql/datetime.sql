@@ -1,5 +1,6 @@
 -- Date and time arithmetic and functions on timestamp, timestamptz and date columns.
--- Run with `psql -X -q -A -t -v ON_ERROR_STOP=1`; the test compares every output line.
+-- Run with `psql -X -q -A -t -v ON_ERROR_STOP=0`: every statement runs even if one fails (the
+-- test fails on any ERROR), and the test compares every output line.
 SET TimeZone = 'UTC';
 CREATE TABLE stamps (
     id      integer PRIMARY KEY,

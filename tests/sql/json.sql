@@ -1,5 +1,5 @@
--- jsonb operators and functions. Run with `psql -X -q -A -t -v ON_ERROR_STOP=1`; the test
--- compares every output line.
+-- jsonb operators and functions. Run with `psql -X -q -A -t -v ON_ERROR_STOP=0`: every statement
+-- runs even if one fails (the test fails on any ERROR), and the test compares every output line.
 CREATE TABLE docs (id integer PRIMARY KEY, body jsonb NOT NULL);
 INSERT INTO docs VALUES
     (1, '{"name": "ann", "tags": ["a", "b"], "age": 31, "addr": {"city": "Oslo"}}'),

@@ -783,7 +783,7 @@ async fn cancel_request_stops_a_running_query() {
     })
     .await
     .expect("the query was not cancelled within 60 s");
-    let error = result.err().expect("the cancelled query must fail");
+    let error = result.expect_err("the cancelled query must fail");
     assert_eq!(sqlstate(&error), "57014", "{error:?}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -1279,6 +1279,19 @@ const ALL_TYPES_DDL: &str = "CREATE TABLE all_types (
     made  timestamptz NOT NULL DEFAULT now()
 )";
 
+/// smallint, integer, bigint, real, double precision, numeric, boolean, text, varchar.
+type Scalars = (
+    i16,
+    i32,
+    i64,
+    f32,
+    f64,
+    Numeric,
+    bool,
+    &'static str,
+    &'static str,
+);
+
 #[tokio::test]
 async fn binary_parameters_and_results_for_every_type() {
     let cluster = Cluster::start();
@@ -1294,7 +1307,7 @@ async fn binary_parameters_and_results_for_every_type() {
     let by: Vec<u8> = (0..=255u8).chain([0, 0]).collect();
     let j = serde_json::json!({"k": [1, 2.5, null, true, "x"], "nested": {"a": "b"}, "e": {}});
     let u = uuid::Uuid::parse_str("12345678-1234-5678-1234-567812345678").expect("uuid");
-    let rows_in: [(i16, i32, i64, f32, f64, Numeric, bool, &str, &str); 2] = [
+    let rows_in: [Scalars; 2] = [
         (
             -32768,
             i32::MAX,

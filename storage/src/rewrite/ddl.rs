@@ -56,6 +56,7 @@ fn check_sql(
     let mut e = expr.clone();
     let mut inf = Inferer::new(schema, &[]);
     inf.scopes.push(vec![super::infer::Rel {
+        hidden: false,
         name: table.to_owned(),
         cols: columns
             .iter()
@@ -299,6 +300,12 @@ pub(super) fn create_table(ct: &mut CreateTable, schema: &Schema) -> Result<Tran
     }
     if primary_key.len() > 1 {
         defs.push(format!("PRIMARY KEY ({})", column_list(&primary_key)));
+    }
+    if primary_key.is_empty() {
+        defs.push(format!(
+            "{} INTEGER PRIMARY KEY",
+            quote_ident(crate::catalog::HIDDEN_ROWID)
+        ));
     }
     let mut check_names: Vec<String> = Vec::new();
     for (given, column, e) in &checks {

@@ -244,7 +244,6 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                 | "to_timestamp"
                 | "to_date"
                 | "age"
-                | "date_trunc"
                 | "make_interval" => {
                     return Err(unsupported(format!("function {name}()")));
                 }
@@ -472,11 +471,4 @@ fn in_from_array(left: Expr, right: &mut Box<Expr>, negated: bool) -> Result<Exp
         negated,
         global: false,
     })
-}
-
-/// `a / b` with Postgres's division-by-zero error, and numeric division when either side is
-/// not an integer (SQLite would divide stored integers as integers).
-pub(crate) fn division(left: Expr, right: Expr, modulo: bool, numeric: bool) -> Expr {
-    let name = if modulo { "__pg_mod" } else { "__pg_div" };
-    function_call(name, vec![left, right, int(i64::from(numeric))])
 }

@@ -12,9 +12,8 @@
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{self, PgType, SqlValue};
 use sqlparser::ast::{
-    BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, TableFactor,
-    TableWithJoins, UnaryOperator, Value, ValueWithSpan,
+    Expr, ObjectName, Query, Select, SelectItem, SetExpr, TableFactor, TableWithJoins,
+    UnaryOperator, Value, ValueWithSpan,
 };
 
 use super::OutColumn;
@@ -26,11 +25,14 @@ use crate::errors::unsupported;
 pub(crate) struct Rel {
     pub name: String,
     pub cols: Vec<OutColumn>,
+    /// SQLite's table has a hidden column: a `*` over it must be spelled out.
+    pub hidden: bool,
 }
 
 impl Rel {
     pub fn of_table(table: &TableInfo, alias: Option<String>) -> Rel {
         Rel {
+            hidden: table.hidden_rowid,
             name: alias.unwrap_or_else(|| table.name.to_ascii_lowercase()),
             cols: table
                 .columns
@@ -60,228 +62,7 @@ pub(crate) struct Inferer<'s> {
     pub uses_catalog: bool,
 }
 
-pub(crate) fn ident_name(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
-}
-
-pub(crate) fn object_parts(name: &ObjectName) -> Vec<String> {
-    name.0
-        .iter()
-        .map(|part| match part {
-            ObjectNamePart::Identifier(ident) => ident_name(ident),
-            other => other.to_string(),
-        })
-        .collect()
-}
-
-/// The relation an object name designates, with `public.` and `pg_catalog.` accepted.
-pub(crate) fn table_name(name: &ObjectName) -> Result<String, DbError> {
-    let mut parts = object_parts(name);
-    match parts.len() {
-        1 => Ok(parts.remove(0)),
-        2 if parts[0] == "public" || parts[0] == "main" => Ok(parts.remove(1)),
-        2 if parts[0] == "pg_catalog" || parts[0] == "information_schema" => {
-            Ok(format!("{}.{}", parts[0], parts[1]))
-        }
-        _ => Err(DbError::new(
-            "3F000",
-            format!(
-                "schema \"{}\" does not exist",
-                parts[..parts.len() - 1].join(".")
-            ),
-        )),
-    }
-}
-
-/// The Postgres type a SQL type name designates.
-pub(crate) fn data_type(dt: &DataType) -> Result<Ty, DbError> {
-    if matches!(dt, DataType::Array(_)) {
-        return Err(unsupported(format!("array type {dt}")));
-    }
-    let text = dt.to_string();
-    let lower = text.to_ascii_lowercase();
-    let normalized = lower
-        .replace("character varying", "varchar")
-        .replace("timestamp with time zone", "timestamptz");
-    PgType::parse_sql_name(&normalized)
-        .or_else(|| PgType::parse_sql_name(&lower))
-        .map(|(ty, typmod)| Ty { ty, typmod })
-        .ok_or_else(|| DbError::new("42704", format!("type \"{lower}\" does not exist")))
-}
-
-/// `pg_type.typname`: what Postgres names a `::type` column when nothing better exists.
-pub(crate) fn typname(ty: PgType) -> &'static str {
-    match ty {
-        PgType::Bool => "bool",
-        PgType::Int2 => "int2",
-        PgType::Int4 => "int4",
-        PgType::Int8 => "int8",
-        PgType::Float4 => "float4",
-        PgType::Float8 => "float8",
-        PgType::Numeric => "numeric",
-        PgType::Text => "text",
-        PgType::Varchar => "varchar",
-        PgType::Bpchar => "bpchar",
-        PgType::Name => "name",
-        PgType::Char => "char",
-        PgType::Oid => "oid",
-        PgType::Bytea => "bytea",
-        PgType::Date => "date",
-        PgType::Time => "time",
-        PgType::Timestamp => "timestamp",
-        PgType::Timestamptz => "timestamptz",
-        PgType::Json => "json",
-        PgType::Jsonb => "jsonb",
-        PgType::Uuid => "uuid",
-        PgType::Unknown => "unknown",
-    }
-}
-
-fn numeric_rank(ty: PgType) -> Option<u8> {
-    match ty {
-        PgType::Int2 => Some(1),
-        PgType::Int4 => Some(2),
-        PgType::Int8 | PgType::Oid => Some(3),
-        PgType::Numeric => Some(4),
-        PgType::Float4 => Some(5),
-        PgType::Float8 => Some(6),
-        _ => None,
-    }
-}
-
-pub(crate) fn is_numeric(ty: PgType) -> bool {
-    numeric_rank(ty).is_some()
-}
-
-pub(crate) fn is_integer(ty: PgType) -> bool {
-    matches!(ty, PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Oid)
-}
-
-fn is_datetime(ty: PgType) -> bool {
-    matches!(
-        ty,
-        PgType::Date | PgType::Time | PgType::Timestamp | PgType::Timestamptz
-    )
-}
-
-/// A storage value as a SQLite literal expression.
-pub(crate) fn value_expr(value: SqlValue) -> Expr {
-    let value = match value {
-        SqlValue::Null => Value::Null,
-        SqlValue::Int(i) => Value::Number(i.to_string(), false),
-        SqlValue::Float(f) if f.is_finite() => Value::Number(format!("{f:?}"), false),
-        SqlValue::Float(f) => {
-            // SQLite has no literal for these; 9e999 overflows to infinity.
-            let text = if f.is_nan() {
-                return function_call("__pg_nan", vec![]);
-            } else if f > 0.0 {
-                "9e999"
-            } else {
-                "-9e999"
-            };
-            Value::Number(text.to_owned(), false)
-        }
-        SqlValue::Text(s) => Value::SingleQuotedString(s),
-        SqlValue::Bytes(b) => {
-            let hex: String = b.iter().map(|byte| format!("{byte:02X}")).collect();
-            Value::HexStringLiteral(hex)
-        }
-    };
-    Expr::Value(ValueWithSpan::from(value))
-}
-
-pub(crate) fn function_call(name: &str, args: Vec<Expr>) -> Expr {
-    use sqlparser::ast::{FunctionArgumentList, Ident as I};
-    Expr::Function(Function {
-        name: ObjectName::from(vec![I::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
-                .collect(),
-            clauses: vec![],
-        }),
-        within_group: vec![],
-        filter: None,
-        null_treatment: None,
-        over: None,
-    })
-}
-
-pub(crate) fn string_literal(expr: &Expr) -> Option<&str> {
-    match expr {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s)
-            | Value::EscapedStringLiteral(s)
-            | Value::UnicodeStringLiteral(s) => Some(s),
-            Value::DollarQuotedString(d) => Some(&d.value),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-pub(crate) fn placeholder_index(expr: &Expr) -> Option<usize> {
-    match expr {
-        Expr::Value(v) => match &v.value {
-            Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok(),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// The name Postgres gives an output column computed by `expr` (`FigureColname`).
-pub(crate) fn column_name(expr: &Expr) -> String {
-    figure_name(expr).unwrap_or_else(|| "?column?".to_owned())
-}
-
-fn figure_name(expr: &Expr) -> Option<String> {
-    match expr {
-        Expr::Identifier(ident) => Some(ident_name(ident)),
-        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
-        Expr::Function(f) => f.name.0.last().map(|p| match p {
-            ObjectNamePart::Identifier(i) => i.value.to_ascii_lowercase(),
-            other => other.to_string().to_ascii_lowercase(),
-        }),
-        Expr::Cast {
-            expr,
-            data_type: dt,
-            ..
-        } => figure_name(expr).or_else(|| data_type(dt).ok().map(|t| typname(t.ty).to_owned())),
-        Expr::Nested(inner) => figure_name(inner),
-        Expr::Case { .. } => Some("case".to_owned()),
-        Expr::Exists { .. } => Some("exists".to_owned()),
-        Expr::Array(_) => Some("array".to_owned()),
-        Expr::Substring { .. } => Some("substring".to_owned()),
-        Expr::Position { .. } => Some("position".to_owned()),
-        Expr::Trim { .. } => Some("btrim".to_owned()),
-        Expr::Extract { .. } => Some("extract".to_owned()),
-        Expr::Ceil { .. } => Some("ceil".to_owned()),
-        Expr::Floor { .. } => Some("floor".to_owned()),
-        Expr::Collate { expr, .. } => figure_name(expr),
-        Expr::TypedString(ts) => data_type(&ts.data_type)
-            .ok()
-            .map(|t| typname(t.ty).to_owned()),
-        Expr::Value(v) if matches!(v.value, Value::Boolean(_)) => Some("bool".to_owned()),
-        Expr::Subquery(q) => match q.body.as_ref() {
-            SetExpr::Select(s) => match s.projection.first() {
-                Some(SelectItem::ExprWithAlias { alias, .. }) => Some(ident_name(alias)),
-                Some(SelectItem::UnnamedExpr(e)) => figure_name(e),
-                _ => None,
-            },
-            _ => None,
-        },
-        _ => None,
-    }
-}
+pub(crate) use super::syntax::*;
 
 type Typed = Result<Option<Ty>, DbError>;
 
@@ -384,6 +165,7 @@ impl<'s> Inferer<'s> {
                     let anchor = rename(anchor, &cte.alias.columns);
                     if let Some(frame) = self.ctes.last_mut() {
                         frame.push(Rel {
+                            hidden: false,
                             name: name.clone(),
                             cols: anchor.clone(),
                         });
@@ -398,7 +180,11 @@ impl<'s> Inferer<'s> {
                     rename(cols, &cte.alias.columns)
                 };
                 if let Some(frame) = self.ctes.last_mut() {
-                    frame.push(Rel { name, cols });
+                    frame.push(Rel {
+                        name,
+                        cols,
+                        hidden: false,
+                    });
                 }
             }
         }
@@ -507,6 +293,9 @@ impl<'s> Inferer<'s> {
                     return Err(unsupported("multiple aliases for one select item"));
                 }
             }
+        }
+        if let Some(scope) = self.scopes.last() {
+            spell_out_wildcards(&mut select.projection, scope);
         }
         if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
             for e in exprs {
@@ -623,7 +412,11 @@ impl<'s> Inferer<'s> {
                 if let Some(alias) = alias {
                     cols = rename(cols, &alias.columns);
                 }
-                self.push_rel(Rel { name, cols });
+                self.push_rel(Rel {
+                    name,
+                    cols,
+                    hidden: false,
+                });
             }
             TableFactor::NestedJoin {
                 table_with_joins,
@@ -666,8 +459,13 @@ impl<'s> Inferer<'s> {
     }
 
     /// Replaces a string literal by the storage value of its coercion to `ty`.
-    fn fold_literal(&self, expr: &mut Expr, ty: Ty) -> Result<(), DbError> {
+    pub(super) fn fold_literal(&self, expr: &mut Expr, ty: Ty) -> Result<(), DbError> {
         if let Some(text) = string_literal(expr) {
+            if ty.is_interval() {
+                let interval = crate::functions::time::parse_interval(text)?;
+                *expr = value_expr(SqlValue::Text(interval.format()));
+                return Ok(());
+            }
             if matches!(ty.ty, PgType::Text | PgType::Unknown) {
                 return Ok(());
             }
@@ -761,7 +559,13 @@ impl<'s> Inferer<'s> {
                 Ok(self.column_ref(expr).map(|c| c.ty))
             }
             Expr::Value(v) => Ok(match &v.value {
-                Value::Number(n, _) => Some(Ty::of(number_type(n))),
+                Value::Number(n, _) => Some(match number_type(n) {
+                    // A decimal literal prints with its own scale (`1.50`).
+                    PgType::Numeric if !n.contains(['e', 'E']) => Ty::numeric_scale(
+                        n.split_once('.').map(|(_, f)| f.len() as i32).unwrap_or(0),
+                    ),
+                    ty => Ty::of(ty),
+                }),
                 Value::Boolean(_) => Some(Ty::of(PgType::Bool)),
                 Value::Null => want,
                 _ => None,
@@ -799,6 +603,18 @@ impl<'s> Inferer<'s> {
                         return Ok(Some(ty.unwrap_or(t)));
                     }
                 };
+                if target.is_interval()
+                    && string_literal(inner).is_none()
+                    && placeholder_index(inner).is_none()
+                {
+                    self.expr(inner, None)?;
+                    let arg = std::mem::replace(
+                        inner.as_mut(),
+                        Expr::Value(ValueWithSpan::from(Value::Null)),
+                    );
+                    *expr = function_call("__pg_interval", vec![arg]);
+                    return Ok(Some(target));
+                }
                 if string_literal(inner).is_some() || placeholder_index(inner).is_some() {
                     self.expr(inner, Some(target))?;
                     let arg = std::mem::replace(
@@ -830,6 +646,18 @@ impl<'s> Inferer<'s> {
                 };
                 Ok(Some(target))
             }
+            Expr::Interval(interval) => {
+                let text = match string_literal(&interval.value) {
+                    Some(text) => match &interval.leading_field {
+                        Some(field) => format!("{text} {field}"),
+                        None => text.to_owned(),
+                    },
+                    None => return Err(unsupported(format!("interval {}", interval.value))),
+                };
+                let parsed = crate::functions::time::parse_interval(&text)?;
+                *expr = value_expr(SqlValue::Text(parsed.format()));
+                Ok(Some(Ty::interval()))
+            }
             Expr::TypedString(ts) => {
                 let target = data_type(&ts.data_type)?;
                 let text = match &ts.value.value {
@@ -848,28 +676,7 @@ impl<'s> Inferer<'s> {
                 }
                 _ => self.expr(inner, want),
             },
-            Expr::BinaryOp { left, op, right } => {
-                let t = self.binary(left, op, right, want)?;
-                let modulo = matches!(op, BinaryOperator::Modulo);
-                if matches!(op, BinaryOperator::Divide | BinaryOperator::Modulo) {
-                    let integral = t.is_none_or(|t| is_integer(t.ty));
-                    let safe_literal = integral
-                        && matches!(right.as_ref(), Expr::Value(v)
-                            if matches!(&v.value, Value::Number(n, _) if n.parse::<i64>().is_ok_and(|n| n != 0)));
-                    if !safe_literal {
-                        let l = std::mem::replace(
-                            left.as_mut(),
-                            Expr::Value(ValueWithSpan::from(Value::Null)),
-                        );
-                        let r = std::mem::replace(
-                            right.as_mut(),
-                            Expr::Value(ValueWithSpan::from(Value::Null)),
-                        );
-                        *expr = super::expr::division(l, r, modulo, !integral);
-                    }
-                }
-                Ok(t)
-            }
+            Expr::BinaryOp { .. } => self.binary_expr(expr, want),
             Expr::IsNull(e) | Expr::IsNotNull(e) => {
                 self.expr(e, None)?;
                 Ok(Some(Ty::of(PgType::Bool)))
@@ -1045,7 +852,11 @@ impl<'s> Inferer<'s> {
         }
     }
 
-    fn pair(&mut self, a: &mut Expr, b: &mut Expr) -> Result<(Option<Ty>, Option<Ty>), DbError> {
+    pub(super) fn pair(
+        &mut self,
+        a: &mut Expr,
+        b: &mut Expr,
+    ) -> Result<(Option<Ty>, Option<Ty>), DbError> {
         let lt = comparison_type(self.expr(a, None)?);
         let rt = comparison_type(self.expr(b, lt)?);
         if lt.is_none()
@@ -1055,342 +866,54 @@ impl<'s> Inferer<'s> {
         }
         Ok((lt, rt))
     }
+}
 
-    fn binary(
-        &mut self,
-        left: &mut Expr,
-        op: &BinaryOperator,
-        right: &mut Expr,
-        want: Option<Ty>,
-    ) -> Typed {
-        use BinaryOperator as B;
-        match op {
-            B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship => {
-                self.pair(left, right)?;
-                Ok(Some(Ty::of(PgType::Bool)))
-            }
-            B::And | B::Or | B::Xor => {
-                self.expr(left, Some(Ty::of(PgType::Bool)))?;
-                self.expr(right, Some(Ty::of(PgType::Bool)))?;
-                Ok(Some(Ty::of(PgType::Bool)))
-            }
-            B::StringConcat => {
-                self.expr(left, Some(Ty::of(PgType::Text)))?;
-                self.expr(right, Some(Ty::of(PgType::Text)))?;
-                Ok(Some(Ty::of(PgType::Text)))
-            }
-            B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
-                let want = want.filter(|t| is_numeric(t.ty));
-                let (lt, rt) = {
-                    let lt = self.expr(left, None)?;
-                    let rt = self.expr(right, lt.filter(|t| is_numeric(t.ty)).or(want))?;
-                    let lt = if lt.is_none() {
-                        self.expr(left, rt.or(want))?
-                    } else {
-                        lt
-                    };
-                    (lt, rt)
-                };
-                for t in [lt, rt].into_iter().flatten() {
-                    if is_datetime(t.ty) {
-                        return Err(unsupported(format!(
-                            "date/time arithmetic ({} {op} ...)",
-                            t.ty.name()
-                        )));
-                    }
-                    if !is_numeric(t.ty) && !matches!(t.ty, PgType::Unknown) {
-                        return Err(DbError::new(
-                            "42883",
-                            format!(
-                                "operator does not exist: {} {op} {}",
-                                lt.map(|t| t.ty.name()).unwrap_or("unknown"),
-                                rt.map(|t| t.ty.name()).unwrap_or("unknown")
-                            ),
-                        ));
-                    }
-                }
-                Ok(match (lt, rt) {
-                    (Some(a), Some(b)) => Some(if numeric_rank(a.ty) >= numeric_rank(b.ty) {
-                        Ty::of(a.ty)
-                    } else {
-                        Ty::of(b.ty)
-                    }),
-                    (a, b) => a.or(b).map(|t| Ty::of(t.ty)),
-                })
-            }
-            B::Arrow | B::LongArrow => {
-                let lt = self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
-                self.expr(right, Some(Ty::of(PgType::Text)))?;
-                Ok(Some(match op {
-                    B::LongArrow => Ty::of(PgType::Text),
-                    _ => lt.unwrap_or(Ty::of(PgType::Jsonb)),
-                }))
-            }
-            B::PGRegexMatch
-            | B::PGRegexIMatch
-            | B::PGRegexNotMatch
-            | B::PGRegexNotIMatch
-            | B::PGCustomBinaryOperator(_) => {
-                self.expr(left, Some(Ty::of(PgType::Text)))?;
-                self.expr(right, Some(Ty::of(PgType::Text)))?;
-                Ok(Some(Ty::of(PgType::Bool)))
-            }
-            _ => {
-                self.expr(left, None)?;
-                self.expr(right, None)?;
-                Ok(None)
-            }
-        }
+/// Replaces `*` and `t.*` by the visible columns when a relation has the hidden rowid.
+pub(crate) fn spell_out_wildcards(items: &mut Vec<SelectItem>, scope: &[Rel]) {
+    let needed = scope.iter().any(|r| r.hidden)
+        && items.iter().any(|i| {
+            matches!(
+                i,
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+            )
+        });
+    if !needed {
+        return;
     }
-
-    fn function(&mut self, f: &mut Function, want: Option<Ty>) -> Typed {
-        let name = f
-            .name
-            .0
-            .last()
-            .map(|p| p.to_string().to_ascii_lowercase())
-            .unwrap_or_default();
-        let mut arg_types = Vec::new();
-        let first_want = match name.as_str() {
-            "coalesce" | "nullif" | "greatest" | "least" => want,
-            "lower" | "upper" | "length" | "char_length" | "character_length" | "replace"
-            | "substr" | "trim" | "btrim" | "ltrim" | "rtrim" | "strpos" | "concat"
-            | "concat_ws" | "left" | "right" | "md5" | "string_agg" | "octet_length" | "repeat"
-            | "reverse" | "initcap" => Some(Ty::of(PgType::Text)),
-            _ => None,
-        };
-        if let FunctionArguments::List(list) = &mut f.args {
-            let mut shared = first_want;
-            for arg in &mut list.args {
-                let e = match arg {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => e,
-                    FunctionArg::Named {
-                        arg: FunctionArgExpr::Expr(e),
-                        ..
-                    } => e,
-                    _ => {
-                        arg_types.push(None);
-                        continue;
-                    }
-                };
-                let t = self.expr(e, shared)?;
-                if matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least") {
-                    shared = shared.or(t);
-                }
-                arg_types.push(t);
-            }
-            if matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least")
-                && let Some(t) = shared
-            {
-                // Re-type leading untyped arguments now that one argument gave a type.
-                for (arg, at) in list.args.iter_mut().zip(arg_types.iter_mut()) {
-                    if at.is_none()
-                        && let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg
-                    {
-                        *at = self.expr(e, Some(t))?;
-                    }
-                }
-            }
-        }
-        if let Some(filter) = &mut f.filter {
-            self.expr(filter, Some(Ty::of(PgType::Bool)))?;
-        }
-        let first = arg_types.first().copied().flatten();
-        let t = |ty: PgType| Ok(Some(Ty::of(ty)));
-        match name.as_str() {
-            "count" => t(PgType::Int8),
-            "sum" => match first.map(|f| f.ty) {
-                Some(PgType::Int2 | PgType::Int4) => t(PgType::Int8),
-                Some(PgType::Float4) => t(PgType::Float4),
-                Some(PgType::Float8) => t(PgType::Float8),
-                _ => t(PgType::Numeric),
-            },
-            "avg" => match first.map(|f| f.ty) {
-                Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
-                _ => t(PgType::Numeric),
-            },
-            "min" | "max" | "abs" | "sign" => Ok(first.map(|f| Ty::of(f.ty))),
-            "coalesce" | "nullif" | "greatest" | "least" => Ok(arg_types
-                .iter()
-                .copied()
-                .flatten()
-                .next()
-                .map(|f| Ty::of(f.ty))),
-            "round" | "trunc" => match first.map(|f| f.ty) {
-                Some(PgType::Float4 | PgType::Float8) if arg_types.len() == 1 => t(PgType::Float8),
-                _ => t(PgType::Numeric),
-            },
-            "ceil" | "ceiling" | "floor" => match first.map(|f| f.ty) {
-                Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
-                _ => t(PgType::Numeric),
-            },
-            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "random" | "pi" => t(PgType::Float8),
-            "string_agg"
-            | "group_concat"
-            | "lower"
-            | "upper"
-            | "trim"
-            | "btrim"
-            | "ltrim"
-            | "rtrim"
-            | "replace"
-            | "substr"
-            | "substring"
-            | "concat"
-            | "concat_ws"
-            | "left"
-            | "right"
-            | "lpad"
-            | "rpad"
-            | "repeat"
-            | "reverse"
-            | "md5"
-            | "initcap"
-            | "chr"
-            | "to_hex"
-            | "version"
-            | "format_type"
-            | "pg_get_expr"
-            | "pg_get_indexdef"
-            | "pg_get_constraintdef"
-            | "pg_get_userbyid"
-            | "obj_description"
-            | "col_description"
-            | "pg_encoding_to_char"
-            | "array_to_string"
-            | "quote_ident"
-            | "pg_get_viewdef"
-            | "shobj_description"
-            | "pg_size_pretty"
-            | "typeof" => t(PgType::Text),
-            "current_database" | "current_schema" | "current_user" | "session_user" | "user"
-            | "current_role" => t(PgType::Name),
-            "length" | "char_length" | "character_length" | "octet_length" | "strpos"
-            | "position" | "ascii" | "instr" => t(PgType::Int4),
-            "bool_and"
-            | "bool_or"
-            | "every"
-            | "pg_table_is_visible"
-            | "pg_type_is_visible"
-            | "pg_function_is_visible"
-            | "has_table_privilege"
-            | "has_schema_privilege" => t(PgType::Bool),
-            "now"
-            | "current_timestamp"
-            | "transaction_timestamp"
-            | "statement_timestamp"
-            | "clock_timestamp" => t(PgType::Timestamptz),
-            "localtimestamp" => t(PgType::Timestamp),
-            "current_date" => t(PgType::Date),
-            "current_time" | "localtime" => t(PgType::Time),
-            "gen_random_uuid" | "uuid_generate_v4" => t(PgType::Uuid),
-            "date_part" => t(PgType::Float8),
-            "extract" => t(PgType::Numeric),
-            "pg_backend_pid" | "txid_current" | "pg_relation_size" | "pg_total_relation_size" => {
-                t(PgType::Int8)
-            }
-            "nextval" | "currval" | "setval" | "lastval" => t(PgType::Int8),
-            _ => Ok(None),
-        }
-    }
-}
-
-enum CastTarget {
-    Type(Ty),
-    RegClass,
-    /// Casts that change nothing in storage (`::oid` on an integer, `::regtype`).
-    Identity(Ty),
-}
-
-fn cast_target(dt: &DataType) -> Result<CastTarget, DbError> {
-    let text = dt.to_string().to_ascii_lowercase();
-    let text = text.strip_prefix("pg_catalog.").unwrap_or(&text);
-    match text {
-        "regclass" => Ok(CastTarget::RegClass),
-        "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" => {
-            Ok(CastTarget::Identity(Ty::of(PgType::Oid)))
-        }
-        _ => data_type(dt).map(CastTarget::Type),
-    }
-}
-
-/// Comparisons ignore a typmod: `varchar(3)` compared with a longer literal is no error.
-fn comparison_type(t: Option<Ty>) -> Option<Ty> {
-    t.map(|t| Ty::of(t.ty))
-}
-
-/// `generate_series(a, b[, step])` in FROM as a recursive CTE over integers.
-fn generate_series(
-    args: &[FunctionArg],
-    alias: Option<&sqlparser::ast::TableAlias>,
-) -> Result<TableFactor, DbError> {
-    let exprs: Vec<String> = args
-        .iter()
-        .map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e.to_string()),
-            other => Err(unsupported(format!("generate_series argument {other}"))),
+    let column = |rel: &Rel, col: &OutColumn| {
+        let ident = sqlparser::ast::Ident::with_quote('"', col.name.clone());
+        SelectItem::UnnamedExpr(if rel.name.is_empty() {
+            Expr::Identifier(ident)
+        } else {
+            Expr::CompoundIdentifier(vec![
+                sqlparser::ast::Ident::with_quote('"', rel.name.clone()),
+                ident,
+            ])
         })
-        .collect::<Result<_, _>>()?;
-    let (start, stop, step) = match exprs.as_slice() {
-        [a, b] => (a, b, "1".to_owned()),
-        [a, b, s] => (a, b, s.clone()),
-        _ => {
-            return Err(DbError::new(
-                "42883",
-                "function generate_series does not exist",
-            ));
+    };
+    let mut spelled = Vec::new();
+    for item in items.drain(..) {
+        match item {
+            SelectItem::Wildcard(_) => {
+                for rel in scope {
+                    spelled.extend(rel.cols.iter().map(|c| column(rel, c)));
+                }
+            }
+            SelectItem::QualifiedWildcard(
+                sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                options,
+            ) => {
+                let qualifier = object_parts(&name).pop().unwrap_or_default();
+                match scope.iter().find(|r| r.name == qualifier) {
+                    Some(rel) => spelled.extend(rel.cols.iter().map(|c| column(rel, c))),
+                    None => spelled.push(SelectItem::QualifiedWildcard(
+                        sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                        options,
+                    )),
+                }
+            }
+            other => spelled.push(other),
         }
-    };
-    let descending = step.trim_start().starts_with('-');
-    let relation = alias
-        .map(|a| ident_name(&a.name))
-        .unwrap_or_else(|| "generate_series".to_owned());
-    let column = alias
-        .and_then(|a| a.columns.first())
-        .map(|c| ident_name(&c.name))
-        .unwrap_or_else(|| relation.clone());
-    let op = if descending { ">=" } else { "<=" };
-    let sql = format!(
-        "WITH RECURSIVE __series(v) AS (SELECT {start} UNION ALL SELECT v + ({step}) FROM __series \
-         WHERE v + ({step}) {op} ({stop})) SELECT v AS {} FROM __series WHERE v {op} ({stop})",
-        crate::catalog::quote_ident(&column)
-    );
-    let mut statements =
-        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, &sql)
-            .map_err(|e| DbError::new("42601", e.to_string()))?;
-    let Some(sqlparser::ast::Statement::Query(subquery)) = statements.pop() else {
-        return Err(crate::errors::internal("generate_series did not parse"));
-    };
-    Ok(TableFactor::Derived {
-        lateral: false,
-        subquery,
-        alias: Some(sqlparser::ast::TableAlias {
-            explicit: true,
-            name: Ident::new(relation),
-            columns: vec![],
-            at: None,
-        }),
-        sample: None,
-    })
-}
-
-fn number_type(text: &str) -> PgType {
-    if text.contains(['.', 'e', 'E']) {
-        return PgType::Numeric;
     }
-    match text.parse::<i64>() {
-        Ok(v) if i32::try_from(v).is_ok() => PgType::Int4,
-        Ok(_) => PgType::Int8,
-        Err(_) => PgType::Numeric,
-    }
-}
-
-fn rename(
-    mut cols: Vec<OutColumn>,
-    names: &[sqlparser::ast::TableAliasColumnDef],
-) -> Vec<OutColumn> {
-    for (col, alias) in cols.iter_mut().zip(names) {
-        col.name = ident_name(&alias.name);
-    }
-    cols
+    *items = spelled;
 }

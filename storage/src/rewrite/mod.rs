@@ -7,7 +7,10 @@
 
 mod ddl;
 mod expr;
+mod functions;
 mod infer;
+mod operators;
+mod syntax;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -56,7 +59,15 @@ impl OutColumn {
             column_id: self.attnum,
             type_oid: self.ty.ty.oid(),
             type_size: self.ty.ty.type_size(),
-            type_modifier: self.ty.typmod,
+            // Computed numerics carry a display scale, not a declared typmod; intervals a
+            // marker.
+            type_modifier: if self.ty.typmod < -1
+                || (self.table_oid == 0 && self.ty.ty == PgType::Numeric)
+            {
+                -1
+            } else {
+                self.ty.typmod
+            },
         }
     }
 }
@@ -357,6 +368,9 @@ fn returning(
     let Some(items) = items else {
         return Ok(Vec::new());
     };
+    if let Some(scope) = inf.scopes.last() {
+        infer::spell_out_wildcards(items, scope);
+    }
     // RETURNING is a select list over the target row: infer it as one.
     let mut select_out = Vec::new();
     for item in items.iter_mut() {
@@ -436,6 +450,13 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
             })?;
             targets.push(col.clone());
         }
+    }
+    if ins.columns.is_empty() && table.hidden_rowid {
+        // SQLite's table has one more column than the values list names.
+        ins.columns = targets
+            .iter()
+            .map(|c| sqlparser::ast::ObjectName::from(vec![Ident::with_quote('"', c.name.clone())]))
+            .collect();
     }
     let types: Vec<Ty> = targets.iter().map(|c| c.ty).collect();
     if let Some(source) = &mut ins.source {

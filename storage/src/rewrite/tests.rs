@@ -34,6 +34,7 @@ fn schema() -> Schema {
         ],
         primary_key: vec!["id".to_owned()],
         pk_name: "users_pkey".to_owned(),
+        hidden_rowid: false,
         indexes: vec![IndexInfo {
             name: "users_name_key".to_owned(),
             columns: vec!["name".to_owned()],
@@ -57,6 +58,7 @@ fn schema() -> Schema {
             primary_key: vec![],
             pk_name: "accounts_pkey".to_owned(),
             indexes: vec![],
+            hidden_rowid: true,
         }),
     );
     Schema { id: 1, tables }
@@ -248,7 +250,11 @@ fn inserts_updates_deletes() {
 fn unsupported_constructs_fail_loudly() {
     check_err("SELECT row_number() OVER () FROM users", "0A000");
     check_err("SELECT ARRAY[1, 2]", "0A000");
-    check_err("SELECT now() - interval '1 day'", "0A000");
+    check_err("SELECT interval '1 day' * 2", "0A000");
+    check(
+        "SELECT now() - interval '1 day'",
+        "SELECT __pg_ts_interval(__pg_now(), '1 day', -1, 1184)",
+    );
     check_err("SELECT DISTINCT ON (name) name FROM users", "0A000");
     check_err("SELECT * FROM unnest(ARRAY[1])", "0A000");
     check_err("SELEC 1", "42601");
@@ -276,7 +282,11 @@ fn result_types_follow_postgres() {
         vec![
             ("?column?".to_owned(), PgType::Int4, -1),
             ("?column?".to_owned(), PgType::Text, -1),
-            ("?column?".to_owned(), PgType::Numeric, -1),
+            (
+                "?column?".to_owned(),
+                PgType::Numeric,
+                Ty::numeric_scale(1).typmod
+            ),
             ("?column?".to_owned(), PgType::Bool, -1),
             ("?column?".to_owned(), PgType::Text, -1),
             ("now".to_owned(), PgType::Timestamptz, -1),
@@ -285,6 +295,15 @@ fn result_types_follow_postgres() {
         ]
     );
     assert_eq!(types_of("SELECT * FROM accounts").len(), 3);
+    // The hidden rowid of a table without a primary key never shows.
+    check(
+        "SELECT * FROM accounts a",
+        "SELECT \"a\".\"aid\", \"a\".\"abalance\", \"a\".\"ratio\" FROM accounts a",
+    );
+    check(
+        "INSERT INTO accounts VALUES (1, 2, 3.5) RETURNING *",
+        "INSERT INTO accounts (\"aid\", \"abalance\", \"ratio\") VALUES (1, 2, 3.5) RETURNING \"accounts\".\"aid\", \"accounts\".\"abalance\", \"accounts\".\"ratio\"",
+    );
     assert_eq!(types_of("SELECT a.* FROM accounts a")[0].0, "aid");
     assert_eq!(
         types_of("SELECT coalesce(ratio, 0) FROM accounts")[0].1,
@@ -406,7 +425,7 @@ fn ddl_translates_with_catalog_rows() {
     check("CREATE TABLE IF NOT EXISTS users (id int)", "");
     assert_eq!(
         tr("CREATE TABLE t (id int, n serial)").pre[0],
-        "CREATE TABLE \"t\" (\"id\" INTEGER, \"n\" INTEGER DEFAULT (__pg_nextval('t_n_seq')) NOT NULL)"
+        "CREATE TABLE \"t\" (\"id\" INTEGER, \"n\" INTEGER DEFAULT (__pg_nextval('t_n_seq')) NOT NULL, \"__mycelium_rowid\" INTEGER PRIMARY KEY)"
     );
     check(
         "vacuum analyze pgbench_branches",

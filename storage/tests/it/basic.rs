@@ -276,3 +276,26 @@ async fn serial_columns_that_are_not_the_key_use_a_sequence() {
     .await;
     assert_eq!(out.value(), Some("3".into()));
 }
+
+#[tokio::test]
+async fn tables_without_a_primary_key_get_a_hidden_one() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE log (at int, msg text)").await;
+    ok(&mut s, "INSERT INTO log VALUES (1, 'a'), (2, 'b')").await;
+    let out = ok(&mut s, "SELECT * FROM log ORDER BY at").await;
+    assert_eq!(out.names(), vec!["at", "msg"]);
+    let out = ok(&mut s, "INSERT INTO log VALUES (3, 'c') RETURNING *").await;
+    assert_eq!(out.text(), vec![vec![Some("3".into()), Some("c".into())]]);
+    let out = ok(&mut s, "SELECT count(*) FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid WHERE c.relname = 'log'").await;
+    assert_eq!(out.value(), Some("2".into()));
+    // SQLite sees a primary key, so the session extension records the table.
+    let pk: i64 = sqlite(&db)
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('log') WHERE pk > 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pk, 1);
+}

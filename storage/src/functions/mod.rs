@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef};
 use rusqlite::Connection;
@@ -15,7 +15,12 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
 
 use crate::catalog::Schema;
+
+mod json;
+pub(crate) mod time;
+
 use crate::errors::encode_function_error;
+use time::date_part;
 
 /// Per-connection state the functions read: the statement's `now()` and the schema.
 #[derive(Clone, Default)]
@@ -97,7 +102,7 @@ pub fn format_timestamptz(t: DateTime<Utc>) -> String {
     format!("{}+00", format_naive(t.naive_utc()))
 }
 
-fn format_naive(t: NaiveDateTime) -> String {
+pub(crate) fn format_naive(t: NaiveDateTime) -> String {
     let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
     let micros = t.and_utc().timestamp_subsec_micros();
     if micros != 0 {
@@ -300,7 +305,195 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
             }
         }
     })?;
+    register_time(conn)?;
+    register_json(conn)?;
     crate::pg_catalog::register_functions(conn, state)?;
+    Ok(())
+}
+
+fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {
+    let oid: u32 = ctx.get(i)?;
+    PgType::from_oid(oid)
+        .ok_or_else(|| fail(DbError::new("42704", format!("type {oid} does not exist"))))
+}
+
+fn register_time(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function("__pg_date_add", 3, DET, |ctx| {
+        let sign: i64 = ctx.get(2)?;
+        let days = match ctx.get_raw(1) {
+            ValueRef::Integer(n) => ValueRef::Integer(n * sign),
+            other => other,
+        };
+        time::date_plus_days(ctx.get_raw(0), days).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_date_diff", 2, DET, |ctx| {
+        time::date_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_ts_interval", 4, DET, |ctx| {
+        let sign: i64 = ctx.get(2)?;
+        let ty = type_arg(ctx, 3)?;
+        time::timestamp_plus_interval(ctx.get_raw(0), ctx.get_raw(1), sign, ty).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_ts_diff", 2, DET, |ctx| {
+        time::timestamp_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_date_trunc", 3, DET, |ctx| {
+        let field: String = ctx.get(0)?;
+        let ty = type_arg(ctx, 2)?;
+        time::date_trunc(&field, ctx.get_raw(1), ty).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_interval", 1, DET, |ctx| match ctx.get_raw(0) {
+        ValueRef::Null => Ok(None),
+        _ => {
+            let text: String = ctx.get(0)?;
+            time::parse_interval(&text)
+                .map(|iv| Some(iv.format()))
+                .map_err(fail)
+        }
+    })?;
+    Ok(())
+}
+
+fn register_json(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function("__pg_json_out", 1, DET, |ctx| {
+        json::normalize(ctx.get_raw(0)).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_json_path", 3, DET, |ctx| {
+        let as_text: bool = ctx.get(2)?;
+        json::path(ctx.get_raw(0), ctx.get_raw(1), as_text).map_err(fail)
+    })?;
+    for (name, mode) in [
+        ("__pg_jsonb_exists", 0),
+        ("__pg_jsonb_exists_any", 1),
+        ("__pg_jsonb_exists_all", 2),
+    ] {
+        conn.create_scalar_function(name, 2, DET, move |ctx| {
+            let keys = if mode == 0 {
+                text_arg(ctx, 1)?.map(|k| vec![k])
+            } else {
+                json::text_array(ctx.get_raw(1)).map_err(fail)?
+            };
+            let Some(keys) = keys else {
+                return Ok(None);
+            };
+            json::exists(ctx.get_raw(0), &keys, mode == 2).map_err(fail)
+        })?;
+    }
+    conn.create_scalar_function("__pg_jsonb_contains", 2, DET, |ctx| {
+        let (Some(a), Some(b)) = (
+            json::parse(ctx.get_raw(0)).map_err(fail)?,
+            json::parse(ctx.get_raw(1)).map_err(fail)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(json::contains(&a, &b)))
+    })?;
+    conn.create_scalar_function("__pg_jsonb_concat", 2, DET, |ctx| {
+        let (Some(a), Some(b)) = (
+            json::parse(ctx.get_raw(0)).map_err(fail)?,
+            json::parse(ctx.get_raw(1)).map_err(fail)?,
+        ) else {
+            return Ok(None);
+        };
+        json::render(&json::concat(a, b)).map(Some).map_err(fail)
+    })?;
+    for name in ["jsonb_typeof", "json_typeof"] {
+        conn.create_scalar_function(name, 1, DET, |ctx| {
+            Ok(json::parse(ctx.get_raw(0))
+                .map_err(fail)?
+                .map(|j| json::type_of(&j)))
+        })?;
+    }
+    for name in ["jsonb_array_length", "json_array_length"] {
+        conn.create_scalar_function(name, 1, DET, |ctx| {
+            match json::parse(ctx.get_raw(0)).map_err(fail)? {
+                None => Ok(None),
+                Some(serde_json::Value::Array(items)) => Ok(Some(items.len() as i64)),
+                Some(_) => Err(fail(DbError::new(
+                    "22023",
+                    "cannot get array length of a non-array",
+                ))),
+            }
+        })?;
+    }
+    conn.create_scalar_function("__pg_to_json", 2, DET, |ctx| {
+        let oid: u32 = ctx.get(1)?;
+        let value = json::to_json(ctx.get_raw(0), oid).map_err(fail)?;
+        json::render(&value).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_jsonb_build_object", -1, DET, |ctx| {
+        if ctx.len() % 2 != 0 {
+            return Err(fail(DbError::new(
+                "22023",
+                "argument list must have even number of elements",
+            )));
+        }
+        let mut map = serde_json::Map::new();
+        for i in (0..ctx.len()).step_by(2) {
+            let key = text_arg(ctx, i)?
+                .ok_or_else(|| fail(DbError::new("22004", "argument 1: key must not be null")))?;
+            let value = json::parse(ctx.get_raw(i + 1))
+                .map_err(fail)?
+                .unwrap_or(serde_json::Value::Null);
+            map.insert(key, value);
+        }
+        json::render(&serde_json::Value::Object(map)).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_jsonb_build_array", -1, DET, |ctx| {
+        let mut items = Vec::new();
+        for i in 0..ctx.len() {
+            items.push(
+                json::parse(ctx.get_raw(i))
+                    .map_err(fail)?
+                    .unwrap_or(serde_json::Value::Null),
+            );
+        }
+        json::render(&serde_json::Value::Array(items)).map_err(fail)
+    })?;
+    conn.create_scalar_function("jsonb_set", -1, DET, |ctx| {
+        if ctx.len() < 3 {
+            return Err(fail(DbError::new(
+                "42883",
+                "function jsonb_set does not exist",
+            )));
+        }
+        let (Some(target), Some(path), Some(new)) = (
+            json::parse(ctx.get_raw(0)).map_err(fail)?,
+            json::text_array(ctx.get_raw(1)).map_err(fail)?,
+            json::parse(ctx.get_raw(2)).map_err(fail)?,
+        ) else {
+            return Ok(None);
+        };
+        let create = if ctx.len() > 3 {
+            ctx.get::<bool>(3)?
+        } else {
+            true
+        };
+        json::render(&json::set(target, &path, new, create))
+            .map(Some)
+            .map_err(fail)
+    })?;
+    for (name, as_text) in [
+        ("jsonb_extract_path_text", true),
+        ("json_extract_path_text", true),
+        ("jsonb_extract_path", false),
+        ("json_extract_path", false),
+    ] {
+        conn.create_scalar_function(name, -1, DET, move |ctx| {
+            let mut keys = Vec::new();
+            for i in 1..ctx.len() {
+                match text_arg(ctx, i)? {
+                    Some(k) => keys.push(format!(
+                        "\"{}\"",
+                        k.replace('\\', "\\\\").replace('"', "\\\"")
+                    )),
+                    None => return Ok(None),
+                }
+            }
+            let path = format!("{{{}}}", keys.join(","));
+            json::path(ctx.get_raw(0), ValueRef::Text(path.as_bytes()), as_text).map_err(fail)
+        })?;
+    }
     Ok(())
 }
 
@@ -503,6 +696,18 @@ pub(crate) fn cast(
             _ => types::parse_text(dst, typmod, &as_text(v, src)?),
         },
         SqlValueRef::Text(s) => {
+            let datetime = |t: Option<PgType>| {
+                matches!(
+                    t,
+                    Some(PgType::Date | PgType::Timestamp | PgType::Timestamptz)
+                )
+            };
+            if datetime(src)
+                && datetime(Some(dst))
+                && let Some(converted) = time::convert(s, dst)
+            {
+                return Ok(SqlValue::Text(converted));
+            }
             if is_int(dst) && src == Some(PgType::Numeric) {
                 let f: f64 = s.trim().parse().map_err(|_| {
                     DbError::new(
@@ -519,73 +724,6 @@ pub(crate) fn cast(
             _ => types::parse_text(dst, typmod, &as_text(v, Some(PgType::Bytea))?),
         },
     }
-}
-
-fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
-    let t = text.trim();
-    let t = t.strip_suffix("+00").unwrap_or(t);
-    for format in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(t, format) {
-            return Some(dt);
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0);
-    }
-    let t = t.strip_suffix('Z').unwrap_or(t);
-    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()
-}
-
-fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
-    let text = match v {
-        ValueRef::Null => return Ok(None),
-        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-        _ => {
-            return Err(DbError::new(
-                "42883",
-                "function date_part(text, number) does not exist",
-            ));
-        }
-    };
-    let Some(dt) = parse_datetime(&text) else {
-        return Err(DbError::new(
-            "22007",
-            format!("invalid input syntax for type timestamp: \"{text}\""),
-        ));
-    };
-    let seconds = f64::from(dt.second()) + f64::from(dt.nanosecond() / 1000) / 1e6;
-    let value = match field.to_ascii_lowercase().as_str() {
-        "epoch" => {
-            dt.and_utc().timestamp() as f64
-                + f64::from(dt.and_utc().timestamp_subsec_micros()) / 1e6
-        }
-        "year" => f64::from(dt.year()),
-        "month" => f64::from(dt.month()),
-        "day" => f64::from(dt.day()),
-        "hour" => f64::from(dt.hour()),
-        "minute" => f64::from(dt.minute()),
-        "second" => seconds,
-        "milliseconds" => seconds * 1000.0,
-        "microseconds" => seconds * 1e6,
-        "dow" => f64::from(dt.weekday().num_days_from_sunday()),
-        "isodow" => f64::from(dt.weekday().number_from_monday()),
-        "doy" => f64::from(dt.ordinal()),
-        "quarter" => f64::from((dt.month() - 1) / 3 + 1),
-        "week" => f64::from(dt.iso_week().week()),
-        "decade" => f64::from(dt.year() / 10),
-        "century" => f64::from((dt.year() + 99) / 100),
-        other => {
-            return Err(DbError::new(
-                "22023",
-                format!("unit \"{other}\" not recognized for type timestamp"),
-            ));
-        }
-    };
-    Ok(Some(value))
 }
 
 /// Postgres `LIKE`: `%`, `_`, an escape character (backslash unless given), exact case

@@ -1,0 +1,131 @@
+//! `SHOW MYCELIUM NODES | SHARDS | POLICIES`: the cluster as the proxy sees it, as rows.
+
+use mycelium_protocol::Column;
+use mycelium_protocol::types::oid;
+use mycelium_router::{ReplicaRole, TablePolicy, copies, policy_to_options};
+
+use crate::Proxy;
+use crate::cluster::DEFAULT_GROUP;
+use crate::error::{ProxyError, sql_error};
+
+/// Column names and rows of one admin view.
+pub struct AdminRows {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+fn text_columns(names: &[&str]) -> Vec<Column> {
+    names
+        .iter()
+        .map(|name| Column {
+            name: (*name).to_owned(),
+            table_oid: 0,
+            column_id: 0,
+            type_oid: oid::TEXT,
+            type_size: -1,
+            type_modifier: -1,
+        })
+        .collect()
+}
+
+/// The admin views, by the name SHOW uses (`mycelium_nodes`, ...); `None` for other names.
+pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
+    Some(match name {
+        "mycelium_nodes" => text_columns(&["node", "node_type"]),
+        "mycelium_shards" => text_columns(&["table_name", "shard", "keys", "nodes"]),
+        "mycelium_policies" => text_columns(&[
+            "table_name",
+            "shard_keys",
+            "shards",
+            "replication_factor",
+            "validator_only",
+            "min_validator_copies",
+            "read_roles",
+            "write_roles",
+            "range_sharding",
+            "ranges",
+            "copies",
+        ]),
+        _ => return None,
+    })
+}
+
+impl Proxy {
+    pub(crate) fn admin_rows(&self, name: &str) -> Result<AdminRows, ProxyError> {
+        let columns = admin_columns(name)
+            .ok_or_else(|| sql_error("42704", format!("unrecognized configuration parameter \"{name}\"")))?;
+        let cluster = &self.cluster;
+        let rows = match name {
+            "mycelium_nodes" => cluster
+                .nodes
+                .iter()
+                .map(|n| vec![Some(n.info.id.clone()), Some(format!("{:?}", n.info.node_type).to_lowercase())])
+                .collect(),
+            "mycelium_shards" => {
+                let mut rows = Vec::new();
+                for table in self.policy_tables() {
+                    let placement = cluster.placement(&table)?;
+                    for shard in &placement.shards {
+                        let nodes: Vec<String> = shard
+                            .replicas
+                            .iter()
+                            .map(|r| {
+                                let role = match r.role {
+                                    ReplicaRole::Primary => "primary",
+                                    ReplicaRole::Secondary => "secondary",
+                                };
+                                format!("{} ({role})", r.node)
+                            })
+                            .collect();
+                        rows.push(vec![
+                            Some(table.clone()),
+                            Some(shard.shard.to_string()),
+                            Some(key_range(&placement.policy, shard.shard)),
+                            Some(nodes.join(", ")),
+                        ]);
+                    }
+                }
+                rows
+            }
+            _ => {
+                let mut rows = Vec::new();
+                for table in self.policy_tables() {
+                    let placement = cluster.placement(&table)?;
+                    let infos: Vec<_> = cluster.nodes.iter().map(|n| n.info.clone()).collect();
+                    let copies = copies(&placement.policy, &infos).map(|c| c.to_string()).ok();
+                    let mut row = vec![Some(table.clone())];
+                    row.extend(policy_to_options(&placement.policy).into_iter().map(|(_, v)| Some(v)));
+                    row.push(copies);
+                    rows.push(row);
+                }
+                rows
+            }
+        };
+        Ok(AdminRows { columns, rows })
+    }
+
+    /// Tables with a policy, then the group of tables without one.
+    fn policy_tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = self.cluster.policies().into_keys().collect();
+        tables.push(DEFAULT_GROUP.to_owned());
+        tables
+    }
+}
+
+/// Which keys a shard holds, in words.
+fn key_range(policy: &TablePolicy, shard: u32) -> String {
+    if policy.is_reference() {
+        return "all rows".to_owned();
+    }
+    if policy.range_sharding {
+        let low = shard.checked_sub(1).and_then(|i| policy.ranges.get(i as usize));
+        let high = policy.ranges.get(shard as usize);
+        return match (low, high) {
+            (None, Some(h)) => format!("{} < {h}", policy.shard_keys[0]),
+            (Some(l), Some(h)) => format!("{l} <= {} < {h}", policy.shard_keys[0]),
+            (Some(l), None) => format!("{} >= {l}", policy.shard_keys[0]),
+            (None, None) => "all rows".to_owned(),
+        };
+    }
+    format!("hash({}) % {} = {shard}", policy.shard_keys.join(", "), policy.shards)
+}

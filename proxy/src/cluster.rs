@@ -1,0 +1,176 @@
+//! The proxy's view of the cluster: its nodes, the table policies, where each table's shards
+//! live, and the routes of statements it has seen.
+//!
+//! Until replication lands, a shard's rows live on its primary only: writes go to the primary
+//! and so do reads, and secondaries hold the table's schema. Tables nobody configured share one
+//! placement (as if they were all named [`DEFAULT_GROUP`]), so an application that never heard
+//! of policies keeps all its tables, and its transactions, on one node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use mycelium_protocol::NodeLink;
+use mycelium_router::{
+    NodeInfo, PolicyDefaults, PolicySource, Route, RouterError, TablePlacement, TablePolicy, place,
+    route,
+};
+
+use crate::error::{ProxyError, sql_error};
+
+/// The placement name shared by tables without a policy.
+pub const DEFAULT_GROUP: &str = "__default";
+
+/// One node as the proxy reaches it.
+pub struct ClusterNode {
+    pub info: NodeInfo,
+    pub link: Arc<dyn NodeLink>,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<ClusterNode>,
+    defaults: PolicyDefaults,
+    /// Policies set in the config file or by SQL, by table.
+    policies: RwLock<HashMap<String, TablePolicy>>,
+    placements: DashMap<String, Arc<TablePlacement>>,
+    routes: DashMap<Arc<str>, Arc<Result<Route, RouterError>>>,
+}
+
+impl Cluster {
+    pub fn new(nodes: Vec<ClusterNode>, defaults: PolicyDefaults, policies: Vec<TablePolicy>) -> Cluster {
+        Cluster {
+            nodes,
+            defaults,
+            policies: RwLock::new(policies.into_iter().map(|p| (p.table.clone(), p)).collect()),
+            placements: DashMap::new(),
+            routes: DashMap::new(),
+        }
+    }
+
+    pub fn node_index(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.info.id == id)
+    }
+
+    /// Whether `table` has a policy of its own (set in the config or by SQL).
+    pub fn has_policy(&self, table: &str) -> bool {
+        self.policies.read().map(|p| p.contains_key(table)).unwrap_or(false)
+    }
+
+    pub fn policies(&self) -> BTreeMap<String, TablePolicy> {
+        self.policies
+            .read()
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Installs or replaces a policy; routes and placements computed under the old one go.
+    pub fn set_policy(&self, policy: TablePolicy) {
+        if let Ok(mut policies) = self.policies.write() {
+            policies.insert(policy.table.clone(), policy);
+        }
+        self.forget_routes();
+    }
+
+    pub fn remove_policy(&self, table: &str) {
+        if let Ok(mut policies) = self.policies.write() {
+            policies.remove(table);
+        }
+        self.forget_routes();
+    }
+
+    fn forget_routes(&self) {
+        self.placements.clear();
+        self.routes.clear();
+    }
+
+    /// The route of a statement, computed once per text.
+    pub fn route(&self, sql: &Arc<str>) -> Arc<Result<Route, RouterError>> {
+        if let Some(route) = self.routes.get(sql) {
+            return route.clone();
+        }
+        let computed = Arc::new(route(sql, self));
+        if self.routes.len() > 10_000 {
+            self.routes.clear();
+        }
+        self.routes.insert(sql.clone(), computed.clone());
+        computed
+    }
+
+    /// Where the shards of `table` live.
+    pub fn placement(&self, table: &str) -> Result<Arc<TablePlacement>, ProxyError> {
+        if let Some(placement) = self.placements.get(table) {
+            return Ok(placement.clone());
+        }
+        let policy = self.policy(table);
+        let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
+        let mut placement = place(&policy, &infos).map_err(|e| sql_error("22023", e.to_string()))?;
+        placement.policy.table = table.to_owned();
+        let placement = Arc::new(placement);
+        self.placements.insert(table.to_owned(), placement.clone());
+        Ok(placement)
+    }
+
+    /// Checks that a policy can be placed on this cluster.
+    pub fn check_policy(&self, policy: &TablePolicy) -> Result<(), ProxyError> {
+        let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
+        place(policy, &infos).map(|_| ()).map_err(|e| sql_error("22023", e.to_string()))
+    }
+
+    /// Checks that every policy can be placed on this cluster.
+    pub fn check(&self) -> Result<(), mycelium_router::PolicyError> {
+        let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
+        for policy in self.policies().values() {
+            place(policy, &infos)?;
+        }
+        Ok(())
+    }
+
+    pub fn defaults(&self) -> &PolicyDefaults {
+        &self.defaults
+    }
+}
+
+/// A configured policy as the router's type, checked.
+pub fn policy_from_config(
+    config: &mycelium_config::PolicyConfig,
+    defaults: &PolicyDefaults,
+) -> Result<TablePolicy, mycelium_router::PolicyError> {
+    let table = config.table.to_ascii_lowercase();
+    let mut options: Vec<(String, String)> = Vec::new();
+    if !config.shard_keys.is_empty() {
+        options.push(("shard_keys".to_owned(), config.shard_keys.join(",")));
+    }
+    if let Some(shards) = config.shards {
+        options.push(("shards".to_owned(), shards.to_string()));
+    }
+    if let Some(rf) = config.replication_factor {
+        options.push(("replication_factor".to_owned(), rf.to_string()));
+    }
+    options.push(("validator_only".to_owned(), config.validator_only.to_string()));
+    if let Some(copies) = config.min_validator_copies {
+        options.push(("min_validator_copies".to_owned(), copies.to_string()));
+    }
+    if let Some(roles) = &config.read_roles {
+        options.push(("read_roles".to_owned(), roles.join(",")));
+    }
+    if let Some(roles) = &config.write_roles {
+        options.push(("write_roles".to_owned(), roles.join(",")));
+    }
+    options.push(("range_sharding".to_owned(), config.range_sharding.to_string()));
+    if !config.ranges.is_empty() {
+        let ranges: Vec<String> = config.ranges.iter().map(i64::to_string).collect();
+        options.push(("ranges".to_owned(), ranges.join(",")));
+    }
+    mycelium_router::apply_options(TablePolicy::default_for(&table, defaults), &options)
+}
+
+impl PolicySource for Cluster {
+    fn policy(&self, table: &str) -> TablePolicy {
+        if let Ok(policies) = self.policies.read()
+            && let Some(policy) = policies.get(table)
+        {
+            return policy.clone();
+        }
+        TablePolicy::default_for(DEFAULT_GROUP, &self.defaults)
+    }
+}

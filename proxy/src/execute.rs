@@ -1,0 +1,685 @@
+//! Running statements on nodes: which node(s) a statement goes to, the transaction each
+//! touched node is in, streaming results back, and the transaction control that spans them.
+//!
+//! Rules until two-phase commit exists: a statement or a transaction writes rows on at most one
+//! node (anything else is refused with 0A000 before it runs); DDL goes to every node, so every
+//! node knows every table; reads may span nodes and are merged (see `scatter`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use mycelium_protocol::types::{PgType, oid};
+use mycelium_protocol::{DataRows, DbError, Execute, Format, NodeSession, Reply, ReplyStream};
+use mycelium_router::{
+    KeyExpr, KeyValue, PolicySource, Route, RouterError, ShardChoice, TablePolicy, TxnControl,
+    apply_options, policy_options,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{self, TxnStatus};
+use crate::error::{ProxyError, sql_error};
+use crate::session::Session;
+
+/// A node session and whether the client's transaction is open on it.
+pub(crate) struct NodeConn {
+    pub session: Box<dyn NodeSession>,
+    pub in_txn: bool,
+}
+
+/// Where a statement's replies come from: the node, or a buffer they were drained into when
+/// another statement needed the node while this portal sat suspended.
+pub(crate) enum Source {
+    Live(ReplyStream),
+    Buffered(VecDeque<Result<Reply, DbError>>),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Reply, DbError>> {
+        match self {
+            Source::Live(stream) => stream.recv().await,
+            Source::Buffered(replies) => replies.pop_front(),
+        }
+    }
+}
+
+/// Rows of a portal not yet sent because Execute asked for fewer.
+pub(crate) struct Suspended {
+    source: Source,
+    pending: DataRows,
+    node: usize,
+}
+
+/// How results go back: the simple protocol describes its rows itself, the extended one
+/// leaves that to Describe and may stop after `max_rows`.
+#[derive(Clone, Copy)]
+pub(crate) enum Output {
+    Simple,
+    Extended { max_rows: usize },
+}
+
+/// How a statement ended.
+pub(crate) enum Finished {
+    Complete,
+    Suspended(Suspended),
+}
+
+/// What a DDL statement does to table policies.
+pub(crate) enum PolicyChange {
+    /// CREATE TABLE with `mycelium.*` options.
+    Create(TablePolicy),
+    /// ALTER TABLE ... SET with only `mycelium.*` options: the proxy's business alone.
+    Alter(TablePolicy),
+    /// DROP TABLE: the policies of these tables go too.
+    Drop(Vec<String>),
+}
+
+/// Where a statement runs.
+pub(crate) enum Target {
+    One(usize),
+    /// A read over several nodes, merged by the proxy.
+    Scatter(Vec<usize>),
+    /// DDL: every node.
+    All,
+}
+
+impl Session {
+    // ---- transactions ----
+
+    pub(crate) async fn transaction_control(
+        &mut self,
+        op: TxnControl,
+        sql: &str,
+    ) -> Result<(), ProxyError> {
+        match op {
+            TxnControl::Begin => {
+                if self.status == TxnStatus::Idle {
+                    self.status = TxnStatus::InTransaction;
+                    self.begin_sql = Some(sql.to_owned());
+                } else {
+                    self.notice("25001", "there is already a transaction in progress");
+                }
+                backend::command_complete(&mut self.conn.out, "BEGIN");
+            }
+            TxnControl::Commit => {
+                let tag = match self.status {
+                    TxnStatus::Idle => {
+                        self.notice("25P01", "there is no transaction in progress");
+                        "COMMIT"
+                    }
+                    TxnStatus::InTransaction => {
+                        self.finish_transaction("COMMIT").await?;
+                        "COMMIT"
+                    }
+                    TxnStatus::Failed => {
+                        self.finish_transaction("ROLLBACK").await?;
+                        "ROLLBACK"
+                    }
+                };
+                backend::command_complete(&mut self.conn.out, tag);
+            }
+            TxnControl::Rollback => {
+                if self.status == TxnStatus::Idle {
+                    self.notice("25P01", "there is no transaction in progress");
+                } else {
+                    self.finish_transaction("ROLLBACK").await?;
+                }
+                backend::command_complete(&mut self.conn.out, "ROLLBACK");
+            }
+            TxnControl::Savepoint | TxnControl::Release | TxnControl::RollbackTo => {
+                if self.status == TxnStatus::Idle {
+                    let what = match op {
+                        TxnControl::Savepoint => "SAVEPOINT",
+                        TxnControl::Release => "RELEASE SAVEPOINT",
+                        _ => "ROLLBACK TO SAVEPOINT",
+                    };
+                    return Err(sql_error(
+                        "25P01",
+                        format!("{what} can only be used in transaction blocks"),
+                    ));
+                }
+                // Savepoints live on every node of the transaction; a node the transaction
+                // reaches later starts after the savepoint, which is what rolling back to it
+                // would leave there anyway.
+                let touched = self.touched_nodes();
+                let nodes = if touched.is_empty() { vec![0] } else { touched };
+                let mut tag = String::new();
+                for node in nodes {
+                    self.ensure_node_transaction(node).await?;
+                    tag = self.node_command(node, sql).await?;
+                }
+                if op == TxnControl::RollbackTo {
+                    self.status = TxnStatus::InTransaction;
+                }
+                backend::command_complete(&mut self.conn.out, &tag);
+            }
+        }
+        Ok(())
+    }
+
+    fn touched_nodes(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.as_ref().is_some_and(|n| n.in_txn))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Ends the transaction on every node it reached, and locally whatever the nodes answer:
+    /// after a failed COMMIT the transaction is gone either way. The node that wrote commits
+    /// last, so a failure there leaves nothing half-committed.
+    pub(crate) async fn finish_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
+        let mut touched = self.touched_nodes();
+        if let Some(writer) = self.wrote_on {
+            touched.retain(|&n| n != writer);
+            if self.nodes.get(writer).is_some_and(|n| n.as_ref().is_some_and(|n| n.in_txn)) {
+                touched.push(writer);
+            }
+        }
+        self.status = TxnStatus::Idle;
+        self.begin_sql = None;
+        self.wrote_on = None;
+        self.portals.clear();
+        let mut first_error = None;
+        for node in touched {
+            if let Some(conn) = self.nodes.get_mut(node).and_then(Option::as_mut) {
+                conn.in_txn = false;
+            }
+            if let Err(e) = self.node_command(node, command).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens the client's transaction on `node` before its first statement there.
+    pub(crate) async fn ensure_node_transaction(&mut self, node: usize) -> Result<(), ProxyError> {
+        if self.status == TxnStatus::Idle {
+            return Ok(());
+        }
+        if self.nodes.get(node).is_some_and(|n| n.as_ref().is_some_and(|n| n.in_txn)) {
+            return Ok(());
+        }
+        let begin = self.begin_sql.clone().unwrap_or_else(|| "BEGIN".to_owned());
+        self.node_command(node, &begin).await?;
+        if let Some(conn) = self.nodes.get_mut(node).and_then(Option::as_mut) {
+            conn.in_txn = true;
+        }
+        Ok(())
+    }
+
+    /// Runs a statement whose rows (if any) are not for the client; returns its tag.
+    pub(crate) async fn node_command(&mut self, node: usize, sql: &str) -> Result<String, ProxyError> {
+        let mut stream = self.node(node).await?.execute(Execute::simple(sql)).await?;
+        loop {
+            match stream.recv().await {
+                Some(Ok(Reply::Complete { tag })) => return Ok(tag),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(self.node_gone(node)),
+            }
+        }
+    }
+
+    /// The session on `node`, opened on first use. A suspended portal on that node is drained
+    /// into memory first, since a node session runs one statement at a time.
+    pub(crate) async fn node(&mut self, node: usize) -> Result<&mut Box<dyn NodeSession>, ProxyError> {
+        self.park_suspended(node).await;
+        if node >= self.nodes.len() {
+            self.nodes.resize_with(node + 1, || None);
+        }
+        if self.nodes[node].is_none() {
+            let link = self
+                .proxy
+                .cluster
+                .nodes
+                .get(node)
+                .map(|n| n.link.clone())
+                .ok_or_else(|| sql_error("XX000", format!("no node number {node}")))?;
+            let session = link.open_session().await?;
+            self.nodes[node] = Some(NodeConn {
+                session,
+                in_txn: false,
+            });
+        }
+        let gone = self.node_gone(node);
+        match self.nodes[node].as_mut() {
+            Some(conn) => Ok(&mut conn.session),
+            None => Err(gone),
+        }
+    }
+
+    async fn park_suspended(&mut self, node: usize) {
+        for portal in self.portals.values_mut() {
+            let Some(suspended) = portal.suspended.as_mut() else {
+                continue;
+            };
+            if suspended.node != node {
+                continue;
+            }
+            if let Source::Live(stream) = &mut suspended.source {
+                let mut replies = VecDeque::new();
+                while let Some(reply) = stream.recv().await {
+                    let end = !matches!(reply, Ok(Reply::Rows(_)) | Ok(Reply::Columns(_)));
+                    replies.push_back(reply);
+                    if end {
+                        break;
+                    }
+                }
+                suspended.source = Source::Buffered(replies);
+            }
+        }
+    }
+
+    pub(crate) fn node_gone(&self, node: usize) -> ProxyError {
+        let id = self
+            .proxy
+            .cluster
+            .nodes
+            .get(node)
+            .map(|n| n.info.id.as_str())
+            .unwrap_or("?");
+        sql_error("08006", format!("lost connection to node {id}"))
+    }
+
+    // ---- choosing nodes ----
+
+    /// The node(s) a forwarded statement runs on, and whether it writes rows.
+    pub(crate) fn target(&self, request: &Execute) -> Result<(Target, bool), ProxyError> {
+        let cluster = &self.proxy.cluster;
+        if cluster.nodes.len() == 1 {
+            return Ok((Target::One(0), false));
+        }
+        let route = cluster.route(&request.sql);
+        let route = match route.as_ref() {
+            Ok(route) => route,
+            Err(RouterError::Syntax(_)) => {
+                // Statements the router's parser does not know (VACUUM, ANALYZE, ...) are
+                // maintenance: every node runs them. Anything else gets the node's own
+                // syntax error from one node.
+                return Ok(match mycelium_router::statement_kind(&request.sql) {
+                    "other" => (Target::All, false),
+                    _ => (Target::One(0), false),
+                });
+            }
+            Err(e) => return Err(e.clone().into()),
+        };
+        match route {
+            Route::AnyNode => Ok((Target::One(self.any_node()), false)),
+            Route::Ddl { .. } => Ok((Target::All, true)),
+            Route::Read { table, shards } => {
+                let nodes = self.primaries(table, shards, request)?;
+                Ok(match nodes.as_slice() {
+                    [one] => (Target::One(*one), false),
+                    _ => (Target::Scatter(nodes), false),
+                })
+            }
+            Route::Write { table, shards } => {
+                let nodes = self.primaries(table, shards, request)?;
+                match nodes.as_slice() {
+                    [one] => Ok((Target::One(*one), true)),
+                    _ => Err(self.multi_node_write(&nodes)),
+                }
+            }
+        }
+    }
+
+    /// A node for statements that touch no table: one already in the transaction if any.
+    fn any_node(&self) -> usize {
+        self.touched_nodes().first().copied().unwrap_or(0)
+    }
+
+    fn multi_node_write(&self, nodes: &[usize]) -> ProxyError {
+        let names: Vec<&str> = nodes
+            .iter()
+            .filter_map(|&n| self.proxy.cluster.nodes.get(n).map(|n| n.info.id.as_str()))
+            .collect();
+        sql_error(
+            "0A000",
+            format!(
+                "this statement writes rows on nodes {}: writes that span nodes need two-phase \
+                 commit, which Mycelium does not have yet; write each node's rows in its own \
+                 statement (filter on the shard key)",
+                names.join(", ")
+            ),
+        )
+    }
+
+    /// The distinct primary nodes of the shards a route picks, in node order.
+    fn primaries(
+        &self,
+        table: &str,
+        shards: &ShardChoice,
+        request: &Execute,
+    ) -> Result<Vec<usize>, ProxyError> {
+        let cluster = &self.proxy.cluster;
+        let placement = cluster.placement(table)?;
+        let chosen: Vec<u32> = match shards {
+            ShardChoice::All => (0..placement.policy.shards).collect(),
+            ShardChoice::Keys(keys) => {
+                let mut chosen = Vec::with_capacity(keys.len());
+                for key in keys {
+                    match resolve_key(key, request) {
+                        Some(values) => chosen.push(placement.policy.shard_of(&values)),
+                        // A parameter not bound yet (Describe): any node holding the table
+                        // can describe it.
+                        None => chosen.push(0),
+                    }
+                }
+                chosen
+            }
+        };
+        let mut nodes: Vec<usize> = chosen
+            .iter()
+            .filter_map(|&s| placement.shards.get(s as usize))
+            .filter_map(|shard| cluster.node_index(shard.primary()))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        if nodes.is_empty() {
+            nodes.push(0);
+        }
+        Ok(nodes)
+    }
+
+    // ---- policies ----
+
+    /// The policy change a DDL statement makes, validated against the cluster.
+    fn policy_change(&self, sql: &str) -> Result<Option<PolicyChange>, ProxyError> {
+        let cluster = &self.proxy.cluster;
+        if let Some(found) = policy_options(sql)? {
+            let invalid = |e: mycelium_router::PolicyError| sql_error("22023", e.to_string());
+            let policy = if found.alter {
+                if found.other_options {
+                    return Err(sql_error(
+                        "0A000",
+                        "ALTER TABLE ... SET mixing mycelium.* and other options is not supported; \
+                         set them in two statements",
+                    ));
+                }
+                let current = if cluster.has_policy(&found.table) {
+                    cluster.policy(&found.table)
+                } else {
+                    TablePolicy::default_for(&found.table, cluster.defaults())
+                };
+                apply_options(current, &found.options).map_err(invalid)?
+            } else {
+                apply_options(
+                    TablePolicy::default_for(&found.table, cluster.defaults()),
+                    &found.options,
+                )
+                .map_err(invalid)?
+            };
+            cluster.check_policy(&policy)?;
+            return Ok(Some(if found.alter {
+                PolicyChange::Alter(policy)
+            } else {
+                PolicyChange::Create(policy)
+            }));
+        }
+        let words: Vec<String> = sql
+            .split_whitespace()
+            .take(2)
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if words.first().map(String::as_str) == Some("drop")
+            && words.get(1).map(String::as_str) == Some("table")
+            && let Ok(Route::Ddl { tables }) = cluster.route(&Arc::from(sql)).as_ref()
+        {
+            return Ok(Some(PolicyChange::Drop(tables.clone())));
+        }
+        Ok(None)
+    }
+
+    /// Changing how a table is sharded would leave its rows on the wrong nodes: refused unless
+    /// the table is empty.
+    async fn check_resharding(&mut self, policy: &TablePolicy) -> Result<(), ProxyError> {
+        let cluster = &self.proxy.cluster;
+        let current = cluster.policy(&policy.table);
+        let same_layout = cluster.has_policy(&policy.table)
+            && current.shard_keys == policy.shard_keys
+            && current.shards == policy.shards
+            && current.range_sharding == policy.range_sharding
+            && current.ranges == policy.ranges;
+        if same_layout {
+            return Ok(());
+        }
+        let probe = format!("SELECT 1 FROM {} LIMIT 1", quote_ident(&policy.table));
+        for node in 0..self.proxy.cluster.nodes.len() {
+            let mut stream = self.node(node).await?.execute(Execute::simple(probe.as_str())).await?;
+            while let Some(reply) = stream.recv().await {
+                match reply {
+                    Ok(Reply::Rows(rows)) if !rows.is_empty() => {
+                        return Err(sql_error(
+                            "0A000",
+                            format!(
+                                "table {} has rows: changing its shard keys, shard count or \
+                                 ranges would leave them on the wrong nodes; create the table \
+                                 with its policy before loading it",
+                                policy.table
+                            ),
+                        ));
+                    }
+                    Ok(Reply::Complete { .. }) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- running statements ----
+
+    /// Runs a forwarded statement where it belongs and streams its results to the client.
+    pub(crate) async fn run_forward(
+        &mut self,
+        request: Execute,
+        output: Output,
+        ddl: bool,
+    ) -> Result<Finished, ProxyError> {
+        let (target, writes) = self.target(&request)?;
+        let result = match target {
+            Target::One(node) => {
+                if writes && self.status != TxnStatus::Idle {
+                    if let Some(writer) = self.wrote_on
+                        && writer != node
+                        && !ddl
+                    {
+                        return Err(self.multi_node_write(&[writer, node]));
+                    }
+                    if !ddl {
+                        self.wrote_on = Some(node);
+                    }
+                }
+                self.run_on(node, request, output).await
+            }
+            Target::All => {
+                let change = self.policy_change(&request.sql)?;
+                if let Some(PolicyChange::Alter(policy)) = change {
+                    self.check_resharding(&policy).await?;
+                    self.proxy.save_policy(&policy).await?;
+                    self.proxy.cluster.set_policy(policy);
+                    backend::command_complete(&mut self.conn.out, "ALTER TABLE");
+                    return Ok(Finished::Complete);
+                }
+                let finished = self.run_everywhere(request, output).await?;
+                match change {
+                    Some(PolicyChange::Create(policy)) => {
+                        self.proxy.save_policy(&policy).await?;
+                        self.proxy.cluster.set_policy(policy);
+                    }
+                    Some(PolicyChange::Drop(tables)) => {
+                        for table in tables {
+                            if self.proxy.cluster.has_policy(&table) {
+                                self.proxy.delete_policy(&table).await?;
+                                self.proxy.cluster.remove_policy(&table);
+                            }
+                        }
+                    }
+                    Some(PolicyChange::Alter(_)) | None => {}
+                }
+                Ok(finished)
+            }
+            Target::Scatter(nodes) => self.run_scatter(nodes, request, output).await,
+        };
+        if ddl && result.is_ok() {
+            self.proxy.descriptions.clear();
+        }
+        result
+    }
+
+    async fn run_on(&mut self, node: usize, request: Execute, output: Output) -> Result<Finished, ProxyError> {
+        self.ensure_node_transaction(node).await?;
+        let token = self.cancel.start_statement();
+        let result = async {
+            let stream = self.node(node).await?.execute(request.clone()).await?;
+            self.stream_results(Source::Live(stream), node, &request, output, DataRows::default(), &token)
+                .await
+        }
+        .await;
+        self.cancel.end_statement();
+        result
+    }
+
+    /// DDL and maintenance: every node runs it; the client sees the first node's answer.
+    async fn run_everywhere(&mut self, request: Execute, output: Output) -> Result<Finished, ProxyError> {
+        let finished = self.run_on(0, request.clone(), output).await?;
+        for node in 1..self.proxy.cluster.nodes.len() {
+            self.ensure_node_transaction(node).await?;
+            let mut stream = self.node(node).await?.execute(request.clone()).await?;
+            loop {
+                match stream.recv().await {
+                    Some(Ok(Reply::Complete { .. })) => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(self.node_gone(node)),
+                }
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Resumes a suspended portal.
+    pub(crate) async fn resume(
+        &mut self,
+        suspended: Suspended,
+        request: &Execute,
+        output: Output,
+    ) -> Result<Finished, ProxyError> {
+        let token = self.cancel.start_statement();
+        let result = self
+            .stream_results(suspended.source, suspended.node, request, output, suspended.pending, &token)
+            .await;
+        self.cancel.end_statement();
+        result
+    }
+
+    /// Sends replies to the client until the statement completes or `max_rows` is reached.
+    async fn stream_results(
+        &mut self,
+        mut source: Source,
+        node: usize,
+        request: &Execute,
+        output: Output,
+        mut pending: DataRows,
+        token: &CancellationToken,
+    ) -> Result<Finished, ProxyError> {
+        let limit = match output {
+            Output::Extended { max_rows } if max_rows > 0 => Some(max_rows),
+            _ => None,
+        };
+        let mut sent = 0usize;
+        loop {
+            if !pending.is_empty() {
+                let room = limit.map_or(usize::MAX, |l| l - sent);
+                let batch = pending.split_first(room);
+                sent += batch.len();
+                self.conn.out.extend_from_slice(batch.bytes());
+                self.conn.flush_if_full().await?;
+                if limit == Some(sent) {
+                    backend::portal_suspended(&mut self.conn.out);
+                    return Ok(Finished::Suspended(Suspended {
+                        source,
+                        pending,
+                        node,
+                    }));
+                }
+            }
+            let reply = tokio::select! {
+                reply = source.next() => reply,
+                () = token.cancelled() => {
+                    drop(source);
+                    return Err(sql_error("57014", "canceling statement due to user request"));
+                }
+            };
+            match reply {
+                Some(Ok(Reply::Columns(columns))) => {
+                    if matches!(output, Output::Simple) {
+                        backend::row_description(&mut self.conn.out, &columns, |i| {
+                            request.result_format(i)
+                        });
+                    }
+                }
+                Some(Ok(Reply::Rows(rows))) => pending = rows,
+                Some(Ok(Reply::Complete { tag })) => {
+                    backend::command_complete(&mut self.conn.out, &tag);
+                    return Ok(Finished::Complete);
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(self.node_gone(node)),
+            }
+        }
+    }
+}
+
+/// The key values of one key, with parameters taken from the bound values.
+fn resolve_key(key: &[KeyExpr], request: &Execute) -> Option<Vec<KeyValue>> {
+    key.iter()
+        .map(|part| match part {
+            KeyExpr::Value(value) => Some(value.clone()),
+            KeyExpr::Param(n) => param_key(request, *n),
+        })
+        .collect()
+}
+
+/// A bound parameter as a key value, following the canonical rules of the shard hash.
+fn param_key(request: &Execute, n: usize) -> Option<KeyValue> {
+    let index = n.checked_sub(1)?;
+    let Some(value) = request.params.get(index)? else {
+        // A NULL key matches no row; any shard answers that correctly.
+        return Some(KeyValue::Text(String::new()));
+    };
+    let format = request.param_formats.get(index).copied().unwrap_or_default();
+    if format == Format::Text {
+        return std::str::from_utf8(value).ok().map(KeyValue::from_text);
+    }
+    let type_oid = request.param_types.get(index).copied().unwrap_or(0);
+    match PgType::from_oid(type_oid) {
+        Some(PgType::Int2) if value.len() == 2 => Some(KeyValue::Int(i64::from(i16::from_be_bytes([value[0], value[1]])))),
+        Some(PgType::Int4) if value.len() == 4 => {
+            Some(KeyValue::Int(i64::from(i32::from_be_bytes([value[0], value[1], value[2], value[3]]))))
+        }
+        Some(PgType::Int8) if value.len() == 8 => {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(value);
+            Some(KeyValue::Int(i64::from_be_bytes(bytes)))
+        }
+        Some(PgType::Uuid) if value.len() == 16 => {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(value);
+            Some(KeyValue::Uuid(bytes))
+        }
+        _ if type_oid == oid::TEXT || type_oid == oid::VARCHAR || type_oid == oid::BPCHAR || type_oid == oid::NAME => {
+            std::str::from_utf8(value).ok().map(KeyValue::from_text)
+        }
+        _ => None,
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

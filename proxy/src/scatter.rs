@@ -1,0 +1,359 @@
+//! Reads that span nodes: every node runs the statement (or the partial form the router
+//! planned) and the proxy merges the streams: concatenation, a k-way merge for ORDER BY,
+//! OFFSET/LIMIT, and combining partial aggregates. Only the values a merge needs are decoded.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use mycelium_protocol::types::{self, PgType, SqlValue, oid};
+use mycelium_protocol::{Column, DataRows, DataRowsBuilder, Execute, Format, Reply, ReplyStream};
+use mycelium_router::{Combine, MergeSpec, SortColumn, merge_spec};
+
+use crate::backend;
+use crate::error::{ProxyError, sql_error};
+use crate::execute::{Finished, Output};
+use crate::session::Session;
+
+/// One node's stream, read a row at a time.
+struct Cursor {
+    /// What the client is told if this node's stream ends early.
+    gone: ProxyError,
+    stream: ReplyStream,
+    columns: Option<Arc<[Column]>>,
+    pending: DataRows,
+    done: bool,
+}
+
+impl Cursor {
+    fn lost(&self) -> ProxyError {
+        sql_error("08006", self.gone.to_client().message)
+    }
+
+    /// The next row (as a one-row batch), or `None` at the end.
+    async fn next_row(&mut self) -> Result<Option<DataRows>, ProxyError> {
+        loop {
+            if !self.pending.is_empty() {
+                return Ok(Some(self.pending.split_first(1)));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.stream.recv().await {
+                Some(Ok(Reply::Columns(columns))) => self.columns = Some(columns),
+                Some(Ok(Reply::Rows(rows))) => self.pending = rows,
+                Some(Ok(Reply::Complete { .. })) => self.done = true,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(self.lost()),
+            }
+        }
+    }
+
+    /// Reads up to the column list (or the end, for statements without rows).
+    async fn columns(&mut self) -> Result<Option<Arc<[Column]>>, ProxyError> {
+        while self.columns.is_none() && !self.done && self.pending.is_empty() {
+            match self.stream.recv().await {
+                Some(Ok(Reply::Columns(columns))) => self.columns = Some(columns),
+                Some(Ok(Reply::Rows(rows))) => self.pending = rows,
+                Some(Ok(Reply::Complete { .. })) => self.done = true,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(self.lost()),
+            }
+        }
+        Ok(self.columns.clone())
+    }
+}
+
+impl Session {
+    pub(crate) async fn run_scatter(
+        &mut self,
+        nodes: Vec<usize>,
+        request: Execute,
+        output: Output,
+    ) -> Result<Finished, ProxyError> {
+        let spec = merge_spec(&request.sql)?;
+        let node_request = match &spec.node_sql {
+            Some(sql) => Execute {
+                sql: Arc::from(sql.as_str()),
+                ..request.clone()
+            },
+            None => request.clone(),
+        };
+        let token = self.cancel.start_statement();
+        let result = async {
+            let mut cursors = Vec::with_capacity(nodes.len());
+            for node in nodes {
+                self.ensure_node_transaction(node).await?;
+                let stream = self.node(node).await?.execute(node_request.clone()).await?;
+                cursors.push(Cursor {
+                    gone: self.node_gone(node),
+                    stream,
+                    columns: None,
+                    pending: DataRows::default(),
+                    done: false,
+                });
+            }
+            let mut columns = None;
+            for cursor in &mut cursors {
+                let found = cursor.columns().await?;
+                columns = columns.or(found);
+            }
+            let Some(columns) = columns else {
+                return Err(sql_error("0A000", "only queries that return rows can read from several nodes"));
+            };
+            let visible = spec.output_columns.unwrap_or(columns.len()).min(columns.len());
+            let mut described: Vec<Column> = columns[..visible].to_vec();
+            if let Some(combines) = &spec.aggregates {
+                for (column, combine) in described.iter_mut().zip(combines) {
+                    if let Combine::Avg { .. } = combine {
+                        let float = column.type_oid == oid::FLOAT8 || column.type_oid == oid::FLOAT4;
+                        column.type_oid = if float { oid::FLOAT8 } else { oid::NUMERIC };
+                        column.type_size = if float { 8 } else { -1 };
+                        column.type_modifier = -1;
+                    }
+                }
+            }
+            if matches!(output, Output::Simple) {
+                backend::row_description(&mut self.conn.out, &described, |i| request.result_format(i));
+            }
+            let sent = tokio::select! {
+                sent = self.merge(&spec, &mut cursors, &columns, &described, &request) => sent?,
+                () = token.cancelled() => {
+                    return Err(sql_error("57014", "canceling statement due to user request"));
+                }
+            };
+            backend::command_complete(&mut self.conn.out, &format!("SELECT {sent}"));
+            Ok(Finished::Complete)
+        }
+        .await;
+        self.cancel.end_statement();
+        result
+    }
+
+    async fn merge(
+        &mut self,
+        spec: &MergeSpec,
+        cursors: &mut [Cursor],
+        columns: &[Column],
+        described: &[Column],
+        request: &Execute,
+    ) -> Result<u64, ProxyError> {
+        if let Some(combines) = &spec.aggregates {
+            return self.combine(combines, cursors, columns, described, request).await;
+        }
+        let sort: Vec<(usize, bool, bool)> = spec
+            .order_by
+            .iter()
+            .map(|key| {
+                let index = match &key.column {
+                    SortColumn::Index(i) => Some(*i),
+                    SortColumn::Name(name) => columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)),
+                };
+                index
+                    .filter(|&i| i < columns.len())
+                    .map(|i| (i, key.descending, key.nulls_first))
+                    .ok_or_else(|| sql_error("42703", "ORDER BY column is not in the result"))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut skip = spec.offset;
+        let mut remaining = spec.limit.unwrap_or(u64::MAX);
+        let mut sent = 0u64;
+        if sort.is_empty() {
+            for cursor in cursors.iter_mut() {
+                while remaining > 0 {
+                    let Some(row) = cursor.next_row().await? else { break };
+                    if skip > 0 {
+                        skip -= 1;
+                        continue;
+                    }
+                    self.conn.out.extend_from_slice(row.bytes());
+                    self.conn.flush_if_full().await?;
+                    remaining -= 1;
+                    sent += 1;
+                }
+            }
+            return Ok(sent);
+        }
+        let mut heads: Vec<Option<(DataRows, Vec<Option<SqlValue>>)>> = Vec::with_capacity(cursors.len());
+        for cursor in cursors.iter_mut() {
+            let head = match cursor.next_row().await? {
+                Some(row) => Some(sort_values(row, &sort, columns, request)?),
+                None => None,
+            };
+            heads.push(head);
+        }
+        while remaining > 0 {
+            let mut best: Option<usize> = None;
+            for (i, head) in heads.iter().enumerate() {
+                let Some((_, values)) = head else { continue };
+                let better = match best.and_then(|b| heads[b].as_ref()) {
+                    None => true,
+                    Some((_, best_values)) => compare_rows(values, best_values, &sort) == Ordering::Less,
+                };
+                if better {
+                    best = Some(i);
+                }
+            }
+            let Some(index) = best else { break };
+            let next = match cursors[index].next_row().await? {
+                Some(row) => Some(sort_values(row, &sort, columns, request)?),
+                None => None,
+            };
+            let Some((row, _)) = std::mem::replace(&mut heads[index], next) else {
+                break;
+            };
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            self.conn.out.extend_from_slice(row.bytes());
+            self.conn.flush_if_full().await?;
+            remaining -= 1;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Combines one partial-aggregate row per node into the client's row.
+    async fn combine(
+        &mut self,
+        combines: &[Combine],
+        cursors: &mut [Cursor],
+        columns: &[Column],
+        described: &[Column],
+        request: &Execute,
+    ) -> Result<u64, ProxyError> {
+        let mut totals: Vec<Option<SqlValue>> = vec![None; columns.len()];
+        for cursor in cursors.iter_mut() {
+            while let Some(row) = cursor.next_row().await? {
+                let Some(fields) = row.iter().next() else { continue };
+                for (i, field) in fields.iter().enumerate().take(columns.len()) {
+                    let value = decode(&columns[i], request.result_format(i), *field)?;
+                    let combine = combines.get(i).copied().unwrap_or(Combine::Sum);
+                    totals[i] = merge_value(totals[i].take(), value, combine);
+                }
+            }
+        }
+        let mut builder = DataRowsBuilder::with_capacity(256);
+        builder.begin_row();
+        for (i, column) in described.iter().enumerate() {
+            let combine = combines.get(i).copied().unwrap_or(Combine::Sum);
+            let value = match combine {
+                Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
+                Combine::Avg { count_column } => average(totals[i].as_ref(), totals.get(count_column).and_then(Option::as_ref)),
+                _ => totals[i].clone(),
+            };
+            match value {
+                None | Some(SqlValue::Null) => builder.push_null(),
+                Some(value) => {
+                    let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
+                    let mut encoded = BytesMut::new();
+                    match request.result_format(i) {
+                        Format::Text => types::encode_text(ty, column.type_modifier, value.as_ref(), &mut encoded)?,
+                        Format::Binary => types::encode_binary(ty, column.type_modifier, value.as_ref(), &mut encoded)?,
+                    }
+                    builder.push_value(&encoded);
+                }
+            }
+        }
+        builder.end_row();
+        let row = builder.take();
+        self.conn.out.extend_from_slice(row.bytes());
+        Ok(1)
+    }
+}
+
+fn decode(column: &Column, format: Format, field: Option<&[u8]>) -> Result<Option<SqlValue>, ProxyError> {
+    let Some(bytes) = field else { return Ok(None) };
+    let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
+    Ok(Some(types::decode_param(ty, format, bytes)?))
+}
+
+fn sort_values(
+    row: DataRows,
+    sort: &[(usize, bool, bool)],
+    columns: &[Column],
+    request: &Execute,
+) -> Result<(DataRows, Vec<Option<SqlValue>>), ProxyError> {
+    let fields = row.iter().next().unwrap_or_default();
+    let values = sort
+        .iter()
+        .map(|&(i, _, _)| decode(&columns[i], request.result_format(i), fields.get(i).copied().flatten()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((row, values))
+}
+
+fn compare_rows(a: &[Option<SqlValue>], b: &[Option<SqlValue>], sort: &[(usize, bool, bool)]) -> Ordering {
+    for ((x, y), &(_, descending, nulls_first)) in a.iter().zip(b).zip(sort) {
+        let ordering = match (x, y) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => if nulls_first { Ordering::Less } else { Ordering::Greater },
+            (Some(_), None) => if nulls_first { Ordering::Greater } else { Ordering::Less },
+            (Some(x), Some(y)) => {
+                let o = compare_values(x, y);
+                if descending { o.reverse() } else { o }
+            }
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+fn compare_values(a: &SqlValue, b: &SqlValue) -> Ordering {
+    match (a, b) {
+        (SqlValue::Int(x), SqlValue::Int(y)) => x.cmp(y),
+        (SqlValue::Int(x), SqlValue::Float(y)) => (*x as f64).total_cmp(y),
+        (SqlValue::Float(x), SqlValue::Int(y)) => x.total_cmp(&(*y as f64)),
+        (SqlValue::Float(x), SqlValue::Float(y)) => x.total_cmp(y),
+        (SqlValue::Text(x), SqlValue::Text(y)) => x.cmp(y),
+        (SqlValue::Bytes(x), SqlValue::Bytes(y)) => x.cmp(y),
+        (SqlValue::Null, SqlValue::Null) => Ordering::Equal,
+        (SqlValue::Null, _) => Ordering::Greater,
+        (_, SqlValue::Null) => Ordering::Less,
+        _ => format!("{a:?}").cmp(&format!("{b:?}")),
+    }
+}
+
+fn merge_value(total: Option<SqlValue>, value: Option<SqlValue>, combine: Combine) -> Option<SqlValue> {
+    let Some(value) = value else { return total };
+    let Some(total) = total else { return Some(value) };
+    Some(match combine {
+        Combine::Count | Combine::Sum | Combine::Avg { .. } => add(total, value),
+        Combine::Min => {
+            if compare_values(&value, &total) == Ordering::Less { value } else { total }
+        }
+        Combine::Max => {
+            if compare_values(&value, &total) == Ordering::Greater { value } else { total }
+        }
+    })
+}
+
+fn add(a: SqlValue, b: SqlValue) -> SqlValue {
+    match (a, b) {
+        (SqlValue::Int(x), SqlValue::Int(y)) => match x.checked_add(y) {
+            Some(sum) => SqlValue::Int(sum),
+            None => SqlValue::Float(x as f64 + y as f64),
+        },
+        (SqlValue::Int(x), SqlValue::Float(y)) | (SqlValue::Float(y), SqlValue::Int(x)) => SqlValue::Float(x as f64 + y),
+        (SqlValue::Float(x), SqlValue::Float(y)) => SqlValue::Float(x + y),
+        (SqlValue::Text(x), other) | (other, SqlValue::Text(x)) => {
+            let parsed: f64 = x.parse().unwrap_or(0.0);
+            add(SqlValue::Float(parsed), other)
+        }
+        (other, _) => other,
+    }
+}
+
+fn average(sum: Option<&SqlValue>, count: Option<&SqlValue>) -> Option<SqlValue> {
+    let count = match count? {
+        SqlValue::Int(n) if *n > 0 => *n as f64,
+        _ => return None,
+    };
+    match sum? {
+        SqlValue::Int(s) => Some(SqlValue::Float(*s as f64 / count)),
+        SqlValue::Float(s) => Some(SqlValue::Float(s / count)),
+        _ => None,
+    }
+}

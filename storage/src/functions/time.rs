@@ -1,0 +1,417 @@
+//! Date and time arithmetic on the text forms storage holds: `date ± integer`, `date - date`,
+//! timestamps `±` intervals, timestamp differences, `date_trunc` and `extract`.
+//!
+//! Postgres's `interval` has no storage type here: an interval is carried as text in the form
+//! Postgres prints it (`1 day 02:00:00`), which these functions parse back. Months, days and
+//! microseconds stay separate as in Postgres, so `+ interval '1 month'` clamps to the end of
+//! the month the way Postgres does.
+
+use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, Timelike};
+use mycelium_protocol::DbError;
+use mycelium_protocol::types::PgType;
+use rusqlite::types::ValueRef;
+
+use super::format_naive;
+
+/// An interval as Postgres keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interval {
+    pub months: i64,
+    pub days: i64,
+    pub micros: i64,
+}
+
+fn bad_interval(text: &str) -> DbError {
+    DbError::new(
+        "22007",
+        format!("invalid input syntax for type interval: \"{text}\""),
+    )
+}
+
+/// Parses Postgres interval input (`1 day 2 hours`, `-00:30:00`, `1 mon`, `@ 3 days ago`).
+pub fn parse_interval(text: &str) -> Result<Interval, DbError> {
+    let mut out = Interval::default();
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_prefix('@').unwrap_or(&lower).trim();
+    let mut tokens: Vec<&str> = lower.split_whitespace().collect();
+    let ago = tokens.last() == Some(&"ago");
+    if ago {
+        tokens.pop();
+    }
+    if tokens.is_empty() {
+        return Err(bad_interval(text));
+    }
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = tokens[i];
+        if token.contains(':') {
+            out.micros += parse_clock(token).ok_or_else(|| bad_interval(text))?;
+            i += 1;
+            continue;
+        }
+        // A number, with its unit attached (`2h`) or as the next token.
+        let split = token
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(token.len());
+        let (number, attached) = token.split_at(split);
+        let value: f64 = number.parse().map_err(|_| bad_interval(text))?;
+        let unit = if attached.is_empty() {
+            i += 1;
+            tokens.get(i).copied().unwrap_or("second")
+        } else {
+            attached
+        };
+        i += 1;
+        let unit = unit.trim_end_matches(',');
+        let micros_per = |m: f64| (value * m).round() as i64;
+        match unit {
+            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => {
+                out.micros += micros_per(1.0)
+            }
+            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => {
+                out.micros += micros_per(1e3)
+            }
+            "second" | "seconds" | "sec" | "secs" | "s" => out.micros += micros_per(1e6),
+            "minute" | "minutes" | "min" | "mins" | "m" => out.micros += micros_per(60e6),
+            "hour" | "hours" | "hr" | "hrs" | "h" => out.micros += micros_per(3600e6),
+            "day" | "days" | "d" => {
+                out.days += value.trunc() as i64;
+                out.micros += ((value.fract()) * 86_400e6).round() as i64;
+            }
+            "week" | "weeks" | "w" => out.days += (value * 7.0).round() as i64,
+            "month" | "months" | "mon" | "mons" => {
+                out.months += value.trunc() as i64;
+                out.days += (value.fract() * 30.0).round() as i64;
+            }
+            "year" | "years" | "yr" | "yrs" | "y" => out.months += (value * 12.0).round() as i64,
+            "decade" | "decades" => out.months += (value * 120.0).round() as i64,
+            "century" | "centuries" => out.months += (value * 1200.0).round() as i64,
+            _ => return Err(bad_interval(text)),
+        }
+    }
+    if ago {
+        out = out.negate();
+    }
+    Ok(out)
+}
+
+fn parse_clock(token: &str) -> Option<i64> {
+    let (negative, body) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token.strip_prefix('+').unwrap_or(token)),
+    };
+    let parts: Vec<&str> = body.split(':').collect();
+    let (h, m, s) = match parts.as_slice() {
+        [h, m] => (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?, 0.0),
+        [h, m, s] => (
+            h.parse::<i64>().ok()?,
+            m.parse::<i64>().ok()?,
+            s.parse::<f64>().ok()?,
+        ),
+        _ => return None,
+    };
+    let micros = (h * 3600 + m * 60) * 1_000_000 + (s * 1e6).round() as i64;
+    Some(if negative { -micros } else { micros })
+}
+
+impl Interval {
+    pub fn negate(self) -> Interval {
+        Interval {
+            months: -self.months,
+            days: -self.days,
+            micros: -self.micros,
+        }
+    }
+
+    /// Postgres's output (IntervalStyle `postgres`).
+    pub fn format(&self) -> String {
+        let mut parts = Vec::new();
+        let plural = |n: i64, unit: &str| {
+            if n.abs() == 1 {
+                format!("{n} {unit}")
+            } else {
+                format!("{n} {unit}s")
+            }
+        };
+        let (years, months) = (self.months / 12, self.months % 12);
+        if years != 0 {
+            parts.push(plural(years, "year"));
+        }
+        if months != 0 {
+            parts.push(plural(months, "mon"));
+        }
+        if self.days != 0 {
+            parts.push(plural(self.days, "day"));
+        }
+        if self.micros != 0 || parts.is_empty() {
+            let sign = if self.micros < 0 { "-" } else { "" };
+            let total = self.micros.unsigned_abs();
+            let (secs, frac) = (total / 1_000_000, total % 1_000_000);
+            let mut clock = format!(
+                "{sign}{:02}:{:02}:{:02}",
+                secs / 3600,
+                (secs / 60) % 60,
+                secs % 60
+            );
+            if frac != 0 {
+                clock.push_str(format!(".{frac:06}").trim_end_matches('0'));
+            }
+            parts.push(clock);
+        }
+        parts.join(" ")
+    }
+}
+
+pub(crate) fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
+    let t = text.trim();
+    let t = t.strip_suffix("+00").unwrap_or(t);
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, format) {
+            return Some(dt);
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0);
+    }
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()
+}
+
+fn text_arg(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        _ => None,
+    }
+}
+
+fn datetime_arg(v: ValueRef<'_>) -> Result<Option<NaiveDateTime>, DbError> {
+    match v {
+        ValueRef::Null => Ok(None),
+        other => {
+            let text = text_arg(other).unwrap_or_default();
+            parse_datetime(&text).map(Some).ok_or_else(|| {
+                DbError::new(
+                    "22007",
+                    format!("invalid input syntax for type timestamp: \"{text}\""),
+                )
+            })
+        }
+    }
+}
+
+/// Formats a date/time as storage holds values of `ty`.
+pub fn format_as(t: NaiveDateTime, ty: PgType) -> String {
+    match ty {
+        PgType::Date => t.format("%Y-%m-%d").to_string(),
+        PgType::Time => format_naive(t).get(11..).unwrap_or("").to_owned(),
+        PgType::Timestamptz => format!("{}+00", format_naive(t)),
+        _ => format_naive(t),
+    }
+}
+
+fn out_of_range() -> DbError {
+    DbError::new("22008", "timestamp out of range")
+}
+
+pub fn add_interval(t: NaiveDateTime, iv: Interval) -> Result<NaiveDateTime, DbError> {
+    let t = if iv.months >= 0 {
+        t.checked_add_months(Months::new(
+            u32::try_from(iv.months).map_err(|_| out_of_range())?,
+        ))
+    } else {
+        t.checked_sub_months(Months::new(
+            u32::try_from(-iv.months).map_err(|_| out_of_range())?,
+        ))
+    }
+    .ok_or_else(out_of_range)?;
+    t.checked_add_signed(Duration::days(iv.days))
+        .and_then(|t| t.checked_add_signed(Duration::microseconds(iv.micros)))
+        .ok_or_else(out_of_range)
+}
+
+/// `timestamp ± interval` (sign ±1), formatted as `result_type`.
+pub fn timestamp_plus_interval(
+    t: ValueRef<'_>,
+    interval: ValueRef<'_>,
+    sign: i64,
+    result_type: PgType,
+) -> Result<Option<String>, DbError> {
+    let (Some(t), Some(iv)) = (datetime_arg(t)?, text_arg(interval)) else {
+        return Ok(None);
+    };
+    let mut iv = parse_interval(&iv)?;
+    if sign < 0 {
+        iv = iv.negate();
+    }
+    Ok(Some(format_as(add_interval(t, iv)?, result_type)))
+}
+
+/// `a - b` for timestamps: days and time, as Postgres justifies it (no months).
+pub fn timestamp_difference(a: ValueRef<'_>, b: ValueRef<'_>) -> Result<Option<String>, DbError> {
+    let (Some(a), Some(b)) = (datetime_arg(a)?, datetime_arg(b)?) else {
+        return Ok(None);
+    };
+    let micros = (a - b).num_microseconds().ok_or_else(out_of_range)?;
+    let day = 86_400_000_000;
+    Ok(Some(
+        Interval {
+            months: 0,
+            days: micros / day,
+            micros: micros % day,
+        }
+        .format(),
+    ))
+}
+
+pub fn date_plus_days(d: ValueRef<'_>, days: ValueRef<'_>) -> Result<Option<String>, DbError> {
+    let Some(t) = datetime_arg(d)? else {
+        return Ok(None);
+    };
+    let days = match days {
+        ValueRef::Integer(n) => n,
+        ValueRef::Null => return Ok(None),
+        _ => {
+            return Err(DbError::new(
+                "42883",
+                "operator does not exist: date + non-integer",
+            ));
+        }
+    };
+    let t = t
+        .checked_add_signed(Duration::days(days))
+        .ok_or_else(out_of_range)?;
+    Ok(Some(format_as(t, PgType::Date)))
+}
+
+pub fn date_difference(a: ValueRef<'_>, b: ValueRef<'_>) -> Result<Option<i64>, DbError> {
+    let (Some(a), Some(b)) = (datetime_arg(a)?, datetime_arg(b)?) else {
+        return Ok(None);
+    };
+    Ok(Some((a.date() - b.date()).num_days()))
+}
+
+/// `date_trunc(field, value)`, the result in the storage form of `ty`.
+pub fn date_trunc(field: &str, v: ValueRef<'_>, ty: PgType) -> Result<Option<String>, DbError> {
+    let Some(t) = datetime_arg(v)? else {
+        return Ok(None);
+    };
+    let date = t.date();
+    let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0);
+    let truncated = match field.to_ascii_lowercase().as_str() {
+        "microseconds" => Some(t),
+        "milliseconds" => t.with_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000),
+        "second" => t.with_nanosecond(0),
+        "minute" => t.with_nanosecond(0).and_then(|t| t.with_second(0)),
+        "hour" => t
+            .with_nanosecond(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_minute(0)),
+        "day" => midnight(date),
+        "week" => midnight(date - Duration::days(i64::from(date.weekday().num_days_from_monday()))),
+        "month" => date.with_day(1).and_then(midnight),
+        "quarter" => NaiveDate::from_ymd_opt(date.year(), (date.month() - 1) / 3 * 3 + 1, 1)
+            .and_then(midnight),
+        "year" => NaiveDate::from_ymd_opt(date.year(), 1, 1).and_then(midnight),
+        "decade" => NaiveDate::from_ymd_opt(date.year() - date.year().rem_euclid(10), 1, 1)
+            .and_then(midnight),
+        "century" => NaiveDate::from_ymd_opt((date.year() - 1).div_euclid(100) * 100 + 1, 1, 1)
+            .and_then(midnight),
+        "millennium" => {
+            NaiveDate::from_ymd_opt((date.year() - 1).div_euclid(1000) * 1000 + 1, 1, 1)
+                .and_then(midnight)
+        }
+        other => {
+            return Err(DbError::new(
+                "22023",
+                format!("unit \"{other}\" not recognized for type timestamp"),
+            ));
+        }
+    };
+    Ok(truncated.map(|t| format_as(t, ty)))
+}
+
+/// Converts between date/time types through their storage text.
+pub fn convert(v: &str, to: PgType) -> Option<String> {
+    parse_datetime(v).map(|t| format_as(t, to))
+}
+
+pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
+    let text = match v {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => {
+            return Err(DbError::new(
+                "42883",
+                "function date_part(text, number) does not exist",
+            ));
+        }
+    };
+    let Some(dt) = parse_datetime(&text) else {
+        return Err(DbError::new(
+            "22007",
+            format!("invalid input syntax for type timestamp: \"{text}\""),
+        ));
+    };
+    let seconds = f64::from(dt.second()) + f64::from(dt.nanosecond() / 1000) / 1e6;
+    let value = match field.to_ascii_lowercase().as_str() {
+        "epoch" => {
+            dt.and_utc().timestamp() as f64
+                + f64::from(dt.and_utc().timestamp_subsec_micros()) / 1e6
+        }
+        "year" => f64::from(dt.year()),
+        "month" => f64::from(dt.month()),
+        "day" => f64::from(dt.day()),
+        "hour" => f64::from(dt.hour()),
+        "minute" => f64::from(dt.minute()),
+        "second" => seconds,
+        "milliseconds" => seconds * 1000.0,
+        "microseconds" => seconds * 1e6,
+        "dow" => f64::from(dt.weekday().num_days_from_sunday()),
+        "isodow" => f64::from(dt.weekday().number_from_monday()),
+        "doy" => f64::from(dt.ordinal()),
+        "quarter" => f64::from((dt.month() - 1) / 3 + 1),
+        "week" => f64::from(dt.iso_week().week()),
+        "decade" => f64::from(dt.year() / 10),
+        "century" => f64::from((dt.year() + 99) / 100),
+        other => {
+            return Err(DbError::new(
+                "22023",
+                format!("unit \"{other}\" not recognized for type timestamp"),
+            ));
+        }
+    };
+    Ok(Some(value))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_and_print_like_postgres() {
+        let iv = |s: &str| parse_interval(s).unwrap();
+        assert_eq!(iv("1 day 2 hours").format(), "1 day 02:00:00");
+        assert_eq!(iv("30 minutes").format(), "00:30:00");
+        assert_eq!(iv("-00:30:00").format(), "-00:30:00");
+        assert_eq!(iv("1 month").format(), "1 mon");
+        assert_eq!(
+            iv("2 years 3 mons 4 days").format(),
+            "2 years 3 mons 4 days"
+        );
+        assert_eq!(iv("1.5 seconds").format(), "00:00:01.5");
+        assert_eq!(iv("3 days ago").format(), "-3 days");
+        assert!(parse_interval("soon").is_err());
+    }
+
+    #[test]
+    fn month_arithmetic_clamps_like_postgres() {
+        let t = parse_datetime("2024-01-31 10:00:00").unwrap();
+        let r = add_interval(t, parse_interval("1 month").unwrap()).unwrap();
+        assert_eq!(format_as(r, PgType::Timestamp), "2024-02-29 10:00:00");
+    }
+}

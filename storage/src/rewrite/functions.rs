@@ -1,0 +1,302 @@
+//! Result types of function calls, as Postgres resolves them.
+
+use mycelium_protocol::DbError;
+use mycelium_protocol::types::PgType;
+use mycelium_protocol::types::SqlValue;
+use sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Value,
+    ValueWithSpan,
+};
+
+use super::syntax::{function_call, value_expr};
+
+use super::infer::Inferer;
+use crate::catalog::Ty;
+
+type Typed = Result<Option<Ty>, DbError>;
+
+fn rename(f: &mut Function, name: &str) {
+    f.name = ObjectName::from(vec![Ident::new(name)]);
+}
+
+fn args(f: &mut Function) -> Option<&mut Vec<FunctionArg>> {
+    match &mut f.args {
+        FunctionArguments::List(list) => Some(&mut list.args),
+        _ => None,
+    }
+}
+
+/// `__pg_to_json(value, type)`: the JSON form depends on the Postgres type (booleans).
+fn to_json(arg: &mut FunctionArg, ty: Option<Ty>) {
+    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+        let inner = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
+        let oid = ty.map(|t| t.ty.oid()).unwrap_or(PgType::Text.oid());
+        *e = function_call(
+            "__pg_to_json",
+            vec![inner, value_expr(SqlValue::Int(i64::from(oid)))],
+        );
+    }
+}
+
+/// Calls whose SQLite form depends on argument types; returns the result type.
+fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty> {
+    let oid = |ty: PgType| value_expr(SqlValue::Int(i64::from(ty.oid())));
+    match name {
+        "date_trunc" => {
+            // date_trunc on a date works on its timestamptz form, as in Postgres.
+            let ty = match types.get(1).copied().flatten().map(|t| t.ty) {
+                Some(PgType::Timestamp) => PgType::Timestamp,
+                _ => PgType::Timestamptz,
+            };
+            rename(f, "__pg_date_trunc");
+            args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid(ty))));
+            Some(Ty::of(ty))
+        }
+        "jsonb_build_object" | "json_build_object" => {
+            for (i, arg) in args(f)?.iter_mut().enumerate() {
+                if i % 2 == 1 {
+                    to_json(arg, types.get(i).copied().flatten());
+                }
+            }
+            rename(f, "__pg_jsonb_build_object");
+            Some(Ty::of(if name.starts_with("jsonb") {
+                PgType::Jsonb
+            } else {
+                PgType::Json
+            }))
+        }
+        "jsonb_build_array" | "json_build_array" => {
+            for (i, arg) in args(f)?.iter_mut().enumerate() {
+                to_json(arg, types.get(i).copied().flatten());
+            }
+            rename(f, "__pg_jsonb_build_array");
+            Some(Ty::of(if name.starts_with("jsonb") {
+                PgType::Jsonb
+            } else {
+                PgType::Json
+            }))
+        }
+        "to_jsonb" | "to_json" => {
+            let arg = args(f)?.first_mut()?;
+            to_json(arg, types.first().copied().flatten());
+            let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg else {
+                return None;
+            };
+            let call = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
+            rename(f, "__pg_json_out");
+            if let Some(list) = args(f) {
+                list.clear();
+                list.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(call)));
+            }
+            Some(Ty::of(if name == "to_jsonb" {
+                PgType::Jsonb
+            } else {
+                PgType::Json
+            }))
+        }
+        _ => None,
+    }
+}
+
+impl Inferer<'_> {
+    pub(super) fn function(&mut self, f: &mut Function, want: Option<Ty>) -> Typed {
+        let name = f
+            .name
+            .0
+            .last()
+            .map(|p| p.to_string().to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut arg_types = Vec::new();
+        let first_want = match name.as_str() {
+            "coalesce" | "nullif" | "greatest" | "least" => want,
+            "lower" | "upper" | "length" | "char_length" | "character_length" | "replace"
+            | "substr" | "trim" | "btrim" | "ltrim" | "rtrim" | "strpos" | "concat"
+            | "concat_ws" | "left" | "right" | "md5" | "string_agg" | "octet_length" | "repeat"
+            | "reverse" | "initcap" => Some(Ty::of(PgType::Text)),
+            "jsonb_typeof"
+            | "json_typeof"
+            | "jsonb_array_length"
+            | "json_array_length"
+            | "jsonb_set"
+            | "jsonb_extract_path"
+            | "jsonb_extract_path_text" => Some(Ty::of(PgType::Jsonb)),
+            _ => None,
+        };
+        if let FunctionArguments::List(list) = &mut f.args {
+            let mut shared = first_want;
+            let family = matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least");
+            let all_text = matches!(
+                name.as_str(),
+                "replace"
+                    | "concat"
+                    | "concat_ws"
+                    | "trim"
+                    | "btrim"
+                    | "ltrim"
+                    | "rtrim"
+                    | "strpos"
+                    | "string_agg"
+            );
+            for (i, arg) in list.args.iter_mut().enumerate() {
+                let want_here = match i {
+                    _ if family => shared,
+                    0 => first_want,
+                    _ if all_text => first_want,
+                    2 if name == "jsonb_set" => Some(Ty::of(PgType::Jsonb)),
+                    _ => None,
+                };
+                let e = match arg {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => e,
+                    FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    } => e,
+                    _ => {
+                        arg_types.push(None);
+                        continue;
+                    }
+                };
+                let t = self.expr(e, want_here)?;
+                if family {
+                    shared = shared.or(t);
+                }
+                arg_types.push(t);
+            }
+            if matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least")
+                && let Some(t) = shared
+            {
+                // Re-type leading untyped arguments now that one argument gave a type.
+                for (arg, at) in list.args.iter_mut().zip(arg_types.iter_mut()) {
+                    if at.is_none()
+                        && let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg
+                    {
+                        *at = self.expr(e, Some(t))?;
+                    }
+                }
+            }
+        }
+        if let Some(filter) = &mut f.filter {
+            self.expr(filter, Some(Ty::of(PgType::Bool)))?;
+        }
+        if let Some(ty) = rewrite_call(&name, f, &arg_types) {
+            return Ok(Some(ty));
+        }
+        let first = arg_types.first().copied().flatten();
+        let t = |ty: PgType| Ok(Some(Ty::of(ty)));
+        match name.as_str() {
+            "jsonb_typeof"
+            | "json_typeof"
+            | "jsonb_extract_path_text"
+            | "json_extract_path_text" => t(PgType::Text),
+            "jsonb_array_length" | "json_array_length" => t(PgType::Int4),
+            "jsonb_set" | "jsonb_extract_path" => t(PgType::Jsonb),
+            "json_extract_path" => t(PgType::Json),
+            "count" => t(PgType::Int8),
+            "sum" => match first.map(|f| f.ty) {
+                Some(PgType::Int2 | PgType::Int4) => t(PgType::Int8),
+                Some(PgType::Float4) => t(PgType::Float4),
+                Some(PgType::Float8) => t(PgType::Float8),
+                // The sum of numeric(p,s) values prints with s decimals.
+                _ => Ok(Some(
+                    first
+                        .filter(|f| f.ty == PgType::Numeric)
+                        .and_then(Ty::scale)
+                        .map(Ty::numeric_scale)
+                        .unwrap_or(Ty::of(PgType::Numeric)),
+                )),
+            },
+            "avg" => match first.map(|f| f.ty) {
+                Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
+                _ => t(PgType::Numeric),
+            },
+            "min" | "max" | "abs" | "sign" => Ok(first.map(|f| {
+                if f.ty == PgType::Numeric {
+                    f
+                } else {
+                    Ty::of(f.ty)
+                }
+            })),
+            "coalesce" | "nullif" | "greatest" | "least" => Ok(arg_types
+                .iter()
+                .copied()
+                .flatten()
+                .next()
+                .map(|f| Ty::of(f.ty))),
+            "round" | "trunc" => match first.map(|f| f.ty) {
+                Some(PgType::Float4 | PgType::Float8) if arg_types.len() == 1 => t(PgType::Float8),
+                _ => t(PgType::Numeric),
+            },
+            "ceil" | "ceiling" | "floor" => match first.map(|f| f.ty) {
+                Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
+                _ => t(PgType::Numeric),
+            },
+            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "random" | "pi" => t(PgType::Float8),
+            "string_agg"
+            | "group_concat"
+            | "lower"
+            | "upper"
+            | "trim"
+            | "btrim"
+            | "ltrim"
+            | "rtrim"
+            | "replace"
+            | "substr"
+            | "substring"
+            | "concat"
+            | "concat_ws"
+            | "left"
+            | "right"
+            | "lpad"
+            | "rpad"
+            | "repeat"
+            | "reverse"
+            | "md5"
+            | "initcap"
+            | "chr"
+            | "to_hex"
+            | "version"
+            | "format_type"
+            | "pg_get_expr"
+            | "pg_get_indexdef"
+            | "pg_get_constraintdef"
+            | "pg_get_userbyid"
+            | "obj_description"
+            | "col_description"
+            | "pg_encoding_to_char"
+            | "array_to_string"
+            | "quote_ident"
+            | "pg_get_viewdef"
+            | "shobj_description"
+            | "pg_size_pretty"
+            | "typeof" => t(PgType::Text),
+            "current_database" | "current_schema" | "current_user" | "session_user" | "user"
+            | "current_role" => t(PgType::Name),
+            "length" | "char_length" | "character_length" | "octet_length" | "strpos"
+            | "position" | "ascii" | "instr" => t(PgType::Int4),
+            "bool_and"
+            | "bool_or"
+            | "every"
+            | "pg_table_is_visible"
+            | "pg_type_is_visible"
+            | "pg_function_is_visible"
+            | "has_table_privilege"
+            | "has_schema_privilege" => t(PgType::Bool),
+            "now"
+            | "current_timestamp"
+            | "transaction_timestamp"
+            | "statement_timestamp"
+            | "clock_timestamp" => t(PgType::Timestamptz),
+            "localtimestamp" => t(PgType::Timestamp),
+            "current_date" => t(PgType::Date),
+            "current_time" | "localtime" => t(PgType::Time),
+            "gen_random_uuid" | "uuid_generate_v4" => t(PgType::Uuid),
+            "date_part" => t(PgType::Float8),
+            "extract" => t(PgType::Numeric),
+            "pg_backend_pid" | "txid_current" | "pg_relation_size" | "pg_total_relation_size" => {
+                t(PgType::Int8)
+            }
+            "nextval" | "currval" | "setval" | "lastval" => t(PgType::Int8),
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Typing of binary operators, and the rewrites that depend on the operand types: division
+//! that raises 22012, date/time arithmetic, `jsonb` operators, and the display scale of
+//! `numeric` results.
+
+use mycelium_protocol::DbError;
+use mycelium_protocol::types::{PgType, SqlValue};
+use sqlparser::ast::{BinaryOperator, Expr, Value, ValueWithSpan};
+
+use super::infer::Inferer;
+use super::syntax::{function_call, is_integer, is_numeric, string_literal, value_expr};
+use crate::catalog::Ty;
+use crate::errors::unsupported;
+
+type Typed = Result<Option<Ty>, DbError>;
+
+/// How a binary expression is replaced once its operand types are known.
+enum Rewrite {
+    /// `name(left, right, extra...)`, operands swapped when `swap`.
+    Call {
+        name: &'static str,
+        swap: bool,
+        extra: Vec<i64>,
+    },
+    /// `name(left op right)`.
+    Wrap(&'static str),
+}
+
+fn call(name: &'static str, extra: Vec<i64>) -> Option<Rewrite> {
+    Some(Rewrite::Call {
+        name,
+        swap: false,
+        extra,
+    })
+}
+
+fn null() -> Expr {
+    Expr::Value(ValueWithSpan::from(Value::Null))
+}
+
+fn numeric_rank(ty: PgType) -> Option<u8> {
+    match ty {
+        PgType::Int2 => Some(1),
+        PgType::Int4 => Some(2),
+        PgType::Int8 | PgType::Oid => Some(3),
+        PgType::Numeric => Some(4),
+        PgType::Float4 => Some(5),
+        PgType::Float8 => Some(6),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Temporal {
+    Date,
+    Timestamp,
+    Timestamptz,
+    Interval,
+    Integer,
+}
+
+fn temporal(t: Option<Ty>) -> Option<Temporal> {
+    let t = t?;
+    if t.is_interval() {
+        return Some(Temporal::Interval);
+    }
+    match t.ty {
+        PgType::Date => Some(Temporal::Date),
+        PgType::Timestamp => Some(Temporal::Timestamp),
+        PgType::Timestamptz => Some(Temporal::Timestamptz),
+        ty if is_integer(ty) => Some(Temporal::Integer),
+        _ => None,
+    }
+}
+
+fn is_json(t: Option<Ty>) -> bool {
+    t.is_some_and(|t| matches!(t.ty, PgType::Json | PgType::Jsonb))
+}
+
+impl Inferer<'_> {
+    /// Infers `left op right` and rewrites it where SQLite's operator would differ.
+    pub(super) fn binary_expr(&mut self, expr: &mut Expr, want: Option<Ty>) -> Typed {
+        let Expr::BinaryOp { left, op, right } = expr else {
+            return Ok(None);
+        };
+        let op = op.clone();
+        let (t, rewrite) = self.binary(left, &op, right, want)?;
+        let rewrite = match (&op, rewrite) {
+            (_, Some(r)) => Some(r),
+            (BinaryOperator::Divide | BinaryOperator::Modulo, None) => {
+                let integral = t.is_none_or(|t| is_integer(t.ty));
+                let safe_literal = integral
+                    && matches!(right.as_ref(), Expr::Value(v)
+                        if matches!(&v.value, Value::Number(n, _) if n.parse::<i64>().is_ok_and(|n| n != 0)));
+                let name = if op == BinaryOperator::Modulo {
+                    "__pg_mod"
+                } else {
+                    "__pg_div"
+                };
+                (!safe_literal).then(|| Rewrite::Call {
+                    name,
+                    swap: false,
+                    extra: vec![i64::from(!integral)],
+                })
+            }
+            _ => None,
+        };
+        match rewrite {
+            None => {}
+            Some(Rewrite::Call { name, swap, extra }) => {
+                let l = std::mem::replace(left.as_mut(), null());
+                let r = std::mem::replace(right.as_mut(), null());
+                let mut args = if swap { vec![r, l] } else { vec![l, r] };
+                args.extend(extra.into_iter().map(|v| value_expr(SqlValue::Int(v))));
+                *expr = function_call(name, args);
+            }
+            Some(Rewrite::Wrap(name)) => {
+                let inner = std::mem::replace(expr, null());
+                *expr = function_call(name, vec![inner]);
+            }
+        }
+        Ok(t)
+    }
+
+    fn binary(
+        &mut self,
+        left: &mut Expr,
+        op: &BinaryOperator,
+        right: &mut Expr,
+        want: Option<Ty>,
+    ) -> Result<(Option<Ty>, Option<Rewrite>), DbError> {
+        use BinaryOperator as B;
+        let bool_ty = Some(Ty::of(PgType::Bool));
+        match op {
+            B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship => {
+                self.pair(left, right)?;
+                Ok((bool_ty, None))
+            }
+            B::And | B::Or | B::Xor => {
+                self.expr(left, bool_ty)?;
+                self.expr(right, bool_ty)?;
+                Ok((bool_ty, None))
+            }
+            B::StringConcat => {
+                let lt = self.expr(left, None)?;
+                let rt = self.expr(right, lt.filter(|t| is_json(Some(*t))))?;
+                if is_json(lt) || is_json(rt) {
+                    if lt.is_none() {
+                        self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
+                    }
+                    return Ok((
+                        Some(Ty::of(PgType::Jsonb)),
+                        call("__pg_jsonb_concat", vec![]),
+                    ));
+                }
+                if lt.is_none() {
+                    self.expr(left, Some(Ty::of(PgType::Text)))?;
+                }
+                if rt.is_none() {
+                    self.expr(right, Some(Ty::of(PgType::Text)))?;
+                }
+                Ok((Some(Ty::of(PgType::Text)), None))
+            }
+            B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
+                self.arithmetic(left, op, right, want)
+            }
+            B::Arrow | B::LongArrow => {
+                let lt = self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
+                self.expr(right, Some(Ty::of(PgType::Text)))?;
+                Ok(match op {
+                    B::LongArrow => (Some(Ty::of(PgType::Text)), None),
+                    // SQLite prints JSON minified; Postgres's jsonb has its own spacing.
+                    _ => (
+                        Some(lt.unwrap_or(Ty::of(PgType::Jsonb))),
+                        Some(Rewrite::Wrap("__pg_json_out")),
+                    ),
+                })
+            }
+            B::HashArrow | B::HashLongArrow => {
+                self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
+                self.expr(right, Some(Ty::of(PgType::Text)))?;
+                let as_text = matches!(op, B::HashLongArrow);
+                let ty = if as_text { PgType::Text } else { PgType::Jsonb };
+                Ok((
+                    Some(Ty::of(ty)),
+                    call("__pg_json_path", vec![i64::from(as_text)]),
+                ))
+            }
+            B::Question | B::QuestionPipe | B::QuestionAnd => {
+                self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
+                self.expr(right, Some(Ty::of(PgType::Text)))?;
+                let name = match op {
+                    B::Question => "__pg_jsonb_exists",
+                    B::QuestionPipe => "__pg_jsonb_exists_any",
+                    _ => "__pg_jsonb_exists_all",
+                };
+                Ok((bool_ty, call(name, vec![])))
+            }
+            B::AtArrow | B::ArrowAt => {
+                self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
+                self.expr(right, Some(Ty::of(PgType::Jsonb)))?;
+                Ok((
+                    bool_ty,
+                    Some(Rewrite::Call {
+                        name: "__pg_jsonb_contains",
+                        swap: matches!(op, B::ArrowAt),
+                        extra: vec![],
+                    }),
+                ))
+            }
+            B::PGRegexMatch
+            | B::PGRegexIMatch
+            | B::PGRegexNotMatch
+            | B::PGRegexNotIMatch
+            | B::PGCustomBinaryOperator(_) => {
+                self.expr(left, Some(Ty::of(PgType::Text)))?;
+                self.expr(right, Some(Ty::of(PgType::Text)))?;
+                Ok((bool_ty, None))
+            }
+            _ => {
+                self.expr(left, None)?;
+                self.expr(right, None)?;
+                Ok((None, None))
+            }
+        }
+    }
+
+    fn arithmetic(
+        &mut self,
+        left: &mut Expr,
+        op: &BinaryOperator,
+        right: &mut Expr,
+        want: Option<Ty>,
+    ) -> Result<(Option<Ty>, Option<Rewrite>), DbError> {
+        use BinaryOperator as B;
+        let want = want.filter(|t| is_numeric(t.ty));
+        let lt = self.expr(left, None)?;
+        let right_want = match temporal(lt) {
+            // `ts + '1 day'`: the untyped literal is an interval.
+            Some(Temporal::Timestamp | Temporal::Timestamptz)
+                if string_literal(right).is_some() =>
+            {
+                if matches!(op, B::Plus) {
+                    Some(Ty::interval())
+                } else {
+                    lt
+                }
+            }
+            Some(Temporal::Date) if string_literal(right).is_some() => lt,
+            _ => lt.filter(|t| is_numeric(t.ty)).or(want),
+        };
+        let rt = self.expr(right, right_want)?;
+        let lt = match lt {
+            None => {
+                let w = match temporal(rt) {
+                    Some(Temporal::Interval) => Some(Ty::interval()),
+                    Some(Temporal::Integer) | None => rt.or(want),
+                    _ => rt,
+                };
+                self.expr(left, w)?
+            }
+            some => some,
+        };
+        let (l, r) = (temporal(lt), temporal(rt));
+        let datetime = |k: Option<Temporal>| {
+            matches!(
+                k,
+                Some(
+                    Temporal::Date
+                        | Temporal::Timestamp
+                        | Temporal::Timestamptz
+                        | Temporal::Interval
+                )
+            )
+        };
+        if datetime(l) || datetime(r) {
+            return self.temporal_arithmetic(op, l, r);
+        }
+        for t in [lt, rt].into_iter().flatten() {
+            if !is_numeric(t.ty) && !matches!(t.ty, PgType::Unknown) {
+                return Err(DbError::new(
+                    "42883",
+                    format!(
+                        "operator does not exist: {} {op} {}",
+                        lt.map(|t| t.ty.name()).unwrap_or("unknown"),
+                        rt.map(|t| t.ty.name()).unwrap_or("unknown")
+                    ),
+                ));
+            }
+        }
+        let ty = match (lt, rt) {
+            (Some(a), Some(b)) => {
+                let widest = if numeric_rank(a.ty) >= numeric_rank(b.ty) {
+                    a.ty
+                } else {
+                    b.ty
+                };
+                // Postgres's numeric keeps a scale: the larger for + and -, the sum for *.
+                let scale = match (a.scale(), b.scale(), op) {
+                    (Some(x), Some(y), B::Plus | B::Minus) => Some(x.max(y)),
+                    (Some(x), Some(y), B::Multiply) => Some(x + y),
+                    _ => None,
+                };
+                match (widest, scale) {
+                    (PgType::Numeric, Some(s)) => Some(Ty::numeric_scale(s.min(1000))),
+                    (ty, _) => Some(Ty::of(ty)),
+                }
+            }
+            (a, b) => a.or(b).map(|t| Ty::of(t.ty)),
+        };
+        Ok((ty, None))
+    }
+
+    fn temporal_arithmetic(
+        &mut self,
+        op: &BinaryOperator,
+        l: Option<Temporal>,
+        r: Option<Temporal>,
+    ) -> Result<(Option<Ty>, Option<Rewrite>), DbError> {
+        use BinaryOperator as B;
+        use Temporal::{Date, Integer, Interval, Timestamp, Timestamptz};
+        let ts_type = |k: Temporal| match k {
+            Timestamptz => PgType::Timestamptz,
+            _ => PgType::Timestamp,
+        };
+        let oid = |ty: PgType| i64::from(ty.oid());
+        let result = match (op, l, r) {
+            (B::Plus, Some(Date), Some(Integer)) => {
+                (Ty::of(PgType::Date), call("__pg_date_add", vec![1]))
+            }
+            (B::Plus, Some(Integer), Some(Date)) => (
+                Ty::of(PgType::Date),
+                Some(Rewrite::Call {
+                    name: "__pg_date_add",
+                    swap: true,
+                    extra: vec![1],
+                }),
+            ),
+            (B::Minus, Some(Date), Some(Integer)) => {
+                (Ty::of(PgType::Date), call("__pg_date_add", vec![-1]))
+            }
+            (B::Minus, Some(Date), Some(Date)) => {
+                (Ty::of(PgType::Int4), call("__pg_date_diff", vec![]))
+            }
+            (B::Plus | B::Minus, Some(k @ (Date | Timestamp | Timestamptz)), Some(Interval)) => {
+                let ty = ts_type(k);
+                let sign = if matches!(op, B::Plus) { 1 } else { -1 };
+                (Ty::of(ty), call("__pg_ts_interval", vec![sign, oid(ty)]))
+            }
+            (B::Plus, Some(Interval), Some(k @ (Date | Timestamp | Timestamptz))) => {
+                let ty = ts_type(k);
+                (
+                    Ty::of(ty),
+                    Some(Rewrite::Call {
+                        name: "__pg_ts_interval",
+                        swap: true,
+                        extra: vec![1, oid(ty)],
+                    }),
+                )
+            }
+            (B::Minus, Some(Date | Timestamp | Timestamptz), Some(Timestamp | Timestamptz))
+            | (B::Minus, Some(Timestamp | Timestamptz), Some(Date)) => {
+                (Ty::interval(), call("__pg_ts_diff", vec![]))
+            }
+            _ => {
+                return Err(unsupported(format!(
+                    "this date/time arithmetic ({op} on {} and {})",
+                    name(l),
+                    name(r)
+                )));
+            }
+        };
+        Ok((Some(result.0), result.1))
+    }
+}
+
+fn name(k: Option<Temporal>) -> &'static str {
+    match k {
+        Some(Temporal::Date) => "date",
+        Some(Temporal::Timestamp) => "timestamp",
+        Some(Temporal::Timestamptz) => "timestamptz",
+        Some(Temporal::Interval) => "interval",
+        Some(Temporal::Integer) => "integer",
+        None => "unknown",
+    }
+}
