@@ -165,6 +165,10 @@ pub fn policy_from_config(
 }
 
 impl PolicySource for Cluster {
+    fn has_policy(&self, table: &str) -> bool {
+        Cluster::has_policy(self, table)
+    }
+
     fn policy(&self, table: &str) -> TablePolicy {
         if let Ok(policies) = self.policies.read()
             && let Some(policy) = policies.get(table)

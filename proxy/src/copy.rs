@@ -7,6 +7,7 @@ use pgwire::messages::PgWireFrontendMessage;
 
 use crate::backend::{self, TxnStatus};
 use crate::error::{ProxyError, sql_error};
+use crate::execute::Target;
 use crate::session::Session;
 
 /// Rows sent to the node per batch.
@@ -210,11 +211,14 @@ impl Session {
     fn copy_node_for_read(&self, source: &CopySourceKind) -> Result<usize, ProxyError> {
         match source {
             CopySourceKind::Table(table) => self.copy_node(table),
-            CopySourceKind::Query(_) if self.proxy.cluster.nodes.len() == 1 => Ok(0),
-            CopySourceKind::Query(_) => Err(sql_error(
-                "0A000",
-                "COPY (query) TO STDOUT on a multi-node cluster is not supported yet; COPY the table",
-            )),
+            CopySourceKind::Query(query) => match self.target(&Execute::simple(query.as_str()))?.0 {
+                Target::One(node) => Ok(node),
+                _ => Err(sql_error(
+                    "0A000",
+                    "COPY (query) TO STDOUT over rows on several nodes is not supported yet; \
+                     filter the query on the shard key",
+                )),
+            },
         }
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct Portal {
     plan: Arc<Plan>,
     request: Execute,
     pub(crate) suspended: Option<Suspended>,
+    /// Ran to completion: executing it again returns no rows.
+    done: bool,
 }
 
 pub(crate) struct Session {
@@ -272,6 +274,18 @@ impl Session {
             backend::empty_query_response(&mut self.conn.out);
             return;
         }
+        // Several statements in one message run as one implicit transaction, as in Postgres,
+        // unless they manage transactions themselves.
+        let implicit = statements.len() > 1
+            && self.status == TxnStatus::Idle
+            && !statements.iter().any(|sql| {
+                matches!(self.proxy.plans.plan(sql).0.as_deref(), Ok(Plan::Txn(_)))
+            });
+        if implicit {
+            self.status = TxnStatus::InTransaction;
+            self.begin_sql = Some("BEGIN".to_owned());
+        }
+        let mut failed = false;
         for sql in statements {
             let timer = StatementTimer::start(sql);
             let result = self.simple_statement(sql).await;
@@ -279,7 +293,18 @@ impl Session {
             if let Err(e) = result {
                 self.fail(&e);
                 self.skipping_until_sync = false;
-                return;
+                failed = true;
+                break;
+            }
+        }
+        if implicit {
+            let end = if failed { "ROLLBACK" } else { "COMMIT" };
+            if let Err(e) = self.finish_transaction(end).await
+                && !failed
+            {
+                self.fail(&e);
+                self.skipping_until_sync = false;
+                self.status = TxnStatus::Idle;
             }
         }
     }
@@ -488,6 +513,7 @@ impl Session {
                 result_formats: Arc::from(result_formats),
             },
             suspended: None,
+            done: false,
         };
         self.portals.insert(portal_name, portal);
         backend::bind_complete(&mut self.conn.out);
@@ -601,6 +627,10 @@ impl Session {
             ));
         };
         let output = Output::Extended { max_rows };
+        if portal.done {
+            backend::command_complete(&mut self.conn.out, "SELECT 0");
+            return Ok(());
+        }
         if let Some(suspended) = portal.suspended.take() {
             let request = portal.request.clone();
             let finished = self.resume(suspended, &request, output).await?;
@@ -625,10 +655,11 @@ impl Session {
     }
 
     fn keep_suspended(&mut self, name: &str, finished: Finished) -> Result<(), ProxyError> {
-        if let (Finished::Suspended(suspended), Some(portal)) =
-            (finished, self.portals.get_mut(name))
-        {
-            portal.suspended = Some(suspended);
+        if let Some(portal) = self.portals.get_mut(name) {
+            match finished {
+                Finished::Suspended(suspended) => portal.suspended = Some(suspended),
+                Finished::Complete => portal.done = true,
+            }
         }
         Ok(())
     }

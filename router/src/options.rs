@@ -24,8 +24,10 @@ pub struct PolicyOptions {
 
 /// Finds the `mycelium.*` options of a CREATE TABLE / ALTER TABLE SET statement, if any.
 pub fn policy_options(sql: &str) -> Result<Option<PolicyOptions>, RouterError> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| RouterError::Syntax(e.to_string()))?;
+    // Statements the parser does not know (VACUUM ANALYZE t, ...) carry no policy.
+    let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+        return Ok(None);
+    };
     let Some(statement) = statements.first() else {
         return Ok(None);
     };

@@ -8,6 +8,9 @@ use sqlparser::ast::{
     AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, InTarget, ObjectName, ObjectNamePart,
     Query, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, UnaryOperator, Value,
 };
+use std::ops::ControlFlow;
+
+use sqlparser::ast::visit_relations;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -21,6 +24,9 @@ pub trait PolicySource {
     /// default policy (a reference table), and a table that does not exist is the node's to
     /// report.
     fn policy(&self, table: &str) -> TablePolicy;
+
+    /// Whether `table` has a policy of its own; tables without one share one placement.
+    fn has_policy(&self, table: &str) -> bool;
 }
 
 /// One value of a shard key in a statement.
@@ -198,22 +204,38 @@ fn route_statement(
 }
 
 fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, RouterError> {
-    if query.with.is_some() {
-        // A CTE over a sharded table cannot be split; over no table it runs anywhere.
-        return if references_tables(query) {
-            Err(unsupported("WITH queries over tables on a sharded cluster"))
-        } else {
-            Ok(Route::AnyNode)
+    let tables = relations(query);
+    let sharded: Vec<&String> = tables
+        .iter()
+        .filter(|t| policies.has_policy(t) && !policies.policy(t).is_reference())
+        .collect();
+    if sharded.is_empty() {
+        // Unsharded tables each live whole on one node (tables without a policy all on the
+        // same one): a query over them runs there, whatever its shape.
+        let mut groups: Vec<&String> = tables
+            .iter()
+            .filter(|t| policies.has_policy(t))
+            .collect();
+        groups.dedup();
+        let default_tables: Vec<&String> = tables.iter().filter(|t| !policies.has_policy(t)).collect();
+        return match (groups.as_slice(), default_tables.first()) {
+            ([], None) => Ok(Route::AnyNode),
+            ([], Some(table)) | ([table], None) => Ok(Route::Read {
+                table: (*table).clone(),
+                shards: ShardChoice::All,
+            }),
+            _ => Err(RouterError::Unsupported(format!(
+                "this query reads tables that live on different nodes ({}); query them \
+                 separately",
+                tables.join(", ")
+            ))),
         };
     }
+    if query.with.is_some() {
+        return Err(unsupported("WITH queries over sharded tables"));
+    }
     let SetExpr::Select(select) = query.body.as_ref() else {
-        return if references_tables(query) {
-            Err(unsupported(
-                "UNION/INTERSECT/EXCEPT over tables on a sharded cluster",
-            ))
-        } else {
-            Ok(Route::AnyNode)
-        };
+        return Err(unsupported("UNION/INTERSECT/EXCEPT over sharded tables"));
     };
     let mut tables = Vec::new();
     for from in &select.from {
@@ -221,6 +243,13 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
     }
     if tables.is_empty() {
         return Ok(Route::AnyNode);
+    }
+    let from_tables: Vec<&String> = tables.iter().map(|(name, _)| name).collect();
+    if let Some(other) = relations(query).into_iter().find(|t| !from_tables.contains(&t)) {
+        return Err(RouterError::Unsupported(format!(
+            "a subquery over {other} inside a query over sharded tables is not supported; run \
+             it as its own query"
+        )));
     }
     let mut sharded: Vec<(String, String, TablePolicy)> = Vec::new();
     let mut reference: Option<String> = None;
@@ -514,9 +543,31 @@ fn single_table(from: &TableWithJoins) -> Result<String, RouterError> {
     Ok(tables.remove(0).0)
 }
 
-fn references_tables(query: &Query) -> bool {
-    let text = query.to_string().to_ascii_lowercase();
-    text.contains(" from ")
+/// Every table a query reads, anywhere in it (joins, subqueries, CTEs), without the
+/// emulated catalogs, which every node has.
+fn relations(query: &Query) -> Vec<String> {
+    let mut tables = Vec::new();
+    let ctes: Vec<String> = query
+        .with
+        .iter()
+        .flat_map(|with| with.cte_tables.iter())
+        .map(|cte| cte.alias.name.value.to_ascii_lowercase())
+        .collect();
+    let _ = visit_relations(query, |name| {
+        let catalog = match name.0.first() {
+            Some(ObjectNamePart::Identifier(schema)) if name.0.len() > 1 => {
+                let schema = schema.value.to_ascii_lowercase();
+                schema == "pg_catalog" || schema == "information_schema"
+            }
+            _ => false,
+        };
+        let table = table_name(name);
+        if !catalog && !table.starts_with("pg_") && !ctes.contains(&table) && !tables.contains(&table) {
+            tables.push(table);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    tables
 }
 
 /// The unqualified table name, lower-cased unless it was quoted.

@@ -5,6 +5,10 @@ use crate::*;
 struct Policies;
 
 impl PolicySource for Policies {
+    fn has_policy(&self, table: &str) -> bool {
+        matches!(table, "users" | "orders" | "events" | "logs")
+    }
+
     fn policy(&self, table: &str) -> TablePolicy {
         let mut policy = TablePolicy::default_for(table, &PolicyDefaults::default());
         match table {
@@ -104,6 +108,15 @@ fn reads_by_key_pick_shards() {
     );
     check("SELECT 1", Route::AnyNode);
     check("SELECT * FROM settings", read("settings", ShardChoice::All));
+    check(
+        "WITH x AS (SELECT * FROM settings) SELECT * FROM x UNION SELECT * FROM other",
+        read("settings", ShardChoice::All),
+    );
+    check(
+        "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace",
+        Route::AnyNode,
+    );
+    check("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT * FROM c", Route::AnyNode);
 }
 
 #[test]
