@@ -101,9 +101,19 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()
         .context("invalid [[policies]] entry")?;
     let cluster = Cluster::new(cluster_nodes, defaults, policies);
-    cluster.check().context("the configured policies do not fit this cluster")?;
-    let proxy = Arc::new(Proxy::new(config.proxy.clone(), &config.users, data_dir, cluster)?);
-    proxy.load_policies().await.context("cannot load table policies from the nodes")?;
+    cluster
+        .check()
+        .context("the configured policies do not fit this cluster")?;
+    let proxy = Arc::new(Proxy::new(
+        config.proxy.clone(),
+        &config.users,
+        data_dir,
+        cluster,
+    )?);
+    proxy
+        .load_policies()
+        .await
+        .context("cannot load table policies from the nodes")?;
 
     let listener = TcpListener::bind(config.proxy.listen)
         .await
@@ -112,7 +122,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for /metrics on {}", args.metrics_listen))?;
     let metrics_addr = metrics_listener.local_addr()?;
-    tokio::spawn(crate::metrics_http::serve(metrics_listener, node_shutdown.clone()));
+    tokio::spawn(crate::metrics_http::serve(
+        metrics_listener,
+        node_shutdown.clone(),
+    ));
     announce(&listener, &metrics_addr, data_dir, infos.len())?;
     let proxy_shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(proxy_shutdown.clone()));

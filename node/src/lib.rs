@@ -18,7 +18,7 @@ pub enum NodeError {
     Open {
         id: String,
         path: String,
-        source: StorageError,
+        source: Box<StorageError>,
     },
 }
 
@@ -38,7 +38,7 @@ impl Node {
         let backend = SqliteBackend::open(path, options).map_err(|source| NodeError::Open {
             id: id.to_owned(),
             path: path.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
         tracing::info!(node = id, path = %path.display(), "node opened");
         Ok(Node {

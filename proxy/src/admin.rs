@@ -52,14 +52,23 @@ pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
 
 impl Proxy {
     pub(crate) fn admin_rows(&self, name: &str) -> Result<AdminRows, ProxyError> {
-        let columns = admin_columns(name)
-            .ok_or_else(|| sql_error("42704", format!("unrecognized configuration parameter \"{name}\"")))?;
+        let columns = admin_columns(name).ok_or_else(|| {
+            sql_error(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            )
+        })?;
         let cluster = &self.cluster;
         let rows = match name {
             "mycelium_nodes" => cluster
                 .nodes
                 .iter()
-                .map(|n| vec![Some(n.info.id.clone()), Some(format!("{:?}", n.info.node_type).to_lowercase())])
+                .map(|n| {
+                    vec![
+                        Some(n.info.id.clone()),
+                        Some(format!("{:?}", n.info.node_type).to_lowercase()),
+                    ]
+                })
                 .collect(),
             "mycelium_shards" => {
                 let mut rows = Vec::new();
@@ -92,9 +101,15 @@ impl Proxy {
                 for table in self.policy_tables() {
                     let placement = cluster.placement(&table)?;
                     let infos: Vec<_> = cluster.nodes.iter().map(|n| n.info.clone()).collect();
-                    let copies = copies(&placement.policy, &infos).map(|c| c.to_string()).ok();
+                    let copies = copies(&placement.policy, &infos)
+                        .map(|c| c.to_string())
+                        .ok();
                     let mut row = vec![Some(table.clone())];
-                    row.extend(policy_to_options(&placement.policy).into_iter().map(|(_, v)| Some(v)));
+                    row.extend(
+                        policy_to_options(&placement.policy)
+                            .into_iter()
+                            .map(|(_, v)| Some(v)),
+                    );
                     row.push(copies);
                     rows.push(row);
                 }
@@ -118,7 +133,9 @@ fn key_range(policy: &TablePolicy, shard: u32) -> String {
         return "all rows".to_owned();
     }
     if policy.range_sharding {
-        let low = shard.checked_sub(1).and_then(|i| policy.ranges.get(i as usize));
+        let low = shard
+            .checked_sub(1)
+            .and_then(|i| policy.ranges.get(i as usize));
         let high = policy.ranges.get(shard as usize);
         return match (low, high) {
             (None, Some(h)) => format!("{} < {h}", policy.shard_keys[0]),
@@ -127,5 +144,9 @@ fn key_range(policy: &TablePolicy, shard: u32) -> String {
             (None, None) => "all rows".to_owned(),
         };
     }
-    format!("hash({}) % {} = {shard}", policy.shard_keys.join(", "), policy.shards)
+    format!(
+        "hash({}) % {} = {shard}",
+        policy.shard_keys.join(", "),
+        policy.shards
+    )
 }

@@ -201,20 +201,20 @@ pub fn portal_suspended(buf: &mut BytesMut) {
     end(buf, at);
 }
 
-pub fn copy_in_response(buf: &mut BytesMut, columns: usize) {
-    copy_response(buf, b'G', columns);
+pub fn copy_in_response(buf: &mut BytesMut, columns: usize, format: Format) {
+    copy_response(buf, b'G', columns, format);
 }
 
-pub fn copy_out_response(buf: &mut BytesMut, columns: usize) {
-    copy_response(buf, b'H', columns);
+pub fn copy_out_response(buf: &mut BytesMut, columns: usize, format: Format) {
+    copy_response(buf, b'H', columns, format);
 }
 
-fn copy_response(buf: &mut BytesMut, kind: u8, columns: usize) {
+fn copy_response(buf: &mut BytesMut, kind: u8, columns: usize, format: Format) {
     let at = begin(buf, kind);
-    buf.put_i8(0);
+    buf.put_i8(format.code() as i8);
     buf.put_i16(columns as i16);
     for _ in 0..columns {
-        buf.put_i16(0);
+        buf.put_i16(format.code());
     }
     end(buf, at);
 }

@@ -37,7 +37,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(nodes: Vec<ClusterNode>, defaults: PolicyDefaults, policies: Vec<TablePolicy>) -> Cluster {
+    pub fn new(
+        nodes: Vec<ClusterNode>,
+        defaults: PolicyDefaults,
+        policies: Vec<TablePolicy>,
+    ) -> Cluster {
         Cluster {
             nodes,
             defaults,
@@ -53,7 +57,10 @@ impl Cluster {
 
     /// Whether `table` has a policy of its own (set in the config or by SQL).
     pub fn has_policy(&self, table: &str) -> bool {
-        self.policies.read().map(|p| p.contains_key(table)).unwrap_or(false)
+        self.policies
+            .read()
+            .map(|p| p.contains_key(table))
+            .unwrap_or(false)
     }
 
     pub fn policies(&self) -> BTreeMap<String, TablePolicy> {
@@ -103,7 +110,8 @@ impl Cluster {
         }
         let policy = self.policy(table);
         let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
-        let mut placement = place(&policy, &infos).map_err(|e| sql_error("22023", e.to_string()))?;
+        let mut placement =
+            place(&policy, &infos).map_err(|e| sql_error("22023", e.to_string()))?;
         placement.policy.table = table.to_owned();
         let placement = Arc::new(placement);
         self.placements.insert(table.to_owned(), placement.clone());
@@ -113,7 +121,9 @@ impl Cluster {
     /// Checks that a policy can be placed on this cluster.
     pub fn check_policy(&self, policy: &TablePolicy) -> Result<(), ProxyError> {
         let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
-        place(policy, &infos).map(|_| ()).map_err(|e| sql_error("22023", e.to_string()))
+        place(policy, &infos)
+            .map(|_| ())
+            .map_err(|e| sql_error("22023", e.to_string()))
     }
 
     /// Checks that every policy can be placed on this cluster.
@@ -146,7 +156,10 @@ pub fn policy_from_config(
     if let Some(rf) = config.replication_factor {
         options.push(("replication_factor".to_owned(), rf.to_string()));
     }
-    options.push(("validator_only".to_owned(), config.validator_only.to_string()));
+    options.push((
+        "validator_only".to_owned(),
+        config.validator_only.to_string(),
+    ));
     if let Some(copies) = config.min_validator_copies {
         options.push(("min_validator_copies".to_owned(), copies.to_string()));
     }
@@ -156,7 +169,10 @@ pub fn policy_from_config(
     if let Some(roles) = &config.write_roles {
         options.push(("write_roles".to_owned(), roles.join(",")));
     }
-    options.push(("range_sharding".to_owned(), config.range_sharding.to_string()));
+    options.push((
+        "range_sharding".to_owned(),
+        config.range_sharding.to_string(),
+    ));
     if !config.ranges.is_empty() {
         let ranges: Vec<String> = config.ranges.iter().map(i64::to_string).collect();
         options.push(("ranges".to_owned(), ranges.join(",")));

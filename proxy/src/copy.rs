@@ -1,11 +1,14 @@
 //! COPY between the client and a table: `FROM STDIN` parses text or CSV rows and writes them in
 //! batches inside one transaction; `TO STDOUT` formats the rows of a query.
 
-use mycelium_protocol::{CopyIn, Execute, Reply};
+use std::sync::Arc;
+
+use mycelium_protocol::{CopyIn, Execute, Format, Reply};
 use mycelium_router::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 use pgwire::messages::PgWireFrontendMessage;
 
 use crate::backend::{self, TxnStatus};
+use crate::copy_binary::{self, BinaryCopyParser};
 use crate::error::{ProxyError, sql_error};
 use crate::execute::Target;
 use crate::session::Session;
@@ -36,10 +39,18 @@ impl Session {
             self.ensure_node_transaction(node).await?;
             self.wrote_on = Some(node);
         }
-        backend::copy_in_response(&mut self.conn.out, description.columns.len());
+        backend::copy_in_response(
+            &mut self.conn.out,
+            description.columns.len(),
+            wire_format(plan),
+        );
         self.conn.flush().await?;
 
-        let mut parser = CopyParser::new(plan);
+        let mut parser = if plan.format == CopyFormat::Binary {
+            RowParser::Binary(BinaryCopyParser::new(description.columns.clone()))
+        } else {
+            RowParser::Text(CopyParser::new(plan))
+        };
         let mut written = 0u64;
         let mut failure: Option<ProxyError> = None;
         loop {
@@ -112,16 +123,17 @@ impl Session {
         node: usize,
         table: &str,
         plan: &CopyPlan,
-        parser: &mut CopyParser,
+        parser: &mut RowParser,
         all: bool,
         written: &mut u64,
     ) -> Result<(), ProxyError> {
-        if let Some(error) = parser.error.take() {
+        if let Some(error) = parser.take_error() {
             return Err(error);
         }
-        while parser.rows.len() >= BATCH_ROWS || (all && !parser.rows.is_empty()) {
-            let take = parser.rows.len().min(BATCH_ROWS);
-            let rows: Vec<Vec<Option<String>>> = parser.rows.drain(..take).collect();
+        let parsed = parser.rows();
+        while parsed.len() >= BATCH_ROWS || (all && !parsed.is_empty()) {
+            let take = parsed.len().min(BATCH_ROWS);
+            let rows: Vec<Vec<Option<String>>> = parsed.drain(..take).collect();
             let batch = CopyIn {
                 table: table.to_owned(),
                 columns: plan.columns.clone(),
@@ -141,17 +153,16 @@ impl Session {
         };
         let node = self.copy_node_for_read(&plan.source)?;
         self.ensure_node_transaction(node).await?;
-        let mut stream = self
-            .node(node)
-            .await?
-            .execute(Execute::simple(query))
-            .await?;
+        let format = wire_format(plan);
+        let mut request = Execute::simple(query);
+        request.result_formats = Arc::from(vec![format]);
+        let mut stream = self.node(node).await?.execute(request).await?;
         let mut line = Vec::with_capacity(256);
         let mut count = 0u64;
         loop {
             match stream.recv().await {
                 Some(Ok(Reply::Columns(columns))) => {
-                    backend::copy_out_response(&mut self.conn.out, columns.len());
+                    backend::copy_out_response(&mut self.conn.out, columns.len(), format);
                     if plan.header && plan.format == CopyFormat::Csv {
                         line.clear();
                         let names: Vec<Option<&[u8]>> =
@@ -159,6 +170,24 @@ impl Session {
                         format_row(plan, &names, &mut line);
                         backend::copy_data(&mut self.conn.out, &line);
                     }
+                }
+                Some(Ok(Reply::Rows(mut rows))) if format == Format::Binary => {
+                    // A binary DataRow's body (field count, then length-prefixed values) is
+                    // exactly a binary COPY tuple.
+                    // The header travels with the first row, as Postgres sends it (clients parse
+                    // each CopyData as whole rows).
+                    while !rows.is_empty() {
+                        let row = rows.split_first(1);
+                        if count == 0 {
+                            let mut first = copy_binary::header();
+                            first.extend_from_slice(&row.bytes()[5..]);
+                            backend::copy_data(&mut self.conn.out, &first);
+                        } else {
+                            backend::copy_data(&mut self.conn.out, &row.bytes()[5..]);
+                        }
+                        count += 1;
+                    }
+                    self.conn.flush_if_full().await?;
                 }
                 Some(Ok(Reply::Rows(rows))) => {
                     for row in rows.iter() {
@@ -172,6 +201,15 @@ impl Session {
                 Some(Ok(Reply::Complete { .. })) => break,
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(self.node_gone(node)),
+            }
+        }
+        if format == Format::Binary {
+            if count == 0 {
+                let mut only = copy_binary::header();
+                only.extend_from_slice(&copy_binary::TRAILER);
+                backend::copy_data(&mut self.conn.out, &only);
+            } else {
+                backend::copy_data(&mut self.conn.out, &copy_binary::TRAILER);
             }
         }
         backend::copy_done(&mut self.conn.out);
@@ -211,14 +249,61 @@ impl Session {
     fn copy_node_for_read(&self, source: &CopySourceKind) -> Result<usize, ProxyError> {
         match source {
             CopySourceKind::Table(table) => self.copy_node(table),
-            CopySourceKind::Query(query) => match self.target(&Execute::simple(query.as_str()))?.0 {
-                Target::One(node) => Ok(node),
-                _ => Err(sql_error(
-                    "0A000",
-                    "COPY (query) TO STDOUT over rows on several nodes is not supported yet; \
+            CopySourceKind::Query(query) => {
+                match self.target(&Execute::simple(query.as_str()))?.0 {
+                    Target::One(node) => Ok(node),
+                    _ => Err(sql_error(
+                        "0A000",
+                        "COPY (query) TO STDOUT over rows on several nodes is not supported yet; \
                      filter the query on the shard key",
-                )),
-            },
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// The wire format of a COPY: text for text and CSV, binary for binary.
+fn wire_format(plan: &CopyPlan) -> Format {
+    if plan.format == CopyFormat::Binary {
+        Format::Binary
+    } else {
+        Format::Text
+    }
+}
+
+/// The parser of COPY input, by format.
+enum RowParser {
+    Text(CopyParser),
+    Binary(BinaryCopyParser),
+}
+
+impl RowParser {
+    fn feed(&mut self, data: &[u8]) {
+        match self {
+            RowParser::Text(p) => p.feed(data),
+            RowParser::Binary(p) => p.feed(data),
+        }
+    }
+
+    fn finish(&mut self) {
+        match self {
+            RowParser::Text(p) => p.finish(),
+            RowParser::Binary(p) => p.finish(),
+        }
+    }
+
+    fn rows(&mut self) -> &mut Vec<Vec<Option<String>>> {
+        match self {
+            RowParser::Text(p) => &mut p.rows,
+            RowParser::Binary(p) => &mut p.rows,
+        }
+    }
+
+    fn take_error(&mut self) -> Option<ProxyError> {
+        match self {
+            RowParser::Text(p) => p.error.take(),
+            RowParser::Binary(p) => p.error.take(),
         }
     }
 }
@@ -247,6 +332,7 @@ fn format_row(plan: &CopyPlan, fields: &[Option<&[u8]>], out: &mut Vec<u8>) {
             (None, _) => out.extend_from_slice(plan.null.as_bytes()),
             (Some(value), CopyFormat::Text) => escape_text(value, delimiter, out),
             (Some(value), CopyFormat::Csv) => quote_csv(value, plan, delimiter, out),
+            (Some(value), CopyFormat::Binary) => out.extend_from_slice(value),
         }
     }
     out.push(b'\n');
@@ -391,7 +477,10 @@ impl CopyParser {
             return false;
         };
         let parsed = match self.format {
-            CopyFormat::Text => parse_text_record(text, self.delimiter, &self.null),
+            // Binary input has its own parser; the text parser never sees it.
+            CopyFormat::Text | CopyFormat::Binary => {
+                parse_text_record(text, self.delimiter, &self.null)
+            }
             CopyFormat::Csv => {
                 parse_csv_record(text, self.delimiter, self.quote, self.escape, &self.null)
             }

@@ -172,7 +172,11 @@ impl Session {
         let mut touched = self.touched_nodes();
         if let Some(writer) = self.wrote_on {
             touched.retain(|&n| n != writer);
-            if self.nodes.get(writer).is_some_and(|n| n.as_ref().is_some_and(|n| n.in_txn)) {
+            if self
+                .nodes
+                .get(writer)
+                .is_some_and(|n| n.as_ref().is_some_and(|n| n.in_txn))
+            {
                 touched.push(writer);
             }
         }
@@ -200,7 +204,11 @@ impl Session {
         if self.status == TxnStatus::Idle {
             return Ok(());
         }
-        if self.nodes.get(node).is_some_and(|n| n.as_ref().is_some_and(|n| n.in_txn)) {
+        if self
+            .nodes
+            .get(node)
+            .is_some_and(|n| n.as_ref().is_some_and(|n| n.in_txn))
+        {
             return Ok(());
         }
         let begin = self.begin_sql.clone().unwrap_or_else(|| "BEGIN".to_owned());
@@ -212,7 +220,11 @@ impl Session {
     }
 
     /// Runs a statement whose rows (if any) are not for the client; returns its tag.
-    pub(crate) async fn node_command(&mut self, node: usize, sql: &str) -> Result<String, ProxyError> {
+    pub(crate) async fn node_command(
+        &mut self,
+        node: usize,
+        sql: &str,
+    ) -> Result<String, ProxyError> {
         let mut stream = self.node(node).await?.execute(Execute::simple(sql)).await?;
         loop {
             match stream.recv().await {
@@ -226,7 +238,10 @@ impl Session {
 
     /// The session on `node`, opened on first use. A suspended portal on that node is drained
     /// into memory first, since a node session runs one statement at a time.
-    pub(crate) async fn node(&mut self, node: usize) -> Result<&mut Box<dyn NodeSession>, ProxyError> {
+    pub(crate) async fn node(
+        &mut self,
+        node: usize,
+    ) -> Result<&mut Box<dyn NodeSession>, ProxyError> {
         self.park_suspended(node).await;
         if node >= self.nodes.len() {
             self.nodes.resize_with(node + 1, || None);
@@ -449,7 +464,11 @@ impl Session {
         }
         let probe = format!("SELECT 1 FROM {} LIMIT 1", quote_ident(&policy.table));
         for node in 0..self.proxy.cluster.nodes.len() {
-            let mut stream = self.node(node).await?.execute(Execute::simple(probe.as_str())).await?;
+            let mut stream = self
+                .node(node)
+                .await?
+                .execute(Execute::simple(probe.as_str()))
+                .await?;
             while let Some(reply) = stream.recv().await {
                 match reply {
                     Ok(Reply::Rows(rows)) if !rows.is_empty() => {
@@ -532,13 +551,25 @@ impl Session {
         result
     }
 
-    async fn run_on(&mut self, node: usize, request: Execute, output: Output) -> Result<Finished, ProxyError> {
+    async fn run_on(
+        &mut self,
+        node: usize,
+        request: Execute,
+        output: Output,
+    ) -> Result<Finished, ProxyError> {
         self.ensure_node_transaction(node).await?;
         let token = self.cancel.start_statement();
         let result = async {
             let stream = self.node(node).await?.execute(request.clone()).await?;
-            self.stream_results(Source::Live(stream), node, &request, output, DataRows::default(), &token)
-                .await
+            self.stream_results(
+                Source::Live(stream),
+                node,
+                &request,
+                output,
+                DataRows::default(),
+                &token,
+            )
+            .await
         }
         .await;
         self.cancel.end_statement();
@@ -546,7 +577,11 @@ impl Session {
     }
 
     /// DDL and maintenance: every node runs it; the client sees the first node's answer.
-    async fn run_everywhere(&mut self, request: Execute, output: Output) -> Result<Finished, ProxyError> {
+    async fn run_everywhere(
+        &mut self,
+        request: Execute,
+        output: Output,
+    ) -> Result<Finished, ProxyError> {
         let finished = self.run_on(0, request.clone(), output).await?;
         for node in 1..self.proxy.cluster.nodes.len() {
             self.ensure_node_transaction(node).await?;
@@ -572,7 +607,14 @@ impl Session {
     ) -> Result<Finished, ProxyError> {
         let token = self.cancel.start_statement();
         let result = self
-            .stream_results(suspended.source, suspended.node, request, output, suspended.pending, &token)
+            .stream_results(
+                suspended.source,
+                suspended.node,
+                request,
+                output,
+                suspended.pending,
+                &token,
+            )
             .await;
         self.cancel.end_statement();
         result
@@ -653,15 +695,25 @@ fn param_key(request: &Execute, n: usize) -> Option<KeyValue> {
         // A NULL key matches no row; any shard answers that correctly.
         return Some(KeyValue::Text(String::new()));
     };
-    let format = request.param_formats.get(index).copied().unwrap_or_default();
+    let format = request
+        .param_formats
+        .get(index)
+        .copied()
+        .unwrap_or_default();
     if format == Format::Text {
         return std::str::from_utf8(value).ok().map(KeyValue::from_text);
     }
     let type_oid = request.param_types.get(index).copied().unwrap_or(0);
     match PgType::from_oid(type_oid) {
-        Some(PgType::Int2) if value.len() == 2 => Some(KeyValue::Int(i64::from(i16::from_be_bytes([value[0], value[1]])))),
+        Some(PgType::Int2) if value.len() == 2 => {
+            Some(KeyValue::Int(i64::from(i16::from_be_bytes([
+                value[0], value[1],
+            ]))))
+        }
         Some(PgType::Int4) if value.len() == 4 => {
-            Some(KeyValue::Int(i64::from(i32::from_be_bytes([value[0], value[1], value[2], value[3]]))))
+            Some(KeyValue::Int(i64::from(i32::from_be_bytes([
+                value[0], value[1], value[2], value[3],
+            ]))))
         }
         Some(PgType::Int8) if value.len() == 8 => {
             let mut bytes = [0u8; 8];
@@ -673,7 +725,11 @@ fn param_key(request: &Execute, n: usize) -> Option<KeyValue> {
             bytes.copy_from_slice(value);
             Some(KeyValue::Uuid(bytes))
         }
-        _ if type_oid == oid::TEXT || type_oid == oid::VARCHAR || type_oid == oid::BPCHAR || type_oid == oid::NAME => {
+        _ if type_oid == oid::TEXT
+            || type_oid == oid::VARCHAR
+            || type_oid == oid::BPCHAR
+            || type_oid == oid::NAME =>
+        {
             std::str::from_utf8(value).ok().map(KeyValue::from_text)
         }
         _ => None,

@@ -12,6 +12,7 @@ mod cancel;
 mod cluster;
 mod conn;
 mod copy;
+mod copy_binary;
 mod describe;
 mod error;
 mod execute;

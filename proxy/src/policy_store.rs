@@ -38,7 +38,9 @@ impl Proxy {
                 let base = TablePolicy::default_for(table, self.cluster.defaults());
                 match apply_options(base, &options) {
                     Ok(policy) => self.cluster.set_policy(policy),
-                    Err(e) => tracing::warn!(table = %table, error = %e, "ignoring a stored policy"),
+                    Err(e) => {
+                        tracing::warn!(table = %table, error = %e, "ignoring a stored policy")
+                    }
                 }
             }
         }
@@ -54,7 +56,11 @@ impl Proxy {
         for node in &self.cluster.nodes {
             let mut session = node.link.open_session().await?;
             run(session.as_mut(), Execute::simple(CREATE)).await?;
-            run(session.as_mut(), text_params(UPSERT, &[&policy.table, &options])).await?;
+            run(
+                session.as_mut(),
+                text_params(UPSERT, &[&policy.table, &options]),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -74,14 +80,20 @@ fn text_params(sql: &str, values: &[&str]) -> Execute {
     Execute {
         sql: Arc::from(sql),
         param_types: Arc::from(vec![oid::TEXT; values.len()]),
-        params: values.iter().map(|v| Some(Bytes::copy_from_slice(v.as_bytes()))).collect(),
+        params: values
+            .iter()
+            .map(|v| Some(Bytes::copy_from_slice(v.as_bytes())))
+            .collect(),
         param_formats: vec![Format::Text; values.len()],
         result_formats: Arc::from(Vec::new()),
     }
 }
 
 /// Runs a statement and returns its rows as text.
-async fn run(session: &mut dyn NodeSession, request: Execute) -> Result<Vec<Vec<Option<String>>>, DbError> {
+async fn run(
+    session: &mut dyn NodeSession,
+    request: Execute,
+) -> Result<Vec<Vec<Option<String>>>, DbError> {
     let mut stream = session.execute(request).await?;
     let mut rows = Vec::new();
     loop {

@@ -99,14 +99,21 @@ impl Session {
                 columns = columns.or(found);
             }
             let Some(columns) = columns else {
-                return Err(sql_error("0A000", "only queries that return rows can read from several nodes"));
+                return Err(sql_error(
+                    "0A000",
+                    "only queries that return rows can read from several nodes",
+                ));
             };
-            let visible = spec.output_columns.unwrap_or(columns.len()).min(columns.len());
+            let visible = spec
+                .output_columns
+                .unwrap_or(columns.len())
+                .min(columns.len());
             let mut described: Vec<Column> = columns[..visible].to_vec();
             if let Some(combines) = &spec.aggregates {
                 for (column, combine) in described.iter_mut().zip(combines) {
                     if let Combine::Avg { .. } = combine {
-                        let float = column.type_oid == oid::FLOAT8 || column.type_oid == oid::FLOAT4;
+                        let float =
+                            column.type_oid == oid::FLOAT8 || column.type_oid == oid::FLOAT4;
                         column.type_oid = if float { oid::FLOAT8 } else { oid::NUMERIC };
                         column.type_size = if float { 8 } else { -1 };
                         column.type_modifier = -1;
@@ -114,7 +121,9 @@ impl Session {
                 }
             }
             if matches!(output, Output::Simple) {
-                backend::row_description(&mut self.conn.out, &described, |i| request.result_format(i));
+                backend::row_description(&mut self.conn.out, &described, |i| {
+                    request.result_format(i)
+                });
             }
             let sent = tokio::select! {
                 sent = self.merge(&spec, &mut cursors, &columns, &described, &request) => sent?,
@@ -139,7 +148,9 @@ impl Session {
         request: &Execute,
     ) -> Result<u64, ProxyError> {
         if let Some(combines) = &spec.aggregates {
-            return self.combine(combines, cursors, columns, described, request).await;
+            return self
+                .combine(combines, cursors, columns, described, request)
+                .await;
         }
         let sort: Vec<(usize, bool, bool)> = spec
             .order_by
@@ -147,7 +158,9 @@ impl Session {
             .map(|key| {
                 let index = match &key.column {
                     SortColumn::Index(i) => Some(*i),
-                    SortColumn::Name(name) => columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)),
+                    SortColumn::Name(name) => columns
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(name)),
                 };
                 index
                     .filter(|&i| i < columns.len())
@@ -161,7 +174,9 @@ impl Session {
         if sort.is_empty() {
             for cursor in cursors.iter_mut() {
                 while remaining > 0 {
-                    let Some(row) = cursor.next_row().await? else { break };
+                    let Some(row) = cursor.next_row().await? else {
+                        break;
+                    };
                     if skip > 0 {
                         skip -= 1;
                         continue;
@@ -174,7 +189,8 @@ impl Session {
             }
             return Ok(sent);
         }
-        let mut heads: Vec<Option<(DataRows, Vec<Option<SqlValue>>)>> = Vec::with_capacity(cursors.len());
+        let mut heads: Vec<Option<(DataRows, Vec<Option<SqlValue>>)>> =
+            Vec::with_capacity(cursors.len());
         for cursor in cursors.iter_mut() {
             let head = match cursor.next_row().await? {
                 Some(row) => Some(sort_values(row, &sort, columns, request)?),
@@ -188,7 +204,9 @@ impl Session {
                 let Some((_, values)) = head else { continue };
                 let better = match best.and_then(|b| heads[b].as_ref()) {
                     None => true,
-                    Some((_, best_values)) => compare_rows(values, best_values, &sort) == Ordering::Less,
+                    Some((_, best_values)) => {
+                        compare_rows(values, best_values, &sort) == Ordering::Less
+                    }
                 };
                 if better {
                     best = Some(i);
@@ -226,7 +244,9 @@ impl Session {
         let mut totals: Vec<Option<SqlValue>> = vec![None; columns.len()];
         for cursor in cursors.iter_mut() {
             while let Some(row) = cursor.next_row().await? {
-                let Some(fields) = row.iter().next() else { continue };
+                let Some(fields) = row.iter().next() else {
+                    continue;
+                };
                 for (i, field) in fields.iter().enumerate().take(columns.len()) {
                     let value = decode(&columns[i], request.result_format(i), *field)?;
                     let combine = combines.get(i).copied().unwrap_or(Combine::Sum);
@@ -240,7 +260,10 @@ impl Session {
             let combine = combines.get(i).copied().unwrap_or(Combine::Sum);
             let value = match combine {
                 Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
-                Combine::Avg { count_column } => average(totals[i].as_ref(), totals.get(count_column).and_then(Option::as_ref)),
+                Combine::Avg { count_column } => average(
+                    totals[i].as_ref(),
+                    totals.get(count_column).and_then(Option::as_ref),
+                ),
                 _ => totals[i].clone(),
             };
             match value {
@@ -249,8 +272,18 @@ impl Session {
                     let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
                     let mut encoded = BytesMut::new();
                     match request.result_format(i) {
-                        Format::Text => types::encode_text(ty, column.type_modifier, value.as_ref(), &mut encoded)?,
-                        Format::Binary => types::encode_binary(ty, column.type_modifier, value.as_ref(), &mut encoded)?,
+                        Format::Text => types::encode_text(
+                            ty,
+                            column.type_modifier,
+                            value.as_ref(),
+                            &mut encoded,
+                        )?,
+                        Format::Binary => types::encode_binary(
+                            ty,
+                            column.type_modifier,
+                            value.as_ref(),
+                            &mut encoded,
+                        )?,
                     }
                     builder.push_value(&encoded);
                 }
@@ -263,7 +296,11 @@ impl Session {
     }
 }
 
-fn decode(column: &Column, format: Format, field: Option<&[u8]>) -> Result<Option<SqlValue>, ProxyError> {
+fn decode(
+    column: &Column,
+    format: Format,
+    field: Option<&[u8]>,
+) -> Result<Option<SqlValue>, ProxyError> {
     let Some(bytes) = field else { return Ok(None) };
     let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
     Ok(Some(types::decode_param(ty, format, bytes)?))
@@ -278,17 +315,39 @@ fn sort_values(
     let fields = row.iter().next().unwrap_or_default();
     let values = sort
         .iter()
-        .map(|&(i, _, _)| decode(&columns[i], request.result_format(i), fields.get(i).copied().flatten()))
+        .map(|&(i, _, _)| {
+            decode(
+                &columns[i],
+                request.result_format(i),
+                fields.get(i).copied().flatten(),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((row, values))
 }
 
-fn compare_rows(a: &[Option<SqlValue>], b: &[Option<SqlValue>], sort: &[(usize, bool, bool)]) -> Ordering {
+fn compare_rows(
+    a: &[Option<SqlValue>],
+    b: &[Option<SqlValue>],
+    sort: &[(usize, bool, bool)],
+) -> Ordering {
     for ((x, y), &(_, descending, nulls_first)) in a.iter().zip(b).zip(sort) {
         let ordering = match (x, y) {
             (None, None) => Ordering::Equal,
-            (None, Some(_)) => if nulls_first { Ordering::Less } else { Ordering::Greater },
-            (Some(_), None) => if nulls_first { Ordering::Greater } else { Ordering::Less },
+            (None, Some(_)) => {
+                if nulls_first {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (Some(_), None) => {
+                if nulls_first {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
             (Some(x), Some(y)) => {
                 let o = compare_values(x, y);
                 if descending { o.reverse() } else { o }
@@ -316,16 +375,30 @@ fn compare_values(a: &SqlValue, b: &SqlValue) -> Ordering {
     }
 }
 
-fn merge_value(total: Option<SqlValue>, value: Option<SqlValue>, combine: Combine) -> Option<SqlValue> {
+fn merge_value(
+    total: Option<SqlValue>,
+    value: Option<SqlValue>,
+    combine: Combine,
+) -> Option<SqlValue> {
     let Some(value) = value else { return total };
-    let Some(total) = total else { return Some(value) };
+    let Some(total) = total else {
+        return Some(value);
+    };
     Some(match combine {
         Combine::Count | Combine::Sum | Combine::Avg { .. } => add(total, value),
         Combine::Min => {
-            if compare_values(&value, &total) == Ordering::Less { value } else { total }
+            if compare_values(&value, &total) == Ordering::Less {
+                value
+            } else {
+                total
+            }
         }
         Combine::Max => {
-            if compare_values(&value, &total) == Ordering::Greater { value } else { total }
+            if compare_values(&value, &total) == Ordering::Greater {
+                value
+            } else {
+                total
+            }
         }
     })
 }
@@ -336,7 +409,9 @@ fn add(a: SqlValue, b: SqlValue) -> SqlValue {
             Some(sum) => SqlValue::Int(sum),
             None => SqlValue::Float(x as f64 + y as f64),
         },
-        (SqlValue::Int(x), SqlValue::Float(y)) | (SqlValue::Float(y), SqlValue::Int(x)) => SqlValue::Float(x as f64 + y),
+        (SqlValue::Int(x), SqlValue::Float(y)) | (SqlValue::Float(y), SqlValue::Int(x)) => {
+            SqlValue::Float(x as f64 + y)
+        }
         (SqlValue::Float(x), SqlValue::Float(y)) => SqlValue::Float(x + y),
         (SqlValue::Text(x), other) | (other, SqlValue::Text(x)) => {
             let parsed: f64 = x.parse().unwrap_or(0.0);

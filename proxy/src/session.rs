@@ -278,9 +278,9 @@ impl Session {
         // unless they manage transactions themselves.
         let implicit = statements.len() > 1
             && self.status == TxnStatus::Idle
-            && !statements.iter().any(|sql| {
-                matches!(self.proxy.plans.plan(sql).0.as_deref(), Ok(Plan::Txn(_)))
-            });
+            && !statements
+                .iter()
+                .any(|sql| matches!(self.proxy.plans.plan(sql).0.as_deref(), Ok(Plan::Txn(_))));
         if implicit {
             self.status = TxnStatus::InTransaction;
             self.begin_sql = Some("BEGIN".to_owned());
@@ -378,7 +378,10 @@ impl Session {
                     let values: Vec<Option<&str>> = row.iter().map(Option::as_deref).collect();
                     backend::text_data_row(&mut self.conn.out, &values);
                 }
-                backend::command_complete(&mut self.conn.out, &format!("SHOW {}", admin.rows.len()));
+                backend::command_complete(
+                    &mut self.conn.out,
+                    &format!("SHOW {}", admin.rows.len()),
+                );
             }
             SessionCommand::Show { name } => {
                 let rows: Vec<(String, String)> = if name == "all" {
@@ -583,11 +586,7 @@ impl Session {
                 Some(description) => description,
                 None => {
                     let node = self.describe_node(&sql, &param_types);
-                    let description = self
-                        .node(node)
-                        .await?
-                        .describe(&sql, &param_types)
-                        .await?;
+                    let description = self.node(node).await?.describe(&sql, &param_types).await?;
                     self.proxy
                         .descriptions
                         .insert(sql, param_types, description.clone());
@@ -776,7 +775,6 @@ fn missing_statement(name: &str) -> ProxyError {
         )
     }
 }
-
 
 fn message_name(message: &PgWireFrontendMessage) -> &'static str {
     match message {

@@ -39,6 +39,8 @@ pub enum CopyDirection {
 pub enum CopyFormat {
     Text,
     Csv,
+    /// Postgres' binary COPY format (`PGCOPY` header, length-prefixed binary values).
+    Binary,
 }
 
 pub(crate) fn parse_copy(sql: &str) -> Result<CopyPlan, RouterError> {
@@ -101,6 +103,7 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyPlan, RouterError> {
                 plan.format = match name.value.to_ascii_lowercase().as_str() {
                     "text" => CopyFormat::Text,
                     "csv" => CopyFormat::Csv,
+                    "binary" => CopyFormat::Binary,
                     other => return Err(unsupported_format(other)),
                 }
             }
@@ -119,7 +122,7 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyPlan, RouterError> {
     }
     for option in legacy_options {
         match option {
-            CopyLegacyOption::Binary => return Err(unsupported_format("binary")),
+            CopyLegacyOption::Binary => plan.format = CopyFormat::Binary,
             CopyLegacyOption::Delimiter(c) => delimiter = Some(c),
             CopyLegacyOption::Null(s) => null = Some(s),
             CopyLegacyOption::Header => plan.header = true,
@@ -161,7 +164,7 @@ pub(crate) fn parse_copy(sql: &str) -> Result<CopyPlan, RouterError> {
 
 fn unsupported_format(name: &str) -> RouterError {
     RouterError::Unsupported(format!(
-        "COPY format {name} is not supported; use text or csv"
+        "COPY format {name} is not supported; use text, csv or binary"
     ))
 }
 

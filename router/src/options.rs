@@ -184,15 +184,32 @@ pub fn policy_to_options(policy: &TablePolicy) -> Vec<(String, String)> {
     vec![
         ("shard_keys".to_owned(), policy.shard_keys.join(",")),
         ("shards".to_owned(), policy.shards.to_string()),
-        ("replication_factor".to_owned(), policy.replication_factor.to_string()),
-        ("validator_only".to_owned(), policy.validator_only.to_string()),
-        ("min_validator_copies".to_owned(), policy.min_validator_copies.to_string()),
+        (
+            "replication_factor".to_owned(),
+            policy.replication_factor.to_string(),
+        ),
+        (
+            "validator_only".to_owned(),
+            policy.validator_only.to_string(),
+        ),
+        (
+            "min_validator_copies".to_owned(),
+            policy.min_validator_copies.to_string(),
+        ),
         ("read_roles".to_owned(), roles(&policy.read_roles)),
         ("write_roles".to_owned(), roles(&policy.write_roles)),
-        ("range_sharding".to_owned(), policy.range_sharding.to_string()),
+        (
+            "range_sharding".to_owned(),
+            policy.range_sharding.to_string(),
+        ),
         (
             "ranges".to_owned(),
-            policy.ranges.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
+            policy
+                .ranges
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         ),
     ]
 }

@@ -212,12 +212,10 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
     if sharded.is_empty() {
         // Unsharded tables each live whole on one node (tables without a policy all on the
         // same one): a query over them runs there, whatever its shape.
-        let mut groups: Vec<&String> = tables
-            .iter()
-            .filter(|t| policies.has_policy(t))
-            .collect();
+        let mut groups: Vec<&String> = tables.iter().filter(|t| policies.has_policy(t)).collect();
         groups.dedup();
-        let default_tables: Vec<&String> = tables.iter().filter(|t| !policies.has_policy(t)).collect();
+        let default_tables: Vec<&String> =
+            tables.iter().filter(|t| !policies.has_policy(t)).collect();
         return match (groups.as_slice(), default_tables.first()) {
             ([], None) => Ok(Route::AnyNode),
             ([], Some(table)) | ([table], None) => Ok(Route::Read {
@@ -245,7 +243,10 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
         return Ok(Route::AnyNode);
     }
     let from_tables: Vec<&String> = tables.iter().map(|(name, _)| name).collect();
-    if let Some(other) = relations(query).into_iter().find(|t| !from_tables.contains(&t)) {
+    if let Some(other) = relations(query)
+        .into_iter()
+        .find(|t| !from_tables.contains(&t))
+    {
         return Err(RouterError::Unsupported(format!(
             "a subquery over {other} inside a query over sharded tables is not supported; run \
              it as its own query"
@@ -562,7 +563,11 @@ fn relations(query: &Query) -> Vec<String> {
             _ => false,
         };
         let table = table_name(name);
-        if !catalog && !table.starts_with("pg_") && !ctes.contains(&table) && !tables.contains(&table) {
+        if !catalog
+            && !table.starts_with("pg_")
+            && !ctes.contains(&table)
+            && !tables.contains(&table)
+        {
             tables.push(table);
         }
         ControlFlow::<()>::Continue(())

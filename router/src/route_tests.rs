@@ -116,7 +116,10 @@ fn reads_by_key_pick_shards() {
         "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace",
         Route::AnyNode,
     );
-    check("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT * FROM c", Route::AnyNode);
+    check(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT * FROM c",
+        Route::AnyNode,
+    );
 }
 
 #[test]
@@ -241,12 +244,21 @@ fn policy_options_from_create_and_alter() {
 
 #[test]
 fn merge_specs_for_reads_across_nodes() {
-    let spec = merge_spec("SELECT id, name FROM users ORDER BY name DESC, 1 LIMIT 5 OFFSET 2").expect("spec");
+    let spec = merge_spec("SELECT id, name FROM users ORDER BY name DESC, 1 LIMIT 5 OFFSET 2")
+        .expect("spec");
     assert_eq!(
         spec.order_by,
         vec![
-            SortKey { column: SortColumn::Index(1), descending: true, nulls_first: true },
-            SortKey { column: SortColumn::Index(0), descending: false, nulls_first: false },
+            SortKey {
+                column: SortColumn::Index(1),
+                descending: true,
+                nulls_first: true
+            },
+            SortKey {
+                column: SortColumn::Index(0),
+                descending: false,
+                nulls_first: false
+            },
         ]
     );
     assert_eq!((spec.limit, spec.offset), (Some(5), 2));
@@ -256,13 +268,21 @@ fn merge_specs_for_reads_across_nodes() {
     );
 
     let spec = merge_spec("SELECT * FROM users ORDER BY user_id").expect("spec");
-    assert_eq!(spec.order_by[0].column, SortColumn::Name("user_id".to_owned()));
+    assert_eq!(
+        spec.order_by[0].column,
+        SortColumn::Name("user_id".to_owned())
+    );
     assert_eq!(spec.node_sql, None);
 
     let spec = merge_spec("SELECT count(*), sum(x), avg(x) AS a, max(x) FROM users").expect("spec");
     assert_eq!(
         spec.aggregates,
-        Some(vec![Combine::Count, Combine::Sum, Combine::Avg { count_column: 4 }, Combine::Max])
+        Some(vec![
+            Combine::Count,
+            Combine::Sum,
+            Combine::Avg { count_column: 4 },
+            Combine::Max
+        ])
     );
     assert_eq!(spec.output_columns, Some(4));
     assert_eq!(
@@ -278,6 +298,9 @@ fn merge_specs_for_reads_across_nodes() {
         "SELECT * FROM users ORDER BY lower(name)",
         "SELECT * FROM users LIMIT $1",
     ] {
-        assert!(matches!(merge_spec(sql), Err(RouterError::Unsupported(_))), "{sql}");
+        assert!(
+            matches!(merge_spec(sql), Err(RouterError::Unsupported(_))),
+            "{sql}"
+        );
     }
 }

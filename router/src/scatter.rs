@@ -7,8 +7,8 @@
 //! else across nodes is refused with 0A000 and a hint, never answered wrongly.
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause,
-    OrderByKind, OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind,
+    OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -41,7 +41,9 @@ pub enum Combine {
     Max,
     /// Sum of the nodes' sums divided by the sum of their counts; the node query carries the
     /// sum in this column and the count in an extra column at the end.
-    Avg { count_column: usize },
+    Avg {
+        count_column: usize,
+    },
 }
 
 /// What the proxy does with the streams of a read that spans nodes.
@@ -60,8 +62,8 @@ pub struct MergeSpec {
 
 /// Plans the merge of a SELECT that runs on several nodes.
 pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
-    let mut statements =
-        Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| RouterError::Syntax(e.to_string()))?;
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| RouterError::Syntax(e.to_string()))?;
     let Some(Statement::Query(mut query)) = statements.pop() else {
         return Err(RouterError::Unsupported(
             "only SELECT can read from several nodes".to_owned(),
@@ -213,10 +215,11 @@ fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<SortColumn, Rou
     let text = expr.to_string();
     for (index, item) in projection.iter().enumerate() {
         match item {
-            SelectItem::ExprWithAlias { alias, expr: aliased } => {
-                if alias.value.eq_ignore_ascii_case(&text) || aliased.to_string() == text {
-                    return Ok(SortColumn::Index(index));
-                }
+            SelectItem::ExprWithAlias {
+                alias,
+                expr: aliased,
+            } if alias.value.eq_ignore_ascii_case(&text) || aliased.to_string() == text => {
+                return Ok(SortColumn::Index(index));
             }
             SelectItem::UnnamedExpr(projected) if projected.to_string() == text => {
                 return Ok(SortColumn::Index(index));
@@ -224,9 +227,12 @@ fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<SortColumn, Rou
             _ => {}
         }
     }
-    let wildcard = projection
-        .iter()
-        .any(|p| matches!(p, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+    let wildcard = projection.iter().any(|p| {
+        matches!(
+            p,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
     let name = match expr {
         Expr::Identifier(ident) => Some(ident.value.to_ascii_lowercase()),
         Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.to_ascii_lowercase()),

@@ -153,6 +153,13 @@ fn copy_plans() {
     ));
     assert!(matches!(
         classify("COPY t FROM STDIN (FORMAT binary)"),
+        Ok(Plan::Copy(CopyPlan {
+            format: CopyFormat::Binary,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        classify("COPY t FROM STDIN (FORMAT xml)"),
         Err(RouterError::Unsupported(_))
     ));
 }
