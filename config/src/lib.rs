@@ -181,39 +181,8 @@ impl UpConfig {
         file: Option<&Path>,
         vars: &[(String, String)],
     ) -> Result<UpConfig, ConfigError> {
-        let (name, text) = match file {
-            Some(path) => (
-                path.display().to_string(),
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    file: path.to_owned(),
-                    source,
-                })?,
-            ),
-            None => ("<defaults>".to_owned(), String::new()),
-        };
-        let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            file: name.clone(),
-            message: e.message().to_owned() + &span_hint(&text, e.span()),
-        })?;
-        apply_env_overrides(&mut value, vars);
-        let mut config: UpConfig =
-            UpConfig::deserialize(value).map_err(|e| ConfigError::Parse {
-                file: name.clone(),
-                message: e.to_string().trim().to_owned(),
-            })?;
-        if config.users.is_empty() {
-            config.users.push(UserConfig {
-                name: DEFAULT_USER.to_owned(),
-                password: Some(DEFAULT_PASSWORD.to_owned()),
-                scram_verifier: None,
-            });
-        }
-        if let Some((_, password)) = vars.iter().find(|(k, _)| k == "MYCELIUM_PASSWORD") {
-            for user in config.users.iter_mut().filter(|u| u.name == DEFAULT_USER) {
-                user.password = Some(password.clone());
-                user.scram_verifier = None;
-            }
-        }
+        let (name, mut config): (String, UpConfig) = load_toml(file, vars)?;
+        apply_users(&mut config.users, vars);
         config.validate(&name)?;
         Ok(config)
     }
@@ -260,18 +229,186 @@ impl UpConfig {
         if self.storage.workers == 0 {
             return Err(invalid("storage.workers", "must be at least 1"));
         }
-        for (i, user) in self.users.iter().enumerate() {
-            if user.name.is_empty() {
-                return Err(invalid(&format!("users[{i}].name"), "must not be empty"));
-            }
-            if user.password.is_none() && user.scram_verifier.is_none() {
+        validate_users(file, &self.users)?;
+        Ok(())
+    }
+}
+
+/// Reads a TOML file (or nothing), applies `MYCELIUM_*` overrides and deserializes it; returns
+/// the name to use in errors too.
+fn load_toml<T: serde::de::DeserializeOwned>(
+    file: Option<&Path>,
+    vars: &[(String, String)],
+) -> Result<(String, T), ConfigError> {
+    let (name, text) = match file {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                file: path.to_owned(),
+                source,
+            })?,
+        ),
+        None => ("<defaults>".to_owned(), String::new()),
+    };
+    let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        file: name.clone(),
+        message: e.message().to_owned() + &span_hint(&text, e.span()),
+    })?;
+    apply_env_overrides(&mut value, vars);
+    let config = T::deserialize(value).map_err(|e| ConfigError::Parse {
+        file: name.clone(),
+        message: e.to_string().trim().to_owned(),
+    })?;
+    Ok((name, config))
+}
+
+/// The default user when none is configured, and `MYCELIUM_PASSWORD` for it.
+fn apply_users(users: &mut Vec<UserConfig>, vars: &[(String, String)]) {
+    if users.is_empty() {
+        users.push(UserConfig {
+            name: DEFAULT_USER.to_owned(),
+            password: Some(DEFAULT_PASSWORD.to_owned()),
+            scram_verifier: None,
+        });
+    }
+    if let Some((_, password)) = vars.iter().find(|(k, _)| k == "MYCELIUM_PASSWORD") {
+        for user in users.iter_mut().filter(|u| u.name == DEFAULT_USER) {
+            user.password = Some(password.clone());
+            user.scram_verifier = None;
+        }
+    }
+}
+
+fn invalid(file: &str, key: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        file: file.to_owned(),
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn validate_users(file: &str, users: &[UserConfig]) -> Result<(), ConfigError> {
+    for (i, user) in users.iter().enumerate() {
+        if user.name.is_empty() {
+            return Err(invalid(
+                file,
+                &format!("users[{i}].name"),
+                "must not be empty",
+            ));
+        }
+        if user.password.is_none() && user.scram_verifier.is_none() {
+            return Err(invalid(
+                file,
+                &format!("users[{i}]"),
+                "needs `scram_verifier` (see `mycelium passwd`) or `password`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Configuration of `mycelium node`: one node process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFileConfig {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's name; its certificate must carry it (`mycelium certs --nodes`).
+    pub id: String,
+    /// `validator` or `miner`.
+    #[serde(default = "default_node_type")]
+    pub node_type: String,
+    /// Address proxies connect to.
+    pub listen: SocketAddr,
+    /// The SQLite file.
+    pub data: PathBuf,
+    /// Directory written by `mycelium certs`.
+    pub certs: PathBuf,
+}
+
+fn default_node_type() -> String {
+    "validator".to_owned()
+}
+
+impl NodeFileConfig {
+    pub fn load(file: &Path) -> Result<NodeFileConfig, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let (name, config): (String, NodeFileConfig) = load_toml(Some(file), &vars)?;
+        if config.node.id.is_empty() {
+            return Err(invalid(&name, "node.id", "must not be empty"));
+        }
+        if !matches!(config.node.node_type.as_str(), "validator" | "miner") {
+            return Err(invalid(
+                &name,
+                "node.node_type",
+                "must be `validator` or `miner`",
+            ));
+        }
+        if config.storage.workers == 0 {
+            return Err(invalid(&name, "storage.workers", "must be at least 1"));
+        }
+        Ok(config)
+    }
+}
+
+/// Configuration of `mycelium proxy`: a proxy in front of separately running nodes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFileConfig {
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// Directory written by `mycelium certs` (the proxy uses the `proxy` certificate).
+    pub certs: PathBuf,
+    /// Where the proxy keeps files it generates (its client TLS certificate).
+    #[serde(default = "default_proxy_data")]
+    pub data_dir: PathBuf,
+    pub nodes: Vec<NodeAddress>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+}
+
+fn default_proxy_data() -> PathBuf {
+    PathBuf::from("mycelium-proxy-data")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddress {
+    pub id: String,
+    pub addr: String,
+    #[serde(default = "default_node_type")]
+    pub node_type: String,
+}
+
+impl ProxyFileConfig {
+    pub fn load(file: &Path) -> Result<ProxyFileConfig, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let (name, mut config): (String, ProxyFileConfig) = load_toml(Some(file), &vars)?;
+        apply_users(&mut config.users, &vars);
+        validate_users(&name, &config.users)?;
+        if config.nodes.is_empty() {
+            return Err(invalid(&name, "nodes", "list at least one node"));
+        }
+        for (i, node) in config.nodes.iter().enumerate() {
+            if !matches!(node.node_type.as_str(), "validator" | "miner") {
                 return Err(invalid(
-                    &format!("users[{i}]"),
-                    "needs `scram_verifier` (see `mycelium passwd`) or `password`",
+                    &name,
+                    &format!("nodes[{i}].node_type"),
+                    "must be `validator` or `miner`",
                 ));
             }
         }
-        Ok(())
+        Ok(config)
     }
 }
 

@@ -33,6 +33,20 @@ enum Command {
     Passwd,
     /// Create a cluster CA and certificates for the proxy and each node.
     Certs(CertsArgs),
+    /// Run one node (see `node.toml` in the README).
+    Node(MemberArgs),
+    /// Run a proxy in front of nodes running elsewhere (see `proxy.toml` in the README).
+    Proxy(MemberArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MemberArgs {
+    /// Configuration file (TOML); MYCELIUM_* environment variables override it.
+    #[arg(long)]
+    config: PathBuf,
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(long, default_value = "127.0.0.1:9187")]
+    metrics_listen: SocketAddr,
 }
 
 #[derive(clap::Args)]
@@ -68,11 +82,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => {
             init_logging(cli.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(crate::up::up(args))
+            runtime()?.block_on(crate::up::up(args))
+        }
+        Command::Node(args) => {
+            init_logging(cli.log_format);
+            runtime()?.block_on(crate::serve::node(&args.config, args.metrics_listen))
+        }
+        Command::Proxy(args) => {
+            init_logging(cli.log_format);
+            runtime()?.block_on(crate::serve::proxy(&args.config, args.metrics_listen))
         }
         Command::Passwd => {
             let mut line = String::new();
@@ -104,6 +122,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_logging(format: LogFormat) {

@@ -2,6 +2,8 @@
 
 mod cli;
 mod metrics_http;
+mod parts;
+mod serve;
 mod up;
 
 use clap::Parser;

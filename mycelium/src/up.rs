@@ -3,25 +3,20 @@
 //! mutually authenticated TLS connection on loopback.
 
 use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use anyhow::Context;
 use mycelium_config::UpConfig;
-use mycelium_network::rpc::{RemoteNode, serve_node};
-use mycelium_network::{Pool, PoolOptions, ServerOptions, TlsIdentity, certs};
-use mycelium_node::Node;
-use mycelium_proxy::{Cluster, ClusterNode, Proxy, policy_from_config};
-use mycelium_router::{NodeInfo, NodeType, PolicyDefaults};
+use mycelium_network::{TlsIdentity, certs};
+use mycelium_router::{NodeInfo, NodeType};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UpArgs;
+use crate::parts::{ProxyParts, build_proxy, serve_metrics, start_node, stop_on_signal};
 
 /// The proxy's name in the cluster's certificates.
-const PROXY_MEMBER: &str = "proxy";
+pub const PROXY_MEMBER: &str = "proxy";
 
 /// The node ids and types of an embedded cluster of `count` nodes: a third of them (rounded
 /// down) are miners, the rest validators, so the default three are two validators and a miner.
@@ -58,128 +53,65 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     certs::ensure_cluster(&certs_dir, &members)?;
 
     let node_shutdown = CancellationToken::new();
-    let pool = Pool::new(
-        TlsIdentity::load_member(&certs_dir, PROXY_MEMBER)?,
-        PoolOptions {
-            max_per_peer: config.proxy.max_connections.max(16),
-            ..PoolOptions::default()
-        },
-    );
-    let mut nodes = Vec::new();
-    let mut servers: Vec<JoinHandle<_>> = Vec::new();
-    let mut cluster_nodes = Vec::new();
+    let mut running = Vec::new();
+    let mut addresses = Vec::new();
     for info in &infos {
-        let file = data_dir.join(format!("{}.sqlite", info.id));
-        let node = Arc::new(Node::open_sqlite(&info.id, &file, &config.storage)?);
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .with_context(|| format!("cannot listen for node {}", info.id))?;
-        pool.add_peer(info.id.clone(), listener.local_addr()?.to_string());
-        servers.push(tokio::spawn(serve_node(
-            listener,
+        let node = start_node(
+            &info.id,
+            &data_dir.join(format!("{}.sqlite", info.id)),
+            &config.storage,
             TlsIdentity::load_member(&certs_dir, &info.id)?,
-            ServerOptions::default(),
-            node.clone(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
             node_shutdown.clone(),
-        )));
-        cluster_nodes.push(ClusterNode {
-            info: info.clone(),
-            link: Arc::new(RemoteNode::new(&info.id, pool.clone())),
-        });
-        nodes.push(node);
+        )
+        .await?;
+        addresses.push((info.clone(), node.addr.to_string()));
+        running.push(node);
     }
-    tokio::spawn(pool.heartbeat(node_shutdown.clone()));
-
-    let defaults = PolicyDefaults {
-        replication_factor: config.cluster.default_replication_factor,
-        min_validator_copies: config.cluster.min_validator_copies,
-    };
-    let policies = config
-        .policies
-        .iter()
-        .map(|p| policy_from_config(p, &defaults))
-        .collect::<Result<Vec<_>, _>>()
-        .context("invalid [[policies]] entry")?;
-    let cluster = Cluster::new(cluster_nodes, defaults, policies);
-    cluster
-        .check()
-        .context("the configured policies do not fit this cluster")?;
-    let proxy = Arc::new(Proxy::new(
-        config.proxy.clone(),
-        &config.users,
-        data_dir,
-        cluster,
-    )?);
-    proxy
-        .load_policies()
-        .await
-        .context("cannot load table policies from the nodes")?;
-
+    let proxy = build_proxy(
+        ProxyParts {
+            proxy: &config.proxy,
+            cluster: &config.cluster,
+            users: &config.users,
+            policies: &config.policies,
+            data_dir,
+            identity: TlsIdentity::load_member(&certs_dir, PROXY_MEMBER)?,
+            nodes: addresses,
+        },
+        &node_shutdown,
+    )
+    .await?;
     let listener = TcpListener::bind(config.proxy.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.proxy.listen))?;
-    let metrics_listener = TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen for /metrics on {}", args.metrics_listen))?;
-    let metrics_addr = metrics_listener.local_addr()?;
-    tokio::spawn(crate::metrics_http::serve(
-        metrics_listener,
-        node_shutdown.clone(),
-    ));
-    announce(&listener, &metrics_addr, data_dir, infos.len())?;
+    let metrics = serve_metrics(args.metrics_listen, node_shutdown.clone()).await?;
+    announce(
+        &listener,
+        &metrics,
+        &format!("{} nodes, data in {}", infos.len(), data_dir.display()),
+    )?;
     let proxy_shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(proxy_shutdown.clone()));
     mycelium_proxy::run(listener, proxy, proxy_shutdown).await;
 
     // Clients are gone; now the nodes can stop serving and close their files.
     node_shutdown.cancel();
-    for server in servers {
-        match tokio::time::timeout(Duration::from_secs(10), server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "node server stopped with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "node server task failed"),
-            Err(_) => tracing::warn!("node server did not stop within 10 s"),
-        }
-    }
-    for node in nodes {
-        node.shutdown();
+    for node in running {
+        node.stop().await;
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-fn announce(
-    listener: &TcpListener,
-    metrics: &std::net::SocketAddr,
-    data_dir: &Path,
-    nodes: usize,
-) -> anyhow::Result<()> {
+/// The one line that says where to connect.
+pub fn announce(listener: &TcpListener, metrics: &SocketAddr, what: &str) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     writeln!(
         std::io::stdout().lock(),
-        "Mycelium is ready: psql \"postgresql://{}@{}:{}/mycelium\" ({nodes} nodes, metrics on http://{metrics}/metrics, data in {})",
+        "Mycelium is ready: psql \"postgresql://{}@{}:{}/mycelium\" (metrics on http://{metrics}/metrics, {what})",
         mycelium_config::DEFAULT_USER,
         addr.ip(),
         addr.port(),
-        data_dir.display()
     )?;
     Ok(())
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still stops");
-                let _ = tokio::signal::ctrl_c().await;
-                shutdown.cancel();
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
-    shutdown.cancel();
 }

@@ -400,6 +400,29 @@ impl Session {
         Ok(nodes)
     }
 
+    /// `table/shard[,shard...]` of a statement routed by key, for error messages.
+    fn shard_context(&self, request: &Execute) -> Option<String> {
+        let route = self.proxy.cluster.route(&request.sql);
+        let (Route::Read { table, shards } | Route::Write { table, shards }) =
+            route.as_ref().as_ref().ok()?
+        else {
+            return None;
+        };
+        let ShardChoice::Keys(keys) = shards else {
+            return Some(format!("{table}/*"));
+        };
+        let policy = self.proxy.cluster.placement(table).ok()?.policy.clone();
+        let mut numbers: Vec<u32> = keys
+            .iter()
+            .filter_map(|key| resolve_key(key, request))
+            .map(|values| policy.shard_of(&values))
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let list: Vec<String> = numbers.iter().map(u32::to_string).collect();
+        Some(format!("{table}/{}", list.join(",")))
+    }
+
     // ---- policies ----
 
     /// The policy change a DDL statement makes, validated against the cluster.
@@ -514,7 +537,16 @@ impl Session {
                         self.wrote_on = Some(node);
                     }
                 }
-                self.run_on(node, request, output).await
+                let context = self.shard_context(&request);
+                self.run_on(node, request, output)
+                    .await
+                    .map_err(|e| match (e, context) {
+                        (ProxyError::Db(mut db), Some(shards)) if db.code == "08006" => {
+                            db.message = format!("shard {shards} is unavailable: {}", db.message);
+                            ProxyError::Db(db)
+                        }
+                        (e, _) => e,
+                    })
             }
             Target::All => {
                 let change = self.policy_change(&request.sql)?;

@@ -104,10 +104,7 @@ impl Session {
                     "only queries that return rows can read from several nodes",
                 ));
             };
-            let visible = spec
-                .output_columns
-                .unwrap_or(columns.len())
-                .min(columns.len());
+            let visible = columns.len().saturating_sub(spec.hidden_columns);
             let mut described: Vec<Column> = columns[..visible].to_vec();
             if let Some(combines) = &spec.aggregates {
                 for (column, combine) in described.iter_mut().zip(combines) {
@@ -158,6 +155,7 @@ impl Session {
             .map(|key| {
                 let index = match &key.column {
                     SortColumn::Index(i) => Some(*i),
+                    SortColumn::Hidden(i) => Some(described.len() + i),
                     SortColumn::Name(name) => columns
                         .iter()
                         .position(|c| c.name.eq_ignore_ascii_case(name)),
@@ -181,7 +179,7 @@ impl Session {
                         skip -= 1;
                         continue;
                     }
-                    self.conn.out.extend_from_slice(row.bytes());
+                    write_row(&mut self.conn.out, &row, described.len(), columns.len());
                     self.conn.flush_if_full().await?;
                     remaining -= 1;
                     sent += 1;
@@ -224,7 +222,7 @@ impl Session {
                 skip -= 1;
                 continue;
             }
-            self.conn.out.extend_from_slice(row.bytes());
+            write_row(&mut self.conn.out, &row, described.len(), columns.len());
             self.conn.flush_if_full().await?;
             remaining -= 1;
             sent += 1;
@@ -294,6 +292,26 @@ impl Session {
         self.conn.out.extend_from_slice(row.bytes());
         Ok(1)
     }
+}
+
+/// Writes a one-row batch, without the hidden columns the node query added.
+fn write_row(out: &mut BytesMut, row: &DataRows, visible: usize, total: usize) {
+    if visible == total {
+        out.extend_from_slice(row.bytes());
+        return;
+    }
+    let mut builder = DataRowsBuilder::with_capacity(row.bytes().len());
+    for fields in row.iter() {
+        builder.begin_row();
+        for field in fields.iter().take(visible) {
+            match field {
+                Some(value) => builder.push_value(value),
+                None => builder.push_null(),
+            }
+        }
+        builder.end_row();
+    }
+    out.extend_from_slice(builder.take().bytes());
 }
 
 fn decode(

@@ -22,6 +22,8 @@ pub enum SortColumn {
     Index(usize),
     /// An output column name, resolved when the column list is known (for `SELECT *`).
     Name(String),
+    /// The n-th hidden column the node query appends for a sort key the client did not select.
+    Hidden(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +58,9 @@ pub struct MergeSpec {
     pub offset: u64,
     /// One entry per output column when the query is an aggregate.
     pub aggregates: Option<Vec<Combine>>,
-    /// How many columns the client sees (the node query may carry extra ones).
-    pub output_columns: Option<usize>,
+    /// Columns the node query appends after the client's (sort keys the client did not
+    /// select, the counts of `avg`); the proxy drops them.
+    pub hidden_columns: usize,
 }
 
 /// Plans the merge of a SELECT that runs on several nodes.
@@ -70,7 +73,7 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         ));
     };
     let (limit, offset) = limits(&query)?;
-    let order_by = order_keys(&query)?;
+    let (order_by, hidden_sort) = order_keys(&query)?;
     let SetExpr::Select(select) = query.body.as_mut() else {
         return Err(refuse("UNION/INTERSECT/EXCEPT"));
     };
@@ -94,7 +97,7 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         limit,
         offset,
         aggregates: None,
-        output_columns: None,
+        hidden_columns: 0,
     };
     if let Some(mut combines) = aggregates {
         // An aggregate query returns one row: ORDER BY and LIMIT apply to that row alone.
@@ -110,10 +113,8 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
                 extra.push(count);
             }
         }
-        if !extra.is_empty() {
-            select.projection.extend(extra);
-            spec.output_columns = Some(visible);
-        }
+        spec.hidden_columns = extra.len();
+        select.projection.extend(extra);
         query.order_by = None;
         query.limit_clause = None;
         spec.node_sql = Some(query.to_string());
@@ -123,14 +124,22 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     if contains_aggregate(&select.projection) {
         return Err(refuse("mixing aggregates with plain columns"));
     }
-    if offset > 0 || limit.is_some() {
+    if !hidden_sort.is_empty() {
+        spec.hidden_columns = hidden_sort.len();
+        select
+            .projection
+            .extend(hidden_sort.into_iter().map(SelectItem::UnnamedExpr));
+    }
+    if offset > 0 || limit.is_some() || spec.hidden_columns > 0 {
         // Every node returns its first limit + offset rows; the proxy skips and cuts.
         let pushed = limit.map(|l| l + offset);
-        query.limit_clause = pushed.map(|l| LimitClause::LimitOffset {
-            limit: Some(Expr::value(Value::Number(l.to_string(), false))),
-            offset: None,
-            limit_by: Vec::new(),
-        });
+        if offset > 0 || limit.is_some() {
+            query.limit_clause = pushed.map(|l| LimitClause::LimitOffset {
+                limit: Some(Expr::value(Value::Number(l.to_string(), false))),
+                offset: None,
+                limit_by: Vec::new(),
+            });
+        }
         spec.node_sql = Some(query.to_string());
     }
     Ok(spec)
@@ -173,9 +182,10 @@ fn limits(query: &Query) -> Result<(Option<u64>, u64), RouterError> {
     }
 }
 
-fn order_keys(query: &Query) -> Result<Vec<SortKey>, RouterError> {
+/// The sort keys, and the expressions the node query must add to its output to sort by them.
+fn order_keys(query: &Query) -> Result<(Vec<SortKey>, Vec<Expr>), RouterError> {
     let Some(order_by) = &query.order_by else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let OrderByKind::Expressions(exprs) = &order_by.kind else {
         return Err(refuse("ORDER BY ALL"));
@@ -183,11 +193,18 @@ fn order_keys(query: &Query) -> Result<Vec<SortKey>, RouterError> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Err(refuse("ORDER BY of a set operation"));
     };
-    exprs
+    let mut hidden = Vec::new();
+    let keys = exprs
         .iter()
         .map(|item| {
             let descending = matches!(item.options.sort, Some(OrderBySort::Desc));
-            let column = sort_column(&item.expr, &select.projection)?;
+            let column = match sort_column(&item.expr, &select.projection)? {
+                Some(column) => column,
+                None => {
+                    hidden.push(item.expr.clone());
+                    SortColumn::Hidden(hidden.len() - 1)
+                }
+            };
             Ok(SortKey {
                 column,
                 descending,
@@ -195,10 +212,12 @@ fn order_keys(query: &Query) -> Result<Vec<SortKey>, RouterError> {
                 nulls_first: item.options.nulls_first.unwrap_or(descending),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, RouterError>>()?;
+    Ok((keys, hidden))
 }
 
-fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<SortColumn, RouterError> {
+/// The output column a sort key names, or `None` when the client did not select it.
+fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<Option<SortColumn>, RouterError> {
     if let Expr::Value(v) = expr
         && let Value::Number(n, _) = &v.value
     {
@@ -206,7 +225,7 @@ fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<SortColumn, Rou
             .parse()
             .map_err(|_| RouterError::Syntax(format!("ORDER BY position {n}")))?;
         return match position.checked_sub(1) {
-            Some(index) if index < projection.len() => Ok(SortColumn::Index(index)),
+            Some(index) if index < projection.len() => Ok(Some(SortColumn::Index(index))),
             _ => Err(RouterError::Syntax(format!(
                 "ORDER BY position {n} is not in select list"
             ))),
@@ -219,10 +238,10 @@ fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<SortColumn, Rou
                 alias,
                 expr: aliased,
             } if alias.value.eq_ignore_ascii_case(&text) || aliased.to_string() == text => {
-                return Ok(SortColumn::Index(index));
+                return Ok(Some(SortColumn::Index(index)));
             }
             SelectItem::UnnamedExpr(projected) if projected.to_string() == text => {
-                return Ok(SortColumn::Index(index));
+                return Ok(Some(SortColumn::Index(index)));
             }
             _ => {}
         }
@@ -239,10 +258,8 @@ fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<SortColumn, Rou
         _ => None,
     };
     match (wildcard, name) {
-        (true, Some(name)) => Ok(SortColumn::Name(name)),
-        _ => Err(RouterError::Unsupported(format!(
-            "ORDER BY {text} across nodes must name an output column; add it to the select list"
-        ))),
+        (true, Some(name)) => Ok(Some(SortColumn::Name(name))),
+        _ => Ok(None),
     }
 }
 

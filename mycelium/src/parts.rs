@@ -1,0 +1,161 @@
+//! The pieces `up`, `node` and `proxy` assemble: a node served over mTLS, a proxy over a set of
+//! nodes, the `/metrics` endpoint, and shutdown on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mycelium_config::{ClusterConfig, PolicyConfig, ProxyConfig, StorageConfig, UserConfig};
+use mycelium_network::rpc::{RemoteNode, serve_node};
+use mycelium_network::{NetworkError, Pool, PoolOptions, ServerOptions, TlsIdentity};
+use mycelium_node::Node;
+use mycelium_proxy::{Cluster, ClusterNode, Proxy, policy_from_config};
+use mycelium_router::{NodeInfo, NodeType, PolicyDefaults};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A node serving the node protocol.
+pub struct RunningNode {
+    pub node: Arc<Node>,
+    pub addr: SocketAddr,
+    server: JoinHandle<Result<(), NetworkError>>,
+}
+
+impl RunningNode {
+    /// Waits for the server to stop (after its shutdown token fired), then closes the file.
+    pub async fn stop(self) {
+        match tokio::time::timeout(Duration::from_secs(10), self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "node server stopped with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "node server task failed"),
+            Err(_) => tracing::warn!("node server did not stop within 10 s"),
+        }
+        self.node.shutdown();
+    }
+}
+
+pub async fn start_node(
+    id: &str,
+    file: &Path,
+    storage: &StorageConfig,
+    identity: TlsIdentity,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningNode> {
+    let node = Arc::new(Node::open_sqlite(id, file, storage)?);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("node {id}: cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(serve_node(
+        listener,
+        identity,
+        ServerOptions::default(),
+        node.clone(),
+        shutdown,
+    ));
+    Ok(RunningNode { node, addr, server })
+}
+
+pub fn parse_node_type(text: &str) -> NodeType {
+    if text == "miner" {
+        NodeType::Miner
+    } else {
+        NodeType::Validator
+    }
+}
+
+/// Everything a proxy is built from.
+pub struct ProxyParts<'a> {
+    pub proxy: &'a ProxyConfig,
+    pub cluster: &'a ClusterConfig,
+    pub users: &'a [UserConfig],
+    pub policies: &'a [PolicyConfig],
+    pub data_dir: &'a Path,
+    pub identity: TlsIdentity,
+    /// Each node and the address it serves on.
+    pub nodes: Vec<(NodeInfo, String)>,
+}
+
+/// Connects to the nodes, loads the stored policies, and builds the proxy.
+pub async fn build_proxy(
+    parts: ProxyParts<'_>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<Proxy>> {
+    let pool = Pool::new(
+        parts.identity,
+        PoolOptions {
+            max_per_peer: parts.proxy.max_connections.max(16),
+            ..PoolOptions::default()
+        },
+    );
+    let mut cluster_nodes = Vec::new();
+    for (info, addr) in parts.nodes {
+        pool.add_peer(info.id.clone(), addr);
+        cluster_nodes.push(ClusterNode {
+            link: Arc::new(RemoteNode::new(&info.id, pool.clone())),
+            info,
+        });
+    }
+    tokio::spawn(pool.heartbeat(shutdown.clone()));
+    let defaults = PolicyDefaults {
+        replication_factor: parts.cluster.default_replication_factor,
+        min_validator_copies: parts.cluster.min_validator_copies,
+    };
+    let policies = parts
+        .policies
+        .iter()
+        .map(|p| policy_from_config(p, &defaults))
+        .collect::<Result<Vec<_>, _>>()
+        .context("invalid [[policies]] entry")?;
+    let cluster = Cluster::new(cluster_nodes, defaults, policies);
+    cluster
+        .check()
+        .context("the configured policies do not fit this cluster")?;
+    let proxy = Arc::new(Proxy::new(
+        parts.proxy.clone(),
+        parts.users,
+        parts.data_dir,
+        cluster,
+    )?);
+    proxy
+        .load_policies()
+        .await
+        .context("cannot load table policies from the nodes")?;
+    Ok(proxy)
+}
+
+/// Serves `/metrics` until `shutdown`; returns the bound address.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for /metrics on {addr}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(crate::metrics_http::serve(listener, shutdown));
+    Ok(bound)
+}
+
+/// Fires `shutdown` on SIGINT or SIGTERM.
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still stops");
+                let _ = tokio::signal::ctrl_c().await;
+                shutdown.cancel();
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,94 @@
+//! `mycelium node` and `mycelium proxy`: one cluster member per process.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use mycelium_config::{NodeFileConfig, ProxyFileConfig};
+use mycelium_network::TlsIdentity;
+use mycelium_router::NodeInfo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::parts::{
+    ProxyParts, build_proxy, parse_node_type, serve_metrics, start_node, stop_on_signal,
+};
+use crate::up::{PROXY_MEMBER, announce};
+
+pub async fn node(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Result<()> {
+    let config = NodeFileConfig::load(config_file)?;
+    let id = &config.node.id;
+    let identity = TlsIdentity::load_member(&config.node.certs, id)
+        .with_context(|| format!("node {id}: certificates in {}", config.node.certs.display()))?;
+    let shutdown = CancellationToken::new();
+    let running = start_node(
+        id,
+        &config.node.data,
+        &config.storage,
+        identity,
+        config.node.listen,
+        shutdown.clone(),
+    )
+    .await?;
+    let metrics = serve_metrics(metrics_listen, shutdown.clone()).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "Mycelium node {id} ({}) is ready on {} (metrics on http://{metrics}/metrics, data in {})",
+        config.node.node_type,
+        running.addr,
+        config.node.data.display()
+    )?;
+    stop_on_signal(shutdown).await;
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn proxy(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Result<()> {
+    let config = ProxyFileConfig::load(config_file)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let nodes = config
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                NodeInfo {
+                    id: n.id.clone(),
+                    node_type: parse_node_type(&n.node_type),
+                },
+                n.addr.clone(),
+            )
+        })
+        .collect();
+    let background = CancellationToken::new();
+    let proxy = build_proxy(
+        ProxyParts {
+            proxy: &config.proxy,
+            cluster: &config.cluster,
+            users: &config.users,
+            policies: &config.policies,
+            data_dir: &config.data_dir,
+            identity: TlsIdentity::load_member(&config.certs, PROXY_MEMBER)?,
+            nodes,
+        },
+        &background,
+    )
+    .await?;
+    let listener = TcpListener::bind(config.proxy.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.proxy.listen))?;
+    let metrics = serve_metrics(metrics_listen, background.clone()).await?;
+    announce(
+        &listener,
+        &metrics,
+        &format!("{} nodes", config.nodes.len()),
+    )?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    mycelium_proxy::run(listener, proxy, shutdown).await;
+    background.cancel();
+    tracing::info!("stopped");
+    Ok(())
+}

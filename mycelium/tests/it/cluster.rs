@@ -1,0 +1,393 @@
+//! A sharded cluster of separate processes: three `mycelium node`s and a `mycelium proxy`,
+//! talking mutual TLS. Checks where rows land (in the node files), that reads spread over
+//! nodes give exactly what one plain SQLite database gives, and what a dead node does.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use mycelium_router::{KeyValue, NodeInfo, NodeType, PolicyDefaults, TablePolicy, place};
+use rand::{Rng, SeedableRng};
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::harness::sqlstate;
+
+const NODES: [(&str, &str); 3] = [("n1", "validator"), ("n2", "validator"), ("n3", "miner")];
+const SHARDS: u32 = 6;
+
+struct Member {
+    child: Child,
+    first_line: String,
+}
+
+impl Member {
+    fn start(args: &[&str]) -> Member {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mycelium"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn member");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first_line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .expect("ready line");
+        assert!(
+            first_line.contains("is ready"),
+            "unexpected first line: {first_line:?}"
+        );
+        Member { child, first_line }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct ProcessCluster {
+    nodes: Vec<Member>,
+    _proxy: Member,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    fn start() -> ProcessCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        let status = Command::new(env!("CARGO_BIN_EXE_mycelium"))
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .args(["--nodes", "n1,n2,n3"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("mycelium certs");
+        assert!(status.success());
+        let mut nodes = Vec::new();
+        let mut proxy_nodes = String::new();
+        for (id, node_type) in NODES {
+            let port = free_port();
+            let config = dir.path().join(format!("{id}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[node]\nid = \"{id}\"\nnode_type = \"{node_type}\"\nlisten = \"127.0.0.1:{port}\"\n\
+                     data = \"{}\"\ncerts = \"{}\"\n",
+                    dir.path().join(format!("{id}.sqlite")).display(),
+                    certs.display()
+                ),
+            )
+            .expect("node config");
+            nodes.push(Member::start(&[
+                "node",
+                "--config",
+                &config.to_string_lossy(),
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ]));
+            proxy_nodes.push_str(&format!(
+                "[[nodes]]\nid = \"{id}\"\naddr = \"127.0.0.1:{port}\"\nnode_type = \"{node_type}\"\n"
+            ));
+        }
+        let port = free_port();
+        let config = dir.path().join("proxy.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "certs = \"{}\"\ndata_dir = \"{}\"\n[proxy]\nlisten = \"127.0.0.1:{port}\"\n{proxy_nodes}",
+                certs.display(),
+                dir.path().join("proxy").display()
+            ),
+        )
+        .expect("proxy config");
+        let proxy = Member::start(&[
+            "proxy",
+            "--config",
+            &config.to_string_lossy(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
+        assert!(
+            proxy.first_line.contains(&format!("127.0.0.1:{port}")),
+            "{}",
+            proxy.first_line
+        );
+        ProcessCluster {
+            nodes,
+            _proxy: proxy,
+            port,
+            dir,
+        }
+    }
+
+    async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=mycelium password=mycelium dbname=mycelium",
+                self.port
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    fn node_file(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.sqlite"))
+    }
+}
+
+/// The table's policy as the proxy has it, and which node is each shard's primary.
+fn primaries() -> (TablePolicy, Vec<String>) {
+    let mut policy = TablePolicy::default_for("items", &PolicyDefaults::default());
+    policy.shard_keys = vec!["id".to_owned()];
+    policy.shards = SHARDS;
+    let infos: Vec<NodeInfo> = NODES
+        .iter()
+        .map(|(id, t)| NodeInfo {
+            id: (*id).to_owned(),
+            node_type: if *t == "miner" {
+                NodeType::Miner
+            } else {
+                NodeType::Validator
+            },
+        })
+        .collect();
+    let placement = place(&policy, &infos).expect("placement");
+    let primaries = placement
+        .shards
+        .iter()
+        .map(|s| s.primary().to_owned())
+        .collect();
+    (policy, primaries)
+}
+
+async fn rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, tokio_postgres::Error> {
+    Ok(client
+        .simple_query(sql)
+        .await?
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+fn sqlite_rows(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
+    let mut statement = db.prepare(sql).expect("sqlite prepare");
+    let columns = statement.column_count();
+    statement
+        .query_map([], |row| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        rusqlite::types::ValueRef::Blob(_) => "<blob>".to_owned(),
+                    })
+                })
+                .collect()
+        })
+        .expect("sqlite query")
+        .collect::<Result<_, _>>()
+        .expect("sqlite rows")
+}
+
+fn ids_in_file(path: &Path) -> Vec<i64> {
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open node file");
+    let mut statement = db
+        .prepare("SELECT id FROM items ORDER BY id")
+        .expect("prepare");
+    statement
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("ids")
+}
+
+#[tokio::test]
+async fn sharded_cluster_of_processes() {
+    let mut cluster = ProcessCluster::start();
+    let client = cluster.connect().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, grp integer NOT NULL, val integer) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS})"
+        ))
+        .await
+        .expect("create sharded table");
+
+    // The same random data in the cluster and in one plain SQLite database.
+    let reference = rusqlite::Connection::open_in_memory().expect("sqlite");
+    reference
+        .execute_batch(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, grp INTEGER NOT NULL, val INTEGER)",
+        )
+        .expect("reference table");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let insert = client
+        .prepare("INSERT INTO items (id, grp, val) VALUES ($1, $2, $3)")
+        .await
+        .expect("prepare insert");
+    for id in 1..=120i64 {
+        let grp: i32 = rng.random_range(0..5);
+        let val: Option<i32> = if rng.random_range(0..10) == 0 {
+            None
+        } else {
+            Some(rng.random_range(-50..500))
+        };
+        client
+            .execute(&insert, &[&id, &grp, &val])
+            .await
+            .expect("insert");
+        reference
+            .execute(
+                "INSERT INTO items VALUES (?1, ?2, ?3)",
+                rusqlite::params![id, grp, val],
+            )
+            .expect("reference insert");
+    }
+
+    // Every row is on its shard's primary and nowhere else.
+    let (policy, primaries) = primaries();
+    let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for id in 1..=120i64 {
+        let shard = policy.shard_of(&[KeyValue::Int(id)]) as usize;
+        expected
+            .entry(primaries[shard].as_str())
+            .or_default()
+            .push(id);
+    }
+    for (id, _) in NODES {
+        assert_eq!(
+            ids_in_file(&cluster.node_file(id)),
+            expected.get(id).cloned().unwrap_or_default(),
+            "rows in {id}'s file"
+        );
+    }
+    assert!(
+        expected.len() >= 2,
+        "the data should spread over nodes: {expected:?}"
+    );
+
+    // Reads across nodes answer exactly what one database answers (NULL order spelled out:
+    // SQLite and Postgres differ on the default).
+    let mut corpus = vec![
+        "SELECT id, grp, val FROM items ORDER BY id".to_owned(),
+        "SELECT count(*), sum(val), min(val), max(val) FROM items".to_owned(),
+        "SELECT id FROM items ORDER BY val DESC NULLS LAST, id LIMIT 7 OFFSET 3".to_owned(),
+        "SELECT id, val FROM items WHERE val IS NULL ORDER BY id".to_owned(),
+        "SELECT * FROM items WHERE id IN (3, 50, 77, 119) ORDER BY id".to_owned(),
+    ];
+    for _ in 0..25 {
+        let g: i32 = rng.random_range(0..5);
+        let v: i32 = rng.random_range(-50..500);
+        let k: i64 = rng.random_range(1..=120);
+        let limit: u32 = rng.random_range(1..20);
+        corpus.push(format!(
+            "SELECT id, val FROM items WHERE grp = {g} AND val > {v} ORDER BY val NULLS LAST, id"
+        ));
+        corpus.push(format!(
+            "SELECT count(*), sum(val), max(val) FROM items WHERE grp = {g}"
+        ));
+        corpus.push(format!("SELECT grp, val FROM items WHERE id = {k}"));
+        corpus.push(format!(
+            "SELECT id FROM items WHERE val < {v} ORDER BY id DESC LIMIT {limit}"
+        ));
+    }
+    for sql in &corpus {
+        let got = rows(&client, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(got, sqlite_rows(&reference, sql), "{sql}");
+    }
+
+    // A write that spans nodes is refused before anything is written.
+    let spread: Vec<i64> = expected
+        .values()
+        .filter_map(|ids| ids.first().copied())
+        .collect();
+    let error = client
+        .simple_query(&format!(
+            "UPDATE items SET val = 0 WHERE id IN ({}, {})",
+            spread[0], spread[1]
+        ))
+        .await
+        .expect_err("multi-node write");
+    assert_eq!(sqlstate(&error), "0A000");
+    let untouched = rows(
+        &client,
+        &format!("SELECT val FROM items WHERE id = {}", spread[0]),
+    )
+    .await
+    .expect("read");
+    assert_ne!(untouched, vec![vec!["0".to_owned()]]);
+
+    // A dead node: its shards fail with 08006 naming it, the others keep answering.
+    let (victim_index, (victim, _)) = NODES
+        .iter()
+        .enumerate()
+        .find(|(_, (id, _))| expected.contains_key(id))
+        .expect("a node with rows");
+    let victim_row = expected[victim][0];
+    let survivor = expected
+        .iter()
+        .find(|(id, _)| *id != victim)
+        .map(|(_, ids)| ids[0])
+        .expect("another node with rows");
+    cluster.nodes[victim_index].kill();
+    let error = rows(
+        &client,
+        &format!("SELECT val FROM items WHERE id = {victim_row}"),
+    )
+    .await
+    .expect_err("read from the dead node");
+    assert_eq!(sqlstate(&error), "08006", "{error:?}");
+    let message = format!("{error:?}");
+    assert!(
+        message.contains(victim) && message.contains("shard items/"),
+        "{message}"
+    );
+    let alive = rows(
+        &client,
+        &format!("SELECT id FROM items WHERE id = {survivor}"),
+    )
+    .await
+    .expect("read from a live node");
+    assert_eq!(alive, vec![vec![survivor.to_string()]]);
+}
