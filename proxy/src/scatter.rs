@@ -146,7 +146,7 @@ impl Session {
     ) -> Result<u64, ProxyError> {
         if let Some(combines) = &spec.aggregates {
             return self
-                .combine(combines, cursors, columns, described, request)
+                .combine(spec, combines, cursors, columns, described, request)
                 .await;
         }
         let sort: Vec<(usize, bool, bool)> = spec
@@ -169,12 +169,16 @@ impl Session {
         let mut skip = spec.offset;
         let mut remaining = spec.limit.unwrap_or(u64::MAX);
         let mut sent = 0u64;
+        let mut seen: std::collections::HashSet<bytes::Bytes> = Default::default();
         if sort.is_empty() {
             for cursor in cursors.iter_mut() {
                 while remaining > 0 {
                     let Some(row) = cursor.next_row().await? else {
                         break;
                     };
+                    if spec.distinct && !seen.insert(row.bytes().clone()) {
+                        continue;
+                    }
                     if skip > 0 {
                         skip -= 1;
                         continue;
@@ -218,6 +222,9 @@ impl Session {
             let Some((row, _)) = std::mem::replace(&mut heads[index], next) else {
                 break;
             };
+            if spec.distinct && !seen.insert(row.bytes().clone()) {
+                continue;
+            }
             if skip > 0 {
                 skip -= 1;
                 continue;
@@ -230,67 +237,127 @@ impl Session {
         Ok(sent)
     }
 
-    /// Combines one partial-aggregate row per node into the client's row.
+    /// Merges the nodes' partial-aggregate rows group by group, then sorts and cuts.
     async fn combine(
         &mut self,
+        spec: &MergeSpec,
         combines: &[Combine],
         cursors: &mut [Cursor],
         columns: &[Column],
         described: &[Column],
         request: &Execute,
     ) -> Result<u64, ProxyError> {
-        let mut totals: Vec<Option<SqlValue>> = vec![None; columns.len()];
+        // Groups by the bytes of their GROUP BY columns: equal values encode equally.
+        let mut index: std::collections::HashMap<Vec<Option<Vec<u8>>>, usize> = Default::default();
+        let mut groups: Vec<Vec<Option<SqlValue>>> = Vec::new();
+        let grouped = combines.contains(&Combine::Group);
         for cursor in cursors.iter_mut() {
             while let Some(row) = cursor.next_row().await? {
                 let Some(fields) = row.iter().next() else {
                     continue;
                 };
+                let key: Vec<Option<Vec<u8>>> = combines
+                    .iter()
+                    .zip(&fields)
+                    .filter(|(c, _)| **c == Combine::Group)
+                    .map(|(_, f)| f.map(<[u8]>::to_vec))
+                    .collect();
+                let slot = *index.entry(key).or_insert_with(|| {
+                    groups.push(vec![None; columns.len()]);
+                    groups.len() - 1
+                });
                 for (i, field) in fields.iter().enumerate().take(columns.len()) {
                     let value = decode(&columns[i], request.result_format(i), *field)?;
                     let combine = combines.get(i).copied().unwrap_or(Combine::Sum);
-                    totals[i] = merge_value(totals[i].take(), value, combine);
+                    groups[slot][i] = merge_value(groups[slot][i].take(), value, combine);
                 }
             }
         }
-        let mut builder = DataRowsBuilder::with_capacity(256);
-        builder.begin_row();
-        for (i, column) in described.iter().enumerate() {
-            let combine = combines.get(i).copied().unwrap_or(Combine::Sum);
-            let value = match combine {
-                Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
-                Combine::Avg { count_column } => average(
-                    totals[i].as_ref(),
-                    totals.get(count_column).and_then(Option::as_ref),
-                ),
-                _ => totals[i].clone(),
-            };
-            match value {
-                None | Some(SqlValue::Null) => builder.push_null(),
-                Some(value) => {
-                    let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
-                    let mut encoded = BytesMut::new();
-                    match request.result_format(i) {
-                        Format::Text => types::encode_text(
-                            ty,
-                            column.type_modifier,
-                            value.as_ref(),
-                            &mut encoded,
-                        )?,
-                        Format::Binary => types::encode_binary(
-                            ty,
-                            column.type_modifier,
-                            value.as_ref(),
-                            &mut encoded,
-                        )?,
+        if groups.is_empty() && !grouped {
+            // An aggregate without GROUP BY always answers one row (count 0, sums NULL).
+            groups.push(vec![None; columns.len()]);
+        }
+        let mut finals: Vec<Vec<Option<SqlValue>>> = groups
+            .into_iter()
+            .map(|totals| {
+                described
+                    .iter()
+                    .enumerate()
+                    .map(
+                        |(i, _)| match combines.get(i).copied().unwrap_or(Combine::Sum) {
+                            Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
+                            Combine::Avg { count_column } => average(
+                                totals[i].as_ref(),
+                                totals.get(count_column).and_then(Option::as_ref),
+                            ),
+                            _ => totals[i].clone(),
+                        },
+                    )
+                    .collect()
+            })
+            .collect();
+        let sort: Vec<(usize, bool, bool)> = spec
+            .order_by
+            .iter()
+            .filter_map(|key| match &key.column {
+                SortColumn::Index(i) if *i < described.len() => {
+                    Some((*i, key.descending, key.nulls_first))
+                }
+                SortColumn::Name(name) => described
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(name))
+                    .map(|i| (i, key.descending, key.nulls_first)),
+                _ => None,
+            })
+            .collect();
+        if !sort.is_empty() {
+            finals.sort_by(|a, b| {
+                let keys = |row: &Vec<Option<SqlValue>>| {
+                    sort.iter()
+                        .map(|&(i, _, _)| row[i].clone())
+                        .collect::<Vec<_>>()
+                };
+                compare_rows(&keys(a), &keys(b), &sort)
+            });
+        }
+        let skip = usize::try_from(spec.offset).unwrap_or(usize::MAX);
+        let take = spec
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let mut sent = 0u64;
+        for values in finals.into_iter().skip(skip).take(take) {
+            let mut builder = DataRowsBuilder::with_capacity(256);
+            builder.begin_row();
+            for (i, column) in described.iter().enumerate() {
+                match &values[i] {
+                    None | Some(SqlValue::Null) => builder.push_null(),
+                    Some(value) => {
+                        let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
+                        let mut encoded = BytesMut::new();
+                        match request.result_format(i) {
+                            Format::Text => types::encode_text(
+                                ty,
+                                column.type_modifier,
+                                value.as_ref(),
+                                &mut encoded,
+                            )?,
+                            Format::Binary => types::encode_binary(
+                                ty,
+                                column.type_modifier,
+                                value.as_ref(),
+                                &mut encoded,
+                            )?,
+                        }
+                        builder.push_value(&encoded);
                     }
-                    builder.push_value(&encoded);
                 }
             }
+            builder.end_row();
+            self.conn.out.extend_from_slice(builder.take().bytes());
+            self.conn.flush_if_full().await?;
+            sent += 1;
         }
-        builder.end_row();
-        let row = builder.take();
-        self.conn.out.extend_from_slice(row.bytes());
-        Ok(1)
+        Ok(sent)
     }
 }
 
@@ -403,6 +470,7 @@ fn merge_value(
         return Some(value);
     };
     Some(match combine {
+        Combine::Group => total,
         Combine::Count | Combine::Sum | Combine::Avg { .. } => add(total, value),
         Combine::Min => {
             if compare_values(&value, &total) == Ordering::Less {

@@ -298,10 +298,34 @@ fn merge_specs_for_reads_across_nodes() {
         Some("SELECT count(*), sum(x), sum(x) AS a, max(x), count(x) FROM users")
     );
 
+    let spec = merge_spec(
+        "SELECT name, count(*), avg(x) FROM users GROUP BY name ORDER BY 2 DESC LIMIT 3",
+    )
+    .expect("grouped");
+    assert_eq!(
+        spec.aggregates,
+        Some(vec![
+            Combine::Group,
+            Combine::Count,
+            Combine::Avg { count_column: 3 }
+        ])
+    );
+    assert_eq!(
+        spec.node_sql.as_deref(),
+        Some("SELECT name, count(*), sum(x) AS avg, count(x) FROM users GROUP BY name")
+    );
+    assert_eq!(spec.limit, Some(3));
+    assert!(
+        merge_spec("SELECT DISTINCT name FROM users ORDER BY name")
+            .expect("distinct")
+            .distinct
+    );
+
     for sql in [
-        "SELECT name, count(*) FROM users GROUP BY name",
-        "SELECT DISTINCT name FROM users",
+        "SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 1",
+        "SELECT DISTINCT ON (name) name FROM users",
         "SELECT count(DISTINCT name) FROM users",
+        "SELECT lower(name), count(*) FROM users GROUP BY name",
         "SELECT name, count(*) FROM users",
         "SELECT * FROM users LIMIT $1",
     ] {

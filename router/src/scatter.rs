@@ -36,6 +36,8 @@ pub struct SortKey {
 /// How one output column of an aggregate query is combined across nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Combine {
+    /// A GROUP BY column: rows of the same group from every node merge.
+    Group,
     /// Sum of the nodes' counts.
     Count,
     Sum,
@@ -61,6 +63,8 @@ pub struct MergeSpec {
     /// Columns the node query appends after the client's (sort keys the client did not
     /// select, the counts of `avg`); the proxy drops them.
     pub hidden_columns: usize,
+    /// `SELECT DISTINCT`: the proxy drops rows another node already returned.
+    pub distinct: bool,
 }
 
 /// Plans the merge of a SELECT that runs on several nodes.
@@ -77,20 +81,32 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return Err(refuse("UNION/INTERSECT/EXCEPT"));
     };
-    if select.distinct.is_some() {
-        return Err(refuse("SELECT DISTINCT"));
-    }
+    let distinct = match &select.distinct {
+        None => false,
+        Some(sqlparser::ast::Distinct::Distinct) => true,
+        Some(_) => return Err(refuse("DISTINCT ON")),
+    };
     if select.having.is_some() {
         return Err(refuse("HAVING"));
     }
-    let grouped = match &select.group_by {
-        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
-        GroupByExpr::All(_) => true,
+    let group_exprs: Vec<String> = match &select.group_by {
+        GroupByExpr::Expressions(exprs, _) => exprs.iter().map(|e| e.to_string()).collect(),
+        GroupByExpr::All(_) => return Err(refuse("GROUP BY ALL")),
     };
-    if grouped {
-        return Err(refuse("GROUP BY"));
+    let grouped = !group_exprs.is_empty();
+    let aggregates = aggregate_columns(&select.projection, &group_exprs)?;
+    if grouped && aggregates.is_none() {
+        return Err(RouterError::Unsupported(
+            "GROUP BY over rows on several nodes needs every output column to be a GROUP BY \
+             expression or count/sum/min/max/avg"
+                .to_owned(),
+        ));
     }
-    let aggregates = aggregate_columns(&select.projection)?;
+    if (grouped || aggregates.is_some()) && !hidden_sort.is_empty() {
+        return Err(RouterError::Unsupported(
+            "ORDER BY of an aggregate query over several nodes must name output columns".to_owned(),
+        ));
+    }
     let mut spec = MergeSpec {
         node_sql: None,
         order_by,
@@ -98,9 +114,11 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         offset,
         aggregates: None,
         hidden_columns: 0,
+        distinct,
     };
     if let Some(mut combines) = aggregates {
-        // An aggregate query returns one row: ORDER BY and LIMIT apply to that row alone.
+        // Nodes return one partial row per group; the proxy merges the groups, then sorts
+        // and cuts, so the nodes get neither ORDER BY nor LIMIT.
         let visible = combines.len();
         let mut extra = Vec::new();
         for (i, item) in select.projection.iter_mut().enumerate() {
@@ -277,13 +295,20 @@ fn item_expr(item: &SelectItem) -> Option<&Expr> {
     }
 }
 
-/// `Some` when every output column is a supported aggregate.
-fn aggregate_columns(projection: &[SelectItem]) -> Result<Option<Vec<Combine>>, RouterError> {
+/// `Some` when every output column is a supported aggregate or a GROUP BY expression.
+fn aggregate_columns(
+    projection: &[SelectItem],
+    group_exprs: &[String],
+) -> Result<Option<Vec<Combine>>, RouterError> {
     let mut combines = Vec::with_capacity(projection.len());
     for item in projection {
         let Some(expr) = item_expr(item) else {
             return Ok(None);
         };
+        if group_exprs.contains(&expr.to_string()) {
+            combines.push(Combine::Group);
+            continue;
+        }
         let Some(name) = function_name(expr) else {
             return Ok(None);
         };
@@ -302,7 +327,8 @@ fn aggregate_columns(projection: &[SelectItem]) -> Result<Option<Vec<Combine>>, 
             _ => return Ok(None),
         });
     }
-    Ok((!combines.is_empty()).then_some(combines))
+    let any_aggregate = combines.iter().any(|c| *c != Combine::Group);
+    Ok((any_aggregate || !group_exprs.is_empty()).then_some(combines))
 }
 
 fn contains_aggregate(projection: &[SelectItem]) -> bool {

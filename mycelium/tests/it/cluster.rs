@@ -313,6 +313,11 @@ async fn sharded_cluster_of_processes() {
         "SELECT id FROM items ORDER BY val DESC NULLS LAST, id LIMIT 7 OFFSET 3".to_owned(),
         "SELECT id, val FROM items WHERE val IS NULL ORDER BY id".to_owned(),
         "SELECT * FROM items WHERE id IN (3, 50, 77, 119) ORDER BY id".to_owned(),
+        "SELECT grp, count(*), sum(val), min(val), max(val) FROM items GROUP BY grp ORDER BY grp"
+            .to_owned(),
+        "SELECT grp, count(val) FROM items GROUP BY grp ORDER BY 2 DESC, 1 LIMIT 2".to_owned(),
+        "SELECT DISTINCT grp FROM items ORDER BY grp".to_owned(),
+        "SELECT count(*) FROM items WHERE id < 0".to_owned(),
     ];
     for _ in 0..25 {
         let g: i32 = rng.random_range(0..5);

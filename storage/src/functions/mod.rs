@@ -17,6 +17,7 @@ use rusqlite::types::{Value, ValueRef};
 use crate::catalog::Schema;
 
 mod json;
+pub(crate) mod numeric;
 pub(crate) mod time;
 
 use crate::errors::encode_function_error;
@@ -307,6 +308,7 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     })?;
     register_time(conn)?;
     register_json(conn)?;
+    register_numeric(conn)?;
     crate::pg_catalog::register_functions(conn, state)?;
     Ok(())
 }
@@ -351,6 +353,80 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
                 .map_err(fail)
         }
     })?;
+    Ok(())
+}
+
+/// `avg` over `numeric` (and integers): exact, with Postgres's result scale. `text` gives
+/// the printed form (a result column), else a double (inside expressions).
+struct NumericAvg {
+    text: bool,
+}
+
+impl rusqlite::functions::Aggregate<numeric::AvgState, Value> for NumericAvg {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<numeric::AvgState> {
+        Ok(numeric::AvgState::default())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, state: &mut numeric::AvgState) -> rusqlite::Result<()> {
+        let scale: i64 = if ctx.len() > 1 { ctx.get(1)? } else { -1 };
+        state.add(&numeric::operand(ctx.get_raw(0), scale).map_err(fail)?);
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        state: Option<numeric::AvgState>,
+    ) -> rusqlite::Result<Value> {
+        let Some(text) = state
+            .map(|s| s.finish())
+            .transpose()
+            .map_err(fail)?
+            .flatten()
+        else {
+            return Ok(Value::Null);
+        };
+        Ok(numeric_result(text, self.text))
+    }
+}
+
+/// A computed numeric: its exact text when printed, else the nearest double.
+fn numeric_result(text: String, as_text: bool) -> Value {
+    if as_text {
+        return Value::Text(text);
+    }
+    match text.parse::<f64>() {
+        Ok(f) => Value::Real(f),
+        Err(_) => Value::Text(text),
+    }
+}
+
+fn register_numeric(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function("__pg_numeric_div", 5, DET, |ctx| {
+        let as_text: bool = ctx.get(4)?;
+        if !as_text {
+            // Inside an expression: a double, like the other numeric arithmetic.
+            let (a, b) = (ctx.get_raw(0), ctx.get_raw(1));
+            if let (Some(x), Some(y)) = (number(a), number(b)) {
+                let x = x.unwrap_or_else(|i| i as f64);
+                let y = y.unwrap_or_else(|i| i as f64);
+                if y == 0.0 {
+                    return Err(division_by_zero());
+                }
+                return Ok(Value::Real(x / y));
+            }
+        }
+        let a = numeric::operand(ctx.get_raw(0), ctx.get(2)?).map_err(fail)?;
+        let b = numeric::operand(ctx.get_raw(1), ctx.get(3)?).map_err(fail)?;
+        Ok(numeric::divide(&a, &b)
+            .map_err(fail)?
+            .map(|text| numeric_result(text, as_text))
+            .unwrap_or(Value::Null))
+    })?;
+    for n_arg in [1, 2] {
+        conn.create_aggregate_function("__pg_avg", n_arg, DET, NumericAvg { text: false })?;
+        conn.create_aggregate_function("__pg_avg_text", n_arg, DET, NumericAvg { text: true })?;
+    }
     Ok(())
 }
 

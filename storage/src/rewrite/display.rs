@@ -20,7 +20,7 @@ use crate::catalog::Ty;
 use mycelium_protocol::types::{PgType, SqlValue};
 
 /// A select item rewritten for display, with what ORDER BY / GROUP BY should use instead.
-struct Converted {
+pub(crate) struct Converted {
     item: usize,
     alias: Option<String>,
     original: Expr,
@@ -79,7 +79,7 @@ fn display(e: &mut Expr) -> Option<Option<Ty>> {
 }
 
 /// Rewrites select items (or RETURNING items) whose output is `out`.
-fn items(items: &mut [SelectItem], out: &mut [OutColumn]) -> Vec<Converted> {
+pub(crate) fn select_items(items: &mut [SelectItem], out: &mut [OutColumn]) -> Vec<Converted> {
     let wildcard = |i: &SelectItem| {
         matches!(
             i,
@@ -158,7 +158,7 @@ pub(crate) fn query(query: &mut Query, out: &mut [OutColumn]) {
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
         )
     });
-    let converted = items(&mut select.projection, out);
+    let converted = select_items(&mut select.projection, out);
     if converted.is_empty() {
         return;
     }
@@ -177,12 +177,5 @@ pub(crate) fn query(query: &mut Query, out: &mut [OutColumn]) {
                 *term = c.original.clone();
             }
         }
-    }
-}
-
-/// RETURNING items.
-pub(crate) fn returning(items: &mut Option<Vec<SelectItem>>, out: &mut [OutColumn]) {
-    if let Some(list) = items {
-        self::items(list, out);
     }
 }

@@ -94,6 +94,47 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
                 PgType::Json
             }))
         }
+        "avg" => {
+            // avg of integers and numerics is numeric with a value-dependent scale: an
+            // exact aggregate (see `display`); of floats it stays SQLite's.
+            let arg = types.first().copied().flatten();
+            if arg.is_some_and(|t| matches!(t.ty, PgType::Float4 | PgType::Float8))
+                || f.over.is_some()
+            {
+                return None;
+            }
+            let FunctionArguments::List(list) = &mut f.args else {
+                return None;
+            };
+            if list.args.len() != 1 {
+                return None;
+            }
+            // SQLite's DISTINCT aggregates take one argument: the scale then comes from
+            // the values alone.
+            if list.duplicate_treatment.is_none() {
+                let scale = arg.and_then(Ty::scale).map(i64::from).unwrap_or(-1);
+                list.args
+                    .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                        SqlValue::Int(scale),
+                    ))));
+            }
+            rename(f, "__pg_avg");
+            Some(Ty::of(PgType::Numeric))
+        }
+        _ => None,
+    }
+}
+
+/// Argument `n` when it is an integer literal.
+fn literal_int_arg(f: &Function, n: usize) -> Option<i64> {
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.get(n)? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+            Value::Number(text, _) => text.parse().ok(),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -224,7 +265,12 @@ impl Inferer<'_> {
                 .map(|f| Ty::of(f.ty))),
             "round" | "trunc" => match first.map(|f| f.ty) {
                 Some(PgType::Float4 | PgType::Float8) if arg_types.len() == 1 => t(PgType::Float8),
-                _ => t(PgType::Numeric),
+                // `round(numeric, 2)` prints two decimals.
+                _ => Ok(Some(
+                    literal_int_arg(f, 1)
+                        .map(|s| Ty::numeric_scale(s.clamp(0, 1000) as i32))
+                        .unwrap_or(Ty::of(PgType::Numeric)),
+                )),
             },
             "ceil" | "ceiling" | "floor" => match first.map(|f| f.ty) {
                 Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),

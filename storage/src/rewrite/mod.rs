@@ -6,6 +6,7 @@
 //! The result depends only on (text, parameter types, schema snapshot), so it is cached.
 
 mod ddl;
+mod display;
 mod expr;
 mod functions;
 mod infer;
@@ -292,8 +293,9 @@ pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Tran
             t
         }
         Statement::Query(query) => {
-            let out = inf.query(query, None)?;
+            let mut out = inf.query(query, None)?;
             order_by_params(&mut inf, query);
+            display::query(query, &mut out);
             expr::rewrite(query.as_mut(), lenient)?;
             let mut t = Translation::new(Kind::Select).with_out(out);
             t.writes = inf.locks;
@@ -393,6 +395,7 @@ fn returning(
             }
         }
     }
+    display::select_items(items, &mut select_out);
     Ok(select_out)
 }
 

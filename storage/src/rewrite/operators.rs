@@ -4,12 +4,13 @@
 
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{PgType, SqlValue};
-use sqlparser::ast::{BinaryOperator, Expr, Value, ValueWithSpan};
+use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value, ValueWithSpan};
 
 use super::infer::Inferer;
 use super::syntax::{function_call, is_integer, is_numeric, string_literal, value_expr};
 use crate::catalog::Ty;
 use crate::errors::unsupported;
+use crate::functions::numeric::{Dec, div_scale};
 
 type Typed = Result<Option<Ty>, DbError>;
 
@@ -307,6 +308,18 @@ impl Inferer<'_> {
             }
             (a, b) => a.or(b).map(|t| Ty::of(t.ty)),
         };
+        if matches!(op, B::Divide) && ty.is_some_and(|t| t.ty == PgType::Numeric) {
+            // Postgres's numeric division picks its scale from the operands' values: exact
+            // decimal division, printed with that scale where it is a result column.
+            let scale = |t: Option<Ty>| t.and_then(Ty::scale).map(i64::from).unwrap_or(-1);
+            let ty = literal_quotient_scale(left, lt, right, rt)
+                .map(Ty::numeric_scale)
+                .unwrap_or(Ty::of(PgType::Numeric));
+            return Ok((
+                Some(ty),
+                call("__pg_numeric_div", vec![scale(lt), scale(rt), 0]),
+            ));
+        }
         Ok((ty, None))
     }
 
@@ -371,6 +384,48 @@ impl Inferer<'_> {
         };
         Ok((Some(result.0), result.1))
     }
+}
+
+/// A numeric literal (possibly signed) as an exact decimal shown with at least `ty`'s scale.
+fn literal_decimal(e: &Expr, ty: Option<Ty>) -> Option<Dec> {
+    let (negative, inner) = match e {
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => (true, expr.as_ref()),
+        Expr::UnaryOp {
+            op: UnaryOperator::Plus,
+            expr,
+        } => (false, expr.as_ref()),
+        other => (false, other),
+    };
+    let Expr::Value(v) = inner else {
+        return None;
+    };
+    let Value::Number(text, _) = &v.value else {
+        return None;
+    };
+    let mut dec = Dec::parse(text)?;
+    dec.negative = negative && !dec.digits.is_empty();
+    if let Some(scale) = ty.and_then(Ty::scale) {
+        dec.dscale = dec.dscale.max(i64::from(scale));
+    }
+    Some(dec)
+}
+
+/// The scale of a quotient of two literals, known before it runs.
+fn literal_quotient_scale(
+    left: &Expr,
+    lt: Option<Ty>,
+    right: &Expr,
+    rt: Option<Ty>,
+) -> Option<i32> {
+    let a = literal_decimal(left, lt)?;
+    let b = literal_decimal(right, rt)?;
+    if b.digits.is_empty() {
+        return None;
+    }
+    i32::try_from(div_scale(&a, &b)).ok()
 }
 
 fn name(k: Option<Temporal>) -> &'static str {
