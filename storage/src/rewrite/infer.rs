@@ -390,6 +390,13 @@ impl<'s> Inferer<'s> {
                     let table = self.table(name)?;
                     Rel::of_table(table, None)
                 };
+                if let Some(alias) = alias
+                    && !alias.columns.is_empty()
+                {
+                    // SQLite has no column aliases on a table: select them under new names.
+                    *factor = renamed_table(name, alias, &rel.cols)?;
+                    return self.relation(factor);
+                }
                 if let Some(alias) = alias {
                     rel.name = alias_name.unwrap_or_default();
                     rel.cols = rename(rel.cols, &alias.columns);
@@ -409,8 +416,13 @@ impl<'s> Inferer<'s> {
                     .as_ref()
                     .map(|a| ident_name(&a.name))
                     .unwrap_or_default();
-                if let Some(alias) = alias {
+                if let Some(alias) = alias
+                    && !alias.columns.is_empty()
+                {
+                    // `(VALUES ...) AS v(a, b)`: SQLite has no column alias list.
+                    name_columns(subquery, &alias.columns, &cols)?;
                     cols = rename(cols, &alias.columns);
+                    alias.columns.clear();
                 }
                 self.push_rel(Rel {
                     name,
@@ -865,6 +877,147 @@ impl<'s> Inferer<'s> {
             self.expr(a, Some(t))?;
         }
         Ok((lt, rt))
+    }
+}
+
+fn parse_query(sql: &str) -> Result<Box<Query>, DbError> {
+    let mut statements =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .map_err(|e| crate::errors::internal(format!("{sql}: {e}")))?;
+    match statements.pop() {
+        Some(sqlparser::ast::Statement::Query(q)) => Ok(q),
+        _ => Err(crate::errors::internal(format!("not a query: {sql}"))),
+    }
+}
+
+fn too_many_aliases(
+    names: &[sqlparser::ast::TableAliasColumnDef],
+    available: usize,
+    alias: &str,
+) -> Result<(), DbError> {
+    if names.len() > available {
+        return Err(DbError::new(
+            "42P10",
+            format!(
+                "table \"{alias}\" has {available} columns available but {} columns specified",
+                names.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `t AS x(a, b)` as `(SELECT c1 AS a, c2 AS b, c3 FROM t) AS x`.
+fn renamed_table(
+    name: &ObjectName,
+    alias: &sqlparser::ast::TableAlias,
+    cols: &[OutColumn],
+) -> Result<TableFactor, DbError> {
+    use crate::catalog::quote_ident;
+    too_many_aliases(&alias.columns, cols.len(), &ident_name(&alias.name))?;
+    let list: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match alias.columns.get(i) {
+            Some(new) => format!(
+                "{} AS {}",
+                quote_ident(&c.name),
+                quote_ident(&ident_name(&new.name))
+            ),
+            None => quote_ident(&c.name),
+        })
+        .collect();
+    let subquery = parse_query(&format!("SELECT {} FROM {name}", list.join(", ")))?;
+    Ok(TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(sqlparser::ast::TableAlias {
+            explicit: true,
+            name: alias.name.clone(),
+            columns: vec![],
+            at: None,
+        }),
+        sample: None,
+    })
+}
+
+/// Names the first output columns of a subquery, as an alias list `AS v(a, b)` would.
+fn name_columns(
+    subquery: &mut Box<Query>,
+    names: &[sqlparser::ast::TableAliasColumnDef],
+    cols: &[OutColumn],
+) -> Result<(), DbError> {
+    too_many_aliases(names, cols.len(), "?")?;
+    let new: Vec<String> = names.iter().map(|n| ident_name(&n.name)).collect();
+    if alias_projection(&mut subquery.body, &new) {
+        return Ok(());
+    }
+    // VALUES, or a select list with `*`: an empty first branch of a UNION ALL names the
+    // columns of the compound.
+    use crate::catalog::quote_ident;
+    let list: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "NULL AS {}",
+                quote_ident(new.get(i).map(String::as_str).unwrap_or(&c.name))
+            )
+        })
+        .collect();
+    let mut wrapper = parse_query(&format!(
+        "SELECT {} WHERE 1 = 0 UNION ALL SELECT * FROM (SELECT 1) AS __named",
+        list.join(", ")
+    ))?;
+    let SetExpr::SetOperation { right, .. } = wrapper.body.as_mut() else {
+        return Err(crate::errors::internal("column naming wrapper"));
+    };
+    let SetExpr::Select(select) = right.as_mut() else {
+        return Err(crate::errors::internal("column naming wrapper"));
+    };
+    let Some(TableFactor::Derived { subquery: slot, .. }) =
+        select.from.first_mut().map(|f| &mut f.relation)
+    else {
+        return Err(crate::errors::internal("column naming wrapper"));
+    };
+    std::mem::swap(slot, subquery);
+    *subquery = wrapper;
+    Ok(())
+}
+
+/// Gives the first select items of a query body the names `new`; false when they cannot be
+/// told apart (`*`, VALUES).
+fn alias_projection(body: &mut SetExpr, new: &[String]) -> bool {
+    match body {
+        SetExpr::Select(select) => {
+            if select.projection.len() < new.len()
+                || select.projection.iter().any(|i| {
+                    matches!(
+                        i,
+                        SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                    )
+                })
+            {
+                return false;
+            }
+            for (item, name) in select.projection.iter_mut().zip(new) {
+                let alias = sqlparser::ast::Ident::with_quote('"', name.clone());
+                let current = std::mem::replace(
+                    item,
+                    SelectItem::UnnamedExpr(Expr::Value(ValueWithSpan::from(Value::Null))),
+                );
+                *item = match current {
+                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                        SelectItem::ExprWithAlias { expr, alias }
+                    }
+                    other => other,
+                };
+            }
+            true
+        }
+        SetExpr::SetOperation { left, .. } => alias_projection(left, new),
+        SetExpr::Query(q) => alias_projection(&mut q.body, new),
+        _ => false,
     }
 }
 
