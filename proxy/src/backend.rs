@@ -245,3 +245,17 @@ pub fn text_data_row(buf: &mut BytesMut, values: &[Option<&str>]) {
     }
     end(buf, at);
 }
+
+/// A FATAL ErrorResponse with just a code and message (the session ends after it).
+pub fn fatal_response(buf: &mut BytesMut, code: &str, message: &str) {
+    error_response(
+        buf,
+        &Report {
+            severity: "FATAL",
+            code,
+            message,
+            detail: None,
+            hint: None,
+        },
+    );
+}

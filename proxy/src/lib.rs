@@ -44,7 +44,6 @@ pub use cluster::{Cluster, ClusterNode, DEFAULT_GROUP, policy_from_config};
 pub use params::SERVER_VERSION;
 pub use tls::TlsError;
 
-use crate::backend::Report;
 use crate::cancel::CancelRegistry;
 use crate::describe::DescriptionCache;
 use crate::startup::Opening;
@@ -162,16 +161,7 @@ async fn handle_connection(
 
 async fn refuse(mut stream: Box<dyn conn::ClientStream>, code: &str, message: &str) {
     let mut out = BytesMut::new();
-    backend::error_response(
-        &mut out,
-        &Report {
-            severity: "FATAL",
-            code,
-            message,
-            detail: None,
-            hint: None,
-        },
-    );
+    backend::fatal_response(&mut out, code, message);
     let _ = stream.write_all(&out).await;
     let _ = stream.shutdown().await;
 }

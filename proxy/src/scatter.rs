@@ -166,30 +166,20 @@ impl Session {
                     .ok_or_else(|| sql_error("42703", "ORDER BY column is not in the result"))
             })
             .collect::<Result<_, _>>()?;
-        let mut skip = spec.offset;
-        let mut remaining = spec.limit.unwrap_or(u64::MAX);
-        let mut sent = 0u64;
-        let mut seen: std::collections::HashSet<bytes::Bytes> = Default::default();
+        let mut window = Window::new(spec);
         if sort.is_empty() {
             for cursor in cursors.iter_mut() {
-                while remaining > 0 {
+                while !window.full() {
                     let Some(row) = cursor.next_row().await? else {
                         break;
                     };
-                    if spec.distinct && !seen.insert(row.bytes().clone()) {
-                        continue;
+                    if window.admit(&row) {
+                        write_row(&mut self.conn.out, &row, described.len(), columns.len());
+                        self.conn.flush_if_full().await?;
                     }
-                    if skip > 0 {
-                        skip -= 1;
-                        continue;
-                    }
-                    write_row(&mut self.conn.out, &row, described.len(), columns.len());
-                    self.conn.flush_if_full().await?;
-                    remaining -= 1;
-                    sent += 1;
                 }
             }
-            return Ok(sent);
+            return Ok(window.sent);
         }
         let mut heads: Vec<Option<(DataRows, Vec<Option<SqlValue>>)>> =
             Vec::with_capacity(cursors.len());
@@ -200,7 +190,7 @@ impl Session {
             };
             heads.push(head);
         }
-        while remaining > 0 {
+        while !window.full() {
             let mut best: Option<usize> = None;
             for (i, head) in heads.iter().enumerate() {
                 let Some((_, values)) = head else { continue };
@@ -222,19 +212,12 @@ impl Session {
             let Some((row, _)) = std::mem::replace(&mut heads[index], next) else {
                 break;
             };
-            if spec.distinct && !seen.insert(row.bytes().clone()) {
-                continue;
+            if window.admit(&row) {
+                write_row(&mut self.conn.out, &row, described.len(), columns.len());
+                self.conn.flush_if_full().await?;
             }
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            write_row(&mut self.conn.out, &row, described.len(), columns.len());
-            self.conn.flush_if_full().await?;
-            remaining -= 1;
-            sent += 1;
         }
-        Ok(sent)
+        Ok(window.sent)
     }
 
     /// Merges the nodes' partial-aggregate rows group by group, then sorts and cuts.
@@ -358,6 +341,45 @@ impl Session {
             sent += 1;
         }
         Ok(sent)
+    }
+}
+
+/// Which merged rows reach the client: DISTINCT, then OFFSET, then LIMIT.
+struct Window {
+    distinct: bool,
+    seen: std::collections::HashSet<bytes::Bytes>,
+    skip: u64,
+    remaining: u64,
+    sent: u64,
+}
+
+impl Window {
+    fn new(spec: &MergeSpec) -> Window {
+        Window {
+            distinct: spec.distinct,
+            seen: Default::default(),
+            skip: spec.offset,
+            remaining: spec.limit.unwrap_or(u64::MAX),
+            sent: 0,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Whether `row` is sent; counts it if so.
+    fn admit(&mut self, row: &DataRows) -> bool {
+        if self.distinct && !self.seen.insert(row.bytes().clone()) {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        self.remaining -= 1;
+        self.sent += 1;
+        true
     }
 }
 

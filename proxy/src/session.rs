@@ -131,16 +131,7 @@ pub async fn run(
 }
 
 async fn fatal(conn: &mut ClientConn, code: &str, message: &str) {
-    backend::error_response(
-        &mut conn.out,
-        &Report {
-            severity: "FATAL",
-            code,
-            message,
-            detail: None,
-            hint: None,
-        },
-    );
+    backend::fatal_response(&mut conn.out, code, message);
     conn.shutdown().await;
 }
 

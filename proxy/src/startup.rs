@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Users, Verifier};
-use crate::backend::{self, Report};
+use crate::backend;
 use crate::conn::{ClientConn, ClientStream};
 use crate::error::ProxyError;
 
@@ -93,20 +93,12 @@ pub async fn open(tcp: TcpStream, tls: &TlsAcceptor) -> Result<Opening, ProxyErr
             }
             _ => {
                 let mut out = BytesMut::new();
-                backend::error_response(
-                    &mut out,
-                    &Report {
-                        severity: "FATAL",
-                        code: "0A000",
-                        message: &format!(
-                            "unsupported frontend protocol {}.{}: server supports 3.0",
-                            code >> 16,
-                            code & 0xffff
-                        ),
-                        detail: None,
-                        hint: None,
-                    },
+                let message = format!(
+                    "unsupported frontend protocol {}.{}: server supports 3.0",
+                    code >> 16,
+                    code & 0xffff
                 );
+                backend::fatal_response(&mut out, "0A000", &message);
                 let _ = stream.write_all(&out).await;
                 return Err(ProxyError::Protocol("unsupported protocol".to_owned()));
             }

@@ -100,11 +100,38 @@ pub fn path(
             None => return Ok(None),
         }
     }
-    Ok(match (at, as_text) {
+    output(at, as_text)
+}
+
+/// A value `->`/`#>` return (its jsonb text) or `->>`/`#>>` return (strings bare, JSON null as
+/// SQL NULL).
+fn output(value: &Json, as_text: bool) -> Result<Option<String>, DbError> {
+    Ok(match (value, as_text) {
         (Json::Null, true) => None,
         (Json::String(s), true) => Some(s.clone()),
         (other, _) => Some(render(other)?),
     })
+}
+
+/// `->` (as JSON) and `->>` (as text): an object's field by a text key, an array's element
+/// by an integer (negative from the end).
+pub fn get(
+    json: ValueRef<'_>,
+    key: ValueRef<'_>,
+    as_text: bool,
+) -> Result<Option<String>, DbError> {
+    let Some(json) = parse(json)? else {
+        return Ok(None);
+    };
+    let found = match (&json, key) {
+        (Json::Object(map), ValueRef::Text(k)) => map.get(String::from_utf8_lossy(k).as_ref()),
+        (Json::Array(_), ValueRef::Integer(i)) => step(&json, &i.to_string()),
+        _ => None,
+    };
+    match found {
+        Some(value) => output(value, as_text),
+        None => Ok(None),
+    }
 }
 
 /// `?`, `?|` (any) and `?&` (all): top-level keys, or string elements of an array.

@@ -430,6 +430,46 @@ fn register_numeric(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `json_agg` / `jsonb_agg` over values already in JSON form (`__pg_to_json`).
+struct JsonAgg {
+    jsonb: bool,
+}
+
+impl rusqlite::functions::Aggregate<Vec<String>, Option<String>> for JsonAgg {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, items: &mut Vec<String>) -> rusqlite::Result<()> {
+        items.push(text_arg(ctx, 0)?.unwrap_or_else(|| "null".to_owned()));
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        items: Option<Vec<String>>,
+    ) -> rusqlite::Result<Option<String>> {
+        let Some(items) = items else {
+            return Ok(None);
+        };
+        if !self.jsonb {
+            return Ok(Some(format!("[{}]", items.join(", "))));
+        }
+        let mut values = Vec::with_capacity(items.len());
+        for item in &items {
+            values.push(
+                json::parse(ValueRef::Text(item.as_bytes()))
+                    .map_err(fail)?
+                    .unwrap_or(serde_json::Value::Null),
+            );
+        }
+        json::render(&serde_json::Value::Array(values))
+            .map(Some)
+            .map_err(fail)
+    }
+}
+
 fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("__pg_json_out", 1, DET, |ctx| {
         json::normalize(ctx.get_raw(0)).map_err(fail)
@@ -494,9 +534,56 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     }
     conn.create_scalar_function("__pg_to_json", 2, DET, |ctx| {
         let oid: u32 = ctx.get(1)?;
+        if let (ValueRef::Text(t), Some(PgType::Json | PgType::Jsonb)) =
+            (ctx.get_raw(0), PgType::from_oid(oid))
+        {
+            // json keeps its text as written, jsonb is stored in its printed form.
+            json::parse(ValueRef::Text(t)).map_err(fail)?;
+            return Ok(String::from_utf8_lossy(t).into_owned());
+        }
         let value = json::to_json(ctx.get_raw(0), oid).map_err(fail)?;
         json::render(&value).map_err(fail)
     })?;
+    conn.create_scalar_function("__pg_json_get", 3, DET, |ctx| {
+        let as_text: bool = ctx.get(2)?;
+        json::get(ctx.get_raw(0), ctx.get_raw(1), as_text).map_err(fail)
+    })?;
+    // json (not jsonb) builders keep the order and text of their arguments, with
+    // Postgres's separators: `{"a" : 1, "b" : [1,2]}`, `[1, "x"]`.
+    conn.create_scalar_function("__pg_json_build_object", -1, DET, |ctx| {
+        if ctx.len() % 2 != 0 {
+            return Err(fail(DbError::new(
+                "22023",
+                "argument list must have even number of elements",
+            )));
+        }
+        let mut out = String::from("{");
+        for i in (0..ctx.len()).step_by(2) {
+            let key = text_arg(ctx, i)?.ok_or_else(|| {
+                fail(DbError::new(
+                    "22023",
+                    format!("argument {} cannot be null", i + 1),
+                ))
+            })?;
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&serde_json::Value::String(key).to_string());
+            out.push_str(" : ");
+            out.push_str(&text_arg(ctx, i + 1)?.unwrap_or_else(|| "null".to_owned()));
+        }
+        out.push('}');
+        Ok(out)
+    })?;
+    conn.create_scalar_function("__pg_json_build_array", -1, DET, |ctx| {
+        let mut items = Vec::with_capacity(ctx.len());
+        for i in 0..ctx.len() {
+            items.push(text_arg(ctx, i)?.unwrap_or_else(|| "null".to_owned()));
+        }
+        Ok(format!("[{}]", items.join(", ")))
+    })?;
+    conn.create_aggregate_function("__pg_json_agg", 1, DET, JsonAgg { jsonb: false })?;
+    conn.create_aggregate_function("__pg_jsonb_agg", 1, DET, JsonAgg { jsonb: true })?;
     conn.create_scalar_function("__pg_jsonb_build_object", -1, DET, |ctx| {
         if ctx.len() % 2 != 0 {
             return Err(fail(DbError::new(

@@ -58,23 +58,48 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
                     to_json(arg, types.get(i).copied().flatten());
                 }
             }
-            rename(f, "__pg_jsonb_build_object");
-            Some(Ty::of(if name.starts_with("jsonb") {
-                PgType::Jsonb
-            } else {
-                PgType::Json
-            }))
+            let jsonb = name.starts_with("jsonb");
+            rename(
+                f,
+                if jsonb {
+                    "__pg_jsonb_build_object"
+                } else {
+                    "__pg_json_build_object"
+                },
+            );
+            Some(Ty::of(if jsonb { PgType::Jsonb } else { PgType::Json }))
         }
         "jsonb_build_array" | "json_build_array" => {
             for (i, arg) in args(f)?.iter_mut().enumerate() {
                 to_json(arg, types.get(i).copied().flatten());
             }
-            rename(f, "__pg_jsonb_build_array");
-            Some(Ty::of(if name.starts_with("jsonb") {
-                PgType::Jsonb
-            } else {
-                PgType::Json
-            }))
+            let jsonb = name.starts_with("jsonb");
+            rename(
+                f,
+                if jsonb {
+                    "__pg_jsonb_build_array"
+                } else {
+                    "__pg_json_build_array"
+                },
+            );
+            Some(Ty::of(if jsonb { PgType::Jsonb } else { PgType::Json }))
+        }
+        "jsonb_agg" | "json_agg" if f.over.is_none() => {
+            let list = args(f)?;
+            if list.len() != 1 {
+                return None;
+            }
+            to_json(list.first_mut()?, types.first().copied().flatten());
+            let jsonb = name.starts_with("jsonb");
+            rename(
+                f,
+                if jsonb {
+                    "__pg_jsonb_agg"
+                } else {
+                    "__pg_json_agg"
+                },
+            );
+            Some(Ty::of(if jsonb { PgType::Jsonb } else { PgType::Json }))
         }
         "to_jsonb" | "to_json" => {
             let arg = args(f)?.first_mut()?;

@@ -420,7 +420,7 @@ impl<'s> Inferer<'s> {
                     && !alias.columns.is_empty()
                 {
                     // `(VALUES ...) AS v(a, b)`: SQLite has no column alias list.
-                    name_columns(subquery, &alias.columns, &cols)?;
+                    name_columns(subquery, alias, &cols)?;
                     cols = rename(cols, &alias.columns);
                     alias.columns.clear();
                 }
@@ -944,10 +944,11 @@ fn renamed_table(
 /// Names the first output columns of a subquery, as an alias list `AS v(a, b)` would.
 fn name_columns(
     subquery: &mut Box<Query>,
-    names: &[sqlparser::ast::TableAliasColumnDef],
+    alias: &sqlparser::ast::TableAlias,
     cols: &[OutColumn],
 ) -> Result<(), DbError> {
-    too_many_aliases(names, cols.len(), "?")?;
+    let names = &alias.columns;
+    too_many_aliases(names, cols.len(), &ident_name(&alias.name))?;
     let new: Vec<String> = names.iter().map(|n| ident_name(&n.name)).collect();
     if alias_projection(&mut subquery.body, &new) {
         return Ok(());

@@ -22,8 +22,6 @@ enum Rewrite {
         swap: bool,
         extra: Vec<i64>,
     },
-    /// `name(left op right)`.
-    Wrap(&'static str),
 }
 
 fn call(name: &'static str, extra: Vec<i64>) -> Option<Rewrite> {
@@ -114,10 +112,6 @@ impl Inferer<'_> {
                 args.extend(extra.into_iter().map(|v| value_expr(SqlValue::Int(v))));
                 *expr = function_call(name, args);
             }
-            Some(Rewrite::Wrap(name)) => {
-                let inner = std::mem::replace(expr, null());
-                *expr = function_call(name, vec![inner]);
-            }
         }
         Ok(t)
     }
@@ -167,14 +161,17 @@ impl Inferer<'_> {
             B::Arrow | B::LongArrow => {
                 let lt = self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
                 self.expr(right, Some(Ty::of(PgType::Text)))?;
-                Ok(match op {
-                    B::LongArrow => (Some(Ty::of(PgType::Text)), None),
-                    // SQLite prints JSON minified; Postgres's jsonb has its own spacing.
-                    _ => (
-                        Some(lt.unwrap_or(Ty::of(PgType::Jsonb))),
-                        Some(Rewrite::Wrap("__pg_json_out")),
-                    ),
-                })
+                // SQLite's `->`/`->>` print JSON minified and give SQL numbers; Postgres's
+                // give jsonb text (its own spacing) and text.
+                let as_text = matches!(op, B::LongArrow);
+                let ty = if as_text {
+                    Ty::of(PgType::Text)
+                } else {
+                    lt.map(|t| Ty::of(t.ty))
+                        .filter(|t| is_json(Some(*t)))
+                        .unwrap_or(Ty::of(PgType::Jsonb))
+                };
+                Ok((Some(ty), call("__pg_json_get", vec![i64::from(as_text)])))
             }
             B::HashArrow | B::HashLongArrow => {
                 self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
