@@ -94,4 +94,14 @@ async fn metrics_count_queries_and_errors() {
         1.0
     );
     assert_eq!(cluster.metric("mycelium_client_connections"), 1.0);
+    // The nodes count their side too (every statement above reached one node).
+    assert!(cluster.metric("mycelium_node_requests_total{kind=\"execute\"}") >= 4.0);
+    assert_eq!(
+        cluster.metric("mycelium_node_errors_total{sqlstate=\"42P01\"}"),
+        1.0
+    );
+    assert!(
+        text.contains("process_resident_memory_bytes"),
+        "process metrics are exported"
+    );
 }

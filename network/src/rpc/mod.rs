@@ -16,6 +16,7 @@
 
 mod client;
 mod codec;
+mod metrics;
 mod server;
 
 pub use client::RemoteNode;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::codec::{self, kind};
+use super::metrics;
 use crate::{Connection, NetworkError, PeerInfo, Server, ServerOptions, TlsIdentity};
 
 /// Rows are sent as soon as this much is queued, so a large result streams.
@@ -45,22 +46,35 @@ async fn serve_connection(
             return Ok(());
         }
     };
+    let node_id = node.node_id().to_owned();
     while let Some(frame) = conn.recv().await? {
+        let kind_label = match frame.kind {
+            kind::DESCRIBE => "describe",
+            kind::EXECUTE => "execute",
+            kind::COPY_IN => "copy_in",
+            _ => "other",
+        };
+        let started = std::time::Instant::now();
         match frame.kind {
             kind::DESCRIBE => {
                 let (sql, types) = codec::decode_describe(frame.payload)?;
                 let answer = match session.describe(&sql, &types).await {
                     Ok(description) => (kind::DESCRIPTION, codec::encode_description(&description)),
-                    Err(error) => (
-                        kind::ERROR,
-                        codec::encode_error(&error, session.in_transaction()),
-                    ),
+                    Err(error) => {
+                        metrics::NODE_ERRORS
+                            .with_label_values(&[error.code.as_str()])
+                            .inc();
+                        (
+                            kind::ERROR,
+                            codec::encode_error(&error, session.in_transaction()),
+                        )
+                    }
                 };
                 conn.send(answer.0, answer.1).await?;
             }
             kind::EXECUTE => {
                 let request = codec::decode_execute(frame.payload)?;
-                execute(&mut conn, session.as_mut(), request).await?;
+                execute(&mut conn, session.as_mut(), request, &node_id).await?;
             }
             kind::COPY_IN => {
                 let batch = codec::decode_copy_in(frame.payload)?;
@@ -69,10 +83,15 @@ async fn serve_connection(
                         kind::COPIED,
                         codec::encode_copied(rows, session.in_transaction()),
                     ),
-                    Err(error) => (
-                        kind::ERROR,
-                        codec::encode_error(&error, session.in_transaction()),
-                    ),
+                    Err(error) => {
+                        metrics::NODE_ERRORS
+                            .with_label_values(&[error.code.as_str()])
+                            .inc();
+                        (
+                            kind::ERROR,
+                            codec::encode_error(&error, session.in_transaction()),
+                        )
+                    }
                 };
                 conn.send(answer.0, answer.1).await?;
             }
@@ -84,6 +103,12 @@ async fn serve_connection(
                 )));
             }
         }
+        metrics::NODE_REQUESTS
+            .with_label_values(&[kind_label])
+            .inc();
+        metrics::NODE_REQUEST_DURATION
+            .with_label_values(&[kind_label])
+            .observe(started.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -93,6 +118,7 @@ async fn execute(
     conn: &mut Connection,
     session: &mut dyn NodeSession,
     request: mycelium_protocol::Execute,
+    node_id: &str,
 ) -> Result<(), NetworkError> {
     let mut stream = match session.execute(request).await {
         Ok(stream) => stream,
@@ -130,6 +156,9 @@ async fn execute(
                     .await?;
             }
             Some(Ok(Reply::Rows(rows))) => {
+                metrics::NODE_ROWS
+                    .with_label_values(&[node_id])
+                    .inc_by(rows.len() as u64);
                 queued += rows.bytes().len();
                 conn.feed(kind::ROWS, codec::encode_rows(&rows)).await?;
                 if queued >= FLUSH_BYTES {
@@ -146,6 +175,9 @@ async fn execute(
                 return conn.flush().await;
             }
             Some(Err(error)) => {
+                metrics::NODE_ERRORS
+                    .with_label_values(&[error.code.as_str()])
+                    .inc();
                 conn.feed(
                     kind::ERROR,
                     codec::encode_error(&error, session.in_transaction()),
