@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, TxnStatus};
 use crate::error::{ProxyError, sql_error};
+use crate::policy_store::{CREATE, DELETE, UPSERT, stored_options, text_params};
 use crate::session::Session;
 
 /// A node session and whether the client's transaction is open on it.
@@ -184,6 +185,8 @@ impl Session {
         self.begin_sql = None;
         self.wrote_on = None;
         self.portals.clear();
+        let pending = std::mem::take(&mut self.pending_policies);
+        let undo = std::mem::take(&mut self.policy_undo);
         let mut first_error = None;
         for node in touched {
             if let Some(conn) = self.nodes.get_mut(node).and_then(Option::as_mut) {
@@ -191,6 +194,19 @@ impl Session {
             }
             if let Err(e) = self.node_command(node, command).await {
                 first_error.get_or_insert(e);
+            }
+        }
+        let committed = first_error.is_none() && command == "COMMIT";
+        if committed {
+            for change in pending {
+                self.apply_policy(change);
+            }
+        } else {
+            for (table, previous) in undo.into_iter().rev() {
+                match previous {
+                    Some(policy) => self.proxy.cluster.set_policy(policy),
+                    None => self.proxy.cluster.remove_policy(&table),
+                }
             }
         }
         match first_error {
@@ -472,6 +488,74 @@ impl Session {
         Ok(None)
     }
 
+    /// Writes a policy change on every node inside the client's transaction (so it commits or
+    /// rolls back with the DDL, and never waits on the transaction's own locks); the proxy
+    /// takes it up when that transaction commits.
+    async fn store_policy(&mut self, change: PolicyChange) -> Result<(), ProxyError> {
+        let writes: Vec<Execute> = match &change {
+            PolicyChange::Create(policy) | PolicyChange::Alter(policy) => vec![text_params(
+                UPSERT,
+                &[&policy.table, &stored_options(policy)],
+            )],
+            PolicyChange::Drop(tables) => tables
+                .iter()
+                .filter(|t| self.proxy.cluster.has_policy(t))
+                .map(|t| text_params(DELETE, &[t]))
+                .collect(),
+        };
+        if writes.is_empty() {
+            return Ok(());
+        }
+        for node in 0..self.proxy.cluster.nodes.len() {
+            self.ensure_node_transaction(node).await?;
+            self.node_command(node, CREATE).await?;
+            for write in &writes {
+                let mut stream = self.node(node).await?.execute(write.clone()).await?;
+                loop {
+                    match stream.recv().await {
+                        Some(Ok(Reply::Complete { .. })) => break,
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(e.into()),
+                        None => return Err(self.node_gone(node)),
+                    }
+                }
+            }
+        }
+        match change {
+            // Statements later in the transaction must already route by the new policy; a
+            // rollback puts the old one back.
+            PolicyChange::Create(policy) | PolicyChange::Alter(policy) => {
+                let cluster = &self.proxy.cluster;
+                let previous = cluster
+                    .has_policy(&policy.table)
+                    .then(|| cluster.policy(&policy.table));
+                if self.status != TxnStatus::Idle {
+                    self.policy_undo.push((policy.table.clone(), previous));
+                }
+                cluster.set_policy(policy);
+            }
+            drop @ PolicyChange::Drop(_) if self.status == TxnStatus::Idle => {
+                self.apply_policy(drop)
+            }
+            drop @ PolicyChange::Drop(_) => self.pending_policies.push(drop),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_policy(&self, change: PolicyChange) {
+        let cluster = &self.proxy.cluster;
+        match change {
+            PolicyChange::Create(policy) | PolicyChange::Alter(policy) => {
+                cluster.set_policy(policy)
+            }
+            PolicyChange::Drop(tables) => {
+                for table in tables {
+                    cluster.remove_policy(&table);
+                }
+            }
+        }
+    }
+
     /// Changing how a table is sharded would leave its rows on the wrong nodes: refused unless
     /// the table is empty.
     async fn check_resharding(&mut self, policy: &TablePolicy) -> Result<(), ProxyError> {
@@ -552,26 +636,13 @@ impl Session {
                 let change = self.policy_change(&request.sql)?;
                 if let Some(PolicyChange::Alter(policy)) = change {
                     self.check_resharding(&policy).await?;
-                    self.proxy.save_policy(&policy).await?;
-                    self.proxy.cluster.set_policy(policy);
+                    self.store_policy(PolicyChange::Alter(policy)).await?;
                     backend::command_complete(&mut self.conn.out, "ALTER TABLE");
                     return Ok(Finished::Complete);
                 }
                 let finished = self.run_everywhere(request, output).await?;
-                match change {
-                    Some(PolicyChange::Create(policy)) => {
-                        self.proxy.save_policy(&policy).await?;
-                        self.proxy.cluster.set_policy(policy);
-                    }
-                    Some(PolicyChange::Drop(tables)) => {
-                        for table in tables {
-                            if self.proxy.cluster.has_policy(&table) {
-                                self.proxy.delete_policy(&table).await?;
-                                self.proxy.cluster.remove_policy(&table);
-                            }
-                        }
-                    }
-                    Some(PolicyChange::Alter(_)) | None => {}
+                if let Some(change) = change {
+                    self.store_policy(change).await?;
                 }
                 Ok(finished)
             }

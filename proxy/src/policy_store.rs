@@ -7,14 +7,22 @@ use bytes::Bytes;
 use mycelium_protocol::{DbError, Execute, Format, NodeSession, Reply, types::oid};
 use mycelium_router::{TablePolicy, apply_options, policy_to_options};
 
+/// A policy in its stored form: one `key=value` line per option.
+pub(crate) fn stored_options(policy: &TablePolicy) -> String {
+    policy_to_options(policy)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+}
+
 use crate::Proxy;
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS __mycelium_policies \
+pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS __mycelium_policies \
      (table_name text PRIMARY KEY, options text NOT NULL)";
 const SELECT: &str = "SELECT table_name, options FROM __mycelium_policies";
-const UPSERT: &str = "INSERT INTO __mycelium_policies (table_name, options) VALUES ($1, $2) \
+pub(crate) const UPSERT: &str = "INSERT INTO __mycelium_policies (table_name, options) VALUES ($1, $2) \
      ON CONFLICT (table_name) DO UPDATE SET options = excluded.options";
-const DELETE: &str = "DELETE FROM __mycelium_policies WHERE table_name = $1";
+pub(crate) const DELETE: &str = "DELETE FROM __mycelium_policies WHERE table_name = $1";
 
 impl Proxy {
     /// Reads the stored policies from the nodes and installs those the config file does not set.
@@ -46,37 +54,10 @@ impl Proxy {
         }
         Ok(())
     }
-
-    /// Stores a policy on every node.
-    pub(crate) async fn save_policy(&self, policy: &TablePolicy) -> Result<(), DbError> {
-        let options: String = policy_to_options(policy)
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}\n"))
-            .collect();
-        for node in &self.cluster.nodes {
-            let mut session = node.link.open_session().await?;
-            run(session.as_mut(), Execute::simple(CREATE)).await?;
-            run(
-                session.as_mut(),
-                text_params(UPSERT, &[&policy.table, &options]),
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn delete_policy(&self, table: &str) -> Result<(), DbError> {
-        for node in &self.cluster.nodes {
-            let mut session = node.link.open_session().await?;
-            run(session.as_mut(), Execute::simple(CREATE)).await?;
-            run(session.as_mut(), text_params(DELETE, &[table])).await?;
-        }
-        Ok(())
-    }
 }
 
 /// A statement with text parameters: values are always bound, never spliced into SQL.
-fn text_params(sql: &str, values: &[&str]) -> Execute {
+pub(crate) fn text_params(sql: &str, values: &[&str]) -> Execute {
     Execute {
         sql: Arc::from(sql),
         param_types: Arc::from(vec![oid::TEXT; values.len()]),

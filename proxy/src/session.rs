@@ -16,7 +16,7 @@ use crate::backend::{self, Report, TxnStatus};
 use crate::cancel::SessionCancel;
 use crate::conn::ClientConn;
 use crate::error::{ProxyError, sql_error};
-use crate::execute::{Finished, NodeConn, Output, Suspended, Target};
+use crate::execute::{Finished, NodeConn, Output, PolicyChange, Suspended, Target};
 use crate::metrics;
 use crate::params::SessionParams;
 use crate::startup::{self, AuthFailure, StartupRequest};
@@ -50,6 +50,10 @@ pub(crate) struct Session {
     pub(crate) begin_sql: Option<String>,
     /// The node the open transaction wrote rows on; at most one until two-phase commit.
     pub(crate) wrote_on: Option<usize>,
+    /// Policy removals of the open transaction, taken up when it commits.
+    pub(crate) pending_policies: Vec<PolicyChange>,
+    /// Policies the open transaction set, with what they replaced, for a rollback.
+    pub(crate) policy_undo: Vec<(String, Option<mycelium_router::TablePolicy>)>,
     params: SessionParams,
     pub(crate) cancel: Arc<SessionCancel>,
     statements: HashMap<String, Prepared>,
@@ -116,6 +120,8 @@ pub async fn run(
         nodes: Vec::new(),
         begin_sql: None,
         wrote_on: None,
+        pending_policies: Vec::new(),
+        policy_undo: Vec::new(),
         params,
         cancel,
         statements: HashMap::new(),
@@ -125,6 +131,14 @@ pub async fn run(
     metrics::CONNECTIONS.inc();
     metrics::CONNECTIONS_TOTAL.inc();
     session.serve(&shutdown).await;
+    // A client gone mid-transaction: the nodes roll back when its sessions close; policies
+    // the transaction set go back too.
+    for (table, previous) in std::mem::take(&mut session.policy_undo).into_iter().rev() {
+        match previous {
+            Some(policy) => proxy.cluster.set_policy(policy),
+            None => proxy.cluster.remove_policy(&table),
+        }
+    }
     metrics::CONNECTIONS.dec();
     proxy.cancels.unregister(pid);
     session.conn.shutdown().await;

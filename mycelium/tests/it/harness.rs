@@ -114,6 +114,16 @@ impl Cluster {
         }
     }
 
+    /// Kills the process with SIGKILL (no shutdown at all) and starts it again on the same
+    /// port and data directory.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.launch();
+    }
+
     /// Stops and starts again on the same port and data directory.
     pub fn restart(&mut self) {
         self.stop();

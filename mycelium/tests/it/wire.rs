@@ -105,3 +105,67 @@ async fn metrics_count_queries_and_errors() {
         "process metrics are exported"
     );
 }
+
+#[tokio::test]
+async fn acknowledged_commits_survive_sigkill() {
+    let mut cluster = Cluster::start();
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE ledger (id int PRIMARY KEY, amount bigint NOT NULL);
+             CREATE TABLE sharded (k bigint PRIMARY KEY, v text)
+               WITH (mycelium.shard_keys = 'k', mycelium.shards = 4)",
+        )
+        .await
+        .expect("create");
+    let insert = client
+        .prepare("INSERT INTO ledger VALUES ($1, $2)")
+        .await
+        .expect("prepare");
+    for id in 0..200i32 {
+        client
+            .execute(&insert, &[&id, &(i64::from(id) * 3)])
+            .await
+            .expect("insert");
+        client
+            .execute(
+                "INSERT INTO sharded (k, v) VALUES ($1, $2)",
+                &[&i64::from(id), &format!("v{id}")],
+            )
+            .await
+            .expect("insert sharded");
+    }
+    // An open transaction that was never committed must vanish.
+    client
+        .batch_execute("BEGIN; INSERT INTO ledger VALUES (1000, 1);")
+        .await
+        .expect("open txn");
+    drop(client);
+    cluster.crash_and_restart();
+    let client = cluster.connect().await;
+    let text = |messages: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("NULL"))
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    let ledger = client
+        .simple_query("SELECT count(*), sum(amount), max(id) FROM ledger")
+        .await
+        .expect("ledger after crash");
+    // 3 * (0 + 1 + ... + 199) = 59700; the uncommitted row 1000 is gone.
+    assert_eq!(text(ledger), vec!["200|59700|199"]);
+    let sharded = client
+        .simple_query("SELECT count(*), min(k), max(k) FROM sharded")
+        .await
+        .expect("sharded after crash");
+    assert_eq!(text(sharded), vec!["200|0|199"]);
+}
