@@ -202,12 +202,7 @@ impl Session {
                 self.apply_policy(change);
             }
         } else {
-            for (table, previous) in undo.into_iter().rev() {
-                match previous {
-                    Some(policy) => self.proxy.cluster.set_policy(policy),
-                    None => self.proxy.cluster.remove_policy(&table),
-                }
-            }
+            self.undo_policies(undo);
         }
         match first_error {
             Some(e) => Err(e),
@@ -540,6 +535,16 @@ impl Session {
             drop @ PolicyChange::Drop(_) => self.pending_policies.push(drop),
         }
         Ok(())
+    }
+
+    /// Puts back the policies a transaction replaced, newest first.
+    pub(crate) fn undo_policies(&self, undo: Vec<(String, Option<TablePolicy>)>) {
+        for (table, previous) in undo.into_iter().rev() {
+            match previous {
+                Some(policy) => self.proxy.cluster.set_policy(policy),
+                None => self.proxy.cluster.remove_policy(&table),
+            }
+        }
     }
 
     pub(crate) fn apply_policy(&self, change: PolicyChange) {

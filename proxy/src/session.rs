@@ -133,12 +133,8 @@ pub async fn run(
     session.serve(&shutdown).await;
     // A client gone mid-transaction: the nodes roll back when its sessions close; policies
     // the transaction set go back too.
-    for (table, previous) in std::mem::take(&mut session.policy_undo).into_iter().rev() {
-        match previous {
-            Some(policy) => proxy.cluster.set_policy(policy),
-            None => proxy.cluster.remove_policy(&table),
-        }
-    }
+    let undo = std::mem::take(&mut session.policy_undo);
+    session.undo_policies(undo);
     metrics::CONNECTIONS.dec();
     proxy.cancels.unregister(pid);
     session.conn.shutdown().await;
