@@ -22,7 +22,9 @@ pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 pub use hash::{KeyValue, key_hash, stable_hash};
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
-pub use placement::{NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place};
+pub use placement::{
+    NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place, placement_group,
+};
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
 pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, table_name};
 pub use scatter::{Combine, MergeSpec, SortColumn, SortKey, merge_spec};

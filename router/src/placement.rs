@@ -5,6 +5,12 @@
 //! best-scoring nodes. Every proxy computes the same map with no coordination, and when a node
 //! joins or leaves only the shards whose top-scoring set changes move.
 //!
+//! Tables sharded alike share a placement: the score uses the table's *placement group* (its
+//! shard count, ranges, key count and eligibility) instead of its name, so shard `s` of two
+//! such tables with the same copy rules lives on the same nodes and a join on their shard keys
+//! runs node-locally.
+//! An unsharded table is its own group.
+//!
 //! Copies per shard = max(ceil(replication_factor × eligible nodes), min_validator_copies).
 //! Eligible nodes are the validators for `validator_only` tables, all nodes otherwise. The
 //! `min_validator_copies` best-scoring validators are always chosen; the remaining copies are
@@ -85,12 +91,35 @@ pub fn copies(policy: &TablePolicy, nodes: &[NodeInfo]) -> Result<usize, PolicyE
         .clamp(1, eligible))
 }
 
+/// The name placement scores a table's shards by: shared by tables sharded alike.
+pub fn placement_group(policy: &TablePolicy) -> String {
+    if policy.is_reference() {
+        return policy.table.clone();
+    }
+    let ranges: Vec<String> = policy.ranges.iter().map(i64::to_string).collect();
+    // Copy counts stay out of the name: changing a table's replication factor must only add
+    // or drop copies, not move its shards.
+    format!(
+        "colocated:{}:{}:{}:{}:{}",
+        if policy.range_sharding {
+            "range"
+        } else {
+            "hash"
+        },
+        policy.shards,
+        policy.shard_keys.len(),
+        ranges.join(","),
+        policy.validator_only,
+    )
+}
+
 /// Places every shard of the table.
 pub fn place(policy: &TablePolicy, nodes: &[NodeInfo]) -> Result<TablePlacement, PolicyError> {
     policy.validate()?;
     let copies = copies(policy, nodes)?;
+    let group = placement_group(policy);
     let shards = (0..policy.shards)
-        .map(|shard| place_shard(policy, nodes, shard, copies))
+        .map(|shard| place_shard(policy, &group, nodes, shard, copies))
         .collect();
     Ok(TablePlacement {
         policy: policy.clone(),
@@ -109,6 +138,7 @@ fn score(table: &str, shard: u32, node: &str) -> u64 {
 
 fn place_shard(
     policy: &TablePolicy,
+    group: &str,
     nodes: &[NodeInfo],
     shard: u32,
     copies: usize,
@@ -116,7 +146,7 @@ fn place_shard(
     let mut ranked: Vec<(u64, &NodeInfo)> = nodes
         .iter()
         .filter(|n| !policy.validator_only || n.node_type == NodeType::Validator)
-        .map(|n| (score(&policy.table, shard, &n.id), n))
+        .map(|n| (score(group, shard, &n.id), n))
         .collect();
     // Highest score first; the id breaks (astronomically unlikely) ties deterministically.
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));

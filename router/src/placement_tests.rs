@@ -149,3 +149,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn tables_sharded_alike_share_their_placement() {
+    let cluster = nodes(3, 2);
+    let mut users = policy(8, 0.5);
+    users.min_validator_copies = 1;
+    let mut orders = users.clone();
+    orders.table = "orders".to_owned();
+    orders.shard_keys = vec!["user_id".to_owned()];
+    let a = place(&users, &cluster).expect("users");
+    let b = place(&orders, &cluster).expect("orders");
+    assert_eq!(a.shards, b.shards);
+    let mut other = users.clone();
+    other.table = "logs".to_owned();
+    other.shards = 4;
+    assert_ne!(placement_group(&users), placement_group(&other));
+}

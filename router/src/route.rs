@@ -280,7 +280,7 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
         if !colocated(&policy, other_policy) {
             return Err(RouterError::Unsupported(format!(
                 "join of {table} and {other}: they are not sharded alike (same shard key count, \
-                 shard count and ranges), so the join cannot run shard by shard"
+                 shard count, ranges and copy rules), so the join cannot run shard by shard"
             )));
         }
         if !joined_on_keys(
@@ -308,11 +308,11 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
     })
 }
 
+/// Tables in one placement group with the same copy rules keep shard `s` on the same nodes.
 fn colocated(a: &TablePolicy, b: &TablePolicy) -> bool {
-    a.shard_keys.len() == b.shard_keys.len()
-        && a.shards == b.shards
-        && a.range_sharding == b.range_sharding
-        && a.ranges == b.ranges
+    crate::placement::placement_group(a) == crate::placement::placement_group(b)
+        && a.replication_factor == b.replication_factor
+        && a.min_validator_copies == b.min_validator_copies
 }
 
 /// Whether the join conditions equate every shard key of the two tables, position by position.

@@ -46,15 +46,30 @@ pub(crate) struct ErrorContext<'a> {
     pub table: Option<&'a str>,
 }
 
-/// The text a registered function raises to carry a SQLSTATE through SQLite.
+/// Separates the message, detail and hint of a function error (ASCII unit separator).
+const FIELD_SEPARATOR: char = '\u{1f}';
+
+/// The text a registered function raises to carry a SQLSTATE (and the detail and hint)
+/// through SQLite.
 pub(crate) fn encode_function_error(err: &DbError) -> String {
-    format!("{PG_ERR_PREFIX}{}:{}", err.code, err.message)
+    format!(
+        "{PG_ERR_PREFIX}{}:{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}{}",
+        err.code,
+        err.message,
+        err.detail.as_deref().unwrap_or(""),
+        err.hint.as_deref().unwrap_or("")
+    )
 }
 
 pub(crate) fn decode_function_error(message: &str) -> Option<DbError> {
     let rest = message.split_once(PG_ERR_PREFIX)?.1;
-    let (code, message) = rest.split_once(':')?;
-    Some(DbError::new(code, message))
+    let (code, rest) = rest.split_once(':')?;
+    let mut fields = rest.split(FIELD_SEPARATOR);
+    let mut err = DbError::new(code, fields.next().unwrap_or(""));
+    let present = |f: Option<&str>| f.filter(|f| !f.is_empty()).map(str::to_owned);
+    err.detail = present(fields.next());
+    err.hint = present(fields.next());
+    Some(err)
 }
 
 /// Maps a SQLite error to the Postgres error a client expects.
@@ -205,6 +220,13 @@ mod tests {
     fn function_errors_round_trip() {
         let err = DbError::new("22012", "division by zero");
         let text = format!("prefix {}", encode_function_error(&err));
+        assert_eq!(decode_function_error(&text), Some(err));
+        let err = DbError::new("22003", "numeric field overflow")
+            .with_detail(
+                "A field with precision 5, scale 2 must round to an absolute value less than 10^3.",
+            )
+            .with_hint("a: b");
+        let text = encode_function_error(&err);
         assert_eq!(decode_function_error(&text), Some(err));
     }
 

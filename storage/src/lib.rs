@@ -21,6 +21,18 @@
 //! that raises 22012, `now()` fixed per transaction, Postgres `LIKE`, `~`. Column types live
 //! in `__mycelium_columns`, written in the same transaction as the DDL (`catalog`).
 //!
+//! **Values that print differently from how they compute.** A `numeric` division or `avg`
+//! prints with a scale that depends on its operands (`7.0 / 2` is `3.5000000000000000`,
+//! Postgres's `select_div_scale`): in the outermost select list and RETURNING they are
+//! computed as exact decimal text (`rewrite::display`, `functions::numeric`), elsewhere as
+//! doubles so that they compare and sort as numbers; ORDER BY/GROUP BY terms naming such a
+//! column get the numeric form back. `to_regtype`/`to_regclass` are OIDs in expressions and
+//! names as results. JSON is handled by a parser that keeps numbers as written (`1.50`).
+//!
+//! **Unique violations.** SQLite names only the columns; an INSERT or UPDATE carries a probe
+//! query (its rows to be written) that the worker runs after a 23505 to find the first
+//! conflicting key and print `Key (a)=(5) already exists.`
+//!
 //! **Not supported** (SQLSTATE 0A000 naming the construct, never a different answer):
 //! window functions, arrays, intervals and date arithmetic, `AT TIME ZONE`, `DISTINCT ON`,
 //! set-returning functions other than `generate_series` in FROM, `DELETE ... USING`,

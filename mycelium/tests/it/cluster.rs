@@ -251,14 +251,22 @@ async fn sharded_cluster_of_processes() {
         ))
         .await
         .expect("create sharded table");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE notes (item_id bigint NOT NULL, note text NOT NULL) \
+             WITH (mycelium.shard_keys = 'item_id', mycelium.shards = {SHARDS})"
+        ))
+        .await
+        .expect("create a table sharded alike");
 
     // The same random data in the cluster and in one plain SQLite database.
     let reference = rusqlite::Connection::open_in_memory().expect("sqlite");
     reference
         .execute_batch(
-            "CREATE TABLE items (id INTEGER PRIMARY KEY, grp INTEGER NOT NULL, val INTEGER)",
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, grp INTEGER NOT NULL, val INTEGER);
+             CREATE TABLE notes (item_id INTEGER NOT NULL, note TEXT NOT NULL);",
         )
-        .expect("reference table");
+        .expect("reference tables");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let insert = client
         .prepare("INSERT INTO items (id, grp, val) VALUES ($1, $2, $3)")
@@ -318,6 +326,9 @@ async fn sharded_cluster_of_processes() {
         "SELECT grp, count(val) FROM items GROUP BY grp ORDER BY 2 DESC, 1 LIMIT 2".to_owned(),
         "SELECT DISTINCT grp FROM items ORDER BY grp".to_owned(),
         "SELECT count(*) FROM items WHERE id < 0".to_owned(),
+        "SELECT i.id, i.val, n.note FROM items i JOIN notes n ON i.id = n.item_id ORDER BY i.id"
+            .to_owned(),
+        "SELECT count(*) FROM items i JOIN notes n ON n.item_id = i.id WHERE i.grp = 2".to_owned(),
     ];
     for _ in 0..25 {
         let g: i32 = rng.random_range(0..5);

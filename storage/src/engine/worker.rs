@@ -18,7 +18,7 @@ use super::{Lease, Shared, SharedTxn, aborted_error};
 use crate::catalog::{self, Schema, quote_ident};
 use crate::errors::{ErrorContext, from_sqlite, internal};
 use crate::functions::{FunctionState, storage_ref};
-use crate::rewrite::{self, Kind, OutColumn, Translation};
+use crate::rewrite::{self, ConflictProbe, Kind, OutColumn, Translation};
 
 const BATCH_BYTES: usize = 64 * 1024;
 const BATCH_ROWS: usize = 1000;
@@ -375,6 +375,17 @@ impl Worker {
     }
 
     fn map_error(&self, e: &rusqlite::Error, table: Option<&str>) -> DbError {
+        self.map_statement_error(e, table, None)
+    }
+
+    /// Maps an error of a statement; a unique violation of an INSERT or UPDATE with a probe
+    /// names the conflicting key's values, as Postgres does.
+    fn map_statement_error(
+        &self,
+        e: &rusqlite::Error,
+        table: Option<&str>,
+        probe: Option<(&ConflictProbe, &[SqlValue])>,
+    ) -> DbError {
         let mut err = from_sqlite(e, ErrorContext { table });
         if err.code == "23505"
             && let Some(detail) = err.detail.take()
@@ -391,14 +402,110 @@ impl Worker {
                     None => q,
                 })
                 .collect();
-            let name = match self.schema.table(&table_name) {
+            let info = self.schema.table(&table_name);
+            let name = match info {
                 Some(info) => info.unique_constraint_name(&columns),
                 None => format!("{table_name}_{}_key", columns.join("_")),
             };
             err.message = format!("duplicate key value violates unique constraint \"{name}\"");
-            err.detail = Some(format!("Key ({}) already exists.", columns.join(", ")));
+            let values = match (info, probe) {
+                (Some(info), Some((probe, params))) => {
+                    self.conflicting_key(info, &columns, probe, params)
+                }
+                _ => None,
+            };
+            err.detail = Some(match values {
+                Some(values) => format!("Key ({})=({values}) already exists.", columns.join(", ")),
+                None => format!("Key ({}) already exists.", columns.join(", ")),
+            });
         }
         err
+    }
+
+    /// Runs a conflict probe: the first new key (in statement order) that an existing row or
+    /// an earlier new row already has, as Postgres prints it (`5`, `a@b.c, 2`).
+    fn conflicting_key(
+        &self,
+        table: &catalog::TableInfo,
+        columns: &[&str],
+        probe: &ConflictProbe,
+        params: &[SqlValue],
+    ) -> Option<String> {
+        /// Rows a probe reads at most: the diagnosis must stay cheap next to the statement.
+        const MAX_PROBED_ROWS: usize = 100_000;
+        let positions: Vec<usize> = columns
+            .iter()
+            .map(|c| probe.columns.iter().position(|p| p.eq_ignore_ascii_case(c)))
+            .collect::<Option<_>>()?;
+        let key_columns: Vec<&catalog::ColumnInfo> = columns
+            .iter()
+            .map(|c| table.column(c))
+            .collect::<Option<_>>()?;
+        let width = probe.columns.len();
+        let mut stmt = self.conn.prepare(&probe.sql).ok()?;
+        for (i, value) in params.iter().enumerate() {
+            if i < stmt.parameter_count() {
+                stmt.raw_bind_parameter(i + 1, Bind(value)).ok()?;
+            }
+        }
+        let condition: Vec<String> = key_columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote_ident(&c.name), i + 1))
+            .collect();
+        let mut exists = self
+            .conn
+            .prepare(&format!(
+                "SELECT 1 FROM {} WHERE {} LIMIT 1",
+                quote_ident(&table.name),
+                condition.join(" AND ")
+            ))
+            .ok()?;
+        let mut seen = std::collections::HashSet::new();
+        let mut rows = stmt.raw_query();
+        for _ in 0..MAX_PROBED_ROWS {
+            let row = rows.next().ok()??;
+            let key: Vec<SqlValue> = positions
+                .iter()
+                .map(|&p| row.get_ref(p).map(|v| storage_ref(v).into_owned()))
+                .collect::<Result<_, _>>()
+                .ok()?;
+            // NULLs never conflict.
+            if key.contains(&SqlValue::Null) {
+                continue;
+            }
+            if probe.with_old {
+                let old: Vec<SqlValue> = positions
+                    .iter()
+                    .map(|&p| row.get_ref(p + width).map(|v| storage_ref(v).into_owned()))
+                    .collect::<Result<_, _>>()
+                    .ok()?;
+                if old == key {
+                    // A row keeping its key is not the one that conflicts.
+                    continue;
+                }
+            }
+            let fingerprint = format!("{key:?}");
+            let conflict = !seen.insert(fingerprint)
+                || exists
+                    .exists(rusqlite::params_from_iter(key.iter().map(Bind)))
+                    .ok()?;
+            if conflict {
+                let shown: Vec<String> = key
+                    .iter()
+                    .zip(&key_columns)
+                    .map(|(v, c)| {
+                        let mut out = BytesMut::new();
+                        match types::encode_text(c.ty.ty, c.ty.typmod, v.as_ref(), &mut out) {
+                            Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+                            Err(_) => format!("{v:?}"),
+                        }
+                    })
+                    .collect();
+                return Some(shown.join(", "));
+            }
+        }
+        None
     }
 
     fn describe(
@@ -599,8 +706,11 @@ impl Worker {
                     .map_err(|e| self.map_error(&e, table))?;
             }
         }
+        let probe = t.probe.as_ref().map(|p| (p, params));
         if t.out.is_empty() {
-            let changes = stmt.raw_execute().map_err(|e| self.map_error(&e, table))?;
+            let changes = stmt
+                .raw_execute()
+                .map_err(|e| self.map_statement_error(&e, table, probe))?;
             return Ok(changes as u64);
         }
         if replies
@@ -615,7 +725,10 @@ impl Worker {
         let mut scratch = BytesMut::with_capacity(256);
         let mut count = 0u64;
         let width = t.out.len();
-        while let Some(row) = rows.next().map_err(|e| self.map_error(&e, table))? {
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| self.map_statement_error(&e, table, probe))?
+        {
             builder.begin_row();
             for (i, col) in t.out.iter().enumerate().take(width) {
                 let value = row.get_ref(i).map_err(|e| internal(e.to_string()))?;

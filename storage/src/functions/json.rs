@@ -1,10 +1,51 @@
 //! `json`/`jsonb` operators and functions over the normalized text storage holds
 //! (`#>`, `#>>`, `?`, `?|`, `?&`, `@>`, `||`, `jsonb_typeof`, `jsonb_set`, builders).
+//!
+//! Values are parsed into [`Json`], which keeps numbers as written: jsonb prints `1.50` as
+//! `1.50` (it is a `numeric`), which a conversion through a double would lose.
 
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{self, PgType, SqlValue};
 use rusqlite::types::ValueRef;
-use serde_json::Value as Json;
+
+/// A JSON document. Objects keep their members in order; the last of duplicate keys wins,
+/// and printing as jsonb sorts them (see [`render`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    /// The number's text, as written.
+    Number(String),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+/// Nesting limit, as in the codec.
+const MAX_DEPTH: usize = 1000;
+
+impl Json {
+    fn member(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Object(members) => members.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+fn member_mut<'a>(members: &'a mut [(String, Json)], key: &str) -> Option<&'a mut Json> {
+    members
+        .iter_mut()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// Sets `key` (replacing every earlier member of that name).
+fn insert(members: &mut Vec<(String, Json)>, key: String, value: Json) {
+    members.retain(|(k, _)| *k != key);
+    members.push((key, value));
+}
 
 fn invalid(text: &str) -> DbError {
     DbError::new(
@@ -13,25 +54,282 @@ fn invalid(text: &str) -> DbError {
     )
 }
 
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while matches!(self.bytes.get(self.pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        self.ws();
+        if self.bytes.get(self.pos) == Some(&b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.pos + word.len();
+        (self.bytes.get(self.pos..end)? == word.as_bytes()).then(|| self.pos = end)
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Json> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        match *self.bytes.get(self.pos)? {
+            b'n' => self.literal("null").map(|()| Json::Null),
+            b't' => self.literal("true").map(|()| Json::Bool(true)),
+            b'f' => self.literal("false").map(|()| Json::Bool(false)),
+            b'"' => self.string().map(Json::String),
+            b'[' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if self.eat(b']') {
+                    return Some(Json::Array(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    if self.eat(b']') {
+                        return Some(Json::Array(items));
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            b'{' => {
+                self.pos += 1;
+                let mut members = Vec::new();
+                if self.eat(b'}') {
+                    return Some(Json::Object(members));
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    let value = self.value(depth + 1)?;
+                    members.push((key, value));
+                    if self.eat(b'}') {
+                        return Some(Json::Object(members));
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn number(&mut self) -> Option<Json> {
+        let start = self.pos;
+        let digits = |p: &mut Self| {
+            let from = p.pos;
+            while p.bytes.get(p.pos).is_some_and(u8::is_ascii_digit) {
+                p.pos += 1;
+            }
+            p.pos > from
+        };
+        if self.bytes.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        if !digits(self) {
+            return None;
+        }
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if !digits(self) {
+                return None;
+            }
+        }
+        if matches!(self.bytes.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.bytes.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !digits(self) {
+                return None;
+            }
+        }
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).ok()?;
+        Some(Json::Number(text.to_owned()))
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let text = std::str::from_utf8(self.bytes.get(self.pos..self.pos + 4)?).ok()?;
+        let v = u32::from_str_radix(text, 16).ok()?;
+        self.pos += 4;
+        Some(v)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            let b = *self.bytes.get(self.pos)?;
+            self.pos += 1;
+            match b {
+                b'"' => return String::from_utf8(out).ok(),
+                b'\\' => {
+                    let e = *self.bytes.get(self.pos)?;
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let high = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&high) {
+                                if self.bytes.get(self.pos..self.pos + 2)? != b"\\u" {
+                                    return None;
+                                }
+                                self.pos += 2;
+                                let low = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&low) {
+                                    return None;
+                                }
+                                0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                            } else {
+                                high
+                            };
+                            char::from_u32(code)?
+                        }
+                        _ => return None,
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                0..=0x1f => return None,
+                _ => out.push(b),
+            }
+        }
+    }
+}
+
+/// Parses JSON text; `None` when it is not one JSON value.
+pub fn parse_text(text: &str) -> Option<Json> {
+    let mut parser = Parser {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let value = parser.value(0)?;
+    parser.ws();
+    (parser.pos == parser.bytes.len()).then_some(value)
+}
+
 pub fn parse(v: ValueRef<'_>) -> Result<Option<Json>, DbError> {
     match v {
         ValueRef::Null => Ok(None),
         ValueRef::Text(t) | ValueRef::Blob(t) => {
             let text = String::from_utf8_lossy(t);
-            serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|_| invalid(&text))
+            parse_text(&text).map(Some).ok_or_else(|| invalid(&text))
         }
-        ValueRef::Integer(i) => Ok(Some(Json::from(i))),
-        ValueRef::Real(f) => Ok(serde_json::Number::from_f64(f).map(Json::Number)),
+        ValueRef::Integer(i) => Ok(Some(Json::Number(i.to_string()))),
+        ValueRef::Real(f) => Ok(Some(float(f))),
+    }
+}
+
+/// A double as a JSON number (non-finite ones have no JSON form).
+fn float(f: f64) -> Json {
+    if f.is_finite() {
+        Json::Number(f.to_string())
+    } else {
+        Json::Null
+    }
+}
+
+/// A string as a JSON string literal.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    write_string(s, &mut out);
+    out
+}
+
+fn write_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Compact JSON text.
+fn write(value: &Json, out: &mut String) {
+    match value {
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Json::Number(n) => out.push_str(n),
+        Json::String(s) => write_string(s, out),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write(item, out);
+            }
+            out.push(']');
+        }
+        Json::Object(members) => {
+            out.push('{');
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(k, out);
+                out.push(':');
+                write(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+impl std::fmt::Display for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        write(self, &mut out);
+        f.write_str(&out)
     }
 }
 
 /// The text Postgres prints for a `jsonb` value.
 pub fn render(value: &Json) -> Result<String, DbError> {
-    match types::parse_text(PgType::Jsonb, -1, &value.to_string())? {
+    let text = value.to_string();
+    match types::parse_text(PgType::Jsonb, -1, &text)? {
         SqlValue::Text(s) => Ok(s),
-        _ => Ok(value.to_string()),
+        _ => Ok(text),
     }
 }
 
@@ -73,7 +371,7 @@ pub fn text_array(v: ValueRef<'_>) -> Result<Option<Vec<String>>, DbError> {
 
 fn step<'a>(value: &'a Json, key: &str) -> Option<&'a Json> {
     match value {
-        Json::Object(map) => map.get(key),
+        Json::Object(_) => value.member(key),
         Json::Array(items) => {
             let index: i64 = key.parse().ok()?;
             let len = items.len() as i64;
@@ -124,7 +422,7 @@ pub fn get(
         return Ok(None);
     };
     let found = match (&json, key) {
-        (Json::Object(map), ValueRef::Text(k)) => map.get(String::from_utf8_lossy(k).as_ref()),
+        (Json::Object(_), ValueRef::Text(k)) => json.member(String::from_utf8_lossy(k).as_ref()),
         (Json::Array(_), ValueRef::Integer(i)) => step(&json, &i.to_string()),
         _ => None,
     };
@@ -140,8 +438,10 @@ pub fn exists(json: ValueRef<'_>, keys: &[String], all: bool) -> Result<Option<b
         return Ok(None);
     };
     let has = |key: &String| match &json {
-        Json::Object(map) => map.contains_key(key),
-        Json::Array(items) => items.iter().any(|i| i.as_str() == Some(key)),
+        Json::Object(_) => json.member(key).is_some(),
+        Json::Array(items) => items
+            .iter()
+            .any(|i| matches!(i, Json::String(s) if s == key)),
         Json::String(s) => s == key,
         _ => false,
     };
@@ -155,25 +455,35 @@ pub fn exists(json: ValueRef<'_>, keys: &[String], all: bool) -> Result<Option<b
 /// `@>`: Postgres's jsonb containment.
 pub fn contains(a: &Json, b: &Json) -> bool {
     match (a, b) {
-        (Json::Object(a), Json::Object(b)) => b
+        (Json::Object(_), Json::Object(members)) => members
             .iter()
-            .all(|(k, bv)| a.get(k).is_some_and(|av| contains(av, bv))),
+            .all(|(k, bv)| a.member(k).is_some_and(|av| contains(av, bv))),
         (Json::Array(a), Json::Array(b)) => b.iter().all(|bv| a.iter().any(|av| contains(av, bv))),
         // A top-level array contains a primitive it has as an element.
-        (Json::Array(a), b) if !b.is_array() && !b.is_object() => a.iter().any(|av| av == b),
+        (Json::Array(a), b) if !matches!(b, Json::Array(_) | Json::Object(_)) => {
+            a.iter().any(|av| numbers_equal(av, b).unwrap_or(av == b))
+        }
         (a, b) => numbers_equal(a, b).unwrap_or(a == b),
     }
 }
 
+/// jsonb numbers are numerics: `1.0` equals `1`.
 fn numbers_equal(a: &Json, b: &Json) -> Option<bool> {
-    Some(a.as_f64()? == b.as_f64()?)
+    let (Json::Number(a), Json::Number(b)) = (a, b) else {
+        return None;
+    };
+    let a = super::numeric::Dec::parse(a)?;
+    let b = super::numeric::Dec::parse(b)?;
+    Some(a.normalized() == b.normalized())
 }
 
 /// `||` on jsonb: objects merge (right wins), anything else concatenates as arrays.
 pub fn concat(a: Json, b: Json) -> Json {
     match (a, b) {
         (Json::Object(mut a), Json::Object(b)) => {
-            a.extend(b);
+            for (k, v) in b {
+                insert(&mut a, k, v);
+            }
             Json::Object(a)
         }
         (Json::Array(mut a), Json::Array(b)) => {
@@ -211,12 +521,12 @@ pub fn set(mut target: Json, path: &[String], new: Json, create: bool) -> Json {
             return;
         };
         match at {
-            Json::Object(map) => {
+            Json::Object(members) => {
                 if rest.is_empty() {
-                    if create || map.contains_key(key) {
-                        map.insert(key.clone(), new);
+                    if create || member_mut(members, key).is_some() {
+                        insert(members, key.clone(), new);
                     }
-                } else if let Some(next) = map.get_mut(key) {
+                } else if let Some(next) = member_mut(members, key) {
                     walk(next, rest, new, create);
                 }
             }
@@ -252,10 +562,8 @@ pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
     Ok(match (v, ty) {
         (ValueRef::Null, _) => Json::Null,
         (ValueRef::Integer(i), Some(PgType::Bool)) => Json::Bool(i != 0),
-        (ValueRef::Integer(i), _) => Json::from(i),
-        (ValueRef::Real(f), _) => serde_json::Number::from_f64(f)
-            .map(Json::Number)
-            .unwrap_or(Json::Null),
+        (ValueRef::Integer(i), _) => Json::Number(i.to_string()),
+        (ValueRef::Real(f), _) => float(f),
         (v @ ValueRef::Text(_), Some(PgType::Json | PgType::Jsonb)) => {
             parse(v)?.unwrap_or(Json::Null)
         }
@@ -273,7 +581,25 @@ mod tests {
     use super::*;
 
     fn j(s: &str) -> Json {
-        serde_json::from_str(s).unwrap()
+        parse_text(s).unwrap()
+    }
+
+    fn r(v: &Json) -> String {
+        render(v).unwrap()
+    }
+
+    #[test]
+    fn parse_keeps_numbers_and_escapes() {
+        let v =
+            j(r#" {"n": 1.50, "e": -2E+3, "s": "a\"b\u00e9\ud83d\ude00\n", "l": [true, null]} "#);
+        assert_eq!(
+            r(&v),
+            r#"{"e": -2000, "l": [true, null], "n": 1.50, "s": "a\"bé😀\n"}"#
+        );
+        for bad in ["", "{", "[1,]", "01x", "\"a", "{\"a\" 1}", "1 2", "nul"] {
+            assert_eq!(parse_text(bad), None, "{bad}");
+        }
+        assert_eq!(quote("a\"\u{1}"), r#""a\"\u0001""#);
     }
 
     #[test]
@@ -285,6 +611,7 @@ mod tests {
         assert!(!contains(&j(r#"{"a": 1}"#), &j(r#"{"a": 2}"#)));
         assert!(contains(&j("[1, 2, 3]"), &j("2")));
         assert!(contains(&j(r#"{"name": "bob"}"#), &j(r#"{"name": "bob"}"#)));
+        assert!(contains(&j(r#"{"n": 1.50}"#), &j(r#"{"n": 1.5}"#)));
     }
 
     #[test]
@@ -295,10 +622,10 @@ mod tests {
             j("2"),
             true,
         );
-        assert_eq!(out, j(r#"{"a": {"b": 2}}"#));
+        assert_eq!(r(&out), r#"{"a": {"b": 2}}"#);
         assert_eq!(
-            concat(j(r#"{"a": 1}"#), j(r#"{"b": 2}"#)),
-            j(r#"{"a": 1, "b": 2}"#)
+            r(&concat(j(r#"{"b": 1, "a": 1}"#), j(r#"{"b": 2.0}"#))),
+            r#"{"a": 1, "b": 2.0}"#
         );
         assert_eq!(
             text_array(ValueRef::Text(b"{a, \"b c\",1}"))

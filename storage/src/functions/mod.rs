@@ -148,9 +148,51 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
             .map(to_value)
             .map_err(fail)
     })?;
+    // With the source's typmod: a numeric(p,s) printed as text shows s decimals.
+    conn.create_scalar_function("__pg_cast", 5, DET, |ctx| {
+        let src = PgType::from_oid(ctx.get::<u32>(1)?);
+        let dst = PgType::from_oid(ctx.get::<u32>(2)?)
+            .ok_or_else(|| fail(DbError::new("42704", "type does not exist")))?;
+        let typmod = ctx.get::<i32>(3)?;
+        let src_typmod = ctx.get::<i32>(4)?;
+        let textual = matches!(
+            dst,
+            PgType::Text | PgType::Varchar | PgType::Bpchar | PgType::Name
+        );
+        let value = ctx.get_raw(0);
+        if textual && src == Some(PgType::Numeric) && value != ValueRef::Null {
+            let mut out = BytesMut::new();
+            types::encode_text(PgType::Numeric, src_typmod, storage_ref(value), &mut out)
+                .map_err(fail)?;
+            return types::parse_text(dst, typmod, &String::from_utf8_lossy(&out))
+                .map(to_value)
+                .map_err(fail);
+        }
+        cast(value, src, dst, typmod).map(to_value).map_err(fail)
+    })?;
     conn.create_scalar_function("__pg_div", 3, DET, |ctx| arith(ctx, false))?;
     conn.create_scalar_function("__pg_mod", 3, DET, |ctx| arith(ctx, true))?;
     conn.create_scalar_function("__pg_nan", 0, DET, |_| Ok(f64::NAN))?;
+    conn.create_scalar_function("__pg_power", 2, DET, |ctx| {
+        let (Some(x), Some(y)) = (number(ctx.get_raw(0)), number(ctx.get_raw(1))) else {
+            return Ok(None);
+        };
+        let x = x.unwrap_or_else(|i| i as f64);
+        let y = y.unwrap_or_else(|i| i as f64);
+        if x == 0.0 && y < 0.0 {
+            return Err(fail(DbError::new(
+                "2201F",
+                "zero raised to a negative power is undefined",
+            )));
+        }
+        if x < 0.0 && y.fract() != 0.0 {
+            return Err(fail(DbError::new(
+                "2201F",
+                "a negative number raised to a non-integer power yields a complex result",
+            )));
+        }
+        Ok(Some(x.powf(y)))
+    })?;
 
     let s = state.clone();
     conn.create_scalar_function("__pg_now", 0, VOLATILE, move |_| {
@@ -306,11 +348,102 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
             }
         }
     })?;
+    let s = state.clone();
+    conn.create_scalar_function("__pg_to_regclass", 1, VOLATILE, move |ctx| {
+        let Some(name) = text_arg(ctx, 0)? else {
+            return Ok(None);
+        };
+        let schema = s.schema.lock().map(|g| g.clone()).unwrap_or_default();
+        Ok(relation_oid(&schema, &name))
+    })?;
+    conn.create_scalar_function("__pg_to_regtype", 1, DET, |ctx| {
+        Ok(text_arg(ctx, 0)?.and_then(|name| type_oid(&name)))
+    })?;
+    conn.create_scalar_function("__pg_regtype", 1, DET, |ctx| match ctx.get_raw(0) {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(oid) => Ok(Some(i64::from(oid as u32))),
+        _ => {
+            let name = text_arg(ctx, 0)?.unwrap_or_default();
+            type_oid(&name).map(Some).ok_or_else(|| {
+                fail(DbError::new(
+                    "42704",
+                    format!("type \"{}\" does not exist", name.trim()),
+                ))
+            })
+        }
+    })?;
+    conn.create_scalar_function("__pg_regtype_name", 1, DET, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Integer(oid) => u32::try_from(oid).ok().map(type_name),
+            _ => None,
+        })
+    })?;
     register_time(conn)?;
     register_json(conn)?;
     register_numeric(conn)?;
     crate::pg_catalog::register_functions(conn, state)?;
     Ok(())
+}
+
+/// The OID of a relation named as `to_regclass` takes it, NULL when there is none.
+fn relation_oid(schema: &Schema, name: &str) -> Option<i64> {
+    let name = name.trim();
+    let bare = name.strip_prefix("public.").unwrap_or(name);
+    let bare = match bare.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
+        Some(quoted) => quoted.to_owned(),
+        None => bare.to_ascii_lowercase(),
+    };
+    match schema.table(&bare) {
+        Some(t) => Some(i64::from(t.oid)),
+        None => crate::pg_catalog::builtin_oid(&bare).map(i64::from),
+    }
+}
+
+/// Types `to_regtype` knows besides the codec's: arrays drivers ask about, reg* types.
+const OTHER_TYPES: [(&str, u32); 6] = [
+    ("regclass", types::oid::REGCLASS),
+    ("regtype", types::oid::REGTYPE),
+    ("smallint[]", types::oid::INT2_ARRAY),
+    ("integer[]", types::oid::INT4_ARRAY),
+    ("text[]", types::oid::TEXT_ARRAY),
+    ("oid[]", types::oid::OID_ARRAY),
+];
+
+/// The OID of a type named as Postgres's `to_regtype` reads it; `None` when it does not exist.
+pub(crate) fn type_oid(name: &str) -> Option<i64> {
+    let name = name.trim();
+    let bare = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    let lower = bare.to_ascii_lowercase();
+    if lower.starts_with("serial")
+        || lower.starts_with("bigserial")
+        || lower.starts_with("smallserial")
+    {
+        // Column shorthands, not types.
+        return None;
+    }
+    if let Some((_, oid)) = OTHER_TYPES.iter().find(|(n, _)| *n == lower) {
+        return Some(i64::from(*oid));
+    }
+    if let Some(element) = lower.strip_suffix("[]") {
+        let (ty, _) = PgType::parse_sql_name(element)?;
+        let canonical = format!("{}[]", ty.name());
+        return OTHER_TYPES
+            .iter()
+            .find(|(n, _)| *n == canonical)
+            .map(|(_, oid)| i64::from(*oid));
+    }
+    PgType::parse_sql_name(bare).map(|(ty, _)| i64::from(ty.oid()))
+}
+
+/// What a `regtype` prints: `format_type` without a modifier, or the number.
+pub(crate) fn type_name(oid: u32) -> String {
+    if let Some(ty) = PgType::from_oid(oid) {
+        return ty.name().to_owned();
+    }
+    match OTHER_TYPES.iter().find(|(_, o)| *o == oid) {
+        Some((name, _)) => (*name).to_owned(),
+        None => oid.to_string(),
+    }
 }
 
 fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {
@@ -461,10 +594,10 @@ impl rusqlite::functions::Aggregate<Vec<String>, Option<String>> for JsonAgg {
             values.push(
                 json::parse(ValueRef::Text(item.as_bytes()))
                     .map_err(fail)?
-                    .unwrap_or(serde_json::Value::Null),
+                    .unwrap_or(json::Json::Null),
             );
         }
-        json::render(&serde_json::Value::Array(values))
+        json::render(&json::Json::Array(values))
             .map(Some)
             .map_err(fail)
     }
@@ -524,7 +657,7 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
         conn.create_scalar_function(name, 1, DET, |ctx| {
             match json::parse(ctx.get_raw(0)).map_err(fail)? {
                 None => Ok(None),
-                Some(serde_json::Value::Array(items)) => Ok(Some(items.len() as i64)),
+                Some(json::Json::Array(items)) => Ok(Some(items.len() as i64)),
                 Some(_) => Err(fail(DbError::new(
                     "22023",
                     "cannot get array length of a non-array",
@@ -532,17 +665,38 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
             }
         })?;
     }
-    conn.create_scalar_function("__pg_to_json", 2, DET, |ctx| {
+    // (value, type oid[, numeric typmod]): SQL NULL stays NULL (`to_jsonb` is strict; the
+    // builders print it as JSON null).
+    conn.create_scalar_function("__pg_to_json", -1, DET, |ctx| {
         let oid: u32 = ctx.get(1)?;
-        if let (ValueRef::Text(t), Some(PgType::Json | PgType::Jsonb)) =
-            (ctx.get_raw(0), PgType::from_oid(oid))
-        {
-            // json keeps its text as written, jsonb is stored in its printed form.
-            json::parse(ValueRef::Text(t)).map_err(fail)?;
-            return Ok(String::from_utf8_lossy(t).into_owned());
+        let value = ctx.get_raw(0);
+        match (value, PgType::from_oid(oid)) {
+            (ValueRef::Null, _) => return Ok(None),
+            (ValueRef::Text(t), Some(PgType::Json | PgType::Jsonb)) => {
+                // json keeps its text as written, jsonb is stored in its printed form.
+                json::parse(ValueRef::Text(t)).map_err(fail)?;
+                return Ok(Some(String::from_utf8_lossy(t).into_owned()));
+            }
+            (ValueRef::Integer(_) | ValueRef::Real(_), Some(PgType::Numeric)) if ctx.len() > 2 => {
+                let mut out = BytesMut::new();
+                types::encode_text(PgType::Numeric, ctx.get(2)?, storage_ref(value), &mut out)
+                    .map_err(fail)?;
+                return Ok(Some(String::from_utf8_lossy(&out).into_owned()));
+            }
+            _ => {}
         }
-        let value = json::to_json(ctx.get_raw(0), oid).map_err(fail)?;
-        json::render(&value).map_err(fail)
+        let value = json::to_json(value, oid).map_err(fail)?;
+        json::render(&value).map(Some).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_text_array", -1, DET, |ctx| {
+        let mut items = Vec::with_capacity(ctx.len());
+        for i in 0..ctx.len() {
+            items.push(match text_arg(ctx, i)? {
+                Some(item) => json::quote(&item),
+                None => "NULL".to_owned(),
+            });
+        }
+        Ok(format!("{{{}}}", items.join(",")))
     })?;
     conn.create_scalar_function("__pg_json_get", 3, DET, |ctx| {
         let as_text: bool = ctx.get(2)?;
@@ -568,7 +722,7 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push_str(&serde_json::Value::String(key).to_string());
+            out.push_str(&json::quote(&key));
             out.push_str(" : ");
             out.push_str(&text_arg(ctx, i + 1)?.unwrap_or_else(|| "null".to_owned()));
         }
@@ -591,16 +745,17 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
                 "argument list must have even number of elements",
             )));
         }
-        let mut map = serde_json::Map::new();
+        let mut members = Vec::new();
         for i in (0..ctx.len()).step_by(2) {
             let key = text_arg(ctx, i)?
                 .ok_or_else(|| fail(DbError::new("22004", "argument 1: key must not be null")))?;
             let value = json::parse(ctx.get_raw(i + 1))
                 .map_err(fail)?
-                .unwrap_or(serde_json::Value::Null);
-            map.insert(key, value);
+                .unwrap_or(json::Json::Null);
+            members.push((key, value));
         }
-        json::render(&serde_json::Value::Object(map)).map_err(fail)
+        // Printing as jsonb keeps the last of duplicate keys.
+        json::render(&json::Json::Object(members)).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_jsonb_build_array", -1, DET, |ctx| {
         let mut items = Vec::new();
@@ -608,10 +763,10 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
             items.push(
                 json::parse(ctx.get_raw(i))
                     .map_err(fail)?
-                    .unwrap_or(serde_json::Value::Null),
+                    .unwrap_or(json::Json::Null),
             );
         }
-        json::render(&serde_json::Value::Array(items)).map_err(fail)
+        json::render(&json::Json::Array(items)).map_err(fail)
     })?;
     conn.create_scalar_function("jsonb_set", -1, DET, |ctx| {
         if ctx.len() < 3 {

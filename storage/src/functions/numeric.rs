@@ -107,6 +107,20 @@ impl Dec {
         self.digits.is_empty()
     }
 
+    /// The value without its display scale or trailing zeros, to compare values.
+    pub fn normalized(&self) -> (bool, Vec<u8>, i64) {
+        let mut digits = self.digits.clone();
+        let mut scale = self.scale;
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+            scale -= 1;
+        }
+        if digits.is_empty() {
+            return (false, digits, 0);
+        }
+        (self.negative, digits, scale)
+    }
+
     /// Postgres's weight (base-10000 exponent of the leading digit group) and that group.
     fn weight_and_first(&self) -> (i64, u32) {
         if self.is_zero() {

@@ -47,6 +47,22 @@ pub fn builtin_oid(name: &str) -> Option<u32> {
     }
 }
 
+/// The name of a built-in relation by OID (`builtin_oid` reversed).
+pub fn builtin_name(oid: u32) -> Option<&'static str> {
+    [
+        "pg_class",
+        "pg_type",
+        "pg_attribute",
+        "pg_proc",
+        "pg_namespace",
+        "pg_constraint",
+        "pg_index",
+        "pg_database",
+    ]
+    .into_iter()
+    .find(|name| builtin_oid(name) == Some(oid))
+}
+
 fn spec_oid(index: usize) -> u32 {
     12_000 + index as u32
 }
@@ -197,6 +213,23 @@ fn find_index(schema: &Schema, oid: u32, constraint: bool) -> Option<(Arc<TableI
     })
 }
 
+/// `pg_get_serial_sequence`: the sequence a serial column draws from, schema-qualified.
+fn serial_sequence(schema: &Schema, table: &str, column: &str) -> Option<String> {
+    let unquote = |name: &str| match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.to_owned(),
+        None => name.to_ascii_lowercase(),
+    };
+    let table = table.trim();
+    let table = unquote(table.strip_prefix("public.").unwrap_or(table));
+    let info = schema.tables.get(&table)?;
+    let default = info
+        .column(&unquote(column.trim()))?
+        .default_pg
+        .as_deref()?;
+    let sequence = default.strip_prefix("nextval('")?.split('\'').next()?;
+    Some(format!("public.{sequence}"))
+}
+
 pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()> {
     let det = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("pg_table_is_visible", 1, det, |_| Ok(true))?;
@@ -280,6 +313,15 @@ pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite:
         },
     )?;
     let s = state.clone();
+    conn.create_scalar_function("pg_get_serial_sequence", 2, det, move |ctx| {
+        let (Some(table), Some(column)) =
+            (ctx.get::<Option<String>>(0)?, ctx.get::<Option<String>>(1)?)
+        else {
+            return Ok(None);
+        };
+        Ok(serial_sequence(&schema_of(&s), &table, &column))
+    })?;
+    let s = state.clone();
     conn.create_scalar_function(
         "__pg_regclass_name",
         1,
@@ -294,6 +336,9 @@ pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite:
             }
             if let Some((_, index)) = find_index(&schema, oid, false) {
                 return Ok(Some(index.name));
+            }
+            if let Some(name) = builtin_name(oid) {
+                return Ok(Some(name.to_owned()));
             }
             Ok(Some(oid.to_string()))
         },

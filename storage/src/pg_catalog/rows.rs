@@ -167,7 +167,7 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                 t(","),
                 i(0),
                 i(0),
-                i(0),
+                i(array_oid(ty)),
                 t(format!("{}in", typname(ty))),
                 t(format!("{}out", typname(ty))),
                 t(format!("{}recv", typname(ty))),
@@ -440,6 +440,35 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
         }
     }
     out
+}
+
+/// `pg_type.typarray`: the OID of the array type over `ty`, as in Postgres (drivers read it
+/// to register array loaders; arrays themselves are not supported here).
+fn array_oid(ty: PgType) -> u32 {
+    match ty {
+        PgType::Bool => 1000,
+        PgType::Bytea => 1001,
+        PgType::Char => 1002,
+        PgType::Name => 1003,
+        PgType::Int2 => 1005,
+        PgType::Int4 => 1007,
+        PgType::Text => 1009,
+        PgType::Bpchar => 1014,
+        PgType::Varchar => 1015,
+        PgType::Int8 => 1016,
+        PgType::Float4 => 1021,
+        PgType::Float8 => 1022,
+        PgType::Oid => 1028,
+        PgType::Timestamp => 1115,
+        PgType::Date => 1182,
+        PgType::Time => 1183,
+        PgType::Timestamptz => 1185,
+        PgType::Numeric => 1231,
+        PgType::Json => 199,
+        PgType::Jsonb => 3807,
+        PgType::Uuid => 2951,
+        PgType::Unknown => 0,
+    }
 }
 
 fn category(ty: PgType) -> &'static str {

@@ -18,6 +18,29 @@ use super::{Kind, OutColumn, Translation, expr};
 use crate::catalog::{Schema, Ty, quote_ident, quote_literal, sqlite_decl};
 use crate::errors::unsupported;
 
+/// The one table column a CHECK expression references, if it references exactly one.
+fn single_column(e: &Expr, columns: &[(String, Ty)]) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        let name = match x {
+            Expr::Identifier(ident) => Some(ident_name(ident)),
+            Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
+            _ => None,
+        };
+        if let Some(name) = name
+            && columns.iter().any(|(c, _)| *c == name)
+            && !found.contains(&name)
+        {
+            found.push(name);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 fn ddl(tag: &'static str) -> Translation {
     let mut t = Translation::new(Kind::Other(tag));
     t.writes = true;
@@ -312,7 +335,11 @@ pub(super) fn create_table(ct: &mut CreateTable, schema: &Schema) -> Result<Tran
         let base = match (given, column) {
             (Some(n), _) => n.clone(),
             (None, Some(c)) => format!("{name}_{c}_check"),
-            (None, None) => format!("{name}_check"),
+            // Postgres names a table constraint after the one column it references.
+            (None, None) => match single_column(e, &typed) {
+                Some(c) => format!("{name}_{c}_check"),
+                None => format!("{name}_check"),
+            },
         };
         let mut check_name = base.clone();
         let mut n = 1;

@@ -7,7 +7,8 @@
 //!   (`__pg_numeric_div(..., 1)`, `__pg_avg_text`). ORDER BY and GROUP BY terms that name
 //!   such a column (by position or alias) are given back the numeric expression, so that
 //!   rows still sort as numbers.
-//! - `to_regtype` / `to_regclass` are OIDs for comparisons and names when printed.
+//! - `to_regtype` / `to_regclass` / `'name'::regtype` are OIDs for comparisons and names
+//!   when printed.
 
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, ObjectName,
@@ -64,8 +65,8 @@ fn display(e: &mut Expr) -> Option<Option<Ty>> {
             }
             Some(None)
         }
-        "__pg_to_regtype" | "__pg_to_regclass" => {
-            let name = if function_name(e).as_deref() == Some("__pg_to_regtype") {
+        which @ ("__pg_to_regtype" | "__pg_to_regclass" | "__pg_regtype" | "__pg_regclass") => {
+            let name = if which.ends_with("regtype") {
                 "__pg_regtype_name"
             } else {
                 "__pg_regclass_name"

@@ -381,7 +381,6 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                     None
                 }
                 BinaryOperator::PGBitwiseXor
-                | BinaryOperator::PGExp
                 | BinaryOperator::PGOverlap
                 | BinaryOperator::PGStartsWith
                 | BinaryOperator::HashArrow

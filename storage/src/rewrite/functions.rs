@@ -31,10 +31,25 @@ fn to_json(arg: &mut FunctionArg, ty: Option<Ty>) {
     if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
         let inner = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
         let oid = ty.map(|t| t.ty.oid()).unwrap_or(PgType::Text.oid());
-        *e = function_call(
-            "__pg_to_json",
-            vec![inner, value_expr(SqlValue::Int(i64::from(oid)))],
-        );
+        let mut args = vec![inner, value_expr(SqlValue::Int(i64::from(oid)))];
+        // A numeric's JSON number shows its scale (`2.50`).
+        if let Some(t) = ty.filter(|t| t.ty == PgType::Numeric && t.typmod >= 0) {
+            args.push(value_expr(SqlValue::Int(i64::from(t.typmod))));
+        }
+        *e = function_call("__pg_to_json", args);
+    }
+}
+
+/// `ARRAY['a', 'b']` where a text array is expected (JSON paths and key lists) as the
+/// text form of the array, which is what storage holds for one.
+pub(super) fn text_array_arg(e: &mut Expr) {
+    let mut inner = e;
+    while let Expr::Nested(nested) = inner {
+        inner = nested.as_mut();
+    }
+    if let Expr::Array(array) = inner {
+        let elems = std::mem::take(&mut array.elem);
+        *inner = function_call("__pg_text_array", elems);
     }
 }
 
@@ -118,6 +133,29 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             } else {
                 PgType::Json
             }))
+        }
+        "pg_typeof" => {
+            // Known when the statement is translated: the name of the argument's type.
+            let list = args(f)?;
+            if list.len() != 1 {
+                return None;
+            }
+            let oid = types
+                .first()
+                .copied()
+                .flatten()
+                .map(|t| t.ty.oid())
+                .unwrap_or(PgType::Unknown.oid());
+            *list = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                SqlValue::Int(i64::from(oid)),
+            )))];
+            rename(f, "__pg_regtype_name");
+            Some(Ty::of(PgType::Text))
+        }
+        "to_regtype" | "to_regclass" => {
+            // OIDs, or NULL for unknown names; printed as names where they are results.
+            rename(f, &format!("__pg_{name}"));
+            Some(Ty::of(PgType::Oid))
         }
         "avg" => {
             // avg of integers and numerics is numeric with a value-dependent scale: an
@@ -222,6 +260,9 @@ impl Inferer<'_> {
                         continue;
                     }
                 };
+                if i == 1 && matches!(name.as_str(), "jsonb_set" | "jsonb_insert") {
+                    text_array_arg(e);
+                }
                 let t = self.expr(e, want_here)?;
                 if family {
                     shared = shared.or(t);
@@ -339,6 +380,7 @@ impl Inferer<'_> {
             | "pg_get_viewdef"
             | "shobj_description"
             | "pg_size_pretty"
+            | "pg_get_serial_sequence"
             | "typeof" => t(PgType::Text),
             "current_database" | "current_schema" | "current_user" | "session_user" | "user"
             | "current_role" => t(PgType::Name),

@@ -605,6 +605,21 @@ impl<'s> Inferer<'s> {
                         *expr = function_call("__pg_regclass_name", vec![arg]);
                         return Ok(Some(Ty::of(PgType::Text)));
                     }
+                    CastTarget::RegType => {
+                        // As regclass: a name becomes the OID, an OID prints as the name.
+                        let literal = string_literal(inner).is_some();
+                        self.expr(inner, None)?;
+                        let arg = std::mem::replace(
+                            inner.as_mut(),
+                            Expr::Value(ValueWithSpan::from(Value::Null)),
+                        );
+                        if literal {
+                            *expr = function_call("__pg_regtype", vec![arg]);
+                            return Ok(Some(Ty::of(PgType::Oid)));
+                        }
+                        *expr = function_call("__pg_regtype_name", vec![arg]);
+                        return Ok(Some(Ty::of(PgType::Text)));
+                    }
                     CastTarget::Identity(t) => {
                         let ty = self.expr(inner, None)?;
                         let arg = std::mem::replace(
@@ -646,16 +661,24 @@ impl<'s> Inferer<'s> {
                     Expr::Nested(Box::new(arg))
                 } else {
                     let src = source.map(|s| s.ty.oid()).unwrap_or(0);
-                    function_call(
-                        "__pg_cast",
-                        vec![
-                            arg,
-                            value_expr(SqlValue::Int(i64::from(src))),
-                            value_expr(SqlValue::Int(i64::from(target.ty.oid()))),
-                            value_expr(SqlValue::Int(i64::from(target.typmod))),
-                        ],
-                    )
+                    let mut args = vec![
+                        arg,
+                        value_expr(SqlValue::Int(i64::from(src))),
+                        value_expr(SqlValue::Int(i64::from(target.ty.oid()))),
+                        value_expr(SqlValue::Int(i64::from(target.typmod))),
+                    ];
+                    // A numeric's text shows its scale (`2.50`), which storage does not keep.
+                    if let Some(source) =
+                        source.filter(|s| s.ty == PgType::Numeric && s.typmod >= 0)
+                    {
+                        args.push(value_expr(SqlValue::Int(i64::from(source.typmod))));
+                    }
+                    function_call("__pg_cast", args)
                 };
+                // `numeric(10,2)::numeric` keeps its scale.
+                if same && let Some(source) = source.filter(|s| s.ty == PgType::Numeric) {
+                    return Ok(Some(source));
+                }
                 Ok(Some(target))
             }
             Expr::Interval(interval) => {
@@ -854,6 +877,7 @@ impl<'s> Inferer<'s> {
                     }
                 }))
             }
+            Expr::CompoundFieldAccess { .. } => self.subscript(expr),
             Expr::Tuple(items) => {
                 for item in items {
                     self.expr(item, None)?;
@@ -862,6 +886,58 @@ impl<'s> Inferer<'s> {
             }
             _ => Ok(None),
         }
+    }
+
+    /// `j['a'][0]` on json/jsonb (SQLAlchemy 2 writes it for Postgres 14+): the path
+    /// `j #> '{a,0}'`. Other subscripts are arrays, which SQLite nodes lack.
+    fn subscript(&mut self, expr: &mut Expr) -> Typed {
+        use sqlparser::ast::{AccessExpr, Subscript};
+        let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+            return Ok(None);
+        };
+        // `t.col[...]` may come as `t` followed by `.col`.
+        let dots = access_chain
+            .iter()
+            .take_while(|a| matches!(a, AccessExpr::Dot(Expr::Identifier(_))))
+            .count();
+        if dots > 0 {
+            let mut parts = match root.as_ref() {
+                Expr::Identifier(ident) => vec![ident.clone()],
+                Expr::CompoundIdentifier(parts) => parts.clone(),
+                _ => return Err(unsupported("array subscripts")),
+            };
+            for access in access_chain.drain(..dots) {
+                if let AccessExpr::Dot(Expr::Identifier(ident)) = access {
+                    parts.push(ident);
+                }
+            }
+            **root = Expr::CompoundIdentifier(parts);
+        }
+        let ty = self.expr(root, None)?;
+        if !ty.is_some_and(|t| matches!(t.ty, PgType::Json | PgType::Jsonb)) {
+            return Err(unsupported("array subscripts"));
+        }
+        let mut keys = Vec::with_capacity(access_chain.len());
+        for access in access_chain.iter_mut() {
+            let AccessExpr::Subscript(Subscript::Index { index }) = access else {
+                return Err(unsupported("this json subscript"));
+            };
+            self.expr(index, Some(Ty::of(PgType::Text)))?;
+            keys.push(std::mem::replace(
+                index,
+                Expr::Value(ValueWithSpan::from(Value::Null)),
+            ));
+        }
+        let root = std::mem::replace(root.as_mut(), Expr::Value(ValueWithSpan::from(Value::Null)));
+        *expr = function_call(
+            "__pg_json_path",
+            vec![
+                root,
+                function_call("__pg_text_array", keys),
+                value_expr(SqlValue::Int(0)),
+            ],
+        );
+        Ok(ty.map(|t| Ty::of(t.ty)))
     }
 
     pub(super) fn pair(

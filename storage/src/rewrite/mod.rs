@@ -118,6 +118,20 @@ pub struct Translation {
     pub no_transaction_block: bool,
     /// Reads the emulated `pg_catalog`, which must be filled first.
     pub catalog: bool,
+    /// How to find the values of a unique violation (INSERT, UPDATE).
+    pub probe: Option<ConflictProbe>,
+}
+
+/// A query that yields the rows an INSERT or UPDATE writes, run after a unique violation to
+/// name the conflicting key (`Key (email)=(a@b.c) already exists.`), which SQLite's message
+/// lacks. It takes the statement's parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictProbe {
+    /// The table columns whose new values the probe's first columns hold.
+    pub columns: Vec<String>,
+    /// UPDATE: the same columns' old values follow the new ones.
+    pub with_old: bool,
+    pub sql: String,
 }
 
 impl Translation {
@@ -134,6 +148,7 @@ impl Translation {
             table: None,
             no_transaction_block: false,
             catalog: false,
+            probe: None,
         }
     }
 
@@ -531,6 +546,19 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
     t.writes = true;
     t.table = Some(table.name.clone());
     t.main = Some(statement.to_string());
+    if let Statement::Insert(ins) = statement
+        && let Some(source) = &ins.source
+    {
+        let sql = source.to_string();
+        // Running the source again must not draw sequence values.
+        if !sql.contains("__pg_nextval") {
+            t.probe = Some(ConflictProbe {
+                columns: targets.iter().map(|c| c.name.clone()).collect(),
+                with_old: false,
+                sql: format!("SELECT * FROM ({sql})"),
+            });
+        }
+    }
     Ok(t)
 }
 
@@ -591,7 +619,67 @@ fn update(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
     t.writes = true;
     t.table = Some(table.name.clone());
     t.main = Some(statement.to_string());
+    if let Statement::Update(upd) = statement {
+        t.probe = update_probe(upd, &table);
+    }
     Ok(t)
+}
+
+/// `SELECT <new values>, <old values> FROM <target and FROM> WHERE <condition>` for an
+/// UPDATE (already in SQLite syntax).
+fn update_probe(
+    upd: &sqlparser::ast::Update,
+    table: &crate::catalog::TableInfo,
+) -> Option<ConflictProbe> {
+    let qualifier = match &upd.table.relation {
+        sqlparser::ast::TableFactor::Table {
+            alias: Some(alias), ..
+        } => ident_name(&alias.name),
+        _ => table.name.clone(),
+    };
+    let column = |c: &ColumnInfo| {
+        format!(
+            "{}.{}",
+            crate::catalog::quote_ident(&qualifier),
+            crate::catalog::quote_ident(&c.name)
+        )
+    };
+    let mut new = Vec::new();
+    for c in &table.columns {
+        let assigned = upd.assignments.iter().find(|a| {
+            assignment_column(&a.target, table).is_ok_and(|target| target.name == c.name)
+        });
+        new.push(match assigned {
+            Some(a) => a.value.to_string(),
+            None => column(c),
+        });
+    }
+    let old: Vec<String> = table.columns.iter().map(column).collect();
+    let mut from = vec![upd.table.to_string()];
+    if let Some(
+        sqlparser::ast::UpdateTableFromKind::AfterSet(froms)
+        | sqlparser::ast::UpdateTableFromKind::BeforeSet(froms),
+    ) = &upd.from
+    {
+        from.extend(froms.iter().map(ToString::to_string));
+    }
+    let mut sql = format!(
+        "SELECT {}, {} FROM {}",
+        new.join(", "),
+        old.join(", "),
+        from.join(", ")
+    );
+    if let Some(selection) = &upd.selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    if sql.contains("__pg_nextval") {
+        return None;
+    }
+    Some(ConflictProbe {
+        columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+        with_old: true,
+        sql,
+    })
 }
 
 fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translation, DbError> {

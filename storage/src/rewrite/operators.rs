@@ -158,6 +158,21 @@ impl Inferer<'_> {
             B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
                 self.arithmetic(left, op, right, want)
             }
+            B::PGExp => {
+                // `^`: double precision, or numeric when either side is numeric.
+                let lt = self.expr(left, None)?;
+                let rt = self.expr(right, lt.filter(|t| is_numeric(t.ty)))?;
+                if lt.is_none() {
+                    self.expr(left, rt.filter(|t| is_numeric(t.ty)))?;
+                }
+                let numeric = [lt, rt].iter().flatten().any(|t| t.ty == PgType::Numeric);
+                let ty = if numeric {
+                    PgType::Numeric
+                } else {
+                    PgType::Float8
+                };
+                Ok((Some(Ty::of(ty)), call("__pg_power", vec![])))
+            }
             B::Arrow | B::LongArrow => {
                 let lt = self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
                 self.expr(right, Some(Ty::of(PgType::Text)))?;
@@ -174,6 +189,7 @@ impl Inferer<'_> {
                 Ok((Some(ty), call("__pg_json_get", vec![i64::from(as_text)])))
             }
             B::HashArrow | B::HashLongArrow => {
+                super::functions::text_array_arg(right);
                 self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
                 self.expr(right, Some(Ty::of(PgType::Text)))?;
                 let as_text = matches!(op, B::HashLongArrow);
@@ -184,6 +200,7 @@ impl Inferer<'_> {
                 ))
             }
             B::Question | B::QuestionPipe | B::QuestionAnd => {
+                super::functions::text_array_arg(right);
                 self.expr(left, Some(Ty::of(PgType::Jsonb)))?;
                 self.expr(right, Some(Ty::of(PgType::Text)))?;
                 let name = match op {
@@ -287,11 +304,15 @@ impl Inferer<'_> {
         }
         let ty = match (lt, rt) {
             (Some(a), Some(b)) => {
-                let widest = if numeric_rank(a.ty) >= numeric_rank(b.ty) {
+                let mut widest = if numeric_rank(a.ty) >= numeric_rank(b.ty) {
                     a.ty
                 } else {
                     b.ty
                 };
+                // real with anything but real resolves to the double precision operators.
+                if widest == PgType::Float4 && a.ty != b.ty {
+                    widest = PgType::Float8;
+                }
                 // Postgres's numeric keeps a scale: the larger for + and -, the sum for *.
                 let scale = match (a.scale(), b.scale(), op) {
                     (Some(x), Some(y), B::Plus | B::Minus) => Some(x.max(y)),

@@ -201,8 +201,26 @@ pub(crate) fn figure_name(expr: &Expr) -> Option<String> {
             expr,
             data_type: dt,
             ..
-        } => figure_name(expr).or_else(|| data_type(dt).ok().map(|t| typname(t.ty).to_owned())),
+        } => figure_name(expr).or_else(|| match cast_target(dt) {
+            Ok(CastTarget::Type(t)) if !t.is_interval() => Some(typname(t.ty).to_owned()),
+            // regclass, regtype, interval, ...: the type's own name.
+            _ => Some(
+                dt.to_string()
+                    .to_ascii_lowercase()
+                    .trim_start_matches("pg_catalog.")
+                    .to_owned(),
+            ),
+        }),
         Expr::Nested(inner) => figure_name(inner),
+        // `t.j['a']` is named after the column.
+        Expr::CompoundFieldAccess { root, access_chain } => access_chain
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                sqlparser::ast::AccessExpr::Dot(Expr::Identifier(ident)) => Some(ident_name(ident)),
+                _ => None,
+            })
+            .or_else(|| figure_name(root)),
         Expr::Case { .. } => Some("case".to_owned()),
         Expr::Exists { .. } => Some("exists".to_owned()),
         Expr::Array(_) => Some("array".to_owned()),
@@ -232,6 +250,7 @@ pub(crate) fn figure_name(expr: &Expr) -> Option<String> {
 pub(crate) enum CastTarget {
     Type(Ty),
     RegClass,
+    RegType,
     /// Casts that change nothing in storage (`::oid` on an integer, `::regtype`).
     Identity(Ty),
 }
@@ -241,8 +260,9 @@ pub(crate) fn cast_target(dt: &DataType) -> Result<CastTarget, DbError> {
     let text = text.strip_prefix("pg_catalog.").unwrap_or(&text);
     match text {
         "regclass" => Ok(CastTarget::RegClass),
+        "regtype" => Ok(CastTarget::RegType),
         "interval" => Ok(CastTarget::Type(Ty::interval())),
-        "regtype" | "regproc" | "regprocedure" | "regnamespace" | "regrole" => {
+        "regproc" | "regprocedure" | "regnamespace" | "regrole" => {
             Ok(CastTarget::Identity(Ty::of(PgType::Oid)))
         }
         _ => data_type(dt).map(CastTarget::Type),

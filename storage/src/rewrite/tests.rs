@@ -147,9 +147,15 @@ fn dml_rewrites() {
         "SELECT aid / 2 FROM accounts",
         "SELECT aid / 2 FROM accounts",
     );
+    // numeric division: exact, printed with Postgres's scale where it is a result column,
+    // a double inside expressions.
     check(
         "SELECT balance / 2 FROM users",
-        "SELECT __pg_div(balance, 2, 1) FROM users",
+        "SELECT __pg_numeric_div(balance, 2, -1, 0, 1) FROM users",
+    );
+    check(
+        "SELECT id FROM users WHERE balance / 2 > 1",
+        "SELECT id FROM users WHERE __pg_numeric_div(balance, 2, -1, 0, 0) > 1",
     );
     check("SELECT 1 % 0", "SELECT __pg_mod(1, 0, 0)");
     check(
@@ -363,12 +369,13 @@ fn parameter_types_are_inferred() {
 
 #[test]
 fn ddl_translates_with_catalog_rows() {
+    // A table CHECK over one column is named after it, as Postgres does.
     let t = tr(
         "CREATE TABLE t (id bigserial PRIMARY KEY, name varchar(20) NOT NULL UNIQUE, amount numeric(10,2) DEFAULT 0, at timestamptz DEFAULT now(), ok boolean DEFAULT true, CHECK (amount >= 0))",
     );
     assert_eq!(
         t.pre[0],
-        "CREATE TABLE \"t\" (\"id\" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \"name\" TEXT NOT NULL, \"amount\" NUMERIC DEFAULT (0), \"at\" TEXT DEFAULT (__pg_now()), \"ok\" INTEGER DEFAULT (1), CONSTRAINT \"t_check\" CHECK (amount >= 0))"
+        "CREATE TABLE \"t\" (\"id\" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, \"name\" TEXT NOT NULL, \"amount\" NUMERIC DEFAULT (0), \"at\" TEXT DEFAULT (__pg_now()), \"ok\" INTEGER DEFAULT (1), CONSTRAINT \"t_amount_check\" CHECK (amount >= 0))"
     );
     assert_eq!(
         t.pre[1],
@@ -433,4 +440,41 @@ fn ddl_translates_with_catalog_rows() {
     );
     check("VACUUM", "");
     assert_eq!(tr("vacuum analyze pgbench_branches").kind.tag(0), "VACUUM");
+}
+
+#[test]
+fn postgres_only_forms_get_sqlite_equivalents() {
+    // A VALUES list with column aliases: SQLite has no alias list, an empty first branch of
+    // a UNION ALL names the columns.
+    check(
+        "SELECT p0 FROM (VALUES (1, 'a'), (2, 'b')) AS v(p0, p1)",
+        "SELECT p0 FROM (SELECT NULL AS \"p0\", NULL AS \"p1\" WHERE 1 = 0 UNION ALL SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS __named) AS v",
+    );
+    check(
+        "SELECT y FROM (SELECT id, name FROM users) AS s(x, y)",
+        "SELECT y FROM (SELECT id AS \"x\", name AS \"y\" FROM users) AS s",
+    );
+    check(
+        "SELECT b.n FROM users AS b(n)",
+        "SELECT b.n FROM (SELECT \"id\" AS \"n\", \"name\", \"active\", \"balance\", \"created\" FROM users) AS b",
+    );
+    // avg is exact, printed with its scale as a result column, a double elsewhere.
+    check(
+        "SELECT avg(aid) FROM accounts HAVING avg(aid) > 1",
+        "SELECT __pg_avg_text(aid, 0) FROM accounts HAVING __pg_avg(aid, 0) > 1",
+    );
+    check(
+        "SELECT avg(ratio) FROM accounts",
+        "SELECT avg(ratio) FROM accounts",
+    );
+    // ORDER BY a converted column sorts by the number.
+    check(
+        "SELECT balance / 3 AS third FROM users ORDER BY third",
+        "SELECT __pg_numeric_div(balance, 3, -1, 0, 1) AS third FROM users ORDER BY __pg_numeric_div(balance, 3, -1, 0, 0) NULLS LAST",
+    );
+    check(
+        "SELECT to_regtype('int') = 23, to_regtype('int')",
+        "SELECT __pg_to_regtype('int') = 23, __pg_regtype_name(__pg_to_regtype('int'))",
+    );
+    assert_eq!(tr("SELECT to_regtype('int')").out[0].ty.ty, PgType::Text);
 }

@@ -167,10 +167,21 @@ async fn functions_and_expressions() {
     let out = ok(&mut s, "SELECT lower('AbC'), upper('x'), length('héllo'), 'a' || 'b', coalesce(NULL, 2), 7 / 2, 7.0 / 2, 'abc' LIKE 'A%', 'abc' ILIKE 'A%', 1 IS DISTINCT FROM NULL").await;
     assert_eq!(
         out.text()[0],
-        ["abc", "X", "5", "ab", "2", "3", "3.5", "f", "t", "t"]
-            .iter()
-            .map(|v| Some(v.to_string()))
-            .collect::<Vec<_>>()
+        [
+            "abc",
+            "X",
+            "5",
+            "ab",
+            "2",
+            "3",
+            "3.5000000000000000",
+            "f",
+            "t",
+            "t"
+        ]
+        .iter()
+        .map(|v| Some(v.to_string()))
+        .collect::<Vec<_>>()
     );
     let out = ok(
         &mut s,
