@@ -99,7 +99,12 @@ impl Session {
                 } else {
                     self.notice("25001", "there is already a transaction in progress");
                 }
-                backend::command_complete(&mut self.conn.out, "BEGIN");
+                let start = sql
+                    .trim_start()
+                    .get(..5)
+                    .is_some_and(|w| w.eq_ignore_ascii_case("start"));
+                let tag = if start { "START TRANSACTION" } else { "BEGIN" };
+                backend::command_complete(&mut self.conn.out, tag);
             }
             TxnControl::Commit => {
                 let tag = match self.status {

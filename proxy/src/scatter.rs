@@ -529,14 +529,51 @@ fn add(a: SqlValue, b: SqlValue) -> SqlValue {
     }
 }
 
+/// `avg` from the merged sum and count. For integers Postgres answers a numeric with 16
+/// decimals (`35.0000000000000000`); it is computed exactly, rounding half away from zero.
 fn average(sum: Option<&SqlValue>, count: Option<&SqlValue>) -> Option<SqlValue> {
     let count = match count? {
-        SqlValue::Int(n) if *n > 0 => *n as f64,
+        SqlValue::Int(n) if *n > 0 => *n,
         _ => return None,
     };
     match sum? {
-        SqlValue::Int(s) => Some(SqlValue::Float(*s as f64 / count)),
-        SqlValue::Float(s) => Some(SqlValue::Float(s / count)),
+        SqlValue::Int(s) => Some(SqlValue::Text(exact_quotient(*s, count, 16))),
+        SqlValue::Float(s) => Some(SqlValue::Float(s / count as f64)),
         _ => None,
+    }
+}
+
+fn exact_quotient(dividend: i64, divisor: i64, scale: u32) -> String {
+    let factor = 10i128.pow(scale);
+    let numerator = i128::from(dividend) * factor;
+    let divisor = i128::from(divisor);
+    let mut quotient = numerator / divisor;
+    let remainder = numerator % divisor;
+    if remainder.abs() * 2 >= divisor.abs() {
+        quotient += if (numerator < 0) == (divisor < 0) {
+            1
+        } else {
+            -1
+        };
+    }
+    let negative = quotient < 0;
+    let digits = quotient.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    format!("{}{whole}.{fraction}", if negative { "-" } else { "" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exact_quotient;
+
+    #[test]
+    fn averages_print_like_postgres() {
+        assert_eq!(exact_quotient(210, 6, 16), "35.0000000000000000");
+        assert_eq!(exact_quotient(10, 3, 16), "3.3333333333333333");
+        assert_eq!(exact_quotient(20, 3, 16), "6.6666666666666667");
+        assert_eq!(exact_quotient(-20, 3, 16), "-6.6666666666666667");
+        assert_eq!(exact_quotient(1, 8, 2), "0.13");
     }
 }
