@@ -158,4 +158,9 @@ pub trait NodeLink: Send + Sync {
 
     /// Opens a session. Cheap: nothing is held on the node until a statement runs.
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError>;
+
+    /// Whether the node answered its last health check; an in-process node always has.
+    fn is_up(&self) -> bool {
+        true
+    }
 }

@@ -31,7 +31,9 @@ fn text_columns(names: &[&str]) -> Vec<Column> {
 /// The admin views, by the name SHOW uses (`mycelium_nodes`, ...); `None` for other names.
 pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
     Some(match name {
-        "mycelium_nodes" => text_columns(&["node", "node_type"]),
+        "mycelium_nodes" => {
+            text_columns(&["node", "node_type", "state", "primary_shards", "shards"])
+        }
         "mycelium_shards" => text_columns(&["table_name", "shard", "keys", "nodes"]),
         "mycelium_policies" => text_columns(&[
             "table_name",
@@ -60,16 +62,36 @@ impl Proxy {
         })?;
         let cluster = &self.cluster;
         let rows = match name {
-            "mycelium_nodes" => cluster
-                .nodes
-                .iter()
-                .map(|n| {
-                    vec![
-                        Some(n.info.id.clone()),
-                        Some(format!("{:?}", n.info.node_type).to_lowercase()),
-                    ]
-                })
-                .collect(),
+            "mycelium_nodes" => {
+                // Shards each node holds, over every table with a policy and the default group.
+                let mut held: Vec<(usize, usize)> = vec![(0, 0); cluster.nodes.len()];
+                for table in self.policy_tables() {
+                    for shard in &cluster.placement(&table)?.shards {
+                        for (i, replica) in shard.replicas.iter().enumerate() {
+                            if let Some(node) = cluster.node_index(&replica.node) {
+                                held[node].1 += 1;
+                                if i == 0 {
+                                    held[node].0 += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                cluster
+                    .nodes
+                    .iter()
+                    .zip(held)
+                    .map(|(n, (primaries, all))| {
+                        vec![
+                            Some(n.info.id.clone()),
+                            Some(format!("{:?}", n.info.node_type).to_lowercase()),
+                            Some(if n.link.is_up() { "up" } else { "down" }.to_owned()),
+                            Some(primaries.to_string()),
+                            Some(all.to_string()),
+                        ]
+                    })
+                    .collect()
+            }
             "mycelium_shards" => {
                 let mut rows = Vec::new();
                 for table in self.policy_tables() {

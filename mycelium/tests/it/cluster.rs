@@ -386,6 +386,24 @@ async fn sharded_cluster_of_processes() {
         .find(|(id, _)| *id != victim)
         .map(|(_, ids)| ids[0])
         .expect("another node with rows");
+    let states = |rows: Vec<Vec<String>>| -> Vec<(String, String)> {
+        rows.into_iter()
+            .map(|r| (r[0].clone(), r[2].clone()))
+            .collect()
+    };
+    let nodes = rows(&client, "SHOW MYCELIUM NODES")
+        .await
+        .expect("show nodes");
+    assert!(
+        states(nodes.clone()).iter().all(|(_, state)| state == "up"),
+        "{nodes:?}"
+    );
+    let primary_shards: usize = nodes
+        .iter()
+        .map(|r| r[3].parse::<usize>().unwrap_or(0))
+        .sum();
+    // Two sharded tables of SHARDS shards and the default group's one shard.
+    assert_eq!(primary_shards, 2 * SHARDS as usize + 1, "{nodes:?}");
     cluster.nodes[victim_index].kill();
     let error = rows(
         &client,
@@ -406,4 +424,22 @@ async fn sharded_cluster_of_processes() {
     .await
     .expect("read from a live node");
     assert_eq!(alive, vec![vec![survivor.to_string()]]);
+
+    // The heartbeat notices the dead node.
+    let mut state = String::new();
+    for _ in 0..50 {
+        let nodes = rows(&client, "SHOW MYCELIUM NODES")
+            .await
+            .expect("show nodes");
+        state = states(nodes)
+            .into_iter()
+            .find(|(id, _)| id == victim)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        if state == "down" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(state, "down", "{victim} should be reported down");
 }

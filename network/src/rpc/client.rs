@@ -37,6 +37,10 @@ impl NodeLink for RemoteNode {
         &self.id
     }
 
+    fn is_up(&self) -> bool {
+        self.pool.is_up(&self.id)
+    }
+
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
         Ok(Box::new(RemoteSession {
             node: self.id.clone(),
