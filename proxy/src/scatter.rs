@@ -8,7 +8,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use mycelium_protocol::types::{self, PgType, SqlValue, oid};
 use mycelium_protocol::{Column, DataRows, DataRowsBuilder, Execute, Format, Reply, ReplyStream};
-use mycelium_router::{Combine, MergeSpec, SortColumn, merge_spec};
+use mycelium_router::{
+    Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, merge_spec,
+};
 
 use crate::backend;
 use crate::error::{ProxyError, sql_error};
@@ -263,22 +265,21 @@ impl Session {
         let mut finals: Vec<Vec<Option<SqlValue>>> = groups
             .into_iter()
             .map(|totals| {
-                described
-                    .iter()
-                    .enumerate()
-                    .map(
-                        |(i, _)| match combines.get(i).copied().unwrap_or(Combine::Sum) {
-                            Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
-                            Combine::Avg { count_column } => average(
-                                totals[i].as_ref(),
-                                totals.get(count_column).and_then(Option::as_ref),
-                            ),
-                            _ => totals[i].clone(),
-                        },
-                    )
+                (0..columns.len())
+                    .map(|i| match combines.get(i).copied().unwrap_or(Combine::Sum) {
+                        Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
+                        Combine::Avg { count_column } => average(
+                            totals[i].as_ref(),
+                            totals.get(count_column).and_then(Option::as_ref),
+                        ),
+                        _ => totals[i].clone(),
+                    })
                     .collect()
             })
             .collect();
+        if let Some(having) = &spec.having {
+            finals.retain(|row| having_holds(having, row) == Some(true));
+        }
         let sort: Vec<(usize, bool, bool)> = spec
             .order_by
             .iter()
@@ -526,6 +527,71 @@ fn add(a: SqlValue, b: SqlValue) -> SqlValue {
             add(SqlValue::Float(parsed), other)
         }
         (other, _) => other,
+    }
+}
+
+/// Evaluates a HAVING condition on a merged group with SQL's three-valued logic
+/// (`None` = unknown).
+fn having_holds(having: &Having, row: &[Option<SqlValue>]) -> Option<bool> {
+    match having {
+        Having::And(a, b) => match (having_holds(a, row), having_holds(b, row)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        Having::Or(a, b) => match (having_holds(a, row), having_holds(b, row)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Having::Not(inner) => having_holds(inner, row).map(|b| !b),
+        Having::IsNull { operand, negated } => {
+            let null = operand_value(operand, row).is_none();
+            Some(null != *negated)
+        }
+        Having::Compare { left, op, right } => {
+            let (left, right) =
+                numeric_if_mixed(operand_value(left, row)?, operand_value(right, row)?);
+            let ordering = compare_values(&left, &right);
+            Some(match op {
+                CompareOp::Eq => ordering == Ordering::Equal,
+                CompareOp::NotEq => ordering != Ordering::Equal,
+                CompareOp::Lt => ordering == Ordering::Less,
+                CompareOp::LtEq => ordering != Ordering::Greater,
+                CompareOp::Gt => ordering == Ordering::Greater,
+                CompareOp::GtEq => ordering != Ordering::Less,
+            })
+        }
+    }
+}
+
+fn operand_value(operand: &HavingOperand, row: &[Option<SqlValue>]) -> Option<SqlValue> {
+    match operand {
+        HavingOperand::Column(i) => match row.get(*i)?.clone()? {
+            SqlValue::Null => None,
+            value => Some(value),
+        },
+        HavingOperand::Int(i) => Some(SqlValue::Int(*i)),
+        HavingOperand::Float(f) => Some(SqlValue::Float(*f)),
+        HavingOperand::Text(t) => Some(SqlValue::Text(t.clone())),
+        HavingOperand::Null => None,
+    }
+}
+
+/// Exact averages are decimal text: compared with a number, they compare as numbers.
+fn numeric_if_mixed(left: SqlValue, right: SqlValue) -> (SqlValue, SqlValue) {
+    let number = |v: &SqlValue| matches!(v, SqlValue::Int(_) | SqlValue::Float(_));
+    let parse = |v: SqlValue| match v {
+        SqlValue::Text(t) => t
+            .parse::<f64>()
+            .map(SqlValue::Float)
+            .unwrap_or(SqlValue::Text(t)),
+        other => other,
+    };
+    match (number(&left), number(&right)) {
+        (true, false) => (left, parse(right)),
+        (false, true) => (parse(left), right),
+        _ => (left, right),
     }
 }
 

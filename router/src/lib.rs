@@ -27,7 +27,9 @@ pub use placement::{
 };
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
 pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, table_name};
-pub use scatter::{Combine, MergeSpec, SortColumn, SortKey, merge_spec};
+pub use scatter::{
+    Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, SortKey, merge_spec,
+};
 pub use session::{SessionCommand, SetValue};
 pub use split::split_statements;
 

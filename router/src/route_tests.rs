@@ -289,7 +289,8 @@ fn merge_specs_for_reads_across_nodes() {
             Combine::Count,
             Combine::Sum,
             Combine::Avg { count_column: 4 },
-            Combine::Max
+            Combine::Max,
+            Combine::Count
         ])
     );
     assert_eq!(spec.hidden_columns, 1);
@@ -307,7 +308,8 @@ fn merge_specs_for_reads_across_nodes() {
         Some(vec![
             Combine::Group,
             Combine::Count,
-            Combine::Avg { count_column: 3 }
+            Combine::Avg { count_column: 3 },
+            Combine::Count
         ])
     );
     assert_eq!(
@@ -321,8 +323,37 @@ fn merge_specs_for_reads_across_nodes() {
             .distinct
     );
 
+    let spec = merge_spec(
+        "SELECT name, sum(x) FROM users GROUP BY name HAVING count(*) > 1 AND sum(x) < 10",
+    )
+    .expect("having");
+    assert_eq!(
+        spec.aggregates,
+        Some(vec![Combine::Group, Combine::Sum, Combine::Count])
+    );
+    assert_eq!(spec.hidden_columns, 1);
+    assert_eq!(
+        spec.having,
+        Some(Having::And(
+            Box::new(Having::Compare {
+                left: HavingOperand::Column(2),
+                op: CompareOp::Gt,
+                right: HavingOperand::Int(1)
+            }),
+            Box::new(Having::Compare {
+                left: HavingOperand::Column(1),
+                op: CompareOp::Lt,
+                right: HavingOperand::Int(10)
+            }),
+        ))
+    );
+    assert_eq!(
+        spec.node_sql.as_deref(),
+        Some("SELECT name, sum(x), count(*) FROM users GROUP BY name")
+    );
+
     for sql in [
-        "SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 1",
+        "SELECT name, count(*) FROM users GROUP BY name HAVING avg(x) > 1",
         "SELECT DISTINCT ON (name) name FROM users",
         "SELECT count(DISTINCT name) FROM users",
         "SELECT lower(name), count(*) FROM users GROUP BY name",

@@ -50,8 +50,45 @@ pub enum Combine {
     },
 }
 
+/// A HAVING condition over merged groups.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Having {
+    And(Box<Having>, Box<Having>),
+    Or(Box<Having>, Box<Having>),
+    Not(Box<Having>),
+    Compare {
+        left: HavingOperand,
+        op: CompareOp,
+        right: HavingOperand,
+    },
+    IsNull {
+        operand: HavingOperand,
+        negated: bool,
+    },
+}
+
+/// A value in a HAVING condition: a merged column (visible or hidden) or a constant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HavingOperand {
+    Column(usize),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Null,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
 /// What the proxy does with the streams of a read that spans nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MergeSpec {
     /// The statement each node runs, when it differs from the client's.
     pub node_sql: Option<String>,
@@ -65,6 +102,8 @@ pub struct MergeSpec {
     pub hidden_columns: usize,
     /// `SELECT DISTINCT`: the proxy drops rows another node already returned.
     pub distinct: bool,
+    /// HAVING of a grouped query, applied by the proxy to the merged groups.
+    pub having: Option<Having>,
 }
 
 /// Plans the merge of a SELECT that runs on several nodes.
@@ -86,8 +125,9 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         Some(sqlparser::ast::Distinct::Distinct) => true,
         Some(_) => return Err(refuse("DISTINCT ON")),
     };
-    if select.having.is_some() {
-        return Err(refuse("HAVING"));
+    let having = select.having.take();
+    if having.is_some() && select.group_by == GroupByExpr::Expressions(Vec::new(), Vec::new()) {
+        return Err(refuse("HAVING without GROUP BY"));
     }
     let group_exprs: Vec<String> = match &select.group_by {
         GroupByExpr::Expressions(exprs, _) => exprs.iter().map(|e| e.to_string()).collect(),
@@ -115,11 +155,13 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         aggregates: None,
         hidden_columns: 0,
         distinct,
+        having: None,
     };
     if let Some(mut combines) = aggregates {
         // Nodes return one partial row per group; the proxy merges the groups, then sorts
         // and cuts, so the nodes get neither ORDER BY nor LIMIT.
         let visible = combines.len();
+        let original: Vec<SelectItem> = select.projection.clone();
         let mut extra = Vec::new();
         for (i, item) in select.projection.iter_mut().enumerate() {
             if let Combine::Avg { .. } = combines[i] {
@@ -129,6 +171,22 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
                     count_column: visible + extra.len(),
                 };
                 extra.push(count);
+            }
+        }
+        // The counts of `avg` are summed like counts.
+        combines.extend(std::iter::repeat_n(Combine::Count, extra.len()));
+        if let Some(having) = having {
+            let mut hidden = Vec::new();
+            let first_hidden = visible + extra.len();
+            spec.having = Some(having_condition(
+                &having,
+                &original,
+                first_hidden,
+                &mut hidden,
+            )?);
+            for (expr, combine) in hidden {
+                combines.push(combine);
+                extra.push(SelectItem::UnnamedExpr(expr));
             }
         }
         spec.hidden_columns = extra.len();
@@ -370,4 +428,123 @@ fn avg_partials(item: &SelectItem) -> Result<(SelectItem, SelectItem), RouterErr
         },
     };
     Ok((sum_item, SelectItem::UnnamedExpr(count)))
+}
+
+/// Translates a HAVING expression; aggregates it uses that the client did not select become
+/// hidden node columns (`hidden`, numbered from `first_hidden`).
+fn having_condition(
+    expr: &Expr,
+    projection: &[SelectItem],
+    first_hidden: usize,
+    hidden: &mut Vec<(Expr, Combine)>,
+) -> Result<Having, RouterError> {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator};
+    let mut operand = |e: &Expr| having_operand(e, projection, first_hidden, hidden);
+    Ok(match expr {
+        Expr::Nested(inner) => having_condition(inner, projection, first_hidden, hidden)?,
+        Expr::BinaryOp {
+            left,
+            op: B::And,
+            right,
+        } => Having::And(
+            Box::new(having_condition(left, projection, first_hidden, hidden)?),
+            Box::new(having_condition(right, projection, first_hidden, hidden)?),
+        ),
+        Expr::BinaryOp {
+            left,
+            op: B::Or,
+            right,
+        } => Having::Or(
+            Box::new(having_condition(left, projection, first_hidden, hidden)?),
+            Box::new(having_condition(right, projection, first_hidden, hidden)?),
+        ),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => Having::Not(Box::new(having_condition(
+            expr,
+            projection,
+            first_hidden,
+            hidden,
+        )?)),
+        Expr::IsNull(inner) => Having::IsNull {
+            operand: operand(inner)?,
+            negated: false,
+        },
+        Expr::IsNotNull(inner) => Having::IsNull {
+            operand: operand(inner)?,
+            negated: true,
+        },
+        Expr::BinaryOp { left, op, right } => {
+            let op = match op {
+                B::Eq => CompareOp::Eq,
+                B::NotEq => CompareOp::NotEq,
+                B::Lt => CompareOp::Lt,
+                B::LtEq => CompareOp::LtEq,
+                B::Gt => CompareOp::Gt,
+                B::GtEq => CompareOp::GtEq,
+                _ => return Err(refuse("this HAVING condition")),
+            };
+            let left = operand(left)?;
+            let right = operand(right)?;
+            Having::Compare { left, op, right }
+        }
+        _ => return Err(refuse("this HAVING condition")),
+    })
+}
+
+fn having_operand(
+    expr: &Expr,
+    projection: &[SelectItem],
+    first_hidden: usize,
+    hidden: &mut Vec<(Expr, Combine)>,
+) -> Result<HavingOperand, RouterError> {
+    if let Expr::Value(v) = expr {
+        return Ok(match &v.value {
+            Value::Number(n, _) => match n.parse::<i64>() {
+                Ok(i) => HavingOperand::Int(i),
+                Err(_) => {
+                    HavingOperand::Float(n.parse().map_err(|_| refuse("this HAVING constant"))?)
+                }
+            },
+            Value::SingleQuotedString(s) => HavingOperand::Text(s.clone()),
+            Value::Null => HavingOperand::Null,
+            _ => return Err(refuse("this HAVING constant")),
+        });
+    }
+    if let Expr::UnaryOp {
+        op: sqlparser::ast::UnaryOperator::Minus,
+        expr: inner,
+    } = expr
+    {
+        return match having_operand(inner, projection, first_hidden, hidden)? {
+            HavingOperand::Int(i) => Ok(HavingOperand::Int(-i)),
+            HavingOperand::Float(f) => Ok(HavingOperand::Float(-f)),
+            _ => Err(refuse("this HAVING expression")),
+        };
+    }
+    let text = expr.to_string();
+    if let Some(index) = projection
+        .iter()
+        .position(|item| item_expr(item).is_some_and(|e| e.to_string() == text))
+    {
+        return Ok(HavingOperand::Column(index));
+    }
+    let combine = match function_name(expr).as_deref() {
+        Some("count") => Combine::Count,
+        Some("sum") => Combine::Sum,
+        Some("min") => Combine::Min,
+        Some("max") => Combine::Max,
+        _ => {
+            return Err(RouterError::Unsupported(format!(
+                "HAVING over several nodes can use GROUP BY columns, selected aggregates and \
+                 count/sum/min/max; not {text}"
+            )));
+        }
+    };
+    if let Some(position) = hidden.iter().position(|(e, _)| e.to_string() == text) {
+        return Ok(HavingOperand::Column(first_hidden + position));
+    }
+    hidden.push((expr.clone(), combine));
+    Ok(HavingOperand::Column(first_hidden + hidden.len() - 1))
 }

@@ -325,6 +325,10 @@ async fn sharded_cluster_of_processes() {
             .to_owned(),
         "SELECT grp, count(val) FROM items GROUP BY grp ORDER BY 2 DESC, 1 LIMIT 2".to_owned(),
         "SELECT DISTINCT grp FROM items ORDER BY grp".to_owned(),
+        "SELECT grp, count(*) FROM items GROUP BY grp HAVING count(*) > 20 AND max(val) < 499 ORDER BY grp"
+            .to_owned(),
+        "SELECT grp FROM items GROUP BY grp HAVING sum(val) >= 5000 OR min(val) IS NULL ORDER BY grp"
+            .to_owned(),
         "SELECT count(*) FROM items WHERE id < 0".to_owned(),
         "SELECT i.id, i.val, n.note FROM items i JOIN notes n ON i.id = n.item_id ORDER BY i.id"
             .to_owned(),
