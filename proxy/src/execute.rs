@@ -14,9 +14,9 @@ use mycelium_router::{
     KeyExpr, KeyValue, PolicySource, Route, RouterError, ShardChoice, TablePolicy, TxnControl,
     apply_options, policy_options,
 };
-use tokio_util::sync::CancellationToken;
 
 use crate::backend::{self, TxnStatus};
+use crate::cancel::Statement;
 use crate::error::{ProxyError, sql_error};
 use crate::policy_store::{CREATE, DELETE, UPSERT, stored_options, text_params};
 use crate::session::Session;
@@ -671,7 +671,7 @@ impl Session {
         output: Output,
     ) -> Result<Finished, ProxyError> {
         self.ensure_node_transaction(node).await?;
-        let token = self.cancel.start_statement();
+        let statement = self.start_statement();
         let result = async {
             let stream = self.node(node).await?.execute(request.clone()).await?;
             self.stream_results(
@@ -680,7 +680,7 @@ impl Session {
                 &request,
                 output,
                 DataRows::default(),
-                &token,
+                &statement,
             )
             .await
         }
@@ -718,7 +718,7 @@ impl Session {
         request: &Execute,
         output: Output,
     ) -> Result<Finished, ProxyError> {
-        let token = self.cancel.start_statement();
+        let statement = self.start_statement();
         let result = self
             .stream_results(
                 suspended.source,
@@ -726,7 +726,7 @@ impl Session {
                 request,
                 output,
                 suspended.pending,
-                &token,
+                &statement,
             )
             .await;
         self.cancel.end_statement();
@@ -741,7 +741,7 @@ impl Session {
         request: &Execute,
         output: Output,
         mut pending: DataRows,
-        token: &CancellationToken,
+        statement: &Statement,
     ) -> Result<Finished, ProxyError> {
         let limit = match output {
             Output::Extended { max_rows } if max_rows > 0 => Some(max_rows),
@@ -766,9 +766,9 @@ impl Session {
             }
             let reply = tokio::select! {
                 reply = source.next() => reply,
-                () = token.cancelled() => {
+                () = statement.token.cancelled() => {
                     drop(source);
-                    return Err(sql_error("57014", "canceling statement due to user request"));
+                    return Err(statement.cancel_error());
                 }
             };
             match reply {

@@ -239,8 +239,39 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
             _ => Err(unsupported("standard_conforming_strings is always on")),
         },
         "intervalstyle" => Ok("postgres".to_owned()),
+        "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
+            match parse_duration(value) {
+                Some(_) => Ok(value.to_owned()),
+                None => Err(sql_error(
+                    "22023",
+                    format!("invalid value for parameter \"{name}\": \"{value}\""),
+                )),
+            }
+        }
         _ => Ok(value.to_owned()),
     }
+}
+
+/// A Postgres time setting: a number of milliseconds, or a number with a unit
+/// (`us`, `ms`, `s`, `min`, `h`, `d`).
+pub(crate) fn parse_duration(value: &str) -> Option<std::time::Duration> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let millis = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => number,
+        "us" => number / 1000.0,
+        "s" => number * 1000.0,
+        "min" => number * 60_000.0,
+        "h" => number * 3_600_000.0,
+        "d" => number * 86_400_000.0,
+        _ => return None,
+    };
+    (millis.is_finite() && millis >= 0.0)
+        .then(|| std::time::Duration::from_secs_f64(millis / 1000.0))
 }
 
 #[cfg(test)]
@@ -268,6 +299,18 @@ mod tests {
         p.reset(Some("application_name")).expect("reset");
         assert_eq!(p.get("application_name").ok(), Some("psql"));
         assert_eq!(p.get("TimeZone").ok(), Some("UTC"));
+    }
+
+    #[test]
+    fn durations_parse_like_postgres_settings() {
+        let ms = |v: &str| parse_duration(v).map(|d| d.as_millis());
+        assert_eq!(ms("0"), Some(0));
+        assert_eq!(ms("250"), Some(250));
+        assert_eq!(ms("2s"), Some(2000));
+        assert_eq!(ms("1min"), Some(60_000));
+        assert_eq!(ms("1.5 s"), Some(1500));
+        assert_eq!(ms("soon"), None);
+        assert_eq!(ms("5 fortnights"), None);
     }
 
     #[test]

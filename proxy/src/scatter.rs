@@ -81,7 +81,7 @@ impl Session {
             },
             None => request.clone(),
         };
-        let token = self.cancel.start_statement();
+        let statement = self.start_statement();
         let result = async {
             let mut cursors = Vec::with_capacity(nodes.len());
             for node in nodes {
@@ -126,8 +126,8 @@ impl Session {
             }
             let sent = tokio::select! {
                 sent = self.merge(&spec, &mut cursors, &columns, &described, &request) => sent?,
-                () = token.cancelled() => {
-                    return Err(sql_error("57014", "canceling statement due to user request"));
+                () = statement.token.cancelled() => {
+                    return Err(statement.cancel_error());
                 }
             };
             backend::command_complete(&mut self.conn.out, &format!("SELECT {sent}"));

@@ -148,8 +148,27 @@ async fn fatal(conn: &mut ClientConn, code: &str, message: &str) {
 impl Session {
     async fn serve(&mut self, shutdown: &CancellationToken) {
         loop {
+            let idle_limit = if self.status == TxnStatus::Idle {
+                None
+            } else {
+                self.params
+                    .get("idle_in_transaction_session_timeout")
+                    .ok()
+                    .and_then(crate::params::parse_duration)
+                    .filter(|d| !d.is_zero())
+            };
+            let idle_expired = async {
+                match idle_limit {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
             let message = tokio::select! {
                 message = self.conn.read_message() => message,
+                () = idle_expired => {
+                    self.report(&sql_error("25P03", "terminating connection due to idle-in-transaction timeout"), "FATAL");
+                    return;
+                }
                 () = shutdown.cancelled() => {
                     self.report(&sql_error("57P01", "terminating connection due to administrator command"), "FATAL");
                     return;
@@ -709,6 +728,17 @@ impl StatementTimer {
 }
 
 impl Session {
+    /// Starts the cancellation of a statement, with the session's `statement_timeout`.
+    pub(crate) fn start_statement(&self) -> crate::cancel::Statement {
+        let timeout = self
+            .params
+            .get("statement_timeout")
+            .ok()
+            .and_then(crate::params::parse_duration)
+            .filter(|d| !d.is_zero());
+        self.cancel.start_statement(timeout)
+    }
+
     /// A node that can describe `sql`: every node has every table's schema, so the one the
     /// statement would run on (or the first, when parameters decide) will do.
     fn describe_node(&self, sql: &Arc<str>, param_types: &[u32]) -> usize {

@@ -169,3 +169,42 @@ async fn acknowledged_commits_survive_sigkill() {
         .expect("sharded after crash");
     assert_eq!(text(sharded), vec!["200|0|199"]);
 }
+
+#[tokio::test]
+async fn statement_and_idle_transaction_timeouts() {
+    let cluster = Cluster::start();
+    let client = cluster.connect().await;
+    client
+        .batch_execute("SET statement_timeout = '200ms'")
+        .await
+        .expect("set timeout");
+    let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) \
+                SELECT count(*) FROM c";
+    let error = client.simple_query(slow).await.expect_err("times out");
+    assert_eq!(sqlstate(&error), "57014");
+    assert!(
+        format!("{error:?}").contains("statement timeout"),
+        "{error:?}"
+    );
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("alive")
+        .get(0);
+    assert_eq!(one, 1);
+    let error = client
+        .batch_execute("SET statement_timeout = 'soon'")
+        .await
+        .expect_err("bad value");
+    assert_eq!(sqlstate(&error), "22023");
+
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = '300ms'; BEGIN")
+        .await
+        .expect("begin");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert!(
+        client.simple_query("SELECT 1").await.is_err(),
+        "an idle transaction past the timeout ends the session"
+    );
+}

@@ -212,7 +212,25 @@ async fn stream_replies(
 ) {
     let mut listening = true;
     loop {
-        let frame = match conn.recv().await {
+        // A proxy that stops listening (a cancel, a statement timeout) must stop the node at
+        // once, not when its next reply finally arrives.
+        let received = if listening {
+            tokio::select! {
+                received = conn.recv() => received,
+                () = replies.closed() => {
+                    listening = false;
+                    if conn.send(kind::CANCEL, Bytes::new()).await.is_err() {
+                        conn.discard();
+                        let _ = handback.send(None);
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            conn.recv().await
+        };
+        let frame = match received {
             Ok(Some(frame)) => frame,
             Ok(None) | Err(_) => {
                 if listening {
