@@ -107,6 +107,11 @@ pub struct ProxyConfig {
     pub tls_key: Option<PathBuf>,
     /// Distinct statement texts whose plans are kept.
     pub plan_cache_size: usize,
+    /// Audit log (JSON lines); relative paths are under the data directory.
+    pub audit_log: PathBuf,
+    /// The audit log rotates past this size; `audit_keep` old files are kept.
+    pub audit_max_bytes: u64,
+    pub audit_keep: usize,
 }
 
 impl Default for ProxyConfig {
@@ -118,6 +123,9 @@ impl Default for ProxyConfig {
             tls_cert: None,
             tls_key: None,
             plan_cache_size: 10_000,
+            audit_log: PathBuf::from("audit.log"),
+            audit_max_bytes: 10 * 1024 * 1024,
+            audit_keep: 5,
         }
     }
 }

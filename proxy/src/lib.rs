@@ -6,6 +6,7 @@
 //! [`mycelium_protocol::NodeLink`]; this crate never opens a database file.
 
 mod admin;
+mod audit;
 mod auth;
 mod backend;
 mod cancel;
@@ -55,6 +56,11 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Users(#[from] BadVerifier),
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Everything the sessions of one proxy share.
@@ -63,6 +69,7 @@ pub struct Proxy {
     users: auth::Users,
     tls: tokio_rustls::TlsAcceptor,
     cluster: Cluster,
+    audit: audit::AuditLog,
     plans: PlanCache,
     descriptions: DescriptionCache,
     cancels: CancelRegistry,
@@ -81,7 +88,14 @@ impl Proxy {
     ) -> Result<Proxy, StartError> {
         let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
         let tls = tls::acceptor(configured, data_dir)?;
+        let audit_path = data_dir.join(&config.audit_log);
+        let audit = audit::AuditLog::open(&audit_path, config.audit_max_bytes, config.audit_keep)
+            .map_err(|source| StartError::Audit {
+            path: audit_path.display().to_string(),
+            source,
+        })?;
         Ok(Proxy {
+            audit,
             users: auth::Users::from_config(users)?,
             tls,
             cluster,
@@ -116,7 +130,7 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, shutdown: Cancellatio
         let span =
             tracing::info_span!("session", id = pid, peer = %peer, user = tracing::field::Empty);
         tracker.spawn(
-            handle_connection(socket, pid, proxy.clone(), shutdown.clone()).instrument(span),
+            handle_connection(socket, peer, pid, proxy.clone(), shutdown.clone()).instrument(span),
         );
     }
     tracker.close();
@@ -130,6 +144,7 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, shutdown: Cancellatio
 
 async fn handle_connection(
     socket: TcpStream,
+    peer: std::net::SocketAddr,
     pid: i32,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
@@ -156,7 +171,7 @@ async fn handle_connection(
         refuse(request.stream, "53300", "sorry, too many clients already").await;
         return;
     };
-    session::run(request, pid, proxy, shutdown).await;
+    session::run(request, peer, pid, proxy, shutdown).await;
 }
 
 async fn refuse(mut stream: Box<dyn conn::ClientStream>, code: &str, message: &str) {

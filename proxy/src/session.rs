@@ -56,6 +56,9 @@ pub(crate) struct Session {
     pub(crate) policy_undo: Vec<(String, Option<mycelium_router::TablePolicy>)>,
     params: SessionParams,
     pub(crate) cancel: Arc<SessionCancel>,
+    /// Who is connected, for the audit log.
+    user: String,
+    peer: std::net::SocketAddr,
     statements: HashMap<String, Prepared>,
     pub(crate) portals: HashMap<String, Portal>,
     /// After an error in the extended protocol, messages are skipped until Sync.
@@ -64,6 +67,7 @@ pub(crate) struct Session {
 
 pub async fn run(
     request: StartupRequest,
+    peer: std::net::SocketAddr,
     pid: i32,
     proxy: Arc<Proxy>,
     shutdown: CancellationToken,
@@ -79,9 +83,13 @@ pub async fn run(
         backend::negotiate_protocol_version(&mut conn.out, *minor, unsupported);
     }
     match startup::authenticate(&mut conn, &proxy.users, &user).await {
-        Ok(()) => tracing::info!(tls = request.is_tls, "authenticated"),
+        Ok(()) => {
+            tracing::info!(tls = request.is_tls, "authenticated");
+            proxy.audit.authenticated(&user, peer, request.is_tls);
+        }
         Err(AuthFailure::Rejected) => {
             tracing::warn!("password authentication failed");
+            proxy.audit.authentication_failed(&user, peer);
             metrics::CONNECTIONS_REFUSED
                 .with_label_values(&["authentication"])
                 .inc();
@@ -122,6 +130,8 @@ pub async fn run(
         wrote_on: None,
         pending_policies: Vec::new(),
         policy_undo: Vec::new(),
+        user: user.clone(),
+        peer,
         params,
         cancel,
         statements: HashMap::new(),
@@ -310,6 +320,7 @@ impl Session {
             let timer = StatementTimer::start(sql);
             let result = self.simple_statement(sql).await;
             timer.finish();
+            self.audit(sql, &result);
             if let Err(e) = result {
                 self.fail(&e);
                 self.skipping_until_sync = false;
@@ -629,13 +640,30 @@ impl Session {
     }
 
     async fn execute(&mut self, name: &str, max_rows: usize) -> Result<(), ProxyError> {
-        let timer = match self.portals.get(name) {
-            Some(portal) => StatementTimer::start(&portal.request.sql),
-            None => StatementTimer::start(""),
-        };
+        let sql = self.portals.get(name).map(|p| p.request.sql.clone());
+        let timer = StatementTimer::start(sql.as_deref().unwrap_or(""));
         let result = self.execute_portal(name, max_rows).await;
         timer.finish();
+        if let Some(sql) = sql {
+            self.audit(&sql, &result);
+        }
         result
+    }
+
+    /// DDL that succeeded and statements refused as unsupported go to the audit log.
+    fn audit(&self, sql: &str, result: &Result<(), ProxyError>) {
+        match result {
+            Ok(()) if statement_kind(sql) == "ddl" => {
+                self.proxy.audit.ddl(&self.user, self.peer, sql)
+            }
+            Err(e) => {
+                let code = e.to_client().code;
+                if code == "0A000" || code == "42501" {
+                    self.proxy.audit.refused(&self.user, self.peer, &code, sql);
+                }
+            }
+            Ok(()) => {}
+        }
     }
 
     async fn execute_portal(&mut self, name: &str, max_rows: usize) -> Result<(), ProxyError> {

@@ -208,3 +208,59 @@ async fn statement_and_idle_transaction_timeouts() {
         "an idle transaction past the timeout ends the session"
     );
 }
+
+#[tokio::test]
+async fn audit_log_records_logins_ddl_and_refusals() {
+    let cluster = Cluster::start();
+    let wrong = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=mycelium password=wrong dbname=mycelium",
+            cluster.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    assert!(wrong.is_err());
+    let client = cluster.connect().await;
+    client
+        .batch_execute("CREATE TABLE audited (id int PRIMARY KEY, note text DEFAULT 'hunter2')")
+        .await
+        .expect("ddl");
+    let _ = client.simple_query("LISTEN channel").await;
+    client.simple_query("SELECT 1").await.expect("plain query");
+    let path = cluster.data_path().join("audit.log");
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        events = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if events.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec!["auth_failure", "auth_success", "ddl", "refused"],
+        "{events:?}"
+    );
+    assert!(
+        events[0]["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:"))
+    );
+    let ddl = events[2]["statement"].as_str().unwrap_or_default();
+    assert!(
+        ddl.contains("DEFAULT '***'") && !ddl.contains("hunter2"),
+        "{ddl}"
+    );
+    assert_eq!(events[3]["sqlstate"], "0A000");
+    let whole = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        !whole.contains("wrong") && !whole.contains("hunter2"),
+        "no secrets in the log"
+    );
+}
