@@ -107,6 +107,11 @@ pub struct ProxyConfig {
     pub tls_key: Option<PathBuf>,
     /// Distinct statement texts whose plans are kept.
     pub plan_cache_size: usize,
+    /// Sessions one user may have open at once (0 = no limit beyond `max_connections`).
+    pub max_connections_per_user: usize,
+    /// Statements per second one user may run, summed over its sessions (0 = no limit);
+    /// more are refused with SQLSTATE 53400.
+    pub rate_limit_per_user: u32,
     /// Audit log (JSON lines); relative paths are under the data directory.
     pub audit_log: PathBuf,
     /// The audit log rotates past this size; `audit_keep` old files are kept.
@@ -123,6 +128,8 @@ impl Default for ProxyConfig {
             tls_cert: None,
             tls_key: None,
             plan_cache_size: 10_000,
+            max_connections_per_user: 0,
+            rate_limit_per_user: 0,
             audit_log: PathBuf::from("audit.log"),
             audit_max_bytes: 10 * 1024 * 1024,
             audit_keep: 5,

@@ -17,6 +17,7 @@ mod copy_binary;
 mod describe;
 mod error;
 mod execute;
+mod limits;
 mod metrics;
 mod params;
 mod policy_store;
@@ -70,6 +71,7 @@ pub struct Proxy {
     tls: tokio_rustls::TlsAcceptor,
     cluster: Cluster,
     audit: audit::AuditLog,
+    limits: limits::UserLimits,
     plans: PlanCache,
     descriptions: DescriptionCache,
     cancels: CancelRegistry,
@@ -96,6 +98,10 @@ impl Proxy {
         })?;
         Ok(Proxy {
             audit,
+            limits: limits::UserLimits::new(
+                config.max_connections_per_user,
+                config.rate_limit_per_user,
+            ),
             users: auth::Users::from_config(users)?,
             tls,
             cluster,

@@ -107,6 +107,17 @@ pub async fn run(
             return;
         }
     }
+    let _slot = match proxy.limits.open_session(&user) {
+        Ok(slot) => slot,
+        Err(e) => {
+            metrics::CONNECTIONS_REFUSED
+                .with_label_values(&["max_connections_per_user"])
+                .inc();
+            let client = e.to_client();
+            fatal(&mut conn, &client.code, &client.message).await;
+            return;
+        }
+    };
     let params = match SessionParams::new(&user, &request.params) {
         Ok(params) => params,
         Err(e) => {
@@ -341,6 +352,7 @@ impl Session {
     }
 
     async fn simple_statement(&mut self, sql: &str) -> Result<(), ProxyError> {
+        self.proxy.limits.statement(&self.user)?;
         let plan = self.plan(sql)?;
         self.check_failed_transaction(&plan)?;
         match &*plan {
@@ -667,6 +679,7 @@ impl Session {
     }
 
     async fn execute_portal(&mut self, name: &str, max_rows: usize) -> Result<(), ProxyError> {
+        self.proxy.limits.statement(&self.user)?;
         let Some(portal) = self.portals.get_mut(name) else {
             return Err(sql_error(
                 "34000",

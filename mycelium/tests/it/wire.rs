@@ -264,3 +264,33 @@ async fn audit_log_records_logins_ddl_and_refusals() {
         "no secrets in the log"
     );
 }
+
+#[tokio::test]
+async fn per_user_connection_and_rate_limits() {
+    let cluster = Cluster::start_with_env(&[
+        ("MYCELIUM_PROXY__MAX_CONNECTIONS_PER_USER", "1"),
+        ("MYCELIUM_PROXY__RATE_LIMIT_PER_USER", "20"),
+    ]);
+    let client = cluster.connect().await;
+    let second = tokio_postgres::connect(&cluster.conn_string(), tokio_postgres::NoTls).await;
+    let error = second
+        .err()
+        .expect("a second session of the same user is refused");
+    assert_eq!(sqlstate(&error), "53300");
+    let mut refused = 0;
+    for _ in 0..60 {
+        if let Err(e) = client.simple_query("SELECT 1").await {
+            assert_eq!(sqlstate(&e), "53400");
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 30,
+        "most of 60 back-to-back statements exceed 20/s: {refused}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        client.simple_query("SELECT 1").await.is_ok(),
+        "the budget refills"
+    );
+}
