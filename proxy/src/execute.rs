@@ -631,16 +631,16 @@ impl Session {
                         self.wrote_on = Some(node);
                     }
                 }
-                let context = self.shard_context(&request);
-                self.run_on(node, request, output)
-                    .await
-                    .map_err(|e| match (e, context) {
-                        (ProxyError::Db(mut db), Some(shards)) if db.code == "08006" => {
+                match self.run_on(node, &request, output).await {
+                    // Only a lost node is worth the work of naming its shards.
+                    Err(ProxyError::Db(mut db)) if db.code == "08006" => {
+                        if let Some(shards) = self.shard_context(&request) {
                             db.message = format!("shard {shards} is unavailable: {}", db.message);
-                            ProxyError::Db(db)
                         }
-                        (e, _) => e,
-                    })
+                        Err(ProxyError::Db(db))
+                    }
+                    other => other,
+                }
             }
             Target::All => {
                 let change = self.policy_change(&request.sql)?;
@@ -667,7 +667,7 @@ impl Session {
     async fn run_on(
         &mut self,
         node: usize,
-        request: Execute,
+        request: &Execute,
         output: Output,
     ) -> Result<Finished, ProxyError> {
         self.ensure_node_transaction(node).await?;
@@ -677,7 +677,7 @@ impl Session {
             self.stream_results(
                 Source::Live(stream),
                 node,
-                &request,
+                request,
                 output,
                 DataRows::default(),
                 &statement,
@@ -695,7 +695,7 @@ impl Session {
         request: Execute,
         output: Output,
     ) -> Result<Finished, ProxyError> {
-        let finished = self.run_on(0, request.clone(), output).await?;
+        let finished = self.run_on(0, &request, output).await?;
         for node in 1..self.proxy.cluster.nodes.len() {
             self.ensure_node_transaction(node).await?;
             let mut stream = self.node(node).await?.execute(request.clone()).await?;

@@ -56,6 +56,9 @@ pub(crate) struct Session {
     pub(crate) policy_undo: Vec<(String, Option<mycelium_router::TablePolicy>)>,
     params: SessionParams,
     pub(crate) cancel: Arc<SessionCancel>,
+    /// `statement_timeout` and `idle_in_transaction_session_timeout`, parsed.
+    statement_timeout: Option<std::time::Duration>,
+    idle_in_transaction_timeout: Option<std::time::Duration>,
     /// Who is connected, for the audit log.
     user: String,
     peer: std::net::SocketAddr,
@@ -141,6 +144,8 @@ pub async fn run(
         wrote_on: None,
         pending_policies: Vec::new(),
         policy_undo: Vec::new(),
+        statement_timeout: None,
+        idle_in_transaction_timeout: None,
         user: user.clone(),
         peer,
         params,
@@ -149,6 +154,7 @@ pub async fn run(
         portals: HashMap::new(),
         skipping_until_sync: false,
     };
+    session.refresh_timeouts();
     metrics::CONNECTIONS.inc();
     metrics::CONNECTIONS_TOTAL.inc();
     session.serve(&shutdown).await;
@@ -172,11 +178,7 @@ impl Session {
             let idle_limit = if self.status == TxnStatus::Idle {
                 None
             } else {
-                self.params
-                    .get("idle_in_transaction_session_timeout")
-                    .ok()
-                    .and_then(crate::params::parse_duration)
-                    .filter(|d| !d.is_zero())
+                self.idle_in_transaction_timeout
             };
             let idle_expired = async {
                 match idle_limit {
@@ -400,14 +402,18 @@ impl Session {
     ) -> Result<(), ProxyError> {
         match command {
             SessionCommand::Set { name, value } => {
-                if let Some((name, value)) = self.params.set(name, value)? {
+                let reported = self.params.set(name, value)?;
+                self.refresh_timeouts();
+                if let Some((name, value)) = reported {
                     backend::parameter_status(&mut self.conn.out, &name, &value);
                 }
                 backend::command_complete(&mut self.conn.out, "SET");
             }
             SessionCommand::Ignored => backend::command_complete(&mut self.conn.out, "SET"),
             SessionCommand::Reset { name } => {
-                for (name, value) in self.params.reset(name.as_deref())? {
+                let reported = self.params.reset(name.as_deref())?;
+                self.refresh_timeouts();
+                for (name, value) in reported {
                     backend::parameter_status(&mut self.conn.out, &name, &value);
                 }
                 backend::command_complete(&mut self.conn.out, "RESET");
@@ -458,7 +464,9 @@ impl Session {
                         "DISCARD ALL cannot run inside a transaction block",
                     ));
                 }
-                for (name, value) in self.params.reset(None)? {
+                let reported = self.params.reset(None)?;
+                self.refresh_timeouts();
+                for (name, value) in reported {
                     backend::parameter_status(&mut self.conn.out, &name, &value);
                 }
                 self.statements.clear();
@@ -771,13 +779,23 @@ impl StatementTimer {
 impl Session {
     /// Starts the cancellation of a statement, with the session's `statement_timeout`.
     pub(crate) fn start_statement(&self) -> crate::cancel::Statement {
-        let timeout = self
-            .params
-            .get("statement_timeout")
+        self.cancel.start_statement(self.statement_timeout)
+    }
+
+    /// A time setting in force, `None` when unset or 0.
+    fn timeout_setting(&self, name: &str) -> Option<std::time::Duration> {
+        self.params
+            .get(name)
             .ok()
             .and_then(crate::params::parse_duration)
-            .filter(|d| !d.is_zero());
-        self.cancel.start_statement(timeout)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Re-reads the timeouts after the parameters changed (not on every statement).
+    fn refresh_timeouts(&mut self) {
+        self.statement_timeout = self.timeout_setting("statement_timeout");
+        self.idle_in_transaction_timeout =
+            self.timeout_setting("idle_in_transaction_session_timeout");
     }
 
     /// A node that can describe `sql`: every node has every table's schema, so the one the

@@ -72,20 +72,68 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
 /// A coarse statement kind for metrics labels: `select`, `insert`, `update`, `delete`, `ddl`,
 /// `transaction`, `session`, `copy` or `other`.
 pub fn statement_kind(sql: &str) -> &'static str {
-    let words = leading_words(sql, 1);
-    match words.first().map(String::as_str).unwrap_or("") {
-        "select" | "with" | "values" | "table" => "select",
-        "insert" => "insert",
-        "update" => "update",
-        "delete" => "delete",
-        "create" | "drop" | "alter" | "truncate" | "comment" => "ddl",
-        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release" => {
-            "transaction"
+    // Runs for every statement (metrics), so it looks at the first word without allocating.
+    const KINDS: &[(&str, &str)] = &[
+        ("select", "select"),
+        ("with", "select"),
+        ("values", "select"),
+        ("table", "select"),
+        ("insert", "insert"),
+        ("update", "update"),
+        ("delete", "delete"),
+        ("create", "ddl"),
+        ("drop", "ddl"),
+        ("alter", "ddl"),
+        ("truncate", "ddl"),
+        ("comment", "ddl"),
+        ("begin", "transaction"),
+        ("start", "transaction"),
+        ("commit", "transaction"),
+        ("end", "transaction"),
+        ("rollback", "transaction"),
+        ("abort", "transaction"),
+        ("savepoint", "transaction"),
+        ("release", "transaction"),
+        ("set", "session"),
+        ("show", "session"),
+        ("reset", "session"),
+        ("discard", "session"),
+        ("deallocate", "session"),
+        ("copy", "copy"),
+    ];
+    let word = first_word(sql);
+    KINDS
+        .iter()
+        .find(|(w, _)| w.eq_ignore_ascii_case(word))
+        .map_or("other", |(_, kind)| kind)
+}
+
+/// The first word of a statement, skipping whitespace, comments and opening parentheses.
+fn first_word(sql: &str) -> &str {
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_whitespace() || bytes[i] == b'(' {
+            i += 1;
+        } else if bytes[i..].starts_with(b"--") {
+            i = bytes[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(bytes.len(), |p| i + p + 1);
+        } else if bytes[i..].starts_with(b"/*") {
+            i = bytes[i..]
+                .windows(2)
+                .position(|w| w == b"*/")
+                .map_or(bytes.len(), |p| i + p + 2);
+        } else {
+            break;
         }
-        "set" | "show" | "reset" | "discard" | "deallocate" => "session",
-        "copy" => "copy",
-        _ => "other",
     }
+    let end = bytes[i..]
+        .iter()
+        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        .map_or(bytes.len(), |p| i + p);
+    &sql[i..end]
 }
 
 fn two_phase_unsupported() -> RouterError {

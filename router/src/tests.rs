@@ -177,3 +177,15 @@ fn plan_cache_hits_on_same_text() {
     }
     assert!(cache.len() <= 4);
 }
+
+#[test]
+fn statement_kinds_for_metrics() {
+    let check = |sql: &str, kind: &str| assert_eq!(statement_kind(sql), kind, "{sql}");
+    check("SELECT 1", "select");
+    check("  -- c\n /* d */ (select 1)", "select");
+    check("insert into t values (1)", "insert");
+    check("Create table t (a int)", "ddl");
+    check("BEGIN", "transaction");
+    check("vacuum analyze t", "other");
+    check("", "other");
+}

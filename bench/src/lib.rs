@@ -1,0 +1,127 @@
+//! `mycelium-bench`: pgbench against Mycelium, PostgreSQL itself, a plain TCP relay in front of
+//! PostgreSQL (the ceiling for any proxy) and PgBouncer, with the CPU each server side spends per
+//! transaction and the memory Mycelium holds per idle client connection. See `bench/README.md`.
+
+mod memory;
+mod mycelium;
+mod parse;
+mod pgbench;
+mod pgbouncer;
+mod postgres;
+mod procfs;
+mod relay;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+pub use parse::{PgbenchSummary, parse_pgbench};
+
+#[derive(Parser)]
+#[command(
+    name = "mycelium-bench",
+    about = "Benchmarks Mycelium against PostgreSQL, a TCP relay and PgBouncer"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything: pgbench throughput, latency and CPU per transaction, then memory per idle
+    /// connection; writes a table to stdout and results.json + ratios.svg to --out.
+    All(AllArgs),
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct AllArgs {
+    /// Short run to check that everything works: scale 1, one round of 2 s per measurement.
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory for results.json and ratios.svg.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+    /// The `mycelium` binary; default: next to this executable.
+    #[arg(long)]
+    pub mycelium: Option<PathBuf>,
+    /// pgbench scale factor (default 10, quick 1).
+    #[arg(long)]
+    pub scale: Option<u32>,
+    /// Seconds per measurement (default 10, quick 2).
+    #[arg(long)]
+    pub seconds: Option<u32>,
+    /// Rounds of every measurement; the median is reported (default 3, quick 1).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Idle client connections opened for the memory measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub connections: u32,
+}
+
+/// The settings of one run, defaults filled in.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Settings {
+    pub quick: bool,
+    pub scale: u32,
+    pub seconds: u32,
+    pub rounds: u32,
+    pub connections: u32,
+    #[serde(skip)]
+    pub out: PathBuf,
+    #[serde(skip)]
+    pub mycelium: PathBuf,
+}
+
+impl Settings {
+    fn from_args(args: AllArgs) -> anyhow::Result<Settings> {
+        let mycelium = match args.mycelium {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_file(),
+                    "--mycelium {}: no such file",
+                    path.display()
+                );
+                path
+            }
+            None => {
+                let exe = std::env::current_exe().context("cannot find this executable")?;
+                let path = exe.with_file_name("mycelium");
+                anyhow::ensure!(
+                    path.is_file(),
+                    "no mycelium binary at {}: build it into the same target directory with \
+                     `cargo build --release -p mycelium`, or pass --mycelium PATH",
+                    path.display()
+                );
+                path
+            }
+        };
+        let (scale, seconds, rounds) = if args.quick { (1, 2, 1) } else { (10, 10, 3) };
+        Ok(Settings {
+            quick: args.quick,
+            scale: args.scale.unwrap_or(scale),
+            seconds: args.seconds.unwrap_or(seconds).max(1),
+            rounds: args.rounds.unwrap_or(rounds).max(1),
+            connections: args.connections,
+            out: args.out,
+            mycelium,
+        })
+    }
+}
+
+/// The entry point of the binary.
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::All(args) => {
+            let settings = Settings::from_args(args)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(run::all(settings))
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The whole benchmark, in order: servers up, data loaded, warm-up, rounds of measurements,
+//! memory, report. Every server is behind a guard that stops it when dropped, on error too.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::Settings;
+use crate::memory;
+use crate::mycelium::Mycelium;
+use crate::parse::{SystemCpu, parse_pgbench};
+use crate::pgbench::{self, QueryMode, Target, WORKLOADS, Workload};
+use crate::pgbouncer::{self, PgBouncer};
+use crate::postgres::Postgres;
+use crate::procfs;
+use crate::relay::Relay;
+use crate::report::{self, Report};
+
+pub async fn all(settings: Settings) -> anyhow::Result<()> {
+    tokio::select! {
+        result = run(&settings) => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the servers were stopped"),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    Direct,
+    Relay,
+    PgBouncer,
+    Mycelium,
+}
+
+impl Setup {
+    pub fn name(self) -> &'static str {
+        match self {
+            Setup::Direct => "postgres (direct)",
+            Setup::Relay => "tcp relay",
+            Setup::PgBouncer => "pgbouncer",
+            Setup::Mycelium => "mycelium",
+        }
+    }
+}
+
+/// One pgbench run and the CPU every process spent while it ran.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Measurement {
+    pub setup: &'static str,
+    pub workload: &'static str,
+    pub round: u32,
+    pub tps: f64,
+    pub latency_ms: f64,
+    pub transactions: u64,
+    pub failed: u64,
+    /// Wall time from just before pgbench started to just after it ended (and the server's
+    /// backends were reaped).
+    pub wall_s: f64,
+    /// The proxy's own CPU: mycelium (proxy and nodes), pgbouncer, or this process for the relay.
+    pub proxy_cpu_s: Option<f64>,
+    /// PostgreSQL: the postmaster and all its children.
+    pub postgres_cpu_s: f64,
+    /// pgbench itself.
+    pub client_cpu_s: f64,
+    /// This benchmark process (the relay runs in it).
+    pub bench_cpu_s: f64,
+    /// CPU time of every other user-space process on the machine (builds, editors...): large
+    /// values mean the numbers were disturbed.
+    pub other_cpu_s: f64,
+    /// irq + softirq time (loopback networking is partly here, not in any process).
+    pub interrupt_cpu_s: f64,
+    pub steal_s: f64,
+    /// The machine's capacity over the run: wall time × CPUs.
+    pub capacity_cpu_s: f64,
+}
+
+/// Processes whose CPU time is read around every run.
+struct Probe {
+    ticks_per_second: f64,
+    postmaster: u32,
+    mycelium: u32,
+    pgbouncers: Vec<u32>,
+}
+
+struct Sample {
+    at: Instant,
+    system: SystemCpu,
+    bench: u64,
+    children: u64,
+    postgres: u64,
+    mycelium: u64,
+    pgbouncers: [u64; 2],
+    others: HashMap<u32, u64>,
+}
+
+impl Probe {
+    fn sample(&self) -> anyhow::Result<Sample> {
+        let me = procfs::self_stat()?;
+        let mut pgbouncers = [0; 2];
+        for (slot, pid) in pgbouncers.iter_mut().zip(&self.pgbouncers) {
+            *slot = procfs::process_ticks(*pid).context("pgbouncer is gone")?;
+        }
+        let ours: HashSet<u32> = [std::process::id(), self.postmaster, self.mycelium]
+            .into_iter()
+            .chain(self.pgbouncers.iter().copied())
+            .collect();
+        let parents: HashSet<u32> = [std::process::id(), self.postmaster].into();
+        Ok(Sample {
+            others: procfs::other_processes_ticks(&ours, &parents)?,
+            at: Instant::now(),
+            system: procfs::system_cpu()?,
+            bench: me.own,
+            children: me.children,
+            postgres: procfs::postgres_ticks(self.postmaster)?,
+            mycelium: procfs::process_ticks(self.mycelium).context("mycelium is gone")?,
+            pgbouncers,
+        })
+    }
+
+    fn seconds(&self, ticks: u64) -> f64 {
+        ticks as f64 / self.ticks_per_second
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(1))
+        .unwrap_or(1)
+}
+
+/// The servers of the run and which one serves which setup and query mode.
+struct Servers {
+    postgres: Postgres,
+    relay: Relay,
+    /// Transaction pooling (simple protocol), then session pooling (prepared statements
+    /// need it: PgBouncer 1.18 cannot keep them in transaction mode).
+    pgbouncer: Option<(PgBouncer, PgBouncer)>,
+    mycelium: Mycelium,
+}
+
+impl Servers {
+    fn setups(&self) -> Vec<Setup> {
+        let mut setups = vec![Setup::Direct, Setup::Relay];
+        if self.pgbouncer.is_some() {
+            setups.push(Setup::PgBouncer);
+        }
+        setups.push(Setup::Mycelium);
+        setups
+    }
+
+    /// The target, and the pid whose CPU is the proxy's (`Some(None)`: this process).
+    fn target(
+        &self,
+        setup: Setup,
+        mode: QueryMode,
+    ) -> anyhow::Result<(Target, Option<Option<u32>>)> {
+        Ok(match setup {
+            Setup::Direct => (self.postgres.target(), None),
+            Setup::Relay => (
+                Target {
+                    port: self.relay.port,
+                    ..self.postgres.target()
+                },
+                Some(None),
+            ),
+            Setup::PgBouncer => {
+                let (tx, session) = self
+                    .pgbouncer
+                    .as_ref()
+                    .context("the pgbouncer setup without pgbouncer")?;
+                let bouncer = match mode {
+                    QueryMode::Simple => tx,
+                    QueryMode::Prepared => session,
+                };
+                (bouncer.target(), Some(Some(bouncer.pid)))
+            }
+            Setup::Mycelium => (self.mycelium.target(), Some(Some(self.mycelium.pid))),
+        })
+    }
+}
+
+async fn run(settings: &Settings) -> anyhow::Result<()> {
+    let started = chrono::Local::now();
+    procfs::ensure_open_files(u64::from(settings.connections) * 2 + 1000)?;
+    let mut notes = Vec::new();
+    let progress = |text: String| eprintln!("[{}] {text}", chrono::Local::now().format("%H:%M:%S"));
+
+    progress(format!(
+        "PostgreSQL 15: initdb, start, pgbench -i -s {}",
+        settings.scale
+    ));
+    let postgres = Postgres::start(free_port()?, 200)?;
+    let init_postgres = pgbench::initialize(&postgres.target(), settings.scale).await?;
+    progress(format!(
+        "mycelium up ({}), pgbench -i -s {}",
+        settings.mycelium.display(),
+        settings.scale
+    ));
+    let mycelium = Mycelium::start(&settings.mycelium, &[])?;
+    let init_mycelium = pgbench::initialize(&mycelium.target(), settings.scale).await?;
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], postgres.port))).await?;
+    let max_clients = settings.connections + 500;
+    let pgbouncer = if Path::new(pgbouncer::BINARY).is_file() {
+        let tx = PgBouncer::start(
+            postgres.dir(),
+            free_port()?,
+            postgres.port,
+            "transaction",
+            max_clients,
+        )?;
+        let session = PgBouncer::start(
+            postgres.dir(),
+            free_port()?,
+            postgres.port,
+            "session",
+            max_clients,
+        )?;
+        Some((tx, session))
+    } else {
+        notes.push(format!(
+            "PgBouncer skipped: {} is missing (Debian package `pgbouncer`).",
+            pgbouncer::BINARY
+        ));
+        None
+    };
+    let servers = Servers {
+        postgres,
+        relay,
+        pgbouncer,
+        mycelium,
+    };
+    let probe = Probe {
+        ticks_per_second: procfs::clock_ticks_per_second(),
+        postmaster: servers.postgres.postmaster,
+        mycelium: servers.mycelium.pid,
+        pgbouncers: servers
+            .pgbouncer
+            .iter()
+            .flat_map(|(tx, session)| [tx.pid, session.pid])
+            .collect(),
+    };
+    let setups = servers.setups();
+
+    // Warm-up: caches, connection pools, plan caches. Not measured.
+    let warm_up = if settings.quick { 1 } else { 3 };
+    for setup in &setups {
+        for workload in [&WORKLOADS[2], &WORKLOADS[3]] {
+            progress(format!("warm-up: {} / {}", setup.name(), workload.name));
+            let (target, _) = servers.target(*setup, workload.mode)?;
+            let output = pgbench::measure(&target, workload, warm_up).await?;
+            anyhow::ensure!(
+                output.success,
+                "warm-up of {} failed: {}",
+                setup.name(),
+                output.describe()
+            );
+        }
+    }
+
+    let mut measurements = Vec::new();
+    let total = settings.rounds as usize * WORKLOADS.len() * setups.len();
+    for round in 0..settings.rounds {
+        for (index, workload) in WORKLOADS.iter().enumerate() {
+            let mut order = setups.clone();
+            order.rotate_left((round as usize + index) % setups.len());
+            for setup in order {
+                progress(format!(
+                    "[{}/{total}] round {} {} / {}",
+                    measurements.len() + 1,
+                    round + 1,
+                    setup.name(),
+                    workload.name
+                ));
+                match measure(&servers, &probe, setup, workload, round, settings.seconds).await {
+                    Ok(measurement) => {
+                        if measurement.failed > 0 {
+                            notes.push(format!(
+                                "{} / {} round {}: {} failed transactions.",
+                                setup.name(),
+                                workload.name,
+                                round + 1,
+                                measurement.failed
+                            ));
+                        }
+                        measurements.push(measurement);
+                    }
+                    Err(e) => {
+                        progress(format!("  FAILED: {e:#}"));
+                        notes.push(format!(
+                            "{} / {} round {} failed: {}",
+                            setup.name(),
+                            workload.name,
+                            round + 1,
+                            format!("{e:#}").lines().next().unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let Servers {
+        postgres,
+        relay,
+        pgbouncer,
+        mycelium,
+    } = servers;
+    drop(mycelium);
+    drop(relay);
+
+    let mut memory = Vec::new();
+    progress(format!(
+        "memory: a fresh mycelium up, then {} idle connections",
+        settings.connections
+    ));
+    let max = (settings.connections + 1000).to_string();
+    let fresh = Mycelium::start(
+        &settings.mycelium,
+        &[("MYCELIUM_PROXY__MAX_CONNECTIONS", max.as_str())],
+    )?;
+    match memory::idle_connections("mycelium", fresh.pid, &fresh.target(), settings.connections)
+        .await
+    {
+        Ok(result) => memory.push(result),
+        Err(e) => notes.push(format!("mycelium memory measurement failed: {e:#}")),
+    }
+    drop(fresh);
+    if let Some((tx, _)) = &pgbouncer {
+        progress(format!(
+            "memory: pgbouncer with {} idle connections",
+            settings.connections
+        ));
+        match memory::idle_connections(
+            "pgbouncer (transaction)",
+            tx.pid,
+            &tx.target(),
+            settings.connections,
+        )
+        .await
+        {
+            Ok(result) => memory.push(result),
+            Err(e) => notes.push(format!("pgbouncer memory measurement failed: {e:#}")),
+        }
+    }
+    drop(pgbouncer);
+    drop(postgres);
+
+    let report = Report::new(
+        started,
+        settings,
+        cpus(),
+        versions(settings),
+        [
+            ("postgres", init_postgres.as_secs_f64()),
+            ("mycelium", init_mycelium.as_secs_f64()),
+        ],
+        measurements,
+        memory,
+        notes,
+    );
+    report::write(&report, &settings.out)?;
+    progress(format!(
+        "wrote {} and {}",
+        settings.out.join("results.json").display(),
+        settings.out.join("ratios.svg").display()
+    ));
+    Ok(())
+}
+
+/// One pgbench run against `setup`, with the CPU every process spent during it.
+async fn measure(
+    servers: &Servers,
+    probe: &Probe,
+    setup: Setup,
+    workload: &Workload,
+    round: u32,
+    seconds: u32,
+) -> anyhow::Result<Measurement> {
+    let (target, proxy) = servers.target(setup, workload.mode)?;
+    if !workload.select_only {
+        pgbench::tidy_before_tpcb(&target).await?;
+    }
+    // Let the tidy-up's backend end before the first sample.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = probe.sample()?;
+    let output = pgbench::measure(&target, workload, seconds).await?;
+    // Let the server's backends end and be reaped, so their CPU time is in the postmaster's.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = probe.sample()?;
+    anyhow::ensure!(output.success, "pgbench failed: {}", output.describe());
+    let summary = parse_pgbench(&output.stdout)
+        .map_err(|e| anyhow::anyhow!("cannot read pgbench's output: {e}\n{}", output.describe()))?;
+
+    let ticks = |f: fn(&Sample) -> u64| probe.seconds(f(&after).saturating_sub(f(&before)));
+    let bench_cpu_s = ticks(|s| s.bench);
+    let client_cpu_s = ticks(|s| s.children);
+    let postgres_cpu_s = ticks(|s| s.postgres);
+    let mycelium_cpu_s = ticks(|s| s.mycelium);
+    let pgbouncer_cpu_s = [ticks(|s| s.pgbouncers[0]), ticks(|s| s.pgbouncers[1])];
+    let proxy_cpu_s = match proxy {
+        None => None,
+        Some(None) => Some(bench_cpu_s),
+        Some(Some(pid)) if pid == probe.mycelium => Some(mycelium_cpu_s),
+        Some(Some(pid)) => probe
+            .pgbouncers
+            .iter()
+            .position(|p| *p == pid)
+            .map(|i| pgbouncer_cpu_s[i]),
+    };
+    let wall_s = after.at.duration_since(before.at).as_secs_f64();
+    Ok(Measurement {
+        setup: setup.name(),
+        workload: workload.name,
+        round: round + 1,
+        tps: summary.tps,
+        latency_ms: summary.latency_ms,
+        transactions: summary.transactions,
+        failed: summary.failed,
+        wall_s,
+        proxy_cpu_s,
+        postgres_cpu_s,
+        client_cpu_s,
+        bench_cpu_s,
+        other_cpu_s: probe.seconds(procfs::ticks_between(&before.others, &after.others)),
+        interrupt_cpu_s: ticks(|s| s.system.interrupts),
+        steal_s: ticks(|s| s.system.steal),
+        capacity_cpu_s: wall_s * f64::from(cpus()),
+    })
+}
+
+/// Versions of the tools, for the record.
+fn versions(settings: &Settings) -> Vec<(String, String)> {
+    let mut versions = Vec::new();
+    let mut version = |name: &str, program: &str, args: &[&str]| {
+        if let Ok(output) = std::process::Command::new(program).args(args).output() {
+            let text = String::from_utf8_lossy(&output.stdout);
+            if let Some(line) = text.lines().next().filter(|l| !l.is_empty()) {
+                versions.push((name.to_owned(), line.trim().to_owned()));
+            }
+        }
+    };
+    version("pgbench", "pgbench", &["--version"]);
+    version("pgbouncer", pgbouncer::BINARY, &["--version"]);
+    version(
+        "mycelium",
+        &settings.mycelium.display().to_string(),
+        &["--version"],
+    );
+    // The commit of the tree mycelium-bench was built from (usually mycelium's too).
+    version(
+        "bench source commit",
+        "git",
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    version("kernel", "uname", &["-sr"]);
+    versions
+}
