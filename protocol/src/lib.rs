@@ -125,8 +125,52 @@ pub enum Reply {
     Complete { tag: String },
 }
 
-/// The stream of replies for one statement; ends after `Complete` or an error.
-pub type ReplyStream = mpsc::Receiver<Result<Reply, DbError>>;
+/// Where the replies of a remote statement come from (the network layer reads them straight
+/// off its connection, with no task or channel in between).
+#[async_trait]
+pub trait ReplySource: Send {
+    async fn next(&mut self) -> Option<Result<Reply, DbError>>;
+}
+
+/// The stream of replies for one statement; ends after `Complete` or an error. Dropping it
+/// early cancels the statement.
+pub struct ReplyStream {
+    source: Source,
+}
+
+enum Source {
+    Channel(mpsc::Receiver<Result<Reply, DbError>>),
+    Custom(Box<dyn ReplySource>),
+}
+
+impl ReplyStream {
+    /// Replies sent into a channel (by a backend's worker thread).
+    pub fn from_channel(receiver: mpsc::Receiver<Result<Reply, DbError>>) -> ReplyStream {
+        ReplyStream {
+            source: Source::Channel(receiver),
+        }
+    }
+
+    pub fn from_source(source: Box<dyn ReplySource>) -> ReplyStream {
+        ReplyStream {
+            source: Source::Custom(source),
+        }
+    }
+
+    /// The next reply, or `None` when the statement is over (or its producer is gone).
+    pub async fn recv(&mut self) -> Option<Result<Reply, DbError>> {
+        match &mut self.source {
+            Source::Channel(receiver) => receiver.recv().await,
+            Source::Custom(source) => source.next().await,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReplyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplyStream")
+    }
+}
 
 /// A connection-like session on one node. Statements of a client transaction run on the
 /// same session, in order.

@@ -8,9 +8,10 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeLink, NodeSession, Reply, ReplyStream, StatementDescription,
+    CopyIn, DbError, Execute, NodeLink, NodeSession, Reply, ReplySource, ReplyStream,
+    StatementDescription,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::codec::{self, kind};
 use crate::{Frame, NetworkError, Pool, PooledConnection};
@@ -160,11 +161,13 @@ impl NodeSession for RemoteSession {
             conn.discard();
             return Err(self.lost(e));
         }
-        let (replies, stream) = mpsc::channel(16);
         let (handback, in_flight) = oneshot::channel();
         self.in_flight = Some(in_flight);
-        tokio::spawn(stream_replies(conn, replies, handback, self.node.clone()));
-        Ok(stream)
+        Ok(ReplyStream::from_source(Box::new(RemoteReplies {
+            conn: Some(conn),
+            handback: Some(handback),
+            node: self.node.clone(),
+        })))
     }
 
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
@@ -202,77 +205,111 @@ impl Drop for RemoteSession {
     }
 }
 
-/// Forwards one statement's frames as replies. If the proxy stops listening (a cancel), the
-/// node is told to stop, and the remaining frames are drained so the connection stays usable.
-async fn stream_replies(
-    mut conn: PooledConnection,
-    replies: mpsc::Sender<Result<Reply, DbError>>,
-    handback: oneshot::Sender<Option<(PooledConnection, bool)>>,
+/// One statement's replies, read straight off the connection as the proxy asks for them. At
+/// the end the connection goes back to its session (through `handback`); dropped early (a
+/// cancel, a timeout), it tells the node to stop and drains the rest in the background so the
+/// connection stays usable.
+struct RemoteReplies {
+    conn: Option<PooledConnection>,
+    handback: Option<oneshot::Sender<Option<(PooledConnection, bool)>>>,
     node: String,
-) {
-    let mut listening = true;
-    loop {
-        // A proxy that stops listening (a cancel, a statement timeout) must stop the node at
-        // once, not when its next reply finally arrives.
-        let received = if listening {
-            tokio::select! {
-                received = conn.recv() => received,
-                () = replies.closed() => {
-                    listening = false;
-                    if conn.send(kind::CANCEL, Bytes::new()).await.is_err() {
-                        conn.discard();
-                        let _ = handback.send(None);
-                        return;
-                    }
-                    continue;
-                }
-            }
-        } else {
-            conn.recv().await
-        };
-        let frame = match received {
-            Ok(Some(frame)) => frame,
-            Ok(None) | Err(_) => {
-                if listening {
-                    let error = DbError::new("08006", format!("lost connection to node {node}"));
-                    let _ = replies.send(Err(error)).await;
-                }
-                conn.discard();
-                let _ = handback.send(None);
-                return;
-            }
-        };
-        let (reply, end) = match decode_reply(frame) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                if listening {
-                    let error = DbError::new("08006", format!("node {node} sent a bad frame: {e}"));
-                    let _ = replies.send(Err(error)).await;
-                }
-                conn.discard();
-                let _ = handback.send(None);
-                return;
-            }
-        };
-        if listening && replies.send(reply).await.is_err() {
-            listening = false;
-            if conn.send(kind::CANCEL, Bytes::new()).await.is_err() {
-                conn.discard();
-                let _ = handback.send(None);
-                return;
-            }
-        }
-        if let Some(in_transaction) = end {
-            // A session that gave up on this statement and was dropped mid-transaction must
-            // not leave its transaction in the pool.
-            if handback.is_closed() && in_transaction {
-                conn.discard();
-                return;
-            }
+}
+
+impl RemoteReplies {
+    /// The statement ended: the connection returns to the session with the node's
+    /// transaction state.
+    fn finish(&mut self, in_transaction: bool) {
+        if let (Some(conn), Some(handback)) = (self.conn.take(), self.handback.take()) {
             let _ = handback.send(Some((conn, in_transaction)));
-            return;
         }
     }
+
+    /// The connection broke: nobody may reuse it.
+    fn fail(&mut self, error: DbError) -> Option<Result<Reply, DbError>> {
+        if let Some(conn) = self.conn.take() {
+            conn.discard();
+        }
+        if let Some(handback) = self.handback.take() {
+            let _ = handback.send(None);
+        }
+        Some(Err(error))
+    }
+}
+
+#[async_trait]
+impl ReplySource for RemoteReplies {
+    async fn next(&mut self) -> Option<Result<Reply, DbError>> {
+        let conn = self.conn.as_mut()?;
+        let frame = match conn.recv().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => {
+                let error = DbError::new("08006", format!("lost connection to node {}", self.node));
+                return self.fail(error);
+            }
+        };
+        match decode_reply(frame) {
+            Ok((reply, end)) => {
+                if let Some(in_transaction) = end {
+                    self.finish(in_transaction);
+                }
+                Some(reply)
+            }
+            Err(e) => {
+                let error =
+                    DbError::new("08006", format!("node {} sent a bad frame: {e}", self.node));
+                self.fail(error)
+            }
+        }
+    }
+}
+
+impl Drop for RemoteReplies {
+    fn drop(&mut self) {
+        let (Some(conn), Some(handback)) = (self.conn.take(), self.handback.take()) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(cancel_and_drain(conn, handback));
+            }
+            Err(_) => conn.discard(),
+        }
+    }
+}
+
+/// Stops a statement nobody listens to any more and reads its remaining frames, so the
+/// connection can serve the session's next statement.
+async fn cancel_and_drain(
+    mut conn: PooledConnection,
+    handback: oneshot::Sender<Option<(PooledConnection, bool)>>,
+) {
+    if conn.send(kind::CANCEL, Bytes::new()).await.is_err() {
+        conn.discard();
+        let _ = handback.send(None);
+        return;
+    }
+    loop {
+        let frame = match conn.recv().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => break,
+        };
+        match decode_reply(frame) {
+            Ok((_, Some(in_transaction))) => {
+                // A session that was dropped mid-transaction must not leave its transaction
+                // in the pool.
+                if handback.is_closed() && in_transaction {
+                    conn.discard();
+                    return;
+                }
+                let _ = handback.send(Some((conn, in_transaction)));
+                return;
+            }
+            Ok((_, None)) => {}
+            Err(_) => break,
+        }
+    }
+    conn.discard();
+    let _ = handback.send(None);
 }
 
 /// A reply, and for the last frame of a statement the node's transaction state.

@@ -288,7 +288,7 @@ fn immediate(items: Vec<Result<Reply, DbError>>) -> ReplyStream {
     for item in items {
         let _ = tx.try_send(item);
     }
-    rx
+    ReplyStream::from_channel(rx)
 }
 
 fn complete(tag: &str) -> ReplyStream {
@@ -450,7 +450,7 @@ impl NodeSession for SqliteSession {
                 _ = done_rx => {}
             }
         });
-        Ok(rx)
+        Ok(ReplyStream::from_channel(rx))
     }
 
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
