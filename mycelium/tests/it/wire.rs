@@ -294,3 +294,38 @@ async fn per_user_connection_and_rate_limits() {
         "the budget refills"
     );
 }
+
+#[test]
+fn configured_tls_certificate_is_used_instead_of_a_generated_one() {
+    // A first cluster generates a self-signed pair; a second is pointed at copies of it.
+    let first = Cluster::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("mine.crt"), dir.path().join("mine.key"));
+    std::fs::copy(first.data_path().join("server.crt"), &cert).expect("copy cert");
+    std::fs::copy(first.data_path().join("server.key"), &key).expect("copy key");
+    let cert_text = cert.to_string_lossy().into_owned();
+    let key_text = key.to_string_lossy().into_owned();
+    let second = Cluster::start_with_env(&[
+        ("MYCELIUM_PROXY__TLS_CERT", cert_text.as_str()),
+        ("MYCELIUM_PROXY__TLS_KEY", key_text.as_str()),
+    ]);
+    assert!(
+        !second.data_path().join("server.crt").exists(),
+        "no certificate is generated when one is configured"
+    );
+    let output = std::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=mycelium dbname=mycelium sslmode=require",
+            second.port
+        ))
+        .args(["-X", "-A", "-t", "-c", "SELECT 42"])
+        .env("PGPASSWORD", crate::harness::PASSWORD)
+        .output()
+        .expect("run psql");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.trim().ends_with("42"),
+        "stdout: {stdout} stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
