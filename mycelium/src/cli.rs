@@ -37,6 +37,27 @@ enum Command {
     Node(MemberArgs),
     /// Run a proxy in front of nodes running elsewhere (see `proxy.toml` in the README).
     Proxy(MemberArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (of `up`, `node` or `proxy`, as `--kind` says) with the
+    /// environment's MYCELIUM_* overrides; prints what is wrong, naming the key.
+    Check {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = ConfigKind::Up)]
+        kind: ConfigKind,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ConfigKind {
+    Up,
+    Node,
+    Proxy,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +123,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(!password.is_empty(), "empty password");
             let verifier = mycelium_proxy::Verifier::from_password(password);
             writeln!(std::io::stdout().lock(), "{}", verifier.to_text())?;
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { file, kind }) => {
+            match kind {
+                ConfigKind::Up => {
+                    mycelium_config::UpConfig::load(Some(&file))?;
+                }
+                ConfigKind::Node => {
+                    mycelium_config::NodeFileConfig::load(&file)?;
+                }
+                ConfigKind::Proxy => {
+                    mycelium_config::ProxyFileConfig::load(&file)?;
+                }
+            }
+            writeln!(std::io::stdout().lock(), "{}: ok", file.display())?;
             Ok(())
         }
         Command::Certs(args) => {

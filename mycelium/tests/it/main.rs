@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `mycelium` binary driven by real clients.
 
+mod cli;
 mod clients;
 mod cluster;
 mod harness;
