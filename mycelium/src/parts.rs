@@ -159,3 +159,38 @@ pub async fn stop_on_signal(shutdown: CancellationToken) {
     }
     shutdown.cancel();
 }
+
+/// On SIGHUP, reads the configuration again (`load`) and gives the proxy its users and
+/// policies; a bad file is logged and changes nothing. Connections stay up.
+pub fn reload_on_sighup<F>(proxy: Arc<Proxy>, load: F, shutdown: CancellationToken)
+where
+    F: Fn() -> anyhow::Result<(Vec<UserConfig>, Vec<PolicyConfig>)> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut hangups =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(signal) => signal,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; reload needs a restart");
+                    return;
+                }
+            };
+        loop {
+            tokio::select! {
+                _ = hangups.recv() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let reloaded = load().and_then(|(users, policies)| {
+                let defaults = proxy.policy_defaults();
+                let policies = policies
+                    .iter()
+                    .map(|p| policy_from_config(p, &defaults))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(proxy.reload(&users, policies)?)
+            });
+            if let Err(e) = reloaded {
+                tracing::warn!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded");
+            }
+        }
+    });
+}

@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::parts::{
-    ProxyParts, build_proxy, parse_node_type, serve_metrics, start_node, stop_on_signal,
+    ProxyParts, build_proxy, parse_node_type, reload_on_sighup, serve_metrics, start_node,
+    stop_on_signal,
 };
 use crate::up::{PROXY_MEMBER, announce};
 
@@ -85,6 +86,15 @@ pub async fn proxy(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Re
         &metrics,
         &format!("{} nodes", config.nodes.len()),
     )?;
+    let file = config_file.to_owned();
+    reload_on_sighup(
+        proxy.clone(),
+        move || {
+            let config = ProxyFileConfig::load(&file)?;
+            Ok((config.users, config.policies))
+        },
+        background.clone(),
+    );
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     mycelium_proxy::run(listener, proxy, shutdown).await;

@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UpArgs;
-use crate::parts::{ProxyParts, build_proxy, serve_metrics, start_node, stop_on_signal};
+use crate::parts::{
+    ProxyParts, build_proxy, reload_on_sighup, serve_metrics, start_node, stop_on_signal,
+};
 
 /// The proxy's name in the cluster's certificates.
 pub const PROXY_MEMBER: &str = "proxy";
@@ -90,6 +92,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &metrics,
         &format!("{} nodes, data in {}", infos.len(), data_dir.display()),
     )?;
+    let config_file = args.config.clone();
+    reload_on_sighup(
+        proxy.clone(),
+        move || {
+            let config = UpConfig::load(config_file.as_deref())?;
+            Ok((config.users, config.policies))
+        },
+        node_shutdown.clone(),
+    );
     let proxy_shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(proxy_shutdown.clone()));
     mycelium_proxy::run(listener, proxy, proxy_shutdown).await;

@@ -57,6 +57,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Users(#[from] BadVerifier),
+    #[error("{0}")]
+    Policy(String),
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
         path: String,
@@ -67,7 +69,8 @@ pub enum StartError {
 /// Everything the sessions of one proxy share.
 pub struct Proxy {
     config: ProxyConfig,
-    users: auth::Users,
+    /// Swapped whole on reload (SIGHUP); a session reads it once, when it authenticates.
+    users: std::sync::RwLock<Arc<auth::Users>>,
     tls: tokio_rustls::TlsAcceptor,
     cluster: Cluster,
     audit: audit::AuditLog,
@@ -102,7 +105,7 @@ impl Proxy {
                 config.max_connections_per_user,
                 config.rate_limit_per_user,
             ),
-            users: auth::Users::from_config(users)?,
+            users: std::sync::RwLock::new(Arc::new(auth::Users::from_config(users)?)),
             tls,
             cluster,
             plans: PlanCache::new(config.plan_cache_size),
@@ -112,6 +115,43 @@ impl Proxy {
             next_pid: AtomicI32::new(1000),
             config,
         })
+    }
+}
+
+impl Proxy {
+    /// Replaces users and configured policies (a SIGHUP reload). Open sessions keep running;
+    /// new logins see the new users, statements from now on the new policies.
+    pub fn reload(
+        &self,
+        users: &[UserConfig],
+        policies: Vec<mycelium_router::TablePolicy>,
+    ) -> Result<(), StartError> {
+        let users = Arc::new(auth::Users::from_config(users)?);
+        for policy in &policies {
+            self.cluster
+                .check_policy(policy)
+                .map_err(|e| StartError::Policy(e.to_client().message))?;
+        }
+        if let Ok(mut current) = self.users.write() {
+            *current = users;
+        }
+        for policy in policies {
+            self.cluster.set_policy(policy);
+        }
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// The policy of tables nobody configured.
+    pub fn policy_defaults(&self) -> mycelium_router::PolicyDefaults {
+        self.cluster.defaults().clone()
+    }
+
+    pub(crate) fn users(&self) -> Arc<auth::Users> {
+        self.users
+            .read()
+            .map(|u| u.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 }
 

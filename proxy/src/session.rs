@@ -85,7 +85,8 @@ pub async fn run(
     if let Some((minor, unsupported)) = &request.unsupported_minor {
         backend::negotiate_protocol_version(&mut conn.out, *minor, unsupported);
     }
-    match startup::authenticate(&mut conn, &proxy.users, &user).await {
+    let users = proxy.users();
+    match startup::authenticate(&mut conn, &users, &user).await {
         Ok(()) => {
             tracing::info!(tls = request.is_tls, "authenticated");
             proxy.audit.authenticated(&user, peer, request.is_tls);

@@ -13,6 +13,7 @@ pub struct Cluster {
     pub metrics_port: u16,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    config: Option<PathBuf>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -23,7 +24,21 @@ impl Cluster {
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(env, None)
+    }
+
+    /// `mycelium up --config FILE` with `config` as the file's text.
+    pub fn start_with_config(config: &str) -> Cluster {
+        Cluster::start_with(&[], Some(config))
+    }
+
+    fn start_with(env: &[(&str, &str)], config: Option<&str>) -> Cluster {
         let temp = tempfile::tempdir().expect("tempdir");
+        let config = config.map(|text| {
+            let path = temp.path().join("mycelium.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
         let data_dir = temp.path().join("data");
         let env: Vec<(String, String)> = env
             .iter()
@@ -35,6 +50,7 @@ impl Cluster {
             metrics_port: 0,
             data_dir,
             env,
+            config,
             _temp: Some(temp),
         };
         cluster.launch();
@@ -56,6 +72,9 @@ impl Cluster {
             .stderr(Stdio::inherit());
         for (k, v) in &self.env {
             command.env(k, v);
+        }
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
         }
         let mut child = command.spawn().expect("spawn mycelium");
         let stdout = child.stdout.take().expect("stdout");
@@ -122,6 +141,18 @@ impl Cluster {
             let _ = child.wait();
         }
         self.launch();
+    }
+
+    /// Rewrites the config file and sends SIGHUP.
+    pub fn reload(&self, config: &str) {
+        let path = self.config.as_ref().expect("started with a config file");
+        std::fs::write(path, config).expect("rewrite config");
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
     }
 
     /// Stops and starts again on the same port and data directory.

@@ -329,3 +329,66 @@ fn configured_tls_certificate_is_used_instead_of_a_generated_one() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads_users_without_dropping_sessions() {
+    let alice = "[[users]]\nname = \"alice\"\npassword = \"a-pass\"\n";
+    let mut cluster = Cluster::start_with_config(alice);
+    let connect = |user: &'static str, password: &'static str, port: u16| async move {
+        tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user={user} password={password} dbname=mycelium"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .map(|(client, connection)| {
+            tokio::spawn(connection);
+            client
+        })
+    };
+    let session = connect("alice", "a-pass", cluster.port)
+        .await
+        .expect("alice logs in");
+    let refused = connect("bob", "b-pass", cluster.port)
+        .await
+        .err()
+        .expect("bob is unknown");
+    assert_eq!(sqlstate(&refused), "28P01");
+
+    cluster.reload(&format!(
+        "{alice}[[users]]\nname = \"bob\"\npassword = \"b-pass\"\n"
+    ));
+    let mut bob = None;
+    for _ in 0..50 {
+        if let Ok(client) = connect("bob", "b-pass", cluster.port).await {
+            bob = Some(client);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let bob = bob.expect("bob logs in after SIGHUP");
+    assert_eq!(
+        bob.query_one("SELECT 1", &[])
+            .await
+            .expect("bob")
+            .get::<_, i32>(0),
+        1
+    );
+    // The session opened before the reload is still there.
+    assert_eq!(
+        session
+            .query_one("SELECT 2", &[])
+            .await
+            .expect("alice")
+            .get::<_, i32>(0),
+        2
+    );
+
+    // A broken file changes nothing.
+    cluster.reload("[[users]]\nname = \"\"\n");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        connect("bob", "b-pass", cluster.port).await.is_ok(),
+        "bad reload kept the users"
+    );
+    cluster.stop();
+}
