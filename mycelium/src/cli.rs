@@ -27,7 +27,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a local cluster in one process: the proxy and its SQLite node.
+    /// Run a local cluster in one process: the proxy and its SQLite nodes.
     Up(UpArgs),
     /// Print the SCRAM-SHA-256 verifier of a password (read from stdin) for the config file.
     Passwd,
