@@ -189,6 +189,10 @@ pub trait NodeSession: Send {
     /// Inserts a batch of `COPY FROM` rows; returns how many rows were written.
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError>;
 
+    /// The client user statements run as (what `current_user` answers). Links that do not
+    /// evaluate it ignore it.
+    fn set_user(&mut self, _user: &str) {}
+
     /// Whether a transaction is open on this session after the last statement finished.
     /// A link that pools the session must keep it pinned while this is true.
     fn in_transaction(&self) -> bool;

@@ -270,7 +270,8 @@ impl Session {
                 .get(node)
                 .map(|n| n.link.clone())
                 .ok_or_else(|| sql_error("XX000", format!("no node number {node}")))?;
-            let session = link.open_session().await?;
+            let mut session = link.open_session().await?;
+            session.set_user(&self.user);
             self.nodes[node] = Some(NodeConn {
                 session,
                 in_txn: false,

@@ -59,8 +59,8 @@ pub(crate) struct Session {
     /// `statement_timeout` and `idle_in_transaction_session_timeout`, parsed.
     statement_timeout: Option<std::time::Duration>,
     idle_in_transaction_timeout: Option<std::time::Duration>,
-    /// Who is connected, for the audit log.
-    user: String,
+    /// Who is connected (for the audit log, and what `current_user` answers on the nodes).
+    pub(crate) user: String,
     peer: std::net::SocketAddr,
     statements: HashMap<String, Prepared>,
     pub(crate) portals: HashMap<String, Portal>,

@@ -392,3 +392,37 @@ async fn sighup_reloads_users_without_dropping_sessions() {
     );
     cluster.stop();
 }
+
+#[tokio::test]
+async fn current_user_is_the_session_user() {
+    let config = "[[users]]\nname = \"alice\"\npassword = \"a\"\n[[users]]\nname = \"bob\"\npassword = \"b\"\n";
+    let cluster = Cluster::start_with_config(config);
+    let login = |user: &'static str, password: &'static str| {
+        let conn = format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname=mycelium",
+            cluster.port
+        );
+        async move {
+            let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+                .await
+                .expect("login");
+            tokio::spawn(connection);
+            client
+        }
+    };
+    let alice = login("alice", "a").await;
+    let bob = login("bob", "b").await;
+    for _ in 0..3 {
+        let a: String = alice
+            .query_one("SELECT current_user", &[])
+            .await
+            .expect("alice")
+            .get(0);
+        let b: String = bob
+            .query_one("SELECT session_user", &[])
+            .await
+            .expect("bob")
+            .get(0);
+        assert_eq!((a.as_str(), b.as_str()), ("alice", "bob"));
+    }
+}

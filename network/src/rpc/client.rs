@@ -49,6 +49,7 @@ impl NodeLink for RemoteNode {
             pinned: None,
             in_flight: None,
             in_transaction: false,
+            user: None,
         }))
     }
 }
@@ -65,6 +66,8 @@ struct RemoteSession {
     /// A statement still streaming; its connection comes back through here.
     in_flight: Option<Handback>,
     in_transaction: bool,
+    /// The client user, sent with every statement (connections are shared between users).
+    user: Option<String>,
 }
 
 impl RemoteSession {
@@ -154,7 +157,10 @@ impl NodeSession for RemoteSession {
     async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError> {
         let mut conn = self.connection().await?;
         if let Err(e) = conn
-            .send(kind::EXECUTE, codec::encode_execute(&request))
+            .send(
+                kind::EXECUTE,
+                codec::encode_execute(&request, self.user.as_deref()),
+            )
             .await
         {
             self.in_transaction = false;
@@ -193,6 +199,10 @@ impl NodeSession for RemoteSession {
 
     fn in_transaction(&self) -> bool {
         self.in_transaction
+    }
+
+    fn set_user(&mut self, user: &str) {
+        self.user = Some(user.to_owned());
     }
 }
 

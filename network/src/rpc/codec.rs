@@ -191,7 +191,8 @@ pub fn decode_describe(payload: Bytes) -> Result<(String, Vec<u32>), NetworkErro
     Ok((sql, types))
 }
 
-pub fn encode_execute(request: &Execute) -> Bytes {
+/// An EXECUTE: the statement, then the client user it runs as (`current_user`).
+pub fn encode_execute(request: &Execute, user: Option<&str>) -> Bytes {
     let values: usize = request
         .params
         .iter()
@@ -212,10 +213,11 @@ pub fn encode_execute(request: &Execute) -> Bytes {
     }
     put_formats(&mut buf, &request.param_formats);
     put_formats(&mut buf, &request.result_formats);
+    put_opt_str(&mut buf, user);
     buf.freeze()
 }
 
-pub fn decode_execute(payload: Bytes) -> Result<Execute, NetworkError> {
+pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>), NetworkError> {
     let mut r = Reader { buf: payload };
     let sql: Arc<str> = Arc::from(r.string()?);
     let param_types = Arc::from(r.oids()?);
@@ -225,14 +227,18 @@ pub fn decode_execute(payload: Bytes) -> Result<Execute, NetworkError> {
         .collect::<Result<Vec<_>, _>>()?;
     let param_formats = r.formats()?;
     let result_formats = Arc::from(r.formats()?);
+    let user = r.opt_string()?;
     r.finish("execute")?;
-    Ok(Execute {
-        sql,
-        param_types,
-        params,
-        param_formats,
-        result_formats,
-    })
+    Ok((
+        Execute {
+            sql,
+            param_types,
+            params,
+            param_formats,
+            result_formats,
+        },
+        user,
+    ))
 }
 
 pub fn encode_copy_in(batch: &CopyIn) -> Bytes {

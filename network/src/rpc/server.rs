@@ -73,7 +73,10 @@ async fn serve_connection(
                 conn.send(answer.0, answer.1).await?;
             }
             kind::EXECUTE => {
-                let request = codec::decode_execute(frame.payload)?;
+                let (request, user) = codec::decode_execute(frame.payload)?;
+                if let Some(user) = user {
+                    session.set_user(&user);
+                }
                 execute(&mut conn, session.as_mut(), request, &node_id).await?;
             }
             kind::COPY_IN => {

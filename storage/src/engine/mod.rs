@@ -203,6 +203,7 @@ impl SqliteBackend {
             pool: self.pool.clone(),
             pinned: None,
             txn: None,
+            user: Arc::from(DEFAULT_USER),
         }
     }
 
@@ -242,12 +243,17 @@ pub(crate) struct TxnState {
 pub(crate) type SharedTxn = Arc<Mutex<TxnState>>;
 
 /// One client session on the SQLite node.
+/// What `current_user` answers when no client user was given (internal statements).
+const DEFAULT_USER: &str = "mycelium";
+
 pub struct SqliteSession {
     pool: Arc<Pool>,
     /// The worker holding this session's open SQLite transaction.
     pinned: Option<Lease>,
     /// Set by BEGIN; the SQLite transaction itself starts with the first statement.
     txn: Option<SharedTxn>,
+    /// What `current_user` answers for this session's statements.
+    user: Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -435,6 +441,7 @@ impl NodeSession for SqliteSession {
             Job::Execute {
                 id,
                 request,
+                user: self.user.clone(),
                 txn: self.txn.clone(),
                 replies,
                 done,
@@ -473,6 +480,12 @@ impl NodeSession for SqliteSession {
 
     fn in_transaction(&self) -> bool {
         self.txn.is_some()
+    }
+
+    fn set_user(&mut self, user: &str) {
+        if &*self.user != user {
+            self.user = Arc::from(user);
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) enum Job {
     Execute {
         id: u64,
         request: Execute,
+        /// The client user, for `current_user`.
+        user: Arc<str>,
         txn: Option<SharedTxn>,
         replies: mpsc::Sender<Result<Reply, DbError>>,
         done: oneshot::Sender<()>,
@@ -144,11 +146,13 @@ impl Worker {
                 Job::Execute {
                     id,
                     request,
+                    user,
                     txn,
                     replies,
                     done,
                     lease,
                 } => {
+                    crate::functions::set_session_user(user);
                     self.set_current(id);
                     let result = self.execute(&request, txn.as_ref(), &replies);
                     self.set_current(0);

@@ -114,6 +114,17 @@ pub(crate) fn format_naive(t: NaiveDateTime) -> String {
     s
 }
 
+thread_local! {
+    /// The client user of the statement this worker thread is running.
+    static SESSION_USER: std::cell::RefCell<std::sync::Arc<str>> =
+        std::cell::RefCell::new(std::sync::Arc::from("mycelium"));
+}
+
+/// Sets the user `current_user` answers on this worker thread, before a statement runs.
+pub(crate) fn set_session_user(user: std::sync::Arc<str>) {
+    SESSION_USER.with(|current| *current.borrow_mut() = user);
+}
+
 const DET: FunctionFlags = FunctionFlags::SQLITE_UTF8
     .union(FunctionFlags::SQLITE_DETERMINISTIC)
     .union(FunctionFlags::SQLITE_INNOCUOUS);
@@ -238,7 +249,10 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     })?;
     conn.create_scalar_function("__pg_current_database", 0, DET, |_| Ok("mycelium"))?;
     conn.create_scalar_function("__pg_current_schema", 0, DET, |_| Ok("public"))?;
-    conn.create_scalar_function("__pg_current_user", 0, DET, |_| Ok("mycelium"))?;
+    // Not deterministic: the answer changes with the session the worker runs a statement for.
+    conn.create_scalar_function("__pg_current_user", 0, FunctionFlags::SQLITE_UTF8, |_| {
+        Ok(SESSION_USER.with(|user| user.borrow().to_string()))
+    })?;
     conn.create_scalar_function("__pg_greatest", -1, DET, |ctx| extreme(ctx, true))?;
     conn.create_scalar_function("__pg_least", -1, DET, |ctx| extreme(ctx, false))?;
     conn.create_scalar_function("__pg_extract", 2, DET, |ctx| {
