@@ -39,13 +39,14 @@ impl RunningNode {
 
 pub async fn start_node(
     id: &str,
+    miner: bool,
     file: &Path,
     storage: &StorageConfig,
     identity: TlsIdentity,
     listen: SocketAddr,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningNode> {
-    let node = Arc::new(Node::open_sqlite(id, file, storage)?);
+    let node = Arc::new(Node::open_sqlite(id, miner, file, storage)?);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("node {id}: cannot listen on {listen}"))?;

@@ -25,6 +25,7 @@ pub async fn node(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Res
     let shutdown = CancellationToken::new();
     let running = start_node(
         id,
+        config.node.node_type == "miner",
         &config.node.data,
         &config.storage,
         identity,

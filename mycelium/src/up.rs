@@ -60,6 +60,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     for info in &infos {
         let node = start_node(
             &info.id,
+            info.node_type == NodeType::Miner,
             &data_dir.join(format!("{}.sqlite", info.id)),
             &config.storage,
             TlsIdentity::load_member(&certs_dir, &info.id)?,

@@ -3,6 +3,8 @@
 //! The proxy reaches a node through [`NodeLink`]. `mycelium up` links them in process;
 //! the network layer carries the same requests between processes.
 
+mod miner;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +28,18 @@ pub enum NodeError {
 pub struct Node {
     id: String,
     backend: Arc<SqliteBackend>,
+    /// Set on miner nodes, which refuse validator-only tables themselves.
+    miner: Option<Arc<miner::ValidatorOnlyTables>>,
 }
 
 impl Node {
-    pub fn open_sqlite(id: &str, path: &Path, storage: &StorageConfig) -> Result<Node, NodeError> {
+    /// Opens the node's SQLite file; `miner` nodes refuse statements on validator-only tables.
+    pub fn open_sqlite(
+        id: &str,
+        miner: bool,
+        path: &Path,
+        storage: &StorageConfig,
+    ) -> Result<Node, NodeError> {
         let options = SqliteOptions {
             workers: storage.workers,
             busy_timeout: Duration::from_millis(storage.busy_timeout_ms),
@@ -44,6 +54,7 @@ impl Node {
         Ok(Node {
             id: id.to_owned(),
             backend: Arc::new(backend),
+            miner: miner.then(Default::default),
         })
     }
 
@@ -60,6 +71,14 @@ impl NodeLink for Node {
     }
 
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
-        Ok(Box::new(self.backend.session()))
+        let session: Box<dyn NodeSession> = Box::new(self.backend.session());
+        Ok(match &self.miner {
+            Some(guard) => Box::new(miner::MinerSession {
+                inner: session,
+                node: self.id.clone(),
+                guard: guard.clone(),
+            }),
+            None => session,
+        })
     }
 }

@@ -26,7 +26,7 @@ pub use placement::{
     NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place, placement_group,
 };
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
-pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, table_name};
+pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, statement_tables, table_name};
 pub use scatter::{
     Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, SortKey, merge_spec,
 };

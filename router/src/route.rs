@@ -544,6 +544,30 @@ fn single_table(from: &TableWithJoins) -> Result<String, RouterError> {
     Ok(tables.remove(0).0)
 }
 
+/// The tables a statement names, and whether it is DDL; `None` when it does not parse.
+pub fn statement_tables(sql: &str) -> Option<(Vec<String>, bool)> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let mut tables = Vec::new();
+    let mut ddl = false;
+    for statement in &statements {
+        ddl |= matches!(
+            statement,
+            Statement::CreateTable(_)
+                | Statement::CreateIndex(_)
+                | Statement::AlterTable(_)
+                | Statement::Drop { .. }
+        );
+        let _ = visit_relations(statement, |name| {
+            let table = table_name(name);
+            if !tables.contains(&table) {
+                tables.push(table);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    Some((tables, ddl))
+}
+
 /// Every table a query reads, anywhere in it (joins, subqueries, CTEs), without the
 /// emulated catalogs, which every node has.
 fn relations(query: &Query) -> Vec<String> {

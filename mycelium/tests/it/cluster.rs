@@ -63,6 +63,7 @@ fn free_port() -> u16 {
 
 struct ProcessCluster {
     nodes: Vec<Member>,
+    node_ports: Vec<u16>,
     _proxy: Member,
     port: u16,
     dir: tempfile::TempDir,
@@ -81,9 +82,11 @@ impl ProcessCluster {
             .expect("mycelium certs");
         assert!(status.success());
         let mut nodes = Vec::new();
+        let mut node_ports = Vec::new();
         let mut proxy_nodes = String::new();
         for (id, node_type) in NODES {
             let port = free_port();
+            node_ports.push(port);
             let config = dir.path().join(format!("{id}.toml"));
             std::fs::write(
                 &config,
@@ -131,6 +134,7 @@ impl ProcessCluster {
         );
         ProcessCluster {
             nodes,
+            node_ports,
             _proxy: proxy,
             port,
             dir,
@@ -291,6 +295,21 @@ async fn sharded_cluster_of_processes() {
             .expect("reference insert");
     }
 
+    // A miner refuses validator-only tables itself, even to a proxy that asks.
+    client
+        .batch_execute(
+            "CREATE TABLE secrets (id bigint PRIMARY KEY, v text) WITH (mycelium.shard_keys = 'id', \
+             mycelium.shards = 2, mycelium.validator_only = true);
+             INSERT INTO secrets (id, v) VALUES (1, 'one');",
+        )
+        .await
+        .expect("validator-only table");
+    let mut miner = miner_session(&cluster, 2).await;
+    let refused = run_on(&mut *miner.0, "SELECT v FROM secrets").await;
+    assert_eq!(refused.err().map(|e| e.code), Some("42501".to_owned()));
+    let allowed = run_on(&mut *miner.0, "SELECT count(*) FROM items").await;
+    assert!(allowed.is_ok(), "{allowed:?}");
+
     // Every row is on its shard's primary and nowhere else.
     let (policy, primaries) = primaries();
     let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
@@ -406,8 +425,8 @@ async fn sharded_cluster_of_processes() {
         .iter()
         .map(|r| r[3].parse::<usize>().unwrap_or(0))
         .sum();
-    // Two sharded tables of SHARDS shards and the default group's one shard.
-    assert_eq!(primary_shards, 2 * SHARDS as usize + 1, "{nodes:?}");
+    // Two tables of SHARDS shards, `secrets` with 2, and the default group's one shard.
+    assert_eq!(primary_shards, 2 * SHARDS as usize + 2 + 1, "{nodes:?}");
     cluster.nodes[victim_index].kill();
     let error = rows(
         &client,
@@ -446,4 +465,38 @@ async fn sharded_cluster_of_processes() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(state, "down", "{victim} should be reported down");
+}
+
+/// A node session opened the way a proxy opens one (mTLS with the proxy's certificate).
+async fn miner_session(
+    cluster: &ProcessCluster,
+    index: usize,
+) -> (
+    Box<dyn mycelium_protocol::NodeSession>,
+    mycelium_network::Pool,
+) {
+    use mycelium_protocol::NodeLink;
+    let identity =
+        mycelium_network::TlsIdentity::load_member(&cluster.dir.path().join("certs"), "proxy")
+            .expect("proxy identity");
+    let pool = mycelium_network::Pool::new(identity, mycelium_network::PoolOptions::default());
+    let (id, _) = NODES[index];
+    pool.add_peer(id, format!("127.0.0.1:{}", cluster.node_ports[index]));
+    let link = mycelium_network::rpc::RemoteNode::new(id, pool.clone());
+    (link.open_session().await.expect("node session"), pool)
+}
+
+async fn run_on(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    sql: &str,
+) -> Result<(), mycelium_protocol::DbError> {
+    let mut stream = session
+        .execute(mycelium_protocol::Execute::simple(sql))
+        .await?;
+    while let Some(reply) = stream.recv().await {
+        if let mycelium_protocol::Reply::Complete { .. } = reply? {
+            break;
+        }
+    }
+    Ok(())
 }
