@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mycelium_config::{StorageConfig, Synchronous};
-use mycelium_protocol::{DbError, NodeLink, NodeSession};
-use mycelium_storage::{SqliteBackend, SqliteOptions, StorageError};
+use mycelium_protocol::{DbError, NodeLink, NodeSession, PreparedTxn, TxnOutcome};
+use mycelium_storage::{Backend, SqliteBackend, SqliteOptions, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -24,10 +24,10 @@ pub enum NodeError {
     },
 }
 
-/// A node with a SQLite backend.
+/// A node: its id, its backend, and its role's checks.
 pub struct Node {
     id: String,
-    backend: Arc<SqliteBackend>,
+    backend: Arc<dyn Backend>,
     /// Set on miner nodes, which refuse validator-only tables themselves.
     miner: Option<Arc<miner::ValidatorOnlyTables>>,
 }
@@ -71,7 +71,7 @@ impl NodeLink for Node {
     }
 
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
-        let session: Box<dyn NodeSession> = Box::new(self.backend.session());
+        let session = self.backend.session();
         Ok(match &self.miner {
             Some(guard) => Box::new(miner::MinerSession {
                 inner: session,
@@ -80,5 +80,17 @@ impl NodeLink for Node {
             }),
             None => session,
         })
+    }
+
+    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
+        self.backend.finish_prepared(gid, commit).await
+    }
+
+    async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {
+        self.backend.prepared().await
+    }
+
+    async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError> {
+        self.backend.txn_outcome(gid).await
     }
 }

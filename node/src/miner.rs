@@ -145,4 +145,12 @@ impl NodeSession for MinerSession {
     fn in_transaction(&self) -> bool {
         self.inner.in_transaction()
     }
+
+    async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {
+        self.inner.prepare(gid, decider).await
+    }
+
+    async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+        self.inner.commit_decision(gid, participants).await
+    }
 }

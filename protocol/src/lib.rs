@@ -196,6 +196,38 @@ pub trait NodeSession: Send {
     /// Whether a transaction is open on this session after the last statement finished.
     /// A link that pools the session must keep it pinned while this is true.
     fn in_transaction(&self) -> bool;
+
+    /// Phase one of two-phase commit: makes the open transaction's changes durable under
+    /// the global id `gid` and keeps its locks, then detaches it from this session (which
+    /// has no transaction open afterwards). Only [`NodeLink::finish_prepared`] ends it.
+    /// `decider` names the node whose transaction record holds the outcome, for recovery.
+    async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError>;
+
+    /// The commit that decides a distributed transaction: writes the transaction record
+    /// (`gid` committed, with its `participants`) in the same backend transaction as this
+    /// session's own changes, and commits both at once.
+    async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError>;
+}
+
+/// A transaction in the prepared state on a node, waiting for its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedTxn {
+    pub gid: String,
+    /// The node whose transaction record decides the outcome.
+    pub decider: String,
+    /// When it was prepared, milliseconds since the Unix epoch.
+    pub prepared_at_ms: i64,
+}
+
+/// What a decider's records say about a distributed transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOutcome {
+    Committed,
+    /// No commit record: presumed abort. Asking records the abort, so the transaction can
+    /// never commit afterwards.
+    Aborted,
+    /// The deciding transaction is still running; ask again later.
+    Pending,
 }
 
 /// A way to reach one node and open sessions on it.
@@ -211,4 +243,15 @@ pub trait NodeLink: Send + Sync {
     fn is_up(&self) -> bool {
         true
     }
+
+    /// Phase two for a transaction this node prepared: commit or roll it back. Finishing
+    /// a `gid` the node no longer holds is not an error (it was finished before).
+    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError>;
+
+    /// The transactions this node holds prepared.
+    async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError>;
+
+    /// The outcome of `gid` according to this node's transaction records (this node was its
+    /// decider).
+    async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError>;
 }

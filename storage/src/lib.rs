@@ -68,3 +68,26 @@ pub use catalog::FIRST_USER_OID;
 pub use engine::{SqliteBackend, SqliteOptions, SqliteSession};
 pub use errors::StorageError;
 pub use rewrite::{Translation, translate};
+
+use async_trait::async_trait;
+use mycelium_protocol::{DbError, NodeSession, PreparedTxn, TxnOutcome};
+
+/// What a node needs of its database, whichever it is (SQLite file or Postgres server).
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// A new client session. Holds nothing until a statement runs.
+    fn session(&self) -> Box<dyn NodeSession>;
+
+    /// Phase two of a transaction prepared on this backend (see [`NodeSession::prepare`]).
+    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError>;
+
+    /// Transactions held in the prepared state.
+    async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError>;
+
+    /// The outcome of `gid` from this backend's transaction records; records an abort when
+    /// there is no record, so a late commit of the deciding transaction fails instead.
+    async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError>;
+
+    /// Finishes in-flight work and closes the backend.
+    fn shutdown(&self);
+}

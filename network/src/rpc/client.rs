@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeLink, NodeSession, Reply, ReplySource, ReplyStream,
-    StatementDescription,
+    CopyIn, DbError, Execute, NodeLink, NodeSession, PreparedTxn, Reply, ReplySource, ReplyStream,
+    StatementDescription, TxnOutcome,
 };
 use tokio::sync::oneshot;
 
@@ -52,6 +52,74 @@ impl NodeLink for RemoteNode {
             user: None,
         }))
     }
+
+    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
+        let frame = self
+            .link_request(
+                kind::FINISH_PREPARED,
+                codec::encode_finish_prepared(gid, commit),
+            )
+            .await?;
+        match frame.kind {
+            kind::DONE => Ok(()),
+            _ => Err(self.unexpected(frame, "FINISH_PREPARED")),
+        }
+    }
+
+    async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {
+        let frame = self.link_request(kind::LIST_PREPARED, Bytes::new()).await?;
+        match frame.kind {
+            kind::PREPARED_LIST => {
+                codec::decode_prepared_list(frame.payload).map_err(|e| lost(&self.id, e))
+            }
+            _ => Err(self.unexpected(frame, "LIST_PREPARED")),
+        }
+    }
+
+    async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError> {
+        let frame = self
+            .link_request(kind::TXN_OUTCOME, codec::encode_gid(gid))
+            .await?;
+        match frame.kind {
+            kind::OUTCOME => codec::decode_outcome(frame.payload).map_err(|e| lost(&self.id, e)),
+            _ => Err(self.unexpected(frame, "TXN_OUTCOME")),
+        }
+    }
+}
+
+fn lost(node: &str, error: impl std::fmt::Display) -> DbError {
+    DbError::new("08006", format!("lost connection to node {node}: {error}"))
+}
+
+impl RemoteNode {
+    /// A request that needs no session of its own, on any pooled connection.
+    async fn link_request(&self, kind: u8, payload: Bytes) -> Result<Frame, DbError> {
+        let mut conn =
+            self.pool.get(&self.id).await.map_err(|e| {
+                DbError::new("08006", format!("node {} is unreachable: {e}", self.id))
+            })?;
+        match conn.request(kind, payload).await {
+            Ok(frame) => Ok(frame),
+            Err(e) => {
+                conn.discard();
+                Err(lost(&self.id, e))
+            }
+        }
+    }
+
+    /// An ERROR frame becomes its error; anything else is a protocol violation.
+    fn unexpected(&self, frame: Frame, request: &str) -> DbError {
+        match frame.kind {
+            kind::ERROR => match codec::decode_error(frame.payload) {
+                Ok((error, _)) => error,
+                Err(e) => lost(&self.id, e),
+            },
+            other => lost(
+                &self.id,
+                format!("unexpected answer {other:#04x} to {request}"),
+            ),
+        }
+    }
 }
 
 /// A connection handed back by the task that streamed a statement's replies, with the
@@ -72,10 +140,27 @@ struct RemoteSession {
 
 impl RemoteSession {
     fn lost(&self, error: impl std::fmt::Display) -> DbError {
-        DbError::new(
-            "08006",
-            format!("lost connection to node {}: {error}", self.node),
-        )
+        lost(&self.node, error)
+    }
+
+    /// Sends a request answered by DONE or ERROR, keeping or releasing the connection as the
+    /// node's transaction state says.
+    async fn request_done(&mut self, kind: u8, payload: Bytes, what: &str) -> Result<(), DbError> {
+        let (conn, frame) = self.request(kind, payload).await?;
+        match frame.kind {
+            kind::DONE => {
+                let in_transaction = codec::decode_done(frame.payload).map_err(|e| self.lost(e))?;
+                self.release(conn, in_transaction);
+                Ok(())
+            }
+            kind::ERROR => {
+                let (error, in_transaction) =
+                    codec::decode_error(frame.payload).map_err(|e| self.lost(e))?;
+                self.release(conn, in_transaction);
+                Err(error)
+            }
+            other => Err(self.lost(format!("unexpected answer {other:#04x} to {what}"))),
+        }
     }
 
     async fn connection(&mut self) -> Result<PooledConnection, DbError> {
@@ -203,6 +288,24 @@ impl NodeSession for RemoteSession {
 
     fn set_user(&mut self, user: &str) {
         self.user = Some(user.to_owned());
+    }
+
+    async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {
+        self.request_done(
+            kind::PREPARE,
+            codec::encode_prepare(gid, decider),
+            "PREPARE",
+        )
+        .await
+    }
+
+    async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+        self.request_done(
+            kind::COMMIT_DECISION,
+            codec::encode_commit_decision(gid, participants),
+            "COMMIT_DECISION",
+        )
+        .await
     }
 }
 

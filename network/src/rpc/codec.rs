@@ -7,7 +7,10 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use mycelium_protocol::{Column, CopyIn, DataRows, DbError, Execute, Format, StatementDescription};
+use mycelium_protocol::{
+    Column, CopyIn, DataRows, DbError, Execute, Format, PreparedTxn, StatementDescription,
+    TxnOutcome,
+};
 
 use crate::NetworkError;
 
@@ -17,12 +20,20 @@ pub mod kind {
     pub const EXECUTE: u8 = 0x11;
     pub const COPY_IN: u8 = 0x12;
     pub const CANCEL: u8 = 0x13;
+    pub const PREPARE: u8 = 0x14;
+    pub const COMMIT_DECISION: u8 = 0x15;
+    pub const FINISH_PREPARED: u8 = 0x16;
+    pub const LIST_PREPARED: u8 = 0x17;
+    pub const TXN_OUTCOME: u8 = 0x18;
     pub const DESCRIPTION: u8 = 0x20;
     pub const COLUMNS: u8 = 0x21;
     pub const ROWS: u8 = 0x22;
     pub const COMPLETE: u8 = 0x23;
     pub const ERROR: u8 = 0x24;
     pub const COPIED: u8 = 0x25;
+    pub const DONE: u8 = 0x26;
+    pub const PREPARED_LIST: u8 = 0x27;
+    pub const OUTCOME: u8 = 0x28;
 }
 
 fn malformed(what: &str) -> NetworkError {
@@ -399,4 +410,124 @@ pub fn decode_copied(payload: Bytes) -> Result<(u64, bool), NetworkError> {
     let rows = r.u64()?;
     r.finish("copied")?;
     Ok((rows, in_transaction))
+}
+
+pub fn encode_prepare(gid: &str, decider: &str) -> Bytes {
+    let mut buf = BytesMut::new();
+    put_str(&mut buf, gid);
+    put_str(&mut buf, decider);
+    buf.freeze()
+}
+
+pub fn decode_prepare(payload: Bytes) -> Result<(String, String), NetworkError> {
+    let mut r = Reader { buf: payload };
+    let gid = r.string()?;
+    let decider = r.string()?;
+    r.finish("prepare")?;
+    Ok((gid, decider))
+}
+
+pub fn encode_commit_decision(gid: &str, participants: &[String]) -> Bytes {
+    let mut buf = BytesMut::new();
+    put_str(&mut buf, gid);
+    buf.put_u16(participants.len() as u16);
+    for participant in participants {
+        put_str(&mut buf, participant);
+    }
+    buf.freeze()
+}
+
+pub fn decode_commit_decision(payload: Bytes) -> Result<(String, Vec<String>), NetworkError> {
+    let mut r = Reader { buf: payload };
+    let gid = r.string()?;
+    let n = r.u16()? as usize;
+    let participants = (0..n).map(|_| r.string()).collect::<Result<_, _>>()?;
+    r.finish("commit decision")?;
+    Ok((gid, participants))
+}
+
+pub fn encode_finish_prepared(gid: &str, commit: bool) -> Bytes {
+    let mut buf = BytesMut::new();
+    put_str(&mut buf, gid);
+    buf.put_u8(u8::from(commit));
+    buf.freeze()
+}
+
+pub fn decode_finish_prepared(payload: Bytes) -> Result<(String, bool), NetworkError> {
+    let mut r = Reader { buf: payload };
+    let gid = r.string()?;
+    let commit = r.u8()? != 0;
+    r.finish("finish prepared")?;
+    Ok((gid, commit))
+}
+
+pub fn encode_gid(gid: &str) -> Bytes {
+    let mut buf = BytesMut::new();
+    put_str(&mut buf, gid);
+    buf.freeze()
+}
+
+pub fn decode_gid(payload: Bytes) -> Result<String, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let gid = r.string()?;
+    r.finish("transaction id")?;
+    Ok(gid)
+}
+
+/// The answer to a request that returns nothing but the session's transaction state.
+pub fn encode_done(in_transaction: bool) -> Bytes {
+    Bytes::from(vec![u8::from(in_transaction)])
+}
+
+pub fn decode_done(payload: Bytes) -> Result<bool, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let in_transaction = r.u8()? != 0;
+    r.finish("done")?;
+    Ok(in_transaction)
+}
+
+pub fn encode_prepared_list(list: &[PreparedTxn]) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_u32(list.len() as u32);
+    for txn in list {
+        put_str(&mut buf, &txn.gid);
+        put_str(&mut buf, &txn.decider);
+        buf.put_u64(txn.prepared_at_ms as u64);
+    }
+    buf.freeze()
+}
+
+pub fn decode_prepared_list(payload: Bytes) -> Result<Vec<PreparedTxn>, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let n = r.u32()? as usize;
+    let mut list = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        list.push(PreparedTxn {
+            gid: r.string()?,
+            decider: r.string()?,
+            prepared_at_ms: r.u64()? as i64,
+        });
+    }
+    r.finish("prepared list")?;
+    Ok(list)
+}
+
+pub fn encode_outcome(outcome: TxnOutcome) -> Bytes {
+    Bytes::from(vec![match outcome {
+        TxnOutcome::Committed => 1,
+        TxnOutcome::Aborted => 2,
+        TxnOutcome::Pending => 3,
+    }])
+}
+
+pub fn decode_outcome(payload: Bytes) -> Result<TxnOutcome, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let outcome = match r.u8()? {
+        1 => TxnOutcome::Committed,
+        2 => TxnOutcome::Aborted,
+        3 => TxnOutcome::Pending,
+        _ => return Err(malformed("transaction outcome")),
+    };
+    r.finish("outcome")?;
+    Ok(outcome)
 }

@@ -52,6 +52,11 @@ async fn serve_connection(
             kind::DESCRIBE => "describe",
             kind::EXECUTE => "execute",
             kind::COPY_IN => "copy_in",
+            kind::PREPARE => "prepare",
+            kind::COMMIT_DECISION => "commit_decision",
+            kind::FINISH_PREPARED => "finish_prepared",
+            kind::LIST_PREPARED => "list_prepared",
+            kind::TXN_OUTCOME => "txn_outcome",
             _ => "other",
         };
         let started = std::time::Instant::now();
@@ -98,6 +103,42 @@ async fn serve_connection(
                 };
                 conn.send(answer.0, answer.1).await?;
             }
+            kind::PREPARE => {
+                let (gid, decider) = codec::decode_prepare(frame.payload)?;
+                let result = session.prepare(&gid, &decider).await;
+                send_done(&mut conn, session.in_transaction(), result).await?;
+            }
+            kind::COMMIT_DECISION => {
+                let (gid, participants) = codec::decode_commit_decision(frame.payload)?;
+                let result = session.commit_decision(&gid, &participants).await;
+                send_done(&mut conn, session.in_transaction(), result).await?;
+            }
+            kind::FINISH_PREPARED => {
+                let (gid, commit) = codec::decode_finish_prepared(frame.payload)?;
+                let result = node.finish_prepared(&gid, commit).await;
+                send_done(&mut conn, session.in_transaction(), result).await?;
+            }
+            kind::LIST_PREPARED => {
+                let answer = match node.prepared().await {
+                    Ok(list) => (kind::PREPARED_LIST, codec::encode_prepared_list(&list)),
+                    Err(error) => (
+                        kind::ERROR,
+                        codec::encode_error(&error, session.in_transaction()),
+                    ),
+                };
+                conn.send(answer.0, answer.1).await?;
+            }
+            kind::TXN_OUTCOME => {
+                let gid = codec::decode_gid(frame.payload)?;
+                let answer = match node.txn_outcome(&gid).await {
+                    Ok(outcome) => (kind::OUTCOME, codec::encode_outcome(outcome)),
+                    Err(error) => (
+                        kind::ERROR,
+                        codec::encode_error(&error, session.in_transaction()),
+                    ),
+                };
+                conn.send(answer.0, answer.1).await?;
+            }
             // A cancel that arrives after its statement finished has nothing to stop.
             kind::CANCEL => {}
             other => {
@@ -114,6 +155,27 @@ async fn serve_connection(
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// Answers a request that returns only success and the session's transaction state.
+async fn send_done(
+    conn: &mut Connection,
+    in_transaction: bool,
+    result: Result<(), DbError>,
+) -> Result<(), NetworkError> {
+    match result {
+        Ok(()) => {
+            conn.send(kind::DONE, codec::encode_done(in_transaction))
+                .await
+        }
+        Err(error) => {
+            metrics::NODE_ERRORS
+                .with_label_values(&[error.code.as_str()])
+                .inc();
+            conn.send(kind::ERROR, codec::encode_error(&error, in_transaction))
+                .await
+        }
+    }
 }
 
 /// Runs one statement, streaming its replies; a CANCEL frame from the proxy stops it.

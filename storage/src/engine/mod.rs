@@ -487,6 +487,41 @@ impl NodeSession for SqliteSession {
             self.user = Arc::from(user);
         }
     }
+
+    async fn prepare(&mut self, _gid: &str, _decider: &str) -> Result<(), DbError> {
+        Err(DbError::new("0A000", "PREPARE is not implemented yet"))
+    }
+
+    async fn commit_decision(
+        &mut self,
+        _gid: &str,
+        _participants: &[String],
+    ) -> Result<(), DbError> {
+        Err(DbError::new("0A000", "PREPARE is not implemented yet"))
+    }
+}
+
+#[async_trait]
+impl crate::Backend for SqliteBackend {
+    fn session(&self) -> Box<dyn NodeSession> {
+        Box::new(SqliteBackend::session(self))
+    }
+
+    async fn finish_prepared(&self, _gid: &str, _commit: bool) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    async fn prepared(&self) -> Result<Vec<mycelium_protocol::PreparedTxn>, DbError> {
+        Ok(Vec::new())
+    }
+
+    async fn txn_outcome(&self, _gid: &str) -> Result<mycelium_protocol::TxnOutcome, DbError> {
+        Ok(mycelium_protocol::TxnOutcome::Aborted)
+    }
+
+    fn shutdown(&self) {
+        SqliteBackend::shutdown(self);
+    }
 }
 
 impl Drop for SqliteSession {
