@@ -7,6 +7,7 @@
 //! user. Every error names the file and the key.
 
 mod env;
+pub mod failpoint;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

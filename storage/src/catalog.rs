@@ -39,6 +39,12 @@ CREATE TABLE IF NOT EXISTS __mycelium_sequences (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS __mycelium_txn_records (
+    gid TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('committed', 'aborted', 'applied')),
+    participants TEXT NOT NULL,
+    decided_at_ms INTEGER NOT NULL
+);
 ";
 
 /// A column type as Postgres describes it.

@@ -23,6 +23,8 @@ pub enum StorageError {
     Spawn(std::io::Error),
     #[error("the SQLite backend has shut down")]
     Closed,
+    #[error("cannot re-establish prepared transaction {gid} after a restart: {message}")]
+    Recovery { gid: String, message: String },
 }
 
 pub(crate) const FEATURE_NOT_SUPPORTED: &str = "0A000";

@@ -7,8 +7,10 @@
 //! worker from its first statement until COMMIT/ROLLBACK, because SQLite transactions are
 //! per connection.
 
+mod redo;
 mod worker;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,7 +20,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeSession, Reply, ReplyStream, StatementDescription,
+    CopyIn, DbError, Execute, NodeSession, PreparedTxn, Reply, ReplyStream, StatementDescription,
+    TxnOutcome,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -57,6 +60,15 @@ pub(crate) struct Shared {
     /// Ids for schemas private to one transaction (its own uncommitted DDL).
     pub private_ids: AtomicU64,
     pub sequences: crate::functions::Sequences,
+    /// Durable votes of prepared transactions.
+    pub redo: redo::RedoStore,
+}
+
+/// A prepared transaction: the worker holding it open (none when it changed nothing).
+struct PreparedSlot {
+    lease: Option<Lease>,
+    decider: String,
+    prepared_at_ms: i64,
 }
 
 struct Slot {
@@ -74,6 +86,7 @@ pub(crate) struct Pool {
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     next_job: AtomicU64,
+    prepared: Mutex<HashMap<String, PreparedSlot>>,
 }
 
 fn closed_error() -> DbError {
@@ -99,6 +112,14 @@ impl Pool {
             pool: self.clone(),
             index,
         })
+    }
+
+    fn prepared(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, PreparedSlot>>, DbError> {
+        self.prepared
+            .lock()
+            .map_err(|_| DbError::new("XX000", "the prepared-transaction table is poisoned"))
     }
 
     fn send(&self, index: usize, job: Job) -> Result<(), DbError> {
@@ -155,6 +176,13 @@ impl SqliteBackend {
             .execute_batch(crate::catalog::CATALOG_DDL)
             .map_err(open_err)?;
         let schema = crate::catalog::load(&setup, 0).map_err(open_err)?;
+        let redo_path = redo::path_for(path);
+        let redo_store =
+            redo::RedoStore::open(&redo_path).map_err(|source| StorageError::Open {
+                path: redo_path.display().to_string(),
+                source,
+            })?;
+        let in_doubt = committed_before_crash(&setup, &redo_store)?;
         drop(setup);
         let shared = Arc::new(Shared {
             generation: AtomicU64::new(0),
@@ -162,6 +190,7 @@ impl SqliteBackend {
             cache: TranslationCache::default(),
             private_ids: AtomicU64::new(1 << 62),
             sequences: Default::default(),
+            redo: redo_store,
         });
 
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
@@ -176,16 +205,32 @@ impl SqliteBackend {
                 interrupt: conn.get_interrupt_handle(),
                 current: current.clone(),
             };
-            let worker = Worker::new(conn, shared.clone(), current).map_err(open_err)?;
+            // The worker borrows its connection (a change-capture session borrows it too),
+            // so both live on the worker thread's stack.
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let worker_shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("sqlite-worker-{index}"))
-                .spawn(move || worker.run(rx))
+                .spawn(move || match Worker::new(&conn, worker_shared, current) {
+                    Ok(worker) => {
+                        let _ = ready_tx.send(Ok(()));
+                        worker.run(rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                })
                 .map_err(StorageError::Spawn)?;
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(open_err(e)),
+                Err(_) => return Err(StorageError::Closed),
+            }
             slots.push(slot);
             threads.push(handle);
             let _ = idle_tx.send(index);
         }
-        Ok(SqliteBackend {
+        let backend = SqliteBackend {
             pool: Arc::new(Pool {
                 slots,
                 idle_tx,
@@ -193,8 +238,54 @@ impl SqliteBackend {
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
                 next_job: AtomicU64::new(1),
+                prepared: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        for redo in in_doubt {
+            backend.reestablish(redo)?;
+        }
+        Ok(backend)
+    }
+
+    /// Holds a prepared transaction again after a restart, before anything else may write.
+    fn reestablish(&self, redo: redo::Redo) -> Result<(), StorageError> {
+        let gid = redo.gid.clone();
+        let failed = |message: String| StorageError::Recovery {
+            gid: gid.clone(),
+            message,
+        };
+        let index = self
+            .pool
+            .idle_rx
+            .try_lock()
+            .ok()
+            .and_then(|mut idle| idle.try_recv().ok())
+            .ok_or_else(|| failed("no idle worker to hold it".to_owned()))?;
+        let lease = Lease {
+            pool: self.pool.clone(),
+            index,
+        };
+        let (reply, answer) = std::sync::mpsc::channel();
+        let decider = redo.decider.clone();
+        let prepared_at_ms = redo.prepared_at_ms;
+        self.pool
+            .send(index, Job::Reestablish { redo, reply })
+            .map_err(|e| failed(e.message))?;
+        match answer.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(failed(e.message)),
+            Err(_) => return Err(failed("the worker stopped".to_owned())),
+        }
+        tracing::warn!(gid = %gid, decider = %decider, "prepared transaction re-established after a restart; waiting for its outcome");
+        self.pool.prepared().map_err(|e| failed(e.message))?.insert(
+            gid,
+            PreparedSlot {
+                lease: Some(lease),
+                decider,
+                prepared_at_ms,
+            },
+        );
+        Ok(())
     }
 
     /// A new session. Holds nothing until a statement runs.
@@ -222,6 +313,10 @@ impl SqliteBackend {
         for thread in threads {
             let _ = thread.join();
         }
+        // Prepared transactions hold leases on the pool; their redo rows outlive this.
+        if let Ok(mut prepared) = self.pool.prepared.lock() {
+            prepared.clear();
+        }
     }
 }
 
@@ -229,6 +324,41 @@ impl Drop for SqliteBackend {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The redo rows still in doubt. Rows whose commit reached the data file before a crash
+/// (their `applied` marker exists) are deleted, and so are markers no row needs any more.
+fn committed_before_crash(
+    data: &rusqlite::Connection,
+    store: &redo::RedoStore,
+) -> Result<Vec<redo::Redo>, StorageError> {
+    let recovery = |gid: &str, message: String| StorageError::Recovery {
+        gid: gid.to_owned(),
+        message,
+    };
+    let mut in_doubt = Vec::new();
+    for redo in store.all().map_err(|e| recovery("?", e.message))? {
+        let applied: bool = data
+            .query_row(
+                "SELECT count(*) > 0 FROM __mycelium_txn_records WHERE gid = ?1 AND state = 'applied'",
+                [&redo.gid],
+                |row| row.get(0),
+            )
+            .map_err(|e| recovery(&redo.gid, e.to_string()))?;
+        if applied {
+            store
+                .delete(&redo.gid)
+                .map_err(|e| recovery(&redo.gid, e.message))?;
+        } else {
+            in_doubt.push(redo);
+        }
+    }
+    data.execute(
+        "DELETE FROM __mycelium_txn_records WHERE state = 'applied'",
+        [],
+    )
+    .map_err(|e| recovery("?", e.to_string()))?;
+    Ok(in_doubt)
 }
 
 /// The transaction a session has open, as its worker needs to see it.
@@ -488,16 +618,81 @@ impl NodeSession for SqliteSession {
         }
     }
 
-    async fn prepare(&mut self, _gid: &str, _decider: &str) -> Result<(), DbError> {
-        Err(DbError::new("0A000", "PREPARE is not implemented yet"))
+    async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {
+        if self.txn.is_none() {
+            return Err(DbError::new("25P01", "there is no transaction in progress"));
+        }
+        if self.txn_failed() {
+            self.end(false).await?;
+            return Err(aborted_error());
+        }
+        if self.pool.prepared()?.contains_key(gid) {
+            self.end(false).await?;
+            return Err(DbError::new(
+                "42710",
+                format!("transaction identifier \"{gid}\" is already in use"),
+            ));
+        }
+        self.txn = None;
+        let lease = match self.pinned.take() {
+            Some(lease) => {
+                let (reply, rx) = oneshot::channel();
+                self.pool.send(
+                    lease.index,
+                    Job::Prepare {
+                        gid: gid.to_owned(),
+                        decider: decider.to_owned(),
+                        reply,
+                    },
+                )?;
+                match rx.await.map_err(|_| closed_error())? {
+                    Ok(true) => Some(lease),
+                    Ok(false) => None,
+                    Err(e) => {
+                        // The worker ended the transaction; the lease returns it to the pool.
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        self.pool.prepared()?.insert(
+            gid.to_owned(),
+            PreparedSlot {
+                lease,
+                decider: decider.to_owned(),
+                prepared_at_ms: Utc::now().timestamp_millis(),
+            },
+        );
+        Ok(())
     }
 
-    async fn commit_decision(
-        &mut self,
-        _gid: &str,
-        _participants: &[String],
-    ) -> Result<(), DbError> {
-        Err(DbError::new("0A000", "PREPARE is not implemented yet"))
+    async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+        if self.txn.is_none() {
+            return Err(DbError::new("25P01", "there is no transaction in progress"));
+        }
+        if self.txn_failed() {
+            self.end(false).await?;
+            return Err(aborted_error());
+        }
+        self.txn = None;
+        // A transaction that ran nothing here still needs a worker to write the record.
+        let lease = match self.pinned.take() {
+            Some(lease) => lease,
+            None => self.pool.acquire().await?,
+        };
+        let (reply, rx) = oneshot::channel();
+        self.pool.send(
+            lease.index,
+            Job::CommitDecision {
+                gid: gid.to_owned(),
+                participants: participants.to_vec(),
+                reply,
+            },
+        )?;
+        let result = rx.await.map_err(|_| closed_error())?;
+        drop(lease);
+        result
     }
 }
 
@@ -507,16 +702,49 @@ impl crate::Backend for SqliteBackend {
         Box::new(SqliteBackend::session(self))
     }
 
-    async fn finish_prepared(&self, _gid: &str, _commit: bool) -> Result<(), DbError> {
-        Ok(())
+    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
+        let slot = self.pool.prepared()?.remove(gid);
+        let Some(lease) = slot.and_then(|slot| slot.lease) else {
+            return Ok(());
+        };
+        let (reply, rx) = oneshot::channel();
+        self.pool.send(
+            lease.index,
+            Job::FinishPrepared {
+                gid: gid.to_owned(),
+                commit,
+                reply,
+                lease,
+            },
+        )?;
+        rx.await.map_err(|_| closed_error())?
     }
 
-    async fn prepared(&self) -> Result<Vec<mycelium_protocol::PreparedTxn>, DbError> {
-        Ok(Vec::new())
+    async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {
+        Ok(self
+            .pool
+            .prepared()?
+            .iter()
+            .map(|(gid, slot)| PreparedTxn {
+                gid: gid.clone(),
+                decider: slot.decider.clone(),
+                prepared_at_ms: slot.prepared_at_ms,
+            })
+            .collect())
     }
 
-    async fn txn_outcome(&self, _gid: &str) -> Result<mycelium_protocol::TxnOutcome, DbError> {
-        Ok(mycelium_protocol::TxnOutcome::Aborted)
+    async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError> {
+        let lease = self.pool.acquire().await?;
+        let (reply, rx) = oneshot::channel();
+        self.pool.send(
+            lease.index,
+            Job::Outcome {
+                gid: gid.to_owned(),
+                reply,
+                lease: Some(lease),
+            },
+        )?;
+        rx.await.map_err(|_| closed_error())?
     }
 
     fn shutdown(&self) {

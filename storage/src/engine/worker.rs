@@ -8,12 +8,14 @@ use bytes::BytesMut;
 use chrono::Utc;
 use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef};
 use mycelium_protocol::{
-    CopyIn, DataRowsBuilder, DbError, Execute, Format, Reply, StatementDescription,
+    CopyIn, DataRowsBuilder, DbError, Execute, Format, Reply, StatementDescription, TxnOutcome,
 };
+use rusqlite::session::{ConflictAction, ConflictType, Session};
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::redo::Redo;
 use super::{Lease, Shared, SharedTxn, aborted_error};
 use crate::catalog::{self, Schema, quote_ident};
 use crate::errors::{ErrorContext, from_sqlite, internal};
@@ -45,6 +47,37 @@ pub(crate) enum Job {
         txn: Option<SharedTxn>,
         reply: oneshot::Sender<Result<u64, DbError>>,
         lease: Option<Lease>,
+    },
+    /// Phase one of two-phase commit on the session's pinned worker: answers whether the
+    /// transaction holds changes (then it stays open, its changes in the redo store).
+    Prepare {
+        gid: String,
+        decider: String,
+        reply: oneshot::Sender<Result<bool, DbError>>,
+    },
+    /// Phase two of a prepared transaction; releases the worker.
+    FinishPrepared {
+        gid: String,
+        commit: bool,
+        reply: oneshot::Sender<Result<(), DbError>>,
+        lease: Lease,
+    },
+    /// Commits the session's transaction together with the record that decides `gid`.
+    CommitDecision {
+        gid: String,
+        participants: Vec<String>,
+        reply: oneshot::Sender<Result<(), DbError>>,
+    },
+    /// What the transaction records say about `gid` (recording an abort if nothing).
+    Outcome {
+        gid: String,
+        reply: oneshot::Sender<Result<TxnOutcome, DbError>>,
+        lease: Option<Lease>,
+    },
+    /// After a restart: opens a transaction holding a prepared transaction's changes again.
+    Reestablish {
+        redo: Redo,
+        reply: std::sync::mpsc::Sender<Result<(), DbError>>,
     },
     /// COMMIT or ROLLBACK of the session's transaction; releases the pinned worker.
     End {
@@ -100,8 +133,16 @@ impl ToSql for Bind<'_> {
     }
 }
 
-pub(crate) struct Worker {
-    conn: Connection,
+/// The changes of an open explicit transaction, kept so it can be prepared.
+struct Capture<'c> {
+    session: Session<'c>,
+    /// DDL run in the transaction, in order: the session extension records rows only.
+    ddl: Vec<String>,
+}
+
+pub(crate) struct Worker<'c> {
+    conn: &'c Connection,
+    capture: Option<Capture<'c>>,
     shared: Arc<Shared>,
     current: Arc<Mutex<u64>>,
     functions: FunctionState,
@@ -112,12 +153,12 @@ pub(crate) struct Worker {
     catalog_filled: Option<u64>,
 }
 
-impl Worker {
+impl<'c> Worker<'c> {
     pub fn new(
-        conn: Connection,
+        conn: &'c Connection,
         shared: Arc<Shared>,
         current: Arc<Mutex<u64>>,
-    ) -> rusqlite::Result<Worker> {
+    ) -> rusqlite::Result<Worker<'c>> {
         let functions = FunctionState {
             sequences: shared.sequences.clone(),
             ..FunctionState::default()
@@ -127,6 +168,7 @@ impl Worker {
         let schema = shared.schema.read().map(|s| s.clone()).unwrap_or_default();
         let mut worker = Worker {
             conn,
+            capture: None,
             shared,
             current,
             functions,
@@ -187,6 +229,36 @@ impl Worker {
                     let _ = reply.send(result);
                     drop(lease);
                 }
+                Job::Prepare {
+                    gid,
+                    decider,
+                    reply,
+                } => {
+                    let _ = reply.send(self.prepare(&gid, &decider));
+                }
+                Job::FinishPrepared {
+                    gid,
+                    commit,
+                    reply,
+                    lease,
+                } => {
+                    let _ = reply.send(self.finish_prepared(&gid, commit));
+                    drop(lease);
+                }
+                Job::CommitDecision {
+                    gid,
+                    participants,
+                    reply,
+                } => {
+                    let _ = reply.send(self.commit_decision(&gid, &participants));
+                }
+                Job::Outcome { gid, reply, lease } => {
+                    let _ = reply.send(self.outcome(&gid));
+                    drop(lease);
+                }
+                Job::Reestablish { redo, reply } => {
+                    let _ = reply.send(self.reestablish(&redo));
+                }
                 Job::End {
                     commit,
                     reply,
@@ -233,6 +305,7 @@ impl Worker {
     }
 
     fn end(&mut self, commit: bool) -> Result<(), DbError> {
+        self.capture = None;
         let result = if self.conn.is_autocommit() {
             Ok(())
         } else if commit {
@@ -253,6 +326,199 @@ impl Worker {
             self.schema_changed_committed();
         }
         result
+    }
+
+    /// Starts recording the row changes of the transaction just begun. The catalog tables
+    /// are left out: replaying the transaction's DDL rewrites them.
+    fn start_capture(&self) -> Result<Capture<'c>, DbError> {
+        let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
+        let mut session = Session::new(self.conn).map_err(sqlite)?;
+        session.table_filter(Some(|table: &str| {
+            table != "__mycelium_tables" && table != "__mycelium_columns"
+        }));
+        session.attach::<&str>(None).map_err(sqlite)?;
+        Ok(Capture {
+            session,
+            ddl: Vec::new(),
+        })
+    }
+
+    /// Phase one: the changes go to the redo store; the transaction stays open. A
+    /// transaction that changed nothing simply ends.
+    fn prepare(&mut self, gid: &str, decider: &str) -> Result<bool, DbError> {
+        let capture = self.capture.take();
+        if self.conn.is_autocommit() {
+            return Ok(false);
+        }
+        let Some(mut capture) = capture else {
+            self.end(false)?;
+            return Err(internal(format!(
+                "transaction {gid} has no change capture and cannot be prepared"
+            )));
+        };
+        let mut changeset = Vec::new();
+        if let Err(e) = capture.session.changeset_strm(&mut changeset) {
+            drop(capture);
+            let error = from_sqlite(&e, ErrorContext::default());
+            self.end(false)?;
+            return Err(error);
+        }
+        drop(capture.session);
+        if changeset.is_empty() && capture.ddl.is_empty() {
+            self.end(false)?;
+            return Ok(false);
+        }
+        let redo = Redo {
+            gid: gid.to_owned(),
+            decider: decider.to_owned(),
+            prepared_at_ms: Utc::now().timestamp_millis(),
+            ddl: capture.ddl,
+            changeset,
+        };
+        if let Err(e) = self.shared.redo.insert(&redo) {
+            self.end(false)?;
+            return Err(e);
+        }
+        mycelium_config::failpoint::hit("participant.after_prepare");
+        Ok(true)
+    }
+
+    /// Phase two. A commit leaves an `applied` marker in the data file, atomically with
+    /// the data, so a crash before the redo row is deleted cannot apply it twice.
+    fn finish_prepared(&mut self, gid: &str, commit: bool) -> Result<(), DbError> {
+        let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
+        let result = if commit {
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO __mycelium_txn_records \
+                     (gid, state, participants, decided_at_ms) VALUES (?1, 'applied', '', ?2)",
+                    rusqlite::params![gid, Utc::now().timestamp_millis()],
+                )
+                .map_err(sqlite)
+                .and_then(|_| self.conn.execute_batch("COMMIT").map_err(sqlite))
+        } else {
+            self.conn.execute_batch("ROLLBACK").map_err(sqlite)
+        };
+        if let Err(e) = result {
+            // The redo row stays: a restart re-establishes the transaction.
+            tracing::error!(gid, commit, error = %e.message, "cannot finish a prepared transaction");
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e);
+        }
+        if self.private_schema {
+            self.schema_changed_committed();
+        }
+        mycelium_config::failpoint::hit("participant.after_finish");
+        self.shared.redo.delete(gid)
+    }
+
+    /// Commits the open transaction with the record that decides `gid`. An `aborted` record
+    /// (a participant asked first, and presumed abort) makes the commit fail.
+    fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+        let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
+        self.capture = None;
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
+        }
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO __mycelium_txn_records \
+             (gid, state, participants, decided_at_ms) VALUES (?1, 'committed', ?2, ?3)",
+            rusqlite::params![gid, participants.join(","), Utc::now().timestamp_millis()],
+        );
+        match inserted {
+            Ok(1) => self.end(true),
+            Ok(_) => {
+                self.end(false)?;
+                Err(DbError::new(
+                    "40001",
+                    format!(
+                        "could not commit distributed transaction {gid}: recovery already \
+                         aborted it"
+                    ),
+                ))
+            }
+            Err(e) => {
+                let error = sqlite(e);
+                self.end(false)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// The recorded outcome of `gid`; with no record, records the abort so the deciding
+    /// transaction can never commit afterwards. Busy (the decider's transaction still
+    /// holds the write lock) means it is still running.
+    fn outcome(&mut self, gid: &str) -> Result<TxnOutcome, DbError> {
+        let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            return match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(TxnOutcome::Pending),
+                _ => Err(sqlite(e)),
+            };
+        }
+        let result = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO __mycelium_txn_records \
+                 (gid, state, participants, decided_at_ms) VALUES (?1, 'aborted', '', ?2)",
+                rusqlite::params![gid, Utc::now().timestamp_millis()],
+            )
+            .and_then(|_| {
+                self.conn
+                    .query_row(
+                        "SELECT state FROM __mycelium_txn_records WHERE gid = ?1",
+                        [gid],
+                        |row| row.get::<_, String>(0),
+                    )
+                    .optional()
+            });
+        match result {
+            Ok(state) => {
+                self.conn.execute_batch("COMMIT").map_err(sqlite)?;
+                Ok(match state.as_deref() {
+                    Some("committed") | Some("applied") => TxnOutcome::Committed,
+                    _ => TxnOutcome::Aborted,
+                })
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(sqlite(e))
+            }
+        }
+    }
+
+    /// Opens a transaction holding a prepared transaction's changes again, after a restart.
+    fn reestablish(&mut self, redo: &Redo) -> Result<(), DbError> {
+        let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
+        let applied = (|| {
+            for statement in &redo.ddl {
+                self.conn.execute_batch(statement).map_err(sqlite)?;
+            }
+            let mut input: &[u8] = &redo.changeset;
+            // The database is as it was when the transaction was prepared (it held the
+            // write lock until the crash), so any conflict means the redo record is wrong.
+            self.conn
+                .apply_strm(
+                    &mut input,
+                    None::<fn(&str) -> bool>,
+                    |_: ConflictType, _| ConflictAction::SQLITE_CHANGESET_ABORT,
+                )
+                .map_err(sqlite)
+        })();
+        if let Err(e) = applied {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        if !redo.ddl.is_empty() {
+            let id = self.shared.private_ids.fetch_add(1, Ordering::Relaxed);
+            let schema = Arc::new(catalog::load(self.conn, id).map_err(sqlite)?);
+            self.use_schema(schema)?;
+            self.private_schema = true;
+        }
+        Ok(())
     }
 
     /// Publishes a schema change once it is committed (or rolled back).
@@ -535,6 +801,7 @@ impl Worker {
                 self.conn
                     .execute_batch(sql)
                     .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+                self.capture = Some(self.start_capture()?);
             }
             let started = txn
                 .lock()
@@ -658,6 +925,13 @@ impl Worker {
             self.catalog_filled = self.conn.is_autocommit().then_some(self.schema.id);
         }
         let count = self.run_statements(&t, &params, request, replies)?;
+        if t.ddl
+            && txn.is_some()
+            && let Some(capture) = self.capture.as_mut()
+        {
+            capture.ddl.extend(t.pre.iter().cloned());
+            capture.ddl.extend(t.main.iter().cloned());
+        }
         if t.ddl && txn.is_some() {
             // Later statements of this transaction must see its own DDL; other
             // sessions see it when it commits.

@@ -9,6 +9,7 @@ mod errors;
 mod pgbench;
 mod postgres_results;
 mod scripts;
+mod two_phase;
 mod txn;
 mod types;
 mod util;
