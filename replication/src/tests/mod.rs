@@ -1,0 +1,5 @@
+mod codec;
+mod convergence;
+mod core;
+mod machines;
+mod mem;
