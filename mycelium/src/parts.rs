@@ -126,6 +126,10 @@ pub async fn build_proxy(
         .load_policies()
         .await
         .context("cannot load table policies from the nodes")?;
+    proxy
+        .load_access()
+        .await
+        .context("cannot load users, roles and grants from the nodes")?;
     Ok(proxy)
 }
 

@@ -1,4 +1,5 @@
-//! `SHOW MYCELIUM NODES | SHARDS | POLICIES`: the cluster as the proxy sees it, as rows.
+//! `SHOW MYCELIUM NODES | SHARDS | POLICIES | USERS`: the cluster as the proxy sees it, as
+//! rows.
 
 use mycelium_protocol::Column;
 use mycelium_protocol::types::oid;
@@ -7,6 +8,7 @@ use mycelium_router::{ReplicaRole, TablePolicy, copies, policy_to_options};
 use crate::Proxy;
 use crate::cluster::DEFAULT_GROUP;
 use crate::error::{ProxyError, sql_error};
+use crate::privileges::PUBLIC;
 
 /// Column names and rows of one admin view.
 pub struct AdminRows {
@@ -35,6 +37,16 @@ pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
             text_columns(&["node", "node_type", "state", "primary_shards", "shards"])
         }
         "mycelium_shards" => text_columns(&["table_name", "shard", "keys", "nodes"]),
+        "mycelium_users" => text_columns(&[
+            "role_name",
+            "source",
+            "superuser",
+            "login",
+            "password",
+            "member_of",
+            "privileges",
+            "owns",
+        ]),
         "mycelium_policies" => text_columns(&[
             "table_name",
             "shard_keys",
@@ -62,6 +74,7 @@ impl Proxy {
         })?;
         let cluster = &self.cluster;
         let rows = match name {
+            "mycelium_users" => self.user_rows(),
             "mycelium_nodes" => {
                 // Shards each node holds, over every table with a policy and the default group.
                 let mut held: Vec<(usize, usize)> = vec![(0, 0); cluster.nodes.len()];
@@ -139,6 +152,70 @@ impl Proxy {
             }
         };
         Ok(AdminRows { columns, rows })
+    }
+
+    /// Config users (the bootstrap superusers), then roles made by SQL, then `public` if
+    /// anything was granted to it.
+    fn user_rows(&self) -> Vec<Vec<Option<String>>> {
+        let config = self.config_users();
+        let catalog = self.catalog();
+        let yes_no = |b: bool| Some(if b { "yes" } else { "no" }.to_owned());
+        let mut rows: Vec<Vec<Option<String>>> = config
+            .names()
+            .into_iter()
+            .map(|name| {
+                vec![
+                    Some(name.clone()),
+                    Some("config".to_owned()),
+                    yes_no(true),
+                    yes_no(true),
+                    Some("scram-sha-256".to_owned()),
+                    Some(String::new()),
+                    Some(String::new()),
+                    Some(catalog.owned_by(&name).join(", ")),
+                ]
+            })
+            .collect();
+        let member_of = |name: &str| {
+            catalog
+                .memberships
+                .get(name)
+                .map(|roles| roles.iter().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        for (name, role) in &catalog.roles {
+            rows.push(vec![
+                Some(name.clone()),
+                Some("sql".to_owned()),
+                yes_no(role.superuser),
+                yes_no(role.login),
+                Some(
+                    if role.verifier.is_some() {
+                        "scram-sha-256"
+                    } else {
+                        "none"
+                    }
+                    .to_owned(),
+                ),
+                Some(member_of(name)),
+                Some(catalog.describe_grants(name)),
+                Some(catalog.owned_by(name).join(", ")),
+            ]);
+        }
+        let public = catalog.describe_grants(PUBLIC);
+        if !public.is_empty() {
+            rows.push(vec![
+                Some(PUBLIC.to_owned()),
+                Some("every role".to_owned()),
+                yes_no(false),
+                yes_no(false),
+                Some("none".to_owned()),
+                Some(String::new()),
+                Some(public),
+                Some(String::new()),
+            ]);
+        }
+        rows
     }
 
     /// Tables with a policy, then the group of tables without one.

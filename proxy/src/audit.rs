@@ -1,5 +1,5 @@
-//! The audit log: authentication, DDL, policy changes and refused statements, one JSON object
-//! per line, rotated by size. Never passwords and never parameter values: statement texts are
+//! The audit log: authentication, DDL, policy changes, changes of users, roles and privileges,
+//! and refused statements, one JSON object per line, rotated by size. Never passwords and never parameter values: statement texts are
 //! logged with their string literals masked.
 
 use std::fs::{File, OpenOptions};
@@ -63,8 +63,23 @@ impl AuditLog {
         self.record(json!({"event": "ddl", "user": user, "peer": peer.to_string(), "statement": mask_literals(statement)}));
     }
 
-    pub fn refused(&self, user: &str, peer: SocketAddr, sqlstate: &str, statement: &str) {
-        self.record(json!({"event": "refused", "user": user, "peer": peer.to_string(), "sqlstate": sqlstate, "statement": mask_literals(statement)}));
+    /// A statement refused before it ran; `message` is what the client was told (it names a
+    /// table or a feature, never a value).
+    pub fn refused(
+        &self,
+        user: &str,
+        peer: SocketAddr,
+        sqlstate: &str,
+        message: &str,
+        statement: &str,
+    ) {
+        self.record(json!({"event": "refused", "user": user, "peer": peer.to_string(), "sqlstate": sqlstate, "message": message, "statement": mask_literals(statement)}));
+    }
+
+    /// A change of users, roles or privileges (CREATE/ALTER/DROP ROLE, GRANT, REVOKE). The
+    /// statement's literals are masked, so a password typed into it never reaches the log.
+    pub fn access(&self, user: &str, peer: SocketAddr, statement: &str) {
+        self.record(json!({"event": "access", "user": user, "peer": peer.to_string(), "statement": mask_literals(statement)}));
     }
 }
 

@@ -1,5 +1,6 @@
 //! Users and SCRAM-SHA-256 verifiers. Passwords never outlive configuration loading: a
-//! `password` from the config is turned into a verifier at start, as Postgres stores them.
+//! `password` from the config (or from `CREATE ROLE ... PASSWORD`) is turned into a verifier
+//! at once, as Postgres stores them.
 
 use std::collections::HashMap;
 
@@ -139,6 +140,27 @@ impl Users {
 
     pub fn verifier(&self, user: &str) -> Option<&Verifier> {
         self.verifiers.get(user)
+    }
+
+    /// The user names, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.verifiers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// These users (from the config file) and the roles made by SQL that may log in with a
+    /// password; a config user wins over a role of the same name.
+    pub(crate) fn with_roles(&self, catalog: &crate::privileges::Catalog) -> Users {
+        let mut verifiers = self.verifiers.clone();
+        for (name, role) in &catalog.roles {
+            if let (true, Some(verifier)) = (role.login, &role.verifier) {
+                verifiers
+                    .entry(name.clone())
+                    .or_insert_with(|| verifier.clone());
+            }
+        }
+        Users { verifiers }
     }
 }
 

@@ -21,10 +21,12 @@ mod limits;
 mod metrics;
 mod params;
 mod policy_store;
+mod privileges;
 mod scatter;
 mod session;
 mod startup;
 mod tls;
+mod users;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mycelium_config::{ProxyConfig, UserConfig};
-use mycelium_router::PlanCache;
+use mycelium_router::{PlanCache, RouterError, TableAccess};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -69,8 +71,15 @@ pub enum StartError {
 /// Everything the sessions of one proxy share.
 pub struct Proxy {
     config: ProxyConfig,
+    /// Who may log in: the config file's users and the SQL roles with LOGIN and a password.
     /// Swapped whole on reload (SIGHUP); a session reads it once, when it authenticates.
     users: std::sync::RwLock<Arc<auth::Users>>,
+    /// The config file's users: the bootstrap superusers.
+    config_users: std::sync::RwLock<Arc<auth::Users>>,
+    /// Roles, grants and owners as last read from the nodes.
+    catalog: std::sync::RwLock<Arc<privileges::Catalog>>,
+    /// What each statement text needs to be allowed, for the checks of non-superusers.
+    table_access: dashmap::DashMap<Arc<str>, Arc<Result<TableAccess, RouterError>>>,
     tls: tokio_rustls::TlsAcceptor,
     cluster: Cluster,
     audit: audit::AuditLog,
@@ -99,13 +108,17 @@ impl Proxy {
             path: audit_path.display().to_string(),
             source,
         })?;
+        let config_users = Arc::new(auth::Users::from_config(users)?);
         Ok(Proxy {
             audit,
             limits: limits::UserLimits::new(
                 config.max_connections_per_user,
                 config.rate_limit_per_user,
             ),
-            users: std::sync::RwLock::new(Arc::new(auth::Users::from_config(users)?)),
+            users: std::sync::RwLock::new(config_users.clone()),
+            config_users: std::sync::RwLock::new(config_users),
+            catalog: std::sync::RwLock::new(Arc::default()),
+            table_access: dashmap::DashMap::new(),
             tls,
             cluster,
             plans: PlanCache::new(config.plan_cache_size),
@@ -119,10 +132,11 @@ impl Proxy {
 }
 
 impl Proxy {
-    /// Replaces users and configured policies (a SIGHUP reload). Open sessions keep running;
-    /// new logins see the new users, statements from now on the new policies.
+    /// Replaces users and configured policies (a SIGHUP reload), and reads the roles and
+    /// grants stored on the nodes again. Open sessions keep running; new logins see the new
+    /// users, statements from now on the new policies and grants.
     pub fn reload(
-        &self,
+        self: &Arc<Self>,
         users: &[UserConfig],
         policies: Vec<mycelium_router::TablePolicy>,
     ) -> Result<(), StartError> {
@@ -132,14 +146,59 @@ impl Proxy {
                 .check_policy(policy)
                 .map_err(|e| StartError::Policy(e.to_client().message))?;
         }
-        if let Ok(mut current) = self.users.write() {
+        if let Ok(mut current) = self.config_users.write() {
             *current = users;
         }
+        self.install_catalog((*self.catalog()).clone());
         for policy in policies {
             self.cluster.set_policy(policy);
         }
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = proxy.load_access().await {
+                tracing::warn!(error = %e, "reload: cannot read roles and grants from the nodes");
+            }
+        });
         tracing::info!("configuration reloaded");
         Ok(())
+    }
+
+    /// Installs roles and grants read from the nodes; logins from now on see their passwords.
+    pub(crate) fn install_catalog(&self, catalog: privileges::Catalog) {
+        let logins = Arc::new(self.config_users().with_roles(&catalog));
+        if let Ok(mut current) = self.catalog.write() {
+            *current = Arc::new(catalog);
+        }
+        if let Ok(mut current) = self.users.write() {
+            *current = logins;
+        }
+    }
+
+    pub(crate) fn config_users(&self) -> Arc<auth::Users> {
+        read_lock(&self.config_users)
+    }
+
+    pub(crate) fn catalog(&self) -> Arc<privileges::Catalog> {
+        read_lock(&self.catalog)
+    }
+
+    /// Config-file users, and roles with SUPERUSER: never checked.
+    pub(crate) fn is_superuser(&self, user: &str) -> bool {
+        self.config_users().verifier(user).is_some()
+            || self.catalog().roles.get(user).is_some_and(|r| r.superuser)
+    }
+
+    /// What a statement needs to be allowed, computed once per text.
+    pub(crate) fn table_access(&self, sql: &str) -> Arc<Result<TableAccess, RouterError>> {
+        if let Some(access) = self.table_access.get(sql) {
+            return access.clone();
+        }
+        let access = Arc::new(mycelium_router::table_access(sql));
+        if self.table_access.len() > 10_000 {
+            self.table_access.clear();
+        }
+        self.table_access.insert(Arc::from(sql), access.clone());
+        access
     }
 
     /// The policy of tables nobody configured.
@@ -148,11 +207,14 @@ impl Proxy {
     }
 
     pub(crate) fn users(&self) -> Arc<auth::Users> {
-        self.users
-            .read()
-            .map(|u| u.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+        read_lock(&self.users)
     }
+}
+
+fn read_lock<T>(lock: &std::sync::RwLock<Arc<T>>) -> Arc<T> {
+    lock.read()
+        .map(|u| u.clone())
+        .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
 }
 
 /// Serves clients on `listener` until `shutdown` fires, then closes every session (idle ones

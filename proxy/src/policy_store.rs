@@ -71,7 +71,7 @@ pub(crate) fn text_params(sql: &str, values: &[&str]) -> Execute {
 }
 
 /// Runs a statement and returns its rows as text.
-async fn run(
+pub(crate) async fn run(
     session: &mut dyn NodeSession,
     request: Execute,
 ) -> Result<Vec<Vec<Option<String>>>, DbError> {

@@ -66,6 +66,8 @@ pub(crate) struct Session {
     pub(crate) portals: HashMap<String, Portal>,
     /// After an error in the extended protocol, messages are skipped until Sync.
     skipping_until_sync: bool,
+    /// Role and owner changes this session made (see `users`).
+    pub(crate) access: crate::users::SessionAccess,
 }
 
 pub async fn run(
@@ -154,6 +156,7 @@ pub async fn run(
         statements: HashMap::new(),
         portals: HashMap::new(),
         skipping_until_sync: false,
+        access: Default::default(),
     };
     session.refresh_timeouts();
     metrics::CONNECTIONS.inc();
@@ -219,6 +222,7 @@ impl Session {
                 }
                 self.fail(&e);
             }
+            self.refresh_access().await;
         }
     }
 
@@ -358,17 +362,19 @@ impl Session {
         self.proxy.limits.statement(&self.user)?;
         let plan = self.plan(sql)?;
         self.check_failed_transaction(&plan)?;
+        let follow_up = self.authorize(sql, &plan).await?;
         match &*plan {
             Plan::Empty => backend::empty_query_response(&mut self.conn.out),
             Plan::Txn(op) => self.transaction_control(*op, sql).await?,
             Plan::Session(command) => self.session_command(command, Output::Simple)?,
             Plan::Copy(copy) => self.copy(copy).await?,
+            Plan::Role(command) => self.role_command(command).await?,
             Plan::Forward { ddl } => {
                 let request = Execute::simple(sql);
                 self.run_forward(request, Output::Simple, *ddl).await?;
             }
         }
-        Ok(())
+        self.after_ddl(follow_up).await
     }
 
     fn plan(&self, sql: &str) -> Result<Arc<Plan>, ProxyError> {
@@ -671,19 +677,30 @@ impl Session {
         result
     }
 
-    /// DDL that succeeded and statements refused as unsupported go to the audit log.
+    /// DDL and role changes that succeeded, and statements refused as unsupported or not
+    /// permitted, go to the audit log.
     fn audit(&self, sql: &str, result: &Result<(), ProxyError>) {
         match result {
-            Ok(()) if statement_kind(sql) == "ddl" => {
-                self.proxy.audit.ddl(&self.user, self.peer, sql)
-            }
-            Err(e) => {
-                let code = e.to_client().code;
-                if code == "0A000" || code == "42501" {
-                    self.proxy.audit.refused(&self.user, self.peer, &code, sql);
+            Ok(()) => {
+                let kind = statement_kind(sql);
+                if (kind == "ddl" || kind == "other") && mycelium_router::is_role_statement(sql) {
+                    self.proxy.audit.access(&self.user, self.peer, sql);
+                } else if kind == "ddl" {
+                    self.proxy.audit.ddl(&self.user, self.peer, sql);
                 }
             }
-            Ok(()) => {}
+            Err(e) => {
+                let client = e.to_client();
+                if client.code == "0A000" || client.code == "42501" {
+                    self.proxy.audit.refused(
+                        &self.user,
+                        self.peer,
+                        &client.code,
+                        &client.message,
+                        sql,
+                    );
+                }
+            }
         }
     }
 
@@ -707,6 +724,7 @@ impl Session {
         }
         let (plan, request) = (portal.plan.clone(), portal.request.clone());
         self.check_failed_transaction(&plan)?;
+        let follow_up = self.authorize(&request.sql, &plan).await?;
         match &*plan {
             Plan::Empty => backend::empty_query_response(&mut self.conn.out),
             Plan::Txn(op) => {
@@ -715,12 +733,14 @@ impl Session {
             }
             Plan::Session(command) => self.session_command(command, output)?,
             Plan::Copy(copy) => self.copy(copy).await?,
+            Plan::Role(command) => self.role_command(command).await?,
             Plan::Forward { ddl } => {
                 let finished = self.run_forward(request, output, *ddl).await?;
+                self.after_ddl(follow_up).await?;
                 return self.keep_suspended(name, finished);
             }
         }
-        Ok(())
+        self.after_ddl(follow_up).await
     }
 
     fn keep_suspended(&mut self, name: &str, finished: Finished) -> Result<(), ProxyError> {

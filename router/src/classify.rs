@@ -1,5 +1,6 @@
 use crate::RouterError;
 use crate::copy::{CopyPlan, parse_copy};
+use crate::roles::{RoleCommand, parse_role_command};
 use crate::session::{SessionCommand, parse_session_command};
 
 /// What one statement is, as far as the proxy must know before running it.
@@ -13,6 +14,8 @@ pub enum Plan {
     Session(SessionCommand),
     /// COPY to or from the client.
     Copy(CopyPlan),
+    /// Users, roles and privileges: the proxy runs these itself.
+    Role(RoleCommand),
     /// A statement to run on a node. `ddl` statements change the schema, so cached
     /// statement descriptions must be forgotten after them.
     Forward { ddl: bool },
@@ -63,6 +66,10 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
             Plan::Session(parse_session_command(sql)?)
         }
         "copy" => Plan::Copy(parse_copy(sql)?),
+        "grant" | "revoke" => Plan::Role(parse_role_command(sql)?),
+        "create" | "alter" | "drop" if matches!(second, "user" | "role" | "group") => {
+            Plan::Role(parse_role_command(sql)?)
+        }
         "create" | "drop" | "alter" | "truncate" | "comment" => Plan::Forward { ddl: true },
         _ => Plan::Forward { ddl: false },
     };

@@ -5,6 +5,7 @@
 //! that needs the copy sub-protocol, or a statement to forward to a node. Plans are cached by
 //! statement text, so each distinct text is looked at once.
 
+mod access;
 mod cache;
 mod classify;
 mod copy;
@@ -12,11 +13,13 @@ mod hash;
 mod options;
 mod placement;
 mod policy;
+mod roles;
 mod route;
 mod scatter;
 mod session;
 mod split;
 
+pub use access::{TableAccess, table_access};
 pub use cache::PlanCache;
 pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
@@ -26,6 +29,7 @@ pub use placement::{
     NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place, placement_group,
 };
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
+pub use roles::{GrantTarget, Privilege, RoleCommand, RoleOption, Secret, is_role_statement};
 pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, statement_tables, table_name};
 pub use scatter::{
     Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, SortKey, merge_spec,
@@ -44,6 +48,10 @@ pub enum RouterError {
     Unsupported(String),
 }
 
+#[cfg(test)]
+mod access_tests;
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod placement_tests;
 #[cfg(test)]

@@ -215,10 +215,17 @@ pub(crate) fn is_internal_table(name: &str) -> bool {
     name.starts_with("sqlite_") || (name.starts_with("__mycelium") && !is_system_table(name))
 }
 
-/// Tables the proxy keeps on every node (table policies): queryable by SQL like any table,
-/// but left out of the emulated `pg_catalog`, so clients never see them.
+/// Tables the proxy keeps on every node (table policies, roles, grants, owners): queryable
+/// by SQL like any table, but left out of the emulated `pg_catalog`, so clients never see them.
 pub(crate) fn is_system_table(name: &str) -> bool {
-    name == "__mycelium_policies"
+    matches!(
+        name,
+        "__mycelium_policies"
+            | "__mycelium_roles"
+            | "__mycelium_role_members"
+            | "__mycelium_grants"
+            | "__mycelium_owners"
+    )
 }
 
 /// Reads the whole schema through `conn` (inside whatever transaction it has open).
