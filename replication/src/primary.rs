@@ -234,6 +234,15 @@ impl<L: ShardLog> Primary<L> {
             .collect())
     }
 
+    async fn own_status(&self) -> Result<ReplicationMessage, Error> {
+        Ok(ReplicationMessage::Status {
+            shard: self.shard.clone(),
+            role: Role::Primary,
+            epoch: self.epoch,
+            applied: self.log.applied().await?,
+        })
+    }
+
     fn record_ack(&self, peer: &NodeId, applied: &VersionVector) {
         self.acks.send_modify(|acks| {
             acks.entry(peer.clone()).or_default().merge(applied);
@@ -254,6 +263,8 @@ impl<L: ShardLog> Primary<L> {
                 applied,
             }) if shard == self.shard => {
                 if epoch > self.epoch {
+                    // Our status tells the secondary why nothing will come; then we stop.
+                    link.send(&self.own_status().await?).await?;
                     return Err(self.fence(epoch));
                 }
                 applied
@@ -266,13 +277,7 @@ impl<L: ShardLog> Primary<L> {
             }
             None => return Ok(()),
         };
-        link.send(&ReplicationMessage::Status {
-            shard: self.shard.clone(),
-            role: Role::Primary,
-            epoch: self.epoch,
-            applied: self.log.applied().await?,
-        })
-        .await?;
+        link.send(&self.own_status().await?).await?;
         self.record_ack(&peer, &sent);
         tracing::info!(shard = %self.shard, %peer, from = ?sent, "shipping to secondary");
 
