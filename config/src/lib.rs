@@ -8,6 +8,7 @@
 
 mod env;
 pub mod failpoint;
+mod postgres;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use env::apply_env_overrides;
+pub use postgres::{PostgresConfig, StorageBackend};
 
 /// Errors reading or validating a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -138,21 +140,27 @@ impl Default for ProxyConfig {
     }
 }
 
-/// How a node keeps its SQLite file.
+/// How a node keeps its data: a SQLite file (the default) or a PostgreSQL database.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
+    /// `sqlite`, or the URL of the node's PostgreSQL database (see [`StorageConfig::backend`]).
+    pub backend: String,
     /// SQLite connections (each on its own thread) per node.
     pub workers: usize,
     /// How long a writer waits for the SQLite write lock before failing with 40001.
     pub busy_timeout_ms: u64,
     /// `full` survives power loss; `normal` survives a process crash only.
     pub synchronous: Synchronous,
+    /// The connection pool of a PostgreSQL backend.
+    pub postgres: PostgresConfig,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: postgres::default_backend(),
+            postgres: PostgresConfig::default(),
             workers: 4,
             busy_timeout_ms: 10_000,
             synchronous: Synchronous::Full,
@@ -245,6 +253,7 @@ impl UpConfig {
         if self.storage.workers == 0 {
             return Err(invalid("storage.workers", "must be at least 1"));
         }
+        self.storage.validate_backend(file)?;
         validate_users(file, &self.users)?;
         Ok(())
     }
@@ -342,7 +351,8 @@ pub struct NodeSection {
     pub node_type: String,
     /// Address proxies connect to.
     pub listen: SocketAddr,
-    /// The SQLite file.
+    /// The SQLite file (unused when `storage.backend` is a PostgreSQL URL).
+    #[serde(default)]
     pub data: PathBuf,
     /// Directory written by `mycelium certs`.
     pub certs: PathBuf,
@@ -368,6 +378,16 @@ impl NodeFileConfig {
         }
         if config.storage.workers == 0 {
             return Err(invalid(&name, "storage.workers", "must be at least 1"));
+        }
+        config.storage.validate_backend(&name)?;
+        if config.storage.backend() == StorageBackend::Sqlite
+            && config.node.data.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                &name,
+                "node.data",
+                "the SQLite file is required unless storage.backend names a PostgreSQL database",
+            ));
         }
         Ok(config)
     }

@@ -61,12 +61,14 @@ mod engine;
 mod errors;
 mod functions;
 mod pg_catalog;
+mod postgres;
 mod regex;
 mod rewrite;
 
 pub use catalog::FIRST_USER_OID;
 pub use engine::{SqliteBackend, SqliteOptions, SqliteSession};
 pub use errors::StorageError;
+pub use postgres::{PostgresBackend, PostgresError, PostgresOptions, PostgresSession};
 pub use rewrite::{Translation, translate};
 
 use async_trait::async_trait;

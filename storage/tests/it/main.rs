@@ -7,6 +7,7 @@ mod cancel;
 mod catalog;
 mod errors;
 mod pgbench;
+mod postgres;
 mod postgres_results;
 mod scripts;
 mod two_phase;

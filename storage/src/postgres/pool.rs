@@ -1,0 +1,283 @@
+//! Pooled Postgres connections, each with its own prepared-statement cache, and the
+//! backend's health: down after a failed connection attempt, probed with backoff until a
+//! connection succeeds again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, Statement};
+
+pub(crate) type Pooled = bb8::PooledConnection<'static, Manager>;
+
+/// One connection to Postgres.
+pub(crate) struct Conn {
+    pub client: Client,
+    cache: StatementCache,
+    /// Set when the connection must not be reused (its transaction state is unknown).
+    pub broken: bool,
+}
+
+impl Conn {
+    /// The prepared statement for `sql` with these parameter types, from the cache when it
+    /// is there; `cache` says whether to keep a new one.
+    pub async fn prepare(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+        cache: bool,
+    ) -> Result<(Statement, bool), tokio_postgres::Error> {
+        let key = (sql.to_owned(), param_types.to_vec());
+        if let Some(statement) = self.cache.get(&key) {
+            return Ok((statement, true));
+        }
+        let types: Vec<Type> = param_types.iter().map(|&oid| type_for_oid(oid)).collect();
+        let statement = self.client.prepare_typed(sql, &types).await?;
+        if cache {
+            self.cache.insert(key, statement.clone());
+        }
+        Ok((statement, false))
+    }
+
+    /// Forgets a cached statement (its plan changed under it).
+    pub fn forget(&mut self, sql: &str, param_types: &[u32]) {
+        self.cache
+            .entries
+            .remove(&(sql.to_owned(), param_types.to_vec()));
+    }
+}
+
+/// A tokio-postgres type for an OID: the built-in one, or a stand-in that only carries the
+/// OID (which is all a Parse message needs; 0 lets Postgres infer the type).
+pub(crate) fn type_for_oid(oid: u32) -> Type {
+    Type::from_oid(oid).unwrap_or_else(|| {
+        Type::new(
+            format!("oid_{oid}"),
+            oid,
+            tokio_postgres::types::Kind::Simple,
+            "pg_catalog".to_owned(),
+        )
+    })
+}
+
+type CacheKey = (String, Vec<u32>);
+
+/// Least-recently-used prepared statements of one connection.
+struct StatementCache {
+    capacity: usize,
+    tick: u64,
+    entries: HashMap<CacheKey, (Statement, u64)>,
+}
+
+impl StatementCache {
+    fn get(&mut self, key: &CacheKey) -> Option<Statement> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(key).map(|(statement, used)| {
+            *used = tick;
+            statement.clone()
+        })
+    }
+
+    fn insert(&mut self, key: CacheKey, statement: Statement) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            // Dropping the Statement closes it on the server.
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.tick += 1;
+        self.entries.insert(key, (statement, self.tick));
+    }
+}
+
+/// Opens connections for bb8, each with a statement cache.
+#[derive(Clone)]
+pub(crate) struct Manager {
+    config: tokio_postgres::Config,
+    cache_size: usize,
+    health: Arc<Health>,
+}
+
+impl Manager {
+    pub fn new(config: tokio_postgres::Config, cache_size: usize, health: Arc<Health>) -> Manager {
+        Manager {
+            config,
+            cache_size,
+            health,
+        }
+    }
+
+    /// A new connection outside the pool's bookkeeping.
+    pub async fn connect_direct(&self) -> Result<Conn, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        self.health.up();
+        Ok(Conn {
+            client,
+            cache: StatementCache {
+                capacity: self.cache_size,
+                tick: 0,
+                entries: HashMap::new(),
+            },
+            broken: false,
+        })
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
+        self.connect_direct().await
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
+        conn.client.simple_query("").await.map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}
+
+/// Whether the database is reachable, as the last connection attempt said.
+pub(crate) struct Health {
+    down: watch::Sender<bool>,
+    last_error: Mutex<String>,
+    probing: AtomicBool,
+    /// Set when the backend shuts down: probing stops.
+    pub stopped: AtomicBool,
+    retry_interval: Duration,
+}
+
+/// The first pause before reconnecting.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Health {
+    pub fn new(retry_interval: Duration) -> Health {
+        Health {
+            down: watch::Sender::new(false),
+            last_error: Mutex::new(String::new()),
+            probing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            retry_interval,
+        }
+    }
+
+    pub fn is_down(&self) -> bool {
+        *self.down.borrow()
+    }
+
+    pub fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
+    /// Resolves when the database is (or becomes) unreachable.
+    pub async fn went_down(&self) {
+        let mut rx = self.down.subscribe();
+        if rx.wait_for(|down| *down).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn up(&self) {
+        self.down
+            .send_if_modified(|down| std::mem::replace(down, false));
+    }
+
+    fn failed(&self, error: &tokio_postgres::Error) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = error.to_string();
+        }
+        if self
+            .down
+            .send_if_modified(|down| !std::mem::replace(down, true))
+        {
+            tracing::warn!(error = %error, "PostgreSQL is unreachable; reconnecting with backoff");
+        }
+    }
+
+    /// Tries to connect with exponential backoff until it works; one prober at a time.
+    fn probe(self: &Arc<Self>, manager: Manager) {
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let health = self.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.probing.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            loop {
+                tokio::time::sleep(backoff).await;
+                if health.stopped.load(Ordering::Acquire) {
+                    break;
+                }
+                match manager.connect_direct().await {
+                    Ok(_) => {
+                        tracing::info!("PostgreSQL is reachable again");
+                        break;
+                    }
+                    Err(e) => {
+                        health.failed(&e);
+                        backoff = (backoff * 2).min(health.retry_interval.max(MIN_BACKOFF));
+                    }
+                }
+            }
+            health.probing.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Receives bb8's connection errors: the database is down, start probing.
+pub(crate) struct HealthSink {
+    health: Arc<Health>,
+    manager: Manager,
+}
+
+impl HealthSink {
+    pub fn new(health: Arc<Health>, manager: Manager) -> HealthSink {
+        HealthSink { health, manager }
+    }
+}
+
+impl std::fmt::Debug for HealthSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthSink")
+    }
+}
+
+impl bb8::ErrorSink<tokio_postgres::Error> for HealthSink {
+    fn sink(&self, error: tokio_postgres::Error) {
+        self.health.failed(&error);
+        self.health.probe(self.manager.clone());
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
+        Box::new(HealthSink {
+            health: self.health.clone(),
+            manager: self.manager.clone(),
+        })
+    }
+}

@@ -1,0 +1,450 @@
+//! One client session on a Postgres node: autocommit statements borrow a pooled connection,
+//! a transaction pins one from BEGIN to its end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::SinkExt;
+use mycelium_protocol::{
+    CopyIn, DbError, Execute, NodeSession, Reply, ReplyStream, StatementDescription,
+};
+use tokio::sync::{Mutex, mpsc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+use super::Shared;
+use super::pool::Pooled;
+use super::results::{Hold, Running, describe_columns, raw_params};
+use super::sql::{self, Control, TAG_WORDS};
+use super::transcode;
+
+/// A session on a Postgres node.
+pub struct PostgresSession {
+    shared: Arc<Shared>,
+    /// The connection holding the open transaction.
+    pinned: Option<Arc<Mutex<Pooled>>>,
+    /// A statement of the open transaction failed: Postgres ignores everything but its end.
+    failed: Arc<AtomicBool>,
+}
+
+fn immediate(item: Result<Reply, DbError>) -> ReplyStream {
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(item);
+    ReplyStream::from_channel(rx)
+}
+
+/// Statements worth keeping prepared: the ones an application repeats.
+fn cacheable(words: &[String]) -> bool {
+    matches!(
+        words.first().map(String::as_str),
+        Some("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH" | "VALUES" | "TABLE" | "MERGE")
+    )
+}
+
+/// A cached statement whose result columns changed under it (DDL since it was prepared).
+fn plan_changed(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::FEATURE_NOT_SUPPORTED
+            && db
+                .message()
+                .starts_with("cached plan must not change result type")
+    })
+}
+
+impl PostgresSession {
+    pub(crate) fn new(shared: Arc<Shared>) -> PostgresSession {
+        PostgresSession {
+            shared,
+            pinned: None,
+            failed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    async fn hold(&self) -> Result<Hold, DbError> {
+        match &self.pinned {
+            Some(pinned) => Ok(Hold::Pinned(pinned.clone().lock_owned().await)),
+            None => Ok(Hold::Pooled(Box::new(self.shared.acquire().await?))),
+        }
+    }
+
+    /// Records that a statement of the open transaction failed on the server.
+    fn note_failure(&self, e: &tokio_postgres::Error) {
+        if self.pinned.is_some() && (e.as_db_error().is_some() || e.is_closed()) {
+            self.failed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Runs a transaction-control statement as sent; returns its tag.
+    async fn control(
+        &mut self,
+        control: Control,
+        text: &str,
+        words: &[String],
+    ) -> Result<String, DbError> {
+        let failed = self.failed.load(Ordering::Acquire);
+        match control {
+            Control::Begin if self.pinned.is_none() => {
+                let conn = self.shared.acquire().await?;
+                conn.client
+                    .batch_execute(text)
+                    .await
+                    .map_err(|e| self.shared.error(&e))?;
+                self.pinned = Some(Arc::new(Mutex::new(conn)));
+                self.failed.store(false, Ordering::Release);
+            }
+            // Postgres only warns about a BEGIN inside a transaction.
+            Control::Begin => {}
+            Control::Commit | Control::Rollback | Control::PrepareTransaction
+                if self.pinned.is_some() =>
+            {
+                let Some(pinned) = self.pinned.take() else {
+                    return Err(DbError::new("XX000", "no pinned connection"));
+                };
+                self.failed.store(false, Ordering::Release);
+                let conn = pinned.lock_owned().await;
+                conn.client
+                    .batch_execute(text)
+                    .await
+                    .map_err(|e| self.shared.error(&e))?;
+            }
+            // Postgres only warns about COMMIT or ROLLBACK outside a transaction.
+            Control::Commit | Control::Rollback => {}
+            Control::PrepareTransaction | Control::Savepoint | Control::RollbackTo => {
+                let mut hold = self.hold().await?;
+                let done = hold.conn().client.batch_execute(text).await;
+                if let Err(e) = done {
+                    self.note_failure(&e);
+                    return Err(self.shared.error(&e));
+                }
+                if control == Control::RollbackTo {
+                    self.failed.store(false, Ordering::Release);
+                }
+            }
+        }
+        Ok(sql::command_tag(words, 0, failed))
+    }
+
+    async fn run(&mut self, request: Execute, words: Vec<String>) -> Result<ReplyStream, DbError> {
+        let mut hold = self.hold().await?;
+        let in_txn = self.pinned.is_some();
+        let keep = cacheable(&words);
+        let mut retried = false;
+        let (statement, rows) = loop {
+            let prepared = hold
+                .conn()
+                .prepare(&request.sql, &request.param_types, keep)
+                .await;
+            let (statement, cached) = match prepared {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    self.note_failure(&e);
+                    return Err(self.shared.error(&e));
+                }
+            };
+            let expected = statement.params().len();
+            if request.params.len() != expected {
+                if in_txn {
+                    self.failed.store(true, Ordering::Release);
+                }
+                return Err(DbError::new(
+                    "08P01",
+                    format!(
+                        "bind message supplies {} parameters, but prepared statement \"\" \
+                         requires {expected}",
+                        request.params.len()
+                    ),
+                ));
+            }
+            let params = raw_params(&request.params, &request.param_formats);
+            let result = hold
+                .conn()
+                .client
+                .query_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
+                .await;
+            match result {
+                Ok(rows) => break (statement, rows),
+                // Outside a transaction nothing ran yet: prepare again and retry once.
+                Err(e) if cached && !in_txn && !retried && plan_changed(&e) => {
+                    hold.conn().forget(&request.sql, &request.param_types);
+                    retried = true;
+                }
+                Err(e) => {
+                    if cached && plan_changed(&e) {
+                        hold.conn().forget(&request.sql, &request.param_types);
+                    }
+                    self.note_failure(&e);
+                    return Err(self.shared.error(&e));
+                }
+            }
+        };
+        let columns = if statement.columns().is_empty() {
+            None
+        } else {
+            let columns = describe_columns(&self.shared, hold.conn(), statement.columns()).await?;
+            Some(Arc::from(columns))
+        };
+        let plans = statement
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| transcode::column_plan(c.type_(), request.result_format(i)))
+            .collect();
+        let cancel = hold.conn().client.cancel_token();
+        let running = Running {
+            shared: self.shared.clone(),
+            hold: Some(hold),
+            rows: Some(Box::pin(rows)),
+            cancel,
+            columns,
+            plans,
+            words,
+            txn_failed: in_txn.then(|| self.failed.clone()),
+            buffered: None,
+            ended: false,
+            done: false,
+            count: 0,
+            builder: Default::default(),
+        };
+        Ok(ReplyStream::from_source(Box::new(running)))
+    }
+
+    /// Ends the pinned transaction with ROLLBACK after a failed 2PC step; returns `error`.
+    async fn abandon(&mut self, hold: &mut Hold, error: DbError) -> DbError {
+        self.failed.store(false, Ordering::Release);
+        if let Err(e) = hold.conn().client.batch_execute("ROLLBACK").await {
+            tracing::warn!(error = %e, "cannot roll back after a failed two-phase step");
+            hold.conn().broken = true;
+        }
+        error
+    }
+}
+
+#[async_trait]
+impl NodeSession for PostgresSession {
+    async fn describe(
+        &mut self,
+        sql_text: &str,
+        param_types: &[u32],
+    ) -> Result<StatementDescription, DbError> {
+        let words = sql::top_level_words(sql_text, 4);
+        if sql::control(&words).is_some() {
+            return Ok(StatementDescription {
+                params: param_types.to_vec(),
+                columns: Vec::new(),
+            });
+        }
+        let mut hold = self.hold().await?;
+        let prepared = hold
+            .conn()
+            .prepare(sql_text, param_types, cacheable(&words))
+            .await;
+        let (statement, _) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.note_failure(&e);
+                return Err(self.shared.error(&e));
+            }
+        };
+        let columns = describe_columns(&self.shared, hold.conn(), statement.columns()).await?;
+        Ok(StatementDescription {
+            params: statement.params().iter().map(|t| t.oid()).collect(),
+            columns,
+        })
+    }
+
+    async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError> {
+        let words = sql::top_level_words(&request.sql, TAG_WORDS);
+        if let Some(control) = sql::control(&words) {
+            let result = self.control(control, &request.sql, &words).await;
+            return Ok(immediate(result.map(|tag| Reply::Complete { tag })));
+        }
+        Ok(match self.run(request, words).await {
+            Ok(stream) => stream,
+            Err(e) => immediate(Err(e)),
+        })
+    }
+
+    async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
+        let columns = if batch.columns.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = batch.columns.iter().map(|c| sql::identifier(c)).collect();
+            format!(" ({})", names.join(", "))
+        };
+        let statement = format!("COPY {}{columns} FROM STDIN", batch.table);
+        let data = copy_text(&batch.rows);
+        let mut hold = self.hold().await?;
+        let client = &hold.conn().client;
+        let written = async {
+            let sink = client.copy_in::<_, Bytes>(statement.as_str()).await?;
+            let mut sink = Box::pin(sink);
+            sink.as_mut().send(Bytes::from(data)).await?;
+            sink.as_mut().finish().await
+        }
+        .await;
+        match written {
+            Ok(count) => Ok(count),
+            Err(e) => {
+                self.note_failure(&e);
+                Err(self.shared.error(&e))
+            }
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.pinned.is_some()
+    }
+
+    async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {
+        let pg_gid = self.shared.pg_gid(gid, decider)?;
+        let Some(pinned) = self.pinned.take() else {
+            return Err(DbError::new(
+                "25P01",
+                format!(
+                    "node {}: no transaction is open to prepare as {gid}",
+                    self.shared.node
+                ),
+            ));
+        };
+        let mut hold = Hold::Pinned(pinned.lock_owned().await);
+        if self.failed.load(Ordering::Acquire) {
+            let error = DbError::new(
+                "25P02",
+                format!(
+                    "current transaction is aborted: it was rolled back instead of being \
+                     prepared as {gid}"
+                ),
+            );
+            return Err(self.abandon(&mut hold, error).await);
+        }
+        let client = &hold.conn().client;
+        if let Err(e) = client
+            .batch_execute(&format!("PREPARE TRANSACTION {}", sql::literal(&pg_gid)))
+            .await
+        {
+            return Err(self.shared.error(&e));
+        }
+        // Postgres answers a PREPARE of a failed transaction by rolling it back, without an
+        // error: vote yes only for a transaction that really is prepared.
+        let found = client
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = $1",
+                &[&pg_gid],
+            )
+            .await
+            .map_err(|e| self.shared.error(&e))?;
+        if found.is_none() {
+            return Err(DbError::new(
+                "40001",
+                format!(
+                    "transaction {gid} was rolled back by PostgreSQL instead of being prepared"
+                ),
+            ));
+        }
+        tracing::debug!(node = %self.shared.node, gid, decider, "prepared transaction");
+        Ok(())
+    }
+
+    async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+        let mut hold = match self.pinned.take() {
+            Some(pinned) => Hold::Pinned(pinned.lock_owned().await),
+            None => {
+                let conn = self.shared.acquire().await?;
+                conn.client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| self.shared.error(&e))?;
+                Hold::Pooled(Box::new(conn))
+            }
+        };
+        if self.failed.load(Ordering::Acquire) {
+            let error = DbError::new(
+                "25P02",
+                format!("current transaction is aborted: {gid} was rolled back, not committed"),
+            );
+            return Err(self.abandon(&mut hold, error).await);
+        }
+        let record = "INSERT INTO mycelium.txn_records (gid, state, participants) \
+                      VALUES ($1, 'committed', $2)";
+        let joined = participants.join(",");
+        let conn = hold.conn();
+        let inserted = match conn.prepare(record, &[], true).await {
+            Ok((statement, _)) => conn.client.execute(&statement, &[&gid, &joined]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = inserted {
+            let error = if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                DbError::new(
+                    "40001",
+                    format!(
+                        "transaction {gid} was already decided as aborted (a participant asked \
+                         for its outcome first); it was rolled back"
+                    ),
+                )
+            } else {
+                self.shared.error(&e)
+            };
+            return Err(self.abandon(&mut hold, error).await);
+        }
+        hold.conn()
+            .client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| self.shared.error(&e))
+    }
+}
+
+/// COPY text format: tab-separated, `\N` for NULL, backslash escapes.
+fn copy_text(rows: &[Vec<Option<String>>]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        for (i, field) in row.iter().enumerate() {
+            if i > 0 {
+                out.push('\t');
+            }
+            match field {
+                None => out.push_str("\\N"),
+                Some(text) => {
+                    for c in text.chars() {
+                        match c {
+                            '\\' => out.push_str("\\\\"),
+                            '\t' => out.push_str("\\t"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+impl Drop for PostgresSession {
+    fn drop(&mut self) {
+        let Some(pinned) = self.pinned.take() else {
+            return;
+        };
+        // The client went away inside a transaction: roll it back before the connection
+        // returns to the pool, or drop the connection when that cannot be done.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let mut conn = pinned.lock_owned().await;
+                    if conn.client.batch_execute("ROLLBACK").await.is_err() {
+                        conn.broken = true;
+                    }
+                });
+            }
+            Err(_) => {
+                if let Ok(mut conn) = pinned.try_lock() {
+                    conn.broken = true;
+                }
+            }
+        }
+    }
+}

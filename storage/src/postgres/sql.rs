@@ -1,0 +1,368 @@
+//! What a Postgres node needs to know about statement text without parsing it: the leading
+//! keywords (transaction control, command tags) and identifier quoting.
+//!
+//! tokio-postgres does not hand out the `CommandComplete` tag, only its row count, so the tag
+//! the client sees is rebuilt from the statement's keywords and that count, as Postgres forms
+//! it (`INSERT 0 3`, `CREATE TABLE`, `SELECT 5`).
+
+/// The upper-cased words of `sql` at parenthesis depth 0, skipping comments, string literals,
+/// quoted identifiers and dollar-quoted bodies (which read as one `''` word), at most `limit`.
+pub fn top_level_words(sql: &str, limit: usize) -> Vec<String> {
+    let bytes = sql.as_bytes();
+    let mut words = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() && words.len() < limit {
+        let c = bytes[i];
+        match c {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let mut nested = 0usize;
+                while i < bytes.len() {
+                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+                        nested += 1;
+                        i += 2;
+                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+                        nested -= 1;
+                        i += 2;
+                        if nested == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'\'' | b'"' => {
+                i = skip_quoted(bytes, i, c);
+                if depth == 0 {
+                    words.push("''".to_owned());
+                }
+            }
+            b'$' if dollar_tag(bytes, i).is_some() => {
+                let tag_end = dollar_tag(bytes, i).unwrap_or(i);
+                let tag = &sql[i..=tag_end];
+                i = match sql[tag_end + 1..].find(tag) {
+                    Some(at) => tag_end + 1 + at + tag.len(),
+                    None => bytes.len(),
+                };
+                if depth == 0 {
+                    words.push("''".to_owned());
+                }
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric()
+                        || bytes[i] == b'_'
+                        || bytes[i] == b'$'
+                        || bytes[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                if depth == 0 {
+                    words.push(sql[start..i].to_ascii_uppercase());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    words
+}
+
+/// The index just past a quoted token starting at `start` (doubled quotes stay inside).
+fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> usize {
+    let escapes = quote == b'\''
+        && start > 0
+        && matches!(bytes[start - 1], b'e' | b'E')
+        && (start < 2 || !bytes[start - 2].is_ascii_alphanumeric());
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if escapes && bytes[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// The index of the closing `$` of a dollar-quote tag (`$$`, `$body$`) starting at `start`.
+fn dollar_tag(bytes: &[u8], start: usize) -> Option<usize> {
+    if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+        return None;
+    }
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' => return Some(i),
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => i += 1,
+            c if c.is_ascii_digit() && i > start + 1 => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Statements that open, end or mark a transaction, which decide whether a session keeps
+/// its connection pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Begin,
+    Commit,
+    Rollback,
+    /// `SAVEPOINT`, `RELEASE`.
+    Savepoint,
+    /// `ROLLBACK TO [SAVEPOINT]`: leaves the failed state.
+    RollbackTo,
+    /// `PREPARE TRANSACTION`: detaches the transaction from the session.
+    PrepareTransaction,
+}
+
+pub fn control(words: &[String]) -> Option<Control> {
+    let first = words.first()?.as_str();
+    let second = words.get(1).map(String::as_str);
+    match (first, second) {
+        ("BEGIN", _) | ("START", Some("TRANSACTION")) => Some(Control::Begin),
+        ("COMMIT" | "ROLLBACK", Some("PREPARED")) => None,
+        ("COMMIT" | "END", _) => Some(Control::Commit),
+        ("ROLLBACK" | "ABORT", Some("TO")) => Some(Control::RollbackTo),
+        ("ROLLBACK" | "ABORT", _) => Some(Control::Rollback),
+        ("SAVEPOINT" | "RELEASE", _) => Some(Control::Savepoint),
+        ("PREPARE", Some("TRANSACTION")) => Some(Control::PrepareTransaction),
+        _ => None,
+    }
+}
+
+/// Words enough to form any tag.
+pub const TAG_WORDS: usize = 64;
+
+/// The `CommandComplete` tag Postgres sends for a statement that began with `words` and
+/// affected or returned `rows` rows. `failed_txn` is whether a COMMIT ends a failed
+/// transaction (Postgres answers `ROLLBACK` then).
+pub fn command_tag(words: &[String], rows: u64, failed_txn: bool) -> String {
+    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match word(0) {
+        "SELECT" | "VALUES" | "TABLE" => format!("SELECT {rows}"),
+        "WITH" => match main_statement(words) {
+            Some("INSERT") => format!("INSERT 0 {rows}"),
+            Some(verb @ ("UPDATE" | "DELETE" | "MERGE")) => format!("{verb} {rows}"),
+            _ => format!("SELECT {rows}"),
+        },
+        "INSERT" => format!("INSERT 0 {rows}"),
+        verb @ ("UPDATE" | "DELETE" | "MERGE" | "COPY" | "FETCH" | "MOVE") => {
+            format!("{verb} {rows}")
+        }
+        "BEGIN" => "BEGIN".to_owned(),
+        "START" => "START TRANSACTION".to_owned(),
+        "COMMIT" | "END" if word(1) == "PREPARED" => "COMMIT PREPARED".to_owned(),
+        "COMMIT" | "END" if failed_txn => "ROLLBACK".to_owned(),
+        "COMMIT" | "END" => "COMMIT".to_owned(),
+        "ROLLBACK" | "ABORT" if word(1) == "PREPARED" => "ROLLBACK PREPARED".to_owned(),
+        "ROLLBACK" | "ABORT" => "ROLLBACK".to_owned(),
+        "PREPARE" if word(1) == "TRANSACTION" => "PREPARE TRANSACTION".to_owned(),
+        "CREATE" => create_tag(words, rows),
+        verb @ ("DROP" | "ALTER") => object_tag(verb, &words[1..]),
+        "TRUNCATE" => "TRUNCATE TABLE".to_owned(),
+        "LOCK" => "LOCK TABLE".to_owned(),
+        "DECLARE" => "DECLARE CURSOR".to_owned(),
+        "CLOSE" if word(1) == "ALL" => "CLOSE CURSOR ALL".to_owned(),
+        "CLOSE" => "CLOSE CURSOR".to_owned(),
+        "DISCARD" => format!("DISCARD {}", word(1)),
+        "DEALLOCATE" if word(1) == "ALL" || word(2) == "ALL" => "DEALLOCATE ALL".to_owned(),
+        "SET" if word(1) == "CONSTRAINTS" => "SET CONSTRAINTS".to_owned(),
+        "REFRESH" => "REFRESH MATERIALIZED VIEW".to_owned(),
+        "IMPORT" => "IMPORT FOREIGN SCHEMA".to_owned(),
+        "SECURITY" => "SECURITY LABEL".to_owned(),
+        "REASSIGN" => "REASSIGN OWNED".to_owned(),
+        "" => "EMPTY".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// The verb of the statement a `WITH` query list leads to.
+fn main_statement(words: &[String]) -> Option<&str> {
+    words.iter().skip(1).map(String::as_str).find(|w| {
+        matches!(
+            *w,
+            "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"
+        )
+    })
+}
+
+fn create_tag(words: &[String], rows: u64) -> String {
+    let rest: Vec<&str> = words[1..]
+        .iter()
+        .map(String::as_str)
+        .skip_while(|w| {
+            matches!(
+                *w,
+                "OR" | "REPLACE"
+                    | "GLOBAL"
+                    | "LOCAL"
+                    | "TEMP"
+                    | "TEMPORARY"
+                    | "UNLOGGED"
+                    | "UNIQUE"
+                    | "TRUSTED"
+                    | "PROCEDURAL"
+                    | "DEFAULT"
+                    | "RECURSIVE"
+                    | "CONSTRAINT"
+            )
+        })
+        .collect();
+    match rest.first().copied() {
+        // CREATE TABLE ... AS and CREATE MATERIALIZED VIEW report the rows they wrote.
+        Some("TABLE") if rest.contains(&"AS") => format!("SELECT {rows}"),
+        Some("MATERIALIZED") => format!("SELECT {rows}"),
+        _ => {
+            let owned: Vec<String> = rest.iter().map(|w| (*w).to_owned()).collect();
+            object_tag("CREATE", &owned)
+        }
+    }
+}
+
+/// `VERB OBJECT` for DDL, with Postgres's spelling of multi-word and aliased object kinds.
+fn object_tag(verb: &str, rest: &[String]) -> String {
+    let word = |i: usize| rest.get(i).map(String::as_str).unwrap_or("");
+    let object = match word(0) {
+        "USER" if word(1) == "MAPPING" => "USER MAPPING".to_owned(),
+        "USER" | "GROUP" | "ROLE" => "ROLE".to_owned(),
+        "MATERIALIZED" | "FOREIGN" if word(1) == "DATA" => "FOREIGN DATA WRAPPER".to_owned(),
+        two @ ("MATERIALIZED" | "FOREIGN" | "EVENT" | "ACCESS") => format!("{two} {}", word(1)),
+        "TEXT" => format!("TEXT SEARCH {}", word(2)),
+        "OPERATOR" if matches!(word(1), "CLASS" | "FAMILY") => format!("OPERATOR {}", word(1)),
+        "DEFAULT" => "DEFAULT PRIVILEGES".to_owned(),
+        "PROCEDURAL" | "TRUSTED" => "LANGUAGE".to_owned(),
+        one => one.to_owned(),
+    };
+    if object.is_empty() {
+        verb.to_owned()
+    } else {
+        format!("{verb} {object}")
+    }
+}
+
+/// `name` as a SQL identifier: unquoted when it is a plain identifier (so Postgres folds its
+/// case, as it did for the client's unquoted name), else double-quoted.
+pub fn identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// `name` double-quoted: exactly this name, whatever its case.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `text` as a SQL string literal.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(sql: &str, rows: u64) -> String {
+        command_tag(&top_level_words(sql, TAG_WORDS), rows, false)
+    }
+
+    #[test]
+    fn tags_follow_postgres() {
+        let cases = [
+            ("select 1", 1, "SELECT 1"),
+            ("  /* c */ -- x\n insert into t values (1)", 3, "INSERT 0 3"),
+            ("update t set a = 1", 2, "UPDATE 2"),
+            (
+                "WITH x AS (SELECT 1) DELETE FROM t WHERE a IN (SELECT * FROM x)",
+                4,
+                "DELETE 4",
+            ),
+            (
+                "with x as (insert into t values (1) returning *) select * from x",
+                1,
+                "SELECT 1",
+            ),
+            ("create table t (a int)", 0, "CREATE TABLE"),
+            ("CREATE TEMP TABLE t AS SELECT 1", 1, "SELECT 1"),
+            ("create unique index i on t (a)", 0, "CREATE INDEX"),
+            (
+                "create or replace function f() returns int as $$ select 1 $$ language sql",
+                0,
+                "CREATE FUNCTION",
+            ),
+            ("drop table if exists t", 0, "DROP TABLE"),
+            ("alter table t add column b int", 0, "ALTER TABLE"),
+            ("create user bob", 0, "CREATE ROLE"),
+            ("truncate t", 0, "TRUNCATE TABLE"),
+            ("begin isolation level serializable", 0, "BEGIN"),
+            ("start transaction", 0, "START TRANSACTION"),
+            ("rollback to savepoint a", 0, "ROLLBACK"),
+            ("release a", 0, "RELEASE"),
+            ("commit prepared 'x'", 0, "COMMIT PREPARED"),
+            ("create materialized view v as select 1", 1, "SELECT 1"),
+            ("do $x$ begin perform 1; end $x$", 0, "DO"),
+        ];
+        for (sql, rows, expected) in cases {
+            assert_eq!(tag(sql, rows), expected, "{sql}");
+        }
+        assert_eq!(
+            command_tag(&top_level_words("commit", 4), 0, true),
+            "ROLLBACK"
+        );
+    }
+
+    #[test]
+    fn control_statements() {
+        let control_of = |sql: &str| control(&top_level_words(sql, 4));
+        assert_eq!(control_of("BEGIN"), Some(Control::Begin));
+        assert_eq!(control_of("end"), Some(Control::Commit));
+        assert_eq!(control_of("abort"), Some(Control::Rollback));
+        assert_eq!(control_of("rollback to a"), Some(Control::RollbackTo));
+        assert_eq!(control_of("rollback prepared 'a'"), None);
+        assert_eq!(
+            control_of("prepare transaction 'a'"),
+            Some(Control::PrepareTransaction)
+        );
+        assert_eq!(control_of("select 'begin'"), None);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(identifier("abc"), "abc");
+        assert_eq!(identifier("My Table"), "\"My Table\"");
+        assert_eq!(identifier("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}
