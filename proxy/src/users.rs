@@ -312,10 +312,10 @@ impl Session {
                     return Err(superuser_only("drop role"));
                 }
                 for name in names {
-                    configured(name)?;
                     if name == &self.user {
                         return Err(sql_error("55006", "current user cannot be dropped"));
                     }
+                    configured(name)?;
                     if !catalog.roles.contains_key(name) {
                         if *if_exists {
                             self.notice_info(&format!("role \"{name}\" does not exist, skipping"));

@@ -228,3 +228,46 @@ pub fn sqlstate(error: &tokio_postgres::Error) -> String {
         .map(|c| c.code().to_owned())
         .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
 }
+
+impl Cluster {
+    /// Connects as `user` with `password`; the error (e.g. 28P01) is the caller's to check.
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let (client, connection) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user={} password={} dbname=mycelium",
+                self.port,
+                quote(user),
+                quote(password)
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// The audit log's current text, once it holds `expected` (it is written in the
+    /// background); panics after a few seconds without it.
+    pub fn audit_log_containing(&self, expected: &str) -> String {
+        let path = self.data_dir.join("audit.log");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains(expected) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "audit log lacks {expected:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -4,4 +4,6 @@ mod cli;
 mod clients;
 mod cluster;
 mod harness;
+mod metrics_lint;
+mod privileges;
 mod wire;
