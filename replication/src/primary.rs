@@ -11,10 +11,12 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::clock::HlcClock;
+use crate::conflict::ConflictPolicy;
 use crate::entry::{ShardId, WalEntry};
 use crate::link::MessageLink;
 use crate::log::{ReadResult, ShardLog};
 use crate::message::{ReplicationMessage, Role};
+use crate::order::ApplyQueue;
 use crate::version::{NodeId, VersionVector};
 
 /// Commit times kept for lag in seconds; older unacknowledged commits count from the oldest.
@@ -29,6 +31,10 @@ pub struct PrimaryOptions {
     pub batch_bytes: usize,
     pub heartbeat_interval: Duration,
     pub snapshot_rows_per_chunk: usize,
+    /// How entries taken from a rejoining node are resolved against this node's rows.
+    pub policy: ConflictPolicy,
+    /// Entries from a rejoining node held while waiting for an earlier one.
+    pub max_pending: usize,
 }
 
 impl Default for PrimaryOptions {
@@ -38,6 +44,8 @@ impl Default for PrimaryOptions {
             batch_bytes: 1024 * 1024,
             heartbeat_interval: Duration::from_secs(1),
             snapshot_rows_per_chunk: 1000,
+            policy: ConflictPolicy::LastWriterWins,
+            max_pending: 10_000,
         }
     }
 }
@@ -61,8 +69,9 @@ pub struct Primary<L> {
     log: Arc<L>,
     clock: Arc<HlcClock>,
     options: PrimaryOptions,
-    /// The last local sequence committed; shipping tasks wake on it.
-    committed: watch::Sender<u64>,
+    /// Bumped whenever the log grows (a local commit, or entries taken from a rejoining
+    /// node); shipping tasks wake on it.
+    log_grew: watch::Sender<u64>,
     /// What each secondary acknowledged, by authenticated peer name.
     acks: watch::Sender<BTreeMap<NodeId, VersionVector>>,
     commit_times: Mutex<VecDeque<(u64, Instant)>>,
@@ -95,7 +104,7 @@ impl<L: ShardLog> Primary<L> {
             log,
             clock,
             options,
-            committed: watch::Sender::new(0),
+            log_grew: watch::Sender::new(0),
             acks: watch::Sender::new(BTreeMap::new()),
             commit_times: Mutex::new(VecDeque::new()),
             fenced_by: AtomicU64::new(0),
@@ -123,11 +132,7 @@ impl<L: ShardLog> Primary<L> {
             }
             times.push_back((sequence, Instant::now()));
         }
-        self.committed.send_if_modified(|last| {
-            let newer = sequence > *last;
-            *last = (*last).max(sequence);
-            newer
-        });
+        self.log_grew.send_modify(|n| *n += 1);
     }
 
     /// The newer epoch a peer reported, if any: this node must stop taking writes for the
@@ -281,7 +286,21 @@ impl<L: ShardLog> Primary<L> {
         self.record_ack(&peer, &sent);
         tracing::info!(shard = %self.shard, %peer, from = ?sent, "shipping to secondary");
 
-        let mut committed = self.committed.subscribe();
+        // A node rejoining after a partition or a failover may hold entries this one lacks
+        // (its writes as the old primary): take them, so they are merged as conflicts and
+        // shipped on rather than lost.
+        let primary_applied = self.log.applied().await?;
+        let mut taken = ApplyQueue::new(primary_applied.clone(), self.options.max_pending);
+        if !primary_applied.dominates(&sent) {
+            tracing::info!(shard = %self.shard, %peer, theirs = ?sent, ours = ?primary_applied,
+                "secondary holds entries this primary lacks: asking for them");
+            link.send(&ReplicationMessage::RequestEntries {
+                shard: self.shard.clone(),
+                after: primary_applied,
+            })
+            .await?;
+        }
+        let mut committed = self.log_grew.subscribe();
         let mut heartbeat = tokio::time::interval(self.options.heartbeat_interval);
         loop {
             // Marked seen before reading the log, so a commit landing during the read wakes
@@ -305,6 +324,11 @@ impl<L: ShardLog> Primary<L> {
                         tracing::debug!(shard = %self.shard, %peer, ?after, "secondary asks again");
                         sent = after;
                     }
+                    Some(ReplicationMessage::ResponseEntries { shard, entries })
+                        if shard == self.shard =>
+                    {
+                        self.take_from_secondary(&mut taken, entries).await?;
+                    }
                     Some(ReplicationMessage::Status { epoch, .. }) if epoch > self.epoch => {
                         return Err(self.fence(epoch));
                     }
@@ -323,6 +347,40 @@ impl<L: ShardLog> Primary<L> {
                 }
             }
         }
+    }
+
+    /// Applies entries a rejoining secondary sent, in causal order, as a secondary would.
+    async fn take_from_secondary(
+        &self,
+        queue: &mut ApplyQueue,
+        entries: Vec<WalEntry>,
+    ) -> Result<(), Error> {
+        // Local commits since the last call count as applied too.
+        queue.reset(self.log.applied().await?);
+        for entry in entries {
+            if entry.shard != self.shard {
+                return Err(Error::Protocol(format!(
+                    "entry of shard {} on the replication link of {}",
+                    entry.shard, self.shard
+                )));
+            }
+            queue.offer(entry);
+        }
+        let mut grew = false;
+        while let Some(entry) = queue.pop_ready() {
+            let outcome = self.log.apply(&entry, self.options.policy).await?;
+            self.clock.update(&entry.hlc);
+            queue.mark_applied(&entry);
+            grew |= !outcome.duplicate;
+        }
+        if queue.has_gap() {
+            tracing::warn!(shard = %self.shard, pending = queue.pending(),
+                "entries from a rejoining secondary still wait for earlier ones");
+        }
+        if grew {
+            self.log_grew.send_modify(|n| *n += 1);
+        }
+        Ok(())
     }
 
     /// Sends everything the log holds beyond `sent`, advancing it.

@@ -13,10 +13,13 @@ use crate::clock::{Hlc, HlcClock};
 use crate::conflict::ConflictPolicy;
 use crate::entry::{ShardId, WalEntry};
 use crate::link::MessageLink;
-use crate::log::ShardLog;
+use crate::log::{ReadResult, ShardLog};
 use crate::message::{ReplicationMessage, Role, SnapshotChunk};
 use crate::order::{ApplyQueue, Offer};
 use crate::version::VersionVector;
+
+/// Entries per `ResponseEntries` when a primary asks this node for entries.
+const BATCH_FOR_PRIMARY: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct SecondaryOptions {
@@ -184,6 +187,9 @@ impl<L: ShardLog> Secondary<L> {
                 ReplicationMessage::Status { epoch, .. } => {
                     self.epoch.fetch_max(epoch, Ordering::AcqRel);
                 }
+                ReplicationMessage::RequestEntries { shard, after } if shard == self.shard => {
+                    self.send_own_entries(link, after).await?;
+                }
                 other => {
                     return Err(Error::Protocol(format!(
                         "unexpected message from primary {}: {other:?}",
@@ -193,6 +199,38 @@ impl<L: ShardLog> Secondary<L> {
             }
         }
         Ok(())
+    }
+
+    /// Answers a primary that asks for entries this node holds and it lacks (this node's
+    /// writes from before it was fenced, or entries only it received).
+    async fn send_own_entries<K: MessageLink>(
+        &self,
+        link: &mut K,
+        mut after: VersionVector,
+    ) -> Result<(), Error> {
+        loop {
+            let entries = match self.log.read_after(&after, BATCH_FOR_PRIMARY).await? {
+                ReadResult::Entries(entries) if entries.is_empty() => return Ok(()),
+                ReadResult::Entries(entries) => entries,
+                ReadResult::Truncated => {
+                    return Err(Error::Protocol(format!(
+                        "shard {}: the primary asks for entries after {after:?}, but this node \
+                         truncated them; its unshipped writes are lost",
+                        self.shard
+                    )));
+                }
+            };
+            for e in &entries {
+                after.observe(&e.origin, e.sequence);
+            }
+            tracing::info!(shard = %self.shard, count = entries.len(),
+                "sending the primary entries it lacks");
+            link.send(&ReplicationMessage::ResponseEntries {
+                shard: self.shard.clone(),
+                entries,
+            })
+            .await?;
+        }
     }
 
     fn own_status(&self, applied: VersionVector) -> ReplicationMessage {

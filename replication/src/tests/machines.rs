@@ -355,3 +355,58 @@ async fn replication_runs_over_mutual_tls() -> TestResult {
     server.await??;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_fenced_primary_rejoins_and_its_divergent_writes_become_conflicts() -> TestResult {
+    let (a, b, c) = (node("n1"), node("n2"), node("n3"));
+    let old_primary = primary_of(&a, 1);
+    let (to_b, to_c) = (secondary_of(&b, 1), secondary_of(&c, 1));
+    let (p1, s1) = connect(&old_primary, &to_b, link_pair("n1", "n2"));
+    let (p2, s2) = connect(&old_primary, &to_c, link_pair("n1", "n3"));
+    commit(&a, &old_primary, 1, Some("agreed"));
+    commit(&a, &old_primary, 2, Some("agreed"));
+    assert!(caught_up(&to_b, &a).await && caught_up(&to_c, &a).await);
+
+    // Partition: n1 goes on writing key 1 while n2 is promoted (epoch 2) and writes it too.
+    for task in [p1, s1, p2, s2] {
+        task.abort();
+    }
+    commit(&a, &old_primary, 1, Some("n1 during the partition"));
+    let new_primary = primary_of(&b, 2);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    commit(&b, &new_primary, 1, Some("n2 after promotion"));
+    commit(&b, &new_primary, 3, Some("n2 only"));
+
+    // n3 follows the new primary; the old one rejoins as a secondary of it.
+    let (to_c, rejoined) = (secondary_of(&c, 2), secondary_of(&a, 2));
+    let (_p3, _s3) = connect(&new_primary, &to_c, link_pair("n2", "n3"));
+    let (_p4, _s4) = connect(&new_primary, &rejoined, link_pair("n2", "n1"));
+
+    let everything: VersionVector = [(NodeId::new("n1"), 3), (NodeId::new("n2"), 2)]
+        .into_iter()
+        .collect();
+    for s in [&to_c, &rejoined] {
+        assert!(s.wait_applied(&everything, WAIT).await, "{:?}", s.status());
+    }
+    assert!(
+        to_c.wait_applied(&applied_of(&b), WAIT).await && applied_of(&b) == everything,
+        "the new primary took n1's divergent entry and relayed it"
+    );
+    let (da, db, dc) = (a.log.data(), b.log.data(), c.log.data());
+    assert_eq!(da.rows, db.rows);
+    assert_eq!(db.rows, dc.rows);
+    assert_eq!(db.conflicts.len(), 1, "{:?}", db.conflicts);
+    assert_eq!(da.conflicts, db.conflicts);
+    assert_eq!(dc.conflicts, db.conflicts);
+    let conflict = db.conflicts.values().next().ok_or("no conflict")?;
+    assert_eq!(
+        (
+            conflict.first.sequence,
+            conflict.second.sequence,
+            conflict.winner.as_str()
+        ),
+        (3, 1, "n2"),
+        "n1's third write against n2's first; the later clock wins"
+    );
+    Ok(())
+}
