@@ -45,6 +45,59 @@ pub struct UpConfig {
     pub cluster: ClusterConfig,
     pub users: Vec<UserConfig>,
     pub policies: Vec<PolicyConfig>,
+    pub transactions: TransactionConfig,
+}
+
+/// Distributed transactions (the seed's TransactionConfig), for coordinators (proxies) and
+/// participants (nodes) alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionConfig {
+    /// Bound on the whole commit of a transaction that spans nodes (prepare, decision,
+    /// commit); past it the coordinator gives up on what is not decided yet.
+    pub default_timeout_ms: u64,
+    /// How long the coordinator waits for one participant's vote before aborting.
+    pub prepare_timeout_ms: u64,
+    /// How long the coordinator waits for the decision and for each commit.
+    pub commit_timeout_ms: u64,
+    /// How often a node looks for prepared transactions in doubt.
+    pub cleanup_interval_ms: u64,
+    /// A prepared transaction older than this whose coordinator went quiet is resolved by
+    /// its node, from the decider's record (presumed abort when there is none).
+    pub recovery_timeout_ms: u64,
+    /// Transactions one proxy coordinates at once; more are refused with SQLSTATE 53400.
+    pub max_transactions: usize,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            default_timeout_ms: 30_000,
+            prepare_timeout_ms: 5_000,
+            commit_timeout_ms: 5_000,
+            cleanup_interval_ms: 1_000,
+            recovery_timeout_ms: 3_000,
+            max_transactions: 10_000,
+        }
+    }
+}
+
+impl TransactionConfig {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("transactions.default_timeout_ms", self.default_timeout_ms),
+            ("transactions.prepare_timeout_ms", self.prepare_timeout_ms),
+            ("transactions.commit_timeout_ms", self.commit_timeout_ms),
+            ("transactions.cleanup_interval_ms", self.cleanup_interval_ms),
+            ("transactions.recovery_timeout_ms", self.recovery_timeout_ms),
+            ("transactions.max_transactions", self.max_transactions as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(file, key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The shape of the cluster and the policy of tables nobody configured (the seed's ShardConfig).
@@ -255,6 +308,7 @@ impl UpConfig {
         }
         self.storage.validate_backend(file)?;
         validate_users(file, &self.users)?;
+        self.transactions.validate(file)?;
         Ok(())
     }
 }
@@ -339,6 +393,11 @@ pub struct NodeFileConfig {
     pub node: NodeSection,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub transactions: TransactionConfig,
+    /// The other nodes of the cluster: a node asks a transaction's decider for its outcome.
+    #[serde(default)]
+    pub peers: Vec<NodeAddress>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -389,6 +448,7 @@ impl NodeFileConfig {
                 "the SQLite file is required unless storage.backend names a PostgreSQL database",
             ));
         }
+        config.transactions.validate(&name)?;
         Ok(config)
     }
 }
@@ -411,6 +471,8 @@ pub struct ProxyFileConfig {
     pub users: Vec<UserConfig>,
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub transactions: TransactionConfig,
 }
 
 fn default_proxy_data() -> PathBuf {
@@ -435,6 +497,7 @@ impl ProxyFileConfig {
         if config.nodes.is_empty() {
             return Err(invalid(&name, "nodes", "list at least one node"));
         }
+        config.transactions.validate(&name)?;
         for (i, node) in config.nodes.iter().enumerate() {
             if !matches!(node.node_type.as_str(), "validator" | "miner") {
                 return Err(invalid(

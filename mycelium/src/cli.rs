@@ -97,6 +97,20 @@ pub struct UpArgs {
     /// Address of the Prometheus `/metrics` endpoint.
     #[arg(long, default_value = "127.0.0.1:9187")]
     pub metrics_listen: SocketAddr,
+    /// Where the nodes keep their data: SQLite files in the data directory, or one PostgreSQL
+    /// database per node (`<db>_n1`, `<db>_n2`, ... on the server of `--pg-url`, created if
+    /// missing); overrides storage.backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// The PostgreSQL server for `--backend postgres`: postgres://user:password@host:port/db.
+    #[arg(long)]
+    pub pg_url: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {

@@ -1,18 +1,23 @@
 //! The pieces `up`, `node` and `proxy` assemble: a node served over mTLS, a proxy over a set of
 //! nodes, the `/metrics` endpoint, and shutdown on SIGINT/SIGTERM.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mycelium_config::{ClusterConfig, PolicyConfig, ProxyConfig, StorageConfig, UserConfig};
+use mycelium_config::{
+    ClusterConfig, PolicyConfig, ProxyConfig, StorageConfig, TransactionConfig, UserConfig,
+};
 use mycelium_network::rpc::{RemoteNode, serve_node};
 use mycelium_network::{NetworkError, Pool, PoolOptions, ServerOptions, TlsIdentity};
 use mycelium_node::Node;
+use mycelium_protocol::NodeLink;
 use mycelium_proxy::{Cluster, ClusterNode, Proxy, policy_from_config};
 use mycelium_router::{NodeInfo, NodeType, PolicyDefaults};
+use mycelium_txn::Resolver;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +51,13 @@ pub async fn start_node(
     listen: SocketAddr,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningNode> {
-    let node = Arc::new(Node::open_sqlite(id, miner, file, storage)?);
+    let node = Arc::new(match storage.backend() {
+        mycelium_config::StorageBackend::Sqlite => Node::open_sqlite(id, miner, file, storage)?,
+        mycelium_config::StorageBackend::Postgres(url) => {
+            let options = mycelium_node::PostgresOptions::from_config(id, url, &storage.postgres);
+            Node::open_postgres(id, miner, options).await?
+        }
+    });
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("node {id}: cannot listen on {listen}"))?;
@@ -59,6 +70,25 @@ pub async fn start_node(
         shutdown,
     ));
     Ok(RunningNode { node, addr, server })
+}
+
+/// Starts resolving `node`'s transactions in doubt, asking `peers` (id, address) for the
+/// outcomes they decided.
+pub fn start_resolver(
+    node: Arc<Node>,
+    identity: TlsIdentity,
+    peers: &[(String, String)],
+    transactions: &TransactionConfig,
+    shutdown: CancellationToken,
+) {
+    let pool = Pool::new(identity, PoolOptions::default());
+    let mut links: HashMap<String, Arc<dyn NodeLink>> = HashMap::new();
+    for (id, addr) in peers {
+        pool.add_peer(id.clone(), addr.clone());
+        links.insert(id.clone(), Arc::new(RemoteNode::new(id, pool.clone())));
+    }
+    let resolver = Resolver::new(node, links, transactions.clone());
+    tokio::spawn(resolver.run(shutdown));
 }
 
 pub fn parse_node_type(text: &str) -> NodeType {
@@ -75,6 +105,7 @@ pub struct ProxyParts<'a> {
     pub cluster: &'a ClusterConfig,
     pub users: &'a [UserConfig],
     pub policies: &'a [PolicyConfig],
+    pub transactions: &'a TransactionConfig,
     pub data_dir: &'a Path,
     pub identity: TlsIdentity,
     /// Each node and the address it serves on.
@@ -121,6 +152,7 @@ pub async fn build_proxy(
         parts.users,
         parts.data_dir,
         cluster,
+        parts.transactions.clone(),
     )?);
     proxy
         .load_policies()

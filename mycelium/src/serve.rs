@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::parts::{
     ProxyParts, build_proxy, parse_node_type, reload_on_sighup, serve_metrics, start_node,
-    stop_on_signal,
+    start_resolver, stop_on_signal,
 };
 use crate::up::{PROXY_MEMBER, announce};
 
@@ -28,11 +28,24 @@ pub async fn node(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Res
         config.node.node_type == "miner",
         &config.node.data,
         &config.storage,
-        identity,
+        identity.clone(),
         config.node.listen,
         shutdown.clone(),
     )
     .await?;
+    let peers: Vec<(String, String)> = config
+        .peers
+        .iter()
+        .filter(|peer| &peer.id != id)
+        .map(|peer| (peer.id.clone(), peer.addr.clone()))
+        .collect();
+    start_resolver(
+        running.node.clone(),
+        identity,
+        &peers,
+        &config.transactions,
+        shutdown.clone(),
+    );
     let metrics = serve_metrics(metrics_listen, shutdown.clone()).await?;
     writeln!(
         std::io::stdout().lock(),
@@ -71,6 +84,7 @@ pub async fn proxy(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Re
             cluster: &config.cluster,
             users: &config.users,
             policies: &config.policies,
+            transactions: &config.transactions,
             data_dir: &config.data_dir,
             identity: TlsIdentity::load_member(&config.certs, PROXY_MEMBER)?,
             nodes,

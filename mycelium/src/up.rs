@@ -6,15 +6,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use mycelium_config::UpConfig;
+use mycelium_config::{StorageBackend, StorageConfig, UpConfig};
 use mycelium_network::{TlsIdentity, certs};
 use mycelium_router::{NodeInfo, NodeType};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::UpArgs;
+use crate::cli::{BackendKind, UpArgs};
 use crate::parts::{
-    ProxyParts, build_proxy, reload_on_sighup, serve_metrics, start_node, stop_on_signal,
+    ProxyParts, build_proxy, reload_on_sighup, serve_metrics, start_node, start_resolver,
+    stop_on_signal,
 };
 
 /// The proxy's name in the cluster's certificates.
@@ -41,6 +42,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.proxy.listen = listen;
     }
+    match (args.backend, &args.pg_url) {
+        (Some(BackendKind::Postgres), Some(url)) => config.storage.backend = url.clone(),
+        (Some(BackendKind::Postgres), None) => {
+            anyhow::bail!("--backend postgres needs --pg-url postgres://user:password@host:port/db")
+        }
+        (Some(BackendKind::Sqlite), _) => config.storage.backend = "sqlite".to_owned(),
+        (None, Some(_)) => anyhow::bail!("--pg-url goes with --backend postgres"),
+        (None, None) => {}
+    }
     if let Some(nodes) = args.nodes {
         anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
         config.cluster.nodes = nodes;
@@ -62,7 +72,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             &info.id,
             info.node_type == NodeType::Miner,
             &data_dir.join(format!("{}.sqlite", info.id)),
-            &config.storage,
+            &node_storage(&config.storage, &info.id)?,
             TlsIdentity::load_member(&certs_dir, &info.id)?,
             SocketAddr::from(([127, 0, 0, 1], 0)),
             node_shutdown.clone(),
@@ -71,12 +81,28 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         addresses.push((info.clone(), node.addr.to_string()));
         running.push(node);
     }
+    for node in &running {
+        let id = mycelium_protocol::NodeLink::node_id(node.node.as_ref()).to_owned();
+        let peers: Vec<(String, String)> = addresses
+            .iter()
+            .filter(|(info, _)| info.id != id)
+            .map(|(info, addr)| (info.id.clone(), addr.clone()))
+            .collect();
+        start_resolver(
+            node.node.clone(),
+            TlsIdentity::load_member(&certs_dir, &id)?,
+            &peers,
+            &config.transactions,
+            node_shutdown.clone(),
+        );
+    }
     let proxy = build_proxy(
         ProxyParts {
             proxy: &config.proxy,
             cluster: &config.cluster,
             users: &config.users,
             policies: &config.policies,
+            transactions: &config.transactions,
             data_dir,
             identity: TlsIdentity::load_member(&certs_dir, PROXY_MEMBER)?,
             nodes: addresses,
@@ -113,6 +139,38 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A node's storage: with a PostgreSQL backend, its own database on that server, named after
+/// the URL's database and the node (`mycelium_n1`), created if missing.
+fn node_storage(storage: &StorageConfig, node: &str) -> anyhow::Result<StorageConfig> {
+    let mut storage = storage.clone();
+    if let StorageBackend::Postgres(url) = storage.backend() {
+        storage.backend = node_database_url(url, node)?;
+        storage.postgres.create_database = true;
+    }
+    Ok(storage)
+}
+
+/// `postgres://u@h:5432/db?x=y` → `postgres://u@h:5432/db_n1?x=y`; without a database in the
+/// URL the user name stands in, as libpq's default database does.
+fn node_database_url(url: &str, node: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("{url} is not a postgres:// URL"))?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, format!("?{query}")),
+        None => (rest, String::new()),
+    };
+    let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let base = if database.is_empty() {
+        let user = authority.rsplit_once('@').map(|(user, _)| user).unwrap_or("");
+        let user = user.split(':').next().unwrap_or("");
+        if user.is_empty() { "mycelium" } else { user }
+    } else {
+        database
+    };
+    Ok(format!("{scheme}://{authority}/{base}_{node}{query}"))
 }
 
 /// The one line that says where to connect.

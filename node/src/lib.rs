@@ -12,7 +12,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mycelium_config::{StorageConfig, Synchronous};
 use mycelium_protocol::{DbError, NodeLink, NodeSession, PreparedTxn, TxnOutcome};
-use mycelium_storage::{Backend, SqliteBackend, SqliteOptions, StorageError};
+use mycelium_storage::{
+    Backend, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions, StorageError,
+};
+
+pub use mycelium_storage::PostgresOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -22,6 +26,9 @@ pub enum NodeError {
         path: String,
         source: Box<StorageError>,
     },
+    /// The message names the node, the database and what to do.
+    #[error("{source}")]
+    Postgres { source: Box<PostgresError> },
 }
 
 /// A node: its id, its backend, and its role's checks.
@@ -51,6 +58,26 @@ impl Node {
             source: Box::new(source),
         })?;
         tracing::info!(node = id, path = %path.display(), "node opened");
+        Ok(Node {
+            id: id.to_owned(),
+            backend: Arc::new(backend),
+            miner: miner.then(Default::default),
+        })
+    }
+
+    /// Connects the node to its PostgreSQL database (see [`PostgresOptions`]); fails when the
+    /// server is unreachable or does not allow prepared transactions.
+    pub async fn open_postgres(
+        id: &str,
+        miner: bool,
+        options: PostgresOptions,
+    ) -> Result<Node, NodeError> {
+        let backend = PostgresBackend::connect(options)
+            .await
+            .map_err(|source| NodeError::Postgres {
+                source: Box::new(source),
+            })?;
+        tracing::info!(node = id, database = backend.database(), "node opened");
         Ok(Node {
             id: id.to_owned(),
             backend: Arc::new(backend),

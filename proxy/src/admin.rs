@@ -1,5 +1,5 @@
-//! `SHOW MYCELIUM NODES | SHARDS | POLICIES | USERS`: the cluster as the proxy sees it, as
-//! rows.
+//! `SHOW MYCELIUM NODES | SHARDS | POLICIES | TRANSACTIONS | USERS`: the cluster as the proxy
+//! sees it, as rows.
 
 use mycelium_protocol::Column;
 use mycelium_protocol::types::oid;
@@ -59,6 +59,14 @@ pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
             "range_sharding",
             "ranges",
             "copies",
+        ]),
+        "mycelium_transactions" => text_columns(&[
+            "transaction",
+            "state",
+            "participants",
+            "writers",
+            "decider",
+            "age_ms",
         ]),
         _ => return None,
     })
@@ -131,6 +139,21 @@ impl Proxy {
                 }
                 rows
             }
+            "mycelium_transactions" => self
+                .coordinator
+                .transactions()
+                .into_iter()
+                .map(|t| {
+                    vec![
+                        Some(t.tx_id.to_string()),
+                        Some(t.state.as_str().to_owned()),
+                        Some(t.participants.join(",")),
+                        Some(t.writers.join(",")),
+                        t.decider,
+                        Some(t.age.as_millis().to_string()),
+                    ]
+                })
+                .collect(),
             _ => {
                 let mut rows = Vec::new();
                 for table in self.policy_tables() {

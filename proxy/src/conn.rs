@@ -18,6 +18,9 @@ pub struct ClientConn {
     read: BytesMut,
     /// Bytes waiting to be written to the client.
     pub out: BytesMut,
+    /// How many times `out` was written out: a buffered answer may still be taken back only
+    /// while this has not moved.
+    pub flushes: u64,
     max_message: usize,
     ctx: DecodeContext,
 }
@@ -35,6 +38,7 @@ impl ClientConn {
             stream,
             read: leftover,
             out: BytesMut::with_capacity(8 * 1024),
+            flushes: 0,
             max_message,
             ctx,
         }
@@ -98,6 +102,7 @@ impl ClientConn {
         if !self.out.is_empty() {
             self.stream.write_all(&self.out).await?;
             self.out.clear();
+            self.flushes += 1;
             self.stream.flush().await?;
         }
         Ok(())

@@ -37,7 +37,7 @@ impl Session {
             self.node_command(node, "BEGIN").await?;
         } else {
             self.ensure_node_transaction(node).await?;
-            self.wrote_on = Some(node);
+            self.track(node, true)?;
         }
         backend::copy_in_response(
             &mut self.conn.out,

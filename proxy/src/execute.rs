@@ -1,19 +1,23 @@
 //! Running statements on nodes: which node(s) a statement goes to, the transaction each
 //! touched node is in, streaming results back, and the transaction control that spans them.
 //!
-//! Rules until two-phase commit exists: a statement or a transaction writes rows on at most one
-//! node (anything else is refused with 0A000 before it runs); DDL goes to every node, so every
-//! node knows every table; reads may span nodes and are merged (see `scatter`).
+//! A transaction may read and write on any number of nodes: the coordinator
+//! (`mycelium_txn`) commits it in one phase when it wrote on one node, in two otherwise. A
+//! statement that writes on several nodes outside a transaction runs in an implicit one, as
+//! does DDL, which goes to every node so every node knows every table. Reads over several
+//! nodes are merged (see `scatter`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use mycelium_protocol::types::{PgType, oid};
 use mycelium_protocol::{DataRows, DbError, Execute, Format, NodeSession, Reply, ReplyStream};
 use mycelium_router::{
     KeyExpr, KeyValue, PolicySource, Route, RouterError, ShardChoice, TablePolicy, TxnControl,
     apply_options, policy_options,
 };
+use mycelium_txn::Participant;
 
 use crate::backend::{self, TxnStatus};
 use crate::cancel::Statement;
@@ -25,6 +29,8 @@ use crate::session::Session;
 pub(crate) struct NodeConn {
     pub session: Box<dyn NodeSession>,
     pub in_txn: bool,
+    /// The client's transaction wrote here (it must be prepared if others wrote too).
+    pub wrote: bool,
 }
 
 /// Where a statement's replies come from: the node, or a buffer they were drained into when
@@ -79,6 +85,8 @@ pub(crate) enum Target {
     One(usize),
     /// A read over several nodes, merged by the proxy.
     Scatter(Vec<usize>),
+    /// An UPDATE or DELETE over several nodes: each runs it on the rows it holds.
+    Many(Vec<usize>),
     /// DDL: every node.
     All,
 }
@@ -94,8 +102,7 @@ impl Session {
         match op {
             TxnControl::Begin => {
                 if self.status == TxnStatus::Idle {
-                    self.status = TxnStatus::InTransaction;
-                    self.begin_sql = Some(sql.to_owned());
+                    self.begin_transaction(sql)?;
                 } else {
                     self.notice("25001", "there is already a transaction in progress");
                 }
@@ -171,37 +178,73 @@ impl Session {
             .collect()
     }
 
-    /// Ends the transaction on every node it reached, and locally whatever the nodes answer:
-    /// after a failed COMMIT the transaction is gone either way. The node that wrote commits
-    /// last, so a failure there leaves nothing half-committed.
-    pub(crate) async fn finish_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
-        let mut touched = self.touched_nodes();
-        if let Some(writer) = self.wrote_on {
-            touched.retain(|&n| n != writer);
-            if self
-                .nodes
-                .get(writer)
-                .is_some_and(|n| n.as_ref().is_some_and(|n| n.in_txn))
-            {
-                touched.push(writer);
-            }
+    /// Starts a client transaction (BEGIN, or an implicit one); nodes join it lazily.
+    pub(crate) fn begin_transaction(&mut self, begin_sql: &str) -> Result<(), ProxyError> {
+        self.tx = Some(self.proxy.coordinator.begin()?);
+        self.status = TxnStatus::InTransaction;
+        self.begin_sql = Some(begin_sql.to_owned());
+        Ok(())
+    }
+
+    /// Records that the transaction runs a statement on `node`, writing rows or not.
+    pub(crate) fn track(&mut self, node: usize, writes: bool) -> Result<(), ProxyError> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        let id = self
+            .proxy
+            .cluster
+            .nodes
+            .get(node)
+            .map(|n| n.info.id.as_str())
+            .unwrap_or("?");
+        self.proxy.coordinator.add_operation(tx, id, writes)?;
+        if writes && let Some(conn) = self.nodes.get_mut(node).and_then(Option::as_mut) {
+            conn.wrote = true;
         }
+        Ok(())
+    }
+
+    /// Ends the transaction on every node it reached (the coordinator commits in one or two
+    /// phases), and locally whatever the nodes answer: after a failed COMMIT the transaction
+    /// is gone either way.
+    pub(crate) async fn finish_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
         self.status = TxnStatus::Idle;
         self.begin_sql = None;
-        self.wrote_on = None;
         self.portals.clear();
         let pending = std::mem::take(&mut self.pending_policies);
         let undo = std::mem::take(&mut self.policy_undo);
-        let mut first_error = None;
-        for node in touched {
-            if let Some(conn) = self.nodes.get_mut(node).and_then(Option::as_mut) {
-                conn.in_txn = false;
-            }
-            if let Err(e) = self.node_command(node, command).await {
-                first_error.get_or_insert(e);
-            }
+        let tx = self.tx.take();
+        let proxy = self.proxy.clone();
+        let mut touched = Vec::new();
+        let mut participants = Vec::new();
+        for (index, slot) in self.nodes.iter_mut().enumerate() {
+            let Some(conn) = slot.as_mut().filter(|c| c.in_txn) else {
+                continue;
+            };
+            conn.in_txn = false;
+            let writes = std::mem::take(&mut conn.wrote);
+            let Some(node) = proxy.cluster.nodes.get(index) else {
+                continue;
+            };
+            touched.push(index);
+            participants.push(Participant {
+                node: node.info.id.clone(),
+                link: node.link.clone(),
+                session: conn.session.as_mut(),
+                writes,
+            });
         }
-        let committed = first_error.is_none() && command == "COMMIT";
+        let result = match tx {
+            Some(tx) if command == "COMMIT" => proxy
+                .coordinator
+                .commit(&tx, participants)
+                .await
+                .map(|_| ()),
+            Some(tx) => proxy.coordinator.rollback(&tx, participants).await,
+            None => Ok(()),
+        };
+        let committed = result.is_ok() && command == "COMMIT";
         if committed {
             for change in pending {
                 self.apply_policy(change);
@@ -209,10 +252,15 @@ impl Session {
         } else {
             self.undo_policies(undo);
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if result.is_err() {
+            // A failed commit may leave a node session mid-protocol: start afresh.
+            for index in touched {
+                if let Some(slot) = self.nodes.get_mut(index) {
+                    *slot = None;
+                }
+            }
         }
+        result.map_err(ProxyError::from)
     }
 
     /// Opens the client's transaction on `node` before its first statement there.
@@ -275,6 +323,7 @@ impl Session {
             self.nodes[node] = Some(NodeConn {
                 session,
                 in_txn: false,
+                wrote: false,
             });
         }
         let gone = self.node_gone(node);
@@ -353,7 +402,10 @@ impl Session {
                 let nodes = self.primaries(table, shards, request)?;
                 match nodes.as_slice() {
                     [one] => Ok((Target::One(*one), true)),
-                    _ => Err(self.multi_node_write(&nodes)),
+                    _ if mycelium_router::statement_kind(&request.sql) == "insert" => {
+                        Err(self.multi_node_insert(&nodes))
+                    }
+                    _ => Ok((Target::Many(nodes), true)),
                 }
             }
         }
@@ -364,7 +416,7 @@ impl Session {
         self.touched_nodes().first().copied().unwrap_or(0)
     }
 
-    fn multi_node_write(&self, nodes: &[usize]) -> ProxyError {
+    fn multi_node_insert(&self, nodes: &[usize]) -> ProxyError {
         let names: Vec<&str> = nodes
             .iter()
             .filter_map(|&n| self.proxy.cluster.nodes.get(n).map(|n| n.info.id.as_str()))
@@ -372,9 +424,9 @@ impl Session {
         sql_error(
             "0A000",
             format!(
-                "this statement writes rows on nodes {}: writes that span nodes need two-phase \
-                 commit, which Mycelium does not have yet; write each node's rows in its own \
-                 statement (filter on the shard key)",
+                "this INSERT has rows for shards on nodes {}, and a multi-row INSERT is not split \
+                 by shard yet; insert those rows in separate statements (one transaction makes \
+                 them atomic)",
                 names.join(", ")
             ),
         )
@@ -619,20 +671,42 @@ impl Session {
         ddl: bool,
     ) -> Result<Finished, ProxyError> {
         let (target, writes) = self.target(&request)?;
-        let result = match target {
-            Target::One(node) => {
-                if writes && self.status != TxnStatus::Idle {
-                    if let Some(writer) = self.wrote_on
-                        && writer != node
-                        && !ddl
-                    {
-                        return Err(self.multi_node_write(&[writer, node]));
-                    }
-                    if !ddl {
-                        self.wrote_on = Some(node);
-                    }
+        // Writes on several nodes, and DDL (every node), are atomic even in autocommit.
+        let implicit = self.status == TxnStatus::Idle
+            && (matches!(target, Target::Many(_)) || (ddl && matches!(target, Target::All)));
+        if implicit {
+            self.begin_transaction("BEGIN")?;
+        }
+        let answer_mark = (self.conn.flushes, self.conn.out.len());
+        let mut result = self.run_target(target, writes, request, output, ddl).await;
+        if implicit {
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let finished = self.finish_transaction(end).await;
+            if let (Ok(_), Err(e)) = (&result, finished) {
+                // Take back the statement's answer if it is still ours to take.
+                if self.conn.flushes == answer_mark.0 {
+                    self.conn.out.truncate(answer_mark.1);
                 }
-                match self.run_on(node, &request, output).await {
+                result = Err(e);
+            }
+        }
+        if ddl && result.is_ok() {
+            self.proxy.descriptions.clear();
+        }
+        result
+    }
+
+    async fn run_target(
+        &mut self,
+        target: Target,
+        writes: bool,
+        request: Execute,
+        output: Output,
+        ddl: bool,
+    ) -> Result<Finished, ProxyError> {
+        match target {
+            Target::One(node) => {
+                match self.run_on(node, &request, output, writes).await {
                     // Only a lost node is worth the work of naming its shards.
                     Err(ProxyError::Db(mut db)) if db.code == "08006" => {
                         if let Some(shards) = self.shard_context(&request) {
@@ -651,18 +725,15 @@ impl Session {
                     backend::command_complete(&mut self.conn.out, "ALTER TABLE");
                     return Ok(Finished::Complete);
                 }
-                let finished = self.run_everywhere(request, output).await?;
+                let finished = self.run_everywhere(request, output, ddl).await?;
                 if let Some(change) = change {
                     self.store_policy(change).await?;
                 }
                 Ok(finished)
             }
             Target::Scatter(nodes) => self.run_scatter(nodes, request, output).await,
-        };
-        if ddl && result.is_ok() {
-            self.proxy.descriptions.clear();
+            Target::Many(nodes) => self.run_write_many(nodes, request, output).await,
         }
-        result
     }
 
     async fn run_on(
@@ -670,8 +741,10 @@ impl Session {
         node: usize,
         request: &Execute,
         output: Output,
+        writes: bool,
     ) -> Result<Finished, ProxyError> {
         self.ensure_node_transaction(node).await?;
+        self.track(node, writes)?;
         let statement = self.start_statement();
         let result = async {
             let stream = self.node(node).await?.execute(request.clone()).await?;
@@ -695,10 +768,12 @@ impl Session {
         &mut self,
         request: Execute,
         output: Output,
+        writes: bool,
     ) -> Result<Finished, ProxyError> {
-        let finished = self.run_on(0, &request, output).await?;
+        let finished = self.run_on(0, &request, output, writes).await?;
         for node in 1..self.proxy.cluster.nodes.len() {
             self.ensure_node_transaction(node).await?;
+            self.track(node, writes)?;
             let mut stream = self.node(node).await?.execute(request.clone()).await?;
             loop {
                 match stream.recv().await {
@@ -710,6 +785,60 @@ impl Session {
             }
         }
         Ok(finished)
+    }
+
+    /// An UPDATE or DELETE on several nodes, inside the client's (or an implicit)
+    /// transaction. The answer (RETURNING rows, the summed tag) is buffered until every node
+    /// has answered, so a node's error never follows another node's rows.
+    async fn run_write_many(
+        &mut self,
+        nodes: Vec<usize>,
+        request: Execute,
+        output: Output,
+    ) -> Result<Finished, ProxyError> {
+        let statement = self.start_statement();
+        let result = async {
+            let mut answer = BytesMut::new();
+            let mut described = false;
+            let mut verb = String::new();
+            let mut count = 0u64;
+            for node in nodes {
+                self.ensure_node_transaction(node).await?;
+                self.track(node, true)?;
+                let mut stream = self.node(node).await?.execute(request.clone()).await?;
+                loop {
+                    let reply = tokio::select! {
+                        reply = stream.recv() => reply,
+                        () = statement.token.cancelled() => return Err(statement.cancel_error()),
+                    };
+                    match reply {
+                        Some(Ok(Reply::Columns(columns))) => {
+                            if !described && matches!(output, Output::Simple) {
+                                backend::row_description(&mut answer, &columns, |i| {
+                                    request.result_format(i)
+                                });
+                            }
+                            described = true;
+                        }
+                        Some(Ok(Reply::Rows(rows))) => answer.extend_from_slice(rows.bytes()),
+                        Some(Ok(Reply::Complete { tag })) => {
+                            let (head, n) = tag.rsplit_once(' ').unwrap_or((tag.as_str(), "0"));
+                            verb = head.to_owned();
+                            count += n.parse::<u64>().unwrap_or(0);
+                            break;
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        None => return Err(self.node_gone(node)),
+                    }
+                }
+            }
+            backend::command_complete(&mut answer, &format!("{verb} {count}"));
+            self.conn.out.extend_from_slice(&answer);
+            Ok(Finished::Complete)
+        }
+        .await;
+        self.cancel.end_statement();
+        result
     }
 
     /// Resumes a suspended portal.

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mycelium_config::{ProxyConfig, UserConfig};
+use mycelium_config::{ProxyConfig, TransactionConfig, UserConfig};
 use mycelium_router::{PlanCache, RouterError, TableAccess};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -89,6 +89,8 @@ pub struct Proxy {
     cancels: CancelRegistry,
     connections: Arc<Semaphore>,
     next_pid: AtomicI32,
+    /// Runs every client transaction's commit (one- or two-phase).
+    coordinator: mycelium_txn::Coordinator,
 }
 
 impl Proxy {
@@ -99,6 +101,7 @@ impl Proxy {
         users: &[UserConfig],
         data_dir: &Path,
         cluster: Cluster,
+        transactions: TransactionConfig,
     ) -> Result<Proxy, StartError> {
         let configured = config.tls_cert.as_deref().zip(config.tls_key.as_deref());
         let tls = tls::acceptor(configured, data_dir)?;
@@ -126,6 +129,7 @@ impl Proxy {
             cancels: CancelRegistry::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             next_pid: AtomicI32::new(1000),
+            coordinator: mycelium_txn::Coordinator::new(transactions),
             config,
         })
     }

@@ -48,8 +48,8 @@ pub(crate) struct Session {
     pub(crate) nodes: Vec<Option<NodeConn>>,
     /// The BEGIN text of the open transaction, sent to each node on its first use.
     pub(crate) begin_sql: Option<String>,
-    /// The node the open transaction wrote rows on; at most one until two-phase commit.
-    pub(crate) wrote_on: Option<usize>,
+    /// The open transaction, as the coordinator knows it.
+    pub(crate) tx: Option<mycelium_txn::TxId>,
     /// Policy removals of the open transaction, taken up when it commits.
     pub(crate) pending_policies: Vec<PolicyChange>,
     /// Policies the open transaction set, with what they replaced, for a rollback.
@@ -144,7 +144,7 @@ pub async fn run(
         status: TxnStatus::Idle,
         nodes: Vec::new(),
         begin_sql: None,
-        wrote_on: None,
+        tx: None,
         pending_policies: Vec::new(),
         policy_undo: Vec::new(),
         statement_timeout: None,
@@ -329,9 +329,9 @@ impl Session {
             && !statements
                 .iter()
                 .any(|sql| matches!(self.proxy.plans.plan(sql).0.as_deref(), Ok(Plan::Txn(_))));
-        if implicit {
-            self.status = TxnStatus::InTransaction;
-            self.begin_sql = Some("BEGIN".to_owned());
+        if implicit && let Err(e) = self.begin_transaction("BEGIN") {
+            self.fail(&e);
+            return;
         }
         let mut failed = false;
         for sql in statements {

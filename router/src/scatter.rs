@@ -198,7 +198,9 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         return Ok(spec);
     }
     if contains_aggregate(&select.projection) {
-        return Err(refuse("mixing aggregates with plain columns"));
+        return Err(refuse(
+            "an aggregate inside an expression (such as sum(x)::bigint), or mixed with plain columns,",
+        ));
     }
     if !hidden_sort.is_empty() {
         spec.hidden_columns = hidden_sort.len();
@@ -389,12 +391,37 @@ fn aggregate_columns(
     Ok((any_aggregate || !group_exprs.is_empty()).then_some(combines))
 }
 
+/// Whether an aggregate appears anywhere in the output columns, also inside another
+/// expression (`sum(x)::bigint`, `max(a) + 1`), which no merge can combine.
 fn contains_aggregate(projection: &[SelectItem]) -> bool {
     projection.iter().filter_map(item_expr).any(|expr| {
-        matches!(
-            function_name(expr).as_deref(),
-            Some("count" | "sum" | "min" | "max" | "avg" | "string_agg" | "bool_and" | "bool_or")
-        )
+        sqlparser::ast::visit_expressions(expr, |e| {
+            let aggregate = matches!(
+                function_name(e).as_deref(),
+                Some(
+                    "count"
+                        | "sum"
+                        | "min"
+                        | "max"
+                        | "avg"
+                        | "string_agg"
+                        | "array_agg"
+                        | "json_agg"
+                        | "jsonb_agg"
+                        | "bool_and"
+                        | "bool_or"
+                        | "every"
+                        | "stddev"
+                        | "variance"
+                )
+            );
+            if aggregate {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .is_break()
     })
 }
 

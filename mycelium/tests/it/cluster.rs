@@ -3,164 +3,16 @@
 //! nodes give exactly what one plain SQLite database gives, and what a dead node does.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
 use mycelium_router::{KeyValue, NodeInfo, NodeType, PolicyDefaults, TablePolicy, place};
 use rand::{Rng, SeedableRng};
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::harness::sqlstate;
+use crate::processes::{NODES, ProcessCluster};
 
-const NODES: [(&str, &str); 3] = [("n1", "validator"), ("n2", "validator"), ("n3", "miner")];
 const SHARDS: u32 = 6;
-
-struct Member {
-    child: Child,
-    first_line: String,
-}
-
-impl Member {
-    fn start(args: &[&str]) -> Member {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mycelium"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn member");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut first_line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first_line)
-            .expect("ready line");
-        assert!(
-            first_line.contains("is ready"),
-            "unexpected first line: {first_line:?}"
-        );
-        Member { child, first_line }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct ProcessCluster {
-    nodes: Vec<Member>,
-    node_ports: Vec<u16>,
-    _proxy: Member,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl ProcessCluster {
-    fn start() -> ProcessCluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let certs = dir.path().join("certs");
-        let status = Command::new(env!("CARGO_BIN_EXE_mycelium"))
-            .args(["certs", "--out"])
-            .arg(&certs)
-            .args(["--nodes", "n1,n2,n3"])
-            .stdout(Stdio::null())
-            .status()
-            .expect("mycelium certs");
-        assert!(status.success());
-        let mut nodes = Vec::new();
-        let mut node_ports = Vec::new();
-        let mut proxy_nodes = String::new();
-        for (id, node_type) in NODES {
-            let port = free_port();
-            node_ports.push(port);
-            let config = dir.path().join(format!("{id}.toml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "[node]\nid = \"{id}\"\nnode_type = \"{node_type}\"\nlisten = \"127.0.0.1:{port}\"\n\
-                     data = \"{}\"\ncerts = \"{}\"\n",
-                    dir.path().join(format!("{id}.sqlite")).display(),
-                    certs.display()
-                ),
-            )
-            .expect("node config");
-            nodes.push(Member::start(&[
-                "node",
-                "--config",
-                &config.to_string_lossy(),
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ]));
-            proxy_nodes.push_str(&format!(
-                "[[nodes]]\nid = \"{id}\"\naddr = \"127.0.0.1:{port}\"\nnode_type = \"{node_type}\"\n"
-            ));
-        }
-        let port = free_port();
-        let config = dir.path().join("proxy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "certs = \"{}\"\ndata_dir = \"{}\"\n[proxy]\nlisten = \"127.0.0.1:{port}\"\n{proxy_nodes}",
-                certs.display(),
-                dir.path().join("proxy").display()
-            ),
-        )
-        .expect("proxy config");
-        let proxy = Member::start(&[
-            "proxy",
-            "--config",
-            &config.to_string_lossy(),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ]);
-        assert!(
-            proxy.first_line.contains(&format!("127.0.0.1:{port}")),
-            "{}",
-            proxy.first_line
-        );
-        ProcessCluster {
-            nodes,
-            node_ports,
-            _proxy: proxy,
-            port,
-            dir,
-        }
-    }
-
-    async fn connect(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(
-            &format!(
-                "host=127.0.0.1 port={} user=mycelium password=mycelium dbname=mycelium",
-                self.port
-            ),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("connect");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
-    }
-
-    fn node_file(&self, id: &str) -> PathBuf {
-        self.dir.path().join(format!("{id}.sqlite"))
-    }
-}
 
 /// The table's policy as the proxy has it, and which node is each shard's primary.
 fn primaries() -> (TablePolicy, Vec<String>) {
@@ -376,26 +228,62 @@ async fn sharded_cluster_of_processes() {
         assert_eq!(got, sqlite_rows(&reference, sql), "{sql}");
     }
 
-    // A write that spans nodes is refused before anything is written.
+    // A write that spans nodes commits on all of them (two-phase commit), with one tag.
     let spread: Vec<i64> = expected
         .values()
         .filter_map(|ids| ids.first().copied())
         .collect();
-    let error = client
+    let messages = client
         .simple_query(&format!(
             "UPDATE items SET val = 0 WHERE id IN ({}, {})",
             spread[0], spread[1]
         ))
         .await
-        .expect_err("multi-node write");
+        .expect("multi-node write");
+    assert!(
+        matches!(
+            messages.last(),
+            Some(SimpleQueryMessage::CommandComplete(2))
+        ),
+        "{messages:?}"
+    );
+    for (node, ids) in expected.iter().take(2) {
+        let db = rusqlite::Connection::open_with_flags(
+            cluster.node_file(node),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open node file");
+        let val = sqlite_rows(&db, &format!("SELECT val FROM items WHERE id = {}", ids[0]));
+        assert_eq!(val, vec![vec!["0".to_owned()]], "row {} on {node}", ids[0]);
+    }
+    // A multi-row INSERT is not split by shard yet: refused before anything is written.
+    let fresh: Vec<i64> = expected
+        .keys()
+        .filter_map(|node| {
+            (1000..2000i64)
+                .find(|id| primaries[policy.shard_of(&[KeyValue::Int(*id)]) as usize] == *node)
+        })
+        .collect();
+    let error = client
+        .simple_query(&format!(
+            "INSERT INTO items (id, grp, val) VALUES ({}, 1, 1), ({}, 1, 1)",
+            fresh[0], fresh[1]
+        ))
+        .await
+        .expect_err("multi-node INSERT");
     assert_eq!(sqlstate(&error), "0A000");
-    let untouched = rows(
-        &client,
-        &format!("SELECT val FROM items WHERE id = {}", spread[0]),
-    )
-    .await
-    .expect("read");
-    assert_ne!(untouched, vec![vec!["0".to_owned()]]);
+    assert!(
+        rows(
+            &client,
+            &format!(
+                "SELECT id FROM items WHERE id IN ({}, {})",
+                fresh[0], fresh[1]
+            )
+        )
+        .await
+        .expect("read")
+        .is_empty()
+    );
 
     // A dead node: its shards fail with 08006 naming it, the others keep answering.
     let (victim_index, (victim, _)) = NODES

@@ -14,6 +14,8 @@ pub struct Cluster {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     config: Option<PathBuf>,
+    /// Extra arguments of `mycelium up`.
+    args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -32,7 +34,21 @@ impl Cluster {
         Cluster::start_with(&[], Some(config))
     }
 
+    /// `mycelium up` with extra command-line arguments (`--backend postgres --pg-url ...`).
+    pub fn start_with_args(args: &[&str]) -> Cluster {
+        let mut cluster = Cluster::prepare(&[], None);
+        cluster.args = args.iter().map(|a| (*a).to_owned()).collect();
+        cluster.launch();
+        cluster
+    }
+
     fn start_with(env: &[(&str, &str)], config: Option<&str>) -> Cluster {
+        let mut cluster = Cluster::prepare(env, config);
+        cluster.launch();
+        cluster
+    }
+
+    fn prepare(env: &[(&str, &str)], config: Option<&str>) -> Cluster {
         let temp = tempfile::tempdir().expect("tempdir");
         let config = config.map(|text| {
             let path = temp.path().join("mycelium.toml");
@@ -44,17 +60,16 @@ impl Cluster {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             child: None,
             port: 0,
             metrics_port: 0,
             data_dir,
             env,
             config,
+            args: Vec::new(),
             _temp: Some(temp),
-        };
-        cluster.launch();
-        cluster
+        }
     }
 
     fn launch(&mut self) {
@@ -76,6 +91,7 @@ impl Cluster {
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
         }
+        command.args(&self.args);
         let mut child = command.spawn().expect("spawn mycelium");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();

@@ -6,4 +6,6 @@ mod cluster;
 mod harness;
 mod metrics_lint;
 mod privileges;
+mod processes;
+mod two_phase;
 mod wire;

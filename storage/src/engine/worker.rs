@@ -163,8 +163,8 @@ impl<'c> Worker<'c> {
             sequences: shared.sequences.clone(),
             ..FunctionState::default()
         };
-        crate::functions::register(&conn, &functions)?;
-        crate::pg_catalog::attach(&conn)?;
+        crate::functions::register(conn, &functions)?;
+        crate::pg_catalog::attach(conn)?;
         let schema = shared.schema.read().map(|s| s.clone()).unwrap_or_default();
         let mut worker = Worker {
             conn,
@@ -540,7 +540,7 @@ impl<'c> Worker<'c> {
             Some(s) if s.id == generation => s,
             _ => {
                 let s = Arc::new(
-                    catalog::load(&self.conn, generation)
+                    catalog::load(self.conn, generation)
                         .map_err(|e| from_sqlite(&e, ErrorContext::default()))?,
                 );
                 // Only a committed view may be shared with other workers.
@@ -919,7 +919,7 @@ impl<'c> Worker<'c> {
                 .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
         }
         if t.catalog && self.catalog_filled != Some(self.schema.id) {
-            crate::pg_catalog::fill(&self.conn, &self.schema)
+            crate::pg_catalog::fill(self.conn, &self.schema)
                 .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
             // A fill inside a transaction is undone by its rollback: only trust it outside.
             self.catalog_filled = self.conn.is_autocommit().then_some(self.schema.id);
@@ -937,7 +937,7 @@ impl<'c> Worker<'c> {
             // sessions see it when it commits.
             let id = self.shared.private_ids.fetch_add(1, Ordering::Relaxed);
             let schema = Arc::new(
-                catalog::load(&self.conn, id)
+                catalog::load(self.conn, id)
                     .map_err(|e| from_sqlite(&e, ErrorContext::default()))?,
             );
             self.use_schema(schema)?;

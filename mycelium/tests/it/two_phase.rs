@@ -1,0 +1,507 @@
+//! Two-phase commit across node processes: atomic commits, aborts, and recovery when the
+//! proxy or a node is killed at each step (failpoints abort a process at an exact moment).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use tokio::sync::Mutex;
+
+use crate::harness::sqlstate;
+use crate::processes::{NODES, ProcessCluster};
+
+const ACCOUNTS: i64 = 30;
+const INITIAL: i64 = 1000;
+/// Nodes resolve transactions in doubt quickly in these tests.
+const NODE_TOML: &str = "[transactions]\nrecovery_timeout_ms = 1000\ncleanup_interval_ms = 200\n\
+                         [storage]\nbusy_timeout_ms = 3000\n";
+
+/// A cluster with `accounts` (sharded by id over every node) and `transfers`, and which node
+/// holds each account, read from the node files.
+async fn bank(proxy_toml: &str) -> (ProcessCluster, BTreeMap<i64, usize>) {
+    let cluster = ProcessCluster::start_with(NODE_TOML, proxy_toml);
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL \
+             CHECK (balance >= 0)) WITH (mycelium.shard_keys = 'id', mycelium.shards = 6);
+             CREATE TABLE transfers (id text NOT NULL, from_id bigint NOT NULL, \
+             to_id bigint NOT NULL, amount bigint NOT NULL, PRIMARY KEY (from_id, id)) \
+             WITH (mycelium.shard_keys = 'from_id', mycelium.shards = 6)",
+        )
+        .await
+        .expect("create tables");
+    // One message, many statements: one implicit transaction over every node (2PC).
+    let inserts: String = (1..=ACCOUNTS)
+        .map(|id| format!("INSERT INTO accounts (id, balance) VALUES ({id}, {INITIAL});"))
+        .collect();
+    client.batch_execute(&inserts).await.expect("accounts");
+    let mut owner = BTreeMap::new();
+    for (index, (id, _)) in NODES.iter().enumerate() {
+        for row in cluster.file_rows(id, "SELECT id FROM accounts") {
+            assert!(
+                owner.insert(row[0], index).is_none(),
+                "account {} is on two nodes",
+                row[0]
+            );
+        }
+    }
+    assert_eq!(
+        owner.len() as i64,
+        ACCOUNTS,
+        "every account on exactly one node"
+    );
+    for index in 0..NODES.len() {
+        assert!(
+            owner.values().any(|&n| n == index),
+            "no account landed on node {index}: {owner:?}"
+        );
+    }
+    (cluster, owner)
+}
+
+/// An account held by node `index`.
+fn account_on(owner: &BTreeMap<i64, usize>, index: usize) -> i64 {
+    owner
+        .iter()
+        .find(|(_, n)| **n == index)
+        .map(|(id, _)| *id)
+        .expect("an account on the node")
+}
+
+/// Balance of `id` read straight from the file of the node that holds it.
+fn balance_in_file(cluster: &ProcessCluster, owner: &BTreeMap<i64, usize>, id: i64) -> i64 {
+    let node = NODES[owner[&id]].0;
+    cluster.file_rows(
+        node,
+        &format!("SELECT balance FROM accounts WHERE id = {id}"),
+    )[0][0]
+}
+
+fn total_in_files(cluster: &ProcessCluster) -> i64 {
+    NODES
+        .iter()
+        .map(|(id, _)| {
+            cluster.file_rows(id, "SELECT coalesce(sum(balance), 0) FROM accounts")[0][0]
+        })
+        .sum()
+}
+
+/// Waits until no node holds a prepared transaction.
+async fn settled(cluster: &ProcessCluster) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held: Vec<i64> = NODES
+            .iter()
+            .map(|(id, _)| cluster.prepared_on(id))
+            .collect();
+        if held.iter().all(|&n| n == 0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prepared transactions still in doubt after 30 s: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn transfer_statements(
+    client: &tokio_postgres::Client,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    client
+        .execute(
+            "UPDATE accounts SET balance = balance - $2 WHERE id = $1",
+            &[&from, &amount],
+        )
+        .await?;
+    client
+        .execute(
+            "UPDATE accounts SET balance = balance + $2 WHERE id = $1",
+            &[&to, &amount],
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn writes_on_several_nodes_commit_atomically() {
+    let (cluster, owner) = bank("").await;
+    let client = cluster.connect().await;
+    let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
+
+    transfer_statements(&client, a, b, 100).await.unwrap();
+    // While it is open, the proxy lists it with the nodes it reached.
+    let observer = cluster.connect().await;
+    let listed = observer
+        .simple_query("SHOW MYCELIUM TRANSACTIONS")
+        .await
+        .unwrap();
+    let rows: Vec<_> = listed
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "one transaction in progress");
+    assert_eq!(rows[0].get("state"), Some("active"));
+    assert_eq!(rows[0].get("participants"), Some("n1,n2"));
+    assert_eq!(rows[0].get("writers"), Some("n1,n2"));
+    // Not visible to others before COMMIT.
+    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL);
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL - 100);
+    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL + 100);
+
+    // An UPDATE without the shard key writes on every node, atomically, with one tag.
+    let updated = client
+        .execute("UPDATE accounts SET balance = balance + 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(updated as i64, ACCOUNTS);
+    assert_eq!(total_in_files(&cluster), ACCOUNTS * (INITIAL + 1));
+    let returned = client
+        .query(
+            "UPDATE accounts SET balance = balance - 1 WHERE id IN ($1, $2) RETURNING id",
+            &[&a, &b],
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<i64> = returned.iter().map(|r| r.get(0)).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, {
+        let mut expected = vec![a, b];
+        expected.sort_unstable();
+        expected
+    });
+
+    // One node refuses (a CHECK violation there): nothing anywhere.
+    let before = total_in_files(&cluster);
+    let error = client
+        .execute("UPDATE accounts SET balance = balance - 1000", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "23514");
+    assert_eq!(total_in_files(&cluster), before);
+    transfer_statements(&client, a, b, 1).await.unwrap();
+    let error = client
+        .execute(
+            "UPDATE accounts SET balance = balance - 5000 WHERE id = $1",
+            &[&b],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "23514");
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(total_in_files(&cluster), before);
+    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL - 100);
+
+    // Rows are still where placement says, and nothing is left prepared.
+    settled(&cluster).await;
+    let total = total_through_proxy(&client).await;
+    assert_eq!(total, before);
+}
+
+#[tokio::test]
+async fn a_participant_killed_after_its_vote_aborts_and_recovers() {
+    let (mut cluster, owner) = bank("").await;
+    cluster.restart_node(1, &[("MYCELIUM_FAILPOINTS", "participant.after_prepare")]);
+    let client = cluster.connect().await;
+    let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
+    transfer_statements(&client, a, b, 250).await.unwrap();
+    let error = client.batch_execute("COMMIT").await.unwrap_err();
+    let code = sqlstate(&error);
+    assert!(
+        code.starts_with("08") || code == "57P01",
+        "{code}: {error:?}"
+    );
+    assert!(format!("{error:?}").contains("n2"), "{error:?}");
+    assert!(cluster.nodes[1].exited(), "the failpoint stopped n2");
+    // Its vote is on disk: it comes back holding the transaction, learns that the decider
+    // (n1) never committed, and rolls back.
+    assert_eq!(cluster.prepared_on("n2"), 1);
+    cluster.restart_node(1, &[]);
+    settled(&cluster).await;
+    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL);
+    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL);
+    let client = cluster.connect().await;
+    transfer_statements(&client, a, b, 5).await.unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL + 5);
+}
+
+/// The proxy dies at `failpoint`; afterwards every node must agree on `committed`.
+async fn proxy_killed_at(failpoint: &str, three_nodes: bool, committed: bool) {
+    let (mut cluster, owner) = bank("").await;
+    cluster.restart_proxy(&[("MYCELIUM_FAILPOINTS", failpoint)]);
+    let client = cluster.connect().await;
+    let ids: Vec<i64> = (0..if three_nodes { 3 } else { 2 })
+        .map(|n| account_on(&owner, n))
+        .collect();
+    client.batch_execute("BEGIN").await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        client
+            .execute(
+                "UPDATE accounts SET balance = balance + $2 WHERE id = $1",
+                &[id, &(i as i64 + 1)],
+            )
+            .await
+            .unwrap();
+    }
+    assert!(client.batch_execute("COMMIT").await.is_err());
+    assert!(
+        cluster.proxy.exited(),
+        "the failpoint {failpoint} stopped the proxy"
+    );
+    cluster.restart_proxy(&[]);
+    settled(&cluster).await;
+    for (i, id) in ids.iter().enumerate() {
+        let expected = if committed {
+            INITIAL + i as i64 + 1
+        } else {
+            INITIAL
+        };
+        assert_eq!(
+            balance_in_file(&cluster, &owner, *id),
+            expected,
+            "account {id} after a crash at {failpoint}"
+        );
+    }
+    let client = cluster.connect().await;
+    let total = total_through_proxy(&client).await;
+    let added: i64 = if committed {
+        (1..=ids.len() as i64).sum()
+    } else {
+        0
+    };
+    assert_eq!(total, ACCOUNTS * INITIAL + added);
+}
+
+#[tokio::test]
+async fn the_proxy_killed_after_the_votes_aborts_everywhere() {
+    proxy_killed_at("coordinator.after_prepare", false, false).await;
+}
+
+#[tokio::test]
+async fn the_proxy_killed_after_the_decision_commits_everywhere() {
+    proxy_killed_at("coordinator.after_decision", false, true).await;
+}
+
+#[tokio::test]
+async fn the_proxy_killed_between_two_commits_commits_everywhere() {
+    proxy_killed_at("coordinator.between_commits", true, true).await;
+}
+
+#[tokio::test]
+async fn a_participant_that_never_votes_is_aborted_after_prepare_timeout() {
+    let (cluster, owner) = bank("[transactions]\nprepare_timeout_ms = 1000\n").await;
+    let client = cluster.connect().await;
+    let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
+    transfer_statements(&client, a, b, 40).await.unwrap();
+    cluster.nodes[1].freeze(true);
+    let started = Instant::now();
+    let error = client.batch_execute("COMMIT").await.unwrap_err();
+    let waited = started.elapsed();
+    cluster.nodes[1].freeze(false);
+    assert_eq!(sqlstate(&error), "08006", "{error:?}");
+    let message = format!("{error:?}");
+    assert!(
+        message.contains("n2") && message.contains("prepare_timeout"),
+        "{message}"
+    );
+    assert!(waited < Duration::from_secs(10), "aborted after {waited:?}");
+    settled(&cluster).await;
+    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL);
+    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL);
+}
+
+/// Concurrent transfers between accounts on different nodes while the proxy and the nodes
+/// are SIGKILLed and restarted at random. `MYCELIUM_BANK_SECONDS` makes it longer.
+#[tokio::test]
+async fn bank_transfers_survive_random_kills() {
+    let seconds: u64 = std::env::var("MYCELIUM_BANK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let (cluster, owner) = bank("").await;
+    let owner = Arc::new(owner);
+    let cluster = Arc::new(Mutex::new(cluster));
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = cluster.lock().await.port;
+
+    let mut clients = Vec::new();
+    for worker in 0..4u64 {
+        let owner = owner.clone();
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(worker);
+            let mut committed = Vec::new();
+            let mut failed = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(client) = connect(port).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let from = rng.random_range(1..=ACCOUNTS);
+                    let to = rng.random_range(1..=ACCOUNTS);
+                    if owner[&from] == owner[&to] {
+                        continue;
+                    }
+                    n += 1;
+                    let id = format!("w{worker}-{n}");
+                    let amount = rng.random_range(1..=20i64);
+                    match transfer(&client, &id, from, to, amount).await {
+                        Ok(()) => committed.push(id),
+                        Err(e) if e.is_closed() || sqlstate(&e) == "08007" => break,
+                        Err(e) if e.code().is_some() && sqlstate(&e) != "08007" => {
+                            // The server said no: nothing of it may exist. A failure
+                            // during COMMIT itself (connection lost) is unknown.
+                            failed.push(id);
+                            let _ = client.batch_execute("ROLLBACK").await;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            (committed, failed)
+        }));
+    }
+
+    let chaos = {
+        let cluster = cluster.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+            let mut kills = 0;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(1500..3000))).await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let mut cluster = cluster.lock().await;
+                match rng.random_range(0..4) {
+                    3 => cluster.restart_proxy(&[]),
+                    node => cluster.restart_node(node, &[]),
+                }
+                kills += 1;
+            }
+            kills
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let kills = chaos.await.unwrap();
+    let mut committed = Vec::new();
+    let mut failed = Vec::new();
+    for client in clients {
+        let (c, f) = client.await.unwrap();
+        committed.extend(c);
+        failed.extend(f);
+    }
+    assert!(kills >= 3, "only {kills} kills");
+    assert!(
+        committed.len() >= 10,
+        "only {} transfers committed in {seconds} s",
+        committed.len()
+    );
+
+    let cluster = cluster.lock().await;
+    settled(&cluster).await;
+    assert_eq!(
+        total_in_files(&cluster),
+        ACCOUNTS * INITIAL,
+        "money was created or lost"
+    );
+    let present: HashSet<String> = NODES
+        .iter()
+        .flat_map(|(id, _)| {
+            let db = rusqlite::Connection::open_with_flags(
+                cluster.node_file(id),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let mut statement = db.prepare("SELECT id FROM transfers").unwrap();
+            statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        })
+        .collect();
+    for id in &committed {
+        assert!(
+            present.contains(id),
+            "acknowledged transfer {id} is missing"
+        );
+    }
+    for id in &failed {
+        assert!(!present.contains(id), "failed transfer {id} is present");
+    }
+    let client = cluster.connect().await;
+    let total = total_through_proxy(&client).await;
+    assert_eq!(total, ACCOUNTS * INITIAL);
+    eprintln!(
+        "bank: {} committed, {} refused, {kills} kills in {seconds} s",
+        committed.len(),
+        failed.len()
+    );
+}
+
+/// `sum(balance)` as the proxy merges it over the nodes.
+async fn total_through_proxy(client: &tokio_postgres::Client) -> i64 {
+    let messages = client
+        .simple_query("SELECT sum(balance) FROM accounts")
+        .await
+        .unwrap();
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("a total")
+}
+
+async fn connect(port: u16) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={port} user=mycelium password=mycelium dbname=mycelium \
+             connect_timeout=5"
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+async fn transfer(
+    client: &tokio_postgres::Client,
+    id: &str,
+    from: i64,
+    to: i64,
+    amount: i64,
+) -> Result<(), tokio_postgres::Error> {
+    transfer_statements(client, from, to, amount).await?;
+    client
+        .execute(
+            "INSERT INTO transfers (id, from_id, to_id, amount) VALUES ($1, $2, $3, $4)",
+            &[&id, &from, &to, &amount],
+        )
+        .await?;
+    client.batch_execute("COMMIT").await
+}
