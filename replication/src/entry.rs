@@ -82,7 +82,8 @@ pub enum RowOp {
 /// Images are whole rows (every column in `columns`), not just the changed columns: a replica
 /// resolving a conflict keeps one whole version of the row, and partial images from two
 /// concurrent writers would merge into a row neither wrote. An update that changes the primary
-/// key is a `Delete` of the old key followed by an `Insert` of the new one.
+/// key is a `Delete` of the old key followed by an `Insert` of the new one. An entry holds at
+/// most one change per row (its final state), as a SQLite changeset consolidates them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowChange {
     pub table: Arc<str>,

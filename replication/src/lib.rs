@@ -35,6 +35,22 @@
 //!   newer one fences the old primary), then entries applied through [`ShardLog::apply`] and
 //!   acknowledged. The HLC takes in every applied entry's timestamp, so a later local write
 //!   always ranks above what it saw.
+//! - **Rejoin**: when a secondary's status shows entries the primary lacks (a fenced old
+//!   primary's writes from before it learned of the promotion), the primary asks for them,
+//!   applies them as conflicts dictate and ships them on like its own, so nothing is dropped.
+//!
+//! # Wiring (a node)
+//!
+//! One [`HlcClock`] per node, shared by everything. Per shard: a backend that implements
+//! [`ShardLog`]; in every local write transaction it builds the entry with
+//! [`WalEntry::next_local`] (applied vector read in that transaction, timestamp from
+//! `clock.now()`) and calls [`record_local`] before committing, then [`Primary::committed`].
+//! The primary of a shard serves each secondary's connection with [`Primary::serve`] (a
+//! server dispatches connections whose first frame kind satisfies [`kind::is_replication`])
+//! and holds a commit with [`Primary::wait_replicated`] for `synchronous_replicas = k`. A
+//! secondary connects to its primary and runs [`Secondary::run`], reconnecting with backoff
+//! when it returns. [`Primary::lag`] and [`Secondary::status`] feed
+//! `SHOW MYCELIUM REPLICATION` and metrics; [`Primary::acked_by_all`] bounds truncation.
 //!
 //! # Wire format
 //!

@@ -259,14 +259,27 @@ impl<L: ShardLog> Primary<L> {
     /// its position) and every new commit as it happens, while taking its acknowledgements
     /// and requests. Returns `Ok` when the secondary closes the link.
     pub async fn serve<K: MessageLink>(&self, link: &mut K) -> Result<(), Error> {
+        match link.recv().await? {
+            Some(first) => self.serve_from(link, first).await,
+            None => Ok(()),
+        }
+    }
+
+    /// As [`Primary::serve`], when the caller already read the secondary's first message (a
+    /// node's server reads it to find which shard's primary the connection is for).
+    pub async fn serve_from<K: MessageLink>(
+        &self,
+        link: &mut K,
+        first: ReplicationMessage,
+    ) -> Result<(), Error> {
         let peer = NodeId::new(link.peer());
-        let mut sent = match link.recv().await? {
-            Some(ReplicationMessage::Status {
+        let mut sent = match first {
+            ReplicationMessage::Status {
                 shard,
                 role: Role::Secondary,
                 epoch,
                 applied,
-            }) if shard == self.shard => {
+            } if shard == self.shard => {
                 if epoch > self.epoch {
                     // Our status tells the secondary why nothing will come; then we stop.
                     link.send(&self.own_status().await?).await?;
@@ -274,13 +287,12 @@ impl<L: ShardLog> Primary<L> {
                 }
                 applied
             }
-            Some(other) => {
+            other => {
                 return Err(Error::Protocol(format!(
                     "expected a secondary's status for {}, got {other:?}",
                     self.shard
                 )));
             }
-            None => return Ok(()),
         };
         link.send(&self.own_status().await?).await?;
         self.record_ack(&peer, &sent);

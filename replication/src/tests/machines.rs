@@ -319,10 +319,18 @@ async fn replication_runs_over_mutual_tls() -> TestResult {
         move |mut conn, _peer| {
             let primary = serving.clone();
             async move {
-                primary
-                    .serve(&mut conn)
-                    .await
-                    .map_err(|e| mycelium_network::NetworkError::Protocol(e.to_string()))
+                // As a node's server does: the first message says which shard's primary.
+                let first = MessageLink::recv(&mut conn).await;
+                let served = match first {
+                    Ok(Some(first @ ReplicationMessage::Status { .. })) => {
+                        primary.serve_from(&mut conn, first).await
+                    }
+                    Ok(other) => Err(Error::Protocol(format!(
+                        "unexpected first message {other:?}"
+                    ))),
+                    Err(e) => Err(e),
+                };
+                served.map_err(|e| mycelium_network::NetworkError::Protocol(e.to_string()))
             }
         },
         shutdown.clone(),
