@@ -139,22 +139,7 @@ impl Proxy {
                 }
                 rows
             }
-            "mycelium_transactions" => self
-                .coordinator
-                .transactions()
-                .into_iter()
-                .map(|t| {
-                    vec![
-                        Some(t.tx_id.to_string()),
-                        Some(t.state.as_str().to_owned()),
-                        Some(t.participants.join(",")),
-                        Some(t.writers.join(",")),
-                        t.decider,
-                        Some(t.age.as_millis().to_string()),
-                    ]
-                })
-                .collect(),
-            _ => {
+            "mycelium_policies" => {
                 let mut rows = Vec::new();
                 for table in self.policy_tables() {
                     let placement = cluster.placement(&table)?;
@@ -173,6 +158,9 @@ impl Proxy {
                 }
                 rows
             }
+            // Views whose rows need the nodes are answered asynchronously by their own
+            // functions (`transaction_rows`).
+            _ => Vec::new(),
         };
         Ok(AdminRows { columns, rows })
     }
@@ -239,6 +227,58 @@ impl Proxy {
             ]);
         }
         rows
+    }
+
+    /// `SHOW MYCELIUM TRANSACTIONS`: this proxy's transactions in progress, then every
+    /// transaction a node holds prepared (in doubt until its outcome reaches the node). A node
+    /// that cannot be asked gets a row saying so.
+    pub(crate) async fn transaction_rows(&self) -> AdminRows {
+        let mut rows: Vec<Vec<Option<String>>> = self
+            .coordinator
+            .transactions()
+            .into_iter()
+            .map(|t| {
+                vec![
+                    Some(t.tx_id.to_string()),
+                    Some(t.state.as_str().to_owned()),
+                    Some(t.participants.join(",")),
+                    Some(t.writers.join(",")),
+                    t.decider,
+                    Some(t.age.as_millis().to_string()),
+                ]
+            })
+            .collect();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for node in &self.cluster.nodes {
+            let id = node.info.id.clone();
+            match node.link.prepared().await {
+                Ok(prepared) => rows.extend(prepared.into_iter().map(|p| {
+                    vec![
+                        Some(p.gid),
+                        Some("prepared".to_owned()),
+                        Some(id.clone()),
+                        Some(id.clone()),
+                        Some(p.decider),
+                        Some(now_ms.saturating_sub(p.prepared_at_ms).to_string()),
+                    ]
+                })),
+                Err(e) => rows.push(vec![
+                    None,
+                    Some(format!("unknown: {}", e.message)),
+                    Some(id.clone()),
+                    None,
+                    None,
+                    None,
+                ]),
+            }
+        }
+        AdminRows {
+            columns: admin_columns("mycelium_transactions").unwrap_or_default(),
+            rows,
+        }
     }
 
     /// Tables with a policy, then the group of tables without one.

@@ -366,7 +366,7 @@ impl Session {
         match &*plan {
             Plan::Empty => backend::empty_query_response(&mut self.conn.out),
             Plan::Txn(op) => self.transaction_control(*op, sql).await?,
-            Plan::Session(command) => self.session_command(command, Output::Simple)?,
+            Plan::Session(command) => self.session_command(command, Output::Simple).await?,
             Plan::Copy(copy) => self.copy(copy).await?,
             Plan::Role(command) => self.role_command(command).await?,
             Plan::Forward { ddl } => {
@@ -402,7 +402,7 @@ impl Session {
 
     // ---- session commands ----
 
-    fn session_command(
+    async fn session_command(
         &mut self,
         command: &SessionCommand,
         output: Output,
@@ -426,7 +426,11 @@ impl Session {
                 backend::command_complete(&mut self.conn.out, "RESET");
             }
             SessionCommand::Show { name } if name.starts_with("mycelium_") => {
-                let admin = self.proxy.admin_rows(name)?;
+                let admin = if name == "mycelium_transactions" {
+                    self.proxy.transaction_rows().await
+                } else {
+                    self.proxy.admin_rows(name)?
+                };
                 if matches!(output, Output::Simple) {
                     backend::row_description(&mut self.conn.out, &admin.columns, |_| Format::Text);
                 }
@@ -731,7 +735,7 @@ impl Session {
                 let sql = request.sql.clone();
                 self.transaction_control(*op, &sql).await?;
             }
-            Plan::Session(command) => self.session_command(command, output)?,
+            Plan::Session(command) => self.session_command(command, output).await?,
             Plan::Copy(copy) => self.copy(copy).await?,
             Plan::Role(command) => self.role_command(command).await?,
             Plan::Forward { ddl } => {
