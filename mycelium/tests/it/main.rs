@@ -6,6 +6,7 @@ mod cluster;
 mod harness;
 mod metrics_lint;
 mod privileges;
+mod postgres;
 mod processes;
 mod two_phase;
 mod wire;

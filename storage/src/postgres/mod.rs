@@ -188,9 +188,16 @@ impl PostgresBackend {
         config.application_name(format!("mycelium-{node}"));
         let session_options = "-c TimeZone=UTC -c DateStyle=ISO,MDY -c IntervalStyle=postgres \
              -c extra_float_digits=1 -c bytea_output=hex -c client_min_messages=warning";
+        // Postgres's default search_path starts with "$user": for a role named `mycelium`
+        // that would be the internal schema, and client tables would land in it.
+        let session_options = if config.get_user() == Some("mycelium") {
+            format!("{session_options} -c search_path=public")
+        } else {
+            session_options.to_owned()
+        };
         let combined = match config.get_options() {
             Some(user) => format!("{session_options} {user}"),
-            None => session_options.to_owned(),
+            None => session_options,
         };
         config.options(&combined);
         let connect_err = |source| PostgresError::Connect {

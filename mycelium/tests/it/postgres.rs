@@ -1,0 +1,297 @@
+//! `mycelium up --backend postgres` on a throwaway PostgreSQL 15 server (mycelium-testkit):
+//! one database per node, and the clients that matter — psql `\d`, tokio-postgres (binary
+//! parameters and results), psycopg (text parameters) and SQLAlchemy reflection — see what a
+//! PostgreSQL server would show them. `MYCELIUM_SKIP_POSTGRES=1` skips these tests.
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use mycelium_testkit::PgCluster;
+
+use crate::harness::{Cluster, PASSWORD};
+
+fn up_on_postgres(pg: &PgCluster) -> Cluster {
+    Cluster::start_with_args(&[
+        "--backend",
+        "postgres",
+        "--pg-url",
+        &pg.url("mycelium"),
+        "--nodes",
+        "3",
+    ])
+}
+
+async fn direct(pg: &PgCluster, db: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&pg.url(db), tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(connection);
+    client
+}
+
+async fn output(mut command: tokio::process::Command, what: &str) -> std::process::Output {
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(120), command.output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => panic!("cannot run {what}: {e}"),
+        Err(_) => panic!("{what} did not finish in time"),
+    }
+}
+
+fn text_values(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn up_with_postgres_nodes_serves_tokio_postgres_and_psql() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let cluster = up_on_postgres(&pg);
+
+    // One database per node, created by `up`.
+    let admin = direct(&pg, "postgres").await;
+    let databases: Vec<String> = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'mycelium_n%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(databases, ["mycelium_n1", "mycelium_n2", "mycelium_n3"]);
+
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE things (id int8 PRIMARY KEY, price numeric(10,2), name varchar(40), \
+             tags text[], doc jsonb, at timestamptz, key uuid, ok bool)",
+        )
+        .await
+        .unwrap();
+
+    // Binary parameters and results (tokio-postgres uses binary for both).
+    let at = chrono::DateTime::parse_from_rfc3339("2024-03-04T05:06:07.25Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let key = uuid::Uuid::parse_str("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
+    let doc = serde_json::json!({"b": [1, 2], "a": "x"});
+    let tags = vec!["red".to_owned(), "a b".to_owned()];
+    let inserted = client
+        .execute(
+            "INSERT INTO things VALUES ($1, $2::text::numeric, $3, $4, $5, $6, $7, $8)",
+            &[&1i64, &"12.5", &"héllo", &tags, &doc, &at, &key, &true],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let row = client
+        .query_one(
+            "SELECT id, name, tags, doc, at, key, ok, price::text FROM things WHERE id = $1",
+            &[&1i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(row.get::<_, String>(1), "héllo");
+    assert_eq!(row.get::<_, Vec<String>>(2), tags);
+    assert_eq!(row.get::<_, serde_json::Value>(3), doc);
+    assert_eq!(row.get::<_, chrono::DateTime<chrono::Utc>>(4), at);
+    assert_eq!(row.get::<_, uuid::Uuid>(5), key);
+    assert!(row.get::<_, bool>(6));
+    assert_eq!(row.get::<_, String>(7), "12.50");
+    assert_eq!(
+        row.columns()
+            .iter()
+            .map(|c| c.type_().name().to_owned())
+            .collect::<Vec<_>>(),
+        [
+            "int8",
+            "varchar",
+            "_text",
+            "jsonb",
+            "timestamptz",
+            "uuid",
+            "bool",
+            "text"
+        ]
+    );
+
+    // Text results of the same values, as PostgreSQL prints them.
+    let messages = client
+        .simple_query("SELECT price, tags, doc, at, key, ok FROM things")
+        .await
+        .unwrap();
+    assert_eq!(
+        text_values(&messages),
+        vec![vec![
+            Some("12.50".to_owned()),
+            Some("{red,\"a b\"}".to_owned()),
+            Some("{\"a\": \"x\", \"b\": [1, 2]}".to_owned()),
+            Some("2024-03-04 05:06:07.25+00".to_owned()),
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".to_owned()),
+            Some("t".to_owned()),
+        ]]
+    );
+
+    // Postgres's own errors, with detail.
+    let e = client
+        .execute("INSERT INTO things (id) VALUES (1)", &[])
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "23505");
+    assert_eq!(db.detail(), Some("Key (id)=(1) already exists."));
+
+    // psql \d, answered from a Postgres node's catalog.
+    let mut psql = tokio::process::Command::new("psql");
+    psql.env("PGPASSWORD", PASSWORD)
+        .env("PGSSLMODE", "disable")
+        .args(["-X", "-d", &cluster.conn_string(), "-c", "\\d things"]);
+    let out = output(psql, "psql \\d").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "psql failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "Table \"public.things\"",
+        "id     | bigint                   |           | not null |",
+        "price  | numeric(10,2)            |",
+        "name   | character varying(40)    |",
+        "tags   | text[]                   |",
+        "at     | timestamp with time zone |",
+        "\"things_pkey\" PRIMARY KEY, btree (id)",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "psql \\d lacks {expected:?}:\n{stdout}"
+        );
+    }
+}
+
+const PYTHON_CHECKS: &str = r#"
+import sys
+from decimal import Decimal
+import psycopg
+import sqlalchemy as sa
+
+dsn = sys.argv[1]
+with psycopg.connect(dsn, autocommit=True) as conn:
+    conn.execute("CREATE TABLE py_items (id int PRIMARY KEY, price numeric(8,3) NOT NULL, "
+                 "label text, created timestamptz DEFAULT now())")
+    conn.execute("CREATE INDEX py_items_label ON py_items (label)")
+    # psycopg sends text parameters by default.
+    conn.execute("INSERT INTO py_items (id, price, label) VALUES (%s, %s, %s)",
+                 (1, Decimal("1.500"), "one"))
+    row = conn.execute("SELECT id, price, label FROM py_items WHERE id = %s", (1,)).fetchone()
+    assert row == (1, Decimal("1.500"), "one"), row
+    assert str(row[1]) == "1.500", row
+    # Binary parameters and results too.
+    with conn.cursor(binary=True) as cur:
+        cur.execute("SELECT price, label FROM py_items WHERE id = %b", (1,))
+        assert cur.fetchone() == (Decimal("1.500"), "one")
+    try:
+        conn.execute("INSERT INTO py_items (id, price) VALUES (1, 2)")
+        raise AssertionError("duplicate accepted")
+    except psycopg.errors.UniqueViolation as e:
+        assert e.diag.sqlstate == "23505" and "already exists" in e.diag.message_detail
+
+engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
+inspector = sa.inspect(engine)
+assert "py_items" in inspector.get_table_names(), inspector.get_table_names()
+columns = {c["name"]: c for c in inspector.get_columns("py_items")}
+assert list(columns) == ["id", "price", "label", "created"], list(columns)
+assert isinstance(columns["price"]["type"], sa.Numeric), columns["price"]
+assert (columns["price"]["type"].precision, columns["price"]["type"].scale) == (8, 3)
+assert columns["price"]["nullable"] is False and columns["label"]["nullable"] is True
+assert "now()" in str(columns["created"]["default"]), columns["created"]
+assert inspector.get_pk_constraint("py_items")["constrained_columns"] == ["id"]
+indexes = inspector.get_indexes("py_items")
+assert [i["name"] for i in indexes] == ["py_items_label"], indexes
+table = sa.Table("py_items", sa.MetaData(), autoload_with=engine)
+with engine.connect() as conn:
+    assert conn.execute(sa.select(table.c.label).where(table.c.id == 1)).scalar_one() == "one"
+print("ALL CHECKS PASSED")
+"#;
+
+#[tokio::test]
+async fn psycopg_and_sqlalchemy_reflection_on_postgres_nodes() {
+    if std::env::var("MYCELIUM_SKIP_PYTHON").is_ok_and(|v| v == "1") {
+        eprintln!("skipped because MYCELIUM_SKIP_PYTHON=1");
+        return;
+    }
+    let python = match std::env::var("MYCELIUM_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => python,
+        _ => panic!(
+            "MYCELIUM_TEST_PYTHON is not set: run the suite with tests/run.sh, which creates \
+             tests/python/.venv with psycopg 3 and SQLAlchemy 2 and sets it \
+             (or set MYCELIUM_SKIP_PYTHON=1 to skip this test)"
+        ),
+    };
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let cluster = up_on_postgres(&pg);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("checks.py");
+    std::fs::write(&script, PYTHON_CHECKS).unwrap();
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(&script)
+        .arg(format!("{} sslmode=disable", cluster.conn_string()));
+    let out = output(command, "the psycopg/SQLAlchemy checks").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL CHECKS PASSED"),
+        "python checks failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The whole Python client suite of the SQLite cluster (tests/python/test_clients.py), run
+/// unchanged against Postgres nodes.
+#[tokio::test]
+async fn python_client_suite_on_postgres_nodes() {
+    if std::env::var("MYCELIUM_SKIP_PYTHON").is_ok_and(|v| v == "1") {
+        eprintln!("skipped because MYCELIUM_SKIP_PYTHON=1");
+        return;
+    }
+    let Ok(python) = std::env::var("MYCELIUM_TEST_PYTHON") else {
+        panic!("MYCELIUM_TEST_PYTHON is not set (see tests/run.sh), or set MYCELIUM_SKIP_PYTHON=1");
+    };
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let cluster = up_on_postgres(&pg);
+    let suite =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/test_clients.py");
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(suite)
+        .arg(format!("{} sslmode=disable", cluster.conn_string()))
+        .env("PGPASSWORD", PASSWORD);
+    let out = output(command, "tests/python/test_clients.py").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL CHECKS PASSED"),
+        "test_clients.py on Postgres nodes failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
