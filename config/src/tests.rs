@@ -65,3 +65,70 @@ fn missing_file_is_named() {
         UpConfig::load_with_env(Some(Path::new("/nonexistent/m.toml")), &[]).expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/m.toml"), "{err}");
 }
+
+#[test]
+fn storage_backend_is_sqlite_or_a_postgres_url() {
+    let config = load("", &[]).expect("defaults");
+    assert_eq!(config.storage.backend(), StorageBackend::Sqlite);
+    assert_eq!(config.storage.postgres.pool_size, 20);
+    assert_eq!(config.storage.postgres.statement_cache_size, 1000);
+
+    let config = load(
+        "[storage]\nbackend = \"postgres://app@db:5432/data\"\n[storage.postgres]\npool_size = 5\n",
+        &[("MYCELIUM_STORAGE__POSTGRES__RETRY_INTERVAL_MS", "250")],
+    )
+    .expect("postgres backend");
+    assert_eq!(
+        config.storage.backend(),
+        StorageBackend::Postgres("postgres://app@db:5432/data")
+    );
+    assert_eq!(config.storage.postgres.pool_size, 5);
+    assert_eq!(config.storage.postgres.retry_interval_ms, 250);
+
+    let config = load(
+        "",
+        &[(
+            "MYCELIUM_STORAGE__BACKEND",
+            "postgresql://u:p@h/db?sslmode=disable",
+        )],
+    )
+    .expect("env override");
+    assert_eq!(
+        config.storage.backend(),
+        StorageBackend::Postgres("postgresql://u:p@h/db?sslmode=disable")
+    );
+
+    let err = load("[storage]\nbackend = \"mysql://x\"\n", &[]).expect_err("bad backend");
+    let text = err.to_string();
+    assert!(
+        text.contains("mycelium.toml") && text.contains("storage.backend"),
+        "{text}"
+    );
+    let err = load("[storage.postgres]\npool_size = 0\n", &[]).expect_err("zero pool");
+    assert!(
+        err.to_string().contains("storage.postgres.pool_size"),
+        "{err}"
+    );
+    let err = load("[storage.postgres]\npoolsize = 3\n", &[]).expect_err("unknown key");
+    assert!(err.to_string().contains("poolsize"), "{err}");
+}
+
+#[test]
+fn a_postgres_node_needs_no_data_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.toml");
+    let node = "[node]\nid = \"n1\"\nlisten = \"127.0.0.1:7001\"\ncerts = \"certs\"\n";
+    std::fs::write(
+        &path,
+        format!("{node}[storage]\nbackend = \"postgres://u@h/n1\"\n"),
+    )
+    .expect("write");
+    let config = NodeFileConfig::load(&path).expect("postgres node");
+    assert_eq!(
+        config.storage.backend(),
+        StorageBackend::Postgres("postgres://u@h/n1")
+    );
+    std::fs::write(&path, node).expect("write");
+    let err = NodeFileConfig::load(&path).expect_err("sqlite node without data");
+    assert!(err.to_string().contains("node.data"), "{err}");
+}
