@@ -565,27 +565,23 @@ impl Session {
             .is_empty())
     }
 
-    /// Runs `writes` on every node: inside the client's transaction when one is open, else as
-    /// one transaction per node.
+    /// Runs `writes` on every node: inside the client's transaction when one is open, else in
+    /// an implicit one, which commits on every node or none (two-phase commit).
     async fn write_everywhere(&mut self, writes: &[Execute]) -> Result<(), ProxyError> {
         if writes.is_empty() {
             return Ok(());
         }
-        let own = self.status == TxnStatus::Idle;
-        let nodes = self.proxy.cluster.nodes.len();
-        let mut begun = Vec::new();
+        let implicit = self.status == TxnStatus::Idle;
+        if implicit {
+            self.begin_transaction("BEGIN")?;
+        }
         let mut result = Ok(());
-        for node in 0..nodes {
+        for node in 0..self.proxy.cluster.nodes.len() {
             let step = async {
-                if own {
-                    self.node_command(node, "BEGIN").await?;
-                    begun.push(node);
-                } else {
-                    self.ensure_node_transaction(node).await?;
-                }
+                self.ensure_node_transaction(node).await?;
+                self.track(node, true)?;
                 for write in writes {
-                    let rows = run(self.node(node).await?.as_mut(), write.clone()).await;
-                    rows?;
+                    run(self.node(node).await?.as_mut(), write.clone()).await?;
                 }
                 Ok::<(), ProxyError>(())
             }
@@ -595,14 +591,11 @@ impl Session {
                 break;
             }
         }
-        if own {
+        if implicit {
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            for node in begun {
-                if let Err(e) = self.node_command(node, end).await
-                    && result.is_ok()
-                {
-                    result = Err(e);
-                }
+            let finished = self.finish_transaction(end).await;
+            if result.is_ok() {
+                result = finished;
             }
         }
         result
