@@ -561,6 +561,7 @@ impl Session {
         }
         for node in 0..self.proxy.cluster.nodes.len() {
             self.ensure_node_transaction(node).await?;
+            self.track(node, true)?;
             self.node_command(node, CREATE).await?;
             for write in &writes {
                 let mut stream = self.node(node).await?.execute(write.clone()).await?;
