@@ -295,3 +295,133 @@ async fn python_client_suite_on_postgres_nodes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const ACCOUNTS: i64 = 30;
+const INITIAL: i64 = 1000;
+
+/// Sum and count of the balances held in each node's database, read straight from Postgres.
+async fn balances_in_databases(pg: &PgCluster) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for node in ["n1", "n2", "n3"] {
+        let client = direct(pg, &format!("mycelium_{node}")).await;
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(balance), 0)::int8, count(*) FROM accounts",
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push((row.get(0), row.get(1)));
+    }
+    out
+}
+
+async fn prepared_count(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one("SELECT count(*) FROM pg_prepared_xacts", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Transfers between accounts on different Postgres nodes (two-phase commit with PREPARE
+/// TRANSACTION), while the PostgreSQL server is killed (`pg_ctl stop -m immediate`) and
+/// restarted under them: money is neither created nor lost, and no prepared transaction is
+/// left behind.
+#[tokio::test]
+async fn bank_transfers_survive_a_postgres_crash() {
+    let Some(mut pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let cluster = up_on_postgres(&pg);
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL \
+             CHECK (balance >= 0)) WITH (mycelium.shard_keys = 'id', mycelium.shards = 6)",
+        )
+        .await
+        .unwrap();
+    let inserts: String = (1..=ACCOUNTS)
+        .map(|id| format!("INSERT INTO accounts (id, balance) VALUES ({id}, {INITIAL});"))
+        .collect();
+    client.batch_execute(&inserts).await.unwrap();
+    let spread = balances_in_databases(&pg).await;
+    assert_eq!(spread.iter().map(|(_, n)| n).sum::<i64>(), ACCOUNTS);
+    assert!(
+        spread.iter().filter(|(_, n)| *n > 0).count() >= 2,
+        "accounts on one node only: {spread:?}"
+    );
+
+    let port = cluster.port;
+    let mut workers = Vec::new();
+    for worker in 0..2i64 {
+        workers.push(tokio::spawn(async move {
+            let mut committed = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+            let mut step = worker;
+            while tokio::time::Instant::now() < deadline {
+                step += 1;
+                let from = step % ACCOUNTS + 1;
+                let to = (step * 7 + 3) % ACCOUNTS + 1;
+                if from == to {
+                    continue;
+                }
+                let conn = format!(
+                    "host=127.0.0.1 port={port} user=mycelium password={PASSWORD} \
+                     dbname=mycelium connect_timeout=5"
+                );
+                let Ok((client, connection)) =
+                    tokio_postgres::connect(&conn, tokio_postgres::NoTls).await
+                else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                tokio::spawn(connection);
+                let transfer = format!(
+                    "BEGIN; UPDATE accounts SET balance = balance - 7 WHERE id = {from}; \
+                     UPDATE accounts SET balance = balance + 7 WHERE id = {to}; COMMIT"
+                );
+                if client.batch_execute(&transfer).await.is_ok() {
+                    committed += 1;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            committed
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.kill_postmaster().unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    pg.restart().unwrap();
+    let mut committed = 0;
+    for worker in workers {
+        committed += worker.await.unwrap();
+    }
+    assert!(committed > 0, "no transfer committed");
+
+    // Every transaction in doubt is settled by the nodes (from the decider's record).
+    let admin = direct(&pg, "postgres").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while prepared_count(&admin).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prepared transactions left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let spread = balances_in_databases(&pg).await;
+    assert_eq!(
+        spread.iter().map(|(sum, _)| sum).sum::<i64>(),
+        ACCOUNTS * INITIAL,
+        "money created or lost after {committed} transfers: {spread:?}"
+    );
+    let client = cluster.connect().await;
+    let messages = client
+        .simple_query("SELECT sum(balance) FROM accounts")
+        .await
+        .unwrap();
+    let total = text_values(&messages)[0][0].clone();
+    assert_eq!(total, Some((ACCOUNTS * INITIAL).to_string()));
+}

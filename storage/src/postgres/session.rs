@@ -126,7 +126,14 @@ impl PostgresSession {
         Ok(sql::command_tag(words, 0, failed))
     }
 
-    async fn run(&mut self, request: Execute, words: Vec<String>) -> Result<ReplyStream, DbError> {
+    async fn run(
+        &mut self,
+        mut request: Execute,
+        words: Vec<String>,
+    ) -> Result<ReplyStream, DbError> {
+        if let Some(stripped) = sql::without_mycelium_options(&request.sql) {
+            request.sql = Arc::from(stripped);
+        }
         let mut hold = self.hold().await?;
         let in_txn = self.pinned.is_some();
         let keep = cacheable(&words);

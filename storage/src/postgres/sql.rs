@@ -123,6 +123,108 @@ fn dollar_tag(bytes: &[u8], start: usize) -> Option<usize> {
     None
 }
 
+/// `sql` without its `mycelium.*` table options (`CREATE TABLE ... WITH (mycelium.shard_keys =
+/// 'id')`): the proxy reads them as the table's policy, and Postgres rejects the unknown
+/// namespace. An options list left empty goes too. `None` when there is nothing to remove.
+pub fn without_mycelium_options(sql: &str) -> Option<String> {
+    let words = top_level_words(sql, 2);
+    if !matches!(words.first().map(String::as_str), Some("CREATE" | "ALTER"))
+        || !sql.to_ascii_lowercase().contains("mycelium.")
+    {
+        return None;
+    }
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    let mut depth = 0usize;
+    let mut i = 0;
+    let mut changed = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => i = skip_quoted(bytes, i, bytes[i]),
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            c if depth == 0 && c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let word = &sql[start..i];
+                if !(word.eq_ignore_ascii_case("with") || word.eq_ignore_ascii_case("set")) {
+                    continue;
+                }
+                let open = i + sql[i..].len() - sql[i..].trim_start().len();
+                if bytes.get(open) != Some(&b'(') {
+                    continue;
+                }
+                let Some((close, entries)) = option_entries(sql, open) else {
+                    continue;
+                };
+                let kept: Vec<&str> = entries
+                    .iter()
+                    .map(|e| e.trim())
+                    .filter(|e| !e.to_ascii_lowercase().starts_with("mycelium."))
+                    .collect();
+                if kept.len() == entries.len() {
+                    continue;
+                }
+                changed = true;
+                if kept.is_empty() {
+                    out.push_str(sql[copied..start].trim_end());
+                } else {
+                    out.push_str(&sql[copied..=open]);
+                    out.push_str(&kept.join(", "));
+                    out.push(')');
+                }
+                copied = close + 1;
+                i = close + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[copied..]);
+    changed.then_some(out)
+}
+
+/// The entries of the parenthesized list opening at `open` (split at top-level commas) and
+/// the index of its closing parenthesis.
+fn option_entries(sql: &str, open: usize) -> Option<(usize, Vec<&str>)> {
+    let bytes = sql.as_bytes();
+    let mut entries = Vec::new();
+    let mut depth = 0usize;
+    let mut start = open + 1;
+    let mut i = open;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => {
+                i = skip_quoted(bytes, i, bytes[i]);
+                continue;
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    entries.push(&sql[start..i]);
+                    return Some((i, entries));
+                }
+            }
+            b',' if depth == 1 => {
+                entries.push(&sql[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Statements that open, end or mark a transaction, which decide whether a session keeps
 /// its connection pinned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,6 +458,25 @@ mod tests {
             Some(Control::PrepareTransaction)
         );
         assert_eq!(control_of("select 'begin'"), None);
+    }
+
+    #[test]
+    fn mycelium_options_are_removed() {
+        let strip = without_mycelium_options;
+        assert_eq!(
+            strip("CREATE TABLE t (a int, b text DEFAULT 'x,y') WITH (mycelium.shard_keys = 'a', mycelium.shards = 6)").as_deref(),
+            Some("CREATE TABLE t (a int, b text DEFAULT 'x,y')")
+        );
+        assert_eq!(
+            strip("create table t (a int) with (fillfactor = 70, MYCELIUM.shards = 2)").as_deref(),
+            Some("create table t (a int) with (fillfactor = 70)")
+        );
+        assert_eq!(
+            strip("ALTER TABLE t SET (mycelium.shards = 8, autovacuum_enabled = off)").as_deref(),
+            Some("ALTER TABLE t SET (autovacuum_enabled = off)")
+        );
+        assert_eq!(strip("CREATE TABLE t (a int) WITH (fillfactor = 70)"), None);
+        assert_eq!(strip("SELECT 'mycelium.x'"), None);
     }
 
     #[test]
