@@ -85,8 +85,9 @@ pub(crate) enum Target {
     One(usize),
     /// A read over several nodes, merged by the proxy.
     Scatter(Vec<usize>),
-    /// An UPDATE or DELETE over several nodes: each runs it on the rows it holds.
-    Many(Vec<usize>),
+    /// A write over several nodes, each with its own statement: an UPDATE or DELETE runs as
+    /// it is on every node (each has its rows), a multi-row INSERT is split by shard.
+    Many(Vec<(usize, Execute)>),
     /// DDL: every node.
     All,
 }
@@ -403,9 +404,12 @@ impl Session {
                 match nodes.as_slice() {
                     [one] => Ok((Target::One(*one), true)),
                     _ if mycelium_router::statement_kind(&request.sql) == "insert" => {
-                        Err(self.multi_node_insert(&nodes))
+                        self.split_insert(table, shards, request)
                     }
-                    _ => Ok((Target::Many(nodes), true)),
+                    _ => Ok((
+                        Target::Many(nodes.into_iter().map(|n| (n, request.clone())).collect()),
+                        true,
+                    )),
                 }
             }
         }
@@ -416,20 +420,70 @@ impl Session {
         self.touched_nodes().first().copied().unwrap_or(0)
     }
 
-    fn multi_node_insert(&self, nodes: &[usize]) -> ProxyError {
-        let names: Vec<&str> = nodes
-            .iter()
-            .filter_map(|&n| self.proxy.cluster.nodes.get(n).map(|n| n.info.id.as_str()))
+    /// A multi-row INSERT whose rows belong to several nodes: one INSERT per node with its
+    /// rows (parameters renumbered). A key not known yet (Describe, before Bind) counts as
+    /// shard 0, as for single-row statements.
+    fn split_insert(
+        &self,
+        table: &str,
+        shards: &ShardChoice,
+        request: &Execute,
+    ) -> Result<(Target, bool), ProxyError> {
+        let cluster = &self.proxy.cluster;
+        let placement = cluster.placement(table)?;
+        let ShardChoice::Keys(keys) = shards else {
+            return Err(sql_error(
+                "XX000",
+                "an INSERT is routed by the keys of its rows",
+            ));
+        };
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (row, key) in keys.iter().enumerate() {
+            let shard = resolve_key(key, request)
+                .map(|values| placement.policy.shard_of(&values))
+                .unwrap_or(0);
+            let node = placement
+                .shards
+                .get(shard as usize)
+                .and_then(|shard| cluster.node_index(shard.primary()))
+                .unwrap_or(0);
+            groups.entry(node).or_default().push(row);
+        }
+        if groups.len() == 1 {
+            let node = groups.keys().next().copied().unwrap_or(0);
+            return Ok((Target::One(node), true));
+        }
+        let (nodes, rows): (Vec<usize>, Vec<Vec<usize>>) = groups.into_iter().unzip();
+        let parts = mycelium_router::split_insert(&request.sql, &rows)?;
+        let pick = |params: &[usize]| -> Execute {
+            let types = params
+                .iter()
+                .map(|&i| request.param_types.get(i).copied().unwrap_or(0))
+                .collect::<Vec<u32>>();
+            Execute {
+                sql: Arc::from(""),
+                param_types: Arc::from(types),
+                params: params
+                    .iter()
+                    .map(|&i| request.params.get(i).cloned().flatten())
+                    .collect(),
+                param_formats: params
+                    .iter()
+                    .map(|&i| request.param_formats.get(i).copied().unwrap_or_default())
+                    .collect(),
+                result_formats: request.result_formats.clone(),
+            }
+        };
+        let targets = nodes
+            .into_iter()
+            .zip(parts)
+            .map(|(node, part)| {
+                let mut execute = pick(&part.params);
+                execute.sql = Arc::from(part.sql.as_str());
+                (node, execute)
+            })
             .collect();
-        sql_error(
-            "0A000",
-            format!(
-                "this INSERT has rows for shards on nodes {}, and a multi-row INSERT is not split \
-                 by shard yet; insert those rows in separate statements (one transaction makes \
-                 them atomic)",
-                names.join(", ")
-            ),
-        )
+        Ok((Target::Many(targets), true))
     }
 
     /// The distinct primary nodes of the shards a route picks, in node order.
@@ -733,7 +787,7 @@ impl Session {
                 Ok(finished)
             }
             Target::Scatter(nodes) => self.run_scatter(nodes, request, output).await,
-            Target::Many(nodes) => self.run_write_many(nodes, request, output).await,
+            Target::Many(nodes) => self.run_write_many(nodes, output).await,
         }
     }
 
@@ -788,13 +842,12 @@ impl Session {
         Ok(finished)
     }
 
-    /// An UPDATE or DELETE on several nodes, inside the client's (or an implicit)
-    /// transaction. The answer (RETURNING rows, the summed tag) is buffered until every node
-    /// has answered, so a node's error never follows another node's rows.
+    /// A write on several nodes, inside the client's (or an implicit) transaction. The answer
+    /// (RETURNING rows, grouped by node, and the summed tag) is buffered until every node has
+    /// answered, so a node's error never follows another node's rows.
     async fn run_write_many(
         &mut self,
-        nodes: Vec<usize>,
-        request: Execute,
+        nodes: Vec<(usize, Execute)>,
         output: Output,
     ) -> Result<Finished, ProxyError> {
         let statement = self.start_statement();
@@ -803,7 +856,7 @@ impl Session {
             let mut described = false;
             let mut verb = String::new();
             let mut count = 0u64;
-            for node in nodes {
+            for (node, request) in nodes {
                 self.ensure_node_transaction(node).await?;
                 self.track(node, true)?;
                 let mut stream = self.node(node).await?.execute(request.clone()).await?;

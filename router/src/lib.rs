@@ -10,6 +10,7 @@ mod cache;
 mod classify;
 mod copy;
 mod hash;
+mod insert_split;
 mod options;
 mod placement;
 mod policy;
@@ -24,6 +25,7 @@ pub use cache::PlanCache;
 pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 pub use hash::{KeyValue, key_hash, stable_hash};
+pub use insert_split::{InsertPart, split_insert};
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
 pub use placement::{
     NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place, placement_group,

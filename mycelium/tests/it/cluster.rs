@@ -256,34 +256,73 @@ async fn sharded_cluster_of_processes() {
         let val = sqlite_rows(&db, &format!("SELECT val FROM items WHERE id = {}", ids[0]));
         assert_eq!(val, vec![vec!["0".to_owned()]], "row {} on {node}", ids[0]);
     }
-    // A multi-row INSERT is not split by shard yet: refused before anything is written.
-    let fresh: Vec<i64> = expected
+    // A multi-row INSERT is split by shard: each row lands on its own node only, with
+    // literals and with bound parameters alike, in one distributed transaction.
+    let fresh: Vec<(i64, &str)> = expected
         .keys()
-        .filter_map(|node| {
-            (1000..2000i64)
-                .find(|id| primaries[policy.shard_of(&[KeyValue::Int(*id)]) as usize] == *node)
+        .flat_map(|node| {
+            (1000..3000i64)
+                .filter(|id| primaries[policy.shard_of(&[KeyValue::Int(*id)]) as usize] == *node)
+                .take(2)
+                .map(move |id| (id, *node))
         })
         .collect();
-    let error = client
+    assert!(fresh.len() >= 4, "{fresh:?}");
+    let messages = client
         .simple_query(&format!(
-            "INSERT INTO items (id, grp, val) VALUES ({}, 1, 1), ({}, 1, 1)",
-            fresh[0], fresh[1]
+            "INSERT INTO items (id, grp, val) VALUES ({}, 1, 1), ({}, 1, 2)",
+            fresh[0].0, fresh[2].0
         ))
         .await
-        .expect_err("multi-node INSERT");
-    assert_eq!(sqlstate(&error), "0A000");
+        .expect("multi-node INSERT");
     assert!(
-        rows(
-            &client,
-            &format!(
-                "SELECT id FROM items WHERE id IN ({}, {})",
-                fresh[0], fresh[1]
-            )
+        matches!(
+            messages.last(),
+            Some(SimpleQueryMessage::CommandComplete(2))
+        ),
+        "{messages:?}"
+    );
+    let returned = client
+        .query(
+            "INSERT INTO items (id, grp, val) VALUES ($1, 2, $3), ($2, 2, $3) RETURNING id",
+            &[&fresh[1].0, &fresh[3].0, &7i32],
         )
         .await
-        .expect("read")
-        .is_empty()
-    );
+        .expect("multi-node INSERT with parameters");
+    let mut returned: Vec<i64> = returned.iter().map(|r| r.get(0)).collect();
+    returned.sort_unstable();
+    assert_eq!(returned, {
+        let mut ids = vec![fresh[1].0, fresh[3].0];
+        ids.sort_unstable();
+        ids
+    });
+    for (id, node) in &fresh[..4] {
+        for (other, _) in NODES {
+            let here = ids_in_file(&cluster.node_file(other)).contains(id);
+            assert_eq!(here, other == *node, "row {id} on {other}");
+        }
+    }
+    // A failing row on one node leaves no row on any.
+    let other_node = fresh[2].1;
+    let unused = (3000..4000i64)
+        .find(|id| primaries[policy.shard_of(&[KeyValue::Int(*id)]) as usize] == other_node)
+        .expect("an id on the other node");
+    let error = client
+        .simple_query(&format!(
+            "INSERT INTO items (id, grp, val) VALUES ({unused}, 1, 1), ({}, 1, 1)",
+            fresh[0].0
+        ))
+        .await
+        .expect_err("duplicate key on one node");
+    assert_eq!(sqlstate(&error), "23505");
+    assert!(!ids_in_file(&cluster.node_file(other_node)).contains(&unused));
+    client
+        .simple_query(&format!(
+            "DELETE FROM items WHERE id IN ({}, {}, {}, {})",
+            fresh[0].0, fresh[1].0, fresh[2].0, fresh[3].0
+        ))
+        .await
+        .expect("clean up");
 
     // A dead node: its shards fail with 08006 naming it, the others keep answering.
     let (victim_index, (victim, _)) = NODES
