@@ -1,11 +1,32 @@
 //! A cluster of separate processes: three `mycelium node`s and a `mycelium proxy`, talking
-//! mutual TLS, each of which a test can SIGKILL, freeze, arm with failpoints and restart.
+//! mutual TLS, each of which a test can SIGKILL, freeze, arm with failpoints and restart. The
+//! nodes keep their data in SQLite files, in databases of one throwaway PostgreSQL server, or
+//! a mix of both.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 pub const NODES: [(&str, &str); 3] = [("n1", "validator"), ("n2", "validator"), ("n3", "miner")];
+
+/// Where the nodes keep their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    /// n2 on PostgreSQL, n1 and n3 on SQLite.
+    Mixed,
+}
+
+impl Backend {
+    pub fn on_postgres(self, index: usize) -> bool {
+        match self {
+            Backend::Sqlite => false,
+            Backend::Postgres => true,
+            Backend::Mixed => index == 1,
+        }
+    }
+}
 
 /// One running member process.
 pub struct Member {
@@ -91,15 +112,29 @@ pub struct ProcessCluster {
     pub proxy: Member,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    /// Declared last: it stops after every node (fields drop in order).
+    pg: Option<mycelium_testkit::PgCluster>,
 }
 
 impl ProcessCluster {
     pub fn start() -> ProcessCluster {
-        ProcessCluster::start_with("", "")
+        ProcessCluster::start_with(Backend::Sqlite, "", "", "").expect("SQLite needs no skipping")
     }
 
-    /// With extra TOML appended to every node's config and to the proxy's.
-    pub fn start_with(node_toml: &str, proxy_toml: &str) -> ProcessCluster {
+    /// With extra keys in every node's `[storage]`, extra TOML appended to every node's config
+    /// and to the proxy's. `None` when PostgreSQL is needed and `MYCELIUM_SKIP_POSTGRES=1`.
+    pub fn start_with(
+        backend: Backend,
+        storage_toml: &str,
+        node_toml: &str,
+        proxy_toml: &str,
+    ) -> Option<ProcessCluster> {
+        let pg = if backend == Backend::Sqlite {
+            None
+        } else {
+            Some(mycelium_testkit::PgCluster::start_or_skip()?)
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let certs = dir.path().join("certs");
         let status = Command::new(env!("CARGO_BIN_EXE_mycelium"))
@@ -117,12 +152,24 @@ impl ProcessCluster {
                 "[[peers]]\nid = \"{id}\"\naddr = \"127.0.0.1:{port}\"\nnode_type = \"{node_type}\"\n"
             ));
         }
-        for ((id, node_type), port) in NODES.iter().zip(&node_ports) {
+        for (index, ((id, node_type), port)) in NODES.iter().zip(&node_ports).enumerate() {
+            let store = match &pg {
+                Some(pg) if backend.on_postgres(index) => {
+                    pg.create_database(id).expect("create the node's database");
+                    // No server sees a deadlock that spans nodes: a lock timeout breaks it.
+                    format!(
+                        "backend = \"{}?options=-c%20lock_timeout%3D3000\"\n",
+                        pg.url(id)
+                    )
+                }
+                _ => String::new(),
+            };
             std::fs::write(
                 dir.path().join(format!("{id}.toml")),
                 format!(
                     "{peers}[node]\nid = \"{id}\"\nnode_type = \"{node_type}\"\n\
-                     listen = \"127.0.0.1:{port}\"\ndata = \"{}\"\ncerts = \"{}\"\n{node_toml}\n",
+                     listen = \"127.0.0.1:{port}\"\ndata = \"{}\"\ncerts = \"{}\"\n\
+                     [storage]\n{store}{storage_toml}\n{node_toml}\n",
                     dir.path().join(format!("{id}.sqlite")).display(),
                     certs.display()
                 ),
@@ -149,13 +196,15 @@ impl ProcessCluster {
             "{}",
             proxy.first_line
         );
-        ProcessCluster {
+        Some(ProcessCluster {
             nodes,
             node_ports,
             proxy,
             port,
             dir,
-        }
+            backend,
+            pg,
+        })
     }
 
     fn launch_node(dir: &std::path::Path, index: usize, env: &[(&str, &str)]) -> Member {
@@ -222,30 +271,97 @@ impl ProcessCluster {
         self.dir.path().join(format!("{id}.sqlite"))
     }
 
-    /// Rows of a query run directly on node `id`'s SQLite file (read-only).
-    pub fn file_rows(&self, id: &str, sql: &str) -> Vec<Vec<i64>> {
-        let db = rusqlite::Connection::open_with_flags(
-            self.node_file(id),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open node file");
-        let mut statement = db.prepare(sql).expect("prepare");
-        let columns = statement.column_count();
-        statement
-            .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
+    /// Integer rows of a query run directly on node `index`'s database (its SQLite file, or
+    /// its PostgreSQL database), not through the proxy.
+    pub async fn node_ints(&self, index: usize, sql: &str) -> Vec<Vec<i64>> {
+        match self.direct(index).await {
+            Some(client) => client
+                .query(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql} on node {index}: {e}"))
+                .iter()
+                .map(|row| (0..row.len()).map(|i| row.get::<_, i64>(i)).collect())
+                .collect(),
+            None => {
+                let db = self.sqlite(index);
+                let mut statement = db.prepare(sql).expect("prepare");
+                let columns = statement.column_count();
+                statement
+                    .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+                    .expect("query")
+                    .collect::<Result<_, _>>()
+                    .expect("rows")
+            }
+        }
     }
 
-    /// Prepared transactions a node still holds, from its redo store.
-    pub fn prepared_on(&self, id: &str) -> i64 {
-        let path = self.dir.path().join(format!("{id}.sqlite.prepared"));
+    /// The first column of a query's rows as text, run directly on node `index`'s database.
+    pub async fn node_texts(&self, index: usize, sql: &str) -> Vec<String> {
+        match self.direct(index).await {
+            Some(client) => client
+                .query(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql} on node {index}: {e}"))
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect(),
+            None => {
+                let db = self.sqlite(index);
+                let mut statement = db.prepare(sql).expect("prepare");
+                statement
+                    .query_map([], |row| row.get(0))
+                    .expect("query")
+                    .collect::<Result<_, _>>()
+                    .expect("rows")
+            }
+        }
+    }
+
+    /// Transactions node `index` holds prepared (its redo store, or `pg_prepared_xacts`).
+    pub async fn prepared_on(&self, index: usize) -> i64 {
+        if let Some(client) = self.direct(index).await {
+            return client
+                .query_one(
+                    "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
+                    &[],
+                )
+                .await
+                .expect("pg_prepared_xacts")
+                .get(0);
+        }
+        let path = self
+            .dir
+            .path()
+            .join(format!("{}.sqlite.prepared", NODES[index].0));
         if !path.exists() {
             return 0;
         }
         let db = rusqlite::Connection::open(path).expect("open redo store");
         db.query_row("SELECT count(*) FROM prepared", [], |r| r.get(0))
             .expect("count prepared")
+    }
+
+    fn sqlite(&self, index: usize) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.node_file(NODES[index].0),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open node file")
+    }
+
+    /// A direct connection to node `index`'s PostgreSQL database; `None` for a SQLite node.
+    async fn direct(&self, index: usize) -> Option<tokio_postgres::Client> {
+        let pg = self
+            .pg
+            .as_ref()
+            .filter(|_| self.backend.on_postgres(index))?;
+        let (client, connection) =
+            tokio_postgres::connect(&pg.url(NODES[index].0), tokio_postgres::NoTls)
+                .await
+                .expect("connect to the node's database");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Some(client)
     }
 }

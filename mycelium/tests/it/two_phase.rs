@@ -11,18 +11,22 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
 
 use crate::harness::sqlstate;
-use crate::processes::{NODES, ProcessCluster};
+use crate::processes::{Backend, NODES, ProcessCluster};
 
 const ACCOUNTS: i64 = 30;
 const INITIAL: i64 = 1000;
 /// Nodes resolve transactions in doubt quickly in these tests.
-const NODE_TOML: &str = "[transactions]\nrecovery_timeout_ms = 2500\ncleanup_interval_ms = 200\n\
-                         [storage]\nbusy_timeout_ms = 3000\n";
+const NODE_TOML: &str = "[transactions]\nrecovery_timeout_ms = 2500\ncleanup_interval_ms = 200\n";
+/// Lock waits end sooner than the default, so crossing transfers fail fast (40001) and retry.
+const STORAGE_TOML: &str = "busy_timeout_ms = 3000\n";
 
 /// A cluster with `accounts` (sharded by id over every node) and `transfers`, and which node
 /// holds each account, read from the node files.
-async fn bank(proxy_toml: &str) -> (ProcessCluster, BTreeMap<i64, usize>) {
-    let cluster = ProcessCluster::start_with(NODE_TOML, proxy_toml);
+async fn bank(
+    backend: Backend,
+    proxy_toml: &str,
+) -> Option<(ProcessCluster, BTreeMap<i64, usize>)> {
+    let cluster = ProcessCluster::start_with(backend, STORAGE_TOML, NODE_TOML, proxy_toml)?;
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -40,8 +44,8 @@ async fn bank(proxy_toml: &str) -> (ProcessCluster, BTreeMap<i64, usize>) {
         .collect();
     client.batch_execute(&inserts).await.expect("accounts");
     let mut owner = BTreeMap::new();
-    for (index, (id, _)) in NODES.iter().enumerate() {
-        for row in cluster.file_rows(id, "SELECT id FROM accounts") {
+    for index in 0..NODES.len() {
+        for row in cluster.node_ints(index, "SELECT id FROM accounts").await {
             assert!(
                 owner.insert(row[0], index).is_none(),
                 "account {} is on two nodes",
@@ -60,7 +64,7 @@ async fn bank(proxy_toml: &str) -> (ProcessCluster, BTreeMap<i64, usize>) {
             "no account landed on node {index}: {owner:?}"
         );
     }
-    (cluster, owner)
+    Some((cluster, owner))
 }
 
 /// An account held by node `index`.
@@ -72,32 +76,38 @@ fn account_on(owner: &BTreeMap<i64, usize>, index: usize) -> i64 {
         .expect("an account on the node")
 }
 
-/// Balance of `id` read straight from the file of the node that holds it.
-fn balance_in_file(cluster: &ProcessCluster, owner: &BTreeMap<i64, usize>, id: i64) -> i64 {
-    let node = NODES[owner[&id]].0;
-    cluster.file_rows(
-        node,
-        &format!("SELECT balance FROM accounts WHERE id = {id}"),
-    )[0][0]
+/// Balance of `id` read straight from the database of the node that holds it.
+async fn balance_on(cluster: &ProcessCluster, owner: &BTreeMap<i64, usize>, id: i64) -> i64 {
+    cluster
+        .node_ints(
+            owner[&id],
+            &format!("SELECT balance FROM accounts WHERE id = {id}"),
+        )
+        .await[0][0]
 }
 
-fn total_in_files(cluster: &ProcessCluster) -> i64 {
-    NODES
-        .iter()
-        .map(|(id, _)| {
-            cluster.file_rows(id, "SELECT coalesce(sum(balance), 0) FROM accounts")[0][0]
-        })
-        .sum()
+/// The sum of every balance, read from each node's database.
+async fn total_on_nodes(cluster: &ProcessCluster) -> i64 {
+    let mut total = 0;
+    for index in 0..NODES.len() {
+        total += cluster
+            .node_ints(
+                index,
+                "SELECT CAST(coalesce(sum(balance), 0) AS BIGINT) FROM accounts",
+            )
+            .await[0][0];
+    }
+    total
 }
 
 /// Waits until no node holds a prepared transaction.
 async fn settled(cluster: &ProcessCluster) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let held: Vec<i64> = NODES
-            .iter()
-            .map(|(id, _)| cluster.prepared_on(id))
-            .collect();
+        let mut held = Vec::new();
+        for index in 0..NODES.len() {
+            held.push(cluster.prepared_on(index).await);
+        }
         if held.iter().all(|&n| n == 0) {
             return;
         }
@@ -131,9 +141,10 @@ async fn transfer_statements(
     Ok(())
 }
 
-#[tokio::test]
-async fn writes_on_several_nodes_commit_atomically() {
-    let (cluster, owner) = bank("").await;
+async fn writes_on_several_nodes_commit_atomically(backend: Backend) {
+    let Some((cluster, owner)) = bank(backend, "").await else {
+        return;
+    };
     let client = cluster.connect().await;
     let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
 
@@ -156,10 +167,10 @@ async fn writes_on_several_nodes_commit_atomically() {
     assert_eq!(rows[0].get("participants"), Some("n1,n2"));
     assert_eq!(rows[0].get("writers"), Some("n1,n2"));
     // Not visible to others before COMMIT.
-    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL);
+    assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL);
     client.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL - 100);
-    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL + 100);
+    assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL - 100);
+    assert_eq!(balance_on(&cluster, &owner, b).await, INITIAL + 100);
 
     // An UPDATE without the shard key writes on every node, atomically, with one tag.
     let updated = client
@@ -167,7 +178,7 @@ async fn writes_on_several_nodes_commit_atomically() {
         .await
         .unwrap();
     assert_eq!(updated as i64, ACCOUNTS);
-    assert_eq!(total_in_files(&cluster), ACCOUNTS * (INITIAL + 1));
+    assert_eq!(total_on_nodes(&cluster).await, ACCOUNTS * (INITIAL + 1));
     let returned = client
         .query(
             "UPDATE accounts SET balance = balance - 1 WHERE id IN ($1, $2) RETURNING id",
@@ -184,13 +195,13 @@ async fn writes_on_several_nodes_commit_atomically() {
     });
 
     // One node refuses (a CHECK violation there): nothing anywhere.
-    let before = total_in_files(&cluster);
+    let before = total_on_nodes(&cluster).await;
     let error = client
         .execute("UPDATE accounts SET balance = balance - 1000", &[])
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&error), "23514");
-    assert_eq!(total_in_files(&cluster), before);
+    assert_eq!(total_on_nodes(&cluster).await, before);
     transfer_statements(&client, a, b, 1).await.unwrap();
     let error = client
         .execute(
@@ -201,8 +212,8 @@ async fn writes_on_several_nodes_commit_atomically() {
         .unwrap_err();
     assert_eq!(sqlstate(&error), "23514");
     client.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(total_in_files(&cluster), before);
-    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL - 100);
+    assert_eq!(total_on_nodes(&cluster).await, before);
+    assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL - 100);
 
     // Rows are still where placement says, and nothing is left prepared.
     settled(&cluster).await;
@@ -210,9 +221,10 @@ async fn writes_on_several_nodes_commit_atomically() {
     assert_eq!(total, before);
 }
 
-#[tokio::test]
-async fn a_participant_killed_after_its_vote_aborts_and_recovers() {
-    let (mut cluster, owner) = bank("").await;
+async fn a_participant_killed_after_its_vote_aborts_and_recovers(backend: Backend) {
+    let Some((mut cluster, owner)) = bank(backend, "").await else {
+        return;
+    };
     cluster.restart_node(1, &[("MYCELIUM_FAILPOINTS", "participant.after_prepare")]);
     let client = cluster.connect().await;
     let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
@@ -227,9 +239,12 @@ async fn a_participant_killed_after_its_vote_aborts_and_recovers() {
     assert!(cluster.nodes[1].exited(), "the failpoint stopped n2");
     // Its vote is on disk: it comes back holding the transaction, learns that the decider
     // (n1) never committed, and rolls back.
-    assert_eq!(cluster.prepared_on("n2"), 1);
-    cluster.restart_node(1, &[]);
-    // Until the recovery timeout passes, the proxy shows it in doubt on n2.
+    assert_eq!(cluster.prepared_on(1).await, 1);
+    // Back with a long recovery timeout, n2 holds it in doubt, and the proxy shows it so.
+    cluster.restart_node(
+        1,
+        &[("MYCELIUM_TRANSACTIONS__RECOVERY_TIMEOUT_MS", "600000")],
+    );
     let observer = cluster.connect().await;
     let shown = observer
         .simple_query("SHOW MYCELIUM TRANSACTIONS")
@@ -250,18 +265,22 @@ async fn a_participant_killed_after_its_vote_aborts_and_recovers() {
         })
         .collect();
     assert_eq!(prepared, vec![("n2".to_owned(), "n1".to_owned())]);
+    // With the normal timeout it learns that the decider (n1) never committed.
+    cluster.restart_node(1, &[]);
     settled(&cluster).await;
-    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL);
-    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL);
+    assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL);
+    assert_eq!(balance_on(&cluster, &owner, b).await, INITIAL);
     let client = cluster.connect().await;
     transfer_statements(&client, a, b, 5).await.unwrap();
     client.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL + 5);
+    assert_eq!(balance_on(&cluster, &owner, b).await, INITIAL + 5);
 }
 
 /// The proxy dies at `failpoint`; afterwards every node must agree on `committed`.
-async fn proxy_killed_at(failpoint: &str, three_nodes: bool, committed: bool) {
-    let (mut cluster, owner) = bank("").await;
+async fn proxy_killed_at(backend: Backend, failpoint: &str, three_nodes: bool, committed: bool) {
+    let Some((mut cluster, owner)) = bank(backend, "").await else {
+        return;
+    };
     cluster.restart_proxy(&[("MYCELIUM_FAILPOINTS", failpoint)]);
     let client = cluster.connect().await;
     let ids: Vec<i64> = (0..if three_nodes { 3 } else { 2 })
@@ -285,9 +304,9 @@ async fn proxy_killed_at(failpoint: &str, three_nodes: bool, committed: bool) {
     if failpoint == "coordinator.after_decision" {
         // No atomic visibility across nodes (as README says): the decider (n1) has
         // committed while n2 still holds its part prepared, until it learns the outcome.
-        assert_eq!(balance_in_file(&cluster, &owner, ids[0]), INITIAL + 1);
-        assert_eq!(balance_in_file(&cluster, &owner, ids[1]), INITIAL);
-        assert_eq!(cluster.prepared_on("n2"), 1);
+        assert_eq!(balance_on(&cluster, &owner, ids[0]).await, INITIAL + 1);
+        assert_eq!(balance_on(&cluster, &owner, ids[1]).await, INITIAL);
+        assert_eq!(cluster.prepared_on(1).await, 1);
     }
     cluster.restart_proxy(&[]);
     settled(&cluster).await;
@@ -298,7 +317,7 @@ async fn proxy_killed_at(failpoint: &str, three_nodes: bool, committed: bool) {
             INITIAL
         };
         assert_eq!(
-            balance_in_file(&cluster, &owner, *id),
+            balance_on(&cluster, &owner, *id).await,
             expected,
             "account {id} after a crash at {failpoint}"
         );
@@ -313,24 +332,23 @@ async fn proxy_killed_at(failpoint: &str, three_nodes: bool, committed: bool) {
     assert_eq!(total, ACCOUNTS * INITIAL + added);
 }
 
-#[tokio::test]
-async fn the_proxy_killed_after_the_votes_aborts_everywhere() {
-    proxy_killed_at("coordinator.after_prepare", false, false).await;
+async fn the_proxy_killed_after_the_votes_aborts_everywhere(backend: Backend) {
+    proxy_killed_at(backend, "coordinator.after_prepare", false, false).await;
 }
 
-#[tokio::test]
-async fn the_proxy_killed_after_the_decision_commits_everywhere() {
-    proxy_killed_at("coordinator.after_decision", false, true).await;
+async fn the_proxy_killed_after_the_decision_commits_everywhere(backend: Backend) {
+    proxy_killed_at(backend, "coordinator.after_decision", false, true).await;
 }
 
-#[tokio::test]
-async fn the_proxy_killed_between_two_commits_commits_everywhere() {
-    proxy_killed_at("coordinator.between_commits", true, true).await;
+async fn the_proxy_killed_between_two_commits_commits_everywhere(backend: Backend) {
+    proxy_killed_at(backend, "coordinator.between_commits", true, true).await;
 }
 
-#[tokio::test]
-async fn a_participant_that_never_votes_is_aborted_after_prepare_timeout() {
-    let (cluster, owner) = bank("[transactions]\nprepare_timeout_ms = 1000\n").await;
+async fn a_participant_that_never_votes_is_aborted_after_prepare_timeout(backend: Backend) {
+    let Some((cluster, owner)) = bank(backend, "[transactions]\nprepare_timeout_ms = 1000\n").await
+    else {
+        return;
+    };
     let client = cluster.connect().await;
     let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
     transfer_statements(&client, a, b, 40).await.unwrap();
@@ -347,19 +365,20 @@ async fn a_participant_that_never_votes_is_aborted_after_prepare_timeout() {
     );
     assert!(waited < Duration::from_secs(10), "aborted after {waited:?}");
     settled(&cluster).await;
-    assert_eq!(balance_in_file(&cluster, &owner, a), INITIAL);
-    assert_eq!(balance_in_file(&cluster, &owner, b), INITIAL);
+    assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL);
+    assert_eq!(balance_on(&cluster, &owner, b).await, INITIAL);
 }
 
 /// Concurrent transfers between accounts on different nodes while the proxy and the nodes
 /// are SIGKILLed and restarted at random. `MYCELIUM_BANK_SECONDS` makes it longer.
-#[tokio::test]
-async fn bank_transfers_survive_random_kills() {
+async fn bank_transfers_survive_random_kills(backend: Backend) {
     let seconds: u64 = std::env::var("MYCELIUM_BANK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    let (cluster, owner) = bank("").await;
+    let Some((cluster, owner)) = bank(backend, "").await else {
+        return;
+    };
     let owner = Arc::new(owner);
     let cluster = Arc::new(Mutex::new(cluster));
     let stop = Arc::new(AtomicBool::new(false));
@@ -447,26 +466,14 @@ async fn bank_transfers_survive_random_kills() {
     let cluster = cluster.lock().await;
     settled(&cluster).await;
     assert_eq!(
-        total_in_files(&cluster),
+        total_on_nodes(&cluster).await,
         ACCOUNTS * INITIAL,
         "money was created or lost"
     );
-    let present: HashSet<String> = NODES
-        .iter()
-        .flat_map(|(id, _)| {
-            let db = rusqlite::Connection::open_with_flags(
-                cluster.node_file(id),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .unwrap();
-            let mut statement = db.prepare("SELECT id FROM transfers").unwrap();
-            statement
-                .query_map([], |row| row.get::<_, String>(0))
-                .unwrap()
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap()
-        })
-        .collect();
+    let mut present: HashSet<String> = HashSet::new();
+    for index in 0..NODES.len() {
+        present.extend(cluster.node_texts(index, "SELECT id FROM transfers").await);
+    }
     for id in &committed {
         assert!(
             present.contains(id),
@@ -533,3 +540,39 @@ async fn transfer(
         .await?;
     client.batch_execute("COMMIT").await
 }
+
+/// Each scenario runs with SQLite nodes, PostgreSQL nodes, and a mix (n2 on PostgreSQL).
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use crate::processes::Backend;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$scenario(Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$scenario(Backend::Postgres).await;
+                }
+
+                #[tokio::test]
+                async fn mixed() {
+                    super::$scenario(Backend::Mixed).await;
+                }
+            }
+        )*
+    };
+}
+
+on_every_backend!(
+    writes_on_several_nodes_commit_atomically,
+    a_participant_killed_after_its_vote_aborts_and_recovers,
+    the_proxy_killed_after_the_votes_aborts_everywhere,
+    the_proxy_killed_after_the_decision_commits_everywhere,
+    the_proxy_killed_between_two_commits_commits_everywhere,
+    a_participant_that_never_votes_is_aborted_after_prepare_timeout,
+    bank_transfers_survive_random_kills,
+);

@@ -242,6 +242,8 @@ impl NodeSession for PostgresSession {
                 columns: Vec::new(),
             });
         }
+        let stripped = sql::without_mycelium_options(sql_text);
+        let sql_text = stripped.as_deref().unwrap_or(sql_text);
         let mut hold = self.hold().await?;
         let prepared = hold
             .conn()
@@ -351,6 +353,7 @@ impl NodeSession for PostgresSession {
             ));
         }
         tracing::debug!(node = %self.shared.node, gid, decider, "prepared transaction");
+        mycelium_config::failpoint::hit("participant.after_prepare");
         Ok(())
     }
 
