@@ -3,14 +3,13 @@
 //! nodes give exactly what one plain SQLite database gives, and what a dead node does.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use mycelium_router::{KeyValue, NodeInfo, NodeType, PolicyDefaults, TablePolicy, place};
 use rand::{Rng, SeedableRng};
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::harness::sqlstate;
-use crate::processes::{NODES, ProcessCluster};
+use crate::processes::{Backend, NODES, ProcessCluster};
 
 const SHARDS: u32 = 6;
 
@@ -82,23 +81,22 @@ fn sqlite_rows(db: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
         .expect("sqlite rows")
 }
 
-fn ids_in_file(path: &Path) -> Vec<i64> {
-    let db =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open node file");
-    let mut statement = db
-        .prepare("SELECT id FROM items ORDER BY id")
-        .expect("prepare");
-    statement
-        .query_map([], |row| row.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("ids")
+/// The ids of `items` rows stored in node `index`'s own database.
+async fn ids_on(cluster: &ProcessCluster, index: usize) -> Vec<i64> {
+    cluster
+        .node_ints(index, "SELECT id FROM items ORDER BY id")
+        .await
+        .into_iter()
+        .map(|row| row[0])
+        .collect()
 }
 
-#[tokio::test]
-async fn sharded_cluster_of_processes() {
-    let mut cluster = ProcessCluster::start();
+crate::processes::on_every_backend!(sharded_cluster_of_processes);
+
+async fn sharded_cluster_of_processes(backend: Backend) {
+    let Some(mut cluster) = ProcessCluster::start_with(backend, "", "", "") else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute(&format!(
@@ -172,11 +170,11 @@ async fn sharded_cluster_of_processes() {
             .or_default()
             .push(id);
     }
-    for (id, _) in NODES {
+    for (index, (id, _)) in NODES.iter().enumerate() {
         assert_eq!(
-            ids_in_file(&cluster.node_file(id)),
+            ids_on(&cluster, index).await,
             expected.get(id).cloned().unwrap_or_default(),
-            "rows in {id}'s file"
+            "rows in {id}'s database"
         );
     }
     assert!(
@@ -248,13 +246,17 @@ async fn sharded_cluster_of_processes() {
         "{messages:?}"
     );
     for (node, ids) in expected.iter().take(2) {
-        let db = rusqlite::Connection::open_with_flags(
-            cluster.node_file(node),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open node file");
-        let val = sqlite_rows(&db, &format!("SELECT val FROM items WHERE id = {}", ids[0]));
-        assert_eq!(val, vec![vec!["0".to_owned()]], "row {} on {node}", ids[0]);
+        let index = NODES.iter().position(|(n, _)| n == node).unwrap_or(0);
+        let val = cluster
+            .node_ints(
+                index,
+                &format!(
+                    "SELECT CAST(val AS BIGINT) FROM items WHERE id = {}",
+                    ids[0]
+                ),
+            )
+            .await;
+        assert_eq!(val, vec![vec![0]], "row {} on {node}", ids[0]);
     }
     // A multi-row INSERT is split by shard: each row lands on its own node only, with
     // literals and with bound parameters alike, in one distributed transaction.
@@ -297,9 +299,9 @@ async fn sharded_cluster_of_processes() {
         ids
     });
     for (id, node) in &fresh[..4] {
-        for (other, _) in NODES {
-            let here = ids_in_file(&cluster.node_file(other)).contains(id);
-            assert_eq!(here, other == *node, "row {id} on {other}");
+        for (index, (other, _)) in NODES.iter().enumerate() {
+            let here = ids_on(&cluster, index).await.contains(id);
+            assert_eq!(here, *other == *node, "row {id} on {other}");
         }
     }
     // A failing row on one node leaves no row on any.
@@ -315,7 +317,11 @@ async fn sharded_cluster_of_processes() {
         .await
         .expect_err("duplicate key on one node");
     assert_eq!(sqlstate(&error), "23505");
-    assert!(!ids_in_file(&cluster.node_file(other_node)).contains(&unused));
+    let other_index = NODES
+        .iter()
+        .position(|(n, _)| *n == other_node)
+        .unwrap_or(0);
+    assert!(!ids_on(&cluster, other_index).await.contains(&unused));
     client
         .simple_query(&format!(
             "DELETE FROM items WHERE id IN ({}, {}, {}, {})",

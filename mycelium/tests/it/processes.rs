@@ -118,10 +118,6 @@ pub struct ProcessCluster {
 }
 
 impl ProcessCluster {
-    pub fn start() -> ProcessCluster {
-        ProcessCluster::start_with(Backend::Sqlite, "", "", "").expect("SQLite needs no skipping")
-    }
-
     /// With extra keys in every node's `[storage]`, extra TOML appended to every node's config
     /// and to the proxy's. `None` when PostgreSQL is needed and `MYCELIUM_SKIP_POSTGRES=1`.
     pub fn start_with(
@@ -365,3 +361,30 @@ impl ProcessCluster {
         Some(client)
     }
 }
+
+/// Each scenario runs with SQLite nodes, PostgreSQL nodes, and a mix (n2 on PostgreSQL).
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use crate::processes::Backend;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$scenario(Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$scenario(Backend::Postgres).await;
+                }
+
+                #[tokio::test]
+                async fn mixed() {
+                    super::$scenario(Backend::Mixed).await;
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_every_backend;

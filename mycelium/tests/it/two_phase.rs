@@ -541,33 +541,7 @@ async fn transfer(
     client.batch_execute("COMMIT").await
 }
 
-/// Each scenario runs with SQLite nodes, PostgreSQL nodes, and a mix (n2 on PostgreSQL).
-macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                use crate::processes::Backend;
-
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$scenario(Backend::Sqlite).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    super::$scenario(Backend::Postgres).await;
-                }
-
-                #[tokio::test]
-                async fn mixed() {
-                    super::$scenario(Backend::Mixed).await;
-                }
-            }
-        )*
-    };
-}
-
-on_every_backend!(
+crate::processes::on_every_backend!(
     writes_on_several_nodes_commit_atomically,
     a_participant_killed_after_its_vote_aborts_and_recovers,
     the_proxy_killed_after_the_votes_aborts_everywhere,
