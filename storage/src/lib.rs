@@ -63,12 +63,16 @@ mod functions;
 mod pg_catalog;
 mod postgres;
 mod regex;
+mod replication;
 mod rewrite;
 
 pub use catalog::FIRST_USER_OID;
 pub use engine::{SqliteBackend, SqliteOptions, SqliteSession};
 pub use errors::StorageError;
 pub use postgres::{PostgresBackend, PostgresError, PostgresOptions, PostgresSession};
+pub use replication::{
+    EpochOf, OnCommit, ReplicationError, ReplicationIdentity, ShardOf, SqliteShardLog,
+};
 pub use rewrite::{Translation, translate};
 
 use async_trait::async_trait;

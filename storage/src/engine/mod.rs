@@ -27,7 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::Schema;
 use crate::errors::StorageError;
+use crate::replication::{ReplicationIdentity, SqliteShardLog};
 use crate::rewrite::TranslationCache;
+pub(crate) use worker::WorkerTask;
 use worker::{Job, Worker};
 
 /// Tuning for [`SqliteBackend::open`].
@@ -62,6 +64,8 @@ pub(crate) struct Shared {
     pub sequences: crate::functions::Sequences,
     /// Durable votes of prepared transactions.
     pub redo: redo::RedoStore,
+    /// Set when writes are captured into the WAL (`SqliteBackend::open_replicated`).
+    pub replication: Option<ReplicationIdentity>,
 }
 
 /// A prepared transaction: the worker holding it open (none when it changed nothing).
@@ -127,6 +131,13 @@ impl Pool {
         slot.jobs.send(job).map_err(|_| closed_error())
     }
 
+    /// Runs `task` on an idle worker, outside any session's transaction (replication's
+    /// reads and applies).
+    pub(crate) async fn run_task(self: &Arc<Self>, task: WorkerTask) -> Result<(), DbError> {
+        let lease = self.acquire().await?;
+        self.send(lease.index, Job::Task { task, lease })
+    }
+
     fn interrupt_if_running(&self, index: usize, job: u64) {
         if let Some(slot) = self.slots.get(index)
             && let Ok(current) = slot.current.lock()
@@ -152,12 +163,31 @@ impl Drop for Lease {
 /// A SQLite database file served with Postgres semantics.
 pub struct SqliteBackend {
     pool: Arc<Pool>,
+    shared: Arc<Shared>,
 }
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database file, in WAL mode with foreign keys on, and
     /// starts the worker threads.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<SqliteBackend, StorageError> {
+        SqliteBackend::open_inner(path, options, None)
+    }
+
+    /// As [`SqliteBackend::open`], capturing every committed write transaction into the
+    /// WAL tables of the same file (see `crate::replication`).
+    pub fn open_replicated(
+        path: &Path,
+        options: SqliteOptions,
+        replication: ReplicationIdentity,
+    ) -> Result<SqliteBackend, StorageError> {
+        SqliteBackend::open_inner(path, options, Some(replication))
+    }
+
+    fn open_inner(
+        path: &Path,
+        options: SqliteOptions,
+        replication: Option<ReplicationIdentity>,
+    ) -> Result<SqliteBackend, StorageError> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -175,6 +205,11 @@ impl SqliteBackend {
         setup
             .execute_batch(crate::catalog::CATALOG_DDL)
             .map_err(open_err)?;
+        if replication.is_some() {
+            setup
+                .execute_batch(crate::replication::REPLICATION_DDL)
+                .map_err(open_err)?;
+        }
         let schema = crate::catalog::load(&setup, 0).map_err(open_err)?;
         let redo_path = redo::path_for(path);
         let redo_store =
@@ -191,6 +226,7 @@ impl SqliteBackend {
             private_ids: AtomicU64::new(1 << 62),
             sequences: Default::default(),
             redo: redo_store,
+            replication,
         });
 
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
@@ -231,6 +267,7 @@ impl SqliteBackend {
             let _ = idle_tx.send(index);
         }
         let backend = SqliteBackend {
+            shared: shared.clone(),
             pool: Arc::new(Pool {
                 slots,
                 idle_tx,
@@ -286,6 +323,13 @@ impl SqliteBackend {
             },
         );
         Ok(())
+    }
+
+    /// The replicated log of `shard` in this file; `None` unless the backend was opened with
+    /// [`SqliteBackend::open_replicated`].
+    pub fn shard_log(&self, shard: mycelium_replication::ShardId) -> Option<SqliteShardLog> {
+        let identity = self.shared.replication.clone()?;
+        Some(SqliteShardLog::new(self.pool.clone(), shard, identity))
     }
 
     /// A new session. Holds nothing until a statement runs.

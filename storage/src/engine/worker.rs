@@ -10,6 +10,7 @@ use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef};
 use mycelium_protocol::{
     CopyIn, DataRowsBuilder, DbError, Execute, Format, Reply, StatementDescription, TxnOutcome,
 };
+use mycelium_replication::WalEntry;
 use rusqlite::session::{ConflictAction, ConflictType, Session};
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -20,6 +21,7 @@ use super::{Lease, Shared, SharedTxn, aborted_error};
 use crate::catalog::{self, Schema, quote_ident};
 use crate::errors::{ErrorContext, from_sqlite, internal};
 use crate::functions::{FunctionState, storage_ref};
+use crate::replication::ReplicationError;
 use crate::rewrite::{self, ConflictProbe, Kind, OutColumn, Translation};
 
 const BATCH_BYTES: usize = 64 * 1024;
@@ -79,6 +81,11 @@ pub(crate) enum Job {
         redo: Redo,
         reply: std::sync::mpsc::Sender<Result<(), DbError>>,
     },
+    /// Replication work on an idle worker, outside any session's transaction.
+    Task {
+        task: WorkerTask,
+        lease: Lease,
+    },
     /// COMMIT or ROLLBACK of the session's transaction; releases the pinned worker.
     End {
         commit: bool,
@@ -87,6 +94,9 @@ pub(crate) enum Job {
     },
     Shutdown,
 }
+
+/// Work run on a worker's connection; answers whether it changed the schema.
+pub(crate) type WorkerTask = Box<dyn FnOnce(&Connection) -> bool + Send>;
 
 pub(crate) fn open_connection(
     path: &Path,
@@ -133,7 +143,15 @@ impl ToSql for Bind<'_> {
     }
 }
 
-/// The changes of an open explicit transaction, kept so it can be prepared.
+/// A prepared transaction's changes, kept (replication on) for the WAL entries its COMMIT
+/// PREPARED records.
+struct Held {
+    changeset: Vec<u8>,
+    ddl: Vec<String>,
+}
+
+/// The changes of an open transaction, kept so it can be prepared (explicit transactions)
+/// and, with replication on, logged when it commits (every write transaction).
 struct Capture<'c> {
     session: Session<'c>,
     /// DDL run in the transaction, in order: the session extension records rows only.
@@ -143,6 +161,7 @@ struct Capture<'c> {
 pub(crate) struct Worker<'c> {
     conn: &'c Connection,
     capture: Option<Capture<'c>>,
+    held: Option<Held>,
     shared: Arc<Shared>,
     current: Arc<Mutex<u64>>,
     functions: FunctionState,
@@ -169,6 +188,7 @@ impl<'c> Worker<'c> {
         let mut worker = Worker {
             conn,
             capture: None,
+            held: None,
             shared,
             current,
             functions,
@@ -259,6 +279,12 @@ impl<'c> Worker<'c> {
                 Job::Reestablish { redo, reply } => {
                     let _ = reply.send(self.reestablish(&redo));
                 }
+                Job::Task { task, lease } => {
+                    if task(self.conn) {
+                        self.schema_changed_committed();
+                    }
+                    drop(lease);
+                }
                 Job::End {
                     commit,
                     reply,
@@ -294,6 +320,7 @@ impl<'c> Worker<'c> {
                 }
             }
             None => {
+                self.capture = None;
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
@@ -305,27 +332,77 @@ impl<'c> Worker<'c> {
     }
 
     fn end(&mut self, commit: bool) -> Result<(), DbError> {
-        self.capture = None;
+        self.finish(commit, None)
+    }
+
+    /// Ends the open transaction; `gid` names a committing distributed transaction.
+    fn finish(&mut self, commit: bool, gid: Option<&str>) -> Result<(), DbError> {
         let result = if self.conn.is_autocommit() {
             Ok(())
         } else if commit {
-            match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let err = from_sqlite(&e, ErrorContext::default());
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    Err(err)
-                }
-            }
+            self.commit(gid)
         } else {
             self.conn
                 .execute_batch("ROLLBACK")
                 .map_err(|e| from_sqlite(&e, ErrorContext::default()))
         };
+        self.capture = None;
         if self.private_schema {
             self.schema_changed_committed();
         }
         result
+    }
+
+    /// COMMIT, with the WAL entries of the captured changes recorded just before it in the
+    /// same transaction (replication on); a failure rolls the transaction back.
+    fn commit(&mut self, gid: Option<&str>) -> Result<(), DbError> {
+        let committed = self.log_captured(gid).and_then(|entries| {
+            self.conn
+                .execute_batch("COMMIT")
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+            Ok(entries)
+        });
+        match committed {
+            Ok(entries) => {
+                self.announce(&entries);
+                Ok(())
+            }
+            Err(err) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(err)
+            }
+        }
+    }
+
+    fn replicating(&self) -> bool {
+        self.shared.replication.is_some()
+    }
+
+    /// Records the WAL entries of the open transaction's captured changes inside it.
+    fn log_captured(&mut self, gid: Option<&str>) -> Result<Vec<WalEntry>, DbError> {
+        let capture = self.capture.take();
+        let (Some(identity), Some(mut capture)) = (self.shared.replication.as_ref(), capture)
+        else {
+            return Ok(Vec::new());
+        };
+        if capture.session.is_empty() && capture.ddl.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut changeset = Vec::new();
+        capture
+            .session
+            .changeset_strm(&mut changeset)
+            .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+        drop(capture.session);
+        crate::replication::record(self.conn, identity, &changeset, &capture.ddl, gid)
+            .map_err(ReplicationError::into_db)
+    }
+
+    /// Tells the node which entries just committed.
+    fn announce(&self, entries: &[WalEntry]) {
+        if let Some(identity) = &self.shared.replication {
+            identity.committed(entries);
+        }
     }
 
     /// Starts recording the row changes of the transaction just begun. The catalog tables
@@ -379,6 +456,12 @@ impl<'c> Worker<'c> {
             self.end(false)?;
             return Err(e);
         }
+        if self.replicating() {
+            self.held = Some(Held {
+                changeset: redo.changeset,
+                ddl: redo.ddl,
+            });
+        }
         mycelium_config::failpoint::hit("participant.after_prepare");
         Ok(true)
     }
@@ -387,26 +470,37 @@ impl<'c> Worker<'c> {
     /// the data, so a crash before the redo row is deleted cannot apply it twice.
     fn finish_prepared(&mut self, gid: &str, commit: bool) -> Result<(), DbError> {
         let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
+        let held = self.held.take();
         let result = if commit {
-            self.conn
-                .execute(
-                    "INSERT OR REPLACE INTO __mycelium_txn_records \
-                     (gid, state, participants, decided_at_ms) VALUES (?1, 'applied', '', ?2)",
-                    rusqlite::params![gid, Utc::now().timestamp_millis()],
-                )
-                .map_err(sqlite)
-                .and_then(|_| self.conn.execute_batch("COMMIT").map_err(sqlite))
+            self.log_held(held, gid).and_then(|entries| {
+                self.conn
+                    .execute(
+                        "INSERT OR REPLACE INTO __mycelium_txn_records \
+                         (gid, state, participants, decided_at_ms) VALUES (?1, 'applied', '', ?2)",
+                        rusqlite::params![gid, Utc::now().timestamp_millis()],
+                    )
+                    .map_err(sqlite)?;
+                self.conn.execute_batch("COMMIT").map_err(sqlite)?;
+                Ok(entries)
+            })
         } else {
-            self.conn.execute_batch("ROLLBACK").map_err(sqlite)
+            self.conn
+                .execute_batch("ROLLBACK")
+                .map(|()| Vec::new())
+                .map_err(sqlite)
         };
-        if let Err(e) = result {
-            // The redo row stays: a restart re-establishes the transaction.
-            tracing::error!(gid, commit, error = %e.message, "cannot finish a prepared transaction");
-            if !self.conn.is_autocommit() {
-                let _ = self.conn.execute_batch("ROLLBACK");
+        let entries = match result {
+            Ok(entries) => entries,
+            Err(e) => {
+                // The redo row stays: a restart re-establishes the transaction.
+                tracing::error!(gid, commit, error = %e.message, "cannot finish a prepared transaction");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
+        self.announce(&entries);
         if self.private_schema {
             self.schema_changed_committed();
         }
@@ -414,11 +508,19 @@ impl<'c> Worker<'c> {
         self.shared.redo.delete(gid)
     }
 
+    /// Records the WAL entries of a prepared transaction's kept changes inside it.
+    fn log_held(&self, held: Option<Held>, gid: &str) -> Result<Vec<WalEntry>, DbError> {
+        let (Some(identity), Some(held)) = (self.shared.replication.as_ref(), held) else {
+            return Ok(Vec::new());
+        };
+        crate::replication::record(self.conn, identity, &held.changeset, &held.ddl, Some(gid))
+            .map_err(ReplicationError::into_db)
+    }
+
     /// Commits the open transaction with the record that decides `gid`. An `aborted` record
     /// (a participant asked first, and presumed abort) makes the commit fail.
     fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
         let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
-        self.capture = None;
         if self.conn.is_autocommit() {
             self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
         }
@@ -428,7 +530,7 @@ impl<'c> Worker<'c> {
             rusqlite::params![gid, participants.join(","), Utc::now().timestamp_millis()],
         );
         match inserted {
-            Ok(1) => self.end(true),
+            Ok(1) => self.finish(true, Some(gid)),
             Ok(_) => {
                 self.end(false)?;
                 Err(DbError::new(
@@ -511,6 +613,12 @@ impl<'c> Worker<'c> {
         if let Err(e) = applied {
             let _ = self.conn.execute_batch("ROLLBACK");
             return Err(e);
+        }
+        if self.replicating() {
+            self.held = Some(Held {
+                changeset: redo.changeset.clone(),
+                ddl: redo.ddl.clone(),
+            });
         }
         if !redo.ddl.is_empty() {
             let id = self.shared.private_ids.fetch_add(1, Ordering::Relaxed);
@@ -912,11 +1020,16 @@ impl<'c> Worker<'c> {
         }
         self.begin_if_needed(txn, t.writes)?;
         let statements = t.pre.len() + usize::from(t.main.is_some());
-        let implicit = txn.is_none() && (statements > 1 || t.ddl);
+        // With replication on, every write runs in a transaction whose changes are captured.
+        let captured_write = t.writes && !t.no_transaction_block && self.replicating();
+        let implicit = txn.is_none() && (statements > 1 || t.ddl || captured_write);
         if implicit {
             self.conn
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+            if self.replicating() {
+                self.capture = Some(self.start_capture()?);
+            }
         }
         if t.catalog && self.catalog_filled != Some(self.schema.id) {
             crate::pg_catalog::fill(self.conn, &self.schema)
@@ -926,7 +1039,6 @@ impl<'c> Worker<'c> {
         }
         let count = self.run_statements(&t, &params, request, replies)?;
         if t.ddl
-            && txn.is_some()
             && let Some(capture) = self.capture.as_mut()
         {
             capture.ddl.extend(t.pre.iter().cloned());
@@ -944,9 +1056,7 @@ impl<'c> Worker<'c> {
             self.private_schema = true;
         }
         if implicit {
-            self.conn
-                .execute_batch("COMMIT")
-                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+            self.commit(None)?;
         }
         if t.ddl && txn.is_none() {
             self.schema_changed_committed();
@@ -1084,6 +1194,9 @@ impl<'c> Worker<'c> {
             self.conn
                 .execute_batch("BEGIN IMMEDIATE")
                 .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+            if self.replicating() {
+                self.capture = Some(self.start_capture()?);
+            }
         }
         let table_name = Some(table.name.as_str());
         let mut stmt = self
@@ -1117,9 +1230,7 @@ impl<'c> Worker<'c> {
         }
         drop(stmt);
         if implicit {
-            self.conn
-                .execute_batch("COMMIT")
-                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+            self.commit(None)?;
         }
         Ok(batch.rows.len() as u64)
     }

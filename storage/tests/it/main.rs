@@ -9,6 +9,7 @@ mod errors;
 mod pgbench;
 mod postgres;
 mod postgres_results;
+mod replication;
 mod scripts;
 mod two_phase;
 mod txn;
