@@ -192,14 +192,9 @@ impl Session {
         let Some(tx) = &self.tx else {
             return Ok(());
         };
-        let id = self
-            .proxy
-            .cluster
-            .nodes
-            .get(node)
-            .map(|n| n.info.id.as_str())
-            .unwrap_or("?");
-        self.proxy.coordinator.add_operation(tx, id, writes)?;
+        self.proxy
+            .coordinator
+            .add_operation(tx, self.node_name(node), writes)?;
         if writes && let Some(conn) = self.nodes.get_mut(node).and_then(Option::as_mut) {
             conn.wrote = true;
         }
@@ -356,15 +351,21 @@ impl Session {
         }
     }
 
-    pub(crate) fn node_gone(&self, node: usize) -> ProxyError {
-        let id = self
-            .proxy
+    /// The id of node number `node`, for messages.
+    fn node_name(&self, node: usize) -> &str {
+        self.proxy
             .cluster
             .nodes
             .get(node)
             .map(|n| n.info.id.as_str())
-            .unwrap_or("?");
-        sql_error("08006", format!("lost connection to node {id}"))
+            .unwrap_or("?")
+    }
+
+    pub(crate) fn node_gone(&self, node: usize) -> ProxyError {
+        sql_error(
+            "08006",
+            format!("lost connection to node {}", self.node_name(node)),
+        )
     }
 
     // ---- choosing nodes ----

@@ -270,47 +270,45 @@ impl ProcessCluster {
     /// Integer rows of a query run directly on node `index`'s database (its SQLite file, or
     /// its PostgreSQL database), not through the proxy.
     pub async fn node_ints(&self, index: usize, sql: &str) -> Vec<Vec<i64>> {
-        match self.direct(index).await {
-            Some(client) => client
-                .query(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql} on node {index}: {e}"))
-                .iter()
-                .map(|row| (0..row.len()).map(|i| row.get::<_, i64>(i)).collect())
-                .collect(),
-            None => {
-                let db = self.sqlite(index);
-                let mut statement = db.prepare(sql).expect("prepare");
-                let columns = statement.column_count();
-                statement
-                    .query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
-                    .expect("query")
-                    .collect::<Result<_, _>>()
-                    .expect("rows")
-            }
-        }
+        self.node_rows(
+            index,
+            sql,
+            |row| (0..row.len()).map(|i| row.get(i)).collect(),
+            |row, columns| (0..columns).map(|i| row.get(i)).collect(),
+        )
+        .await
     }
 
     /// The first column of a query's rows as text, run directly on node `index`'s database.
     pub async fn node_texts(&self, index: usize, sql: &str) -> Vec<String> {
-        match self.direct(index).await {
-            Some(client) => client
+        self.node_rows(index, sql, |row| row.get(0), |row, _| row.get(0))
+            .await
+    }
+
+    async fn node_rows<T>(
+        &self,
+        index: usize,
+        sql: &str,
+        from_postgres: impl Fn(&tokio_postgres::Row) -> T,
+        from_sqlite: impl Fn(&rusqlite::Row<'_>, usize) -> rusqlite::Result<T>,
+    ) -> Vec<T> {
+        if let Some(client) = self.direct(index).await {
+            return client
                 .query(sql, &[])
                 .await
                 .unwrap_or_else(|e| panic!("{sql} on node {index}: {e}"))
                 .iter()
-                .map(|row| row.get::<_, String>(0))
-                .collect(),
-            None => {
-                let db = self.sqlite(index);
-                let mut statement = db.prepare(sql).expect("prepare");
-                statement
-                    .query_map([], |row| row.get(0))
-                    .expect("query")
-                    .collect::<Result<_, _>>()
-                    .expect("rows")
-            }
+                .map(from_postgres)
+                .collect();
         }
+        let db = self.sqlite(index);
+        let mut statement = db.prepare(sql).expect("prepare");
+        let columns = statement.column_count();
+        statement
+            .query_map([], |row| from_sqlite(row, columns))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
     }
 
     /// Transactions node `index` holds prepared (its redo store, or `pg_prepared_xacts`).
