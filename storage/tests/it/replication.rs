@@ -805,3 +805,122 @@ async fn capture_cost() {
         eprintln!("replication {name}: insert {insert:?}/statement, update {update:?}/statement");
     }
 }
+
+#[tokio::test]
+async fn primary_and_secondary_replicate_sqlite_files_over_mutual_tls() {
+    use mycelium_network::{ConnectOptions, Server, ServerOptions, TlsIdentity, certs, connect};
+    use mycelium_replication::{
+        MessageLink, Primary, PrimaryOptions, ReplicationMessage, Secondary, SecondaryOptions,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    certs::generate_cluster(dir.path(), &["n1", "n2"]).unwrap();
+    let a = Node::open(dir.path(), "n1");
+    let b = Node::open(dir.path(), "n2");
+    let shard = ShardId::new("accounts", 1);
+    let primary = Arc::new(Primary::new(
+        shard.clone(),
+        1,
+        Arc::new(a.log(&shard)),
+        a.clock.clone(),
+        PrimaryOptions::default(),
+    ));
+    let secondary = Arc::new(Secondary::new(
+        shard.clone(),
+        1,
+        Arc::new(b.log(&shard)),
+        b.clock.clone(),
+        SecondaryOptions::default(),
+    ));
+    // What a node's commit hook does: tell the shard's primary.
+    let announce = |node: &Node| -> u64 {
+        let mut last = 0;
+        for (s, sequence) in node.committed.lock().unwrap().drain(..) {
+            if s == shard {
+                primary.committed(sequence);
+                last = sequence;
+            }
+        }
+        last
+    };
+    let mut s = a.session();
+    ok(
+        &mut s,
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text, at timestamptz DEFAULT now())",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO accounts (id, owner) VALUES (1, 'a'), (3, 'b')",
+    )
+    .await;
+    announce(&a);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let serving = primary.clone();
+    let server = tokio::spawn(
+        Server::new(
+            TlsIdentity::load_member(dir.path(), "n1").unwrap(),
+            ServerOptions::default(),
+        )
+        .serve(
+            listener,
+            move |mut conn, _peer| {
+                let primary = serving.clone();
+                async move {
+                    let served = match MessageLink::recv(&mut conn).await {
+                        Ok(Some(first @ ReplicationMessage::Status { .. })) => {
+                            primary.serve_from(&mut conn, first).await
+                        }
+                        Ok(other) => Err(mycelium_replication::Error::Protocol(format!(
+                            "unexpected first message {other:?}"
+                        ))),
+                        Err(e) => Err(e),
+                    };
+                    served.map_err(|e| mycelium_network::NetworkError::Protocol(e.to_string()))
+                }
+            },
+            shutdown.clone(),
+        ),
+    );
+    let mut conn = connect(
+        addr,
+        "n1",
+        &TlsIdentity::load_member(dir.path(), "n2").unwrap(),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let running = secondary.clone();
+    let applying = tokio::spawn(async move { running.run(&mut conn).await });
+
+    ok(
+        &mut s,
+        "UPDATE accounts SET owner = 'c', at = now() WHERE id = 1",
+    )
+    .await;
+    ok(&mut s, "BEGIN").await;
+    ok(
+        &mut s,
+        "INSERT INTO accounts (id, owner) VALUES (5, 'd'), (7, 'e')",
+    )
+    .await;
+    ok(&mut s, "DELETE FROM accounts WHERE id = 3").await;
+    ok(&mut s, "COMMIT").await;
+    let last = announce(&a);
+    primary
+        .wait_replicated(last, 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(dump(&b.path), dump(&a.path));
+    assert_eq!(
+        b.log(&shard).applied().await.unwrap(),
+        a.log(&shard).applied().await.unwrap()
+    );
+    applying.abort();
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
