@@ -1,6 +1,8 @@
-//! `mycelium-bench`: pgbench against Mycelium, PostgreSQL itself, a plain TCP relay in front of
-//! PostgreSQL (the ceiling for any proxy) and PgBouncer, with the CPU each server side spends per
-//! transaction and the memory Mycelium holds per idle client connection. See `bench/README.md`.
+//! `mycelium-bench`: pgbench against Mycelium (one PostgreSQL node, two PostgreSQL shards, three
+//! SQLite nodes), PostgreSQL itself, a plain TCP relay in front of PostgreSQL (the ceiling for
+//! any proxy) and PgBouncer, with the CPU each server side spends per transaction; point
+//! operations against in-process SQLite, cross-node transfers and scattered reads; and the
+//! memory Mycelium holds per idle client connection. See `bench/README.md`.
 
 mod memory;
 mod mycelium;
@@ -12,6 +14,8 @@ mod procfs;
 mod relay;
 mod report;
 mod run;
+mod sharded;
+mod workloads;
 
 use std::path::PathBuf;
 
@@ -39,7 +43,7 @@ enum Command {
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct AllArgs {
-    /// Short run to check that everything works: scale 1, one round of 2 s per measurement.
+    /// Short run to check that everything works: scale 1, one round of 1 s per measurement.
     #[arg(long)]
     pub quick: bool,
     /// Directory for results.json and ratios.svg.
@@ -51,7 +55,7 @@ pub struct AllArgs {
     /// pgbench scale factor (default 10, quick 1).
     #[arg(long)]
     pub scale: Option<u32>,
-    /// Seconds per measurement (default 10, quick 2).
+    /// Seconds per measurement (default 10, quick 1).
     #[arg(long)]
     pub seconds: Option<u32>,
     /// Rounds of every measurement; the median is reported (default 3, quick 1).
@@ -99,7 +103,7 @@ impl Settings {
                 path
             }
         };
-        let (scale, seconds, rounds) = if args.quick { (1, 2, 1) } else { (10, 10, 3) };
+        let (scale, seconds, rounds) = if args.quick { (1, 1, 1) } else { (10, 10, 3) };
         Ok(Settings {
             quick: args.quick,
             scale: args.scale.unwrap_or(scale),

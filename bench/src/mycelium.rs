@@ -1,7 +1,8 @@
-//! `mycelium up` (the proxy and its SQLite nodes in one process) in a temporary data directory,
-//! stopped with SIGTERM when the guard is dropped.
+//! `mycelium up` (the proxy and its nodes in one process; SQLite files or PostgreSQL databases)
+//! in a temporary data directory, stopped with SIGTERM when the guard is dropped.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -9,19 +10,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::pgbench::Target;
 
 pub struct Mycelium {
     pub port: u16,
     pub pid: u32,
+    /// The Prometheus endpoint.
+    pub metrics: SocketAddr,
     child: Child,
     log: std::path::PathBuf,
     /// Removed after the process stopped (fields drop after `Drop::drop`).
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Mycelium {
+    /// Where the nodes' SQLite files are (`n1.sqlite`, ...).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn target(&self) -> Target {
         Target {
             port: self.port,
@@ -31,8 +40,8 @@ impl Mycelium {
         }
     }
 
-    /// Starts `binary up` on a free port and waits for its "Mycelium is ready" line.
-    pub fn start(binary: &Path, env: &[(&str, &str)]) -> anyhow::Result<Mycelium> {
+    /// Starts `binary up ARGS` on a free port and waits for its "Mycelium is ready" line.
+    pub fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Mycelium> {
         let dir = tempfile::Builder::new()
             .prefix("mycelium-bench-data-")
             .tempdir()
@@ -45,6 +54,7 @@ impl Mycelium {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -68,9 +78,10 @@ impl Mycelium {
         let mut server = Mycelium {
             port: 0,
             pid,
+            metrics: SocketAddr::from(([127, 0, 0, 1], 0)),
             child,
             log,
-            _dir: dir,
+            dir,
         };
         let line = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(Ok(line)) => line,
@@ -80,13 +91,36 @@ impl Mycelium {
                 server.log_tail()
             ),
         };
-        server.port = ready_port(&line).with_context(|| {
+        let (port, metrics) = ready_line(&line).with_context(|| {
             format!(
                 "unexpected first line from mycelium: {line:?}\n{}",
                 server.log_tail()
             )
         })?;
+        server.port = port;
+        server.metrics = metrics;
         Ok(server)
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `mycelium_txn_commits_total{protocol="2pc"}`
+    /// (0 when the series does not exist yet).
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let mut stream = tokio::net::TcpStream::connect(self.metrics)
+            .await
+            .with_context(|| format!("cannot connect to {}", self.metrics))?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut body = String::new();
+        stream
+            .read_to_string(&mut body)
+            .await
+            .context("cannot read /metrics")?;
+        Ok(body
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0))
     }
 
     fn log_tail(&self) -> String {
@@ -99,11 +133,15 @@ impl Mycelium {
     }
 }
 
-/// The client port in `Mycelium is ready: psql "postgresql://mycelium@127.0.0.1:PORT/mycelium" ...`.
-fn ready_port(line: &str) -> Option<u16> {
+/// The client port and the metrics address in `Mycelium is ready: psql
+/// "postgresql://mycelium@127.0.0.1:PORT/mycelium" (metrics on http://ADDR/metrics, ...)`.
+fn ready_line(line: &str) -> Option<(u16, SocketAddr)> {
     let rest = line.split("Mycelium is ready").nth(1)?;
     let rest = rest.split("@127.0.0.1:").nth(1)?;
-    rest.split('/').next()?.parse().ok()
+    let port = rest.split('/').next()?.parse().ok()?;
+    let metrics = rest.split("metrics on http://").nth(1)?;
+    let metrics = metrics.split('/').next()?.parse().ok()?;
+    Some((port, metrics))
 }
 
 impl Drop for Mycelium {
@@ -127,10 +165,13 @@ impl Drop for Mycelium {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn port_from_the_ready_line() {
+    fn port_and_metrics_from_the_ready_line() {
         let line = "Mycelium is ready: psql \"postgresql://mycelium@127.0.0.1:40123/mycelium\" \
                     (metrics on http://127.0.0.1:9187/metrics, 3 nodes, data in /tmp/x)\n";
-        assert_eq!(super::ready_port(line), Some(40123));
-        assert_eq!(super::ready_port("error: cannot listen\n"), None);
+        assert_eq!(
+            super::ready_line(line),
+            Some((40123, std::net::SocketAddr::from(([127, 0, 0, 1], 9187))))
+        );
+        assert_eq!(super::ready_line("error: cannot listen\n"), None);
     }
 }

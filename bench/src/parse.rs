@@ -145,3 +145,29 @@ pub fn median(values: &[f64]) -> Option<f64> {
         sorted[middle]
     })
 }
+
+/// The latencies (µs) of pgbench's per-transaction log (`-l`): each line is
+/// `client_id transaction_no time script_no time_epoch time_us`, `time` being the latency in
+/// µs, or `failed`/`skipped` for transactions that did not complete (left out).
+pub fn parse_pgbench_log(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|line| line.split_whitespace().nth(2)?.parse().ok())
+        .collect()
+}
+
+/// The `p`-th percentile (0 < p ≤ 100) of sorted values by nearest rank; `None` when empty.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The policy column of `SHOW MYCELIUM SHARDS` (`n1 (primary), n2 (secondary)`): the primary.
+pub fn primary_node(nodes: &str) -> Option<&str> {
+    nodes
+        .split(',')
+        .map(str::trim)
+        .find_map(|replica| replica.strip_suffix(" (primary)"))
+}

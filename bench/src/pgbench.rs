@@ -1,9 +1,12 @@
 //! Running pgbench (and psql for the housekeeping between TPC-B runs) against one server.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use crate::parse::parse_pgbench_log;
 
 /// Where and as whom a libpq client connects (always 127.0.0.1, `sslmode=disable`).
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +24,17 @@ impl Target {
             "host=127.0.0.1 port={} user={} password={} dbname={} sslmode=disable",
             self.port, self.user, self.password, self.dbname
         )
+    }
+
+    /// A tokio-postgres client; its connection is driven by a task that ends with it.
+    pub async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(&self.conninfo(), tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("cannot connect to port {} as {}", self.port, self.user))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
     }
 }
 
@@ -198,4 +212,58 @@ pub async fn measure(target: &Target, workload: &Workload, seconds: u32) -> anyh
         Duration::from_secs(u64::from(seconds) + 300),
     )
     .await
+}
+
+/// A custom pgbench script (`-f`) and how to run it.
+#[derive(Clone, Copy, Debug)]
+pub struct Script<'a> {
+    pub file: &'a Path,
+    pub mode: QueryMode,
+    pub clients: u32,
+    pub threads: u32,
+}
+
+/// One timed run of a custom script with pgbench's per-transaction log (`-l`, written into
+/// `log_dir`, which must be empty); returns the output and the sorted latencies in µs.
+pub async fn measure_script(
+    target: &Target,
+    script: &Script<'_>,
+    seconds: u32,
+    log_dir: &Path,
+) -> anyhow::Result<(Output, Vec<u64>)> {
+    let prefix = log_dir.join("txn");
+    let mut command = libpq_command("pgbench", target);
+    command
+        .args(["-n", "-T", &seconds.to_string()])
+        .args(["-c", &script.clients.to_string()])
+        .args(["-j", &script.threads.to_string()])
+        .args(["-M", script.mode.as_str()])
+        .arg("-f")
+        .arg(script.file)
+        .arg("-l")
+        .arg(format!("--log-prefix={}", prefix.display()))
+        .arg(target.dbname);
+    let what = format!(
+        "pgbench -f {} on port {}",
+        script.file.display(),
+        target.port
+    );
+    let output = run(
+        command,
+        &what,
+        Duration::from_secs(u64::from(seconds) + 300),
+    )
+    .await?;
+    let mut latencies = Vec::new();
+    for entry in
+        std::fs::read_dir(log_dir).with_context(|| format!("cannot list {}", log_dir.display()))?
+    {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read pgbench's log {}", path.display()))?;
+        latencies.extend(parse_pgbench_log(&text));
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    latencies.sort_unstable();
+    Ok((output, latencies))
 }

@@ -69,7 +69,38 @@ impl Postgres {
         }
     }
 
-    /// initdb, start on `port`, create the benchmark database.
+    /// The URL of database `database` on this server, for `mycelium up --pg-url`.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{database}",
+            self.port
+        )
+    }
+
+    /// `SELECT count(*) FROM table` in `database` of this server (a Mycelium node's own
+    /// database, read directly).
+    pub async fn count_rows(&self, database: &str, table: &str) -> anyhow::Result<i64> {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={database} \
+             sslmode=disable",
+            self.port
+        );
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("cannot connect to database {database}"))?;
+        let driver = tokio::spawn(connection);
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .with_context(|| format!("cannot count the rows of {table} in {database}"))?;
+        drop(client);
+        let _ = driver.await;
+        Ok(row.get(0))
+    }
+
+    /// initdb, start on `port`, create the benchmark database. `max_prepared_transactions`
+    /// is set (Mycelium's PostgreSQL nodes need it for two-phase commit); it only reserves
+    /// shared memory and changes nothing for the direct baseline.
     pub fn start(port: u16, max_connections: u32) -> anyhow::Result<Postgres> {
         for tool in ["initdb", "pg_ctl"] {
             let path = Path::new(BIN).join(tool);
@@ -104,7 +135,8 @@ impl Postgres {
         writeln!(
             conf,
             "\n# mycelium-bench\nport = {port}\nlisten_addresses = '127.0.0.1'\n\
-             unix_socket_directories = '{}'\nmax_connections = {max_connections}\n",
+             unix_socket_directories = '{}'\nmax_connections = {max_connections}\n\
+             max_prepared_transactions = {max_connections}\n",
             dir.path().display()
         )?;
         drop(conf);

@@ -12,6 +12,7 @@ use crate::memory::MemoryResult;
 use crate::parse::median;
 use crate::pgbench::WORKLOADS;
 use crate::run::{Measurement, Setup};
+use crate::workloads::{OpMeasurement, Section, TESTS};
 
 /// The medians of one setup and workload over the rounds.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -24,11 +25,12 @@ pub struct Summary {
     /// The proxy's CPU per transaction (none for direct PostgreSQL).
     pub proxy_us_per_txn: Option<f64>,
     pub postgres_us_per_txn: f64,
-    /// What serving one transaction cost: proxy + PostgreSQL, or mycelium alone (its nodes are
-    /// in its process; PostgreSQL idles then).
+    /// What serving one transaction cost: proxy + PostgreSQL, or mycelium alone on SQLite
+    /// (its nodes are in its process; PostgreSQL idles then).
     pub server_us_per_txn: f64,
     pub client_us_per_txn: f64,
     pub ratio_to_direct: Option<f64>,
+    pub ratio_to_relay: Option<f64>,
     pub failed: u64,
     /// The largest share of the machine's CPU that went to other processes during a round.
     pub max_other_load_pct: f64,
@@ -42,9 +44,31 @@ pub struct Report {
     pub versions: Vec<(String, String)>,
     pub init_seconds: Vec<(&'static str, f64)>,
     pub summary: Vec<Summary>,
+    pub operations: Vec<OpSummary>,
     pub memory: Vec<MemoryResult>,
     pub notes: Vec<String>,
     pub measurements: Vec<Measurement>,
+    pub operation_measurements: Vec<OpMeasurement>,
+}
+
+/// The medians of one point/transfer/scatter test on one setup over the rounds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OpSummary {
+    pub section: Section,
+    pub test: &'static str,
+    pub setup: &'static str,
+    pub rounds: usize,
+    pub ops_per_s: f64,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub cpu_us_per_op: f64,
+    /// Two-phase commits per operation (Mycelium only): 1 for a cross-node transfer, 0 within
+    /// a node.
+    pub two_phase_per_op: Option<f64>,
+    /// What this is compared with (`Test::baseline`) and ops/s relative to it.
+    pub baseline: Option<String>,
+    pub ratio: Option<f64>,
+    pub failed: u64,
 }
 
 /// Other load above this share of the machine during a run is worth a note.
@@ -57,8 +81,9 @@ impl Report {
         settings: &Settings,
         cpus: u32,
         versions: Vec<(String, String)>,
-        init_seconds: [(&'static str, f64); 2],
+        init_seconds: [(&'static str, f64); 4],
         measurements: Vec<Measurement>,
+        operation_measurements: Vec<OpMeasurement>,
         memory: Vec<MemoryResult>,
         mut notes: Vec<String>,
     ) -> Report {
@@ -79,9 +104,11 @@ impl Report {
             versions,
             init_seconds: init_seconds.to_vec(),
             summary,
+            operations: summarize_operations(&operation_measurements),
             memory,
             notes,
             measurements,
+            operation_measurements,
         }
     }
 }
@@ -95,22 +122,20 @@ fn per_txn(cpu_s: f64, transactions: u64) -> f64 {
 }
 
 pub fn summarize(measurements: &[Measurement]) -> Vec<Summary> {
-    let setups = [
-        Setup::Direct,
-        Setup::Relay,
-        Setup::PgBouncer,
-        Setup::Mycelium,
-    ];
     let mut rows = Vec::new();
     for workload in &WORKLOADS {
-        let direct_tps = median(
-            &measurements
-                .iter()
-                .filter(|m| m.workload == workload.name && m.setup == Setup::Direct.name())
-                .map(|m| m.tps)
-                .collect::<Vec<_>>(),
-        );
-        for setup in setups {
+        let median_tps = |setup: Setup| {
+            median(
+                &measurements
+                    .iter()
+                    .filter(|m| m.workload == workload.name && m.setup == setup.name())
+                    .map(|m| m.tps)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let direct_tps = median_tps(Setup::Direct);
+        let relay_tps = median_tps(Setup::Relay);
+        for setup in Setup::ALL {
             let runs: Vec<&Measurement> = measurements
                 .iter()
                 .filter(|m| m.workload == workload.name && m.setup == setup.name())
@@ -128,10 +153,10 @@ pub fn summarize(measurements: &[Measurement]) -> Vec<Summary> {
                 .then(|| med(&|m| per_txn(m.proxy_cpu_s.unwrap_or(0.0), m.transactions)));
             let server_us_per_txn = med(&|m| {
                 let proxy = m.proxy_cpu_s.unwrap_or(0.0);
-                let cpu = if setup == Setup::Mycelium {
-                    proxy
-                } else {
+                let cpu = if setup.uses_postgres() {
                     proxy + m.postgres_cpu_s
+                } else {
+                    proxy
                 };
                 per_txn(cpu, m.transactions)
             });
@@ -146,6 +171,7 @@ pub fn summarize(measurements: &[Measurement]) -> Vec<Summary> {
                 server_us_per_txn,
                 client_us_per_txn: med(&|m| per_txn(m.client_cpu_s, m.transactions)),
                 ratio_to_direct: direct_tps.map(|direct| tps / direct),
+                ratio_to_relay: relay_tps.map(|relay| tps / relay),
                 failed: runs.iter().map(|m| m.failed).sum(),
                 max_other_load_pct: runs
                     .iter()
@@ -155,6 +181,123 @@ pub fn summarize(measurements: &[Measurement]) -> Vec<Summary> {
         }
     }
     rows
+}
+
+pub fn summarize_operations(measurements: &[OpMeasurement]) -> Vec<OpSummary> {
+    let runs = |test: &str, setup: &str| -> Vec<&OpMeasurement> {
+        measurements
+            .iter()
+            .filter(|m| m.test == test && m.setup == setup)
+            .collect()
+    };
+    let med = |runs: &[&OpMeasurement], f: &dyn Fn(&OpMeasurement) -> f64| {
+        median(&runs.iter().map(|m| f(m)).collect::<Vec<_>>())
+    };
+    let mut rows = Vec::new();
+    for test in &TESTS {
+        for setup in test.setups() {
+            let these = runs(test.name, setup);
+            if these.is_empty() {
+                continue;
+            }
+            let ops_per_s = med(&these, &|m| m.ops_per_s).unwrap_or(f64::NAN);
+            let baseline = test.baseline(setup);
+            let ratio = baseline
+                .and_then(|(t, s)| med(&runs(t, s), &|m| m.ops_per_s))
+                .map(|base| ops_per_s / base);
+            let two_phase_per_op = these[0].two_phase_commits.map(|_| {
+                med(&these, &|m| {
+                    m.two_phase_commits.unwrap_or(0.0) / m.operations.max(1) as f64
+                })
+                .unwrap_or(f64::NAN)
+            });
+            rows.push(OpSummary {
+                section: test.section,
+                test: test.name,
+                setup,
+                rounds: these.len(),
+                ops_per_s,
+                p50_us: med(&these, &|m| m.p50_us.unwrap_or(f64::NAN)),
+                p99_us: med(&these, &|m| m.p99_us.unwrap_or(f64::NAN)),
+                cpu_us_per_op: med(&these, &|m| m.cpu_us_per_op).unwrap_or(f64::NAN),
+                two_phase_per_op,
+                baseline: baseline.map(|(t, s)| {
+                    if t == test.name {
+                        s.to_owned()
+                    } else {
+                        t.to_owned()
+                    }
+                }),
+                ratio,
+                failed: these.iter().map(|m| m.failed).sum(),
+            });
+        }
+    }
+    rows
+}
+
+/// The issue's targets for Mycelium over one PostgreSQL node, measured: (what, value, met).
+fn targets(report: &Report) -> Vec<(String, String, bool)> {
+    let row = |setup: Setup, workload: &str| {
+        report
+            .summary
+            .iter()
+            .find(|r| r.setup == setup.name() && r.workload == workload)
+    };
+    let mut out = Vec::new();
+    for workload in ["select prepared c8", "select simple c8"] {
+        if let Some(r) = row(Setup::MyceliumPg1, workload)
+            && let Some(ratio) = r.ratio_to_relay
+        {
+            out.push((
+                format!("{workload}: tps ≥ 0.75 × tcp relay"),
+                format!("{ratio:.2} × relay"),
+                ratio >= 0.75,
+            ));
+        }
+        if let (Some(r), Some(bouncer)) = (
+            row(Setup::MyceliumPg1, workload),
+            row(Setup::PgBouncer, workload),
+        ) {
+            let ratio = r.tps / bouncer.tps;
+            out.push((
+                format!("{workload}: tps ≥ PgBouncer (the mark to chase)"),
+                format!("{ratio:.2} × PgBouncer"),
+                ratio >= 1.0,
+            ));
+        }
+        if let Some(cpu) = row(Setup::MyceliumPg1, workload).and_then(|r| r.proxy_us_per_txn) {
+            out.push((
+                format!("{workload}: proxy + node CPU ≤ 25 µs/txn"),
+                format!("{cpu:.1} µs"),
+                cpu <= 25.0,
+            ));
+        }
+    }
+    for workload in ["select simple c1", "select prepared c1"] {
+        if let (Some(m), Some(relay)) = (
+            row(Setup::MyceliumPg1, workload),
+            row(Setup::Relay, workload),
+        ) {
+            let extra = (m.latency_ms - relay.latency_ms) * 1000.0;
+            out.push((
+                format!("{workload}: avg latency ≤ relay + 60 µs"),
+                format!("relay {extra:+.0} µs"),
+                extra <= 60.0,
+            ));
+        }
+    }
+    if let Some(m) = report.memory.iter().find(|m| m.server == "mycelium") {
+        out.push((
+            format!(
+                "memory per idle client connection < 32 KiB ({} connections, SQLite nodes)",
+                m.connections
+            ),
+            format!("{:.1} KiB", m.bytes_per_connection / 1024.0),
+            m.bytes_per_connection < 32.0 * 1024.0,
+        ));
+    }
+    out
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -172,7 +315,8 @@ pub fn markdown(report: &Report) -> String {
     );
     out.push_str(
         "| setup | test | tps | avg latency ms | proxy CPU µs/txn | Postgres CPU µs/txn | \
-         server CPU µs/txn | tps vs direct |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+         server CPU µs/txn | tps vs direct | tps vs relay |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in &report.summary {
         let proxy = row
@@ -181,6 +325,10 @@ pub fn markdown(report: &Report) -> String {
         let ratio = row
             .ratio_to_direct
             .map_or_else(|| "—".to_owned(), |v| format!("{v:.2}"));
+        let relay = row
+            .ratio_to_relay
+            .filter(|_| row.setup != Setup::Direct.name() && row.setup != Setup::Relay.name())
+            .map_or_else(|| "—".to_owned(), |v| format!("{v:.2}"));
         let failed = if row.failed > 0 {
             format!(" ({} failed!)", row.failed)
         } else {
@@ -188,7 +336,7 @@ pub fn markdown(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0}{failed} | {:.3} | {proxy} | {:.1} | {:.1} | {ratio} |",
+            "| {} | {} | {:.0}{failed} | {:.3} | {proxy} | {:.1} | {:.1} | {ratio} | {relay} |",
             row.setup,
             row.workload,
             row.tps,
@@ -197,6 +345,58 @@ pub fn markdown(report: &Report) -> String {
             row.server_us_per_txn,
         );
     }
+    let targets = targets(report);
+    if !targets.is_empty() {
+        out.push_str(
+            "\nIssue 9's targets, Mycelium with one PostgreSQL node (`mycelium up`: proxy and \
+             node in one process, over mTLS on loopback):\n\n| target | measured | met |\n\
+             |---|---:|---|\n",
+        );
+        for (what, value, met) in &targets {
+            let _ = writeln!(
+                out,
+                "| {what} | {value} | {} |",
+                if *met { "yes" } else { "**no**" }
+            );
+        }
+    }
+    if !report.operations.is_empty() {
+        out.push_str(
+            "\nPoint operations, transfers and scattered reads (pgbench -f -M prepared through \
+             the proxy; rusqlite in this process):\n\n| test | setup | ops/s | p50 µs | p99 µs \
+             | CPU µs/op | 2PC per op | compared with | ratio |\n\
+             |---|---|---:|---:|---:|---:|---:|---|---:|\n",
+        );
+        let number = |v: Option<f64>, digits: usize| {
+            v.filter(|v| v.is_finite())
+                .map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let micros = |v: Option<f64>| number(v, if v.is_some_and(|v| v < 10.0) { 1 } else { 0 });
+        for row in &report.operations {
+            let failed = if row.failed > 0 {
+                format!(" ({} failed!)", row.failed)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0}{failed} | {} | {} | {:.1} | {} | {} | {} |",
+                row.test,
+                row.setup,
+                row.ops_per_s,
+                micros(row.p50_us),
+                micros(row.p99_us),
+                row.cpu_us_per_op,
+                number(row.two_phase_per_op, 2),
+                row.baseline.as_deref().unwrap_or("—"),
+                number(row.ratio, 2),
+            );
+        }
+    }
+    out.push_str(
+        "\n| replication | result |\n|---|---|\n| commit-to-apply latency, writes/s with \
+         synchronous_replicas 0 and 1 | not measured: replication is not wired into nodes yet |\n",
+    );
     if !report.memory.is_empty() {
         out.push_str(
             "\n| server | idle RSS MiB | RSS with N idle connections MiB | N | bytes per connection \
@@ -217,7 +417,7 @@ pub fn markdown(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "\npgbench -i took {}.",
+        "\nLoading pgbench's tables took {}.",
         report
             .init_seconds
             .iter()
@@ -251,10 +451,12 @@ pub fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
 
 /// A grouped bar chart: per workload, each proxy's tps relative to direct PostgreSQL (= 1).
 pub fn svg(summary: &[Summary]) -> String {
-    const COLORS: [(&str, &str); 3] = [
+    const COLORS: [(&str, &str); 5] = [
         ("tcp relay", "#8da0cb"),
         ("pgbouncer", "#66c2a5"),
-        ("mycelium", "#fc8d62"),
+        ("mycelium 1 pg node", "#fc8d62"),
+        ("mycelium 2 pg shards", "#e78ac3"),
+        ("mycelium 3 sqlite nodes", "#a6d854"),
     ];
     let (width, height) = (900.0, 420.0);
     let (left, right, top, bottom) = (60.0, 20.0, 50.0, 70.0);
@@ -339,7 +541,7 @@ pub fn svg(summary: &[Summary]) -> String {
         y0 = top + plot_h,
     );
     for (i, (setup, color)) in COLORS.iter().enumerate() {
-        let x = left + 160.0 * i as f64;
+        let x = left + 165.0 * i as f64;
         let ly = height - 22.0;
         let _ = writeln!(
             out,

@@ -18,6 +18,8 @@ use crate::postgres::Postgres;
 use crate::procfs;
 use crate::relay::Relay;
 use crate::report::{self, Report};
+use crate::sharded;
+use crate::workloads::{self, OpMeasurement, TESTS};
 
 pub async fn all(settings: Settings) -> anyhow::Result<()> {
     tokio::select! {
@@ -31,16 +33,47 @@ pub enum Setup {
     Direct,
     Relay,
     PgBouncer,
-    Mycelium,
+    /// `mycelium up --backend postgres --nodes 1` on the benchmark's PostgreSQL.
+    MyceliumPg1,
+    /// `mycelium up --backend postgres --nodes 2`, pgbench's tables sharded over both.
+    MyceliumPg2,
+    /// `mycelium up`: three SQLite nodes, pgbench's tables unsharded (on one node).
+    MyceliumSqlite,
 }
 
 impl Setup {
+    pub const ALL: [Setup; 6] = [
+        Setup::Direct,
+        Setup::Relay,
+        Setup::PgBouncer,
+        Setup::MyceliumPg1,
+        Setup::MyceliumPg2,
+        Setup::MyceliumSqlite,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Setup::Direct => "postgres (direct)",
             Setup::Relay => "tcp relay",
             Setup::PgBouncer => "pgbouncer",
-            Setup::Mycelium => "mycelium",
+            Setup::MyceliumPg1 => "mycelium 1 pg node",
+            Setup::MyceliumPg2 => "mycelium 2 pg shards",
+            Setup::MyceliumSqlite => "mycelium 3 sqlite nodes",
+        }
+    }
+
+    /// Whether PostgreSQL does this setup's storage work (all but Mycelium on SQLite), so
+    /// that its CPU is part of the server's.
+    pub fn uses_postgres(self) -> bool {
+        self != Setup::MyceliumSqlite
+    }
+
+    fn mycelium_index(self) -> Option<usize> {
+        match self {
+            Setup::MyceliumPg1 => Some(0),
+            Setup::MyceliumPg2 => Some(1),
+            Setup::MyceliumSqlite => Some(2),
+            _ => None,
         }
     }
 }
@@ -58,7 +91,8 @@ pub struct Measurement {
     /// Wall time from just before pgbench started to just after it ended (and the server's
     /// backends were reaped).
     pub wall_s: f64,
-    /// The proxy's own CPU: mycelium (proxy and nodes), pgbouncer, or this process for the relay.
+    /// The proxy's own CPU: mycelium (proxy and nodes; with PostgreSQL nodes the backends
+    /// serving them are in `postgres_cpu_s`), pgbouncer, or this process for the relay.
     pub proxy_cpu_s: Option<f64>,
     /// PostgreSQL: the postmaster and all its children.
     pub postgres_cpu_s: f64,
@@ -80,7 +114,8 @@ pub struct Measurement {
 struct Probe {
     ticks_per_second: f64,
     postmaster: u32,
-    mycelium: u32,
+    /// By [`Setup::mycelium_index`].
+    mycelium: [u32; 3],
     pgbouncers: Vec<u32>,
 }
 
@@ -90,7 +125,7 @@ struct Sample {
     bench: u64,
     children: u64,
     postgres: u64,
-    mycelium: u64,
+    mycelium: [u64; 3],
     pgbouncers: [u64; 2],
     others: HashMap<u32, u64>,
 }
@@ -102,8 +137,13 @@ impl Probe {
         for (slot, pid) in pgbouncers.iter_mut().zip(&self.pgbouncers) {
             *slot = procfs::process_ticks(*pid).context("pgbouncer is gone")?;
         }
-        let ours: HashSet<u32> = [std::process::id(), self.postmaster, self.mycelium]
+        let mut mycelium = [0; 3];
+        for (slot, pid) in mycelium.iter_mut().zip(self.mycelium) {
+            *slot = procfs::process_ticks(pid).context("mycelium is gone")?;
+        }
+        let ours: HashSet<u32> = [std::process::id(), self.postmaster]
             .into_iter()
+            .chain(self.mycelium)
             .chain(self.pgbouncers.iter().copied())
             .collect();
         let parents: HashSet<u32> = [std::process::id(), self.postmaster].into();
@@ -114,7 +154,7 @@ impl Probe {
             bench: me.own,
             children: me.children,
             postgres: procfs::postgres_ticks(self.postmaster)?,
-            mycelium: procfs::process_ticks(self.mycelium).context("mycelium is gone")?,
+            mycelium,
             pgbouncers,
         })
     }
@@ -142,7 +182,8 @@ struct Servers {
     /// Transaction pooling (simple protocol), then session pooling (prepared statements
     /// need it: PgBouncer 1.18 cannot keep them in transaction mode).
     pgbouncer: Option<(PgBouncer, PgBouncer)>,
-    mycelium: Mycelium,
+    /// By [`Setup::mycelium_index`].
+    mycelium: [Mycelium; 3],
 }
 
 impl Servers {
@@ -151,7 +192,11 @@ impl Servers {
         if self.pgbouncer.is_some() {
             setups.push(Setup::PgBouncer);
         }
-        setups.push(Setup::Mycelium);
+        setups.extend([
+            Setup::MyceliumPg1,
+            Setup::MyceliumPg2,
+            Setup::MyceliumSqlite,
+        ]);
         setups
     }
 
@@ -181,7 +226,11 @@ impl Servers {
                 };
                 (bouncer.target(), Some(Some(bouncer.pid)))
             }
-            Setup::Mycelium => (self.mycelium.target(), Some(Some(self.mycelium.pid))),
+            Setup::MyceliumPg1 | Setup::MyceliumPg2 | Setup::MyceliumSqlite => {
+                let index = setup.mycelium_index().context("a mycelium setup")?;
+                let mycelium = &self.mycelium[index];
+                (mycelium.target(), Some(Some(mycelium.pid)))
+            }
         })
     }
 }
@@ -199,12 +248,49 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     let postgres = Postgres::start(free_port()?, 200)?;
     let init_postgres = pgbench::initialize(&postgres.target(), settings.scale).await?;
     progress(format!(
-        "mycelium up ({}), pgbench -i -s {}",
+        "mycelium up --backend postgres --nodes 1 ({}), pgbench -i -s {}",
         settings.mycelium.display(),
         settings.scale
     ));
-    let mycelium = Mycelium::start(&settings.mycelium, &[])?;
-    let init_mycelium = pgbench::initialize(&mycelium.target(), settings.scale).await?;
+    let pg1_url = postgres.url("mycelium_pg1");
+    let pg1 = Mycelium::start(
+        &settings.mycelium,
+        &[
+            "--backend",
+            "postgres",
+            "--nodes",
+            "1",
+            "--pg-url",
+            &pg1_url,
+        ],
+        &[],
+    )?;
+    let init_pg1 = pgbench::initialize(&pg1.target(), settings.scale).await?;
+    progress(format!(
+        "mycelium up --backend postgres --nodes 2, pgbench tables sharded, scale {}",
+        settings.scale
+    ));
+    let pg2_url = postgres.url("mycelium_pg2");
+    let pg2 = Mycelium::start(
+        &settings.mycelium,
+        &[
+            "--backend",
+            "postgres",
+            "--nodes",
+            "2",
+            "--pg-url",
+            &pg2_url,
+        ],
+        &[],
+    )?;
+    let init_pg2 = sharded::initialize(&pg2.target(), settings.scale).await?;
+    notes.push(sharded_note(&pg2, &postgres).await?);
+    progress(format!(
+        "mycelium up (3 SQLite nodes), pgbench -i -s {}",
+        settings.scale
+    ));
+    let sqlite = Mycelium::start(&settings.mycelium, &[], &[])?;
+    let init_sqlite = pgbench::initialize(&sqlite.target(), settings.scale).await?;
     let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], postgres.port))).await?;
     let max_clients = settings.connections + 500;
     let pgbouncer = if Path::new(pgbouncer::BINARY).is_file() {
@@ -234,12 +320,16 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         postgres,
         relay,
         pgbouncer,
-        mycelium,
+        mycelium: [pg1, pg2, sqlite],
     };
     let probe = Probe {
         ticks_per_second: procfs::clock_ticks_per_second(),
         postmaster: servers.postgres.postmaster,
-        mycelium: servers.mycelium.pid,
+        mycelium: [
+            servers.mycelium[0].pid,
+            servers.mycelium[1].pid,
+            servers.mycelium[2].pid,
+        ],
         pgbouncers: servers
             .pgbouncer
             .iter()
@@ -305,6 +395,12 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             }
         }
     }
+    let operations = sharded_workloads(&servers.mycelium[2], settings, &mut notes, &progress).await;
+    notes.push(
+        "Replication: not measured — WAL replication is not wired into nodes yet (the \
+         replication/ core exists, nodes do not replicate)."
+            .to_owned(),
+    );
     let Servers {
         postgres,
         relay,
@@ -322,6 +418,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     let max = (settings.connections + 1000).to_string();
     let fresh = Mycelium::start(
         &settings.mycelium,
+        &[],
         &[("MYCELIUM_PROXY__MAX_CONNECTIONS", max.as_str())],
     )?;
     match memory::idle_connections("mycelium", fresh.pid, &fresh.target(), settings.connections)
@@ -357,10 +454,19 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         cpus(),
         versions(settings),
         [
-            ("postgres", init_postgres.as_secs_f64()),
-            ("mycelium", init_mycelium.as_secs_f64()),
+            ("postgres (pgbench -i)", init_postgres.as_secs_f64()),
+            ("mycelium 1 pg node (pgbench -i)", init_pg1.as_secs_f64()),
+            (
+                "mycelium 2 pg shards (CREATE TABLE with policies + INSERTs)",
+                init_pg2.as_secs_f64(),
+            ),
+            (
+                "mycelium 3 sqlite nodes (pgbench -i)",
+                init_sqlite.as_secs_f64(),
+            ),
         ],
         measurements,
+        operations,
         memory,
         notes,
     );
@@ -401,12 +507,13 @@ async fn measure(
     let bench_cpu_s = ticks(|s| s.bench);
     let client_cpu_s = ticks(|s| s.children);
     let postgres_cpu_s = ticks(|s| s.postgres);
-    let mycelium_cpu_s = ticks(|s| s.mycelium);
     let pgbouncer_cpu_s = [ticks(|s| s.pgbouncers[0]), ticks(|s| s.pgbouncers[1])];
     let proxy_cpu_s = match proxy {
         None => None,
         Some(None) => Some(bench_cpu_s),
-        Some(Some(pid)) if pid == probe.mycelium => Some(mycelium_cpu_s),
+        Some(Some(pid)) if probe.mycelium.contains(&pid) => setup
+            .mycelium_index()
+            .map(|i| probe.seconds(after.mycelium[i].saturating_sub(before.mycelium[i]))),
         Some(Some(pid)) => probe
             .pgbouncers
             .iter()
@@ -466,4 +573,91 @@ fn versions(settings: &Settings) -> Vec<(String, String)> {
     );
     version("kernel", "uname", &["-sr"]);
     versions
+}
+
+/// Where the two-node setup put pgbench's rows: shards per node and accounts per node, counted
+/// in each node's own database.
+async fn sharded_note(mycelium: &Mycelium, postgres: &Postgres) -> anyhow::Result<String> {
+    let client = mycelium.target().connect().await?;
+    let mut parts = Vec::new();
+    for (table, key) in sharded::POLICIES {
+        parts.push(format!(
+            "{table} by {key} ({})",
+            sharded::shards_per_node(&sharded::primaries(&client, table).await?)
+        ));
+    }
+    let mut accounts = Vec::new();
+    for node in ["n1", "n2"] {
+        let rows = postgres
+            .count_rows(&format!("mycelium_pg2_{node}"), "pgbench_accounts")
+            .await?;
+        accounts.push(format!("{node} {rows}"));
+    }
+    Ok(format!(
+        "mycelium 2 pg shards: pgbench's tables have {} hash shards each, every table by its \
+         own id and history by aid: {}; pgbench_accounts rows per node: {}. Loaded by the bench \
+         (CREATE TABLE ... WITH (mycelium.shard_keys, mycelium.shards) and multi-row INSERTs \
+         the proxy splits by shard), since pgbench -i COPYs into pgbench_accounts and COPY into \
+         a table spread over several nodes is refused.",
+        sharded::SHARDS,
+        parts.join("; "),
+        accounts.join(", ")
+    ))
+}
+
+/// Point operations, transfers and scattered reads on the three-SQLite-node Mycelium (see
+/// `workloads`), in rounds with the order of the setups rotated. A failure becomes a note.
+async fn sharded_workloads(
+    mycelium: &Mycelium,
+    settings: &Settings,
+    notes: &mut Vec<String>,
+    progress: &impl Fn(String),
+) -> Vec<OpMeasurement> {
+    let rows = if settings.quick { 20_000 } else { 100_000 };
+    progress(format!(
+        "point/transfer/scatter tables on mycelium 3 sqlite nodes ({rows} rows) and rusqlite"
+    ));
+    let prepared = match workloads::prepare(mycelium, rows).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            progress(format!("  FAILED: {e:#}"));
+            notes.push(format!("point/transfer/scatter workloads not run: {e:#}"));
+            return Vec::new();
+        }
+    };
+    notes.extend(prepared.notes.iter().cloned());
+    let mut measurements = Vec::new();
+    for round in 1..=settings.rounds {
+        for (index, test) in TESTS.iter().enumerate() {
+            let mut order = test.setups().to_vec();
+            let shift = (round as usize + index) % order.len();
+            order.rotate_left(shift);
+            for setup in order {
+                progress(format!("round {round} {setup} / {}", test.name));
+                match prepared
+                    .measure(mycelium, test, setup, round, settings.seconds)
+                    .await
+                {
+                    Ok(measurement) => {
+                        if measurement.failed > 0 {
+                            notes.push(format!(
+                                "{setup} / {} round {round}: {} failed transactions.",
+                                test.name, measurement.failed
+                            ));
+                        }
+                        measurements.push(measurement);
+                    }
+                    Err(e) => {
+                        progress(format!("  FAILED: {e:#}"));
+                        notes.push(format!(
+                            "{setup} / {} round {round} failed: {}",
+                            test.name,
+                            format!("{e:#}").lines().next().unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    measurements
 }

@@ -135,3 +135,28 @@ fn medians() {
     assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
     assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
 }
+
+#[test]
+fn pgbench_transaction_log() {
+    let log = "0 0 412 0 1764150000 123456\n1 0 388 0 1764150000 123500\n\
+               0 1 failed 0 1764150000 123900\n2 7 1024 0 1764150001 5\n";
+    assert_eq!(parse_pgbench_log(log), vec![412, 388, 1024]);
+    assert_eq!(parse_pgbench_log(""), Vec::<u64>::new());
+}
+
+#[test]
+fn percentiles_by_nearest_rank() {
+    let values: Vec<u64> = (1..=100).collect();
+    assert_eq!(percentile(&values, 50.0), Some(50));
+    assert_eq!(percentile(&values, 99.0), Some(99));
+    assert_eq!(percentile(&values, 100.0), Some(100));
+    assert_eq!(percentile(&[7], 99.0), Some(7));
+    assert_eq!(percentile(&[], 50.0), None);
+}
+
+#[test]
+fn primary_of_a_shard() {
+    assert_eq!(primary_node("n2 (primary)"), Some("n2"));
+    assert_eq!(primary_node("n3 (secondary), n1 (primary)"), Some("n1"));
+    assert_eq!(primary_node("all rows"), None);
+}
