@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
-use mycelium_protocol::{Column, DataRowsBuilder, DbError, Format, Reply, ReplySource};
+use mycelium_protocol::{Column, DataRowsBuilder, DbError, Execute, Format, Reply, ReplySource};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
-use tokio_postgres::{CancelToken, NoTls, Row, RowStream};
+use tokio_postgres::{CancelToken, NoTls, Row, RowStream, Statement};
 
 use super::Shared;
 use super::pool::{Conn, Pooled};
@@ -113,10 +114,31 @@ pub(crate) async fn describe_columns(
     Ok(out)
 }
 
+/// A prepared statement waiting for its first read to run.
+pub(crate) struct Start {
+    pub request: Execute,
+    pub statement: Statement,
+    /// The statement came from the connection's cache.
+    pub cached: bool,
+    /// Keep a re-prepared statement in the cache.
+    pub keep: bool,
+}
+
+/// A cached statement whose result columns changed under it (DDL since it was prepared).
+fn plan_changed(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &SqlState::FEATURE_NOT_SUPPORTED
+            && db
+                .message()
+                .starts_with("cached plan must not change result type")
+    })
+}
+
 /// A statement whose replies are being read.
 pub(crate) struct Running {
     pub shared: Arc<Shared>,
     pub hold: Option<Hold>,
+    pub start: Option<Start>,
     pub rows: Option<Pin<Box<RowStream>>>,
     pub cancel: CancelToken,
     /// Sent before the first row when the statement returns rows.
@@ -133,6 +155,72 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// Binds and executes the statement; on success the columns are ready to send.
+    async fn begin(&mut self, start: Start) -> Result<(), DbError> {
+        let Start {
+            request,
+            mut statement,
+            cached,
+            keep,
+        } = start;
+        let in_txn = self.txn_failed.is_some();
+        let mut retried = false;
+        let rows = loop {
+            let Some(hold) = self.hold.as_mut() else {
+                return Err(DbError::new("XX000", "the statement lost its connection"));
+            };
+            let params = raw_params(&request.params, &request.param_formats);
+            let result = hold
+                .conn()
+                .client
+                .query_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
+                .await;
+            match result {
+                Ok(rows) => break rows,
+                // Outside a transaction nothing ran yet: prepare again and retry once.
+                Err(e) if cached && !in_txn && !retried && plan_changed(&e) => {
+                    hold.conn().forget(&request.sql, &request.param_types);
+                    retried = true;
+                    match hold
+                        .conn()
+                        .prepare(&request.sql, &request.param_types, keep)
+                        .await
+                    {
+                        Ok((fresh, _)) => statement = fresh,
+                        Err(e) => return Err(self.fail(&e)),
+                    }
+                }
+                Err(e) => {
+                    if cached && plan_changed(&e) {
+                        hold.conn().forget(&request.sql, &request.param_types);
+                    }
+                    return Err(self.fail(&e));
+                }
+            }
+        };
+        self.rows = Some(Box::pin(rows));
+        if !statement.columns().is_empty() {
+            let Some(hold) = self.hold.as_mut() else {
+                return Err(DbError::new("XX000", "the statement lost its connection"));
+            };
+            let columns = describe_columns(&self.shared, hold.conn(), statement.columns()).await;
+            match columns {
+                Ok(columns) => self.columns = Some(Arc::from(columns)),
+                Err(e) => {
+                    self.finish();
+                    return Err(e);
+                }
+            }
+        }
+        self.plans = statement
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| transcode::column_plan(c.type_(), request.result_format(i)))
+            .collect();
+        Ok(())
+    }
+
     fn fail(&mut self, e: &tokio_postgres::Error) -> DbError {
         if let Some(flag) = &self.txn_failed {
             flag.store(true, Ordering::Release);
@@ -364,6 +452,11 @@ async fn print_values(
 #[async_trait]
 impl ReplySource for Running {
     async fn next(&mut self) -> Option<Result<Reply, DbError>> {
+        if let Some(start) = self.start.take()
+            && let Err(e) = self.begin(start).await
+        {
+            return Some(Err(e));
+        }
         if let Some(columns) = self.columns.take() {
             return Some(Ok(Reply::Columns(columns)));
         }
@@ -385,7 +478,8 @@ impl ReplySource for Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.done {
+        // Never started (nothing reached the server) or already over.
+        if self.done || self.start.is_some() {
             return;
         }
         // Dropped mid-statement (a cancel or timeout upstream): stop the query on the server

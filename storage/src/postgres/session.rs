@@ -12,13 +12,11 @@ use mycelium_protocol::{
 };
 use tokio::sync::{Mutex, mpsc};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 
 use super::Shared;
 use super::pool::Pooled;
-use super::results::{Hold, Running, describe_columns, raw_params};
+use super::results::{Hold, Running, Start, describe_columns};
 use super::sql::{self, Control, TAG_WORDS};
-use super::transcode;
 
 /// A session on a Postgres node.
 pub struct PostgresSession {
@@ -41,16 +39,6 @@ fn cacheable(words: &[String]) -> bool {
         words.first().map(String::as_str),
         Some("SELECT" | "INSERT" | "UPDATE" | "DELETE" | "WITH" | "VALUES" | "TABLE" | "MERGE")
     )
-}
-
-/// A cached statement whose result columns changed under it (DDL since it was prepared).
-fn plan_changed(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error().is_some_and(|db| {
-        db.code() == &SqlState::FEATURE_NOT_SUPPORTED
-            && db
-                .message()
-                .starts_with("cached plan must not change result type")
-    })
 }
 
 impl PostgresSession {
@@ -94,8 +82,30 @@ impl PostgresSession {
                 self.pinned = Some(Arc::new(Mutex::new(conn)));
                 self.failed.store(false, Ordering::Release);
             }
-            // Postgres only warns about a BEGIN inside a transaction.
-            Control::Begin => {}
+            // The proxy opens a node's transaction only when it has none, so a BEGIN here
+            // means the session was handed on with a stale transaction of an earlier client:
+            // roll that back rather than let the new client commit someone else's changes.
+            Control::Begin => {
+                tracing::warn!(
+                    node = %self.shared.node,
+                    "BEGIN arrived in an open transaction; rolling the stale transaction back"
+                );
+                let Some(pinned) = self.pinned.take() else {
+                    return Err(DbError::new("XX000", "no pinned connection"));
+                };
+                let mut conn = pinned.clone().lock_owned().await;
+                self.failed.store(false, Ordering::Release);
+                let restarted = match conn.client.batch_execute("ROLLBACK").await {
+                    Ok(()) => conn.client.batch_execute(text).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = restarted {
+                    conn.broken = true;
+                    return Err(self.shared.error(&e));
+                }
+                drop(conn);
+                self.pinned = Some(pinned);
+            }
             Control::Commit | Control::Rollback | Control::PrepareTransaction
                 if self.pinned.is_some() =>
             {
@@ -137,75 +147,47 @@ impl PostgresSession {
         let mut hold = self.hold().await?;
         let in_txn = self.pinned.is_some();
         let keep = cacheable(&words);
-        let mut retried = false;
-        let (statement, rows) = loop {
-            let prepared = hold
-                .conn()
-                .prepare(&request.sql, &request.param_types, keep)
-                .await;
-            let (statement, cached) = match prepared {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    self.note_failure(&e);
-                    return Err(self.shared.error(&e));
-                }
-            };
-            let expected = statement.params().len();
-            if request.params.len() != expected {
-                if in_txn {
-                    self.failed.store(true, Ordering::Release);
-                }
-                return Err(DbError::new(
-                    "08P01",
-                    format!(
-                        "bind message supplies {} parameters, but prepared statement \"\" \
-                         requires {expected}",
-                        request.params.len()
-                    ),
-                ));
-            }
-            let params = raw_params(&request.params, &request.param_formats);
-            let result = hold
-                .conn()
-                .client
-                .query_raw(&statement, params.iter().map(|p| p as &dyn ToSql))
-                .await;
-            match result {
-                Ok(rows) => break (statement, rows),
-                // Outside a transaction nothing ran yet: prepare again and retry once.
-                Err(e) if cached && !in_txn && !retried && plan_changed(&e) => {
-                    hold.conn().forget(&request.sql, &request.param_types);
-                    retried = true;
-                }
-                Err(e) => {
-                    if cached && plan_changed(&e) {
-                        hold.conn().forget(&request.sql, &request.param_types);
-                    }
-                    self.note_failure(&e);
-                    return Err(self.shared.error(&e));
-                }
+        let prepared = hold
+            .conn()
+            .prepare(&request.sql, &request.param_types, keep)
+            .await;
+        let (statement, cached) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.note_failure(&e);
+                return Err(self.shared.error(&e));
             }
         };
-        let columns = if statement.columns().is_empty() {
-            None
-        } else {
-            let columns = describe_columns(&self.shared, hold.conn(), statement.columns()).await?;
-            Some(Arc::from(columns))
-        };
-        let plans = statement
-            .columns()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| transcode::column_plan(c.type_(), request.result_format(i)))
-            .collect();
+        let expected = statement.params().len();
+        if request.params.len() != expected {
+            if in_txn {
+                self.failed.store(true, Ordering::Release);
+            }
+            return Err(DbError::new(
+                "08P01",
+                format!(
+                    "bind message supplies {} parameters, but prepared statement \"\" \
+                     requires {expected}",
+                    request.params.len()
+                ),
+            ));
+        }
         let cancel = hold.conn().client.cancel_token();
+        // The query starts when the stream is first read, so that dropping the stream at
+        // any point (a cancel, a timeout) cancels it on the server.
         let running = Running {
             shared: self.shared.clone(),
             hold: Some(hold),
-            rows: Some(Box::pin(rows)),
+            start: Some(Start {
+                request,
+                statement,
+                cached,
+                keep,
+            }),
+            rows: None,
             cancel,
-            columns,
-            plans,
+            columns: None,
+            plans: Vec::new(),
             words,
             txn_failed: in_txn.then(|| self.failed.clone()),
             buffered: None,

@@ -552,6 +552,26 @@ async fn transactions_savepoints_and_cached_statements() {
     );
     assert_eq!(err(&mut session, "SAVEPOINT x").await.code, "25P01");
 
+    // A BEGIN in an open transaction means the session was handed on with a stale
+    // transaction: it is rolled back, never committed by the next client.
+    ok(&mut session, "BEGIN").await;
+    ok(&mut session, "INSERT INTO t VALUES (40)").await;
+    ok(&mut session, "BEGIN").await;
+    assert!(session.in_transaction());
+    ok(&mut session, "INSERT INTO t VALUES (41)").await;
+    ok(&mut session, "COMMIT").await;
+    assert_eq!(
+        ok(
+            &mut other,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM t WHERE id >= 40"
+        )
+        .await
+        .value()
+        .as_deref(),
+        Some("41")
+    );
+    ok(&mut session, "DELETE FROM t WHERE id = 41").await;
+
     // A session dropped inside a transaction rolls it back and frees its locks.
     {
         let mut doomed = backend.session();
@@ -771,4 +791,54 @@ async fn prepared_transactions_must_be_enabled() {
         .unwrap()
         .to_string();
     assert!(e.contains("n9") && e.contains("127.0.0.1:1"), "{e}");
+}
+
+#[tokio::test]
+async fn a_dropped_stream_cancels_the_statement() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let backend = backend(&pg, "cancel").await;
+    let client = direct(&pg, "cancel").await;
+    let mut session = backend.session();
+    let sleeping = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'";
+
+    // Autocommit: the server stops the query and the session goes on.
+    let mut stream = session
+        .execute(Execute::simple("SELECT pg_sleep(30)"))
+        .await
+        .unwrap();
+    // Postgres sends nothing until the sleep is over: the read times out, as it would under
+    // a client's statement_timeout.
+    let first = tokio::time::timeout(Duration::from_millis(300), stream.recv()).await;
+    assert!(first.is_err(), "{first:?}");
+    drop(stream);
+    let started = Instant::now();
+    assert_eq!(
+        ok(&mut session, "SELECT 2").await.value().as_deref(),
+        Some("2")
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let row = client.query_one(sleeping, &[]).await.unwrap();
+        if row.get::<_, i64>(0) == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pg_sleep still runs");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // In a transaction: the cancel aborts it, as it would on PostgreSQL.
+    ok(&mut session, "BEGIN").await;
+    let mut stream = session
+        .execute(Execute::simple("SELECT pg_sleep(30)"))
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(300), stream.recv()).await;
+    drop(stream);
+    assert_eq!(err(&mut session, "SELECT 1").await.code, "25P02");
+    assert_eq!(ok(&mut session, "COMMIT").await.tag, "ROLLBACK");
+    assert!(!session.in_transaction());
 }
