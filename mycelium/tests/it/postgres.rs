@@ -425,3 +425,77 @@ async fn bank_transfers_survive_a_postgres_crash() {
     let total = text_values(&messages)[0][0].clone();
     assert_eq!(total, Some((ACCOUNTS * INITIAL).to_string()));
 }
+
+/// `mycelium node --config` with `storage.backend` naming a PostgreSQL database.
+fn node_process(pg: &PgCluster, dir: &std::path::Path, db: &str) -> std::process::Command {
+    let certs = dir.join("certs");
+    if !certs.exists() {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_mycelium"))
+            .args(["certs", "--nodes", "n1", "--out"])
+            .arg(&certs)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let config = dir.join(format!("{db}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nid = \"n1\"\nlisten = \"127.0.0.1:0\"\ncerts = \"{}\"\n\
+             [storage]\nbackend = \"{}\"\n[storage.postgres]\ncreate_database = true\n",
+            certs.display(),
+            pg.url(db)
+        ),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mycelium"));
+    command
+        .args(["node", "--metrics-listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[tokio::test]
+async fn a_node_process_runs_on_postgres_and_refuses_a_server_without_prepared_transactions() {
+    use std::io::BufRead;
+
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = node_process(&pg, dir.path(), "solo").spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains("Mycelium node n1") && line.contains("is ready"),
+        "{line:?}"
+    );
+    // The node created its database and its transaction records.
+    let client = direct(&pg, "solo").await;
+    let records: i64 = client
+        .query_one("SELECT count(*) FROM mycelium.txn_records", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(records, 0);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+
+    let off = PgCluster::start_with(&[("max_prepared_transactions", "0")]).unwrap();
+    let out = node_process(&off, dir.path(), "off").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("max_prepared_transactions = 0") && stderr.contains("postgresql.conf"),
+        "{stderr}"
+    );
+}
