@@ -30,23 +30,20 @@ impl Conn {
         param_types: &[u32],
         cache: bool,
     ) -> Result<(Statement, bool), tokio_postgres::Error> {
-        let key = (sql.to_owned(), param_types.to_vec());
-        if let Some(statement) = self.cache.get(&key) {
+        if let Some(statement) = self.cache.get(sql, param_types) {
             return Ok((statement, true));
         }
         let types: Vec<Type> = param_types.iter().map(|&oid| type_for_oid(oid)).collect();
         let statement = self.client.prepare_typed(sql, &types).await?;
         if cache {
-            self.cache.insert(key, statement.clone());
+            self.cache.insert(sql, param_types, statement.clone());
         }
         Ok((statement, false))
     }
 
     /// Forgets a cached statement (its plan changed under it).
     pub fn forget(&mut self, sql: &str, param_types: &[u32]) {
-        self.cache
-            .entries
-            .remove(&(sql.to_owned(), param_types.to_vec()));
+        self.cache.remove(sql, param_types);
     }
 }
 
@@ -63,42 +60,65 @@ pub(crate) fn type_for_oid(oid: u32) -> Type {
     })
 }
 
-type CacheKey = (String, Vec<u32>);
+/// A cached statement: its parameter types, the statement, when it was last used.
+type Entry = (Vec<u32>, Statement, u64);
 
-/// Least-recently-used prepared statements of one connection.
+/// Least-recently-used prepared statements of one connection, by text and then parameter
+/// types (looked up without allocating).
 struct StatementCache {
     capacity: usize,
+    len: usize,
     tick: u64,
-    entries: HashMap<CacheKey, (Statement, u64)>,
+    entries: HashMap<String, Vec<Entry>>,
 }
 
 impl StatementCache {
-    fn get(&mut self, key: &CacheKey) -> Option<Statement> {
+    fn get(&mut self, sql: &str, param_types: &[u32]) -> Option<Statement> {
         self.tick += 1;
         let tick = self.tick;
-        self.entries.get_mut(key).map(|(statement, used)| {
-            *used = tick;
-            statement.clone()
-        })
+        let entry = self
+            .entries
+            .get_mut(sql)?
+            .iter_mut()
+            .find(|(types, _, _)| types == param_types)?;
+        entry.2 = tick;
+        Some(entry.1.clone())
     }
 
-    fn insert(&mut self, key: CacheKey, statement: Statement) {
+    fn remove(&mut self, sql: &str, param_types: &[u32]) {
+        if let Some(entries) = self.entries.get_mut(sql) {
+            let before = entries.len();
+            entries.retain(|(types, _, _)| types != param_types);
+            self.len -= before - entries.len();
+            if entries.is_empty() {
+                self.entries.remove(sql);
+            }
+        }
+    }
+
+    fn insert(&mut self, sql: &str, param_types: &[u32], statement: Statement) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.len() >= self.capacity {
+        if self.len >= self.capacity {
             // Dropping the Statement closes it on the server.
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
+                .flat_map(|(sql, entries)| entries.iter().map(move |e| (sql, &e.0, e.2)))
+                .min_by_key(|(_, _, used)| *used)
+                .map(|(sql, types, _)| (sql.clone(), types.clone()));
+            if let Some((sql, types)) = oldest {
+                self.remove(&sql, &types);
             }
         }
         self.tick += 1;
-        self.entries.insert(key, (statement, self.tick));
+        self.len += 1;
+        self.entries.entry(sql.to_owned()).or_default().push((
+            param_types.to_vec(),
+            statement,
+            self.tick,
+        ));
     }
 }
 
@@ -132,6 +152,7 @@ impl Manager {
             client,
             cache: StatementCache {
                 capacity: self.cache_size,
+                len: 0,
                 tick: 0,
                 entries: HashMap::new(),
             },

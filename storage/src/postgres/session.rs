@@ -16,7 +16,7 @@ use tokio_postgres::error::SqlState;
 use super::Shared;
 use super::pool::Pooled;
 use super::results::{Hold, Running, Start, describe_columns};
-use super::sql::{self, Control, TAG_WORDS};
+use super::sql::{self, Control};
 
 /// A session on a Postgres node.
 pub struct PostgresSession {
@@ -246,7 +246,7 @@ impl NodeSession for PostgresSession {
     }
 
     async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError> {
-        let words = sql::top_level_words(&request.sql, TAG_WORDS);
+        let words = sql::tag_words(&request.sql);
         if let Some(control) = sql::control(&words) {
             let result = self.control(control, &request.sql, &words).await;
             return Ok(immediate(result.map(|tag| Reply::Complete { tag })));

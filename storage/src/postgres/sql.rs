@@ -256,7 +256,17 @@ pub fn control(words: &[String]) -> Option<Control> {
 }
 
 /// Words enough to form any tag.
-pub const TAG_WORDS: usize = 64;
+const TAG_WORDS: usize = 64;
+
+/// The leading words a statement's tag is made of: four, unless the verb comes later
+/// (`WITH ... INSERT`, `CREATE ... TABLE ... AS`).
+pub fn tag_words(sql: &str) -> Vec<String> {
+    let words = top_level_words(sql, 4);
+    match words.first().map(String::as_str) {
+        Some("WITH" | "CREATE") => top_level_words(sql, TAG_WORDS),
+        _ => words,
+    }
+}
 
 /// The `CommandComplete` tag Postgres sends for a statement that began with `words` and
 /// affected or returned `rows` rows. `failed_txn` is whether a COMMIT ends a failed
@@ -397,7 +407,7 @@ mod tests {
     use super::*;
 
     fn tag(sql: &str, rows: u64) -> String {
-        command_tag(&top_level_words(sql, TAG_WORDS), rows, false)
+        command_tag(&tag_words(sql), rows, false)
     }
 
     #[test]
