@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mycelium_config::{StorageConfig, Synchronous};
-use mycelium_protocol::{DbError, NodeLink, NodeSession, PreparedTxn, TxnOutcome};
+use mycelium_protocol::{
+    DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply, TxnOutcome,
+};
 use mycelium_storage::{
     Backend, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions, StorageError,
 };
@@ -72,11 +74,12 @@ impl Node {
         miner: bool,
         options: PostgresOptions,
     ) -> Result<Node, NodeError> {
-        let backend = PostgresBackend::connect(options)
-            .await
-            .map_err(|source| NodeError::Postgres {
-                source: Box::new(source),
-            })?;
+        let backend =
+            PostgresBackend::connect(options)
+                .await
+                .map_err(|source| NodeError::Postgres {
+                    source: Box::new(source),
+                })?;
         tracing::info!(node = id, database = backend.database(), "node opened");
         Ok(Node {
             id: id.to_owned(),
@@ -88,6 +91,27 @@ impl Node {
     /// Finishes in-flight work and closes the backend.
     pub fn shutdown(&self) {
         self.backend.shutdown();
+    }
+}
+
+/// How long the backend gets to answer a health probe.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Node {
+    /// Whether the backend answers a trivial statement.
+    async fn probe(&self) -> bool {
+        let mut session = self.backend.session();
+        let Ok(mut stream) = session.execute(Execute::simple("SELECT 1")).await else {
+            return false;
+        };
+        while let Some(reply) = stream.recv().await {
+            match reply {
+                Ok(Reply::Complete { .. }) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 }
 
@@ -119,5 +143,22 @@ impl NodeLink for Node {
 
     async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError> {
         self.backend.txn_outcome(gid).await
+    }
+
+    async fn status(&self) -> Result<NodeStatus, DbError> {
+        let info = self.backend.info();
+        let healthy = tokio::time::timeout(HEALTH_PROBE_TIMEOUT, self.probe())
+            .await
+            .is_ok_and(|answered| answered);
+        let prepared = match self.backend.prepared().await {
+            Ok(prepared) => prepared.len() as u32,
+            Err(_) => 0,
+        };
+        Ok(NodeStatus {
+            backend: info.kind.to_owned(),
+            location: info.location,
+            healthy,
+            prepared,
+        })
     }
 }

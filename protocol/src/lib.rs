@@ -219,6 +219,19 @@ pub struct PreparedTxn {
     pub prepared_at_ms: i64,
 }
 
+/// What a node says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// The SQLite file or the PostgreSQL database.
+    pub location: String,
+    /// Whether the backend answers (a PostgreSQL server may be down while the node runs).
+    pub healthy: bool,
+    /// Transactions the node holds prepared.
+    pub prepared: u32,
+}
+
 /// What a decider's records say about a distributed transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnOutcome {
@@ -254,4 +267,7 @@ pub trait NodeLink: Send + Sync {
     /// The outcome of `gid` according to this node's transaction records (this node was its
     /// decider).
     async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError>;
+
+    /// The node's own report: its backend, whether that answers, what it holds prepared.
+    async fn status(&self) -> Result<NodeStatus, DbError>;
 }

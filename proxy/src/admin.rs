@@ -33,9 +33,17 @@ fn text_columns(names: &[&str]) -> Vec<Column> {
 /// The admin views, by the name SHOW uses (`mycelium_nodes`, ...); `None` for other names.
 pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
     Some(match name {
-        "mycelium_nodes" => {
-            text_columns(&["node", "node_type", "state", "primary_shards", "shards"])
-        }
+        "mycelium_nodes" => text_columns(&[
+            "node",
+            "node_type",
+            "state",
+            "primary_shards",
+            "shards",
+            "backend",
+            "location",
+            "healthy",
+            "prepared",
+        ]),
         "mycelium_shards" => text_columns(&["table_name", "shard", "keys", "nodes"]),
         "mycelium_users" => text_columns(&[
             "role_name",
@@ -227,6 +235,28 @@ impl Proxy {
             ]);
         }
         rows
+    }
+
+    /// `SHOW MYCELIUM NODES`: the placement view, and what each node reports about itself
+    /// (asked concurrently, two seconds at most; a node that does not answer shows NULLs).
+    pub(crate) async fn node_rows(&self) -> Result<AdminRows, ProxyError> {
+        let mut admin = self.admin_rows("mycelium_nodes")?;
+        let reports = futures::future::join_all(self.cluster.nodes.iter().map(|node| {
+            tokio::time::timeout(std::time::Duration::from_secs(2), node.link.status())
+        }))
+        .await;
+        for (row, report) in admin.rows.iter_mut().zip(reports) {
+            match report {
+                Ok(Ok(status)) => row.extend([
+                    Some(status.backend),
+                    Some(status.location),
+                    Some(if status.healthy { "yes" } else { "no" }.to_owned()),
+                    Some(status.prepared.to_string()),
+                ]),
+                _ => row.extend([None, None, None, None]),
+            }
+        }
+        Ok(admin)
     }
 
     /// `SHOW MYCELIUM TRANSACTIONS`: this proxy's transactions in progress, then every

@@ -426,10 +426,10 @@ impl Session {
                 backend::command_complete(&mut self.conn.out, "RESET");
             }
             SessionCommand::Show { name } if name.starts_with("mycelium_") => {
-                let admin = if name == "mycelium_transactions" {
-                    self.proxy.transaction_rows().await
-                } else {
-                    self.proxy.admin_rows(name)?
+                let admin = match name.as_str() {
+                    "mycelium_transactions" => self.proxy.transaction_rows().await,
+                    "mycelium_nodes" => self.proxy.node_rows().await?,
+                    _ => self.proxy.admin_rows(name)?,
                 };
                 if matches!(output, Output::Simple) {
                     backend::row_description(&mut self.conn.out, &admin.columns, |_| Format::Text);

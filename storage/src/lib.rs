@@ -94,6 +94,18 @@ pub trait Backend: Send + Sync {
     /// there is no record, so a late commit of the deciding transaction fails instead.
     async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError>;
 
+    /// Which backend this is and where it keeps the data.
+    fn info(&self) -> BackendInfo;
+
     /// Finishes in-flight work and closes the backend.
     fn shutdown(&self);
+}
+
+/// A backend's answer to [`Backend::info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// `sqlite` or `postgres`.
+    pub kind: &'static str,
+    /// The SQLite file or the PostgreSQL database.
+    pub location: String,
 }

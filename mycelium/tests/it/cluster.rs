@@ -360,6 +360,49 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .sum();
     // Two tables of SHARDS shards, `secrets` with 2, and the default group's one shard.
     assert_eq!(primary_shards, 2 * SHARDS as usize + 2 + 1, "{nodes:?}");
+    // Each node reports its own backend, its health and what it holds prepared.
+    for (index, row) in nodes.iter().enumerate() {
+        let backend = if backend.on_postgres(index) {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        assert_eq!(
+            (row[5].as_str(), row[7].as_str(), row[8].as_str()),
+            (backend, "yes", "0"),
+            "{row:?}"
+        );
+    }
+    if backend == Backend::Postgres {
+        // PostgreSQL down: the nodes run on, and say their backend does not answer.
+        cluster
+            .postgres()
+            .kill_postmaster()
+            .expect("stop PostgreSQL");
+        let nodes = rows(&client, "SHOW MYCELIUM NODES")
+            .await
+            .expect("show nodes");
+        assert!(
+            nodes.iter().all(|r| r[2] == "up" && r[7] == "no"),
+            "{nodes:?}"
+        );
+        cluster
+            .postgres()
+            .restart()
+            .expect("start PostgreSQL again");
+        let mut healthy = Vec::new();
+        for _ in 0..100 {
+            let nodes = rows(&client, "SHOW MYCELIUM NODES")
+                .await
+                .expect("show nodes");
+            healthy = nodes.iter().map(|r| r[7].clone()).collect();
+            if healthy.iter().all(|h| h == "yes") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert!(healthy.iter().all(|h| h == "yes"), "{healthy:?}");
+    }
     cluster.nodes[victim_index].kill();
     let error = rows(
         &client,
@@ -398,6 +441,11 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(state, "down", "{victim} should be reported down");
+    let nodes = rows(&client, "SHOW MYCELIUM NODES")
+        .await
+        .expect("show nodes");
+    let dead = nodes.iter().find(|r| r[0] == **victim).expect("victim row");
+    assert_eq!(dead[7], "NULL", "a dead node reports nothing: {dead:?}");
 }
 
 /// A node session opened the way a proxy opens one (mTLS with the proxy's certificate).

@@ -263,6 +263,11 @@ impl ProcessCluster {
         Ok(client)
     }
 
+    /// The PostgreSQL server of a cluster whose nodes use one.
+    pub fn postgres(&mut self) -> &mut mycelium_testkit::PgCluster {
+        self.pg.as_mut().expect("a cluster with PostgreSQL nodes")
+    }
+
     pub fn node_file(&self, id: &str) -> PathBuf {
         self.dir.path().join(format!("{id}.sqlite"))
     }

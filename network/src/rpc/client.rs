@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeLink, NodeSession, PreparedTxn, Reply, ReplySource, ReplyStream,
-    StatementDescription, TxnOutcome,
+    CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply, ReplySource,
+    ReplyStream, StatementDescription, TxnOutcome,
 };
 use tokio::sync::oneshot;
 
@@ -83,6 +83,16 @@ impl NodeLink for RemoteNode {
         match frame.kind {
             kind::OUTCOME => codec::decode_outcome(frame.payload).map_err(|e| lost(&self.id, e)),
             _ => Err(self.unexpected(frame, "TXN_OUTCOME")),
+        }
+    }
+
+    async fn status(&self) -> Result<NodeStatus, DbError> {
+        let frame = self.link_request(kind::STATUS, Bytes::new()).await?;
+        match frame.kind {
+            kind::STATUS_REPORT => {
+                codec::decode_status(frame.payload).map_err(|e| lost(&self.id, e))
+            }
+            _ => Err(self.unexpected(frame, "STATUS")),
         }
     }
 }

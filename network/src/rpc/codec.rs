@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mycelium_protocol::{
-    Column, CopyIn, DataRows, DbError, Execute, Format, PreparedTxn, StatementDescription,
-    TxnOutcome,
+    Column, CopyIn, DataRows, DbError, Execute, Format, NodeStatus, PreparedTxn,
+    StatementDescription, TxnOutcome,
 };
 
 use crate::NetworkError;
@@ -25,6 +25,7 @@ pub mod kind {
     pub const FINISH_PREPARED: u8 = 0x16;
     pub const LIST_PREPARED: u8 = 0x17;
     pub const TXN_OUTCOME: u8 = 0x18;
+    pub const STATUS: u8 = 0x19;
     pub const DESCRIPTION: u8 = 0x20;
     pub const COLUMNS: u8 = 0x21;
     pub const ROWS: u8 = 0x22;
@@ -34,6 +35,7 @@ pub mod kind {
     pub const DONE: u8 = 0x26;
     pub const PREPARED_LIST: u8 = 0x27;
     pub const OUTCOME: u8 = 0x28;
+    pub const STATUS_REPORT: u8 = 0x29;
 }
 
 fn malformed(what: &str) -> NetworkError {
@@ -530,4 +532,25 @@ pub fn decode_outcome(payload: Bytes) -> Result<TxnOutcome, NetworkError> {
     };
     r.finish("outcome")?;
     Ok(outcome)
+}
+
+pub fn encode_status(status: &NodeStatus) -> Bytes {
+    let mut buf = BytesMut::new();
+    put_str(&mut buf, &status.backend);
+    put_str(&mut buf, &status.location);
+    buf.put_u8(u8::from(status.healthy));
+    buf.put_u32(status.prepared);
+    buf.freeze()
+}
+
+pub fn decode_status(payload: Bytes) -> Result<NodeStatus, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let status = NodeStatus {
+        backend: r.string()?,
+        location: r.string()?,
+        healthy: r.u8()? != 0,
+        prepared: r.u32()?,
+    };
+    r.finish("status")?;
+    Ok(status)
 }

@@ -9,6 +9,12 @@
 //! | `EXECUTE` 0x11         | [`COLUMNS` 0x21], `ROWS` 0x22 ..., then `COMPLETE` 0x23 or `ERROR` |
 //! | `COPY_IN` 0x12         | `COPIED` 0x25 or `ERROR`                                  |
 //! | `CANCEL` 0x13          | (while an EXECUTE runs) it ends with `ERROR` 57014        |
+//! | `PREPARE` 0x14         | `DONE` 0x26 or `ERROR` (two-phase commit, phase one)      |
+//! | `COMMIT_DECISION` 0x15 | `DONE` or `ERROR` (commit with the transaction record)    |
+//! | `FINISH_PREPARED` 0x16 | `DONE` or `ERROR` (phase two, on any connection)          |
+//! | `LIST_PREPARED` 0x17   | `PREPARED_LIST` 0x27 or `ERROR`                           |
+//! | `TXN_OUTCOME` 0x18     | `OUTCOME` 0x28 or `ERROR` (asked of a decider)            |
+//! | `STATUS` 0x19          | `STATUS_REPORT` 0x29 or `ERROR` (backend, health, prepared) |
 //!
 //! `COMPLETE`, `ERROR` and `COPIED` carry whether the node session is inside a transaction
 //! afterwards, so the proxy knows when the connection may go back to its pool. Payload layouts

@@ -57,6 +57,7 @@ async fn serve_connection(
             kind::FINISH_PREPARED => "finish_prepared",
             kind::LIST_PREPARED => "list_prepared",
             kind::TXN_OUTCOME => "txn_outcome",
+            kind::STATUS => "status",
             _ => "other",
         };
         let started = std::time::Instant::now();
@@ -132,6 +133,16 @@ async fn serve_connection(
                 let gid = codec::decode_gid(frame.payload)?;
                 let answer = match node.txn_outcome(&gid).await {
                     Ok(outcome) => (kind::OUTCOME, codec::encode_outcome(outcome)),
+                    Err(error) => (
+                        kind::ERROR,
+                        codec::encode_error(&error, session.in_transaction()),
+                    ),
+                };
+                conn.send(answer.0, answer.1).await?;
+            }
+            kind::STATUS => {
+                let answer = match node.status().await {
+                    Ok(status) => (kind::STATUS_REPORT, codec::encode_status(&status)),
                     Err(error) => (
                         kind::ERROR,
                         codec::encode_error(&error, session.in_transaction()),

@@ -164,6 +164,7 @@ impl Drop for Lease {
 pub struct SqliteBackend {
     pool: Arc<Pool>,
     shared: Arc<Shared>,
+    path: std::path::PathBuf,
 }
 
 impl SqliteBackend {
@@ -267,6 +268,7 @@ impl SqliteBackend {
             let _ = idle_tx.send(index);
         }
         let backend = SqliteBackend {
+            path: path.to_path_buf(),
             shared: shared.clone(),
             pool: Arc::new(Pool {
                 slots,
@@ -789,6 +791,13 @@ impl crate::Backend for SqliteBackend {
             },
         )?;
         rx.await.map_err(|_| closed_error())?
+    }
+
+    fn info(&self) -> crate::BackendInfo {
+        crate::BackendInfo {
+            kind: "sqlite",
+            location: self.path.display().to_string(),
+        }
     }
 
     fn shutdown(&self) {

@@ -585,6 +585,13 @@ impl crate::Backend for PostgresBackend {
         }
     }
 
+    fn info(&self) -> crate::BackendInfo {
+        crate::BackendInfo {
+            kind: "postgres",
+            location: self.database().to_owned(),
+        }
+    }
+
     fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.health.stopped.store(true, Ordering::Release);
