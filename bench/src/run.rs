@@ -354,6 +354,8 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         }
     }
 
+    // Measurements that failed: noted in the report, and the run's exit status.
+    let mut failures = 0;
     let mut measurements = Vec::new();
     let total = settings.rounds as usize * WORKLOADS.len() * setups.len();
     for round in 0..settings.rounds {
@@ -382,6 +384,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
                         measurements.push(measurement);
                     }
                     Err(e) => {
+                        failures += 1;
                         progress(format!("  FAILED: {e:#}"));
                         notes.push(format!(
                             "{} / {} round {} failed: {}",
@@ -396,6 +399,8 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         }
     }
     let operations = sharded_workloads(&servers.mycelium[2], settings, &mut notes, &progress).await;
+    failures += operations.failures;
+    let operations = operations.measurements;
     notes.push(
         "Replication: not measured — WAL replication is not wired into nodes yet (the \
          replication/ core exists, nodes do not replicate)."
@@ -425,7 +430,10 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         .await
     {
         Ok(result) => memory.push(result),
-        Err(e) => notes.push(format!("mycelium memory measurement failed: {e:#}")),
+        Err(e) => {
+            failures += 1;
+            notes.push(format!("mycelium memory measurement failed: {e:#}"));
+        }
     }
     drop(fresh);
     if let Some((tx, _)) = &pgbouncer {
@@ -442,7 +450,10 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         .await
         {
             Ok(result) => memory.push(result),
-            Err(e) => notes.push(format!("pgbouncer memory measurement failed: {e:#}")),
+            Err(e) => {
+                failures += 1;
+                notes.push(format!("pgbouncer memory measurement failed: {e:#}"));
+            }
         }
     }
     drop(pgbouncer);
@@ -476,6 +487,10 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         settings.out.join("results.json").display(),
         settings.out.join("ratios.svg").display()
     ));
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} measurement(s) failed; the notes of the report say which"
+    );
     Ok(())
 }
 
@@ -605,6 +620,11 @@ async fn sharded_note(mycelium: &Mycelium, postgres: &Postgres) -> anyhow::Resul
     ))
 }
 
+struct Operations {
+    measurements: Vec<OpMeasurement>,
+    failures: usize,
+}
+
 /// Point operations, transfers and scattered reads on the three-SQLite-node Mycelium (see
 /// `workloads`), in rounds with the order of the setups rotated. A failure becomes a note.
 async fn sharded_workloads(
@@ -612,7 +632,7 @@ async fn sharded_workloads(
     settings: &Settings,
     notes: &mut Vec<String>,
     progress: &impl Fn(String),
-) -> Vec<OpMeasurement> {
+) -> Operations {
     let rows = if settings.quick { 20_000 } else { 100_000 };
     progress(format!(
         "point/transfer/scatter tables on mycelium 3 sqlite nodes ({rows} rows) and rusqlite"
@@ -622,9 +642,13 @@ async fn sharded_workloads(
         Err(e) => {
             progress(format!("  FAILED: {e:#}"));
             notes.push(format!("point/transfer/scatter workloads not run: {e:#}"));
-            return Vec::new();
+            return Operations {
+                measurements: Vec::new(),
+                failures: 1,
+            };
         }
     };
+    let mut failures = 0;
     notes.extend(prepared.notes.iter().cloned());
     let mut measurements = Vec::new();
     for round in 1..=settings.rounds {
@@ -648,6 +672,7 @@ async fn sharded_workloads(
                         measurements.push(measurement);
                     }
                     Err(e) => {
+                        failures += 1;
                         progress(format!("  FAILED: {e:#}"));
                         notes.push(format!(
                             "{setup} / {} round {round} failed: {}",
@@ -659,5 +684,8 @@ async fn sharded_workloads(
             }
         }
     }
-    measurements
+    Operations {
+        measurements,
+        failures,
+    }
 }
