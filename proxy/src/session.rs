@@ -70,6 +70,16 @@ pub(crate) struct Session {
     pub(crate) access: crate::users::SessionAccess,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A client that leaves inside a transaction: the coordinator forgets it; dropping the
+        // node sessions rolls it back on the nodes.
+        if let Some(tx) = self.tx.take() {
+            self.proxy.coordinator.abandon(&tx);
+        }
+    }
+}
+
 pub async fn run(
     request: StartupRequest,
     peer: std::net::SocketAddr,

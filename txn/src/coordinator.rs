@@ -300,6 +300,18 @@ impl Coordinator {
         outcome.map(|()| protocol)
     }
 
+    /// Forgets a transaction whose client went away without ending it. Its node sessions roll
+    /// it back when they are dropped (a node rolls back what a closed connection left open).
+    pub fn abandon(&self, tx_id: &TxId) {
+        if self.active().contains_key(tx_id) {
+            self.set_state(tx_id, TxnState::Aborted);
+            metrics::ABORTS
+                .with_label_values(&["1pc", "abandoned"])
+                .inc();
+            self.complete(tx_id, false, None);
+        }
+    }
+
     /// Rolls `tx_id` back everywhere; returns the first error a node reported.
     pub async fn rollback(
         &self,
