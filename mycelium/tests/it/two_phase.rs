@@ -215,6 +215,27 @@ async fn writes_on_several_nodes_commit_atomically(backend: Backend) {
     assert_eq!(total_on_nodes(&cluster).await, before);
     assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL - 100);
 
+    // A client that leaves inside a transaction: it is forgotten and leaves no trace.
+    let leaver = cluster.connect().await;
+    transfer_statements(&leaver, a, b, 3).await.unwrap();
+    drop(leaver);
+    let mut listed = usize::MAX;
+    for _ in 0..50 {
+        listed = observer
+            .simple_query("SHOW MYCELIUM TRANSACTIONS")
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        if listed == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, 0, "the abandoned transaction is still listed");
+    assert_eq!(total_on_nodes(&cluster).await, before);
+
     // Rows are still where placement says, and nothing is left prepared.
     settled(&cluster).await;
     let total = total_through_proxy(&client).await;
