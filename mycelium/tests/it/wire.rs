@@ -426,3 +426,42 @@ async fn current_user_is_the_session_user() {
         assert_eq!((a.as_str(), b.as_str()), ("alice", "bob"));
     }
 }
+
+/// A client that disconnects right after a statement inside a transaction: its node connection
+/// must not go back to the pool with the transaction open, where the next client's statements
+/// (and COMMIT) would join it.
+#[tokio::test]
+async fn a_client_gone_mid_transaction_leaves_nothing_behind() {
+    let cluster = Cluster::start();
+    let setup = cluster.connect().await;
+    setup
+        .batch_execute("CREATE TABLE left_behind (id int PRIMARY KEY)")
+        .await
+        .expect("create");
+    for round in 0..20 {
+        let (leaver, connection) =
+            tokio_postgres::connect(&cluster.conn_string(), tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        let task = tokio::spawn(connection);
+        leaver.batch_execute("BEGIN").await.expect("begin");
+        leaver
+            .execute("INSERT INTO left_behind VALUES ($1)", &[&(-1 - round)])
+            .await
+            .expect("insert");
+        drop(leaver);
+        let _ = task.await;
+        setup
+            .execute("INSERT INTO left_behind VALUES ($1)", &[&round])
+            .await
+            .expect("insert after the other client left");
+    }
+    let ids: Vec<i32> = setup
+        .query("SELECT id FROM left_behind ORDER BY id", &[])
+        .await
+        .expect("select")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, (0..20).collect::<Vec<i32>>());
+}

@@ -325,6 +325,28 @@ impl Drop for RemoteSession {
         if let Some(conn) = self.pinned.take() {
             conn.discard();
         }
+        // So may the connection of the last statement, still waiting to come back: closing
+        // the channel first means it either is in it now, or `hand_back` sees the session
+        // gone and discards it itself.
+        if let Some(mut in_flight) = self.in_flight.take() {
+            in_flight.close();
+            if let Ok(Some((conn, true))) = in_flight.try_recv() {
+                conn.discard();
+            }
+        }
+    }
+}
+
+/// Returns a statement's connection to its session. When the session is gone, a connection
+/// inside a transaction is closed (the node rolls the transaction back) rather than returned
+/// to the pool, where the next session's COMMIT would commit it.
+fn hand_back(
+    handback: oneshot::Sender<Option<(PooledConnection, bool)>>,
+    conn: PooledConnection,
+    in_transaction: bool,
+) {
+    if let Err(Some((conn, true))) = handback.send(Some((conn, in_transaction))) {
+        conn.discard();
     }
 }
 
@@ -343,7 +365,7 @@ impl RemoteReplies {
     /// transaction state.
     fn finish(&mut self, in_transaction: bool) {
         if let (Some(conn), Some(handback)) = (self.conn.take(), self.handback.take()) {
-            let _ = handback.send(Some((conn, in_transaction)));
+            hand_back(handback, conn, in_transaction);
         }
     }
 
@@ -418,13 +440,7 @@ async fn cancel_and_drain(
         };
         match decode_reply(frame) {
             Ok((_, Some(in_transaction))) => {
-                // A session that was dropped mid-transaction must not leave its transaction
-                // in the pool.
-                if handback.is_closed() && in_transaction {
-                    conn.discard();
-                    return;
-                }
-                let _ = handback.send(Some((conn, in_transaction)));
+                hand_back(handback, conn, in_transaction);
                 return;
             }
             Ok((_, None)) => {}
