@@ -84,6 +84,7 @@ pub struct Proxy {
     cluster: Cluster,
     audit: audit::AuditLog,
     limits: limits::UserLimits,
+    auth_backoff: limits::AuthBackoff,
     plans: PlanCache,
     descriptions: DescriptionCache,
     cancels: CancelRegistry,
@@ -114,6 +115,7 @@ impl Proxy {
         let config_users = Arc::new(auth::Users::from_config(users)?);
         Ok(Proxy {
             audit,
+            auth_backoff: limits::AuthBackoff::default(),
             limits: limits::UserLimits::new(
                 config.max_connections_per_user,
                 config.rate_limit_per_user,

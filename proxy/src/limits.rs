@@ -97,6 +97,47 @@ impl UserLimits {
     }
 }
 
+/// Slows down password guessing: after a failed login from an address, the next refusal to
+/// that address waits twice as long (100 ms, 200 ms, ... up to 5 s). A success, or a minute
+/// without failures, forgets the address.
+#[derive(Default)]
+pub struct AuthBackoff {
+    failures: DashMap<std::net::IpAddr, (u32, Instant)>,
+}
+
+const BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+const BACKOFF_FORGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl AuthBackoff {
+    /// Records a failure from `ip`; returns how long to wait before refusing it.
+    pub fn failed(&self, ip: std::net::IpAddr) -> std::time::Duration {
+        let now = Instant::now();
+        // Forget addresses that stopped failing, so the map does not grow without bound.
+        if self.failures.len() > 10_000 {
+            self.failures
+                .retain(|_, (_, last)| now.duration_since(*last) < BACKOFF_FORGET);
+        }
+        let mut entry = self.failures.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= BACKOFF_FORGET {
+            entry.0 = 0;
+        }
+        let earlier = entry.0;
+        entry.0 = earlier.saturating_add(1);
+        entry.1 = now;
+        if earlier == 0 {
+            return std::time::Duration::ZERO;
+        }
+        BACKOFF_FIRST
+            .saturating_mul(1u32 << (earlier - 1).min(6))
+            .min(BACKOFF_MAX)
+    }
+
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        self.failures.remove(&ip);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +163,17 @@ mod tests {
         let refused = limits.statement("u").err().map(|e| e.to_client().code);
         assert_eq!(refused.as_deref(), Some("53400"));
         assert!(limits.statement("v").is_ok());
+    }
+
+    #[test]
+    fn refusals_slow_down_per_address_and_reset_on_success() {
+        let backoff = AuthBackoff::default();
+        let ip: std::net::IpAddr = [10, 0, 0, 1].into();
+        let other: std::net::IpAddr = [10, 0, 0, 2].into();
+        let delays: Vec<u128> = (0..9).map(|_| backoff.failed(ip).as_millis()).collect();
+        assert_eq!(delays, vec![0, 100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(backoff.failed(other).as_millis(), 0);
+        backoff.succeeded(ip);
+        assert_eq!(backoff.failed(ip).as_millis(), 0);
     }
 }

@@ -102,6 +102,7 @@ pub async fn run(
         Ok(()) => {
             tracing::info!(tls = request.is_tls, "authenticated");
             proxy.audit.authenticated(&user, peer, request.is_tls);
+            proxy.auth_backoff.succeeded(peer.ip());
         }
         Err(AuthFailure::Rejected) => {
             tracing::warn!("password authentication failed");
@@ -109,6 +110,8 @@ pub async fn run(
             metrics::CONNECTIONS_REFUSED
                 .with_label_values(&["authentication"])
                 .inc();
+            // Repeated failures from one address wait longer and longer for their answer.
+            tokio::time::sleep(proxy.auth_backoff.failed(peer.ip())).await;
             fatal(
                 &mut conn,
                 "28P01",

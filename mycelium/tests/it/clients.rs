@@ -450,7 +450,22 @@ async fn wrong_password_is_refused_with_28p01() {
         .err()
         .expect("a wrong password must not connect");
     assert_eq!(sqlstate(&error), "28P01", "{error:?}");
-    // The right password still works.
+    // Each further failure from this address waits longer for its answer (100 ms, 200 ms,
+    // 400 ms): a lower bound, which no slow machine can break.
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let error = tokio_postgres::connect(&conn, tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("a wrong password must not connect");
+        assert_eq!(sqlstate(&error), "28P01", "{error:?}");
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(700),
+        "three more refusals took only {:?}",
+        started.elapsed()
+    );
+    // The right password still works, and resets the backoff.
     let client = cluster.connect().await;
     let one: i32 = client
         .query_one("SELECT 1", &[])
