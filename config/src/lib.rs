@@ -90,7 +90,10 @@ impl TransactionConfig {
             ("transactions.commit_timeout_ms", self.commit_timeout_ms),
             ("transactions.cleanup_interval_ms", self.cleanup_interval_ms),
             ("transactions.recovery_timeout_ms", self.recovery_timeout_ms),
-            ("transactions.max_transactions", self.max_transactions as u64),
+            (
+                "transactions.max_transactions",
+                self.max_transactions as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(file, key, "must be at least 1"));

@@ -164,7 +164,10 @@ fn node_database_url(url: &str, node: &str) -> anyhow::Result<String> {
     };
     let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
     let base = if database.is_empty() {
-        let user = authority.rsplit_once('@').map(|(user, _)| user).unwrap_or("");
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| user)
+            .unwrap_or("");
         let user = user.split(':').next().unwrap_or("");
         if user.is_empty() { "mycelium" } else { user }
     } else {
