@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use mycelium_protocol::{DbError, NodeLink, NodeSession, Reply};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -64,19 +66,12 @@ async fn serve_connection(
         match frame.kind {
             kind::DESCRIBE => {
                 let (sql, types) = codec::decode_describe(frame.payload)?;
-                let answer = match session.describe(&sql, &types).await {
-                    Ok(description) => (kind::DESCRIPTION, codec::encode_description(&description)),
-                    Err(error) => {
-                        metrics::NODE_ERRORS
-                            .with_label_values(&[error.code.as_str()])
-                            .inc();
-                        (
-                            kind::ERROR,
-                            codec::encode_error(&error, session.in_transaction()),
-                        )
-                    }
-                };
-                conn.send(answer.0, answer.1).await?;
+                let result = session.describe(&sql, &types).await;
+                let in_transaction = session.in_transaction();
+                let (kind, payload) = answer(result, in_transaction, |d| {
+                    (kind::DESCRIPTION, codec::encode_description(&d))
+                });
+                conn.send(kind, payload).await?;
             }
             kind::EXECUTE => {
                 let (request, user) = codec::decode_execute(frame.payload)?;
@@ -87,22 +82,12 @@ async fn serve_connection(
             }
             kind::COPY_IN => {
                 let batch = codec::decode_copy_in(frame.payload)?;
-                let answer = match session.copy_in(batch).await {
-                    Ok(rows) => (
-                        kind::COPIED,
-                        codec::encode_copied(rows, session.in_transaction()),
-                    ),
-                    Err(error) => {
-                        metrics::NODE_ERRORS
-                            .with_label_values(&[error.code.as_str()])
-                            .inc();
-                        (
-                            kind::ERROR,
-                            codec::encode_error(&error, session.in_transaction()),
-                        )
-                    }
-                };
-                conn.send(answer.0, answer.1).await?;
+                let result = session.copy_in(batch).await;
+                let in_transaction = session.in_transaction();
+                let (kind, payload) = answer(result, in_transaction, |rows| {
+                    (kind::COPIED, codec::encode_copied(rows, in_transaction))
+                });
+                conn.send(kind, payload).await?;
             }
             kind::PREPARE => {
                 let (gid, decider) = codec::decode_prepare(frame.payload)?;
@@ -120,35 +105,26 @@ async fn serve_connection(
                 send_done(&mut conn, session.in_transaction(), result).await?;
             }
             kind::LIST_PREPARED => {
-                let answer = match node.prepared().await {
-                    Ok(list) => (kind::PREPARED_LIST, codec::encode_prepared_list(&list)),
-                    Err(error) => (
-                        kind::ERROR,
-                        codec::encode_error(&error, session.in_transaction()),
-                    ),
-                };
-                conn.send(answer.0, answer.1).await?;
+                let result = node.prepared().await;
+                let (kind, payload) = answer(result, session.in_transaction(), |list| {
+                    (kind::PREPARED_LIST, codec::encode_prepared_list(&list))
+                });
+                conn.send(kind, payload).await?;
             }
             kind::TXN_OUTCOME => {
                 let gid = codec::decode_gid(frame.payload)?;
-                let answer = match node.txn_outcome(&gid).await {
-                    Ok(outcome) => (kind::OUTCOME, codec::encode_outcome(outcome)),
-                    Err(error) => (
-                        kind::ERROR,
-                        codec::encode_error(&error, session.in_transaction()),
-                    ),
-                };
-                conn.send(answer.0, answer.1).await?;
+                let result = node.txn_outcome(&gid).await;
+                let (kind, payload) = answer(result, session.in_transaction(), |outcome| {
+                    (kind::OUTCOME, codec::encode_outcome(outcome))
+                });
+                conn.send(kind, payload).await?;
             }
             kind::STATUS => {
-                let answer = match node.status().await {
-                    Ok(status) => (kind::STATUS_REPORT, codec::encode_status(&status)),
-                    Err(error) => (
-                        kind::ERROR,
-                        codec::encode_error(&error, session.in_transaction()),
-                    ),
-                };
-                conn.send(answer.0, answer.1).await?;
+                let result = node.status().await;
+                let (kind, payload) = answer(result, session.in_transaction(), |status| {
+                    (kind::STATUS_REPORT, codec::encode_status(&status))
+                });
+                conn.send(kind, payload).await?;
             }
             // A cancel that arrives after its statement finished has nothing to stop.
             kind::CANCEL => {}
@@ -168,25 +144,34 @@ async fn serve_connection(
     Ok(())
 }
 
+/// The frame answering a request: the encoded result, or `ERROR` (counted by SQLSTATE) with
+/// the session's transaction state.
+fn answer<T>(
+    result: Result<T, DbError>,
+    in_transaction: bool,
+    encode: impl FnOnce(T) -> (u8, Bytes),
+) -> (u8, Bytes) {
+    match result {
+        Ok(value) => encode(value),
+        Err(error) => {
+            metrics::NODE_ERRORS
+                .with_label_values(&[error.code.as_str()])
+                .inc();
+            (kind::ERROR, codec::encode_error(&error, in_transaction))
+        }
+    }
+}
+
 /// Answers a request that returns only success and the session's transaction state.
 async fn send_done(
     conn: &mut Connection,
     in_transaction: bool,
     result: Result<(), DbError>,
 ) -> Result<(), NetworkError> {
-    match result {
-        Ok(()) => {
-            conn.send(kind::DONE, codec::encode_done(in_transaction))
-                .await
-        }
-        Err(error) => {
-            metrics::NODE_ERRORS
-                .with_label_values(&[error.code.as_str()])
-                .inc();
-            conn.send(kind::ERROR, codec::encode_error(&error, in_transaction))
-                .await
-        }
-    }
+    let (kind, payload) = answer(result, in_transaction, |()| {
+        (kind::DONE, codec::encode_done(in_transaction))
+    });
+    conn.send(kind, payload).await
 }
 
 /// Runs one statement, streaming its replies; a CANCEL frame from the proxy stops it.
