@@ -55,7 +55,7 @@ pub async fn start_node(
         mycelium_config::StorageBackend::Sqlite => Node::open_sqlite(id, miner, file, storage)?,
         mycelium_config::StorageBackend::Postgres(url) => {
             let options = mycelium_node::PostgresOptions::from_config(id, url, &storage.postgres);
-            Node::open_postgres(id, miner, options).await?
+            Node::open_postgres(id, miner, options, mycelium_node::map_file(file)).await?
         }
     });
     let listener = TcpListener::bind(listen)
@@ -126,8 +126,9 @@ pub async fn build_proxy(
     );
     let mut cluster_nodes = Vec::new();
     for (info, addr) in parts.nodes {
-        pool.add_peer(info.id.clone(), addr);
+        pool.add_peer(info.id.clone(), addr.clone());
         cluster_nodes.push(ClusterNode {
+            addr,
             link: Arc::new(RemoteNode::new(&info.id, pool.clone())),
             info,
         });
@@ -162,6 +163,11 @@ pub async fn build_proxy(
         .load_access()
         .await
         .context("cannot load users, roles and grants from the nodes")?;
+    proxy.sync_map().await;
+    tokio::spawn(mycelium_proxy::sync_map_forever(
+        proxy.clone(),
+        shutdown.clone(),
+    ));
     Ok(proxy)
 }
 

@@ -4,15 +4,18 @@
 //! the network layer carries the same requests between processes.
 
 mod miner;
+mod topology;
 
-use std::path::Path;
+pub use topology::{MapState, Topology};
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mycelium_config::{StorageConfig, Synchronous};
 use mycelium_protocol::{
-    DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply, TxnOutcome,
+    ClusterMap, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply, TxnOutcome,
 };
 use mycelium_storage::{
     Backend, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions, StorageError,
@@ -31,6 +34,8 @@ pub enum NodeError {
     /// The message names the node, the database and what to do.
     #[error("{source}")]
     Postgres { source: Box<PostgresError> },
+    #[error("node {id}: cluster map: {message}")]
+    Map { id: String, message: String },
 }
 
 /// A node: its id, its backend, and its role's checks.
@@ -39,6 +44,19 @@ pub struct Node {
     backend: Arc<dyn Backend>,
     /// Set on miner nodes, which refuse validator-only tables themselves.
     miner: Option<Arc<miner::ValidatorOnlyTables>>,
+    map: MapState,
+}
+
+/// Where a node keeps its cluster map: beside its data file.
+pub fn map_file(data: &Path) -> Option<PathBuf> {
+    (!data.as_os_str().is_empty()).then(|| PathBuf::from(format!("{}.map", data.display())))
+}
+
+fn load_map(id: &str, file: Option<PathBuf>) -> Result<MapState, NodeError> {
+    MapState::load(file).map_err(|message| NodeError::Map {
+        id: id.to_owned(),
+        message,
+    })
 }
 
 impl Node {
@@ -49,6 +67,7 @@ impl Node {
         path: &Path,
         storage: &StorageConfig,
     ) -> Result<Node, NodeError> {
+        let map = load_map(id, map_file(path))?;
         let options = SqliteOptions {
             workers: storage.workers,
             busy_timeout: Duration::from_millis(storage.busy_timeout_ms),
@@ -59,33 +78,48 @@ impl Node {
             path: path.display().to_string(),
             source: Box::new(source),
         })?;
-        tracing::info!(node = id, path = %path.display(), "node opened");
+        tracing::info!(node = id, path = %path.display(), map_epoch = map.epoch(), "node opened");
         Ok(Node {
             id: id.to_owned(),
             backend: Arc::new(backend),
             miner: miner.then(Default::default),
+            map,
         })
     }
 
     /// Connects the node to its PostgreSQL database (see [`PostgresOptions`]); fails when the
-    /// server is unreachable or does not allow prepared transactions.
+    /// server is unreachable or does not allow prepared transactions. The cluster map is kept
+    /// in `map_file` (in memory only without one).
     pub async fn open_postgres(
         id: &str,
         miner: bool,
         options: PostgresOptions,
+        map_file: Option<PathBuf>,
     ) -> Result<Node, NodeError> {
+        let map = load_map(id, map_file)?;
         let backend =
             PostgresBackend::connect(options)
                 .await
                 .map_err(|source| NodeError::Postgres {
                     source: Box::new(source),
                 })?;
-        tracing::info!(node = id, database = backend.database(), "node opened");
+        tracing::info!(
+            node = id,
+            database = backend.database(),
+            map_epoch = map.epoch(),
+            "node opened"
+        );
         Ok(Node {
             id: id.to_owned(),
             backend: Arc::new(backend),
             miner: miner.then(Default::default),
+            map,
         })
+    }
+
+    /// The cluster map this node follows.
+    pub fn map(&self) -> &MapState {
+        &self.map
     }
 
     /// Finishes in-flight work and closes the backend.
@@ -154,11 +188,18 @@ impl NodeLink for Node {
             Ok(prepared) => prepared.len() as u32,
             Err(_) => 0,
         };
+        let topology = self.map.current();
         Ok(NodeStatus {
             backend: info.kind.to_owned(),
             location: info.location,
             healthy,
             prepared,
+            map_epoch: topology.as_ref().map_or(0, |t| t.epoch()),
+            shards: topology.map(|t| t.held_by(&self.id)).unwrap_or_default(),
         })
+    }
+
+    async fn exchange_map(&self, offer: Option<ClusterMap>) -> Result<Option<ClusterMap>, DbError> {
+        self.map.exchange(offer).await
     }
 }

@@ -6,10 +6,12 @@
 //! single-node results to the client without decoding them.
 
 mod error;
+mod map;
 mod rows;
 pub mod types;
 
 pub use error::DbError;
+pub use map::{ClusterMap, MapDecodeError, MapNode, MapPolicy};
 pub use rows::{DataRows, DataRowsBuilder, RowsIter};
 
 use std::sync::Arc;
@@ -230,6 +232,19 @@ pub struct NodeStatus {
     pub healthy: bool,
     /// Transactions the node holds prepared.
     pub prepared: u32,
+    /// The epoch of the cluster map the node has (0: none yet).
+    pub map_epoch: u64,
+    /// The shards the map places on the node.
+    pub shards: Vec<HeldShard>,
+}
+
+/// One shard a node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldShard {
+    pub table: String,
+    pub shard: u32,
+    /// Primary (writes go here) or secondary copy.
+    pub primary: bool,
 }
 
 /// What a decider's records say about a distributed transaction.
@@ -270,4 +285,10 @@ pub trait NodeLink: Send + Sync {
 
     /// The node's own report: its backend, whether that answers, what it holds prepared.
     async fn status(&self) -> Result<NodeStatus, DbError>;
+
+    /// Offers the node a cluster map (`None`: only asks) and returns the map the node holds
+    /// afterwards: the offer when its epoch is newer than the node's, else the node's own.
+    /// An offer with the node's epoch but other content is refused the same way (two proxies
+    /// changed the map at once; the caller merges and offers a newer epoch).
+    async fn exchange_map(&self, offer: Option<ClusterMap>) -> Result<Option<ClusterMap>, DbError>;
 }

@@ -43,6 +43,9 @@ pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
             "location",
             "healthy",
             "prepared",
+            "map_epoch",
+            "reported_primary_shards",
+            "reported_shards",
         ]),
         "mycelium_shards" => text_columns(&["table_name", "shard", "keys", "nodes"]),
         "mycelium_users" => text_columns(&[
@@ -252,8 +255,18 @@ impl Proxy {
                     Some(status.location),
                     Some(if status.healthy { "yes" } else { "no" }.to_owned()),
                     Some(status.prepared.to_string()),
+                    Some(status.map_epoch.to_string()),
+                    Some(
+                        status
+                            .shards
+                            .iter()
+                            .filter(|s| s.primary)
+                            .count()
+                            .to_string(),
+                    ),
+                    Some(status.shards.len().to_string()),
                 ]),
-                _ => row.extend([None, None, None, None]),
+                _ => row.extend([None, None, None, None, None, None, None]),
             }
         }
         Ok(admin)

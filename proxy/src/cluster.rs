@@ -19,11 +19,13 @@ use mycelium_router::{
 use crate::error::{ProxyError, sql_error};
 
 /// The placement name shared by tables without a policy.
-pub const DEFAULT_GROUP: &str = "__default";
+pub const DEFAULT_GROUP: &str = TablePlacement::DEFAULT_GROUP;
 
 /// One node as the proxy reaches it.
 pub struct ClusterNode {
     pub info: NodeInfo,
+    /// Where the node serves the node protocol (the map tells other nodes).
+    pub addr: String,
     pub link: Arc<dyn NodeLink>,
 }
 
@@ -34,6 +36,10 @@ pub struct Cluster {
     policies: RwLock<HashMap<String, TablePolicy>>,
     placements: DashMap<String, Arc<TablePlacement>>,
     routes: DashMap<Arc<str>, Arc<Result<Route, RouterError>>>,
+    /// The epoch of the cluster map this proxy last agreed with the nodes (0: none yet).
+    map_epoch: std::sync::atomic::AtomicU64,
+    /// Woken when the policies change, so the map reaches the nodes without waiting.
+    pub(crate) map_changed: tokio::sync::Notify,
 }
 
 impl Cluster {
@@ -48,7 +54,26 @@ impl Cluster {
             policies: RwLock::new(policies.into_iter().map(|p| (p.table.clone(), p)).collect()),
             placements: DashMap::new(),
             routes: DashMap::new(),
+            map_epoch: std::sync::atomic::AtomicU64::new(0),
+            map_changed: tokio::sync::Notify::new(),
         }
+    }
+
+    pub fn map_epoch(&self) -> u64 {
+        self.map_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_map_epoch(&self, epoch: u64) {
+        self.map_epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Replaces every policy at once (a newer map from another proxy).
+    pub(crate) fn replace_policies(&self, policies: Vec<TablePolicy>) {
+        if let Ok(mut current) = self.policies.write() {
+            *current = policies.into_iter().map(|p| (p.table.clone(), p)).collect();
+        }
+        self.forget_routes();
     }
 
     pub fn node_index(&self, id: &str) -> Option<usize> {
@@ -76,6 +101,7 @@ impl Cluster {
             policies.insert(policy.table.clone(), policy);
         }
         self.forget_routes();
+        self.map_changed.notify_one();
     }
 
     pub fn remove_policy(&self, table: &str) {
@@ -83,6 +109,7 @@ impl Cluster {
             policies.remove(table);
         }
         self.forget_routes();
+        self.map_changed.notify_one();
     }
 
     fn forget_routes(&self) {

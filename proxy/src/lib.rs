@@ -18,6 +18,7 @@ mod describe;
 mod error;
 mod execute;
 mod limits;
+mod map_sync;
 mod metrics;
 mod params;
 mod policy_store;
@@ -45,6 +46,7 @@ use tracing::Instrument;
 
 pub use auth::{BadVerifier, Verifier};
 pub use cluster::{Cluster, ClusterNode, DEFAULT_GROUP, policy_from_config};
+pub use map_sync::{SYNC_INTERVAL, sync_map_forever};
 pub use params::SERVER_VERSION;
 pub use tls::TlsError;
 
@@ -208,6 +210,11 @@ impl Proxy {
     }
 
     /// The policy of tables nobody configured.
+    /// One round of agreeing on the cluster map with the nodes; returns its epoch.
+    pub async fn sync_map(&self) -> u64 {
+        self.cluster.sync_map().await
+    }
+
     pub fn policy_defaults(&self) -> mycelium_router::PolicyDefaults {
         self.cluster.defaults().clone()
     }

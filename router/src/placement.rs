@@ -17,7 +17,7 @@
 //! the best-scoring other eligible nodes. The best-scoring chosen node is the primary.
 
 use crate::hash::stable_hash;
-use crate::policy::{NodeType, PolicyError, ReplicaRole, TablePolicy};
+use crate::policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
 
 /// A cluster member that can hold data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,31 @@ pub fn placement_group(policy: &TablePolicy) -> String {
         ranges.join(","),
         policy.validator_only,
     )
+}
+
+impl TablePlacement {
+    /// The placement name shared by tables without a policy of their own: they all live
+    /// together, as if they were one table of that name, so an application that never heard
+    /// of policies keeps all its tables, and its transactions, on one node.
+    pub const DEFAULT_GROUP: &'static str = "__default";
+
+    /// Where `table` lives: by its own policy, or with the tables without one.
+    pub fn of_table(
+        table: &str,
+        policy: Option<&TablePolicy>,
+        defaults: &PolicyDefaults,
+        nodes: &[NodeInfo],
+    ) -> Result<TablePlacement, PolicyError> {
+        let mut placement = match policy {
+            Some(policy) => place(policy, nodes)?,
+            None => place(
+                &TablePolicy::default_for(Self::DEFAULT_GROUP, defaults),
+                nodes,
+            )?,
+        };
+        placement.policy.table = table.to_owned();
+        Ok(placement)
+    }
 }
 
 /// Places every shard of the table.

@@ -4,6 +4,7 @@ mod cli;
 mod clients;
 mod cluster;
 mod harness;
+mod map;
 mod metrics_lint;
 mod postgres;
 mod privileges;

@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply, ReplySource,
-    ReplyStream, StatementDescription, TxnOutcome,
+    ClusterMap, CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply,
+    ReplySource, ReplyStream, StatementDescription, TxnOutcome,
 };
 use tokio::sync::oneshot;
 
@@ -93,6 +93,16 @@ impl NodeLink for RemoteNode {
                 codec::decode_status(frame.payload).map_err(|e| lost(&self.id, e))
             }
             _ => Err(self.unexpected(frame, "STATUS")),
+        }
+    }
+
+    async fn exchange_map(&self, offer: Option<ClusterMap>) -> Result<Option<ClusterMap>, DbError> {
+        let frame = self
+            .link_request(kind::MAP, codec::encode_map(offer.as_ref()))
+            .await?;
+        match frame.kind {
+            kind::MAP_REPORT => codec::decode_map(frame.payload).map_err(|e| lost(&self.id, e)),
+            _ => Err(self.unexpected(frame, "MAP")),
         }
     }
 }

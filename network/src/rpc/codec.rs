@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mycelium_protocol::{
-    Column, CopyIn, DataRows, DbError, Execute, Format, NodeStatus, PreparedTxn,
-    StatementDescription, TxnOutcome,
+    ClusterMap, Column, CopyIn, DataRows, DbError, Execute, Format, HeldShard, NodeStatus,
+    PreparedTxn, StatementDescription, TxnOutcome,
 };
 
 use crate::NetworkError;
@@ -26,6 +26,7 @@ pub mod kind {
     pub const LIST_PREPARED: u8 = 0x17;
     pub const TXN_OUTCOME: u8 = 0x18;
     pub const STATUS: u8 = 0x19;
+    pub const MAP: u8 = 0x1A;
     pub const DESCRIPTION: u8 = 0x20;
     pub const COLUMNS: u8 = 0x21;
     pub const ROWS: u8 = 0x22;
@@ -36,6 +37,7 @@ pub mod kind {
     pub const PREPARED_LIST: u8 = 0x27;
     pub const OUTCOME: u8 = 0x28;
     pub const STATUS_REPORT: u8 = 0x29;
+    pub const MAP_REPORT: u8 = 0x2A;
 }
 
 fn malformed(what: &str) -> NetworkError {
@@ -540,6 +542,13 @@ pub fn encode_status(status: &NodeStatus) -> Bytes {
     put_str(&mut buf, &status.location);
     buf.put_u8(u8::from(status.healthy));
     buf.put_u32(status.prepared);
+    buf.put_u64(status.map_epoch);
+    buf.put_u32(status.shards.len() as u32);
+    for shard in &status.shards {
+        put_str(&mut buf, &shard.table);
+        buf.put_u32(shard.shard);
+        buf.put_u8(u8::from(shard.primary));
+    }
     buf.freeze()
 }
 
@@ -550,7 +559,43 @@ pub fn decode_status(payload: Bytes) -> Result<NodeStatus, NetworkError> {
         location: r.string()?,
         healthy: r.u8()? != 0,
         prepared: r.u32()?,
+        map_epoch: r.u64()?,
+        shards: Vec::new(),
     };
+    let n = r.u32()? as usize;
+    r.need(n.saturating_mul(9), "held shards")?;
+    let mut status = status;
+    for _ in 0..n {
+        status.shards.push(HeldShard {
+            table: r.string()?,
+            shard: r.u32()?,
+            primary: r.u8()? != 0,
+        });
+    }
     r.finish("status")?;
     Ok(status)
+}
+
+/// A MAP request or MAP_REPORT answer: u8 0 (no map) or u8 1 and the encoded map.
+pub fn encode_map(map: Option<&ClusterMap>) -> Bytes {
+    match map {
+        None => Bytes::from_static(&[0]),
+        Some(map) => {
+            let encoded = map.encode();
+            let mut buf = BytesMut::with_capacity(encoded.len() + 1);
+            buf.put_u8(1);
+            buf.put_slice(&encoded);
+            buf.freeze()
+        }
+    }
+}
+
+pub fn decode_map(payload: Bytes) -> Result<Option<ClusterMap>, NetworkError> {
+    match payload.first() {
+        Some(0) if payload.len() == 1 => Ok(None),
+        Some(1) => ClusterMap::decode(&payload[1..])
+            .map(Some)
+            .map_err(|e| NetworkError::MalformedFrame(format!("node protocol: {e}"))),
+        _ => Err(malformed("cluster map")),
+    }
 }

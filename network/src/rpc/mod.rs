@@ -14,7 +14,8 @@
 //! | `FINISH_PREPARED` 0x16 | `DONE` or `ERROR` (phase two, on any connection)          |
 //! | `LIST_PREPARED` 0x17   | `PREPARED_LIST` 0x27 or `ERROR`                           |
 //! | `TXN_OUTCOME` 0x18     | `OUTCOME` 0x28 or `ERROR` (asked of a decider)            |
-//! | `STATUS` 0x19          | `STATUS_REPORT` 0x29 or `ERROR` (backend, health, prepared) |
+//! | `STATUS` 0x19          | `STATUS_REPORT` 0x29 or `ERROR` (backend, health, prepared, map epoch, shards held) |
+//! | `MAP` 0x1A             | `MAP_REPORT` 0x2A or `ERROR` (offer a cluster map, get the node's) |
 //!
 //! `COMPLETE`, `ERROR` and `COPIED` carry whether the node session is inside a transaction
 //! afterwards, so the proxy knows when the connection may go back to its pool. Payload layouts

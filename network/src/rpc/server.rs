@@ -60,6 +60,7 @@ async fn serve_connection(
             kind::LIST_PREPARED => "list_prepared",
             kind::TXN_OUTCOME => "txn_outcome",
             kind::STATUS => "status",
+            kind::MAP => "map",
             _ => "other",
         };
         let started = std::time::Instant::now();
@@ -123,6 +124,14 @@ async fn serve_connection(
                 let result = node.status().await;
                 let (kind, payload) = answer(result, session.in_transaction(), |status| {
                     (kind::STATUS_REPORT, codec::encode_status(&status))
+                });
+                conn.send(kind, payload).await?;
+            }
+            kind::MAP => {
+                let offer = codec::decode_map(frame.payload)?;
+                let result = node.exchange_map(offer).await;
+                let (kind, payload) = answer(result, session.in_transaction(), |map| {
+                    (kind::MAP_REPORT, codec::encode_map(map.as_ref()))
                 });
                 conn.send(kind, payload).await?;
             }

@@ -1,0 +1,150 @@
+//! The cluster map: the proxy gives it to every node, nodes keep it on disk and report the
+//! shards it places on them, and a policy set through one proxy reaches another proxy through
+//! the nodes' map, without a restart.
+
+use std::time::{Duration, Instant};
+
+use mycelium_protocol::ClusterMap;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::processes::{Backend, Member, ProcessCluster, free_port};
+
+async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Columns of `SHOW MYCELIUM NODES` this test reads.
+const PRIMARY_SHARDS: usize = 3;
+const SHARDS: usize = 4;
+const MAP_EPOCH: usize = 9;
+const REPORTED_PRIMARY_SHARDS: usize = 10;
+const REPORTED_SHARDS: usize = 11;
+
+/// Waits until every node reports the same map epoch, at least `above + 1`, and the shards
+/// the proxy places on it; returns that epoch.
+async fn nodes_agree(client: &tokio_postgres::Client, above: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let nodes = rows(client, "SHOW MYCELIUM NODES").await;
+        let epochs: Vec<u64> = nodes
+            .iter()
+            .map(|r| r[MAP_EPOCH].parse().unwrap_or(0))
+            .collect();
+        let agree = epochs.iter().all(|e| *e == epochs[0] && *e > above)
+            && nodes.iter().all(|r| {
+                r[PRIMARY_SHARDS] == r[REPORTED_PRIMARY_SHARDS] && r[SHARDS] == r[REPORTED_SHARDS]
+            });
+        if agree {
+            return epochs[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes never agreed on a map above epoch {above}: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A second proxy over the same nodes, on a port of its own.
+fn second_proxy(cluster: &ProcessCluster) -> (Member, u16) {
+    let port = free_port();
+    let first = std::fs::read_to_string(cluster.dir.path().join("proxy.toml")).expect("config");
+    let second = first
+        .replace(
+            &format!("listen = \"127.0.0.1:{}\"", cluster.port),
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            &cluster.dir.path().join("proxy").display().to_string(),
+            &cluster.dir.path().join("proxy2").display().to_string(),
+        );
+    let file = cluster.dir.path().join("proxy2.toml");
+    std::fs::write(&file, second).expect("second proxy config");
+    let member = Member::start(
+        &[
+            "proxy",
+            "--config",
+            &file.to_string_lossy(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    (member, port)
+}
+
+#[tokio::test]
+async fn map_reaches_every_node_and_every_proxy() {
+    let Some(mut cluster) = ProcessCluster::start_with(Backend::Mixed, "", "", "") else {
+        return;
+    };
+    let client = cluster.connect().await;
+    let first = nodes_agree(&client, 0).await;
+
+    let (mut proxy2, port2) = second_proxy(&cluster);
+    let (client2, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port2} user=mycelium password=mycelium dbname=mycelium"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to the second proxy");
+    tokio::spawn(connection);
+    // Same configuration: the second proxy joins the map it finds.
+    assert_eq!(nodes_agree(&client2, 0).await, first);
+
+    client
+        .batch_execute(
+            "CREATE TABLE mapped (id bigint PRIMARY KEY, v text) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 5)",
+        )
+        .await
+        .expect("create a sharded table");
+    let second = nodes_agree(&client, first).await;
+    assert!(second > first);
+
+    // The second proxy routes by the new policy without a restart.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let policies = rows(&client2, "SHOW MYCELIUM POLICIES").await;
+        if policies.iter().any(|r| r[0] == "mapped" && r[2] == "5") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second proxy never saw the policy: {policies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    client2
+        .batch_execute("INSERT INTO mapped VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await
+        .expect("insert through the second proxy");
+    let count = rows(&client, "SELECT count(*) FROM mapped").await;
+    assert_eq!(count, vec![vec!["3".to_owned()]]);
+
+    // Each node keeps the map on disk, so a restarted node knows its shards at once.
+    for (id, _) in crate::processes::NODES {
+        let file = cluster.dir.path().join(format!("{id}.sqlite.map"));
+        let bytes = std::fs::read(&file).expect("map file");
+        let map = ClusterMap::decode(&bytes).expect("decodes");
+        assert_eq!(map.epoch, second, "{}", file.display());
+        assert!(map.policies.iter().any(|p| p.table == "mapped"));
+    }
+    cluster.restart_node(1, &[]);
+    let client = cluster.connect().await;
+    assert_eq!(nodes_agree(&client, first).await, second);
+    proxy2.kill();
+}

@@ -1,0 +1,149 @@
+//! Keeps the nodes' cluster map in step with the proxies' view of the cluster.
+//!
+//! A proxy's view (its nodes, the policy defaults, every table policy) becomes a
+//! [`ClusterMap`]; the nodes keep the newest one they were offered. Each round asks every node
+//! for its map and then:
+//! - the newest map says what this proxy says → the proxy takes its epoch, and the nodes still
+//!   behind get it;
+//! - the newest map is newer than the last one this proxy agreed with → another proxy changed
+//!   a policy: this proxy adopts the map's policies (how policy changes reach every proxy);
+//! - otherwise this proxy changed something (or just started with a changed config): it offers
+//!   its view with the next epoch.
+//!
+//! Rounds run at start, whenever a policy changes here, and every [`SYNC_INTERVAL`]. Two
+//! proxies changing policies within one round can both offer the same epoch; a node keeps the
+//! first, the other proxy sees a newer map than it agreed with and adopts it, so its change
+//! is dropped from the map until its next change (its stored policy survives on the nodes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mycelium_protocol::{ClusterMap, MapNode, MapPolicy};
+use mycelium_router::{NodeType, TablePolicy, apply_options, policy_to_options};
+use tokio_util::sync::CancellationToken;
+
+use crate::Proxy;
+use crate::cluster::Cluster;
+
+/// How often a proxy compares its map with the nodes' when nothing changed here.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Cluster {
+    /// This proxy's view of the cluster, as a map without an epoch.
+    pub fn map_content(&self) -> ClusterMap {
+        ClusterMap {
+            epoch: 0,
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| MapNode {
+                    id: n.info.id.clone(),
+                    node_type: match n.info.node_type {
+                        NodeType::Validator => "validator",
+                        NodeType::Miner => "miner",
+                    }
+                    .to_owned(),
+                    addr: n.addr.clone(),
+                })
+                .collect(),
+            default_replication_factor: self.defaults().replication_factor,
+            min_validator_copies: self.defaults().min_validator_copies as u32,
+            policies: self
+                .policies()
+                .into_values()
+                .map(|p| MapPolicy {
+                    options: policy_to_options(&p),
+                    table: p.table,
+                })
+                .collect(),
+        }
+    }
+
+    /// One round of comparing maps with the nodes (see the module comment); returns the epoch
+    /// this proxy agrees with afterwards.
+    pub async fn sync_map(&self) -> u64 {
+        let mut held = Vec::with_capacity(self.nodes.len());
+        for node in self.nodes.iter().filter(|n| n.link.is_up()) {
+            match node.link.exchange_map(None).await {
+                Ok(map) => held.push((node, map)),
+                Err(e) => tracing::debug!(node = %node.info.id, error = %e, "map: node not asked"),
+            }
+        }
+        let newest = held
+            .iter()
+            .filter_map(|(_, map)| map.as_ref())
+            .max_by_key(|map| map.epoch)
+            .cloned();
+        let known = self.map_epoch();
+        let mine = self.map_content();
+        let target = match newest {
+            Some(newest) if newest.same_content(&mine) => newest,
+            Some(newest) if known != 0 && newest.epoch > known => match self.adopt(&newest) {
+                Ok(()) => newest,
+                Err(e) => {
+                    tracing::warn!(epoch = newest.epoch, error = %e, "map: a newer map cannot be read; offering this proxy's");
+                    ClusterMap {
+                        epoch: newest.epoch + 1,
+                        ..mine
+                    }
+                }
+            },
+            newest => ClusterMap {
+                epoch: newest.map_or(0, |m| m.epoch).max(known) + 1,
+                ..mine
+            },
+        };
+        for (node, map) in held {
+            if map.as_ref().map(|m| m.epoch) == Some(target.epoch) {
+                continue;
+            }
+            match node.link.exchange_map(Some(target.clone())).await {
+                Ok(Some(kept)) if kept.epoch != target.epoch => {
+                    tracing::info!(node = %node.info.id, epoch = kept.epoch, "map: the node has a newer map");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node.info.id, error = %e, "map: the node refused the map")
+                }
+            }
+        }
+        if target.epoch != known {
+            tracing::info!(epoch = target.epoch, "cluster map epoch");
+        }
+        self.set_map_epoch(target.epoch);
+        target.epoch
+    }
+
+    /// Takes the policies of another proxy's map.
+    fn adopt(&self, map: &ClusterMap) -> Result<(), mycelium_router::PolicyError> {
+        let policies = map
+            .policies
+            .iter()
+            .map(|p| {
+                apply_options(
+                    TablePolicy::default_for(&p.table, self.defaults()),
+                    &p.options,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        tracing::info!(
+            epoch = map.epoch,
+            "map: adopting the policies of a newer map"
+        );
+        self.replace_policies(policies);
+        Ok(())
+    }
+}
+
+/// Runs map rounds until `shutdown`: after each policy change here and every
+/// [`SYNC_INTERVAL`].
+pub async fn sync_map_forever(proxy: Arc<Proxy>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SYNC_INTERVAL) => {}
+            () = proxy.cluster.map_changed.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+        proxy.cluster.sync_map().await;
+    }
+}
