@@ -127,11 +127,11 @@ pub async fn build_proxy(
     let mut cluster_nodes = Vec::new();
     for (info, addr) in parts.nodes {
         pool.add_peer(info.id.clone(), addr.clone());
-        cluster_nodes.push(ClusterNode {
+        cluster_nodes.push(ClusterNode::new(
+            info.clone(),
             addr,
-            link: Arc::new(RemoteNode::new(&info.id, pool.clone())),
-            info,
-        });
+            Arc::new(RemoteNode::new(&info.id, pool.clone())),
+        ));
     }
     tokio::spawn(pool.heartbeat(shutdown.clone()));
     let defaults = PolicyDefaults {

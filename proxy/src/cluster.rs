@@ -27,6 +27,25 @@ pub struct ClusterNode {
     /// Where the node serves the node protocol (the map tells other nodes).
     pub addr: String,
     pub link: Arc<dyn NodeLink>,
+    /// `sqlite` or `postgres`, once the node said (its STATUS).
+    pub backend: std::sync::OnceLock<String>,
+}
+
+impl ClusterNode {
+    pub fn new(info: NodeInfo, addr: String, link: Arc<dyn NodeLink>) -> ClusterNode {
+        ClusterNode {
+            info,
+            addr,
+            link,
+            backend: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Only SQLite nodes replicate (PostgreSQL change capture is not built), and only they
+    /// evaluate `__mycelium_shard`.
+    pub fn replicates(&self) -> bool {
+        self.backend.get().is_some_and(|b| b == "sqlite")
+    }
 }
 
 pub struct Cluster {
@@ -74,6 +93,12 @@ impl Cluster {
             *current = policies.into_iter().map(|p| (p.table.clone(), p)).collect();
         }
         self.forget_routes();
+    }
+
+    /// Whether node `copy`'s copy of a shard whose primary is node `primary` holds rows: the
+    /// primary's does; a secondary's when both replicate.
+    pub fn copy_has_rows(&self, copy: usize, primary: usize) -> bool {
+        copy == primary || (self.nodes[copy].replicates() && self.nodes[primary].replicates())
     }
 
     pub fn node_index(&self, id: &str) -> Option<usize> {

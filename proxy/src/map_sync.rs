@@ -10,6 +10,8 @@
 //! - otherwise this proxy changed something (or just started with a changed config): it offers
 //!   its view with the next epoch.
 //!
+//! Each round also learns the backend of nodes that have not said yet (which copies replicate).
+//!
 //! Rounds run at start, whenever a policy changes here, and every [`SYNC_INTERVAL`]. Two
 //! proxies changing policies within one round can both offer the same epoch; a node keeps the
 //! first, the other proxy sees a newer map than it agreed with and adopts it, so its change
@@ -64,6 +66,11 @@ impl Cluster {
     pub async fn sync_map(&self) -> u64 {
         let mut held = Vec::with_capacity(self.nodes.len());
         for node in self.nodes.iter().filter(|n| n.link.is_up()) {
+            if node.backend.get().is_none()
+                && let Ok(status) = node.link.status().await
+            {
+                let _ = node.backend.set(status.backend);
+            }
             match node.link.exchange_map(None).await {
                 Ok(map) => held.push((node, map)),
                 Err(e) => tracing::debug!(node = %node.info.id, error = %e, "map: node not asked"),
