@@ -35,6 +35,48 @@ impl KeyValue {
         KeyValue::Text(text.to_owned())
     }
 
+    /// A floating-point key (a node's REAL value). An integral value in `i64`'s range is that
+    /// integer, as the router reads the literal `2` or the text `'2'` (and `2.0 = 2` in SQL);
+    /// any other value is its shortest decimal text (`1.5`, `NaN`, `Infinity`), as the router
+    /// reads a text parameter spelled that way. Other spellings of the same real (`'1.50'`)
+    /// hash differently: a real shard key is only as good as its clients' spelling.
+    pub fn from_real(value: f64) -> KeyValue {
+        // 2^63 as f64; every integral f64 in [-2^63, 2^63) converts exactly.
+        const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+        if value.fract() == 0.0 && (-LIMIT..LIMIT).contains(&value) {
+            return KeyValue::Int(value as i64);
+        }
+        let text = if value.is_nan() {
+            "NaN".to_owned()
+        } else if value.is_infinite() {
+            if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+        } else {
+            value.to_string()
+        };
+        KeyValue::Text(text)
+    }
+
+    /// A binary key (a node's BLOB value): 16 bytes are a UUID; other lengths are the text
+    /// Postgres prints for a `bytea` (`\x0102`), as a text-format parameter carries it.
+    pub fn from_bytes(bytes: &[u8]) -> KeyValue {
+        if let Ok(uuid) = <[u8; 16]>::try_from(bytes) {
+            return KeyValue::Uuid(uuid);
+        }
+        let mut text = String::with_capacity(2 + 2 * bytes.len());
+        text.push_str("\\x");
+        for byte in bytes {
+            text.push_str(&format!("{byte:02x}"));
+        }
+        KeyValue::Text(text)
+    }
+
+    /// A NULL key: the empty text. The proxy routes a NULL key parameter there, so a row
+    /// written with a NULL key lives on that shard (a NULL literal key routes nowhere: such an
+    /// INSERT is refused and `key = NULL` matches no row).
+    pub fn null() -> KeyValue {
+        KeyValue::Text(String::new())
+    }
+
     fn write_canonical(&self, out: &mut Vec<u8>) {
         match self {
             KeyValue::Int(i) => {

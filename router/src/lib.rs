@@ -17,6 +17,7 @@ mod policy;
 mod roles;
 mod route;
 mod scatter;
+mod scope;
 mod session;
 mod split;
 
@@ -36,6 +37,7 @@ pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, statement_tabl
 pub use scatter::{
     Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, SortKey, merge_spec,
 };
+pub use scope::{SHARD_FUNCTION, ShardScope, scope_statement, shard_function};
 pub use session::{SessionCommand, SetValue};
 pub use split::split_statements;
 
@@ -58,5 +60,7 @@ mod fuzz_tests;
 mod placement_tests;
 #[cfg(test)]
 mod route_tests;
+#[cfg(test)]
+mod scope_tests;
 #[cfg(test)]
 mod tests;
