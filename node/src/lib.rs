@@ -4,8 +4,10 @@
 //! the network layer carries the same requests between processes.
 
 mod miner;
+mod shard_function;
 mod topology;
 
+pub use shard_function::sqlite_shard_function;
 pub use topology::{MapState, Topology};
 
 use std::path::{Path, PathBuf};
@@ -72,6 +74,7 @@ impl Node {
             workers: storage.workers,
             busy_timeout: Duration::from_millis(storage.busy_timeout_ms),
             synchronous_full: storage.synchronous == Synchronous::Full,
+            shard_function: Some(sqlite_shard_function()),
         };
         let backend = SqliteBackend::open(path, options).map_err(|source| NodeError::Open {
             id: id.to_owned(),

@@ -27,13 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::Schema;
 use crate::errors::StorageError;
+use crate::functions::shard::ShardFunction;
 use crate::replication::{ReplicationIdentity, SqliteShardLog};
 use crate::rewrite::TranslationCache;
 pub(crate) use worker::WorkerTask;
 use worker::{Job, Worker};
 
 /// Tuning for [`SqliteBackend::open`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteOptions {
     /// Worker threads, each with its own connection; bounds concurrent statements.
     pub workers: usize,
@@ -41,6 +42,8 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// `PRAGMA synchronous = FULL` (durable at every commit) rather than NORMAL.
     pub synchronous_full: bool,
+    /// Registered as `__mycelium_shard` on every connection; `None` leaves it undefined.
+    pub shard_function: Option<ShardFunction>,
 }
 
 impl Default for SqliteOptions {
@@ -49,7 +52,19 @@ impl Default for SqliteOptions {
             workers: 4,
             busy_timeout: Duration::from_secs(10),
             synchronous_full: true,
+            shard_function: None,
         }
+    }
+}
+
+impl std::fmt::Debug for SqliteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteOptions")
+            .field("workers", &self.workers)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("synchronous_full", &self.synchronous_full)
+            .field("shard_function", &self.shard_function.is_some())
+            .finish()
     }
 }
 

@@ -125,6 +125,9 @@ pub(crate) fn open_connection(
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
     conn.set_prepared_statement_cache_capacity(256);
+    if let Some(shard) = &options.shard_function {
+        crate::functions::shard::register(&conn, shard.clone())?;
+    }
     Ok(conn)
 }
 

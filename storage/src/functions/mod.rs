@@ -18,6 +18,7 @@ use crate::catalog::Schema;
 
 mod json;
 pub(crate) mod numeric;
+pub(crate) mod shard;
 pub(crate) mod time;
 
 use crate::errors::encode_function_error;

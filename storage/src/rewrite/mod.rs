@@ -586,6 +586,7 @@ fn update(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
     let Statement::Update(upd) = statement else {
         return Err(crate::errors::internal("not an UPDATE"));
     };
+    explicit_alias(&mut upd.table.relation);
     let sqlparser::ast::TableFactor::Table { name, .. } = &upd.table.relation else {
         return Err(unsupported("UPDATE of a non-table"));
     };
@@ -682,6 +683,16 @@ fn update_probe(
     })
 }
 
+/// SQLite needs `AS` before the alias of an UPDATE or DELETE target (`DELETE FROM t AS x`).
+fn explicit_alias(target: &mut sqlparser::ast::TableFactor) {
+    if let sqlparser::ast::TableFactor::Table {
+        alias: Some(alias), ..
+    } = target
+    {
+        alias.explicit = true;
+    }
+}
+
 fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translation, DbError> {
     let Statement::Delete(del) = statement else {
         return Err(crate::errors::internal("not a DELETE"));
@@ -697,6 +708,7 @@ fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
     if froms.len() != 1 {
         return Err(unsupported("DELETE from several tables"));
     }
+    explicit_alias(&mut froms[0].relation);
     let sqlparser::ast::TableFactor::Table { name, .. } = &froms[0].relation else {
         return Err(unsupported("DELETE from a non-table"));
     };

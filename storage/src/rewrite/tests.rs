@@ -243,6 +243,19 @@ fn inserts_updates_deletes() {
         "DELETE FROM users WHERE id = $1",
         "DELETE FROM users WHERE id = ?1",
     );
+    // SQLite wants AS before a target's alias; `__mycelium_shard` passes through.
+    check(
+        "UPDATE accounts a SET abalance = 0 WHERE __mycelium_shard(4, '', a.\"aid\") IN (1, 3)",
+        "UPDATE accounts AS a SET abalance = 0 WHERE __mycelium_shard(4, '', a.\"aid\") IN (1, 3)",
+    );
+    check(
+        "DELETE FROM users u WHERE __mycelium_shard(4, '', u.\"id\") IN (2)",
+        "DELETE FROM users AS u WHERE __mycelium_shard(4, '', u.\"id\") IN (2)",
+    );
+    check(
+        "SELECT count(*) FROM (SELECT * FROM users WHERE __mycelium_shard(8, '0,10', users.\"id\") IN (0)) AS users",
+        "SELECT count(*) FROM (SELECT * FROM users WHERE __mycelium_shard(8, '0,10', users.\"id\") IN (0)) AS users",
+    );
     check_err(
         "INSERT INTO users (id) VALUES (1) ON CONFLICT ON CONSTRAINT users_pkey DO NOTHING",
         "0A000",

@@ -11,6 +11,7 @@ mod postgres;
 mod postgres_results;
 mod replication;
 mod scripts;
+mod shard_scope;
 mod two_phase;
 mod txn;
 mod types;

@@ -1,0 +1,4 @@
+//! Integration tests of a node over a real SQLite file.
+#![allow(clippy::unwrap_used)]
+
+mod scope;
