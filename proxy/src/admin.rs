@@ -1,8 +1,10 @@
 //! `SHOW MYCELIUM NODES | SHARDS | POLICIES | TRANSACTIONS | USERS`: the cluster as the proxy
 //! sees it, as rows.
 
-use mycelium_protocol::Column;
+use std::collections::BTreeMap;
+
 use mycelium_protocol::types::oid;
+use mycelium_protocol::{Column, Execute};
 use mycelium_router::{ReplicaRole, TablePolicy, copies, policy_to_options};
 
 use crate::Proxy;
@@ -29,6 +31,12 @@ fn text_columns(names: &[&str]) -> Vec<Column> {
         })
         .collect()
 }
+
+/// What `SHOW MYCELIUM CONFLICTS` reads on each node: the columns of `mycelium_conflicts`
+/// before `recorded_on`. All but the last (when this node recorded it) identify a conflict.
+const CONFLICTS: &str = "SELECT table_name, key_text, shard_table || '/' || shard, \
+     first_origin, first_sequence, first_hlc_ms, second_origin, second_sequence, second_hlc_ms, \
+     winner, recorded_at_ms FROM __mycelium_conflicts";
 
 /// The admin views, by the name SHOW uses (`mycelium_nodes`, ...); `None` for other names.
 pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
@@ -70,6 +78,20 @@ pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
             "range_sharding",
             "ranges",
             "copies",
+        ]),
+        "mycelium_conflicts" => text_columns(&[
+            "table_name",
+            "key",
+            "shard",
+            "first_origin",
+            "first_sequence",
+            "first_hlc_ms",
+            "second_origin",
+            "second_sequence",
+            "second_hlc_ms",
+            "winner",
+            "recorded_at_ms",
+            "recorded_on",
         ]),
         "mycelium_transactions" => text_columns(&[
             "transaction",
@@ -238,6 +260,48 @@ impl Proxy {
             ]);
         }
         rows
+    }
+
+    /// `SHOW MYCELIUM CONFLICTS`: the conflicts every replicating node recorded (each replica
+    /// of a shard records the same ones), once each, with the nodes that recorded it. A node
+    /// that cannot be asked is left out, and named in the log.
+    pub(crate) async fn conflict_rows(&self) -> Result<AdminRows, ProxyError> {
+        let mut admin = self.admin_rows("mycelium_conflicts")?;
+        type Recorded = (Option<String>, Vec<String>);
+        let mut found: BTreeMap<Vec<Option<String>>, Recorded> = BTreeMap::new();
+        for node in self.cluster.nodes.iter().filter(|n| n.replicates()) {
+            let rows = async {
+                let mut session = node.link.open_session().await?;
+                crate::policy_store::run(session.as_mut(), Execute::simple(CONFLICTS)).await
+            }
+            .await;
+            match rows {
+                Ok(rows) => {
+                    for mut row in rows {
+                        let at = row.pop().flatten();
+                        let entry = found.entry(row).or_insert((at.clone(), Vec::new()));
+                        if at.as_deref().and_then(|a| a.parse::<i64>().ok())
+                            < entry.0.as_deref().and_then(|a| a.parse::<i64>().ok())
+                        {
+                            entry.0 = at;
+                        }
+                        entry.1.push(node.info.id.clone());
+                    }
+                }
+                Err(e) => tracing::warn!(node = %node.info.id, error = %e, "conflicts not read"),
+            }
+        }
+        let mut rows: Vec<Vec<Option<String>>> = found
+            .into_iter()
+            .map(|(mut row, (at, nodes))| {
+                row.push(at);
+                row.push(Some(nodes.join(",")));
+                row
+            })
+            .collect();
+        rows.sort_by(|a, b| a[10].cmp(&b[10]).then_with(|| a.cmp(b)));
+        admin.rows = rows;
+        Ok(admin)
     }
 
     /// `SHOW MYCELIUM NODES`: the placement view, and what each node reports about itself

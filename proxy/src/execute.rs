@@ -14,8 +14,8 @@ use bytes::BytesMut;
 use mycelium_protocol::types::{PgType, oid};
 use mycelium_protocol::{DataRows, DbError, Execute, Format, NodeSession, Reply, ReplyStream};
 use mycelium_router::{
-    KeyExpr, KeyValue, PolicySource, Route, RouterError, ShardChoice, TablePolicy, TxnControl,
-    apply_options, policy_options,
+    KeyExpr, KeyValue, PolicySource, Route, RouterError, ShardChoice, TablePlacement, TablePolicy,
+    TxnControl, apply_options, policy_options,
 };
 use mycelium_txn::Participant;
 
@@ -23,6 +23,7 @@ use crate::backend::{self, TxnStatus};
 use crate::cancel::Statement;
 use crate::error::{ProxyError, sql_error};
 use crate::policy_store::{CREATE, DELETE, UPSERT, stored_options, text_params};
+use crate::replicas::Assignment;
 use crate::session::Session;
 
 /// A node session and whether the client's transaction is open on it.
@@ -83,8 +84,12 @@ pub(crate) enum PolicyChange {
 /// Where a statement runs.
 pub(crate) enum Target {
     One(usize),
-    /// A read over several nodes, merged by the proxy.
-    Scatter(Vec<usize>),
+    /// A read over several nodes, merged by the proxy; each node sees only its shards of
+    /// the table.
+    Scatter {
+        placement: Arc<TablePlacement>,
+        assignment: Assignment,
+    },
     /// A write over several nodes, each with its own statement: an UPDATE or DELETE runs as
     /// it is on every node (each has its rows), a multi-row INSERT is split by shard.
     Many(Vec<(usize, Execute)>),
@@ -394,21 +399,40 @@ impl Session {
             Route::AnyNode => Ok((Target::One(self.any_node()), false)),
             Route::Ddl { .. } => Ok((Target::All, true)),
             Route::Read { table, shards } => {
-                let nodes = self.primaries(table, shards, request)?;
-                Ok(match nodes.as_slice() {
-                    [one] => (Target::One(*one), false),
-                    _ => (Target::Scatter(nodes), false),
+                let placement = cluster.placement(table)?;
+                let chosen = self.chosen_shards(&placement, shards, request);
+                let assignment = self.read_assignment(&placement, &chosen)?;
+                Ok(match assignment.len() {
+                    0 => (Target::One(0), false),
+                    1 => (Target::One(only_node(&assignment)), false),
+                    _ => (
+                        Target::Scatter {
+                            placement,
+                            assignment,
+                        },
+                        false,
+                    ),
                 })
             }
             Route::Write { table, shards } => {
-                let nodes = self.primaries(table, shards, request)?;
-                match nodes.as_slice() {
-                    [one] => Ok((Target::One(*one), true)),
+                let placement = cluster.placement(table)?;
+                let chosen = self.chosen_shards(&placement, shards, request);
+                let assignment = self.write_assignment(&placement, &chosen);
+                match assignment.len() {
+                    0 => Ok((Target::One(0), true)),
+                    1 => Ok((Target::One(only_node(&assignment)), true)),
                     _ if mycelium_router::statement_kind(&request.sql) == "insert" => {
                         self.split_insert(table, shards, request)
                     }
                     _ => Ok((
-                        Target::Many(nodes.into_iter().map(|n| (n, request.clone())).collect()),
+                        Target::Many(
+                            assignment
+                                .iter()
+                                .map(|(&node, keep)| {
+                                    Ok((node, self.scoped(node, &placement, keep, request)?))
+                                })
+                                .collect::<Result<_, ProxyError>>()?,
+                        ),
                         true,
                     )),
                 }
@@ -487,41 +511,29 @@ impl Session {
         Ok((Target::Many(targets), true))
     }
 
-    /// The distinct primary nodes of the shards a route picks, in node order.
-    fn primaries(
+    /// The shards a route picks, in order, without repeats. A key not known yet (a
+    /// parameter before Bind, at Describe) counts as shard 0: any node holding the table can
+    /// describe it.
+    fn chosen_shards(
         &self,
-        table: &str,
+        placement: &TablePlacement,
         shards: &ShardChoice,
         request: &Execute,
-    ) -> Result<Vec<usize>, ProxyError> {
-        let cluster = &self.proxy.cluster;
-        let placement = cluster.placement(table)?;
-        let chosen: Vec<u32> = match shards {
+    ) -> Vec<u32> {
+        let mut chosen: Vec<u32> = match shards {
             ShardChoice::All => (0..placement.policy.shards).collect(),
-            ShardChoice::Keys(keys) => {
-                let mut chosen = Vec::with_capacity(keys.len());
-                for key in keys {
-                    match resolve_key(key, request) {
-                        Some(values) => chosen.push(placement.policy.shard_of(&values)),
-                        // A parameter not bound yet (Describe): any node holding the table
-                        // can describe it.
-                        None => chosen.push(0),
-                    }
-                }
-                chosen
-            }
+            ShardChoice::Keys(keys) => keys
+                .iter()
+                .map(|key| {
+                    resolve_key(key, request)
+                        .map(|values| placement.policy.shard_of(&values))
+                        .unwrap_or(0)
+                })
+                .collect(),
         };
-        let mut nodes: Vec<usize> = chosen
-            .iter()
-            .filter_map(|&s| placement.shards.get(s as usize))
-            .filter_map(|shard| cluster.node_index(shard.primary()))
-            .collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        if nodes.is_empty() {
-            nodes.push(0);
-        }
-        Ok(nodes)
+        chosen.sort_unstable();
+        chosen.dedup();
+        chosen
     }
 
     /// `table/shard[,shard...]` of a statement routed by key, for error messages.
@@ -734,6 +746,11 @@ impl Session {
             self.begin_transaction("BEGIN")?;
         }
         let answer_mark = (self.conn.flushes, self.conn.out.len());
+        if writes
+            && let Ok(Route::Write { table, .. }) = self.proxy.cluster.route(&request.sql).as_ref()
+        {
+            self.wrote(table);
+        }
         let mut result = self.run_target(target, writes, request, output, ddl).await;
         if implicit {
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -787,7 +804,13 @@ impl Session {
                 }
                 Ok(finished)
             }
-            Target::Scatter(nodes) => self.run_scatter(nodes, request, output).await,
+            Target::Scatter {
+                placement,
+                assignment,
+            } => {
+                self.run_scatter(&placement, assignment, request, output)
+                    .await
+            }
             Target::Many(nodes) => self.run_write_many(nodes, output).await,
         }
     }
@@ -977,6 +1000,10 @@ impl Session {
 }
 
 /// The key values of one key, with parameters taken from the bound values.
+fn only_node(assignment: &Assignment) -> usize {
+    assignment.keys().next().copied().unwrap_or(0)
+}
+
 fn resolve_key(key: &[KeyExpr], request: &Execute) -> Option<Vec<KeyValue>> {
     key.iter()
         .map(|part| match part {

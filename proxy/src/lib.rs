@@ -23,6 +23,7 @@ mod metrics;
 mod params;
 mod policy_store;
 mod privileges;
+mod replicas;
 mod scatter;
 mod session;
 mod startup;

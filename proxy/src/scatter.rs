@@ -9,12 +9,13 @@ use bytes::BytesMut;
 use mycelium_protocol::types::{self, PgType, SqlValue, oid};
 use mycelium_protocol::{Column, DataRows, DataRowsBuilder, Execute, Format, Reply, ReplyStream};
 use mycelium_router::{
-    Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, merge_spec,
+    Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, TablePlacement, merge_spec,
 };
 
 use crate::backend;
 use crate::error::{ProxyError, sql_error};
 use crate::execute::{Finished, Output};
+use crate::replicas::Assignment;
 use crate::session::Session;
 
 /// One node's stream, read a row at a time.
@@ -69,7 +70,8 @@ impl Cursor {
 impl Session {
     pub(crate) async fn run_scatter(
         &mut self,
-        nodes: Vec<usize>,
+        placement: &TablePlacement,
+        assignment: Assignment,
         request: Execute,
         output: Output,
     ) -> Result<Finished, ProxyError> {
@@ -83,10 +85,12 @@ impl Session {
         };
         let statement = self.start_statement();
         let result = async {
-            let mut cursors = Vec::with_capacity(nodes.len());
-            for node in nodes {
+            let mut cursors = Vec::with_capacity(assignment.len());
+            for (node, keep) in &assignment {
+                let node = *node;
+                let scoped = self.scoped(node, placement, keep, &node_request)?;
                 self.ensure_node_transaction(node).await?;
-                let stream = self.node(node).await?.execute(node_request.clone()).await?;
+                let stream = self.node(node).await?.execute(scoped).await?;
                 cursors.push(Cursor {
                     gone: self.node_gone(node),
                     stream,

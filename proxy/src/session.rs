@@ -68,6 +68,8 @@ pub(crate) struct Session {
     skipping_until_sync: bool,
     /// Role and owner changes this session made (see `users`).
     pub(crate) access: crate::users::SessionAccess,
+    /// When this session last wrote each table (reads of it stay on primaries a while).
+    pub(crate) wrote_at: HashMap<String, std::time::Instant>,
 }
 
 impl Drop for Session {
@@ -170,6 +172,7 @@ pub async fn run(
         portals: HashMap::new(),
         skipping_until_sync: false,
         access: Default::default(),
+        wrote_at: HashMap::new(),
     };
     session.refresh_timeouts();
     metrics::CONNECTIONS.inc();
@@ -442,6 +445,7 @@ impl Session {
                 let admin = match name.as_str() {
                     "mycelium_transactions" => self.proxy.transaction_rows().await,
                     "mycelium_nodes" => self.proxy.node_rows().await?,
+                    "mycelium_conflicts" => self.proxy.conflict_rows().await?,
                     _ => self.proxy.admin_rows(name)?,
                 };
                 if matches!(output, Output::Simple) {
@@ -848,7 +852,9 @@ impl Session {
         };
         match self.target(&probe) {
             Ok((Target::One(node), _)) => node,
-            Ok((Target::Scatter(nodes), _)) => nodes.first().copied().unwrap_or(0),
+            Ok((Target::Scatter { assignment, .. }, _)) => {
+                assignment.keys().next().copied().unwrap_or(0)
+            }
             _ => 0,
         }
     }

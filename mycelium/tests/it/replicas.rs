@@ -1,0 +1,179 @@
+//! Statements over replicated copies: a node holds, in one table, rows of shards it is the
+//! primary of and copies of others. A statement without a shard key must see each row once
+//! and write only primaries' rows; a read of a shard whose primary died is served by a copy.
+
+use std::time::{Duration, Instant};
+
+use mycelium_router::{KeyValue, NodeInfo, NodeType, PolicyDefaults, TablePolicy, place};
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::processes::{Backend, NODES, ProcessCluster};
+
+const SHARDS: u32 = 6;
+const ROWS: i64 = 60;
+
+crate::processes::on_every_backend!(statements_see_each_copy_once);
+
+/// Where the shards of `r` live (every node holds every shard: replication_factor 1).
+fn placement() -> mycelium_router::TablePlacement {
+    let mut policy = TablePolicy::default_for("r", &PolicyDefaults::default());
+    policy.shard_keys = vec!["id".to_owned()];
+    policy.shards = SHARDS;
+    policy.replication_factor = 1.0;
+    let infos: Vec<NodeInfo> = NODES
+        .iter()
+        .map(|(id, t)| NodeInfo {
+            id: (*id).to_owned(),
+            node_type: if *t == "miner" {
+                NodeType::Miner
+            } else {
+                NodeType::Validator
+            },
+        })
+        .collect();
+    place(&policy, &infos).expect("placement")
+}
+
+async fn one_value(client: &tokio_postgres::Client, sql: &str) -> String {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// Waits until every node that replicates holds `expected` as `sql`'s answer.
+async fn copies_converge(cluster: &ProcessCluster, sql: &str, expected: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for index in 0..NODES.len() {
+        if cluster.backend.on_postgres(index) {
+            continue;
+        }
+        loop {
+            let found = cluster.node_ints(index, sql).await;
+            if found == vec![vec![expected]] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {index}: {sql} gives {found:?}, want {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn statements_see_each_copy_once(backend: Backend) {
+    let Some(mut cluster) = ProcessCluster::start_with(backend, "", "", "") else {
+        return;
+    };
+    let client = cluster.connect().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE r (id bigint PRIMARY KEY, v integer NOT NULL) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS}, \
+             mycelium.replication_factor = 1)"
+        ))
+        .await
+        .expect("create a table every node holds");
+    let values: Vec<String> = (1..=ROWS).map(|id| format!("({id}, {})", id * 10)).collect();
+    client
+        .batch_execute(&format!("INSERT INTO r (id, v) VALUES {}", values.join(", ")))
+        .await
+        .expect("insert");
+    let sum: i64 = (1..=ROWS).map(|id| id * 10).sum();
+    // Copies on SQLite nodes fill through replication; a PostgreSQL node's copies stay empty
+    // (it does not replicate yet) and it serves only its primaries.
+    if backend == Backend::Sqlite {
+        copies_converge(&cluster, "SELECT count(*) FROM r", ROWS).await;
+    }
+
+    assert_eq!(one_value(&client, "SELECT count(*) FROM r").await, ROWS.to_string());
+    assert_eq!(one_value(&client, "SELECT sum(v) FROM r").await, sum.to_string());
+    let ids = client
+        .query("SELECT id FROM r ORDER BY id", &[])
+        .await
+        .expect("ordered scatter");
+    let ids: Vec<i64> = ids.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, (1..=ROWS).collect::<Vec<_>>());
+    let joined = one_value(
+        &client,
+        "SELECT count(*) FROM r a JOIN r b ON a.id = b.id WHERE a.v = b.v",
+    )
+    .await;
+    assert_eq!(joined, ROWS.to_string(), "a colocated self-join");
+
+    // A write without the key changes every row once, on its primary only.
+    let updated = client
+        .execute("UPDATE r SET v = v + 1 WHERE v > 0", &[])
+        .await
+        .expect("update without the key");
+    assert_eq!(updated, ROWS as u64);
+    assert_eq!(
+        one_value(&client, "SELECT sum(v) FROM r").await,
+        (sum + ROWS).to_string()
+    );
+    if backend == Backend::Sqlite {
+        copies_converge(&cluster, "SELECT sum(v) FROM r", sum + ROWS).await;
+    }
+    let deleted = client
+        .execute("DELETE FROM r WHERE v > 300", &[])
+        .await
+        .expect("delete without the key");
+    let left: i64 = (1..=ROWS).filter(|id| id * 10 + 1 <= 300).count() as i64;
+    assert_eq!(deleted, (ROWS - left) as u64);
+    assert_eq!(one_value(&client, "SELECT count(*) FROM r").await, left.to_string());
+    if backend == Backend::Sqlite {
+        copies_converge(&cluster, "SELECT count(*) FROM r", left).await;
+    }
+
+    // The primary of id 1's shard dies: a read of that row is served by a copy on SQLite
+    // nodes; where the copies hold no rows, the error names the shard.
+    let placement = placement();
+    let shard = placement.policy.shard_of(&[KeyValue::Int(1)]);
+    let primary = placement.shards[shard as usize].primary().to_owned();
+    let victim = NODES
+        .iter()
+        .position(|(id, _)| *id == primary)
+        .expect("primary index");
+    cluster.nodes[victim].kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Copies hold rows where the primary and the copy both replicate (SQLite nodes).
+    let replicated = !cluster.backend.on_postgres(victim)
+        && (0..NODES.len()).any(|i| i != victim && !cluster.backend.on_postgres(i));
+    loop {
+        match client.simple_query("SELECT v FROM r WHERE id = 1").await {
+            Ok(messages) if replicated => {
+                let value = messages.iter().find_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                    _ => None,
+                });
+                if value.as_deref() == Some("11") {
+                    break;
+                }
+            }
+            Err(e) if !replicated => {
+                let code = e.code().map(|c| c.code().to_owned());
+                if code.as_deref() == Some("08006") {
+                    assert!(e.to_string().contains(&format!("r/{shard}")), "{e}");
+                    break;
+                }
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failover read of shard {shard} after {primary} died"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if replicated {
+        assert_eq!(one_value(&client, "SELECT count(*) FROM r").await, left.to_string());
+    }
+}
