@@ -35,6 +35,9 @@ pub struct ClusterMap {
     pub min_validator_copies: u32,
     /// Every table with a policy of its own, by table name.
     pub policies: Vec<MapPolicy>,
+    /// Fingerprint of the users, roles and grants stored on the nodes: when it changes,
+    /// proxies read them again.
+    pub access: u64,
 }
 
 /// Bytes that are not an encoded [`ClusterMap`].
@@ -52,6 +55,7 @@ impl ClusterMap {
             && self.default_replication_factor == other.default_replication_factor
             && self.min_validator_copies == other.min_validator_copies
             && self.policies == other.policies
+            && self.access == other.access
     }
 
     /// The node `id`, when it is a member.
@@ -81,6 +85,7 @@ impl ClusterMap {
                 put_str(&mut buf, value);
             }
         }
+        buf.put_u64(self.access);
         buf.freeze()
     }
 
@@ -109,6 +114,7 @@ impl ClusterMap {
                 Ok(MapPolicy { table, options })
             })
             .collect::<Result<Vec<_>, MapDecodeError>>()?;
+        let access = take_u64(&mut buf)?;
         if !buf.is_empty() {
             return Err(MapDecodeError("trailing bytes"));
         }
@@ -118,6 +124,7 @@ impl ClusterMap {
             default_replication_factor,
             min_validator_copies,
             policies,
+            access,
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct Cluster {
     routes: DashMap<Arc<str>, Arc<Result<Route, RouterError>>>,
     /// The epoch of the cluster map this proxy last agreed with the nodes (0: none yet).
     map_epoch: std::sync::atomic::AtomicU64,
+    /// [`crate::privileges::Catalog::digest`] of the roles and grants this proxy holds.
+    access_digest: std::sync::atomic::AtomicU64,
     /// Woken when the policies change, so the map reaches the nodes without waiting.
     pub(crate) map_changed: tokio::sync::Notify,
 }
@@ -74,6 +76,7 @@ impl Cluster {
             placements: DashMap::new(),
             routes: DashMap::new(),
             map_epoch: std::sync::atomic::AtomicU64::new(0),
+            access_digest: std::sync::atomic::AtomicU64::new(0),
             map_changed: tokio::sync::Notify::new(),
         }
     }
@@ -85,6 +88,21 @@ impl Cluster {
     pub(crate) fn set_map_epoch(&self, epoch: u64) {
         self.map_epoch
             .store(epoch, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn access_digest(&self) -> u64 {
+        self.access_digest
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The roles and grants this proxy holds changed (read from the nodes).
+    pub(crate) fn set_access_digest(&self, digest: u64) {
+        let previous = self
+            .access_digest
+            .swap(digest, std::sync::atomic::Ordering::AcqRel);
+        if previous != digest {
+            self.map_changed.notify_one();
+        }
     }
 
     /// Replaces every policy at once (a newer map from another proxy).

@@ -175,6 +175,7 @@ impl Proxy {
     /// Installs roles and grants read from the nodes; logins from now on see their passwords.
     pub(crate) fn install_catalog(&self, catalog: privileges::Catalog) {
         let logins = Arc::new(self.config_users().with_roles(&catalog));
+        self.cluster.set_access_digest(catalog.digest());
         if let Ok(mut current) = self.catalog.write() {
             *current = Arc::new(catalog);
         }
@@ -211,9 +212,17 @@ impl Proxy {
     }
 
     /// The policy of tables nobody configured.
-    /// One round of agreeing on the cluster map with the nodes; returns its epoch.
+    /// One round of agreeing on the cluster map with the nodes (see `map_sync`); returns its
+    /// epoch.
     pub async fn sync_map(&self) -> u64 {
-        self.cluster.sync_map().await
+        let round = self.cluster.sync_map().await;
+        if round.access != self.cluster.access_digest() {
+            tracing::info!("roles and grants changed through another proxy: reading them again");
+            if let Err(e) = self.load_access().await {
+                tracing::warn!(error = %e, "cannot read roles and grants from the nodes");
+            }
+        }
+        round.epoch
     }
 
     pub fn policy_defaults(&self) -> mycelium_router::PolicyDefaults {

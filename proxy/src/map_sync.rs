@@ -12,6 +12,10 @@
 //!
 //! Each round also learns the backend of nodes that have not said yet (which copies replicate).
 //!
+//! The map also carries a fingerprint of the roles and grants stored on the nodes: a proxy that
+//! adopts a map whose fingerprint is not its own reads them again, which is how a `CREATE
+//! USER` or `GRANT` through one proxy reaches the others.
+//!
 //! Rounds run at start, whenever a policy changes here, and every [`SYNC_INTERVAL`]. Two
 //! proxies changing policies within one round can both offer the same epoch; a node keeps the
 //! first, the other proxy sees a newer map than it agreed with and adopts it, so its change
@@ -26,6 +30,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Proxy;
 use crate::cluster::Cluster;
+
+/// What a round agreed on.
+pub(crate) struct MapRound {
+    pub epoch: u64,
+    /// The roles-and-grants fingerprint of the map: when it is not this proxy's, the proxy
+    /// reads them again.
+    pub access: u64,
+}
 
 /// How often a proxy compares its map with the nodes' when nothing changed here.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -58,12 +70,12 @@ impl Cluster {
                     table: p.table,
                 })
                 .collect(),
+            access: self.access_digest(),
         }
     }
 
-    /// One round of comparing maps with the nodes (see the module comment); returns the epoch
-    /// this proxy agrees with afterwards.
-    pub async fn sync_map(&self) -> u64 {
+    /// One round of comparing maps with the nodes (see the module comment).
+    pub(crate) async fn sync_map(&self) -> MapRound {
         let mut held = Vec::with_capacity(self.nodes.len());
         for node in self.nodes.iter().filter(|n| n.link.is_up()) {
             if node.backend.get().is_none()
@@ -118,7 +130,10 @@ impl Cluster {
             tracing::info!(epoch = target.epoch, "cluster map epoch");
         }
         self.set_map_epoch(target.epoch);
-        target.epoch
+        MapRound {
+            epoch: target.epoch,
+            access: target.access,
+        }
     }
 
     /// Takes the policies of another proxy's map.
@@ -151,6 +166,6 @@ pub async fn sync_map_forever(proxy: Arc<Proxy>, shutdown: CancellationToken) {
             () = proxy.cluster.map_changed.notified() => {}
             () = shutdown.cancelled() => return,
         }
-        proxy.cluster.sync_map().await;
+        proxy.sync_map().await;
     }
 }

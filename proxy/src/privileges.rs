@@ -41,6 +41,28 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// A fingerprint of the stored roles, memberships, grants and owners: equal on every proxy
+    /// that read the same rows, whatever order it holds them in (the cluster map carries it,
+    /// so a change made through one proxy tells the others to read them again).
+    pub fn digest(&self) -> u64 {
+        let mut parts: Vec<String> = self
+            .roles
+            .iter()
+            .map(|(name, role)| format!("role {name} {role:?}"))
+            .collect();
+        for (member, roles) in &self.memberships {
+            parts.push(format!("member {member} {roles:?}"));
+        }
+        for grant in &self.grants {
+            parts.push(format!("grant {grant:?}"));
+        }
+        for (table, owner) in &self.owners {
+            parts.push(format!("owner {table} {owner}"));
+        }
+        parts.sort_unstable();
+        mycelium_router::stable_hash(parts.join("\n").as_bytes())
+    }
+
     /// The user, every role it is a member of (through other roles too), and `public`.
     pub fn effective_roles(&self, user: &str) -> Vec<String> {
         let mut roles = vec![user.to_owned()];

@@ -135,16 +135,43 @@ async fn map_reaches_every_node_and_every_proxy() {
     let count = rows(&client, "SELECT count(*) FROM mapped").await;
     assert_eq!(count, vec![vec!["3".to_owned()]]);
 
+    // A user created through the first proxy logs in through the second without a restart.
+    client
+        .batch_execute("CREATE USER mapped_user WITH LOGIN PASSWORD 'secret-1'")
+        .await
+        .expect("create a user");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let login = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={port2} user=mapped_user password=secret-1 dbname=mycelium"
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await;
+        match login {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the second proxy never let the new user in: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // The new user changed the map's roles fingerprint: a newer epoch.
+    let third = nodes_agree(&client, second).await;
+
     // Each node keeps the map on disk, so a restarted node knows its shards at once.
     for (id, _) in crate::processes::NODES {
         let file = cluster.dir.path().join(format!("{id}.sqlite.map"));
         let bytes = std::fs::read(&file).expect("map file");
         let map = ClusterMap::decode(&bytes).expect("decodes");
-        assert_eq!(map.epoch, second, "{}", file.display());
+        assert_eq!(map.epoch, third, "{}", file.display());
         assert!(map.policies.iter().any(|p| p.table == "mapped"));
     }
     cluster.restart_node(1, &[]);
     let client = cluster.connect().await;
-    assert_eq!(nodes_agree(&client, first).await, second);
+    assert_eq!(nodes_agree(&client, first).await, third);
     proxy2.kill();
 }
