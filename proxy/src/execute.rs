@@ -398,10 +398,15 @@ impl Session {
         match route {
             Route::AnyNode => Ok((Target::One(self.any_node()), false)),
             Route::Ddl { .. } => Ok((Target::All, true)),
-            Route::Read { table, shards } => {
+            Route::Read {
+                table,
+                shards,
+                references,
+            } => {
                 let placement = cluster.placement(table)?;
                 let chosen = self.chosen_shards(&placement, shards, request);
                 let assignment = self.read_assignment(&placement, &chosen)?;
+                self.check_references(table, references, &assignment)?;
                 Ok(match assignment.len() {
                     0 => (Target::One(0), false),
                     1 => (Target::One(only_node(&assignment)), false),
@@ -539,7 +544,7 @@ impl Session {
     /// `table/shard[,shard...]` of a statement routed by key, for error messages.
     fn shard_context(&self, request: &Execute) -> Option<String> {
         let route = self.proxy.cluster.route(&request.sql);
-        let (Route::Read { table, shards } | Route::Write { table, shards }) =
+        let (Route::Read { table, shards, .. } | Route::Write { table, shards }) =
             route.as_ref().as_ref().ok()?
         else {
             return None;

@@ -8,6 +8,9 @@
 //!   primary. Inside a transaction a node already in it is preferred, so the transaction sees
 //!   its own writes. *Read-your-writes* outside a transaction: for [`READ_YOUR_WRITES`] after
 //!   a session wrote a table, its reads of that table go to the primary when it is up.
+//! - **Joins with unsharded tables** run on each node with its own copy of them, so only
+//!   where every node reading the sharded table holds a replicated copy (else 0A000). A copy
+//!   follows its primary asynchronously unless `synchronous_replicas` says otherwise.
 //! - **Scoping**: a node holds, in one table, every shard it has a copy of. When a statement
 //!   reaches a node for some of the shards it holds and the node holds rows of others too,
 //!   the text it gets is scoped (`mycelium_router::scope_statement`) so it sees only its
@@ -117,6 +120,42 @@ impl Session {
                 ),
             )),
         }
+    }
+
+    /// A join of `table`'s shards with unsharded `references` runs on each node with that
+    /// node's copy of them: every node of `assignment` must hold one with rows.
+    pub(crate) fn check_references(
+        &self,
+        table: &str,
+        references: &[String],
+        assignment: &Assignment,
+    ) -> Result<(), ProxyError> {
+        let cluster = &self.proxy.cluster;
+        for reference in references {
+            let placement = cluster.placement(reference)?;
+            let Some(shard) = placement.shards.first() else {
+                continue;
+            };
+            let primary = cluster.node_index(shard.primary());
+            for &node in assignment.keys() {
+                let id = &cluster.nodes[node].info.id;
+                let has_rows = shard.holds(id)
+                    && primary.is_some_and(|primary| cluster.copy_has_rows(node, primary));
+                if !has_rows {
+                    return Err(sql_error(
+                        "0A000",
+                        format!(
+                            "join of the sharded table {table} with {reference}, which is not \
+                             sharded: node {id} reads shards of {table} but holds no replicated \
+                             copy of {reference}; give {reference} a copy on every node \
+                             (mycelium.replication_factor = 1, on nodes that replicate) or \
+                             query the tables separately"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Remembers that this session wrote `table` (reads of it stay on primaries a while).

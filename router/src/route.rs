@@ -51,8 +51,14 @@ pub enum ShardChoice {
 pub enum Route {
     /// Touches no table (`SELECT 1`, `SELECT now()`): any node answers.
     AnyNode,
-    /// Reads `table`'s shards (with colocated or reference tables joined in).
-    Read { table: String, shards: ShardChoice },
+    /// Reads `table`'s shards (with colocated tables joined in). `references` are unsharded
+    /// tables joined in: each node that reads a shard of `table` joins its own copy of them,
+    /// so the proxy runs the statement only where every one of them has a copy with rows.
+    Read {
+        table: String,
+        shards: ShardChoice,
+        references: Vec<String>,
+    },
     /// Writes `table`'s shards.
     Write { table: String, shards: ShardChoice },
     /// Changes the schema of these tables (every node gets it).
@@ -221,6 +227,7 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
             ([], Some(table)) | ([table], None) => Ok(Route::Read {
                 table: (*table).clone(),
                 shards: ShardChoice::All,
+                references: Vec::new(),
             }),
             _ => Err(RouterError::Unsupported(format!(
                 "this query reads tables that live on different nodes ({}); query them \
@@ -253,27 +260,22 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
         )));
     }
     let mut sharded: Vec<(String, String, TablePolicy)> = Vec::new();
-    let mut reference: Option<String> = None;
+    let mut references: Vec<String> = Vec::new();
     for (name, alias) in tables {
         let policy = policy_of(policies, &name)?;
         if policy.is_reference() {
-            reference.get_or_insert(name);
+            if !references.contains(&name) {
+                references.push(name);
+            }
         } else {
             sharded.push((name, alias, policy));
         }
     }
-    if let (Some((table, _, _)), Some(reference)) = (sharded.first(), &reference) {
-        return Err(RouterError::Unsupported(format!(
-            "join of the sharded table {table} with {reference}, which is not sharded: the \
-             join would need {reference} on every node holding {table}, and replicas are not \
-             populated yet; query the tables separately or shard {reference} on the same key"
-        )));
-    }
     let Some((table, alias, policy)) = sharded.first().cloned() else {
-        let table = reference.unwrap_or_default();
         return Ok(Route::Read {
-            table,
+            table: references.first().cloned().unwrap_or_default(),
             shards: ShardChoice::All,
+            references: Vec::new(),
         });
     };
     for (other, other_alias, other_policy) in &sharded[1..] {
@@ -305,6 +307,7 @@ fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, Rout
             &[table.as_str(), alias.as_str()],
         ),
         table,
+        references,
     })
 }
 

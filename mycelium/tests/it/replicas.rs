@@ -109,6 +109,36 @@ async fn statements_see_each_copy_once(backend: Backend) {
     .await;
     assert_eq!(joined, ROWS.to_string(), "a colocated self-join");
 
+    // A join with an unsharded table runs on each node against its own copy of that table:
+    // only where every node reading `r` has a replicated copy.
+    client
+        .batch_execute(
+            "CREATE TABLE labels (class integer PRIMARY KEY, label text NOT NULL) \
+             WITH (mycelium.replication_factor = 1); \
+             INSERT INTO labels VALUES (0, 'low'), (1, 'high')",
+        )
+        .await
+        .expect("an unsharded table on every node");
+    if backend == Backend::Sqlite {
+        copies_converge(&cluster, "SELECT count(*) FROM labels", 2).await;
+    }
+    let join = "SELECT count(*) FROM r JOIN labels ON labels.class = r.v / 1000 \
+                WHERE labels.label = 'low'";
+    match client.simple_query(join).await {
+        Ok(messages) => {
+            let count = messages.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            });
+            assert_eq!(count, Some(ROWS.to_string()), "{join}");
+        }
+        Err(e) => {
+            assert_ne!(backend, Backend::Sqlite, "{join}: {e}");
+            assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
+            assert!(e.to_string().contains("labels"), "{e}");
+        }
+    }
+
     // A write without the key changes every row once, on its primary only.
     let updated = client
         .execute("UPDATE r SET v = v + 1 WHERE v > 0", &[])
