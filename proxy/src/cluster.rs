@@ -55,6 +55,8 @@ pub struct Cluster {
     policies: RwLock<HashMap<String, TablePolicy>>,
     placements: DashMap<String, Arc<TablePlacement>>,
     routes: DashMap<Arc<str>, Arc<Result<Route, RouterError>>>,
+    /// INSERTs without a column list, with their columns named (`execute`).
+    pub(crate) named_inserts: DashMap<Arc<str>, Arc<str>>,
     /// The epoch of the cluster map this proxy last agreed with the nodes (0: none yet).
     map_epoch: std::sync::atomic::AtomicU64,
     /// [`crate::privileges::Catalog::digest`] of the roles and grants this proxy holds.
@@ -75,6 +77,7 @@ impl Cluster {
             policies: RwLock::new(policies.into_iter().map(|p| (p.table.clone(), p)).collect()),
             placements: DashMap::new(),
             routes: DashMap::new(),
+            named_inserts: DashMap::new(),
             map_epoch: std::sync::atomic::AtomicU64::new(0),
             access_digest: std::sync::atomic::AtomicU64::new(0),
             map_changed: tokio::sync::Notify::new(),
@@ -158,6 +161,7 @@ impl Cluster {
     fn forget_routes(&self) {
         self.placements.clear();
         self.routes.clear();
+        self.named_inserts.clear();
     }
 
     /// The route of a statement, computed once per text.

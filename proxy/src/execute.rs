@@ -743,6 +743,7 @@ impl Session {
         output: Output,
         ddl: bool,
     ) -> Result<Finished, ProxyError> {
+        let request = self.with_insert_columns(request).await?;
         let (target, writes) = self.target(&request)?;
         // Writes on several nodes, and DDL (every node), are atomic even in autocommit.
         let implicit = self.status == TxnStatus::Idle
@@ -770,8 +771,51 @@ impl Session {
         }
         if ddl && result.is_ok() {
             self.proxy.descriptions.clear();
+            self.proxy.cluster.named_inserts.clear();
         }
         result
+    }
+
+    /// An `INSERT INTO t VALUES ...` naming no columns cannot be routed when `t` is sharded
+    /// (the router does not know where the key is): it gets the table's columns named, as a
+    /// node describes the table (the rewrite is kept per statement text until the next DDL).
+    async fn with_insert_columns(&mut self, request: Execute) -> Result<Execute, ProxyError> {
+        if mycelium_router::statement_kind(&request.sql) != "insert"
+            || self.proxy.cluster.route(&request.sql).is_ok()
+        {
+            return Ok(request);
+        }
+        let cluster = &self.proxy.cluster;
+        if let Some(named) = cluster.named_inserts.get(&request.sql) {
+            return Ok(Execute {
+                sql: named.clone(),
+                ..request
+            });
+        }
+        let Some(table) = mycelium_router::insert_without_columns(&request.sql) else {
+            return Ok(request);
+        };
+        let node = self.any_node();
+        self.ensure_node_transaction(node).await?;
+        let description = self
+            .node(node)
+            .await?
+            .describe(&format!("SELECT * FROM {}", quote_ident(&table)), &[])
+            .await?;
+        let columns: Vec<String> = description.columns.into_iter().map(|c| c.name).collect();
+        let named: Arc<str> = Arc::from(mycelium_router::name_insert_columns(
+            &request.sql,
+            &columns,
+        )?);
+        let named_inserts = &self.proxy.cluster.named_inserts;
+        if named_inserts.len() > 10_000 {
+            named_inserts.clear();
+        }
+        named_inserts.insert(request.sql.clone(), named.clone());
+        Ok(Execute {
+            sql: named,
+            ..request
+        })
     }
 
     async fn run_target(

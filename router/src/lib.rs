@@ -26,7 +26,7 @@ pub use cache::PlanCache;
 pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 pub use hash::{KeyValue, key_hash, stable_hash};
-pub use insert_split::{InsertPart, split_insert};
+pub use insert_split::{InsertPart, insert_without_columns, name_insert_columns, split_insert};
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
 pub use placement::{
     NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place, placement_group,

@@ -189,3 +189,25 @@ fn statement_kinds_for_metrics() {
     check("vacuum analyze t", "other");
     check("", "other");
 }
+
+#[test]
+fn inserts_without_columns_get_them_named() {
+    use crate::{insert_without_columns, name_insert_columns};
+    assert_eq!(
+        insert_without_columns("INSERT INTO Public.Users VALUES (1, 'a')").as_deref(),
+        Some("users")
+    );
+    assert_eq!(insert_without_columns("INSERT INTO users (id) VALUES (1)"), None);
+    assert_eq!(insert_without_columns("INSERT INTO users SELECT 1"), None);
+    assert_eq!(insert_without_columns("SELECT 1"), None);
+    let columns = ["id".to_owned(), "Name".to_owned(), "note".to_owned()];
+    assert_eq!(
+        name_insert_columns("INSERT INTO users VALUES (1, $1), (2, 'b') RETURNING id", &columns)
+            .expect("named"),
+        "INSERT INTO users (\"id\", \"Name\") VALUES (1, $1), (2, 'b') RETURNING id"
+    );
+    assert!(matches!(
+        name_insert_columns("INSERT INTO users VALUES (1, 2, 3, 4)", &columns),
+        Err(RouterError::Syntax(_))
+    ));
+}
