@@ -65,6 +65,8 @@ def expect_error(what, sqlstate, fn):
 
 
 DSN = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("MYCELIUM_DSN", "")
+# Where the nodes keep their data (sqlite, postgres or mixed), as the Rust harness says.
+BACKEND = os.environ.get("MYCELIUM_TEST_BACKEND", "")
 
 
 def connect(**kwargs):
@@ -457,6 +459,69 @@ def check_sqlalchemy_orm():
         eng.dispose()
 
 
+def known_gap_on_sqlite(what, check):
+    """Runs check(); on SQLite nodes a failure is reported as a known gap instead of failing."""
+    try:
+        check()
+    except Exception as e:  # noqa: BLE001 - reported, and re-raised on other backends
+        if BACKEND != "sqlite":
+            raise
+        print(f"KNOWN GAP on SQLite nodes, {what}: {e}", flush=True)
+
+
+def check_reflection():
+    """What SQLAlchemy reflects of a table (precision, nullability, defaults, keys, indexes),
+    binary cursors, and a unique violation's detail."""
+    with connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE py_items (id int PRIMARY KEY, price numeric(8,3) NOT NULL, "
+                     "label text, created timestamptz DEFAULT now())")
+        conn.execute("CREATE INDEX py_items_label ON py_items (label)")
+        conn.execute("INSERT INTO py_items (id, price, label) VALUES (%s, %s, %s)",
+                     (1, Decimal("1.500"), "one"))
+        row = conn.execute("SELECT id, price, label FROM py_items WHERE id = %s", (1,)).fetchone()
+        eq("row", row, (1, Decimal("1.500"), "one"))
+        eq("numeric text", str(row[1]), "1.500")
+        with conn.cursor(binary=True) as cur:
+            cur.execute("SELECT price, label FROM py_items WHERE id = %b", (1,))
+            eq("binary cursor", cur.fetchone(), (Decimal("1.500"), "one"))
+        try:
+            conn.execute("INSERT INTO py_items (id, price) VALUES (1, 2)")
+            raise Mismatch("duplicate accepted")
+        except psycopg.errors.UniqueViolation as e:
+            eq("sqlstate", e.diag.sqlstate, "23505")
+            eq("detail", e.diag.message_detail, "Key (id)=(1) already exists.")
+    eng = engine()
+    try:
+        inspector = sa.inspect(eng)
+        columns = {c["name"]: c for c in inspector.get_columns("py_items")}
+        eq("columns", list(columns), ["id", "price", "label", "created"])
+        price = columns["price"]["type"]
+        if not isinstance(price, sa.Numeric):
+            raise Mismatch(f"price reflected as {price!r}")
+        eq("numeric(8,3)", (price.precision, price.scale), (8, 3))
+        eq("nullable", (columns["price"]["nullable"], columns["label"]["nullable"]), (False, True))
+        if "now()" not in str(columns["created"]["default"]):
+            raise Mismatch(f"created default {columns['created']['default']!r}")
+        # Known gaps, not differences to keep: SQLite nodes' emulated pg_catalog has no
+        # pg_constraint row for a primary key and no pg_opclass, so SQLAlchemy reflects no
+        # primary key and cannot list indexes there. Drop `known_gap_on_sqlite` once
+        # storage/src/catalog.rs answers them.
+        known_gap_on_sqlite("primary key", lambda: eq(
+            "primary key", inspector.get_pk_constraint("py_items")["constrained_columns"], ["id"]))
+        known_gap_on_sqlite("indexes", lambda: eq(
+            "indexes", [i["name"] for i in inspector.get_indexes("py_items")], ["py_items_label"]))
+
+        def autoload():
+            table = sa.Table("py_items", sa.MetaData(), autoload_with=eng)  # reflects indexes too
+            with eng.connect() as c:
+                eq("autoloaded select",
+                   c.execute(sa.select(table.c.label).where(table.c.id == 1)).scalar_one(), "one")
+
+        known_gap_on_sqlite("autoload", autoload)
+    finally:
+        eng.dispose()
+
+
 CHECKS = [
     ("types, unnamed statements", lambda: check_types("py_types", {"prepare_threshold": None})),
     ("types, prepare_threshold=0", lambda: check_types("py_types_prep", {"prepare_threshold": 0})),
@@ -468,6 +533,7 @@ CHECKS = [
     ("copy", check_copy),
     ("sqlalchemy schema", check_sqlalchemy_schema),
     ("sqlalchemy orm", check_sqlalchemy_orm),
+    ("sqlalchemy reflection", check_reflection),
 ]
 
 

@@ -17,7 +17,33 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::{SinkExt, TryStreamExt};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-use crate::harness::{Cluster, PASSWORD, sqlstate};
+use crate::harness::{Backend, Cluster, PASSWORD, sqlstate};
+use crate::processes::on_every_backend;
+
+// Scenarios whose statements reach the nodes run on SQLite nodes, on PostgreSQL nodes and on a
+// mix (`Cluster::start_on`); those about the front door alone (TLS, passwords, raw sockets
+// before a statement, the connection limit) run once, on SQLite nodes.
+on_every_backend!(
+    psql_basics_types_and_crud,
+    psql_returning_and_on_conflict,
+    psql_transactions_savepoints_and_multi_statement_lines,
+    psql_date_time_arithmetic,
+    psql_jsonb_operators,
+    psql_copy_text_and_csv,
+    psql_copy_table_to_stdout,
+    psycopg3_and_sqlalchemy2,
+    pgbench_tpcb_in_every_query_mode_keeps_balances_consistent,
+    rows_survive_restart_and_are_in_the_nodes_stores,
+    cancel_request_stops_a_running_query,
+    binary_parameters_and_results_for_every_type,
+    numeric_values_are_rounded_to_their_scale_and_checked,
+    length_and_unique_violations_carry_sqlstates,
+    serial_column_that_is_not_the_primary_key,
+    portal_row_limits_fetch_in_batches,
+    error_in_a_transaction_block_needs_rollback,
+    multi_statement_query_runs_in_one_implicit_transaction,
+    copy_in_and_copy_out,
+);
 
 // --- helpers: processes -------------------------------------------------------------------------
 
@@ -114,8 +140,10 @@ fn line_diff(actual: &str, expected: &[&str]) -> Option<String> {
 /// prints for the same script). With `stop_on_error` psql stops at the first error (and exits
 /// with 3); without it every statement runs, and any ERROR on stderr fails the test, so one
 /// unsupported statement does not hide the results of the others.
-async fn psql_script(file: &str, stop_on_error: bool, expected: &[&str]) {
-    let cluster = Cluster::start();
+async fn psql_script(backend: Backend, file: &str, stop_on_error: bool, expected: &[&str]) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let mut command = psql(&cluster, "disable", PASSWORD);
     if !stop_on_error {
         command.args(["-v", "ON_ERROR_STOP=0"]);
@@ -141,9 +169,9 @@ async fn psql_script(file: &str, stop_on_error: bool, expected: &[&str]) {
 
 // --- 1. psql --------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn psql_basics_types_and_crud() {
+async fn psql_basics_types_and_crud(backend: Backend) {
     psql_script(
+        backend,
         "basics.sql",
         true,
         &[
@@ -173,9 +201,9 @@ async fn psql_basics_types_and_crud() {
     .await;
 }
 
-#[tokio::test]
-async fn psql_returning_and_on_conflict() {
+async fn psql_returning_and_on_conflict(backend: Backend) {
     psql_script(
+        backend,
         "upsert.sql",
         true,
         &[
@@ -199,9 +227,9 @@ async fn psql_returning_and_on_conflict() {
     .await;
 }
 
-#[tokio::test]
-async fn psql_transactions_savepoints_and_multi_statement_lines() {
+async fn psql_transactions_savepoints_and_multi_statement_lines(backend: Backend) {
     psql_script(
+        backend,
         "txn.sql",
         true,
         &[
@@ -227,9 +255,9 @@ async fn psql_transactions_savepoints_and_multi_statement_lines() {
     .await;
 }
 
-#[tokio::test]
-async fn psql_date_time_arithmetic() {
+async fn psql_date_time_arithmetic(backend: Backend) {
     psql_script(
+        backend,
         "datetime.sql",
         false,
         &[
@@ -251,9 +279,9 @@ async fn psql_date_time_arithmetic() {
     .await;
 }
 
-#[tokio::test]
-async fn psql_jsonb_operators() {
+async fn psql_jsonb_operators(backend: Backend) {
     psql_script(
+        backend,
         "json.sql",
         false,
         &[
@@ -275,9 +303,9 @@ async fn psql_jsonb_operators() {
     .await;
 }
 
-#[tokio::test]
-async fn psql_copy_text_and_csv() {
+async fn psql_copy_text_and_csv(backend: Backend) {
     psql_script(
+        backend,
         "copy.sql",
         true,
         &[
@@ -307,9 +335,10 @@ async fn psql_copy_text_and_csv() {
 
 /// `\copy TABLE to stdout` (the table form, not a query) in text and CSV. Rows are compared as
 /// a set: COPY of a table has no defined order.
-#[tokio::test]
-async fn psql_copy_table_to_stdout() {
-    let cluster = Cluster::start();
+async fn psql_copy_table_to_stdout(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let mut command = psql(&cluster, "disable", PASSWORD);
     command.args([
         "-c",
@@ -363,9 +392,35 @@ async fn psql_copy_table_to_stdout() {
     );
 }
 
-#[tokio::test]
-async fn psql_meta_commands_list_and_describe_tables() {
+/// On every backend like the scenarios above, but on PostgreSQL nodes `\dt` also lists
+/// Mycelium's own tables (`__mycelium_roles`, `__mycelium_grants`, `__mycelium_owners`,
+/// `__mycelium_role_members`, `__mycelium_policies`), which the proxy creates in the node's
+/// `public` schema; SQLite nodes hide them in their emulated catalog. Mixed fails too: psql's
+/// catalog queries go to n2, the PostgreSQL node. Move into `on_every_backend!` once fixed.
+mod psql_meta_commands_list_and_describe_tables {
+    use crate::harness::Backend;
+
+    #[tokio::test]
+    async fn sqlite() {
+        super::psql_meta_commands_list_and_describe_tables(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "\\dt on PostgreSQL nodes lists Mycelium's __mycelium_* tables"]
+    async fn postgres() {
+        super::psql_meta_commands_list_and_describe_tables(Backend::Postgres).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "\\dt on PostgreSQL nodes lists Mycelium's __mycelium_* tables"]
+    async fn mixed() {
+        super::psql_meta_commands_list_and_describe_tables(Backend::Mixed).await;
+    }
+}
+
+async fn psql_meta_commands_list_and_describe_tables(backend: Backend) {
     psql_script(
+        backend,
         "meta.sql",
         true,
         &[
@@ -477,8 +532,7 @@ async fn wrong_password_is_refused_with_28p01() {
 
 // --- 2. psycopg 3 + SQLAlchemy 2 ------------------------------------------------------------------
 
-#[tokio::test]
-async fn psycopg3_and_sqlalchemy2() {
+async fn psycopg3_and_sqlalchemy2(backend: Backend) {
     if std::env::var("MYCELIUM_SKIP_PYTHON").is_ok_and(|v| v == "1") {
         eprintln!("psycopg3_and_sqlalchemy2: skipped because MYCELIUM_SKIP_PYTHON=1");
         return;
@@ -491,11 +545,17 @@ async fn psycopg3_and_sqlalchemy2() {
              (or set MYCELIUM_SKIP_PYTHON=1 to skip this test)"
         ),
     };
-    let cluster = Cluster::start();
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let mut command = libpq_command(&python, PASSWORD);
     command
         .arg(repo_root().join("tests/python/test_clients.py"))
-        .arg(format!("{} sslmode=disable", cluster.conn_string()));
+        .arg(format!("{} sslmode=disable", cluster.conn_string()))
+        .env(
+            "MYCELIUM_TEST_BACKEND",
+            format!("{backend:?}").to_ascii_lowercase(),
+        );
     let output = run(
         command,
         "tests/python/test_clients.py",
@@ -555,8 +615,7 @@ fn pgbench_field<'a>(stdout: &'a str, prefix: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-#[tokio::test]
-async fn pgbench_tpcb_in_every_query_mode_keeps_balances_consistent() {
+async fn pgbench_tpcb_in_every_query_mode_keeps_balances_consistent(backend: Backend) {
     let seconds: u64 = std::env::var("MYCELIUM_PGBENCH_SECONDS")
         .ok()
         .map(|s| {
@@ -564,7 +623,9 @@ async fn pgbench_tpcb_in_every_query_mode_keeps_balances_consistent() {
                 .expect("MYCELIUM_PGBENCH_SECONDS is a number of seconds")
         })
         .unwrap_or(10);
-    let cluster = Cluster::start();
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let mut init = pgbench(&cluster);
     init.args(["-i", "-s", "1", "mycelium"]);
     let output = run(init, "pgbench -i -s 1", Duration::from_secs(300)).await;
@@ -682,9 +743,10 @@ async fn snapshot(client: &tokio_postgres::Client) -> Snapshot {
         .collect()
 }
 
-#[tokio::test]
-async fn rows_survive_restart_and_are_in_the_sqlite_file() {
-    let mut cluster = Cluster::start();
+async fn rows_survive_restart_and_are_in_the_nodes_stores(backend: Backend) {
+    let Some(mut cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -744,6 +806,17 @@ async fn rows_survive_restart_and_are_in_the_sqlite_file() {
     drop(client);
 
     cluster.stop();
+    // Every row is on one node (the primary of the tables without a policy), read from its
+    // own store; the other nodes hold the schema only.
+    for (table, rows) in [("t", 90), ("seq", 4)] {
+        let mut counts = cluster.counts_on_nodes(table).await;
+        counts.sort_unstable();
+        assert_eq!(counts, [0, 0, rows], "rows of {table} on the nodes");
+    }
+    if backend != Backend::Sqlite {
+        return;
+    }
+    // SQLite only: the node's file is a plain SQLite database that the sqlite3 CLI reads.
     let file = cluster.node_file();
     assert!(file.exists(), "{} does not exist", file.display());
     assert!(
@@ -774,9 +847,10 @@ async fn rows_survive_restart_and_are_in_the_sqlite_file() {
 
 // --- 5. cancel --------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn cancel_request_stops_a_running_query() {
-    let cluster = Cluster::start();
+async fn cancel_request_stops_a_running_query(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     let other = cluster.connect().await;
     let token = client.cancel_token();
@@ -1307,9 +1381,10 @@ type Scalars = (
     &'static str,
 );
 
-#[tokio::test]
-async fn binary_parameters_and_results_for_every_type() {
-    let cluster = Cluster::start();
+async fn binary_parameters_and_results_for_every_type(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client.batch_execute(ALL_TYPES_DDL).await.expect("create");
     let ts = NaiveDate::from_ymd_opt(2024, 2, 29)
@@ -1564,9 +1639,10 @@ async fn binary_parameters_and_results_for_every_type() {
     );
 }
 
-#[tokio::test]
-async fn numeric_values_are_rounded_to_their_scale_and_checked() {
-    let cluster = Cluster::start();
+async fn numeric_values_are_rounded_to_their_scale_and_checked(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute("CREATE TABLE money (id integer PRIMARY KEY, amount numeric(10,2) NOT NULL)")
@@ -1616,9 +1692,10 @@ async fn numeric_values_are_rounded_to_their_scale_and_checked() {
     assert_eq!(sqlstate(&error), "22003", "{error:?}");
 }
 
-#[tokio::test]
-async fn length_and_unique_violations_carry_sqlstates() {
-    let cluster = Cluster::start();
+async fn length_and_unique_violations_carry_sqlstates(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -1668,9 +1745,10 @@ async fn length_and_unique_violations_carry_sqlstates() {
     assert_eq!(emails, ["a@b.c", "ten@chars."]);
 }
 
-#[tokio::test]
-async fn serial_column_that_is_not_the_primary_key() {
-    let cluster = Cluster::start();
+async fn serial_column_that_is_not_the_primary_key(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -1697,9 +1775,10 @@ async fn serial_column_that_is_not_the_primary_key() {
     );
 }
 
-#[tokio::test]
-async fn portal_row_limits_fetch_in_batches() {
-    let cluster = Cluster::start();
+async fn portal_row_limits_fetch_in_batches(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let mut client = cluster.connect().await;
     client
         .batch_execute(
@@ -1761,9 +1840,10 @@ async fn portal_row_limits_fetch_in_batches() {
     tx.commit().await.expect("commit");
 }
 
-#[tokio::test]
-async fn error_in_a_transaction_block_needs_rollback() {
-    let cluster = Cluster::start();
+async fn error_in_a_transaction_block_needs_rollback(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute("CREATE TABLE ledger (id integer PRIMARY KEY, v integer NOT NULL)")
@@ -1841,9 +1921,10 @@ async fn error_in_a_transaction_block_needs_rollback() {
     assert_eq!(ids, [4, 5]);
 }
 
-#[tokio::test]
-async fn multi_statement_query_runs_in_one_implicit_transaction() {
-    let cluster = Cluster::start();
+async fn multi_statement_query_runs_in_one_implicit_transaction(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute("CREATE TABLE pairs (id integer PRIMARY KEY)")
@@ -1865,9 +1946,10 @@ async fn multi_statement_query_runs_in_one_implicit_transaction() {
     );
 }
 
-#[tokio::test]
-async fn copy_in_and_copy_out() {
-    let cluster = Cluster::start();
+async fn copy_in_and_copy_out(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute(

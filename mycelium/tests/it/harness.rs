@@ -1,9 +1,15 @@
-//! Starts the real `mycelium` binary on a free port with its own data directory.
+//! Starts the real `mycelium` binary on a free port with its own data directory, its nodes on
+//! SQLite, on PostgreSQL, or on both ([`Cluster::start_on`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use mycelium_testkit::PgCluster;
+
+pub use crate::processes::Backend;
+use crate::processes::ProcessCluster;
 
 pub const PASSWORD: &str = "mycelium";
 
@@ -17,6 +23,14 @@ pub struct Cluster {
     /// Extra arguments of `mycelium up`.
     args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
+    /// Where the nodes keep their data.
+    pub backend: Backend,
+    /// `Backend::Mixed`: separate node and proxy processes (`mycelium up` gives all its nodes
+    /// one backend); `child` is then unused.
+    processes: Option<ProcessCluster>,
+    /// `Backend::Postgres`: the server holding the nodes' databases. Declared after `child`
+    /// and `processes`, and stopped after them (the `Drop` below kills the child first).
+    pg: Option<PgCluster>,
 }
 
 impl Cluster {
@@ -69,6 +83,9 @@ impl Cluster {
             config,
             args: Vec::new(),
             _temp: Some(temp),
+            backend: Backend::Sqlite,
+            processes: None,
+            pg: None,
         }
     }
 
@@ -138,6 +155,9 @@ impl Cluster {
 
     /// Stops with SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) {
+        if let Some(processes) = &mut self.processes {
+            processes.stop_all();
+        }
         if let Some(mut child) = self.child.take() {
             let pid = child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -152,6 +172,10 @@ impl Cluster {
     /// Kills the process with SIGKILL (no shutdown at all) and starts it again on the same
     /// port and data directory.
     pub fn crash_and_restart(&mut self) {
+        if let Some(processes) = &mut self.processes {
+            processes.restart_all();
+            return;
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -161,6 +185,7 @@ impl Cluster {
 
     /// Rewrites the config file and sends SIGHUP.
     pub fn reload(&self, config: &str) {
+        assert!(self.processes.is_none(), "reload of a mixed cluster");
         let path = self.config.as_ref().expect("started with a config file");
         std::fs::write(path, config).expect("rewrite config");
         let pid = self.child.as_ref().expect("running").id().to_string();
@@ -174,35 +199,20 @@ impl Cluster {
     /// Stops and starts again on the same port and data directory.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        match &mut self.processes {
+            Some(processes) => processes.restart_all(),
+            None => self.launch(),
+        }
     }
 
-    /// The text of `GET /metrics`.
+    /// The text of `GET /metrics` (of the proxy, which in `mycelium up` is also the nodes').
     pub fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
-            .expect("metrics connect");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .expect("metrics request");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .expect("metrics response");
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response
+        scrape(self.metrics_port)
     }
 
     /// The value of one sample line (`name{labels}` exactly as exposed), 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+        sample(&self.metrics(), series)
     }
 
     pub fn node_file(&self) -> PathBuf {
@@ -214,7 +224,36 @@ impl Cluster {
     }
 }
 
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+/// The text of `GET /metrics` on `127.0.0.1:port`.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("metrics request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("metrics response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of one sample line of a metrics text, 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub(crate) fn wait_with_timeout(
+    child: &mut Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -285,5 +324,99 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+// --- Clusters on every backend: the front-end suites (wire.rs, clients.rs) run their scenarios
+// on SQLite nodes, on PostgreSQL nodes and on a mix, with `on_every_backend!`. -------------------
+
+impl Cluster {
+    /// A cluster of three nodes on `backend`: `mycelium up` on SQLite files, or `mycelium up
+    /// --backend postgres` with one database per node on a throwaway PostgreSQL server; for a
+    /// mix, `mycelium node` processes (n2 on PostgreSQL, n1 and n3 on SQLite) behind a `mycelium
+    /// proxy` (see `ProcessCluster::start_front_end`), since `up` gives all its nodes one
+    /// backend. `None` when PostgreSQL is needed and `MYCELIUM_SKIP_POSTGRES=1`.
+    pub fn start_on(backend: Backend) -> Option<Cluster> {
+        Cluster::start_on_with_config(backend, None)
+    }
+
+    /// [`Cluster::start_on`] with `config` as the text of the configuration file (of `up`, or
+    /// of the proxy of a mixed cluster).
+    pub fn start_on_with_config(backend: Backend, config: Option<&str>) -> Option<Cluster> {
+        match backend {
+            Backend::Sqlite => Some(Cluster::start_with(&[], config)),
+            Backend::Postgres => {
+                let pg = PgCluster::start_or_skip()?;
+                let mut cluster = Cluster::prepare(&[], config);
+                cluster.args = vec![
+                    "--backend".to_owned(),
+                    "postgres".to_owned(),
+                    "--pg-url".to_owned(),
+                    pg.url("mycelium"),
+                ];
+                cluster.backend = backend;
+                cluster.pg = Some(pg);
+                cluster.launch();
+                Some(cluster)
+            }
+            Backend::Mixed => {
+                let processes = ProcessCluster::start_front_end(config.unwrap_or(""))?;
+                let mut cluster = Cluster::prepare(&[], None);
+                cluster.port = processes.port;
+                cluster.metrics_port = processes.proxy.metrics_port();
+                cluster.data_dir = processes.dir.path().join("proxy");
+                cluster.backend = backend;
+                cluster.processes = Some(processes);
+                Some(cluster)
+            }
+        }
+    }
+
+    /// The sum of one sample over the nodes' metrics (all in `up`'s one endpoint, or one
+    /// endpoint per node process).
+    pub fn node_metric(&self, series: &str) -> f64 {
+        match &self.processes {
+            Some(processes) => processes
+                .nodes
+                .iter()
+                .map(|node| sample(&scrape(node.metrics_port()), series))
+                .sum(),
+            None => self.metric(series),
+        }
+    }
+
+    /// `SELECT count(*) FROM table` on each node's own store, n1 first, read directly (its
+    /// SQLite file or its PostgreSQL database), not through the proxy.
+    pub async fn counts_on_nodes(&self, table: &str) -> Vec<i64> {
+        let sql = format!("SELECT count(*) FROM {table}");
+        let mut counts = Vec::new();
+        for index in 0..3 {
+            let node = format!("n{}", index + 1);
+            let count = match (&self.processes, &self.pg) {
+                (Some(processes), _) => processes.node_ints(index, &sql).await[0][0],
+                (None, Some(pg)) => {
+                    let (client, connection) = tokio_postgres::connect(
+                        &pg.url(&format!("mycelium_{node}")),
+                        tokio_postgres::NoTls,
+                    )
+                    .await
+                    .expect("connect to the node's database");
+                    tokio::spawn(connection);
+                    client
+                        .query_one(sql.as_str(), &[])
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql} on {node}: {e}"))
+                        .get(0)
+                }
+                (None, None) => rusqlite::Connection::open_with_flags(
+                    self.data_dir.join(format!("{node}.sqlite")),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .and_then(|db| db.query_row(&sql, [], |row| row.get(0)))
+                .unwrap_or_else(|e| panic!("{sql} on {node}: {e}")),
+            };
+            counts.push(count);
+        }
+        counts
     }
 }

@@ -1,7 +1,9 @@
-//! `mycelium up --backend postgres` on a throwaway PostgreSQL 15 server (mycelium-testkit):
-//! one database per node, and the clients that matter — psql `\d`, tokio-postgres (binary
-//! parameters and results), psycopg (text parameters) and SQLAlchemy reflection — see what a
-//! PostgreSQL server would show them. `MYCELIUM_SKIP_POSTGRES=1` skips these tests.
+//! What only PostgreSQL nodes have: `mycelium up --backend postgres` on a throwaway PostgreSQL
+//! 15 server (mycelium-testkit) creating one database per node, Postgres-only types (arrays)
+//! and error details, the nodes surviving a crash of the server, `mycelium node` on a
+//! PostgreSQL database. The front-end suites (wire.rs, clients.rs: tokio-postgres, psql,
+//! pgbench, psycopg and SQLAlchemy) run on PostgreSQL nodes too, through `on_every_backend!`.
+//! `MYCELIUM_SKIP_POSTGRES=1` skips these tests.
 #![expect(clippy::unwrap_used, reason = "tests")]
 
 use std::process::Stdio;
@@ -182,118 +184,6 @@ async fn up_with_postgres_nodes_serves_tokio_postgres_and_psql() {
             "psql \\d lacks {expected:?}:\n{stdout}"
         );
     }
-}
-
-const PYTHON_CHECKS: &str = r#"
-import sys
-from decimal import Decimal
-import psycopg
-import sqlalchemy as sa
-
-dsn = sys.argv[1]
-with psycopg.connect(dsn, autocommit=True) as conn:
-    conn.execute("CREATE TABLE py_items (id int PRIMARY KEY, price numeric(8,3) NOT NULL, "
-                 "label text, created timestamptz DEFAULT now())")
-    conn.execute("CREATE INDEX py_items_label ON py_items (label)")
-    # psycopg sends text parameters by default.
-    conn.execute("INSERT INTO py_items (id, price, label) VALUES (%s, %s, %s)",
-                 (1, Decimal("1.500"), "one"))
-    row = conn.execute("SELECT id, price, label FROM py_items WHERE id = %s", (1,)).fetchone()
-    assert row == (1, Decimal("1.500"), "one"), row
-    assert str(row[1]) == "1.500", row
-    # Binary parameters and results too.
-    with conn.cursor(binary=True) as cur:
-        cur.execute("SELECT price, label FROM py_items WHERE id = %b", (1,))
-        assert cur.fetchone() == (Decimal("1.500"), "one")
-    try:
-        conn.execute("INSERT INTO py_items (id, price) VALUES (1, 2)")
-        raise AssertionError("duplicate accepted")
-    except psycopg.errors.UniqueViolation as e:
-        assert e.diag.sqlstate == "23505" and "already exists" in e.diag.message_detail
-
-engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
-inspector = sa.inspect(engine)
-assert "py_items" in inspector.get_table_names(), inspector.get_table_names()
-columns = {c["name"]: c for c in inspector.get_columns("py_items")}
-assert list(columns) == ["id", "price", "label", "created"], list(columns)
-assert isinstance(columns["price"]["type"], sa.Numeric), columns["price"]
-assert (columns["price"]["type"].precision, columns["price"]["type"].scale) == (8, 3)
-assert columns["price"]["nullable"] is False and columns["label"]["nullable"] is True
-assert "now()" in str(columns["created"]["default"]), columns["created"]
-assert inspector.get_pk_constraint("py_items")["constrained_columns"] == ["id"]
-indexes = inspector.get_indexes("py_items")
-assert [i["name"] for i in indexes] == ["py_items_label"], indexes
-table = sa.Table("py_items", sa.MetaData(), autoload_with=engine)
-with engine.connect() as conn:
-    assert conn.execute(sa.select(table.c.label).where(table.c.id == 1)).scalar_one() == "one"
-print("ALL CHECKS PASSED")
-"#;
-
-#[tokio::test]
-async fn psycopg_and_sqlalchemy_reflection_on_postgres_nodes() {
-    if std::env::var("MYCELIUM_SKIP_PYTHON").is_ok_and(|v| v == "1") {
-        eprintln!("skipped because MYCELIUM_SKIP_PYTHON=1");
-        return;
-    }
-    let python = match std::env::var("MYCELIUM_TEST_PYTHON") {
-        Ok(python) if !python.is_empty() => python,
-        _ => panic!(
-            "MYCELIUM_TEST_PYTHON is not set: run the suite with tests/run.sh, which creates \
-             tests/python/.venv with psycopg 3 and SQLAlchemy 2 and sets it \
-             (or set MYCELIUM_SKIP_PYTHON=1 to skip this test)"
-        ),
-    };
-    let Some(pg) = PgCluster::start_or_skip() else {
-        return;
-    };
-    let cluster = up_on_postgres(&pg);
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("checks.py");
-    std::fs::write(&script, PYTHON_CHECKS).unwrap();
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(&script)
-        .arg(format!("{} sslmode=disable", cluster.conn_string()));
-    let out = output(command, "the psycopg/SQLAlchemy checks").await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ALL CHECKS PASSED"),
-        "python checks failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The whole Python client suite of the SQLite cluster (tests/python/test_clients.py), run
-/// unchanged against Postgres nodes.
-#[tokio::test]
-async fn python_client_suite_on_postgres_nodes() {
-    if std::env::var("MYCELIUM_SKIP_PYTHON").is_ok_and(|v| v == "1") {
-        eprintln!("skipped because MYCELIUM_SKIP_PYTHON=1");
-        return;
-    }
-    let Ok(python) = std::env::var("MYCELIUM_TEST_PYTHON") else {
-        panic!("MYCELIUM_TEST_PYTHON is not set (see tests/run.sh), or set MYCELIUM_SKIP_PYTHON=1");
-    };
-    let Some(pg) = PgCluster::start_or_skip() else {
-        return;
-    };
-    let cluster = up_on_postgres(&pg);
-    let suite =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/test_clients.py");
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(suite)
-        .arg(format!("{} sslmode=disable", cluster.conn_string()))
-        .env("PGPASSWORD", PASSWORD);
-    let out = output(command, "tests/python/test_clients.py").await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ALL CHECKS PASSED"),
-        "test_clients.py on Postgres nodes failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const ACCOUNTS: i64 = 30;

@@ -391,3 +391,83 @@ macro_rules! on_every_backend {
     };
 }
 pub(crate) use on_every_backend;
+
+// --- The mixed cluster of the front-end suites (harness::Cluster::start_on(Backend::Mixed)) ----
+
+impl Member {
+    /// SIGTERM; panics unless the process exits cleanly within 15 s.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status =
+            crate::harness::wait_with_timeout(&mut self.child, std::time::Duration::from_secs(15));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} did not stop cleanly: {status:?}",
+            self.first_line.trim()
+        );
+    }
+
+    /// The port of the metrics endpoint its ready line names.
+    pub fn metrics_port(&self) -> u16 {
+        self.first_line
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no metrics port in {:?}", self.first_line))
+    }
+}
+
+impl ProcessCluster {
+    /// A mixed cluster (n2 on PostgreSQL, n1 and n3 on SQLite) whose proxy lists n2 first,
+    /// with `proxy_toml` appended to the proxy's config. The proxy sends statements that name
+    /// no table to its first node, and answers DDL (run on every node) with the first node's
+    /// answer, while the tables without a policy live on n1 (their placement's primary) with a
+    /// copy of the schema on n3; so a client's session mixes PostgreSQL's answers and
+    /// SQLite's, and every CREATE TABLE commits on both kinds of node.
+    pub fn start_front_end(proxy_toml: &str) -> Option<ProcessCluster> {
+        let mut cluster = ProcessCluster::start_with(Backend::Mixed, "", "", proxy_toml)?;
+        let nodes: String = [1, 0, 2]
+            .iter()
+            .map(|&i| {
+                format!(
+                    "[[nodes]]\nid = \"{}\"\naddr = \"127.0.0.1:{}\"\nnode_type = \"{}\"\n",
+                    NODES[i].0, cluster.node_ports[i], NODES[i].1
+                )
+            })
+            .collect();
+        let dir = cluster.dir.path();
+        std::fs::write(
+            dir.join("proxy.toml"),
+            format!(
+                "certs = \"{}\"\ndata_dir = \"{}\"\n{nodes}[proxy]\nlisten = \"127.0.0.1:{}\"\n\
+                 {proxy_toml}\n",
+                dir.join("certs").display(),
+                dir.join("proxy").display(),
+                cluster.port,
+            ),
+        )
+        .expect("proxy config");
+        cluster.restart_proxy(&[]);
+        Some(cluster)
+    }
+
+    /// SIGTERM to the proxy, then to every node; each must exit cleanly.
+    pub fn stop_all(&mut self) {
+        self.proxy.terminate();
+        for node in &mut self.nodes {
+            node.terminate();
+        }
+    }
+
+    /// SIGKILLs every node and the proxy (those still running) and starts them again.
+    pub fn restart_all(&mut self) {
+        self.proxy.kill();
+        for index in 0..self.nodes.len() {
+            self.restart_node(index, &[]);
+        }
+        self.restart_proxy(&[]);
+    }
+}

@@ -1,10 +1,26 @@
 //! The Postgres wire protocol as tokio-postgres sees it.
+//!
+//! Scenarios whose statements reach the nodes run on SQLite nodes, on PostgreSQL nodes and on
+//! a mix (`on_every_backend!` below; `Cluster::start_on`). Those about the front door alone
+//! (audit log, per-user limits, the TLS certificate, reloading users) run once, on SQLite
+//! nodes: nothing in them depends on where the data is.
 
-use crate::harness::{Cluster, sqlstate};
+use crate::harness::{Backend, Cluster, sqlstate};
+use crate::processes::on_every_backend;
 
-#[tokio::test]
-async fn simple_and_prepared_queries_round_trip() {
-    let cluster = Cluster::start();
+on_every_backend!(
+    simple_and_prepared_queries_round_trip,
+    errors_carry_postgres_sqlstates,
+    metrics_count_queries_and_errors,
+    acknowledged_commits_survive_sigkill,
+    statement_and_idle_transaction_timeouts,
+    a_client_gone_mid_transaction_leaves_nothing_behind,
+);
+
+async fn simple_and_prepared_queries_round_trip(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -41,9 +57,10 @@ async fn simple_and_prepared_queries_round_trip() {
     assert_eq!(count, 3);
 }
 
-#[tokio::test]
-async fn errors_carry_postgres_sqlstates() {
-    let cluster = Cluster::start();
+async fn errors_carry_postgres_sqlstates(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text NOT NULL)")
@@ -75,9 +92,10 @@ async fn errors_carry_postgres_sqlstates() {
     assert_eq!(one, 1);
 }
 
-#[tokio::test]
-async fn metrics_count_queries_and_errors() {
-    let cluster = Cluster::start();
+async fn metrics_count_queries_and_errors(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     for _ in 0..3 {
         client.simple_query("SELECT 1").await.expect("select");
@@ -95,9 +113,9 @@ async fn metrics_count_queries_and_errors() {
     );
     assert_eq!(cluster.metric("mycelium_client_connections"), 1.0);
     // The nodes count their side too (every statement above reached one node).
-    assert!(cluster.metric("mycelium_node_requests_total{kind=\"execute\"}") >= 4.0);
+    assert!(cluster.node_metric("mycelium_node_requests_total{kind=\"execute\"}") >= 4.0);
     assert_eq!(
-        cluster.metric("mycelium_node_errors_total{sqlstate=\"42P01\"}"),
+        cluster.node_metric("mycelium_node_errors_total{sqlstate=\"42P01\"}"),
         1.0
     );
     assert!(
@@ -106,9 +124,10 @@ async fn metrics_count_queries_and_errors() {
     );
 }
 
-#[tokio::test]
-async fn acknowledged_commits_survive_sigkill() {
-    let mut cluster = Cluster::start();
+async fn acknowledged_commits_survive_sigkill(backend: Backend) {
+    let Some(mut cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -170,9 +189,10 @@ async fn acknowledged_commits_survive_sigkill() {
     assert_eq!(text(sharded), vec!["200|0|199"]);
 }
 
-#[tokio::test]
-async fn statement_and_idle_transaction_timeouts() {
-    let cluster = Cluster::start();
+async fn statement_and_idle_transaction_timeouts(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute("SET statement_timeout = '200ms'")
@@ -393,10 +413,36 @@ async fn sighup_reloads_users_without_dropping_sessions() {
     cluster.stop();
 }
 
-#[tokio::test]
-async fn current_user_is_the_session_user() {
+/// On every backend like the scenarios above, but PostgreSQL nodes answer `current_user` with
+/// the server's own user (the node's login), not the client's: their sessions ignore
+/// `NodeSession::set_user` (storage/src/postgres/session.rs). Mixed fails too: there the
+/// statement goes to n2, the PostgreSQL node. Move into `on_every_backend!` once fixed.
+mod current_user_is_the_session_user {
+    use crate::harness::Backend;
+
+    #[tokio::test]
+    async fn sqlite() {
+        super::current_user_is_the_session_user(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "PostgreSQL nodes answer current_user with their own login (set_user is a no-op)"]
+    async fn postgres() {
+        super::current_user_is_the_session_user(Backend::Postgres).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "PostgreSQL nodes answer current_user with their own login (set_user is a no-op)"]
+    async fn mixed() {
+        super::current_user_is_the_session_user(Backend::Mixed).await;
+    }
+}
+
+async fn current_user_is_the_session_user(backend: Backend) {
     let config = "[[users]]\nname = \"alice\"\npassword = \"a\"\n[[users]]\nname = \"bob\"\npassword = \"b\"\n";
-    let cluster = Cluster::start_with_config(config);
+    let Some(cluster) = Cluster::start_on_with_config(backend, Some(config)) else {
+        return;
+    };
     let login = |user: &'static str, password: &'static str| {
         let conn = format!(
             "host=127.0.0.1 port={} user={user} password={password} dbname=mycelium",
@@ -430,9 +476,10 @@ async fn current_user_is_the_session_user() {
 /// A client that disconnects right after a statement inside a transaction: its node connection
 /// must not go back to the pool with the transaction open, where the next client's statements
 /// (and COMMIT) would join it.
-#[tokio::test]
-async fn a_client_gone_mid_transaction_leaves_nothing_behind() {
-    let cluster = Cluster::start();
+async fn a_client_gone_mid_transaction_leaves_nothing_behind(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
     let setup = cluster.connect().await;
     setup
         .batch_execute("CREATE TABLE left_behind (id int PRIMARY KEY)")
