@@ -255,6 +255,9 @@ impl Pool {
             };
             attempt += 1;
             if attempt >= attempts {
+                // Callers choosing between peers (a proxy failing a read over to another
+                // copy) should not wait for the next heartbeat to learn it.
+                peer.mark(DOWN, Some(&error));
                 return Err(NetworkError::PeerDown {
                     peer: peer.name.clone(),
                     attempts,

@@ -828,7 +828,23 @@ impl Session {
     ) -> Result<Finished, ProxyError> {
         match target {
             Target::One(node) => {
-                match self.run_on(node, &request, output, writes).await {
+                let answer_mark = (self.conn.flushes, self.conn.out.len());
+                let mut result = self.run_on(node, &request, output, writes).await;
+                // A read outside a transaction that found its node gone, before anything went
+                // to the client, is tried once more on the copy chosen now.
+                if let Err(ProxyError::Db(db)) = &result
+                    && db.code == "08006"
+                    && !writes
+                    && self.status == TxnStatus::Idle
+                    && self.conn.flushes == answer_mark.0
+                    && let Ok((Target::One(other), false)) = self.target(&request)
+                    && other != node
+                {
+                    tracing::info!(from = %self.node_name(node), to = %self.node_name(other), "read failed over");
+                    self.conn.out.truncate(answer_mark.1);
+                    result = self.run_on(other, &request, output, writes).await;
+                }
+                match result {
                     // Only a lost node is worth the work of naming its shards.
                     Err(ProxyError::Db(mut db)) if db.code == "08006" => {
                         if let Some(shards) = self.shard_context(&request) {

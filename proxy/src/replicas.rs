@@ -102,10 +102,12 @@ impl Session {
             .filter_map(|r| cluster.node_index(&r.node))
             .filter(|&node| up(node) && cluster.copy_has_rows(node, primary))
             .collect();
-        let in_transaction = usable
-            .iter()
-            .copied()
-            .find(|&node| self.nodes[node].as_ref().is_some_and(|n| n.in_txn));
+        let in_transaction = usable.iter().copied().find(|&node| {
+            self.nodes
+                .get(node)
+                .and_then(Option::as_ref)
+                .is_some_and(|n| n.in_txn)
+        });
         match in_transaction.or_else(|| usable.first().copied()) {
             Some(node) => Ok(node),
             // Nothing usable: the primary, whose failure names the shard.
