@@ -34,6 +34,7 @@
 //! up again; connections that died with the server are dropped as they are checked out.
 
 mod pool;
+mod replication;
 mod results;
 mod session;
 mod sql;

@@ -57,6 +57,8 @@ use mycelium_replication::{HlcClock, LogError, NodeId, ShardId, SqlValue, WalEnt
 pub(crate) use capture::record;
 pub use log::SqliteShardLog;
 pub(crate) use store::REPLICATION_DDL;
+// The key and clock encodings, shared with the PostgreSQL backend's replication tables.
+pub(crate) use store::{decode_clock, decode_key, encode_clock, encode_key, key_text};
 
 /// Which shard a row belongs to: `(table, columns, row image)` → shard, or `None` when the
 /// table is not replicated. The node computes it from table policies; storage knows nothing

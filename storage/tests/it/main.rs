@@ -6,6 +6,7 @@ mod basic;
 mod cancel;
 mod catalog;
 mod errors;
+mod pg_replication;
 mod pgbench;
 mod postgres;
 mod postgres_results;

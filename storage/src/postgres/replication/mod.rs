@@ -1,0 +1,195 @@
+//! WAL replication for the PostgreSQL backend: the same entries as SQLite nodes
+//! (`crate::replication`), so a shard's copies may live on either backend.
+//!
+//! # Capture
+//!
+//! [`PostgresBackend::enable_replication`] installs, in the node's database:
+//!
+//! - a row trigger `mycelium_capture` (`AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW`)
+//!   and a `BEFORE TRUNCATE` statement trigger on every user table. Each writes whole-row
+//!   images into `mycelium.changes` in the writing transaction, so data and its captured
+//!   change commit (or roll back, or sit in a prepared transaction) together: the row value's
+//!   text (`OLD::text`, `NEW::text`, every column in its type's own output format, printed
+//!   with fixed `TimeZone = UTC`, `DateStyle = ISO`, `extra_float_digits = 1`,
+//!   `bytea_output = hex`), the column names and type OIDs and the primary-key columns as
+//!   the transaction saw them, and `txid_current()`. A write to a table without a primary
+//!   key fails (55000), as on SQLite nodes: its rows could not be identified on a replica.
+//!   A TRUNCATE is captured as the deletes of every row.
+//! - event triggers on `ddl_command_end` and `sql_drop` (`ENABLE ALWAYS`): they install the
+//!   capture triggers on new tables (also on tables created by replayed DDL) and, outside
+//!   replay, record the statement (`current_query()`, once per statement) as a DDL change.
+//!   The proxy sends nodes one statement per message, so that is the statement alone.
+//!   Objects in the `mycelium` schema and named `__mycelium*` are neither captured nor
+//!   recorded.
+//!
+//! Event triggers and `session_replication_role` need a **superuser**: enabling fails with
+//! [`PgReplicationError::NotSuperuser`] otherwise (the node's role needs `SUPERUSER`).
+//!
+//! # Sealing
+//!
+//! [`PostgresReplication::seal`] (the node calls it after each commit and periodically)
+//! turns committed raw changes into [`WalEntry`]s in one transaction per batch, holding an
+//! advisory lock so that one sealer runs at a time: transactions in the order of their last
+//! raw change, which is their commit order wherever it matters (a transaction that writes a
+//! row another one wrote waits for that one's commit, and its row triggers fire after the
+//! wait); each one's changes consolidated per row as a SQLite changeset is (final image,
+//! the key changing as a delete and an insert), split by [`ReplicationIdentity::shard_of`],
+//! with the transaction's DDL (in statement order with its rows) in every shard's entry
+//! and in [`ReplicationIdentity::ddl_shards`]'; then for each shard the next sequence,
+//! version vector and HLC, `record_local` (row clocks, `mycelium.wal`, applied position) and
+//! the raw rows deleted. A prepared transaction's raw rows become visible at COMMIT
+//! PREPARED, and it is sealed then. The entry's transaction id is the distributed
+//! transaction's gid when the session recorded one in `mycelium.txn_gids` (see
+//! [`PostgresReplication::RECORD_GID`]), a random UUID otherwise. `on_commit` is called
+//! for each entry once its batch committed.
+//!
+//! # Applying
+//!
+//! [`PostgresShardLog`] implements `ShardLog` over the tables `mycelium.wal`, `applied`,
+//! `wal_truncated`, `shard_clock`, `row_clocks`, `conflicts` (the columns of SQLite's
+//! `__mycelium_conflicts`; the view `public.__mycelium_conflicts` makes `SHOW MYCELIUM
+//! CONFLICTS` read it unchanged), `ddl_applied` and `snapshot_staging`. Entries are applied
+//! with `SET LOCAL session_replication_role = replica`, which skips the capture triggers
+//! (nothing is re-captured) and foreign-key enforcement, as on SQLite. Pending local
+//! commits are sealed before an apply, a read or a snapshot, so their row clocks count.
+//! DDL runs inside a savepoint and is skipped with a warning when it fails (a SQLite
+//! origin's DDL is SQLite's dialect; nodes normally run the cluster's DDL themselves).
+//! Snapshot schema items are `CREATE TABLE IF NOT EXISTS` with columns, types, NOT NULL and
+//! the primary key.
+//!
+//! # Type mapping
+//!
+//! | PostgreSQL                                   | `SqlValue`                        |
+//! |----------------------------------------------|-----------------------------------|
+//! | `int2`, `int4`, `int8`, `oid`                | `Integer`                         |
+//! | `bool`                                       | `Integer` 1 / 0 (as SQLite stores it) |
+//! | `float4`, `float8`                           | `Real` (NaN and ±Infinity too)    |
+//! | `bytea`                                      | `Blob`                            |
+//! | `numeric`                                    | `Text`, exact (`12.50`)           |
+//! | `timestamptz`                                | `Text` `2024-01-02 03:04:05.5+00` |
+//! | `timestamp`, `date`, `time`                  | `Text` in ISO, as SQLite stores it |
+//! | anything else (text, uuid, json, jsonb, arrays, intervals, enums, domains) | `Text`, the type's output |
+//!
+//! Values are written back as their text (a blob as `bytea`) cast to the column's type,
+//! so every type's own input function reads them: Postgres → Postgres is exact. The text
+//! forms are the ones the SQLite backend stores (timestamps with `+00`, booleans 0/1), so a
+//! SQLite copy holds what its own writes would; a `numeric` arrives on SQLite as text and
+//! its `NUMERIC` column affinity stores it as an integer or a real, as SQLite nodes do.
+//! From SQLite, integers and reals are written through their text (`1` into a `bool`
+//! column is `true`). A `numeric` or `float` primary key is discouraged across backends:
+//! the same key arrives as text from one and as a number from the other.
+//!
+//! Sequences are not replicated: a promoted Postgres copy must move each serial column's
+//! sequence past the column's largest value before it takes writes.
+
+mod db;
+mod log;
+mod seal;
+mod setup;
+mod store;
+mod values;
+
+use std::sync::Arc;
+
+use mycelium_protocol::DbError;
+use mycelium_replication::{LogError, ShardId, WalEntry};
+
+pub use log::PostgresShardLog;
+
+use super::{PostgresBackend, Shared};
+use crate::replication::{ReplicationError, ReplicationIdentity};
+
+/// Errors of replication on a PostgreSQL backend.
+#[derive(Debug, thiserror::Error)]
+pub enum PgReplicationError {
+    #[error("replication storage (PostgreSQL): {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Record(#[from] ReplicationError),
+    #[error("corrupt replication record in {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
+    #[error("table {0} has no primary key: its rows cannot be replicated")]
+    NoPrimaryKey(String),
+    #[error("table {0} does not exist on this node; replay its DDL first")]
+    NoTable(String),
+    #[error("table {table} has no column {column}; replay its DDL first")]
+    NoColumn { table: String, column: String },
+    #[error("snapshot chunk {index} of {shard} arrived without chunk 0")]
+    SnapshotOrder { shard: ShardId, index: u32 },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(
+        "node {node}: replication on PostgreSQL needs a superuser (event triggers, \
+         session_replication_role), but role \"{role}\" is not one: connect as a superuser \
+         or ALTER ROLE {role} SUPERUSER"
+    )]
+    NotSuperuser { node: String, role: String },
+    #[error("the PostgreSQL backend has shut down")]
+    Closed,
+}
+
+impl From<PgReplicationError> for LogError {
+    fn from(e: PgReplicationError) -> LogError {
+        LogError::new(e)
+    }
+}
+
+/// Replication enabled on a PostgreSQL backend: the sealer and the shards' logs. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct PostgresReplication {
+    shared: Arc<Shared>,
+    identity: ReplicationIdentity,
+}
+
+impl std::fmt::Debug for PostgresReplication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresReplication")
+            .field("node", self.identity.node())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// Installs change capture in the database (idempotent: tables, functions, triggers on
+    /// every existing table and the DDL event triggers) and returns the replication handle.
+    /// Needs a superuser role.
+    pub async fn enable_replication(
+        &self,
+        identity: ReplicationIdentity,
+    ) -> Result<PostgresReplication, PgReplicationError> {
+        let node = self.shared.node.clone();
+        db::run(&self.shared, move |db| setup::install(db, &node)).await?;
+        tracing::info!(node = %self.shared.node, database = %self.shared.database,
+            "PostgreSQL change capture enabled");
+        Ok(PostgresReplication {
+            shared: self.shared.clone(),
+            identity,
+        })
+    }
+}
+
+impl PostgresReplication {
+    /// The statement a session runs in a distributed transaction before `PREPARE
+    /// TRANSACTION`, with the transaction's gid as `$1`, so that its entries carry that gid
+    /// as their transaction id (as SQLite nodes' do).
+    pub const RECORD_GID: &'static str = "INSERT INTO mycelium.txn_gids (txid, gid) \
+         VALUES (txid_current(), $1) ON CONFLICT (txid) DO UPDATE SET gid = EXCLUDED.gid";
+
+    /// The `ShardLog` of one shard.
+    pub fn shard_log(&self, shard: ShardId) -> PostgresShardLog {
+        PostgresShardLog::new(self.clone(), shard)
+    }
+
+    /// Turns every committed transaction's captured changes into WAL entries and returns
+    /// them in commit order (after calling `on_commit` for each). Call it after each local
+    /// commit (COMMIT, COMMIT PREPARED, autocommit writes) and periodically (writes that did
+    /// not come through a session); concurrent calls take turns.
+    pub async fn seal(&self) -> Result<Vec<WalEntry>, PgReplicationError> {
+        let identity = self.identity.clone();
+        db::run(&self.shared, move |db| seal::seal(db, &identity)).await
+    }
+}

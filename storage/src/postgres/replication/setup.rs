@@ -1,0 +1,270 @@
+//! The `mycelium` schema's replication tables, the capture triggers and their installation.
+
+use super::PgReplicationError;
+use super::db::Db;
+
+/// Tables and view; run with `session_replication_role = replica` so that the DDL event
+/// trigger (when it exists already) does not record them.
+const TABLES: &str = r"
+CREATE SCHEMA IF NOT EXISTS mycelium;
+CREATE TABLE IF NOT EXISTS mycelium.changes (
+    id bigserial PRIMARY KEY,
+    txid bigint NOT NULL,
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    op text NOT NULL,
+    columns text[],
+    types oid[],
+    key_columns text[],
+    old_row text,
+    new_row text,
+    ddl text,
+    stmt_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS changes_txid ON mycelium.changes (txid);
+CREATE TABLE IF NOT EXISTS mycelium.txn_gids (
+    txid bigint PRIMARY KEY,
+    gid text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mycelium.wal (
+    pos bigserial PRIMARY KEY,
+    shard_table text NOT NULL,
+    shard bigint NOT NULL,
+    origin text NOT NULL,
+    sequence bigint NOT NULL,
+    entry bytea NOT NULL,
+    UNIQUE (shard_table, shard, origin, sequence)
+);
+CREATE TABLE IF NOT EXISTS mycelium.applied (
+    shard_table text NOT NULL,
+    shard bigint NOT NULL,
+    origin text NOT NULL,
+    sequence bigint NOT NULL,
+    PRIMARY KEY (shard_table, shard, origin)
+);
+CREATE TABLE IF NOT EXISTS mycelium.wal_truncated (
+    shard_table text NOT NULL,
+    shard bigint NOT NULL,
+    origin text NOT NULL,
+    through bigint NOT NULL,
+    PRIMARY KEY (shard_table, shard, origin)
+);
+CREATE TABLE IF NOT EXISTS mycelium.shard_clock (
+    shard_table text NOT NULL,
+    shard bigint NOT NULL,
+    hlc_ms bigint NOT NULL,
+    hlc_logical bigint NOT NULL,
+    hlc_node text NOT NULL,
+    PRIMARY KEY (shard_table, shard)
+);
+CREATE TABLE IF NOT EXISTS mycelium.row_clocks (
+    table_name text NOT NULL,
+    key bytea NOT NULL,
+    shard_table text NOT NULL,
+    shard bigint NOT NULL,
+    clock bytea NOT NULL,
+    PRIMARY KEY (table_name, key)
+);
+CREATE INDEX IF NOT EXISTS row_clocks_shard ON mycelium.row_clocks (shard_table, shard);
+CREATE TABLE IF NOT EXISTS mycelium.conflicts (
+    table_name text NOT NULL,
+    key bytea NOT NULL,
+    key_text text NOT NULL,
+    first_origin text NOT NULL,
+    first_sequence bigint NOT NULL,
+    first_epoch bigint NOT NULL,
+    first_hlc_ms bigint NOT NULL,
+    first_hlc_logical bigint NOT NULL,
+    second_origin text NOT NULL,
+    second_sequence bigint NOT NULL,
+    second_epoch bigint NOT NULL,
+    second_hlc_ms bigint NOT NULL,
+    second_hlc_logical bigint NOT NULL,
+    winner text NOT NULL,
+    shard_table text NOT NULL,
+    shard bigint NOT NULL,
+    recorded_at_ms bigint NOT NULL,
+    PRIMARY KEY (table_name, key, first_origin, second_origin)
+);
+CREATE OR REPLACE VIEW public.__mycelium_conflicts AS SELECT * FROM mycelium.conflicts;
+CREATE TABLE IF NOT EXISTS mycelium.ddl_applied (
+    origin text NOT NULL,
+    txn_id text NOT NULL,
+    idx bigint NOT NULL,
+    PRIMARY KEY (origin, txn_id, idx)
+);
+CREATE INDEX IF NOT EXISTS ddl_applied_txn ON mycelium.ddl_applied (txn_id, idx);
+CREATE TABLE IF NOT EXISTS mycelium.snapshot_staging (
+    shard_table text NOT NULL,
+    shard bigint NOT NULL,
+    idx bigint NOT NULL,
+    chunk bytea NOT NULL,
+    PRIMARY KEY (shard_table, shard, idx)
+);
+";
+
+/// The capture functions. Each fixes the output settings it prints values with, whatever the
+/// writing session set, so the sealer always parses the same formats.
+const FUNCTIONS: &str = r"
+CREATE OR REPLACE FUNCTION mycelium.row_shape(rel oid, OUT cols text[], OUT typs oid[],
+    OUT keys text[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $f$
+BEGIN
+    SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.atttypid ORDER BY a.attnum)
+      INTO cols, typs
+      FROM pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
+    SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+      INTO keys
+      FROM pg_index i
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
+     WHERE i.indrelid = rel AND i.indisprimary;
+    IF keys IS NULL THEN
+        RAISE EXCEPTION 'table % has no primary key: its rows cannot be replicated',
+            rel::regclass USING ERRCODE = '55000', HINT = 'add a primary key to the table';
+    END IF;
+END
+$f$;
+
+CREATE OR REPLACE FUNCTION mycelium.capture_row() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY'
+SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex'
+AS $f$
+DECLARE
+    shape record;
+BEGIN
+    SELECT * INTO shape FROM mycelium.row_shape(TG_RELID);
+    INSERT INTO mycelium.changes
+        (txid, schema_name, table_name, op, columns, types, key_columns, old_row, new_row)
+    VALUES (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, left(TG_OP, 1), shape.cols,
+        shape.typs, shape.keys,
+        CASE WHEN TG_OP <> 'INSERT' THEN OLD::text END,
+        CASE WHEN TG_OP <> 'DELETE' THEN NEW::text END);
+    RETURN NULL;
+END
+$f$;
+
+CREATE OR REPLACE FUNCTION mycelium.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY'
+SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex'
+AS $f$
+DECLARE
+    shape record;
+BEGIN
+    SELECT * INTO shape FROM mycelium.row_shape(TG_RELID);
+    EXECUTE format('INSERT INTO mycelium.changes '
+        '(txid, schema_name, table_name, op, columns, types, key_columns, old_row) '
+        'SELECT txid_current(), $1, $2, ''D'', $3, $4, $5, t::text FROM %s t',
+        TG_RELID::regclass)
+    USING TG_TABLE_SCHEMA, TG_TABLE_NAME, shape.cols, shape.typs, shape.keys;
+    RETURN NULL;
+END
+$f$;
+
+CREATE OR REPLACE FUNCTION mycelium.is_replicated(schema_name text, identity text)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$
+    SELECT coalesce(schema_name NOT IN ('mycelium', 'pg_catalog', 'information_schema')
+        AND schema_name NOT LIKE 'pg\_%', true)
+        AND coalesce(identity NOT LIKE '%\_\_mycelium%', true)
+$f$;
+
+CREATE OR REPLACE FUNCTION mycelium.install_capture(rel oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $f$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'mycelium_capture')
+    THEN
+        EXECUTE format('CREATE TRIGGER mycelium_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+            'FOR EACH ROW EXECUTE FUNCTION mycelium.capture_row()', rel::regclass);
+        EXECUTE format('CREATE TRIGGER mycelium_capture_truncate BEFORE TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION mycelium.capture_truncate()', rel::regclass);
+    END IF;
+END
+$f$;
+
+CREATE OR REPLACE FUNCTION mycelium.capture_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $f$
+DECLARE
+    r record;
+    replicated boolean := false;
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        SELECT bool_or(mycelium.is_replicated(d.schema_name, d.object_identity))
+          INTO replicated
+          FROM pg_event_trigger_dropped_objects() d WHERE d.original;
+    ELSE
+        FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+            IF r.in_extension OR NOT mycelium.is_replicated(r.schema_name, r.object_identity)
+            THEN
+                CONTINUE;
+            END IF;
+            replicated := true;
+            IF r.object_type = 'table'
+               AND r.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') THEN
+                PERFORM mycelium.install_capture(r.objid);
+            END IF;
+        END LOOP;
+    END IF;
+    IF coalesce(replicated, false)
+       AND current_setting('session_replication_role') <> 'replica'
+       AND NOT EXISTS (SELECT 1 FROM mycelium.changes
+                        WHERE txid = txid_current() AND op = 'S'
+                          AND stmt_at = statement_timestamp() AND ddl = current_query()) THEN
+        INSERT INTO mycelium.changes (txid, schema_name, table_name, op, ddl, stmt_at)
+        VALUES (txid_current(), '', '', 'S', current_query(), statement_timestamp());
+    END IF;
+END
+$f$;
+";
+
+/// The event triggers: created once, enabled `ALWAYS` so that replayed DDL (applied with
+/// `session_replication_role = replica`) still gets capture triggers on its new tables.
+const EVENT_TRIGGERS: &str = r"
+DO $d$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'mycelium_ddl') THEN
+        CREATE EVENT TRIGGER mycelium_ddl ON ddl_command_end
+            EXECUTE FUNCTION mycelium.capture_ddl();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'mycelium_drop') THEN
+        CREATE EVENT TRIGGER mycelium_drop ON sql_drop EXECUTE FUNCTION mycelium.capture_ddl();
+    END IF;
+END
+$d$;
+ALTER EVENT TRIGGER mycelium_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER mycelium_drop ENABLE ALWAYS;
+";
+
+/// Capture triggers on every table that already exists.
+const INSTALL_EXISTING: &str = r"
+SELECT mycelium.install_capture(c.oid)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+   AND mycelium.is_replicated(n.nspname, n.nspname || '.' || c.relname)
+   AND n.nspname NOT LIKE 'pg\_temp%'
+";
+
+/// Creates (or updates) everything capture needs, in one transaction. Needs a superuser.
+pub(super) fn install(db: &Db<'_>, node: &str) -> Result<(), PgReplicationError> {
+    let row = db.query_one(
+        "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
+        &[],
+    )?;
+    let role: String = row.try_get(0)?;
+    let superuser: bool = row.try_get(1)?;
+    if !superuser {
+        return Err(PgReplicationError::NotSuperuser {
+            node: node.to_owned(),
+            role,
+        });
+    }
+    db.transaction(|db| {
+        db.batch("SET LOCAL session_replication_role = replica")?;
+        db.batch(TABLES)?;
+        db.batch(FUNCTIONS)?;
+        db.batch(EVENT_TRIGGERS)?;
+        db.query(INSTALL_EXISTING, &[])?;
+        Ok(())
+    })
+}
