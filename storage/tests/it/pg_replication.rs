@@ -21,9 +21,8 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::util::ok;
 
-/// The statement a session runs before PREPARE TRANSACTION (`PostgresReplication::RECORD_GID`).
-const RECORD_GID: &str = "INSERT INTO mycelium.txn_gids (txid, gid) VALUES (txid_current(), $1) \
-     ON CONFLICT (txid) DO UPDATE SET gid = EXCLUDED.gid";
+/// What a session runs before PREPARE TRANSACTION (`PostgresReplication::NOTE_GID`).
+const NOTE_GID: &str = "SELECT pg_catalog.set_config('mycelium.gid', $1, true)";
 
 /// `items` is split in two shards by `id`; every other table is one shard.
 fn shard_of(table: &str, columns: &[String], row: &[SqlValue]) -> Option<ShardId> {
@@ -263,13 +262,19 @@ async fn pg_workload(node: &PgNode) {
          UPDATE items SET name = 'x2', at = now() WHERE name = 'x'; \
          INSERT INTO notes VALUES (1, 'gone'); DELETE FROM notes WHERE id = 1; \
          INSERT INTO notes VALUES (2, 'kept'), (3, 'e''s \"quoted\", (x)'); \
-         UPDATE items SET id = 100 WHERE id = 4; COMMIT",
+         UPDATE items SET id = 101 WHERE id = 4; COMMIT",
     )
     .await;
     node.sql(ADD_NOTE).await;
     node.sql("UPDATE items SET note = NULL WHERE id = 1").await;
     node.sql(
         "INSERT INTO notes VALUES (4, 'four'); TRUNCATE notes; INSERT INTO notes VALUES (5, '')",
+    )
+    .await;
+    // A decider's transaction: its commit record names the gid.
+    node.sql(
+        "BEGIN; INSERT INTO notes VALUES (9, 'decided'); INSERT INTO mycelium.txn_records \
+         (gid, state, participants) VALUES ('gid-2', 'committed', ''); COMMIT",
     )
     .await;
     node.sql(FLOATS).await;
@@ -280,7 +285,7 @@ async fn pg_workload(node: &PgNode) {
     .await;
     node.sql("BEGIN; INSERT INTO items (name, r) VALUES ('prepared', 1.5)")
         .await;
-    node.client.execute(RECORD_GID, &[&"gid-1"]).await.unwrap();
+    node.client.execute(NOTE_GID, &[&"gid-1"]).await.unwrap();
     node.sql("PREPARE TRANSACTION 'gid-1'").await;
 }
 
@@ -309,6 +314,12 @@ async fn postgres_primary_to_postgres_and_sqlite() {
             .iter()
             .any(|c| matches!(c, Change::Ddl(sql) if sql.starts_with("ALTER TABLE")))
     }));
+    assert!(
+        sealed
+            .iter()
+            .any(|e| e.txn_id == "gid-2" && e.shard == ShardId::new("notes", 0)),
+        "{sealed:?}"
+    );
     primary.sql("COMMIT PREPARED 'gid-1'").await;
     let sealed_2pc = (primary.seal)().await;
     assert_eq!(sealed_2pc.len(), 1, "{sealed_2pc:?}");
@@ -540,4 +551,37 @@ async fn tables_without_primary_key_refuse_writes() {
     node.sql("INSERT INTO loose VALUES (1)").await;
     let entries = (node.seal)().await;
     assert!(entries.iter().any(|e| e.row_count() == 1), "{entries:?}");
+}
+
+/// Runs `sql` on `node` as a participant of distributed transaction `gid`.
+async fn distributed(node: &PgNode, name: &str, gid: &str, sql: &str) {
+    node.sql(&format!("BEGIN; {sql}")).await;
+    node.client.execute(NOTE_GID, &[&gid]).await.unwrap();
+    node.sql(&format!("PREPARE TRANSACTION '{gid}@{name}'"))
+        .await;
+    node.sql(&format!("COMMIT PREPARED '{gid}@{name}'")).await;
+}
+
+#[tokio::test]
+async fn distributed_ddl_runs_once() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let a = PgNode::open(&pg, "node_a").await;
+    let b = PgNode::open(&pg, "node_b").await;
+    // The proxy runs DDL on every node in one distributed transaction.
+    for (node, name) in [(&a, "a"), (&b, "b")] {
+        distributed(node, name, "ddl-1", NOTES).await;
+        distributed(node, name, "ddl-2", "DROP TABLE notes").await;
+        (node.seal)().await;
+    }
+    b.sql(NOTES).await;
+    b.sql("INSERT INTO notes VALUES (1, 'kept')").await;
+    (b.seal)().await;
+    // a's copies of ddl-1 and ddl-2 are not run again on b: its new table stays.
+    ship(&a.log, &b.log).await;
+    assert_eq!(
+        b.rows("SELECT * FROM notes").await,
+        vec![vec![Some("1".to_owned()), Some("kept".to_owned())]]
+    );
 }

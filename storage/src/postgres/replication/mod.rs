@@ -39,9 +39,12 @@
 //! version vector and HLC, `record_local` (row clocks, `mycelium.wal`, applied position) and
 //! the raw rows deleted. A prepared transaction's raw rows become visible at COMMIT
 //! PREPARED, and it is sealed then. The entry's transaction id is the distributed
-//! transaction's gid when the session recorded one in `mycelium.txn_gids` (see
-//! [`PostgresReplication::RECORD_GID`]), a random UUID otherwise. `on_commit` is called
-//! for each entry once its batch committed.
+//! transaction's gid (as on SQLite nodes, so that a node that ran the same distributed DDL
+//! itself does not run it again): the decider's is taken from its `mycelium.txn_records`
+//! row, written in the deciding transaction; a participant's from the `mycelium.gid`
+//! setting its session sets before `PREPARE TRANSACTION` ([`PostgresReplication::NOTE_GID`]),
+//! read by a deferred trigger that fires at PREPARE. Other transactions get a random UUID.
+//! `on_commit` is called for each entry once its batch committed.
 //!
 //! # Applying
 //!
@@ -173,11 +176,11 @@ impl PostgresBackend {
 }
 
 impl PostgresReplication {
-    /// The statement a session runs in a distributed transaction before `PREPARE
+    /// The statement a session runs in a distributed transaction just before `PREPARE
     /// TRANSACTION`, with the transaction's gid as `$1`, so that its entries carry that gid
-    /// as their transaction id (as SQLite nodes' do).
-    pub const RECORD_GID: &'static str = "INSERT INTO mycelium.txn_gids (txid, gid) \
-         VALUES (txid_current(), $1) ON CONFLICT (txid) DO UPDATE SET gid = EXCLUDED.gid";
+    /// as their transaction id. Harmless where replication is off (it sets a setting local
+    /// to the transaction).
+    pub const NOTE_GID: &'static str = "SELECT pg_catalog.set_config('mycelium.gid', $1, true)";
 
     /// The `ShardLog` of one shard.
     pub fn shard_log(&self, shard: ShardId) -> PostgresShardLog {

@@ -364,6 +364,14 @@ fn seal_batch(
         "DELETE FROM mycelium.txn_gids WHERE txid = ANY ($1)",
         &[&txids],
     )?;
+    // Gids of transactions that ended before this statement's snapshot without a change to
+    // seal (a decider that wrote no replicated row, a rollback).
+    db.execute(
+        "DELETE FROM mycelium.txn_gids g \
+         WHERE g.txid < txid_snapshot_xmin(txid_current_snapshot()) \
+         AND NOT EXISTS (SELECT 1 FROM mycelium.changes c WHERE c.txid = g.txid)",
+        &[],
+    )?;
     let more = i64::try_from(txids.len()).unwrap_or(i64::MAX) >= TXNS_PER_BATCH;
     Ok((entries, more))
 }

@@ -163,6 +163,30 @@ BEGIN
 END
 $f$;
 
+CREATE OR REPLACE FUNCTION mycelium.note_gid() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $f$
+DECLARE
+    gid text := current_setting('mycelium.gid', true);
+BEGIN
+    IF coalesce(gid, '') <> '' THEN
+        INSERT INTO mycelium.txn_gids (txid, gid) VALUES (NEW.txid, gid)
+            ON CONFLICT (txid) DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$f$;
+
+CREATE OR REPLACE FUNCTION mycelium.note_decision() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $f$
+BEGIN
+    IF NEW.state = 'committed' THEN
+        INSERT INTO mycelium.txn_gids (txid, gid) VALUES (txid_current(), NEW.gid)
+            ON CONFLICT (txid) DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$f$;
+
 CREATE OR REPLACE FUNCTION mycelium.is_replicated(schema_name text, identity text)
 RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$
     SELECT coalesce(schema_name NOT IN ('mycelium', 'pg_catalog', 'information_schema')
@@ -236,6 +260,27 @@ ALTER EVENT TRIGGER mycelium_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER mycelium_drop ENABLE ALWAYS;
 ";
 
+/// Where a transaction's distributed gid comes from: the `mycelium.gid` setting a
+/// participant sets before `PREPARE TRANSACTION` (read by a deferred trigger, which fires at
+/// PREPARE), or the decider's commit record, written in the deciding transaction.
+const GID_TRIGGERS: &str = r"
+DO $d$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgrelid = 'mycelium.changes'::regclass AND tgname = 'mycelium_gid') THEN
+        CREATE CONSTRAINT TRIGGER mycelium_gid AFTER INSERT ON mycelium.changes
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mycelium.note_gid();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgrelid = 'mycelium.txn_records'::regclass
+                      AND tgname = 'mycelium_decision') THEN
+        CREATE TRIGGER mycelium_decision AFTER INSERT ON mycelium.txn_records
+            FOR EACH ROW EXECUTE FUNCTION mycelium.note_decision();
+    END IF;
+END
+$d$;
+";
+
 /// Capture triggers on every table that already exists.
 const INSTALL_EXISTING: &str = r"
 SELECT mycelium.install_capture(c.oid)
@@ -264,6 +309,7 @@ pub(super) fn install(db: &Db<'_>, node: &str) -> Result<(), PgReplicationError>
         db.batch(TABLES)?;
         db.batch(FUNCTIONS)?;
         db.batch(EVENT_TRIGGERS)?;
+        db.batch(GID_TRIGGERS)?;
         db.query(INSTALL_EXISTING, &[])?;
         Ok(())
     })
