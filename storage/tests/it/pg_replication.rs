@@ -63,6 +63,7 @@ struct PgNode {
     client: tokio_postgres::Client,
     seal: Box<dyn Fn() -> BoxFuture<'static, Vec<WalEntry>> + Send + Sync>,
     log: Box<dyn Fn(ShardId) -> Box<dyn ShardLog> + Send + Sync>,
+    advance_sequences: Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
     committed: Arc<Mutex<Vec<WalEntry>>>,
 }
 
@@ -79,6 +80,7 @@ impl PgNode {
             .await
             .unwrap();
         let sealer = replication.clone();
+        let promoted = replication.clone();
         let (client, connection) = tokio_postgres::connect(&pg.url(name), tokio_postgres::NoTls)
             .await
             .unwrap();
@@ -97,6 +99,10 @@ impl PgNode {
                 Box::pin(async move { sealer.seal().await.unwrap() })
             }),
             log: Box::new(move |shard| Box::new(replication.shard_log(shard))),
+            advance_sequences: Box::new(move || {
+                let promoted = promoted.clone();
+                Box::pin(async move { promoted.advance_sequences().await.unwrap() })
+            }),
             committed,
         }
     }
@@ -384,6 +390,17 @@ async fn postgres_primary_to_postgres_and_sqlite() {
         sqlite.rows("SELECT * FROM notes ORDER BY id").await,
         primary.rows("SELECT * FROM notes ORDER BY id").await
     );
+    // Promoted, the replica's serial column continues after the replicated rows.
+    (replica.advance_sequences)().await;
+    let next = replica
+        .rows("INSERT INTO items (name) VALUES ('on replica') RETURNING id")
+        .await;
+    let top = primary.rows("SELECT max(id) + 1 FROM items").await;
+    assert_eq!(next, top);
+    replica
+        .sql("DELETE FROM items WHERE name = 'on replica'")
+        .await;
+    assert_eq!((replica.seal)().await.len(), 2);
 }
 
 #[tokio::test]

@@ -82,8 +82,9 @@
 //! column is `true`). A `numeric` or `float` primary key is discouraged across backends:
 //! the same key arrives as text from one and as a number from the other.
 //!
-//! Sequences are not replicated: a promoted Postgres copy must move each serial column's
-//! sequence past the column's largest value before it takes writes.
+//! Sequences are not replicated (rows carry the values they drew): a copy about to take
+//! writes (a promotion) calls [`PostgresReplication::advance_sequences`], which moves each
+//! serial or identity column's sequence past the column's largest value.
 
 mod db;
 mod log;
@@ -146,6 +147,9 @@ impl From<PgReplicationError> for LogError {
 pub struct PostgresReplication {
     shared: Arc<Shared>,
     identity: ReplicationIdentity,
+    /// Sealers of this process take turns here rather than each holding a pooled
+    /// connection while it waits for the database's advisory lock.
+    sealing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for PostgresReplication {
@@ -171,6 +175,7 @@ impl PostgresBackend {
         Ok(PostgresReplication {
             shared: self.shared.clone(),
             identity,
+            sealing: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 }
@@ -192,7 +197,21 @@ impl PostgresReplication {
     /// commit (COMMIT, COMMIT PREPARED, autocommit writes) and periodically (writes that did
     /// not come through a session); concurrent calls take turns.
     pub async fn seal(&self) -> Result<Vec<WalEntry>, PgReplicationError> {
+        let _turn = self.sealing.lock().await;
         let identity = self.identity.clone();
         db::run(&self.shared, move |db| seal::seal(db, &identity)).await
+    }
+
+    /// Moves the sequence of every serial and identity column past the largest value the
+    /// column holds, so that a copy that applied other nodes' rows can take writes (call it
+    /// when the node becomes a shard's primary).
+    pub async fn advance_sequences(&self) -> Result<(), PgReplicationError> {
+        db::run(&self.shared, |db| {
+            db.transaction(|db| {
+                db.query("SELECT mycelium.advance_sequences()", &[])?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

@@ -187,6 +187,33 @@ BEGIN
 END
 $f$;
 
+CREATE OR REPLACE FUNCTION mycelium.advance_sequences() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog AS $f$
+DECLARE
+    r record;
+    top bigint;
+    current bigint;
+BEGIN
+    FOR r IN
+        SELECT s.oid::regclass AS seq, t.oid::regclass AS tbl, a.attname AS col
+          FROM pg_depend d
+          JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+          JOIN pg_class t ON t.oid = d.refobjid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.deptype IN ('a', 'i')
+           AND mycelium.is_replicated(n.nspname, n.nspname || '.' || t.relname)
+    LOOP
+        EXECUTE format('SELECT max(%I)::bigint FROM %s', r.col, r.tbl) INTO top;
+        EXECUTE format('SELECT last_value FROM %s', r.seq) INTO current;
+        IF top IS NOT NULL AND top >= current THEN
+            PERFORM setval(r.seq, top);
+        END IF;
+    END LOOP;
+END
+$f$;
+
 CREATE OR REPLACE FUNCTION mycelium.is_replicated(schema_name text, identity text)
 RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$
     SELECT coalesce(schema_name NOT IN ('mycelium', 'pg_catalog', 'information_schema')
