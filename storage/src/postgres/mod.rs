@@ -11,7 +11,12 @@
 //! `bytea_output=hex`), because the proxy answers SET itself and never forwards it.
 //!
 //! **Statements** go to Postgres untouched: no dialect rewriting, parameters bound as the
-//! client's raw bytes in the client's format. tokio-postgres always asks for binary results;
+//! client's raw bytes in the client's format. A text a connection has not run before goes as
+//! the unnamed statement, Parse to Execute in one round trip (its columns come with the first
+//! row; a statement that can return rows but returned none is described afterwards); a text
+//! that repeats (`SELECT`, DML) is prepared as a named statement and kept in the cache, and
+//! runs in one round trip from then on. Texts full of literals (the simple protocol) thus
+//! cost one round trip and leave nothing prepared on the server. tokio-postgres always asks for binary results;
 //! a column the client wants in binary is copied as is, one it wants in text is transcoded
 //! (`results.rs`): with the protocol's value codec for the common scalar types, with exact
 //! code for `numeric` (display scale kept), arrays, `int2vector`/`oidvector` and records, and

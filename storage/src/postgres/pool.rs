@@ -3,6 +3,8 @@
 //! connection succeeds again.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,11 +19,23 @@ pub(crate) type Pooled = bb8::PooledConnection<'static, Manager>;
 pub(crate) struct Conn {
     pub client: Client,
     cache: StatementCache,
+    seen: SeenTexts,
     /// Set when the connection must not be reused (its transaction state is unknown).
     pub broken: bool,
 }
 
 impl Conn {
+    /// The cached statement for `sql` with these parameter types.
+    pub fn cached(&mut self, sql: &str, param_types: &[u32]) -> Option<Statement> {
+        self.cache.get(sql, param_types)
+    }
+
+    /// Whether `sql` with these parameter types ran on this connection before without a
+    /// cached statement (and is worth one now); remembers it when not.
+    pub fn repeated(&mut self, sql: &str, param_types: &[u32]) -> bool {
+        self.seen.check(sql, param_types)
+    }
+
     /// The prepared statement for `sql` with these parameter types, from the cache when it
     /// is there; `cache` says whether to keep a new one.
     pub async fn prepare(
@@ -50,14 +64,70 @@ impl Conn {
 /// A tokio-postgres type for an OID: the built-in one, or a stand-in that only carries the
 /// OID (which is all a Parse message needs; 0 lets Postgres infer the type).
 pub(crate) fn type_for_oid(oid: u32) -> Type {
-    Type::from_oid(oid).unwrap_or_else(|| {
-        Type::new(
-            format!("oid_{oid}"),
-            oid,
-            tokio_postgres::types::Kind::Simple,
-            "pg_catalog".to_owned(),
-        )
-    })
+    static UNSPECIFIED: LazyLock<Type> = LazyLock::new(|| stand_in(0));
+    if oid == 0 {
+        return UNSPECIFIED.clone();
+    }
+    Type::from_oid(oid).unwrap_or_else(|| stand_in(oid))
+}
+
+fn stand_in(oid: u32) -> Type {
+    Type::new(
+        format!("oid_{oid}"),
+        oid,
+        tokio_postgres::types::Kind::Simple,
+        "pg_catalog".to_owned(),
+    )
+}
+
+/// Statement texts run once on a connection without a cached statement, so that the second
+/// run prepares and caches one: a fixed table of hashes of (text, parameter types). A
+/// collision forgets a text (it is cached on a later repeat) or caches one a run early; both
+/// only cost a round trip.
+struct SeenTexts {
+    slots: Box<[u64]>,
+}
+
+/// Most slots a connection's table of seen texts has (32 KiB).
+const MAX_SEEN_SLOTS: usize = 4096;
+
+impl SeenTexts {
+    /// Room for about twice the statements the cache keeps; none when nothing is cached.
+    fn new(cache_capacity: usize) -> SeenTexts {
+        let slots = if cache_capacity == 0 {
+            0
+        } else {
+            cache_capacity
+                .saturating_mul(2)
+                .clamp(64, MAX_SEEN_SLOTS)
+                .next_power_of_two()
+        };
+        SeenTexts {
+            slots: vec![0; slots].into_boxed_slice(),
+        }
+    }
+
+    /// True when the text was seen (and forgets it: it is about to be cached); else
+    /// remembers it.
+    fn check(&mut self, sql: &str, param_types: &[u32]) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let mut hasher = DefaultHasher::new();
+        sql.hash(&mut hasher);
+        param_types.hash(&mut hasher);
+        // 0 marks an empty slot.
+        let fingerprint = hasher.finish() | 1;
+        let index = (fingerprint >> 32) as usize & (self.slots.len() - 1);
+        let slot = &mut self.slots[index];
+        if *slot == fingerprint {
+            *slot = 0;
+            true
+        } else {
+            *slot = fingerprint;
+            false
+        }
+    }
 }
 
 /// A cached statement: its parameter types, the statement, when it was last used.
@@ -156,6 +226,7 @@ impl Manager {
                 tick: 0,
                 entries: HashMap::new(),
             },
+            seen: SeenTexts::new(self.cache_size),
             broken: false,
         })
     }

@@ -14,10 +14,10 @@ use futures::StreamExt;
 use mycelium_protocol::{Column, DataRowsBuilder, DbError, Execute, Format, Reply, ReplySource};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
-use tokio_postgres::{CancelToken, NoTls, Row, RowStream, Statement};
+use tokio_postgres::{NoTls, Row, RowStream, Statement};
 
 use super::Shared;
-use super::pool::{Conn, Pooled};
+use super::pool::{Conn, Pooled, type_for_oid};
 use super::sql;
 use super::transcode::{self, Plan, Printed, Wanted};
 
@@ -114,14 +114,24 @@ pub(crate) async fn describe_columns(
     Ok(out)
 }
 
-/// A prepared statement waiting for its first read to run.
+/// A statement waiting for its first read to run.
 pub(crate) struct Start {
     pub request: Execute,
-    pub statement: Statement,
-    /// The statement came from the connection's cache.
-    pub cached: bool,
-    /// Keep a re-prepared statement in the cache.
-    pub keep: bool,
+    pub how: How,
+}
+
+/// How a statement runs.
+pub(crate) enum How {
+    /// Through a named prepared statement.
+    Prepared {
+        statement: Statement,
+        /// The statement came from the connection's cache.
+        cached: bool,
+        /// Keep a re-prepared statement in the cache.
+        keep: bool,
+    },
+    /// As the unnamed statement: Parse, Bind, Describe, Execute in one round trip.
+    Unnamed,
 }
 
 /// A cached statement whose result columns changed under it (DDL since it was prepared).
@@ -140,7 +150,8 @@ pub(crate) struct Running {
     pub hold: Option<Hold>,
     pub start: Option<Start>,
     pub rows: Option<Pin<Box<RowStream>>>,
-    pub cancel: CancelToken,
+    /// The first row, read early for its columns (an unnamed statement's description).
+    pub first: Option<Row>,
     /// Sent before the first row when the statement returns rows.
     pub columns: Option<Arc<[Column]>>,
     pub plans: Vec<Plan>,
@@ -157,17 +168,29 @@ pub(crate) struct Running {
 impl Running {
     /// Binds and executes the statement; on success the columns are ready to send.
     async fn begin(&mut self, start: Start) -> Result<(), DbError> {
-        let Start {
-            request,
-            mut statement,
-            cached,
-            keep,
-        } = start;
+        let Start { request, how } = start;
+        match how {
+            How::Prepared {
+                statement,
+                cached,
+                keep,
+            } => self.begin_prepared(request, statement, cached, keep).await,
+            How::Unnamed => self.begin_unnamed(request).await,
+        }
+    }
+
+    async fn begin_prepared(
+        &mut self,
+        request: Execute,
+        mut statement: Statement,
+        cached: bool,
+        keep: bool,
+    ) -> Result<(), DbError> {
         let in_txn = self.txn_failed.is_some();
         let mut retried = false;
         let rows = loop {
             let Some(hold) = self.hold.as_mut() else {
-                return Err(DbError::new("XX000", "the statement lost its connection"));
+                return Err(lost_connection());
             };
             let params = raw_params(&request.params, &request.param_formats);
             let result = hold
@@ -199,26 +222,99 @@ impl Running {
             }
         };
         self.rows = Some(Box::pin(rows));
-        if !statement.columns().is_empty() {
+        self.describe_result(statement.columns(), &request).await
+    }
+
+    /// Runs the statement as the unnamed one. Its description comes with the rows: the
+    /// first row carries the columns; a statement that can return rows but returned none is
+    /// described afterwards (Parse and Describe only: nothing runs twice).
+    async fn begin_unnamed(&mut self, request: Execute) -> Result<(), DbError> {
+        let Some(hold) = self.hold.as_mut() else {
+            return Err(lost_connection());
+        };
+        let params = raw_params(&request.params, &request.param_formats);
+        let typed = params.iter().enumerate().map(|(i, param)| {
+            let oid = request.param_types.get(i).copied().unwrap_or(0);
+            (param as &dyn ToSql, type_for_oid(oid))
+        });
+        let result = hold
+            .conn()
+            .client
+            .query_typed_raw(&request.sql, typed)
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.fail(&e)),
+        };
+        let mut rows = Box::pin(rows);
+        let first = rows.next().await;
+        self.rows = Some(rows);
+        match first {
+            Some(Ok(row)) => {
+                let result = self.describe_result(row.columns(), &request).await;
+                self.first = Some(row);
+                result
+            }
+            Some(Err(e)) => Err(self.fail(&e)),
+            None => {
+                self.ended = true;
+                if !sql::may_return_rows(&request.sql, &self.words) {
+                    return Ok(());
+                }
+                let Some(hold) = self.hold.as_mut() else {
+                    return Err(lost_connection());
+                };
+                let types: Vec<Type> = request
+                    .param_types
+                    .iter()
+                    .map(|&oid| type_for_oid(oid))
+                    .collect();
+                match hold.conn().client.prepare_typed(&request.sql, &types).await {
+                    Ok(statement) => self.describe_result(statement.columns(), &request).await,
+                    Err(e) => Err(self.fail(&e)),
+                }
+            }
+        }
+    }
+
+    /// The columns to send before the rows, and how each value is passed on.
+    async fn describe_result(
+        &mut self,
+        columns: &[tokio_postgres::Column],
+        request: &Execute,
+    ) -> Result<(), DbError> {
+        if !columns.is_empty() {
             let Some(hold) = self.hold.as_mut() else {
-                return Err(DbError::new("XX000", "the statement lost its connection"));
+                return Err(lost_connection());
             };
-            let columns = describe_columns(&self.shared, hold.conn(), statement.columns()).await;
-            match columns {
-                Ok(columns) => self.columns = Some(Arc::from(columns)),
+            match describe_columns(&self.shared, hold.conn(), columns).await {
+                Ok(described) => self.columns = Some(Arc::from(described)),
                 Err(e) => {
                     self.finish();
                     return Err(e);
                 }
             }
         }
-        self.plans = statement
-            .columns()
+        self.plans = columns
             .iter()
             .enumerate()
             .map(|(i, c)| transcode::column_plan(c.type_(), request.result_format(i)))
             .collect();
         Ok(())
+    }
+
+    /// The next row: the one read early, then the stream's.
+    async fn next_row(&mut self) -> Option<Result<Row, tokio_postgres::Error>> {
+        if let Some(row) = self.first.take() {
+            return Some(Ok(row));
+        }
+        if self.ended {
+            return None;
+        }
+        match self.rows.as_mut() {
+            Some(rows) => rows.next().await,
+            None => None,
+        }
     }
 
     fn fail(&mut self, e: &tokio_postgres::Error) -> DbError {
@@ -233,6 +329,7 @@ impl Running {
     fn finish(&mut self) {
         self.done = true;
         self.rows = None;
+        self.first = None;
         self.hold = None;
     }
 
@@ -276,12 +373,8 @@ impl Running {
 
     async fn next_streamed(&mut self) -> Option<Result<Reply, DbError>> {
         let printed = Printed::new();
-        while !self.ended {
-            let next = match self.rows.as_mut() {
-                Some(rows) => rows.next().await,
-                None => None,
-            };
-            match next {
+        loop {
+            match self.next_row().await {
                 Some(Ok(row)) => {
                     if let Err(e) = self.encode(&row, &printed) {
                         self.finish();
@@ -292,7 +385,10 @@ impl Running {
                     }
                 }
                 Some(Err(e)) => return Some(Err(self.fail(&e))),
-                None => self.ended = true,
+                None => {
+                    self.ended = true;
+                    break;
+                }
             }
         }
         if self.builder.row_count() > 0 {
@@ -306,17 +402,16 @@ impl Running {
         let mut queue = VecDeque::new();
         let mut rows = Vec::new();
         loop {
-            let next = match self.rows.as_mut() {
-                Some(stream) => stream.next().await,
-                None => None,
-            };
-            match next {
+            match self.next_row().await {
                 Some(Ok(row)) => rows.push(row),
                 Some(Err(e)) => {
                     queue.push_back(Err(self.fail(&e)));
                     return queue;
                 }
-                None => break,
+                None => {
+                    self.ended = true;
+                    break;
+                }
             }
         }
         let printed = match self.print_on_server(&rows).await {
@@ -489,7 +584,7 @@ impl Drop for Running {
         let Some(mut hold) = self.hold.take() else {
             return;
         };
-        let cancel = self.cancel.clone();
+        let cancel = hold.conn().client.cancel_token();
         let txn_failed = self.txn_failed.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             hold.conn().broken = true;
@@ -515,6 +610,10 @@ impl Drop for Running {
             drop(hold);
         });
     }
+}
+
+fn lost_connection() -> DbError {
+    DbError::new("XX000", "the statement lost its connection")
 }
 
 /// Bytes of a parameter list as `RawParam`s, in the client's formats.

@@ -15,7 +15,7 @@ use tokio_postgres::error::SqlState;
 
 use super::Shared;
 use super::pool::Pooled;
-use super::results::{Hold, Running, Start, describe_columns};
+use super::results::{Hold, How, Running, Start, describe_columns};
 use super::sql::{self, Control};
 
 /// A session on a Postgres node.
@@ -31,6 +31,15 @@ fn immediate(item: Result<Reply, DbError>) -> ReplyStream {
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.try_send(item);
     ReplyStream::from_channel(rx)
+}
+
+/// Whether the unnamed statement gives the same answer as a prepared one: the Parse of an
+/// unnamed statement declares a type for every parameter sent (0 = inferred), so it may only
+/// declare no more than a prepared statement would have: the client's types, or the
+/// parameters the text refers to.
+fn unnamed_fits(request: &Execute) -> bool {
+    let (sent, typed) = (request.params.len(), request.param_types.len());
+    sent == typed || (sent > typed && sql::max_placeholder(&request.sql) >= sent)
 }
 
 /// Statements worth keeping prepared: the ones an application repeats.
@@ -147,45 +156,56 @@ impl PostgresSession {
         let mut hold = self.hold().await?;
         let in_txn = self.pinned.is_some();
         let keep = cacheable(&words);
-        let prepared = hold
-            .conn()
-            .prepare(&request.sql, &request.param_types, keep)
-            .await;
-        let (statement, cached) = match prepared {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                self.note_failure(&e);
-                return Err(self.shared.error(&e));
+        let conn = hold.conn();
+        // A text seen for the first time runs as the unnamed statement, in one round trip;
+        // one that repeats is prepared and cached (two round trips once, one afterwards).
+        let how = if let Some(statement) = conn.cached(&request.sql, &request.param_types) {
+            How::Prepared {
+                statement,
+                cached: true,
+                keep,
+            }
+        } else if !(keep && conn.repeated(&request.sql, &request.param_types))
+            && unnamed_fits(&request)
+        {
+            How::Unnamed
+        } else {
+            let prepared = conn.prepare(&request.sql, &request.param_types, keep).await;
+            let statement = match prepared {
+                Ok((statement, _)) => statement,
+                Err(e) => {
+                    self.note_failure(&e);
+                    return Err(self.shared.error(&e));
+                }
+            };
+            let expected = statement.params().len();
+            if request.params.len() != expected {
+                if in_txn {
+                    self.failed.store(true, Ordering::Release);
+                }
+                return Err(DbError::new(
+                    "08P01",
+                    format!(
+                        "bind message supplies {} parameters, but prepared statement \"\" \
+                         requires {expected}",
+                        request.params.len()
+                    ),
+                ));
+            }
+            How::Prepared {
+                statement,
+                cached: false,
+                keep,
             }
         };
-        let expected = statement.params().len();
-        if request.params.len() != expected {
-            if in_txn {
-                self.failed.store(true, Ordering::Release);
-            }
-            return Err(DbError::new(
-                "08P01",
-                format!(
-                    "bind message supplies {} parameters, but prepared statement \"\" \
-                     requires {expected}",
-                    request.params.len()
-                ),
-            ));
-        }
-        let cancel = hold.conn().client.cancel_token();
         // The query starts when the stream is first read, so that dropping the stream at
         // any point (a cancel, a timeout) cancels it on the server.
         let running = Running {
             shared: self.shared.clone(),
             hold: Some(hold),
-            start: Some(Start {
-                request,
-                statement,
-                cached,
-                keep,
-            }),
+            start: Some(Start { request, how }),
             rows: None,
-            cancel,
+            first: None,
             columns: None,
             plans: Vec::new(),
             words,

@@ -8,59 +8,70 @@
 /// The upper-cased words of `sql` at parenthesis depth 0, skipping comments, string literals,
 /// quoted identifiers and dollar-quoted bodies (which read as one `''` word), at most `limit`.
 pub fn top_level_words(sql: &str, limit: usize) -> Vec<String> {
-    let bytes = sql.as_bytes();
     let mut words = Vec::new();
+    if limit > 0 {
+        visit_top_level_words(sql, |word| {
+            words.push(word.to_ascii_uppercase());
+            words.len() < limit
+        });
+    }
+    words
+}
+
+/// Whether `word` (upper case) is one of the words of `sql` at parenthesis depth 0.
+pub fn has_top_level_word(sql: &str, word: &str) -> bool {
+    let mut found = false;
+    visit_top_level_words(sql, |w| {
+        found = w.eq_ignore_ascii_case(word);
+        !found
+    });
+    found
+}
+
+/// Whether the first word of `sql` is one of `candidates` (upper case).
+fn first_word_is(sql: &str, candidates: &[&str]) -> bool {
+    let mut found = false;
+    visit_top_level_words(sql, |w| {
+        found = candidates.iter().any(|c| w.eq_ignore_ascii_case(c));
+        false
+    });
+    found
+}
+
+/// Calls `visit` with each word of `sql` at parenthesis depth 0, as written (`''` for a
+/// quoted token), until it returns false.
+fn visit_top_level_words(sql: &str, mut visit: impl FnMut(&str) -> bool) {
+    let bytes = sql.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;
-    while i < bytes.len() && words.len() < limit {
+    while i < bytes.len() {
         let c = bytes[i];
-        match c {
+        let word = match c {
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
+                i = skip_line_comment(bytes, i);
+                None
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let mut nested = 0usize;
-                while i < bytes.len() {
-                    if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
-                        nested += 1;
-                        i += 2;
-                    } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
-                        nested -= 1;
-                        i += 2;
-                        if nested == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
+                i = skip_block_comment(bytes, i);
+                None
             }
             b'\'' | b'"' => {
                 i = skip_quoted(bytes, i, c);
-                if depth == 0 {
-                    words.push("''".to_owned());
-                }
+                (depth == 0).then_some("''")
             }
             b'$' if dollar_tag(bytes, i).is_some() => {
-                let tag_end = dollar_tag(bytes, i).unwrap_or(i);
-                let tag = &sql[i..=tag_end];
-                i = match sql[tag_end + 1..].find(tag) {
-                    Some(at) => tag_end + 1 + at + tag.len(),
-                    None => bytes.len(),
-                };
-                if depth == 0 {
-                    words.push("''".to_owned());
-                }
+                i = skip_dollar_quoted(sql, i);
+                (depth == 0).then_some("''")
             }
             b'(' => {
                 depth += 1;
                 i += 1;
+                None
             }
             b')' => {
                 depth = depth.saturating_sub(1);
                 i += 1;
+                None
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let start = i;
@@ -72,14 +83,119 @@ pub fn top_level_words(sql: &str, limit: usize) -> Vec<String> {
                 {
                     i += 1;
                 }
-                if depth == 0 {
-                    words.push(sql[start..i].to_ascii_uppercase());
+                (depth == 0).then(|| &sql[start..i])
+            }
+            _ => {
+                i += 1;
+                None
+            }
+        };
+        if let Some(word) = word
+            && !visit(word)
+        {
+            return;
+        }
+    }
+}
+
+/// The highest parameter number (`$3` → 3) that `sql` refers to, 0 when none: the number of
+/// parameters Postgres gives the statement when their types are left to it.
+pub fn max_placeholder(sql: &str) -> usize {
+    let bytes = sql.as_bytes();
+    let mut max = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => i = skip_line_comment(bytes, i),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i),
+            c @ (b'\'' | b'"') => i = skip_quoted(bytes, i, c),
+            b'$' if dollar_tag(bytes, i).is_some() => i = skip_dollar_quoted(sql, i),
+            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let start = i + 1;
+                i = start;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+                // Postgres refuses numbers this large anyway; they only need to count as many.
+                max = max.max(sql[start..i].parse().unwrap_or(usize::MAX));
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 => {
+                // An identifier or number: a `$` inside it (`a$1`) is no parameter.
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric()
+                        || bytes[i] == b'_'
+                        || bytes[i] == b'$'
+                        || bytes[i] >= 0x80)
+                {
+                    i += 1;
                 }
             }
             _ => i += 1,
         }
     }
-    words
+    max
+}
+
+/// Whether a statement that begins with `words` can send rows. False only for statements
+/// that never do: INSERT, UPDATE, DELETE and MERGE without a top-level RETURNING, and
+/// utility commands that return nothing; true for everything else (when unsure).
+pub fn may_return_rows(sql: &str, words: &[String]) -> bool {
+    let verb = match words.first().map(String::as_str) {
+        Some("WITH") => main_statement(words),
+        first => first,
+    };
+    match verb {
+        Some("INSERT" | "UPDATE" | "DELETE" | "MERGE") => has_top_level_word(sql, "RETURNING"),
+        Some(
+            "CREATE" | "DROP" | "ALTER" | "TRUNCATE" | "GRANT" | "REVOKE" | "COMMENT" | "VACUUM"
+            | "ANALYZE" | "ANALYSE" | "CLUSTER" | "REINDEX" | "REFRESH" | "LOCK" | "DO" | "LISTEN"
+            | "NOTIFY" | "UNLISTEN" | "DISCARD" | "SET" | "RESET" | "SECURITY" | "IMPORT"
+            | "DEALLOCATE" | "CHECKPOINT" | "LOAD" | "PREPARE" | "DECLARE" | "CLOSE" | "MOVE"
+            | "REASSIGN",
+        ) => false,
+        _ => true,
+    }
+}
+
+fn skip_line_comment(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while i < bytes.len() && bytes[i] != b'\n' {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past a (nested) block comment starting at `start`.
+fn skip_block_comment(bytes: &[u8], start: usize) -> usize {
+    let mut nested = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        if bytes[i] == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            nested += 1;
+            i += 2;
+        } else if bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/') {
+            nested -= 1;
+            i += 2;
+            if nested == 0 {
+                break;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// The index just past a dollar-quoted body whose tag starts at `start`.
+fn skip_dollar_quoted(sql: &str, start: usize) -> usize {
+    let Some(tag_end) = dollar_tag(sql.as_bytes(), start) else {
+        return start + 1;
+    };
+    let tag = &sql[start..=tag_end];
+    match sql[tag_end + 1..].find(tag) {
+        Some(at) => tag_end + 1 + at + tag.len(),
+        None => sql.len(),
+    }
 }
 
 /// The index just past a quoted token starting at `start` (doubled quotes stay inside).
@@ -127,9 +243,7 @@ fn dollar_tag(bytes: &[u8], start: usize) -> Option<usize> {
 /// 'id')`): the proxy reads them as the table's policy, and Postgres rejects the unknown
 /// namespace. An options list left empty goes too. `None` when there is nothing to remove.
 pub fn without_mycelium_options(sql: &str) -> Option<String> {
-    let words = top_level_words(sql, 2);
-    if !matches!(words.first().map(String::as_str), Some("CREATE" | "ALTER"))
-        || !sql.to_ascii_lowercase().contains("mycelium.")
+    if !first_word_is(sql, &["CREATE", "ALTER"]) || !sql.to_ascii_lowercase().contains("mycelium.")
     {
         return None;
     }
@@ -487,6 +601,48 @@ mod tests {
         );
         assert_eq!(strip("CREATE TABLE t (a int) WITH (fillfactor = 70)"), None);
         assert_eq!(strip("SELECT 'mycelium.x'"), None);
+    }
+
+    #[test]
+    fn placeholders() {
+        let cases = [
+            ("SELECT 1", 0),
+            ("SELECT $1 + $12", 12),
+            (
+                "SELECT '$3', \"$4\", $$ $5 $$, $t$ $6 $t$ -- $7\n /* $8 /* $9 */ */ $2",
+                2,
+            ),
+            ("SELECT a$1 FROM t WHERE x = $1", 1),
+            ("SELECT E'\\' $3' , $1", 1),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(max_placeholder(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn statements_that_return_rows() {
+        let cases = [
+            ("select 1", true),
+            ("insert into t values (1)", false),
+            ("insert into t values (1) returning id", true),
+            (
+                "update t set a = (select 1 returning) where b = 'returning'",
+                false,
+            ),
+            (
+                "with x as (delete from t returning *) insert into u select * from x",
+                false,
+            ),
+            ("with x as (select 1) update t set a = 1 returning a", true),
+            ("create table t (a int)", false),
+            ("show work_mem", true),
+            ("explain select 1", true),
+            ("call p()", true),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(may_return_rows(sql, &tag_words(sql)), expected, "{sql}");
+        }
     }
 
     #[test]

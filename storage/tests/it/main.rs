@@ -10,6 +10,7 @@ mod pg_replication;
 mod pgbench;
 mod postgres;
 mod postgres_results;
+mod postgres_statements;
 mod replication;
 mod scripts;
 mod shard_scope;

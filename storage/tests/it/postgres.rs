@@ -13,14 +13,14 @@ use mycelium_testkit::PgCluster;
 use postgres_types::{FromSql, ToSql, Type};
 
 #[derive(Debug)]
-struct Out {
-    columns: Vec<mycelium_protocol::Column>,
-    rows: Vec<Vec<Option<Vec<u8>>>>,
-    tag: String,
+pub(crate) struct Out {
+    pub columns: Vec<mycelium_protocol::Column>,
+    pub rows: Vec<Vec<Option<Vec<u8>>>>,
+    pub tag: String,
 }
 
 impl Out {
-    fn text(&self) -> Vec<Vec<Option<String>>> {
+    pub fn text(&self) -> Vec<Vec<Option<String>>> {
         self.rows
             .iter()
             .map(|r| {
@@ -31,12 +31,15 @@ impl Out {
             .collect()
     }
 
-    fn value(&self) -> Option<String> {
+    pub fn value(&self) -> Option<String> {
         self.text()[0][0].clone()
     }
 }
 
-async fn execute(session: &mut dyn NodeSession, request: Execute) -> Result<Out, DbError> {
+pub(crate) async fn execute(
+    session: &mut dyn NodeSession,
+    request: Execute,
+) -> Result<Out, DbError> {
     let mut stream = session.execute(request).await?;
     let mut out = Out {
         columns: Vec::new(),
@@ -61,25 +64,25 @@ async fn execute(session: &mut dyn NodeSession, request: Execute) -> Result<Out,
     panic!("stream ended without Complete");
 }
 
-async fn run(session: &mut dyn NodeSession, sql: &str) -> Result<Out, DbError> {
+pub(crate) async fn run(session: &mut dyn NodeSession, sql: &str) -> Result<Out, DbError> {
     execute(session, Execute::simple(sql)).await
 }
 
-async fn ok(session: &mut dyn NodeSession, sql: &str) -> Out {
+pub(crate) async fn ok(session: &mut dyn NodeSession, sql: &str) -> Out {
     match run(session, sql).await {
         Ok(out) => out,
         Err(e) => panic!("{sql}: {e:?}"),
     }
 }
 
-async fn err(session: &mut dyn NodeSession, sql: &str) -> DbError {
+pub(crate) async fn err(session: &mut dyn NodeSession, sql: &str) -> DbError {
     match run(session, sql).await {
         Ok(out) => panic!("{sql} succeeded: {:?}", out.text()),
         Err(e) => e,
     }
 }
 
-fn request(sql: &str, params: Vec<(Option<Bytes>, Format)>, results: Format) -> Execute {
+pub(crate) fn request(sql: &str, params: Vec<(Option<Bytes>, Format)>, results: Format) -> Execute {
     Execute {
         sql: Arc::from(sql),
         param_types: Arc::from(Vec::new()),
@@ -89,7 +92,7 @@ fn request(sql: &str, params: Vec<(Option<Bytes>, Format)>, results: Format) -> 
     }
 }
 
-fn options(pg: &PgCluster, db: &str) -> PostgresOptions {
+pub(crate) fn options(pg: &PgCluster, db: &str) -> PostgresOptions {
     let mut options = PostgresOptions::new("n1", &pg.url(db));
     options.pool_size = 4;
     options.connect_timeout = Duration::from_secs(5);
@@ -138,7 +141,7 @@ impl<'a> FromSql<'a> for Raw {
     }
 }
 
-fn binary<T: ToSql>(value: T, ty: &Type) -> Bytes {
+pub(crate) fn binary<T: ToSql>(value: T, ty: &Type) -> Bytes {
     let mut out = BytesMut::new();
     value.to_sql(ty, &mut out).unwrap();
     out.freeze()
