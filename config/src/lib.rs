@@ -46,6 +46,7 @@ pub struct UpConfig {
     pub users: Vec<UserConfig>,
     pub policies: Vec<PolicyConfig>,
     pub transactions: TransactionConfig,
+    pub replication: ReplicationConfig,
 }
 
 /// Distributed transactions (the seed's TransactionConfig), for coordinators (proxies) and
@@ -98,6 +99,84 @@ impl TransactionConfig {
             if value == 0 {
                 return Err(invalid(file, key, "must be at least 1"));
             }
+        }
+        Ok(())
+    }
+}
+
+/// How a shard's replicas resolve two concurrent writes of one row.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicyConfig {
+    /// The highest hybrid timestamp wins, then the highest node id.
+    #[default]
+    Lww,
+    /// The write made under the newest primary epoch wins, then as `lww`.
+    PrimaryWins,
+}
+
+/// WAL replication between the copies of a shard (nodes; SQLite nodes only for now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Secondaries that must acknowledge a commit before the client hears of it (0:
+    /// asynchronous). Capped at the number of secondaries the map gives the shard.
+    pub synchronous_replicas: usize,
+    /// How long a commit waits for `synchronous_replicas`; past it the client gets SQLSTATE
+    /// 08007 (committed on the primary, not confirmed on enough replicas).
+    pub synchronous_timeout_ms: u64,
+    /// Entries kept in a shard's WAL after every secondary acknowledged them, so a secondary
+    /// that falls behind briefly catches up from the log rather than from a snapshot.
+    pub wal_retain_entries: u64,
+    /// Acknowledged entries younger than this are kept too.
+    pub wal_retain_seconds: u64,
+    /// Hard cap on a shard's WAL, acknowledged or not: a secondary further behind (or down
+    /// while more was written) gets a snapshot when it returns.
+    pub wal_max_entries: u64,
+    /// `lww` (last writer wins) or `primary_wins`.
+    pub conflict_policy: ConflictPolicyConfig,
+    /// How often a primary tells its secondaries its position (lag in seconds and entries);
+    /// a secondary that hears nothing for three intervals reconnects.
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            synchronous_replicas: 0,
+            synchronous_timeout_ms: 5_000,
+            wal_retain_entries: 10_000,
+            wal_retain_seconds: 3_600,
+            wal_max_entries: 1_000_000,
+            conflict_policy: ConflictPolicyConfig::Lww,
+            heartbeat_interval_ms: 1_000,
+        }
+    }
+}
+
+impl ReplicationConfig {
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        for (key, value) in [
+            (
+                "replication.synchronous_timeout_ms",
+                self.synchronous_timeout_ms,
+            ),
+            (
+                "replication.heartbeat_interval_ms",
+                self.heartbeat_interval_ms,
+            ),
+            ("replication.wal_max_entries", self.wal_max_entries),
+        ] {
+            if value == 0 {
+                return Err(invalid(file, key, "must be at least 1"));
+            }
+        }
+        if self.wal_retain_entries > self.wal_max_entries {
+            return Err(invalid(
+                file,
+                "replication.wal_retain_entries",
+                "must not exceed replication.wal_max_entries",
+            ));
         }
         Ok(())
     }
@@ -312,6 +391,7 @@ impl UpConfig {
         self.storage.validate_backend(file)?;
         validate_users(file, &self.users)?;
         self.transactions.validate(file)?;
+        self.replication.validate(file)?;
         Ok(())
     }
 }
@@ -398,6 +478,8 @@ pub struct NodeFileConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub transactions: TransactionConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
     /// The other nodes of the cluster: a node asks a transaction's decider for its outcome.
     #[serde(default)]
     pub peers: Vec<NodeAddress>,
@@ -452,6 +534,7 @@ impl NodeFileConfig {
             ));
         }
         config.transactions.validate(&name)?;
+        config.replication.validate(&name)?;
         Ok(config)
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mycelium_config::{
-    ClusterConfig, PolicyConfig, ProxyConfig, StorageConfig, TransactionConfig, UserConfig,
+    ClusterConfig, PolicyConfig, ProxyConfig, ReplicationConfig, StorageConfig, TransactionConfig,
+    UserConfig,
 };
 use mycelium_network::rpc::{RemoteNode, serve_node};
 use mycelium_network::{NetworkError, Pool, PoolOptions, ServerOptions, TlsIdentity};
@@ -42,17 +43,26 @@ impl RunningNode {
     }
 }
 
+/// Opens the node's backend and serves it on `listen`; a SQLite node also starts replicating
+/// the shards its cluster map places on it, reaching its peers with `identity`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the pieces of one node, each from its own config section"
+)]
 pub async fn start_node(
     id: &str,
     miner: bool,
     file: &Path,
     storage: &StorageConfig,
+    replication: &ReplicationConfig,
     identity: TlsIdentity,
     listen: SocketAddr,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningNode> {
     let node = Arc::new(match storage.backend() {
-        mycelium_config::StorageBackend::Sqlite => Node::open_sqlite(id, miner, file, storage)?,
+        mycelium_config::StorageBackend::Sqlite => {
+            Node::open_sqlite_with(id, miner, file, storage, replication)?
+        }
         mycelium_config::StorageBackend::Postgres(url) => {
             let options = mycelium_node::PostgresOptions::from_config(id, url, &storage.postgres);
             Node::open_postgres(id, miner, options, mycelium_node::map_file(file)).await?
@@ -62,11 +72,13 @@ pub async fn start_node(
         .await
         .with_context(|| format!("node {id}: cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    node.start_replication(identity.clone(), shutdown.clone());
     let server = tokio::spawn(serve_node(
         listener,
         identity,
         ServerOptions::default(),
         node.clone(),
+        Some(node.replication_handoff(shutdown.clone())),
         shutdown,
     ));
     Ok(RunningNode { node, addr, server })

@@ -28,6 +28,7 @@ pub async fn node(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Res
         config.node.node_type == "miner",
         &config.node.data,
         &config.storage,
+        &config.replication,
         identity.clone(),
         config.node.listen,
         shutdown.clone(),

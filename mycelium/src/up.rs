@@ -73,6 +73,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             info.node_type == NodeType::Miner,
             &data_dir.join(format!("{}.sqlite", info.id)),
             &node_storage(&config.storage, &info.id)?,
+            &config.replication,
             TlsIdentity::load_member(&certs_dir, &info.id)?,
             SocketAddr::from(([127, 0, 0, 1], 0)),
             node_shutdown.clone(),

@@ -1,12 +1,18 @@
 //! A node: one storage backend served to proxies as [`NodeSession`]s.
 //!
 //! The proxy reaches a node through [`NodeLink`]. `mycelium up` links them in process;
-//! the network layer carries the same requests between processes.
+//! the network layer carries the same requests between processes. A SQLite node replicates
+//! the shards the cluster map places on it ([`replication`]).
 
 mod miner;
+pub mod replication;
 mod shard_function;
 mod topology;
 
+pub use replication::{
+    PeerState, PeerStatus, ReplicationHandoff, ReplicationStatus, SYNC_TIMEOUT_SQLSTATE, ShardRole,
+    ShardStatus,
+};
 pub use shard_function::sqlite_shard_function;
 pub use topology::{MapState, Topology};
 
@@ -15,13 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mycelium_config::{StorageConfig, Synchronous};
+use mycelium_config::{ReplicationConfig, StorageConfig, Synchronous};
+use mycelium_network::TlsIdentity;
 use mycelium_protocol::{
     ClusterMap, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply, TxnOutcome,
 };
 use mycelium_storage::{
     Backend, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions, StorageError,
 };
+use tokio_util::sync::CancellationToken;
 
 pub use mycelium_storage::PostgresOptions;
 
@@ -47,6 +55,8 @@ pub struct Node {
     /// Set on miner nodes, which refuse validator-only tables themselves.
     miner: Option<Arc<miner::ValidatorOnlyTables>>,
     map: MapState,
+    /// Set on SQLite nodes: they capture their writes and replicate their shards.
+    replication: Option<Arc<replication::Replication>>,
 }
 
 /// Where a node keeps its cluster map: beside its data file.
@@ -62,29 +72,48 @@ fn load_map(id: &str, file: Option<PathBuf>) -> Result<MapState, NodeError> {
 }
 
 impl Node {
-    /// Opens the node's SQLite file; `miner` nodes refuse statements on validator-only tables.
+    /// Opens the node's SQLite file with the default `[replication]` settings; `miner` nodes
+    /// refuse statements on validator-only tables.
     pub fn open_sqlite(
         id: &str,
         miner: bool,
         path: &Path,
         storage: &StorageConfig,
     ) -> Result<Node, NodeError> {
+        Node::open_sqlite_with(id, miner, path, storage, &ReplicationConfig::default())
+    }
+
+    /// As [`Node::open_sqlite`], with `replication` settings. Every committed write is
+    /// captured into the file's WAL tables; [`Node::start_replication`] ships them.
+    pub fn open_sqlite_with(
+        id: &str,
+        miner: bool,
+        path: &Path,
+        storage: &StorageConfig,
+        replication: &ReplicationConfig,
+    ) -> Result<Node, NodeError> {
         let map = load_map(id, map_file(path))?;
+        let (pending, identity) = replication::Pending::new(id, replication, map.subscribe(), path);
         let options = SqliteOptions {
             workers: storage.workers,
             busy_timeout: Duration::from_millis(storage.busy_timeout_ms),
             synchronous_full: storage.synchronous == Synchronous::Full,
             shard_function: Some(sqlite_shard_function()),
         };
-        let backend = SqliteBackend::open(path, options).map_err(|source| NodeError::Open {
-            id: id.to_owned(),
-            path: path.display().to_string(),
-            source: Box::new(source),
-        })?;
+        let backend =
+            SqliteBackend::open_replicated(path, options, identity).map_err(|source| {
+                NodeError::Open {
+                    id: id.to_owned(),
+                    path: path.display().to_string(),
+                    source: Box::new(source),
+                }
+            })?;
+        let backend = Arc::new(backend);
         tracing::info!(node = id, path = %path.display(), map_epoch = map.epoch(), "node opened");
         Ok(Node {
             id: id.to_owned(),
-            backend: Arc::new(backend),
+            replication: Some(Arc::new(pending.attach(backend.clone(), path))),
+            backend,
             miner: miner.then(Default::default),
             map,
         })
@@ -117,7 +146,39 @@ impl Node {
             backend: Arc::new(backend),
             miner: miner.then(Default::default),
             map,
+            replication: None,
         })
+    }
+
+    /// Starts replicating the shards the map places here (a SQLite node; nothing otherwise),
+    /// reaching other nodes with `tls`, until `shutdown`.
+    pub fn start_replication(&self, tls: TlsIdentity, shutdown: CancellationToken) {
+        if let Some(replication) = &self.replication {
+            replication.start(tls, shutdown);
+        }
+    }
+
+    /// What the node's server hands replication connections to (a PostgreSQL node refuses
+    /// them); its connections end at `shutdown`.
+    pub fn replication_handoff(&self, shutdown: CancellationToken) -> Arc<ReplicationHandoff> {
+        Arc::new(ReplicationHandoff::new(
+            &self.id,
+            self.replication.clone(),
+            shutdown,
+        ))
+    }
+
+    /// Where replication stands for every shard placed on this node.
+    pub async fn replication_status(&self) -> ReplicationStatus {
+        match &self.replication {
+            Some(replication) => replication.status().await,
+            None => ReplicationStatus {
+                node: self.id.clone(),
+                enabled: false,
+                map_epoch: self.map.epoch(),
+                ..ReplicationStatus::default()
+            },
+        }
     }
 
     /// The cluster map this node follows.
@@ -128,6 +189,16 @@ impl Node {
     /// Finishes in-flight work and closes the backend.
     pub fn shutdown(&self) {
         self.backend.shutdown();
+    }
+}
+
+impl Node {
+    /// The replication state commits wait on, when `synchronous_replicas` asks for it.
+    fn synchronous(&self) -> Option<&Arc<replication::Shared>> {
+        self.replication
+            .as_ref()
+            .map(|r| r.shared())
+            .filter(|s| s.synchronous())
     }
 }
 
@@ -160,18 +231,30 @@ impl NodeLink for Node {
 
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
         let session = self.backend.session();
-        Ok(match &self.miner {
+        let session: Box<dyn NodeSession> = match &self.miner {
             Some(guard) => Box::new(miner::MinerSession {
                 inner: session,
                 node: self.id.clone(),
                 guard: guard.clone(),
             }),
             None => session,
+        };
+        Ok(match self.synchronous() {
+            Some(shared) => Box::new(replication::session::SyncSession {
+                inner: session,
+                shared: shared.clone(),
+            }),
+            None => session,
         })
     }
 
     async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
-        self.backend.finish_prepared(gid, commit).await
+        let Some(shared) = self.synchronous().filter(|_| commit) else {
+            return self.backend.finish_prepared(gid, commit).await;
+        };
+        let since = shared.generation();
+        self.backend.finish_prepared(gid, commit).await?;
+        shared.wait_replicated(since).await
     }
 
     async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {

@@ -46,7 +46,7 @@ pub fn sqlite_shard_function() -> ShardFunction {
     })
 }
 
-fn key_value(value: &SqlValue) -> KeyValue {
+pub(crate) fn key_value(value: &SqlValue) -> KeyValue {
     match value {
         SqlValue::Null => KeyValue::null(),
         SqlValue::Integer(i) => KeyValue::Int(*i),

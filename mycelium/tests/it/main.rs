@@ -9,5 +9,6 @@ mod metrics_lint;
 mod postgres;
 mod privileges;
 mod processes;
+mod replication;
 mod two_phase;
 mod wire;

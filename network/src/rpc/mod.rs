@@ -16,6 +16,10 @@
 //! | `TXN_OUTCOME` 0x18     | `OUTCOME` 0x28 or `ERROR` (asked of a decider)            |
 //! | `STATUS` 0x19          | `STATUS_REPORT` 0x29 or `ERROR` (backend, health, prepared, map epoch, shards held) |
 //! | `MAP` 0x1A             | `MAP_REPORT` 0x2A or `ERROR` (offer a cluster map, get the node's) |
+//! | `REPLICATION` 0x1B     | `REPLICATION_REPORT` 0x2B or `ERROR` (per shard copy and peer) |
+//!
+//! A connection whose first frame is of a kind the node's [`Handoff`] claims (replication,
+//! `0x40..=0x4f`) is served by it instead; an error it ends with goes to the peer as `ERROR`.
 //!
 //! `COMPLETE`, `ERROR` and `COPIED` carry whether the node session is inside a transaction
 //! afterwards, so the proxy knows when the connection may go back to its pool. Payload layouts
@@ -27,4 +31,4 @@ mod metrics;
 mod server;
 
 pub use client::RemoteNode;
-pub use server::serve_node;
+pub use server::{Handoff, refusal, serve_node};

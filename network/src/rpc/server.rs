@@ -1,7 +1,10 @@
 //! The node side: serves a [`NodeLink`]'s sessions to proxies, one session per connection.
+//! Connections of another protocol sharing the port (replication between nodes) are handed
+//! over by their first frame to a [`Handoff`].
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 
 use mycelium_protocol::{DbError, NodeLink, NodeSession, Reply};
@@ -11,24 +14,50 @@ use tracing::Instrument;
 
 use super::codec::{self, kind};
 use super::metrics;
-use crate::{Connection, NetworkError, PeerInfo, Server, ServerOptions, TlsIdentity};
+use crate::{Connection, Frame, NetworkError, PeerInfo, Server, ServerOptions, TlsIdentity};
 
 /// Rows are sent as soon as this much is queued, so a large result streams.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-/// Serves `node` on `listener` until `shutdown` fires.
+/// Takes the connections whose first frame is of a kind it claims (the replication
+/// protocol's `0x40..=0x4f`), so nodes reach each other on the port proxies use.
+#[async_trait]
+pub trait Handoff: Send + Sync {
+    /// Whether a connection opening with a frame of `kind` is this protocol's.
+    fn claims(&self, kind: u8) -> bool;
+
+    /// Serves the connection from its first frame on. An error is sent to the peer as an
+    /// `ERROR` frame (best effort; [`refusal`] reads it) before the connection closes: a
+    /// refusal when nothing else was sent, the reason the stream stopped otherwise.
+    async fn serve(&self, conn: &mut Connection, first: Frame) -> Result<(), DbError>;
+}
+
+/// The error in an `ERROR` frame: what a [`Handoff`] answered when it refused a connection or
+/// stopped serving it.
+pub fn refusal(frame: &Frame) -> Option<DbError> {
+    if frame.kind != kind::ERROR {
+        return None;
+    }
+    codec::decode_error(frame.payload.clone())
+        .ok()
+        .map(|(error, _)| error)
+}
+
+/// Serves `node` on `listener` until `shutdown` fires; connections `handoff` claims go to it.
 pub async fn serve_node(
     listener: TcpListener,
     identity: TlsIdentity,
     options: ServerOptions,
     node: Arc<dyn NodeLink>,
+    handoff: Option<Arc<dyn Handoff>>,
     shutdown: CancellationToken,
 ) -> Result<(), NetworkError> {
     let handler = move |conn: Connection, peer: PeerInfo| {
         let node = node.clone();
+        let handoff = handoff.clone();
         async move {
             let span = tracing::info_span!("node_link", peer = %peer.name, addr = %peer.addr);
-            serve_connection(conn, node).instrument(span).await
+            serve_connection(conn, node, handoff).instrument(span).await
         }
     };
     Server::new(identity, options)
@@ -39,7 +68,20 @@ pub async fn serve_node(
 async fn serve_connection(
     mut conn: Connection,
     node: Arc<dyn NodeLink>,
+    handoff: Option<Arc<dyn Handoff>>,
 ) -> Result<(), NetworkError> {
+    let Some(first) = conn.recv().await? else {
+        return Ok(());
+    };
+    if let Some(handoff) = handoff.filter(|h| h.claims(first.kind)) {
+        if let Err(error) = handoff.serve(&mut conn, first).await {
+            tracing::debug!(code = %error.code, error = %error.message, "handed-off connection ended");
+            let _ = conn
+                .send(kind::ERROR, codec::encode_error(&error, false))
+                .await;
+        }
+        return Ok(());
+    }
     let mut session = match node.open_session().await {
         Ok(session) => session,
         Err(error) => {
@@ -49,7 +91,15 @@ async fn serve_connection(
         }
     };
     let node_id = node.node_id().to_owned();
-    while let Some(frame) = conn.recv().await? {
+    let mut next = Some(first);
+    loop {
+        let frame = match next.take() {
+            Some(frame) => frame,
+            None => match conn.recv().await? {
+                Some(frame) => frame,
+                None => break,
+            },
+        };
         let kind_label = match frame.kind {
             kind::DESCRIBE => "describe",
             kind::EXECUTE => "execute",

@@ -173,6 +173,9 @@ pub(crate) struct Worker<'c> {
     private_schema: bool,
     /// The schema the attached `pg_catalog` tables were last filled from.
     catalog_filled: Option<u64>,
+    /// The open transaction began deferred and has only read so far (no write, no
+    /// savepoint): its first write starts it over as a writer with a fresh snapshot.
+    only_read: bool,
 }
 
 impl<'c> Worker<'c> {
@@ -198,6 +201,7 @@ impl<'c> Worker<'c> {
             schema: Arc::default(),
             private_schema: false,
             catalog_filled: None,
+            only_read: false,
         };
         worker
             .use_schema(schema)
@@ -901,9 +905,29 @@ impl<'c> Worker<'c> {
         })
     }
 
+    /// Before the first write of a transaction that has only read: ends the read and lets
+    /// [`Worker::begin_if_needed`] begin again as a writer. A deferred SQLite transaction
+    /// cannot take the write lock once another connection committed after its snapshot
+    /// (SQLITE_BUSY, 40001), which replication's applies make routine; Postgres' default
+    /// READ COMMITTED gives each statement a fresh snapshot, so starting over is what a
+    /// client expects.
+    fn write_from_fresh_snapshot(&mut self, txn: Option<&SharedTxn>) -> Result<(), DbError> {
+        if txn.is_none() || self.conn.is_autocommit() || !self.only_read {
+            return Ok(());
+        }
+        self.capture = None;
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(|e| from_sqlite(&e, ErrorContext::default()))
+    }
+
     fn begin_if_needed(&mut self, txn: Option<&SharedTxn>, writes: bool) -> Result<(), DbError> {
+        if writes {
+            self.write_from_fresh_snapshot(txn)?;
+        }
         if let Some(txn) = txn {
             if self.conn.is_autocommit() {
+                self.only_read = !writes;
                 let sql = if writes {
                     "BEGIN IMMEDIATE"
                 } else {
@@ -913,6 +937,8 @@ impl<'c> Worker<'c> {
                     .execute_batch(sql)
                     .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
                 self.capture = Some(self.start_capture()?);
+            } else if writes {
+                self.only_read = false;
             }
             let started = txn
                 .lock()
@@ -950,6 +976,7 @@ impl<'c> Worker<'c> {
             return Err(aborted_error());
         }
         self.begin_if_needed(txn, false)?;
+        self.only_read = false;
         self.conn.execute_batch(&sql).map_err(|e| {
             let err = from_sqlite(&e, ErrorContext::default());
             if err.message.starts_with("no such savepoint") {

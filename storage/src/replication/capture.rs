@@ -204,14 +204,16 @@ pub(crate) fn record(
             changes.extend(rows);
         }
     }
-    if grouped.0.is_empty() {
-        return Ok(Vec::new());
-    }
     let txn_id = txn_id
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // Marked even when no entry carries the DDL (a node leading no shard): the copy of the
+    // same distributed transaction arriving from a primary's log is then a no-op here.
     if !ddl.is_empty() {
         mark_ddl_applied(conn, identity.node(), &txn_id, ddl.len())?;
+    }
+    if grouped.0.is_empty() {
+        return Ok(Vec::new());
     }
     let mut entries = Vec::with_capacity(grouped.0.len());
     for (shard, changes) in grouped.0 {

@@ -33,7 +33,10 @@
 //! `__mycelium_tables`/`__mycelium_columns` in step), in the entries of every shard the
 //! transaction wrote and of [`ReplicationIdentity::ddl_shards`]; `__mycelium_ddl_applied`
 //! (origin, transaction, statement index) makes each statement run once on a node that
-//! follows several of those logs. A prepared transaction (2PC) keeps its
+//! follows several of those logs, and not at all on a node that committed the same
+//! transaction itself (the proxy runs DDL on every node in one distributed transaction, whose
+//! global id is the entries' transaction id; a node marks its own DDL even when no entry
+//! carries it). A prepared transaction (2PC) keeps its
 //! changeset from PREPARE (or from the redo store after a restart) and logs its entries in
 //! the COMMIT PREPARED transaction.
 //!
@@ -41,9 +44,11 @@
 //!
 //! [`SqliteShardLog`] implements `ShardLog`: each call runs on an idle worker thread, outside
 //! any session's transaction. Entries are applied with foreign-key enforcement off (the
-//! primary already enforced it, and cascades arrive as the rows they changed); DDL is replayed
-//! inside a savepoint and skipped with a warning when it fails, because a node may already
-//! hold that schema (every node runs the cluster's DDL itself today).
+//! primary already enforced it, and cascades arrive as the rows they changed); DDL this node
+//! did not run is replayed inside a savepoint and skipped with a warning when it fails (a
+//! snapshot's schema, which the node usually has, quietly). An entry whose DDL arrives while
+//! this node's own copy of that distributed transaction is still prepared waits for the
+//! prepared transaction's write lock, so it finds the statement marked once it gets to run.
 
 mod capture;
 mod log;

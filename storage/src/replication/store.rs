@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS __mycelium_ddl_applied (
     idx INTEGER NOT NULL,
     PRIMARY KEY (origin, txn_id, idx)
 );
+CREATE INDEX IF NOT EXISTS __mycelium_ddl_applied_txn ON __mycelium_ddl_applied (txn_id, idx);
 CREATE TABLE IF NOT EXISTS __mycelium_snapshot_staging (
     shard_table TEXT NOT NULL,
     shard INTEGER NOT NULL,
@@ -660,21 +661,31 @@ impl<'a> ShardTxn<'a> {
         }
     }
 
-    /// Whether this statement of the entry ran here already; marks it as run.
+    /// Whether this statement of the entry ran here already; marks it as run. A statement
+    /// of the same transaction counts whatever its origin: a distributed transaction's id is
+    /// its global id on every node, and the proxy runs DDL on every node in one distributed
+    /// transaction, so a node that committed it itself already holds the schema the entry
+    /// carries (and replaying, say, a `DROP TABLE` after a later `CREATE TABLE` of the same
+    /// name would drop the new table).
     fn ddl_seen(&mut self) -> Result<bool, ReplicationError> {
         let Some((origin, txn_id)) = &self.ddl_source else {
             return Ok(false);
         };
         let idx = to_i64(self.ddl_index);
         self.ddl_index += 1;
-        let inserted = self
+        let seen: bool = self
             .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM __mycelium_ddl_applied WHERE txn_id = ?1 AND idx = ?2)",
+            )?
+            .query_row(params![txn_id, idx], |row| row.get(0))?;
+        self.conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO __mycelium_ddl_applied (origin, txn_id, idx) \
                  VALUES (?1, ?2, ?3)",
             )?
             .execute(params![origin.as_str(), txn_id, idx])?;
-        Ok(inserted == 0)
+        Ok(seen)
     }
 }
 
@@ -712,23 +723,57 @@ impl ApplyTxn for ShardTxn<'_> {
         bytes.map(|b| decode_clock(&b)).transpose()
     }
 
+    /// Rows are written in the schema this node has, which may be ahead of the entry's: the
+    /// proxy runs DDL on every node, so a copy can run a `DROP TABLE` or `ALTER TABLE ...
+    /// DROP COLUMN` before it applies the primary's entries from just before it. Columns
+    /// this node no longer has are left out, and the rows of a table it no longer has are
+    /// skipped (a node that never had a table gets it from the entry's own DDL or from a
+    /// snapshot, both of which come before its rows).
     fn write_row(&mut self, change: &RowChange, clock: &RowClock) -> Result<(), ReplicationError> {
         let conn = self.conn;
-        let meta = self
-            .tables
-            .get(conn, &change.table)?
-            .ok_or_else(|| ReplicationError::NoTable(change.table.to_string()))?;
+        let Some(meta) = self.tables.get(conn, &change.table)? else {
+            tracing::debug!(shard = %self.shard, table = %change.table,
+                "a replicated row of a table this node dropped since: skipped");
+            return Ok(());
+        };
         if meta.pk.is_empty() {
             return Err(ReplicationError::NoPrimaryKey(change.table.to_string()));
         }
-        write_data_row(
-            conn,
-            meta,
-            &change.table,
-            &change.columns,
-            &change.key,
-            change.new.as_deref(),
-        )?;
+        let fits = change.columns.iter().all(|c| meta.columns.contains(c));
+        if fits {
+            write_data_row(
+                conn,
+                meta,
+                &change.table,
+                &change.columns,
+                &change.key,
+                change.new.as_deref(),
+            )?;
+        } else {
+            let kept: Vec<usize> = (0..change.columns.len())
+                .filter(|&i| meta.columns.contains(&change.columns[i]))
+                .collect();
+            let columns: Vec<String> = kept.iter().map(|&i| change.columns[i].clone()).collect();
+            let new = change.new.as_ref().map(|row| {
+                kept.iter()
+                    .filter_map(|&i| row.get(i).cloned())
+                    .collect::<Vec<_>>()
+            });
+            let keyed = meta.pk.iter().all(|&i| columns.contains(&meta.columns[i]));
+            if !keyed {
+                tracing::debug!(shard = %self.shard, table = %change.table,
+                    "a replicated row whose key columns this node no longer has: skipped");
+                return Ok(());
+            }
+            write_data_row(
+                conn,
+                meta,
+                &change.table,
+                &columns,
+                &change.key,
+                new.as_deref(),
+            )?;
+        }
         put_row_clock(conn, self.shard, &change.table, &change.key, clock)
     }
 
@@ -753,10 +798,16 @@ impl ApplyTxn for ShardTxn<'_> {
                 self.conn.execute_batch("RELEASE __mycelium_ddl")?;
             }
             Err(e) => {
-                // The node may hold this schema already (it ran the cluster's DDL itself);
+                // A snapshot's schema is mostly what the node has already; an entry's DDL
+                // that this node did not run itself failing is worth a warning. Either way
                 // rows that need a schema it lacks fail on their own.
-                tracing::warn!(shard = %self.shard, error = %e, statement = sql,
-                    "replicated DDL did not apply; keeping the current schema");
+                if self.ddl_source.is_some() {
+                    tracing::warn!(shard = %self.shard, error = %e, statement = sql,
+                        "replicated DDL did not apply; keeping the current schema");
+                } else {
+                    tracing::debug!(shard = %self.shard, error = %e, statement = sql,
+                        "snapshot DDL not applied; keeping the current schema");
+                }
                 self.conn
                     .execute_batch("ROLLBACK TO __mycelium_ddl; RELEASE __mycelium_ddl")?;
             }

@@ -41,6 +41,16 @@ fn single_column(e: &Expr, columns: &[(String, Ty)]) -> Option<String> {
     }
 }
 
+/// DDL that turned out to have nothing to do (`IF [NOT] EXISTS`). It still begins its
+/// transaction as a writer: a transaction begun deferred by it would fail with 40001 at its
+/// next write if another connection (a replication apply) committed in between.
+fn nothing_to_do(tag: &'static str) -> Translation {
+    Translation {
+        writes: true,
+        ..Translation::new(Kind::Other(tag))
+    }
+}
+
 fn ddl(tag: &'static str) -> Translation {
     let mut t = Translation::new(Kind::Other(tag));
     t.writes = true;
@@ -172,7 +182,7 @@ pub(super) fn create_table(ct: &mut CreateTable, schema: &Schema) -> Result<Tran
     }
     if schema.table(&name).is_some() {
         if ct.if_not_exists {
-            return Ok(Translation::new(Kind::Other("CREATE TABLE")));
+            return Ok(nothing_to_do("CREATE TABLE"));
         }
         return Err(DbError::new(
             "42P07",
@@ -562,7 +572,7 @@ pub(super) fn drop(
         ObjectType::View => ("DROP VIEW", "VIEW"),
         ObjectType::Index => ("DROP INDEX", "INDEX"),
         ObjectType::Sequence if if_exists => {
-            return Ok(Translation::new(Kind::Other("DROP SEQUENCE")));
+            return Ok(nothing_to_do("DROP SEQUENCE"));
         }
         other => return Err(unsupported(format!("DROP {other}"))),
     };
@@ -604,7 +614,7 @@ pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Transl
     let name = table_name(&at.name)?;
     let Some(info) = schema.table(&name) else {
         if at.if_exists {
-            return Ok(Translation::new(Kind::Other("ALTER TABLE")));
+            return Ok(nothing_to_do("ALTER TABLE"));
         }
         return Err(DbError::new(
             "42P01",

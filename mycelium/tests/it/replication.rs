@@ -1,0 +1,429 @@
+//! WAL replication between node processes: every copy of a shard ends up with exactly the
+//! primary's rows, read straight from the SQLite files; a secondary killed mid-stream catches
+//! up from the log, or from a snapshot when the log was truncated meanwhile; with
+//! `synchronous_replicas = 1` every acknowledged commit survives the primary's SIGKILL.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use mycelium_router::{
+    KeyValue, NodeInfo, NodeType, PolicyDefaults, TablePlacement, TablePolicy, place,
+};
+use rusqlite::types::Value;
+
+use crate::processes::{Backend, NODES, ProcessCluster};
+
+/// Heartbeats often, so lag and silence are noticed quickly in tests.
+const FAST: &str = "[replication]\nheartbeat_interval_ms = 200\n";
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn infos() -> Vec<NodeInfo> {
+    NODES
+        .iter()
+        .map(|(id, t)| NodeInfo {
+            id: (*id).to_owned(),
+            node_type: if *t == "miner" {
+                NodeType::Miner
+            } else {
+                NodeType::Validator
+            },
+        })
+        .collect()
+}
+
+/// Where a table sharded by `id` lives.
+fn sharded(table: &str, shards: u32, replication_factor: f64) -> TablePlacement {
+    let mut policy = TablePolicy::default_for(table, &PolicyDefaults::default());
+    policy.shard_keys = vec!["id".to_owned()];
+    policy.shards = shards;
+    policy.replication_factor = replication_factor;
+    place(&policy, &infos()).expect("placement")
+}
+
+/// Where the tables without a policy live (the cluster's default policy).
+fn default_group() -> TablePlacement {
+    TablePlacement::of_table(
+        TablePlacement::DEFAULT_GROUP,
+        None,
+        &PolicyDefaults::default(),
+        &infos(),
+    )
+    .expect("placement")
+}
+
+fn index_of(node: &str) -> usize {
+    NODES
+        .iter()
+        .position(|(id, _)| *id == node)
+        .expect("a node of the cluster")
+}
+
+type Rows = Vec<Vec<Value>>;
+
+/// Every row of `table` in node `index`'s file, by id; empty when the table is missing.
+fn file_rows(cluster: &ProcessCluster, index: usize, table: &str) -> Rows {
+    let db = rusqlite::Connection::open_with_flags(
+        cluster.node_file(NODES[index].0),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open node file");
+    let Ok(mut stmt) = db.prepare(&format!("SELECT * FROM {table} ORDER BY id")) else {
+        return Vec::new();
+    };
+    let width = stmt.column_count();
+    stmt.query_map([], |row| {
+        (0..width)
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+/// The rows of each shard of a table sharded by its first column.
+fn by_shard(rows: Rows, placement: &TablePlacement) -> BTreeMap<u32, Rows> {
+    let mut shards: BTreeMap<u32, Rows> = BTreeMap::new();
+    for row in rows {
+        let Some(Value::Integer(id)) = row.first() else {
+            panic!("row without an integer id: {row:?}");
+        };
+        let shard = placement.policy.shard_of(&[KeyValue::Int(*id)]);
+        shards.entry(shard).or_default().push(row);
+    }
+    shards
+}
+
+/// Waits until every copy of every shard of `table` holds exactly its primary's rows, and
+/// the primaries hold `expected` rows in all; returns the rows by shard.
+async fn converged(
+    cluster: &ProcessCluster,
+    table: &str,
+    placement: &TablePlacement,
+    expected: usize,
+) -> BTreeMap<u32, Rows> {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let files: Vec<BTreeMap<u32, Rows>> = (0..NODES.len())
+            .map(|i| by_shard(file_rows(cluster, i, table), placement))
+            .collect();
+        let mut problems = Vec::new();
+        let mut total = 0;
+        let mut primaries = BTreeMap::new();
+        for shard in &placement.shards {
+            let primary = &files[index_of(shard.primary())];
+            let rows = primary.get(&shard.shard).cloned().unwrap_or_default();
+            total += rows.len();
+            for copy in shard.replicas.iter().skip(1) {
+                let held = files[index_of(&copy.node)]
+                    .get(&shard.shard)
+                    .cloned()
+                    .unwrap_or_default();
+                if held != rows {
+                    problems.push(format!(
+                        "{table}/{} on {}: {} rows, primary {} has {}",
+                        shard.shard,
+                        copy.node,
+                        held.len(),
+                        shard.primary(),
+                        rows.len()
+                    ));
+                }
+            }
+            primaries.insert(shard.shard, rows);
+        }
+        if total != expected {
+            problems.push(format!(
+                "{table}: {total} rows on the primaries, want {expected}"
+            ));
+        }
+        if problems.is_empty() {
+            return primaries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "copies did not converge:\n{}\npositions:\n{}",
+            problems.join("\n"),
+            positions(cluster)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What each node holds of each shard's logs, for failure messages.
+fn positions(cluster: &ProcessCluster) -> String {
+    let mut out = String::new();
+    for (index, (id, _)) in NODES.iter().enumerate() {
+        let db = rusqlite::Connection::open_with_flags(
+            cluster.node_file(NODES[index].0),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open node file");
+        let Ok(mut stmt) = db.prepare(
+            "SELECT shard_table || '/' || shard || ' ' || origin || ':' || sequence \
+             FROM __mycelium_applied ORDER BY 1",
+        ) else {
+            continue;
+        };
+        let rows: Vec<String> = stmt
+            .query_map([], |row| row.get(0))
+            .expect("positions")
+            .collect::<Result<_, _>>()
+            .expect("positions");
+        out.push_str(&format!("{id}: {}\n", rows.join(", ")));
+    }
+    out
+}
+
+async fn count(client: &tokio_postgres::Client, table: &str) -> usize {
+    let row = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count");
+    usize::try_from(row.get::<_, i64>(0)).expect("count")
+}
+
+/// A node's `/metrics` body (its port is in the node's ready line).
+fn metrics_of(cluster: &ProcessCluster, index: usize) -> String {
+    let line = &cluster.nodes[index].first_line;
+    let port: u16 = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics port in {line:?}"));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("response");
+    body
+}
+
+/// The value of the sample whose line starts with `series`.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn replicas_hold_identical_rows() {
+    let cluster =
+        ProcessCluster::start_with(Backend::Sqlite, "", FAST, "").expect("a SQLite cluster");
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE acc (id bigint PRIMARY KEY, balance integer NOT NULL, note text, \
+               at timestamptz NOT NULL DEFAULT now(), r double precision DEFAULT random()) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 4, \
+               mycelium.replication_factor = 1);
+             CREATE TABLE plain (id serial PRIMARY KEY, v text, \
+               at timestamptz NOT NULL DEFAULT now(), r double precision DEFAULT random());
+             CREATE TABLE reborn (id integer PRIMARY KEY, old text);",
+        )
+        .await
+        .expect("schema");
+    let values: Vec<String> = (1..=60)
+        .map(|id| format!("({id}, {}, 'n{id}')", id * 10))
+        .collect();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO acc (id, balance, note) VALUES {};
+             UPDATE acc SET balance = balance + 1, r = random() WHERE id % 3 = 0;
+             UPDATE acc SET at = now(), note = NULL WHERE id = 5;
+             DELETE FROM acc WHERE id % 7 = 0;
+             INSERT INTO plain (v) VALUES ('a'), ('b'), ('c'), ('d'), ('e');
+             UPDATE plain SET v = v || '!', r = random() WHERE id % 2 = 0;
+             DELETE FROM plain WHERE v = 'c';
+             BEGIN;
+             INSERT INTO plain (v) VALUES ('in a transaction');
+             UPDATE acc SET balance = 0 WHERE id = 1;
+             COMMIT;
+             INSERT INTO reborn VALUES (1, 'first life');
+             DROP TABLE reborn;
+             CREATE TABLE reborn (id integer PRIMARY KEY, new text NOT NULL);
+             INSERT INTO reborn VALUES (2, 'second life');",
+            values.join(", ")
+        ))
+        .await
+        .expect("workload");
+    for id in 61i64..=70 {
+        client
+            .execute(
+                "INSERT INTO acc (id, balance, note) VALUES ($1, $2, 'one by one')",
+                &[&id, &(id as i32)],
+            )
+            .await
+            .expect("insert with parameters");
+    }
+
+    let acc = sharded("acc", 4, 1.0);
+    let expected = count(&client, "acc").await;
+    assert_eq!(expected, 62, "70 inserted, ids 7 to 56 by 7 deleted");
+    let shards = converged(&cluster, "acc", &acc, expected).await;
+    assert_eq!(shards.len(), 4, "rows on every shard");
+
+    let group = default_group();
+    assert_eq!(group.shards[0].replicas.len(), 2, "two copies by default");
+    let expected = count(&client, "plain").await;
+    assert_eq!(expected, 5);
+    converged(&cluster, "plain", &group, expected).await;
+    let reborn = converged(&cluster, "reborn", &group, 1).await;
+    assert_eq!(
+        reborn[&0],
+        vec![vec![
+            Value::Integer(2),
+            Value::Text("second life".to_owned())
+        ]],
+        "the replayed DROP TABLE did not drop the table created after it"
+    );
+    let holder = group.shards[0].primary().to_owned();
+    let outsider = (0..NODES.len())
+        .find(|&i| !group.shards[0].holds(NODES[i].0))
+        .expect("a node without the default group");
+    assert!(
+        file_rows(&cluster, outsider, "plain").is_empty(),
+        "{} holds no copy of the default group, only its schema",
+        NODES[outsider].0
+    );
+    let metrics = metrics_of(&cluster, index_of(&holder));
+    assert!(
+        sample(
+            &metrics,
+            &format!("mycelium_replication_entries_shipped_total{{node=\"{holder}\"}}")
+        ) > 0.0,
+        "{metrics}"
+    );
+}
+
+/// Writes rows `ids` one statement at a time, each committed before the next.
+async fn write(client: &tokio_postgres::Client, ids: std::ops::Range<i64>) {
+    for id in ids {
+        client
+            .execute(
+                "INSERT INTO stream (id, v) VALUES ($1, $2)",
+                &[&id, &format!("row {id}")],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("insert {id}: {e}"));
+    }
+}
+
+/// A node that holds copies of `stream`'s shards but leads none of them.
+fn secondary_only(placement: &TablePlacement) -> usize {
+    (0..NODES.len())
+        .find(|&i| {
+            let id = NODES[i].0;
+            placement
+                .shards
+                .iter()
+                .all(|s| s.holds(id) && s.primary() != id)
+        })
+        .expect("with 2 shards on 3 nodes, one node leads none")
+}
+
+/// Kills a secondary in the middle of a stream of writes and restarts it; returns whether
+/// it took a snapshot to catch up.
+async fn kill_a_secondary_mid_stream(node_toml: &str) -> f64 {
+    let mut cluster =
+        ProcessCluster::start_with(Backend::Sqlite, "", node_toml, "").expect("a SQLite cluster");
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE stream (id bigint PRIMARY KEY, v text NOT NULL) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 2, \
+               mycelium.replication_factor = 1)",
+        )
+        .await
+        .expect("schema");
+    let placement = sharded("stream", 2, 1.0);
+    let victim = secondary_only(&placement);
+    write(&client, 0..40).await;
+    converged(&cluster, "stream", &placement, 40).await;
+    let writer = {
+        let client = cluster.connect().await;
+        tokio::spawn(async move { write(&client, 40..200).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    cluster.nodes[victim].kill();
+    writer.await.expect("writer");
+    // Past the heartbeat, so the primaries' upkeep truncates what retention lets go.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    cluster.restart_node(victim, &[]);
+    converged(&cluster, "stream", &placement, 200).await;
+    // Counters follow at the next heartbeat.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = sample(
+        &metrics_of(&cluster, victim),
+        &format!(
+            "mycelium_replication_snapshots_total{{direction=\"received\",node=\"{}\"}}",
+            NODES[victim].0
+        ),
+    );
+    // The restarted node serves reads of its copies again with every row.
+    assert_eq!(count(&client, "stream").await, 200);
+    received
+}
+
+#[tokio::test]
+async fn a_killed_secondary_catches_up_from_the_log() {
+    let snapshots = kill_a_secondary_mid_stream(FAST).await;
+    assert_eq!(snapshots, 0.0, "the log still reached back to its position");
+}
+
+#[tokio::test]
+async fn a_secondary_behind_a_truncated_log_catches_up_from_a_snapshot() {
+    let snapshots = kill_a_secondary_mid_stream(
+        "[replication]\nheartbeat_interval_ms = 200\nwal_retain_entries = 0\n\
+         wal_retain_seconds = 0\nwal_max_entries = 10\n",
+    )
+    .await;
+    assert!(snapshots >= 1.0, "a snapshot was needed and received");
+}
+
+#[tokio::test]
+async fn synchronous_commits_survive_the_primary() {
+    let mut cluster = ProcessCluster::start_with(
+        Backend::Sqlite,
+        "",
+        "[replication]\nsynchronous_replicas = 1\nsynchronous_timeout_ms = 10000\n",
+        "",
+    )
+    .expect("a SQLite cluster");
+    let client = cluster.connect().await;
+    client
+        .batch_execute("CREATE TABLE stream (id bigint PRIMARY KEY, v text NOT NULL)")
+        .await
+        .expect("schema");
+    let group = default_group();
+    let primary = index_of(group.shards[0].primary());
+    let secondary = index_of(&group.shards[0].replicas[1].node);
+    write(&client, 0..100).await;
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO stream VALUES (100, 'explicit'); \
+             INSERT INTO stream VALUES (101, 'explicit'); COMMIT",
+        )
+        .await
+        .expect("an explicit transaction");
+    cluster.nodes[primary].kill();
+    let held = file_rows(&cluster, secondary, "stream");
+    let ids: Vec<i64> = held
+        .iter()
+        .map(|row| match row.first() {
+            Some(Value::Integer(id)) => *id,
+            other => panic!("bad row {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (0..102).collect::<Vec<_>>(),
+        "every acknowledged commit is in the secondary's file"
+    );
+}

@@ -1,0 +1,131 @@
+//! `synchronous_replicas`: a session whose commits are answered only once enough secondaries
+//! acknowledged them.
+//!
+//! The backend announces each commit's entries on its worker thread before it answers the
+//! statement, and every announcement bumps a generation. A statement that may have
+//! committed (one that leaves the session outside a transaction and whose tag is a write or
+//! COMMIT) holds its `Complete` until the shards whose last commit came after the
+//! generation read when it started are acknowledged up to that commit. A concurrent commit
+//! of another session on the same shard can lengthen the wait (its entry is acknowledged with
+//! or after this one's), never shorten it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mycelium_protocol::{
+    CopyIn, DbError, Execute, NodeSession, Reply, ReplySource, ReplyStream, StatementDescription,
+};
+
+use super::Shared;
+
+/// Command tags of statements that write or commit.
+/// A read's tag (`SELECT`, `SHOW`) is not among them: it committed nothing of its own, and
+/// waiting for other sessions' commits would only slow it down.
+const WRITING_TAGS: [&str; 10] = [
+    "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "COMMIT", "CREATE", "ALTER", "DROP", "TRUNCATE",
+];
+
+fn may_have_written(tag: &str) -> bool {
+    let word = tag.split_whitespace().next().unwrap_or_default();
+    WRITING_TAGS.contains(&word)
+}
+
+/// A session of a node with `synchronous_replicas > 0`.
+pub(crate) struct SyncSession {
+    pub inner: Box<dyn NodeSession>,
+    pub shared: Arc<Shared>,
+}
+
+/// Replies of one statement, with its `Complete` held until replication confirmed.
+struct HoldComplete {
+    inner: ReplyStream,
+    shared: Arc<Shared>,
+    since: u64,
+}
+
+#[async_trait]
+impl ReplySource for HoldComplete {
+    async fn next(&mut self) -> Option<Result<Reply, DbError>> {
+        let reply = self.inner.recv().await?;
+        if let Ok(Reply::Complete { tag }) = &reply
+            && may_have_written(tag)
+            && let Err(e) = self.shared.wait_replicated(self.since).await
+        {
+            return Some(Err(e));
+        }
+        Some(reply)
+    }
+}
+
+#[async_trait]
+impl NodeSession for SyncSession {
+    async fn describe(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+    ) -> Result<StatementDescription, DbError> {
+        self.inner.describe(sql, param_types).await
+    }
+
+    async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError> {
+        let since = self.shared.generation();
+        let stream = self.inner.execute(request).await?;
+        if self.inner.in_transaction() {
+            return Ok(stream);
+        }
+        Ok(ReplyStream::from_source(Box::new(HoldComplete {
+            inner: stream,
+            shared: self.shared.clone(),
+            since,
+        })))
+    }
+
+    async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
+        let since = self.shared.generation();
+        let rows = self.inner.copy_in(batch).await?;
+        if !self.inner.in_transaction() {
+            self.shared.wait_replicated(since).await?;
+        }
+        Ok(rows)
+    }
+
+    fn set_user(&mut self, user: &str) {
+        self.inner.set_user(user);
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.inner.in_transaction()
+    }
+
+    async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {
+        self.inner.prepare(gid, decider).await
+    }
+
+    async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+        let since = self.shared.generation();
+        self.inner.commit_decision(gid, participants).await?;
+        self.shared.wait_replicated(since).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_have_written;
+
+    #[test]
+    fn writes_and_commits_are_held_reads_are_not() {
+        for tag in [
+            "INSERT 0 3",
+            "UPDATE 1",
+            "DELETE 0",
+            "COMMIT",
+            "COPY 5",
+            "CREATE TABLE",
+        ] {
+            assert!(may_have_written(tag), "{tag}");
+        }
+        for tag in ["SELECT 2", "ROLLBACK", "BEGIN", "SHOW", "SET"] {
+            assert!(!may_have_written(tag), "{tag}");
+        }
+    }
+}
