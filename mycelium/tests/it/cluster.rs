@@ -13,8 +13,8 @@ use crate::processes::{Backend, NODES, ProcessCluster};
 
 const SHARDS: u32 = 6;
 
-/// The table's policy as the proxy has it, and which node is each shard's primary.
-fn primaries() -> (TablePolicy, Vec<String>) {
+/// The table's policy as the proxy has it, and where each shard lives (primary first).
+fn placement() -> (TablePolicy, Vec<Vec<String>>) {
     let mut policy = TablePolicy::default_for("items", &PolicyDefaults::default());
     policy.shard_keys = vec!["id".to_owned()];
     policy.shards = SHARDS;
@@ -30,12 +30,12 @@ fn primaries() -> (TablePolicy, Vec<String>) {
         })
         .collect();
     let placement = place(&policy, &infos).expect("placement");
-    let primaries = placement
+    let copies = placement
         .shards
         .iter()
-        .map(|s| s.primary().to_owned())
+        .map(|s| s.replicas.iter().map(|r| r.node.clone()).collect())
         .collect();
-    (policy, primaries)
+    (policy, copies)
 }
 
 async fn rows(
@@ -160,22 +160,39 @@ async fn sharded_cluster_of_processes(backend: Backend) {
     let allowed = run_on(&mut *miner.0, "SELECT count(*) FROM items").await;
     assert!(allowed.is_ok(), "{allowed:?}");
 
-    // Every row is on its shard's primary and nowhere else.
-    let (policy, primaries) = primaries();
+    // Every row is on its shard's primary, on the copies that replicate it (a secondary
+    // whose primary and itself are SQLite nodes), and nowhere else.
+    let (policy, copies) = placement();
+    let on_sqlite = |node: &str| {
+        let index = NODES.iter().position(|(id, _)| *id == node).unwrap_or(0);
+        !backend.on_postgres(index)
+    };
     let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut held: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for id in 1..=120i64 {
         let shard = policy.shard_of(&[KeyValue::Int(id)]) as usize;
-        expected
-            .entry(primaries[shard].as_str())
-            .or_default()
-            .push(id);
+        let primary = copies[shard][0].as_str();
+        expected.entry(primary).or_default().push(id);
+        for (n, node) in copies[shard].iter().enumerate() {
+            if n == 0 || (on_sqlite(primary) && on_sqlite(node)) {
+                held.entry(node.as_str()).or_default().push(id);
+            }
+        }
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     for (index, (id, _)) in NODES.iter().enumerate() {
-        assert_eq!(
-            ids_on(&cluster, index).await,
-            expected.get(id).cloned().unwrap_or_default(),
-            "rows in {id}'s database"
-        );
+        let want = held.get(id).cloned().unwrap_or_default();
+        loop {
+            let found = ids_on(&cluster, index).await;
+            if found == want {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rows in {id}'s database: {found:?}, want {want:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
     assert!(
         expected.len() >= 2,
@@ -264,7 +281,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .keys()
         .flat_map(|node| {
             (1000..3000i64)
-                .filter(|id| primaries[policy.shard_of(&[KeyValue::Int(*id)]) as usize] == *node)
+                .filter(|id| copies[policy.shard_of(&[KeyValue::Int(*id)]) as usize][0] == *node)
                 .take(2)
                 .map(move |id| (id, *node))
         })
@@ -298,16 +315,23 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         ids.sort_unstable();
         ids
     });
+    // On its primary at once; on nodes without a copy of its shard never (copies follow
+    // through replication).
     for (id, node) in &fresh[..4] {
+        let shard = policy.shard_of(&[KeyValue::Int(*id)]) as usize;
         for (index, (other, _)) in NODES.iter().enumerate() {
             let here = ids_on(&cluster, index).await.contains(id);
-            assert_eq!(here, *other == *node, "row {id} on {other}");
+            if *other == *node {
+                assert!(here, "row {id} on its primary {other}");
+            } else if !copies[shard].iter().any(|c| c == other) {
+                assert!(!here, "row {id} on {other}, which holds no copy of its shard");
+            }
         }
     }
     // A failing row on one node leaves no row on any.
     let other_node = fresh[2].1;
     let unused = (3000..4000i64)
-        .find(|id| primaries[policy.shard_of(&[KeyValue::Int(*id)]) as usize] == other_node)
+        .find(|id| copies[policy.shard_of(&[KeyValue::Int(*id)]) as usize][0] == other_node)
         .expect("an id on the other node");
     let error = client
         .simple_query(&format!(
@@ -404,18 +428,31 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         assert!(healthy.iter().all(|h| h == "yes"), "{healthy:?}");
     }
     cluster.nodes[victim_index].kill();
-    let error = rows(
+    // A row whose shard has a replicated copy elsewhere is read from that copy; otherwise the
+    // error names the dead node and the shard.
+    let shard = policy.shard_of(&[KeyValue::Int(victim_row)]) as usize;
+    let failover = copies[shard]
+        .iter()
+        .any(|node| node != victim && on_sqlite(node) && on_sqlite(victim));
+    let read = rows(
         &client,
-        &format!("SELECT val FROM items WHERE id = {victim_row}"),
+        &format!("SELECT id FROM items WHERE id = {victim_row}"),
     )
-    .await
-    .expect_err("read from the dead node");
-    assert_eq!(sqlstate(&error), "08006", "{error:?}");
-    let message = format!("{error:?}");
-    assert!(
-        message.contains(victim) && message.contains("shard items/"),
-        "{message}"
-    );
+    .await;
+    if failover {
+        assert_eq!(
+            read.expect("read from a copy"),
+            vec![vec![victim_row.to_string()]]
+        );
+    } else {
+        let error = read.expect_err("read from the dead node");
+        assert_eq!(sqlstate(&error), "08006", "{error:?}");
+        let message = format!("{error:?}");
+        assert!(
+            message.contains(victim) && message.contains("shard items/"),
+            "{message}"
+        );
+    }
     let alive = rows(
         &client,
         &format!("SELECT id FROM items WHERE id = {survivor}"),
