@@ -64,6 +64,15 @@ pub struct AllArgs {
     /// Idle client connections opened for the memory measurement.
     #[arg(long, default_value_t = 2000)]
     pub connections: u32,
+    /// Measure only these setups of the pgbench matrix, comma-separated: direct, relay,
+    /// pgbouncer, pg1, pg2, sqlite. With --setups or --workloads only the pgbench matrix runs
+    /// (no point operations, transfers, scattered reads or memory).
+    #[arg(long, value_delimiter = ',')]
+    pub setups: Vec<String>,
+    /// Run only these pgbench workloads, comma-separated: select-simple-c1,
+    /// select-prepared-c1, select-simple-c8, select-prepared-c8, tpcb-simple-c8.
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
 }
 
 /// The settings of one run, defaults filled in.
@@ -74,6 +83,10 @@ pub struct Settings {
     pub seconds: u32,
     pub rounds: u32,
     pub connections: u32,
+    /// The setups measured (all when empty).
+    pub setups: Vec<&'static str>,
+    /// The pgbench workloads run (all when empty).
+    pub workloads: Vec<&'static str>,
     #[serde(skip)]
     pub out: PathBuf,
     #[serde(skip)]
@@ -104,15 +117,60 @@ impl Settings {
             }
         };
         let (scale, seconds, rounds) = if args.quick { (1, 1, 1) } else { (10, 10, 3) };
+        let setups = args
+            .setups
+            .iter()
+            .map(|key| {
+                run::Setup::ALL
+                    .into_iter()
+                    .find(|setup| setup.key() == key.trim())
+                    .map(run::Setup::name)
+                    .with_context(|| {
+                        format!(
+                            "--setups {key}: no such setup; the setups are {}",
+                            run::Setup::ALL.map(run::Setup::key).join(", ")
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let workloads = args
+            .workloads
+            .iter()
+            .map(|key| {
+                pgbench::WORKLOADS
+                    .iter()
+                    .find(|workload| workload.key() == key.trim())
+                    .map(|workload| workload.name)
+                    .with_context(|| {
+                        let keys: Vec<String> = pgbench::WORKLOADS
+                            .iter()
+                            .map(pgbench::Workload::key)
+                            .collect();
+                        format!(
+                            "--workloads {key}: no such workload; the workloads are {}",
+                            keys.join(", ")
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Settings {
             quick: args.quick,
             scale: args.scale.unwrap_or(scale),
             seconds: args.seconds.unwrap_or(seconds).max(1),
             rounds: args.rounds.unwrap_or(rounds).max(1),
             connections: args.connections,
+            setups,
+            workloads,
             out: args.out,
             mycelium,
         })
+    }
+}
+
+impl Settings {
+    /// Whether only part of the pgbench matrix was asked for (and nothing else runs).
+    pub fn matrix_only(&self) -> bool {
+        !self.setups.is_empty() || !self.workloads.is_empty()
     }
 }
 

@@ -65,6 +65,13 @@ pub struct Workload {
     pub threads: u32,
 }
 
+impl Workload {
+    /// The name as a command-line word: `select-simple-c1`.
+    pub fn key(&self) -> String {
+        self.name.replace(' ', "-")
+    }
+}
+
 pub const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "select simple c1",

@@ -51,6 +51,18 @@ impl Setup {
         Setup::MyceliumSqlite,
     ];
 
+    /// The setup as a command-line word (`--setups`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Setup::Direct => "direct",
+            Setup::Relay => "relay",
+            Setup::PgBouncer => "pgbouncer",
+            Setup::MyceliumPg1 => "pg1",
+            Setup::MyceliumPg2 => "pg2",
+            Setup::MyceliumSqlite => "sqlite",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Setup::Direct => "postgres (direct)",
@@ -336,7 +348,18 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             .flat_map(|(tx, session)| [tx.pid, session.pid])
             .collect(),
     };
-    let setups = servers.setups();
+    let mut setups = servers.setups();
+    if !settings.setups.is_empty() {
+        setups.retain(|setup| settings.setups.contains(&setup.name()));
+    }
+    let workloads: Vec<&Workload> = WORKLOADS
+        .iter()
+        .filter(|w| settings.workloads.is_empty() || settings.workloads.contains(&w.name))
+        .collect();
+    anyhow::ensure!(
+        !setups.is_empty() && !workloads.is_empty(),
+        "nothing to measure: no selected setup is available"
+    );
 
     // Warm-up: caches, connection pools, plan caches. Not measured.
     let warm_up = if settings.quick { 1 } else { 3 };
@@ -357,9 +380,9 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     // Measurements that failed: noted in the report, and the run's exit status.
     let mut failures = 0;
     let mut measurements = Vec::new();
-    let total = settings.rounds as usize * WORKLOADS.len() * setups.len();
+    let total = settings.rounds as usize * workloads.len() * setups.len();
     for round in 0..settings.rounds {
-        for (index, workload) in WORKLOADS.iter().enumerate() {
+        for (index, workload) in workloads.iter().copied().enumerate() {
             let mut order = setups.clone();
             order.rotate_left((round as usize + index) % setups.len());
             for setup in order {
@@ -398,9 +421,19 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             }
         }
     }
-    let operations = sharded_workloads(&servers.mycelium[2], settings, &mut notes, &progress).await;
-    failures += operations.failures;
-    let operations = operations.measurements;
+    let operations = if settings.matrix_only() {
+        notes.push(
+            "Only part of the pgbench matrix was run (--setups/--workloads): no point \
+             operations, transfers, scattered reads or memory."
+                .to_owned(),
+        );
+        Vec::new()
+    } else {
+        let operations =
+            sharded_workloads(&servers.mycelium[2], settings, &mut notes, &progress).await;
+        failures += operations.failures;
+        operations.measurements
+    };
     notes.push(
         "Replication: not measured — WAL replication is not wired into nodes yet (the \
          replication/ core exists, nodes do not replicate)."
@@ -416,45 +449,15 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     drop(relay);
 
     let mut memory = Vec::new();
-    progress(format!(
-        "memory: a fresh mycelium up, then {} idle connections",
-        settings.connections
-    ));
-    let max = (settings.connections + 1000).to_string();
-    let fresh = Mycelium::start(
-        &settings.mycelium,
-        &[],
-        &[("MYCELIUM_PROXY__MAX_CONNECTIONS", max.as_str())],
-    )?;
-    match memory::idle_connections("mycelium", fresh.pid, &fresh.target(), settings.connections)
-        .await
-    {
-        Ok(result) => memory.push(result),
-        Err(e) => {
-            failures += 1;
-            notes.push(format!("mycelium memory measurement failed: {e:#}"));
-        }
-    }
-    drop(fresh);
-    if let Some((tx, _)) = &pgbouncer {
-        progress(format!(
-            "memory: pgbouncer with {} idle connections",
-            settings.connections
-        ));
-        match memory::idle_connections(
-            "pgbouncer (transaction)",
-            tx.pid,
-            &tx.target(),
-            settings.connections,
+    if !settings.matrix_only() {
+        failures += measure_memory(
+            settings,
+            pgbouncer.as_ref(),
+            &mut memory,
+            &mut notes,
+            &progress,
         )
-        .await
-        {
-            Ok(result) => memory.push(result),
-            Err(e) => {
-                failures += 1;
-                notes.push(format!("pgbouncer memory measurement failed: {e:#}"));
-            }
-        }
+        .await?;
     }
     drop(pgbouncer);
     drop(postgres);
@@ -492,6 +495,58 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         "{failures} measurement(s) failed; the notes of the report say which"
     );
     Ok(())
+}
+
+/// Memory per idle connection: a fresh `mycelium up`, then PgBouncer; returns the failures.
+async fn measure_memory(
+    settings: &Settings,
+    pgbouncer: Option<&(PgBouncer, PgBouncer)>,
+    memory: &mut Vec<memory::MemoryResult>,
+    notes: &mut Vec<String>,
+    progress: &impl Fn(String),
+) -> anyhow::Result<usize> {
+    let mut failures = 0;
+    progress(format!(
+        "memory: a fresh mycelium up, then {} idle connections",
+        settings.connections
+    ));
+    let max = (settings.connections + 1000).to_string();
+    let fresh = Mycelium::start(
+        &settings.mycelium,
+        &[],
+        &[("MYCELIUM_PROXY__MAX_CONNECTIONS", max.as_str())],
+    )?;
+    match memory::idle_connections("mycelium", fresh.pid, &fresh.target(), settings.connections)
+        .await
+    {
+        Ok(result) => memory.push(result),
+        Err(e) => {
+            failures += 1;
+            notes.push(format!("mycelium memory measurement failed: {e:#}"));
+        }
+    }
+    drop(fresh);
+    if let Some((tx, _)) = pgbouncer {
+        progress(format!(
+            "memory: pgbouncer with {} idle connections",
+            settings.connections
+        ));
+        match memory::idle_connections(
+            "pgbouncer (transaction)",
+            tx.pid,
+            &tx.target(),
+            settings.connections,
+        )
+        .await
+        {
+            Ok(result) => memory.push(result),
+            Err(e) => {
+                failures += 1;
+                notes.push(format!("pgbouncer memory measurement failed: {e:#}"));
+            }
+        }
+    }
+    Ok(failures)
 }
 
 /// One pgbench run against `setup`, with the CPU every process spent during it.
