@@ -249,12 +249,7 @@ impl NodeLink for Node {
     }
 
     async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
-        let Some(shared) = self.synchronous().filter(|_| commit) else {
-            return self.backend.finish_prepared(gid, commit).await;
-        };
-        let since = shared.generation();
-        self.backend.finish_prepared(gid, commit).await?;
-        shared.wait_replicated(since).await
+        self.backend.finish_prepared(gid, commit).await
     }
 
     async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {

@@ -427,3 +427,43 @@ async fn synchronous_commits_survive_the_primary() {
         "every acknowledged commit is in the secondary's file"
     );
 }
+
+#[tokio::test]
+async fn a_postgres_node_refuses_replication_connections() {
+    let Some(cluster) = ProcessCluster::start_with(Backend::Mixed, "", FAST, "") else {
+        return;
+    };
+    let identity =
+        mycelium_network::TlsIdentity::load_member(&cluster.dir.path().join("certs"), "n1")
+            .expect("n1's certificate");
+    // A replication connection opens with a frame of kind 0x40..=0x4f (0x45: a status).
+    let answer = |index: usize| {
+        let identity = identity.clone();
+        let addr = format!("127.0.0.1:{}", cluster.node_ports[index]);
+        async move {
+            let mut conn = mycelium_network::connect(
+                addr.as_str(),
+                NODES[index].0,
+                &identity,
+                &mycelium_network::ConnectOptions::default(),
+            )
+            .await
+            .expect("connect");
+            conn.send(0x45, bytes::Bytes::new()).await.expect("send");
+            let frame = conn.recv().await.expect("answer").expect("a frame");
+            mycelium_network::rpc::refusal(&frame).expect("an error frame")
+        }
+    };
+    let refused = answer(1).await;
+    assert_eq!(refused.code, "0A000", "{refused:?}");
+    assert!(
+        refused.message.contains("PostgreSQL"),
+        "{}",
+        refused.message
+    );
+    let malformed = answer(2).await;
+    assert_eq!(
+        malformed.code, "08P01",
+        "a SQLite node reads the frame: {malformed:?}"
+    );
+}

@@ -17,8 +17,9 @@
 //!   its usual pace: maps reach nodes at different moments); a PostgreSQL node refuses with
 //!   0A000 (it does not replicate yet) and its secondaries retry slowly, warning once.
 //! - **Synchronous commits** ([`session`]): with `synchronous_replicas = k`, a statement that
-//!   committed is answered only once `k` secondaries (at most as many as the map gives the
-//!   shard) acknowledged the entries; past `synchronous_timeout_ms` the client gets 08007.
+//!   committed on this node alone (autocommit, COMMIT, COPY) is answered only once `k`
+//!   secondaries (at most as many as the map gives the shard) acknowledged the entries; past
+//!   `synchronous_timeout_ms` the client gets 08007. Two-phase commits are not held yet.
 //! - **Upkeep** ([`upkeep`]): every heartbeat interval, WAL truncation by the retention
 //!   settings, the metrics, and the counters behind [`Replication::status`].
 
@@ -53,9 +54,10 @@ pub use status::{PeerState, PeerStatus, ReplicationStatus, ShardRole, ShardStatu
 use crate::topology::Topology;
 use link::{ServedPeer, ServingLink, ShipCounters};
 
-/// SQLSTATE of a commit that `synchronous_replicas` did not confirm in time: committed on
-/// the primary, outcome on the replicas unknown. The two-phase coordinator treats it as an
-/// unknown outcome (never as a refusal), which is what it is.
+/// SQLSTATE of a commit that `synchronous_replicas` did not confirm in time
+/// (`transaction_resolution_unknown`): committed on the primary, not confirmed on enough
+/// replicas; a client must not take it for a rollback. The proxy's coordinators treat 08007
+/// as an unknown outcome, never as a refusal.
 pub const SYNC_TIMEOUT_SQLSTATE: &str = "08007";
 
 /// Local commit times kept per primary shard, for the age part of WAL retention.

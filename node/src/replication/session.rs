@@ -8,6 +8,10 @@
 //! generation read when it started are acknowledged up to that commit. A concurrent commit
 //! of another session on the same shard can lengthen the wait (its entry is acknowledged with
 //! or after this one's), never shorten it.
+//!
+//! Two-phase commits are not held (see [`SyncSession::commit_decision`]): the coordinator
+//! would have to wait for replication after its last commit, which the node protocol cannot
+//! ask for yet.
 
 use std::sync::Arc;
 
@@ -101,10 +105,11 @@ impl NodeSession for SyncSession {
         self.inner.prepare(gid, decider).await
     }
 
+    /// Not held: a secondary of this node's shards may be a participant of the same
+    /// transaction, whose prepared copy holds its write lock until the coordinator has this
+    /// answer, so the secondary could not apply the entry before the timeout.
     async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
-        let since = self.shared.generation();
-        self.inner.commit_decision(gid, participants).await?;
-        self.shared.wait_replicated(since).await
+        self.inner.commit_decision(gid, participants).await
     }
 }
 
