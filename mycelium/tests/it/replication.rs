@@ -467,3 +467,31 @@ async fn a_postgres_node_refuses_replication_connections() {
         "a SQLite node reads the frame: {malformed:?}"
     );
 }
+
+/// Applies commit on every node all the time now; a transaction that read before one of them
+/// (or another session's commit) still writes, with a fresh snapshot, as Postgres' READ
+/// COMMITTED does, instead of failing with 40001.
+#[tokio::test]
+async fn a_transaction_that_read_before_another_commit_still_writes() {
+    let cluster =
+        ProcessCluster::start_with(Backend::Sqlite, "", FAST, "").expect("a SQLite cluster");
+    let reader = cluster.connect().await;
+    let writer = cluster.connect().await;
+    reader
+        .batch_execute("CREATE TABLE rc (id integer PRIMARY KEY, v text)")
+        .await
+        .expect("schema");
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM rc")
+        .await
+        .expect("a transaction that reads");
+    writer
+        .execute("INSERT INTO rc VALUES (1, 'committed meanwhile')", &[])
+        .await
+        .expect("another session commits");
+    reader
+        .batch_execute("INSERT INTO rc VALUES (2, 'then written'); COMMIT")
+        .await
+        .expect("the first write of the reading transaction");
+    assert_eq!(count(&writer, "rc").await, 2);
+}
