@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
 
+use mycelium_router::{KeyValue, NodeInfo, NodeType, PolicyDefaults, TablePolicy, place};
+
 use crate::harness::sqlstate;
 use crate::processes::{Backend, NODES, ProcessCluster};
 
@@ -43,25 +45,26 @@ async fn bank(
         .map(|id| format!("INSERT INTO accounts (id, balance) VALUES ({id}, {INITIAL});"))
         .collect();
     client.batch_execute(&inserts).await.expect("accounts");
-    let mut owner = BTreeMap::new();
-    for index in 0..NODES.len() {
-        for row in cluster.node_ints(index, "SELECT id FROM accounts").await {
-            assert!(
-                owner.insert(row[0], index).is_none(),
-                "account {} is on two nodes",
-                row[0]
-            );
-        }
+    // Each account is on its primary (copies follow through replication).
+    let owner = primaries();
+    for (id, &index) in &owner {
+        let here = cluster
+            .node_ints(
+                index,
+                &format!("SELECT count(*) FROM accounts WHERE id = {id}"),
+            )
+            .await;
+        assert_eq!(
+            here,
+            vec![vec![1]],
+            "account {id} on its primary {}",
+            NODES[index].0
+        );
     }
-    assert_eq!(
-        owner.len() as i64,
-        ACCOUNTS,
-        "every account on exactly one node"
-    );
     for index in 0..NODES.len() {
         assert!(
             owner.values().any(|&n| n == index),
-            "no account landed on node {index}: {owner:?}"
+            "no account has node {index} as its primary: {owner:?}"
         );
     }
     Some((cluster, owner))
@@ -86,14 +89,54 @@ async fn balance_on(cluster: &ProcessCluster, owner: &BTreeMap<i64, usize>, id: 
         .await[0][0]
 }
 
-/// The sum of every balance, read from each node's database.
-async fn total_on_nodes(cluster: &ProcessCluster) -> i64 {
+/// The node holding each account's primary copy: the placement every proxy computes.
+fn primaries() -> BTreeMap<i64, usize> {
+    let mut policy = TablePolicy::default_for("accounts", &PolicyDefaults::default());
+    policy.shard_keys = vec!["id".to_owned()];
+    policy.shards = 6;
+    let infos: Vec<NodeInfo> = NODES
+        .iter()
+        .map(|(id, t)| NodeInfo {
+            id: (*id).to_owned(),
+            node_type: if *t == "miner" {
+                NodeType::Miner
+            } else {
+                NodeType::Validator
+            },
+        })
+        .collect();
+    let placement = place(&policy, &infos).expect("placement");
+    (1..=ACCOUNTS)
+        .map(|id| {
+            let shard = policy.shard_of(&[KeyValue::Int(id)]) as usize;
+            let primary = placement.shards[shard].primary();
+            (
+                id,
+                NODES.iter().position(|(n, _)| *n == primary).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// The sum of every balance, read from the database of each account's primary.
+async fn total_on_nodes(cluster: &ProcessCluster, owner: &BTreeMap<i64, usize>) -> i64 {
     let mut total = 0;
     for index in 0..NODES.len() {
+        let ids: Vec<String> = owner
+            .iter()
+            .filter(|(_, n)| **n == index)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
         total += cluster
             .node_ints(
                 index,
-                "SELECT CAST(coalesce(sum(balance), 0) AS BIGINT) FROM accounts",
+                &format!(
+                    "SELECT CAST(coalesce(sum(balance), 0) AS BIGINT) FROM accounts WHERE id IN ({})",
+                    ids.join(", ")
+                ),
             )
             .await[0][0];
     }
@@ -178,7 +221,10 @@ async fn writes_on_several_nodes_commit_atomically(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(updated as i64, ACCOUNTS);
-    assert_eq!(total_on_nodes(&cluster).await, ACCOUNTS * (INITIAL + 1));
+    assert_eq!(
+        total_on_nodes(&cluster, &owner).await,
+        ACCOUNTS * (INITIAL + 1)
+    );
     let returned = client
         .query(
             "UPDATE accounts SET balance = balance - 1 WHERE id IN ($1, $2) RETURNING id",
@@ -195,13 +241,13 @@ async fn writes_on_several_nodes_commit_atomically(backend: Backend) {
     });
 
     // One node refuses (a CHECK violation there): nothing anywhere.
-    let before = total_on_nodes(&cluster).await;
+    let before = total_on_nodes(&cluster, &owner).await;
     let error = client
         .execute("UPDATE accounts SET balance = balance - 1000", &[])
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&error), "23514");
-    assert_eq!(total_on_nodes(&cluster).await, before);
+    assert_eq!(total_on_nodes(&cluster, &owner).await, before);
     transfer_statements(&client, a, b, 1).await.unwrap();
     let error = client
         .execute(
@@ -212,7 +258,7 @@ async fn writes_on_several_nodes_commit_atomically(backend: Backend) {
         .unwrap_err();
     assert_eq!(sqlstate(&error), "23514");
     client.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(total_on_nodes(&cluster).await, before);
+    assert_eq!(total_on_nodes(&cluster, &owner).await, before);
     assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL - 100);
 
     // A client that leaves inside a transaction: it is forgotten and leaves no trace.
@@ -234,7 +280,7 @@ async fn writes_on_several_nodes_commit_atomically(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(listed, 0, "the abandoned transaction is still listed");
-    assert_eq!(total_on_nodes(&cluster).await, before);
+    assert_eq!(total_on_nodes(&cluster, &owner).await, before);
 
     // Rows are still where placement says, and nothing is left prepared.
     settled(&cluster).await;
@@ -487,7 +533,7 @@ async fn bank_transfers_survive_random_kills(backend: Backend) {
     let cluster = cluster.lock().await;
     settled(&cluster).await;
     assert_eq!(
-        total_on_nodes(&cluster).await,
+        total_on_nodes(&cluster, &owner).await,
         ACCOUNTS * INITIAL,
         "money was created or lost"
     );
@@ -507,6 +553,35 @@ async fn bank_transfers_survive_random_kills(backend: Backend) {
     let client = cluster.connect().await;
     let total = total_through_proxy(&client).await;
     assert_eq!(total, ACCOUNTS * INITIAL);
+    if backend == Backend::Sqlite {
+        // Every copy converges to its primary, through all the kills: each account on two
+        // nodes (replication_factor 0.5 of three), with the primary's balance.
+        let mut truth = BTreeMap::new();
+        for &id in owner.keys() {
+            truth.insert(id, balance_on(&cluster, &owner, id).await);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut copies = Vec::new();
+            for index in 0..NODES.len() {
+                copies.extend(
+                    cluster
+                        .node_ints(index, "SELECT id, balance FROM accounts")
+                        .await,
+                );
+            }
+            let converged = copies.len() as i64 == 2 * ACCOUNTS
+                && copies.iter().all(|row| truth.get(&row[0]) == Some(&row[1]));
+            if converged {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "copies did not converge to their primaries: {copies:?} vs {truth:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     eprintln!(
         "bank: {} committed, {} refused, {kills} kills in {seconds} s",
         committed.len(),
