@@ -136,7 +136,7 @@ pub struct ReplicationConfig {
     /// `lww` (last writer wins) or `primary_wins`.
     pub conflict_policy: ConflictPolicyConfig,
     /// How often a primary tells its secondaries its position (lag in seconds and entries);
-    /// a secondary that hears nothing for three intervals reconnects.
+    /// a secondary that hears nothing for three intervals (and at least 2 s) reconnects.
     pub heartbeat_interval_ms: u64,
 }
 

@@ -60,6 +60,10 @@ use link::{ServedPeer, ServingLink, ShipCounters};
 /// as an unknown outcome, never as a refusal.
 pub const SYNC_TIMEOUT_SQLSTATE: &str = "08007";
 
+/// A follower gives up on a primary that sent nothing (not even a heartbeat) for three
+/// heartbeat intervals, and never sooner than this: a busy machine delays heartbeats.
+const MIN_SILENCE: Duration = Duration::from_secs(2);
+
 /// Local commit times kept per primary shard, for the age part of WAL retention.
 const COMMIT_TIMES_KEPT: usize = 100_000;
 
@@ -459,7 +463,7 @@ impl Replication {
             tokio::spawn(follow::follow(
                 follower.clone(),
                 tls.clone(),
-                self.heartbeat() * 3,
+                (self.heartbeat() * 3).max(MIN_SILENCE),
             ));
             secondaries.insert(shard, follower);
         }
