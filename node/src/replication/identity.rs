@@ -34,11 +34,14 @@ pub(crate) fn default_shard() -> ShardId {
     ShardId::new(TablePlacement::DEFAULT_GROUP, 0)
 }
 
+/// What was found for each table, as of one map epoch.
+type PolicyCache = (u64, HashMap<String, Option<Arc<TablePolicy>>>);
+
 /// Policies stored on the node for tables the current map has none for, by table; cleared
 /// when the map changes.
 pub(crate) struct StoredPolicies {
     file: PathBuf,
-    cache: Mutex<(u64, HashMap<String, Option<Arc<TablePolicy>>>)>,
+    cache: Mutex<PolicyCache>,
 }
 
 impl StoredPolicies {
