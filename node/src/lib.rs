@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use mycelium_config::{ReplicationConfig, StorageConfig, Synchronous};
 use mycelium_network::TlsIdentity;
 use mycelium_protocol::{
-    ClusterMap, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply, TxnOutcome,
+    ClusterMap, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, ReplicationRow,
+    Reply, TxnOutcome,
 };
 use mycelium_storage::{
     Backend, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions, StorageError,
@@ -282,5 +283,34 @@ impl NodeLink for Node {
 
     async fn exchange_map(&self, offer: Option<ClusterMap>) -> Result<Option<ClusterMap>, DbError> {
         self.map.exchange(offer).await
+    }
+
+    async fn replication(&self) -> Result<Vec<ReplicationRow>, DbError> {
+        let status = self.replication_status().await;
+        let mut rows = Vec::new();
+        for shard in status.shards {
+            let row = |peer: Option<&replication::PeerStatus>| ReplicationRow {
+                table: shard.table.clone(),
+                shard: shard.shard,
+                role: shard.role.as_str().to_owned(),
+                epoch: shard.epoch,
+                sequence: shard.sequence,
+                peer: peer.map(|p| p.node.clone()),
+                peer_sequence: peer.map_or(0, |p| p.applied_sequence),
+                lag_entries: peer.map_or(0, |p| p.lag_entries),
+                lag_seconds: peer.map_or(0.0, |p| p.lag_seconds),
+                state: peer.map_or("alone", |p| p.state.as_str()).to_owned(),
+                wal_entries: shard.wal_entries,
+                wal_bytes: shard.wal_bytes,
+                entries_shipped: shard.entries_shipped,
+                entries_applied: shard.entries_applied,
+                conflicts: shard.conflicts,
+            };
+            if shard.peers.is_empty() {
+                rows.push(row(None));
+            }
+            rows.extend(shard.peers.iter().map(|p| row(Some(p))));
+        }
+        Ok(rows)
     }
 }

@@ -247,6 +247,31 @@ pub struct HeldShard {
     pub primary: bool,
 }
 
+/// One row of a node's replication report: its copy of one shard, and one peer of it (the
+/// primary's secondaries, or a secondary's primary; `None` when it has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicationRow {
+    pub table: String,
+    pub shard: u32,
+    /// `primary` or `secondary`.
+    pub role: String,
+    pub epoch: u64,
+    /// The last sequence of the primary's log held here.
+    pub sequence: u64,
+    pub peer: Option<String>,
+    /// The last sequence of the primary's log the secondary holds (as far as this node knows).
+    pub peer_sequence: u64,
+    pub lag_entries: u64,
+    pub lag_seconds: f64,
+    /// `connected`, `catching-up`, `snapshot` or `down`.
+    pub state: String,
+    pub wal_entries: u64,
+    pub wal_bytes: u64,
+    pub entries_shipped: u64,
+    pub entries_applied: u64,
+    pub conflicts: u64,
+}
+
 /// What a decider's records say about a distributed transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnOutcome {
@@ -291,4 +316,10 @@ pub trait NodeLink: Send + Sync {
     /// An offer with the node's epoch but other content is refused the same way (two proxies
     /// changed the map at once; the caller merges and offers a newer epoch).
     async fn exchange_map(&self, offer: Option<ClusterMap>) -> Result<Option<ClusterMap>, DbError>;
+
+    /// Where replication of each shard copy on the node stands (empty on nodes that do not
+    /// replicate).
+    async fn replication(&self) -> Result<Vec<ReplicationRow>, DbError> {
+        Ok(Vec::new())
+    }
 }

@@ -32,6 +32,14 @@ fn text_columns(names: &[&str]) -> Vec<Column> {
         .collect()
 }
 
+/// A `SHOW MYCELIUM REPLICATION` row for a node that did not report.
+fn unanswered(node: Option<String>, why: &str) -> Vec<Option<String>> {
+    let mut row = vec![None; 16];
+    row[0] = node;
+    row[10] = Some(format!("unknown: {why}"));
+    row
+}
+
 /// What `SHOW MYCELIUM CONFLICTS` reads on each node: the columns of `mycelium_conflicts`
 /// before `recorded_on`. All but the last (when this node recorded it) identify a conflict.
 const CONFLICTS: &str = "SELECT table_name, key_text, shard_table || '/' || shard, \
@@ -78,6 +86,24 @@ pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
             "range_sharding",
             "ranges",
             "copies",
+        ]),
+        "mycelium_replication" => text_columns(&[
+            "node",
+            "table_name",
+            "shard",
+            "role",
+            "epoch",
+            "sequence",
+            "peer",
+            "peer_sequence",
+            "lag_entries",
+            "lag_seconds",
+            "state",
+            "wal_entries",
+            "wal_bytes",
+            "entries_shipped",
+            "entries_applied",
+            "conflicts",
         ]),
         "mycelium_conflicts" => text_columns(&[
             "table_name",
@@ -260,6 +286,46 @@ impl Proxy {
             ]);
         }
         rows
+    }
+
+    /// `SHOW MYCELIUM REPLICATION`: every node's report on its shard copies, one row per copy
+    /// and peer (asked concurrently, two seconds at most; a node that does not answer gets one
+    /// row saying so).
+    pub(crate) async fn replication_rows(&self) -> Result<AdminRows, ProxyError> {
+        let mut admin = self.admin_rows("mycelium_replication")?;
+        let reports = futures::future::join_all(self.cluster.nodes.iter().map(|node| {
+            tokio::time::timeout(std::time::Duration::from_secs(2), node.link.replication())
+        }))
+        .await;
+        admin.rows.clear();
+        for (node, report) in self.cluster.nodes.iter().zip(reports) {
+            let id = Some(node.info.id.clone());
+            match report {
+                Ok(Ok(rows)) => admin.rows.extend(rows.into_iter().map(|r| {
+                    vec![
+                        id.clone(),
+                        Some(r.table),
+                        Some(r.shard.to_string()),
+                        Some(r.role),
+                        Some(r.epoch.to_string()),
+                        Some(r.sequence.to_string()),
+                        r.peer,
+                        Some(r.peer_sequence.to_string()),
+                        Some(r.lag_entries.to_string()),
+                        Some(format!("{:.3}", r.lag_seconds)),
+                        Some(r.state),
+                        Some(r.wal_entries.to_string()),
+                        Some(r.wal_bytes.to_string()),
+                        Some(r.entries_shipped.to_string()),
+                        Some(r.entries_applied.to_string()),
+                        Some(r.conflicts.to_string()),
+                    ]
+                })),
+                Ok(Err(e)) => admin.rows.push(unanswered(id, &e.message)),
+                Err(_) => admin.rows.push(unanswered(id, "no answer within 2 s")),
+            }
+        }
+        Ok(admin)
     }
 
     /// `SHOW MYCELIUM CONFLICTS`: the conflicts every replicating node recorded (each replica

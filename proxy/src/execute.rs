@@ -659,6 +659,10 @@ impl Session {
                     self.policy_undo.push((policy.table.clone(), previous));
                 }
                 cluster.set_policy(policy);
+                // The nodes must know the policy before rows of the table commit (they file
+                // each captured row under its shard), also rows written later in this very
+                // transaction: the map goes out now, not at the next round.
+                self.proxy.sync_map().await;
             }
             drop @ PolicyChange::Drop(_) if self.status == TxnStatus::Idle => {
                 self.apply_policy(drop)

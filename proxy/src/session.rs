@@ -446,6 +446,7 @@ impl Session {
                     "mycelium_transactions" => self.proxy.transaction_rows().await,
                     "mycelium_nodes" => self.proxy.node_rows().await?,
                     "mycelium_conflicts" => self.proxy.conflict_rows().await?,
+                    "mycelium_replication" => self.proxy.replication_rows().await?,
                     _ => self.proxy.admin_rows(name)?,
                 };
                 if matches!(output, Output::Simple) {

@@ -82,9 +82,14 @@ async fn statements_see_each_copy_once(backend: Backend) {
         ))
         .await
         .expect("create a table every node holds");
-    let values: Vec<String> = (1..=ROWS).map(|id| format!("({id}, {})", id * 10)).collect();
+    let values: Vec<String> = (1..=ROWS)
+        .map(|id| format!("({id}, {})", id * 10))
+        .collect();
     client
-        .batch_execute(&format!("INSERT INTO r (id, v) VALUES {}", values.join(", ")))
+        .batch_execute(&format!(
+            "INSERT INTO r (id, v) VALUES {}",
+            values.join(", ")
+        ))
         .await
         .expect("insert");
     let sum: i64 = (1..=ROWS).map(|id| id * 10).sum();
@@ -94,8 +99,14 @@ async fn statements_see_each_copy_once(backend: Backend) {
         copies_converge(&cluster, "SELECT count(*) FROM r", ROWS).await;
     }
 
-    assert_eq!(one_value(&client, "SELECT count(*) FROM r").await, ROWS.to_string());
-    assert_eq!(one_value(&client, "SELECT sum(v) FROM r").await, sum.to_string());
+    assert_eq!(
+        one_value(&client, "SELECT count(*) FROM r").await,
+        ROWS.to_string()
+    );
+    assert_eq!(
+        one_value(&client, "SELECT sum(v) FROM r").await,
+        sum.to_string()
+    );
     let ids = client
         .query("SELECT id FROM r ORDER BY id", &[])
         .await
@@ -133,9 +144,9 @@ async fn statements_see_each_copy_once(backend: Backend) {
             assert_eq!(count, Some(ROWS.to_string()), "{join}");
         }
         Err(e) => {
-            assert_ne!(backend, Backend::Sqlite, "{join}: {e}");
-            assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
-            assert!(e.to_string().contains("labels"), "{e}");
+            assert_ne!(backend, Backend::Sqlite, "{join}: {e:?}");
+            assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
+            assert!(format!("{e:?}").contains("labels"), "{e:?}");
         }
     }
 
@@ -152,13 +163,64 @@ async fn statements_see_each_copy_once(backend: Backend) {
     if backend == Backend::Sqlite {
         copies_converge(&cluster, "SELECT sum(v) FROM r", sum + ROWS).await;
     }
+    if backend == Backend::Sqlite {
+        // Every primary of `r` reports its two secondaries caught up; no conflicts.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let report = client
+                .simple_query("SHOW MYCELIUM REPLICATION")
+                .await
+                .expect("show replication");
+            let links: Vec<(String, String, String)> = report
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row)
+                        if row.get("table_name") == Some("r")
+                            && row.get("role") == Some("primary") =>
+                    {
+                        Some((
+                            row.get("shard").unwrap_or("").to_owned(),
+                            row.get("state").unwrap_or("").to_owned(),
+                            row.get("lag_entries").unwrap_or("").to_owned(),
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let caught_up = links.len() == 2 * SHARDS as usize
+                && links
+                    .iter()
+                    .all(|(_, state, lag)| state == "connected" && lag == "0");
+            if caught_up {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replication of r never reported caught up: {links:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let conflicts = client
+            .simple_query("SHOW MYCELIUM CONFLICTS")
+            .await
+            .expect("show conflicts");
+        assert!(
+            !conflicts
+                .iter()
+                .any(|m| matches!(m, SimpleQueryMessage::Row(_))),
+            "no conflicts without concurrent writers"
+        );
+    }
     let deleted = client
         .execute("DELETE FROM r WHERE v > 300", &[])
         .await
         .expect("delete without the key");
     let left: i64 = (1..=ROWS).filter(|id| id * 10 + 1 <= 300).count() as i64;
     assert_eq!(deleted, (ROWS - left) as u64);
-    assert_eq!(one_value(&client, "SELECT count(*) FROM r").await, left.to_string());
+    assert_eq!(
+        one_value(&client, "SELECT count(*) FROM r").await,
+        left.to_string()
+    );
     if backend == Backend::Sqlite {
         copies_converge(&cluster, "SELECT count(*) FROM r", left).await;
     }
@@ -191,7 +253,7 @@ async fn statements_see_each_copy_once(backend: Backend) {
             Err(e) if !replicated => {
                 let code = e.code().map(|c| c.code().to_owned());
                 if code.as_deref() == Some("08006") {
-                    assert!(e.to_string().contains(&format!("r/{shard}")), "{e}");
+                    assert!(format!("{e:?}").contains(&format!("r/{shard}")), "{e:?}");
                     break;
                 }
             }
@@ -204,6 +266,9 @@ async fn statements_see_each_copy_once(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if replicated {
-        assert_eq!(one_value(&client, "SELECT count(*) FROM r").await, left.to_string());
+        assert_eq!(
+            one_value(&client, "SELECT count(*) FROM r").await,
+            left.to_string()
+        );
     }
 }

@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mycelium_protocol::{
-    ClusterMap, CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, Reply,
-    ReplySource, ReplyStream, StatementDescription, TxnOutcome,
+    ClusterMap, CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn,
+    ReplicationRow, Reply, ReplySource, ReplyStream, StatementDescription, TxnOutcome,
 };
 use tokio::sync::oneshot;
 
@@ -103,6 +103,16 @@ impl NodeLink for RemoteNode {
         match frame.kind {
             kind::MAP_REPORT => codec::decode_map(frame.payload).map_err(|e| lost(&self.id, e)),
             _ => Err(self.unexpected(frame, "MAP")),
+        }
+    }
+
+    async fn replication(&self) -> Result<Vec<ReplicationRow>, DbError> {
+        let frame = self.link_request(kind::REPLICATION, Bytes::new()).await?;
+        match frame.kind {
+            kind::REPLICATION_REPORT => {
+                codec::decode_replication(frame.payload).map_err(|e| lost(&self.id, e))
+            }
+            _ => Err(self.unexpected(frame, "REPLICATION")),
         }
     }
 }

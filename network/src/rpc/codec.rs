@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mycelium_protocol::{
     ClusterMap, Column, CopyIn, DataRows, DbError, Execute, Format, HeldShard, NodeStatus,
-    PreparedTxn, StatementDescription, TxnOutcome,
+    PreparedTxn, ReplicationRow, StatementDescription, TxnOutcome,
 };
 
 use crate::NetworkError;
@@ -27,6 +27,7 @@ pub mod kind {
     pub const TXN_OUTCOME: u8 = 0x18;
     pub const STATUS: u8 = 0x19;
     pub const MAP: u8 = 0x1A;
+    pub const REPLICATION: u8 = 0x1B;
     pub const DESCRIPTION: u8 = 0x20;
     pub const COLUMNS: u8 = 0x21;
     pub const ROWS: u8 = 0x22;
@@ -38,6 +39,7 @@ pub mod kind {
     pub const OUTCOME: u8 = 0x28;
     pub const STATUS_REPORT: u8 = 0x29;
     pub const MAP_REPORT: u8 = 0x2A;
+    pub const REPLICATION_REPORT: u8 = 0x2B;
 }
 
 fn malformed(what: &str) -> NetworkError {
@@ -598,4 +600,80 @@ pub fn decode_map(payload: Bytes) -> Result<Option<ClusterMap>, NetworkError> {
             .map_err(|e| NetworkError::MalformedFrame(format!("node protocol: {e}"))),
         _ => Err(malformed("cluster map")),
     }
+}
+
+/// A REPLICATION_REPORT: u32 n, then per row: str table, u32 shard, str role, u64 epoch,
+/// u64 sequence, optional str peer (u8 0 | u8 1 + str), u64 peer sequence, u64 lag entries,
+/// f64 lag seconds, str state, u64 WAL entries, u64 WAL bytes, u64 shipped, u64 applied,
+/// u64 conflicts.
+pub fn encode_replication(rows: &[ReplicationRow]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64 + rows.len() * 128);
+    buf.put_u32(rows.len() as u32);
+    for row in rows {
+        put_str(&mut buf, &row.table);
+        buf.put_u32(row.shard);
+        put_str(&mut buf, &row.role);
+        buf.put_u64(row.epoch);
+        buf.put_u64(row.sequence);
+        match &row.peer {
+            Some(peer) => {
+                buf.put_u8(1);
+                put_str(&mut buf, peer);
+            }
+            None => buf.put_u8(0),
+        }
+        buf.put_u64(row.peer_sequence);
+        buf.put_u64(row.lag_entries);
+        buf.put_f64(row.lag_seconds);
+        put_str(&mut buf, &row.state);
+        for n in [
+            row.wal_entries,
+            row.wal_bytes,
+            row.entries_shipped,
+            row.entries_applied,
+            row.conflicts,
+        ] {
+            buf.put_u64(n);
+        }
+    }
+    buf.freeze()
+}
+
+pub fn decode_replication(payload: Bytes) -> Result<Vec<ReplicationRow>, NetworkError> {
+    let mut r = Reader { buf: payload };
+    let n = r.u32()? as usize;
+    // Each row takes at least 95 bytes: refuse counts the payload cannot hold.
+    r.need(n.saturating_mul(95), "replication rows")?;
+    let mut rows = Vec::with_capacity(n);
+    for _ in 0..n {
+        let table = r.string()?;
+        let shard = r.u32()?;
+        let role = r.string()?;
+        let epoch = r.u64()?;
+        let sequence = r.u64()?;
+        let peer = match r.u8()? {
+            0 => None,
+            1 => Some(r.string()?),
+            _ => return Err(malformed("replication peer")),
+        };
+        rows.push(ReplicationRow {
+            table,
+            shard,
+            role,
+            epoch,
+            sequence,
+            peer,
+            peer_sequence: r.u64()?,
+            lag_entries: r.u64()?,
+            lag_seconds: f64::from_bits(r.u64()?),
+            state: r.string()?,
+            wal_entries: r.u64()?,
+            wal_bytes: r.u64()?,
+            entries_shipped: r.u64()?,
+            entries_applied: r.u64()?,
+            conflicts: r.u64()?,
+        });
+    }
+    r.finish("replication report")?;
+    Ok(rows)
 }

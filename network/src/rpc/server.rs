@@ -111,6 +111,7 @@ async fn serve_connection(
             kind::TXN_OUTCOME => "txn_outcome",
             kind::STATUS => "status",
             kind::MAP => "map",
+            kind::REPLICATION => "replication",
             _ => "other",
         };
         let started = std::time::Instant::now();
@@ -182,6 +183,13 @@ async fn serve_connection(
                 let result = node.exchange_map(offer).await;
                 let (kind, payload) = answer(result, session.in_transaction(), |map| {
                     (kind::MAP_REPORT, codec::encode_map(map.as_ref()))
+                });
+                conn.send(kind, payload).await?;
+            }
+            kind::REPLICATION => {
+                let result = node.replication().await;
+                let (kind, payload) = answer(result, session.in_transaction(), |rows| {
+                    (kind::REPLICATION_REPORT, codec::encode_replication(&rows))
                 });
                 conn.send(kind, payload).await?;
             }
