@@ -31,7 +31,7 @@ pub(crate) mod session;
 mod status;
 mod upkeep;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -200,6 +200,8 @@ fn secondaries_of(topology: &Topology, shard: &ShardId) -> Vec<String> {
 /// This node leads `shard`.
 pub(crate) struct PrimaryShard {
     primary: Primary<SqliteShardLog>,
+    /// The secondaries the map gave the shard when this primary started.
+    secondaries: Vec<String>,
     log: Arc<SqliteShardLog>,
     /// Ends the shard's connections when the node stops leading it.
     stop: CancellationToken,
@@ -337,13 +339,15 @@ impl Replication {
         shutdown: &CancellationToken,
     ) {
         let me = self.shared.node.as_str();
-        let mut lead = HashSet::new();
+        // Shards led here, with their secondaries; shards followed, with primary and address.
+        let mut lead: HashMap<ShardId, Vec<String>> = HashMap::new();
         let mut follow: HashMap<ShardId, (String, String)> = HashMap::new();
         if let Some(topology) = topology.filter(|_| !shutdown.is_cancelled()) {
             for held in topology.held_by(me) {
                 let shard = ShardId::new(&held.table, held.shard);
                 if held.primary {
-                    lead.insert(shard);
+                    let secondaries = secondaries_of(topology, &shard);
+                    lead.insert(shard, secondaries);
                     continue;
                 }
                 let primary = topology.placement(&held.table).ok().and_then(|p| {
@@ -369,10 +373,12 @@ impl Replication {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             let totals = &self.shared.totals;
+            // A primary whose secondaries changed starts over: acknowledgements of nodes that
+            // no longer hold a copy must not hold back truncation or count for commits.
             primaries.retain(|shard, p| {
-                let keep = lead.contains(shard);
+                let keep = lead.get(shard) == Some(&p.secondaries);
                 if !keep {
-                    tracing::info!(shard = %shard, "no longer the shard's primary");
+                    tracing::info!(shard = %shard, "no longer the shard's primary, or its secondaries changed");
                     p.stop.cancel();
                     totals
                         .shipped
@@ -384,7 +390,7 @@ impl Replication {
                 }
                 keep
             });
-            for shard in lead {
+            for (shard, secondaries) in lead {
                 if primaries.contains_key(&shard) {
                     continue;
                 }
@@ -409,6 +415,7 @@ impl Replication {
                     shard,
                     Arc::new(PrimaryShard {
                         primary,
+                        secondaries,
                         log,
                         stop: shutdown.child_token(),
                         shipped: ShipCounters::default(),
