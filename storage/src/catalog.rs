@@ -1,11 +1,13 @@
 //! What the node knows about the tables in the SQLite file: each column's Postgres type and
-//! typmod (SQLite keeps only an affinity), table OIDs, indexes and constraint names.
+//! typmod (SQLite keeps only an affinity), table OIDs, indexes, foreign keys and constraint
+//! names.
 //!
 //! The source of truth is three bookkeeping tables written in the same SQLite transaction as
 //! the DDL they describe, so a crash never leaves them out of step with `sqlite_master`.
 //! Tables created by someone else (no catalog rows) get types guessed from their declared type.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use mycelium_protocol::types::PgType;
@@ -112,6 +114,21 @@ pub struct IndexInfo {
     pub primary: bool,
 }
 
+/// A foreign key, as SQLite keeps it in the table's definition (`PRAGMA foreign_key_list`).
+#[derive(Debug, Clone)]
+pub struct ForeignKeyInfo {
+    /// The name Postgres would give it: `<table>_<columns>_fkey` (SQLite keeps no name).
+    pub name: String,
+    pub columns: Vec<String>,
+    /// The referenced table, as written in the key.
+    pub table: String,
+    /// The referenced columns; empty when the key names none (the referenced primary key).
+    pub referred: Vec<String>,
+    /// `NO ACTION`, `RESTRICT`, `CASCADE`, `SET NULL` or `SET DEFAULT`.
+    pub on_update: String,
+    pub on_delete: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct TableInfo {
     pub name: String,
@@ -121,6 +138,8 @@ pub struct TableInfo {
     pub primary_key: Vec<String>,
     pub pk_name: String,
     pub indexes: Vec<IndexInfo>,
+    /// In declaration order.
+    pub foreign_keys: Vec<ForeignKeyInfo>,
     /// Has the hidden rowid column: `SELECT *` must name the visible columns.
     pub hidden_rowid: bool,
 }
@@ -395,6 +414,11 @@ fn load_table(
             },
         );
     }
+    let foreign_keys = if is_view {
+        Vec::new()
+    } else {
+        load_foreign_keys(conn, name)?
+    };
     Ok(TableInfo {
         name: name.to_owned(),
         oid,
@@ -403,8 +427,54 @@ fn load_table(
         primary_key,
         pk_name,
         indexes,
+        foreign_keys,
         hidden_rowid,
     })
+}
+
+/// The table's foreign keys in declaration order, named as Postgres names them.
+fn load_foreign_keys(conn: &Connection, name: &str) -> rusqlite::Result<Vec<ForeignKeyInfo>> {
+    let mut list = conn.prepare(&format!("PRAGMA foreign_key_list({})", quote_ident(name)))?;
+    let rows = list.query_map([], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, Option<String>>(4)?,
+            row.get::<_, String>(5)?,
+            row.get::<_, String>(6)?,
+        ))
+    })?;
+    // One row per column; SQLite numbers the keys from the last declared.
+    let mut keys: BTreeMap<Reverse<i64>, ForeignKeyInfo> = BTreeMap::new();
+    for row in rows {
+        let (id, table, from, to, on_update, on_delete) = row?;
+        let key = keys.entry(Reverse(id)).or_insert_with(|| ForeignKeyInfo {
+            name: String::new(),
+            columns: Vec::new(),
+            table,
+            referred: Vec::new(),
+            on_update,
+            on_delete,
+        });
+        key.columns.push(from);
+        key.referred.extend(to);
+    }
+    let mut used: Vec<String> = Vec::new();
+    let mut out: Vec<ForeignKeyInfo> = keys.into_values().collect();
+    for key in &mut out {
+        // Postgres adds a number when the name is taken: `t_a_fkey`, `t_a_fkey1`, ...
+        let base = format!("{name}_{}_fkey", key.columns.join("_"));
+        let mut candidate = base.clone();
+        let mut n = 0;
+        while used.contains(&candidate) {
+            n += 1;
+            candidate = format!("{base}{n}");
+        }
+        used.push(candidate.clone());
+        key.name = candidate;
+    }
+    Ok(out)
 }
 
 /// Quotes an identifier for SQLite.

@@ -5,7 +5,8 @@
 //! whose tables have Postgres's names and the columns clients read. A worker refills them
 //! from its schema snapshot before running a statement that reads them, when the snapshot
 //! changed since the last fill. OIDs are stable functions of the schema: tables use their
-//! catalog OID, indexes and constraints are derived from it.
+//! catalog OID, indexes and constraints are derived from it. Primary keys, unique constraints
+//! and foreign keys have `pg_constraint` rows named as Postgres names them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -18,6 +19,7 @@ use rusqlite::types::ValueRef;
 use crate::catalog::{ColumnInfo, IndexInfo, Schema, TableInfo, Ty, quote_ident};
 use crate::functions::FunctionState;
 
+mod constraints;
 mod rows;
 mod tables;
 
@@ -31,8 +33,12 @@ const OWNER: u32 = 10;
 const BTREE: u32 = 403;
 const OWNER_NAME: &str = "mycelium";
 
-/// OIDs of built-in relations clients cast with `'pg_class'::regclass`.
+/// OIDs of built-in relations clients cast with `'pg_class'::regclass`, and OIDs written as
+/// digits (`'16385'::regclass`, as psql's `\d` writes them; Postgres takes them as they are).
 pub fn builtin_oid(name: &str) -> Option<u32> {
+    if let Ok(oid) = name.parse() {
+        return Some(oid);
+    }
     let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
     match name {
         "pg_class" => Some(1259),
@@ -92,6 +98,7 @@ pub fn system_tables() -> &'static HashMap<String, Arc<TableInfo>> {
                 primary_key: vec![],
                 pk_name: String::new(),
                 indexes: vec![],
+                foreign_keys: vec![],
                 hidden_rowid: false,
             });
             map.insert(format!("{schema}.{name}"), info.clone());
@@ -126,6 +133,14 @@ fn index_oid(table: &TableInfo, i: usize) -> u32 {
 
 fn constraint_oid(table: &TableInfo, i: usize) -> u32 {
     3_000_000 + table.oid.wrapping_mul(64) + i as u32
+}
+
+fn foreign_key_oid(table: &TableInfo, n: usize) -> u32 {
+    5_000_000 + table.oid.wrapping_mul(64) + n as u32
+}
+
+fn sequence_oid(table: &TableInfo, attnum: i16) -> u32 {
+    7_000_000 + table.oid.wrapping_mul(1024) + attnum as u32
 }
 
 fn default_oid(table: &TableInfo, attnum: i16) -> u32 {
@@ -213,6 +228,21 @@ fn find_index(schema: &Schema, oid: u32, constraint: bool) -> Option<(Arc<TableI
     })
 }
 
+/// `pg_get_constraintdef` of a primary key, unique constraint or foreign key.
+fn constraint_def(schema: &Schema, oid: u32) -> Option<String> {
+    if let Some((table, index)) = find_index(schema, oid, true) {
+        return Some(constraints::index_constraint_def(&table, &index));
+    }
+    schema.tables.values().find_map(|table| {
+        let (_, key) = table
+            .foreign_keys
+            .iter()
+            .enumerate()
+            .find(|(n, _)| foreign_key_oid(table, *n) == oid)?;
+        Some(constraints::ResolvedKey::new(schema, table, key).definition())
+    })
+}
+
 /// `pg_get_serial_sequence`: the sequence a serial column draws from, schema-qualified.
 fn serial_sequence(schema: &Schema, table: &str, column: &str) -> Option<String> {
     let unquote = |name: &str| match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
@@ -226,8 +256,12 @@ fn serial_sequence(schema: &Schema, table: &str, column: &str) -> Option<String>
         .column(&unquote(column.trim()))?
         .default_pg
         .as_deref()?;
-    let sequence = default.strip_prefix("nextval('")?.split('\'').next()?;
-    Some(format!("public.{sequence}"))
+    Some(format!("public.{}", sequence_name(default)?))
+}
+
+/// The sequence a column default draws from: `nextval('t_id_seq'::regclass)` → `t_id_seq`.
+fn sequence_name(default: &str) -> Option<&str> {
+    default.strip_prefix("nextval('")?.split('\'').next()
 }
 
 pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()> {
@@ -257,18 +291,17 @@ pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite:
         Ok(None::<String>)
     })?;
     conn.create_scalar_function("pg_relation_is_publishable", 1, det, |_| Ok(false))?;
+    // A set-returning function in Postgres; no table here is a partition, so the one row it
+    // returns is the relation itself (psql's `\d` lists the keys referencing a table with it).
+    conn.create_scalar_function("pg_partition_ancestors", 1, det, |ctx| {
+        Ok(oid_arg(ctx, 0).map(i64::from))
+    })?;
     conn.create_scalar_function("pg_get_viewdef", -1, det, |_| Ok(None::<String>))?;
+    // `pg_trigger` is empty: psql's `\d` names the function for tables with foreign keys.
+    conn.create_scalar_function("pg_get_triggerdef", -1, det, |_| Ok(None::<String>))?;
     conn.create_scalar_function("quote_ident", 1, det, |ctx| {
         let s: Option<String> = ctx.get(0)?;
-        Ok(s.map(|s| {
-            if s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                s
-            } else {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            }
-        }))
+        Ok(s.map(|s| constraints::quote_ident(&s)))
     })?;
     conn.create_scalar_function("format_type", 2, det, |ctx| {
         let Some(oid) = oid_arg(ctx, 0) else {
@@ -302,14 +335,7 @@ pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite:
             let Some(oid) = oid_arg(ctx, 0) else {
                 return Ok(None);
             };
-            Ok(find_index(&schema_of(&s), oid, true).map(|(table, index)| {
-                let kind = if index_constraint(&table, &index) == Some('p') {
-                    "PRIMARY KEY"
-                } else {
-                    "UNIQUE"
-                };
-                format!("{kind} ({})", index.columns.join(", "))
-            }))
+            Ok(constraint_def(&schema_of(&s), oid))
         },
     )?;
     let s = state.clone();

@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use mycelium_protocol::types::{PgType, SqlValue};
 
-use super::{
-    BTREE, INFORMATION_SCHEMA_NS, OWNER, OWNER_NAME, PG_CATALOG_NS, PUBLIC_NS, constraint_oid,
-    default_oid, index_constraint, index_def, index_oid,
+use super::constraints::{
+    IndexColumns, ResolvedKey, action_code, collatable, int_array, opclasses, vector,
 };
-use crate::catalog::{Schema, TableInfo, Ty};
+use super::{
+    BTREE, INFORMATION_SCHEMA_NS, OWNER, OWNER_NAME, PG_CATALOG_NS, PUBLIC_NS, builtin_oid,
+    constraint_oid, default_oid, foreign_key_oid, index_constraint, index_def, index_oid,
+    sequence_name, sequence_oid,
+};
+use crate::catalog::{ColumnInfo, Schema, TableInfo, Ty};
 
 fn i(v: impl Into<i64>) -> SqlValue {
     SqlValue::Int(v.into())
@@ -110,6 +114,22 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
             t("C"),
         ],
     );
+    for (oid, name, namespace, family, input) in opclasses() {
+        push(
+            "pg_opclass",
+            vec![
+                i(oid),
+                i(BTREE),
+                t(name),
+                i(namespace),
+                i(OWNER),
+                i(family),
+                i(input),
+                b(true),
+                i(0),
+            ],
+        );
+    }
     push("pg_tablespace", vec![i(1663), t("pg_default"), i(OWNER)]);
     push(
         "pg_extension",
@@ -147,10 +167,6 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
         );
     }
     for ty in PgType::ALL {
-        let collatable = matches!(
-            ty,
-            PgType::Text | PgType::Varchar | PgType::Bpchar | PgType::Name
-        );
         push(
             "pg_type",
             vec![
@@ -178,7 +194,7 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                 i(0),
                 i(-1),
                 i(0),
-                i(if collatable { 100 } else { 0 }),
+                i(if collatable(ty) { 100 } else { 0 }),
                 NULL,
             ],
         );
@@ -190,43 +206,30 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
         .filter(|t| !crate::catalog::is_system_table(&t.name))
         .collect();
     tables.sort_by_key(|t| t.oid);
-    for table in tables {
+    // Postgres enforces foreign keys with triggers on both tables; psql's `\d` shows the keys
+    // of tables that have triggers.
+    let referenced: Vec<String> = tables
+        .iter()
+        .flat_map(|t| t.foreign_keys.iter())
+        .map(|k| k.table.to_ascii_lowercase())
+        .collect();
+    for table in &tables {
         let kind = if table.is_view { "v" } else { "r" };
+        let has_triggers =
+            !table.foreign_keys.is_empty() || referenced.contains(&table.name.to_ascii_lowercase());
         push(
             "pg_class",
-            vec![
-                i(table.oid),
-                t(&table.name),
-                i(PUBLIC_NS),
-                i(0),
-                i(0),
-                i(OWNER),
-                i(if table.is_view { 0 } else { 2 }),
-                i(table.oid),
-                i(0),
-                i(0),
-                SqlValue::Float(-1.0),
-                i(0),
-                i(0),
-                b(!table.indexes.is_empty()),
-                b(false),
-                t("p"),
-                t(kind),
-                i(table.columns.len() as i64),
-                i(0),
-                b(false),
-                b(false),
-                b(false),
-                b(false),
-                b(false),
-                b(true),
-                t("d"),
-                b(false),
-                i(0),
-                NULL,
-                NULL,
-                NULL,
-            ],
+            class_row(Class {
+                oid: table.oid,
+                name: &table.name,
+                am: if table.is_view { 0 } else { 2 },
+                tuples: -1.0,
+                has_index: !table.indexes.is_empty(),
+                kind,
+                natts: table.columns.len(),
+                has_triggers,
+                replident: "d",
+            }),
         );
         if table.is_view {
             push(
@@ -243,7 +246,7 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     NULL,
                     b(!table.indexes.is_empty()),
                     b(false),
-                    b(false),
+                    b(has_triggers),
                     b(false),
                 ],
             );
@@ -261,10 +264,6 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
         );
         for col in &table.columns {
             let ty = col.ty.ty;
-            let collatable = matches!(
-                ty,
-                PgType::Text | PgType::Varchar | PgType::Bpchar | PgType::Name
-            );
             push(
                 "pg_attribute",
                 vec![
@@ -287,7 +286,7 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     b(false),
                     b(true),
                     i(0),
-                    i(if collatable { 100 } else { 0 }),
+                    i(if collatable(ty) { 100 } else { 0 }),
                     NULL,
                     NULL,
                 ],
@@ -302,6 +301,11 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                         t(default),
                     ],
                 );
+                if let Some(sequence) = sequence_name(default) {
+                    for (relation, row) in sequence_rows(table, col, sequence) {
+                        push(relation, row);
+                    }
+                }
             }
             let (precision, scale, length) = type_sizes(col.ty);
             push(
@@ -326,51 +330,20 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
         }
         for (n, index) in table.indexes.iter().enumerate() {
             let oid = index_oid(table, n);
-            let attnums: Vec<String> = index
-                .columns
-                .iter()
-                .map(|c| {
-                    table
-                        .column(c)
-                        .map(|c| c.attnum.to_string())
-                        .unwrap_or_else(|| "0".into())
-                })
-                .collect();
+            let cols = IndexColumns::of(table, index);
             push(
                 "pg_class",
-                vec![
-                    i(oid),
-                    t(&index.name),
-                    i(PUBLIC_NS),
-                    i(0),
-                    i(0),
-                    i(OWNER),
-                    i(BTREE),
-                    i(oid),
-                    i(0),
-                    i(0),
-                    SqlValue::Float(0.0),
-                    i(0),
-                    i(0),
-                    b(false),
-                    b(false),
-                    t("p"),
-                    t("i"),
-                    i(index.columns.len() as i64),
-                    i(0),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(false),
-                    b(true),
-                    t("n"),
-                    b(false),
-                    i(0),
-                    NULL,
-                    NULL,
-                    NULL,
-                ],
+                class_row(Class {
+                    oid,
+                    name: &index.name,
+                    am: BTREE,
+                    tuples: 0.0,
+                    has_index: false,
+                    kind: "i",
+                    natts: index.columns.len(),
+                    has_triggers: false,
+                    replident: "n",
+                }),
             );
             let contype = index_constraint(table, index);
             push(
@@ -391,10 +364,10 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     b(true),
                     b(true),
                     b(false),
-                    t(attnums.join(" ")),
-                    NULL,
-                    NULL,
-                    NULL,
+                    t(vector(&cols.attnums)),
+                    t(vector(&cols.collations)),
+                    t(vector(&cols.classes)),
+                    t(vec!["0"; cols.attnums.len()].join(" ")),
                     NULL,
                     NULL,
                 ],
@@ -431,15 +404,150 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                         b(true),
                         i(0),
                         b(true),
-                        t(format!("{{{}}}", attnums.join(","))),
+                        t(int_array(&cols.attnums)),
                         NULL,
                         NULL,
                     ],
                 );
             }
         }
+        for (n, key) in table.foreign_keys.iter().enumerate() {
+            let key = ResolvedKey::new(schema, table, key);
+            push(
+                "pg_constraint",
+                vec![
+                    i(foreign_key_oid(table, n)),
+                    t(&key.key.name),
+                    i(PUBLIC_NS),
+                    t("f"),
+                    b(false),
+                    b(false),
+                    b(true),
+                    i(table.oid),
+                    i(0),
+                    i(key.index_oid),
+                    i(0),
+                    i(key.target.map_or(0, |t| t.oid)),
+                    t(action_code(&key.key.on_update).to_string()),
+                    t(action_code(&key.key.on_delete).to_string()),
+                    t("s"),
+                    b(true),
+                    i(0),
+                    b(true),
+                    t(int_array(&key.attnums)),
+                    t(int_array(&key.referred_attnums)),
+                    NULL,
+                ],
+            );
+        }
     }
     out
+}
+
+/// The columns of a `pg_class` row that differ between relations.
+struct Class<'a> {
+    oid: u32,
+    name: &'a str,
+    am: u32,
+    tuples: f64,
+    has_index: bool,
+    kind: &'static str,
+    natts: usize,
+    has_triggers: bool,
+    replident: &'static str,
+}
+
+fn class_row(class: Class<'_>) -> Vec<SqlValue> {
+    vec![
+        i(class.oid),
+        t(class.name),
+        i(PUBLIC_NS),
+        i(0),
+        i(0),
+        i(OWNER),
+        i(class.am),
+        i(class.oid),
+        i(0),
+        i(0),
+        SqlValue::Float(class.tuples),
+        i(0),
+        i(0),
+        b(class.has_index),
+        b(false),
+        t("p"),
+        t(class.kind),
+        i(class.natts as i64),
+        i(0),
+        b(false),
+        b(class.has_triggers),
+        b(false),
+        b(false),
+        b(false),
+        b(true),
+        t(class.replident),
+        b(false),
+        i(0),
+        NULL,
+        NULL,
+        NULL,
+    ]
+}
+
+/// The sequence of a serial column: its `pg_class` and `pg_sequence` rows, and the
+/// `pg_depend` row that ties it to the column (Django's `get_sequences` reads it).
+fn sequence_rows(
+    table: &TableInfo,
+    col: &ColumnInfo,
+    sequence: &str,
+) -> Vec<(&'static str, Vec<SqlValue>)> {
+    let oid = sequence_oid(table, col.attnum);
+    let pg_class = builtin_oid("pg_class").unwrap_or_default();
+    let (ty, max) = match col.ty.ty {
+        PgType::Int2 => (PgType::Int2, i64::from(i16::MAX)),
+        PgType::Int4 => (PgType::Int4, i64::from(i32::MAX)),
+        _ => (PgType::Int8, i64::MAX),
+    };
+    vec![
+        (
+            "pg_class",
+            class_row(Class {
+                oid,
+                name: sequence,
+                am: 0,
+                tuples: 1.0,
+                has_index: false,
+                kind: "S",
+                natts: 3,
+                has_triggers: false,
+                replident: "n",
+            }),
+        ),
+        (
+            "pg_sequence",
+            vec![
+                i(oid),
+                i(ty.oid()),
+                i(1),
+                i(1),
+                i(max),
+                i(1),
+                i(1),
+                b(false),
+            ],
+        ),
+        (
+            "pg_depend",
+            vec![
+                i(pg_class),
+                i(oid),
+                i(0),
+                i(pg_class),
+                i(table.oid),
+                i(col.attnum),
+                t("a"),
+            ],
+        ),
+    ]
 }
 
 /// `pg_type.typarray`: the OID of the array type over `ty`, as in Postgres (drivers read it

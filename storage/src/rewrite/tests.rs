@@ -35,6 +35,7 @@ fn schema() -> Schema {
         primary_key: vec!["id".to_owned()],
         pk_name: "users_pkey".to_owned(),
         hidden_rowid: false,
+        foreign_keys: vec![],
         indexes: vec![IndexInfo {
             name: "users_name_key".to_owned(),
             columns: vec!["name".to_owned()],
@@ -58,6 +59,7 @@ fn schema() -> Schema {
             primary_key: vec![],
             pk_name: "accounts_pkey".to_owned(),
             indexes: vec![],
+            foreign_keys: vec![],
             hidden_rowid: true,
         }),
     );

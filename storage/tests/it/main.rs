@@ -5,6 +5,7 @@
 mod basic;
 mod cancel;
 mod catalog;
+mod catalog_keys;
 mod errors;
 mod pg_replication;
 mod pgbench;
