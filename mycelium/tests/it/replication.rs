@@ -292,14 +292,28 @@ async fn replicas_hold_identical_rows() {
         "{} holds no copy of the default group, only its schema",
         NODES[outsider].0
     );
-    let metrics = metrics_of(&cluster, index_of(&holder));
-    assert!(
-        sample(
+    // The primary reports its secondary caught up, and its log's size.
+    let copy = &group.shards[0].replicas[1].node;
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let metrics = metrics_of(&cluster, index_of(&holder));
+        let shipped = sample(
             &metrics,
-            &format!("mycelium_replication_entries_shipped_total{{node=\"{holder}\"}}")
-        ) > 0.0,
-        "{metrics}"
-    );
+            &format!("mycelium_replication_entries_shipped_total{{node=\"{holder}\"}}"),
+        );
+        let lag = format!(
+            "mycelium_replication_lag_entries{{node=\"{holder}\",peer=\"{copy}\",shard=\"__default/0\"}} 0"
+        );
+        let wal = sample(
+            &metrics,
+            &format!("mycelium_wal_entries{{node=\"{holder}\",shard=\"__default/0\"}}"),
+        );
+        if shipped > 0.0 && wal > 0.0 && metrics.lines().any(|l| l == lag) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Writes rows `ids` one statement at a time, each committed before the next.
