@@ -285,6 +285,22 @@ impl NodeLink for Node {
         self.map.exchange(offer).await
     }
 
+    fn check_epoch(&self, epoch: u64) -> Result<(), DbError> {
+        let current = self.map.epoch();
+        if epoch == 0 || epoch >= current {
+            return Ok(());
+        }
+        Err(DbError::new(
+            "40001",
+            format!(
+                "{}: the statement was routed by epoch {epoch}, node {} has epoch \
+                 {current}; retry it",
+                mycelium_protocol::STALE_MAP,
+                self.id
+            ),
+        ))
+    }
+
     async fn replication(&self) -> Result<Vec<ReplicationRow>, DbError> {
         let status = self.replication_status().await;
         let mut rows = Vec::new();

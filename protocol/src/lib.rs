@@ -11,7 +11,7 @@ mod rows;
 pub mod types;
 
 pub use error::DbError;
-pub use map::{ClusterMap, MapDecodeError, MapNode, MapPolicy};
+pub use map::{ClusterMap, MapDecodeError, MapNode, MapPolicy, STALE_MAP};
 pub use rows::{DataRows, DataRowsBuilder, RowsIter};
 
 use std::sync::Arc;
@@ -195,6 +195,10 @@ pub trait NodeSession: Send {
     /// evaluate it ignore it.
     fn set_user(&mut self, _user: &str) {}
 
+    /// The cluster map epoch the caller routed by, sent with every statement so a node that
+    /// knows a newer map refuses it (see [`NodeLink::check_epoch`]); 0 = not checked.
+    fn set_map_epoch(&mut self, _epoch: u64) {}
+
     /// Whether a transaction is open on this session after the last statement finished.
     /// A link that pools the session must keep it pinned while this is true.
     fn in_transaction(&self) -> bool;
@@ -316,6 +320,12 @@ pub trait NodeLink: Send + Sync {
     /// An offer with the node's epoch but other content is refused the same way (two proxies
     /// changed the map at once; the caller merges and offers a newer epoch).
     async fn exchange_map(&self, offer: Option<ClusterMap>) -> Result<Option<ClusterMap>, DbError>;
+
+    /// Refuses a statement routed by a cluster map older than the node's (40001: the sender
+    /// catches up and the statement may be retried); epoch 0 is never refused.
+    fn check_epoch(&self, _epoch: u64) -> Result<(), DbError> {
+        Ok(())
+    }
 
     /// Where replication of each shard copy on the node stands (empty on nodes that do not
     /// replicate).

@@ -8,6 +8,10 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+/// How a node's refusal of a statement routed by an older map begins (SQLSTATE 40001); the
+/// proxy recognizes it, catches up with the map and retries.
+pub const STALE_MAP: &str = "cluster map changed";
+
 /// One cluster member that holds data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapNode {

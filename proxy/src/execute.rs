@@ -328,6 +328,10 @@ impl Session {
             });
         }
         let gone = self.node_gone(node);
+        let epoch = self.proxy.cluster.map_epoch();
+        if let Some(conn) = self.nodes[node].as_mut() {
+            conn.session.set_map_epoch(epoch);
+        }
         match self.nodes[node].as_mut() {
             Some(conn) => Ok(&mut conn.session),
             None => Err(gone),
@@ -847,6 +851,20 @@ impl Session {
                     tracing::info!(from = %self.node_name(node), to = %self.node_name(other), "read failed over");
                     self.conn.out.truncate(answer_mark.1);
                     result = self.run_on(other, &request, output, writes).await;
+                }
+                // Routed by a map older than the node's: catch up and route again, once,
+                // outside a transaction (inside one the client retries on the 40001).
+                if let Err(ProxyError::Db(db)) = &result
+                    && db.code == "40001"
+                    && db.message.starts_with(mycelium_protocol::STALE_MAP)
+                    && self.status == TxnStatus::Idle
+                    && self.conn.flushes == answer_mark.0
+                {
+                    self.proxy.sync_map().await;
+                    if let Ok((Target::One(again), again_writes)) = self.target(&request) {
+                        self.conn.out.truncate(answer_mark.1);
+                        result = self.run_on(again, &request, output, again_writes).await;
+                    }
                 }
                 match result {
                     // Only a lost node is worth the work of naming its shards.

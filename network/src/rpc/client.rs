@@ -50,6 +50,7 @@ impl NodeLink for RemoteNode {
             in_flight: None,
             in_transaction: false,
             user: None,
+            map_epoch: 0,
         }))
     }
 
@@ -166,6 +167,8 @@ struct RemoteSession {
     in_transaction: bool,
     /// The client user, sent with every statement (connections are shared between users).
     user: Option<String>,
+    /// The cluster map epoch statements are routed by (sent with each; 0 = unchecked).
+    map_epoch: u64,
 }
 
 impl RemoteSession {
@@ -274,7 +277,7 @@ impl NodeSession for RemoteSession {
         if let Err(e) = conn
             .send(
                 kind::EXECUTE,
-                codec::encode_execute(&request, self.user.as_deref()),
+                codec::encode_execute(&request, self.user.as_deref(), self.map_epoch),
             )
             .await
         {
@@ -318,6 +321,10 @@ impl NodeSession for RemoteSession {
 
     fn set_user(&mut self, user: &str) {
         self.user = Some(user.to_owned());
+    }
+
+    fn set_map_epoch(&mut self, epoch: u64) {
+        self.map_epoch = epoch;
     }
 
     async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {

@@ -208,8 +208,9 @@ pub fn decode_describe(payload: Bytes) -> Result<(String, Vec<u32>), NetworkErro
     Ok((sql, types))
 }
 
-/// An EXECUTE: the statement, then the client user it runs as (`current_user`).
-pub fn encode_execute(request: &Execute, user: Option<&str>) -> Bytes {
+/// An EXECUTE: the statement, the client user it runs as (`current_user`), then the cluster
+/// map epoch it was routed by (u64, 0 = unchecked).
+pub fn encode_execute(request: &Execute, user: Option<&str>, epoch: u64) -> Bytes {
     let values: usize = request
         .params
         .iter()
@@ -231,10 +232,11 @@ pub fn encode_execute(request: &Execute, user: Option<&str>) -> Bytes {
     put_formats(&mut buf, &request.param_formats);
     put_formats(&mut buf, &request.result_formats);
     put_opt_str(&mut buf, user);
+    buf.put_u64(epoch);
     buf.freeze()
 }
 
-pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>), NetworkError> {
+pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>, u64), NetworkError> {
     let mut r = Reader { buf: payload };
     let sql: Arc<str> = Arc::from(r.string()?);
     let param_types = Arc::from(r.oids()?);
@@ -245,6 +247,7 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>), Netwo
     let param_formats = r.formats()?;
     let result_formats = Arc::from(r.formats()?);
     let user = r.opt_string()?;
+    let epoch = r.u64()?;
     r.finish("execute")?;
     Ok((
         Execute {
@@ -255,6 +258,7 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>), Netwo
             result_formats,
         },
         user,
+        epoch,
     ))
 }
 

@@ -126,11 +126,17 @@ async fn serve_connection(
                 conn.send(kind, payload).await?;
             }
             kind::EXECUTE => {
-                let (request, user) = codec::decode_execute(frame.payload)?;
+                let (request, user, epoch) = codec::decode_execute(frame.payload)?;
                 if let Some(user) = user {
                     session.set_user(&user);
                 }
-                execute(&mut conn, session.as_mut(), request, &node_id).await?;
+                match node.check_epoch(epoch) {
+                    Ok(()) => execute(&mut conn, session.as_mut(), request, &node_id).await?,
+                    Err(error) => {
+                        let payload = codec::encode_error(&error, session.in_transaction());
+                        conn.send(kind::ERROR, payload).await?;
+                    }
+                }
             }
             kind::COPY_IN => {
                 let batch = codec::decode_copy_in(frame.payload)?;

@@ -1,4 +1,5 @@
 //! Integration tests of a node over a real SQLite file.
 #![allow(clippy::unwrap_used)]
 
+mod map;
 mod scope;

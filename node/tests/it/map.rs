@@ -1,0 +1,65 @@
+//! The cluster map on a node: kept when newer, persisted, and statements routed by an older
+//! map refused.
+
+use mycelium_config::StorageConfig;
+use mycelium_node::Node;
+use mycelium_protocol::{ClusterMap, MapNode, MapPolicy, NodeLink, STALE_MAP};
+
+fn map(epoch: u64) -> ClusterMap {
+    ClusterMap {
+        epoch,
+        nodes: vec![MapNode {
+            id: "n1".to_owned(),
+            node_type: "validator".to_owned(),
+            addr: "127.0.0.1:1".to_owned(),
+        }],
+        default_replication_factor: 1.0,
+        min_validator_copies: 1,
+        policies: vec![MapPolicy {
+            table: "users".to_owned(),
+            options: vec![
+                ("shard_keys".to_owned(), "id".to_owned()),
+                ("shards".to_owned(), "4".to_owned()),
+            ],
+        }],
+        access: 0,
+    }
+}
+
+#[tokio::test]
+async fn newer_maps_are_kept_and_older_routes_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("n1.sqlite");
+    let node = Node::open_sqlite("n1", false, &file, &StorageConfig::default()).unwrap();
+    assert_eq!(node.exchange_map(None).await.unwrap(), None);
+    assert_eq!(node.exchange_map(Some(map(5))).await.unwrap(), Some(map(5)));
+    // An older offer, or the same epoch with other content, is not taken.
+    assert_eq!(node.exchange_map(Some(map(3))).await.unwrap(), Some(map(5)));
+    let mut other = map(5);
+    other.policies.clear();
+    assert_eq!(node.exchange_map(Some(other)).await.unwrap(), Some(map(5)));
+
+    let stale = node.check_epoch(4).unwrap_err();
+    assert_eq!(stale.code, "40001");
+    assert!(stale.message.starts_with(STALE_MAP), "{}", stale.message);
+    for fine in [0, 5, 6] {
+        assert!(node.check_epoch(fine).is_ok(), "epoch {fine}");
+    }
+    // The node holds every shard of `users` (the only node), all as primary.
+    let status = node.status().await.unwrap();
+    assert_eq!(status.map_epoch, 5);
+    let users: Vec<_> = status
+        .shards
+        .iter()
+        .filter(|s| s.table == "users")
+        .collect();
+    assert_eq!(users.len(), 4);
+    assert!(users.iter().all(|s| s.primary));
+    node.shutdown();
+    drop(node);
+
+    // Kept on disk: a reopened node has it before anyone offers it again.
+    let node = Node::open_sqlite("n1", false, &file, &StorageConfig::default()).unwrap();
+    assert_eq!(node.exchange_map(None).await.unwrap(), Some(map(5)));
+    node.shutdown();
+}
