@@ -15,6 +15,7 @@ on_every_backend!(
     acknowledged_commits_survive_sigkill,
     statement_and_idle_transaction_timeouts,
     a_client_gone_mid_transaction_leaves_nothing_behind,
+    current_user_is_the_session_user,
 );
 
 async fn simple_and_prepared_queries_round_trip(backend: Backend) {
@@ -413,31 +414,8 @@ async fn sighup_reloads_users_without_dropping_sessions() {
     cluster.stop();
 }
 
-/// On every backend like the scenarios above, but PostgreSQL nodes answer `current_user` with
-/// the server's own user (the node's login), not the client's: their sessions ignore
-/// `NodeSession::set_user` (storage/src/postgres/session.rs). Mixed fails too: there the
-/// statement goes to n2, the PostgreSQL node. Move into `on_every_backend!` once fixed.
-mod current_user_is_the_session_user {
-    use crate::harness::Backend;
-
-    #[tokio::test]
-    async fn sqlite() {
-        super::current_user_is_the_session_user(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    #[ignore = "PostgreSQL nodes answer current_user with their own login (set_user is a no-op)"]
-    async fn postgres() {
-        super::current_user_is_the_session_user(Backend::Postgres).await;
-    }
-
-    #[tokio::test]
-    #[ignore = "PostgreSQL nodes answer current_user with their own login (set_user is a no-op)"]
-    async fn mixed() {
-        super::current_user_is_the_session_user(Backend::Mixed).await;
-    }
-}
-
+/// `current_user` and `session_user` answer the client's user on every backend (PostgreSQL
+/// nodes log in as their own role; they put the client's name in its place).
 async fn current_user_is_the_session_user(backend: Backend) {
     let config = "[[users]]\nname = \"alice\"\npassword = \"a\"\n[[users]]\nname = \"bob\"\npassword = \"b\"\n";
     let Some(cluster) = Cluster::start_on_with_config(backend, Some(config)) else {

@@ -25,6 +25,8 @@ pub struct PostgresSession {
     pinned: Option<Arc<Mutex<Pooled>>>,
     /// A statement of the open transaction failed: Postgres ignores everything but its end.
     failed: Arc<AtomicBool>,
+    /// The client user statements run for (`current_user` answers it, not the node's login).
+    user: Option<Arc<str>>,
 }
 
 fn immediate(item: Result<Reply, DbError>) -> ReplyStream {
@@ -56,6 +58,7 @@ impl PostgresSession {
             shared,
             pinned: None,
             failed: Arc::new(AtomicBool::new(false)),
+            user: None,
         }
     }
 
@@ -152,6 +155,11 @@ impl PostgresSession {
     ) -> Result<ReplyStream, DbError> {
         if let Some(stripped) = sql::without_mycelium_options(&request.sql) {
             request.sql = Arc::from(stripped);
+        }
+        if let Some(user) = &self.user
+            && let Some(rewritten) = sql::with_client_user(&request.sql, user)
+        {
+            request.sql = Arc::from(rewritten);
         }
         let mut hold = self.hold().await?;
         let in_txn = self.pinned.is_some();
@@ -275,6 +283,12 @@ impl NodeSession for PostgresSession {
             Ok(stream) => stream,
             Err(e) => immediate(Err(e)),
         })
+    }
+
+    fn set_user(&mut self, user: &str) {
+        if self.user.as_deref() != Some(user) {
+            self.user = Some(Arc::from(user));
+        }
     }
 
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {

@@ -516,6 +516,89 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// `sql` with `current_user`, `session_user` and `current_role` replaced by the client's user
+/// name (a `name` literal), or `None` when it names none of them. The node logs in to
+/// PostgreSQL as its own role, so without this they would answer with the node's login.
+/// String literals, quoted identifiers, dollar-quoted bodies and comments are left alone, as
+/// are qualified names (`t.current_user`).
+pub fn with_client_user(sql: &str, user: &str) -> Option<String> {
+    const WORDS: [&str; 3] = ["current_user", "session_user", "current_role"];
+    let lower = sql.to_ascii_lowercase();
+    if !WORDS.iter().any(|w| lower.contains(w)) {
+        return None;
+    }
+    let bytes = sql.as_bytes();
+    let word_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut copied = 0;
+    let mut replaced = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == quote {
+                        if bytes.get(i + 1) == Some(&quote) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |end| i + 2 + end + 2);
+            }
+            b'$' if i == 0 || !word_char(bytes[i - 1]) => {
+                // A dollar quote `$tag$ ... $tag$` (a parameter `$1` is not one).
+                let tag_end = sql[i + 1..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map(|n| i + 1 + n);
+                match tag_end {
+                    Some(end) if bytes[end] == b'$' && !bytes[i + 1].is_ascii_digit() => {
+                        let tag = &sql[i..=end];
+                        i = sql[end + 1..]
+                            .find(tag)
+                            .map_or(bytes.len(), |n| end + 1 + n + tag.len());
+                    }
+                    _ => i += 1,
+                }
+            }
+            b if word_char(b) => {
+                let start = i;
+                while i < bytes.len() && word_char(bytes[i]) {
+                    i += 1;
+                }
+                let qualified = start > 0 && bytes[start - 1] == b'.';
+                if !qualified && WORDS.contains(&lower[start..i].as_ref()) {
+                    out.push_str(&sql[copied..start]);
+                    out.push_str(&literal(user));
+                    out.push_str("::name");
+                    copied = i;
+                    replaced = true;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if !replaced {
+        return None;
+    }
+    out.push_str(&sql[copied..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,5 +734,30 @@ mod tests {
         assert_eq!(identifier("My Table"), "\"My Table\"");
         assert_eq!(identifier("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn the_client_user_replaces_current_user() {
+        let user = |sql: &str| with_client_user(sql, "alice");
+        assert_eq!(
+            user("SELECT current_user, Session_User, CURRENT_ROLE").as_deref(),
+            Some("SELECT 'alice'::name, 'alice'::name, 'alice'::name")
+        );
+        assert_eq!(user("SELECT 1"), None);
+        assert_eq!(user("SELECT 'current_user', \"current_user\" FROM t"), None);
+        assert_eq!(user("SELECT t.current_user FROM t -- current_user"), None);
+        assert_eq!(user("SELECT my_current_user, current_users FROM t"), None);
+        assert_eq!(
+            user("CREATE FUNCTION f() RETURNS name AS $f$ SELECT current_user $f$ LANGUAGE sql"),
+            None
+        );
+        assert_eq!(
+            user("SELECT $1 = current_user /* current_user */").as_deref(),
+            Some("SELECT $1 = 'alice'::name /* current_user */")
+        );
+        assert_eq!(
+            with_client_user("SELECT current_user", "o'brien").as_deref(),
+            Some("SELECT 'o''brien'::name")
+        );
     }
 }
