@@ -482,11 +482,12 @@ async fn a_postgres_node_refuses_replication_connections() {
     );
 }
 
-/// Applies commit on every node all the time now; a transaction that read before one of them
-/// (or another session's commit) still writes, with a fresh snapshot, as Postgres' READ
-/// COMMITTED does, instead of failing with 40001.
+/// Applies commit on every node all the time now, and SQLite isolates whole files: a
+/// transaction (serializable, as the proxy reports) that read before another commit on its
+/// node cannot write afterwards; it fails with 40001, never with a lost update, and succeeds
+/// when retried.
 #[tokio::test]
-async fn a_transaction_that_read_before_another_commit_still_writes() {
+async fn a_transaction_that_read_before_another_commit_fails_with_40001_and_retries() {
     let cluster =
         ProcessCluster::start_with(Backend::Sqlite, "", FAST, "").expect("a SQLite cluster");
     let reader = cluster.connect().await;
@@ -503,9 +504,21 @@ async fn a_transaction_that_read_before_another_commit_still_writes() {
         .execute("INSERT INTO rc VALUES (1, 'committed meanwhile')", &[])
         .await
         .expect("another session commits");
-    reader
-        .batch_execute("INSERT INTO rc VALUES (2, 'then written'); COMMIT")
+    let outdated = reader
+        .batch_execute("INSERT INTO rc VALUES (2, 'then written')")
         .await
-        .expect("the first write of the reading transaction");
+        .expect_err("the snapshot it read is outdated");
+    assert_eq!(
+        outdated.code().map(|c| c.code()),
+        Some("40001"),
+        "{outdated}"
+    );
+    reader.batch_execute("ROLLBACK").await.expect("rollback");
+    reader
+        .batch_execute(
+            "BEGIN; SELECT count(*) FROM rc; INSERT INTO rc VALUES (2, 'retried'); COMMIT",
+        )
+        .await
+        .expect("the retry");
     assert_eq!(count(&writer, "rc").await, 2);
 }

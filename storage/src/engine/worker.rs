@@ -173,8 +173,9 @@ pub(crate) struct Worker<'c> {
     private_schema: bool,
     /// The schema the attached `pg_catalog` tables were last filled from.
     catalog_filled: Option<u64>,
-    /// The open transaction began deferred and has only read so far (no write, no
-    /// savepoint): its first write starts it over as a writer with a fresh snapshot.
+    /// The open transaction began deferred and has read nothing but Mycelium's own tables so
+    /// far (no write, no savepoint, no client table): its first write starts it over as a
+    /// writer with a fresh snapshot.
     only_read: bool,
 }
 
@@ -905,12 +906,13 @@ impl<'c> Worker<'c> {
         })
     }
 
-    /// Before the first write of a transaction that has only read: ends the read and lets
+    /// Before the first write of a transaction that has read only Mycelium's bookkeeping
+    /// (the proxy's policy, owner and role checks): ends the read and lets
     /// [`Worker::begin_if_needed`] begin again as a writer. A deferred SQLite transaction
     /// cannot take the write lock once another connection committed after its snapshot
-    /// (SQLITE_BUSY, 40001), which replication's applies make routine; Postgres' default
-    /// READ COMMITTED gives each statement a fresh snapshot, so starting over is what a
-    /// client expects.
+    /// (SQLITE_BUSY, 40001), which replication's applies make routine. A transaction that
+    /// read a client table keeps its snapshot: it fails with 40001 rather than write from
+    /// data that changed (transactions are serializable).
     fn write_from_fresh_snapshot(&mut self, txn: Option<&SharedTxn>) -> Result<(), DbError> {
         if txn.is_none() || self.conn.is_autocommit() || !self.only_read {
             return Ok(());
@@ -919,6 +921,17 @@ impl<'c> Worker<'c> {
         self.conn
             .execute_batch("ROLLBACK")
             .map_err(|e| from_sqlite(&e, ErrorContext::default()))
+    }
+
+    /// Whether `sql` names a table of the client's schema (any word that is one counts, so
+    /// it errs towards yes; the emulated `pg_catalog` and `__mycelium_*` tables do not).
+    fn reads_client_tables(&self, sql: &str) -> bool {
+        sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|word| !word.is_empty() && !word.starts_with("__mycelium"))
+            .any(|word| {
+                self.schema.tables.contains_key(word)
+                    || self.schema.tables.contains_key(&word.to_ascii_lowercase())
+            })
     }
 
     fn begin_if_needed(&mut self, txn: Option<&SharedTxn>, writes: bool) -> Result<(), DbError> {
@@ -1049,6 +1062,9 @@ impl<'c> Worker<'c> {
             ));
         }
         self.begin_if_needed(txn, t.writes)?;
+        if !t.writes && self.only_read && self.reads_client_tables(&request.sql) {
+            self.only_read = false;
+        }
         let statements = t.pre.len() + usize::from(t.main.is_some());
         // With replication on, every write runs in a transaction whose changes are captured.
         let captured_write = t.writes && !t.no_transaction_block && self.replicating();
