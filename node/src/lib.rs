@@ -286,7 +286,7 @@ impl NodeLink for Node {
     }
 
     fn check_epoch(&self, epoch: u64) -> Result<(), DbError> {
-        let current = self.map.epoch();
+        let current = self.map.placement_epoch();
         if epoch == 0 || epoch >= current {
             return Ok(());
         }

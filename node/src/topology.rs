@@ -124,6 +124,9 @@ impl Topology {
 /// shards before it serves anything.
 pub struct MapState {
     current: watch::Sender<Option<Arc<Topology>>>,
+    /// The epoch of the last map that changed placement (a change of the roles fingerprint
+    /// alone leaves it): statements routed before it are refused.
+    placement_epoch: std::sync::atomic::AtomicU64,
     file: Option<PathBuf>,
     /// Serializes installs so the file and memory change together.
     install: tokio::sync::Mutex<()>,
@@ -148,6 +151,9 @@ impl MapState {
             None => None,
         };
         Ok(MapState {
+            placement_epoch: std::sync::atomic::AtomicU64::new(
+                topology.as_ref().map_or(0, |t| t.epoch()),
+            ),
             current: watch::Sender::new(topology),
             file,
             install: tokio::sync::Mutex::new(()),
@@ -160,6 +166,12 @@ impl MapState {
 
     pub fn epoch(&self) -> u64 {
         self.current.borrow().as_ref().map_or(0, |t| t.epoch())
+    }
+
+    /// The epoch of the last map that moved anything (see [`MapState`]).
+    pub fn placement_epoch(&self) -> u64 {
+        self.placement_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Follows map changes (replication re-plans its shards on each).
@@ -184,7 +196,14 @@ impl MapState {
                     )
                 })?;
             }
-            tracing::info!(epoch = offer.epoch, "cluster map installed");
+            let moved = current
+                .as_ref()
+                .is_none_or(|t| !t.map().same_placement(&offer));
+            if moved {
+                self.placement_epoch
+                    .store(offer.epoch, std::sync::atomic::Ordering::Release);
+            }
+            tracing::info!(epoch = offer.epoch, moved, "cluster map installed");
             self.current.send_replace(Some(Arc::new(topology)));
             return Ok(Some(offer));
         }

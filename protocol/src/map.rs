@@ -55,11 +55,15 @@ const MAP_FORMAT: u8 = 1;
 impl ClusterMap {
     /// Whether two maps describe the same cluster (their epochs aside).
     pub fn same_content(&self, other: &ClusterMap) -> bool {
+        self.same_placement(other) && self.access == other.access
+    }
+
+    /// Whether two maps place every row alike: same nodes, defaults and policies.
+    pub fn same_placement(&self, other: &ClusterMap) -> bool {
         self.nodes == other.nodes
             && self.default_replication_factor == other.default_replication_factor
             && self.min_validator_copies == other.min_validator_copies
             && self.policies == other.policies
-            && self.access == other.access
     }
 
     /// The node `id`, when it is a member.

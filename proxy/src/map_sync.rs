@@ -112,6 +112,9 @@ impl Cluster {
                 ..mine
             },
         };
+        // Statements routed from now on carry the new epoch, which nodes still on the old
+        // map accept (only older epochs are refused).
+        self.set_map_epoch(target.epoch);
         for (node, map) in held {
             if map.as_ref().map(|m| m.epoch) == Some(target.epoch) {
                 continue;
@@ -129,7 +132,6 @@ impl Cluster {
         if target.epoch != known {
             tracing::info!(epoch = target.epoch, "cluster map epoch");
         }
-        self.set_map_epoch(target.epoch);
         MapRound {
             epoch: target.epoch,
             access: target.access,

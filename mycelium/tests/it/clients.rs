@@ -31,6 +31,7 @@ on_every_backend!(
     psql_jsonb_operators,
     psql_copy_text_and_csv,
     psql_copy_table_to_stdout,
+    psql_meta_commands_list_and_describe_tables,
     psycopg3_and_sqlalchemy2,
     pgbench_tpcb_in_every_query_mode_keeps_balances_consistent,
     rows_survive_restart_and_are_in_the_nodes_stores,
@@ -390,32 +391,6 @@ async fn psql_copy_table_to_stdout(backend: Backend) {
         ],
         "\\copy pets to stdout (csv)"
     );
-}
-
-/// On every backend like the scenarios above, but on PostgreSQL nodes `\dt` also lists
-/// Mycelium's own tables (`__mycelium_roles`, `__mycelium_grants`, `__mycelium_owners`,
-/// `__mycelium_role_members`, `__mycelium_policies`), which the proxy creates in the node's
-/// `public` schema; SQLite nodes hide them in their emulated catalog. Mixed fails too: psql's
-/// catalog queries go to n2, the PostgreSQL node. Move into `on_every_backend!` once fixed.
-mod psql_meta_commands_list_and_describe_tables {
-    use crate::harness::Backend;
-
-    #[tokio::test]
-    async fn sqlite() {
-        super::psql_meta_commands_list_and_describe_tables(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    #[ignore = "\\dt on PostgreSQL nodes lists Mycelium's __mycelium_* tables"]
-    async fn postgres() {
-        super::psql_meta_commands_list_and_describe_tables(Backend::Postgres).await;
-    }
-
-    #[tokio::test]
-    #[ignore = "\\dt on PostgreSQL nodes lists Mycelium's __mycelium_* tables"]
-    async fn mixed() {
-        super::psql_meta_commands_list_and_describe_tables(Backend::Mixed).await;
-    }
 }
 
 async fn psql_meta_commands_list_and_describe_tables(backend: Backend) {

@@ -45,9 +45,24 @@ async fn newer_maps_are_kept_and_older_routes_refused() {
     for fine in [0, 5, 6] {
         assert!(node.check_epoch(fine).is_ok(), "epoch {fine}");
     }
+    // A map that changes only the roles fingerprint moves nothing: epoch-5 routes still run.
+    let mut access_only = map(6);
+    access_only.access = 7;
+    assert_eq!(
+        node.exchange_map(Some(access_only.clone())).await.unwrap(),
+        Some(access_only)
+    );
+    assert!(node.check_epoch(5).is_ok());
+    let mut moved = map(7);
+    moved.policies.clear();
+    node.exchange_map(Some(moved)).await.unwrap();
+    assert!(node.check_epoch(6).is_err());
+    assert!(node.check_epoch(7).is_ok());
+    node.exchange_map(Some(map(8))).await.unwrap();
+
     // The node holds every shard of `users` (the only node), all as primary.
     let status = node.status().await.unwrap();
-    assert_eq!(status.map_epoch, 5);
+    assert_eq!(status.map_epoch, 8);
     let users: Vec<_> = status
         .shards
         .iter()
@@ -60,6 +75,6 @@ async fn newer_maps_are_kept_and_older_routes_refused() {
 
     // Kept on disk: a reopened node has it before anyone offers it again.
     let node = Node::open_sqlite("n1", false, &file, &StorageConfig::default()).unwrap();
-    assert_eq!(node.exchange_map(None).await.unwrap(), Some(map(5)));
+    assert_eq!(node.exchange_map(None).await.unwrap(), Some(map(8)));
     node.shutdown();
 }

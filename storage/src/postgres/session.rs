@@ -161,6 +161,9 @@ impl PostgresSession {
         {
             request.sql = Arc::from(rewritten);
         }
+        if let Some(moved) = sql::in_mycelium_schema(&request.sql) {
+            request.sql = Arc::from(moved);
+        }
         let mut hold = self.hold().await?;
         let in_txn = self.pinned.is_some();
         let keep = cacheable(&words);
@@ -254,6 +257,8 @@ impl NodeSession for PostgresSession {
         }
         let stripped = sql::without_mycelium_options(sql_text);
         let sql_text = stripped.as_deref().unwrap_or(sql_text);
+        let moved = sql::in_mycelium_schema(sql_text);
+        let sql_text = moved.as_deref().unwrap_or(sql_text);
         let mut hold = self.hold().await?;
         let prepared = hold
             .conn()

@@ -519,19 +519,44 @@ pub fn literal(text: &str) -> String {
 /// `sql` with `current_user`, `session_user` and `current_role` replaced by the client's user
 /// name (a `name` literal), or `None` when it names none of them. The node logs in to
 /// PostgreSQL as its own role, so without this they would answer with the node's login.
-/// String literals, quoted identifiers, dollar-quoted bodies and comments are left alone, as
-/// are qualified names (`t.current_user`).
 pub fn with_client_user(sql: &str, user: &str) -> Option<String> {
     const WORDS: [&str; 3] = ["current_user", "session_user", "current_role"];
     let lower = sql.to_ascii_lowercase();
     if !WORDS.iter().any(|w| lower.contains(w)) {
         return None;
     }
+    replace_words(sql, |word| {
+        WORDS
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
+            .then(|| format!("{}::name", literal(user)))
+    })
+}
+
+/// `sql` with Mycelium's own tables (`__mycelium_*`, which the proxy creates and reads on
+/// every node) moved into the node's `mycelium` schema, or `None` when it names none: kept
+/// out of `public`, they stay out of the application's way (psql's `\dt`, ORMs' reflection).
+/// The shard function (`__mycelium_shard`) keeps its name.
+pub fn in_mycelium_schema(sql: &str) -> Option<String> {
+    if !sql.contains("__mycelium_") {
+        return None;
+    }
+    replace_words(sql, |word| {
+        (word.starts_with("__mycelium_") && word != crate::SHARD_FUNCTION)
+            .then(|| format!("{MYCELIUM_SCHEMA}.{word}"))
+    })
+}
+
+/// The schema of the node's own tables.
+pub const MYCELIUM_SCHEMA: &str = "mycelium";
+
+/// `sql` with every unqualified word for which `replace(word)` says so replaced; `None` when nothing was. String literals, quoted identifiers, dollar-quoted
+/// bodies, comments and qualified names (`t.word`) are left alone.
+fn replace_words(sql: &str, replace: impl Fn(&str) -> Option<String>) -> Option<String> {
     let bytes = sql.as_bytes();
     let word_char = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
     let mut out = String::with_capacity(sql.len() + 16);
     let mut copied = 0;
-    let mut replaced = false;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -581,18 +606,16 @@ pub fn with_client_user(sql: &str, user: &str) -> Option<String> {
                     i += 1;
                 }
                 let qualified = start > 0 && bytes[start - 1] == b'.';
-                if !qualified && WORDS.contains(&lower[start..i].as_ref()) {
+                if !qualified && let Some(replacement) = replace(&sql[start..i]) {
                     out.push_str(&sql[copied..start]);
-                    out.push_str(&literal(user));
-                    out.push_str("::name");
+                    out.push_str(&replacement);
                     copied = i;
-                    replaced = true;
                 }
             }
             _ => i += 1,
         }
     }
-    if !replaced {
+    if copied == 0 {
         return None;
     }
     out.push_str(&sql[copied..]);
@@ -734,6 +757,24 @@ mod tests {
         assert_eq!(identifier("My Table"), "\"My Table\"");
         assert_eq!(identifier("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn mycelium_tables_live_in_their_schema() {
+        assert_eq!(
+            in_mycelium_schema(
+                "CREATE TABLE IF NOT EXISTS __mycelium_policies (table_name text); \
+                 SELECT p.options FROM __mycelium_policies p JOIN mycelium.__mycelium_x x ON true \
+                 WHERE __mycelium_shard(4, '', p.id) IN (1) AND p.v = '__mycelium_roles'"
+            )
+            .as_deref(),
+            Some(
+                "CREATE TABLE IF NOT EXISTS mycelium.__mycelium_policies (table_name text); \
+                 SELECT p.options FROM mycelium.__mycelium_policies p JOIN mycelium.__mycelium_x x ON true \
+                 WHERE __mycelium_shard(4, '', p.id) IN (1) AND p.v = '__mycelium_roles'"
+            )
+        );
+        assert_eq!(in_mycelium_schema("SELECT 1"), None);
     }
 
     #[test]
