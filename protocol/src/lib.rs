@@ -322,7 +322,9 @@ pub trait NodeLink: Send + Sync {
     async fn exchange_map(&self, offer: Option<ClusterMap>) -> Result<Option<ClusterMap>, DbError>;
 
     /// Refuses a statement routed by a cluster map older than the node's (40001: the sender
-    /// catches up and the statement may be retried); epoch 0 is never refused.
+    /// catches up and the statement may be retried); epoch 0 is never refused. Asked for
+    /// statements that start work (outside a transaction, BEGIN included), not for those
+    /// inside one.
     fn check_epoch(&self, _epoch: u64) -> Result<(), DbError> {
         Ok(())
     }

@@ -211,6 +211,7 @@ mod tests {
                     ("shards".into(), "8".into()),
                 ],
             }],
+            access: 42,
         }
     }
 

@@ -130,7 +130,14 @@ async fn serve_connection(
                 if let Some(user) = user {
                     session.set_user(&user);
                 }
-                match node.check_epoch(epoch) {
+                // Only work that starts here is checked: statements inside a transaction
+                // (its COMMIT or ROLLBACK too) finish what its first statement began.
+                let checked = if session.in_transaction() {
+                    Ok(())
+                } else {
+                    node.check_epoch(epoch)
+                };
+                match checked {
                     Ok(()) => execute(&mut conn, session.as_mut(), request, &node_id).await?,
                     Err(error) => {
                         let payload = codec::encode_error(&error, session.in_transaction());
