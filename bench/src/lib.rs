@@ -1,9 +1,11 @@
 //! `mycelium-bench`: pgbench against Mycelium (one PostgreSQL node, two PostgreSQL shards, three
 //! SQLite nodes), PostgreSQL itself, a plain TCP relay in front of PostgreSQL (the ceiling for
 //! any proxy) and PgBouncer, with the CPU each server side spends per transaction; point
-//! operations against in-process SQLite, cross-node transfers and scattered reads; and the
-//! memory Mycelium holds per idle client connection. See `bench/README.md`.
+//! operations against in-process SQLite, cross-node transfers and scattered reads; WAL
+//! replication under load (writes/s with `synchronous_replicas` 0 and 1, commit-to-apply
+//! latency); and the memory Mycelium holds per idle client connection. See `bench/README.md`.
 
+mod cluster;
 mod memory;
 mod mycelium;
 mod parse;
@@ -12,6 +14,7 @@ mod pgbouncer;
 mod postgres;
 mod procfs;
 mod relay;
+mod replication;
 mod report;
 mod run;
 mod sharded;
@@ -66,11 +69,14 @@ pub struct AllArgs {
     pub connections: u32,
     /// Measure only these setups of the pgbench matrix, comma-separated: direct, relay,
     /// pgbouncer, pg1, pg2, sqlite. With --setups or --workloads only the pgbench matrix runs
-    /// (no point operations, transfers, scattered reads or memory).
+    /// (no point operations, transfers, scattered reads or memory), and replication only when
+    /// --workloads names it.
     #[arg(long, value_delimiter = ',')]
     pub setups: Vec<String>,
-    /// Run only these pgbench workloads, comma-separated: select-simple-c1,
-    /// select-prepared-c1, select-simple-c8, select-prepared-c8, tpcb-simple-c8.
+    /// Run only these workloads, comma-separated: the pgbench workloads select-simple-c1,
+    /// select-prepared-c1, select-simple-c8, select-prepared-c8, tpcb-simple-c8, and/or
+    /// `replication` (its own three-node clusters). `--workloads replication` alone starts
+    /// no other server.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
 }
@@ -137,6 +143,9 @@ impl Settings {
             .workloads
             .iter()
             .map(|key| {
+                if key.trim() == REPLICATION {
+                    return Ok(REPLICATION);
+                }
                 pgbench::WORKLOADS
                     .iter()
                     .find(|workload| workload.key() == key.trim())
@@ -147,7 +156,8 @@ impl Settings {
                             .map(pgbench::Workload::key)
                             .collect();
                         format!(
-                            "--workloads {key}: no such workload; the workloads are {}",
+                            "--workloads {key}: no such workload; the workloads are {}, \
+                             {REPLICATION}",
                             keys.join(", ")
                         )
                     })
@@ -167,10 +177,33 @@ impl Settings {
     }
 }
 
+/// The `--workloads` word of the replication section.
+pub const REPLICATION: &str = "replication";
+
 impl Settings {
-    /// Whether only part of the pgbench matrix was asked for (and nothing else runs).
+    /// Whether only part of the pgbench matrix was asked for (no point operations, transfers,
+    /// scattered reads or memory).
     pub fn matrix_only(&self) -> bool {
         !self.setups.is_empty() || !self.workloads.is_empty()
+    }
+
+    /// Whether the replication section runs: in a full run, or when `--workloads` names it.
+    pub fn runs_replication(&self) -> bool {
+        !self.matrix_only() || self.workloads.contains(&REPLICATION)
+    }
+
+    /// `--workloads replication` alone: no other server starts.
+    pub fn replication_only(&self) -> bool {
+        self.setups.is_empty() && !self.workloads.is_empty() && self.matrix_workloads().is_empty()
+    }
+
+    /// The pgbench workloads asked for (all when empty).
+    pub fn matrix_workloads(&self) -> Vec<&'static str> {
+        self.workloads
+            .iter()
+            .copied()
+            .filter(|w| *w != REPLICATION)
+            .collect()
     }
 }
 

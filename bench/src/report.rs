@@ -11,6 +11,7 @@ use crate::Settings;
 use crate::memory::MemoryResult;
 use crate::parse::median;
 use crate::pgbench::WORKLOADS;
+use crate::replication::{self, ReplMeasurement, ReplSummary};
 use crate::run::{Measurement, Setup};
 use crate::workloads::{OpMeasurement, Section, TESTS};
 
@@ -45,10 +46,12 @@ pub struct Report {
     pub init_seconds: Vec<(&'static str, f64)>,
     pub summary: Vec<Summary>,
     pub operations: Vec<OpSummary>,
+    pub replication: Vec<ReplSummary>,
     pub memory: Vec<MemoryResult>,
     pub notes: Vec<String>,
     pub measurements: Vec<Measurement>,
     pub operation_measurements: Vec<OpMeasurement>,
+    pub replication_measurements: Vec<ReplMeasurement>,
 }
 
 /// The medians of one point/transfer/scatter test on one setup over the rounds.
@@ -81,9 +84,10 @@ impl Report {
         settings: &Settings,
         cpus: u32,
         versions: Vec<(String, String)>,
-        init_seconds: [(&'static str, f64); 4],
+        init_seconds: Vec<(&'static str, f64)>,
         measurements: Vec<Measurement>,
         operation_measurements: Vec<OpMeasurement>,
+        replication_measurements: Vec<ReplMeasurement>,
         memory: Vec<MemoryResult>,
         mut notes: Vec<String>,
     ) -> Report {
@@ -102,13 +106,15 @@ impl Report {
             cpus,
             settings: settings.clone(),
             versions,
-            init_seconds: init_seconds.to_vec(),
+            init_seconds,
             summary,
             operations: summarize_operations(&operation_measurements),
+            replication: replication::summarize(&replication_measurements),
             memory,
             notes,
             measurements,
             operation_measurements,
+            replication_measurements,
         }
     }
 }
@@ -313,11 +319,13 @@ pub fn markdown(report: &Report) -> String {
         "{} — {} CPUs, pgbench scale {}, {} s per run, median of {} round(s)\n",
         report.date, report.cpus, s.scale, s.seconds, s.rounds
     );
-    out.push_str(
-        "| setup | test | tps | avg latency ms | proxy CPU µs/txn | Postgres CPU µs/txn | \
-         server CPU µs/txn | tps vs direct | tps vs relay |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
+    if !report.summary.is_empty() {
+        out.push_str(
+            "| setup | test | tps | avg latency ms | proxy CPU µs/txn | Postgres CPU µs/txn | \
+             server CPU µs/txn | tps vs direct | tps vs relay |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+    }
     for row in &report.summary {
         let proxy = row
             .proxy_us_per_txn
@@ -393,10 +401,9 @@ pub fn markdown(report: &Report) -> String {
             );
         }
     }
-    out.push_str(
-        "\n| replication | result |\n|---|---|\n| commit-to-apply latency, writes/s with \
-         synchronous_replicas 0 and 1 | not measured: replication is not wired into nodes yet |\n",
-    );
+    if !report.replication.is_empty() {
+        replication_table(&mut out, &report.replication);
+    }
     if !report.memory.is_empty() {
         out.push_str(
             "\n| server | idle RSS MiB | RSS with N idle connections MiB | N | bytes per connection \
@@ -415,16 +422,18 @@ pub fn markdown(report: &Report) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "\nLoading pgbench's tables took {}.",
-        report
-            .init_seconds
-            .iter()
-            .map(|(server, secs)| format!("{secs:.1} s on {server}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    if !report.init_seconds.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nLoading pgbench's tables took {}.",
+            report
+                .init_seconds
+                .iter()
+                .map(|(server, secs)| format!("{secs:.1} s on {server}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !report.notes.is_empty() {
         out.push_str("\nNotes:\n");
         for note in &report.notes {
@@ -432,6 +441,60 @@ pub fn markdown(report: &Report) -> String {
         }
     }
     out
+}
+
+/// Writes/s and commit-to-apply latency per replication variant.
+fn replication_table(out: &mut String, rows: &[ReplSummary]) {
+    out.push_str(
+        "\nReplication (3 `mycelium node` processes on SQLite + `mycelium proxy`; pgbench -f -M \
+         prepared single-row UPDATEs by shard key through the proxy; commit → apply: from the \
+         probe's acknowledged commit to its row read in the secondaries' SQLite files):\n\n\
+         | replication | clients | writes/s | p50 µs | p99 µs | CPU µs/write | × sync 0 | \
+         × no replication | apply p50 µs (1st / both secondaries) | apply p99 µs (1st / both) \
+         | probes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let number = |v: Option<f64>, digits: usize| {
+        v.filter(|v| v.is_finite())
+            .map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    for row in rows {
+        let failed = if row.failed > 0 {
+            format!(" ({} failed!)", row.failed)
+        } else {
+            String::new()
+        };
+        let lost = if row.probes_lost > 0 {
+            format!(" ({} lost)", row.probes_lost)
+        } else {
+            String::new()
+        };
+        let pair = |a: Option<f64>, b: Option<f64>| {
+            if a.is_none() && b.is_none() {
+                "—".to_owned()
+            } else {
+                format!("{} / {}", number(a, 0), number(b, 0))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0}{failed} | {} | {} | {} | {} | {} | {} | {} | {}{lost} |",
+            row.mode,
+            row.clients,
+            row.writes_per_s,
+            number(row.p50_us, 0),
+            number(row.p99_us, 0),
+            number(row.cpu_us_per_write, 1),
+            number(row.ratio_to_async, 2),
+            number(row.ratio_to_off, 2),
+            pair(row.apply_first_p50_us, row.apply_all_p50_us),
+            pair(row.apply_first_p99_us, row.apply_all_p99_us),
+            if row.probes > 0 {
+                row.probes.to_string()
+            } else {
+                "—".to_owned()
+            },
+        );
+    }
 }
 
 /// Prints the table and writes `results.json` and `ratios.svg` into `dir`.

@@ -17,6 +17,7 @@ use crate::pgbouncer::{self, PgBouncer};
 use crate::postgres::Postgres;
 use crate::procfs;
 use crate::relay::Relay;
+use crate::replication;
 use crate::report::{self, Report};
 use crate::sharded;
 use crate::workloads::{self, OpMeasurement, TESTS};
@@ -247,11 +248,46 @@ impl Servers {
     }
 }
 
+fn progress(text: String) {
+    eprintln!("[{}] {text}", chrono::Local::now().format("%H:%M:%S"));
+}
+
+/// `--workloads replication` alone: its clusters, nothing else.
+async fn replication_only(settings: &Settings) -> anyhow::Result<()> {
+    let started = chrono::Local::now();
+    let outcome = replication::run(settings, &progress).await;
+    let report = Report::new(
+        started,
+        settings,
+        cpus(),
+        versions(settings),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        outcome.measurements,
+        Vec::new(),
+        outcome.notes,
+    );
+    report::write(&report, &settings.out)?;
+    progress(format!(
+        "wrote {}",
+        settings.out.join("results.json").display()
+    ));
+    anyhow::ensure!(
+        outcome.failures == 0,
+        "{} measurement(s) failed; the notes of the report say which",
+        outcome.failures
+    );
+    Ok(())
+}
+
 async fn run(settings: &Settings) -> anyhow::Result<()> {
+    if settings.replication_only() {
+        return replication_only(settings).await;
+    }
     let started = chrono::Local::now();
     procfs::ensure_open_files(u64::from(settings.connections) * 2 + 1000)?;
     let mut notes = Vec::new();
-    let progress = |text: String| eprintln!("[{}] {text}", chrono::Local::now().format("%H:%M:%S"));
 
     progress(format!(
         "PostgreSQL 15: initdb, start, pgbench -i -s {}",
@@ -352,9 +388,10 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     if !settings.setups.is_empty() {
         setups.retain(|setup| settings.setups.contains(&setup.name()));
     }
+    let chosen = settings.matrix_workloads();
     let workloads: Vec<&Workload> = WORKLOADS
         .iter()
-        .filter(|w| settings.workloads.is_empty() || settings.workloads.contains(&w.name))
+        .filter(|w| chosen.is_empty() || chosen.contains(&w.name))
         .collect();
     anyhow::ensure!(
         !setups.is_empty() && !workloads.is_empty(),
@@ -434,11 +471,6 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         failures += operations.failures;
         operations.measurements
     };
-    notes.push(
-        "Replication: not measured — WAL replication is not wired into nodes yet (the \
-         replication/ core exists, nodes do not replicate)."
-            .to_owned(),
-    );
     let Servers {
         postgres,
         relay,
@@ -447,6 +479,14 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     } = servers;
     drop(mycelium);
     drop(relay);
+
+    let mut replicated = Vec::new();
+    if settings.runs_replication() {
+        let outcome = replication::run(settings, &progress).await;
+        failures += outcome.failures;
+        notes.extend(outcome.notes);
+        replicated = outcome.measurements;
+    }
 
     let mut memory = Vec::new();
     if !settings.matrix_only() {
@@ -467,7 +507,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         settings,
         cpus(),
         versions(settings),
-        [
+        vec![
             ("postgres (pgbench -i)", init_postgres.as_secs_f64()),
             ("mycelium 1 pg node (pgbench -i)", init_pg1.as_secs_f64()),
             (
@@ -481,6 +521,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         ],
         measurements,
         operations,
+        replicated,
         memory,
         notes,
     );
