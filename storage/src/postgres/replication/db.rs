@@ -1,48 +1,51 @@
 //! A pooled connection driven from a blocking thread, so that replication code can run
 //! `ApplyTxn`'s synchronous calls (and mirror the SQLite implementation) over tokio-postgres.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::{Row, Statement};
 
 use super::PgReplicationError;
 use crate::postgres::Shared;
+use crate::postgres::pool::Conn;
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
-/// One connection, blocking calls. Statements are prepared once per `Db`.
+/// One connection, blocking calls. Statements are prepared once per connection (in its
+/// statement cache, shared with sessions).
 pub(super) struct Db<'a> {
-    client: &'a Client,
+    conn: RefCell<&'a mut Conn>,
     rt: Handle,
-    statements: RefCell<HashMap<String, Statement>>,
-    /// A ROLLBACK failed: the connection's transaction state is unknown.
-    broken: Cell<bool>,
 }
 
 impl Db<'_> {
-    fn statement(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(statement) = self.statements.borrow().get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.rt.block_on(self.client.prepare(sql))?;
-        self.statements
-            .borrow_mut()
-            .insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+    /// Runs `f` with the connection and the prepared statements for `sqls`.
+    fn with<T>(
+        &self,
+        sqls: &[&str],
+        f: impl AsyncFnOnce(&tokio_postgres::Client, Vec<Statement>) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, tokio_postgres::Error> {
+        let mut conn = self.conn.borrow_mut();
+        self.rt.block_on(async {
+            let mut statements = Vec::with_capacity(sqls.len());
+            for sql in sqls {
+                statements.push(conn.prepare(sql, &[], true).await?.0);
+            }
+            f(&conn.client, statements).await
+        })
     }
 
     pub fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.rt.block_on(self.client.query(&statement, params))
+        self.with(&[sql], async |client, s| client.query(&s[0], params).await)
     }
 
     pub fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, tokio_postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.rt.block_on(self.client.query_one(&statement, params))
+        self.with(&[sql], async |client, s| {
+            client.query_one(&s[0], params).await
+        })
     }
 
     pub fn query_opt(
@@ -50,34 +53,55 @@ impl Db<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.rt.block_on(self.client.query_opt(&statement, params))
+        self.with(&[sql], async |client, s| {
+            client.query_opt(&s[0], params).await
+        })
     }
 
     pub fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, tokio_postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.rt.block_on(self.client.execute(&statement, params))
+        self.with(&[sql], async |client, s| {
+            client.execute(&s[0], params).await
+        })
+    }
+
+    /// Runs statements pipelined (sent together, answered in order): one round trip.
+    pub fn execute_all(
+        &self,
+        statements: &[(&str, Params<'_>)],
+    ) -> Result<(), tokio_postgres::Error> {
+        let sqls: Vec<&str> = statements.iter().map(|(sql, _)| *sql).collect();
+        self.with(&sqls, async |client, prepared| {
+            futures::future::try_join_all(
+                prepared
+                    .iter()
+                    .zip(statements)
+                    .map(|(statement, (_, params))| client.execute(statement, params)),
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     /// Statements without parameters, through the simple protocol (several allowed).
     pub fn batch(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        self.rt.block_on(self.client.batch_execute(sql))
+        self.with(&[], async |client, _| client.batch_execute(sql).await)
     }
 
-    /// Runs `f` in a transaction (`BEGIN` with `mode`): committed when it succeeds, rolled
-    /// back otherwise.
+    /// Runs `f` in a transaction: committed when it succeeds, rolled back otherwise. `begin`
+    /// follows `BEGIN` in the same message: a mode, then `;` and statements to start with.
     pub fn transaction_as<T>(
         &self,
-        mode: &str,
+        begin: &str,
         f: impl FnOnce(&Self) -> Result<T, PgReplicationError>,
     ) -> Result<T, PgReplicationError> {
-        self.batch(&format!("BEGIN {mode}"))?;
+        self.batch(&format!("BEGIN {begin}"))?;
         let result = f(self).and_then(|value| {
             self.batch("COMMIT")?;
             Ok(value)
         });
+        // A connection whose transaction state is unknown is not reused.
         if result.is_err() && self.batch("ROLLBACK").is_err() {
-            self.broken.set(true);
+            self.conn.borrow_mut().broken = true;
         }
         result
     }
@@ -99,17 +123,11 @@ pub(super) async fn run<T: Send + 'static>(
     let rt = Handle::current();
     let (result, conn) = tokio::task::spawn_blocking(move || {
         let db = Db {
-            client: &conn.client,
+            conn: RefCell::new(&mut conn),
             rt,
-            statements: RefCell::new(HashMap::new()),
-            broken: Cell::new(false),
         };
         let result = f(&db);
-        let broken = db.broken.get();
         drop(db);
-        if broken {
-            conn.broken = true;
-        }
         (result, conn)
     })
     .await

@@ -13,7 +13,7 @@ use mycelium_replication::{
 use tokio::sync::mpsc;
 
 use super::db::{Db, run};
-use super::seal::{LOCK, seal};
+use super::seal::{LOCKED, seal};
 use super::store::{
     CONFLICT_COLUMNS, PgTable, PgTxn, applied_vector, conflict_from_row, corrupt,
     observe_shard_clock, put_conflict_row, put_row_clock, shard_clock, to_i64,
@@ -48,11 +48,10 @@ fn replica_txn<T>(
     db: &Db<'_>,
     f: impl FnOnce(&Db<'_>) -> Result<T, PgReplicationError>,
 ) -> Result<T, PgReplicationError> {
-    db.transaction(|db| {
-        db.batch("SET LOCAL session_replication_role = replica")?;
-        db.query("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-        f(db)
-    })
+    db.transaction_as(
+        &format!("; SET LOCAL session_replication_role = replica{LOCKED}"),
+        f,
+    )
 }
 
 /// The tables that may hold rows of `shard`: the one it is named after, and any other a row
@@ -576,6 +575,7 @@ impl ShardLog for PostgresShardLog {
                 seal(db, identity)?;
                 replica_txn(db, |db| {
                     let mut txn = PgTxn::applying(db, &entry);
+                    txn.prefetch(&entry)?;
                     apply_entry(&mut txn, &entry, policy)
                 })
             })

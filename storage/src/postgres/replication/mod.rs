@@ -11,16 +11,20 @@
 //!   change commit (or roll back, or sit in a prepared transaction) together: the row value's
 //!   text (`OLD::text`, `NEW::text`, every column in its type's own output format, printed
 //!   with fixed `TimeZone = UTC`, `DateStyle = ISO`, `extra_float_digits = 1`,
-//!   `bytea_output = hex`), the column names and type OIDs and the primary-key columns as
-//!   the transaction saw them, and `txid_current()`. A write to a table without a primary
-//!   key fails (55000), as on SQLite nodes: its rows could not be identified on a replica.
-//!   A TRUNCATE is captured as the deletes of every row.
-//! - event triggers on `ddl_command_end` and `sql_drop` (`ENABLE ALWAYS`): they install the
-//!   capture triggers on new tables (also on tables created by replayed DDL) and, outside
-//!   replay, record the statement (`current_query()`, once per statement) as a DDL change.
-//!   The proxy sends nodes one statement per message, so that is the statement alone.
-//!   Objects in the `mycelium` schema and named `__mycelium*` are neither captured nor
-//!   recorded.
+//!   `bytea_output = hex`), `txid_current()`, and the id of the table's *shape* (columns,
+//!   type OIDs, primary key, name; `mycelium.shapes`), which the triggers carry as their
+//!   argument, so capturing a row reads no catalog (about 6 µs a row for a bulk insert). A
+//!   write to a table without a primary key fails (55000), as on SQLite nodes: its rows
+//!   could not be identified on a replica. A TRUNCATE is captured as the deletes of every
+//!   row.
+//! - event triggers on `ddl_command_end` and `sql_drop` (`ENABLE ALWAYS`): after any
+//!   command on a table they record its shape when it changed and recreate its capture
+//!   triggers with the new shape's id (also for tables created by replayed DDL); outside
+//!   replay they record the statement (`current_query()`, once per statement) as a DDL
+//!   change. The proxy sends nodes one statement per message, so that is the statement
+//!   alone. Objects in the `mycelium` schema, named `__mycelium*`, temporary tables and
+//!   partitions (their parent's triggers capture them, under the parent's name) are neither
+//!   captured nor recorded.
 //!
 //! Event triggers and `session_replication_role` need a **superuser**: enabling fails with
 //! [`PgReplicationError::NotSuperuser`] otherwise (the node's role needs `SUPERUSER`).

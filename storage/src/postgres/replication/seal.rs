@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use mycelium_replication::{Change, RowChange, RowOp, ShardId, SqlValue, WalEntry, record_local};
+use mycelium_replication::{
+    Change, RowChange, RowOp, ShardId, SqlValue, VersionVector, WalEntry, record_local,
+};
 
 use super::PgReplicationError;
 use super::db::Db;
@@ -11,45 +13,59 @@ use super::store::{PgTxn, applied_vector, corrupt, entry_table_name, mark_ddl_ap
 use super::values::{parse_record, to_value};
 use crate::replication::ReplicationIdentity;
 
-/// The advisory lock every writer of the replication tables holds for its transaction, so
-/// that sealers (and applies) run one at a time.
-pub(super) const LOCK: i64 = 0x6d79_6365_6c69_756d; // "mycelium"
+/// What starts a transaction that writes the replication tables: the advisory lock every
+/// such writer holds, so that sealers (and applies) run one at a time (the key spells
+/// "mycelium").
+pub(super) const LOCKED: &str = "; SELECT pg_advisory_xact_lock(7888463302155969901)";
 
 /// Transactions sealed per run at most (a run continues until nothing is left).
 const TXNS_PER_BATCH: i64 = 500;
 
-/// One row of `mycelium.changes`.
-struct Raw {
-    txid: i64,
-    schema: String,
-    table: String,
-    op: String,
-    columns: Vec<String>,
+/// A table's columns and key as rows were captured with (`mycelium.shapes`).
+struct Shape {
+    /// The table as entries name it.
+    table: Arc<str>,
+    columns: Arc<[String]>,
     types: Vec<u32>,
-    key_columns: Vec<String>,
-    old: Option<String>,
-    new: Option<String>,
-    ddl: Option<String>,
+    /// Positions of the primary-key columns, in key order.
+    key: Vec<usize>,
 }
 
-impl Raw {
-    fn from_row(row: &tokio_postgres::Row) -> Result<Raw, PgReplicationError> {
-        Ok(Raw {
-            txid: row.try_get(0)?,
-            schema: row.try_get(1)?,
-            table: row.try_get(2)?,
-            op: row.try_get(3)?,
-            columns: row
-                .try_get::<_, Option<Vec<String>>>(4)?
-                .unwrap_or_default(),
-            types: row.try_get::<_, Option<Vec<u32>>>(5)?.unwrap_or_default(),
-            key_columns: row
-                .try_get::<_, Option<Vec<String>>>(6)?
-                .unwrap_or_default(),
-            old: row.try_get(7)?,
-            new: row.try_get(8)?,
-            ddl: row.try_get(9)?,
-        })
+impl Shape {
+    fn from_row(row: &tokio_postgres::Row) -> Result<(i64, Shape), PgReplicationError> {
+        let id: i64 = row.try_get(0)?;
+        let schema: String = row.try_get(1)?;
+        let table: String = row.try_get(2)?;
+        let columns: Vec<String> = row.try_get(3)?;
+        let types: Vec<u32> = row.try_get(4)?;
+        let key_columns: Option<Vec<String>> = row.try_get(5)?;
+        let key = key_columns
+            .ok_or_else(|| PgReplicationError::NoPrimaryKey(format!("{schema}.{table}")))?
+            .iter()
+            .map(|k| {
+                columns.iter().position(|c| c == k).ok_or_else(|| {
+                    corrupt(
+                        "mycelium.shapes",
+                        format!("key column {k} is not a column of {table}"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if types.len() != columns.len() {
+            return Err(corrupt(
+                "mycelium.shapes",
+                format!("{table}: {} columns, {} types", columns.len(), types.len()),
+            ));
+        }
+        Ok((
+            id,
+            Shape {
+                table: Arc::from(entry_table_name(&schema, &table)),
+                columns: Arc::from(columns),
+                types,
+                key,
+            },
+        ))
     }
 
     fn image(&self, text: &str) -> Result<Vec<SqlValue>, PgReplicationError> {
@@ -64,22 +80,32 @@ impl Raw {
             .collect()
     }
 
-    fn key(&self, image: &[SqlValue]) -> Result<Vec<SqlValue>, PgReplicationError> {
-        self.key_columns
+    fn key_of(&self, image: &[SqlValue]) -> Vec<SqlValue> {
+        self.key
             .iter()
-            .map(|k| {
-                self.columns
-                    .iter()
-                    .position(|c| c == k)
-                    .and_then(|i| image.get(i).cloned())
-                    .ok_or_else(|| {
-                        corrupt(
-                            "mycelium.changes",
-                            format!("key column {k} is not a column of {}", self.table),
-                        )
-                    })
-            })
+            .map(|&i| image.get(i).cloned().unwrap_or(SqlValue::Null))
             .collect()
+    }
+}
+
+/// One row of `mycelium.changes`.
+struct Raw {
+    txid: i64,
+    shape: Option<i64>,
+    old: Option<String>,
+    new: Option<String>,
+    ddl: Option<String>,
+}
+
+impl Raw {
+    fn from_row(row: &tokio_postgres::Row) -> Result<Raw, PgReplicationError> {
+        Ok(Raw {
+            txid: row.try_get(0)?,
+            shape: row.try_get(1)?,
+            old: row.try_get(2)?,
+            new: row.try_get(3)?,
+            ddl: row.try_get(4)?,
+        })
     }
 }
 
@@ -143,36 +169,47 @@ impl Txn {
         }
     }
 
-    fn add(&mut self, at: usize, raw: &Raw) -> Result<(), PgReplicationError> {
-        if raw.op == "S" {
-            if let Some(ddl) = &raw.ddl {
-                self.ddl.push((at, ddl.clone()));
+    fn add(
+        &mut self,
+        at: usize,
+        raw: Raw,
+        shapes: &HashMap<i64, Shape>,
+    ) -> Result<(), PgReplicationError> {
+        let Some(shape_id) = raw.shape else {
+            if let Some(ddl) = raw.ddl {
+                self.ddl.push((at, ddl));
             }
             return Ok(());
-        }
-        let table: Arc<str> = Arc::from(entry_table_name(&raw.schema, &raw.table));
-        let columns: Arc<[String]> = Arc::from(raw.columns.clone());
-        let old = raw.old.as_deref().map(|t| raw.image(t)).transpose()?;
-        let new = raw.new.as_deref().map(|t| raw.image(t)).transpose()?;
+        };
+        let shape = shapes.get(&shape_id).ok_or_else(|| {
+            corrupt(
+                "mycelium.changes",
+                format!("a change names shape {shape_id}, which is not recorded"),
+            )
+        })?;
+        let table = &shape.table;
+        let columns = &shape.columns;
+        let old = raw.old.as_deref().map(|t| shape.image(t)).transpose()?;
+        let new = raw.new.as_deref().map(|t| shape.image(t)).transpose()?;
         match (old, new) {
             (None, Some(new)) => {
-                let key = raw.key(&new)?;
-                self.touch(at, &table, key, None, Some((columns, new)));
+                let key = shape.key_of(&new);
+                self.touch(at, table, key, None, Some((columns.clone(), new)));
             }
             (Some(old), None) => {
-                let key = raw.key(&old)?;
-                self.touch(at, &table, key, Some((columns, old)), None);
+                let key = shape.key_of(&old);
+                self.touch(at, table, key, Some((columns.clone(), old)), None);
             }
             (Some(old), Some(new)) => {
-                let old_key = raw.key(&old)?;
-                let new_key = raw.key(&new)?;
+                let old_key = shape.key_of(&old);
+                let new_key = shape.key_of(&new);
                 if old_key == new_key {
                     let before = Some((columns.clone(), old));
-                    self.touch(at, &table, new_key, before, Some((columns, new)));
+                    self.touch(at, table, new_key, before, Some((columns.clone(), new)));
                 } else {
                     // A key change: the old row goes, a new one comes.
-                    self.touch(at, &table, old_key, Some((columns.clone(), old)), None);
-                    self.touch(at, &table, new_key, None, Some((columns, new)));
+                    self.touch(at, table, old_key, Some((columns.clone(), old)), None);
+                    self.touch(at, table, new_key, None, Some((columns.clone(), new)));
                 }
             }
             (None, None) => {}
@@ -281,18 +318,28 @@ fn seal_batch(
     if txids.is_empty() {
         return Ok((Vec::new(), false));
     }
+    let shapes: HashMap<i64, Shape> = db
+        .query(
+            "SELECT id, schema_name, table_name, columns, types, key_columns \
+             FROM mycelium.shapes WHERE id IN \
+             (SELECT shape FROM mycelium.changes WHERE txid = ANY ($1))",
+            &[&txids],
+        )?
+        .iter()
+        .map(Shape::from_row)
+        .collect::<Result<_, _>>()?;
     let mut txns: BTreeMap<i64, Txn> = BTreeMap::new();
     for (at, row) in db
         .query(
-            "SELECT txid, schema_name, table_name, op, columns, types, key_columns, \
-             old_row, new_row, ddl FROM mycelium.changes WHERE txid = ANY ($1) ORDER BY id",
+            "SELECT txid, shape, old_row, new_row, ddl FROM mycelium.changes \
+             WHERE txid = ANY ($1) ORDER BY id",
             &[&txids],
         )?
         .iter()
         .enumerate()
     {
         let raw = Raw::from_row(row)?;
-        txns.entry(raw.txid).or_default().add(at, &raw)?;
+        txns.entry(raw.txid).or_default().add(at, raw, &shapes)?;
     }
     let gids: HashMap<i64, String> = db
         .query(
@@ -304,6 +351,8 @@ fn seal_batch(
         .collect::<Result<_, tokio_postgres::Error>>()?;
 
     let mut entries = Vec::new();
+    // Applied vectors of the shards this batch logged to (the lock keeps others out).
+    let mut vectors: HashMap<ShardId, VersionVector> = HashMap::new();
     for txid in &txids {
         let Some(txn) = txns.remove(txid) else {
             continue;
@@ -343,7 +392,10 @@ fn seal_batch(
             }
         }
         for (shard, changes) in by_shard {
-            let applied = applied_vector(db, &shard)?;
+            let applied = match vectors.get(&shard) {
+                Some(vector) => vector.clone(),
+                None => applied_vector(db, &shard)?,
+            };
             let entry = WalEntry::next_local(
                 shard.clone(),
                 &applied,
@@ -352,7 +404,11 @@ fn seal_batch(
                 txn_id.clone(),
                 changes,
             );
-            record_local(&mut PgTxn::new(db, &shard), &entry)?;
+            let mut txn = PgTxn::new(db, &shard);
+            txn.prefetch(&entry)?;
+            record_local(&mut txn, &entry)?;
+            // What logging the entry made the shard's applied vector.
+            vectors.insert(shard, entry.version.clone());
             entries.push(entry);
         }
     }
@@ -383,11 +439,16 @@ pub(super) fn seal(
     identity: &ReplicationIdentity,
 ) -> Result<Vec<WalEntry>, PgReplicationError> {
     let mut all = Vec::new();
+    // Nothing to seal (the common case for a call before an apply or a read) costs one
+    // round trip; a change committed after this look is sealed by the next call.
+    let pending: bool = db
+        .query_one("SELECT EXISTS (SELECT 1 FROM mycelium.changes)", &[])?
+        .try_get(0)?;
+    if !pending {
+        return Ok(Vec::new());
+    }
     loop {
-        let (entries, more) = db.transaction(|db| {
-            db.query("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-            seal_batch(db, identity)
-        })?;
+        let (entries, more) = db.transaction_as(LOCKED, |db| seal_batch(db, identity))?;
         identity.committed(&entries);
         all.extend(entries);
         if !more {

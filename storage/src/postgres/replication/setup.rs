@@ -7,15 +7,21 @@ use super::db::Db;
 /// trigger (when it exists already) does not record them.
 const TABLES: &str = r"
 CREATE SCHEMA IF NOT EXISTS mycelium;
+CREATE TABLE IF NOT EXISTS mycelium.shapes (
+    id bigserial PRIMARY KEY,
+    relid oid NOT NULL,
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    columns text[] NOT NULL,
+    types oid[] NOT NULL,
+    key_columns text[]
+);
+CREATE INDEX IF NOT EXISTS shapes_relid ON mycelium.shapes (relid, id);
 CREATE TABLE IF NOT EXISTS mycelium.changes (
     id bigserial PRIMARY KEY,
     txid bigint NOT NULL,
-    schema_name text NOT NULL,
-    table_name text NOT NULL,
+    shape bigint,
     op text NOT NULL,
-    columns text[],
-    types oid[],
-    key_columns text[],
     old_row text,
     new_row text,
     ddl text,
@@ -106,39 +112,19 @@ CREATE TABLE IF NOT EXISTS mycelium.snapshot_staging (
 /// The capture functions. Each fixes the output settings it prints values with, whatever the
 /// writing session set, so the sealer always parses the same formats.
 const FUNCTIONS: &str = r"
-CREATE OR REPLACE FUNCTION mycelium.row_shape(rel oid, OUT cols text[], OUT typs oid[],
-    OUT keys text[])
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $f$
-BEGIN
-    SELECT array_agg(a.attname::text ORDER BY a.attnum), array_agg(a.atttypid ORDER BY a.attnum)
-      INTO cols, typs
-      FROM pg_attribute a
-     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
-    SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
-      INTO keys
-      FROM pg_index i
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
-     WHERE i.indrelid = rel AND i.indisprimary;
-    IF keys IS NULL THEN
-        RAISE EXCEPTION 'table % has no primary key: its rows cannot be replicated',
-            rel::regclass USING ERRCODE = '55000', HINT = 'add a primary key to the table';
-    END IF;
-END
-$f$;
-
 CREATE OR REPLACE FUNCTION mycelium.capture_row() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY'
 SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex'
 AS $f$
-DECLARE
-    shape record;
 BEGIN
-    SELECT * INTO shape FROM mycelium.row_shape(TG_RELID);
-    INSERT INTO mycelium.changes
-        (txid, schema_name, table_name, op, columns, types, key_columns, old_row, new_row)
-    VALUES (txid_current(), TG_TABLE_SCHEMA, TG_TABLE_NAME, left(TG_OP, 1), shape.cols,
-        shape.typs, shape.keys,
+    IF TG_ARGV[1] = 'nokey' THEN
+        RAISE EXCEPTION 'table %.% has no primary key: its rows cannot be replicated',
+            TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = '55000', HINT = 'add a primary key to the table';
+    END IF;
+    INSERT INTO mycelium.changes (txid, shape, op, old_row, new_row)
+    VALUES (txid_current(), TG_ARGV[0]::bigint, left(TG_OP, 1),
         CASE WHEN TG_OP <> 'INSERT' THEN OLD::text END,
         CASE WHEN TG_OP <> 'DELETE' THEN NEW::text END);
     RETURN NULL;
@@ -150,15 +136,15 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY'
 SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex'
 AS $f$
-DECLARE
-    shape record;
 BEGIN
-    SELECT * INTO shape FROM mycelium.row_shape(TG_RELID);
-    EXECUTE format('INSERT INTO mycelium.changes '
-        '(txid, schema_name, table_name, op, columns, types, key_columns, old_row) '
-        'SELECT txid_current(), $1, $2, ''D'', $3, $4, $5, t::text FROM %s t',
-        TG_RELID::regclass)
-    USING TG_TABLE_SCHEMA, TG_TABLE_NAME, shape.cols, shape.typs, shape.keys;
+    IF TG_ARGV[1] = 'nokey' THEN
+        RAISE EXCEPTION 'table %.% has no primary key: its rows cannot be replicated',
+            TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = '55000', HINT = 'add a primary key to the table';
+    END IF;
+    EXECUTE format('INSERT INTO mycelium.changes (txid, shape, op, old_row) '
+        'SELECT txid_current(), $1, ''D'', t::text FROM %s t', TG_RELID::regclass)
+    USING TG_ARGV[0]::bigint;
     RETURN NULL;
 END
 $f$;
@@ -218,19 +204,60 @@ CREATE OR REPLACE FUNCTION mycelium.is_replicated(schema_name text, identity tex
 RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$
     SELECT coalesce(schema_name NOT IN ('mycelium', 'pg_catalog', 'information_schema')
         AND schema_name NOT LIKE 'pg\_%', true)
-        AND coalesce(identity NOT LIKE '%\_\_mycelium%', true)
+        AND coalesce(identity NOT LIKE '%\_\_mycelium%'
+            AND identity NOT LIKE 'mycelium\_capture%', true)
 $f$;
 
+-- Records the table's current shape (columns, types, primary key) when it changed, and
+-- (re)creates its capture triggers with the shape's id as their argument: rows are
+-- captured without a catalog lookup, and each names the shape it was written with.
 CREATE OR REPLACE FUNCTION mycelium.install_capture(rel oid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog AS $f$
+DECLARE
+    nsp text;
+    tbl text;
+    cols text[];
+    typs oid[];
+    keys text[];
+    latest record;
+    shape bigint;
+    args text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'mycelium_capture')
-    THEN
-        EXECUTE format('CREATE TRIGGER mycelium_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
-            'FOR EACH ROW EXECUTE FUNCTION mycelium.capture_row()', rel::regclass);
-        EXECUTE format('CREATE TRIGGER mycelium_capture_truncate BEFORE TRUNCATE ON %s '
-            'FOR EACH STATEMENT EXECUTE FUNCTION mycelium.capture_truncate()', rel::regclass);
+    SELECT n.nspname, c.relname INTO nsp, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = rel AND c.relkind IN ('r', 'p') AND NOT c.relispartition;
+    IF NOT FOUND OR NOT mycelium.is_replicated(nsp, nsp || '.' || tbl)
+       OR nsp LIKE 'pg\_temp%' THEN
+        RETURN;
     END IF;
+    SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}'),
+           coalesce(array_agg(a.atttypid ORDER BY a.attnum), '{}')
+      INTO cols, typs
+      FROM pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
+    SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+      INTO keys
+      FROM pg_index i
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
+     WHERE i.indrelid = rel AND i.indisprimary;
+    SELECT * INTO latest FROM mycelium.shapes s WHERE s.relid = rel ORDER BY s.id DESC LIMIT 1;
+    IF FOUND AND latest.schema_name = nsp AND latest.table_name = tbl
+       AND latest.columns = cols AND latest.types = typs
+       AND latest.key_columns IS NOT DISTINCT FROM keys
+       AND EXISTS (SELECT 1 FROM pg_trigger
+                    WHERE tgrelid = rel AND tgname = 'mycelium_capture') THEN
+        RETURN;
+    END IF;
+    INSERT INTO mycelium.shapes (relid, schema_name, table_name, columns, types, key_columns)
+    VALUES (rel, nsp, tbl, cols, typs, keys) RETURNING id INTO shape;
+    args := format('%L, %L', shape, CASE WHEN keys IS NULL THEN 'nokey' ELSE 'key' END);
+    EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture ON %s', rel::regclass);
+    EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture_truncate ON %s', rel::regclass);
+    EXECUTE format('CREATE TRIGGER mycelium_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
+        'FOR EACH ROW EXECUTE FUNCTION mycelium.capture_row(%s)', rel::regclass, args);
+    EXECUTE format('CREATE TRIGGER mycelium_capture_truncate BEFORE TRUNCATE ON %s '
+        'FOR EACH STATEMENT EXECUTE FUNCTION mycelium.capture_truncate(%s)', rel::regclass,
+        args);
 END
 $f$;
 
@@ -251,8 +278,8 @@ BEGIN
                 CONTINUE;
             END IF;
             replicated := true;
-            IF r.object_type = 'table'
-               AND r.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO') THEN
+            -- A new table, or one whose columns, key or name may have changed.
+            IF r.classid = 'pg_class'::regclass THEN
                 PERFORM mycelium.install_capture(r.objid);
             END IF;
         END LOOP;
@@ -262,8 +289,8 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM mycelium.changes
                         WHERE txid = txid_current() AND op = 'S'
                           AND stmt_at = statement_timestamp() AND ddl = current_query()) THEN
-        INSERT INTO mycelium.changes (txid, schema_name, table_name, op, ddl, stmt_at)
-        VALUES (txid_current(), '', '', 'S', current_query(), statement_timestamp());
+        INSERT INTO mycelium.changes (txid, op, ddl, stmt_at)
+        VALUES (txid_current(), 'S', current_query(), statement_timestamp());
     END IF;
 END
 $f$;
@@ -308,14 +335,10 @@ END
 $d$;
 ";
 
-/// Capture triggers on every table that already exists.
-const INSTALL_EXISTING: &str = r"
-SELECT mycelium.install_capture(c.oid)
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-   AND mycelium.is_replicated(n.nspname, n.nspname || '.' || c.relname)
-   AND n.nspname NOT LIKE 'pg\_temp%'
-";
+/// Capture triggers on every table that already exists (`install_capture` skips the
+/// tables that are not replicated).
+const INSTALL_EXISTING: &str =
+    "SELECT mycelium.install_capture(c.oid) FROM pg_class c WHERE c.relkind IN ('r', 'p')";
 
 /// Creates (or updates) everything capture needs, in one transaction. Needs a superuser.
 pub(super) fn install(db: &Db<'_>, node: &str) -> Result<(), PgReplicationError> {

@@ -1,12 +1,12 @@
 //! The replication tables in the `mycelium` schema and [`PgTxn`], the `ApplyTxn` of one
 //! shard inside an open PostgreSQL transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
 use mycelium_replication::{
-    ApplyTxn, Conflict, Hlc, NodeId, RowChange, RowClock, RowStamp, ShardId, SqlValue,
+    ApplyTxn, Change, Conflict, Hlc, NodeId, RowChange, RowClock, RowStamp, ShardId, SqlValue,
     VersionVector, WalEntry, encode_entry,
 };
 use tokio_postgres::Row;
@@ -164,6 +164,7 @@ impl PgTable {
     }
 
     /// Upserts a whole row (by its primary key), or deletes it when `new` is `None`.
+    /// Upserts a whole row (by its primary key), or deletes it when `new` is `None`.
     pub fn write(
         &self,
         db: &Db<'_>,
@@ -171,6 +172,16 @@ impl PgTable {
         key: &[SqlValue],
         new: Option<&[SqlValue]>,
     ) -> Result<(), PgReplicationError> {
+        execute_writes(db, &[self.write_statement(columns, key, new)?])
+    }
+
+    /// The statement [`PgTable::write`] runs.
+    pub fn write_statement(
+        &self,
+        columns: &[String],
+        key: &[SqlValue],
+        new: Option<&[SqlValue]>,
+    ) -> Result<Write, PgReplicationError> {
         if self.pk.is_empty() {
             return Err(PgReplicationError::NoPrimaryKey(self.sql_name.clone()));
         }
@@ -181,9 +192,7 @@ impl PgTable {
                 self.sql_name,
                 self.pk_where(key, 1, &mut params)
             );
-            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
-            db.execute(&sql, &refs)?;
-            return Ok(());
+            return Ok(Write { sql, params });
         };
         let mut names = Vec::new();
         let mut values = Vec::new();
@@ -218,10 +227,38 @@ impl PgTable {
             values.join(", "),
             pk_names.join(", "),
         );
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(Param::as_sql).collect();
-        db.execute(&sql, &refs)?;
-        Ok(())
+        Ok(Write { sql, params })
     }
+}
+
+/// Stores row clocks: `$1` tables, `$2` keys, `$5` clocks, of shard `$3`/`$4`.
+const UPSERT_CLOCKS: &str = "INSERT INTO mycelium.row_clocks \
+     (table_name, key, shard_table, shard, clock) \
+     SELECT u.t, u.k, $3, $4, u.c FROM unnest($1::text[], $2::bytea[], $5::bytea[]) \
+     AS u(t, k, c) ON CONFLICT (table_name, key) DO UPDATE SET \
+     shard_table = EXCLUDED.shard_table, shard = EXCLUDED.shard, clock = EXCLUDED.clock";
+
+/// A data write: its SQL and parameters.
+pub(super) struct Write {
+    sql: String,
+    params: Vec<Param>,
+}
+
+/// Writes pipelined a thousand at a time (one round trip each), in order.
+pub(super) fn execute_writes(db: &Db<'_>, writes: &[Write]) -> Result<(), PgReplicationError> {
+    for chunk in writes.chunks(1000) {
+        let refs: Vec<Vec<&(dyn ToSql + Sync)>> = chunk
+            .iter()
+            .map(|w| w.params.iter().map(Param::as_sql).collect())
+            .collect();
+        let statements: Vec<(&str, &[&(dyn ToSql + Sync)])> = chunk
+            .iter()
+            .zip(&refs)
+            .map(|(w, r)| (w.sql.as_str(), r.as_slice()))
+            .collect();
+        db.execute_all(&statements)?;
+    }
+    Ok(())
 }
 
 pub(super) fn quote_ident(name: &str) -> String {
@@ -287,20 +324,23 @@ pub(super) fn shard_clock(db: &Db<'_>, shard: &ShardId) -> Result<Option<Hlc>, P
     .transpose()
 }
 
+/// Raises the shard's clock to `hlc` (Hlc order: milliseconds, counter, node by bytes).
+const OBSERVE_SHARD_CLOCK: &str = "INSERT INTO mycelium.shard_clock (shard_table, shard, hlc_ms, hlc_logical, hlc_node) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (shard_table, shard) DO UPDATE SET \
+     hlc_ms = EXCLUDED.hlc_ms, hlc_logical = EXCLUDED.hlc_logical, \
+     hlc_node = EXCLUDED.hlc_node \
+     WHERE (mycelium.shard_clock.hlc_ms, mycelium.shard_clock.hlc_logical, \
+     mycelium.shard_clock.hlc_node COLLATE \"C\") \
+     < (EXCLUDED.hlc_ms, EXCLUDED.hlc_logical, EXCLUDED.hlc_node COLLATE \"C\")";
+
 pub(super) fn observe_shard_clock(
     db: &Db<'_>,
     shard: &ShardId,
     hlc: &Hlc,
 ) -> Result<(), PgReplicationError> {
-    if shard_clock(db, shard)?.is_some_and(|h| &h >= hlc) {
-        return Ok(());
-    }
     let (table, number) = shard_params(shard);
     db.execute(
-        "INSERT INTO mycelium.shard_clock (shard_table, shard, hlc_ms, hlc_logical, hlc_node) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (shard_table, shard) DO UPDATE SET \
-         hlc_ms = EXCLUDED.hlc_ms, hlc_logical = EXCLUDED.hlc_logical, \
-         hlc_node = EXCLUDED.hlc_node",
+        OBSERVE_SHARD_CLOCK,
         &[
             &table,
             &number,
@@ -449,7 +489,18 @@ pub(super) struct PgTxn<'a, 'db> {
     /// were met, which identifies each statement across shards.
     ddl_source: Option<(NodeId, String)>,
     ddl_index: u64,
+    /// Row clocks read (`None`: the row has none) or written in this transaction, by table
+    /// and encoded key.
+    clocks: HashMap<RowId, Option<RowClock>>,
+    /// Row clocks written and not stored yet: stored together before the entry is logged.
+    pending: HashSet<RowId>,
+    /// Data writes not run yet: run together, in order, before DDL and before the entry is
+    /// logged (nothing else in an apply reads the data).
+    writes: Vec<Write>,
 }
+
+/// A row by table and encoded key.
+type RowId = (String, Vec<u8>);
 
 impl<'a, 'db> PgTxn<'a, 'db> {
     pub fn new(db: &'a Db<'db>, shard: &'a ShardId) -> PgTxn<'a, 'db> {
@@ -459,7 +510,63 @@ impl<'a, 'db> PgTxn<'a, 'db> {
             tables: Tables::default(),
             ddl_source: None,
             ddl_index: 0,
+            clocks: HashMap::new(),
+            pending: HashSet::new(),
+            writes: Vec::new(),
         }
+    }
+
+    /// Reads the clocks of every row `entry` changes, in one query.
+    pub fn prefetch(&mut self, entry: &WalEntry) -> Result<(), PgReplicationError> {
+        let mut tables = Vec::new();
+        let mut keys = Vec::new();
+        for change in &entry.changes {
+            if let Change::Row(row) = change {
+                let id = (row.table.to_string(), encode_key(&row.key));
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    self.clocks.entry(id.clone())
+                {
+                    slot.insert(None);
+                    tables.push(id.0);
+                    keys.push(id.1);
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for row in self.db.query(
+            "SELECT r.table_name, r.key, r.clock FROM mycelium.row_clocks r \
+             JOIN unnest($1::text[], $2::bytea[]) AS u(t, k) \
+             ON r.table_name = u.t AND r.key = u.k",
+            &[&tables, &keys],
+        )? {
+            let clock = decode_clock(&row.try_get::<_, Vec<u8>>(2)?)?;
+            self.clocks
+                .insert((row.try_get(0)?, row.try_get(1)?), Some(clock));
+        }
+        Ok(())
+    }
+
+    fn stage_clock(&mut self, table: &str, key: &[SqlValue], clock: &RowClock) {
+        let id = (table.to_owned(), encode_key(key));
+        self.pending.insert(id.clone());
+        self.clocks.insert(id, Some(clock.clone()));
+    }
+
+    /// The staged row clocks, as the arrays [`UPSERT_CLOCKS`] takes.
+    fn take_clocks(&mut self) -> (Vec<String>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut tables = Vec::with_capacity(self.pending.len());
+        let mut keys = Vec::with_capacity(self.pending.len());
+        let mut clocks = Vec::with_capacity(self.pending.len());
+        for id in std::mem::take(&mut self.pending) {
+            if let Some(Some(clock)) = self.clocks.get(&id) {
+                clocks.push(encode_clock(clock));
+                tables.push(id.0);
+                keys.push(id.1);
+            }
+        }
+        (tables, keys, clocks)
     }
 
     /// For applying `entry`: its DDL statements run only if no copy of the same transaction
@@ -518,7 +625,13 @@ impl ApplyTxn for PgTxn<'_, '_> {
         table: &str,
         key: &[SqlValue],
     ) -> Result<Option<RowClock>, PgReplicationError> {
-        row_clock(self.db, table, key)
+        let id = (table.to_owned(), encode_key(key));
+        if let Some(clock) = self.clocks.get(&id) {
+            return Ok(clock.clone());
+        }
+        let clock = row_clock(self.db, table, key)?;
+        self.clocks.insert(id, clock.clone());
+        Ok(clock)
     }
 
     fn write_row(
@@ -531,8 +644,10 @@ impl ApplyTxn for PgTxn<'_, '_> {
             .tables
             .get(db, &change.table)?
             .ok_or_else(|| PgReplicationError::NoTable(change.table.to_string()))?;
-        meta.write(db, &change.columns, &change.key, change.new.as_deref())?;
-        put_row_clock(db, self.shard, &change.table, &change.key, clock)
+        let write = meta.write_statement(&change.columns, &change.key, change.new.as_deref())?;
+        self.writes.push(write);
+        self.stage_clock(&change.table, &change.key, clock);
+        Ok(())
     }
 
     fn set_row_clock(
@@ -541,13 +656,15 @@ impl ApplyTxn for PgTxn<'_, '_> {
         key: &[SqlValue],
         clock: &RowClock,
     ) -> Result<(), PgReplicationError> {
-        put_row_clock(self.db, self.shard, table, key, clock)
+        self.stage_clock(table, key, clock);
+        Ok(())
     }
 
     fn execute_ddl(&mut self, sql: &str) -> Result<(), PgReplicationError> {
         if self.ddl_seen()? {
             return Ok(());
         }
+        execute_writes(self.db, &std::mem::take(&mut self.writes))?;
         self.tables.clear();
         self.db.batch("SAVEPOINT mycelium_ddl")?;
         match self.db.batch(sql) {
@@ -591,21 +708,52 @@ impl ApplyTxn for PgTxn<'_, '_> {
         put_conflict_row(self.db, self.shard, conflict)
     }
 
+    /// Runs the pending data writes, stores the row clocks, appends the entry and moves the
+    /// applied position and shard clock: all pipelined, in that order.
     fn log_entry(&mut self, entry: &WalEntry) -> Result<(), PgReplicationError> {
-        let (table, number) = shard_params(&entry.shard);
+        let writes = std::mem::take(&mut self.writes);
+        let (tables, keys, clocks) = self.take_clocks();
+        let (shard_table, number) = shard_params(self.shard);
+        let (table, entry_shard) = shard_params(&entry.shard);
         let origin = entry.origin.as_str();
         let sequence = to_i64(entry.sequence);
-        self.db.execute(
+        let encoded = encode_entry(entry);
+        let (ms, logical) = (to_i64(entry.hlc.physical_ms), i64::from(entry.hlc.logical));
+        let node = entry.hlc.node.as_str();
+
+        let write_params: Vec<Vec<&(dyn ToSql + Sync)>> = writes
+            .iter()
+            .map(|w| w.params.iter().map(Param::as_sql).collect())
+            .collect();
+        let mut statements: Vec<(&str, &[&(dyn ToSql + Sync)])> = writes
+            .iter()
+            .zip(&write_params)
+            .map(|(w, p)| (w.sql.as_str(), p.as_slice()))
+            .collect();
+        let clock_params: [&(dyn ToSql + Sync); 5] =
+            [&tables, &keys, &shard_table, &number, &clocks];
+        if !tables.is_empty() {
+            statements.push((UPSERT_CLOCKS, &clock_params));
+        }
+        let wal_params: [&(dyn ToSql + Sync); 5] =
+            [&table, &entry_shard, &origin, &sequence, &encoded];
+        statements.push((
             "INSERT INTO mycelium.wal (shard_table, shard, origin, sequence, entry) \
              VALUES ($1, $2, $3, $4, $5)",
-            &[&table, &number, &origin, &sequence, &encode_entry(entry)],
-        )?;
-        self.db.execute(
+            &wal_params,
+        ));
+        let applied_params: [&(dyn ToSql + Sync); 4] = [&table, &entry_shard, &origin, &sequence];
+        statements.push((
             "INSERT INTO mycelium.applied (shard_table, shard, origin, sequence) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (shard_table, shard, origin) \
              DO UPDATE SET sequence = GREATEST(mycelium.applied.sequence, EXCLUDED.sequence)",
-            &[&table, &number, &origin, &sequence],
-        )?;
-        observe_shard_clock(self.db, &entry.shard, &entry.hlc)
+            &applied_params,
+        ));
+        let clock_of_shard: [&(dyn ToSql + Sync); 5] = [&table, &entry_shard, &ms, &logical, &node];
+        statements.push((OBSERVE_SHARD_CLOCK, &clock_of_shard));
+        for chunk in statements.chunks(1000) {
+            self.db.execute_all(chunk)?;
+        }
+        Ok(())
     }
 }
