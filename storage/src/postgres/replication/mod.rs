@@ -20,9 +20,10 @@
 //! - event triggers on `ddl_command_end` and `sql_drop` (`ENABLE ALWAYS`): after any
 //!   command on a table they record its shape when it changed and recreate its capture
 //!   triggers with the new shape's id (also for tables created by replayed DDL); outside
-//!   replay they record the statement (`current_query()`, once per statement) as a DDL
+//!   replay they record the statement (`current_query()`, once per message) as a DDL
 //!   change. The proxy sends nodes one statement per message, so that is the statement
-//!   alone. Objects in the `mycelium` schema, named `__mycelium*`, temporary tables and
+//!   alone; from a message of several statements the sealer keeps the schema statements
+//!   (`ddl.rs`: no transaction control, no DML, whose rows travel as rows). Objects in the `mycelium` schema, named `__mycelium*`, temporary tables and
 //!   partitions (their parent's triggers capture them, under the parent's name) are neither
 //!   captured nor recorded.
 //!
@@ -59,8 +60,9 @@
 //! with `SET LOCAL session_replication_role = replica`, which skips the capture triggers
 //! (nothing is re-captured) and foreign-key enforcement, as on SQLite. Pending local
 //! commits are sealed before an apply, a read or a snapshot, so their row clocks count.
-//! DDL runs inside a savepoint and is skipped with a warning when it fails (a SQLite
-//! origin's DDL is SQLite's dialect; nodes normally run the cluster's DDL themselves).
+//! DDL runs through `EXECUTE` (so nothing in it can end the applying transaction) inside a
+//! savepoint, and is skipped with a warning when it fails (a SQLite origin's DDL is
+//! SQLite's dialect; nodes normally run the cluster's DDL themselves).
 //! Snapshot schema items are `CREATE TABLE IF NOT EXISTS` with columns, types, NOT NULL and
 //! the primary key.
 //!
@@ -91,6 +93,7 @@
 //! serial or identity column's sequence past the column's largest value.
 
 mod db;
+mod ddl;
 mod log;
 mod seal;
 mod setup;

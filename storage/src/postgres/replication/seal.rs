@@ -9,6 +9,7 @@ use mycelium_replication::{
 
 use super::PgReplicationError;
 use super::db::Db;
+use super::ddl::schema_statements;
 use super::store::{PgTxn, applied_vector, corrupt, entry_table_name, mark_ddl_applied};
 use super::values::{parse_record, to_value};
 use crate::replication::ReplicationIdentity;
@@ -177,7 +178,7 @@ impl Txn {
     ) -> Result<(), PgReplicationError> {
         let Some(shape_id) = raw.shape else {
             if let Some(ddl) = raw.ddl {
-                self.ddl.push((at, ddl));
+                self.ddl.push((at, schema_statements(&ddl)));
             }
             return Ok(());
         };

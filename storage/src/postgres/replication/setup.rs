@@ -200,6 +200,13 @@ BEGIN
 END
 $f$;
 
+CREATE OR REPLACE FUNCTION mycelium.replay_ddl(statement text) RETURNS void
+LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE statement;
+END
+$f$;
+
 CREATE OR REPLACE FUNCTION mycelium.is_replicated(schema_name text, identity text)
 RETURNS boolean LANGUAGE sql IMMUTABLE AS $f$
     SELECT coalesce(schema_name NOT IN ('mycelium', 'pg_catalog', 'information_schema')

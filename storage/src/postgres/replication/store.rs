@@ -667,8 +667,10 @@ impl ApplyTxn for PgTxn<'_, '_> {
         execute_writes(self.db, &std::mem::take(&mut self.writes))?;
         self.tables.clear();
         self.db.batch("SAVEPOINT mycelium_ddl")?;
-        match self.db.batch(sql) {
-            Ok(()) => self.db.batch("RELEASE SAVEPOINT mycelium_ddl")?,
+        // Through EXECUTE: a statement that would end the applying transaction (COMMIT in a
+        // recorded multi-statement message) fails instead, inside the savepoint.
+        match self.db.execute("SELECT mycelium.replay_ddl($1)", &[&sql]) {
+            Ok(_) => self.db.batch("RELEASE SAVEPOINT mycelium_ddl")?,
             Err(e) => {
                 if self.ddl_source.is_some() {
                     tracing::warn!(shard = %self.shard, error = %e, statement = sql,
