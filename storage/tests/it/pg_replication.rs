@@ -59,7 +59,7 @@ fn identity(name: &str, committed: Arc<Mutex<Vec<WalEntry>>>) -> ReplicationIden
 
 /// A Postgres node with replication on, and a direct client to its database.
 struct PgNode {
-    _backend: PostgresBackend,
+    backend: PostgresBackend,
     client: tokio_postgres::Client,
     seal: Box<dyn Fn() -> BoxFuture<'static, Vec<WalEntry>> + Send + Sync>,
     log: Box<dyn Fn(ShardId) -> Box<dyn ShardLog> + Send + Sync>,
@@ -92,7 +92,7 @@ impl PgNode {
             .await
             .unwrap();
         PgNode {
-            _backend: backend,
+            backend,
             client,
             seal: Box::new(move || {
                 let sealer = sealer.clone();
@@ -490,8 +490,12 @@ async fn concurrent_writes_conflict_as_on_sqlite() {
     assert_eq!(sqlite.rows("SELECT * FROM notes").await, winner);
     let on_sqlite = sqlite.file_rows(CONFLICTS);
     assert_eq!(on_sqlite.len(), 1, "{on_sqlite:?}");
-    assert_eq!(a.rows(CONFLICTS).await, on_sqlite);
-    assert_eq!(b.rows(CONFLICTS).await, on_sqlite);
+    // Read as SHOW MYCELIUM CONFLICTS reads it: through a node session.
+    for node in [&a, &b] {
+        let mut session = node.backend.session();
+        let on_postgres = crate::postgres::ok(&mut session, CONFLICTS).await.text();
+        assert_eq!(on_postgres, on_sqlite);
+    }
     assert_eq!(on_sqlite[0][9].as_deref(), Some("node_b"));
 }
 

@@ -55,7 +55,8 @@
 //!
 //! [`PostgresShardLog`] implements `ShardLog` over the tables `mycelium.wal`, `applied`,
 //! `wal_truncated`, `shard_clock`, `row_clocks`, `conflicts` (the columns of SQLite's
-//! `__mycelium_conflicts`; the view `public.__mycelium_conflicts` makes `SHOW MYCELIUM
+//! `__mycelium_conflicts`; through a session, whose statements find `__mycelium_*` in the
+//! `mycelium` schema, the view `mycelium.__mycelium_conflicts` makes `SHOW MYCELIUM
 //! CONFLICTS` read it unchanged), `ddl_applied` and `snapshot_staging`. Entries are applied
 //! with `SET LOCAL session_replication_role = replica`, which skips the capture triggers
 //! (nothing is re-captured) and foreign-key enforcement, as on SQLite. Pending local

@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS mycelium.conflicts (
     recorded_at_ms bigint NOT NULL,
     PRIMARY KEY (table_name, key, first_origin, second_origin)
 );
-CREATE OR REPLACE VIEW public.__mycelium_conflicts AS SELECT * FROM mycelium.conflicts;
+DROP VIEW IF EXISTS public.__mycelium_conflicts;
+CREATE OR REPLACE VIEW mycelium.__mycelium_conflicts AS SELECT * FROM mycelium.conflicts;
 CREATE TABLE IF NOT EXISTS mycelium.ddl_applied (
     origin text NOT NULL,
     txn_id text NOT NULL,
