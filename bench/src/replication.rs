@@ -601,8 +601,8 @@ async fn measure(
         &scripts.dir.path().join("logs"),
     )
     .await;
-    let after = cpu_ticks(&pids)?;
     stop.store(true, Ordering::Relaxed);
+    let after = cpu_ticks(&pids);
     let probed = match prober {
         Some(thread) => Some(
             tokio::task::spawn_blocking(move || thread.join())
@@ -612,6 +612,7 @@ async fn measure(
         ),
         None => None,
     };
+    let after = after?;
     let (output, latencies) = run?;
     anyhow::ensure!(output.success, "pgbench failed: {}", output.describe());
     let summary = parse_pgbench(&output.stdout)
