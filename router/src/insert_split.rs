@@ -84,6 +84,59 @@ pub fn split_insert(sql: &str, groups: &[Vec<usize>]) -> Result<Vec<InsertPart>,
     Ok(parts)
 }
 
+/// The table of an `INSERT INTO table VALUES ...` that names no columns (`None` for any
+/// other statement): the proxy names them with [`name_insert_columns`] so the shard key can
+/// be found.
+pub fn insert_without_columns(sql: &str) -> Option<String> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let (Some(Statement::Insert(insert)), true) = (statements.pop(), statements.is_empty()) else {
+        return None;
+    };
+    let values = matches!(
+        insert.source.as_deref().map(|q| q.body.as_ref()),
+        Some(SetExpr::Values(_))
+    );
+    match &insert.table {
+        TableObject::TableName(name) if insert.columns.is_empty() && values => {
+            Some(crate::route::table_name(name))
+        }
+        _ => None,
+    }
+}
+
+/// `sql`, an INSERT without a column list, with the table's first columns named (as many as
+/// the widest VALUES row has; Postgres fills the others with their defaults).
+pub fn name_insert_columns(sql: &str, columns: &[String]) -> Result<String, RouterError> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| RouterError::Syntax(e.to_string()))?;
+    let (Some(Statement::Insert(mut insert)), true) = (statements.pop(), statements.is_empty())
+    else {
+        return Err(RouterError::Unsupported(
+            "only a single INSERT ... VALUES gets its columns named".to_owned(),
+        ));
+    };
+    let width = match insert.source.as_deref().map(|q| q.body.as_ref()) {
+        Some(SetExpr::Values(values)) => values
+            .rows
+            .iter()
+            .map(|row| row.content.len())
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    if width > columns.len() {
+        return Err(RouterError::Syntax(
+            "INSERT has more expressions than target columns".to_owned(),
+        ));
+    }
+    // Quoted, so names keep their case and reserved words stay names.
+    insert.columns = columns[..width]
+        .iter()
+        .map(|c| ObjectName::from(vec![Ident::with_quote('"', c.as_str())]))
+        .collect();
+    Ok(Statement::Insert(insert).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,57 +192,4 @@ mod tests {
             assert!(split_insert(sql, &[vec![0]]).is_err(), "{sql}");
         }
     }
-}
-
-/// The table of an `INSERT INTO table VALUES ...` that names no columns (`None` for any
-/// other statement): the proxy names them with [`name_insert_columns`] so the shard key can
-/// be found.
-pub fn insert_without_columns(sql: &str) -> Option<String> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let (Some(Statement::Insert(insert)), true) = (statements.pop(), statements.is_empty()) else {
-        return None;
-    };
-    let values = matches!(
-        insert.source.as_deref().map(|q| q.body.as_ref()),
-        Some(SetExpr::Values(_))
-    );
-    match &insert.table {
-        TableObject::TableName(name) if insert.columns.is_empty() && values => {
-            Some(crate::route::table_name(name))
-        }
-        _ => None,
-    }
-}
-
-/// `sql`, an INSERT without a column list, with the table's first columns named (as many as
-/// the widest VALUES row has; Postgres fills the others with their defaults).
-pub fn name_insert_columns(sql: &str, columns: &[String]) -> Result<String, RouterError> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| RouterError::Syntax(e.to_string()))?;
-    let (Some(Statement::Insert(mut insert)), true) = (statements.pop(), statements.is_empty())
-    else {
-        return Err(RouterError::Unsupported(
-            "only a single INSERT ... VALUES gets its columns named".to_owned(),
-        ));
-    };
-    let width = match insert.source.as_deref().map(|q| q.body.as_ref()) {
-        Some(SetExpr::Values(values)) => values
-            .rows
-            .iter()
-            .map(|row| row.content.len())
-            .max()
-            .unwrap_or(0),
-        _ => 0,
-    };
-    if width > columns.len() {
-        return Err(RouterError::Syntax(
-            "INSERT has more expressions than target columns".to_owned(),
-        ));
-    }
-    // Quoted, so names keep their case and reserved words stay names.
-    insert.columns = columns[..width]
-        .iter()
-        .map(|c| ObjectName::from(vec![Ident::with_quote('"', c.as_str())]))
-        .collect();
-    Ok(Statement::Insert(insert).to_string())
 }

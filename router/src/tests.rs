@@ -197,13 +197,19 @@ fn inserts_without_columns_get_them_named() {
         insert_without_columns("INSERT INTO Public.Users VALUES (1, 'a')").as_deref(),
         Some("users")
     );
-    assert_eq!(insert_without_columns("INSERT INTO users (id) VALUES (1)"), None);
+    assert_eq!(
+        insert_without_columns("INSERT INTO users (id) VALUES (1)"),
+        None
+    );
     assert_eq!(insert_without_columns("INSERT INTO users SELECT 1"), None);
     assert_eq!(insert_without_columns("SELECT 1"), None);
     let columns = ["id".to_owned(), "Name".to_owned(), "note".to_owned()];
     assert_eq!(
-        name_insert_columns("INSERT INTO users VALUES (1, $1), (2, 'b') RETURNING id", &columns)
-            .expect("named"),
+        name_insert_columns(
+            "INSERT INTO users VALUES (1, $1), (2, 'b') RETURNING id",
+            &columns
+        )
+        .expect("named"),
         "INSERT INTO users (\"id\", \"Name\") VALUES (1, $1), (2, 'b') RETURNING id"
     );
     assert!(matches!(

@@ -324,7 +324,10 @@ async fn sharded_cluster_of_processes(backend: Backend) {
             if *other == *node {
                 assert!(here, "row {id} on its primary {other}");
             } else if !copies[shard].iter().any(|c| c == other) {
-                assert!(!here, "row {id} on {other}, which holds no copy of its shard");
+                assert!(
+                    !here,
+                    "row {id} on {other}, which holds no copy of its shard"
+                );
             }
         }
     }
