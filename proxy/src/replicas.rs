@@ -95,20 +95,25 @@ impl Session {
         if primary_only && up(primary) {
             return Ok(primary);
         }
-        let usable: Vec<usize> = shard
+        let mut usable = shard
             .replicas
             .iter()
             .filter(|r| placement.policy.read_roles.contains(&r.role))
             .filter_map(|r| cluster.node_index(&r.node))
-            .filter(|&node| up(node) && cluster.copy_has_rows(node, primary))
-            .collect();
-        let in_transaction = usable.iter().copied().find(|&node| {
+            .filter(|&node| up(node) && cluster.copy_has_rows(node, primary));
+        let first = usable.next();
+        let in_transaction = |node: &usize| {
             self.nodes
-                .get(node)
+                .get(*node)
                 .and_then(Option::as_ref)
                 .is_some_and(|n| n.in_txn)
-        });
-        match in_transaction.or_else(|| usable.first().copied()) {
+        };
+        let in_transaction = match first {
+            Some(node) if in_transaction(&node) => Some(node),
+            Some(_) => usable.find(in_transaction),
+            None => None,
+        };
+        match in_transaction.or(first) {
             Some(node) => Ok(node),
             // Nothing usable: the primary, whose failure names the shard.
             None if placement.policy.read_roles.contains(&ReplicaRole::Primary) || !up(primary) => {
@@ -162,7 +167,12 @@ impl Session {
 
     /// Remembers that this session wrote `table` (reads of it stay on primaries a while).
     pub(crate) fn wrote(&mut self, table: &str) {
-        self.wrote_at.insert(table.to_owned(), Instant::now());
+        match self.wrote_at.get_mut(table) {
+            Some(at) => *at = Instant::now(),
+            None => {
+                self.wrote_at.insert(table.to_owned(), Instant::now());
+            }
+        }
     }
 
     /// `request` as node `node` must run it to see only `keep` of `placement`'s shards (and
