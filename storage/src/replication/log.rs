@@ -17,7 +17,7 @@ use super::store::{
     CONFLICT_COLUMNS, ShardTxn, TableMeta, applied_vector, conflict_from_row, decode_clock,
     decode_key, encode_key, put_conflict_row, put_row_clock, shard_clock, value_of, write_data_row,
 };
-use super::{ReplicationError, ReplicationIdentity};
+use super::{Chunker, ReplicationError, ReplicationIdentity};
 use crate::catalog::quote_ident;
 use crate::engine::Pool;
 
@@ -210,65 +210,6 @@ fn for_each_row(
 }
 
 /// Assembles snapshot items into chunks of about `per_chunk`, sending each full chunk as
-/// soon as the next one starts (so the final one can be marked `last`).
-struct Chunker {
-    shard: ShardId,
-    applied: VersionVector,
-    hlc: Hlc,
-    per_chunk: usize,
-    index: u32,
-    held: Option<SnapshotChunk>,
-    items: Vec<SnapshotItem>,
-    out: mpsc::Sender<Result<SnapshotChunk, LogError>>,
-}
-
-impl Chunker {
-    fn chunk(&mut self, items: Vec<SnapshotItem>) -> SnapshotChunk {
-        let chunk = SnapshotChunk {
-            shard: self.shard.clone(),
-            index: self.index,
-            last: false,
-            applied: self.applied.clone(),
-            hlc: self.hlc.clone(),
-            items,
-        };
-        self.index += 1;
-        chunk
-    }
-
-    fn push(&mut self, item: SnapshotItem) -> Result<(), ReplicationError> {
-        self.items.push(item);
-        if self.items.len() >= self.per_chunk {
-            let items = std::mem::take(&mut self.items);
-            let next = self.chunk(items);
-            if let Some(held) = self.held.replace(next) {
-                self.out
-                    .blocking_send(Ok(held))
-                    .map_err(|_| ReplicationError::Closed)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<(), ReplicationError> {
-        let last = match (self.held.take(), self.items.is_empty()) {
-            (Some(held), true) => held,
-            (held, _) => {
-                if let Some(held) = held {
-                    self.out
-                        .blocking_send(Ok(held))
-                        .map_err(|_| ReplicationError::Closed)?;
-                }
-                let items = std::mem::take(&mut self.items);
-                self.chunk(items)
-            }
-        };
-        self.out
-            .blocking_send(Ok(SnapshotChunk { last: true, ..last }))
-            .map_err(|_| ReplicationError::Closed)
-    }
-}
-
 fn take_snapshot(
     conn: &Connection,
     identity: &ReplicationIdentity,
@@ -279,16 +220,13 @@ fn take_snapshot(
     read_txn(conn, |conn| {
         let hlc =
             shard_clock(conn, shard)?.unwrap_or_else(|| Hlc::new(0, 0, identity.node().clone()));
-        let mut chunker = Chunker {
-            shard: shard.clone(),
-            applied: applied_vector(conn, shard)?,
+        let mut chunker = Chunker::new(
+            shard.clone(),
+            applied_vector(conn, shard)?,
             hlc,
-            per_chunk: per_chunk.max(1),
-            index: 0,
-            held: None,
-            items: Vec::new(),
+            per_chunk,
             out,
-        };
+        );
         let tables = shard_tables(conn, shard)?;
         for table in &tables {
             for ddl in table_ddl(conn, table)? {
@@ -318,7 +256,8 @@ fn take_snapshot(
                     key,
                     values: Some(values),
                     clock,
-                }))
+                }))?;
+                Ok(())
             })?;
             // Tombstones: deleted rows whose clocks must survive.
             let mut stmt = conn.prepare_cached(
@@ -351,7 +290,7 @@ fn take_snapshot(
             let conflict = conflict_from_row(row)?.decode()?;
             chunker.push(SnapshotItem::Conflict(conflict))?;
         }
-        chunker.finish()
+        Ok(chunker.finish()?)
     })
 }
 

@@ -51,6 +51,7 @@
 //! prepared transaction's write lock, so it finds the statement marked once it gets to run.
 
 mod capture;
+mod chunker;
 mod log;
 mod store;
 
@@ -60,6 +61,7 @@ use mycelium_protocol::DbError;
 use mycelium_replication::{HlcClock, LogError, NodeId, ShardId, SqlValue, WalEntry};
 
 pub(crate) use capture::record;
+pub(crate) use chunker::{Chunker, SnapshotReceiverGone};
 pub use log::SqliteShardLog;
 pub(crate) use store::REPLICATION_DDL;
 // The key and clock encodings, shared with the PostgreSQL backend's replication tables.
@@ -133,6 +135,12 @@ pub enum ReplicationError {
     Db(#[from] DbError),
     #[error("the SQLite backend has shut down")]
     Closed,
+}
+
+impl From<SnapshotReceiverGone> for ReplicationError {
+    fn from(_: SnapshotReceiverGone) -> ReplicationError {
+        ReplicationError::Closed
+    }
 }
 
 impl From<ReplicationError> for LogError {

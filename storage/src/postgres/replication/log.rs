@@ -19,7 +19,7 @@ use super::store::{
     observe_shard_clock, put_conflict_row, put_row_clock, shard_clock, to_i64,
 };
 use super::{PgReplicationError, PostgresReplication};
-use crate::replication::{ReplicationIdentity, decode_clock, decode_key, encode_key};
+use crate::replication::{Chunker, ReplicationIdentity, decode_clock, decode_key, encode_key};
 
 /// The replicated log and data of one shard in a PostgreSQL backend's database. Cheap to
 /// clone; every call runs on a pooled connection from a blocking thread.
@@ -115,65 +115,6 @@ fn table_ddl(db: &Db<'_>, meta: &PgTable) -> Result<Option<String>, PgReplicatio
 }
 
 /// Sends snapshot items in chunks of about `per_chunk`, holding one back so the final one
-/// can be marked `last`.
-struct Chunker {
-    shard: ShardId,
-    applied: VersionVector,
-    hlc: Hlc,
-    per_chunk: usize,
-    index: u32,
-    held: Option<SnapshotChunk>,
-    items: Vec<SnapshotItem>,
-    out: mpsc::Sender<Result<SnapshotChunk, LogError>>,
-}
-
-impl Chunker {
-    fn chunk(&mut self, items: Vec<SnapshotItem>) -> SnapshotChunk {
-        let chunk = SnapshotChunk {
-            shard: self.shard.clone(),
-            index: self.index,
-            last: false,
-            applied: self.applied.clone(),
-            hlc: self.hlc.clone(),
-            items,
-        };
-        self.index += 1;
-        chunk
-    }
-
-    fn send(&self, chunk: SnapshotChunk) -> Result<(), PgReplicationError> {
-        self.out
-            .blocking_send(Ok(chunk))
-            .map_err(|_| PgReplicationError::Closed)
-    }
-
-    fn push(&mut self, item: SnapshotItem) -> Result<(), PgReplicationError> {
-        self.items.push(item);
-        if self.items.len() >= self.per_chunk {
-            let items = std::mem::take(&mut self.items);
-            let next = self.chunk(items);
-            if let Some(held) = self.held.replace(next) {
-                self.send(held)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<(), PgReplicationError> {
-        let last = match (self.held.take(), self.items.is_empty()) {
-            (Some(held), true) => held,
-            (held, _) => {
-                if let Some(held) = held {
-                    self.send(held)?;
-                }
-                let items = std::mem::take(&mut self.items);
-                self.chunk(items)
-            }
-        };
-        self.send(SnapshotChunk { last: true, ..last })
-    }
-}
-
 fn take_snapshot(
     db: &Db<'_>,
     identity: &ReplicationIdentity,
@@ -184,16 +125,13 @@ fn take_snapshot(
     db.transaction_as("ISOLATION LEVEL REPEATABLE READ READ ONLY", |db| {
         let hlc =
             shard_clock(db, shard)?.unwrap_or_else(|| Hlc::new(0, 0, identity.node().clone()));
-        let mut chunker = Chunker {
-            shard: shard.clone(),
-            applied: applied_vector(db, shard)?,
+        let mut chunker = Chunker::new(
+            shard.clone(),
+            applied_vector(db, shard)?,
             hlc,
-            per_chunk: per_chunk.max(1),
-            index: 0,
-            held: None,
-            items: Vec::new(),
+            per_chunk,
             out,
-        };
+        );
         let mut tables = Vec::new();
         for table in shard_tables(db, shard)? {
             if let Some(meta) = PgTable::load(db, &table)? {
@@ -251,7 +189,7 @@ fn take_snapshot(
         for row in db.query(&sql, &[&shard_table, &number])? {
             chunker.push(SnapshotItem::Conflict(conflict_from_row(&row)?))?;
         }
-        chunker.finish()
+        Ok(chunker.finish()?)
     })
 }
 

@@ -143,6 +143,12 @@ pub enum PgReplicationError {
     Closed,
 }
 
+impl From<crate::replication::SnapshotReceiverGone> for PgReplicationError {
+    fn from(_: crate::replication::SnapshotReceiverGone) -> PgReplicationError {
+        PgReplicationError::Closed
+    }
+}
+
 impl From<PgReplicationError> for LogError {
     fn from(e: PgReplicationError) -> LogError {
         LogError::new(e)
