@@ -157,6 +157,19 @@ pub fn may_return_rows(sql: &str, words: &[String]) -> bool {
     }
 }
 
+/// When `sql[at..]` starts a comment, a string literal, a quoted identifier or a dollar-quoted
+/// body, the index just past it (the one lexer for statement text on PostgreSQL nodes).
+pub(crate) fn skip_opaque(sql: &str, at: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    match bytes[at] {
+        b'-' if bytes.get(at + 1) == Some(&b'-') => Some(skip_line_comment(bytes, at)),
+        b'/' if bytes.get(at + 1) == Some(&b'*') => Some(skip_block_comment(bytes, at)),
+        quote @ (b'\'' | b'"') => Some(skip_quoted(bytes, at, quote)),
+        b'$' if dollar_tag(bytes, at).is_some() => Some(skip_dollar_quoted(sql, at)),
+        _ => None,
+    }
+}
+
 fn skip_line_comment(bytes: &[u8], start: usize) -> usize {
     let mut i = start;
     while i < bytes.len() && bytes[i] != b'\n' {
@@ -559,60 +572,21 @@ fn replace_words(sql: &str, replace: impl Fn(&str) -> Option<String>) -> Option<
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
-        match bytes[i] {
-            b'\'' | b'"' => {
-                let quote = bytes[i];
-                i += 1;
-                while i < bytes.len() {
-                    if bytes[i] == quote {
-                        if bytes.get(i + 1) == Some(&quote) {
-                            i += 2;
-                            continue;
-                        }
-                        break;
-                    }
-                    i += 1;
-                }
+        if let Some(next) = skip_opaque(sql, i) {
+            i = next;
+        } else if word_char(bytes[i]) {
+            let start = i;
+            while i < bytes.len() && word_char(bytes[i]) {
                 i += 1;
             }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
+            let qualified = start > 0 && bytes[start - 1] == b'.';
+            if !qualified && let Some(replacement) = replace(&sql[start..i]) {
+                out.push_str(&sql[copied..start]);
+                out.push_str(&replacement);
+                copied = i;
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = sql[i + 2..]
-                    .find("*/")
-                    .map_or(bytes.len(), |end| i + 2 + end + 2);
-            }
-            b'$' if i == 0 || !word_char(bytes[i - 1]) => {
-                // A dollar quote `$tag$ ... $tag$` (a parameter `$1` is not one).
-                let tag_end = sql[i + 1..]
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .map(|n| i + 1 + n);
-                match tag_end {
-                    Some(end) if bytes[end] == b'$' && !bytes[i + 1].is_ascii_digit() => {
-                        let tag = &sql[i..=end];
-                        i = sql[end + 1..]
-                            .find(tag)
-                            .map_or(bytes.len(), |n| end + 1 + n + tag.len());
-                    }
-                    _ => i += 1,
-                }
-            }
-            b if word_char(b) => {
-                let start = i;
-                while i < bytes.len() && word_char(bytes[i]) {
-                    i += 1;
-                }
-                let qualified = start > 0 && bytes[start - 1] == b'.';
-                if !qualified && let Some(replacement) = replace(&sql[start..i]) {
-                    out.push_str(&sql[copied..start]);
-                    out.push_str(&replacement);
-                    copied = i;
-                }
-            }
-            _ => i += 1,
+        } else {
+            i += 1;
         }
     }
     if copied == 0 {

@@ -4,6 +4,8 @@
 //! only the `ALTER TABLE` may be replayed (rows travel as rows; transaction control would
 //! end the applying transaction).
 
+use crate::postgres::sql::skip_opaque;
+
 /// Leading keywords of statements that are not replayed.
 const NOT_REPLAYED: &[&str] = &[
     "ABORT",
@@ -70,15 +72,9 @@ pub(super) fn schema_statements(text: &str) -> String {
 /// The first keyword of a statement (comments skipped).
 fn first_word(statement: &str) -> &str {
     let mut rest = statement.trim_start();
-    loop {
-        if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        } else if rest.starts_with("/*") {
-            let end = comment_end(rest.as_bytes(), 0);
-            rest = rest.get(end..).unwrap_or("").trim_start();
-        } else {
-            break;
-        }
+    while rest.starts_with("--") || rest.starts_with("/*") {
+        let end = skip_opaque(rest, 0).unwrap_or(rest.len());
+        rest = rest[end..].trim_start();
     }
     let end = rest
         .find(|c: char| !c.is_ascii_alphabetic())
@@ -86,97 +82,22 @@ fn first_word(statement: &str) -> &str {
     &rest[..end]
 }
 
-/// The byte after the (nested) block comment starting at `at`.
-fn comment_end(b: &[u8], at: usize) -> usize {
-    let mut depth = 0;
-    let mut i = at;
-    while i < b.len() {
-        if b[i..].starts_with(b"/*") {
-            depth += 1;
-            i += 2;
-        } else if b[i..].starts_with(b"*/") {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return i;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    b.len()
-}
-
 /// Splits on `;` outside quotes, dollar quotes and comments; empty statements dropped.
 fn split(text: &str) -> Vec<&str> {
-    let b = text.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;
     let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b';' => {
-                out.push(&text[start..i]);
-                i += 1;
-                start = i;
-            }
-            b'\'' => {
-                // E'...' strings take backslash escapes.
-                let escapes = i > 0 && matches!(b[i - 1], b'E' | b'e');
-                i += 1;
-                while i < b.len() {
-                    if escapes && b[i] == b'\\' {
-                        i += 2;
-                    } else if b[i] == b'\'' {
-                        i += 1;
-                        if b.get(i) != Some(&b'\'') {
-                            break;
-                        }
-                        i += 1;
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => i = comment_end(b, i),
-            b'$' => {
-                let tag_end = b[i + 1..]
-                    .iter()
-                    .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
-                    .map(|n| i + 1 + n);
-                match tag_end {
-                    Some(end) if b[end] == b'$' && !(i > 0 && is_ident(b[i - 1])) => {
-                        let tag = &b[i..=end];
-                        let body = end + 1;
-                        i = b[body..]
-                            .windows(tag.len())
-                            .position(|w| w == tag)
-                            .map_or(b.len(), |p| body + p + tag.len());
-                    }
-                    _ => i += 1,
-                }
-            }
-            _ => i += 1,
+    while i < text.len() {
+        if text.as_bytes()[i] == b';' {
+            out.push(&text[start..i]);
+            i += 1;
+            start = i;
+        } else {
+            i = skip_opaque(text, i).unwrap_or(i + 1);
         }
     }
     out.push(&text[start.min(text.len())..]);
     out.into_iter().filter(|s| !s.trim().is_empty()).collect()
-}
-
-fn is_ident(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
 }
 
 #[cfg(test)]
