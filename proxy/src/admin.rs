@@ -330,7 +330,7 @@ impl Proxy {
 
     /// `SHOW MYCELIUM CONFLICTS`: the conflicts every replicating node recorded (each replica
     /// of a shard records the same ones), once each, with the nodes that recorded it. A node
-    /// that cannot be asked is left out, and named in the log.
+    /// that cannot be asked gets a row saying so (`winner` = `unknown: <why>`).
     pub(crate) async fn conflict_rows(&self) -> Result<AdminRows, ProxyError> {
         let mut admin = self.admin_rows("mycelium_conflicts")?;
         type Recorded = (Option<String>, Vec<String>);
@@ -354,7 +354,12 @@ impl Proxy {
                         entry.1.push(node.info.id.clone());
                     }
                 }
-                Err(e) => tracing::warn!(node = %node.info.id, error = %e, "conflicts not read"),
+                Err(e) => {
+                    tracing::warn!(node = %node.info.id, error = %e, "conflicts not read");
+                    let mut row = vec![None; 10];
+                    row[9] = Some(format!("unknown: {}", e.message));
+                    found.insert(row, (None, vec![node.info.id.clone()]));
+                }
             }
         }
         let mut rows: Vec<Vec<Option<String>>> = found

@@ -234,12 +234,14 @@ pub(crate) fn is_internal_table(name: &str) -> bool {
     name.starts_with("sqlite_") || (name.starts_with("__mycelium") && !is_system_table(name))
 }
 
-/// Tables the proxy keeps on every node (table policies, roles, grants, owners): queryable
-/// by SQL like any table, but left out of the emulated `pg_catalog`, so clients never see them.
+/// Tables the proxy keeps on every node (table policies, roles, grants, owners) or reads
+/// (the conflicts replication records): queryable by SQL like any table, but left out of the
+/// emulated `pg_catalog`, so clients never see them.
 pub(crate) fn is_system_table(name: &str) -> bool {
     matches!(
         name,
         "__mycelium_policies"
+            | "__mycelium_conflicts"
             | "__mycelium_roles"
             | "__mycelium_role_members"
             | "__mycelium_grants"

@@ -99,11 +99,21 @@ impl Drop for Member {
     }
 }
 
+/// A port for a member to listen on, below Linux's ephemeral range (32768-60999): a port the
+/// kernel handed out for `:0` can be taken again by any outgoing connection before the member
+/// binds it (the suite makes thousands), which failed a start now and then with EADDRINUSE.
+/// Each test process walks its own stretch of ports, and skips those in use.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() % 64 * 190;
+    loop {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(20_000 + (start + step) % 12_000).unwrap_or(20_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct ProcessCluster {
