@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use mycelium_protocol::{ClusterMap, DbError, HeldShard};
 use mycelium_router::{
-    NodeInfo, NodeType, PolicyDefaults, PolicyError, TablePlacement, TablePolicy, apply_options,
+    NodeInfo, NodeType, PolicyDefaults, PolicyError, Promotion, TablePlacement, TablePolicy,
+    apply_options,
 };
 use tokio::sync::watch;
 
@@ -18,6 +19,7 @@ pub struct Topology {
     nodes: Vec<NodeInfo>,
     defaults: PolicyDefaults,
     policies: HashMap<String, TablePolicy>,
+    promotions: Vec<Promotion>,
     placements: Mutex<HashMap<String, Arc<TablePlacement>>>,
 }
 
@@ -49,11 +51,22 @@ impl Topology {
                 Ok((p.table.clone(), policy))
             })
             .collect::<Result<HashMap<_, _>, PolicyError>>()?;
+        let promotions = map
+            .promotions
+            .iter()
+            .map(|p| Promotion {
+                group: p.group.clone(),
+                shard: p.shard,
+                node: p.node.clone(),
+                epoch: p.epoch,
+            })
+            .collect();
         Ok(Topology {
             map: Arc::new(map),
             nodes,
             defaults,
             policies,
+            promotions,
             placements: Mutex::new(HashMap::new()),
         })
     }
@@ -71,19 +84,17 @@ impl Topology {
         self.policies.get(table)
     }
 
-    /// Where the shards of `table` live.
+    /// Where the shards of `table` live, promotions applied.
     pub fn placement(&self, table: &str) -> Result<Arc<TablePlacement>, PolicyError> {
         if let Ok(cache) = self.placements.lock()
             && let Some(placement) = cache.get(table)
         {
             return Ok(placement.clone());
         }
-        let placement = Arc::new(TablePlacement::of_table(
-            table,
-            self.policies.get(table),
-            &self.defaults,
-            &self.nodes,
-        )?);
+        let mut placement =
+            TablePlacement::of_table(table, self.policies.get(table), &self.defaults, &self.nodes)?;
+        placement.promote(&self.promotions);
+        let placement = Arc::new(placement);
         if let Ok(mut cache) = self.placements.lock() {
             cache.insert(table.to_owned(), placement.clone());
         }
@@ -112,6 +123,15 @@ impl Topology {
             }
         }
         held
+    }
+
+    /// The primary epoch of shard `shard` of `table` (of the default group's one shard for
+    /// a table without a policy): [`mycelium_router::FIRST_EPOCH`] until a promotion.
+    pub fn primary_epoch(&self, table: &str, shard: u32) -> u64 {
+        self.placement(table)
+            .ok()
+            .and_then(|p| p.shards.iter().find(|s| s.shard == shard).map(|s| s.epoch))
+            .unwrap_or(mycelium_router::FIRST_EPOCH)
     }
 
     /// Where `node` serves the node protocol.

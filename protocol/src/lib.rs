@@ -11,7 +11,7 @@ mod rows;
 pub mod types;
 
 pub use error::DbError;
-pub use map::{ClusterMap, MapDecodeError, MapNode, MapPolicy, STALE_MAP};
+pub use map::{ClusterMap, MapDecodeError, MapNode, MapPolicy, MapPromotion, STALE_MAP};
 pub use rows::{DataRows, DataRowsBuilder, RowsIter};
 
 use std::sync::Arc;

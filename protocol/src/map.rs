@@ -30,6 +30,16 @@ pub struct MapPolicy {
     pub options: Vec<(String, String)>,
 }
 
+/// An operator's choice of primary for one shard of a placement group, with the primary
+/// epoch it started (`PROMOTE MYCELIUM NODE ... FOR SHARD ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapPromotion {
+    pub group: String,
+    pub shard: u32,
+    pub node: String,
+    pub epoch: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterMap {
     /// Grows with every change of the content; 0 is "no map".
@@ -42,6 +52,8 @@ pub struct ClusterMap {
     /// Fingerprint of the users, roles and grants stored on the nodes: when it changes,
     /// proxies read them again.
     pub access: u64,
+    /// Promotions in force, by group and shard; never dropped, only overtaken by a later one.
+    pub promotions: Vec<MapPromotion>,
 }
 
 /// Bytes that are not an encoded [`ClusterMap`].
@@ -49,8 +61,9 @@ pub struct ClusterMap {
 #[error("malformed cluster map: {0}")]
 pub struct MapDecodeError(&'static str);
 
-/// Format byte of the encoding, for changes to come.
-const MAP_FORMAT: u8 = 1;
+/// Format byte of the encoding. Format 1 (maps stored before promotions existed) is read as
+/// a map without promotions.
+const MAP_FORMAT: u8 = 2;
 
 impl ClusterMap {
     /// Whether two maps describe the same cluster (their epochs aside).
@@ -58,12 +71,13 @@ impl ClusterMap {
         self.same_placement(other) && self.access == other.access
     }
 
-    /// Whether two maps place every row alike: same nodes, defaults and policies.
+    /// Whether two maps place every row alike: same nodes, defaults, policies and promotions.
     pub fn same_placement(&self, other: &ClusterMap) -> bool {
         self.nodes == other.nodes
             && self.default_replication_factor == other.default_replication_factor
             && self.min_validator_copies == other.min_validator_copies
             && self.policies == other.policies
+            && self.promotions == other.promotions
     }
 
     /// The node `id`, when it is a member.
@@ -94,11 +108,19 @@ impl ClusterMap {
             }
         }
         buf.put_u64(self.access);
+        buf.put_u32(self.promotions.len() as u32);
+        for promotion in &self.promotions {
+            put_str(&mut buf, &promotion.group);
+            buf.put_u32(promotion.shard);
+            put_str(&mut buf, &promotion.node);
+            buf.put_u64(promotion.epoch);
+        }
         buf.freeze()
     }
 
     pub fn decode(mut buf: &[u8]) -> Result<ClusterMap, MapDecodeError> {
-        if take_u8(&mut buf)? != MAP_FORMAT {
+        let format = take_u8(&mut buf)?;
+        if format != 1 && format != MAP_FORMAT {
             return Err(MapDecodeError("unknown format"));
         }
         let epoch = take_u64(&mut buf)?;
@@ -123,6 +145,20 @@ impl ClusterMap {
             })
             .collect::<Result<Vec<_>, MapDecodeError>>()?;
         let access = take_u64(&mut buf)?;
+        let promotions = if format == 1 {
+            Vec::new()
+        } else {
+            (0..take_count(&mut buf, 20)?)
+                .map(|_| {
+                    Ok(MapPromotion {
+                        group: take_str(&mut buf)?,
+                        shard: take_u32(&mut buf)?,
+                        node: take_str(&mut buf)?,
+                        epoch: take_u64(&mut buf)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, MapDecodeError>>()?
+        };
         if !buf.is_empty() {
             return Err(MapDecodeError("trailing bytes"));
         }
@@ -133,6 +169,7 @@ impl ClusterMap {
             min_validator_copies,
             policies,
             access,
+            promotions,
         })
     }
 }
@@ -212,6 +249,12 @@ mod tests {
                 ],
             }],
             access: 42,
+            promotions: vec![MapPromotion {
+                group: "colocated:hash:8:1::false".into(),
+                shard: 3,
+                node: "n2".into(),
+                epoch: 2,
+            }],
         }
     }
 
@@ -240,5 +283,19 @@ mod tests {
         assert!(a.same_content(&b));
         b.policies.clear();
         assert!(!a.same_content(&b));
+        let mut c = sample();
+        c.promotions[0].epoch = 3;
+        assert!(!a.same_placement(&c));
+    }
+
+    #[test]
+    fn maps_stored_before_promotions_still_load() {
+        let mut old = sample();
+        old.promotions.clear();
+        let mut bytes = old.encode().to_vec();
+        bytes[0] = 1;
+        // Format 1 ended after the access fingerprint: no promotion count.
+        bytes.truncate(bytes.len() - 4);
+        assert_eq!(ClusterMap::decode(&bytes).ok(), Some(old));
     }
 }

@@ -1,5 +1,5 @@
-//! `SHOW MYCELIUM NODES | SHARDS | POLICIES | TRANSACTIONS | USERS`: the cluster as the proxy
-//! sees it, as rows.
+//! `SHOW MYCELIUM NODES | SHARDS | POLICIES | TRANSACTIONS | USERS | REPLICATION | CONFLICTS`:
+//! the cluster as the proxy sees it, as rows; and `PROMOTE MYCELIUM NODE`.
 
 use std::collections::BTreeMap;
 
@@ -63,7 +63,9 @@ pub fn admin_columns(name: &str) -> Option<Vec<Column>> {
             "reported_primary_shards",
             "reported_shards",
         ]),
-        "mycelium_shards" => text_columns(&["table_name", "shard", "keys", "nodes"]),
+        "mycelium_shards" => {
+            text_columns(&["table_name", "shard", "keys", "nodes", "primary_epoch"])
+        }
         "mycelium_users" => text_columns(&[
             "role_name",
             "source",
@@ -193,6 +195,7 @@ impl Proxy {
                             Some(shard.shard.to_string()),
                             Some(key_range(&placement.policy, shard.shard)),
                             Some(nodes.join(", ")),
+                            Some(shard.epoch.to_string()),
                         ]);
                     }
                 }
@@ -489,4 +492,93 @@ fn key_range(policy: &TablePolicy, shard: u32) -> String {
         policy.shard_keys.join(", "),
         policy.shards
     )
+}
+
+impl Proxy {
+    /// `PROMOTE MYCELIUM NODE node FOR SHARD table/shard`: makes `node`'s copy the primary of
+    /// that shard of every table placed with `table`, under a new primary epoch, and brings
+    /// the nodes the new map before answering. Returns what changed, for a notice.
+    ///
+    /// The old primary, up or back later, takes the map (or meets the new epoch in
+    /// replication), stops leading and follows the new primary; what it committed that the
+    /// promoted copy never received is sent on when it rejoins and resolved as conflicts.
+    pub(crate) async fn promote(
+        &self,
+        user: &str,
+        node: &str,
+        table: &str,
+        shard: u32,
+    ) -> Result<String, ProxyError> {
+        if !self.is_superuser(user) {
+            return Err(sql_error(
+                "42501",
+                "permission denied: only a superuser may promote a node",
+            ));
+        }
+        let cluster = &self.cluster;
+        let target = cluster.node_index(node).ok_or_else(|| {
+            sql_error(
+                "42704",
+                format!("node \"{node}\" is not a member of the cluster"),
+            )
+        })?;
+        let placement = cluster.placement(table)?;
+        let Some(placed) = placement.shards.iter().find(|s| s.shard == shard) else {
+            return Err(sql_error(
+                "22023",
+                format!(
+                    "table {table} has {} shard(s), numbered from 0",
+                    placement.shards.len()
+                ),
+            ));
+        };
+        if !placed.holds(node) {
+            let copies: Vec<&str> = placed.replicas.iter().map(|r| r.node.as_str()).collect();
+            return Err(sql_error(
+                "22023",
+                format!(
+                    "node {node} holds no copy of shard {table}/{shard} (its copies: {})",
+                    copies.join(", ")
+                ),
+            ));
+        }
+        if placed.primary() == node {
+            return Ok(format!(
+                "node {node} already is the primary of shard {table}/{shard} (epoch {})",
+                placed.epoch
+            ));
+        }
+        let primary = cluster.node_index(placed.primary()).unwrap_or(target);
+        if !cluster.copy_has_rows(target, primary) {
+            return Err(sql_error(
+                "55000",
+                format!(
+                    "node {node}'s copy of shard {table}/{shard} holds no rows: only SQLite \
+                     nodes replicate (its primary is {})",
+                    placed.primary()
+                ),
+            ));
+        }
+        if !cluster.nodes[target].link.is_up() {
+            return Err(sql_error(
+                "08006",
+                format!("node {node} is unreachable: a primary must take writes"),
+            ));
+        }
+        let epoch = placed.epoch + 1;
+        cluster.merge_promotions(&[mycelium_router::Promotion {
+            group: placement.group.clone(),
+            shard,
+            node: node.to_owned(),
+            epoch,
+        }]);
+        let map_epoch = self.sync_map().await;
+        tracing::warn!(%node, %table, shard, epoch, previous = %placed.primary(), map_epoch,
+            "promoted a copy to primary");
+        Ok(format!(
+            "node {node} is the primary of shard {table}/{shard} (and of that shard of every \
+             table placed with {table}) under epoch {epoch}; it was {}",
+            placed.primary()
+        ))
+    }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use mycelium_protocol::NodeLink;
 use mycelium_router::{
-    NodeInfo, PolicyDefaults, PolicySource, Route, RouterError, TablePlacement, TablePolicy, place,
-    route,
+    NodeInfo, PolicyDefaults, PolicySource, Promotion, Route, RouterError, TablePlacement,
+    TablePolicy, merge_promotions, place, route,
 };
 
 use crate::error::{ProxyError, sql_error};
@@ -53,6 +53,8 @@ pub struct Cluster {
     defaults: PolicyDefaults,
     /// Policies set in the config file or by SQL, by table.
     policies: RwLock<HashMap<String, TablePolicy>>,
+    /// Primaries chosen by `PROMOTE MYCELIUM NODE`, as the map carries them.
+    promotions: RwLock<Vec<Promotion>>,
     placements: DashMap<String, Arc<TablePlacement>>,
     routes: DashMap<Arc<str>, Arc<Result<Route, RouterError>>>,
     /// INSERTs without a column list, with their columns named (`execute`).
@@ -75,6 +77,7 @@ impl Cluster {
             nodes,
             defaults,
             policies: RwLock::new(policies.into_iter().map(|p| (p.table.clone(), p)).collect()),
+            promotions: RwLock::new(Vec::new()),
             placements: DashMap::new(),
             routes: DashMap::new(),
             named_inserts: DashMap::new(),
@@ -158,6 +161,29 @@ impl Cluster {
         self.map_changed.notify_one();
     }
 
+    /// The promotions in force.
+    pub fn promotions(&self) -> Vec<Promotion> {
+        self.promotions
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// Takes in promotions (of a map, or a new one): per shard the highest epoch wins.
+    /// Returns whether anything changed; placements are computed again then.
+    pub(crate) fn merge_promotions(&self, incoming: &[Promotion]) -> bool {
+        let changed = self
+            .promotions
+            .write()
+            .map(|mut known| merge_promotions(&mut known, incoming))
+            .unwrap_or(false);
+        if changed {
+            self.forget_routes();
+            self.map_changed.notify_one();
+        }
+        changed
+    }
+
     fn forget_routes(&self) {
         self.placements.clear();
         self.routes.clear();
@@ -187,6 +213,9 @@ impl Cluster {
         let mut placement =
             place(&policy, &infos).map_err(|e| sql_error("22023", e.to_string()))?;
         placement.policy.table = table.to_owned();
+        if let Ok(promotions) = self.promotions.read() {
+            placement.promote(&promotions);
+        }
         let placement = Arc::new(placement);
         self.placements.insert(table.to_owned(), placement.clone());
         Ok(placement)

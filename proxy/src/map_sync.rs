@@ -24,8 +24,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mycelium_protocol::{ClusterMap, MapNode, MapPolicy};
-use mycelium_router::{NodeType, TablePolicy, apply_options, policy_to_options};
+use mycelium_protocol::{ClusterMap, MapNode, MapPolicy, MapPromotion};
+use mycelium_router::{NodeType, Promotion, TablePolicy, apply_options, policy_to_options};
 use tokio_util::sync::CancellationToken;
 
 use crate::Proxy;
@@ -71,6 +71,16 @@ impl Cluster {
                 })
                 .collect(),
             access: self.access_digest(),
+            promotions: self
+                .promotions()
+                .into_iter()
+                .map(|p| MapPromotion {
+                    group: p.group,
+                    shard: p.shard,
+                    node: p.node,
+                    epoch: p.epoch,
+                })
+                .collect(),
         }
     }
 
@@ -93,6 +103,11 @@ impl Cluster {
             .filter_map(|(_, map)| map.as_ref())
             .max_by_key(|map| map.epoch)
             .cloned();
+        // Promotions only move forward: whatever the newest map says of them, this proxy
+        // takes in before comparing (a restarted proxy learns them here, before it routes).
+        if let Some(newest) = &newest {
+            self.merge_promotions(&promotions_of(newest));
+        }
         let known = self.map_epoch();
         let mine = self.map_content();
         let target = match newest {
@@ -157,6 +172,19 @@ impl Cluster {
         self.replace_policies(policies);
         Ok(())
     }
+}
+
+/// The promotions a map carries, as the router's type.
+fn promotions_of(map: &ClusterMap) -> Vec<Promotion> {
+    map.promotions
+        .iter()
+        .map(|p| Promotion {
+            group: p.group.clone(),
+            shard: p.shard,
+            node: p.node.clone(),
+            epoch: p.epoch,
+        })
+        .collect()
 }
 
 /// Runs map rounds until `shutdown`: after each policy change here and every

@@ -502,6 +502,17 @@ impl Session {
                 self.portals.clear();
                 backend::command_complete(&mut self.conn.out, "DISCARD ALL");
             }
+            SessionCommand::Promote { node, table, shard } => {
+                if self.status != TxnStatus::Idle {
+                    return Err(sql_error(
+                        "25001",
+                        "PROMOTE MYCELIUM NODE cannot run inside a transaction block",
+                    ));
+                }
+                let done = self.proxy.promote(&self.user, node, table, *shard).await?;
+                self.notice("00000", &done);
+                backend::command_complete(&mut self.conn.out, "PROMOTE");
+            }
             SessionCommand::Deallocate { name: None } => {
                 self.statements.clear();
                 backend::command_complete(&mut self.conn.out, "DEALLOCATE ALL");

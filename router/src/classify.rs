@@ -62,7 +62,7 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
                 first.to_uppercase()
             )));
         }
-        "set" | "show" | "reset" | "discard" | "deallocate" => {
+        "set" | "show" | "reset" | "discard" | "deallocate" | "promote" => {
             Plan::Session(parse_session_command(sql)?)
         }
         "copy" => Plan::Copy(parse_copy(sql)?),

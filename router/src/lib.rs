@@ -29,7 +29,8 @@ pub use hash::{KeyValue, key_hash, stable_hash};
 pub use insert_split::{InsertPart, insert_without_columns, name_insert_columns, split_insert};
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
 pub use placement::{
-    NodeInfo, Replica, ShardPlacement, TablePlacement, copies, place, placement_group,
+    FIRST_EPOCH, NodeInfo, Promotion, Replica, ShardPlacement, TablePlacement, copies,
+    merge_promotions, place, placement_group,
 };
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
 pub use roles::{GrantTarget, Privilege, RoleCommand, RoleOption, Secret, is_role_statement};

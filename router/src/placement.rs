@@ -38,6 +38,9 @@ pub struct Replica {
 pub struct ShardPlacement {
     pub shard: u32,
     pub replicas: Vec<Replica>,
+    /// The primary epoch: [`FIRST_EPOCH`] until an operator promotes another copy; every
+    /// promotion starts a higher one, and nodes refuse replication from an older primary.
+    pub epoch: u64,
 }
 
 impl ShardPlacement {
@@ -54,7 +57,51 @@ impl ShardPlacement {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TablePlacement {
     pub policy: TablePolicy,
+    /// The [`placement_group`] the shards were placed by: tables of one group share their
+    /// nodes shard by shard, and promotions apply to the whole group.
+    pub group: String,
     pub shards: Vec<ShardPlacement>,
+}
+
+/// The primary epoch of a shard nobody promoted.
+pub const FIRST_EPOCH: u64 = 1;
+
+/// An operator's choice of primary for shard `shard` of placement group `group`
+/// (`PROMOTE MYCELIUM NODE ... FOR SHARD ...`), overriding the placement's first copy, under
+/// a primary epoch above every earlier one of the shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    pub group: String,
+    pub shard: u32,
+    pub node: String,
+    pub epoch: u64,
+}
+
+/// Merges `incoming` into `known`: per group and shard, the promotion of the highest epoch
+/// stays. Promotions only ever move forward, so any two proxies' merges agree. Returns
+/// whether `known` changed.
+pub fn merge_promotions(known: &mut Vec<Promotion>, incoming: &[Promotion]) -> bool {
+    let mut changed = false;
+    for promotion in incoming {
+        match known
+            .iter_mut()
+            .find(|p| p.group == promotion.group && p.shard == promotion.shard)
+        {
+            Some(existing) if existing.epoch >= promotion.epoch => {}
+            Some(existing) => {
+                *existing = promotion.clone();
+                changed = true;
+            }
+            None => {
+                known.push(promotion.clone());
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        known.sort_by(|a, b| a.group.cmp(&b.group).then(a.shard.cmp(&b.shard)));
+    }
+    changed
 }
 
 /// How many copies each shard of `policy` gets on `nodes`, checked against what exists.
@@ -136,6 +183,32 @@ impl TablePlacement {
         placement.policy.table = table.to_owned();
         Ok(placement)
     }
+
+    /// Applies the promotions of this placement's group: a promoted node that holds a copy
+    /// of its shard becomes the primary (first; the other copies keep their order as
+    /// secondaries) and the shard takes the promotion's epoch. A promotion of a node that
+    /// holds no copy (the node list or the policy changed since) keeps the placement's
+    /// primary, still under the promotion's epoch, so epochs never go back.
+    pub fn promote(&mut self, promotions: &[Promotion]) {
+        for promotion in promotions.iter().filter(|p| p.group == self.group) {
+            let Some(shard) = self.shards.iter_mut().find(|s| s.shard == promotion.shard) else {
+                continue;
+            };
+            shard.epoch = shard.epoch.max(promotion.epoch);
+            let Some(at) = shard.replicas.iter().position(|r| r.node == promotion.node) else {
+                continue;
+            };
+            let promoted = shard.replicas.remove(at);
+            shard.replicas.insert(0, promoted);
+            for (i, replica) in shard.replicas.iter_mut().enumerate() {
+                replica.role = if i == 0 {
+                    ReplicaRole::Primary
+                } else {
+                    ReplicaRole::Secondary
+                };
+            }
+        }
+    }
 }
 
 /// Places every shard of the table.
@@ -148,6 +221,7 @@ pub fn place(policy: &TablePolicy, nodes: &[NodeInfo]) -> Result<TablePlacement,
         .collect();
     Ok(TablePlacement {
         policy: policy.clone(),
+        group,
         shards,
     })
 }
@@ -202,5 +276,9 @@ fn place_shard(
             },
         })
         .collect();
-    ShardPlacement { shard, replicas }
+    ShardPlacement {
+        shard,
+        replicas,
+        epoch: FIRST_EPOCH,
+    }
 }

@@ -166,3 +166,73 @@ fn tables_sharded_alike_share_their_placement() {
     other.shards = 4;
     assert_ne!(placement_group(&users), placement_group(&other));
 }
+
+fn promotion(group: &str, shard: u32, node: &str, epoch: u64) -> Promotion {
+    Promotion {
+        group: group.to_owned(),
+        shard,
+        node: node.to_owned(),
+        epoch,
+    }
+}
+
+#[test]
+fn a_promoted_copy_leads_its_shard_in_every_table_of_the_group() {
+    let cluster = nodes(4, 0);
+    let users = policy(4, 0.75);
+    let mut orders = users.clone();
+    orders.table = "orders".to_owned();
+    let mut a = place(&users, &cluster).expect("users");
+    let mut b = place(&orders, &cluster).expect("orders");
+    let second = a.shards[2].replicas[1].node.clone();
+    let first = a.shards[2].primary().to_owned();
+    let promotions = [promotion(&a.group, 2, &second, 3)];
+    a.promote(&promotions);
+    b.promote(&promotions);
+    assert_eq!(a.shards, b.shards);
+    assert_eq!(a.shards[2].primary(), second);
+    assert_eq!(a.shards[2].epoch, 3);
+    assert_eq!(a.shards[2].replicas[0].role, ReplicaRole::Primary);
+    assert!(
+        a.shards[2].replicas[1..]
+            .iter()
+            .all(|r| r.role == ReplicaRole::Secondary)
+    );
+    assert!(a.shards[2].holds(&first), "the old primary keeps its copy");
+    assert_eq!(a.shards[2].replicas.len(), 3);
+    for other in [0, 1, 3] {
+        assert_eq!(a.shards[other].epoch, FIRST_EPOCH);
+    }
+}
+
+#[test]
+fn a_promotion_of_a_node_without_a_copy_keeps_the_primary_but_not_the_epoch() {
+    let cluster = nodes(3, 0);
+    let mut placement = place(&policy(2, 0.34), &cluster).expect("placed");
+    let before = placement.shards[0].replicas.clone();
+    let stranger = cluster
+        .iter()
+        .find(|n| !placement.shards[0].holds(&n.id))
+        .expect("a node without a copy");
+    let group = placement.group.clone();
+    placement.promote(&[promotion(&group, 0, &stranger.id, 5)]);
+    assert_eq!(placement.shards[0].replicas, before);
+    assert_eq!(placement.shards[0].epoch, 5);
+    placement.promote(&[promotion("another group", 1, &before[0].node, 9)]);
+    assert_eq!(placement.shards[1].epoch, FIRST_EPOCH);
+}
+
+#[test]
+fn merged_promotions_keep_the_highest_epoch_per_shard() {
+    let mut known = vec![promotion("g", 1, "a", 2)];
+    assert!(!merge_promotions(&mut known, &[promotion("g", 1, "b", 2)]));
+    assert!(merge_promotions(
+        &mut known,
+        &[promotion("g", 1, "c", 4), promotion("g", 0, "b", 3)]
+    ));
+    assert_eq!(
+        known,
+        vec![promotion("g", 0, "b", 3), promotion("g", 1, "c", 4)]
+    );
+    assert!(!merge_promotions(&mut known, &[promotion("g", 1, "a", 3)]));
+}

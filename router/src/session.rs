@@ -16,6 +16,13 @@ pub enum SessionCommand {
     DiscardAll,
     /// `DEALLOCATE [PREPARE] name`; `None` for `DEALLOCATE ALL`.
     Deallocate { name: Option<String> },
+    /// `PROMOTE MYCELIUM NODE node FOR SHARD table/shard`: make that node's copy the shard's
+    /// primary (for every table placed with `table`).
+    Promote {
+        node: String,
+        table: String,
+        shard: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +75,7 @@ pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterE
                 _ => Err(syntax()),
             }
         }
+        "promote" => parse_promote(sql, &tokens),
         "set" => {
             let mut at = 1;
             if matches!(word(at), "session" | "local") {
@@ -108,6 +116,39 @@ pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterE
     }
 }
 
+/// `PROMOTE MYCELIUM NODE node FOR SHARD table/shard` (the node may be quoted, the table
+/// schema-qualified: its last part names it).
+fn parse_promote(sql: &str, tokens: &[Token]) -> Result<SessionCommand, RouterError> {
+    let syntax = || {
+        RouterError::Syntax(format!(
+            "expected PROMOTE MYCELIUM NODE <node> FOR SHARD <table>/<shard>, got: {sql}"
+        ))
+    };
+    let keyword = |i: usize, expected: &str| matches!(tokens.get(i), Some(Token::Word(w)) if w.eq_ignore_ascii_case(expected));
+    if !(keyword(1, "mycelium") && keyword(2, "node") && keyword(4, "for") && keyword(5, "shard")) {
+        return Err(syntax());
+    }
+    let node = match tokens.get(3) {
+        Some(Token::Word(w) | Token::Quoted(w) | Token::Number(w)) => w.clone(),
+        _ => return Err(syntax()),
+    };
+    let slash = tokens
+        .iter()
+        .rposition(|t| *t == Token::Slash)
+        .filter(|&at| at > 6)
+        .ok_or_else(syntax)?;
+    // Tables are known by their last name part, as everywhere in routing.
+    let table = name_from(&tokens[6..slash])
+        .and_then(|name| name.rsplit('.').next().map(str::to_owned))
+        .filter(|name| !name.is_empty())
+        .ok_or_else(syntax)?;
+    let shard = match &tokens[slash + 1..] {
+        [Token::Number(n)] => n.parse::<u32>().map_err(|_| syntax())?,
+        _ => return Err(syntax()),
+    };
+    Ok(SessionCommand::Promote { node, table, shard })
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Word(String),
@@ -116,6 +157,7 @@ enum Token {
     Equals,
     Comma,
     Dot,
+    Slash,
 }
 
 fn tokenize(sql: &str) -> Result<Vec<Token>, RouterError> {
@@ -134,6 +176,9 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, RouterError> {
             i += 1;
         } else if c == '.' {
             tokens.push(Token::Dot);
+            i += 1;
+        } else if c == '/' {
+            tokens.push(Token::Slash);
             i += 1;
         } else if c == '\'' || c == '"' {
             let mut text = String::new();
@@ -215,7 +260,7 @@ fn value_from(tokens: &[Token]) -> Option<SetValue> {
         match token {
             Token::Word(w) | Token::Quoted(w) | Token::Number(w) => parts.push(w.clone()),
             Token::Comma => {}
-            Token::Equals | Token::Dot => return None,
+            Token::Equals | Token::Dot | Token::Slash => return None,
         }
     }
     (!parts.is_empty()).then(|| SetValue::Value(parts.join(", ")))

@@ -116,6 +116,32 @@ fn session_commands() {
         },
     );
     assert!(matches!(classify("SET"), Err(RouterError::Syntax(_))));
+    let promote = |node: &str, table: &str, shard: u32| SessionCommand::Promote {
+        node: node.to_owned(),
+        table: table.to_owned(),
+        shard,
+    };
+    check(
+        "PROMOTE MYCELIUM NODE n2 FOR SHARD users/3",
+        promote("n2", "users", 3),
+    );
+    check(
+        "promote mycelium node 'node-2' for shard public.Users / 0;",
+        promote("node-2", "users", 0),
+    );
+    for bad in [
+        "PROMOTE NODE n2 FOR SHARD users/3",
+        "PROMOTE MYCELIUM NODE n2 FOR SHARD users",
+        "PROMOTE MYCELIUM NODE n2 FOR SHARD users/x",
+        "PROMOTE MYCELIUM NODE n2 FOR SHARD users/-1",
+        "PROMOTE MYCELIUM NODE n2 FOR SHARD /3",
+        "PROMOTE MYCELIUM NODE FOR SHARD users/3",
+    ] {
+        assert!(
+            matches!(classify(bad), Err(RouterError::Syntax(_))),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

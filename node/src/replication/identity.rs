@@ -21,12 +21,11 @@ use super::Shared;
 use crate::shard_function::key_value;
 use crate::topology::Topology;
 
-/// The primary epoch of every shard until promotions exist.
-pub(crate) const FIRST_EPOCH: u64 = 1;
-
-/// The epoch this node writes `shard` under.
-pub(crate) fn epoch_of(_shard: &ShardId) -> u64 {
-    FIRST_EPOCH
+/// The primary epoch `topology` gives `shard` (the first one without a map).
+pub(crate) fn epoch_of(topology: Option<&Topology>, shard: &ShardId) -> u64 {
+    topology.map_or(mycelium_router::FIRST_EPOCH, |t| {
+        t.primary_epoch(&shard.table, shard.shard)
+    })
 }
 
 /// The one shard of the tables without a policy: they share one placement, so one log.
@@ -154,13 +153,14 @@ pub(crate) fn identity(
     file: &Path,
 ) -> ReplicationIdentity {
     let for_rows = map.clone();
+    let for_epochs = map.clone();
     let stored = StoredPolicies::new(file);
     let for_ddl = map;
     let node = shared.node.as_str().to_owned();
     let on_commit = shared.clone();
     ReplicationIdentity {
         clock: shared.clock.clone(),
-        epoch: Arc::new(epoch_of),
+        epoch: Arc::new(move |shard| epoch_of(for_epochs.borrow().as_deref(), shard)),
         shard_of: Arc::new(move |table, columns, row| {
             let topology = for_rows.borrow().clone();
             shard_of(topology.as_deref(), &stored, table, columns, row)

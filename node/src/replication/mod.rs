@@ -231,12 +231,21 @@ pub(crate) struct SecondaryShard {
     log: Arc<SqliteShardLog>,
     primary: String,
     addr: String,
+    /// The primary epoch of the map that set this follower up.
+    epoch: u64,
     stop: CancellationToken,
     connected: AtomicBool,
     snapshot: Arc<AtomicBool>,
     /// The secondary's counters as last added to the totals.
     reported: Mutex<SecondaryStatus>,
     truncated: Mutex<VersionVector>,
+}
+
+/// Whom a secondary copy follows, as the map says.
+struct Following {
+    primary: String,
+    addr: String,
+    epoch: u64,
 }
 
 /// The replication of a SQLite node.
@@ -339,15 +348,17 @@ impl Replication {
         shutdown: &CancellationToken,
     ) {
         let me = self.shared.node.as_str();
-        // Shards led here, with their secondaries; shards followed, with primary and address.
-        let mut lead: HashMap<ShardId, Vec<String>> = HashMap::new();
-        let mut follow: HashMap<ShardId, (String, String)> = HashMap::new();
+        // Shards led here, with their secondaries and epoch; shards followed, with primary,
+        // address and epoch.
+        let mut lead: HashMap<ShardId, (Vec<String>, u64)> = HashMap::new();
+        let mut follow: HashMap<ShardId, Following> = HashMap::new();
         if let Some(topology) = topology.filter(|_| !shutdown.is_cancelled()) {
             for held in topology.held_by(me) {
                 let shard = ShardId::new(&held.table, held.shard);
+                let epoch = identity::epoch_of(Some(topology), &shard);
                 if held.primary {
                     let secondaries = secondaries_of(topology, &shard);
-                    lead.insert(shard, secondaries);
+                    lead.insert(shard, (secondaries, epoch));
                     continue;
                 }
                 let primary = topology.placement(&held.table).ok().and_then(|p| {
@@ -357,8 +368,15 @@ impl Replication {
                         .map(|s| s.primary().to_owned())
                 });
                 match primary.and_then(|p| topology.addr(&p).map(|a| (p.clone(), a.to_owned()))) {
-                    Some(target) => {
-                        follow.insert(shard, target);
+                    Some((primary, addr)) => {
+                        follow.insert(
+                            shard,
+                            Following {
+                                primary,
+                                addr,
+                                epoch,
+                            },
+                        );
                     }
                     None => {
                         tracing::warn!(shard = %shard, "the map names no address for the shard's primary; not following it");
@@ -373,10 +391,11 @@ impl Replication {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             let totals = &self.shared.totals;
-            // A primary whose secondaries changed starts over: acknowledgements of nodes that
-            // no longer hold a copy must not hold back truncation or count for commits.
+            // A primary whose secondaries or epoch changed starts over: acknowledgements of
+            // nodes that no longer hold a copy must not hold back truncation or count for
+            // commits, and a promotion starts a new epoch.
             primaries.retain(|shard, p| {
-                let keep = lead.get(shard) == Some(&p.secondaries);
+                let keep = lead.get(shard) == Some(&(p.secondaries.clone(), p.primary.epoch()));
                 if !keep {
                     tracing::info!(shard = %shard, "no longer the shard's primary, or its secondaries changed");
                     p.stop.cancel();
@@ -390,7 +409,7 @@ impl Replication {
                 }
                 keep
             });
-            for (shard, secondaries) in lead {
+            for (shard, (secondaries, epoch)) in lead {
                 if primaries.contains_key(&shard) {
                     continue;
                 }
@@ -403,10 +422,10 @@ impl Replication {
                     policy: conflict_policy(&self.shared.config),
                     ..PrimaryOptions::default()
                 };
-                tracing::info!(shard = %shard, "primary of the shard");
+                tracing::info!(shard = %shard, epoch, "primary of the shard");
                 let primary = Primary::new(
                     shard.clone(),
-                    identity::epoch_of(&shard),
+                    epoch,
                     log.clone(),
                     self.shared.clock.clone(),
                     options,
@@ -428,16 +447,21 @@ impl Replication {
         }
         let mut secondaries = lock(&self.secondaries);
         secondaries.retain(|shard, s| {
-            let keep = follow
-                .get(shard)
-                .is_some_and(|(primary, addr)| *primary == s.primary && *addr == s.addr);
+            let keep = follow.get(shard).is_some_and(|f| {
+                f.primary == s.primary && f.addr == s.addr && f.epoch == s.epoch
+            });
             if !keep {
                 tracing::info!(shard = %shard, primary = %s.primary, "no longer following the shard's primary");
                 s.stop.cancel();
             }
             keep
         });
-        for (shard, (primary, addr)) in follow {
+        for (shard, following) in follow {
+            let Following {
+                primary,
+                addr,
+                epoch,
+            } = following;
             if secondaries.contains_key(&shard) {
                 continue;
             }
@@ -447,7 +471,7 @@ impl Replication {
             let log = Arc::new(log);
             let secondary = Secondary::new(
                 shard.clone(),
-                identity::epoch_of(&shard),
+                epoch,
                 log.clone(),
                 self.shared.clock.clone(),
                 SecondaryOptions {
@@ -455,12 +479,13 @@ impl Replication {
                     ..SecondaryOptions::default()
                 },
             );
-            tracing::info!(shard = %shard, %primary, %addr, "following the shard's primary");
+            tracing::info!(shard = %shard, %primary, %addr, epoch, "following the shard's primary");
             let follower = Arc::new(SecondaryShard {
                 secondary,
                 log,
                 primary,
                 addr,
+                epoch,
                 stop: shutdown.child_token(),
                 connected: AtomicBool::new(false),
                 snapshot: Arc::new(AtomicBool::new(false)),

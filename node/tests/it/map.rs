@@ -23,6 +23,7 @@ fn map(epoch: u64) -> ClusterMap {
             ],
         }],
         access: 0,
+        promotions: Vec::new(),
     }
 }
 
@@ -76,5 +77,71 @@ async fn newer_maps_are_kept_and_older_routes_refused() {
     // Kept on disk: a reopened node has it before anyone offers it again.
     let node = Node::open_sqlite("n1", false, &file, &StorageConfig::default()).unwrap();
     assert_eq!(node.exchange_map(None).await.unwrap(), Some(map(8)));
+    node.shutdown();
+}
+
+/// A promotion in the map makes the promoted copy the shard's primary (for every table of the
+/// group) under the promotion's epoch; a node reports its roles as the promoted map says.
+#[tokio::test]
+async fn promotions_in_the_map_switch_primaries() {
+    use mycelium_node::Topology;
+    use mycelium_protocol::MapPromotion;
+
+    let mut two = map(3);
+    two.nodes.push(MapNode {
+        id: "n2".to_owned(),
+        node_type: "validator".to_owned(),
+        addr: "127.0.0.1:2".to_owned(),
+    });
+    let plain = Topology::new(two.clone()).unwrap();
+    let placement = plain.placement("users").unwrap();
+    let shard = &placement.shards[1];
+    assert_eq!(
+        shard.replicas.len(),
+        2,
+        "replication factor 1: both nodes hold it"
+    );
+    let secondary = shard.replicas[1].node.clone();
+    assert_eq!(plain.primary_epoch("users", 1), 1);
+
+    two.epoch = 4;
+    two.promotions.push(MapPromotion {
+        group: placement.group.clone(),
+        shard: 1,
+        node: secondary.clone(),
+        epoch: 2,
+    });
+    let promoted = Topology::new(two.clone()).unwrap();
+    assert_eq!(
+        promoted.placement("users").unwrap().shards[1].primary(),
+        secondary
+    );
+    assert_eq!(promoted.primary_epoch("users", 1), 2);
+    assert_eq!(promoted.primary_epoch("users", 0), 1);
+    let held = promoted.held_by(&secondary);
+    assert!(
+        held.iter()
+            .any(|h| h.table == "users" && h.shard == 1 && h.primary)
+    );
+
+    // The node that was promoted reports the shard as its primary once it has the map, and
+    // the map moved placement: routes of the older map are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{secondary}.sqlite"));
+    let node = Node::open_sqlite(&secondary, false, &file, &StorageConfig::default()).unwrap();
+    let mut before = two.clone();
+    before.epoch = 3;
+    before.promotions.clear();
+    node.exchange_map(Some(before)).await.unwrap();
+    let led = |status: &mycelium_protocol::NodeStatus| {
+        status
+            .shards
+            .iter()
+            .any(|s| s.table == "users" && s.shard == 1 && s.primary)
+    };
+    assert!(!led(&node.status().await.unwrap()));
+    node.exchange_map(Some(two)).await.unwrap();
+    assert!(led(&node.status().await.unwrap()));
+    assert!(node.check_epoch(3).is_err());
     node.shutdown();
 }
