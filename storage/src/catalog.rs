@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::functions::array::ArrayType;
 use mycelium_protocol::types::PgType;
 use rusqlite::Connection;
 
@@ -59,6 +60,9 @@ pub struct Ty {
 /// Marks `interval` values, carried as text (the codec has no interval type).
 pub const INTERVAL_TYPMOD: i32 = -1000;
 
+/// Arrays are text whose typmod is this minus the array type's OID (see [`Ty::array`]).
+pub const ARRAY_TYPMOD_BASE: i32 = -1_000_000;
+
 impl Ty {
     pub const fn of(ty: PgType) -> Ty {
         Ty { ty, typmod: -1 }
@@ -73,6 +77,22 @@ impl Ty {
 
     pub fn is_interval(self) -> bool {
         self.typmod == INTERVAL_TYPMOD
+    }
+
+    /// An array, carried as its text form (`functions::array`): the typmod holds the array
+    /// type's OID below [`ARRAY_TYPMOD_BASE`].
+    pub fn array(array: ArrayType) -> Ty {
+        Ty {
+            ty: PgType::Text,
+            typmod: ARRAY_TYPMOD_BASE - array.oid as i32,
+        }
+    }
+
+    pub fn array_type(self) -> Option<ArrayType> {
+        if self.ty != PgType::Text || self.typmod > ARRAY_TYPMOD_BASE {
+            return None;
+        }
+        ArrayType::from_oid(u32::try_from(ARRAY_TYPMOD_BASE - self.typmod).ok()?)
     }
 
     /// `numeric` with `scale` decimals (precision left at the maximum).

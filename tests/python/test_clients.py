@@ -65,8 +65,6 @@ def expect_error(what, sqlstate, fn):
 
 
 DSN = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("MYCELIUM_DSN", "")
-# Where the nodes keep their data (sqlite, postgres or mixed), as the Rust harness says.
-BACKEND = os.environ.get("MYCELIUM_TEST_BACKEND", "")
 
 
 def connect(**kwargs):
@@ -459,16 +457,6 @@ def check_sqlalchemy_orm():
         eng.dispose()
 
 
-def known_gap_on_sqlite(what, check):
-    """Runs check(); on SQLite nodes a failure is reported as a known gap instead of failing."""
-    try:
-        check()
-    except Exception as e:  # noqa: BLE001 - reported, and re-raised on other backends
-        if BACKEND != "sqlite":
-            raise
-        print(f"KNOWN GAP on SQLite nodes, {what}: {e}", flush=True)
-
-
 def check_reflection():
     """What SQLAlchemy reflects of a table (precision, nullability, defaults, keys, indexes),
     binary cursors, and a unique violation's detail."""
@@ -476,6 +464,9 @@ def check_reflection():
         conn.execute("CREATE TABLE py_items (id int PRIMARY KEY, price numeric(8,3) NOT NULL, "
                      "label text, created timestamptz DEFAULT now())")
         conn.execute("CREATE INDEX py_items_label ON py_items (label)")
+        conn.execute("CREATE TABLE py_item_tags (id int PRIMARY KEY, "
+                     "item_id int REFERENCES py_items(id) ON DELETE CASCADE, tag text, "
+                     "UNIQUE (item_id, tag))")
         conn.execute("INSERT INTO py_items (id, price, label) VALUES (%s, %s, %s)",
                      (1, Decimal("1.500"), "one"))
         row = conn.execute("SELECT id, price, label FROM py_items WHERE id = %s", (1,)).fetchone()
@@ -502,23 +493,39 @@ def check_reflection():
         eq("nullable", (columns["price"]["nullable"], columns["label"]["nullable"]), (False, True))
         if "now()" not in str(columns["created"]["default"]):
             raise Mismatch(f"created default {columns['created']['default']!r}")
-        # Known gaps, not differences to keep: SQLite nodes' pg_catalog has the rows
-        # (pg_constraint, pg_index, pg_opclass), but SQLAlchemy reads primary keys and indexes
-        # with unnest(), generate_subscripts() and array_agg() over int2vector columns, which
-        # the SQLite rewrite (storage/src/rewrite) lacks: it returns no primary key there and
-        # cannot list indexes. Drop `known_gap_on_sqlite` once the rewrite supports them.
-        known_gap_on_sqlite("primary key", lambda: eq(
-            "primary key", inspector.get_pk_constraint("py_items")["constrained_columns"], ["id"]))
-        known_gap_on_sqlite("indexes", lambda: eq(
-            "indexes", [i["name"] for i in inspector.get_indexes("py_items")], ["py_items_label"]))
+        # Keys and indexes: SQLAlchemy reads them with unnest(), generate_subscripts() and
+        # array_agg() over pg_index's int2vector columns.
+        pk = inspector.get_pk_constraint("py_items")
+        eq("primary key", (pk["name"], pk["constrained_columns"]), ("py_items_pkey", ["id"]))
+        eq("indexes", [(i["name"], i["column_names"], i["unique"])
+                       for i in inspector.get_indexes("py_items")],
+           [("py_items_label", ["label"], False)])
+        eq("unique constraints", [(u["name"], u["column_names"])
+                                  for u in inspector.get_unique_constraints("py_item_tags")],
+           [("py_item_tags_item_id_tag_key", ["item_id", "tag"])])
+        eq("indexes of a unique constraint",
+           [(i["name"], i["column_names"], i["unique"], i.get("duplicates_constraint"))
+            for i in inspector.get_indexes("py_item_tags")],
+           [("py_item_tags_item_id_tag_key", ["item_id", "tag"], True,
+             "py_item_tags_item_id_tag_key")])
+        eq("foreign keys", [(f["name"], f["constrained_columns"], f["referred_table"],
+                             f["referred_columns"], f["options"])
+                            for f in inspector.get_foreign_keys("py_item_tags")],
+           [("py_item_tags_item_id_fkey", ["item_id"], "py_items", ["id"],
+             {"ondelete": "CASCADE"})])
 
-        def autoload():
-            table = sa.Table("py_items", sa.MetaData(), autoload_with=eng)  # reflects indexes too
-            with eng.connect() as c:
-                eq("autoloaded select",
-                   c.execute(sa.select(table.c.label).where(table.c.id == 1)).scalar_one(), "one")
-
-        known_gap_on_sqlite("autoload", autoload)
+        metadata = sa.MetaData()
+        table = sa.Table("py_items", metadata, autoload_with=eng)  # reflects indexes too
+        eq("autoloaded key", [str(c.name) for c in table.primary_key.columns], ["id"])
+        eq("autoloaded indexes", sorted(str(i.name) for i in table.indexes), ["py_items_label"])
+        tags = sa.Table("py_item_tags", metadata, autoload_with=eng)
+        eq("autoloaded foreign key",
+           [(str(f.parent.name), str(f.column.table.name), str(f.column.name))
+            for f in tags.foreign_keys],
+           [("item_id", "py_items", "id")])
+        with eng.connect() as c:
+            eq("autoloaded select",
+               c.execute(sa.select(table.c.label).where(table.c.id == 1)).scalar_one(), "one")
     finally:
         eng.dispose()
 

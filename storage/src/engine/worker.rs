@@ -1296,6 +1296,12 @@ fn encode_value(
     value: SqlValueRef<'_>,
     out: &mut BytesMut,
 ) -> Result<(), DbError> {
+    // Arrays are stored as their text form; the binary form is built from it.
+    if matches!(format, Format::Binary)
+        && let Some(array) = (catalog::Ty { ty, typmod }).array_type()
+    {
+        return crate::functions::array::encode_binary(array, value, out);
+    }
     let encode = |v: SqlValueRef<'_>, out: &mut BytesMut| match format {
         Format::Text => types::encode_text(ty, typmod, v, out),
         Format::Binary => types::encode_binary(ty, typmod, v, out),

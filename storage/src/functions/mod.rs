@@ -16,6 +16,7 @@ use rusqlite::types::{Value, ValueRef};
 
 use crate::catalog::Schema;
 
+pub(crate) mod array;
 mod json;
 pub(crate) mod numeric;
 pub(crate) mod shard;
@@ -396,6 +397,7 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     register_time(conn)?;
     register_json(conn)?;
     register_numeric(conn)?;
+    array::register(conn)?;
     crate::pg_catalog::register_functions(conn, state)?;
     Ok(())
 }

@@ -18,13 +18,14 @@ use rusqlite::types::ValueRef;
 
 use crate::catalog::{ColumnInfo, IndexInfo, Schema, TableInfo, Ty, quote_ident};
 use crate::functions::FunctionState;
+use crate::functions::array::ArrayType;
 
 mod constraints;
 mod rows;
 mod tables;
 
 use rows::rows;
-use tables::TABLES;
+use tables::{ARRAY_COLUMNS, TABLES};
 
 const PG_CATALOG_NS: u32 = 11;
 const PUBLIC_NS: u32 = 2200;
@@ -69,6 +70,15 @@ pub fn builtin_name(oid: u32) -> Option<&'static str> {
     .find(|name| builtin_oid(name) == Some(oid))
 }
 
+/// The type of an emulated column: its spec's, or an array type from `ARRAY_COLUMNS`.
+fn column_type(table: &str, column: &str, ty: PgType) -> Ty {
+    ARRAY_COLUMNS
+        .iter()
+        .find(|(t, c, _)| *t == table && *c == column)
+        .and_then(|(_, _, oid)| ArrayType::from_oid(*oid))
+        .map_or(Ty::of(ty), Ty::array)
+}
+
 fn spec_oid(index: usize) -> u32 {
     12_000 + index as u32
 }
@@ -88,7 +98,7 @@ pub fn system_tables() -> &'static HashMap<String, Arc<TableInfo>> {
                     .enumerate()
                     .map(|(n, (col, ty))| ColumnInfo {
                         name: (*col).to_owned(),
-                        ty: Ty::of(*ty),
+                        ty: column_type(name, col, *ty),
                         attnum: n as i16 + 1,
                         not_null: false,
                         default_sql: None,
@@ -308,10 +318,13 @@ pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite:
             return Ok(None);
         };
         let typmod = ctx.get::<Option<i32>>(1)?.unwrap_or(-1);
-        Ok(Some(match PgType::from_oid(oid) {
-            Some(ty) => ty.format_type(typmod),
-            None => "???".to_owned(),
-        }))
+        Ok(Some(
+            match (PgType::from_oid(oid), ArrayType::from_oid(oid)) {
+                (Some(ty), _) => ty.format_type(typmod),
+                (None, Some(array)) => array.name(),
+                (None, None) => "???".to_owned(),
+            },
+        ))
     })?;
     let s = state.clone();
     conn.create_scalar_function(

@@ -14,6 +14,7 @@ use super::{
     sequence_name, sequence_oid,
 };
 use crate::catalog::{ColumnInfo, Schema, TableInfo, Ty};
+use crate::functions::array::{self, ArrayType, array_oid};
 
 fn i(v: impl Into<i64>) -> SqlValue {
     SqlValue::Int(v.into())
@@ -195,6 +196,54 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                 i(-1),
                 i(0),
                 i(if collatable(ty) { 100 } else { 0 }),
+                NULL,
+            ],
+        );
+    }
+    // Array types (`_int4`), and the vectors of `pg_index`: drivers read `typelem` to
+    // load array values.
+    let arrays = PgType::ALL.into_iter().filter_map(ArrayType::of).chain(
+        [array::INT2VECTOR, array::OIDVECTOR]
+            .into_iter()
+            .filter_map(ArrayType::from_oid),
+    );
+    for array in arrays {
+        let (input, output) = if array.is_vector() {
+            (
+                format!("{}in", array.typname()),
+                format!("{}out", array.typname()),
+            )
+        } else {
+            ("array_in".to_owned(), "array_out".to_owned())
+        };
+        push(
+            "pg_type",
+            vec![
+                i(array.oid),
+                t(array.typname()),
+                i(PG_CATALOG_NS),
+                i(OWNER),
+                i(-1),
+                b(false),
+                t("b"),
+                t("A"),
+                b(false),
+                b(true),
+                t(","),
+                i(0),
+                i(array.elem.oid()),
+                i(0),
+                t(input),
+                t(output),
+                t("array_recv"),
+                t("array_send"),
+                t("i"),
+                t("x"),
+                b(false),
+                i(0),
+                i(-1),
+                i(0),
+                i(if collatable(array.elem) { 100 } else { 0 }),
                 NULL,
             ],
         );
@@ -548,35 +597,6 @@ fn sequence_rows(
             ],
         ),
     ]
-}
-
-/// `pg_type.typarray`: the OID of the array type over `ty`, as in Postgres (drivers read it
-/// to register array loaders; arrays themselves are not supported here).
-fn array_oid(ty: PgType) -> u32 {
-    match ty {
-        PgType::Bool => 1000,
-        PgType::Bytea => 1001,
-        PgType::Char => 1002,
-        PgType::Name => 1003,
-        PgType::Int2 => 1005,
-        PgType::Int4 => 1007,
-        PgType::Text => 1009,
-        PgType::Bpchar => 1014,
-        PgType::Varchar => 1015,
-        PgType::Int8 => 1016,
-        PgType::Float4 => 1021,
-        PgType::Float8 => 1022,
-        PgType::Oid => 1028,
-        PgType::Timestamp => 1115,
-        PgType::Date => 1182,
-        PgType::Time => 1183,
-        PgType::Timestamptz => 1185,
-        PgType::Numeric => 1231,
-        PgType::Json => 199,
-        PgType::Jsonb => 3807,
-        PgType::Uuid => 2951,
-        PgType::Unknown => 0,
-    }
 }
 
 fn category(ty: PgType) -> &'static str {

@@ -12,6 +12,23 @@ pub(super) type Spec = (
     &'static [(&'static str, PgType)],
 );
 
+/// Columns of array and vector types: (relation, column, type OID). Their values are text
+/// in the form Postgres prints (`1 2`, `{1,2}`), so `TABLES` declares them `text`.
+pub(super) const ARRAY_COLUMNS: &[(&str, &str, u32)] = &[
+    ("pg_index", "indkey", 22),
+    ("pg_index", "indcollation", 30),
+    ("pg_index", "indclass", 30),
+    ("pg_index", "indoption", 22),
+    ("pg_constraint", "conkey", 1005),
+    ("pg_constraint", "confkey", 1005),
+    ("pg_class", "reloptions", 1009),
+    ("pg_attribute", "attoptions", 1009),
+    ("pg_statistic_ext", "stxkeys", 22),
+    ("pg_roles", "rolconfig", 1009),
+    ("pg_policy", "polroles", 1028),
+    ("pg_publication_rel", "prattrs", 22),
+];
+
 /// Every emulated relation: (schema, name, columns).
 pub(super) const TABLES: &[Spec] = &[
     (

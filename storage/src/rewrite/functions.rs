@@ -285,6 +285,9 @@ impl Inferer<'_> {
         if let Some(filter) = &mut f.filter {
             self.expr(filter, Some(Ty::of(PgType::Bool)))?;
         }
+        if let Some(result) = self.array_call(&name, f, &arg_types) {
+            return result;
+        }
         if let Some(ty) = rewrite_call(&name, f, &arg_types) {
             return Ok(Some(ty));
         }

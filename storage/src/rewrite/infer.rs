@@ -60,6 +60,9 @@ pub(crate) struct Inferer<'s> {
     pub lenient: bool,
     /// The statement reads an emulated catalog relation.
     pub uses_catalog: bool,
+    /// While a select list is inferred: the set lengths of its set-returning calls
+    /// (`arrays`); `None` where such calls are not allowed.
+    pub srf_rows: Option<Vec<Expr>>,
 }
 
 pub(crate) use super::syntax::*;
@@ -79,6 +82,7 @@ impl<'s> Inferer<'s> {
             locks: false,
             lenient: false,
             uses_catalog: false,
+            srf_rows: None,
         }
     }
 
@@ -239,7 +243,10 @@ impl<'s> Inferer<'s> {
             return Err(unsupported("SELECT INTO"));
         }
         self.scopes.push(Vec::new());
+        // A select nested in an outer select list has its own set-returning calls.
+        let outer_srfs = self.srf_rows.take();
         let result = self.select_inner(select, expected);
+        self.srf_rows = outer_srfs;
         self.scopes.pop();
         result
     }
@@ -256,6 +263,7 @@ impl<'s> Inferer<'s> {
             self.expr(selection, Some(Ty::of(PgType::Bool)))?;
         }
         let mut out = Vec::new();
+        self.srf_rows = Some(Vec::new());
         for (i, item) in select.projection.iter_mut().enumerate() {
             let want = expected.and_then(|t| t.get(i).copied());
             match item {
@@ -294,6 +302,8 @@ impl<'s> Inferer<'s> {
                 }
             }
         }
+        let srf_rows = self.srf_rows.take().unwrap_or_default();
+        self.join_srf_rows(select, srf_rows)?;
         if let Some(scope) = self.scopes.last() {
             spell_out_wildcards(&mut select.projection, scope);
         }
@@ -349,7 +359,7 @@ impl<'s> Inferer<'s> {
         Ok(())
     }
 
-    fn push_rel(&mut self, rel: Rel) {
+    pub(super) fn push_rel(&mut self, rel: Rel) {
         if let Some(scope) = self.scopes.last_mut() {
             scope.push(rel);
         } else {
@@ -588,6 +598,16 @@ impl<'s> Inferer<'s> {
                 ..
             } => {
                 let target = match cast_target(dt)? {
+                    CastTarget::Type(t) if t.array_type().is_some() => {
+                        let arg = std::mem::replace(
+                            inner.as_mut(),
+                            Expr::Value(ValueWithSpan::from(Value::Null)),
+                        );
+                        if let Some(to) = t.array_type() {
+                            *expr = self.array_cast(arg, to)?;
+                        }
+                        return Ok(Some(t));
+                    }
                     CastTarget::Type(t) => t,
                     CastTarget::RegClass => {
                         // A name literal becomes the OID; an OID becomes the name, as
@@ -775,6 +795,12 @@ impl<'s> Inferer<'s> {
                 }
                 Ok(Some(Ty::of(PgType::Bool)))
             }
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. }
+                if !super::arrays::is_list_or_subquery(right) =>
+            {
+                self.any_of_array(expr)
+            }
+            Expr::Array(_) => self.array_literal(expr, want),
             Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
                 let t = comparison_type(self.expr(left, None)?);
                 match right.as_mut() {
@@ -889,7 +915,7 @@ impl<'s> Inferer<'s> {
     }
 
     /// `j['a'][0]` on json/jsonb (SQLAlchemy 2 writes it for Postgres 14+): the path
-    /// `j #> '{a,0}'`. Other subscripts are arrays, which SQLite nodes lack.
+    /// `j #> '{a,0}'`; `a[i]` on arrays (`arrays`).
     fn subscript(&mut self, expr: &mut Expr) -> Typed {
         use sqlparser::ast::{AccessExpr, Subscript};
         let Expr::CompoundFieldAccess { root, access_chain } = expr else {
@@ -914,6 +940,18 @@ impl<'s> Inferer<'s> {
             **root = Expr::CompoundIdentifier(parts);
         }
         let ty = self.expr(root, None)?;
+        if let Some(array) = ty.and_then(Ty::array_type) {
+            let index = match access_chain.as_mut_slice() {
+                [AccessExpr::Subscript(Subscript::Index { index })] => {
+                    std::mem::replace(index, Expr::Value(ValueWithSpan::from(Value::Null)))
+                }
+                _ => return Err(unsupported("array slices and several subscripts")),
+            };
+            let root =
+                std::mem::replace(root.as_mut(), Expr::Value(ValueWithSpan::from(Value::Null)));
+            *expr = self.array_subscript(root, index, array)?;
+            return Ok(Some(Ty::of(array.elem)));
+        }
         if !ty.is_some_and(|t| matches!(t.ty, PgType::Json | PgType::Jsonb)) {
             return Err(unsupported("array subscripts"));
         }

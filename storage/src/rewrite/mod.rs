@@ -5,6 +5,7 @@
 //! back. DDL is rebuilt by hand in [`ddl`], because SQLite's declarations differ too much.
 //! The result depends only on (text, parameter types, schema snapshot), so it is cached.
 
+mod arrays;
 mod ddl;
 mod display;
 mod expr;
@@ -58,8 +59,12 @@ impl OutColumn {
             name: self.name.clone(),
             table_oid: self.table_oid,
             column_id: self.attnum,
-            type_oid: self.ty.ty.oid(),
-            type_size: self.ty.ty.type_size(),
+            type_oid: self.ty.array_type().map_or(self.ty.ty.oid(), |a| a.oid),
+            type_size: if self.ty.array_type().is_some() {
+                -1
+            } else {
+                self.ty.ty.type_size()
+            },
             // Computed numerics carry a display scale, not a declared typmod; intervals a
             // marker.
             type_modifier: if self.ty.typmod < -1

@@ -5,13 +5,14 @@
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{PgType, SqlValue};
 use sqlparser::ast::{
-    DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, SelectItem, SetExpr, TableFactor, Value, ValueWithSpan,
+    ArrayElemTypeDef, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, ObjectName, ObjectNamePart, SelectItem, SetExpr, TableFactor, Value, ValueWithSpan,
 };
 
 use super::OutColumn;
 use crate::catalog::Ty;
 use crate::errors::unsupported;
+use crate::functions::array::{self, ArrayType};
 
 pub(crate) fn ident_name(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
@@ -265,7 +266,33 @@ pub(crate) fn cast_target(dt: &DataType) -> Result<CastTarget, DbError> {
         "regproc" | "regprocedure" | "regnamespace" | "regrole" => {
             Ok(CastTarget::Identity(Ty::of(PgType::Oid)))
         }
-        _ => data_type(dt).map(CastTarget::Type),
+        "int2vector" | "oidvector" => {
+            let oid = if text == "int2vector" {
+                array::INT2VECTOR
+            } else {
+                array::OIDVECTOR
+            };
+            ArrayType::from_oid(oid)
+                .map(|a| CastTarget::Type(Ty::array(a)))
+                .ok_or_else(|| crate::errors::internal(format!("no array type {oid}")))
+        }
+        _ => match dt {
+            // Arrays are values of expressions only: a table column cannot be one.
+            DataType::Array(
+                ArrayElemTypeDef::SquareBracket(elem, _)
+                | ArrayElemTypeDef::AngleBracket(elem)
+                | ArrayElemTypeDef::Qualified(elem, _),
+            ) => {
+                let elem = data_type(elem)?;
+                if elem.array_type().is_some() || elem.is_interval() {
+                    return Err(unsupported(format!("array type {dt}")));
+                }
+                ArrayType::of(elem.ty)
+                    .map(|a| CastTarget::Type(Ty::array(a)))
+                    .ok_or_else(|| DbError::new("42704", format!("type \"{text}\" does not exist")))
+            }
+            _ => data_type(dt).map(CastTarget::Type),
+        },
     }
 }
 

@@ -270,7 +270,8 @@ fn inserts_updates_deletes() {
 #[test]
 fn unsupported_constructs_fail_loudly() {
     check_err("SELECT row_number() OVER () FROM users", "0A000");
-    check_err("SELECT ARRAY[1, 2]", "0A000");
+    check_err("SELECT ARRAY[ARRAY[1], ARRAY[2]]", "0A000");
+    check_err("SELECT (ARRAY[1, 2])[1:2]", "0A000");
     check_err("SELECT interval '1 day' * 2", "0A000");
     check(
         "SELECT now() - interval '1 day'",
@@ -279,6 +280,21 @@ fn unsupported_constructs_fail_loudly() {
     check_err("SELECT DISTINCT ON (name) name FROM users", "0A000");
     check_err("SELECT * FROM unnest(ARRAY[1])", "0A000");
     check_err("SELEC 1", "42601");
+}
+
+#[test]
+fn arrays_are_text_read_by_functions_taking_their_type() {
+    check("SELECT ARRAY[1, 2]", "SELECT __pg_array(1007, 1, 2)");
+    check(
+        "SELECT id, unnest(ARRAY[id]) AS x FROM users WHERE id = ANY('{1,2}'::int8[])",
+        "SELECT \"users\".id, __pg_unnest(__pg_array(1016, \"users\".id), 1016, __srf.key) AS x \
+         FROM users, json_each(__pg_srf_rows(__pg_unnest_count(__pg_array(1016, \"users\".id), 1016))) AS __srf \
+         WHERE __pg_array_contains(__pg_array_cast('{1,2}', 25, 1016), 1016, \"users\".id)",
+    );
+    check(
+        "SELECT array_agg(name ORDER BY id) FROM users",
+        "SELECT __pg_array_agg(name, 1015 ORDER BY id NULLS LAST) FROM users",
+    );
 }
 
 #[test]
