@@ -34,8 +34,9 @@
 //! conflicting key and print `Key (a)=(5) already exists.`
 //!
 //! **Not supported** (SQLSTATE 0A000 naming the construct, never a different answer):
-//! window functions, arrays, intervals and date arithmetic, `AT TIME ZONE`, `DISTINCT ON`,
-//! set-returning functions other than `generate_series` in FROM, `DELETE ... USING`,
+//! window functions, array columns and multidimensional arrays, intervals and date
+//! arithmetic, `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
+//! `generate_series`, `DELETE ... USING`,
 //! `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
 //! generated/identity columns, `ALTER COLUMN`, adding CHECK constraints to existing tables.
 //!
@@ -52,9 +53,15 @@
 //!
 //! **Catalog.** `pg_catalog` and `information_schema` are in-memory schemas attached to each
 //! connection and refilled from the schema snapshot when a statement reads them
-//! (`pg_catalog`): enough for psql's `\dt` and `\d`, and SQLAlchemy's `has_table`. In
-//! statements that name them, constructs SQLite lacks (arrays, `= ANY(column)`) read as NULL:
-//! the catalog tables those constructs inspect are empty here.
+//! (`pg_catalog`): enough for psql's `\dt` and `\d`, and SQLAlchemy's reflection of columns,
+//! primary keys, unique constraints, indexes and foreign keys. Arrays are values of
+//! expressions (`rewrite::arrays`, `functions::array`): stored as their Postgres text form,
+//! typed by the rewrite, read by functions that take the array type, so `unnest(indkey)`,
+//! `generate_subscripts`, `array_agg(... ORDER BY ...)` and `= ANY(array)` answer as in
+//! Postgres over `int2vector`/`oidvector` catalog columns. CHECK constraints have no
+//! `pg_constraint` rows (reflection finds none). In statements that name the
+//! catalog, constructs still missing read as NULL: the catalog tables those constructs
+//! inspect are empty here.
 
 mod catalog;
 mod engine;
