@@ -569,9 +569,21 @@ fn default_proxy_data() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct NodeAddress {
     pub id: String,
+    /// Where this member reaches the node.
     pub addr: String,
     #[serde(default = "default_node_type")]
     pub node_type: String,
+    /// Where the other nodes reach it (replication, transaction outcomes), when that is not
+    /// `addr`: nodes that talk over their own network, or through a relay.
+    #[serde(default)]
+    pub peer_addr: Option<String>,
+}
+
+impl NodeAddress {
+    /// The address other nodes use.
+    pub fn peer_addr(&self) -> &str {
+        self.peer_addr.as_deref().unwrap_or(&self.addr)
+    }
 }
 
 impl ProxyFileConfig {

@@ -43,8 +43,8 @@ impl RunningNode {
     }
 }
 
-/// Opens the node's backend and serves it on `listen`; a SQLite node also starts replicating
-/// the shards its cluster map places on it, reaching its peers with `identity`.
+/// Opens the node's backend and serves it on `listen`, and starts replicating the shards its
+/// cluster map places on it, reaching its peers with `identity`.
 #[expect(
     clippy::too_many_arguments,
     reason = "the pieces of one node, each from its own config section"
@@ -65,7 +65,14 @@ pub async fn start_node(
         }
         mycelium_config::StorageBackend::Postgres(url) => {
             let options = mycelium_node::PostgresOptions::from_config(id, url, &storage.postgres);
-            Node::open_postgres(id, miner, options, mycelium_node::map_file(file)).await?
+            Node::open_postgres(
+                id,
+                miner,
+                options,
+                mycelium_node::map_file(file),
+                replication,
+            )
+            .await?
         }
     });
     let listener = TcpListener::bind(listen)
@@ -120,8 +127,16 @@ pub struct ProxyParts<'a> {
     pub transactions: &'a TransactionConfig,
     pub data_dir: &'a Path,
     pub identity: TlsIdentity,
-    /// Each node and the address it serves on.
-    pub nodes: Vec<(NodeInfo, String)>,
+    pub nodes: Vec<NodeEndpoint>,
+}
+
+/// A node as a proxy knows it.
+pub struct NodeEndpoint {
+    pub info: NodeInfo,
+    /// Where the proxy reaches it.
+    pub addr: String,
+    /// Where other nodes reach it (the cluster map tells them).
+    pub peer_addr: String,
 }
 
 /// Connects to the nodes, loads the stored policies, and builds the proxy.
@@ -137,11 +152,16 @@ pub async fn build_proxy(
         },
     );
     let mut cluster_nodes = Vec::new();
-    for (info, addr) in parts.nodes {
-        pool.add_peer(info.id.clone(), addr.clone());
+    for NodeEndpoint {
+        info,
+        addr,
+        peer_addr,
+    } in parts.nodes
+    {
+        pool.add_peer(info.id.clone(), addr);
         cluster_nodes.push(ClusterNode::new(
             info.clone(),
-            addr,
+            peer_addr,
             Arc::new(RemoteNode::new(&info.id, pool.clone())),
         ));
     }

@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::parts::{
-    ProxyParts, build_proxy, parse_node_type, reload_on_sighup, serve_metrics, start_node,
-    start_resolver, stop_on_signal,
+    NodeEndpoint, ProxyParts, build_proxy, parse_node_type, reload_on_sighup, serve_metrics,
+    start_node, start_resolver, stop_on_signal,
 };
 use crate::up::{PROXY_MEMBER, announce};
 
@@ -38,7 +38,7 @@ pub async fn node(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Res
         .peers
         .iter()
         .filter(|peer| &peer.id != id)
-        .map(|peer| (peer.id.clone(), peer.addr.clone()))
+        .map(|peer| (peer.id.clone(), peer.peer_addr().to_owned()))
         .collect();
     start_resolver(
         running.node.clone(),
@@ -68,14 +68,13 @@ pub async fn proxy(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Re
     let nodes = config
         .nodes
         .iter()
-        .map(|n| {
-            (
-                NodeInfo {
-                    id: n.id.clone(),
-                    node_type: parse_node_type(&n.node_type),
-                },
-                n.addr.clone(),
-            )
+        .map(|n| NodeEndpoint {
+            info: NodeInfo {
+                id: n.id.clone(),
+                node_type: parse_node_type(&n.node_type),
+            },
+            addr: n.addr.clone(),
+            peer_addr: n.peer_addr().to_owned(),
         })
         .collect();
     let background = CancellationToken::new();

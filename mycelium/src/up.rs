@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{BackendKind, UpArgs};
 use crate::parts::{
-    ProxyParts, build_proxy, reload_on_sighup, serve_metrics, start_node, start_resolver,
-    stop_on_signal,
+    NodeEndpoint, ProxyParts, build_proxy, reload_on_sighup, serve_metrics, start_node,
+    start_resolver, stop_on_signal,
 };
 
 /// The proxy's name in the cluster's certificates.
@@ -106,7 +106,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             transactions: &config.transactions,
             data_dir,
             identity: TlsIdentity::load_member(&certs_dir, PROXY_MEMBER)?,
-            nodes: addresses,
+            nodes: addresses
+                .into_iter()
+                .map(|(info, addr)| NodeEndpoint {
+                    info,
+                    peer_addr: addr.clone(),
+                    addr,
+                })
+                .collect(),
         },
         &node_shutdown,
     )

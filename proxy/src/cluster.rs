@@ -24,7 +24,8 @@ pub const DEFAULT_GROUP: &str = TablePlacement::DEFAULT_GROUP;
 /// One node as the proxy reaches it.
 pub struct ClusterNode {
     pub info: NodeInfo,
-    /// Where the node serves the node protocol (the map tells other nodes).
+    /// Where other nodes reach it (the map tells them; the proxy's own connections use the
+    /// address its pool was given).
     pub addr: String,
     pub link: Arc<dyn NodeLink>,
     /// `sqlite` or `postgres`, once the node said (its STATUS).
@@ -41,10 +42,13 @@ impl ClusterNode {
         }
     }
 
-    /// Only SQLite nodes replicate (PostgreSQL change capture is not built), and only they
-    /// evaluate `__mycelium_shard`.
+    /// Whether the node replicates its copies and evaluates `__mycelium_shard`: every node
+    /// does, on either backend, once it answered a STATUS (before that, its copies are not
+    /// counted on).
     pub fn replicates(&self) -> bool {
-        self.backend.get().is_some_and(|b| b == "sqlite")
+        self.backend
+            .get()
+            .is_some_and(|b| b == "sqlite" || b == "postgres")
     }
 }
 

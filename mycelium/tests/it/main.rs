@@ -9,6 +9,7 @@ mod metrics_lint;
 mod postgres;
 mod privileges;
 mod processes;
+mod relay;
 mod replicas;
 mod replication;
 mod two_phase;

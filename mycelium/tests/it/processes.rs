@@ -136,6 +136,19 @@ impl ProcessCluster {
         node_toml: &str,
         proxy_toml: &str,
     ) -> Option<ProcessCluster> {
+        Self::start_with_peer_ports(backend, storage_toml, node_toml, proxy_toml, &[])
+    }
+
+    /// As [`ProcessCluster::start_with`], with node `i` reached by the other nodes on
+    /// `peer_ports[i]` (its `peer_addr`) instead of its own port: where a test puts a relay.
+    /// The proxy still reaches every node directly.
+    pub fn start_with_peer_ports(
+        backend: Backend,
+        storage_toml: &str,
+        node_toml: &str,
+        proxy_toml: &str,
+        peer_ports: &[u16],
+    ) -> Option<ProcessCluster> {
         let pg = if backend == Backend::Sqlite {
             None
         } else {
@@ -153,10 +166,13 @@ impl ProcessCluster {
         assert!(status.success());
         let node_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
         let mut peers = String::new();
-        for ((id, node_type), port) in NODES.iter().zip(&node_ports) {
+        for (index, ((id, node_type), port)) in NODES.iter().zip(&node_ports).enumerate() {
             peers.push_str(&format!(
                 "[[peers]]\nid = \"{id}\"\naddr = \"127.0.0.1:{port}\"\nnode_type = \"{node_type}\"\n"
             ));
+            if let Some(peer_port) = peer_ports.get(index) {
+                peers.push_str(&format!("peer_addr = \"127.0.0.1:{peer_port}\"\n"));
+            }
         }
         for (index, ((id, node_type), port)) in NODES.iter().zip(&node_ports).enumerate() {
             let store = match &pg {
@@ -258,9 +274,18 @@ impl ProcessCluster {
     }
 
     pub async fn try_connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        self.connect_as("mycelium", "mycelium").await
+    }
+
+    /// Connects as `user` with `password`.
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::connect(
             &format!(
-                "host=127.0.0.1 port={} user=mycelium password=mycelium dbname=mycelium \
+                "host=127.0.0.1 port={} user={user} password={password} dbname=mycelium \
                  connect_timeout=5",
                 self.port
             ),

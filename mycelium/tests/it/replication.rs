@@ -1,18 +1,24 @@
 //! WAL replication between node processes: every copy of a shard ends up with exactly the
 //! primary's rows, read straight from the SQLite files; a secondary killed mid-stream catches
 //! up from the log, or from a snapshot when the log was truncated meanwhile; with
-//! `synchronous_replicas = 1` every acknowledged commit survives the primary's SIGKILL.
+//! `synchronous_replicas = 1` every acknowledged commit survives the primary's SIGKILL and is
+//! served by the copy an operator promotes, which the old primary rejoins; across a partition
+//! (relays between the nodes, cut) writes go on at the primary and, after a promotion, at the
+//! promoted copy: healed, every copy converges and the concurrent writes are recorded as
+//! conflicts.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use mycelium_router::{
-    KeyValue, NodeInfo, NodeType, PolicyDefaults, TablePlacement, TablePolicy, place,
+    KeyValue, NodeInfo, NodeType, PolicyDefaults, Promotion, TablePlacement, TablePolicy, place,
 };
 use rusqlite::types::Value;
+use tokio_postgres::SimpleQueryMessage;
 
-use crate::processes::{Backend, NODES, ProcessCluster};
+use crate::processes::{Backend, NODES, ProcessCluster, free_port};
+use crate::relay::Relay;
 
 /// Heartbeats often, so lag and silence are noticed quickly in tests.
 const FAST: &str = "[replication]\nheartbeat_interval_ms = 200\n";
@@ -50,6 +56,46 @@ fn default_group() -> TablePlacement {
         &infos(),
     )
     .expect("placement")
+}
+
+/// `placement` with shard 0 led by `node` under `epoch`, as a promotion leaves it.
+fn promoted(mut placement: TablePlacement, node: &str, epoch: u64) -> TablePlacement {
+    let group = placement.group.clone();
+    placement.promote(&[Promotion {
+        group,
+        shard: 0,
+        node: node.to_owned(),
+        epoch,
+    }]);
+    placement
+}
+
+/// The text rows of a simple query.
+async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `SHOW MYCELIUM SHARDS`' nodes and epoch of shard 0 of `table`.
+async fn shard_zero(client: &tokio_postgres::Client, table: &str) -> (String, String) {
+    text_rows(client, "SHOW MYCELIUM SHARDS")
+        .await
+        .into_iter()
+        .find(|row| row[0] == table && row[1] == "0")
+        .map(|row| (row[3].clone(), row[4].clone()))
+        .unwrap_or_else(|| panic!("no shard 0 of {table}"))
 }
 
 fn index_of(node: &str) -> usize {
@@ -440,6 +486,220 @@ async fn synchronous_commits_survive_the_primary() {
         (0..102).collect::<Vec<_>>(),
         "every acknowledged commit is in the secondary's file"
     );
+
+    // The operator promotes the surviving copy: reads through the proxy see every
+    // acknowledged commit.
+    let (old, new) = (NODES[primary].0, NODES[secondary].0);
+    client
+        .batch_execute(&format!("PROMOTE MYCELIUM NODE {new} FOR SHARD stream/0"))
+        .await
+        .expect("promote");
+    assert_eq!(
+        shard_zero(&client, "__default").await,
+        (
+            format!("{new} (primary), {old} (secondary)"),
+            "2".to_owned()
+        )
+    );
+    assert_eq!(count(&client, "stream").await, 102);
+    // The old primary comes back: it takes the new map, follows the promoted copy (which
+    // holds each commit until it has it, synchronous_replicas = 1) and converges.
+    cluster.restart_node(primary, &[]);
+    write(&client, 102..120).await;
+    let placement = promoted(group, new, 2);
+    converged(&cluster, "stream", &placement, 120).await;
+    let roles = text_rows(&client, "SHOW MYCELIUM REPLICATION").await;
+    let role_of = |node: &str| {
+        roles
+            .iter()
+            .find(|row| row[0] == node && row[1] == "__default" && row[2] == "0")
+            .map(|row| (row[3].clone(), row[4].clone()))
+    };
+    assert_eq!(role_of(new), Some(("primary".to_owned(), "2".to_owned())));
+    assert_eq!(role_of(old), Some(("secondary".to_owned(), "2".to_owned())));
+}
+
+/// A promotion that cannot be: the errors name why, with their SQLSTATEs.
+#[tokio::test]
+async fn impossible_promotions_are_refused() {
+    let cluster =
+        ProcessCluster::start_with(Backend::Sqlite, "", FAST, "").expect("a SQLite cluster");
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE pr (id bigint PRIMARY KEY) WITH (mycelium.shard_keys = 'id',                mycelium.shards = 2, mycelium.replication_factor = 0.3);
+             CREATE USER plain_user PASSWORD 'pw'; GRANT ALL ON pr TO plain_user",
+        )
+        .await
+        .expect("schema");
+    let placement = sharded("pr", 2, 0.3);
+    let outsider = NODES
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|id| !placement.shards[0].holds(id))
+        .expect("one copy of three nodes");
+    let code = |sql: String| {
+        let client = &client;
+        async move {
+            let e = client.batch_execute(&sql).await.expect_err(&sql);
+            let message = e.as_db_error().map(|d| d.message().to_owned());
+            (
+                e.code().map(|c| c.code().to_owned()),
+                message.unwrap_or_default(),
+            )
+        }
+    };
+    let (state, message) = code(format!("PROMOTE MYCELIUM NODE {outsider} FOR SHARD pr/0")).await;
+    assert_eq!(state.as_deref(), Some("22023"), "{message}");
+    assert!(message.contains("holds no copy"), "{message}");
+    let (state, _) = code("PROMOTE MYCELIUM NODE n9 FOR SHARD pr/0".to_owned()).await;
+    assert_eq!(state.as_deref(), Some("42704"));
+    let (state, message) = code("PROMOTE MYCELIUM NODE n1 FOR SHARD pr/2".to_owned()).await;
+    assert_eq!(state.as_deref(), Some("22023"), "{message}");
+    let (state, _) = code("PROMOTE MYCELIUM NODE n1 FOR SHARD pr".to_owned()).await;
+    assert_eq!(state.as_deref(), Some("42601"));
+    let (state, _) = code(format!(
+        "BEGIN; PROMOTE MYCELIUM NODE {} FOR SHARD pr/0",
+        placement.shards[0].primary()
+    ))
+    .await;
+    assert_eq!(state.as_deref(), Some("25001"));
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    let user = cluster
+        .connect_as("plain_user", "pw")
+        .await
+        .expect("a user that is no superuser");
+    let e = user
+        .batch_execute("PROMOTE MYCELIUM NODE n1 FOR SHARD pr/0")
+        .await
+        .expect_err("not a superuser");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e}");
+    // Nothing moved.
+    assert_eq!(shard_zero(&client, "pr").await.1, "1");
+}
+
+/// Rows of `kv` in a node's file, as (id, v).
+fn kv_rows(cluster: &ProcessCluster, index: usize) -> Vec<(i64, String)> {
+    file_rows(cluster, index, "kv")
+        .into_iter()
+        .map(|row| match row.as_slice() {
+            [Value::Integer(id), Value::Text(v)] => (*id, v.clone()),
+            other => panic!("bad row {other:?}"),
+        })
+        .collect()
+}
+
+/// A partition between the nodes: writes go on at the primary the proxy still reaches; the
+/// operator promotes the copy on the other side, which takes writes too, some to the same
+/// rows. Healed, the old primary rejoins as a secondary, its writes reach the promoted copy,
+/// both converge to the same rows, and the row both sides wrote is a recorded conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_and_a_promotion_converge_and_record_the_conflicts() {
+    let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
+    let cluster =
+        ProcessCluster::start_with_peer_ports(Backend::Sqlite, "", FAST, "", &relay_ports)
+            .expect("a SQLite cluster");
+    let mut relays = Vec::new();
+    for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
+        relays.push(Relay::start(*port, *target).await);
+    }
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (id integer PRIMARY KEY, v text NOT NULL);
+             INSERT INTO kv VALUES (1, 'before'), (2, 'before'), (3, 'before'), (4, 'before')",
+        )
+        .await
+        .expect("schema and rows");
+    let group = default_group();
+    let (old, new) = (
+        index_of(group.shards[0].primary()),
+        index_of(&group.shards[0].replicas[1].node),
+    );
+    converged(&cluster, "kv", &group, 4).await;
+
+    for relay in &relays {
+        relay.cut();
+    }
+    // Asynchronous replication: the primary goes on taking writes.
+    client
+        .batch_execute(
+            "UPDATE kv SET v = 'old side' WHERE id IN (1, 2); INSERT INTO kv VALUES (5, 'old side')",
+        )
+        .await
+        .expect("writes on the old primary");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        kv_rows(&cluster, new).first(),
+        Some(&(1, "before".to_owned())),
+        "the partition holds"
+    );
+    client
+        .batch_execute(&format!(
+            "PROMOTE MYCELIUM NODE {} FOR SHARD kv/0",
+            NODES[new].0
+        ))
+        .await
+        .expect("promote");
+    client
+        .batch_execute(
+            "UPDATE kv SET v = 'new side' WHERE id IN (2, 3); INSERT INTO kv VALUES (6, 'new side')",
+        )
+        .await
+        .expect("writes on the promoted copy");
+    assert_eq!(
+        kv_rows(&cluster, old)[2],
+        (3, "before".to_owned()),
+        "the old primary is cut off"
+    );
+
+    for relay in &relays {
+        relay.heal();
+    }
+    let placement = promoted(group, NODES[new].0, 2);
+    converged(&cluster, "kv", &placement, 6).await;
+    assert_eq!(
+        kv_rows(&cluster, new),
+        vec![
+            (1, "old side".to_owned()),
+            // Both sides wrote row 2; the later write (by hybrid clock) wins everywhere.
+            (2, "new side".to_owned()),
+            (3, "new side".to_owned()),
+            (4, "before".to_owned()),
+            (5, "old side".to_owned()),
+            (6, "new side".to_owned()),
+        ]
+    );
+    // The conflict is recorded, by both copies.
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let conflicts: Vec<Vec<String>> = text_rows(&client, "SHOW MYCELIUM CONFLICTS")
+            .await
+            .into_iter()
+            .filter(|row| row[0] == "kv")
+            .collect();
+        let recorded_by_both = conflicts.len() == 1
+            && conflicts[0][1].contains('2')
+            && conflicts[0][11].contains(NODES[old].0)
+            && conflicts[0][11].contains(NODES[new].0);
+        if recorded_by_both {
+            assert_eq!(conflicts[0][9], NODES[new].0, "winner: {conflicts:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "conflicts: {conflicts:?}\n{}",
+            positions(&cluster)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Writes after healing replicate as usual.
+    client
+        .batch_execute("UPDATE kv SET v = 'healed' WHERE id = 4")
+        .await
+        .expect("a write after healing");
+    let rows = converged(&cluster, "kv", &placement, 6).await;
+    assert_eq!(rows[&0][3][1], Value::Text("healed".to_owned()));
 }
 
 #[tokio::test]
