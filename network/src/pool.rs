@@ -248,7 +248,20 @@ impl Pool {
             )
             .await
             {
-                Ok(conn) => return Ok(conn),
+                Ok(conn) => {
+                    // Before the first heartbeat, a handshake that succeeded is news enough:
+                    // a proxy that just started asks the nodes it reached for the cluster map
+                    // without waiting a heartbeat interval. A peer found down waits for the
+                    // heartbeat to be trusted again.
+                    if peer
+                        .health
+                        .compare_exchange(UNKNOWN, UP, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        tracing::info!(peer = %peer.name, addr = %peer.addr, "peer is up");
+                    }
+                    return Ok(conn);
+                }
                 // Certificates and protocol versions fail the same way every time.
                 Err(e) if !e.is_transient() => return Err(e),
                 Err(e) => e,

@@ -517,6 +517,18 @@ async fn synchronous_commits_survive_the_primary() {
     };
     assert_eq!(role_of(new), Some(("primary".to_owned(), "2".to_owned())));
     assert_eq!(role_of(old), Some(("secondary".to_owned(), "2".to_owned())));
+    // A restarted proxy learns the promotion from the nodes' map before it routes.
+    cluster.restart_proxy(&[]);
+    let client = cluster.connect().await;
+    assert_eq!(
+        shard_zero(&client, "__default").await,
+        (
+            format!("{new} (primary), {old} (secondary)"),
+            "2".to_owned()
+        )
+    );
+    write(&client, 120..125).await;
+    converged(&cluster, "stream", &placement, 125).await;
 }
 
 /// A promotion that cannot be: the errors name why, with their SQLSTATEs.
