@@ -77,7 +77,10 @@ pub use catalog::FIRST_USER_OID;
 pub use engine::{SqliteBackend, SqliteOptions, SqliteSession};
 pub use errors::StorageError;
 pub use functions::shard::{SHARD_FUNCTION, ShardFunction};
-pub use postgres::{PostgresBackend, PostgresError, PostgresOptions, PostgresSession};
+pub use postgres::{
+    PgReplicationError, PostgresBackend, PostgresError, PostgresOptions, PostgresReplication,
+    PostgresSession, PostgresShardLog,
+};
 pub use replication::{
     EpochOf, OnCommit, ReplicationError, ReplicationIdentity, ShardOf, SqliteShardLog,
 };

@@ -54,6 +54,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mycelium_protocol::{DbError, NodeSession, PreparedTxn, TxnOutcome};
 
+pub use replication::{PgReplicationError, PostgresReplication, PostgresShardLog};
 pub use session::PostgresSession;
 
 use pool::{Conn, Health, Manager, Pooled};

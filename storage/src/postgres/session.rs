@@ -15,6 +15,7 @@ use tokio_postgres::error::SqlState;
 
 use super::Shared;
 use super::pool::Pooled;
+use super::replication::{note_gid, with_shard_keys};
 use super::results::{Hold, How, Running, Start, describe_columns};
 use super::sql::{self, Control};
 
@@ -164,6 +165,9 @@ impl PostgresSession {
         if let Some(moved) = sql::in_mycelium_schema(&request.sql) {
             request.sql = Arc::from(moved);
         }
+        if let Some(scoped) = with_shard_keys(&request.sql) {
+            request.sql = Arc::from(scoped);
+        }
         let mut hold = self.hold().await?;
         let in_txn = self.pinned.is_some();
         let keep = cacheable(&words);
@@ -259,6 +263,8 @@ impl NodeSession for PostgresSession {
         let sql_text = stripped.as_deref().unwrap_or(sql_text);
         let moved = sql::in_mycelium_schema(sql_text);
         let sql_text = moved.as_deref().unwrap_or(sql_text);
+        let scoped = with_shard_keys(sql_text);
+        let sql_text = scoped.as_deref().unwrap_or(sql_text);
         let mut hold = self.hold().await?;
         let prepared = hold
             .conn()
@@ -350,10 +356,14 @@ impl NodeSession for PostgresSession {
             return Err(self.abandon(&mut hold, error).await);
         }
         let client = &hold.conn().client;
-        if let Err(e) = client
-            .batch_execute(&format!("PREPARE TRANSACTION {}", sql::literal(&pg_gid)))
-            .await
-        {
+        // The gid goes into the transaction's WAL entries (set in the same message as the
+        // PREPARE: one round trip), so that a node that ran the same distributed DDL skips it.
+        let prepare = format!(
+            "{}; PREPARE TRANSACTION {}",
+            note_gid(gid),
+            sql::literal(&pg_gid)
+        );
+        if let Err(e) = client.batch_execute(&prepare).await {
             return Err(self.shared.error(&e));
         }
         // Postgres answers a PREPARE of a failed transaction by rolling it back, without an

@@ -16,7 +16,7 @@ use super::db::{Db, run};
 use super::seal::{LOCKED, seal};
 use super::store::{
     CONFLICT_COLUMNS, PgTable, PgTxn, applied_vector, conflict_from_row, corrupt,
-    observe_shard_clock, put_conflict_row, put_row_clock, shard_clock, to_i64,
+    observe_shard_clock, put_conflict_row, put_row_clock, shard_clock, to_i64, warn_unkeyed,
 };
 use super::{PgReplicationError, PostgresReplication};
 use crate::replication::{Chunker, ReplicationIdentity, decode_clock, decode_key, encode_key};
@@ -412,6 +412,10 @@ fn install_snapshot(
                             .tables
                             .get(db, &row.table)?
                             .ok_or_else(|| PgReplicationError::NoTable(row.table.to_string()))?;
+                        if meta.pk.is_empty() {
+                            warn_unkeyed(&meta.sql_name);
+                            continue;
+                        }
                         meta.write(db, &row.columns, &row.key, Some(values))?;
                     }
                     put_row_clock(db, shard, &row.table, &row.key, &row.clock)?;

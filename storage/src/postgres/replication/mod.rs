@@ -14,9 +14,11 @@
 //!   `bytea_output = hex`), `txid_current()`, and the id of the table's *shape* (columns,
 //!   type OIDs, primary key, name; `mycelium.shapes`), which the triggers carry as their
 //!   argument, so capturing a row reads no catalog (about 6 µs a row for a bulk insert). A
-//!   write to a table without a primary key fails (55000), as on SQLite nodes: its rows
-//!   could not be identified on a replica. A TRUNCATE is captured as the deletes of every
-//!   row.
+//!   table without a primary key gets no triggers: its rows could not be identified on a
+//!   replica (SQLite nodes use a hidden row id, which a PostgreSQL table has no place for),
+//!   so they stay on the node that wrote them, and rows of such a table arriving from a
+//!   SQLite node are left out (a warning, once per table). A TRUNCATE is captured as the
+//!   deletes of every row.
 //! - event triggers on `ddl_command_end` and `sql_drop` (`ENABLE ALWAYS`): after any
 //!   command on a table they record its shape when it changed and recreate its capture
 //!   triggers with the new shape's id (also for tables created by replayed DDL); outside
@@ -47,7 +49,7 @@
 //! transaction's gid (as on SQLite nodes, so that a node that ran the same distributed DDL
 //! itself does not run it again): the decider's is taken from its `mycelium.txn_records`
 //! row, written in the deciding transaction; a participant's from the `mycelium.gid`
-//! setting its session sets before `PREPARE TRANSACTION` ([`PostgresReplication::NOTE_GID`]),
+//! setting its session sets in the message of its `PREPARE TRANSACTION` ([`note_gid`]),
 //! read by a deferred trigger that fires at PREPARE. Other transactions get a random UUID.
 //! `on_commit` is called for each entry once its batch committed.
 //!
@@ -98,15 +100,18 @@ mod ddl;
 mod log;
 mod seal;
 mod setup;
+mod shard;
 mod store;
 mod values;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use mycelium_protocol::DbError;
 use mycelium_replication::{LogError, ShardId, WalEntry};
 
 pub use log::PostgresShardLog;
+pub(crate) use shard::with_shard_keys;
 
 use super::{PostgresBackend, Shared};
 use crate::replication::{ReplicationError, ReplicationIdentity};
@@ -155,6 +160,16 @@ impl From<PgReplicationError> for LogError {
     }
 }
 
+/// The statement a session runs in a distributed transaction just before `PREPARE
+/// TRANSACTION`, so that the transaction's entries carry `gid` as their transaction id.
+/// Harmless where replication is off (it sets a setting local to the transaction).
+pub(crate) fn note_gid(gid: &str) -> String {
+    format!(
+        "SELECT pg_catalog.set_config('mycelium.gid', {}, true)",
+        super::sql::literal(gid)
+    )
+}
+
 /// Replication enabled on a PostgreSQL backend: the sealer and the shards' logs. Cheap to
 /// clone.
 #[derive(Clone)]
@@ -194,13 +209,33 @@ impl PostgresBackend {
     }
 }
 
-impl PostgresReplication {
-    /// The statement a session runs in a distributed transaction just before `PREPARE
-    /// TRANSACTION`, with the transaction's gid as `$1`, so that its entries carry that gid
-    /// as their transaction id. Harmless where replication is off (it sets a setting local
-    /// to the transaction).
-    pub const NOTE_GID: &'static str = "SELECT pg_catalog.set_config('mycelium.gid', $1, true)";
+impl PostgresBackend {
+    /// The options stored for `table` in the node's `mycelium.__mycelium_policies` (the
+    /// proxy writes them with the DDL that set the policy), if any.
+    pub async fn stored_policy(&self, table: &str) -> Result<Option<String>, DbError> {
+        let conn = self.shared.acquire().await?;
+        let row = conn
+            .client
+            .query_opt(
+                "SELECT options FROM mycelium.__mycelium_policies WHERE table_name = $1",
+                &[&table],
+            )
+            .await;
+        match row {
+            Ok(row) => row
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(|e| self.shared.error(&e)),
+            // No policy was ever stored on this node.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                Ok(None)
+            }
+            Err(e) => Err(self.shared.error(&e)),
+        }
+    }
+}
 
+impl PostgresReplication {
     /// The `ShardLog` of one shard.
     pub fn shard_log(&self, shard: ShardId) -> PostgresShardLog {
         PostgresShardLog::new(self.clone(), shard)
@@ -214,6 +249,31 @@ impl PostgresReplication {
         let _turn = self.sealing.lock().await;
         let identity = self.identity.clone();
         db::run(&self.shared, move |db| seal::seal(db, &identity)).await
+    }
+
+    /// Entries and bytes of each shard's log (`mycelium.wal`).
+    pub async fn wal_sizes(&self) -> Result<HashMap<ShardId, (u64, u64)>, PgReplicationError> {
+        db::run(&self.shared, |db| {
+            let mut sizes = HashMap::new();
+            for row in db.query(
+                "SELECT shard_table, shard, count(*), coalesce(sum(octet_length(entry)), 0)::int8 \
+                 FROM mycelium.wal GROUP BY shard_table, shard",
+                &[],
+            )? {
+                let table: String = row.try_get(0)?;
+                let shard: i64 = row.try_get(1)?;
+                let entries: i64 = row.try_get(2)?;
+                let bytes: i64 = row.try_get(3)?;
+                let shard = u32::try_from(shard)
+                    .map_err(|_| store::corrupt("mycelium.wal", format!("shard {shard}")))?;
+                sizes.insert(
+                    ShardId::new(&table, shard),
+                    (store::to_u64(entries), store::to_u64(bytes)),
+                );
+            }
+            Ok(sizes)
+        })
+        .await
     }
 
     /// Moves the sequence of every serial and identity column past the largest value the

@@ -119,11 +119,6 @@ SET search_path = pg_catalog SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY'
 SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex'
 AS $f$
 BEGIN
-    IF TG_ARGV[1] = 'nokey' THEN
-        RAISE EXCEPTION 'table %.% has no primary key: its rows cannot be replicated',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME
-            USING ERRCODE = '55000', HINT = 'add a primary key to the table';
-    END IF;
     INSERT INTO mycelium.changes (txid, shape, op, old_row, new_row)
     VALUES (txid_current(), TG_ARGV[0]::bigint, left(TG_OP, 1),
         CASE WHEN TG_OP <> 'INSERT' THEN OLD::text END,
@@ -138,11 +133,6 @@ SET search_path = pg_catalog SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY'
 SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex'
 AS $f$
 BEGIN
-    IF TG_ARGV[1] = 'nokey' THEN
-        RAISE EXCEPTION 'table %.% has no primary key: its rows cannot be replicated',
-            TG_TABLE_SCHEMA, TG_TABLE_NAME
-            USING ERRCODE = '55000', HINT = 'add a primary key to the table';
-    END IF;
     EXECUTE format('INSERT INTO mycelium.changes (txid, shape, op, old_row) '
         'SELECT txid_current(), $1, ''D'', t::text FROM %s t', TG_RELID::regclass)
     USING TG_ARGV[0]::bigint;
@@ -248,6 +238,14 @@ BEGIN
       FROM pg_index i
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
      WHERE i.indrelid = rel AND i.indisprimary;
+    -- Rows of a table without a primary key cannot be identified on a replica: such a
+    -- table is not captured (its writes stay on this node) until it gets one.
+    IF keys IS NULL THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture ON %s', rel::regclass);
+        EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture_truncate ON %s',
+            rel::regclass);
+        RETURN;
+    END IF;
     SELECT * INTO latest FROM mycelium.shapes s WHERE s.relid = rel ORDER BY s.id DESC LIMIT 1;
     IF FOUND AND latest.schema_name = nsp AND latest.table_name = tbl
        AND latest.columns = cols AND latest.types = typs
@@ -258,7 +256,7 @@ BEGIN
     END IF;
     INSERT INTO mycelium.shapes (relid, schema_name, table_name, columns, types, key_columns)
     VALUES (rel, nsp, tbl, cols, typs, keys) RETURNING id INTO shape;
-    args := format('%L, %L', shape, CASE WHEN keys IS NULL THEN 'nokey' ELSE 'key' END);
+    args := format('%L', shape);
     EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture ON %s', rel::regclass);
     EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture_truncate ON %s', rel::regclass);
     EXECUTE format('CREATE TRIGGER mycelium_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
@@ -348,7 +346,8 @@ $d$;
 const INSTALL_EXISTING: &str =
     "SELECT mycelium.install_capture(c.oid) FROM pg_class c WHERE c.relkind IN ('r', 'p')";
 
-/// Creates (or updates) everything capture needs, in one transaction. Needs a superuser.
+/// Creates (or updates) everything capture needs, and the shard function, in one
+/// transaction. Needs a superuser.
 pub(super) fn install(db: &Db<'_>, node: &str) -> Result<(), PgReplicationError> {
     let row = db.query_one(
         "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
@@ -366,6 +365,7 @@ pub(super) fn install(db: &Db<'_>, node: &str) -> Result<(), PgReplicationError>
         db.batch("SET LOCAL session_replication_role = replica")?;
         db.batch(TABLES)?;
         db.batch(FUNCTIONS)?;
+        db.batch(super::shard::FUNCTIONS)?;
         db.batch(EVENT_TRIGGERS)?;
         db.batch(GID_TRIGGERS)?;
         db.query(INSTALL_EXISTING, &[])?;

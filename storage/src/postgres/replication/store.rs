@@ -42,6 +42,24 @@ pub(super) fn entry_table_name(schema: &str, table: &str) -> String {
     }
 }
 
+/// Warns, once per table and process, that rows of `table` (no primary key here) arriving
+/// from another node are left out: nothing identifies them.
+pub(super) fn warn_unkeyed(table: &str) {
+    static WARNED: std::sync::LazyLock<std::sync::Mutex<HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    let first = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(table.to_owned());
+    if first {
+        tracing::warn!(
+            table,
+            "table has no primary key on this PostgreSQL node: its replicated \
+            rows are not applied here (add a primary key to replicate it)"
+        );
+    }
+}
+
 /// A table as this node's schema has it.
 #[derive(Debug, Clone)]
 pub(super) struct PgTable {
@@ -644,6 +662,11 @@ impl ApplyTxn for PgTxn<'_, '_> {
             .tables
             .get(db, &change.table)?
             .ok_or_else(|| PgReplicationError::NoTable(change.table.to_string()))?;
+        if meta.pk.is_empty() {
+            // A SQLite origin replicates such a table by a hidden row id this table lacks.
+            warn_unkeyed(&meta.sql_name);
+            return Ok(());
+        }
         let write = meta.write_statement(&change.columns, &change.key, change.new.as_deref())?;
         self.writes.push(write);
         self.stage_clock(&change.table, &change.key, clock);
