@@ -1,8 +1,8 @@
 //! A node: one storage backend served to proxies as [`NodeSession`]s.
 //!
 //! The proxy reaches a node through [`NodeLink`]. `mycelium up` links them in process;
-//! the network layer carries the same requests between processes. A SQLite node replicates
-//! the shards the cluster map places on it ([`replication`]).
+//! the network layer carries the same requests between processes. A node replicates the
+//! shards the cluster map places on it ([`replication`]), whichever its backend.
 
 mod miner;
 pub mod replication;
@@ -28,7 +28,8 @@ use mycelium_protocol::{
     Reply, TxnOutcome,
 };
 use mycelium_storage::{
-    Backend, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions, StorageError,
+    Backend, PgReplicationError, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions,
+    StorageError,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +46,11 @@ pub enum NodeError {
     /// The message names the node, the database and what to do.
     #[error("{source}")]
     Postgres { source: Box<PostgresError> },
+    #[error("node {id}: cannot set up replication in its PostgreSQL database: {source}")]
+    PostgresReplication {
+        id: String,
+        source: Box<PgReplicationError>,
+    },
     #[error("node {id}: cluster map: {message}")]
     Map { id: String, message: String },
 }
@@ -56,8 +62,8 @@ pub struct Node {
     /// Set on miner nodes, which refuse validator-only tables themselves.
     miner: Option<Arc<miner::ValidatorOnlyTables>>,
     map: MapState,
-    /// Set on SQLite nodes: they capture their writes and replicate their shards.
-    replication: Option<Arc<replication::Replication>>,
+    /// Captures the node's writes and replicates its shards.
+    replication: Arc<replication::Replication>,
 }
 
 /// Where a node keeps its cluster map: beside its data file.
@@ -94,7 +100,8 @@ impl Node {
         replication: &ReplicationConfig,
     ) -> Result<Node, NodeError> {
         let map = load_map(id, map_file(path))?;
-        let (pending, identity) = replication::Pending::new(id, replication, map.subscribe(), path);
+        let (pending, identity) =
+            replication::Pending::sqlite(id, replication, map.subscribe(), path);
         let options = SqliteOptions {
             workers: storage.workers,
             busy_timeout: Duration::from_millis(storage.busy_timeout_ms),
@@ -113,21 +120,24 @@ impl Node {
         tracing::info!(node = id, path = %path.display(), map_epoch = map.epoch(), "node opened");
         Ok(Node {
             id: id.to_owned(),
-            replication: Some(Arc::new(pending.attach(backend.clone(), path))),
+            replication: Arc::new(pending.attach_sqlite(backend.clone(), path)),
             backend,
             miner: miner.then(Default::default),
             map,
         })
     }
 
-    /// Connects the node to its PostgreSQL database (see [`PostgresOptions`]); fails when the
-    /// server is unreachable or does not allow prepared transactions. The cluster map is kept
-    /// in `map_file` (in memory only without one).
+    /// Connects the node to its PostgreSQL database (see [`PostgresOptions`]) and installs
+    /// change capture there, with `replication` settings; fails when the server is
+    /// unreachable, does not allow prepared transactions, or the node's role is not a
+    /// superuser (capture needs event triggers). The cluster map is kept in `map_file` (in
+    /// memory only without one).
     pub async fn open_postgres(
         id: &str,
         miner: bool,
         options: PostgresOptions,
         map_file: Option<PathBuf>,
+        replication: &ReplicationConfig,
     ) -> Result<Node, NodeError> {
         let map = load_map(id, map_file)?;
         let backend =
@@ -136,6 +146,16 @@ impl Node {
                 .map_err(|source| NodeError::Postgres {
                     source: Box::new(source),
                 })?;
+        let backend = Arc::new(backend);
+        let (pending, identity) =
+            replication::Pending::postgres(id, replication, map.subscribe(), &backend);
+        let capture = backend
+            .enable_replication(identity)
+            .await
+            .map_err(|source| NodeError::PostgresReplication {
+                id: id.to_owned(),
+                source: Box::new(source),
+            })?;
         tracing::info!(
             node = id,
             database = backend.database(),
@@ -144,42 +164,28 @@ impl Node {
         );
         Ok(Node {
             id: id.to_owned(),
-            backend: Arc::new(backend),
+            replication: Arc::new(pending.attach_postgres(capture)),
+            backend,
             miner: miner.then(Default::default),
             map,
-            replication: None,
         })
     }
 
-    /// Starts replicating the shards the map places here (a SQLite node; nothing otherwise),
-    /// reaching other nodes with `tls`, until `shutdown`.
+    /// Starts replicating the shards the map places here, reaching other nodes with `tls`,
+    /// until `shutdown`.
     pub fn start_replication(&self, tls: TlsIdentity, shutdown: CancellationToken) {
-        if let Some(replication) = &self.replication {
-            replication.start(tls, shutdown);
-        }
+        self.replication.start(tls, shutdown);
     }
 
-    /// What the node's server hands replication connections to (a PostgreSQL node refuses
-    /// them); its connections end at `shutdown`.
+    /// What the node's server hands replication connections to; its connections end at
+    /// `shutdown`.
     pub fn replication_handoff(&self, shutdown: CancellationToken) -> Arc<ReplicationHandoff> {
-        Arc::new(ReplicationHandoff::new(
-            &self.id,
-            self.replication.clone(),
-            shutdown,
-        ))
+        Arc::new(ReplicationHandoff::new(self.replication.clone(), shutdown))
     }
 
     /// Where replication stands for every shard placed on this node.
     pub async fn replication_status(&self) -> ReplicationStatus {
-        match &self.replication {
-            Some(replication) => replication.status().await,
-            None => ReplicationStatus {
-                node: self.id.clone(),
-                enabled: false,
-                map_epoch: self.map.epoch(),
-                ..ReplicationStatus::default()
-            },
-        }
+        self.replication.status().await
     }
 
     /// The cluster map this node follows.
@@ -194,12 +200,10 @@ impl Node {
 }
 
 impl Node {
-    /// The replication state commits wait on, when `synchronous_replicas` asks for it.
-    fn synchronous(&self) -> Option<&Arc<replication::Shared>> {
-        self.replication
-            .as_ref()
-            .map(|r| r.shared())
-            .filter(|s| s.synchronous())
+    /// The replication state sessions report their commits to, when it needs them
+    /// (`synchronous_replicas`, or a PostgreSQL node's sealing).
+    fn watching_sessions(&self) -> Option<&Arc<replication::Shared>> {
+        Some(self.replication.shared()).filter(|s| s.watches_sessions())
     }
 }
 
@@ -240,8 +244,8 @@ impl NodeLink for Node {
             }),
             None => session,
         };
-        Ok(match self.synchronous() {
-            Some(shared) => Box::new(replication::session::SyncSession {
+        Ok(match self.watching_sessions() {
+            Some(shared) => Box::new(replication::session::ReplicatedSession {
                 inner: session,
                 shared: shared.clone(),
             }),
@@ -250,7 +254,11 @@ impl NodeLink for Node {
     }
 
     async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
-        self.backend.finish_prepared(gid, commit).await
+        self.backend.finish_prepared(gid, commit).await?;
+        if commit {
+            self.replication.shared().finished_prepared();
+        }
+        Ok(())
     }
 
     async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {

@@ -6,6 +6,7 @@ mod cluster;
 mod harness;
 mod map;
 mod metrics_lint;
+mod pg_replication;
 mod postgres;
 mod privileges;
 mod processes;

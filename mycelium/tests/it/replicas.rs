@@ -48,13 +48,10 @@ async fn one_value(client: &tokio_postgres::Client, sql: &str) -> String {
         .unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
-/// Waits until every node that replicates holds `expected` as `sql`'s answer.
+/// Waits until every node holds `expected` as `sql`'s answer.
 async fn copies_converge(cluster: &ProcessCluster, sql: &str, expected: i64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     for index in 0..NODES.len() {
-        if cluster.backend.on_postgres(index) {
-            continue;
-        }
         loop {
             let found = cluster.node_ints(index, sql).await;
             if found == vec![vec![expected]] {
@@ -93,11 +90,8 @@ async fn statements_see_each_copy_once(backend: Backend) {
         .await
         .expect("insert");
     let sum: i64 = (1..=ROWS).map(|id| id * 10).sum();
-    // Copies on SQLite nodes fill through replication; a PostgreSQL node's copies stay empty
-    // (it does not replicate yet) and it serves only its primaries.
-    if backend == Backend::Sqlite {
-        copies_converge(&cluster, "SELECT count(*) FROM r", ROWS).await;
-    }
+    // Copies fill through replication, on either backend.
+    copies_converge(&cluster, "SELECT count(*) FROM r", ROWS).await;
 
     assert_eq!(
         one_value(&client, "SELECT count(*) FROM r").await,
@@ -120,8 +114,7 @@ async fn statements_see_each_copy_once(backend: Backend) {
     .await;
     assert_eq!(joined, ROWS.to_string(), "a colocated self-join");
 
-    // A join with an unsharded table runs on each node against its own copy of that table:
-    // only where every node reading `r` has a replicated copy.
+    // A join with an unsharded table runs on each node against its own copy of that table.
     client
         .batch_execute(
             "CREATE TABLE labels (class integer PRIMARY KEY, label text NOT NULL) \
@@ -130,25 +123,10 @@ async fn statements_see_each_copy_once(backend: Backend) {
         )
         .await
         .expect("an unsharded table on every node");
-    if backend == Backend::Sqlite {
-        copies_converge(&cluster, "SELECT count(*) FROM labels", 2).await;
-    }
+    copies_converge(&cluster, "SELECT count(*) FROM labels", 2).await;
     let join = "SELECT count(*) FROM r JOIN labels ON labels.class = r.v / 1000 \
                 WHERE labels.label = 'low'";
-    match client.simple_query(join).await {
-        Ok(messages) => {
-            let count = messages.iter().find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-                _ => None,
-            });
-            assert_eq!(count, Some(ROWS.to_string()), "{join}");
-        }
-        Err(e) => {
-            assert_ne!(backend, Backend::Sqlite, "{join}: {e:?}");
-            assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
-            assert!(format!("{e:?}").contains("labels"), "{e:?}");
-        }
-    }
+    assert_eq!(one_value(&client, join).await, ROWS.to_string(), "{join}");
 
     // A write without the key changes every row once, on its primary only.
     let updated = client
@@ -160,10 +138,8 @@ async fn statements_see_each_copy_once(backend: Backend) {
         one_value(&client, "SELECT sum(v) FROM r").await,
         (sum + ROWS).to_string()
     );
-    if backend == Backend::Sqlite {
-        copies_converge(&cluster, "SELECT sum(v) FROM r", sum + ROWS).await;
-    }
-    if backend == Backend::Sqlite {
+    copies_converge(&cluster, "SELECT sum(v) FROM r", sum + ROWS).await;
+    {
         // Every primary of `r` reports its two secondaries caught up; no conflicts.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -221,12 +197,9 @@ async fn statements_see_each_copy_once(backend: Backend) {
         one_value(&client, "SELECT count(*) FROM r").await,
         left.to_string()
     );
-    if backend == Backend::Sqlite {
-        copies_converge(&cluster, "SELECT count(*) FROM r", left).await;
-    }
+    copies_converge(&cluster, "SELECT count(*) FROM r", left).await;
 
-    // The primary of id 1's shard dies: a read of that row is served by a copy on SQLite
-    // nodes; where the copies hold no rows, the error names the shard.
+    // The primary of id 1's shard dies: a read of that row is served by a copy.
     let placement = placement();
     let shard = placement.policy.shard_of(&[KeyValue::Int(1)]);
     let primary = placement.shards[shard as usize].primary().to_owned();
@@ -236,28 +209,15 @@ async fn statements_see_each_copy_once(backend: Backend) {
         .expect("primary index");
     cluster.nodes[victim].kill();
     let deadline = Instant::now() + Duration::from_secs(15);
-    // Copies hold rows where the primary and the copy both replicate (SQLite nodes).
-    let replicated = !cluster.backend.on_postgres(victim)
-        && (0..NODES.len()).any(|i| i != victim && !cluster.backend.on_postgres(i));
     loop {
-        match client.simple_query("SELECT v FROM r WHERE id = 1").await {
-            Ok(messages) if replicated => {
-                let value = messages.iter().find_map(|m| match m {
-                    SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-                    _ => None,
-                });
-                if value.as_deref() == Some("11") {
-                    break;
-                }
+        if let Ok(messages) = client.simple_query("SELECT v FROM r WHERE id = 1").await {
+            let value = messages.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            });
+            if value.as_deref() == Some("11") {
+                break;
             }
-            Err(e) if !replicated => {
-                let code = e.code().map(|c| c.code().to_owned());
-                if code.as_deref() == Some("08006") {
-                    assert!(format!("{e:?}").contains(&format!("r/{shard}")), "{e:?}");
-                    break;
-                }
-            }
-            _ => {}
         }
         assert!(
             Instant::now() < deadline,
@@ -265,10 +225,8 @@ async fn statements_see_each_copy_once(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    if replicated {
-        assert_eq!(
-            one_value(&client, "SELECT count(*) FROM r").await,
-            left.to_string()
-        );
-    }
+    assert_eq!(
+        one_value(&client, "SELECT count(*) FROM r").await,
+        left.to_string()
+    );
 }

@@ -10,9 +10,6 @@ use mycelium_protocol::DbError;
 use super::SecondaryShard;
 use super::link::FollowerLink;
 
-/// Between attempts on a primary that refused for good (a PostgreSQL node).
-const REFUSED_RETRY: Duration = Duration::from_secs(30);
-
 /// How one session with the primary ended.
 enum Ended {
     /// Linked, then the link closed or failed; `heard` when the primary sent something.
@@ -54,8 +51,7 @@ async fn session(shard: &SecondaryShard, tls: &TlsIdentity, silence: Duration) -
 }
 
 /// Follows the shard's primary until the shard's `stop` fires: one session after another,
-/// with exponential backoff and jitter between them (reset once a session got going), and a
-/// slow pace, warned about once, while the primary refuses to replicate at all.
+/// with exponential backoff and jitter between them (reset once a session got going).
 pub(super) async fn follow(shard: Arc<SecondaryShard>, tls: TlsIdentity, silence: Duration) {
     let backoff = RetryPolicy {
         base: Duration::from_millis(50),
@@ -64,7 +60,6 @@ pub(super) async fn follow(shard: Arc<SecondaryShard>, tls: TlsIdentity, silence
     };
     let mut attempt = 0u32;
     let mut quiet = false;
-    let mut refusal_warned = false;
     let name = shard.log.shard().to_string();
     loop {
         let ended = tokio::select! {
@@ -89,15 +84,6 @@ pub(super) async fn follow(shard: Arc<SecondaryShard>, tls: TlsIdentity, silence
                     }
                 }
                 backoff.delay(attempt)
-            }
-            Ended::Refused(refusal) if refusal.code == "0A000" => {
-                if !refusal_warned {
-                    tracing::warn!(shard = %name, primary = %shard.primary,
-                        error = %refusal.message,
-                        "the shard's primary does not replicate; retrying every {REFUSED_RETRY:?}");
-                    refusal_warned = true;
-                }
-                REFUSED_RETRY
             }
             Ended::Refused(refusal) => {
                 tracing::debug!(shard = %name, primary = %shard.primary,

@@ -1,6 +1,7 @@
-//! What the SQLite backend asks the node while it captures writes: which shard a row belongs
-//! to, under which primary epoch, and which shards' logs carry DDL. Answered from the current
-//! cluster map, read at every call, so a map change takes effect at the next commit.
+//! What the backend asks the node while it captures writes (the SQLite commit hook, the
+//! PostgreSQL sealer): which shard a row belongs to, under which primary epoch, and which
+//! shards' logs carry DDL. Answered from the current cluster map, read at every call, so a
+//! map change takes effect at the next commit (the next seal on PostgreSQL).
 //!
 //! The map reaches a node a moment after the DDL that set a policy (the proxy pushes it once
 //! the statement committed), so a write right after `CREATE TABLE ... WITH (mycelium.*)` may
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mycelium_replication::{ShardId, SqlValue};
 use mycelium_router::{PolicyDefaults, TablePlacement, TablePolicy, apply_options};
-use mycelium_storage::ReplicationIdentity;
+use mycelium_storage::{PostgresBackend, ReplicationIdentity};
 use tokio::sync::watch;
 
 use super::Shared;
@@ -36,17 +37,34 @@ pub(crate) fn default_shard() -> ShardId {
 /// What was found for each table, as of one map epoch.
 type PolicyCache = (u64, HashMap<String, Option<Arc<TablePolicy>>>);
 
+/// Where the node keeps the policies the proxy stored on it.
+enum PolicyStore {
+    /// `__mycelium_policies` in the SQLite data file, read on a connection of its own.
+    Sqlite(PathBuf),
+    /// `mycelium.__mycelium_policies` in the node's database. Read from the sealer's
+    /// blocking thread, which may wait for the runtime.
+    Postgres(Arc<PostgresBackend>),
+}
+
 /// Policies stored on the node for tables the current map has none for, by table; cleared
 /// when the map changes.
 pub(crate) struct StoredPolicies {
-    file: PathBuf,
+    store: PolicyStore,
     cache: Mutex<PolicyCache>,
 }
 
 impl StoredPolicies {
-    pub fn new(file: &Path) -> StoredPolicies {
+    pub fn in_sqlite(file: &Path) -> StoredPolicies {
+        StoredPolicies::new(PolicyStore::Sqlite(file.to_owned()))
+    }
+
+    pub fn in_postgres(backend: Arc<PostgresBackend>) -> StoredPolicies {
+        StoredPolicies::new(PolicyStore::Postgres(backend))
+    }
+
+    fn new(store: PolicyStore) -> StoredPolicies {
         StoredPolicies {
-            file: file.to_owned(),
+            store,
             cache: Mutex::new((0, HashMap::new())),
         }
     }
@@ -72,18 +90,34 @@ impl StoredPolicies {
     }
 
     fn read(&self, table: &str) -> Option<TablePolicy> {
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.file,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .ok()?;
-        let options: String = conn
-            .query_row(
-                "SELECT options FROM __mycelium_policies WHERE table_name = ?1",
-                [table],
-                |row| row.get(0),
-            )
-            .ok()?;
+        let options = match &self.store {
+            PolicyStore::Sqlite(file) => {
+                let conn = rusqlite::Connection::open_with_flags(
+                    file,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .ok()?;
+                conn.query_row(
+                    "SELECT options FROM __mycelium_policies WHERE table_name = ?1",
+                    [table],
+                    |row| row.get::<_, String>(0),
+                )
+                .ok()?
+            }
+            // The sealer runs on a blocking thread of the runtime (never on a worker), where
+            // waiting for a query is allowed.
+            PolicyStore::Postgres(backend) => {
+                let runtime = tokio::runtime::Handle::try_current().ok()?;
+                match runtime.block_on(backend.stored_policy(table)) {
+                    Ok(options) => options?,
+                    Err(e) => {
+                        tracing::warn!(table, error = %e.message, "cannot read the table's stored policy");
+                        return None;
+                    }
+                }
+            }
+        };
         let options: Vec<(String, String)> = options
             .lines()
             .filter_map(|line| line.split_once('='))
@@ -150,11 +184,10 @@ pub(crate) fn primary_shards(topology: &Topology, node: &str) -> Vec<ShardId> {
 pub(crate) fn identity(
     shared: &Arc<Shared>,
     map: watch::Receiver<Option<Arc<Topology>>>,
-    file: &Path,
+    stored: StoredPolicies,
 ) -> ReplicationIdentity {
     let for_rows = map.clone();
     let for_epochs = map.clone();
-    let stored = StoredPolicies::new(file);
     let for_ddl = map;
     let node = shared.node.as_str().to_owned();
     let on_commit = shared.clone();
@@ -183,7 +216,7 @@ mod tests {
     #[test]
     fn internal_tables_have_no_shard_and_others_default_without_a_map() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let stored = StoredPolicies::new(&dir.path().join("none.sqlite"));
+        let stored = StoredPolicies::in_sqlite(&dir.path().join("none.sqlite"));
         assert_eq!(
             shard_of(None, &stored, "__mycelium_policies", &[], &[]),
             None
@@ -204,7 +237,7 @@ mod tests {
              INSERT INTO __mycelium_policies VALUES ('t', 'shard_keys=id\nshards=4\n');",
         )
         .expect("policy");
-        let stored = StoredPolicies::new(&file);
+        let stored = StoredPolicies::in_sqlite(&file);
         let columns = ["id".to_owned(), "v".to_owned()];
         let shards: std::collections::BTreeSet<u32> = (0..40)
             .filter_map(|id| {

@@ -1,11 +1,16 @@
-//! WAL replication on a node: the node side of `mycelium-replication` over the SQLite
-//! backend's shard logs and the node's mutual-TLS port.
+//! WAL replication on a node: the node side of `mycelium-replication` over its backend's
+//! shard logs (SQLite or PostgreSQL) and the node's mutual-TLS port.
 //!
 //! - **Capture** ([`identity`]): the backend is opened with a `ReplicationIdentity` that reads
 //!   the current cluster map at every commit: a row's shard from its table's policy and
-//!   shard-key values (the default group's one shard for tables without a policy), epoch 1,
-//!   DDL logged in the shards this node is primary for. Each committed entry is announced to
-//!   the shard's [`Primary`] and remembered for `synchronous_replicas`.
+//!   shard-key values (the default group's one shard for tables without a policy), the
+//!   shard's primary epoch from the map, DDL logged in the shards this node is primary for.
+//!   Each committed entry is announced to the shard's [`Primary`] and remembered for
+//!   `synchronous_replicas`: by the SQLite backend's commit hook, or on a PostgreSQL node by
+//!   the [`store::Sealer`], which turns committed captured changes into entries after each
+//!   commit a session reports (`session.rs`) and every heartbeat interval. The logs of either
+//!   backend are one [`store::NodeLog`], so a shard's primary and secondaries may be on
+//!   different backends.
 //! - **Roles** ([`Replication::run`]): on every map, each shard the map places here gets a
 //!   [`Primary`] (this node first in the shard's placement) or a follower task ([`follow`])
 //!   that connects to the primary's address with the node's certificate, runs
@@ -14,12 +19,13 @@
 //! - **Serving** ([`ReplicationHandoff`]): the node's server hands connections opening with a
 //!   replication frame here; the secondary's `Status` names the shard, whose primary serves
 //!   it. A node that is not the shard's primary refuses with 55000 (the secondary retries at
-//!   its usual pace: maps reach nodes at different moments); a PostgreSQL node refuses with
-//!   0A000 (it does not replicate yet) and its secondaries retry slowly, warning once.
+//!   its usual pace: maps reach nodes at different moments). A PostgreSQL node that becomes a
+//!   shard's primary moves its serial sequences past the rows it applied.
 //! - **Synchronous commits** ([`session`]): with `synchronous_replicas = k`, a statement that
-//!   committed on this node alone (autocommit, COMMIT, COPY) is answered only once `k`
-//!   secondaries (at most as many as the map gives the shard) acknowledged the entries; past
-//!   `synchronous_timeout_ms` the client gets 08007. Two-phase commits are not held yet.
+//!   committed on this node alone (autocommit, COMMIT, COPY; sealed first on PostgreSQL) is
+//!   answered only once `k` secondaries (at most as many as the map gives the shard)
+//!   acknowledged the entries; past `synchronous_timeout_ms` the client gets 08007.
+//!   Two-phase commits are not held yet.
 //! - **Upkeep** ([`upkeep`]): every heartbeat interval, WAL truncation by the retention
 //!   settings, the metrics, and the counters behind [`Replication::status`].
 
@@ -29,6 +35,7 @@ mod link;
 mod metrics;
 pub(crate) mod session;
 mod status;
+mod store;
 mod upkeep;
 
 use std::collections::{HashMap, VecDeque};
@@ -45,7 +52,7 @@ use mycelium_replication::{
     ConflictPolicy, HlcClock, NodeId, Primary, PrimaryOptions, ReplicationMessage, Role, Secondary,
     SecondaryOptions, SecondaryStatus, ShardId, VersionVector, WalEntry, kind,
 };
-use mycelium_storage::{ReplicationIdentity, SqliteBackend, SqliteShardLog};
+use mycelium_storage::{PostgresBackend, ReplicationIdentity, SqliteBackend};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +60,7 @@ pub use status::{PeerState, PeerStatus, ReplicationStatus, ShardRole, ShardStatu
 
 use crate::topology::Topology;
 use link::{ServedPeer, ServingLink, ShipCounters};
+use store::{NodeLog, Sealer, Store};
 
 /// SQLSTATE of a commit that `synchronous_replicas` did not confirm in time
 /// (`transaction_resolution_unknown`): committed on the primary, not confirmed on enough
@@ -90,6 +98,8 @@ pub(crate) struct Shared {
     commits: Mutex<HashMap<ShardId, LastCommit>>,
     primaries: RwLock<HashMap<ShardId, Arc<PrimaryShard>>>,
     totals: Totals,
+    /// Set on PostgreSQL nodes, whose commits are sealed into entries after the fact.
+    sealer: std::sync::OnceLock<Arc<Sealer>>,
 }
 
 /// Node-wide counters since start.
@@ -127,6 +137,34 @@ impl Shared {
     /// Whether commits wait for secondaries.
     pub(crate) fn synchronous(&self) -> bool {
         self.config.synchronous_replicas > 0
+    }
+
+    /// Whether a session must tell replication about its commits: they wait for
+    /// secondaries, or (PostgreSQL) they are sealed into entries after the fact.
+    pub(crate) fn watches_sessions(&self) -> bool {
+        self.synchronous() || self.sealer.get().is_some()
+    }
+
+    /// A statement may have committed on this node: on a PostgreSQL node its changes are
+    /// sealed (at once when the commit waits for secondaries, by the sealing task otherwise),
+    /// then the commit waits for `synchronous_replicas` (see [`Shared::wait_replicated`]).
+    pub(crate) async fn committed_here(&self, since: u64) -> Result<(), DbError> {
+        if let Some(sealer) = self.sealer.get() {
+            if !self.synchronous() {
+                sealer.request();
+                return Ok(());
+            }
+            sealer.seal().await?;
+        }
+        self.wait_replicated(since).await
+    }
+
+    /// A two-phase commit finished on this node: sealed soon, never waited for (see
+    /// `session::ReplicatedSession::commit_decision`).
+    pub(crate) fn finished_prepared(&self) {
+        if let Some(sealer) = self.sealer.get() {
+            sealer.request();
+        }
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -199,10 +237,10 @@ fn secondaries_of(topology: &Topology, shard: &ShardId) -> Vec<String> {
 
 /// This node leads `shard`.
 pub(crate) struct PrimaryShard {
-    primary: Primary<SqliteShardLog>,
+    primary: Primary<NodeLog>,
     /// The secondaries the map gave the shard when this primary started.
     secondaries: Vec<String>,
-    log: Arc<SqliteShardLog>,
+    log: Arc<NodeLog>,
     /// Ends the shard's connections when the node stops leading it.
     stop: CancellationToken,
     shipped: ShipCounters,
@@ -227,8 +265,8 @@ impl PrimaryShard {
 
 /// This node follows `shard`'s primary.
 pub(crate) struct SecondaryShard {
-    secondary: Secondary<SqliteShardLog>,
-    log: Arc<SqliteShardLog>,
+    secondary: Secondary<NodeLog>,
+    log: Arc<NodeLog>,
     primary: String,
     addr: String,
     /// The primary epoch of the map that set this follower up.
@@ -248,27 +286,48 @@ struct Following {
     epoch: u64,
 }
 
-/// The replication of a SQLite node.
+/// The replication of a node, over its SQLite file or its PostgreSQL database.
 pub struct Replication {
     shared: Arc<Shared>,
-    backend: Arc<SqliteBackend>,
-    /// The data file, read directly for WAL sizes.
-    file: std::path::PathBuf,
+    store: Store,
     secondaries: Mutex<HashMap<ShardId, Arc<SecondaryShard>>>,
 }
 
 /// The part of replication that exists before the backend: its identity for
-/// `SqliteBackend::open_replicated`, then [`Pending::attach`] once the backend is open.
+/// `SqliteBackend::open_replicated` or `PostgresBackend::enable_replication`, then
+/// [`Pending::attach_sqlite`] or [`Pending::attach_postgres`] once the backend is open.
 pub(crate) struct Pending {
     shared: Arc<Shared>,
 }
 
 impl Pending {
-    pub fn new(
+    /// For a SQLite node: policies not yet in the map are read from its data `file`.
+    pub fn sqlite(
         node: &str,
         config: &ReplicationConfig,
         map: watch::Receiver<Option<Arc<Topology>>>,
         file: &std::path::Path,
+    ) -> (Pending, ReplicationIdentity) {
+        let stored = identity::StoredPolicies::in_sqlite(file);
+        Pending::new(node, config, map, stored)
+    }
+
+    /// For a PostgreSQL node: policies not yet in the map are read from its database.
+    pub fn postgres(
+        node: &str,
+        config: &ReplicationConfig,
+        map: watch::Receiver<Option<Arc<Topology>>>,
+        backend: &Arc<PostgresBackend>,
+    ) -> (Pending, ReplicationIdentity) {
+        let stored = identity::StoredPolicies::in_postgres(backend.clone());
+        Pending::new(node, config, map, stored)
+    }
+
+    fn new(
+        node: &str,
+        config: &ReplicationConfig,
+        map: watch::Receiver<Option<Arc<Topology>>>,
+        stored: identity::StoredPolicies,
     ) -> (Pending, ReplicationIdentity) {
         let node = NodeId::new(node);
         let shared = Arc::new(Shared {
@@ -280,17 +339,30 @@ impl Pending {
             commits: Mutex::new(HashMap::new()),
             primaries: RwLock::new(HashMap::new()),
             totals: Totals::default(),
+            sealer: std::sync::OnceLock::new(),
         });
-        let identity = identity::identity(&shared, map, file);
+        let identity = identity::identity(&shared, map, stored);
         (Pending { shared }, identity)
     }
 
-    pub fn attach(self, backend: Arc<SqliteBackend>, file: &std::path::Path) -> Replication {
+    pub fn attach_sqlite(self, backend: Arc<SqliteBackend>, file: &std::path::Path) -> Replication {
+        self.attach(Store::sqlite(backend, file))
+    }
+
+    pub fn attach_postgres(
+        self,
+        replication: mycelium_storage::PostgresReplication,
+    ) -> Replication {
+        let sealer = Arc::new(Sealer::new(replication));
+        let _ = self.shared.sealer.set(sealer.clone());
+        self.attach(Store::Postgres(sealer))
+    }
+
+    fn attach(self, store: Store) -> Replication {
         metrics::touch(self.shared.node.as_str());
         Replication {
             shared: self.shared,
-            backend,
-            file: file.to_owned(),
+            store,
             secondaries: Mutex::new(HashMap::new()),
         }
     }
@@ -315,6 +387,9 @@ impl Replication {
     /// Takes the roles the current map gives this node, then follows the map and keeps the
     /// logs and metrics up to date until `shutdown`.
     pub(crate) fn start(self: &Arc<Self>, tls: TlsIdentity, shutdown: CancellationToken) {
+        if let Some(sealer) = self.store.sealer() {
+            sealer.run(self.heartbeat(), shutdown.clone());
+        }
         let mut map = self.shared.map.clone();
         let topology = map.borrow_and_update().clone();
         self.reconcile(topology.as_deref(), &tls, &shutdown);
@@ -409,11 +484,13 @@ impl Replication {
                 }
                 keep
             });
+            let mut gained = false;
             for (shard, (secondaries, epoch)) in lead {
                 if primaries.contains_key(&shard) {
                     continue;
                 }
-                let Some(log) = self.backend.shard_log(shard.clone()) else {
+                gained = true;
+                let Some(log) = self.store.shard_log(shard.clone()) else {
                     continue;
                 };
                 let log = Arc::new(log);
@@ -444,6 +521,11 @@ impl Replication {
                     }),
                 );
             }
+            // Serial columns of a PostgreSQL copy that applied other nodes' rows are behind
+            // them; the SQLite backend starts its sequences past the largest value itself.
+            if gained && let Some(sealer) = self.store.sealer() {
+                sealer.advance_sequences();
+            }
         }
         let mut secondaries = lock(&self.secondaries);
         secondaries.retain(|shard, s| {
@@ -465,7 +547,7 @@ impl Replication {
             if secondaries.contains_key(&shard) {
                 continue;
             }
-            let Some(log) = self.backend.shard_log(shard.clone()) else {
+            let Some(log) = self.store.shard_log(shard.clone()) else {
                 continue;
             };
             let log = Arc::new(log);
@@ -571,20 +653,16 @@ impl Replication {
 
 /// What the node's server hands replication connections to.
 pub struct ReplicationHandoff {
-    node: String,
-    /// `None` on a node that does not replicate (PostgreSQL).
-    replication: Option<Arc<Replication>>,
+    replication: Arc<Replication>,
     shutdown: CancellationToken,
 }
 
 impl ReplicationHandoff {
     pub(crate) fn new(
-        node: &str,
-        replication: Option<Arc<Replication>>,
+        replication: Arc<Replication>,
         shutdown: CancellationToken,
     ) -> ReplicationHandoff {
         ReplicationHandoff {
-            node: node.to_owned(),
             replication,
             shutdown,
         }
@@ -598,16 +676,6 @@ impl Handoff for ReplicationHandoff {
     }
 
     async fn serve(&self, conn: &mut Connection, first: Frame) -> Result<(), DbError> {
-        match &self.replication {
-            Some(replication) => replication.serve(conn, first, &self.shutdown).await,
-            None => Err(DbError::new(
-                "0A000",
-                format!(
-                    "node {} keeps its data in PostgreSQL, which does not replicate yet: its \
-                     shards have no copies elsewhere",
-                    self.node
-                ),
-            )),
-        }
+        self.replication.serve(conn, first, &self.shutdown).await
     }
 }

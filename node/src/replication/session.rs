@@ -1,15 +1,17 @@
-//! `synchronous_replicas`: a session whose commits are answered only once enough secondaries
-//! acknowledged them.
+//! A session that reports its commits to replication: on a PostgreSQL node they are sealed
+//! into entries (see [`super::store::Sealer`]), and with `synchronous_replicas` they are
+//! answered only once enough secondaries acknowledged them.
 //!
-//! The backend announces each commit's entries on its worker thread before it answers the
-//! statement, and every announcement bumps a generation. A statement that may have
+//! The SQLite backend announces each commit's entries on its worker thread before it answers
+//! the statement; a PostgreSQL node's sealer announces them once sealed (at once for a commit
+//! that waits). Every announcement bumps a generation. A statement that may have
 //! committed (one that leaves the session outside a transaction and whose tag is a write or
 //! COMMIT) holds its `Complete` until the shards whose last commit came after the
 //! generation read when it started are acknowledged up to that commit. A concurrent commit
 //! of another session on the same shard can lengthen the wait (its entry is acknowledged with
 //! or after this one's), never shorten it.
 //!
-//! Two-phase commits are not held (see [`SyncSession::commit_decision`]): the coordinator
+//! Two-phase commits are not held (see [`ReplicatedSession::commit_decision`]): the coordinator
 //! would have to wait for replication after its last commit, which the node protocol cannot
 //! ask for yet.
 
@@ -34,8 +36,8 @@ fn may_have_written(tag: &str) -> bool {
     WRITING_TAGS.contains(&word)
 }
 
-/// A session of a node with `synchronous_replicas > 0`.
-pub(crate) struct SyncSession {
+/// A session of a node with `synchronous_replicas > 0` or on PostgreSQL.
+pub(crate) struct ReplicatedSession {
     pub inner: Box<dyn NodeSession>,
     pub shared: Arc<Shared>,
 }
@@ -53,7 +55,7 @@ impl ReplySource for HoldComplete {
         let reply = self.inner.recv().await?;
         if let Ok(Reply::Complete { tag }) = &reply
             && may_have_written(tag)
-            && let Err(e) = self.shared.wait_replicated(self.since).await
+            && let Err(e) = self.shared.committed_here(self.since).await
         {
             return Some(Err(e));
         }
@@ -62,7 +64,7 @@ impl ReplySource for HoldComplete {
 }
 
 #[async_trait]
-impl NodeSession for SyncSession {
+impl NodeSession for ReplicatedSession {
     async fn describe(
         &mut self,
         sql: &str,
@@ -88,7 +90,7 @@ impl NodeSession for SyncSession {
         let since = self.shared.generation();
         let rows = self.inner.copy_in(batch).await?;
         if !self.inner.in_transaction() {
-            self.shared.wait_replicated(since).await?;
+            self.shared.committed_here(since).await?;
         }
         Ok(rows)
     }
@@ -109,7 +111,9 @@ impl NodeSession for SyncSession {
     /// transaction, whose prepared copy holds its write lock until the coordinator has this
     /// answer, so the secondary could not apply the entry before the timeout.
     async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
-        self.inner.commit_decision(gid, participants).await
+        self.inner.commit_decision(gid, participants).await?;
+        self.shared.finished_prepared();
+        Ok(())
     }
 }
 

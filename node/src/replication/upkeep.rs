@@ -1,36 +1,14 @@
 //! Every heartbeat interval: the counters, the status, the metrics, and WAL truncation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mycelium_replication::{NodeId, ShardId, ShardLog, VersionVector};
+use mycelium_replication::{NodeId, ShardLog, VersionVector};
 
 use super::status::{PeerState, PeerStatus, ReplicationStatus, ShardRole, ShardStatus};
 use super::{PrimaryShard, Replication, SecondaryShard, lock, metrics, secondaries_of};
-
-/// Entries and bytes of each shard's log in the data file, read on a connection of its own.
-fn wal_sizes(file: &std::path::Path) -> rusqlite::Result<HashMap<ShardId, (u64, u64)>> {
-    let conn = rusqlite::Connection::open_with_flags(
-        file,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    let mut stmt = conn.prepare(
-        "SELECT shard_table, shard, count(*), coalesce(sum(length(entry)), 0) \
-         FROM __mycelium_wal GROUP BY shard_table, shard",
-    )?;
-    let rows = stmt.query_map([], |row| {
-        Ok((
-            ShardId::new(&row.get::<_, String>(0)?, row.get(1)?),
-            (
-                u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-                u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
-            ),
-        ))
-    })?;
-    rows.collect()
-}
 
 fn vector(vv: &VersionVector) -> Vec<(String, u64)> {
     vv.iter().map(|(n, s)| (n.as_str().to_owned(), s)).collect()
@@ -95,12 +73,7 @@ impl Replication {
     pub async fn status(&self) -> ReplicationStatus {
         let me = self.shared.node.clone();
         let topology = self.shared.map.borrow().clone();
-        let file = self.file.clone();
-        let sizes = tokio::task::spawn_blocking(move || wal_sizes(&file))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let sizes = self.store.wal_sizes().await;
         let primaries: Vec<Arc<PrimaryShard>> = self
             .shared
             .primaries
