@@ -115,7 +115,7 @@ pub enum ConflictPolicyConfig {
     PrimaryWins,
 }
 
-/// WAL replication between the copies of a shard (nodes; SQLite nodes only for now).
+/// WAL replication between the copies of a shard (nodes on SQLite or PostgreSQL).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicationConfig {
