@@ -160,23 +160,17 @@ async fn sharded_cluster_of_processes(backend: Backend) {
     let allowed = run_on(&mut *miner.0, "SELECT count(*) FROM items").await;
     assert!(allowed.is_ok(), "{allowed:?}");
 
-    // Every row is on its shard's primary, on the copies that replicate it (a secondary
-    // whose primary and itself are SQLite nodes), and nowhere else.
+    // Every row is on its shard's primary and on each of its copies (SQLite and PostgreSQL
+    // nodes replicate alike), and nowhere else.
     let (policy, copies) = placement();
-    let on_sqlite = |node: &str| {
-        let index = NODES.iter().position(|(id, _)| *id == node).unwrap_or(0);
-        !backend.on_postgres(index)
-    };
     let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut held: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for id in 1..=120i64 {
         let shard = policy.shard_of(&[KeyValue::Int(id)]) as usize;
         let primary = copies[shard][0].as_str();
         expected.entry(primary).or_default().push(id);
-        for (n, node) in copies[shard].iter().enumerate() {
-            if n == 0 || (on_sqlite(primary) && on_sqlite(node)) {
-                held.entry(node.as_str()).or_default().push(id);
-            }
+        for node in &copies[shard] {
+            held.entry(node.as_str()).or_default().push(id);
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -434,9 +428,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
     // A row whose shard has a replicated copy elsewhere is read from that copy; otherwise the
     // error names the dead node and the shard.
     let shard = policy.shard_of(&[KeyValue::Int(victim_row)]) as usize;
-    let failover = copies[shard]
-        .iter()
-        .any(|node| node != victim && on_sqlite(node) && on_sqlite(victim));
+    let failover = copies[shard].iter().any(|node| node != victim);
     let read = rows(
         &client,
         &format!("SELECT id FROM items WHERE id = {victim_row}"),
