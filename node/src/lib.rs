@@ -199,14 +199,6 @@ impl Node {
     }
 }
 
-impl Node {
-    /// The replication state sessions report their commits to, when it needs them
-    /// (`synchronous_replicas`, or a PostgreSQL node's sealing).
-    fn watching_sessions(&self) -> Option<&Arc<replication::Shared>> {
-        Some(self.replication.shared()).filter(|s| s.watches_sessions())
-    }
-}
-
 /// How long the backend gets to answer a health probe.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -244,13 +236,12 @@ impl NodeLink for Node {
             }),
             None => session,
         };
-        Ok(match self.watching_sessions() {
-            Some(shared) => Box::new(replication::session::ReplicatedSession {
-                inner: session,
-                shared: shared.clone(),
-            }),
-            None => session,
-        })
+        // Every session reports its commits to replication: for `synchronous_replicas`, a
+        // PostgreSQL node's sealing, and the positions read fences wait for.
+        Ok(Box::new(replication::session::ReplicatedSession::new(
+            session,
+            self.replication.shared().clone(),
+        )))
     }
 
     async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {

@@ -174,6 +174,21 @@ impl std::fmt::Debug for ReplyStream {
     }
 }
 
+/// Where a committed write sits in replication: entry `sequence` of `origin`'s log of shard
+/// `table`/`shard` (a node's shard log: `__default`/0 for the tables without a policy). A copy
+/// that applied it holds the write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommitPosition {
+    pub table: String,
+    pub shard: u32,
+    pub origin: String,
+    pub sequence: u64,
+}
+
+/// How a node's refusal of a read whose copy lags behind a session's own writes begins
+/// (SQLSTATE 55000, see [`NodeSession::set_read_fence`]); the proxy reads the primary instead.
+pub const REPLICA_BEHIND: &str = "copy behind the session's writes";
+
 /// A connection-like session on one node. Statements of a client transaction run on the
 /// same session, in order.
 #[async_trait]
@@ -198,6 +213,19 @@ pub trait NodeSession: Send {
     /// The cluster map epoch the caller routed by, sent with every statement so a node that
     /// knows a newer map refuses it (see [`NodeLink::check_epoch`]); 0 = not checked.
     fn set_map_epoch(&mut self, _epoch: u64) {}
+
+    /// Makes the next statement wait, briefly, until this node's copies hold every position
+    /// of `fence` (the session's own earlier commits, on their primaries); a copy still behind
+    /// when the wait ends refuses the statement with 55000 and [`REPLICA_BEHIND`]. Empty: no
+    /// wait. Links and nodes that do not replicate ignore it.
+    fn set_read_fence(&mut self, _fence: Vec<CommitPosition>) {}
+
+    /// Where the commits of the last statement landed in replication (the node's own commits
+    /// as a shard primary: autocommit writes, COMMIT), for a later [`Self::set_read_fence`]
+    /// on another copy. Taken once; empty when the statement committed nothing replicated.
+    fn take_commit_positions(&mut self) -> Vec<CommitPosition> {
+        Vec::new()
+    }
 
     /// Whether a transaction is open on this session after the last statement finished.
     /// A link that pools the session must keep it pinned while this is true.

@@ -329,8 +329,10 @@ impl Session {
         }
         let gone = self.node_gone(node);
         let epoch = self.proxy.cluster.map_epoch();
+        let fence = self.own_writes.take_fence(node);
         if let Some(conn) = self.nodes[node].as_mut() {
             conn.session.set_map_epoch(epoch);
+            conn.session.set_read_fence(fence);
         }
         match self.nodes[node].as_mut() {
             Some(conn) => Ok(&mut conn.session),
@@ -752,6 +754,7 @@ impl Session {
         ddl: bool,
     ) -> Result<Finished, ProxyError> {
         let request = self.with_insert_columns(request).await?;
+        self.collect_commit_positions();
         let (target, writes) = self.target(&request)?;
         // Writes on several nodes, and DDL (every node), are atomic even in autocommit.
         let implicit = self.status == TxnStatus::Idle
@@ -852,6 +855,19 @@ impl Session {
                     self.conn.out.truncate(answer_mark.1);
                     result = self.run_on(other, &request, output, writes).await;
                 }
+                // A copy still behind this session's own writes: read the primary.
+                if let Err(error) = &result
+                    && crate::replicas::replica_behind(error)
+                    && self.conn.flushes == answer_mark.0
+                {
+                    self.own_writes.primaries_only = true;
+                    let primary = self.target(&request);
+                    self.own_writes.primaries_only = false;
+                    if let Ok((Target::One(primary), false)) = primary {
+                        self.conn.out.truncate(answer_mark.1);
+                        result = self.run_on(primary, &request, output, writes).await;
+                    }
+                }
                 // Routed by a map older than the node's: catch up and route again, once,
                 // outside a transaction (inside one the client retries on the 40001).
                 if let Err(ProxyError::Db(db)) = &result
@@ -895,8 +911,38 @@ impl Session {
                 placement,
                 assignment,
             } => {
-                self.run_scatter(&placement, assignment, request, output)
-                    .await
+                let answer_mark = (self.conn.flushes, self.conn.out.len());
+                let result = self
+                    .run_scatter(&placement, assignment, request.clone(), output)
+                    .await;
+                match result {
+                    Err(error)
+                        if crate::replicas::replica_behind(&error)
+                            && self.conn.flushes == answer_mark.0 =>
+                    {
+                        self.own_writes.primaries_only = true;
+                        let primaries = self.target(&request);
+                        self.own_writes.primaries_only = false;
+                        self.conn.out.truncate(answer_mark.1);
+                        match primaries? {
+                            (
+                                Target::Scatter {
+                                    placement,
+                                    assignment,
+                                },
+                                _,
+                            ) => {
+                                self.run_scatter(&placement, assignment, request, output)
+                                    .await
+                            }
+                            (Target::One(node), _) => {
+                                self.run_on(node, &request, output, false).await
+                            }
+                            _ => Err(error),
+                        }
+                    }
+                    other => other,
+                }
             }
             Target::Many(nodes) => self.run_write_many(nodes, output).await,
         }

@@ -6,8 +6,12 @@
 //!   secondary's does when it replicates: both nodes on SQLite). So a read fails over to a
 //!   secondary when the primary is down, and reads a secondary when `read_roles` excludes the
 //!   primary. Inside a transaction a node already in it is preferred, so the transaction sees
-//!   its own writes. *Read-your-writes* outside a transaction: for [`READ_YOUR_WRITES`] after
-//!   a session wrote a table, its reads of that table go to the primary when it is up.
+//!   its own writes. *Read-your-writes* outside a transaction, by version vector: nodes
+//!   report where each commit landed in its shard's log (origin, sequence); a read of that
+//!   shard on another copy carries those positions as a *read fence*, and the copy waits until
+//!   it applied them (bounded) or refuses with [`REPLICA_BEHIND`], and the read goes to the
+//!   primary. Writes whose position is unknown (two-phase commits) keep the session's reads
+//!   of their table on the primary for [`READ_YOUR_WRITES`].
 //! - **Joins with unsharded tables** run on each node with its own copy of them, so only
 //!   where every node reading the sharded table holds a replicated copy (else 0A000). A copy
 //!   follows its primary asynchronously unless `synchronous_replicas` says otherwise.
@@ -17,18 +21,97 @@
 //!   shards: no row counted twice, no secondary copy written. A statement that names shard
 //!   keys and runs on one node needs no scope (its keys only match its shards' rows).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mycelium_protocol::Execute;
+use mycelium_protocol::{CommitPosition, Execute, REPLICA_BEHIND};
 use mycelium_router::{ReplicaRole, ShardPlacement, ShardScope, TablePlacement, scope_statement};
 
+use crate::backend::TxnStatus;
 use crate::error::{ProxyError, sql_error};
 use crate::session::Session;
 
-/// How long after a session wrote a table its reads of it stay on the primaries.
+/// How long after a session wrote a table without a known commit position its reads of it
+/// stay on the primaries.
 pub const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
+
+/// What a session remembers of its own writes, so its reads see them.
+#[derive(Default)]
+pub(crate) struct OwnWrites {
+    /// When it last wrote each table.
+    wrote_at: HashMap<String, Instant>,
+    /// The last position of its commits in each shard log (table, shard) and origin.
+    positions: HashMap<(String, u32, String), u64>,
+    /// The read fence of each node for the statement being routed.
+    fences: Mutex<HashMap<usize, Vec<CommitPosition>>>,
+    /// Set for a retry after a copy refused with [`REPLICA_BEHIND`]: reads go to primaries.
+    pub primaries_only: bool,
+}
+
+impl OwnWrites {
+    /// Forgets the positions of log `table`: a write to it is about to land somewhere its
+    /// answer may not say (a two-phase commit), so until a position comes back its reads go to
+    /// primaries.
+    fn forget(&mut self, table: &str) {
+        self.positions.retain(|(t, _, _), _| t != table);
+    }
+
+    fn add(&mut self, position: CommitPosition) {
+        let sequence = self
+            .positions
+            .entry((position.table, position.shard, position.origin))
+            .or_default();
+        *sequence = (*sequence).max(position.sequence);
+    }
+
+    /// The positions of shard `shard` of log `table` not written by node `copy`.
+    fn fence_for(&self, table: &str, shard: u32, copy: &str) -> Vec<CommitPosition> {
+        self.positions
+            .iter()
+            .filter(|((t, s, origin), _)| t == table && *s == shard && origin != copy)
+            .map(|((table, shard, origin), &sequence)| CommitPosition {
+                table: table.clone(),
+                shard: *shard,
+                origin: origin.clone(),
+                sequence,
+            })
+            .collect()
+    }
+
+    fn add_fence(&self, node: usize, fence: Vec<CommitPosition>) {
+        if fence.is_empty() {
+            return;
+        }
+        self.fences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(node)
+            .or_default()
+            .extend(fence);
+    }
+
+    /// The read fence node `node` gets with the statement being routed.
+    pub fn take_fence(&self, node: usize) -> Vec<CommitPosition> {
+        self.fences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&node)
+            .unwrap_or_default()
+    }
+
+    fn clear_fences(&self) {
+        self.fences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// Whether `error` is a copy's refusal of a read fenced by this session's writes.
+pub(crate) fn replica_behind(error: &crate::error::ProxyError) -> bool {
+    matches!(error, ProxyError::Db(db) if db.code == "55000" && db.message.starts_with(REPLICA_BEHIND))
+}
 
 /// Each node a statement runs on, with the shards of its table it serves there.
 pub(crate) type Assignment = BTreeMap<usize, Vec<u32>>;
@@ -54,22 +137,42 @@ impl Session {
         assignment
     }
 
-    /// The copy each chosen shard is read from (see the module comment).
+    /// The copy each chosen shard is read from (see the module comment), with the read
+    /// fences of the copies that are not where this session's writes of a shard landed.
     pub(crate) fn read_assignment(
         &self,
         placement: &TablePlacement,
         chosen: &[u32],
     ) -> Result<Assignment, ProxyError> {
-        let primary_only = self
+        let table = &placement.policy.table;
+        let log = self.log_of(table);
+        let wrote_recently = self
+            .own_writes
             .wrote_at
-            .get(&placement.policy.table)
+            .get(table)
             .is_some_and(|at| at.elapsed() < READ_YOUR_WRITES);
+        self.own_writes.clear_fences();
         let mut assignment = Assignment::new();
         for shard in chosen {
             let Some(placed) = placement.shards.get(*shard as usize) else {
                 continue;
             };
+            let known = self
+                .own_writes
+                .positions
+                .keys()
+                .any(|(t, s, _)| t == log && *s == placed.shard);
+            // Inside a transaction a copy's refusal could not be retried elsewhere, so the
+            // shards this session wrote are read on their primaries there.
+            let idle = self.status == TxnStatus::Idle;
+            let primary_only =
+                self.own_writes.primaries_only || (wrote_recently && !known) || (known && !idle);
             let node = self.read_copy(placement, placed, primary_only)?;
+            if idle && !self.own_writes.primaries_only {
+                let id = &self.proxy.cluster.nodes[node].info.id;
+                self.own_writes
+                    .add_fence(node, self.own_writes.fence_for(log, placed.shard, id));
+            }
             assignment.entry(node).or_default().push(*shard);
         }
         Ok(assignment)
@@ -165,12 +268,35 @@ impl Session {
         Ok(())
     }
 
-    /// Remembers that this session wrote `table` (reads of it stay on primaries a while).
+    /// The shard log nodes record writes of `table` in: its own, or the default group's one
+    /// log for the tables without a policy.
+    fn log_of<'t>(&self, table: &'t str) -> &'t str {
+        if self.proxy.cluster.has_policy(table) {
+            table
+        } else {
+            crate::cluster::DEFAULT_GROUP
+        }
+    }
+
+    /// Remembers that this session writes `table` (before the write runs).
     pub(crate) fn wrote(&mut self, table: &str) {
-        match self.wrote_at.get_mut(table) {
+        let log = self.log_of(table).to_owned();
+        self.own_writes.forget(&log);
+        match self.own_writes.wrote_at.get_mut(table) {
             Some(at) => *at = Instant::now(),
             None => {
-                self.wrote_at.insert(table.to_owned(), Instant::now());
+                self.own_writes
+                    .wrote_at
+                    .insert(table.to_owned(), Instant::now());
+            }
+        }
+    }
+
+    /// Takes in where this session's last statements committed, from each node session.
+    pub(crate) fn collect_commit_positions(&mut self) {
+        for conn in self.nodes.iter_mut().flatten() {
+            for position in conn.session.take_commit_positions() {
+                self.own_writes.add(position);
             }
         }
     }

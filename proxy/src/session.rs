@@ -68,8 +68,8 @@ pub(crate) struct Session {
     skipping_until_sync: bool,
     /// Role and owner changes this session made (see `users`).
     pub(crate) access: crate::users::SessionAccess,
-    /// When this session last wrote each table (reads of it stay on primaries a while).
-    pub(crate) wrote_at: HashMap<String, std::time::Instant>,
+    /// Where this session's writes landed, so its reads see them (`replicas`).
+    pub(crate) own_writes: crate::replicas::OwnWrites,
 }
 
 impl Drop for Session {
@@ -172,7 +172,7 @@ pub async fn run(
         portals: HashMap::new(),
         skipping_until_sync: false,
         access: Default::default(),
-        wrote_at: HashMap::new(),
+        own_writes: Default::default(),
     };
     session.refresh_timeouts();
     metrics::CONNECTIONS.inc();

@@ -792,3 +792,90 @@ async fn a_transaction_that_read_before_another_commit_fails_with_40001_and_retr
         .expect("the retry");
     assert_eq!(count(&writer, "rc").await, 2);
 }
+
+/// Read-your-writes by version vector: a table read from secondaries only (`read_roles`),
+/// written and read back at once, one statement after the other. Each read carries the
+/// position of the session's last commit, so the secondary waits until it applied it; while
+/// the secondary is cut off from its primary it cannot, refuses (55000), and the read goes to
+/// the primary. Another session, with no writes of its own, reads the secondary as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reads_its_own_writes_on_secondaries() {
+    let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
+    let cluster =
+        ProcessCluster::start_with_peer_ports(Backend::Sqlite, "", FAST, "", &relay_ports)
+            .expect("a SQLite cluster");
+    let mut relays = Vec::new();
+    for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
+        relays.push(Relay::start(*port, *target).await);
+    }
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE ryw (id bigint PRIMARY KEY, v integer NOT NULL) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 1, \
+               mycelium.replication_factor = 1, mycelium.read_roles = 'secondary')",
+        )
+        .await
+        .expect("schema");
+    let placement = sharded("ryw", 1, 1.0);
+    let reader = index_of(&placement.shards[0].replicas[1].node);
+    let reader_id = NODES[reader].0;
+    let served = |cluster: &ProcessCluster| {
+        sample(
+            &metrics_of(cluster, reader),
+            &format!("mycelium_node_rows_total{{node=\"{reader_id}\"}}"),
+        )
+    };
+    let before = served(&cluster);
+    for id in 1..=30i64 {
+        client
+            .execute("INSERT INTO ryw VALUES ($1, 1)", &[&id])
+            .await
+            .expect("insert");
+        client
+            .execute("UPDATE ryw SET v = v + 1 WHERE id = $1", &[&id])
+            .await
+            .expect("update");
+        let row = client
+            .query_one("SELECT v FROM ryw WHERE id = $1", &[&id])
+            .await
+            .unwrap_or_else(|e| panic!("read {id} back: {e}"));
+        assert_eq!(row.get::<_, i32>(0), 2, "row {id} as this session wrote it");
+    }
+    assert!(
+        served(&cluster) - before >= 30.0,
+        "the reads were served by the secondary {reader_id}"
+    );
+
+    for relay in &relays {
+        relay.cut();
+    }
+    client
+        .execute("INSERT INTO ryw VALUES (100, 7)", &[])
+        .await
+        .expect("a write while the copies are cut off");
+    let row = client
+        .query_one("SELECT v FROM ryw WHERE id = 100", &[])
+        .await
+        .expect("read back through the primary");
+    assert_eq!(row.get::<_, i32>(0), 7);
+    let refused = sample(
+        &metrics_of(&cluster, reader),
+        "mycelium_node_errors_total{sqlstate=\"55000\"}",
+    );
+    assert!(refused >= 1.0, "the secondary refused the fenced read");
+    let other = cluster.connect().await;
+    assert!(
+        other
+            .query_opt("SELECT v FROM ryw WHERE id = 100", &[])
+            .await
+            .expect("another session's read")
+            .is_none(),
+        "another session reads the secondary as it is, behind"
+    );
+
+    for relay in &relays {
+        relay.heal();
+    }
+    converged(&cluster, "ryw", &placement, 31).await;
+}

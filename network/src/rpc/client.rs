@@ -7,9 +7,11 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use mycelium_protocol::{
-    ClusterMap, CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn,
-    ReplicationRow, Reply, ReplySource, ReplyStream, StatementDescription, TxnOutcome,
+    ClusterMap, CommitPosition, CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus,
+    PreparedTxn, ReplicationRow, Reply, ReplySource, ReplyStream, StatementDescription, TxnOutcome,
 };
 use tokio::sync::oneshot;
 
@@ -51,6 +53,8 @@ impl NodeLink for RemoteNode {
             in_transaction: false,
             user: None,
             map_epoch: 0,
+            fence: Vec::new(),
+            positions: Arc::default(),
         }))
     }
 
@@ -169,6 +173,11 @@ struct RemoteSession {
     user: Option<String>,
     /// The cluster map epoch statements are routed by (sent with each; 0 = unchecked).
     map_epoch: u64,
+    /// The read fence of the next statement only.
+    fence: Vec<CommitPosition>,
+    /// Where the last statement's commits landed, as its COMPLETE said (written by the
+    /// statement's reply stream, which outlives the `execute` call).
+    positions: Arc<Mutex<Vec<CommitPosition>>>,
 }
 
 impl RemoteSession {
@@ -277,7 +286,12 @@ impl NodeSession for RemoteSession {
         if let Err(e) = conn
             .send(
                 kind::EXECUTE,
-                codec::encode_execute(&request, self.user.as_deref(), self.map_epoch),
+                codec::encode_execute(
+                    &request,
+                    self.user.as_deref(),
+                    self.map_epoch,
+                    &std::mem::take(&mut self.fence),
+                ),
             )
             .await
         {
@@ -291,6 +305,7 @@ impl NodeSession for RemoteSession {
             conn: Some(conn),
             handback: Some(handback),
             node: self.node.clone(),
+            positions: self.positions.clone(),
         })))
     }
 
@@ -325,6 +340,19 @@ impl NodeSession for RemoteSession {
 
     fn set_map_epoch(&mut self, epoch: u64) {
         self.map_epoch = epoch;
+    }
+
+    fn set_read_fence(&mut self, fence: Vec<CommitPosition>) {
+        self.fence = fence;
+    }
+
+    fn take_commit_positions(&mut self) -> Vec<CommitPosition> {
+        std::mem::take(
+            &mut *self
+                .positions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {
@@ -385,6 +413,7 @@ struct RemoteReplies {
     conn: Option<PooledConnection>,
     handback: Option<oneshot::Sender<Option<(PooledConnection, bool)>>>,
     node: String,
+    positions: Arc<Mutex<Vec<CommitPosition>>>,
 }
 
 impl RemoteReplies {
@@ -421,7 +450,11 @@ impl ReplySource for RemoteReplies {
         };
         match decode_reply(frame) {
             Ok((reply, end)) => {
-                if let Some(in_transaction) = end {
+                if let Some((in_transaction, positions)) = end {
+                    *self
+                        .positions
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = positions;
                     self.finish(in_transaction);
                 }
                 Some(reply)
@@ -466,7 +499,7 @@ async fn cancel_and_drain(
             Ok(None) | Err(_) => break,
         };
         match decode_reply(frame) {
-            Ok((_, Some(in_transaction))) => {
+            Ok((_, Some((in_transaction, _)))) => {
                 hand_back(handback, conn, in_transaction);
                 return;
             }
@@ -478,8 +511,11 @@ async fn cancel_and_drain(
     let _ = handback.send(None);
 }
 
-/// A reply, and for the last frame of a statement the node's transaction state.
-fn decode_reply(frame: Frame) -> Result<(Result<Reply, DbError>, Option<bool>), NetworkError> {
+/// The node's transaction state and the statement's commit positions, from its last frame.
+type End = (bool, Vec<CommitPosition>);
+
+/// A reply, and for the last frame of a statement how it ended.
+fn decode_reply(frame: Frame) -> Result<(Result<Reply, DbError>, Option<End>), NetworkError> {
     Ok(match frame.kind {
         kind::COLUMNS => (
             Ok(Reply::Columns(codec::decode_columns(frame.payload)?.into())),
@@ -487,12 +523,15 @@ fn decode_reply(frame: Frame) -> Result<(Result<Reply, DbError>, Option<bool>), 
         ),
         kind::ROWS => (Ok(Reply::Rows(codec::decode_rows(frame.payload)?)), None),
         kind::COMPLETE => {
-            let (tag, in_transaction) = codec::decode_complete(frame.payload)?;
-            (Ok(Reply::Complete { tag }), Some(in_transaction))
+            let (tag, in_transaction, positions) = codec::decode_complete(frame.payload)?;
+            (
+                Ok(Reply::Complete { tag }),
+                Some((in_transaction, positions)),
+            )
         }
         kind::ERROR => {
             let (error, in_transaction) = codec::decode_error(frame.payload)?;
-            (Err(error), Some(in_transaction))
+            (Err(error), Some((in_transaction, Vec::new())))
         }
         other => {
             return Err(NetworkError::Protocol(format!(

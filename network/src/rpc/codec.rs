@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mycelium_protocol::{
-    ClusterMap, Column, CopyIn, DataRows, DbError, Execute, Format, HeldShard, NodeStatus,
-    PreparedTxn, ReplicationRow, StatementDescription, TxnOutcome,
+    ClusterMap, Column, CommitPosition, CopyIn, DataRows, DbError, Execute, Format, HeldShard,
+    NodeStatus, PreparedTxn, ReplicationRow, StatementDescription, TxnOutcome,
 };
 
 use crate::NetworkError;
@@ -94,6 +94,20 @@ impl Reader {
         self.need(len, "string")?;
         let bytes = self.buf.split_to(len);
         String::from_utf8(bytes.to_vec()).map_err(|_| malformed("UTF-8 string"))
+    }
+
+    fn positions(&mut self) -> Result<Vec<CommitPosition>, NetworkError> {
+        let n = self.u16()? as usize;
+        (0..n)
+            .map(|_| {
+                Ok(CommitPosition {
+                    table: self.string()?,
+                    shard: self.u32()?,
+                    origin: self.string()?,
+                    sequence: self.u64()?,
+                })
+            })
+            .collect()
     }
 
     fn opt_string(&mut self) -> Result<Option<String>, NetworkError> {
@@ -208,9 +222,15 @@ pub fn decode_describe(payload: Bytes) -> Result<(String, Vec<u32>), NetworkErro
     Ok((sql, types))
 }
 
-/// An EXECUTE: the statement, the client user it runs as (`current_user`), then the cluster
-/// map epoch it was routed by (u64, 0 = unchecked).
-pub fn encode_execute(request: &Execute, user: Option<&str>, epoch: u64) -> Bytes {
+/// An EXECUTE: the statement, the client user it runs as (`current_user`), the cluster map
+/// epoch it was routed by (u64, 0 = unchecked), then the read fence (commit positions the
+/// node's copies must hold first; see `NodeSession::set_read_fence`).
+pub fn encode_execute(
+    request: &Execute,
+    user: Option<&str>,
+    epoch: u64,
+    fence: &[CommitPosition],
+) -> Bytes {
     let values: usize = request
         .params
         .iter()
@@ -233,10 +253,18 @@ pub fn encode_execute(request: &Execute, user: Option<&str>, epoch: u64) -> Byte
     put_formats(&mut buf, &request.result_formats);
     put_opt_str(&mut buf, user);
     buf.put_u64(epoch);
+    put_positions(&mut buf, fence);
     buf.freeze()
 }
 
-pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>, u64), NetworkError> {
+/// What an EXECUTE carries besides the statement.
+pub struct ExecuteContext {
+    pub user: Option<String>,
+    pub epoch: u64,
+    pub fence: Vec<CommitPosition>,
+}
+
+pub fn decode_execute(payload: Bytes) -> Result<(Execute, ExecuteContext), NetworkError> {
     let mut r = Reader { buf: payload };
     let sql: Arc<str> = Arc::from(r.string()?);
     let param_types = Arc::from(r.oids()?);
@@ -248,6 +276,7 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>, u64), 
     let result_formats = Arc::from(r.formats()?);
     let user = r.opt_string()?;
     let epoch = r.u64()?;
+    let fence = r.positions()?;
     r.finish("execute")?;
     Ok((
         Execute {
@@ -257,9 +286,19 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, Option<String>, u64), 
             param_formats,
             result_formats,
         },
-        user,
-        epoch,
+        ExecuteContext { user, epoch, fence },
     ))
+}
+
+/// u16 n, n × (str table, u32 shard, str origin, u64 sequence).
+fn put_positions(buf: &mut BytesMut, positions: &[CommitPosition]) {
+    buf.put_u16(positions.len() as u16);
+    for p in positions {
+        put_str(buf, &p.table);
+        buf.put_u32(p.shard);
+        put_str(buf, &p.origin);
+        buf.put_u64(p.sequence);
+    }
 }
 
 pub fn encode_copy_in(batch: &CopyIn) -> Bytes {
@@ -369,19 +408,25 @@ fn check_data_rows(bytes: &[u8], count: usize) -> Result<(), NetworkError> {
     }
 }
 
-pub fn encode_complete(tag: &str, in_transaction: bool) -> Bytes {
-    let mut buf = BytesMut::with_capacity(tag.len() + 8);
+/// A COMPLETE: the node's transaction state, the command tag, and where the statement's
+/// commits landed in replication (`NodeSession::take_commit_positions`).
+pub fn encode_complete(tag: &str, in_transaction: bool, positions: &[CommitPosition]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(tag.len() + 10);
     buf.put_u8(u8::from(in_transaction));
     put_str(&mut buf, tag);
+    put_positions(&mut buf, positions);
     buf.freeze()
 }
 
-pub fn decode_complete(payload: Bytes) -> Result<(String, bool), NetworkError> {
+pub fn decode_complete(
+    payload: Bytes,
+) -> Result<(String, bool, Vec<CommitPosition>), NetworkError> {
     let mut r = Reader { buf: payload };
     let in_transaction = r.u8()? != 0;
     let tag = r.string()?;
+    let positions = r.positions()?;
     r.finish("complete")?;
-    Ok((tag, in_transaction))
+    Ok((tag, in_transaction, positions))
 }
 
 pub fn encode_error(error: &DbError, in_transaction: bool) -> Bytes {

@@ -22,8 +22,9 @@
 //! `0x40..=0x4f`) is served by it instead; an error it ends with goes to the peer as `ERROR`.
 //!
 //! `COMPLETE`, `ERROR` and `COPIED` carry whether the node session is inside a transaction
-//! afterwards, so the proxy knows when the connection may go back to its pool. Payload layouts
-//! are in `codec.rs`.
+//! afterwards, so the proxy knows when the connection may go back to its pool. `EXECUTE`
+//! carries the statement's read fence and `COMPLETE` the positions of its commits in
+//! replication (read-your-writes on copies). Payload layouts are in `codec.rs`.
 
 mod client;
 mod codec;

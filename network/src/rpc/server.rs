@@ -126,10 +126,12 @@ async fn serve_connection(
                 conn.send(kind, payload).await?;
             }
             kind::EXECUTE => {
-                let (request, user, epoch) = codec::decode_execute(frame.payload)?;
-                if let Some(user) = user {
+                let (request, context) = codec::decode_execute(frame.payload)?;
+                if let Some(user) = context.user {
                     session.set_user(&user);
                 }
+                let epoch = context.epoch;
+                session.set_read_fence(context.fence);
                 // Only work that starts here is checked: statements inside a transaction
                 // (its COMMIT or ROLLBACK too) finish what its first statement began.
                 let checked = if session.in_transaction() {
@@ -264,6 +266,9 @@ async fn execute(
     let mut stream = match session.execute(request).await {
         Ok(stream) => stream,
         Err(error) => {
+            metrics::NODE_ERRORS
+                .with_label_values(&[error.code.as_str()])
+                .inc();
             return conn
                 .send(
                     kind::ERROR,
@@ -310,7 +315,11 @@ async fn execute(
             Some(Ok(Reply::Complete { tag })) => {
                 conn.feed(
                     kind::COMPLETE,
-                    codec::encode_complete(&tag, session.in_transaction()),
+                    codec::encode_complete(
+                        &tag,
+                        session.in_transaction(),
+                        &session.take_commit_positions(),
+                    ),
                 )
                 .await?;
                 return conn.flush().await;

@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use mycelium_config::{ConflictPolicyConfig, ReplicationConfig};
 use mycelium_network::rpc::Handoff;
 use mycelium_network::{Connection, Frame, TlsIdentity};
-use mycelium_protocol::DbError;
+use mycelium_protocol::{CommitPosition, DbError, REPLICA_BEHIND};
 use mycelium_replication::{
     ConflictPolicy, HlcClock, NodeId, Primary, PrimaryOptions, ReplicationMessage, Role, Secondary,
     SecondaryOptions, SecondaryStatus, ShardId, VersionVector, WalEntry, kind,
@@ -71,6 +71,13 @@ pub const SYNC_TIMEOUT_SQLSTATE: &str = "08007";
 /// A follower gives up on a primary that sent nothing (not even a heartbeat) for three
 /// heartbeat intervals, and never sooner than this: a busy machine delays heartbeats.
 const MIN_SILENCE: Duration = Duration::from_secs(2);
+
+/// How long a read fenced by a session's own writes waits for this node's copy to apply them
+/// before the proxy is told to read the primary instead.
+const READ_FENCE_WAIT: Duration = Duration::from_millis(500);
+
+/// How often a fenced read looks at the copy's position again.
+const FENCE_POLL: Duration = Duration::from_millis(2);
 
 /// Local commit times kept per primary shard, for the age part of WAL retention.
 const COMMIT_TIMES_KEPT: usize = 100_000;
@@ -97,6 +104,8 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     commits: Mutex<HashMap<ShardId, LastCommit>>,
     primaries: RwLock<HashMap<ShardId, Arc<PrimaryShard>>>,
+    /// The shards this node follows, with how far each applied (read fences wait on them).
+    secondaries: Mutex<HashMap<ShardId, Arc<SecondaryShard>>>,
     totals: Totals,
     /// Set on PostgreSQL nodes, whose commits are sealed into entries after the fact.
     sealer: std::sync::OnceLock<Arc<Sealer>>,
@@ -139,12 +148,6 @@ impl Shared {
         self.config.synchronous_replicas > 0
     }
 
-    /// Whether a session must tell replication about its commits: they wait for
-    /// secondaries, or (PostgreSQL) they are sealed into entries after the fact.
-    pub(crate) fn watches_sessions(&self) -> bool {
-        self.synchronous() || self.sealer.get().is_some()
-    }
-
     /// A statement may have committed on this node: on a PostgreSQL node its changes are
     /// sealed (at once when the commit waits for secondaries, by the sealing task otherwise),
     /// then the commit waits for `synchronous_replicas` (see [`Shared::wait_replicated`]).
@@ -169,6 +172,76 @@ impl Shared {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether a statement's commits are announced by the time it is answered: always on
+    /// SQLite (the commit hook), on PostgreSQL only when the commit is sealed at once (it
+    /// waits for `synchronous_replicas`). Otherwise a session cannot tell where its commit
+    /// landed, and reports nothing.
+    pub(crate) fn announces_before_answering(&self) -> bool {
+        self.sealer.get().is_none() || self.synchronous()
+    }
+
+    /// Where the local commits announced after generation `since` landed: the last sequence
+    /// of this node's log of each shard they wrote (at or past the statement's own commit).
+    pub(crate) fn positions_since(&self, since: u64) -> Vec<CommitPosition> {
+        if self.generation() == since {
+            return Vec::new();
+        }
+        lock(&self.commits)
+            .iter()
+            .filter(|(_, c)| c.generation > since)
+            .map(|(shard, c)| CommitPosition {
+                table: shard.table.clone(),
+                shard: shard.shard,
+                origin: self.node.as_str().to_owned(),
+                sequence: c.sequence,
+            })
+            .collect()
+    }
+
+    /// Waits until this node's copies hold every position of `fence` (see
+    /// `NodeSession::set_read_fence`), at most [`READ_FENCE_WAIT`]; then 55000 and
+    /// [`REPLICA_BEHIND`]. Positions of this node's own commits, and of shards it neither
+    /// follows nor leads, hold at once: waiting would not change them.
+    pub(crate) async fn wait_for_fence(&self, fence: &[CommitPosition]) -> Result<(), DbError> {
+        let deadline = Instant::now() + READ_FENCE_WAIT;
+        loop {
+            let behind = fence.iter().find(|p| !self.holds(p));
+            let Some(position) = behind else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(DbError::new(
+                    "55000",
+                    format!(
+                        "{REPLICA_BEHIND}: node {} has not applied entry {} of {}'s log of                          shard {}/{} within {} ms",
+                        self.node,
+                        position.sequence,
+                        position.origin,
+                        position.table,
+                        position.shard,
+                        READ_FENCE_WAIT.as_millis()
+                    ),
+                ));
+            }
+            tokio::time::sleep(FENCE_POLL).await;
+        }
+    }
+
+    fn holds(&self, position: &CommitPosition) -> bool {
+        if position.origin == self.node.as_str() {
+            return true;
+        }
+        let shard = ShardId::new(&position.table, position.shard);
+        let follower = lock(&self.secondaries).get(&shard).cloned();
+        follower.is_none_or(|f| {
+            f.secondary
+                .status()
+                .applied
+                .get(&NodeId::new(&position.origin))
+                >= position.sequence
+        })
     }
 
     /// Waits until the local commits announced after generation `since` are acknowledged by
@@ -290,7 +363,6 @@ struct Following {
 pub struct Replication {
     shared: Arc<Shared>,
     store: Store,
-    secondaries: Mutex<HashMap<ShardId, Arc<SecondaryShard>>>,
 }
 
 /// The part of replication that exists before the backend: its identity for
@@ -338,6 +410,7 @@ impl Pending {
             generation: AtomicU64::new(0),
             commits: Mutex::new(HashMap::new()),
             primaries: RwLock::new(HashMap::new()),
+            secondaries: Mutex::new(HashMap::new()),
             totals: Totals::default(),
             sealer: std::sync::OnceLock::new(),
         });
@@ -363,7 +436,6 @@ impl Pending {
         Replication {
             shared: self.shared,
             store,
-            secondaries: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -527,7 +599,7 @@ impl Replication {
                 sealer.advance_sequences();
             }
         }
-        let mut secondaries = lock(&self.secondaries);
+        let mut secondaries = lock(&self.shared.secondaries);
         secondaries.retain(|shard, s| {
             let keep = follow.get(shard).is_some_and(|f| {
                 f.primary == s.primary && f.addr == s.addr && f.epoch == s.epoch

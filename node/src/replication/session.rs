@@ -14,12 +14,17 @@
 //! Two-phase commits are not held (see [`ReplicatedSession::commit_decision`]): the coordinator
 //! would have to wait for replication after its last commit, which the node protocol cannot
 //! ask for yet.
+//!
+//! Read-your-writes: a committing statement's `Complete` reports where its commits landed (the
+//! last sequence of this node's log of each shard written since it started), and a statement
+//! given a read fence first waits until this node's copies applied it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeSession, Reply, ReplySource, ReplyStream, StatementDescription,
+    CommitPosition, CopyIn, DbError, Execute, NodeSession, Reply, ReplySource, ReplyStream,
+    StatementDescription,
 };
 
 use super::Shared;
@@ -36,10 +41,25 @@ fn may_have_written(tag: &str) -> bool {
     WRITING_TAGS.contains(&word)
 }
 
-/// A session of a node with `synchronous_replicas > 0` or on PostgreSQL.
+/// A session of a node, as replication sees it.
 pub(crate) struct ReplicatedSession {
-    pub inner: Box<dyn NodeSession>,
-    pub shared: Arc<Shared>,
+    inner: Box<dyn NodeSession>,
+    shared: Arc<Shared>,
+    /// The read fence of the next statement.
+    fence: Vec<CommitPosition>,
+    /// Where the last statement's commits landed (written when its `Complete` passes).
+    positions: Arc<Mutex<Vec<CommitPosition>>>,
+}
+
+impl ReplicatedSession {
+    pub fn new(inner: Box<dyn NodeSession>, shared: Arc<Shared>) -> ReplicatedSession {
+        ReplicatedSession {
+            inner,
+            shared,
+            fence: Vec::new(),
+            positions: Arc::default(),
+        }
+    }
 }
 
 /// Replies of one statement, with its `Complete` held until replication confirmed.
@@ -47,6 +67,7 @@ struct HoldComplete {
     inner: ReplyStream,
     shared: Arc<Shared>,
     since: u64,
+    positions: Arc<Mutex<Vec<CommitPosition>>>,
 }
 
 #[async_trait]
@@ -55,9 +76,17 @@ impl ReplySource for HoldComplete {
         let reply = self.inner.recv().await?;
         if let Ok(Reply::Complete { tag }) = &reply
             && may_have_written(tag)
-            && let Err(e) = self.shared.committed_here(self.since).await
         {
-            return Some(Err(e));
+            if let Err(e) = self.shared.committed_here(self.since).await {
+                return Some(Err(e));
+            }
+            if self.shared.announces_before_answering() {
+                *self
+                    .positions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    self.shared.positions_since(self.since);
+            }
         }
         Some(reply)
     }
@@ -74,6 +103,10 @@ impl NodeSession for ReplicatedSession {
     }
 
     async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError> {
+        let fence = std::mem::take(&mut self.fence);
+        if !fence.is_empty() {
+            self.shared.wait_for_fence(&fence).await?;
+        }
         let since = self.shared.generation();
         let stream = self.inner.execute(request).await?;
         if self.inner.in_transaction() {
@@ -83,7 +116,21 @@ impl NodeSession for ReplicatedSession {
             inner: stream,
             shared: self.shared.clone(),
             since,
+            positions: self.positions.clone(),
         })))
+    }
+
+    fn set_read_fence(&mut self, fence: Vec<CommitPosition>) {
+        self.fence = fence;
+    }
+
+    fn take_commit_positions(&mut self) -> Vec<CommitPosition> {
+        std::mem::take(
+            &mut *self
+                .positions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {

@@ -43,7 +43,7 @@ impl Replication {
     fn count_applied(&self) {
         let node = self.shared.node.as_str();
         let secondaries: Vec<Arc<SecondaryShard>> =
-            lock(&self.secondaries).values().cloned().collect();
+            lock(&self.shared.secondaries).values().cloned().collect();
         for s in secondaries {
             let now = s.secondary.status();
             let mut before = lock(&s.reported);
@@ -83,7 +83,7 @@ impl Replication {
             .cloned()
             .collect();
         let secondaries: Vec<Arc<SecondaryShard>> =
-            lock(&self.secondaries).values().cloned().collect();
+            lock(&self.shared.secondaries).values().cloned().collect();
         let mut shards = Vec::new();
         for p in primaries {
             let shard = p.primary.shard().clone();
@@ -214,7 +214,7 @@ impl Replication {
             truncate_log(p.log.as_ref(), &p.truncated, through).await;
         }
         let secondaries: Vec<Arc<SecondaryShard>> =
-            lock(&self.secondaries).values().cloned().collect();
+            lock(&self.shared.secondaries).values().cloned().collect();
         for s in secondaries {
             let Ok(applied) = s.log.applied().await else {
                 continue;
