@@ -553,8 +553,9 @@ impl Proxy {
             return Err(sql_error(
                 "55000",
                 format!(
-                    "node {node}'s copy of shard {table}/{shard} holds no rows: only SQLite \
-                     nodes replicate (its primary is {})",
+                    "node {node}'s copy of shard {table}/{shard} is not known to hold rows: this \
+                     proxy has not yet heard the backends of {node} and of the primary {}; try \
+                     again in a moment",
                     placed.primary()
                 ),
             ));

@@ -1,10 +1,10 @@
 //! The proxy's view of the cluster: its nodes, the table policies, where each table's shards
 //! live, and the routes of statements it has seen.
 //!
-//! Until replication lands, a shard's rows live on its primary only: writes go to the primary
-//! and so do reads, and secondaries hold the table's schema. Tables nobody configured share one
-//! placement (as if they were all named [`DEFAULT_GROUP`]), so an application that never heard
-//! of policies keeps all its tables, and its transactions, on one node.
+//! Tables nobody configured share one placement (as if they were all named
+//! [`DEFAULT_GROUP`]), so an application that never heard of policies keeps all its tables, and
+//! its transactions, on one node. Which copy of a shard serves a statement is `replicas`'
+//! business; promotions (`PROMOTE MYCELIUM NODE`) are applied to every placement here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
