@@ -375,6 +375,61 @@ impl ProcessCluster {
             .expect("count prepared")
     }
 
+    /// The rows of a query run directly on node `index`'s database, as SQLite values
+    /// (integers, reals, text, blobs and NULL; other PostgreSQL types are not read). A table
+    /// that does not exist (yet) reads as no rows.
+    pub async fn node_values(&self, index: usize, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+        use rusqlite::types::Value;
+        use tokio_postgres::types::Type;
+        if let Some(client) = self.direct(index).await {
+            let Ok(rows) = client.query(sql, &[]).await else {
+                return Vec::new();
+            };
+            return rows
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| {
+                            let ty = row.columns()[i].type_().clone();
+                            let value = match ty {
+                                Type::INT2 => row
+                                    .get::<_, Option<i16>>(i)
+                                    .map(|v| Value::Integer(v.into())),
+                                Type::INT4 => row
+                                    .get::<_, Option<i32>>(i)
+                                    .map(|v| Value::Integer(v.into())),
+                                Type::INT8 => row.get::<_, Option<i64>>(i).map(Value::Integer),
+                                Type::FLOAT8 => row.get::<_, Option<f64>>(i).map(Value::Real),
+                                Type::TEXT | Type::VARCHAR => {
+                                    row.get::<_, Option<String>>(i).map(Value::Text)
+                                }
+                                Type::BYTEA => row.get::<_, Option<Vec<u8>>>(i).map(Value::Blob),
+                                other => {
+                                    panic!("{sql} on node {index}: column of type {other} not read")
+                                }
+                            };
+                            value.unwrap_or(Value::Null)
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        let db = self.sqlite(index);
+        let Ok(mut statement) = db.prepare(sql) else {
+            return Vec::new();
+        };
+        let width = statement.column_count();
+        statement
+            .query_map([], |row| {
+                (0..width)
+                    .map(|i| row.get::<_, Value>(i))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
     fn sqlite(&self, index: usize) -> rusqlite::Connection {
         rusqlite::Connection::open_with_flags(
             self.node_file(NODES[index].0),
@@ -402,27 +457,35 @@ impl ProcessCluster {
 
 /// Each scenario runs with SQLite nodes, PostgreSQL nodes, and a mix (n2 on PostgreSQL).
 macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {
+    (multi_thread: $($scenario:ident),* $(,)?) => {
+        $crate::processes::on_every_backend!(
+            @tests [tokio::test(flavor = "multi_thread", worker_threads = 2)] $($scenario),*
+        );
+    };
+    (@tests [$test:meta] $($scenario:ident),*) => {
         $(
             mod $scenario {
                 use crate::processes::Backend;
 
-                #[tokio::test]
+                #[$test]
                 async fn sqlite() {
                     super::$scenario(Backend::Sqlite).await;
                 }
 
-                #[tokio::test]
+                #[$test]
                 async fn postgres() {
                     super::$scenario(Backend::Postgres).await;
                 }
 
-                #[tokio::test]
+                #[$test]
                 async fn mixed() {
                     super::$scenario(Backend::Mixed).await;
                 }
             }
         )*
+    };
+    ($($scenario:ident),* $(,)?) => {
+        $crate::processes::on_every_backend!(@tests [tokio::test] $($scenario),*);
     };
 }
 pub(crate) use on_every_backend;

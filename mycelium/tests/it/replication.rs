@@ -1,5 +1,7 @@
-//! WAL replication between node processes: every copy of a shard ends up with exactly the
-//! primary's rows, read straight from the SQLite files; a secondary killed mid-stream catches
+//! WAL replication between node processes, on SQLite, PostgreSQL and mixed nodes where the
+//! scenario is the same on every backend (rows with backend-specific types are compared
+//! across backends in `pg_replication`): every copy of a shard ends up with exactly the
+//! primary's rows, read straight from the nodes' files and databases; a secondary killed mid-stream catches
 //! up from the log, or from a snapshot when the log was truncated meanwhile; with
 //! `synchronous_replicas = 1` every acknowledged commit survives the primary's SIGKILL and is
 //! served by the copy an operator promotes, which the old primary rejoins; across a partition
@@ -107,25 +109,12 @@ fn index_of(node: &str) -> usize {
 
 type Rows = Vec<Vec<Value>>;
 
-/// Every row of `table` in node `index`'s file, by id; empty when the table is missing.
-fn file_rows(cluster: &ProcessCluster, index: usize, table: &str) -> Rows {
-    let db = rusqlite::Connection::open_with_flags(
-        cluster.node_file(NODES[index].0),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open node file");
-    let Ok(mut stmt) = db.prepare(&format!("SELECT * FROM {table} ORDER BY id")) else {
-        return Vec::new();
-    };
-    let width = stmt.column_count();
-    stmt.query_map([], |row| {
-        (0..width)
-            .map(|i| row.get::<_, Value>(i))
-            .collect::<rusqlite::Result<Vec<_>>>()
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
+/// Every row of `table` in node `index`'s own database (its SQLite file or PostgreSQL
+/// database), by id; empty when the table is missing.
+async fn file_rows(cluster: &ProcessCluster, index: usize, table: &str) -> Rows {
+    cluster
+        .node_values(index, &format!("SELECT * FROM {table} ORDER BY id"))
+        .await
 }
 
 /// The rows of each shard of a table sharded by its first column.
@@ -151,9 +140,10 @@ async fn converged(
 ) -> BTreeMap<u32, Rows> {
     let deadline = Instant::now() + CONVERGE;
     loop {
-        let files: Vec<BTreeMap<u32, Rows>> = (0..NODES.len())
-            .map(|i| by_shard(file_rows(cluster, i, table), placement))
-            .collect();
+        let mut files: Vec<BTreeMap<u32, Rows>> = Vec::with_capacity(NODES.len());
+        for i in 0..NODES.len() {
+            files.push(by_shard(file_rows(cluster, i, table).await, placement));
+        }
         let mut problems = Vec::new();
         let mut total = 0;
         let mut primaries = BTreeMap::new();
@@ -197,10 +187,13 @@ async fn converged(
     }
 }
 
-/// What each node holds of each shard's logs, for failure messages.
+/// What each SQLite node holds of each shard's logs, for failure messages.
 fn positions(cluster: &ProcessCluster) -> String {
     let mut out = String::new();
     for (index, (id, _)) in NODES.iter().enumerate() {
+        if cluster.backend.on_postgres(index) {
+            continue;
+        }
         let db = rusqlite::Connection::open_with_flags(
             cluster.node_file(NODES[index].0),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -334,7 +327,7 @@ async fn replicas_hold_identical_rows() {
         .find(|&i| !group.shards[0].holds(NODES[i].0))
         .expect("a node without the default group");
     assert!(
-        file_rows(&cluster, outsider, "plain").is_empty(),
+        file_rows(&cluster, outsider, "plain").await.is_empty(),
         "{} holds no copy of the default group, only its schema",
         NODES[outsider].0
     );
@@ -388,11 +381,10 @@ fn secondary_only(placement: &TablePlacement) -> usize {
         .expect("with 2 shards on 3 nodes, one node leads none")
 }
 
-/// Kills a secondary in the middle of a stream of writes and restarts it; returns whether
-/// it took a snapshot to catch up.
-async fn kill_a_secondary_mid_stream(node_toml: &str) -> f64 {
-    let mut cluster =
-        ProcessCluster::start_with(Backend::Sqlite, "", node_toml, "").expect("a SQLite cluster");
+/// Kills a secondary in the middle of a stream of writes and restarts it; returns how many
+/// snapshots it took to catch up (`None` when PostgreSQL is skipped).
+async fn kill_a_secondary_mid_stream(backend: Backend, node_toml: &str) -> Option<f64> {
+    let mut cluster = ProcessCluster::start_with(backend, "", node_toml, "")?;
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -428,34 +420,42 @@ async fn kill_a_secondary_mid_stream(node_toml: &str) -> f64 {
     );
     // The restarted node serves reads of its copies again with every row.
     assert_eq!(count(&client, "stream").await, 200);
-    received
+    Some(received)
 }
 
-#[tokio::test]
-async fn a_killed_secondary_catches_up_from_the_log() {
-    let snapshots = kill_a_secondary_mid_stream(FAST).await;
-    assert_eq!(snapshots, 0.0, "the log still reached back to its position");
+crate::processes::on_every_backend!(
+    a_killed_secondary_catches_up_from_the_log,
+    a_secondary_behind_a_truncated_log_catches_up_from_a_snapshot,
+    synchronous_commits_survive_the_primary,
+);
+
+async fn a_killed_secondary_catches_up_from_the_log(backend: Backend) {
+    if let Some(snapshots) = kill_a_secondary_mid_stream(backend, FAST).await {
+        assert_eq!(snapshots, 0.0, "the log still reached back to its position");
+    }
 }
 
-#[tokio::test]
-async fn a_secondary_behind_a_truncated_log_catches_up_from_a_snapshot() {
+async fn a_secondary_behind_a_truncated_log_catches_up_from_a_snapshot(backend: Backend) {
     let snapshots = kill_a_secondary_mid_stream(
+        backend,
         "[replication]\nheartbeat_interval_ms = 200\nwal_retain_entries = 0\n\
          wal_retain_seconds = 0\nwal_max_entries = 10\n",
     )
     .await;
-    assert!(snapshots >= 1.0, "a snapshot was needed and received");
+    if let Some(snapshots) = snapshots {
+        assert!(snapshots >= 1.0, "a snapshot was needed and received");
+    }
 }
 
-#[tokio::test]
-async fn synchronous_commits_survive_the_primary() {
-    let mut cluster = ProcessCluster::start_with(
-        Backend::Sqlite,
+async fn synchronous_commits_survive_the_primary(backend: Backend) {
+    let Some(mut cluster) = ProcessCluster::start_with(
+        backend,
         "",
         "[replication]\nsynchronous_replicas = 1\nsynchronous_timeout_ms = 10000\n",
         "",
-    )
-    .expect("a SQLite cluster");
+    ) else {
+        return;
+    };
     let client = cluster.connect().await;
     client
         .batch_execute("CREATE TABLE stream (id bigint PRIMARY KEY, v text NOT NULL)")
@@ -473,7 +473,7 @@ async fn synchronous_commits_survive_the_primary() {
         .await
         .expect("an explicit transaction");
     cluster.nodes[primary].kill();
-    let held = file_rows(&cluster, secondary, "stream");
+    let held = file_rows(&cluster, secondary, "stream").await;
     let ids: Vec<i64> = held
         .iter()
         .map(|row| match row.first() {
@@ -591,8 +591,9 @@ async fn impossible_promotions_are_refused() {
 }
 
 /// Rows of `kv` in a node's file, as (id, v).
-fn kv_rows(cluster: &ProcessCluster, index: usize) -> Vec<(i64, String)> {
+async fn kv_rows(cluster: &ProcessCluster, index: usize) -> Vec<(i64, String)> {
     file_rows(cluster, index, "kv")
+        .await
         .into_iter()
         .map(|row| match row.as_slice() {
             [Value::Integer(id), Value::Text(v)] => (*id, v.clone()),
@@ -601,16 +602,20 @@ fn kv_rows(cluster: &ProcessCluster, index: usize) -> Vec<(i64, String)> {
         .collect()
 }
 
+crate::processes::on_every_backend!(
+    multi_thread: a_partition_and_a_promotion_converge_and_record_the_conflicts
+);
+
 /// A partition between the nodes: writes go on at the primary the proxy still reaches; the
 /// operator promotes the copy on the other side, which takes writes too, some to the same
 /// rows. Healed, the old primary rejoins as a secondary, its writes reach the promoted copy,
 /// both converge to the same rows, and the row both sides wrote is a recorded conflict.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partition_and_a_promotion_converge_and_record_the_conflicts() {
+async fn a_partition_and_a_promotion_converge_and_record_the_conflicts(backend: Backend) {
     let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
-    let cluster =
-        ProcessCluster::start_with_peer_ports(Backend::Sqlite, "", FAST, "", &relay_ports)
-            .expect("a SQLite cluster");
+    let Some(cluster) = ProcessCluster::start_with_peer_ports(backend, "", FAST, "", &relay_ports)
+    else {
+        return;
+    };
     let mut relays = Vec::new();
     for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
         relays.push(Relay::start(*port, *target).await);
@@ -642,7 +647,7 @@ async fn a_partition_and_a_promotion_converge_and_record_the_conflicts() {
         .expect("writes on the old primary");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        kv_rows(&cluster, new).first(),
+        kv_rows(&cluster, new).await.first(),
         Some(&(1, "before".to_owned())),
         "the partition holds"
     );
@@ -660,7 +665,7 @@ async fn a_partition_and_a_promotion_converge_and_record_the_conflicts() {
         .await
         .expect("writes on the promoted copy");
     assert_eq!(
-        kv_rows(&cluster, old)[2],
+        kv_rows(&cluster, old).await[2],
         (3, "before".to_owned()),
         "the old primary is cut off"
     );
@@ -671,7 +676,7 @@ async fn a_partition_and_a_promotion_converge_and_record_the_conflicts() {
     let placement = promoted(group, NODES[new].0, 2);
     converged(&cluster, "kv", &placement, 6).await;
     assert_eq!(
-        kv_rows(&cluster, new),
+        kv_rows(&cluster, new).await,
         vec![
             (1, "old side".to_owned()),
             // Both sides wrote row 2; the later write (by hybrid clock) wins everywhere.
