@@ -1,8 +1,8 @@
 //! WAL replication between node processes, on SQLite, PostgreSQL and mixed nodes where the
 //! scenario is the same on every backend (rows with backend-specific types are compared
 //! across backends in `pg_replication`): every copy of a shard ends up with exactly the
-//! primary's rows, read straight from the nodes' files and databases; a secondary killed mid-stream catches
-//! up from the log, or from a snapshot when the log was truncated meanwhile; with
+//! primary's rows, read straight from the nodes' files and databases; a secondary killed
+//! mid-stream catches up from the log, or from a snapshot when the log was truncated; with
 //! `synchronous_replicas = 1` every acknowledged commit survives the primary's SIGKILL and is
 //! served by the copy an operator promotes, which the old primary rejoins; across a partition
 //! (relays between the nodes, cut) writes go on at the primary and, after a promotion, at the
