@@ -109,13 +109,19 @@ const DOWN: u8 = 2;
 struct Peer {
     name: String,
     addr: String,
-    idle: Mutex<Vec<Connection>>,
+    /// Boxed: a `Connection` (TLS state and buffers) is large, and a pooled one moves on every
+    /// checkout and return (and through the oneshot that hands a statement's connection back).
+    #[expect(
+        clippy::vec_box,
+        reason = "connections move in and out of the Vec on every statement; boxed, a move is a pointer"
+    )]
+    idle: Mutex<Vec<Box<Connection>>>,
     slots: Arc<Semaphore>,
     health: AtomicU8,
 }
 
 impl Peer {
-    fn take_idle(&self) -> Option<Connection> {
+    fn take_idle(&self) -> Option<Box<Connection>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(mut conn) = idle.pop() {
             if conn.poll_idle_alive() {
@@ -214,19 +220,23 @@ impl Pool {
     pub async fn get(&self, peer: &str) -> Result<PooledConnection, NetworkError> {
         let peer = self.peer(peer)?;
         let timeout = self.inner.options.acquire_timeout;
-        let permit = tokio::time::timeout(timeout, peer.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| NetworkError::Timeout {
-                what: format!(
-                    "waiting for a free connection to {} ({} in use)",
-                    peer.name, self.inner.options.max_per_peer
-                ),
-                after: timeout,
-            })?
-            .map_err(|_| NetworkError::UnknownPeer(peer.name.clone()))?;
+        // A free slot is the common case: take it without arming the timeout's timer.
+        let permit = match peer.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(timeout, peer.slots.clone().acquire_owned())
+                .await
+                .map_err(|_| NetworkError::Timeout {
+                    what: format!(
+                        "waiting for a free connection to {} ({} in use)",
+                        peer.name, self.inner.options.max_per_peer
+                    ),
+                    after: timeout,
+                })?
+                .map_err(|_| NetworkError::UnknownPeer(peer.name.clone()))?,
+        };
         let conn = match peer.take_idle() {
             Some(conn) => conn,
-            None => self.connect_with_retry(&peer).await?,
+            None => Box::new(self.connect_with_retry(&peer).await?),
         };
         Ok(PooledConnection {
             conn: Some(conn),
@@ -397,7 +407,7 @@ async fn probe(
 
 /// A connection borrowed from a [`Pool`]; dereferences to [`Connection`].
 pub struct PooledConnection {
-    conn: Option<Connection>,
+    conn: Option<Box<Connection>>,
     peer: Arc<Peer>,
     _permit: OwnedSemaphorePermit,
 }

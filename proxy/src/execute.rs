@@ -327,16 +327,20 @@ impl Session {
                 wrote: false,
             });
         }
-        let gone = self.node_gone(node);
         let epoch = self.proxy.cluster.map_epoch();
         let fence = self.own_writes.take_fence(node);
-        if let Some(conn) = self.nodes[node].as_mut() {
-            conn.session.set_map_epoch(epoch);
-            conn.session.set_read_fence(fence);
-        }
+        // The session was opened above; the error (formatted only if ever needed) cannot
+        // borrow `self` here, so it names the node by number.
         match self.nodes[node].as_mut() {
-            Some(conn) => Ok(&mut conn.session),
-            None => Err(gone),
+            Some(conn) => {
+                conn.session.set_map_epoch(epoch);
+                conn.session.set_read_fence(fence);
+                Ok(&mut conn.session)
+            }
+            None => Err(sql_error(
+                "08006",
+                format!("lost connection to node number {node}"),
+            )),
         }
     }
 

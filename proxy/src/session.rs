@@ -27,7 +27,12 @@ pub(crate) struct Prepared {
     plan: Arc<Plan>,
     /// Parameter types as the client gave them (0 = infer).
     param_types: Vec<u32>,
-    description: Option<StatementDescription>,
+    /// Shared with every Describe of the statement (each Bind/Describe/Execute of a
+    /// prepared statement would otherwise copy it).
+    description: Option<Arc<StatementDescription>>,
+    /// The parameter types every Bind sends: the description's once there is one, else the
+    /// client's; shared by the portals.
+    bound_types: Arc<[u32]>,
 }
 
 /// A bound statement, ready to execute, possibly suspended part-way by a row limit.
@@ -552,6 +557,7 @@ impl Session {
             Prepared {
                 sql: Arc::from(parse.query.trim()),
                 plan,
+                bound_types: Arc::from(parse.type_oids.as_slice()),
                 param_types: parse.type_oids,
                 description: None,
             },
@@ -592,16 +598,12 @@ impl Session {
             .iter()
             .map(|&code| Format::from_code(code).ok_or_else(|| bad_format(code)))
             .collect::<Result<_, _>>()?;
-        let param_types: Arc<[u32]> = match &statement.description {
-            Some(d) => Arc::from(d.params.as_slice()),
-            None => Arc::from(statement.param_types.as_slice()),
-        };
         let portal = Portal {
             statement: statement_name,
             plan: statement.plan.clone(),
             request: Execute {
                 sql: statement.sql.clone(),
-                param_types,
+                param_types: statement.bound_types.clone(),
                 params: bind.parameters,
                 param_formats,
                 result_formats: Arc::from(result_formats),
@@ -647,9 +649,8 @@ impl Session {
         if description.columns.is_empty() {
             backend::no_data(&mut self.conn.out);
         } else {
-            let request = portal.request.clone();
             backend::row_description(&mut self.conn.out, &description.columns, |i| {
-                request.result_format(i)
+                portal.request.result_format(i)
             });
         }
         Ok(())
@@ -659,7 +660,7 @@ impl Session {
     async fn statement_description(
         &mut self,
         name: &str,
-    ) -> Result<StatementDescription, ProxyError> {
+    ) -> Result<Arc<StatementDescription>, ProxyError> {
         let statement = self
             .statements
             .get(name)
@@ -693,7 +694,9 @@ impl Session {
                 columns: Vec::new(),
             },
         };
+        let description = Arc::new(description);
         if let Some(statement) = self.statements.get_mut(name) {
+            statement.bound_types = Arc::from(description.params.as_slice());
             statement.description = Some(description.clone());
         }
         Ok(description)
@@ -755,7 +758,17 @@ impl Session {
             let finished = self.resume(suspended, &request, output).await?;
             return self.keep_suspended(name, finished);
         }
-        let (plan, request) = (portal.plan.clone(), portal.request.clone());
+        // The bound values go to the node; the portal keeps what a later Describe of it (the
+        // result formats) or a resumed row limit needs. Executing it again after it completed
+        // sends nothing to a node (`done` above).
+        let request = Execute {
+            sql: portal.request.sql.clone(),
+            param_types: portal.request.param_types.clone(),
+            params: std::mem::take(&mut portal.request.params),
+            param_formats: std::mem::take(&mut portal.request.param_formats),
+            result_formats: portal.request.result_formats.clone(),
+        };
+        let plan = portal.plan.clone();
         self.check_failed_transaction(&plan)?;
         let follow_up = self.authorize(&request.sql, &plan).await?;
         match &*plan {

@@ -46,7 +46,7 @@ impl NodeLink for RemoteNode {
 
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
         Ok(Box::new(RemoteSession {
-            node: self.id.clone(),
+            node: Arc::from(self.id.as_str()),
             pool: self.pool.clone(),
             pinned: None,
             in_flight: None,
@@ -162,7 +162,8 @@ impl RemoteNode {
 type Handback = oneshot::Receiver<Option<(PooledConnection, bool)>>;
 
 struct RemoteSession {
-    node: String,
+    /// Shared with each statement's replies (one per statement: no copy of the name each).
+    node: Arc<str>,
     pool: Pool,
     /// The connection held while a transaction is open.
     pinned: Option<PooledConnection>,
@@ -412,7 +413,7 @@ fn hand_back(
 struct RemoteReplies {
     conn: Option<PooledConnection>,
     handback: Option<oneshot::Sender<Option<(PooledConnection, bool)>>>,
-    node: String,
+    node: Arc<str>,
     positions: Arc<Mutex<Vec<CommitPosition>>>,
 }
 
