@@ -66,7 +66,20 @@ impl StorageConfig {
             return Err(invalid(
                 file,
                 "storage.backend",
-                "must be `sqlite` or a PostgreSQL URL (postgres://user:password@host:port/database)",
+                "must be `sqlite` or a PostgreSQL URL (postgres://user:password@host:port/database, \
+                 or through a Unix-domain socket: postgres://user@%2Fvar%2Frun%2Fpostgresql/database)",
+            ));
+        }
+        if let Some(dir) = socket_dir(url)
+            && !std::path::Path::new(&dir).is_dir()
+        {
+            return Err(invalid(
+                file,
+                "storage.backend",
+                &format!(
+                    "names the Unix-domain socket directory {dir}, which does not exist (it is \
+                     PostgreSQL's unix_socket_directories, where .s.PGSQL.<port> lives)"
+                ),
             ));
         }
         let pg = &self.postgres;
@@ -82,4 +95,47 @@ impl StorageConfig {
         }
         Ok(())
     }
+}
+
+/// The directory of the Unix-domain socket a PostgreSQL URL connects through, if it names one:
+/// a host that is a percent-encoded absolute path (`postgres://u@%2Frun%2Fpostgresql/db`) or a
+/// `host=/path` parameter, as libpq and tokio-postgres read them.
+pub(crate) fn socket_dir(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = host.split(':').next().unwrap_or("");
+    let from_query = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("host="))
+        .map(percent_decode);
+    let host = from_query.unwrap_or_else(|| percent_decode(host));
+    host.starts_with('/').then_some(host)
+}
+
+/// `%XX` escapes decoded; anything malformed is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

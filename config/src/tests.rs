@@ -98,6 +98,31 @@ fn storage_backend_is_sqlite_or_a_postgres_url() {
         StorageBackend::Postgres("postgresql://u:p@h/db?sslmode=disable")
     );
 
+    // Through a Unix-domain socket: the host is the socket's directory, percent-encoded, or
+    // a host= parameter; a directory that does not exist is named.
+    let socket = std::env::temp_dir().display().to_string();
+    let url = format!("postgres://app@{}:5432/data", socket.replace('/', "%2F"));
+    let config = load(&format!("[storage]\nbackend = \"{url}\"\n"), &[]).expect("socket URL");
+    assert_eq!(config.storage.backend(), StorageBackend::Postgres(&url));
+    assert_eq!(postgres::socket_dir(&url), Some(socket.clone()));
+    assert_eq!(
+        postgres::socket_dir(&format!("postgres:///data?user=app&host={socket}")),
+        Some(socket)
+    );
+    assert_eq!(
+        postgres::socket_dir("postgres://app:p%2F@db:5432/data"),
+        None
+    );
+    let err = load(
+        "[storage]\nbackend = \"postgres://app@%2Fno%2Fsuch%2Fdir/data\"\n",
+        &[],
+    )
+    .expect_err("missing socket directory");
+    assert!(
+        err.to_string().contains("storage.backend") && err.to_string().contains("/no/such/dir"),
+        "{err}"
+    );
+
     let err = load("[storage]\nbackend = \"mysql://x\"\n", &[]).expect_err("bad backend");
     let text = err.to_string();
     assert!(

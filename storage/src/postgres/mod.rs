@@ -154,7 +154,7 @@ pub(crate) struct Shared {
     pub pool: bb8::Pool<Manager>,
     pub node: String,
     pub database: String,
-    /// `host:port`, for messages.
+    /// `host:port` (or the socket file), for messages.
     pub endpoint: String,
     pub health: Arc<Health>,
     pub types: RwLock<HashMap<u32, TypeInfo>>,
@@ -292,14 +292,17 @@ impl PostgresBackend {
     }
 }
 
+/// Where the backend connects, for messages: `host:port`, or the socket file of a Unix-domain
+/// socket (its directory is the URL's host), so a wrong path is plain to see.
 fn endpoint(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_owned(),
-    };
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}")
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => format!("{host}:{port}"),
+        Some(tokio_postgres::config::Host::Unix(dir)) => {
+            dir.join(format!(".s.PGSQL.{port}")).display().to_string()
+        }
+        None => format!("localhost:{port}"),
+    }
 }
 
 /// Creates `database` through the server's `postgres` database when it does not exist.
