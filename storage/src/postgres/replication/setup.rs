@@ -239,11 +239,16 @@ BEGIN
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
      WHERE i.indrelid = rel AND i.indisprimary;
     -- Rows of a table without a primary key cannot be identified on a replica: such a
-    -- table is not captured (its writes stay on this node) until it gets one.
+    -- table is not captured (its writes stay on this node) until it gets one. Dropping a
+    -- trigger locks the table, so only when there is one: a transaction held prepared may
+    -- hold locks on it while the node restarts.
     IF keys IS NULL THEN
-        EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture ON %s', rel::regclass);
-        EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture_truncate ON %s',
-            rel::regclass);
+        IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel
+                    AND tgname IN ('mycelium_capture', 'mycelium_capture_truncate')) THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture ON %s', rel::regclass);
+            EXECUTE format('DROP TRIGGER IF EXISTS mycelium_capture_truncate ON %s',
+                rel::regclass);
+        END IF;
         RETURN;
     END IF;
     SELECT * INTO latest FROM mycelium.shapes s WHERE s.relid = rel ORDER BY s.id DESC LIMIT 1;
@@ -346,8 +351,42 @@ $d$;
 const INSTALL_EXISTING: &str =
     "SELECT mycelium.install_capture(c.oid) FROM pg_class c WHERE c.relkind IN ('r', 'p')";
 
+/// Which version of the definitions above a database holds: their digest, written by the
+/// installation that created them.
+const SETUP_DIGEST: &str = r"
+CREATE TABLE IF NOT EXISTS mycelium.setup (
+    id int PRIMARY KEY CHECK (id = 1),
+    digest text NOT NULL
+);
+INSERT INTO mycelium.setup VALUES (1, $digest$) ON CONFLICT (id) DO UPDATE SET digest = EXCLUDED.digest;
+";
+
+/// FNV-1a 64 of everything `install` runs: a node built with other definitions installs
+/// them again.
+fn digest() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        TABLES,
+        FUNCTIONS,
+        super::shard::FUNCTIONS,
+        EVENT_TRIGGERS,
+        GID_TRIGGERS,
+    ] {
+        for byte in part.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
 /// Creates (or updates) everything capture needs, and the shard function, in one
 /// transaction. Needs a superuser.
+///
+/// A database that already holds these definitions (same digest) gets none of them again:
+/// some (`CREATE INDEX IF NOT EXISTS`, replacing a view) lock tables that a transaction held
+/// prepared across the node's restart may hold locks on, and the node would wait for a
+/// decision it is itself needed to reach.
 pub(super) fn install(db: &Db<'_>, node: &str) -> Result<(), PgReplicationError> {
     let row = db.query_one(
         "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
@@ -361,13 +400,27 @@ pub(super) fn install(db: &Db<'_>, node: &str) -> Result<(), PgReplicationError>
             role,
         });
     }
+    let digest = digest();
     db.transaction(|db| {
         db.batch("SET LOCAL session_replication_role = replica")?;
-        db.batch(TABLES)?;
-        db.batch(FUNCTIONS)?;
-        db.batch(super::shard::FUNCTIONS)?;
-        db.batch(EVENT_TRIGGERS)?;
-        db.batch(GID_TRIGGERS)?;
+        let exists: bool = db
+            .query_one("SELECT to_regclass('mycelium.setup') IS NOT NULL", &[])?
+            .try_get(0)?;
+        let installed: Option<String> = if exists {
+            db.query_opt("SELECT digest FROM mycelium.setup WHERE id = 1", &[])?
+                .map(|row| row.try_get(0))
+                .transpose()?
+        } else {
+            None
+        };
+        if installed.as_deref() != Some(digest.as_str()) {
+            db.batch(TABLES)?;
+            db.batch(FUNCTIONS)?;
+            db.batch(super::shard::FUNCTIONS)?;
+            db.batch(EVENT_TRIGGERS)?;
+            db.batch(GID_TRIGGERS)?;
+            db.batch(&SETUP_DIGEST.replace("$digest$", &format!("'{digest}'")))?;
+        }
         db.query(INSTALL_EXISTING, &[])?;
         Ok(())
     })
