@@ -68,6 +68,11 @@ pub struct TransactionConfig {
     pub recovery_timeout_ms: u64,
     /// Transactions one proxy coordinates at once; more are refused with SQLSTATE 53400.
     pub max_transactions: usize,
+    /// How long a decider keeps a transaction record before its sweep may delete it (only
+    /// once no participant holds the transaction prepared). Also the sweep's pace: it runs
+    /// every quarter of this, at least every `cleanup_interval_ms` and at most every minute.
+    /// Committed records every participant acknowledged are deleted at once anyway.
+    pub record_retention_seconds: u64,
 }
 
 impl Default for TransactionConfig {
@@ -79,6 +84,7 @@ impl Default for TransactionConfig {
             cleanup_interval_ms: 1_000,
             recovery_timeout_ms: 3_000,
             max_transactions: 10_000,
+            record_retention_seconds: 3_600,
         }
     }
 }
@@ -94,6 +100,10 @@ impl TransactionConfig {
             (
                 "transactions.max_transactions",
                 self.max_transactions as u64,
+            ),
+            (
+                "transactions.record_retention_seconds",
+                self.record_retention_seconds,
             ),
         ] {
             if value == 0 {

@@ -15,10 +15,10 @@ use mycelium_config::{
 use mycelium_network::rpc::{RemoteNode, serve_node};
 use mycelium_network::{NetworkError, Pool, PoolOptions, ServerOptions, TlsIdentity};
 use mycelium_node::Node;
-use mycelium_protocol::NodeLink;
+use mycelium_protocol::{DbError, NodeLink, TxnRecord};
 use mycelium_proxy::{Cluster, ClusterNode, Proxy, policy_from_config};
 use mycelium_router::{NodeInfo, NodeType, PolicyDefaults};
-use mycelium_txn::Resolver;
+use mycelium_txn::{RecordStore, Resolver, Sweeper};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -92,7 +92,8 @@ pub async fn start_node(
 }
 
 /// Starts resolving `node`'s transactions in doubt, asking `peers` (id, address) for the
-/// outcomes they decided.
+/// outcomes they decided, and sweeping the transaction records `node` decided once no peer
+/// holds them prepared.
 pub fn start_resolver(
     node: Arc<Node>,
     identity: TlsIdentity,
@@ -106,8 +107,33 @@ pub fn start_resolver(
         pool.add_peer(id.clone(), addr.clone());
         links.insert(id.clone(), Arc::new(RemoteNode::new(id, pool.clone())));
     }
+    let sweeper = Sweeper::new(
+        Arc::new(NodeRecords(node.clone())),
+        node.clone(),
+        links.clone(),
+        transactions.clone(),
+    );
+    tokio::spawn(sweeper.run(shutdown.clone()));
     let resolver = Resolver::new(node, links, transactions.clone());
     tokio::spawn(resolver.run(shutdown));
+}
+
+/// A node's own transaction records, for its sweeper.
+struct NodeRecords(Arc<Node>);
+
+#[async_trait::async_trait]
+impl RecordStore for NodeRecords {
+    async fn txn_records(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<TxnRecord>, DbError> {
+        self.0.txn_records(older_than, limit).await
+    }
+
+    async fn delete_txn_records(&self, records: &[TxnRecord]) -> Result<u64, DbError> {
+        self.0.delete_txn_records(records).await
+    }
 }
 
 pub fn parse_node_type(text: &str) -> NodeType {

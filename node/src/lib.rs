@@ -25,7 +25,7 @@ use mycelium_config::{ReplicationConfig, StorageConfig, Synchronous};
 use mycelium_network::TlsIdentity;
 use mycelium_protocol::{
     ClusterMap, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, ReplicationRow,
-    Reply, TxnOutcome,
+    Reply, TxnOutcome, TxnRecord,
 };
 use mycelium_storage::{
     Backend, PgReplicationError, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions,
@@ -193,6 +193,21 @@ impl Node {
         &self.map
     }
 
+    /// This node's decider records older than `older_than`, for the record sweep.
+    pub async fn txn_records(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<TxnRecord>, DbError> {
+        self.backend.txn_records(older_than, limit).await
+    }
+
+    /// Deletes decider records no participant needs any more (see
+    /// [`Backend::delete_txn_records`]).
+    pub async fn delete_txn_records(&self, records: &[TxnRecord]) -> Result<u64, DbError> {
+        self.backend.delete_txn_records(records).await
+    }
+
     /// Finishes in-flight work and closes the backend.
     pub fn shutdown(&self) {
         self.backend.shutdown();
@@ -258,6 +273,10 @@ impl NodeLink for Node {
 
     async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError> {
         self.backend.txn_outcome(gid).await
+    }
+
+    async fn forget_txn(&self, gid: &str) -> Result<(), DbError> {
+        self.backend.forget_txn(gid).await.map(|_| ())
     }
 
     async fn status(&self) -> Result<NodeStatus, DbError> {

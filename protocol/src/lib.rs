@@ -315,6 +315,18 @@ pub enum TxnOutcome {
     Pending,
 }
 
+/// A decider's record of a distributed transaction, as the record sweep lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnRecord {
+    pub gid: String,
+    /// `committed` (the decision) or, when false, `aborted` (written by presumed abort).
+    pub committed: bool,
+    /// The writers the decision names (empty for an abort record).
+    pub participants: Vec<String>,
+    /// When it was written, milliseconds since the Unix epoch on the decider's clock.
+    pub decided_at_ms: i64,
+}
+
 /// A way to reach one node and open sessions on it.
 #[async_trait]
 pub trait NodeLink: Send + Sync {
@@ -339,6 +351,13 @@ pub trait NodeLink: Send + Sync {
     /// The outcome of `gid` according to this node's transaction records (this node was its
     /// decider).
     async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError>;
+
+    /// Deletes this node's `committed` record of `gid` (it was the decider), once every
+    /// participant acknowledged COMMIT PREPARED: nobody can ask about `gid` any more. Abort
+    /// records are never deleted this way. Links that keep no records ignore it.
+    async fn forget_txn(&self, _gid: &str) -> Result<(), DbError> {
+        Ok(())
+    }
 
     /// The node's own report: its backend, whether that answers, what it holds prepared.
     async fn status(&self) -> Result<NodeStatus, DbError>;

@@ -87,7 +87,7 @@ pub use replication::{
 pub use rewrite::{Translation, translate};
 
 use async_trait::async_trait;
-use mycelium_protocol::{DbError, NodeSession, PreparedTxn, TxnOutcome};
+use mycelium_protocol::{DbError, NodeSession, PreparedTxn, TxnOutcome, TxnRecord};
 
 /// What a node needs of its database, whichever it is (SQLite file or Postgres server).
 #[async_trait]
@@ -104,6 +104,28 @@ pub trait Backend: Send + Sync {
     /// The outcome of `gid` from this backend's transaction records; records an abort when
     /// there is no record, so a late commit of the deciding transaction fails instead.
     async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError>;
+
+    /// Deletes the `committed` record of `gid` (see [`NodeLink::forget_txn`]); answers
+    /// whether there was one. An `aborted` record stays.
+    ///
+    /// [`NodeLink::forget_txn`]: mycelium_protocol::NodeLink::forget_txn
+    async fn forget_txn(&self, gid: &str) -> Result<bool, DbError>;
+
+    /// Up to `limit` decider records (committed or aborted) written more than `older_than`
+    /// ago by this backend's clock, oldest first.
+    async fn txn_records(
+        &self,
+        older_than: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<TxnRecord>, DbError>;
+
+    /// Deletes `records` (as [`Backend::txn_records`] listed them; the caller checked that
+    /// no participant still holds them prepared) and answers how many went. Deleting an
+    /// `aborted` record first fences off every deciding transaction that began before it was
+    /// written: their `commit_decision` fails from now on, so no late decision can commit
+    /// what presumed abort already rolled back. Also drops bookkeeping the backend no longer
+    /// needs (SQLite: the `applied` markers of finished prepared transactions).
+    async fn delete_txn_records(&self, records: &[TxnRecord]) -> Result<u64, DbError>;
 
     /// Which backend this is and where it keeps the data.
     fn info(&self) -> BackendInfo;

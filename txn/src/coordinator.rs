@@ -381,6 +381,7 @@ impl Coordinator {
         };
         let mut others: Vec<&mut Participant<'_>> = others.into_iter().map(|(_, p)| p).collect();
         let decider_id = decider.node.clone();
+        let decider_link = decider.link.clone();
         self.set_decider(tx_id, &decider_id);
         let writers: Vec<String> = std::iter::once(decider_id.clone())
             .chain(others.iter().map(|p| p.node.clone()))
@@ -457,6 +458,7 @@ impl Coordinator {
         self.set_state(tx_id, TxnState::Committing);
         // The decision is durable: from here the transaction is committed whatever happens,
         // and a participant this proxy cannot reach learns it from the decider.
+        let mut all_finished = true;
         for (i, (node, link)) in links(&others).iter().enumerate() {
             if i == 1 {
                 failpoint::hit("coordinator.between_commits");
@@ -464,10 +466,14 @@ impl Coordinator {
             let finished =
                 tokio::time::timeout(commit_timeout, link.finish_prepared(gid, true)).await;
             if !matches!(finished, Ok(Ok(()))) {
+                all_finished = false;
                 tracing::warn!(tx = gid, node = %node, "commit of a prepared participant not confirmed; the node will learn the outcome from the decider");
             }
         }
         self.set_state(tx_id, TxnState::Committed);
+        if all_finished {
+            forget(decider_link, gid.to_owned(), commit_timeout);
+        }
         Ok(())
     }
 
@@ -499,6 +505,25 @@ impl Coordinator {
         .await;
         self.set_state(tx_id, TxnState::Aborted);
     }
+}
+
+/// Tells the decider, in the background, to delete the record of a transaction every
+/// prepared writer acknowledged: none of them holds it any more, so none will ask. When the
+/// request is lost, the decider's sweep deletes the record later.
+fn forget(decider: Arc<dyn NodeLink>, gid: String, timeout: Duration) {
+    tokio::spawn(async move {
+        match tokio::time::timeout(timeout, decider.forget_txn(&gid)).await {
+            Ok(Ok(())) => metrics::RECORDS_DELETED
+                .with_label_values(&["forget"])
+                .inc(),
+            Ok(Err(e)) => {
+                tracing::debug!(tx = %gid, node = %decider.node_id(), error = %e.message, "the decider did not forget the transaction record; its sweep will");
+            }
+            Err(_) => {
+                tracing::debug!(tx = %gid, node = %decider.node_id(), "the decider did not confirm forgetting the transaction record; its sweep will");
+            }
+        }
+    });
 }
 
 /// The nodes and links of participants, for requests outside their sessions.

@@ -24,7 +24,16 @@
 //! so that a slow coordinator's decision commit fails rather than contradict it. The
 //! [`Resolver`] does this on every node.
 //!
+//! # Forgetting records
+//!
+//! Once every prepared writer acknowledged its commit, the coordinator tells the decider to
+//! delete the record ([`NodeLink::forget_txn`], in the background: the client does not wait).
+//! Each node's [`Sweeper`] deletes the rest (abort records, records whose forget never came)
+//! after `record_retention_seconds`, once no node holds the gid prepared; `sweeper.rs`
+//! argues why that is safe.
+//!
 //! [`NodeSession::prepare`]: mycelium_protocol::NodeSession::prepare
+//! [`NodeLink::forget_txn`]: mycelium_protocol::NodeLink::forget_txn
 //! [`NodeSession::commit_decision`]: mycelium_protocol::NodeSession::commit_decision
 //! [`NodeLink::finish_prepared`]: mycelium_protocol::NodeLink::finish_prepared
 //! [`NodeLink::txn_outcome`]: mycelium_protocol::NodeLink::txn_outcome
@@ -32,8 +41,10 @@
 mod coordinator;
 mod metrics;
 mod resolver;
+mod sweeper;
 
 pub use coordinator::{
     CommitProtocol, Coordinator, Participant, TxId, TxnEvent, TxnState, TxnView,
 };
 pub use resolver::{Resolved, Resolver};
+pub use sweeper::{RecordStore, Sweeper, Swept};

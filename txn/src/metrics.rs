@@ -67,3 +67,11 @@ pub static RECOVERED: LazyLock<IntCounterVec> = metric!(register_int_counter_vec
     "Prepared transactions a node resolved from the decider's record, by outcome",
     &["outcome"]
 ));
+
+/// Transaction records deleted, by how: `forget` (the coordinator saw every participant
+/// finish; counted by the proxy) or `sweep` (a node's record sweep).
+pub static RECORDS_DELETED: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
+    "mycelium_txn_records_deleted_total",
+    "Transaction records deleted from deciders, by how (forget, sweep)",
+    &["how"]
+));

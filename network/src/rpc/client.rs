@@ -91,6 +91,16 @@ impl NodeLink for RemoteNode {
         }
     }
 
+    async fn forget_txn(&self, gid: &str) -> Result<(), DbError> {
+        let frame = self
+            .link_request(kind::FORGET_TXN, codec::encode_gid(gid))
+            .await?;
+        match frame.kind {
+            kind::DONE => Ok(()),
+            _ => Err(self.unexpected(frame, "FORGET_TXN")),
+        }
+    }
+
     async fn status(&self) -> Result<NodeStatus, DbError> {
         let frame = self.link_request(kind::STATUS, Bytes::new()).await?;
         match frame.kind {

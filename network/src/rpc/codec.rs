@@ -28,6 +28,7 @@ pub mod kind {
     pub const STATUS: u8 = 0x19;
     pub const MAP: u8 = 0x1A;
     pub const REPLICATION: u8 = 0x1B;
+    pub const FORGET_TXN: u8 = 0x1C;
     pub const DESCRIPTION: u8 = 0x20;
     pub const COLUMNS: u8 = 0x21;
     pub const ROWS: u8 = 0x22;

@@ -17,6 +17,7 @@
 //! | `STATUS` 0x19          | `STATUS_REPORT` 0x29 or `ERROR` (backend, health, prepared, map epoch, shards held) |
 //! | `MAP` 0x1A             | `MAP_REPORT` 0x2A or `ERROR` (offer a cluster map, get the node's) |
 //! | `REPLICATION` 0x1B     | `REPLICATION_REPORT` 0x2B or `ERROR` (per shard copy and peer) |
+//! | `FORGET_TXN` 0x1C      | `DONE` or `ERROR` (a decider deletes a finished commit record) |
 //!
 //! A connection whose first frame is of a kind the node's [`Handoff`] claims (replication,
 //! `0x40..=0x4f`) is served by it instead; an error it ends with goes to the peer as `ERROR`.

@@ -109,6 +109,7 @@ async fn serve_connection(
             kind::FINISH_PREPARED => "finish_prepared",
             kind::LIST_PREPARED => "list_prepared",
             kind::TXN_OUTCOME => "txn_outcome",
+            kind::FORGET_TXN => "forget_txn",
             kind::STATUS => "status",
             kind::MAP => "map",
             kind::REPLICATION => "replication",
@@ -185,6 +186,11 @@ async fn serve_connection(
                     (kind::OUTCOME, codec::encode_outcome(outcome))
                 });
                 conn.send(kind, payload).await?;
+            }
+            kind::FORGET_TXN => {
+                let gid = codec::decode_gid(frame.payload)?;
+                let result = node.forget_txn(&gid).await;
+                send_done(&mut conn, session.in_transaction(), result).await?;
             }
             kind::STATUS => {
                 let result = node.status().await;

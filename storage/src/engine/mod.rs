@@ -7,12 +7,13 @@
 //! worker from its first statement until COMMIT/ROLLBACK, because SQLite transactions are
 //! per connection.
 
+mod records;
 mod redo;
 mod worker;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mycelium_protocol::{
     CopyIn, DbError, Execute, NodeSession, PreparedTxn, Reply, ReplyStream, StatementDescription,
-    TxnOutcome,
+    TxnOutcome, TxnRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,6 +82,11 @@ pub(crate) struct Shared {
     pub redo: redo::RedoStore,
     /// Set when writes are captured into the WAL (`SqliteBackend::open_replicated`).
     pub replication: Option<ReplicationIdentity>,
+    /// A deciding transaction that began at or before this (ms since the Unix epoch) may not
+    /// commit its decision: an `aborted` record written after it began may have been deleted
+    /// (see [`crate::Backend::delete_txn_records`]). In memory only: a restart ends every
+    /// transaction that began before it.
+    pub decisions_fenced_ms: AtomicI64,
 }
 
 /// A prepared transaction: the worker holding it open (none when it changed nothing).
@@ -243,6 +249,7 @@ impl SqliteBackend {
             sequences: Default::default(),
             redo: redo_store,
             replication,
+            decisions_fenced_ms: AtomicI64::new(i64::MIN),
         });
 
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
@@ -360,6 +367,31 @@ impl SqliteBackend {
     }
 
     /// Stops the workers after the work already queued, and waits for them.
+    /// The votes in the redo store, read off the async runtime.
+    async fn redo_votes(&self) -> Result<Vec<PreparedTxn>, DbError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.redo.votes())
+            .await
+            .map_err(|e| DbError::new("XX000", format!("reading the redo store failed: {e}")))?
+    }
+
+    /// Runs `f` on an idle worker's connection and returns its answer.
+    async fn on_worker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let (tx, rx) = oneshot::channel();
+        self.pool
+            .run_task(Box::new(move |conn| {
+                let _ = tx.send(f(conn).map_err(|e| {
+                    crate::errors::from_sqlite(&e, crate::errors::ErrorContext::default())
+                }));
+                false
+            }))
+            .await?;
+        rx.await.map_err(|_| closed_error())?
+    }
+
     pub fn shutdown(&self) {
         if self.pool.closed.swap(true, Ordering::AcqRel) {
             return;
@@ -736,7 +768,13 @@ impl NodeSession for SqliteSession {
             self.end(false).await?;
             return Err(aborted_error());
         }
-        self.txn = None;
+        let began_at_ms = match self.txn.take() {
+            Some(txn) => {
+                let began = txn.lock().map(|t| t.started_at.timestamp_millis());
+                began.unwrap_or(i64::MIN)
+            }
+            None => i64::MIN,
+        };
         // A transaction that ran nothing here still needs a worker to write the record.
         let lease = match self.pinned.take() {
             Some(lease) => lease,
@@ -748,6 +786,7 @@ impl NodeSession for SqliteSession {
             Job::CommitDecision {
                 gid: gid.to_owned(),
                 participants: participants.to_vec(),
+                began_at_ms,
                 reply,
             },
         )?;
@@ -765,7 +804,22 @@ impl crate::Backend for SqliteBackend {
 
     async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
         let slot = self.pool.prepared()?.remove(gid);
-        let Some(lease) = slot.and_then(|slot| slot.lease) else {
+        let Some(slot) = slot else {
+            // Not held in memory. A redo row without a slot is a transaction whose earlier
+            // finish failed: it is settled when the node restarts, and saying it finished
+            // would let its decider's record be deleted before that.
+            if self.redo_votes().await?.iter().any(|v| v.gid == gid) {
+                return Err(DbError::new(
+                    "XX000",
+                    format!(
+                        "prepared transaction {gid} failed to finish earlier; it is settled \
+                         from its redo record when the node restarts"
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        let Some(lease) = slot.lease else {
             return Ok(());
         };
         let (reply, rx) = oneshot::channel();
@@ -781,8 +835,11 @@ impl crate::Backend for SqliteBackend {
         rx.await.map_err(|_| closed_error())?
     }
 
+    /// The transactions held in memory and every vote in the redo store: a vote whose
+    /// finish failed stays there, is re-established at restart and then asks its decider, so
+    /// it counts as prepared until then.
     async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {
-        Ok(self
+        let mut prepared: Vec<PreparedTxn> = self
             .pool
             .prepared()?
             .iter()
@@ -791,7 +848,13 @@ impl crate::Backend for SqliteBackend {
                 decider: slot.decider.clone(),
                 prepared_at_ms: slot.prepared_at_ms,
             })
-            .collect())
+            .collect();
+        for vote in self.redo_votes().await? {
+            if !prepared.iter().any(|p| p.gid == vote.gid) {
+                prepared.push(vote);
+            }
+        }
+        Ok(prepared)
     }
 
     async fn txn_outcome(&self, gid: &str) -> Result<TxnOutcome, DbError> {
@@ -806,6 +869,47 @@ impl crate::Backend for SqliteBackend {
             },
         )?;
         rx.await.map_err(|_| closed_error())?
+    }
+
+    async fn forget_txn(&self, gid: &str) -> Result<bool, DbError> {
+        let gid = gid.to_owned();
+        self.on_worker(move |conn| records::forget(conn, &gid))
+            .await
+    }
+
+    async fn txn_records(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<TxnRecord>, DbError> {
+        let age = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let before_ms = Utc::now().timestamp_millis().saturating_sub(age);
+        self.on_worker(move |conn| records::list(conn, before_ms, limit))
+            .await
+    }
+
+    async fn delete_txn_records(&self, records: &[TxnRecord]) -> Result<u64, DbError> {
+        // The fence goes up before any abort record goes away: a decision that finds the
+        // record gone (its insert succeeds) reads the fence after that, and fails.
+        if let Some(fence) = records
+            .iter()
+            .filter(|r| !r.committed)
+            .map(|r| r.decided_at_ms)
+            .max()
+        {
+            self.shared
+                .decisions_fenced_ms
+                .fetch_max(fence, Ordering::SeqCst);
+        }
+        let held: std::collections::HashSet<String> = self
+            .redo_votes()
+            .await?
+            .into_iter()
+            .map(|v| v.gid)
+            .collect();
+        let records = records.to_vec();
+        self.on_worker(move |conn| records::delete(conn, &records, &held))
+            .await
     }
 
     fn info(&self) -> crate::BackendInfo {

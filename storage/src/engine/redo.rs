@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use mycelium_protocol::DbError;
+use mycelium_protocol::{DbError, PreparedTxn};
 use rusqlite::{Connection, params};
 
 use crate::errors::{ErrorContext, from_sqlite, internal};
@@ -94,6 +94,24 @@ impl RedoStore {
             .execute("DELETE FROM prepared WHERE gid = ?1", [gid])
             .map_err(sqlite)?;
         Ok(())
+    }
+
+    /// The votes held here, without their changes: what the node holds prepared on disk.
+    pub fn votes(&self) -> Result<Vec<PreparedTxn>, DbError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT gid, decider, prepared_at_ms FROM prepared")
+            .map_err(sqlite)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(PreparedTxn {
+                    gid: row.get(0)?,
+                    decider: row.get(1)?,
+                    prepared_at_ms: row.get(2)?,
+                })
+            })
+            .map_err(sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(sqlite)
     }
 
     pub fn all(&self) -> Result<Vec<Redo>, DbError> {

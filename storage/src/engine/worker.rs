@@ -68,6 +68,8 @@ pub(crate) enum Job {
     CommitDecision {
         gid: String,
         participants: Vec<String>,
+        /// When the session's transaction began (ms since the Unix epoch).
+        began_at_ms: i64,
         reply: oneshot::Sender<Result<(), DbError>>,
     },
     /// What the transaction records say about `gid` (recording an abort if nothing).
@@ -276,9 +278,10 @@ impl<'c> Worker<'c> {
                 Job::CommitDecision {
                     gid,
                     participants,
+                    began_at_ms,
                     reply,
                 } => {
-                    let _ = reply.send(self.commit_decision(&gid, &participants));
+                    let _ = reply.send(self.commit_decision(&gid, &participants, began_at_ms));
                 }
                 Job::Outcome { gid, reply, lease } => {
                     let _ = reply.send(self.outcome(&gid));
@@ -526,8 +529,17 @@ impl<'c> Worker<'c> {
     }
 
     /// Commits the open transaction with the record that decides `gid`. An `aborted` record
-    /// (a participant asked first, and presumed abort) makes the commit fail.
-    fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+    /// (a participant asked first, and presumed abort) makes the commit fail, and so does
+    /// the record sweep's fence: a transaction that began before an abort record it deleted
+    /// was written might be that record's, so it may not decide (see
+    /// `Shared::decisions_fenced_ms`). The fence is read after the insert: the sweep raises
+    /// it before deleting, and the insert only succeeds once the deletion committed.
+    fn commit_decision(
+        &mut self,
+        gid: &str,
+        participants: &[String],
+        began_at_ms: i64,
+    ) -> Result<(), DbError> {
         let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
         if self.conn.is_autocommit() {
             self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
@@ -538,6 +550,16 @@ impl<'c> Worker<'c> {
             rusqlite::params![gid, participants.join(","), Utc::now().timestamp_millis()],
         );
         match inserted {
+            Ok(1) if began_at_ms <= self.shared.decisions_fenced_ms.load(Ordering::SeqCst) => {
+                self.end(false)?;
+                Err(DbError::new(
+                    "40001",
+                    format!(
+                        "could not commit distributed transaction {gid}: it began before an \
+                         abort record this node has since deleted, so it may not decide"
+                    ),
+                ))
+            }
             Ok(1) => self.finish(true, Some(gid)),
             Ok(_) => {
                 self.end(false)?;

@@ -32,6 +32,9 @@
 //! `mycelium.txn_records`, written in the deciding transaction; `txn_outcome` inserts an
 //! `aborted` row if there is none (waiting at most a short `lock_timeout` for an undecided
 //! writer of the same gid), so a late decision conflicts on the primary key and fails.
+//! Records are deleted by the coordinator's forget and the node's record sweep (see
+//! [`crate::Backend::delete_txn_records`]); the decision returns `now()`, its transaction's
+//! start, for the sweep's fence against late decisions.
 //!
 //! **Outages.** When a connection attempt fails the backend marks itself down: statements
 //! fail at once with 08006 naming the database, and a probe reconnects with exponential
@@ -47,12 +50,12 @@ mod transcode;
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mycelium_protocol::{DbError, NodeSession, PreparedTxn, TxnOutcome};
+use mycelium_protocol::{DbError, NodeSession, PreparedTxn, TxnOutcome, TxnRecord};
 
 pub use replication::{PgReplicationError, PostgresReplication, PostgresShardLog};
 pub use session::PostgresSession;
@@ -160,6 +163,11 @@ pub(crate) struct Shared {
     pub types: RwLock<HashMap<u32, TypeInfo>>,
     pub closed: AtomicBool,
     pub connect_timeout: Duration,
+    /// A deciding transaction that began at or before this (ms since the Unix epoch, on the
+    /// server's clock) may not commit its decision: an `aborted` record written after it
+    /// began may have been deleted (see [`crate::Backend::delete_txn_records`]). In memory
+    /// only: the node's connections, and with them its transactions, end with the process.
+    pub decisions_fenced_ms: AtomicI64,
 }
 
 /// A node backend in a PostgreSQL database.
@@ -272,6 +280,7 @@ impl PostgresBackend {
                 types: RwLock::new(types),
                 closed: AtomicBool::new(false),
                 connect_timeout: options.connect_timeout,
+                decisions_fenced_ms: AtomicI64::new(i64::MIN),
             }),
         })
     }
@@ -593,6 +602,91 @@ impl crate::Backend for PostgresBackend {
                 }
             }
         }
+    }
+
+    async fn forget_txn(&self, gid: &str) -> Result<bool, DbError> {
+        let shared = &self.shared;
+        let conn = shared.acquire().await?;
+        let deleted = conn
+            .client
+            .execute(
+                "DELETE FROM mycelium.txn_records WHERE gid = $1 AND state = 'committed'",
+                &[&gid],
+            )
+            .await
+            .map_err(|e| shared.error(&e))?;
+        Ok(deleted > 0)
+    }
+
+    async fn txn_records(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<TxnRecord>, DbError> {
+        let shared = &self.shared;
+        let conn = shared.acquire().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = conn
+            .client
+            .query(
+                "SELECT gid, state, participants, \
+                 (extract(epoch FROM decided_at) * 1000)::int8 FROM mycelium.txn_records \
+                 WHERE state IN ('committed', 'aborted') \
+                 AND decided_at < now() - make_interval(secs => $1) \
+                 ORDER BY decided_at LIMIT $2",
+                &[&older_than.as_secs_f64(), &limit],
+            )
+            .await
+            .map_err(|e| shared.error(&e))?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get(1)?;
+                let participants: String = row.try_get(2)?;
+                Ok(TxnRecord {
+                    gid: row.try_get(0)?,
+                    committed: state == "committed",
+                    participants: participants
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    decided_at_ms: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|e| shared.error(&e))
+    }
+
+    async fn delete_txn_records(&self, records: &[TxnRecord]) -> Result<u64, DbError> {
+        let shared = &self.shared;
+        // The fence goes up before any abort record goes away: a decision that finds the
+        // record gone (its insert succeeds) reads the fence after that, and fails.
+        if let Some(fence) = records
+            .iter()
+            .filter(|r| !r.committed)
+            .map(|r| r.decided_at_ms)
+            .max()
+        {
+            shared
+                .decisions_fenced_ms
+                .fetch_max(fence, Ordering::SeqCst);
+        }
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let (committed, aborted): (Vec<&TxnRecord>, Vec<&TxnRecord>) =
+            records.iter().partition(|r| r.committed);
+        let gids = |list: Vec<&TxnRecord>| list.into_iter().map(|r| r.gid.clone()).collect();
+        let (committed, aborted): (Vec<String>, Vec<String>) = (gids(committed), gids(aborted));
+        let conn = shared.acquire().await?;
+        conn.client
+            .execute(
+                "DELETE FROM mycelium.txn_records WHERE (state = 'committed' AND gid = ANY($1)) \
+                 OR (state = 'aborted' AND gid = ANY($2))",
+                &[&committed, &aborted],
+            )
+            .await
+            .map_err(|e| shared.error(&e))
     }
 
     fn info(&self) -> crate::BackendInfo {

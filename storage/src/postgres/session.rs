@@ -407,14 +407,35 @@ impl NodeSession for PostgresSession {
             );
             return Err(self.abandon(&mut hold, error).await);
         }
+        // Returns when the transaction began (`now()`), for the record sweep's fence: one
+        // that began before an abort record the sweep deleted may not decide. The fence is
+        // read after the insert, which only succeeds once such a deletion committed, and the
+        // sweep raises the fence before it deletes.
         let record = "INSERT INTO mycelium.txn_records (gid, state, participants) \
-                      VALUES ($1, 'committed', $2)";
+                      VALUES ($1, 'committed', $2) \
+                      RETURNING (extract(epoch FROM now()) * 1000)::int8";
         let joined = participants.join(",");
         let conn = hold.conn();
         let inserted = match conn.prepare(record, &[], true).await {
-            Ok((statement, _)) => conn.client.execute(&statement, &[&gid, &joined]).await,
+            Ok((statement, _)) => conn.client.query_one(&statement, &[&gid, &joined]).await,
             Err(e) => Err(e),
         };
+        let began_at_ms = inserted
+            .as_ref()
+            .ok()
+            .and_then(|row| row.try_get::<_, i64>(0).ok())
+            .unwrap_or(i64::MIN);
+        if inserted.is_ok() && began_at_ms <= self.shared.decisions_fenced_ms.load(Ordering::SeqCst)
+        {
+            let error = DbError::new(
+                "40001",
+                format!(
+                    "could not commit distributed transaction {gid}: it began before an abort \
+                     record this node has since deleted, so it may not decide"
+                ),
+            );
+            return Err(self.abandon(&mut hold, error).await);
+        }
         if let Err(e) = inserted {
             let error = if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
                 DbError::new(

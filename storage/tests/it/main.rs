@@ -18,5 +18,6 @@ mod scripts;
 mod shard_scope;
 mod two_phase;
 mod txn;
+mod txn_records;
 mod types;
 mod util;
