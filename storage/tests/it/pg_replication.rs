@@ -650,3 +650,45 @@ async fn schema_changes_between_seals() {
         ]]
     );
 }
+
+/// A SQLite primary's entries carry its catalog upkeep (`__mycelium_columns`,
+/// `__mycelium_tables`) beside its DDL: a PostgreSQL copy runs the DDL and skips the upkeep,
+/// even where a table of that name exists (its rows stay).
+#[tokio::test]
+async fn sqlite_catalog_upkeep_is_not_replayed_on_postgres() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let sqlite = SqliteNode::open("sqlite");
+    let replica = PgNode::open(&pg, "replica").await;
+    replica
+        .sql(
+            "CREATE TABLE __mycelium_columns (table_name text, column_name text); \
+             INSERT INTO __mycelium_columns VALUES ('fresh', 'kept')",
+        )
+        .await;
+    (replica.seal)().await;
+
+    let mut s = sqlite.session();
+    for sql in [
+        "CREATE TABLE fresh (id int PRIMARY KEY, v text DEFAULT 'x')",
+        "INSERT INTO fresh (id) VALUES (1)",
+        "ALTER TABLE fresh ADD COLUMN w int",
+        "INSERT INTO fresh VALUES (2, 'y', 3)",
+    ] {
+        ok(&mut s, sql).await;
+    }
+    ship(&|shard| sqlite.log(shard), &replica.log).await;
+    let shard = ShardId::new("fresh", 0);
+    assert!(ship_shard(&|shard| sqlite.log(shard), &replica.log, shard).await > 0);
+    assert_eq!(
+        replica.rows("SELECT id, v, w FROM fresh ORDER BY id").await,
+        sqlite.rows("SELECT id, v, w FROM fresh ORDER BY id").await
+    );
+    assert_eq!(
+        replica
+            .rows("SELECT table_name, column_name FROM __mycelium_columns")
+            .await,
+        vec![vec![Some("fresh".to_owned()), Some("kept".to_owned())]]
+    );
+}

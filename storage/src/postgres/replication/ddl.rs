@@ -69,6 +69,29 @@ pub(super) fn schema_statements(text: &str) -> String {
     }
 }
 
+/// Whether `statement` is a SQLite node's upkeep of its own catalog (`__mycelium_tables`,
+/// `__mycelium_columns`): a SQLite primary's entries carry these rows' writes beside its DDL,
+/// and they mean nothing to PostgreSQL, which keeps its catalog itself. A copy skips them.
+pub(super) fn sqlite_catalog_upkeep(statement: &str) -> bool {
+    let verb = first_word(statement).to_ascii_uppercase();
+    if !matches!(verb.as_str(), "INSERT" | "REPLACE" | "UPDATE" | "DELETE") {
+        return false;
+    }
+    // The table follows the verb and its modifiers: `INSERT OR REPLACE INTO t`,
+    // `DELETE FROM t`, `UPDATE t`.
+    statement
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .filter(|w| !w.is_empty())
+        .skip(1)
+        .find(|w| {
+            !matches!(
+                w.to_ascii_uppercase().as_str(),
+                "OR" | "REPLACE" | "IGNORE" | "ROLLBACK" | "ABORT" | "FAIL" | "INTO" | "FROM"
+            )
+        })
+        .is_some_and(|table| table.trim_matches('"').starts_with("__mycelium_"))
+}
+
 /// The first keyword of a statement (comments skipped).
 fn first_word(statement: &str) -> &str {
     let mut rest = statement.trim_start();
@@ -103,6 +126,29 @@ fn split(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_sqlite_catalog_upkeep() {
+        for upkeep in [
+            "DELETE FROM __mycelium_columns WHERE table_name = 'f'",
+            "INSERT OR REPLACE INTO __mycelium_tables (name, kind, pk_name, options) \
+             VALUES ('f', 'r', 'f_pkey', NULL)",
+            "INSERT INTO __mycelium_columns (table_name, column_name) VALUES ('f', 'a')",
+            "  delete from \"__mycelium_tables\" WHERE name = 'f'",
+            "UPDATE __mycelium_columns SET ordinal = 2 WHERE table_name = 'f'",
+        ] {
+            assert!(sqlite_catalog_upkeep(upkeep), "{upkeep}");
+        }
+        for ddl in [
+            "CREATE TABLE f (a int PRIMARY KEY)",
+            "DROP TABLE __mycelium_columns_backup_of_mine",
+            "ALTER TABLE f ADD COLUMN b text",
+            "INSERT INTO f VALUES (1)",
+            "DELETE FROM f WHERE a = '__mycelium_x'",
+        ] {
+            assert!(!sqlite_catalog_upkeep(ddl), "{ddl}");
+        }
+    }
 
     fn check(text: &str, expected: &str) {
         assert_eq!(schema_statements(text), expected, "{text}");

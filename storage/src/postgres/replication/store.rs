@@ -687,6 +687,11 @@ impl ApplyTxn for PgTxn<'_, '_> {
         if self.ddl_seen()? {
             return Ok(());
         }
+        if super::ddl::sqlite_catalog_upkeep(sql) {
+            tracing::trace!(shard = %self.shard, statement = sql,
+                "a SQLite primary's catalog upkeep, not replayed on PostgreSQL");
+            return Ok(());
+        }
         execute_writes(self.db, &std::mem::take(&mut self.writes))?;
         self.tables.clear();
         self.db.batch("SAVEPOINT mycelium_ddl")?;
