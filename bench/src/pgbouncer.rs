@@ -29,7 +29,8 @@ impl PgBouncer {
     }
 
     /// Starts PgBouncer on `port` with `pool_mode` (`transaction` or `session`), accepting up to
-    /// `max_client_conn` clients.
+    /// `max_client_conn` clients; it reaches PostgreSQL through its Unix-domain socket in `dir`
+    /// (the server's directory), as the relay and Mycelium's nodes do.
     pub fn start(
         dir: &Path,
         port: u16,
@@ -50,7 +51,7 @@ impl PgBouncer {
             &ini,
             format!(
                 "[databases]\n\
-                 {db} = host=127.0.0.1 port={postgres_port} dbname={db}\n\
+                 {db} = host={socket_dir} port={postgres_port} dbname={db}\n\
                  \n\
                  [pgbouncer]\n\
                  listen_addr = 127.0.0.1\n\
@@ -67,6 +68,7 @@ impl PgBouncer {
                  pidfile = {pid_file}\n\
                  ignore_startup_parameters = extra_float_digits\n",
                 db = postgres::DATABASE,
+                socket_dir = dir.display(),
                 userlist = userlist.display(),
                 log = log.display(),
                 pid_file = pid_file.display(),

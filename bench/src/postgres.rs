@@ -69,12 +69,21 @@ impl Postgres {
         }
     }
 
-    /// The URL of database `database` on this server, for `mycelium up --pg-url`.
+    /// The URL of database `database` on this server, for `mycelium up --pg-url`: through the
+    /// server's Unix-domain socket (the host is its directory, percent-encoded), as a node
+    /// deployed next to its PostgreSQL connects, and as the relay and PgBouncer connect.
     pub fn url(&self, database: &str) -> String {
+        // The temporary directory's name has no other character a URL would need escaped.
+        let dir = self.dir.path().display().to_string().replace('/', "%2F");
         format!(
-            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{database}",
+            "postgres://{USER}:{PASSWORD}@{dir}:{}/{database}",
             self.port
         )
+    }
+
+    /// The server's Unix-domain socket (in its temporary directory, owned by `postgres`).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join(format!(".s.PGSQL.{}", self.port))
     }
 
     /// `SELECT count(*) FROM table` in `database` of this server (a Mycelium node's own

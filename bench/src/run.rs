@@ -2,7 +2,7 @@
 //! memory, report. Every server is behind a guard that stops it when dropped, on error too.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -339,7 +339,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     ));
     let sqlite = Mycelium::start(&settings.mycelium, &[], &[])?;
     let init_sqlite = pgbench::initialize(&sqlite.target(), settings.scale).await?;
-    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], postgres.port))).await?;
+    let relay = Relay::start(postgres.socket()).await?;
     let max_clients = settings.connections + 500;
     let pgbouncer = if Path::new(pgbouncer::BINARY).is_file() {
         let tx = PgBouncer::start(
