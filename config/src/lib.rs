@@ -545,6 +545,7 @@ impl NodeFileConfig {
         }
         config.transactions.validate(&name)?;
         config.replication.validate(&name)?;
+        validate_addresses(&name, "peers", &config.peers)?;
         Ok(config)
     }
 }
@@ -606,16 +607,66 @@ impl ProxyFileConfig {
             return Err(invalid(&name, "nodes", "list at least one node"));
         }
         config.transactions.validate(&name)?;
-        for (i, node) in config.nodes.iter().enumerate() {
-            if !matches!(node.node_type.as_str(), "validator" | "miner") {
-                return Err(invalid(
-                    &name,
-                    &format!("nodes[{i}].node_type"),
-                    "must be `validator` or `miner`",
-                ));
-            }
-        }
+        validate_addresses(&name, "nodes", &config.nodes)?;
         Ok(config)
+    }
+}
+
+/// Checks a list of `[[nodes]]` or `[[peers]]`: names unique and not empty, types known, and
+/// addresses of the form `host:port`, so a typo is reported with its key at start instead of
+/// as a connection that never succeeds.
+fn validate_addresses(file: &str, list: &str, nodes: &[NodeAddress]) -> Result<(), ConfigError> {
+    for (i, node) in nodes.iter().enumerate() {
+        let key = |field: &str| format!("{list}[{i}].{field}");
+        if node.id.is_empty() {
+            return Err(invalid(file, &key("id"), "must not be empty"));
+        }
+        if nodes[..i].iter().any(|other| other.id == node.id) {
+            return Err(invalid(
+                file,
+                &key("id"),
+                &format!("node `{}` is listed twice", node.id),
+            ));
+        }
+        if !matches!(node.node_type.as_str(), "validator" | "miner") {
+            return Err(invalid(
+                file,
+                &key("node_type"),
+                "must be `validator` or `miner`",
+            ));
+        }
+        check_host_port(&node.addr).map_err(|reason| invalid(file, &key("addr"), &reason))?;
+        if let Some(peer_addr) = &node.peer_addr {
+            check_host_port(peer_addr)
+                .map_err(|reason| invalid(file, &key("peer_addr"), &reason))?;
+        }
+    }
+    Ok(())
+}
+
+/// `host:port`, `a.b.c.d:port` or `[v6]:port`, with a port from 1 to 65535.
+fn check_host_port(addr: &str) -> Result<(), String> {
+    let expected = || format!("`{addr}` is not host:port (e.g. `10.0.0.5:7001`)");
+    let (host, port) = addr.rsplit_once(':').ok_or_else(expected)?;
+    let host_ok = match host.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')
+            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        }
+    };
+    if !host_ok {
+        return Err(expected());
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(()),
+        _ => Err(format!(
+            "`{addr}`: the port must be a number from 1 to 65535"
+        )),
     }
 }
 

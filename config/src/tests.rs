@@ -157,3 +157,67 @@ fn a_postgres_node_needs_no_data_file() {
     let err = NodeFileConfig::load(&path).expect_err("sqlite node without data");
     assert!(err.to_string().contains("node.data"), "{err}");
 }
+
+fn load_proxy(text: &str) -> Result<ProxyFileConfig, ConfigError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, text).expect("write config");
+    ProxyFileConfig::load(&path)
+}
+
+#[test]
+fn node_addresses_are_checked_and_named() {
+    let nodes = |first: &str, second: &str| {
+        format!(
+            "certs = \"certs\"\n[[nodes]]\nid = \"n1\"\n{first}\n[[nodes]]\nid = \"n2\"\n{second}\n"
+        )
+    };
+    let config = load_proxy(&nodes(
+        "addr = \"10.0.0.5:7001\"",
+        "addr = \"node-2.internal:7001\"\npeer_addr = \"[::1]:7002\"",
+    ))
+    .expect("valid addresses");
+    assert_eq!(config.nodes[1].peer_addr(), "[::1]:7002");
+    assert_eq!(config.nodes[0].peer_addr(), "10.0.0.5:7001");
+
+    for (first, second, key, words) in [
+        (
+            "addr = \"10.0.0.5\"",
+            "addr = \"h:1\"",
+            "nodes[0].addr",
+            "not host:port",
+        ),
+        (
+            "addr = \"h:1\"",
+            "addr = \"h:70000\"",
+            "nodes[1].addr",
+            "port",
+        ),
+        ("addr = \"h:1\"", "addr = \"h:0\"", "nodes[1].addr", "port"),
+        (
+            "addr = \"h:1\"",
+            "addr = \"h:2\"\npeer_addr = \"h 2:3\"",
+            "nodes[1].peer_addr",
+            "not host:port",
+        ),
+        (
+            "addr = \"h:1\"",
+            "addr = \"[::1:2\"",
+            "nodes[1].addr",
+            "not host:port",
+        ),
+    ] {
+        let err = load_proxy(&nodes(first, second)).expect_err(second);
+        let text = err.to_string();
+        assert!(
+            text.contains(key) && text.contains(words) && text.contains("proxy.toml"),
+            "{text}"
+        );
+    }
+    let twice = "certs = \"c\"\n[[nodes]]\nid = \"n1\"\naddr = \"h:1\"\n[[nodes]]\nid = \"n1\"\naddr = \"h:2\"\n";
+    let text = load_proxy(twice).expect_err("twice").to_string();
+    assert!(
+        text.contains("nodes[1].id") && text.contains("listed twice"),
+        "{text}"
+    );
+}
