@@ -1,6 +1,6 @@
-//! Three `mycelium node` processes (SQLite files) and a `mycelium proxy`, talking mutual TLS on
-//! loopback, each with its own config file in a temporary directory; every process is stopped
-//! with SIGTERM when the cluster is dropped, and the directory removed.
+//! `mycelium node` processes (on SQLite files or PostgreSQL databases) and a `mycelium proxy`,
+//! talking mutual TLS on loopback, each with its own config file in a temporary directory;
+//! every process is stopped with SIGTERM when the cluster is dropped, and the directory removed.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -13,6 +13,7 @@ use anyhow::Context;
 use tempfile::TempDir;
 
 use crate::pgbench::Target;
+use crate::postgres::Postgres;
 
 /// The nodes and their types (as `mycelium up --nodes 3`: a third of them miners).
 pub const NODES: [(&str, &str); 3] = [("n1", "validator"), ("n2", "validator"), ("n3", "miner")];
@@ -94,11 +95,41 @@ impl Drop for Member {
 
 pub struct ProcessCluster {
     pub port: u16,
-    /// By [`NODES`]; stopped before the proxy (fields drop in order).
+    /// In the order they were given; stopped before the proxy (fields drop in order).
     nodes: Vec<Member>,
     proxy: Member,
     /// Removed after every process stopped.
     dir: TempDir,
+}
+
+/// Where a cluster's nodes keep their data.
+pub enum Storage<'a> {
+    /// A SQLite file per node in the cluster's directory ([`ProcessCluster::node_file`]).
+    Sqlite,
+    /// A database per node on `server`, named `<prefix>_<node id>` as `mycelium up` names its
+    /// nodes' databases, reached through the server's Unix-domain socket and created by the
+    /// node when missing.
+    Postgres {
+        server: &'a Postgres,
+        prefix: &'a str,
+    },
+}
+
+impl Storage<'_> {
+    /// The lines that say where node `id` keeps its data, written at the end of the node
+    /// config's `[node]` table: a key of it, or a table of their own.
+    fn node_toml(&self, dir: &Path, id: &str) -> String {
+        match self {
+            Storage::Sqlite => format!(
+                "data = \"{}\"\n",
+                dir.join(format!("{id}.sqlite")).display()
+            ),
+            Storage::Postgres { server, prefix } => format!(
+                "[storage]\nbackend = \"{}\"\n[storage.postgres]\ncreate_database = true\n",
+                server.url(&format!("{prefix}_{id}"))
+            ),
+        }
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -107,50 +138,52 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl ProcessCluster {
-    /// `mycelium certs`, a config per node with `node_toml` appended (e.g. a `[replication]`
-    /// section), the nodes, then the proxy.
-    pub fn start(binary: &Path, node_toml: &str) -> anyhow::Result<ProcessCluster> {
+    /// `mycelium certs`, a config per node of `nodes` (id, node type) keeping its data in
+    /// `storage`, with `node_toml` appended (e.g. a `[replication]` section), the nodes, then
+    /// the proxy.
+    pub fn start(
+        binary: &Path,
+        nodes: &[(&str, &str)],
+        storage: &Storage,
+        node_toml: &str,
+    ) -> anyhow::Result<ProcessCluster> {
         let dir = tempfile::Builder::new()
             .prefix("mycelium-bench-cluster-")
             .tempdir()
             .context("cannot create a temporary directory")?;
         let certs = dir.path().join("certs");
+        let ids: Vec<&str> = nodes.iter().map(|(id, _)| *id).collect();
         let status = Command::new(binary)
             .args(["certs", "--out"])
             .arg(&certs)
-            .args(["--nodes", "n1,n2,n3"])
+            .args(["--nodes", &ids.join(",")])
             .stdout(Stdio::null())
             .status()
             .with_context(|| format!("cannot run {} certs", binary.display()))?;
         anyhow::ensure!(status.success(), "mycelium certs failed: {status}");
+        let mut listens = Vec::new();
         let mut peers = String::new();
-        for (id, node_type) in NODES {
-            let port = free_port()?;
+        for (id, node_type) in nodes {
+            let listen = format!("127.0.0.1:{}", free_port()?);
             peers.push_str(&format!(
-                "[[peers]]\nid = \"{id}\"\naddr = \"127.0.0.1:{port}\"\nnode_type = \"{node_type}\"\n"
+                "[[peers]]\nid = \"{id}\"\naddr = \"{listen}\"\nnode_type = \"{node_type}\"\n"
             ));
+            listens.push(listen);
         }
-        let mut nodes = Vec::new();
-        for (id, node_type) in NODES {
-            let listen = peers
-                .split("[[peers]]")
-                .find(|peer| peer.contains(&format!("id = \"{id}\"")))
-                .and_then(|peer| peer.split("addr = \"").nth(1))
-                .and_then(|rest| rest.split('"').next())
-                .context("a node's address")?
-                .to_owned();
+        let mut members = Vec::new();
+        for ((id, node_type), listen) in nodes.iter().zip(&listens) {
             let config = dir.path().join(format!("{id}.toml"));
             std::fs::write(
                 &config,
                 format!(
                     "{peers}[node]\nid = \"{id}\"\nnode_type = \"{node_type}\"\n\
-                     listen = \"{listen}\"\ndata = \"{}\"\ncerts = \"{}\"\n{node_toml}\n",
-                    dir.path().join(format!("{id}.sqlite")).display(),
-                    certs.display()
+                     listen = \"{listen}\"\ncerts = \"{}\"\n{}{node_toml}\n",
+                    certs.display(),
+                    storage.node_toml(dir.path(), id),
                 ),
             )
             .with_context(|| format!("cannot write {}", config.display()))?;
-            nodes.push(Member::start(
+            members.push(Member::start(
                 binary,
                 &[
                     "node",
@@ -187,7 +220,7 @@ impl ProcessCluster {
         )?;
         Ok(ProcessCluster {
             port,
-            nodes,
+            nodes: members,
             proxy,
             dir,
         })
@@ -217,11 +250,18 @@ impl ProcessCluster {
 
     /// The pids of the nodes and the proxy, whose CPU time a measurement reads.
     pub fn pids(&self) -> Vec<u32> {
-        self.nodes
-            .iter()
-            .chain([&self.proxy])
-            .map(Member::pid)
-            .collect()
+        let mut pids = self.node_pids();
+        pids.push(self.proxy_pid());
+        pids
+    }
+
+    pub fn proxy_pid(&self) -> u32 {
+        self.proxy.pid()
+    }
+
+    /// In the order the nodes were given.
+    pub fn node_pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(Member::pid).collect()
     }
 }
 

@@ -1,9 +1,10 @@
-//! `mycelium-bench`: pgbench against Mycelium (one PostgreSQL node, two PostgreSQL shards, three
-//! SQLite nodes), PostgreSQL itself, a plain TCP relay in front of PostgreSQL (the ceiling for
-//! any proxy) and PgBouncer, with the CPU each server side spends per transaction; point
-//! operations against in-process SQLite, cross-node transfers and scattered reads; WAL
-//! replication under load (writes/s with `synchronous_replicas` 0 and 1, commit-to-apply
-//! latency); and the memory Mycelium holds per idle client connection. See `bench/README.md`.
+//! `mycelium-bench`: pgbench against Mycelium (one PostgreSQL node in the proxy's process or in
+//! a process of its own, two PostgreSQL shards, three SQLite nodes), PostgreSQL itself, a plain
+//! TCP relay in front of PostgreSQL (the ceiling for any proxy) and PgBouncer, with the CPU
+//! each server side spends per transaction; point operations against in-process SQLite,
+//! cross-node transfers and scattered reads; WAL replication under load (writes/s with
+//! `synchronous_replicas` 0 and 1, commit-to-apply latency); and the memory Mycelium holds per
+//! idle client connection. See `bench/README.md`.
 
 mod cluster;
 mod memory;
@@ -68,9 +69,9 @@ pub struct AllArgs {
     #[arg(long, default_value_t = 2000)]
     pub connections: u32,
     /// Measure only these setups of the pgbench matrix, comma-separated: direct, relay,
-    /// pgbouncer, pg1, pg2, sqlite. With --setups or --workloads only the pgbench matrix runs
-    /// (no point operations, transfers, scattered reads or memory), and replication only when
-    /// --workloads names it.
+    /// pgbouncer, pg1, pg1-split, pg2, sqlite. With --setups or --workloads only the pgbench
+    /// matrix runs (no point operations, transfers, scattered reads or memory), and replication
+    /// only when --workloads names it.
     #[arg(long, value_delimiter = ',')]
     pub setups: Vec<String>,
     /// Run only these workloads, comma-separated: the pgbench workloads select-simple-c1,

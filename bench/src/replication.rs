@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 use tempfile::TempDir;
 
 use crate::Settings;
-use crate::cluster::{NODES, ProcessCluster};
+use crate::cluster::{NODES, ProcessCluster, Storage};
 use crate::parse::{median, parse_pgbench, percentile};
 use crate::pgbench::{self, QueryMode, Script, Target};
 use crate::procfs;
@@ -258,6 +258,8 @@ async fn start(
         ));
         let cluster = ProcessCluster::start(
             &settings.mycelium,
+            &NODES,
+            &Storage::Sqlite,
             &format!(
                 "[replication]\nsynchronous_replicas = {synchronous}\n\
                  synchronous_timeout_ms = 10000\n"

@@ -23,8 +23,13 @@ pub struct Summary {
     pub rounds: usize,
     pub tps: f64,
     pub latency_ms: f64,
-    /// The proxy's CPU per transaction (none for direct PostgreSQL).
+    /// The proxy's CPU per transaction (none for direct PostgreSQL); with proxy and nodes in
+    /// separate processes, theirs together.
     pub proxy_us_per_txn: Option<f64>,
+    /// With proxy and nodes in separate processes: the `mycelium proxy` process's part.
+    pub proxy_process_us_per_txn: Option<f64>,
+    /// With proxy and nodes in separate processes: the `mycelium node` processes' part.
+    pub node_processes_us_per_txn: Option<f64>,
     pub postgres_us_per_txn: f64,
     /// What serving one transaction cost: proxy + PostgreSQL, or mycelium alone on SQLite
     /// (its nodes are in its process; PostgreSQL idles then).
@@ -153,10 +158,11 @@ pub fn summarize(measurements: &[Measurement]) -> Vec<Summary> {
                 median(&runs.iter().map(|m| f(m)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
             };
             let tps = med(&|m| m.tps);
-            let proxy_us_per_txn = runs[0]
-                .proxy_cpu_s
-                .is_some()
-                .then(|| med(&|m| per_txn(m.proxy_cpu_s.unwrap_or(0.0), m.transactions)));
+            let cpu_per_txn = |cpu_s: fn(&Measurement) -> Option<f64>| {
+                cpu_s(runs[0])
+                    .is_some()
+                    .then(|| med(&|m| per_txn(cpu_s(m).unwrap_or(0.0), m.transactions)))
+            };
             let server_us_per_txn = med(&|m| {
                 let proxy = m.proxy_cpu_s.unwrap_or(0.0);
                 let cpu = if setup.uses_postgres() {
@@ -172,7 +178,9 @@ pub fn summarize(measurements: &[Measurement]) -> Vec<Summary> {
                 rounds: runs.len(),
                 tps,
                 latency_ms: med(&|m| m.latency_ms),
-                proxy_us_per_txn,
+                proxy_us_per_txn: cpu_per_txn(|m| m.proxy_cpu_s),
+                proxy_process_us_per_txn: cpu_per_txn(|m| m.proxy_process_cpu_s),
+                node_processes_us_per_txn: cpu_per_txn(|m| m.node_processes_cpu_s),
                 postgres_us_per_txn: med(&|m| per_txn(m.postgres_cpu_s, m.transactions)),
                 server_us_per_txn,
                 client_us_per_txn: med(&|m| per_txn(m.client_cpu_s, m.transactions)),
@@ -242,7 +250,8 @@ pub fn summarize_operations(measurements: &[OpMeasurement]) -> Vec<OpSummary> {
     rows
 }
 
-/// The issue's targets for Mycelium over one PostgreSQL node, measured: (what, value, met).
+/// The issue's targets for Mycelium over one PostgreSQL node, proxy and node as separate
+/// processes, measured: (what, value, met).
 fn targets(report: &Report) -> Vec<(String, String, bool)> {
     let row = |setup: Setup, workload: &str| {
         report
@@ -252,7 +261,7 @@ fn targets(report: &Report) -> Vec<(String, String, bool)> {
     };
     let mut out = Vec::new();
     for workload in ["select prepared c8", "select simple c8"] {
-        if let Some(r) = row(Setup::MyceliumPg1, workload)
+        if let Some(r) = row(Setup::MyceliumPg1Split, workload)
             && let Some(ratio) = r.ratio_to_relay
         {
             out.push((
@@ -262,7 +271,7 @@ fn targets(report: &Report) -> Vec<(String, String, bool)> {
             ));
         }
         if let (Some(r), Some(bouncer)) = (
-            row(Setup::MyceliumPg1, workload),
+            row(Setup::MyceliumPg1Split, workload),
             row(Setup::PgBouncer, workload),
         ) {
             let ratio = r.tps / bouncer.tps;
@@ -272,7 +281,7 @@ fn targets(report: &Report) -> Vec<(String, String, bool)> {
                 ratio >= 1.0,
             ));
         }
-        if let Some(cpu) = row(Setup::MyceliumPg1, workload).and_then(|r| r.proxy_us_per_txn) {
+        if let Some(cpu) = row(Setup::MyceliumPg1Split, workload).and_then(|r| r.proxy_us_per_txn) {
             out.push((
                 format!("{workload}: proxy + node CPU ≤ 25 µs/txn"),
                 format!("{cpu:.1} µs"),
@@ -282,7 +291,7 @@ fn targets(report: &Report) -> Vec<(String, String, bool)> {
     }
     for workload in ["select simple c1", "select prepared c1"] {
         if let (Some(m), Some(relay)) = (
-            row(Setup::MyceliumPg1, workload),
+            row(Setup::MyceliumPg1Split, workload),
             row(Setup::Relay, workload),
         ) {
             let extra = (m.latency_ms - relay.latency_ms) * 1000.0;
@@ -353,11 +362,12 @@ pub fn markdown(report: &Report) -> String {
             row.server_us_per_txn,
         );
     }
+    split_cpu_table(&mut out, &report.summary);
     let targets = targets(report);
     if !targets.is_empty() {
         out.push_str(
-            "\nIssue 9's targets, Mycelium with one PostgreSQL node (`mycelium up`: proxy and \
-             node in one process, over mTLS on loopback):\n\n| target | measured | met |\n\
+            "\nIssue 9's targets, Mycelium with one PostgreSQL node, proxy and node as separate \
+             processes over mTLS (`pg1-split`):\n\n| target | measured | met |\n\
              |---|---:|---|\n",
         );
         for (what, value, met) in &targets {
@@ -443,6 +453,34 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
+/// The CPU of the setups whose proxy and nodes are separate processes, process by process.
+fn split_cpu_table(out: &mut String, rows: &[Summary]) {
+    let split: Vec<&Summary> = rows
+        .iter()
+        .filter(|r| r.proxy_process_us_per_txn.is_some())
+        .collect();
+    if split.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\nProxy and node as separate processes: their CPU apart (the proxy column above is \
+         their sum):\n\n| setup | test | mycelium proxy CPU µs/txn | mycelium node CPU µs/txn \
+         | Postgres CPU µs/txn |\n|---|---|---:|---:|---:|\n",
+    );
+    let number = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}"));
+    for row in split {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} |",
+            row.setup,
+            row.workload,
+            number(row.proxy_process_us_per_txn),
+            number(row.node_processes_us_per_txn),
+            row.postgres_us_per_txn,
+        );
+    }
+}
+
 /// Writes/s and commit-to-apply latency per replication variant.
 fn replication_table(out: &mut String, rows: &[ReplSummary]) {
     out.push_str(
@@ -514,15 +552,18 @@ pub fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
 
 /// A grouped bar chart: per workload, each proxy's tps relative to direct PostgreSQL (= 1).
 pub fn svg(summary: &[Summary]) -> String {
-    const COLORS: [(&str, &str); 5] = [
+    const COLORS: [(&str, &str); 6] = [
         ("tcp relay", "#8da0cb"),
         ("pgbouncer", "#66c2a5"),
         ("mycelium 1 pg node", "#fc8d62"),
+        ("mycelium proxy + 1 pg node, separate processes", "#e5c494"),
         ("mycelium 2 pg shards", "#e78ac3"),
         ("mycelium 3 sqlite nodes", "#a6d854"),
     ];
-    let (width, height) = (900.0, 420.0);
-    let (left, right, top, bottom) = (60.0, 20.0, 50.0, 70.0);
+    // The legend takes two rows of three: one row of six setup names is wider than the chart.
+    const LEGEND_COLUMNS: usize = 3;
+    let (width, height) = (900.0, 440.0);
+    let (left, right, top, bottom) = (60.0, 20.0, 50.0, 90.0);
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
     let max_ratio = summary
@@ -604,8 +645,8 @@ pub fn svg(summary: &[Summary]) -> String {
         y0 = top + plot_h,
     );
     for (i, (setup, color)) in COLORS.iter().enumerate() {
-        let x = left + 165.0 * i as f64;
-        let ly = height - 22.0;
+        let x = left + 320.0 * (i % LEGEND_COLUMNS) as f64;
+        let ly = height - 42.0 + 20.0 * (i / LEGEND_COLUMNS) as f64;
         let _ = writeln!(
             out,
             r#"<rect x="{x}" y="{}" width="14" height="14" fill="{color}"/><text x="{}" y="{ly}">{setup}</text>"#,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::Settings;
+use crate::cluster::{ProcessCluster, Storage};
 use crate::memory;
 use crate::mycelium::Mycelium;
 use crate::parse::{SystemCpu, parse_pgbench};
@@ -36,6 +37,9 @@ pub enum Setup {
     PgBouncer,
     /// `mycelium up --backend postgres --nodes 1` on the benchmark's PostgreSQL.
     MyceliumPg1,
+    /// One `mycelium node` process on the benchmark's PostgreSQL and a `mycelium proxy`
+    /// process in front of it: the configuration issue 9's targets are stated for.
+    MyceliumPg1Split,
     /// `mycelium up --backend postgres --nodes 2`, pgbench's tables sharded over both.
     MyceliumPg2,
     /// `mycelium up`: three SQLite nodes, pgbench's tables unsharded (on one node).
@@ -43,11 +47,12 @@ pub enum Setup {
 }
 
 impl Setup {
-    pub const ALL: [Setup; 6] = [
+    pub const ALL: [Setup; 7] = [
         Setup::Direct,
         Setup::Relay,
         Setup::PgBouncer,
         Setup::MyceliumPg1,
+        Setup::MyceliumPg1Split,
         Setup::MyceliumPg2,
         Setup::MyceliumSqlite,
     ];
@@ -59,6 +64,7 @@ impl Setup {
             Setup::Relay => "relay",
             Setup::PgBouncer => "pgbouncer",
             Setup::MyceliumPg1 => "pg1",
+            Setup::MyceliumPg1Split => "pg1-split",
             Setup::MyceliumPg2 => "pg2",
             Setup::MyceliumSqlite => "sqlite",
         }
@@ -70,6 +76,7 @@ impl Setup {
             Setup::Relay => "tcp relay",
             Setup::PgBouncer => "pgbouncer",
             Setup::MyceliumPg1 => "mycelium 1 pg node",
+            Setup::MyceliumPg1Split => "mycelium proxy + 1 pg node, separate processes",
             Setup::MyceliumPg2 => "mycelium 2 pg shards",
             Setup::MyceliumSqlite => "mycelium 3 sqlite nodes",
         }
@@ -104,9 +111,17 @@ pub struct Measurement {
     /// Wall time from just before pgbench started to just after it ended (and the server's
     /// backends were reaped).
     pub wall_s: f64,
-    /// The proxy's own CPU: mycelium (proxy and nodes; with PostgreSQL nodes the backends
-    /// serving them are in `postgres_cpu_s`), pgbouncer, or this process for the relay.
+    /// The proxy's own CPU: mycelium (proxy and nodes: the `mycelium up` process, or the
+    /// `mycelium proxy` and `mycelium node` processes together; with PostgreSQL nodes the
+    /// backends serving them are in `postgres_cpu_s`), pgbouncer, or this process for the
+    /// relay.
     pub proxy_cpu_s: Option<f64>,
+    /// With proxy and nodes in separate processes: the `mycelium proxy` process's part of
+    /// `proxy_cpu_s`.
+    pub proxy_process_cpu_s: Option<f64>,
+    /// With proxy and nodes in separate processes: the `mycelium node` processes' part of
+    /// `proxy_cpu_s`.
+    pub node_processes_cpu_s: Option<f64>,
     /// PostgreSQL: the postmaster and all its children.
     pub postgres_cpu_s: f64,
     /// pgbench itself.
@@ -127,9 +142,8 @@ pub struct Measurement {
 struct Probe {
     ticks_per_second: f64,
     postmaster: u32,
-    /// By [`Setup::mycelium_index`].
-    mycelium: [u32; 3],
-    pgbouncers: Vec<u32>,
+    /// The proxies and Mycelium's node processes, with what they are (for errors).
+    servers: Vec<(&'static str, u32)>,
 }
 
 struct Sample {
@@ -138,26 +152,23 @@ struct Sample {
     bench: u64,
     children: u64,
     postgres: u64,
-    mycelium: [u64; 3],
-    pgbouncers: [u64; 2],
+    /// By pid, every process of [`Probe::servers`].
+    servers: HashMap<u32, u64>,
     others: HashMap<u32, u64>,
 }
 
 impl Probe {
     fn sample(&self) -> anyhow::Result<Sample> {
         let me = procfs::self_stat()?;
-        let mut pgbouncers = [0; 2];
-        for (slot, pid) in pgbouncers.iter_mut().zip(&self.pgbouncers) {
-            *slot = procfs::process_ticks(*pid).context("pgbouncer is gone")?;
-        }
-        let mut mycelium = [0; 3];
-        for (slot, pid) in mycelium.iter_mut().zip(self.mycelium) {
-            *slot = procfs::process_ticks(pid).context("mycelium is gone")?;
+        let mut servers = HashMap::new();
+        for (what, pid) in &self.servers {
+            let ticks = procfs::process_ticks(*pid)
+                .with_context(|| format!("{what} (pid {pid}) is gone"))?;
+            servers.insert(*pid, ticks);
         }
         let ours: HashSet<u32> = [std::process::id(), self.postmaster]
             .into_iter()
-            .chain(self.mycelium)
-            .chain(self.pgbouncers.iter().copied())
+            .chain(self.servers.iter().map(|(_, pid)| *pid))
             .collect();
         let parents: HashSet<u32> = [std::process::id(), self.postmaster].into();
         Ok(Sample {
@@ -167,14 +178,31 @@ impl Probe {
             bench: me.own,
             children: me.children,
             postgres: procfs::postgres_ticks(self.postmaster)?,
-            mycelium,
-            pgbouncers,
+            servers,
         })
     }
 
     fn seconds(&self, ticks: u64) -> f64 {
         ticks as f64 / self.ticks_per_second
     }
+
+    /// CPU seconds process `pid` of [`Probe::servers`] spent between two samples.
+    fn server_seconds(&self, before: &Sample, after: &Sample, pid: u32) -> f64 {
+        let ticks = |sample: &Sample| sample.servers.get(&pid).copied().unwrap_or(0);
+        self.seconds(ticks(after).saturating_sub(ticks(before)))
+    }
+}
+
+/// Whose CPU is a setup's proxy's.
+enum ProxyCpu {
+    /// Direct PostgreSQL: no proxy.
+    None,
+    /// This process, where the relay runs.
+    Bench,
+    /// One process: PgBouncer, or `mycelium up` with its nodes.
+    Process(u32),
+    /// A `mycelium proxy` process and its `mycelium node` processes, counted together.
+    Split { proxy: u32, nodes: Vec<u32> },
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -197,6 +225,8 @@ struct Servers {
     pgbouncer: Option<(PgBouncer, PgBouncer)>,
     /// By [`Setup::mycelium_index`].
     mycelium: [Mycelium; 3],
+    /// [`Setup::MyceliumPg1Split`].
+    split: ProcessCluster,
 }
 
 impl Servers {
@@ -207,26 +237,23 @@ impl Servers {
         }
         setups.extend([
             Setup::MyceliumPg1,
+            Setup::MyceliumPg1Split,
             Setup::MyceliumPg2,
             Setup::MyceliumSqlite,
         ]);
         setups
     }
 
-    /// The target, and the pid whose CPU is the proxy's (`Some(None)`: this process).
-    fn target(
-        &self,
-        setup: Setup,
-        mode: QueryMode,
-    ) -> anyhow::Result<(Target, Option<Option<u32>>)> {
+    /// The target, and whose CPU is the proxy's.
+    fn target(&self, setup: Setup, mode: QueryMode) -> anyhow::Result<(Target, ProxyCpu)> {
         Ok(match setup {
-            Setup::Direct => (self.postgres.target(), None),
+            Setup::Direct => (self.postgres.target(), ProxyCpu::None),
             Setup::Relay => (
                 Target {
                     port: self.relay.port,
                     ..self.postgres.target()
                 },
-                Some(None),
+                ProxyCpu::Bench,
             ),
             Setup::PgBouncer => {
                 let (tx, session) = self
@@ -237,13 +264,20 @@ impl Servers {
                     QueryMode::Simple => tx,
                     QueryMode::Prepared => session,
                 };
-                (bouncer.target(), Some(Some(bouncer.pid)))
+                (bouncer.target(), ProxyCpu::Process(bouncer.pid))
             }
             Setup::MyceliumPg1 | Setup::MyceliumPg2 | Setup::MyceliumSqlite => {
                 let index = setup.mycelium_index().context("a mycelium setup")?;
                 let mycelium = &self.mycelium[index];
-                (mycelium.target(), Some(Some(mycelium.pid)))
+                (mycelium.target(), ProxyCpu::Process(mycelium.pid))
             }
+            Setup::MyceliumPg1Split => (
+                self.split.target(),
+                ProxyCpu::Split {
+                    proxy: self.split.proxy_pid(),
+                    nodes: self.split.node_pids(),
+                },
+            ),
         })
     }
 }
@@ -315,6 +349,21 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     )?;
     let init_pg1 = pgbench::initialize(&pg1.target(), settings.scale).await?;
     progress(format!(
+        "mycelium node (PostgreSQL database {SPLIT_DATABASES}_{}) + mycelium proxy, separate \
+         processes, pgbench -i -s {}",
+        SPLIT_NODES[0].0, settings.scale
+    ));
+    let split = ProcessCluster::start(
+        &settings.mycelium,
+        &SPLIT_NODES,
+        &Storage::Postgres {
+            server: &postgres,
+            prefix: SPLIT_DATABASES,
+        },
+        "",
+    )?;
+    let init_split = pgbench::initialize(&split.target(), settings.scale).await?;
+    progress(format!(
         "mycelium up --backend postgres --nodes 2, pgbench tables sharded, scale {}",
         settings.scale
     ));
@@ -369,20 +418,31 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         relay,
         pgbouncer,
         mycelium: [pg1, pg2, sqlite],
+        split,
     };
+    let mut processes: Vec<(&'static str, u32)> = servers
+        .mycelium
+        .iter()
+        .map(|mycelium| ("mycelium up", mycelium.pid))
+        .collect();
+    processes.push(("mycelium proxy", servers.split.proxy_pid()));
+    processes.extend(
+        servers
+            .split
+            .node_pids()
+            .into_iter()
+            .map(|pid| ("mycelium node", pid)),
+    );
+    processes.extend(
+        servers
+            .pgbouncer
+            .iter()
+            .flat_map(|(tx, session)| [("pgbouncer", tx.pid), ("pgbouncer", session.pid)]),
+    );
     let probe = Probe {
         ticks_per_second: procfs::clock_ticks_per_second(),
         postmaster: servers.postgres.postmaster,
-        mycelium: [
-            servers.mycelium[0].pid,
-            servers.mycelium[1].pid,
-            servers.mycelium[2].pid,
-        ],
-        pgbouncers: servers
-            .pgbouncer
-            .iter()
-            .flat_map(|(tx, session)| [tx.pid, session.pid])
-            .collect(),
+        servers: processes,
     };
     let mut setups = servers.setups();
     if !settings.setups.is_empty() {
@@ -476,8 +536,12 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         relay,
         pgbouncer,
         mycelium,
+        split,
     } = servers;
+    // Told first, so that its processes stop while the `mycelium up` ones are waited for.
+    split.terminate();
     drop(mycelium);
+    drop(split);
     drop(relay);
 
     let mut replicated = Vec::new();
@@ -511,6 +575,10 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             ("postgres (pgbench -i)", init_postgres.as_secs_f64()),
             ("mycelium 1 pg node (pgbench -i)", init_pg1.as_secs_f64()),
             (
+                "mycelium proxy + 1 pg node, separate processes (pgbench -i)",
+                init_split.as_secs_f64(),
+            ),
+            (
                 "mycelium 2 pg shards (CREATE TABLE with policies + INSERTs)",
                 init_pg2.as_secs_f64(),
             ),
@@ -537,6 +605,12 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The node of [`Setup::MyceliumPg1Split`], a validator as `mycelium up --nodes 1` makes it.
+const SPLIT_NODES: [(&str, &str); 1] = [("n1", "validator")];
+
+/// The prefix of the databases of [`Setup::MyceliumPg1Split`]'s nodes (`mycelium_pg1split_n1`).
+const SPLIT_DATABASES: &str = "mycelium_pg1split";
 
 /// Memory per idle connection: a fresh `mycelium up`, then PgBouncer; returns the failures.
 async fn measure_memory(
@@ -618,18 +692,16 @@ async fn measure(
     let bench_cpu_s = ticks(|s| s.bench);
     let client_cpu_s = ticks(|s| s.children);
     let postgres_cpu_s = ticks(|s| s.postgres);
-    let pgbouncer_cpu_s = [ticks(|s| s.pgbouncers[0]), ticks(|s| s.pgbouncers[1])];
-    let proxy_cpu_s = match proxy {
-        None => None,
-        Some(None) => Some(bench_cpu_s),
-        Some(Some(pid)) if probe.mycelium.contains(&pid) => setup
-            .mycelium_index()
-            .map(|i| probe.seconds(after.mycelium[i].saturating_sub(before.mycelium[i]))),
-        Some(Some(pid)) => probe
-            .pgbouncers
-            .iter()
-            .position(|p| *p == pid)
-            .map(|i| pgbouncer_cpu_s[i]),
+    let server_s = |pid: u32| probe.server_seconds(&before, &after, pid);
+    let (proxy_cpu_s, proxy_process_cpu_s, node_processes_cpu_s) = match proxy {
+        ProxyCpu::None => (None, None, None),
+        ProxyCpu::Bench => (Some(bench_cpu_s), None, None),
+        ProxyCpu::Process(pid) => (Some(server_s(pid)), None, None),
+        ProxyCpu::Split { proxy, nodes } => {
+            let proxy_s = server_s(proxy);
+            let nodes_s: f64 = nodes.into_iter().map(server_s).sum();
+            (Some(proxy_s + nodes_s), Some(proxy_s), Some(nodes_s))
+        }
     };
     let wall_s = after.at.duration_since(before.at).as_secs_f64();
     Ok(Measurement {
@@ -642,6 +714,8 @@ async fn measure(
         failed: summary.failed,
         wall_s,
         proxy_cpu_s,
+        proxy_process_cpu_s,
+        node_processes_cpu_s,
         postgres_cpu_s,
         client_cpu_s,
         bench_cpu_s,
