@@ -90,6 +90,20 @@ impl ClientConn {
         }
     }
 
+    /// Whether the next message already received is a Sync (past any Flush).
+    pub fn sync_is_next(&self) -> bool {
+        let mut rest = &self.read[..];
+        while let [kind, a, b, c, d, ..] = rest {
+            let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            match kind {
+                b'S' => return true,
+                b'H' if len == 4 => rest = &rest[5..],
+                _ => return false,
+            }
+        }
+        false
+    }
+
     /// Writes the output buffer when it has grown past the threshold.
     pub async fn flush_if_full(&mut self) -> Result<(), ProxyError> {
         if self.out.len() >= FLUSH_THRESHOLD {

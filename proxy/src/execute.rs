@@ -109,6 +109,10 @@ impl Session {
             TxnControl::Begin => {
                 if self.status == TxnStatus::Idle {
                     self.begin_transaction(sql)?;
+                } else if self.implicit_block {
+                    // As in Postgres, BEGIN turns the implicit transaction into a block that
+                    // lasts past the Sync.
+                    self.implicit_block = false;
                 } else {
                     self.notice("25001", "there is already a transaction in progress");
                 }
@@ -211,6 +215,7 @@ impl Session {
     /// is gone either way.
     pub(crate) async fn finish_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
         self.status = TxnStatus::Idle;
+        self.implicit_block = false;
         self.begin_sql = None;
         self.portals.clear();
         let pending = std::mem::take(&mut self.pending_policies);

@@ -71,6 +71,9 @@ pub(crate) struct Session {
     pub(crate) portals: HashMap<String, Portal>,
     /// After an error in the extended protocol, messages are skipped until Sync.
     skipping_until_sync: bool,
+    /// The open transaction is the extended protocol's implicit one: it began at an Execute
+    /// outside a transaction block and ends at the next Sync (see [`Session::open_implicit_block`]).
+    pub(crate) implicit_block: bool,
     /// Role and owner changes this session made (see `users`).
     pub(crate) access: crate::users::SessionAccess,
     /// Where this session's writes landed, so its reads see them (`replicas`).
@@ -176,6 +179,7 @@ pub async fn run(
         statements: HashMap::new(),
         portals: HashMap::new(),
         skipping_until_sync: false,
+        implicit_block: false,
         access: Default::default(),
         own_writes: Default::default(),
     };
@@ -200,7 +204,9 @@ async fn fatal(conn: &mut ClientConn, code: &str, message: &str) {
 impl Session {
     async fn serve(&mut self, shutdown: &CancellationToken) {
         loop {
-            let idle_limit = if self.status == TxnStatus::Idle {
+            // Inside the extended protocol's implicit transaction the client has not been told
+            // of a transaction (no ReadyForQuery yet), so it is not idle in one.
+            let idle_limit = if self.status == TxnStatus::Idle || self.implicit_block {
                 None
             } else {
                 self.idle_in_transaction_timeout
@@ -251,12 +257,14 @@ impl Session {
         if self.skipping_until_sync && message.is_extended_query() {
             if matches!(message, PgWireFrontendMessage::Sync(_)) {
                 self.skipping_until_sync = false;
-                self.sync();
+                self.sync().await;
             }
             return Ok(());
         }
         match message {
             PgWireFrontendMessage::Query(query) => {
+                // A Query before the Sync that ends an implicit transaction ends it first.
+                self.end_implicit_block().await;
                 self.simple_query(&query.query).await;
                 self.portals.clear();
                 backend::ready_for_query(&mut self.conn.out, self.status);
@@ -275,7 +283,7 @@ impl Session {
                 Ok(())
             }
             PgWireFrontendMessage::Sync(_) => {
-                self.sync();
+                self.sync().await;
                 Ok(())
             }
             PgWireFrontendMessage::Flush(_) => self.conn.flush().await,
@@ -781,6 +789,7 @@ impl Session {
             Plan::Copy(copy) => self.copy(copy).await?,
             Plan::Role(command) => self.role_command(command).await?,
             Plan::Forward { ddl } => {
+                self.open_implicit_block()?;
                 let finished = self.run_forward(request, output, *ddl).await?;
                 self.after_ddl(follow_up).await?;
                 return self.keep_suspended(name, finished);
@@ -809,7 +818,36 @@ impl Session {
         backend::close_complete(&mut self.conn.out);
     }
 
-    fn sync(&mut self) {
+    /// Statements executed between two Syncs outside a transaction block form one implicit
+    /// transaction, as in Postgres: a pipeline of inserts whose second fails keeps none of
+    /// them. The usual Bind/Execute/Sync of one statement needs no block (its Sync is already
+    /// in the input buffer), and runs as a single statement on its node, without the BEGIN and
+    /// COMMIT.
+    fn open_implicit_block(&mut self) -> Result<(), ProxyError> {
+        if self.status == TxnStatus::Idle && !self.conn.sync_is_next() {
+            self.begin_transaction("BEGIN")?;
+            self.implicit_block = true;
+        }
+        Ok(())
+    }
+
+    /// Commits the implicit transaction (rolls it back after an error), reporting a failed
+    /// commit to the client.
+    async fn end_implicit_block(&mut self) {
+        if !self.implicit_block {
+            return;
+        }
+        let failed = self.status == TxnStatus::Failed;
+        let end = if failed { "ROLLBACK" } else { "COMMIT" };
+        if let Err(e) = self.finish_transaction(end).await
+            && !failed
+        {
+            self.report(&e, "ERROR");
+        }
+    }
+
+    async fn sync(&mut self) {
+        self.end_implicit_block().await;
         if self.status == TxnStatus::Idle {
             // Portals live until the end of their transaction; outside a block that is now.
             self.portals.clear();

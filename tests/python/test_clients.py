@@ -222,6 +222,47 @@ def check_executemany_and_pipeline():
         eq("pipeline delete rowcount", c3.rowcount, 2)
 
 
+def check_pipeline_atomicity():
+    """Statements between two Syncs form one implicit transaction, as in Postgres: a failed
+    executemany or pipeline keeps none of its rows, on one node or spread over several."""
+    with connect(autocommit=True) as conn:
+        for table, options in [
+            ("py_atomic", ""),
+            ("py_atomic_sharded", " WITH (mycelium.shard_keys = 'id', mycelium.shards = 6)"),
+        ]:
+            conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY){options}")
+            try:
+                with conn.cursor() as cur:
+                    cur.executemany(f"INSERT INTO {table} VALUES (%s)",
+                                    [(i,) for i in range(1, 20)] + [(7,)])
+            except psycopg.errors.UniqueViolation:
+                pass
+            else:
+                raise AssertionError(f"{table}: executemany with a duplicate key succeeded")
+            eq(f"{table}: a failed executemany keeps none of its rows",
+               conn.execute(f"SELECT count(*) FROM {table}").fetchone(), (0,))
+            try:
+                with conn.pipeline():
+                    conn.execute(f"INSERT INTO {table} VALUES (%s)", (10,))
+                    conn.execute(f"INSERT INTO {table} VALUES (%s)", (11,))
+                    conn.execute(f"INSERT INTO {table} VALUES (%s)", (10,))
+            except psycopg.errors.UniqueViolation:
+                pass
+            else:
+                raise AssertionError(f"{table}: a pipeline with a duplicate key succeeded")
+            eq(f"{table}: a failed pipeline keeps none of its rows",
+               conn.execute(f"SELECT count(*) FROM {table}").fetchone(), (0,))
+            eq(f"{table}: status after a failed pipeline", conn.info.transaction_status,
+               TransactionStatus.IDLE)
+            with conn.pipeline():
+                conn.execute(f"INSERT INTO {table} VALUES (%s)", (20,))
+                conn.execute(f"INSERT INTO {table} VALUES (%s)", (21,))
+            eq(f"{table}: a pipeline that succeeds commits",
+               conn.execute(f"SELECT id FROM {table} ORDER BY id").fetchall(), [(20,), (21,)])
+            eq(f"{table}: status after a pipeline", conn.info.transaction_status,
+               TransactionStatus.IDLE)
+
+
 def check_transactions():
     """Commit, rollback, conn.transaction() blocks, nested blocks as savepoints, and the
     transaction status the server reports."""
@@ -536,6 +577,7 @@ CHECKS = [
     ("binary bytea", check_binary_bytea),
     ("prepared statements", check_prepared),
     ("executemany and pipeline", check_executemany_and_pipeline),
+    ("pipeline atomicity", check_pipeline_atomicity),
     ("transactions", check_transactions),
     ("errors and SQLSTATEs", check_errors),
     ("copy", check_copy),

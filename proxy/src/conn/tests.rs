@@ -110,3 +110,21 @@ proptest! {
         prop_assert_eq!(seen.first().cloned(), Some(Ok("Query")));
     }
 }
+
+#[test]
+fn sync_is_next_looks_past_flushes_only() {
+    let sync_after = |buffered: &[u8]| {
+        let (_c, s) = tokio::io::duplex(64);
+        ClientConn::new(Box::new(s), BytesMut::from(buffered), 1024).sync_is_next()
+    };
+    let sync = [b'S', 0, 0, 0, 4];
+    let flush = [b'H', 0, 0, 0, 4];
+    let execute = [b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0];
+    assert!(sync_after(&sync));
+    assert!(sync_after(&[flush, flush, sync].concat()));
+    assert!(!sync_after(&[]));
+    assert!(!sync_after(&[execute.as_slice(), &sync].concat()));
+    assert!(!sync_after(&flush));
+    // A partial header says nothing yet.
+    assert!(!sync_after(&[b'S', 0, 0]));
+}
