@@ -57,9 +57,10 @@ pub struct TransactionConfig {
     /// Bound on the whole commit of a transaction that spans nodes (prepare, decision,
     /// commit); past it the coordinator gives up on what is not decided yet.
     pub default_timeout_ms: u64,
-    /// How long the coordinator waits for one participant's vote before aborting.
+    /// How long the coordinator waits for one participant's vote before aborting, when the
+    /// participant is down by then (a node that answers heartbeats is waited for).
     pub prepare_timeout_ms: u64,
-    /// How long the coordinator waits for the decision and for each commit.
+    /// The same for the decision and for each commit.
     pub commit_timeout_ms: u64,
     /// How often a node looks for prepared transactions in doubt.
     pub cleanup_interval_ms: u64,

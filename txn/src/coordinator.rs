@@ -124,6 +124,29 @@ fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
 }
 
+/// Waits for `work` on `link`'s node `timeout` long, and then for as long as the node is up
+/// (answers heartbeats): a transaction that wrote a million rows prepares and commits in as
+/// long as its node needs, while a node that is down or cut off ends the wait. `None` when the
+/// wait ended without an answer.
+async fn while_up<T>(
+    link: &dyn NodeLink,
+    timeout: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut work = std::pin::pin!(work);
+    let mut waited = Duration::ZERO;
+    loop {
+        match tokio::time::timeout(timeout, &mut work).await {
+            Ok(answer) => return Some(answer),
+            Err(_) if link.is_up() => {
+                waited += timeout;
+                tracing::info!(node = %link.node_id(), waited_ms = waited.as_millis() as u64, "a node that is up is still working on a transaction; waiting on");
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 impl Coordinator {
     pub fn new(config: TransactionConfig) -> Coordinator {
         let (events, _) = broadcast::channel(1024);
@@ -392,16 +415,17 @@ impl Coordinator {
         let prepare_started = Instant::now();
         let votes = join_all(others.iter_mut().map(|p| {
             let node = p.node.clone();
-            let vote = tokio::time::timeout(prepare_timeout, p.session.prepare(gid, &decider_id));
+            let link = p.link.clone();
+            let vote = p.session.prepare(gid, &decider_id);
             async move {
-                match vote.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(vote_no(&node, e)),
-                    Err(_) => Err(DbError::new(
+                match while_up(link.as_ref(), prepare_timeout, vote).await {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(vote_no(&node, e)),
+                    None => Err(DbError::new(
                         "08006",
                         format!(
-                            "node {node} did not answer PREPARE within prepare_timeout ({} ms); \
-                             the transaction was rolled back",
+                            "node {node} did not answer PREPARE within prepare_timeout ({} ms) \
+                             and is down; the transaction was rolled back",
                             prepare_timeout.as_millis()
                         ),
                     )),
@@ -421,14 +445,15 @@ impl Coordinator {
 
         self.set_state(tx_id, TxnState::Deciding);
         let commit_timeout = ms(self.config.commit_timeout_ms);
-        let decision = tokio::time::timeout(
+        let decision = while_up(
+            decider_link.as_ref(),
             commit_timeout,
             decider.session.commit_decision(gid, &writers),
         )
         .await;
         match decision {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) if !lost(&e) => {
+            Some(Ok(())) => {}
+            Some(Err(e)) if !lost(&e) => {
                 // The decider refused (an abort record, or its own commit failed): nothing
                 // committed anywhere.
                 self.abort_prepared(tx_id, None, links(&others)).await;
@@ -437,9 +462,9 @@ impl Coordinator {
             outcome => {
                 self.set_state(tx_id, TxnState::Unknown);
                 let why = match outcome {
-                    Ok(Err(e)) => e.message,
+                    Some(Err(e)) => e.message,
                     _ => format!(
-                        "no answer within commit_timeout ({} ms)",
+                        "no answer within commit_timeout ({} ms), and the node is down",
                         commit_timeout.as_millis()
                     ),
                 };
@@ -463,9 +488,13 @@ impl Coordinator {
             if i == 1 {
                 failpoint::hit("coordinator.between_commits");
             }
-            let finished =
-                tokio::time::timeout(commit_timeout, link.finish_prepared(gid, true)).await;
-            if !matches!(finished, Ok(Ok(()))) {
+            let finished = while_up(
+                link.as_ref(),
+                commit_timeout,
+                link.finish_prepared(gid, true),
+            )
+            .await;
+            if !matches!(finished, Some(Ok(()))) {
                 all_finished = false;
                 tracing::warn!(tx = gid, node = %node, "commit of a prepared participant not confirmed; the node will learn the outcome from the decider");
             }

@@ -270,3 +270,116 @@ async fn limits_refuse_with_sqlstates() {
         "25P04"
     );
 }
+
+/// A node whose heartbeats stopped: it answers what reaches it, but the pool says it is down.
+struct Unhealthy(Arc<Node>);
+
+#[async_trait::async_trait]
+impl NodeLink for Unhealthy {
+    fn node_id(&self) -> &str {
+        self.0.node_id()
+    }
+    fn is_up(&self) -> bool {
+        false
+    }
+    async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
+        self.0.open_session().await
+    }
+    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
+        self.0.finish_prepared(gid, commit).await
+    }
+    async fn prepared(&self) -> Result<Vec<mycelium_protocol::PreparedTxn>, DbError> {
+        self.0.prepared().await
+    }
+    async fn txn_outcome(&self, gid: &str) -> Result<mycelium_protocol::TxnOutcome, DbError> {
+        self.0.txn_outcome(gid).await
+    }
+    async fn status(&self) -> Result<mycelium_protocol::NodeStatus, DbError> {
+        self.0.status().await
+    }
+    async fn exchange_map(
+        &self,
+        offer: Option<mycelium_protocol::ClusterMap>,
+    ) -> Result<Option<mycelium_protocol::ClusterMap>, DbError> {
+        self.0.exchange_map(offer).await
+    }
+}
+
+/// Timeouts far shorter than preparing or committing the rows of [`bulk`].
+fn hasty() -> TransactionConfig {
+    TransactionConfig {
+        prepare_timeout_ms: 1,
+        commit_timeout_ms: 1,
+        ..config()
+    }
+}
+
+/// Adds 50,000 rows to each session's transaction, so that preparing and committing it take
+/// tens of milliseconds.
+async fn bulk(sessions: &mut [Box<dyn NodeSession>]) {
+    for (i, session) in sessions.iter_mut().enumerate() {
+        let from = 1_000_000 * (i + 1);
+        run(
+            session.as_mut(),
+            &format!(
+                "WITH RECURSIVE s(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM s \
+                 WHERE i < {from} + 49999) INSERT INTO t SELECT i FROM s"
+            ),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_is_up_may_take_longer_than_the_timeouts() {
+    let nodes = nodes(3);
+    let coordinator = Coordinator::new(hasty());
+    let (tx, mut sessions) = writes(&nodes, &coordinator, &[1, 2, 3]).await;
+    bulk(&mut sessions).await;
+    let protocol = coordinator
+        .commit(&tx, participants(&nodes, &mut sessions))
+        .await
+        .unwrap();
+    assert_eq!(protocol, CommitProtocol::TwoPhase);
+    for node in &nodes.nodes {
+        assert_eq!(count(node, "SELECT count(*) FROM t").await, "50001");
+        assert!(node.prepared().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_is_down_is_not_waited_for_past_prepare_timeout() {
+    let nodes = nodes(2);
+    let coordinator = Coordinator::new(hasty());
+    let (tx, mut sessions) = writes(&nodes, &coordinator, &[1, 2]).await;
+    bulk(&mut sessions).await;
+    let mut participants = participants(&nodes, &mut sessions);
+    participants[1].link = Arc::new(Unhealthy(nodes.nodes[1].clone()));
+    let error = coordinator.commit(&tx, participants).await.unwrap_err();
+    assert_eq!(error.code, "08006", "{error:?}");
+    assert!(
+        error.message.contains("n2") && error.message.contains("prepare_timeout"),
+        "{}",
+        error.message
+    );
+    drop(sessions);
+    // n2 may have prepared after the coordinator stopped waiting; the abort reaches it, or
+    // its resolver presumes abort.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !nodes.nodes[1].prepared().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n2 kept the transaction prepared"
+        );
+        let peers: HashMap<String, Arc<dyn NodeLink>> =
+            HashMap::from([("n1".to_owned(), nodes.nodes[0].clone() as Arc<dyn NodeLink>)]);
+        Resolver::new(nodes.nodes[1].clone(), peers, config())
+            .resolve_once()
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for node in &nodes.nodes {
+        assert_eq!(count(node, "SELECT count(*) FROM t").await, "0");
+    }
+}
