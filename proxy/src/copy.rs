@@ -1,13 +1,19 @@
-//! COPY between the client and a table: `FROM STDIN` parses text or CSV rows and writes them in
-//! batches inside one transaction; `TO STDOUT` formats the rows of a query.
+//! COPY between the client and a table: `FROM STDIN` parses text, CSV or binary rows and writes
+//! them in batches inside one transaction, each row to the node of its shard (two-phase commit
+//! when several nodes wrote); `TO STDOUT` formats the rows of a query, or of a table node by
+//! node.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mycelium_protocol::{CopyIn, Execute, Format, Reply};
-use mycelium_router::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
+use mycelium_router::{
+    CopyDirection, CopyFormat, CopyPlan, CopySourceKind, KeyValue, TablePlacement,
+};
 use pgwire::messages::PgWireFrontendMessage;
 
 use crate::backend::{self, TxnStatus};
+use crate::cluster::Cluster;
 use crate::copy_binary::{self, BinaryCopyParser};
 use crate::error::{ProxyError, sql_error};
 use crate::execute::Target;
@@ -28,16 +34,48 @@ impl Session {
         let CopySourceKind::Table(table) = &plan.source else {
             return Err(sql_error("42601", "COPY FROM takes a table"));
         };
-        let node = self.copy_node(table)?;
+        let routing = self.copy_routing(table)?;
         // Describing the target first reports a missing table or column before any data moves.
         let probe = format!("SELECT {} FROM {table}", column_list(&plan.columns));
-        let description = self.node(node).await?.describe(&probe, &[]).await?;
+        let description = self
+            .node(routing.any_node())
+            .await?
+            .describe(&probe, &[])
+            .await?;
+        let mut rows = match routing {
+            CopyRouting::One(node) => RoutedRows::One(node, Vec::new()),
+            CopyRouting::Sharded { placement, .. } => {
+                let names: Vec<&str> = if plan.columns.is_empty() {
+                    description
+                        .columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect()
+                } else {
+                    plan.columns.iter().map(String::as_str).collect()
+                };
+                let key_columns = key_columns(&placement, &names)?;
+                RoutedRows::Sharded {
+                    placement,
+                    key_columns,
+                    batches: BTreeMap::new(),
+                    joined: Vec::new(),
+                }
+            }
+        };
+        // Outside a transaction the COPY is its own: on one node a plain one, over several
+        // the session's (committed in two phases when more than one node wrote).
         let own_transaction = self.status == TxnStatus::Idle;
-        if own_transaction {
-            self.node_command(node, "BEGIN").await?;
-        } else {
-            self.ensure_node_transaction(node).await?;
-            self.track(node, true)?;
+        match &rows {
+            RoutedRows::One(node, _) if own_transaction => {
+                self.node_command(*node, "BEGIN").await?;
+            }
+            RoutedRows::One(node, _) => {
+                self.ensure_node_transaction(*node).await?;
+                self.track(*node, true)?;
+            }
+            RoutedRows::Sharded { .. } if own_transaction => self.begin_transaction("BEGIN")?,
+            RoutedRows::Sharded { .. } => {}
         }
         backend::copy_in_response(
             &mut self.conn.out,
@@ -62,7 +100,7 @@ impl Session {
                     }
                     parser.feed(&data.data);
                     if let Err(e) = self
-                        .send_batches(node, table, plan, &mut parser, false, &mut written)
+                        .send_batches(&mut rows, table, plan, &mut parser, false, &mut written)
                         .await
                     {
                         failure = Some(e);
@@ -72,7 +110,7 @@ impl Session {
                     if failure.is_none() {
                         parser.finish();
                         if let Err(e) = self
-                            .send_batches(node, table, plan, &mut parser, true, &mut written)
+                            .send_batches(&mut rows, table, plan, &mut parser, true, &mut written)
                             .await
                         {
                             failure = Some(e);
@@ -100,27 +138,37 @@ impl Session {
                 }
             }
         }
-        match failure {
-            None => {
-                if own_transaction {
-                    self.node_command(node, "COMMIT").await?;
-                }
-                backend::command_complete(&mut self.conn.out, &format!("COPY {written}"));
+        let ended = match (&rows, &failure, own_transaction) {
+            (_, _, false) => Ok(()),
+            (RoutedRows::One(node, _), None, true) => {
+                self.node_command(*node, "COMMIT").await.map(drop)
+            }
+            (RoutedRows::Sharded { .. }, None, true) => self.finish_transaction("COMMIT").await,
+            // The error the client sees is the COPY's; a failed rollback adds nothing.
+            (RoutedRows::One(node, _), Some(_), true) => {
+                let _ = self.node_command(*node, "ROLLBACK").await;
                 Ok(())
             }
-            Some(error) => {
-                if own_transaction {
-                    // The error the client sees is the COPY's; a failed rollback adds nothing.
-                    let _ = self.node_command(node, "ROLLBACK").await;
-                }
-                Err(error)
+            (RoutedRows::Sharded { .. }, Some(_), true) => {
+                let _ = self.finish_transaction("ROLLBACK").await;
+                Ok(())
+            }
+        };
+        match failure {
+            Some(error) => Err(error),
+            None => {
+                ended?;
+                backend::command_complete(&mut self.conn.out, &format!("COPY {written}"));
+                Ok(())
             }
         }
     }
 
+    /// Sends the parsed rows in batches of [`BATCH_ROWS`] per node; with `all`, also the last
+    /// partial batches.
     async fn send_batches(
         &mut self,
-        node: usize,
+        rows: &mut RoutedRows,
         table: &str,
         plan: &CopyPlan,
         parser: &mut RowParser,
@@ -130,14 +178,19 @@ impl Session {
         if let Some(error) = parser.take_error() {
             return Err(error);
         }
-        let parsed = parser.rows();
-        while parsed.len() >= BATCH_ROWS || (all && !parsed.is_empty()) {
-            let take = parsed.len().min(BATCH_ROWS);
-            let rows: Vec<Vec<Option<String>>> = parsed.drain(..take).collect();
+        rows.route(parser.rows(), &self.proxy.cluster)?;
+        while let Some((node, batch)) = rows.next_batch(all) {
+            if let RoutedRows::Sharded { joined, .. } = rows
+                && !joined.contains(&node)
+            {
+                joined.push(node);
+                self.ensure_node_transaction(node).await?;
+                self.track(node, true)?;
+            }
             let batch = CopyIn {
                 table: table.to_owned(),
                 columns: plan.columns.clone(),
-                rows,
+                rows: batch,
             };
             *written += self.node(node).await?.copy_in(batch).await?;
         }
@@ -151,56 +204,81 @@ impl Session {
             }
             CopySourceKind::Query(query) => query.clone(),
         };
-        let node = self.copy_node_for_read(&plan.source)?;
-        self.ensure_node_transaction(node).await?;
         let format = wire_format(plan);
         let mut request = Execute::simple(query);
         request.result_formats = Arc::from(vec![format]);
-        let mut stream = self.node(node).await?.execute(request).await?;
+        // A table spread over nodes is copied node by node, each node sending only its shards;
+        // a query over several nodes would need the proxy's merge, which COPY does not run.
+        let parts = match self.target(&request)?.0 {
+            Target::One(node) => vec![(node, request)],
+            Target::Scatter {
+                placement,
+                assignment,
+            } if matches!(plan.source, CopySourceKind::Table(_)) => assignment
+                .iter()
+                .map(|(&node, keep)| Ok((node, self.scoped(node, &placement, keep, &request)?)))
+                .collect::<Result<Vec<_>, ProxyError>>()?,
+            _ => {
+                return Err(sql_error(
+                    "0A000",
+                    "COPY (query) TO STDOUT over rows on several nodes is not supported yet; \
+                     filter the query on the shard key, or COPY the table",
+                ));
+            }
+        };
         let mut line = Vec::with_capacity(256);
         let mut count = 0u64;
-        loop {
-            match stream.recv().await {
-                Some(Ok(Reply::Columns(columns))) => {
-                    backend::copy_out_response(&mut self.conn.out, columns.len(), format);
-                    if plan.header && plan.format == CopyFormat::Csv {
-                        line.clear();
-                        let names: Vec<Option<&[u8]>> =
-                            columns.iter().map(|c| Some(c.name.as_bytes())).collect();
-                        format_row(plan, &names, &mut line);
-                        backend::copy_data(&mut self.conn.out, &line);
-                    }
-                }
-                Some(Ok(Reply::Rows(mut rows))) if format == Format::Binary => {
-                    // A binary DataRow's body (field count, then length-prefixed values) is
-                    // exactly a binary COPY tuple.
-                    // The header travels with the first row, as Postgres sends it (clients parse
-                    // each CopyData as whole rows).
-                    while !rows.is_empty() {
-                        let row = rows.split_first(1);
-                        if count == 0 {
-                            let mut first = copy_binary::header();
-                            first.extend_from_slice(&row.bytes()[5..]);
-                            backend::copy_data(&mut self.conn.out, &first);
-                        } else {
-                            backend::copy_data(&mut self.conn.out, &row.bytes()[5..]);
+        let mut started = false;
+        for (node, request) in parts {
+            self.ensure_node_transaction(node).await?;
+            let mut stream = self.node(node).await?.execute(request).await?;
+            loop {
+                match stream.recv().await {
+                    Some(Ok(Reply::Columns(columns))) => {
+                        if started {
+                            continue;
                         }
-                        count += 1;
+                        started = true;
+                        backend::copy_out_response(&mut self.conn.out, columns.len(), format);
+                        if plan.header && plan.format == CopyFormat::Csv {
+                            line.clear();
+                            let names: Vec<Option<&[u8]>> =
+                                columns.iter().map(|c| Some(c.name.as_bytes())).collect();
+                            format_row(plan, &names, &mut line);
+                            backend::copy_data(&mut self.conn.out, &line);
+                        }
                     }
-                    self.conn.flush_if_full().await?;
-                }
-                Some(Ok(Reply::Rows(rows))) => {
-                    for row in rows.iter() {
-                        line.clear();
-                        format_row(plan, &row, &mut line);
-                        backend::copy_data(&mut self.conn.out, &line);
-                        count += 1;
+                    Some(Ok(Reply::Rows(mut rows))) if format == Format::Binary => {
+                        // A binary DataRow's body (field count, then length-prefixed values) is
+                        // exactly a binary COPY tuple.
+                        // The header travels with the first row, as Postgres sends it (clients
+                        // parse each CopyData as whole rows).
+                        while !rows.is_empty() {
+                            let row = rows.split_first(1);
+                            if count == 0 {
+                                let mut first = copy_binary::header();
+                                first.extend_from_slice(&row.bytes()[5..]);
+                                backend::copy_data(&mut self.conn.out, &first);
+                            } else {
+                                backend::copy_data(&mut self.conn.out, &row.bytes()[5..]);
+                            }
+                            count += 1;
+                        }
+                        self.conn.flush_if_full().await?;
                     }
-                    self.conn.flush_if_full().await?;
+                    Some(Ok(Reply::Rows(rows))) => {
+                        for row in rows.iter() {
+                            line.clear();
+                            format_row(plan, &row, &mut line);
+                            backend::copy_data(&mut self.conn.out, &line);
+                            count += 1;
+                        }
+                        self.conn.flush_if_full().await?;
+                    }
+                    Some(Ok(Reply::Complete { .. })) => break,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(self.node_gone(node)),
                 }
-                Some(Ok(Reply::Complete { .. })) => break,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(self.node_gone(node)),
             }
         }
         if format == Format::Binary {
@@ -219,11 +297,12 @@ impl Session {
 }
 
 impl Session {
-    /// The node a COPY FROM writes to: the table's rows must all live on one node.
-    fn copy_node(&self, table: &str) -> Result<usize, ProxyError> {
+    /// Where a COPY FROM writes: the one node holding every shard's primary, or each row to
+    /// the primary of its shard.
+    fn copy_routing(&self, table: &str) -> Result<CopyRouting, ProxyError> {
         let cluster = &self.proxy.cluster;
         if cluster.nodes.len() == 1 {
-            return Ok(0);
+            return Ok(CopyRouting::One(0));
         }
         let placement = cluster.placement(&table.to_ascii_lowercase())?;
         let mut nodes: Vec<usize> = placement
@@ -234,33 +313,134 @@ impl Session {
         nodes.sort_unstable();
         nodes.dedup();
         match nodes.as_slice() {
-            [node] => Ok(*node),
-            _ => Err(sql_error(
-                "0A000",
-                format!(
-                    "COPY into {table}, whose shards live on several nodes, is not supported yet \
-                     (it would write on several nodes without two-phase commit); use INSERT"
-                ),
-            )),
+            [node] => Ok(CopyRouting::One(*node)),
+            _ => Ok(CopyRouting::Sharded {
+                describe: nodes.first().copied().unwrap_or(0),
+                placement,
+            }),
         }
     }
+}
 
-    /// The node a COPY TO reads from; a table spread over nodes cannot be copied out yet.
-    fn copy_node_for_read(&self, source: &CopySourceKind) -> Result<usize, ProxyError> {
-        match source {
-            CopySourceKind::Table(table) => self.copy_node(table),
-            CopySourceKind::Query(query) => {
-                match self.target(&Execute::simple(query.as_str()))?.0 {
-                    Target::One(node) => Ok(node),
-                    _ => Err(sql_error(
-                        "0A000",
-                        "COPY (query) TO STDOUT over rows on several nodes is not supported yet; \
-                     filter the query on the shard key",
-                    )),
+enum CopyRouting {
+    One(usize),
+    /// Rows go to the primaries of their shards; `describe` is one of them.
+    Sharded {
+        placement: Arc<TablePlacement>,
+        describe: usize,
+    },
+}
+
+impl CopyRouting {
+    /// A node that holds the table, to describe it.
+    fn any_node(&self) -> usize {
+        match self {
+            CopyRouting::One(node) | CopyRouting::Sharded { describe: node, .. } => *node,
+        }
+    }
+}
+
+type Row = Vec<Option<String>>;
+
+/// COPY rows waiting to be sent, by the node they go to.
+enum RoutedRows {
+    One(usize, Vec<Row>),
+    Sharded {
+        placement: Arc<TablePlacement>,
+        /// Positions of the shard key's columns in each row.
+        key_columns: Vec<usize>,
+        batches: BTreeMap<usize, Vec<Row>>,
+        /// Nodes that joined the transaction.
+        joined: Vec<usize>,
+    },
+}
+
+impl RoutedRows {
+    /// Takes the parsed rows, each to its node's batch.
+    fn route(&mut self, parsed: &mut Vec<Row>, cluster: &Cluster) -> Result<(), ProxyError> {
+        match self {
+            RoutedRows::One(_, batch) => batch.append(parsed),
+            RoutedRows::Sharded {
+                placement,
+                key_columns,
+                batches,
+                ..
+            } => {
+                for row in parsed.drain(..) {
+                    let key = key_columns
+                        .iter()
+                        .map(|&i| match row.get(i) {
+                            Some(Some(value)) => Ok(KeyValue::from_text(value)),
+                            // A NULL key is refused by the node (the key is the primary key
+                            // or part of it), wherever the row goes.
+                            Some(None) => Ok(KeyValue::Text(String::new())),
+                            None => Err(sql_error(
+                                "22P04",
+                                format!("missing data for column {}", i + 1),
+                            )),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let shard = placement.policy.shard_of(&key);
+                    let node = placement
+                        .shards
+                        .get(shard as usize)
+                        .and_then(|s| cluster.node_index(s.primary()))
+                        .ok_or_else(|| {
+                            sql_error(
+                                "08006",
+                                format!(
+                                    "shard {}/{shard} has no reachable primary",
+                                    placement.policy.table
+                                ),
+                            )
+                        })?;
+                    batches.entry(node).or_default().push(row);
                 }
             }
         }
+        Ok(())
     }
+
+    /// A full batch for some node, or with `all` any non-empty one.
+    fn next_batch(&mut self, all: bool) -> Option<(usize, Vec<Row>)> {
+        let take = |batch: &mut Vec<Row>| {
+            let n = batch.len().min(BATCH_ROWS);
+            batch.drain(..n).collect()
+        };
+        match self {
+            RoutedRows::One(node, batch) => (batch.len() >= BATCH_ROWS
+                || (all && !batch.is_empty()))
+            .then(|| (*node, take(batch))),
+            RoutedRows::Sharded { batches, .. } => batches
+                .iter_mut()
+                .find(|(_, batch)| batch.len() >= BATCH_ROWS || (all && !batch.is_empty()))
+                .map(|(&node, batch)| (node, take(batch))),
+        }
+    }
+}
+
+/// Where the shard key's columns are among a COPY's columns.
+fn key_columns(placement: &TablePlacement, names: &[&str]) -> Result<Vec<usize>, ProxyError> {
+    placement
+        .policy
+        .shard_keys
+        .iter()
+        .map(|key| {
+            names
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(key))
+                .ok_or_else(|| {
+                    sql_error(
+                        "0A000",
+                        format!(
+                            "COPY into {} must include its shard key column {key}: the proxy \
+                             sends each row to the node of its shard",
+                            placement.policy.table
+                        ),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// The wire format of a COPY: text for text and CSV, binary for binary.

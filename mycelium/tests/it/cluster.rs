@@ -14,8 +14,8 @@ use crate::processes::{Backend, NODES, ProcessCluster};
 const SHARDS: u32 = 6;
 
 /// The table's policy as the proxy has it, and where each shard lives (primary first).
-fn placement() -> (TablePolicy, Vec<Vec<String>>) {
-    let mut policy = TablePolicy::default_for("items", &PolicyDefaults::default());
+fn placement(table: &str) -> (TablePolicy, Vec<Vec<String>>) {
+    let mut policy = TablePolicy::default_for(table, &PolicyDefaults::default());
     policy.shard_keys = vec!["id".to_owned()];
     policy.shards = SHARDS;
     let infos: Vec<NodeInfo> = NODES
@@ -162,7 +162,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
 
     // Every row is on its shard's primary and on each of its copies (SQLite and PostgreSQL
     // nodes replicate alike), and nowhere else.
-    let (policy, copies) = placement();
+    let (policy, copies) = placement("items");
     let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut held: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for id in 1..=120i64 {
@@ -192,6 +192,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         expected.len() >= 2,
         "the data should spread over nodes: {expected:?}"
     );
+    copy_into_and_out_of_a_sharded_table(&cluster, &client).await;
 
     // Reads across nodes answer exactly what one database answers (NULL order spelled out:
     // SQLite and Postgres differ on the default).
@@ -379,8 +380,8 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .iter()
         .map(|r| r[3].parse::<usize>().unwrap_or(0))
         .sum();
-    // Two tables of SHARDS shards, `secrets` with 2, and the default group's one shard.
-    assert_eq!(primary_shards, 2 * SHARDS as usize + 2 + 1, "{nodes:?}");
+    // Three tables of SHARDS shards, `secrets` with 2, and the default group's one shard.
+    assert_eq!(primary_shards, 3 * SHARDS as usize + 2 + 1, "{nodes:?}");
     // Each node reports its own backend, its health and what it holds prepared.
     for (index, row) in nodes.iter().enumerate() {
         let backend = if backend.on_postgres(index) {
@@ -478,6 +479,109 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .expect("show nodes");
     let dead = nodes.iter().find(|r| r[0] == **victim).expect("victim row");
     assert_eq!(dead[7], "NULL", "a dead node reports nothing: {dead:?}");
+}
+
+/// COPY FROM sends each row to its shard's primary, all in one transaction (2,500 rows land
+/// where INSERTs would put them; a COPY whose last row fails keeps none), and COPY TO reads
+/// every row once from a table spread over the nodes.
+async fn copy_into_and_out_of_a_sharded_table(
+    cluster: &ProcessCluster,
+    client: &tokio_postgres::Client,
+) {
+    use futures::{SinkExt, TryStreamExt};
+
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE copied (id bigint PRIMARY KEY, note text) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS})"
+        ))
+        .await
+        .expect("create copied");
+    let lines = |ids: std::ops::RangeInclusive<i64>| -> String {
+        ids.map(|id| format!("{id}\tnote {id}\n")).collect()
+    };
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY copied FROM STDIN")
+        .await
+        .expect("COPY FROM");
+    let mut sink = std::pin::pin!(sink);
+    sink.as_mut()
+        .send(bytes::Bytes::from(lines(1..=2500)))
+        .await
+        .expect("send COPY data");
+    assert_eq!(sink.as_mut().finish().await.expect("finish COPY"), 2500);
+
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY copied (id, note) FROM STDIN")
+        .await
+        .expect("COPY FROM");
+    let mut sink = std::pin::pin!(sink);
+    sink.as_mut()
+        .send(bytes::Bytes::from(lines(3001..=4000) + "7\tduplicate\n"))
+        .await
+        .expect("send COPY data");
+    let error = sink
+        .as_mut()
+        .finish()
+        .await
+        .expect_err("a duplicate key fails the whole COPY");
+    assert_eq!(sqlstate(&error), "23505", "{error:?}");
+
+    let (policy, copies) = placement("copied");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for (index, (node, _)) in NODES.iter().enumerate() {
+        let want: Vec<i64> = (1..=2500)
+            .filter(|&id| {
+                copies[policy.shard_of(&[KeyValue::Int(id)]) as usize].contains(&(*node).to_owned())
+            })
+            .collect();
+        assert!(
+            !want.is_empty() && want.len() < 2500,
+            "{node} holds {} rows",
+            want.len()
+        );
+        loop {
+            let found: Vec<i64> = cluster
+                .node_ints(index, "SELECT id FROM copied ORDER BY id")
+                .await
+                .into_iter()
+                .map(|row| row[0])
+                .collect();
+            if found == want {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{node} holds {} copied rows, want {}",
+                found.len(),
+                want.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    let out = client
+        .copy_out("COPY copied TO STDOUT")
+        .await
+        .expect("COPY TO");
+    let chunks: Vec<bytes::Bytes> = std::pin::pin!(out).try_collect().await.expect("COPY data");
+    let mut got: Vec<String> = chunks
+        .iter()
+        .flat_map(|c| {
+            String::from_utf8_lossy(c)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    got.sort_by_key(|line| {
+        line.split('\t')
+            .next()
+            .and_then(|id| id.parse::<i64>().ok())
+    });
+    let want: Vec<String> = lines(1..=2500).lines().map(str::to_owned).collect();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
 }
 
 /// A node session opened the way a proxy opens one (mTLS with the proxy's certificate).
