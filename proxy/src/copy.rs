@@ -16,7 +16,7 @@ use crate::backend::{self, TxnStatus};
 use crate::cluster::Cluster;
 use crate::copy_binary::{self, BinaryCopyParser};
 use crate::error::{ProxyError, sql_error};
-use crate::execute::Target;
+use crate::execute::{Finished, Target};
 use crate::session::Session;
 
 /// Rows sent to the node per batch.
@@ -179,6 +179,19 @@ impl Session {
             return Err(error);
         }
         rows.route(parser.rows(), &self.proxy.cluster)?;
+        self.send_routed(rows, table, &plan.columns, all, written)
+            .await
+    }
+
+    /// Sends routed rows to their nodes, each joining the transaction at its first batch.
+    async fn send_routed(
+        &mut self,
+        rows: &mut RoutedRows,
+        table: &str,
+        columns: &[String],
+        all: bool,
+        written: &mut u64,
+    ) -> Result<(), ProxyError> {
         while let Some((node, batch)) = rows.next_batch(all) {
             if let RoutedRows::Sharded { joined, .. } = rows
                 && !joined.contains(&node)
@@ -189,7 +202,7 @@ impl Session {
             }
             let batch = CopyIn {
                 table: table.to_owned(),
-                columns: plan.columns.clone(),
+                columns: columns.to_vec(),
                 rows: batch,
             };
             *written += self.node(node).await?.copy_in(batch).await?;
@@ -297,6 +310,115 @@ impl Session {
 }
 
 impl Session {
+    /// `INSERT INTO sharded [(columns)] SELECT ...`, inside the session's transaction (or the
+    /// implicit one `run_forward` opened): the query runs where it would run alone — on one
+    /// node, or on several when its rows need no merging (no ORDER BY, LIMIT, DISTINCT or
+    /// aggregate) — and its rows, as text, go to their shards' primaries as a COPY's do. The
+    /// rows pass through the proxy's memory.
+    pub(crate) async fn run_insert_select(
+        &mut self,
+        table: &str,
+        columns: Vec<String>,
+        select: &str,
+        request: &Execute,
+    ) -> Result<Finished, ProxyError> {
+        let query = Execute {
+            sql: Arc::from(select),
+            result_formats: Arc::from(Vec::new()),
+            ..request.clone()
+        };
+        let parts = match self.target(&query)?.0 {
+            Target::One(node) => vec![(node, query)],
+            Target::Scatter {
+                placement,
+                assignment,
+            } => {
+                let spec = mycelium_router::merge_spec(select)?;
+                let plain = spec.node_sql.is_none()
+                    && spec.order_by.is_empty()
+                    && spec.limit.is_none()
+                    && spec.offset == 0
+                    && spec.aggregates.is_none()
+                    && !spec.distinct
+                    && spec.having.is_none();
+                if !plain {
+                    return Err(sql_error(
+                        "0A000",
+                        format!(
+                            "INSERT INTO {table} ... SELECT from rows on several nodes must not \
+                             need merging (ORDER BY, LIMIT, OFFSET, DISTINCT, aggregates); \
+                             insert the query's rows with VALUES instead"
+                        ),
+                    ));
+                }
+                assignment
+                    .iter()
+                    .map(|(&node, keep)| Ok((node, self.scoped(node, &placement, keep, &query)?)))
+                    .collect::<Result<Vec<_>, ProxyError>>()?
+            }
+            _ => {
+                return Err(sql_error(
+                    "0A000",
+                    format!("the query of INSERT INTO {table} ... SELECT must read rows"),
+                ));
+            }
+        };
+        let mut selected: Vec<Row> = Vec::new();
+        for (node, part) in parts {
+            self.ensure_node_transaction(node).await?;
+            self.track(node, false)?;
+            let mut stream = self.node(node).await?.execute(part).await?;
+            loop {
+                match stream.recv().await {
+                    Some(Ok(Reply::Columns(_))) => {}
+                    Some(Ok(Reply::Rows(rows))) => selected.extend(rows.iter().map(|row| {
+                        row.iter()
+                            .map(|field| field.map(|v| String::from_utf8_lossy(v).into_owned()))
+                            .collect()
+                    })),
+                    Some(Ok(Reply::Complete { .. })) => break,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(self.node_gone(node)),
+                }
+            }
+        }
+        let routing = self.copy_routing(table)?;
+        let names: Vec<String> = if columns.is_empty() {
+            let probe = format!("SELECT * FROM {table}");
+            let description = self
+                .node(routing.any_node())
+                .await?
+                .describe(&probe, &[])
+                .await?;
+            description.columns.iter().map(|c| c.name.clone()).collect()
+        } else {
+            columns.clone()
+        };
+        let mut rows = match routing {
+            CopyRouting::One(node) => RoutedRows::One(node, Vec::new()),
+            CopyRouting::Sharded { placement, .. } => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                RoutedRows::Sharded {
+                    key_columns: key_columns(&placement, &names)?,
+                    placement,
+                    batches: BTreeMap::new(),
+                    joined: Vec::new(),
+                }
+            }
+        };
+        if let RoutedRows::One(node, _) = &rows {
+            let node = *node;
+            self.ensure_node_transaction(node).await?;
+            self.track(node, true)?;
+        }
+        rows.route(&mut selected, &self.proxy.cluster)?;
+        let mut written = 0u64;
+        self.send_routed(&mut rows, table, &columns, true, &mut written)
+            .await?;
+        backend::command_complete(&mut self.conn.out, &format!("INSERT 0 {written}"));
+        Ok(Finished::Complete)
+    }
+
     /// Where a COPY FROM writes: the one node holding every shard's primary, or each row to
     /// the primary of its shard.
     fn copy_routing(&self, table: &str) -> Result<CopyRouting, ProxyError> {

@@ -95,6 +95,13 @@ pub(crate) enum Target {
     Many(Vec<(usize, Execute)>),
     /// DDL: every node.
     All,
+    /// `INSERT INTO sharded SELECT ...`: the proxy runs the query, then sends each row to
+    /// its shard (`copy.rs`).
+    InsertSelect {
+        table: String,
+        columns: Vec<String>,
+        select: String,
+    },
 }
 
 impl Session {
@@ -413,6 +420,18 @@ impl Session {
         match route {
             Route::AnyNode => Ok((Target::One(self.any_node()), false)),
             Route::Ddl { .. } => Ok((Target::All, true)),
+            Route::InsertSelect {
+                table,
+                columns,
+                select,
+            } => Ok((
+                Target::InsertSelect {
+                    table: table.clone(),
+                    columns: columns.clone(),
+                    select: select.clone(),
+                },
+                true,
+            )),
             Route::Read {
                 table,
                 shards,
@@ -767,13 +786,15 @@ impl Session {
         let (target, writes) = self.target(&request)?;
         // Writes on several nodes, and DDL (every node), are atomic even in autocommit.
         let implicit = self.status == TxnStatus::Idle
-            && (matches!(target, Target::Many(_)) || (ddl && matches!(target, Target::All)));
+            && (matches!(target, Target::Many(_) | Target::InsertSelect { .. })
+                || (ddl && matches!(target, Target::All)));
         if implicit {
             self.begin_transaction("BEGIN")?;
         }
         let answer_mark = (self.conn.flushes, self.conn.out.len());
         if writes
-            && let Ok(Route::Write { table, .. }) = self.proxy.cluster.route(&request.sql).as_ref()
+            && let Ok(Route::Write { table, .. } | Route::InsertSelect { table, .. }) =
+                self.proxy.cluster.route(&request.sql).as_ref()
         {
             self.wrote(table);
         }
@@ -954,6 +975,14 @@ impl Session {
                 }
             }
             Target::Many(nodes) => self.run_write_many(nodes, output).await,
+            Target::InsertSelect {
+                table,
+                columns,
+                select,
+            } => {
+                self.run_insert_select(&table, columns, &select, &request)
+                    .await
+            }
         }
     }
 

@@ -61,6 +61,13 @@ pub enum Route {
     },
     /// Writes `table`'s shards.
     Write { table: String, shards: ShardChoice },
+    /// `INSERT INTO table (columns) <select>` into a sharded table: the proxy runs the query
+    /// and sends each row to its shard (no columns: every column, in table order).
+    InsertSelect {
+        table: String,
+        columns: Vec<String>,
+        select: String,
+    },
     /// Changes the schema of these tables (every node gets it).
     Ddl { tables: Vec<String> },
 }
@@ -90,22 +97,49 @@ fn route_statement(
             };
             let table = table_name(name);
             let policy = policy_of(policies, &table)?;
+            let columns: Vec<String> = insert.columns.iter().map(last_part).collect();
+            let select = insert
+                .source
+                .as_deref()
+                .filter(|source| !matches!(source.body.as_ref(), SetExpr::Values(_)));
+            if let Some(select) = select {
+                // The node holding the target sees all the query's rows only when they are
+                // not spread over nodes; otherwise the proxy runs the query and moves the rows.
+                let reads_sharded = matches!(
+                    route_query(select, policies),
+                    Ok(Route::Read { ref table, .. }) if !policies.policy(table).is_reference()
+                );
+                if policy.is_reference() && !reads_sharded {
+                    return Ok(Route::Write {
+                        table,
+                        shards: ShardChoice::All,
+                    });
+                }
+                if insert.on.is_some() || insert.returning.is_some() {
+                    return Err(RouterError::Unsupported(format!(
+                        "INSERT INTO {table} ... SELECT with ON CONFLICT or RETURNING is not \
+                         supported when the table or the query's rows are spread over nodes: \
+                         insert the rows with VALUES so each row can go to its shard"
+                    )));
+                }
+                return Ok(Route::InsertSelect {
+                    table,
+                    columns,
+                    select: select.to_string(),
+                });
+            }
             if policy.is_reference() {
                 return Ok(Route::Write {
                     table,
                     shards: ShardChoice::All,
                 });
             }
-            let columns: Vec<String> = insert.columns.iter().map(last_part).collect();
             let source = insert
                 .source
                 .as_deref()
                 .ok_or_else(|| unsupported("INSERT without VALUES"))?;
             let SetExpr::Values(values) = source.body.as_ref() else {
-                return Err(RouterError::Unsupported(format!(
-                    "INSERT ... SELECT into the sharded table {table} is not supported: \
-                     insert the rows with VALUES so each row can go to its shard"
-                )));
+                return Err(unsupported("INSERT without VALUES"));
             };
             if columns.is_empty() {
                 return Err(RouterError::Unsupported(format!(

@@ -174,7 +174,15 @@ fn unroutable_statements_explain_themselves() {
     assert!(refused("INSERT INTO users VALUES (1, 'a')").contains("must name its columns"));
     assert!(refused("INSERT INTO users (name) VALUES ('a')").contains("shard key column user_id"));
     assert!(refused("UPDATE users SET user_id = 2 WHERE user_id = 1").contains("another shard"));
-    assert!(refused("INSERT INTO users (user_id) SELECT 1").contains("VALUES"));
+    assert!(
+        refused("INSERT INTO users (user_id) SELECT user_id FROM orders ON CONFLICT DO NOTHING")
+            .contains("ON CONFLICT or RETURNING")
+    );
+    assert!(
+        refused("INSERT INTO archive SELECT * FROM orders RETURNING 1")
+            .contains("ON CONFLICT or RETURNING")
+    );
+    assert!(refused("INSERT INTO users (user_id) SELECT 1 RETURNING user_id").contains("VALUES"));
     assert!(
         refused("INSERT INTO users (user_id) VALUES (random())")
             .contains("constant or a parameter")
@@ -377,4 +385,43 @@ fn merge_specs_for_reads_across_nodes() {
             "{sql}"
         );
     }
+}
+
+#[test]
+fn insert_select_into_a_sharded_table_is_the_proxys_to_spread() {
+    check(
+        "INSERT INTO users (user_id, name) SELECT g, 'u' || g FROM generate_series(1, 10) g",
+        Route::InsertSelect {
+            table: "users".to_owned(),
+            columns: vec!["user_id".to_owned(), "name".to_owned()],
+            select: "SELECT g, 'u' || g FROM generate_series(1, 10) g".to_owned(),
+        },
+    );
+    check(
+        "INSERT INTO logs SELECT * FROM users WHERE user_id = $1",
+        Route::InsertSelect {
+            table: "logs".to_owned(),
+            columns: Vec::new(),
+            select: "SELECT * FROM users WHERE user_id = $1".to_owned(),
+        },
+    );
+}
+
+#[test]
+fn insert_select_of_spread_rows_into_an_unsharded_table_is_the_proxys_too() {
+    check(
+        "INSERT INTO archive SELECT * FROM users WHERE name = 'x'",
+        Route::InsertSelect {
+            table: "archive".to_owned(),
+            columns: Vec::new(),
+            select: "SELECT * FROM users WHERE name = 'x'".to_owned(),
+        },
+    );
+    check(
+        "INSERT INTO archive SELECT * FROM notes",
+        Route::Write {
+            table: "archive".to_owned(),
+            shards: ShardChoice::All,
+        },
+    );
 }

@@ -14,10 +14,10 @@ use crate::processes::{Backend, NODES, ProcessCluster};
 const SHARDS: u32 = 6;
 
 /// The table's policy as the proxy has it, and where each shard lives (primary first).
-fn placement(table: &str) -> (TablePolicy, Vec<Vec<String>>) {
+fn placement(table: &str, shards: u32) -> (TablePolicy, Vec<Vec<String>>) {
     let mut policy = TablePolicy::default_for(table, &PolicyDefaults::default());
     policy.shard_keys = vec!["id".to_owned()];
-    policy.shards = SHARDS;
+    policy.shards = shards;
     let infos: Vec<NodeInfo> = NODES
         .iter()
         .map(|(id, t)| NodeInfo {
@@ -162,7 +162,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
 
     // Every row is on its shard's primary and on each of its copies (SQLite and PostgreSQL
     // nodes replicate alike), and nowhere else.
-    let (policy, copies) = placement("items");
+    let (policy, copies) = placement("items", SHARDS);
     let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut held: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for id in 1..=120i64 {
@@ -193,6 +193,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         "the data should spread over nodes: {expected:?}"
     );
     copy_into_and_out_of_a_sharded_table(&cluster, &client).await;
+    insert_select_moves_rows_between_nodes(&cluster, &client).await;
 
     // Reads across nodes answer exactly what one database answers (NULL order spelled out:
     // SQLite and Postgres differ on the default).
@@ -380,8 +381,9 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .iter()
         .map(|r| r[3].parse::<usize>().unwrap_or(0))
         .sum();
-    // Three tables of SHARDS shards, `secrets` with 2, and the default group's one shard.
-    assert_eq!(primary_shards, 3 * SHARDS as usize + 2 + 1, "{nodes:?}");
+    // Three tables of SHARDS shards, `moved` with 4, `secrets` with 2, and the default
+    // group's one shard.
+    assert_eq!(primary_shards, 3 * SHARDS as usize + 4 + 2 + 1, "{nodes:?}");
     // Each node reports its own backend, its health and what it holds prepared.
     for (index, row) in nodes.iter().enumerate() {
         let backend = if backend.on_postgres(index) {
@@ -527,38 +529,7 @@ async fn copy_into_and_out_of_a_sharded_table(
         .expect_err("a duplicate key fails the whole COPY");
     assert_eq!(sqlstate(&error), "23505", "{error:?}");
 
-    let (policy, copies) = placement("copied");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    for (index, (node, _)) in NODES.iter().enumerate() {
-        let want: Vec<i64> = (1..=2500)
-            .filter(|&id| {
-                copies[policy.shard_of(&[KeyValue::Int(id)]) as usize].contains(&(*node).to_owned())
-            })
-            .collect();
-        assert!(
-            !want.is_empty() && want.len() < 2500,
-            "{node} holds {} rows",
-            want.len()
-        );
-        loop {
-            let found: Vec<i64> = cluster
-                .node_ints(index, "SELECT id FROM copied ORDER BY id")
-                .await
-                .into_iter()
-                .map(|row| row[0])
-                .collect();
-            if found == want {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{node} holds {} copied rows, want {}",
-                found.len(),
-                want.len()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
+    rows_are_where_their_shards_are(cluster, "copied", SHARDS, 1..=2500).await;
 
     let out = client
         .copy_out("COPY copied TO STDOUT")
@@ -582,6 +553,92 @@ async fn copy_into_and_out_of_a_sharded_table(
     let want: Vec<String> = lines(1..=2500).lines().map(str::to_owned).collect();
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
+}
+
+/// Waits until every node's own database holds exactly the rows `ids` of `table` whose shards
+/// it has a copy of (replication to secondaries is asynchronous).
+async fn rows_are_where_their_shards_are(
+    cluster: &ProcessCluster,
+    table: &str,
+    shards: u32,
+    ids: std::ops::RangeInclusive<i64>,
+) {
+    let (policy, copies) = placement(table, shards);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for (index, (node, _)) in NODES.iter().enumerate() {
+        let want: Vec<i64> = ids
+            .clone()
+            .filter(|&id| {
+                copies[policy.shard_of(&[KeyValue::Int(id)]) as usize].contains(&(*node).to_owned())
+            })
+            .collect();
+        assert!(
+            !want.is_empty() && want.len() < ids.clone().count(),
+            "{node} should hold some of {table}'s rows: {}",
+            want.len()
+        );
+        loop {
+            let found: Vec<i64> = cluster
+                .node_ints(index, &format!("SELECT id FROM {table} ORDER BY id"))
+                .await
+                .into_iter()
+                .map(|row| row[0])
+                .collect();
+            if found == want {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{node} holds {} rows of {table}, want {}",
+                found.len(),
+                want.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// INSERT ... SELECT moves rows between tables spread differently: into a table with other
+/// shards, every row lands on its new shard; into an unsharded table, rows read from every
+/// node (the node holding the target used to see only its own).
+async fn insert_select_moves_rows_between_nodes(
+    cluster: &ProcessCluster,
+    client: &tokio_postgres::Client,
+) {
+    client
+        .batch_execute(
+            "CREATE TABLE moved (id bigint PRIMARY KEY, note text) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 4);
+             CREATE TABLE archive (id bigint PRIMARY KEY, note text);",
+        )
+        .await
+        .expect("create moved and archive");
+    let inserted = client
+        .execute("INSERT INTO moved SELECT id, note FROM copied", &[])
+        .await
+        .expect("INSERT ... SELECT into a sharded table");
+    assert_eq!(inserted, 2500);
+    rows_are_where_their_shards_are(cluster, "moved", 4, 1..=2500).await;
+    let inserted = client
+        .execute(
+            "INSERT INTO archive (id, note) SELECT id, note FROM copied WHERE id % $1 = 0",
+            &[&10i64],
+        )
+        .await
+        .expect("INSERT ... SELECT into an unsharded table");
+    assert_eq!(inserted, 250);
+    let archived = rows(client, "SELECT count(*), sum(id) FROM archive")
+        .await
+        .expect("count archive");
+    assert_eq!(archived, vec![vec!["250".to_owned(), "313750".to_owned()]]);
+    let error = client
+        .execute(
+            "INSERT INTO moved SELECT id + 10000, note FROM copied ORDER BY id LIMIT 5",
+            &[],
+        )
+        .await
+        .expect_err("rows that need merging");
+    assert_eq!(sqlstate(&error), "0A000", "{error:?}");
 }
 
 /// A node session opened the way a proxy opens one (mTLS with the proxy's certificate).
