@@ -10,7 +10,7 @@ use sqlparser::ast::{
 };
 use std::ops::ControlFlow;
 
-use sqlparser::ast::visit_relations;
+use sqlparser::ast::{Visit, visit_relations};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -110,6 +110,7 @@ fn route_statement(
                     Ok(Route::Read { ref table, .. }) if !policies.policy(table).is_reference()
                 );
                 if policy.is_reference() && !reads_sharded {
+                    check_write_reads(statement, &table, &policy, policies)?;
                     return Ok(Route::Write {
                         table,
                         shards: ShardChoice::All,
@@ -128,6 +129,7 @@ fn route_statement(
                     select: select.to_string(),
                 });
             }
+            check_write_reads(statement, &table, &policy, policies)?;
             if policy.is_reference() {
                 return Ok(Route::Write {
                     table,
@@ -198,6 +200,7 @@ fn route_statement(
             if update.from.is_some() {
                 return Err(unsupported("UPDATE ... FROM on a sharded cluster"));
             }
+            check_write_reads(statement, &table, &policy, policies)?;
             Ok(Route::Write {
                 shards: choose(&policy, update.selection.as_ref(), &[table.as_str()]),
                 table,
@@ -215,6 +218,7 @@ fn route_statement(
                 return Err(unsupported("DELETE ... USING on a sharded cluster"));
             }
             let policy = policy_of(policies, &table)?;
+            check_write_reads(statement, &table, &policy, policies)?;
             Ok(Route::Write {
                 shards: choose(&policy, delete.selection.as_ref(), &[table.as_str()]),
                 table,
@@ -223,6 +227,22 @@ fn route_statement(
         Statement::CreateTable(create) => Ok(Route::Ddl {
             tables: vec![table_name(&create.name)],
         }),
+        Statement::CreateView(view) => {
+            // A node's view reads that node's rows: over a sharded table each node would show
+            // a part of it, and reading the view would silently miss the rest.
+            if let Some(sharded) = relations(&view.query)
+                .into_iter()
+                .find(|t| policies.has_policy(t) && !policies.policy(t).is_reference())
+            {
+                return Err(RouterError::Unsupported(format!(
+                    "a view over the sharded table {sharded} would show only one node's rows; \
+                     query {sharded} directly"
+                )));
+            }
+            Ok(Route::Ddl {
+                tables: vec![table_name(&view.name)],
+            })
+        }
         Statement::CreateIndex(index) => Ok(Route::Ddl {
             tables: vec![table_name(&index.table_name)],
         }),
@@ -605,17 +625,64 @@ pub fn statement_tables(sql: &str) -> Option<(Vec<String>, bool)> {
     Some((tables, ddl))
 }
 
+/// A write runs on the nodes holding its target's shards, so what else it reads (in a
+/// subquery, USING, a VALUES expression) must be whole there: only tables without a policy,
+/// next to a target without one. Anything else would read one node's rows and write a wrong
+/// answer without an error.
+fn check_write_reads(
+    statement: &Statement,
+    table: &str,
+    policy: &TablePolicy,
+    policies: &dyn PolicySource,
+) -> Result<(), RouterError> {
+    let others: Vec<String> = relations_in(statement, &[])
+        .into_iter()
+        .filter(|t| t != table)
+        .collect();
+    let Some(other) = others.first() else {
+        return Ok(());
+    };
+    if let Some(sharded) = others
+        .iter()
+        .find(|t| policies.has_policy(t) && !policies.policy(t).is_reference())
+    {
+        return Err(RouterError::Unsupported(format!(
+            "a write to {table} that reads the sharded table {sharded} would see only the rows \
+             of one node; read {sharded} in a query of its own (or use INSERT ... SELECT)"
+        )));
+    }
+    if !policy.is_reference() {
+        return Err(RouterError::Unsupported(format!(
+            "a subquery over {other} inside a write to the sharded table {table} is not \
+             supported; run it as its own query"
+        )));
+    }
+    if policies.has_policy(table) || others.iter().any(|t| policies.has_policy(t)) {
+        return Err(RouterError::Unsupported(format!(
+            "this write reads tables that live on different nodes ({table}, {}); query them \
+             separately",
+            others.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Every table a query reads, anywhere in it (joins, subqueries, CTEs), without the
 /// emulated catalogs, which every node has.
 fn relations(query: &Query) -> Vec<String> {
-    let mut tables = Vec::new();
     let ctes: Vec<String> = query
         .with
         .iter()
         .flat_map(|with| with.cte_tables.iter())
         .map(|cte| cte.alias.name.value.to_ascii_lowercase())
         .collect();
-    let _ = visit_relations(query, |name| {
+    relations_in(query, &ctes)
+}
+
+/// Every table named anywhere in `node` but the catalogs and the `ctes`.
+fn relations_in<V: Visit>(node: &V, ctes: &[String]) -> Vec<String> {
+    let mut tables = Vec::new();
+    let _ = visit_relations(node, |name| {
         let catalog = match name.0.first() {
             Some(ObjectNamePart::Identifier(schema)) if name.0.len() > 1 => {
                 let schema = schema.value.to_ascii_lowercase();

@@ -425,3 +425,47 @@ fn insert_select_of_spread_rows_into_an_unsharded_table_is_the_proxys_too() {
         },
     );
 }
+
+#[test]
+fn writes_that_read_rows_spread_over_nodes_are_refused() {
+    // The node of an unsharded table sees only its own shards of a sharded one.
+    assert!(
+        refused("UPDATE archive SET n = (SELECT count(*) FROM users) WHERE id = 1")
+            .contains("only the rows of one node")
+    );
+    assert!(
+        refused("DELETE FROM archive WHERE id IN (SELECT user_id FROM orders)")
+            .contains("sharded table orders")
+    );
+    // Each node of a sharded table may lack the other table, or hold a stale copy of it.
+    assert!(
+        refused("UPDATE users SET name = (SELECT note FROM notes WHERE id = 1) WHERE user_id = 5")
+            .contains("subquery over notes")
+    );
+    assert!(
+        refused("INSERT INTO users (user_id, name) VALUES (1, (SELECT note FROM notes LIMIT 1))")
+            .contains("subquery over notes")
+    );
+    // Unsharded tables without a policy live together: a write may read the others.
+    check(
+        "UPDATE archive SET n = (SELECT count(*) FROM notes) WHERE id = 1",
+        write("archive", ShardChoice::All),
+    );
+    check(
+        "DELETE FROM notes WHERE id IN (SELECT id FROM archive)",
+        write("notes", ShardChoice::All),
+    );
+}
+
+#[test]
+fn views_go_to_every_node_unless_they_read_a_sharded_table() {
+    check(
+        "CREATE VIEW recent AS SELECT * FROM notes WHERE id > 10",
+        Route::Ddl {
+            tables: vec!["recent".to_owned()],
+        },
+    );
+    assert!(
+        refused("CREATE VIEW everyone AS SELECT * FROM users").contains("only one node's rows")
+    );
+}
