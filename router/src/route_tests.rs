@@ -469,3 +469,28 @@ fn views_go_to_every_node_unless_they_read_a_sharded_table() {
         refused("CREATE VIEW everyone AS SELECT * FROM users").contains("only one node's rows")
     );
 }
+
+#[test]
+fn groups_not_selected_are_merged_by_hidden_key_columns() {
+    let spec =
+        merge_spec("SELECT sum(x) FROM users GROUP BY grp ORDER BY 1 LIMIT 2").expect("spec");
+    assert_eq!(spec.aggregates, Some(vec![Combine::Sum, Combine::Group]));
+    assert_eq!(spec.hidden_columns, 1);
+    assert_eq!(
+        spec.node_sql.as_deref(),
+        Some("SELECT sum(x), grp FROM users GROUP BY grp")
+    );
+    // Positions and aliases name output columns, which are the keys already.
+    for sql in [
+        "SELECT grp, count(*) FROM users GROUP BY 1",
+        "SELECT grp AS g, count(*) FROM users GROUP BY g",
+    ] {
+        let spec = merge_spec(sql).expect("spec");
+        assert_eq!(
+            spec.aggregates,
+            Some(vec![Combine::Group, Combine::Count]),
+            "{sql}"
+        );
+        assert_eq!(spec.hidden_columns, 0, "{sql}");
+    }
+}

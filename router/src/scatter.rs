@@ -129,10 +129,26 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     if having.is_some() && select.group_by == GroupByExpr::Expressions(Vec::new(), Vec::new()) {
         return Err(refuse("HAVING without GROUP BY"));
     }
-    let group_exprs: Vec<String> = match &select.group_by {
-        GroupByExpr::Expressions(exprs, _) => exprs.iter().map(|e| e.to_string()).collect(),
+    let group_by: Vec<Expr> = match &select.group_by {
+        GroupByExpr::Expressions(exprs, _) => exprs
+            .iter()
+            .map(|e| group_expression(e, &select.projection))
+            .collect(),
         GroupByExpr::All(_) => return Err(refuse("GROUP BY ALL")),
     };
+    let group_exprs: Vec<String> = group_by.iter().map(ToString::to_string).collect();
+    // Groups are merged by their key columns: a GROUP BY expression the query does not
+    // select travels as a hidden column, or rows of different groups would merge.
+    let unselected_groups: Vec<Expr> = group_by
+        .into_iter()
+        .filter(|g| {
+            !select
+                .projection
+                .iter()
+                .filter_map(item_expr)
+                .any(|e| e.to_string() == g.to_string())
+        })
+        .collect();
     let grouped = !group_exprs.is_empty();
     let aggregates = aggregate_columns(&select.projection, &group_exprs)?;
     if grouped && aggregates.is_none() {
@@ -188,6 +204,10 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
                 combines.push(combine);
                 extra.push(SelectItem::UnnamedExpr(expr));
             }
+        }
+        for group in unselected_groups {
+            combines.push(Combine::Group);
+            extra.push(SelectItem::UnnamedExpr(group));
         }
         spec.hidden_columns = extra.len();
         select.projection.extend(extra);
@@ -353,6 +373,31 @@ fn item_expr(item: &SelectItem) -> Option<&Expr> {
         SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => Some(expr),
         _ => None,
     }
+}
+
+/// A GROUP BY item as the expression it groups by: `GROUP BY 2` and `GROUP BY alias` name an
+/// output column.
+fn group_expression(expr: &Expr, projection: &[SelectItem]) -> Expr {
+    if let Expr::Value(value) = expr
+        && let sqlparser::ast::Value::Number(n, _) = &value.value
+        && let Ok(position) = n.parse::<usize>()
+        && let Some(selected) = position
+            .checked_sub(1)
+            .and_then(|i| projection.get(i))
+            .and_then(item_expr)
+    {
+        return selected.clone();
+    }
+    if let Expr::Identifier(name) = expr
+        && let Some(SelectItem::ExprWithAlias { expr: selected, .. }) =
+            projection.iter().find(|item| {
+                matches!(item, SelectItem::ExprWithAlias { alias, .. }
+                    if alias.value.eq_ignore_ascii_case(&name.value))
+            })
+    {
+        return selected.clone();
+    }
+    expr.clone()
 }
 
 /// `Some` when every output column is a supported aggregate or a GROUP BY expression.

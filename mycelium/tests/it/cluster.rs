@@ -212,6 +212,10 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         "SELECT grp FROM items GROUP BY grp HAVING sum(val) >= 5000 OR min(val) IS NULL ORDER BY grp"
             .to_owned(),
         "SELECT count(*) FROM items WHERE id < 0".to_owned(),
+        // Grouped by a column it does not show, by position, by alias.
+        "SELECT sum(val), count(*) FROM items GROUP BY grp ORDER BY 1, 2".to_owned(),
+        "SELECT grp, max(val) FROM items GROUP BY 1 ORDER BY 1".to_owned(),
+        "SELECT grp AS g, min(val) FROM items GROUP BY g ORDER BY g".to_owned(),
         "SELECT i.id, i.val, n.note FROM items i JOIN notes n ON i.id = n.item_id ORDER BY i.id"
             .to_owned(),
         "SELECT count(*) FROM items i JOIN notes n ON n.item_id = i.id WHERE i.grp = 2".to_owned(),
