@@ -1062,6 +1062,7 @@ impl Session {
                     };
                     match reply {
                         Some(Ok(Reply::Columns(columns))) => {
+                            self.check_result_shape(columns.len())?;
                             if !described && matches!(output, Output::Simple) {
                                 backend::row_description(&mut answer, &columns, |i| {
                                     request.result_format(i)
@@ -1112,6 +1113,20 @@ impl Session {
         result
     }
 
+    /// A prepared statement's rows must have the columns the client was told of: after the
+    /// table changed, Postgres refuses to run it ("cached plan must not change result type")
+    /// rather than send rows that do not match their description. Column counts are compared,
+    /// not types, which a SQLite node may infer differently when it describes and when it runs.
+    pub(crate) fn check_result_shape(&self, columns: usize) -> Result<(), ProxyError> {
+        match &self.described {
+            Some(described) if described.columns.len() != columns => Err(sql_error(
+                "0A000",
+                "cached plan must not change result type",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Sends replies to the client until the statement completes or `max_rows` is reached.
     async fn stream_results(
         &mut self,
@@ -1152,6 +1167,7 @@ impl Session {
             };
             match reply {
                 Some(Ok(Reply::Columns(columns))) => {
+                    self.check_result_shape(columns.len())?;
                     if matches!(output, Output::Simple) {
                         backend::row_description(&mut self.conn.out, &columns, |i| {
                             request.result_format(i)

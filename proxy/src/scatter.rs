@@ -111,6 +111,7 @@ impl Session {
                 ));
             };
             let visible = columns.len().saturating_sub(spec.hidden_columns);
+            self.check_result_shape(visible)?;
             let mut described: Vec<Column> = columns[..visible].to_vec();
             if let Some(combines) = &spec.aggregates {
                 for (column, combine) in described.iter_mut().zip(combines) {

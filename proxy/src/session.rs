@@ -71,6 +71,9 @@ pub(crate) struct Session {
     pub(crate) portals: HashMap<String, Portal>,
     /// After an error in the extended protocol, messages are skipped until Sync.
     skipping_until_sync: bool,
+    /// What the client was told the executing prepared statement returns (Describe); a node
+    /// answering with other columns (the table changed since) fails the statement.
+    pub(crate) described: Option<Arc<StatementDescription>>,
     /// The open transaction is the extended protocol's implicit one: it began at an Execute
     /// outside a transaction block and ends at the next Sync (see [`Session::open_implicit_block`]).
     pub(crate) implicit_block: bool,
@@ -180,6 +183,7 @@ pub async fn run(
         portals: HashMap::new(),
         skipping_until_sync: false,
         implicit_block: false,
+        described: None,
         access: Default::default(),
         own_writes: Default::default(),
     };
@@ -777,6 +781,10 @@ impl Session {
             result_formats: portal.request.result_formats.clone(),
         };
         let plan = portal.plan.clone();
+        let described = self
+            .statements
+            .get(&portal.statement)
+            .and_then(|s| s.description.clone());
         self.check_failed_transaction(&plan)?;
         let follow_up = self.authorize(&request.sql, &plan).await?;
         match &*plan {
@@ -790,7 +798,10 @@ impl Session {
             Plan::Role(command) => self.role_command(command).await?,
             Plan::Forward { ddl } => {
                 self.open_implicit_block()?;
-                let finished = self.run_forward(request, output, *ddl).await?;
+                self.described = described;
+                let finished = self.run_forward(request, output, *ddl).await;
+                self.described = None;
+                let finished = finished?;
                 self.after_ddl(follow_up).await?;
                 return self.keep_suspended(name, finished);
             }

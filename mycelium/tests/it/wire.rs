@@ -56,6 +56,37 @@ async fn simple_and_prepared_queries_round_trip(backend: Backend) {
         .expect("count")
         .get(0);
     assert_eq!(count, 3);
+
+    // A statement prepared before its table changed shape fails as in Postgres (its rows
+    // would not match the columns the client was told of); one prepared after sees the new
+    // column, in any session.
+    let stale = client
+        .prepare("SELECT * FROM users WHERE id = $1")
+        .await
+        .expect("prepare");
+    assert_eq!(stale.columns().len(), 4);
+    let other = cluster.connect().await;
+    other
+        .batch_execute("ALTER TABLE users ADD COLUMN email text DEFAULT 'none'")
+        .await
+        .expect("alter");
+    let error = client
+        .query(&stale, &[&1i64])
+        .await
+        .expect_err("a statement prepared before the ALTER");
+    assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+    for session in [&client, &other] {
+        let fresh = session
+            .prepare("SELECT * FROM users WHERE id = $1")
+            .await
+            .expect("prepare again");
+        assert_eq!(fresh.columns().len(), 5);
+        let row = session
+            .query_one(&fresh, &[&1i64])
+            .await
+            .expect("the statement prepared after the ALTER");
+        assert_eq!(row.get::<_, &str>(4), "none");
+    }
 }
 
 async fn errors_carry_postgres_sqlstates(backend: Backend) {

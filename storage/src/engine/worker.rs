@@ -690,6 +690,16 @@ impl<'c> Worker<'c> {
                 s
             }
         };
+        // Another worker changed the schema. This connection's SQLite keeps the old one, and
+        // the statements it compiled against it, until it next reads the database: describing
+        // a statement now would report the old columns (a prepared `SELECT *` lost the column
+        // just added).
+        self.conn.flush_prepared_statement_cache();
+        if self.conn.is_autocommit() {
+            self.conn
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+                .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+        }
         self.use_schema(schema.clone())?;
         Ok(schema)
     }

@@ -266,6 +266,10 @@ impl NodeSession for PostgresSession {
         let scoped = with_shard_keys(sql_text);
         let sql_text = scoped.as_deref().unwrap_or(sql_text);
         let mut hold = self.hold().await?;
+        // A Describe prepares afresh: a cached statement keeps the columns its table had when
+        // it was prepared, and a client describing after DDL must see the new ones (running a
+        // stale statement fails and re-prepares on its own, describing it does not).
+        hold.conn().forget(sql_text, param_types);
         let prepared = hold
             .conn()
             .prepare(sql_text, param_types, cacheable(&words))

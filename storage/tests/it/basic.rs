@@ -310,3 +310,42 @@ async fn tables_without_a_primary_key_get_a_hidden_one() {
         .unwrap();
     assert_eq!(pk, 1);
 }
+
+#[tokio::test]
+async fn every_worker_describes_the_schema_another_one_changed() {
+    let db = open();
+    let mut sessions: Vec<_> = (0..8).map(|_| db.backend.session()).collect();
+    ok(
+        &mut sessions[0],
+        "CREATE TABLE t (id int PRIMARY KEY, a int)",
+    )
+    .await;
+    ok(&mut sessions[0], "INSERT INTO t VALUES (1, 10)").await;
+    let query = "SELECT * FROM t WHERE id = $1";
+    for s in &mut sessions {
+        let desc = s.describe(query, &[]).await.unwrap();
+        assert_eq!(desc.columns.len(), 2);
+    }
+    ok(
+        &mut sessions[0],
+        "ALTER TABLE t ADD COLUMN b text DEFAULT 'x'",
+    )
+    .await;
+    // Texts no worker has seen yet, and the one every worker has.
+    for (i, s) in sessions.iter_mut().enumerate() {
+        for sql in [
+            query.to_owned(),
+            format!("SELECT * FROM t WHERE id = $1 AND {i} = {i}"),
+        ] {
+            let desc = s.describe(&sql, &[]).await.unwrap();
+            let names: Vec<&str> = desc.columns.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["id", "a", "b"], "session {i}: {sql}");
+            let out = run_params(s, &sql, &[Some("1")]).await.unwrap();
+            assert_eq!(
+                out.text()[0],
+                vec![Some("1".into()), Some("10".into()), Some("x".into())],
+                "session {i}: {sql}"
+            );
+        }
+    }
+}
