@@ -601,6 +601,40 @@ impl Session {
     // ---- policies ----
 
     /// The policy change a DDL statement makes, validated against the cluster.
+    /// A PRIMARY KEY or UNIQUE constraint of a table spread over shards must include its
+    /// shard key: a node checks uniqueness among its own rows only, so `PRIMARY KEY (email)`
+    /// on a table sharded by tenant would let two tenants' nodes take the same email.
+    fn check_unique_keys(
+        &self,
+        sql: &str,
+        change: Option<&PolicyChange>,
+    ) -> Result<(), ProxyError> {
+        let Some(keys) = mycelium_router::unique_keys(sql) else {
+            return Ok(());
+        };
+        let cluster = &self.proxy.cluster;
+        let policy = match change {
+            Some(PolicyChange::Create(policy)) => policy.clone(),
+            _ if cluster.has_policy(&keys.table) => cluster.policy(&keys.table),
+            _ => return Ok(()),
+        };
+        if policy.is_reference() || policy.shards <= 1 {
+            return Ok(());
+        }
+        match keys.without(&policy.shard_keys) {
+            Some(constraint) => Err(sql_error(
+                "0A000",
+                format!(
+                    "{constraint} of {} does not include its shard key ({}): each node could \
+                     check only its own rows; add the shard key to the constraint",
+                    keys.table,
+                    policy.shard_keys.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn policy_change(&self, sql: &str) -> Result<Option<PolicyChange>, ProxyError> {
         let cluster = &self.proxy.cluster;
         if let Some(found) = policy_options(sql)? {
@@ -925,6 +959,7 @@ impl Session {
             }
             Target::All => {
                 let change = self.policy_change(&request.sql)?;
+                self.check_unique_keys(&request.sql, change.as_ref())?;
                 if let Some(PolicyChange::Alter(policy)) = change {
                     self.check_resharding(&policy).await?;
                     self.store_policy(PolicyChange::Alter(policy)).await?;

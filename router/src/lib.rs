@@ -20,6 +20,7 @@ mod scatter;
 mod scope;
 mod session;
 mod split;
+mod unique;
 
 pub use access::{TableAccess, table_access};
 pub use cache::PlanCache;
@@ -41,6 +42,7 @@ pub use scatter::{
 pub use scope::{SHARD_FUNCTION, ShardScope, scope_statement, shard_function};
 pub use session::{SessionCommand, SetValue};
 pub use split::split_statements;
+pub use unique::{UniqueKeys, unique_keys};
 
 /// Why a statement cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

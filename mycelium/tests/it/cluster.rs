@@ -195,6 +195,26 @@ async fn sharded_cluster_of_processes(backend: Backend) {
     copy_into_and_out_of_a_sharded_table(&cluster, &client).await;
     insert_select_moves_rows_between_nodes(&cluster, &client).await;
 
+    // Each node checks uniqueness among its own rows: a constraint without the shard key
+    // could not hold across nodes, so it is refused and nothing is created.
+    for (sql, what) in [
+        (
+            "CREATE TABLE members (email text PRIMARY KEY, tenant int NOT NULL) \
+             WITH (mycelium.shard_keys = 'tenant', mycelium.shards = 6)",
+            "PRIMARY KEY (email) of members",
+        ),
+        (
+            "CREATE UNIQUE INDEX ON items (grp)",
+            "UNIQUE INDEX (grp) of items",
+        ),
+    ] {
+        let error = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+        assert!(format!("{error:?}").contains(what), "{error:?}");
+    }
+    let members = rows(&client, "SELECT count(*) FROM members").await;
+    assert_eq!(members.map_err(|e| sqlstate(&e)), Err("42P01".to_owned()));
+
     // Reads across nodes answer exactly what one database answers (NULL order spelled out:
     // SQLite and Postgres differ on the default).
     let mut corpus = vec![
