@@ -2,13 +2,16 @@
 //! its own rows only, so a constraint is enforced cluster-wide only when it includes the shard
 //! key (equal keys then always meet on one shard). Citus refuses the others the same way.
 
-use sqlparser::ast::{ColumnOption, Expr, Statement, TableConstraint};
+use sqlparser::ast::{
+    AlterTableOperation, ColumnDef, ColumnOption, Expr, Statement, TableConstraint,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::route::table_name;
 
-/// The unique constraints a CREATE TABLE or CREATE UNIQUE INDEX declares, with its table.
+/// The unique constraints a CREATE TABLE, CREATE UNIQUE INDEX or ALTER TABLE ... ADD
+/// declares, with its table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UniqueKeys {
     pub table: String,
@@ -33,42 +36,30 @@ pub fn unique_keys(sql: &str) -> Option<UniqueKeys> {
         .ok()?
         .into_iter()
         .next()?;
-    let column = |expr: &Expr| match expr {
-        Expr::Identifier(ident) => ident.value.to_ascii_lowercase(),
-        other => other.to_string(),
-    };
-    let listed =
-        |what: &str, columns: Vec<String>| (format!("{what} ({})", columns.join(", ")), columns);
     match statement {
         Statement::CreateTable(create) => {
+            let mut keys: Vec<_> = create.columns.iter().flat_map(column_keys).collect();
+            keys.extend(create.constraints.iter().filter_map(constraint_key));
+            Some(UniqueKeys {
+                table: table_name(&create.name),
+                keys,
+            })
+        }
+        Statement::AlterTable(alter) => {
             let mut keys = Vec::new();
-            for def in &create.columns {
-                let name = def.name.value.to_ascii_lowercase();
-                for option in &def.options {
-                    match option.option {
-                        ColumnOption::PrimaryKey(_) => {
-                            keys.push(listed("PRIMARY KEY", vec![name.clone()]));
-                        }
-                        ColumnOption::Unique(_) => keys.push(listed("UNIQUE", vec![name.clone()])),
-                        _ => {}
+            for operation in &alter.operations {
+                match operation {
+                    AlterTableOperation::AddConstraint { constraint, .. } => {
+                        keys.extend(constraint_key(constraint));
                     }
-                }
-            }
-            for constraint in &create.constraints {
-                match constraint {
-                    TableConstraint::PrimaryKey(key) => keys.push(listed(
-                        "PRIMARY KEY",
-                        key.columns.iter().map(|c| column(&c.column.expr)).collect(),
-                    )),
-                    TableConstraint::Unique(key) => keys.push(listed(
-                        "UNIQUE",
-                        key.columns.iter().map(|c| column(&c.column.expr)).collect(),
-                    )),
+                    AlterTableOperation::AddColumn { column_def, .. } => {
+                        keys.extend(column_keys(column_def));
+                    }
                     _ => {}
                 }
             }
             Some(UniqueKeys {
-                table: table_name(&create.name),
+                table: table_name(&alter.name),
                 keys,
             })
         }
@@ -83,6 +74,47 @@ pub fn unique_keys(sql: &str) -> Option<UniqueKeys> {
                     .collect(),
             )],
         }),
+        _ => None,
+    }
+}
+
+type Key = (String, Vec<String>);
+
+fn listed(what: &str, columns: Vec<String>) -> Key {
+    (format!("{what} ({})", columns.join(", ")), columns)
+}
+
+fn column(expr: &Expr) -> String {
+    match expr {
+        Expr::Identifier(ident) => ident.value.to_ascii_lowercase(),
+        other => other.to_string(),
+    }
+}
+
+/// `PRIMARY KEY` and `UNIQUE` written on a column.
+fn column_keys(def: &ColumnDef) -> Vec<Key> {
+    let name = def.name.value.to_ascii_lowercase();
+    def.options
+        .iter()
+        .filter_map(|option| match option.option {
+            ColumnOption::PrimaryKey(_) => Some(listed("PRIMARY KEY", vec![name.clone()])),
+            ColumnOption::Unique(_) => Some(listed("UNIQUE", vec![name.clone()])),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A PRIMARY KEY or UNIQUE table constraint.
+fn constraint_key(constraint: &TableConstraint) -> Option<Key> {
+    match constraint {
+        TableConstraint::PrimaryKey(key) => Some(listed(
+            "PRIMARY KEY",
+            key.columns.iter().map(|c| column(&c.column.expr)).collect(),
+        )),
+        TableConstraint::Unique(key) => Some(listed(
+            "UNIQUE",
+            key.columns.iter().map(|c| column(&c.column.expr)).collect(),
+        )),
         _ => None,
     }
 }
@@ -124,6 +156,26 @@ mod tests {
         );
         assert_eq!(
             missing("CREATE UNIQUE INDEX i ON u (tenant, email)", &["tenant"]),
+            None
+        );
+        assert_eq!(
+            missing(
+                "ALTER TABLE u ADD CONSTRAINT one UNIQUE (email)",
+                &["tenant"]
+            )
+            .as_deref(),
+            Some("UNIQUE (email)")
+        );
+        assert_eq!(
+            missing("ALTER TABLE u ADD COLUMN code text UNIQUE", &["tenant"]).as_deref(),
+            Some("UNIQUE (code)")
+        );
+        assert_eq!(
+            missing("ALTER TABLE u ADD UNIQUE (tenant, email)", &["tenant"]),
+            None
+        );
+        assert_eq!(
+            missing("ALTER TABLE u ADD COLUMN note text", &["tenant"]),
             None
         );
         assert_eq!(unique_keys("CREATE INDEX i ON u (email)"), None);
