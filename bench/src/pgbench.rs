@@ -174,10 +174,21 @@ async fn run(
 
 /// `pgbench -i -s SCALE`; returns how long it took.
 pub async fn initialize(target: &Target, scale: u32) -> anyhow::Result<Duration> {
+    initialize_steps(target, scale, None).await
+}
+
+/// `pgbench -i -s SCALE`, with only the initialization `steps` (`-I`) when given.
+pub async fn initialize_steps(
+    target: &Target,
+    scale: u32,
+    steps: Option<&str>,
+) -> anyhow::Result<Duration> {
     let mut command = libpq_command("pgbench", target);
-    command
-        .args(["-i", "-q", "-s", &scale.to_string()])
-        .arg(target.dbname);
+    command.args(["-i", "-q", "-s", &scale.to_string()]);
+    if let Some(steps) = steps {
+        command.args(["-I", steps]);
+    }
+    command.arg(target.dbname);
     let started = Instant::now();
     let what = format!("pgbench -i -s {scale} on port {}", target.port);
     let output = run(command, &what, Duration::from_secs(3600)).await?;

@@ -579,7 +579,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
                 init_split.as_secs_f64(),
             ),
             (
-                "mycelium 2 pg shards (CREATE TABLE with policies + INSERTs)",
+                "mycelium 2 pg shards (CREATE TABLE with policies + pgbench -i -I gv)",
                 init_pg2.as_secs_f64(),
             ),
             (
@@ -780,10 +780,9 @@ async fn sharded_note(mycelium: &Mycelium, postgres: &Postgres) -> anyhow::Resul
     }
     Ok(format!(
         "mycelium 2 pg shards: pgbench's tables have {} hash shards each, every table by its \
-         own id and history by aid: {}; pgbench_accounts rows per node: {}. Loaded by the bench \
-         (CREATE TABLE ... WITH (mycelium.shard_keys, mycelium.shards) and multi-row INSERTs \
-         the proxy splits by shard), since pgbench -i COPYs into pgbench_accounts and COPY into \
-         a table spread over several nodes is refused.",
+         own id and history by aid: {}; pgbench_accounts rows per node: {}. Created by the bench \
+         (CREATE TABLE ... WITH (mycelium.shard_keys, mycelium.shards)), loaded by \
+         pgbench -i -I gv (COPY, routed row by row to the shards).",
         sharded::SHARDS,
         parts.join("; "),
         accounts.join(", ")

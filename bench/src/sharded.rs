@@ -1,7 +1,7 @@
-//! pgbench's tables sharded over Mycelium's nodes. `pgbench -i` cannot load them through the
-//! proxy (it COPYs pgbench_accounts, and COPY into a table whose shards live on several nodes is
-//! refused), so the bench creates them with pgbench 15's own columns plus a policy, and loads
-//! the rows pgbench would with multi-row INSERTs that the proxy splits by shard.
+//! pgbench's tables sharded over Mycelium's nodes. `pgbench -i` would create them without a
+//! policy, so the bench creates them with pgbench 15's own columns plus a policy, then lets
+//! `pgbench -i -I gv` generate the rows (COPY, which the proxy routes row by row to the shards)
+//! and vacuum.
 
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,6 @@ use crate::pgbench::Target;
 /// 2/4: placement is rendezvous hashing of each shard over the nodes).
 pub const SHARDS: u32 = 16;
 
-/// Rows per INSERT statement.
-const BATCH: u64 = 1000;
-
 /// The policy of each pgbench table: every table by its own id, history with its account.
 pub const POLICIES: [(&str, &str); 4] = [
     ("pgbench_accounts", "aid"),
@@ -25,8 +22,8 @@ pub const POLICIES: [(&str, &str); 4] = [
     ("pgbench_history", "aid"),
 ];
 
-/// Creates pgbench's four tables with their policies and loads scale `scale` the way
-/// `pgbench -i` does (balances 0, accounts' filler empty); returns how long it took.
+/// Creates pgbench's four tables with their policies and loads scale `scale` with pgbench;
+/// returns how long it took.
 pub async fn initialize(target: &Target, scale: u32) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let client = target.connect().await?;
@@ -60,55 +57,16 @@ pub async fn initialize(target: &Target, scale: u32) -> anyhow::Result<Duration>
             .await
             .with_context(|| format!("{statement} failed"))?;
     }
-    let scale = u64::from(scale);
-    insert_rows(&client, "pgbench_branches (bid, bbalance)", scale, |bid| {
-        format!("({bid}, 0)")
-    })
-    .await?;
-    insert_rows(
-        &client,
-        "pgbench_tellers (tid, bid, tbalance)",
-        scale * 10,
-        |tid| format!("({tid}, {}, 0)", (tid - 1) / 10 + 1),
-    )
-    .await?;
-    insert_rows(
-        &client,
-        "pgbench_accounts (aid, bid, abalance, filler)",
-        scale * 100_000,
-        |aid| format!("({aid}, {}, 0, '')", (aid - 1) / 100_000 + 1),
-    )
-    .await?;
+    // pgbench's own data generation (TRUNCATE and COPY, in one transaction) and vacuum: COPY
+    // routes each row to its shard.
+    crate::pgbench::initialize_steps(target, scale, Some("gv")).await?;
     for (table, _) in POLICIES {
         client
-            .batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .batch_execute(&format!("ANALYZE {table}"))
             .await
-            .with_context(|| format!("VACUUM ANALYZE {table} failed"))?;
+            .with_context(|| format!("ANALYZE {table} failed"))?;
     }
     Ok(started.elapsed())
-}
-
-/// Rows 1..=count of `table_columns`, `BATCH` to a statement.
-async fn insert_rows(
-    client: &tokio_postgres::Client,
-    table_columns: &str,
-    count: u64,
-    row: impl Fn(u64) -> String,
-) -> anyhow::Result<()> {
-    let mut first = 1;
-    while first <= count {
-        let last = (first + BATCH - 1).min(count);
-        let values: Vec<String> = (first..=last).map(&row).collect();
-        client
-            .batch_execute(&format!(
-                "INSERT INTO {table_columns} VALUES {}",
-                values.join(", ")
-            ))
-            .await
-            .with_context(|| format!("loading rows {first}..={last} of {table_columns} failed"))?;
-        first = last + 1;
-    }
-    Ok(())
 }
 
 /// `SHOW MYCELIUM SHARDS` for one table: the primary node of each shard, by shard number.
