@@ -34,6 +34,7 @@ impl Session {
         let CopySourceKind::Table(table) = &plan.source else {
             return Err(sql_error("42601", "COPY FROM takes a table"));
         };
+        self.check_read_only("COPY FROM")?;
         let routing = self.copy_routing(table)?;
         // Describing the target first reports a missing table or column before any data moves.
         let probe = format!("SELECT {} FROM {table}", column_list(&plan.columns));

@@ -601,6 +601,48 @@ impl Session {
     // ---- policies ----
 
     /// The policy change a DDL statement makes, validated against the cluster.
+    /// Writes and DDL are refused in a READ ONLY transaction, and outside one when
+    /// `default_transaction_read_only` is on, as Postgres does (SQLite nodes would not).
+    pub(crate) fn check_writable(&self, sql: &str) -> Result<(), ProxyError> {
+        let kind = mycelium_router::statement_kind(sql);
+        if !matches!(kind, "insert" | "update" | "delete" | "ddl") {
+            return Ok(());
+        }
+        let command: Vec<String> = sql
+            .split_whitespace()
+            .take(if kind == "ddl" { 2 } else { 1 })
+            .map(str::to_ascii_uppercase)
+            .collect();
+        self.check_read_only(&command.join(" "))
+    }
+
+    /// Refuses `command` (25006) when the transaction, or the session's default, is READ ONLY.
+    pub(crate) fn check_read_only(&self, command: &str) -> Result<(), ProxyError> {
+        let by_default = self
+            .params
+            .get("default_transaction_read_only")
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes"));
+        let read_only = match &self.begin_sql {
+            Some(begin) => {
+                let begin = begin.to_ascii_lowercase();
+                let words: Vec<&str> = begin
+                    .split(|c: char| !c.is_ascii_alphabetic())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                let says = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
+                says("read", "only") || (by_default && !says("read", "write"))
+            }
+            None => by_default,
+        };
+        if read_only {
+            return Err(sql_error(
+                "25006",
+                format!("cannot execute {command} in a read-only transaction"),
+            ));
+        }
+        Ok(())
+    }
+
     /// A PRIMARY KEY or UNIQUE constraint of a table spread over shards must include its
     /// shard key: a node checks uniqueness among its own rows only, so `PRIMARY KEY (email)`
     /// on a table sharded by tenant would let two tenants' nodes take the same email.
@@ -815,6 +857,7 @@ impl Session {
         output: Output,
         ddl: bool,
     ) -> Result<Finished, ProxyError> {
+        self.check_writable(&request.sql)?;
         let request = self.with_insert_columns(request).await?;
         self.collect_commit_positions();
         let (target, writes) = self.target(&request)?;

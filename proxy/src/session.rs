@@ -59,7 +59,7 @@ pub(crate) struct Session {
     pub(crate) pending_policies: Vec<PolicyChange>,
     /// Policies the open transaction set, with what they replaced, for a rollback.
     pub(crate) policy_undo: Vec<(String, Option<mycelium_router::TablePolicy>)>,
-    params: SessionParams,
+    pub(crate) params: SessionParams,
     pub(crate) cancel: Arc<SessionCancel>,
     /// `statement_timeout` and `idle_in_transaction_session_timeout`, parsed.
     statement_timeout: Option<std::time::Duration>,

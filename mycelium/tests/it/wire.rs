@@ -122,6 +122,33 @@ async fn errors_carry_postgres_sqlstates(backend: Backend) {
         .expect("alive")
         .get(0);
     assert_eq!(one, 1);
+
+    // Read-only transactions refuse writes, whatever the nodes' backend would do.
+    for (setup, sql) in [
+        ("BEGIN READ ONLY", "INSERT INTO t VALUES (9, 'r')"),
+        (
+            "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY",
+            "CREATE TABLE never (a int)",
+        ),
+        (
+            "SET default_transaction_read_only = on",
+            "UPDATE t SET v = 'r' WHERE id = 1",
+        ),
+    ] {
+        client.batch_execute(setup).await.expect(setup);
+        let error = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&error), "25006", "{sql}: {error:?}");
+        client
+            .batch_execute("ROLLBACK; RESET default_transaction_read_only")
+            .await
+            .expect("end the read-only transaction");
+    }
+    let rows = client
+        .query("SELECT v FROM t ORDER BY id", &[])
+        .await
+        .expect("read back");
+    let values: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(!values.contains(&"r"), "{values:?}");
 }
 
 async fn metrics_count_queries_and_errors(backend: Backend) {
