@@ -645,16 +645,46 @@ impl Session {
 
     /// A PRIMARY KEY or UNIQUE constraint of a table spread over shards must include its
     /// shard key: a node checks uniqueness among its own rows only, so `PRIMARY KEY (email)`
-    /// on a table sharded by tenant would let two tenants' nodes take the same email.
+    /// on a table sharded by tenant would let two tenants' nodes take the same email. A table
+    /// with a policy keeps its name, and a sharded one its key columns (`unique.rs`).
     fn check_unique_keys(
         &self,
         sql: &str,
         change: Option<&PolicyChange>,
     ) -> Result<(), ProxyError> {
+        let cluster = &self.proxy.cluster;
+        if let Some(renames) = mycelium_router::renames(sql)
+            && cluster.has_policy(&renames.table)
+        {
+            let policy = cluster.policy(&renames.table);
+            if renames.renames_table {
+                return Err(sql_error(
+                    "0A000",
+                    format!(
+                        "renaming {}, which has a Mycelium policy, is not supported: its shards \
+                         are known by its name; create the new table and INSERT ... SELECT",
+                        renames.table
+                    ),
+                ));
+            }
+            if let Some(key) = renames
+                .columns
+                .iter()
+                .find(|c| policy.shard_keys.contains(c))
+            {
+                return Err(sql_error(
+                    "0A000",
+                    format!(
+                        "renaming or dropping {key}, the shard key of {}, is not supported: \
+                         rows are placed by it",
+                        renames.table
+                    ),
+                ));
+            }
+        }
         let Some(keys) = mycelium_router::unique_keys(sql) else {
             return Ok(());
         };
-        let cluster = &self.proxy.cluster;
         let policy = match change {
             Some(PolicyChange::Create(policy)) => policy.clone(),
             _ if cluster.has_policy(&keys.table) => cluster.policy(&keys.table),

@@ -1,6 +1,9 @@
-//! Uniqueness on a sharded table: each node checks PRIMARY KEY and UNIQUE constraints against
-//! its own rows only, so a constraint is enforced cluster-wide only when it includes the shard
-//! key (equal keys then always meet on one shard). Citus refuses the others the same way.
+//! Schema changes a sharded table cannot take. Uniqueness: each node checks PRIMARY KEY and
+//! UNIQUE constraints against its own rows only, so a constraint is enforced cluster-wide only
+//! when it includes the shard key (equal keys then always meet on one shard); Citus refuses the
+//! others the same way. Names: a table's policy (its shards, their nodes, its shard key) is
+//! known by the table's and the key columns' names, so renaming or dropping them would leave
+//! the rows where no statement finds them.
 
 use sqlparser::ast::{
     AlterTableOperation, ColumnDef, ColumnOption, Expr, Statement, TableConstraint,
@@ -119,6 +122,45 @@ fn constraint_key(constraint: &TableConstraint) -> Option<Key> {
     }
 }
 
+/// What an ALTER TABLE renames or drops.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Renames {
+    pub table: String,
+    pub renames_table: bool,
+    /// Columns renamed or dropped, lower-cased.
+    pub columns: Vec<String>,
+}
+
+/// `None` for anything but an ALTER TABLE.
+pub fn renames(sql: &str) -> Option<Renames> {
+    let Statement::AlterTable(alter) = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .ok()?
+        .into_iter()
+        .next()?
+    else {
+        return None;
+    };
+    let mut found = Renames {
+        table: table_name(&alter.name),
+        ..Renames::default()
+    };
+    for operation in &alter.operations {
+        match operation {
+            AlterTableOperation::RenameTable { .. } => found.renames_table = true,
+            AlterTableOperation::RenameColumn {
+                old_column_name, ..
+            } => found
+                .columns
+                .push(old_column_name.value.to_ascii_lowercase()),
+            AlterTableOperation::DropColumn { column_names, .. } => found
+                .columns
+                .extend(column_names.iter().map(|c| c.value.to_ascii_lowercase())),
+            _ => {}
+        }
+    }
+    Some(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +222,17 @@ mod tests {
         );
         assert_eq!(unique_keys("CREATE INDEX i ON u (email)"), None);
         assert_eq!(unique_keys("SELECT 1"), None);
+    }
+
+    #[test]
+    fn renames_and_drops_are_found() {
+        let found = renames("ALTER TABLE Acct RENAME TO other").expect("alter");
+        assert!(found.renames_table && found.table == "acct");
+        let found = renames("ALTER TABLE t RENAME COLUMN Tenant TO owner").expect("alter");
+        assert_eq!(found.columns, ["tenant"]);
+        let found = renames("ALTER TABLE t DROP COLUMN a, DROP COLUMN IF EXISTS b").expect("alter");
+        assert_eq!(found.columns, ["a", "b"]);
+        assert!(!found.renames_table);
+        assert_eq!(renames("DROP TABLE t"), None);
     }
 }

@@ -207,6 +207,12 @@ async fn sharded_cluster_of_processes(backend: Backend) {
             "CREATE UNIQUE INDEX ON items (grp)",
             "UNIQUE INDEX (grp) of items",
         ),
+        // The policy knows the table and its key by name.
+        ("ALTER TABLE items RENAME TO things", "renaming items"),
+        (
+            "ALTER TABLE items RENAME COLUMN id TO ident",
+            "shard key of items",
+        ),
     ] {
         let error = client.batch_execute(sql).await.expect_err(sql);
         assert_eq!(sqlstate(&error), "0A000", "{error:?}");
