@@ -682,6 +682,7 @@ impl Session {
                 ));
             }
         }
+        self.check_foreign_keys(sql, change)?;
         let Some(keys) = mycelium_router::unique_keys(sql) else {
             return Ok(());
         };
@@ -705,6 +706,55 @@ impl Session {
             )),
             None => Ok(()),
         }
+    }
+
+    /// A node checks a foreign key against its own rows: it holds only when the referenced
+    /// rows are always on the same node, which is so between tables without a policy (they
+    /// live together) and between tables sharded alike by the key (equal keys meet on one
+    /// shard, as in Citus). Anything else would reject valid rows, or accept dangling ones.
+    fn check_foreign_keys(
+        &self,
+        sql: &str,
+        change: Option<&PolicyChange>,
+    ) -> Result<(), ProxyError> {
+        let Some((table, keys)) = mycelium_router::foreign_keys(sql) else {
+            return Ok(());
+        };
+        let cluster = &self.proxy.cluster;
+        let policy_of = |name: &str| -> Option<TablePolicy> {
+            match change {
+                Some(PolicyChange::Create(policy)) if policy.table == name => Some(policy.clone()),
+                _ if cluster.has_policy(name) => Some(cluster.policy(name)),
+                _ => None,
+            }
+        };
+        let child = policy_of(&table);
+        for key in keys {
+            let parent = policy_of(&key.table);
+            let together = match (&child, &parent) {
+                (None, None) => true,
+                (Some(child), Some(parent)) if !child.is_reference() && !parent.is_reference() => {
+                    mycelium_router::placement_group(child)
+                        == mycelium_router::placement_group(parent)
+                        && key.columns == child.shard_keys
+                        && (key.referred.is_empty() || key.referred == parent.shard_keys)
+                }
+                _ => false,
+            };
+            if !together {
+                return Err(sql_error(
+                    "0A000",
+                    format!(
+                        "a foreign key from {table} ({}) to {} cannot be checked: the referenced \
+                         rows may live on another node. Foreign keys work between tables without \
+                         a policy, and between tables sharded alike from shard key to shard key",
+                        key.columns.join(", "),
+                        key.table
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn policy_change(&self, sql: &str) -> Result<Option<PolicyChange>, ProxyError> {

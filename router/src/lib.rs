@@ -42,7 +42,7 @@ pub use scatter::{
 pub use scope::{SHARD_FUNCTION, ShardScope, scope_statement, shard_function};
 pub use session::{SessionCommand, SetValue};
 pub use split::split_statements;
-pub use unique::{Renames, UniqueKeys, renames, unique_keys};
+pub use unique::{ForeignKey, Renames, UniqueKeys, foreign_keys, renames, unique_keys};
 
 /// Why a statement cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

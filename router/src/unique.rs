@@ -122,6 +122,74 @@ fn constraint_key(constraint: &TableConstraint) -> Option<Key> {
     }
 }
 
+/// A FOREIGN KEY: the referencing columns, the referenced table and its columns (empty: its
+/// primary key), lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub columns: Vec<String>,
+    pub table: String,
+    pub referred: Vec<String>,
+}
+
+/// The foreign keys a CREATE TABLE or ALTER TABLE ... ADD declares, with the table declaring
+/// them; `None` for other statements.
+pub fn foreign_keys(sql: &str) -> Option<(String, Vec<ForeignKey>)> {
+    let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .ok()?
+        .into_iter()
+        .next()?;
+    let lower = |idents: &[sqlparser::ast::Ident]| -> Vec<String> {
+        idents
+            .iter()
+            .map(|i| i.value.to_ascii_lowercase())
+            .collect()
+    };
+    let from_constraint = |constraint: &TableConstraint| match constraint {
+        TableConstraint::ForeignKey(fk) => Some(ForeignKey {
+            columns: lower(&fk.columns),
+            table: table_name(&fk.foreign_table),
+            referred: lower(&fk.referred_columns),
+        }),
+        _ => None,
+    };
+    let from_column = |def: &ColumnDef| -> Vec<ForeignKey> {
+        def.options
+            .iter()
+            .filter_map(|option| match &option.option {
+                ColumnOption::ForeignKey(fk) => Some(ForeignKey {
+                    columns: vec![def.name.value.to_ascii_lowercase()],
+                    table: table_name(&fk.foreign_table),
+                    referred: lower(&fk.referred_columns),
+                }),
+                _ => None,
+            })
+            .collect()
+    };
+    match statement {
+        Statement::CreateTable(create) => {
+            let mut keys: Vec<ForeignKey> = create.columns.iter().flat_map(from_column).collect();
+            keys.extend(create.constraints.iter().filter_map(from_constraint));
+            Some((table_name(&create.name), keys))
+        }
+        Statement::AlterTable(alter) => {
+            let mut keys = Vec::new();
+            for operation in &alter.operations {
+                match operation {
+                    AlterTableOperation::AddConstraint { constraint, .. } => {
+                        keys.extend(from_constraint(constraint));
+                    }
+                    AlterTableOperation::AddColumn { column_def, .. } => {
+                        keys.extend(from_column(column_def));
+                    }
+                    _ => {}
+                }
+            }
+            Some((table_name(&alter.name), keys))
+        }
+        _ => None,
+    }
+}
+
 /// What an ALTER TABLE renames or drops.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Renames {
@@ -222,6 +290,36 @@ mod tests {
         );
         assert_eq!(unique_keys("CREATE INDEX i ON u (email)"), None);
         assert_eq!(unique_keys("SELECT 1"), None);
+    }
+
+    #[test]
+    fn foreign_keys_are_found() {
+        let (table, keys) = foreign_keys(
+            "CREATE TABLE Lines (order_id bigint REFERENCES orders, n int, \
+             FOREIGN KEY (Order_Id, n) REFERENCES other (a, b))",
+        )
+        .expect("create");
+        assert_eq!(table, "lines");
+        assert_eq!(
+            keys,
+            [
+                ForeignKey {
+                    columns: vec!["order_id".into()],
+                    table: "orders".into(),
+                    referred: vec![]
+                },
+                ForeignKey {
+                    columns: vec!["order_id".into(), "n".into()],
+                    table: "other".into(),
+                    referred: vec!["a".into(), "b".into()]
+                }
+            ]
+        );
+        let (_, keys) =
+            foreign_keys("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u (id)")
+                .expect("alter");
+        assert_eq!(keys[0].table, "u");
+        assert_eq!(foreign_keys("SELECT 1"), None);
     }
 
     #[test]

@@ -213,6 +213,12 @@ async fn sharded_cluster_of_processes(backend: Backend) {
             "ALTER TABLE items RENAME COLUMN id TO ident",
             "shard key of items",
         ),
+        // A node checks a foreign key among its own rows: only from shard key to shard key.
+        (
+            "CREATE TABLE orphans (id bigint PRIMARY KEY, item_id bigint REFERENCES items (id)) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 6)",
+            "foreign key from orphans (item_id) to items",
+        ),
     ] {
         let error = client.batch_execute(sql).await.expect_err(sql);
         assert_eq!(sqlstate(&error), "0A000", "{error:?}");
@@ -220,6 +226,19 @@ async fn sharded_cluster_of_processes(backend: Backend) {
     }
     let members = rows(&client, "SELECT count(*) FROM members").await;
     assert_eq!(members.map_err(|e| sqlstate(&e)), Err("42P01".to_owned()));
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE parts (item_id bigint REFERENCES items (id), part int) \
+             WITH (mycelium.shard_keys = 'item_id', mycelium.shards = {SHARDS});
+             INSERT INTO parts VALUES (1, 1), (50, 2), (120, 3);"
+        ))
+        .await
+        .expect("a foreign key between tables sharded alike");
+    let dangling = client
+        .batch_execute("INSERT INTO parts VALUES (5000, 1)")
+        .await
+        .expect_err("a part of no item");
+    assert_eq!(sqlstate(&dangling), "23503", "{dangling:?}");
 
     // Reads across nodes answer exactly what one database answers (NULL order spelled out:
     // SQLite and Postgres differ on the default).
@@ -411,9 +430,9 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .iter()
         .map(|r| r[3].parse::<usize>().unwrap_or(0))
         .sum();
-    // Three tables of SHARDS shards, `moved` with 4, `secrets` with 2, and the default
+    // Four tables of SHARDS shards, `moved` with 4, `secrets` with 2, and the default
     // group's one shard.
-    assert_eq!(primary_shards, 3 * SHARDS as usize + 4 + 2 + 1, "{nodes:?}");
+    assert_eq!(primary_shards, 4 * SHARDS as usize + 4 + 2 + 1, "{nodes:?}");
     // Each node reports its own backend, its health and what it holds prepared.
     for (index, row) in nodes.iter().enumerate() {
         let backend = if backend.on_postgres(index) {
