@@ -14,4 +14,6 @@ CREATE TABLE notes (id bigint PRIMARY KEY, body text);
 \d accounts
 \echo d-notes
 \d notes
+\echo dplus-notes
+\d+ notes
 \echo end

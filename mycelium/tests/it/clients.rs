@@ -411,6 +411,9 @@ async fn psql_meta_commands_list_and_describe_tables(backend: Backend) {
             "d-notes",
             "id|bigint||not null|",
             "body|text|||",
+            "dplus-notes",
+            "id|bigint||not null||plain|||",
+            "body|text||||extended|||",
             "end",
         ],
     )

@@ -326,7 +326,15 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     i(col.ty.typmod),
                     b(ty.type_size() > 0 && ty.type_size() <= 8),
                     t("i"),
-                    t("p"),
+                    // Postgres' storage strategies: fixed-size plain, numeric main, other
+                    // variable-length values extended (what `\d+` shows).
+                    t(if ty.type_size() > 0 {
+                        "p"
+                    } else if ty == PgType::Numeric {
+                        "m"
+                    } else {
+                        "x"
+                    }),
                     b(col.not_null),
                     b(col.default_pg.is_some()),
                     b(false),
@@ -338,6 +346,7 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     i(if collatable(ty) { 100 } else { 0 }),
                     NULL,
                     NULL,
+                    t(""),
                 ],
             );
             if let Some(default) = &col.default_pg {

@@ -99,6 +99,7 @@ pub(super) const TABLES: &[Spec] = &[
             ("attcollation", O),
             ("attacl", T),
             ("attoptions", T),
+            ("attcompression", C),
         ],
     ),
     (
