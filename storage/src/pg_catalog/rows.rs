@@ -80,6 +80,8 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
             i(-1),
             i(1663),
             NULL,
+            t("c"),
+            NULL,
         ],
     );
     push("pg_am", vec![i(BTREE), t("btree"), t("bthandler"), t("i")]);

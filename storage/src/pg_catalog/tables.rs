@@ -274,6 +274,8 @@ pub(super) const TABLES: &[Spec] = &[
             ("datconnlimit", I4),
             ("dattablespace", O),
             ("datacl", T),
+            ("datlocprovider", C),
+            ("daticulocale", T),
         ],
     ),
     (

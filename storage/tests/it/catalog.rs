@@ -299,3 +299,36 @@ async fn generate_series_in_from() {
         vec!["10", "7", "4", "1"]
     );
 }
+
+/// What psql 15's `\l` sends.
+const PSQL_L: &str = r#"SELECT
+  d.datname as "Name",
+  pg_catalog.pg_get_userbyid(d.datdba) as "Owner",
+  pg_catalog.pg_encoding_to_char(d.encoding) as "Encoding",
+  CASE d.datlocprovider WHEN 'c' THEN 'libc' WHEN 'i' THEN 'icu' END AS "Locale Provider",
+  d.datcollate as "Collate",
+  d.datctype as "Ctype",
+  d.daticulocale as "ICU Locale",
+  pg_catalog.array_to_string(d.datacl, E'\n') AS "Access privileges"
+FROM pg_catalog.pg_database d
+ORDER BY 1;"#;
+
+#[tokio::test]
+async fn psql_l_lists_the_database() {
+    let db = open();
+    let mut s = setup(&db).await;
+    let out = ok(&mut s, PSQL_L).await;
+    assert_eq!(
+        out.text(),
+        vec![vec![
+            Some("mycelium".into()),
+            Some("mycelium".into()),
+            Some("UTF8".into()),
+            Some("libc".into()),
+            Some("C".into()),
+            Some("C".into()),
+            None,
+            None,
+        ]]
+    );
+}
