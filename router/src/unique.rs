@@ -35,38 +35,9 @@ impl UniqueKeys {
 
 /// `None` for any other statement (or one the parser does not know).
 pub fn unique_keys(sql: &str) -> Option<UniqueKeys> {
-    let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .ok()?
-        .into_iter()
-        .next()?;
-    match statement {
-        Statement::CreateTable(create) => {
-            let mut keys: Vec<_> = create.columns.iter().flat_map(column_keys).collect();
-            keys.extend(create.constraints.iter().filter_map(constraint_key));
-            Some(UniqueKeys {
-                table: table_name(&create.name),
-                keys,
-            })
-        }
-        Statement::AlterTable(alter) => {
-            let mut keys = Vec::new();
-            for operation in &alter.operations {
-                match operation {
-                    AlterTableOperation::AddConstraint { constraint, .. } => {
-                        keys.extend(constraint_key(constraint));
-                    }
-                    AlterTableOperation::AddColumn { column_def, .. } => {
-                        keys.extend(column_keys(column_def));
-                    }
-                    _ => {}
-                }
-            }
-            Some(UniqueKeys {
-                table: table_name(&alter.name),
-                keys,
-            })
-        }
-        Statement::CreateIndex(index) if index.unique => Some(UniqueKeys {
+    let statement = parse(sql)?;
+    if let Statement::CreateIndex(index) = &statement {
+        return index.unique.then(|| UniqueKeys {
             table: table_name(&index.table_name),
             keys: vec![listed(
                 "UNIQUE INDEX",
@@ -76,7 +47,44 @@ pub fn unique_keys(sql: &str) -> Option<UniqueKeys> {
                     .map(|c| column(&c.column.expr))
                     .collect(),
             )],
-        }),
+        });
+    }
+    let (table, columns, constraints) = declared(&statement)?;
+    let mut keys: Vec<Key> = columns.into_iter().flat_map(column_keys).collect();
+    keys.extend(constraints.into_iter().filter_map(constraint_key));
+    Some(UniqueKeys { table, keys })
+}
+
+fn parse(sql: &str) -> Option<Statement> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+/// The table a CREATE TABLE or ALTER TABLE declares things on, with the columns and table
+/// constraints it adds.
+fn declared(statement: &Statement) -> Option<(String, Vec<&ColumnDef>, Vec<&TableConstraint>)> {
+    match statement {
+        Statement::CreateTable(create) => Some((
+            table_name(&create.name),
+            create.columns.iter().collect(),
+            create.constraints.iter().collect(),
+        )),
+        Statement::AlterTable(alter) => {
+            let mut columns = Vec::new();
+            let mut constraints = Vec::new();
+            for operation in &alter.operations {
+                match operation {
+                    AlterTableOperation::AddConstraint { constraint, .. } => {
+                        constraints.push(constraint);
+                    }
+                    AlterTableOperation::AddColumn { column_def, .. } => columns.push(column_def),
+                    _ => {}
+                }
+            }
+            Some((table_name(&alter.name), columns, constraints))
+        }
         _ => None,
     }
 }
@@ -134,60 +142,36 @@ pub struct ForeignKey {
 /// The foreign keys a CREATE TABLE or ALTER TABLE ... ADD declares, with the table declaring
 /// them; `None` for other statements.
 pub fn foreign_keys(sql: &str) -> Option<(String, Vec<ForeignKey>)> {
-    let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .ok()?
-        .into_iter()
-        .next()?;
+    let statement = parse(sql)?;
+    let (table, columns, constraints) = declared(&statement)?;
     let lower = |idents: &[sqlparser::ast::Ident]| -> Vec<String> {
         idents
             .iter()
             .map(|i| i.value.to_ascii_lowercase())
             .collect()
     };
-    let from_constraint = |constraint: &TableConstraint| match constraint {
-        TableConstraint::ForeignKey(fk) => Some(ForeignKey {
-            columns: lower(&fk.columns),
-            table: table_name(&fk.foreign_table),
-            referred: lower(&fk.referred_columns),
-        }),
-        _ => None,
-    };
-    let from_column = |def: &ColumnDef| -> Vec<ForeignKey> {
-        def.options
-            .iter()
-            .filter_map(|option| match &option.option {
-                ColumnOption::ForeignKey(fk) => Some(ForeignKey {
+    let mut keys: Vec<ForeignKey> = Vec::new();
+    for def in columns {
+        for option in &def.options {
+            if let ColumnOption::ForeignKey(fk) = &option.option {
+                keys.push(ForeignKey {
                     columns: vec![def.name.value.to_ascii_lowercase()],
                     table: table_name(&fk.foreign_table),
                     referred: lower(&fk.referred_columns),
-                }),
-                _ => None,
-            })
-            .collect()
-    };
-    match statement {
-        Statement::CreateTable(create) => {
-            let mut keys: Vec<ForeignKey> = create.columns.iter().flat_map(from_column).collect();
-            keys.extend(create.constraints.iter().filter_map(from_constraint));
-            Some((table_name(&create.name), keys))
-        }
-        Statement::AlterTable(alter) => {
-            let mut keys = Vec::new();
-            for operation in &alter.operations {
-                match operation {
-                    AlterTableOperation::AddConstraint { constraint, .. } => {
-                        keys.extend(from_constraint(constraint));
-                    }
-                    AlterTableOperation::AddColumn { column_def, .. } => {
-                        keys.extend(from_column(column_def));
-                    }
-                    _ => {}
-                }
+                });
             }
-            Some((table_name(&alter.name), keys))
         }
-        _ => None,
     }
+    for constraint in constraints {
+        if let TableConstraint::ForeignKey(fk) = constraint {
+            keys.push(ForeignKey {
+                columns: lower(&fk.columns),
+                table: table_name(&fk.foreign_table),
+                referred: lower(&fk.referred_columns),
+            });
+        }
+    }
+    Some((table, keys))
 }
 
 /// What an ALTER TABLE renames or drops.
@@ -201,11 +185,7 @@ pub struct Renames {
 
 /// `None` for anything but an ALTER TABLE.
 pub fn renames(sql: &str) -> Option<Renames> {
-    let Statement::AlterTable(alter) = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .ok()?
-        .into_iter()
-        .next()?
-    else {
+    let Statement::AlterTable(alter) = parse(sql)? else {
         return None;
     };
     let mut found = Renames {
