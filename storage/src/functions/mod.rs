@@ -249,6 +249,24 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
             rusqlite::version()
         ))
     })?;
+    // SQLite's own upper() and lower() change ASCII letters only; Postgres maps every letter
+    // that has a one-letter counterpart, as the C library does (upper('héllo') is 'HÉLLO',
+    // upper('ß') stays 'ß').
+    for (name, upper) in [("upper", true), ("lower", false)] {
+        conn.create_scalar_function(name, 1, DET, move |ctx| {
+            let text = match ctx.get_raw(0) {
+                ValueRef::Null => return Ok(None),
+                ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                ValueRef::Integer(i) => i.to_string(),
+                ValueRef::Real(f) => f.to_string(),
+            };
+            Ok(Some(
+                text.chars()
+                    .map(|c| change_case(c, upper))
+                    .collect::<String>(),
+            ))
+        })?;
+    }
     conn.create_scalar_function("__pg_current_database", 0, DET, |_| Ok("mycelium"))?;
     conn.create_scalar_function("__pg_current_schema", 0, DET, |_| Ok("public"))?;
     // Not deterministic: the answer changes with the session the worker runs a statement for.
@@ -1063,6 +1081,19 @@ pub(crate) fn cast(
 
 /// Postgres `LIKE`: `%`, `_`, an escape character (backslash unless given), exact case
 /// unless `insensitive` (ILIKE).
+/// A letter's one-letter upper or lower case; itself when that would take several letters.
+fn change_case(c: char, upper: bool) -> char {
+    let mut mapped: Vec<char> = if upper {
+        c.to_uppercase().collect()
+    } else {
+        c.to_lowercase().collect()
+    };
+    match mapped.len() {
+        1 => mapped.remove(0),
+        _ => c,
+    }
+}
+
 pub(crate) fn like(value: &str, pattern: &str, escape: Option<char>, insensitive: bool) -> bool {
     let fold = |s: &str| -> Vec<char> {
         if insensitive {

@@ -349,3 +349,32 @@ async fn every_worker_describes_the_schema_another_one_changed() {
         }
     }
 }
+
+#[tokio::test]
+async fn upper_and_lower_map_every_letter() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE names (id int PRIMARY KEY, n text)").await;
+    ok(
+        &mut s,
+        "INSERT INTO names VALUES (1, 'Ärger straße ÉTÉ'), (2, NULL)",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "SELECT upper(n), lower(n), upper('héllo'), lower(42) FROM names ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![
+            vec![
+                Some("ÄRGER STRAßE ÉTÉ".into()),
+                Some("ärger straße été".into()),
+                Some("HÉLLO".into()),
+                Some("42".into())
+            ],
+            vec![None, None, Some("HÉLLO".into()), Some("42".into())],
+        ]
+    );
+}
