@@ -18,7 +18,9 @@
 //! syntax (`rewrite::expr`, `rewrite::ddl`) and printed back; the result is cached per
 //! (text, parameter types, schema snapshot). Postgres semantics that SQLite lacks come from
 //! functions registered on each connection (`functions`): casts that raise 22P02, division
-//! that raises 22012, `now()` fixed per transaction, Postgres `LIKE`, `~`. Column types live
+//! that raises 22012, `now()` fixed per transaction, Postgres `LIKE`, `~`, Unicode
+//! `upper`/`lower`, the math functions the bundled SQLite leaves out and common string ones
+//! (`functions::math_text`). Column types live
 //! in `__mycelium_columns`, written in the same transaction as the DDL (`catalog`).
 //!
 //! **Values that print differently from how they compute.** A `numeric` division or `avg`

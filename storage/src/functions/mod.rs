@@ -18,6 +18,7 @@ use crate::catalog::Schema;
 
 pub(crate) mod array;
 mod json;
+mod math_text;
 pub(crate) mod numeric;
 pub(crate) mod shard;
 pub(crate) mod time;
@@ -133,6 +134,7 @@ const DET: FunctionFlags = FunctionFlags::SQLITE_UTF8
 const VOLATILE: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::SQLITE_INNOCUOUS);
 
 pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()> {
+    math_text::register(conn)?;
     let sequences = state.sequences.clone();
     conn.create_scalar_function("__pg_nextval", 1, VOLATILE, move |ctx| {
         let name: String = ctx.get(0)?;

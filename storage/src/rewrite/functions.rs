@@ -319,7 +319,7 @@ impl Inferer<'_> {
                 Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
                 _ => t(PgType::Numeric),
             },
-            "min" | "max" | "abs" | "sign" => Ok(first.map(|f| {
+            "min" | "max" | "abs" | "sign" | "mod" => Ok(first.map(|f| {
                 if f.ty == PgType::Numeric {
                     f
                 } else {
@@ -345,7 +345,9 @@ impl Inferer<'_> {
                 Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
                 _ => t(PgType::Numeric),
             },
-            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "random" | "pi" => t(PgType::Float8),
+            "sqrt" | "power" | "pow" | "exp" | "ln" | "log" | "log10" | "random" | "pi"
+            | "cbrt" | "degrees" | "radians" | "sin" | "cos" | "tan" | "asin" | "acos" | "atan"
+            | "atan2" => t(PgType::Float8),
             "string_agg"
             | "group_concat"
             | "lower"

@@ -895,8 +895,9 @@ impl<'s> Inferer<'s> {
             }
             Expr::Ceil { expr: e, .. } | Expr::Floor { expr: e, .. } => {
                 let t = self.expr(e, want)?;
+                // A numeric's floor has no decimals: floor(-1.1) is -2, not -2.0.
                 Ok(t.map(|t| {
-                    if is_integer(t.ty) {
+                    if is_integer(t.ty) || t.ty == PgType::Numeric {
                         Ty::of(PgType::Numeric)
                     } else {
                         t

@@ -378,3 +378,53 @@ async fn upper_and_lower_map_every_letter() {
         ]
     );
 }
+
+#[tokio::test]
+async fn math_and_string_functions_sqlite_lacks() {
+    let db = open();
+    let mut s = db.backend.session();
+    let out = ok(
+        &mut s,
+        "SELECT floor(-1.1), ceil(1.1), ceil(7), mod(7, 3), mod(-7, 3), power(2, 10), sqrt(16::float8), \
+         ln(1::float8), log(100::float8), log(2, 8), round(pi()::numeric, 4), reverse('abc'), \
+         split_part('a,b,c', ',', 2), split_part('a,b,c', ',', -1), ascii('A'), chr(66), \
+         initcap('hello wORLD-x'), quote_literal('it''s'), md5('a')",
+    )
+    .await;
+    assert_eq!(
+        out.text()[0],
+        [
+            "-2",
+            "2",
+            "7",
+            "1",
+            "-1",
+            "1024",
+            "4",
+            "0",
+            "2",
+            "3",
+            "3.1416",
+            "cba",
+            "b",
+            "c",
+            "65",
+            "B",
+            "Hello World-X",
+            "'it''s'",
+            "0cc175b9c0f1b6a831c399e269772661",
+        ]
+        .iter()
+        .map(|v| Some(v.to_string()))
+        .collect::<Vec<_>>()
+    );
+    for (sql, code) in [
+        ("SELECT sqrt(-1::float8)", "2201F"),
+        ("SELECT ln(0::float8)", "2201E"),
+        ("SELECT mod(1, 0)", "22012"),
+        ("SELECT split_part('a', ',', 0)", "22023"),
+    ] {
+        let error = run(&mut s, sql).await.expect_err(sql);
+        assert_eq!(error.code, code, "{sql}: {error:?}");
+    }
+}

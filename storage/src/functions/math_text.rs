@@ -1,0 +1,275 @@
+//! Postgres math and string functions SQLite lacks (its math functions are a compile-time
+//! option the bundled build leaves out): `floor`, `ceil`, `sqrt`, `power`, `exp`, `ln`, `log`,
+//! `mod`, trigonometry, `reverse`, `split_part`, `ascii`, `chr`, `initcap`, `quote_literal`, `md5`.
+//! Domain errors carry Postgres's SQLSTATEs.
+
+use mycelium_protocol::DbError;
+use rusqlite::Connection;
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value, ValueRef};
+
+use super::{fail, number};
+
+const DET: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::SQLITE_DETERMINISTIC);
+
+pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    // Integral results are integers (a numeric's ceil prints as 2, not 2.0); others, beyond
+    // i64 or not finite, stay floats.
+    for (name, round) in [
+        ("floor", f64::floor as fn(f64) -> f64),
+        ("ceil", f64::ceil),
+        ("ceiling", f64::ceil),
+    ] {
+        conn.create_scalar_function(name, 1, DET, move |ctx| {
+            Ok(match argument(ctx, 0)? {
+                None => Value::Null,
+                Some(Err(i)) => Value::Integer(i),
+                Some(Ok(f)) => {
+                    let r = round(f);
+                    if r.is_finite() && r.abs() < 9.0e15 {
+                        Value::Integer(r as i64)
+                    } else {
+                        Value::Real(r)
+                    }
+                }
+            })
+        })?;
+    }
+    float_function(conn, "sqrt", |x| {
+        if x < 0.0 {
+            return Err(DbError::new(
+                "2201F",
+                "cannot take square root of a negative number",
+            ));
+        }
+        Ok(x.sqrt())
+    })?;
+    float_function(conn, "cbrt", |x| Ok(x.cbrt()))?;
+    float_function(conn, "exp", |x| Ok(x.exp()))?;
+    float_function(conn, "ln", |x| logarithm(x, f64::ln))?;
+    float_function(conn, "log", |x| logarithm(x, f64::log10))?;
+    float_function(conn, "log10", |x| logarithm(x, f64::log10))?;
+    float_function(conn, "degrees", |x| Ok(x.to_degrees()))?;
+    float_function(conn, "radians", |x| Ok(x.to_radians()))?;
+    for (name, f) in [
+        ("sin", f64::sin as fn(f64) -> f64),
+        ("cos", f64::cos),
+        ("tan", f64::tan),
+        ("asin", f64::asin),
+        ("acos", f64::acos),
+        ("atan", f64::atan),
+    ] {
+        float_function(conn, name, move |x| Ok(f(x)))?;
+    }
+    conn.create_scalar_function("atan2", 2, DET, |ctx| {
+        match (argument(ctx, 0)?, argument(ctx, 1)?) {
+            (Some(y), Some(x)) => Ok(Some(float(y).atan2(float(x)))),
+            _ => Ok(None),
+        }
+    })?;
+    conn.create_scalar_function("log", 2, DET, |ctx| {
+        match (argument(ctx, 0)?, argument(ctx, 1)?) {
+            (Some(base), Some(x)) => {
+                let (base, x) = (float(base), float(x));
+                if base <= 0.0 || x <= 0.0 {
+                    return Err(fail(DbError::new(
+                        "2201E",
+                        "cannot take logarithm of a negative number",
+                    )));
+                }
+                if base == 1.0 {
+                    return Err(fail(DbError::new("22012", "division by zero")));
+                }
+                Ok(Some(x.ln() / base.ln()))
+            }
+            _ => Ok(None),
+        }
+    })?;
+    conn.create_scalar_function("pow", 2, DET, |ctx| {
+        match (argument(ctx, 0)?, argument(ctx, 1)?) {
+            (Some(x), Some(y)) => {
+                let (x, y) = (float(x), float(y));
+                if x == 0.0 && y < 0.0 {
+                    return Err(fail(DbError::new(
+                        "2201F",
+                        "zero raised to a negative power is undefined",
+                    )));
+                }
+                Ok(Some(x.powf(y)))
+            }
+            _ => Ok(None),
+        }
+    })?;
+    conn.create_scalar_function("pi", 0, DET, |_| Ok(std::f64::consts::PI))?;
+    conn.create_scalar_function("mod", 2, DET, |ctx| {
+        match (argument(ctx, 0)?, argument(ctx, 1)?) {
+            (Some(Err(x)), Some(Err(y))) => {
+                if y == 0 {
+                    return Err(fail(DbError::new("22012", "division by zero")));
+                }
+                Ok(Value::Integer(x.checked_rem(y).unwrap_or(0)))
+            }
+            (Some(x), Some(y)) => {
+                let (x, y) = (float(x), float(y));
+                if y == 0.0 {
+                    return Err(fail(DbError::new("22012", "division by zero")));
+                }
+                Ok(Value::Real(x % y))
+            }
+            _ => Ok(Value::Null),
+        }
+    })?;
+
+    text_function(conn, "reverse", |s| s.chars().rev().collect())?;
+    text_function(conn, "initcap", initcap)?;
+    text_function(conn, "quote_literal", |s| {
+        let quoted = s.replace('\'', "''");
+        if s.contains('\\') {
+            format!("E'{}'", quoted.replace('\\', "\\\\"))
+        } else {
+            format!("'{quoted}'")
+        }
+    })?;
+    text_function(conn, "__pg_md5", |s| {
+        format!("{:x}", md5::compute(s.as_bytes()))
+    })?;
+    conn.create_scalar_function("ascii", 1, DET, |ctx| {
+        Ok(text(ctx, 0)?.map(|s| s.chars().next().map_or(0, |c| i64::from(u32::from(c)))))
+    })?;
+    conn.create_scalar_function("chr", 1, DET, |ctx| {
+        let Some(code) = argument(ctx, 0)? else {
+            return Ok(None);
+        };
+        let code = match code {
+            Err(i) => i,
+            Ok(f) => f as i64,
+        };
+        match u32::try_from(code).ok().and_then(char::from_u32) {
+            Some(c) if code != 0 => Ok(Some(c.to_string())),
+            _ => Err(fail(DbError::new(
+                "54000",
+                format!("requested character too large for encoding: {code}"),
+            ))),
+        }
+    })?;
+    conn.create_scalar_function("split_part", 3, DET, |ctx| {
+        let (Some(s), Some(delimiter), Some(Err(n))) =
+            (text(ctx, 0)?, text(ctx, 1)?, argument(ctx, 2)?)
+        else {
+            return Ok(None);
+        };
+        if n == 0 {
+            return Err(fail(DbError::new(
+                "22023",
+                "field position must not be zero",
+            )));
+        }
+        if delimiter.is_empty() {
+            return Ok(Some(if n == 1 || n == -1 { s } else { String::new() }));
+        }
+        let parts: Vec<&str> = s.split(delimiter.as_str()).collect();
+        let index = if n > 0 {
+            usize::try_from(n - 1).ok()
+        } else {
+            usize::try_from(-n)
+                .ok()
+                .and_then(|k| parts.len().checked_sub(k))
+        };
+        Ok(Some(
+            index
+                .and_then(|i| parts.get(i))
+                .map_or(String::new(), |p| (*p).to_owned()),
+        ))
+    })?;
+    Ok(())
+}
+
+/// A number argument: `Err` for an integer, `Ok` for any other number; `None` for NULL.
+fn argument(ctx: &Context<'_>, n: usize) -> rusqlite::Result<Option<Result<f64, i64>>> {
+    let value = ctx.get_raw(n);
+    if value == ValueRef::Null {
+        return Ok(None);
+    }
+    number(value).map(Some).ok_or_else(|| {
+        fail(DbError::new(
+            "22P02",
+            "invalid input syntax for type double precision",
+        ))
+    })
+}
+
+fn float(n: Result<f64, i64>) -> f64 {
+    n.unwrap_or_else(|i| i as f64)
+}
+
+fn text(ctx: &Context<'_>, n: usize) -> rusqlite::Result<Option<String>> {
+    Ok(match ctx.get_raw(n) {
+        ValueRef::Null => None,
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+    })
+}
+
+fn float_function(
+    conn: &Connection,
+    name: &str,
+    f: impl Fn(f64) -> Result<f64, DbError> + Send + 'static,
+) -> rusqlite::Result<()> {
+    conn.create_scalar_function(name, 1, DET, move |ctx| match argument(ctx, 0)? {
+        None => Ok(None),
+        Some(x) => f(float(x)).map(Some).map_err(fail),
+    })
+}
+
+fn text_function(
+    conn: &Connection,
+    name: &str,
+    f: impl Fn(&str) -> String + Send + 'static,
+) -> rusqlite::Result<()> {
+    conn.create_scalar_function(name, 1, DET, move |ctx| Ok(text(ctx, 0)?.map(|s| f(&s))))
+}
+
+fn logarithm(x: f64, log: fn(f64) -> f64) -> Result<f64, DbError> {
+    if x == 0.0 {
+        Err(DbError::new("2201E", "cannot take logarithm of zero"))
+    } else if x < 0.0 {
+        Err(DbError::new(
+            "2201E",
+            "cannot take logarithm of a negative number",
+        ))
+    } else {
+        Ok(log(x))
+    }
+}
+
+/// Postgres's initcap: the first letter of every run of letters and digits upper-cased, the
+/// rest lower-cased.
+fn initcap(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_word = false;
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            if in_word {
+                out.extend(c.to_lowercase());
+            } else {
+                out.extend(c.to_uppercase());
+            }
+            in_word = true;
+        } else {
+            out.push(c);
+            in_word = false;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::initcap;
+
+    #[test]
+    fn initcap_follows_postgres() {
+        assert_eq!(initcap("hello wORLD-foo 2nd"), "Hello World-Foo 2nd");
+    }
+}
