@@ -1,6 +1,6 @@
 //! Postgres math and string functions SQLite lacks (its math functions are a compile-time
 //! option the bundled build leaves out): `floor`, `ceil`, `sqrt`, `power`, `exp`, `ln`, `log`,
-//! `mod`, trigonometry, `reverse`, `split_part`, `ascii`, `chr`, `initcap`, `quote_literal`, `md5`.
+//! `mod`, trigonometry, a boolean's text for `||`, `reverse`, `split_part`, `ascii`, `chr`, `initcap`, `quote_literal`, `md5`.
 //! Domain errors carry Postgres's SQLSTATEs.
 
 use mycelium_protocol::DbError;
@@ -120,6 +120,20 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
         }
     })?;
 
+    conn.create_scalar_function("__pg_bool_text", 1, DET, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(if i != 0 { "true" } else { "false" }),
+            ValueRef::Real(f) => Some(if f != 0.0 { "true" } else { "false" }),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(
+                if matches!(t, b"t" | b"true" | b"1" | b"TRUE" | b"y" | b"yes" | b"on") {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+        })
+    })?;
     text_function(conn, "reverse", |s| s.chars().rev().collect())?;
     text_function(conn, "initcap", initcap)?;
     text_function(conn, "quote_literal", |s| {

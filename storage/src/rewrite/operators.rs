@@ -147,11 +147,21 @@ impl Inferer<'_> {
                         call("__pg_jsonb_concat", vec![]),
                     ));
                 }
+                if [lt, rt].iter().flatten().any(|t| t.array_type().is_some()) {
+                    return Err(unsupported("array concatenation with ||"));
+                }
                 if lt.is_none() {
                     self.expr(left, Some(Ty::of(PgType::Text)))?;
                 }
                 if rt.is_none() {
                     self.expr(right, Some(Ty::of(PgType::Text)))?;
+                }
+                // A boolean is stored as 1 or 0; concatenated it reads `true` or `false`.
+                for (side, ty) in [(&mut *left, lt), (&mut *right, rt)] {
+                    if ty.is_some_and(|t| t.ty == PgType::Bool) {
+                        let value = std::mem::replace(side, Expr::value(Value::Null));
+                        *side = function_call("__pg_bool_text", vec![value]);
+                    }
                 }
                 Ok((Some(Ty::of(PgType::Text)), None))
             }

@@ -428,3 +428,42 @@ async fn math_and_string_functions_sqlite_lacks() {
         assert_eq!(error.code, code, "{sql}: {error:?}");
     }
 }
+
+#[tokio::test]
+async fn concatenation_spells_booleans_and_refuses_arrays() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE flags (id int PRIMARY KEY, on_ boolean)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO flags VALUES (1, true), (2, false), (3, NULL)",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "SELECT 'a' || 1 || true, 'f:' || on_, on_ || '!' FROM flags ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![
+            vec![
+                Some("a1true".into()),
+                Some("f:true".into()),
+                Some("true!".into())
+            ],
+            vec![
+                Some("a1true".into()),
+                Some("f:false".into()),
+                Some("false!".into())
+            ],
+            vec![Some("a1true".into()), None, None],
+        ]
+    );
+    let error = err(&mut s, "SELECT ARRAY[1, 2] || 3").await;
+    assert_eq!(error.code, "0A000", "{error:?}");
+}
