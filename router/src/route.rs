@@ -5,8 +5,9 @@
 //! message saying why and how to rewrite it, never answered from the wrong shards.
 
 use sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, InTarget, ObjectName, ObjectNamePart,
-    Query, SetExpr, Statement, TableFactor, TableObject, TableWithJoins, UnaryOperator, Value,
+    Assignment, AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, InTarget, ObjectName,
+    ObjectNamePart, OnConflict, OnConflictAction, OnInsert, Query, SetExpr, Statement, TableFactor,
+    TableObject, TableWithJoins, UnaryOperator, Value,
 };
 use std::ops::ControlFlow;
 
@@ -97,6 +98,16 @@ fn route_statement(
             };
             let table = table_name(name);
             let policy = policy_of(policies, &table)?;
+            match &insert.on {
+                Some(OnInsert::OnConflict(OnConflict {
+                    action: OnConflictAction::DoUpdate(update),
+                    ..
+                })) => keep_shard_keys(&table, &policy, &update.assignments)?,
+                Some(OnInsert::DuplicateKeyUpdate(assignments)) => {
+                    keep_shard_keys(&table, &policy, assignments)?;
+                }
+                _ => {}
+            }
             let columns: Vec<String> = insert.columns.iter().map(last_part).collect();
             let select = insert
                 .source
@@ -183,20 +194,7 @@ fn route_statement(
         Statement::Update(update) => {
             let table = single_table(&update.table)?;
             let policy = policy_of(policies, &table)?;
-            for assignment in &update.assignments {
-                let target = match &assignment.target {
-                    AssignmentTarget::ColumnName(name) => last_part(name),
-                    AssignmentTarget::Tuple(_) => {
-                        return Err(unsupported("UPDATE of a column tuple"));
-                    }
-                };
-                if policy.shard_keys.contains(&target) {
-                    return Err(RouterError::Unsupported(format!(
-                        "UPDATE of the shard key {target} of {table} would move the row to \
-                         another shard; delete and insert it instead"
-                    )));
-                }
-            }
+            keep_shard_keys(&table, &policy, &update.assignments)?;
             if update.from.is_some() {
                 return Err(unsupported("UPDATE ... FROM on a sharded cluster"));
             }
@@ -623,6 +621,30 @@ pub fn statement_tables(sql: &str) -> Option<(Vec<String>, bool)> {
         });
     }
     Some((tables, ddl))
+}
+
+/// An UPDATE (or an INSERT's ON CONFLICT DO UPDATE) may not set a shard key: the row would
+/// stay on its node under a key of another shard, where no statement looks for it.
+fn keep_shard_keys(
+    table: &str,
+    policy: &TablePolicy,
+    assignments: &[Assignment],
+) -> Result<(), RouterError> {
+    for assignment in assignments {
+        let target = match &assignment.target {
+            AssignmentTarget::ColumnName(name) => last_part(name),
+            AssignmentTarget::Tuple(_) => {
+                return Err(unsupported("UPDATE of a column tuple"));
+            }
+        };
+        if policy.shard_keys.contains(&target) {
+            return Err(RouterError::Unsupported(format!(
+                "UPDATE of the shard key {target} of {table} would move the row to another \
+                 shard; delete and insert it instead"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A write runs on the nodes holding its target's shards, so what else it reads (in a

@@ -175,6 +175,12 @@ fn unroutable_statements_explain_themselves() {
     assert!(refused("INSERT INTO users (name) VALUES ('a')").contains("shard key column user_id"));
     assert!(refused("UPDATE users SET user_id = 2 WHERE user_id = 1").contains("another shard"));
     assert!(
+        refused(
+            "INSERT INTO users (user_id) VALUES (1) ON CONFLICT (user_id) DO UPDATE SET user_id = 2"
+        )
+        .contains("another shard")
+    );
+    assert!(
         refused("INSERT INTO users (user_id) SELECT user_id FROM orders ON CONFLICT DO NOTHING")
             .contains("ON CONFLICT or RETURNING")
     );
