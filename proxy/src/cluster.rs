@@ -63,6 +63,8 @@ pub struct Cluster {
     routes: DashMap<Arc<str>, Arc<Result<Route, RouterError>>>,
     /// INSERTs without a column list, with their columns named (`execute`).
     pub(crate) named_inserts: DashMap<Arc<str>, Arc<str>>,
+    /// Values for the serial columns of sharded tables (`sequences`).
+    pub(crate) sequences: crate::sequences::Sequences,
     /// The epoch of the cluster map this proxy last agreed with the nodes (0: none yet).
     map_epoch: std::sync::atomic::AtomicU64,
     /// [`crate::privileges::Catalog::digest`] of the roles and grants this proxy holds.
@@ -85,6 +87,7 @@ impl Cluster {
             placements: DashMap::new(),
             routes: DashMap::new(),
             named_inserts: DashMap::new(),
+            sequences: Default::default(),
             map_epoch: std::sync::atomic::AtomicU64::new(0),
             access_digest: std::sync::atomic::AtomicU64::new(0),
             map_changed: tokio::sync::Notify::new(),
@@ -192,6 +195,7 @@ impl Cluster {
         self.placements.clear();
         self.routes.clear();
         self.named_inserts.clear();
+        self.sequences.forget_shapes();
     }
 
     /// The route of a statement, computed once per text.

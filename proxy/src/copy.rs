@@ -17,6 +17,7 @@ use crate::cluster::Cluster;
 use crate::copy_binary::{self, BinaryCopyParser};
 use crate::error::{ProxyError, sql_error};
 use crate::execute::{Finished, Target};
+use crate::sequences::{Generated, Need, numbered_by_proxy};
 use crate::session::Session;
 
 /// Rows sent to the node per batch.
@@ -43,17 +44,20 @@ impl Session {
             .await?
             .describe(&probe, &[])
             .await?;
+        let missing = self.missing_generated(table, &plan.columns).await?;
+        let mut columns = plan.columns.clone();
+        columns.extend(missing.iter().map(|g| g.column.clone()));
         let mut rows = match routing {
             CopyRouting::One(node) => RoutedRows::One(node, Vec::new()),
             CopyRouting::Sharded { placement, .. } => {
-                let names: Vec<&str> = if plan.columns.is_empty() {
+                let names: Vec<&str> = if columns.is_empty() {
                     description
                         .columns
                         .iter()
                         .map(|c| c.name.as_str())
                         .collect()
                 } else {
-                    plan.columns.iter().map(String::as_str).collect()
+                    columns.iter().map(String::as_str).collect()
                 };
                 let key_columns = key_columns(&placement, &names)?;
                 RoutedRows::Sharded {
@@ -100,8 +104,13 @@ impl Session {
                         continue;
                     }
                     parser.feed(&data.data);
+                    let target = CopyTarget {
+                        table,
+                        columns: &columns,
+                        missing: &missing,
+                    };
                     if let Err(e) = self
-                        .send_batches(&mut rows, table, plan, &mut parser, false, &mut written)
+                        .send_batches(&mut rows, &target, &mut parser, false, &mut written)
                         .await
                     {
                         failure = Some(e);
@@ -110,8 +119,13 @@ impl Session {
                 Some(PgWireFrontendMessage::CopyDone(_)) => {
                     if failure.is_none() {
                         parser.finish();
+                        let target = CopyTarget {
+                            table,
+                            columns: &columns,
+                            missing: &missing,
+                        };
                         if let Err(e) = self
-                            .send_batches(&mut rows, table, plan, &mut parser, true, &mut written)
+                            .send_batches(&mut rows, &target, &mut parser, true, &mut written)
                             .await
                         {
                             failure = Some(e);
@@ -170,8 +184,7 @@ impl Session {
     async fn send_batches(
         &mut self,
         rows: &mut RoutedRows,
-        table: &str,
-        plan: &CopyPlan,
+        target: &CopyTarget<'_>,
         parser: &mut RowParser,
         all: bool,
         written: &mut u64,
@@ -179,9 +192,53 @@ impl Session {
         if let Some(error) = parser.take_error() {
             return Err(error);
         }
+        self.add_generated(target.table, target.missing, parser.rows())
+            .await?;
         rows.route(parser.rows(), &self.proxy.cluster)?;
-        self.send_routed(rows, table, &plan.columns, all, written)
+        self.send_routed(rows, target.table, target.columns, all, written)
             .await
+    }
+
+    /// The serial and identity columns of the sharded table `table` that a COPY or INSERT
+    /// ... SELECT naming `columns` leaves out (none when it names none: it gives them all).
+    /// The proxy adds their values from the cluster's counters, as for INSERT ... VALUES.
+    async fn missing_generated(
+        &mut self,
+        table: &str,
+        columns: &[String],
+    ) -> Result<Vec<Generated>, ProxyError> {
+        let table = table.to_ascii_lowercase();
+        if columns.is_empty() || !numbered_by_proxy(&self.proxy.cluster, &table) {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .generated_columns(&table)
+            .await?
+            .iter()
+            .filter(|g| !columns.contains(&g.column))
+            .cloned()
+            .collect())
+    }
+
+    /// Appends to each row the values of the `missing` generated columns.
+    async fn add_generated(
+        &mut self,
+        table: &str,
+        missing: &[Generated],
+        rows: &mut [Row],
+    ) -> Result<(), ProxyError> {
+        if missing.is_empty() || rows.is_empty() {
+            return Ok(());
+        }
+        let need = Need::every_row(&table.to_ascii_lowercase(), missing, rows.len());
+        for fill in self.draw_fills(&need).await? {
+            for (row, value) in fill.values {
+                if let Some(row) = rows.get_mut(row) {
+                    row.push(Some(value.to_string()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sends routed rows to their nodes, each joining the transaction at its first batch.
@@ -328,6 +385,15 @@ impl Session {
             result_formats: Arc::from(Vec::new()),
             ..request.clone()
         };
+        let missing = self.missing_generated(table, &columns).await?;
+        if !missing.is_empty() {
+            let cluster = &self.proxy.cluster;
+            let home = crate::sequences::counter_home(cluster)?;
+            cluster
+                .sequences
+                .prime(cluster, &home, &table.to_ascii_lowercase(), &missing)
+                .await?;
+        }
         let parts = match self.target(&query)?.0 {
             Target::One(node) => vec![(node, query)],
             Target::Scatter {
@@ -395,6 +461,13 @@ impl Session {
         } else {
             columns.clone()
         };
+        let mut columns = columns;
+        columns.extend(missing.iter().map(|g| g.column.clone()));
+        let names: Vec<String> = if missing.is_empty() {
+            names
+        } else {
+            columns.clone()
+        };
         let mut rows = match routing {
             CopyRouting::One(node) => RoutedRows::One(node, Vec::new()),
             CopyRouting::Sharded { placement, .. } => {
@@ -412,6 +485,7 @@ impl Session {
             self.ensure_node_transaction(node).await?;
             self.track(node, true)?;
         }
+        self.add_generated(table, &missing, &mut selected).await?;
         rows.route(&mut selected, &self.proxy.cluster)?;
         let mut written = 0u64;
         self.send_routed(&mut rows, table, &columns, true, &mut written)
@@ -443,6 +517,14 @@ impl Session {
             }),
         }
     }
+}
+
+/// Where COPY rows go and what is added to them.
+struct CopyTarget<'a> {
+    table: &'a str,
+    /// The COPY's columns and the generated ones the proxy adds.
+    columns: &'a [String],
+    missing: &'a [Generated],
 }
 
 enum CopyRouting {

@@ -227,6 +227,7 @@ impl Session {
         self.portals.clear();
         let pending = std::mem::take(&mut self.pending_policies);
         let undo = std::mem::take(&mut self.policy_undo);
+        let ran_ddl = std::mem::take(&mut self.ran_ddl);
         let tx = self.tx.take();
         let proxy = self.proxy.clone();
         let mut touched = Vec::new();
@@ -257,6 +258,9 @@ impl Session {
             Some(tx) => proxy.coordinator.rollback(&tx, participants).await,
             None => Ok(()),
         };
+        if ran_ddl {
+            proxy.cluster.sequences.forget_shapes();
+        }
         let committed = result.is_ok() && command == "COMMIT";
         if committed {
             for change in pending {
@@ -848,6 +852,13 @@ impl Session {
                 if self.status != TxnStatus::Idle {
                     self.policy_undo.push((policy.table.clone(), previous));
                 }
+                // A table dropped earlier in this transaction and created again keeps the
+                // new policy when the transaction commits.
+                for pending in &mut self.pending_policies {
+                    if let PolicyChange::Drop(tables) = pending {
+                        tables.retain(|t| *t != policy.table);
+                    }
+                }
                 cluster.set_policy(policy);
                 // The nodes must know the policy before rows of the table commit (they file
                 // each captured row under its shard), also rows written later in this very
@@ -939,6 +950,7 @@ impl Session {
     ) -> Result<Finished, ProxyError> {
         self.check_writable(&request.sql)?;
         let request = self.with_insert_columns(request).await?;
+        let request = self.with_generated_values(request).await?;
         self.collect_commit_positions();
         let (target, writes) = self.target(&request)?;
         // Writes on several nodes, and DDL (every node), are atomic even in autocommit.
@@ -967,9 +979,13 @@ impl Session {
                 result = Err(e);
             }
         }
+        if ddl && self.status != TxnStatus::Idle {
+            self.ran_ddl = true;
+        }
         if ddl && result.is_ok() {
             self.proxy.descriptions.clear();
             self.proxy.cluster.named_inserts.clear();
+            self.proxy.cluster.sequences.forget_shapes();
         }
         result
     }
@@ -1014,6 +1030,95 @@ impl Session {
             sql: named,
             ..request
         })
+    }
+
+    /// An INSERT into a sharded table that leaves a serial or identity column to its default
+    /// gets values from the cluster's counter instead of each node's sequence (see
+    /// `sequences`), written into the statement.
+    async fn with_generated_values(&mut self, request: Execute) -> Result<Execute, ProxyError> {
+        use crate::sequences::{need_of, sharded_insert_table};
+        let proxy = self.proxy.clone();
+        let cluster = &proxy.cluster;
+        if mycelium_router::statement_kind(&request.sql) != "insert" {
+            return Ok(request);
+        }
+        let known = if self.ran_ddl {
+            None
+        } else {
+            cluster.sequences.known_need(&request.sql)
+        };
+        let need = match known {
+            Some(need) => need,
+            None => {
+                let need = match sharded_insert_table(cluster, &request.sql) {
+                    None => None,
+                    Some(table) => {
+                        let generated = self.generated_columns(&table).await?;
+                        need_of(&request.sql, &table, &generated)?
+                    }
+                };
+                if !self.ran_ddl {
+                    cluster.sequences.remember(&request.sql, need.clone());
+                }
+                need
+            }
+        };
+        let Some(need) = need else {
+            return Ok(request);
+        };
+        let fills = self.draw_fills(&need).await?;
+        let sql = mycelium_router::fill_defaults(&request.sql, &fills)?;
+        Ok(Execute {
+            sql: Arc::from(sql),
+            ..request
+        })
+    }
+
+    /// Values for `need` from the cluster's counters: inside the client's transaction when it
+    /// already wrote on the counters' node (see `Sequences::fills`).
+    pub(crate) async fn draw_fills(
+        &mut self,
+        need: &crate::sequences::Need,
+    ) -> Result<Vec<mycelium_router::ColumnFill>, ProxyError> {
+        let proxy = self.proxy.clone();
+        let cluster = &proxy.cluster;
+        let home = crate::sequences::counter_home(cluster)?;
+        // Only a transaction that wrote there holds the node's write lock; one that only
+        // read would have to upgrade its snapshot, which SQLite refuses once others wrote.
+        let wrote_on_home = self.status != TxnStatus::Idle
+            && self
+                .nodes
+                .get(home.node)
+                .and_then(Option::as_ref)
+                .is_some_and(|conn| conn.in_txn && conn.wrote);
+        if !wrote_on_home {
+            return cluster.sequences.fills(cluster, &home, need, None).await;
+        }
+        self.track(home.node, true)?;
+        let session = self.node(home.node).await?;
+        cluster
+            .sequences
+            .fills(cluster, &home, need, Some(session.as_mut()))
+            .await
+    }
+
+    /// The serial and identity columns of `table` if it is sharded: as the client's
+    /// transaction sees them when it changed the schema (the table may be new in it).
+    pub(crate) async fn generated_columns(
+        &mut self,
+        table: &str,
+    ) -> Result<Arc<Vec<crate::sequences::Generated>>, ProxyError> {
+        use crate::sequences::{columns_query, describing_node, generated_from};
+        let proxy = self.proxy.clone();
+        let cluster = &proxy.cluster;
+        if !self.ran_ddl {
+            return cluster.sequences.generated_columns(cluster, table).await;
+        }
+        let node = describing_node(cluster, table)?;
+        self.ensure_node_transaction(node).await?;
+        let session = self.node(node).await?;
+        let rows = crate::policy_store::run(session.as_mut(), columns_query(table)).await?;
+        Ok(Arc::new(generated_from(rows)))
     }
 
     async fn run_target(
@@ -1406,6 +1511,6 @@ fn param_key(request: &Execute, n: usize) -> Option<KeyValue> {
     }
 }
 
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -25,6 +25,7 @@ mod policy_store;
 mod privileges;
 mod replicas;
 mod scatter;
+mod sequences;
 mod session;
 mod startup;
 mod tls;

@@ -59,6 +59,9 @@ pub(crate) struct Session {
     pub(crate) pending_policies: Vec<PolicyChange>,
     /// Policies the open transaction set, with what they replaced, for a rollback.
     pub(crate) policy_undo: Vec<(String, Option<mycelium_router::TablePolicy>)>,
+    /// The open transaction ran DDL: what the proxy learned of tables' columns inside it (from
+    /// the schema as the transaction saw it, or as others saw it before) is forgotten at its end.
+    pub(crate) ran_ddl: bool,
     pub(crate) params: SessionParams,
     pub(crate) cancel: Arc<SessionCancel>,
     /// `statement_timeout` and `idle_in_transaction_session_timeout`, parsed.
@@ -173,6 +176,7 @@ pub async fn run(
         tx: None,
         pending_policies: Vec::new(),
         policy_undo: Vec::new(),
+        ran_ddl: false,
         statement_timeout: None,
         idle_in_transaction_timeout: None,
         user: user.clone(),

@@ -10,6 +10,7 @@ mod cache;
 mod classify;
 mod copy;
 mod hash;
+mod insert_fill;
 mod insert_split;
 mod options;
 mod placement;
@@ -27,6 +28,7 @@ pub use cache::PlanCache;
 pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 pub use hash::{KeyValue, key_hash, stable_hash};
+pub use insert_fill::{ColumnFill, defaulted_rows, fill_defaults, insert_values_table};
 pub use insert_split::{InsertPart, insert_without_columns, name_insert_columns, split_insert};
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
 pub use placement::{

@@ -254,7 +254,8 @@ pub(crate) fn is_internal_table(name: &str) -> bool {
     name.starts_with("sqlite_") || (name.starts_with("__mycelium") && !is_system_table(name))
 }
 
-/// Tables the proxy keeps on every node (table policies, roles, grants, owners) or reads
+/// Tables the proxy keeps on every node (table policies, roles, grants, owners, the counters
+/// of sharded serial columns) or reads
 /// (the conflicts replication records): queryable by SQL like any table, but left out of the
 /// emulated `pg_catalog`, so clients never see them.
 pub(crate) fn is_system_table(name: &str) -> bool {
@@ -266,6 +267,7 @@ pub(crate) fn is_system_table(name: &str) -> bool {
             | "__mycelium_role_members"
             | "__mycelium_grants"
             | "__mycelium_owners"
+            | "__mycelium_counters"
     )
 }
 

@@ -194,6 +194,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
     );
     copy_into_and_out_of_a_sharded_table(&cluster, &client).await;
     insert_select_moves_rows_between_nodes(&cluster, &client).await;
+    serial_columns_are_numbered_across_nodes(&cluster, &client, backend).await;
 
     // Each node checks uniqueness among its own rows: a constraint without the shard key
     // could not hold across nodes, so it is refused and nothing is created.
@@ -430,9 +431,15 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .iter()
         .map(|r| r[3].parse::<usize>().unwrap_or(0))
         .sum();
-    // Four tables of SHARDS shards, `moved` with 4, `secrets` with 2, and the default
-    // group's one shard.
-    assert_eq!(primary_shards, 4 * SHARDS as usize + 4 + 2 + 1, "{nodes:?}");
+    // Five tables of SHARDS shards (`orders` among them), `moved`, `lines` and `fresh` with 4,
+    // `secrets` with 2, and the default group's one shard.
+    // On PostgreSQL nodes `tagged` has 4 more.
+    let identity = if backend == Backend::Postgres { 4 } else { 0 };
+    assert_eq!(
+        primary_shards,
+        5 * SHARDS as usize + 3 * 4 + 2 + 1 + identity,
+        "{nodes:?}"
+    );
     // Each node reports its own backend, its health and what it holds prepared.
     for (index, row) in nodes.iter().enumerate() {
         let backend = if backend.on_postgres(index) {
@@ -688,6 +695,199 @@ async fn insert_select_moves_rows_between_nodes(
         .await
         .expect_err("rows that need merging");
     assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+}
+
+/// Serial columns of sharded tables draw from one counter for the whole cluster: an INSERT
+/// that leaves the shard key to its sequence is routed by the value the proxy drew (every
+/// way of inserting: simple and extended protocol, several rows, DEFAULT, DEFAULT VALUES,
+/// COPY, INSERT ... SELECT), values never repeat across nodes, and and a table dropped
+/// and created again goes on from its counter.
+async fn serial_columns_are_numbered_across_nodes(
+    cluster: &ProcessCluster,
+    client: &tokio_postgres::Client,
+    backend: Backend,
+) {
+    use futures::SinkExt;
+
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, customer integer, note text) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS});
+             CREATE TABLE lines (id serial, tenant integer NOT NULL, note text, \
+             PRIMARY KEY (tenant, id)) WITH (mycelium.shard_keys = 'tenant', mycelium.shards = 4)"
+        ))
+        .await
+        .expect("create tables with serial columns");
+    let mut ids: Vec<i64> = Vec::new();
+    for customer in 0..40 {
+        let row = client
+            .query_one(
+                "INSERT INTO orders (customer, note) VALUES ($1, 'prepared') RETURNING id",
+                &[&customer],
+            )
+            .await
+            .expect("insert through the extended protocol");
+        ids.push(row.get(0));
+    }
+    for customer in 40..60 {
+        let returned = rows(
+            client,
+            &format!("INSERT INTO orders (customer) VALUES ({customer}) RETURNING id"),
+        )
+        .await
+        .expect("insert through the simple protocol");
+        ids.push(returned[0][0].parse().expect("an id"));
+    }
+    let several = rows(
+        client,
+        "INSERT INTO orders (customer, note) VALUES (60, 'a'), (61, 'b'), (62, 'c'), (63, 'd') \
+         RETURNING id",
+    )
+    .await
+    .expect("insert several rows");
+    ids.extend(several.iter().map(|r| r[0].parse::<i64>().expect("an id")));
+    for sql in [
+        "INSERT INTO orders DEFAULT VALUES RETURNING id",
+        "INSERT INTO orders (id, customer) VALUES (DEFAULT, 64) RETURNING id",
+    ] {
+        let returned = rows(client, sql).await.expect(sql);
+        ids.push(returned[0][0].parse().expect("an id"));
+    }
+    // One proxy draws blocks of consecutive values: the ids are exactly 1..=66, each row on
+    // the nodes of its id's shard.
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=66).collect::<Vec<i64>>());
+    rows_are_where_their_shards_are(cluster, "orders", SHARDS, 1..=66).await;
+
+    // A SQLite node that applied replicated rows between the transaction's read and its
+    // write refuses the write with 40001, as a serializable database does: retried like a
+    // client would (with PostgreSQL primaries shipping to SQLite copies it happens here).
+    let mut inserted = None;
+    for _ in 0..5 {
+        match client
+            .execute(
+                "INSERT INTO orders (customer, note) SELECT id, 'copied' FROM copied \
+                 WHERE id <= 10",
+                &[],
+            )
+            .await
+        {
+            Ok(n) => {
+                inserted = Some(n);
+                break;
+            }
+            Err(e) if sqlstate(&e) == "40001" => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("INSERT ... SELECT without the key: {e:?}"),
+        }
+    }
+    assert_eq!(inserted, Some(10));
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY orders (customer, note) FROM STDIN")
+        .await
+        .expect("COPY without the key");
+    let mut sink = std::pin::pin!(sink);
+    sink.as_mut()
+        .send(bytes::Bytes::from("100\tcopy\n101\tcopy\n"))
+        .await
+        .expect("send COPY data");
+    assert_eq!(sink.as_mut().finish().await.expect("finish COPY"), 2);
+    // Values a failed attempt drew are skipped, as a rolled-back nextval is: 78 rows with
+    // distinct ids, the new ones after 66.
+    let all = rows(client, "SELECT id FROM orders ORDER BY id")
+        .await
+        .expect("read orders");
+    let all: Vec<i64> = all.iter().map(|r| r[0].parse().expect("an id")).collect();
+    assert_eq!(all.len(), 78, "{all:?}");
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+    assert!(all[66..].iter().all(|&id| id > 66), "{all:?}");
+
+    // A serial column beside the shard key: node sequences would give each tenant's node
+    // 1, 2, 3, ...; the proxy's counter gives every row its own value.
+    for tenant in 1..=8 {
+        client
+            .execute(
+                "INSERT INTO lines (tenant, note) VALUES ($1, 'x'), ($1, 'y')",
+                &[&tenant],
+            )
+            .await
+            .expect("insert lines");
+    }
+    let line_ids = rows(client, "SELECT id FROM lines ORDER BY id")
+        .await
+        .expect("read lines");
+    let line_ids: Vec<i64> = line_ids
+        .iter()
+        .map(|r| r[0].parse().expect("an id"))
+        .collect();
+    assert_eq!(line_ids, (1..=16).collect::<Vec<i64>>());
+
+    // A table created in a transaction numbers its rows in that transaction.
+    client
+        .batch_execute(
+            "BEGIN;
+             CREATE TABLE fresh (id serial PRIMARY KEY, v text) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 4);
+             INSERT INTO fresh (v) VALUES ('a'), ('b'), ('c');
+             COMMIT;",
+        )
+        .await
+        .expect("serial table created and filled in one transaction");
+    let fresh = rows(client, "SELECT id, v FROM fresh ORDER BY id")
+        .await
+        .expect("read fresh");
+    assert_eq!(
+        fresh,
+        vec![
+            vec!["1".to_owned(), "a".to_owned()],
+            vec!["2".to_owned(), "b".to_owned()],
+            vec!["3".to_owned(), "c".to_owned()],
+        ]
+    );
+
+    // Dropped and created again (in one transaction), the table keeps its policy and goes on
+    // from its counter: other proxies may hold blocks of it.
+    client
+        .batch_execute(
+            "DROP TABLE fresh;
+             CREATE TABLE fresh (id serial PRIMARY KEY, v text) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 4);",
+        )
+        .await
+        .expect("drop and create fresh");
+    let policies = rows(client, "SHOW MYCELIUM POLICIES")
+        .await
+        .expect("show policies");
+    assert!(
+        policies.iter().any(|p| p[0] == "fresh" && p[1] == "id"),
+        "{policies:?}"
+    );
+    let again = rows(client, "INSERT INTO fresh (v) VALUES ('new') RETURNING id")
+        .await
+        .expect("insert into the new fresh");
+    assert_eq!(again, vec![vec!["4".to_owned()]]);
+
+    if backend == Backend::Postgres {
+        // Identity columns (PostgreSQL nodes only): GENERATED ALWAYS takes the proxy's value
+        // with OVERRIDING SYSTEM VALUE.
+        client
+            .batch_execute(
+                "CREATE TABLE tagged (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text) \
+                 WITH (mycelium.shard_keys = 'id', mycelium.shards = 4)",
+            )
+            .await
+            .expect("create an identity table");
+        let tagged = rows(
+            client,
+            "INSERT INTO tagged (v) VALUES ('a'), ('b'), ('c') RETURNING id",
+        )
+        .await
+        .expect("insert into the identity table");
+        let mut tagged: Vec<String> = tagged.into_iter().map(|r| r[0].clone()).collect();
+        tagged.sort();
+        assert_eq!(tagged, vec!["1", "2", "3"]);
+    }
 }
 
 /// A node session opened the way a proxy opens one (mTLS with the proxy's certificate).
