@@ -385,6 +385,9 @@ fn merge_specs_for_reads_across_nodes() {
         "SELECT sum(x)::bigint FROM users",
         "SELECT max(x) + 1 FROM users",
         "SELECT coalesce(sum(x), 0) FROM users",
+        // Each node would number, rank or sum its own rows only.
+        "SELECT id, row_number() OVER (ORDER BY id) FROM users",
+        "SELECT id FROM users ORDER BY sum(x) OVER (PARTITION BY name)",
     ] {
         assert!(
             matches!(merge_spec(sql), Err(RouterError::Unsupported(_))),

@@ -115,6 +115,13 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
             "only SELECT can read from several nodes".to_owned(),
         ));
     };
+    let windowed = sqlparser::ast::visit_expressions(&query, |e| match e {
+        Expr::Function(f) if f.over.is_some() => std::ops::ControlFlow::Break(()),
+        _ => std::ops::ControlFlow::Continue(()),
+    });
+    if windowed.is_break() {
+        return Err(refuse("a window function"));
+    }
     let (limit, offset) = limits(&query)?;
     let (order_by, hidden_sort) = order_keys(&query)?;
     let SetExpr::Select(select) = query.body.as_mut() else {

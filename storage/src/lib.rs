@@ -36,7 +36,9 @@
 //! conflicting key and print `Key (a)=(5) already exists.`
 //!
 //! **Not supported** (SQLSTATE 0A000 naming the construct, never a different answer):
-//! window functions, array columns and multidimensional arrays, intervals and date
+//! window functions other than ranking (`row_number`, `rank`, `dense_rank`, `percent_rank`,
+//! `cume_dist`, `ntile`), offsets (`lag`, `lead`, `first_value`, `last_value`, `nth_value`) and
+//! `count`/`sum`/`min`/`max`/`avg`, array columns and multidimensional arrays, intervals and date
 //! arithmetic, `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
 //! `generate_series`, `DELETE ... USING`,
 //! `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,

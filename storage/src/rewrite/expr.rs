@@ -181,10 +181,34 @@ fn function_name(name: &ObjectName) -> Result<String, DbError> {
     }
 }
 
+/// Window functions SQLite computes as Postgres does (same frames, same NULL handling):
+/// ranking, offsets and the plain aggregates. Others stay refused.
+fn is_window_function(name: &str) -> bool {
+    matches!(
+        name,
+        "row_number"
+            | "rank"
+            | "dense_rank"
+            | "percent_rank"
+            | "cume_dist"
+            | "ntile"
+            | "lag"
+            | "lead"
+            | "first_value"
+            | "last_value"
+            | "nth_value"
+            | "count"
+            | "sum"
+            | "min"
+            | "max"
+            | "avg"
+    )
+}
+
 fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
     match expr {
         Expr::Function(f) => {
-            if f.over.is_some() {
+            if f.over.is_some() && !is_window_function(&function_name(&f.name)?) {
                 return Err(unsupported(format!("window function {}", f.name)));
             }
             if !f.within_group.is_empty() {

@@ -301,7 +301,10 @@ impl Inferer<'_> {
             "jsonb_array_length" | "json_array_length" => t(PgType::Int4),
             "jsonb_set" | "jsonb_extract_path" => t(PgType::Jsonb),
             "json_extract_path" => t(PgType::Json),
-            "count" => t(PgType::Int8),
+            "count" | "row_number" | "rank" | "dense_rank" => t(PgType::Int8),
+            "ntile" => t(PgType::Int4),
+            "percent_rank" | "cume_dist" => t(PgType::Float8),
+            "lag" | "lead" | "first_value" | "last_value" | "nth_value" => Ok(first),
             "sum" => match first.map(|f| f.ty) {
                 Some(PgType::Int2 | PgType::Int4) => t(PgType::Int8),
                 Some(PgType::Float4) => t(PgType::Float4),

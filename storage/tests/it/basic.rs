@@ -467,3 +467,55 @@ async fn concatenation_spells_booleans_and_refuses_arrays() {
     let error = err(&mut s, "SELECT ARRAY[1, 2] || 3").await;
     assert_eq!(error.code, "0A000", "{error:?}");
 }
+
+/// Window functions run on SQLite as on Postgres: the expected rows are PostgreSQL 15's answer
+/// to the same statement.
+#[tokio::test]
+async fn window_functions_answer_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE sales (id int PRIMARY KEY, region text, amount int, price float8)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO sales VALUES (1, 'east', 10, 1.5), (2, 'east', 20, 2.5), \
+         (3, 'west', 5, 0.5), (4, 'west', 5, 3.0), (5, 'west', 15, 1.0), (6, 'north', NULL, 2.0)",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "SELECT id, row_number() OVER (ORDER BY id), \
+         rank() OVER (PARTITION BY region ORDER BY amount), \
+         dense_rank() OVER (ORDER BY amount NULLS FIRST), ntile(2) OVER (ORDER BY id), \
+         sum(amount) OVER (PARTITION BY region), count(*) OVER (), lag(amount) OVER (ORDER BY id), \
+         lead(amount, 2, -1) OVER (ORDER BY id), first_value(region) OVER (ORDER BY id DESC), \
+         max(price) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), \
+         percent_rank() OVER (ORDER BY id) FROM sales ORDER BY id",
+    )
+    .await;
+    let postgres = "1|1|1|3|1|30|6||5|north|1.5|0
+2|2|2|5|1|30|6|10|5|north|2.5|0.2
+3|3|1|2|1|25|6|20|15|north|2.5|0.4
+4|4|1|2|2|25|6|5||north|3|0.6
+5|5|3|4|2|25|6|5|-1|north|3|0.8
+6|6|1|1|2||6|15|-1|north|2|1";
+    let got: Vec<String> = out
+        .text()
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    assert_eq!(got.join("\n"), postgres);
+    let types: Vec<u32> = out.columns.iter().map(|c| c.type_oid).collect();
+    // int4, int8 × 3, int4 (ntile), int8 (sum of int4), int8, int4 × 2, text, float8 × 2
+    assert_eq!(types, [23, 20, 20, 20, 23, 20, 20, 23, 23, 25, 701, 701]);
+    let error = err(&mut s, "SELECT string_agg(region, ',') OVER () FROM sales").await;
+    assert_eq!(error.code, "0A000", "{error:?}");
+}
