@@ -280,6 +280,25 @@ impl Session {
         result.map_err(ProxyError::from)
     }
 
+    /// The BEGIN a node's part of the transaction starts with: the client's, with the
+    /// session's `default_transaction_isolation` when it names no level (PostgreSQL nodes run
+    /// the level; SQLite nodes run every transaction serializable, which satisfies any).
+    fn node_begin(&self) -> String {
+        let begin = self.begin_sql.clone().unwrap_or_else(|| "BEGIN".to_owned());
+        let default = self
+            .params
+            .get("default_transaction_isolation")
+            .unwrap_or("read committed");
+        if default == "read committed" || mycelium_router::transaction_modes(&begin).0.is_some() {
+            return begin;
+        }
+        format!(
+            "{} ISOLATION LEVEL {}",
+            begin.trim_end().trim_end_matches(';'),
+            default.to_ascii_uppercase()
+        )
+    }
+
     /// Opens the client's transaction on `node` before its first statement there.
     pub(crate) async fn ensure_node_transaction(&mut self, node: usize) -> Result<(), ProxyError> {
         if self.status == TxnStatus::Idle {
@@ -292,7 +311,7 @@ impl Session {
         {
             return Ok(());
         }
-        let begin = self.begin_sql.clone().unwrap_or_else(|| "BEGIN".to_owned());
+        let begin = self.node_begin();
         self.node_command(node, &begin).await?;
         if let Some(conn) = self.nodes.get_mut(node).and_then(Option::as_mut) {
             conn.in_txn = true;

@@ -18,7 +18,7 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("client_encoding", "UTF8", true),
     ("client_min_messages", "notice", false),
     ("datestyle", "ISO, MDY", true),
-    ("default_transaction_isolation", "serializable", false),
+    ("default_transaction_isolation", "read committed", false),
     ("default_transaction_read_only", "off", true),
     ("extra_float_digits", "1", false),
     ("idle_in_transaction_session_timeout", "0", false),
@@ -37,7 +37,7 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("statement_timeout", "0", false),
     ("synchronous_commit", "on", false),
     ("timezone", "UTC", true),
-    ("transaction_isolation", "serializable", false),
+    ("transaction_isolation", "read committed", false),
     ("transaction_read_only", "off", false),
     ("work_mem", "4MB", false),
 ];
@@ -239,6 +239,18 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
             _ => Err(unsupported("standard_conforming_strings is always on")),
         },
         "intervalstyle" => Ok("postgres".to_owned()),
+        "default_transaction_isolation" | "transaction_isolation" => {
+            let level = value.trim().to_ascii_lowercase();
+            match level.as_str() {
+                "serializable" | "repeatable read" | "read committed" | "read uncommitted" => {
+                    Ok(level)
+                }
+                _ => Err(sql_error(
+                    "22023",
+                    format!("invalid value for parameter \"{name}\": \"{value}\""),
+                )),
+            }
+        }
         "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
             match parse_duration(value) {
                 Some(_) => Ok(value.to_owned()),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mycelium_protocol::{Column, Execute, Format, StatementDescription};
-use mycelium_router::{Plan, SessionCommand, TxnControl, split_statements, statement_kind};
+use mycelium_router::{
+    Plan, SessionCommand, SetValue, TxnControl, split_statements, statement_kind,
+};
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Parse};
 use tokio_util::sync::CancellationToken;
@@ -453,7 +455,14 @@ impl Session {
                 }
                 backend::command_complete(&mut self.conn.out, "SET");
             }
-            SessionCommand::Ignored => backend::command_complete(&mut self.conn.out, "SET"),
+            SessionCommand::SetTransaction {
+                session_default,
+                isolation,
+                read_only,
+            } => {
+                self.set_transaction(*session_default, isolation.as_deref(), *read_only)?;
+                backend::command_complete(&mut self.conn.out, "SET");
+            }
             SessionCommand::Reset { name } => {
                 let reported = self.params.reset(name.as_deref())?;
                 self.refresh_timeouts();
@@ -489,7 +498,7 @@ impl Session {
                         .map(|(n, v)| (n.to_owned(), v.to_owned()))
                         .collect()
                 } else {
-                    vec![(name.clone(), self.params.get(name)?.to_owned())]
+                    vec![(name.clone(), self.show_value(name)?)]
                 };
                 if matches!(output, Output::Simple) {
                     let columns = show_columns(command);
@@ -916,6 +925,83 @@ impl Session {
         self.statement_timeout = self.timeout_setting("statement_timeout");
         self.idle_in_transaction_timeout =
             self.timeout_setting("idle_in_transaction_session_timeout");
+    }
+
+    /// SET TRANSACTION (for the open transaction, before its first query) or SET SESSION
+    /// CHARACTERISTICS AS TRANSACTION (the session's defaults), as Postgres takes them.
+    fn set_transaction(
+        &mut self,
+        session_default: bool,
+        isolation: Option<&str>,
+        read_only: Option<bool>,
+    ) -> Result<(), ProxyError> {
+        if session_default {
+            if let Some(level) = isolation {
+                self.params.set(
+                    "default_transaction_isolation",
+                    &SetValue::Value(level.to_owned()),
+                )?;
+            }
+            if let Some(read_only) = read_only {
+                let value = if read_only { "on" } else { "off" };
+                self.params.set(
+                    "default_transaction_read_only",
+                    &SetValue::Value(value.to_owned()),
+                )?;
+            }
+            return Ok(());
+        }
+        if self.status == TxnStatus::Idle {
+            self.notice(
+                "25P01",
+                "SET TRANSACTION can only be used in transaction blocks",
+            );
+            return Ok(());
+        }
+        let started = self.nodes.iter().flatten().any(|conn| conn.in_txn);
+        if started && isolation.is_some() {
+            return Err(sql_error(
+                "25001",
+                "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+            ));
+        }
+        let (current_level, current_read_only) =
+            mycelium_router::transaction_modes(self.begin_sql.as_deref().unwrap_or("BEGIN"));
+        let mut begin = "BEGIN".to_owned();
+        if let Some(level) = isolation.map(str::to_owned).or(current_level) {
+            begin.push_str(" ISOLATION LEVEL ");
+            begin.push_str(&level.to_ascii_uppercase());
+        }
+        match read_only.or(current_read_only) {
+            Some(true) => begin.push_str(" READ ONLY"),
+            Some(false) => begin.push_str(" READ WRITE"),
+            None => {}
+        }
+        self.begin_sql = Some(begin);
+        Ok(())
+    }
+
+    /// SHOW of one parameter; the transaction's isolation and access mode are the open
+    /// transaction's, or the session's defaults outside one.
+    fn show_value(&self, name: &str) -> Result<String, ProxyError> {
+        let modes = match &self.begin_sql {
+            Some(begin) if self.status != TxnStatus::Idle => {
+                mycelium_router::transaction_modes(begin)
+            }
+            _ => (None, None),
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "transaction_isolation" => Ok(match modes.0 {
+                Some(level) => level,
+                None => self.params.get("default_transaction_isolation")?.to_owned(),
+            }),
+            "transaction_read_only" => Ok(match modes.1 {
+                Some(true) => "on".to_owned(),
+                Some(false) => "off".to_owned(),
+                None => self.params.get("default_transaction_read_only")?.to_owned(),
+            }),
+            _ => Ok(self.params.get(name)?.to_owned()),
+        }
     }
 
     /// A node that can describe `sql`: every node has every table's schema, so the one the

@@ -42,7 +42,7 @@ pub use scatter::{
     Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, SortKey, merge_spec,
 };
 pub use scope::{SHARD_FUNCTION, ShardScope, scope_statement, shard_function};
-pub use session::{SessionCommand, SetValue};
+pub use session::{SessionCommand, SetValue, transaction_modes};
 pub use split::split_statements;
 pub use unique::{ForeignKey, Renames, UniqueKeys, foreign_keys, renames, unique_keys};
 

@@ -9,9 +9,13 @@ pub enum SessionCommand {
     Show { name: String },
     /// `RESET name`; `None` for `RESET ALL`.
     Reset { name: Option<String> },
-    /// `SET TRANSACTION ...` and `SET SESSION CHARACTERISTICS ...`: accepted, and nothing
-    /// to do, since every node transaction is serializable.
-    Ignored,
+    /// `SET TRANSACTION modes` (`session_default` false) or `SET SESSION CHARACTERISTICS AS
+    /// TRANSACTION modes` (true): the isolation level and access mode, when given.
+    SetTransaction {
+        session_default: bool,
+        isolation: Option<String>,
+        read_only: Option<bool>,
+    },
     /// `DISCARD ALL`: reset parameters, drop prepared statements.
     DiscardAll,
     /// `DEALLOCATE [PREPARE] name`; `None` for `DEALLOCATE ALL`.
@@ -29,6 +33,44 @@ pub enum SessionCommand {
 pub enum SetValue {
     Default,
     Value(String),
+}
+
+/// The isolation level and access mode a transaction statement names (`BEGIN ...`,
+/// `START TRANSACTION ...`, `SET TRANSACTION ...`): `None` for what it leaves unsaid.
+pub fn transaction_modes(sql: &str) -> (Option<String>, Option<bool>) {
+    let lower = sql.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut isolation = None;
+    let mut read_only = None;
+    for (i, pair) in words.windows(2).enumerate() {
+        match pair {
+            ["isolation", "level"] => {
+                isolation = match (words.get(i + 2), words.get(i + 3)) {
+                    (Some(&"serializable"), _) => Some("serializable"),
+                    (Some(&"repeatable"), Some(&"read")) => Some("repeatable read"),
+                    (Some(&"read"), Some(&"committed")) => Some("read committed"),
+                    (Some(&"read"), Some(&"uncommitted")) => Some("read uncommitted"),
+                    _ => isolation,
+                };
+            }
+            ["read", "only"] => read_only = Some(true),
+            ["read", "write"] => read_only = Some(false),
+            _ => {}
+        }
+    }
+    (isolation.map(str::to_owned), read_only)
+}
+
+fn set_transaction(sql: &str, session_default: bool) -> SessionCommand {
+    let (isolation, read_only) = transaction_modes(sql);
+    SessionCommand::SetTransaction {
+        session_default,
+        isolation,
+        read_only,
+    }
 }
 
 pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterError> {
@@ -80,12 +122,12 @@ pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterE
             let mut at = 1;
             if matches!(word(at), "session" | "local") {
                 if word(at) == "session" && word(at + 1) == "characteristics" {
-                    return Ok(SessionCommand::Ignored);
+                    return Ok(set_transaction(sql, true));
                 }
                 at += 1;
             }
             match word(at) {
-                "transaction" => return Ok(SessionCommand::Ignored),
+                "transaction" => return Ok(set_transaction(sql, false)),
                 "time" if word(at + 1) == "zone" => {
                     return Ok(SessionCommand::Set {
                         name: "timezone".to_owned(),

@@ -105,7 +105,19 @@ fn session_commands() {
     );
     check(
         "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
-        SessionCommand::Ignored,
+        SessionCommand::SetTransaction {
+            session_default: false,
+            isolation: Some("read committed".to_owned()),
+            read_only: None,
+        },
+    );
+    check(
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY, ISOLATION LEVEL REPEATABLE READ",
+        SessionCommand::SetTransaction {
+            session_default: true,
+            isolation: Some("repeatable read".to_owned()),
+            read_only: Some(true),
+        },
     );
     check("DISCARD ALL", SessionCommand::DiscardAll);
     check("DEALLOCATE ALL", SessionCommand::Deallocate { name: None });

@@ -186,6 +186,72 @@ async fn up_with_postgres_nodes_serves_tokio_postgres_and_psql() {
     }
 }
 
+/// Isolation levels as Postgres takes them, and run by PostgreSQL nodes: the default (read
+/// committed), BEGIN's level, SET TRANSACTION before the first query (25001 after it),
+/// `default_transaction_isolation` and SET SESSION CHARACTERISTICS. The node's own
+/// `current_setting` says what its part of the transaction runs at.
+#[tokio::test]
+async fn isolation_levels_reach_postgres_nodes() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let cluster = up_on_postgres(&pg);
+    let client = cluster.connect().await;
+    let show_and_node = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let messages = client.simple_query(sql).await.expect(sql);
+            text_values(&messages)
+                .into_iter()
+                .map(|row| row[0].clone().unwrap_or_default())
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        show_and_node("SHOW transaction_isolation").await,
+        ["read committed"]
+    );
+    assert_eq!(
+        show_and_node(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; SHOW transaction_isolation; \
+             SELECT current_setting('transaction_isolation'); COMMIT"
+        )
+        .await,
+        ["repeatable read", "repeatable read"]
+    );
+    assert_eq!(
+        show_and_node(
+            "BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY; \
+             SHOW transaction_isolation; SHOW transaction_read_only; \
+             SELECT current_setting('transaction_isolation'); COMMIT"
+        )
+        .await,
+        ["serializable", "on", "serializable"]
+    );
+    client.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let error = client
+        .batch_execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        .await
+        .expect_err("SET TRANSACTION after a query");
+    assert_eq!(error.code().map(|c| c.code()), Some("25001"), "{error:?}");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        show_and_node(
+            "SET default_transaction_isolation = 'repeatable read'; BEGIN; \
+             SELECT current_setting('transaction_isolation'); COMMIT; \
+             SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE; \
+             SHOW default_transaction_isolation; SHOW transaction_isolation"
+        )
+        .await,
+        ["repeatable read", "serializable", "serializable"]
+    );
+    let error = client
+        .batch_execute("SET default_transaction_isolation = 'sometimes'")
+        .await
+        .expect_err("an unknown level");
+    assert_eq!(error.code().map(|c| c.code()), Some("22023"), "{error:?}");
+}
+
 const ACCOUNTS: i64 = 30;
 const INITIAL: i64 = 1000;
 

@@ -758,7 +758,7 @@ async fn replication_connections_must_open_with_a_status() {
 }
 
 /// Applies commit on every node all the time now, and SQLite isolates whole files: a
-/// transaction (serializable, as the proxy reports) that read before another commit on its
+/// transaction (SQLite nodes run every transaction serializable) that read before another commit on its
 /// node cannot write afterwards; it fails with 40001, never with a lost update, and succeeds
 /// when retried.
 #[tokio::test]
