@@ -86,6 +86,22 @@ fn second_proxy(cluster: &ProcessCluster) -> (Member, u16) {
     (member, port)
 }
 
+/// 150 rows into `numbered` through one proxy, numbered by it; their ids.
+async fn insert_numbered(client: &tokio_postgres::Client, by: i32) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for _ in 0..150 {
+        let row = client
+            .query_one(
+                "INSERT INTO numbered (by_proxy) VALUES ($1) RETURNING id",
+                &[&by],
+            )
+            .await
+            .expect("insert a numbered row");
+        ids.push(row.get::<_, i64>(0));
+    }
+    ids
+}
+
 #[tokio::test]
 async fn map_reaches_every_node_and_every_proxy() {
     let Some(mut cluster) = ProcessCluster::start_with(Backend::Mixed, "", "", "") else {
@@ -134,6 +150,35 @@ async fn map_reaches_every_node_and_every_proxy() {
         .expect("insert through the second proxy, naming no columns");
     let count = rows(&client, "SELECT count(*) FROM mapped").await;
     assert_eq!(count, vec![vec!["3".to_owned()]]);
+
+    // Both proxies number a sharded bigserial table from the same counters, concurrently:
+    // every row gets its own id.
+    client
+        .batch_execute(
+            "CREATE TABLE numbered (id bigserial PRIMARY KEY, by_proxy int) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 5)",
+        )
+        .await
+        .expect("create a sharded serial table");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rows(&client2, "SHOW MYCELIUM POLICIES")
+        .await
+        .iter()
+        .any(|r| r[0] == "numbered")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second proxy never saw numbered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (mut ids, ids2) = tokio::join!(insert_numbered(&client, 1), insert_numbered(&client2, 2));
+    ids.extend(ids2);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 300, "ids repeated across proxies");
+    let stored = rows(&client, "SELECT count(*), count(id) FROM numbered").await;
+    assert_eq!(stored, vec![vec!["300".to_owned(), "300".to_owned()]]);
 
     // A user created through the first proxy logs in through the second without a restart.
     client
