@@ -101,6 +101,9 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
         }
     })?;
     conn.create_scalar_function("pi", 0, DET, |_| Ok(std::f64::consts::PI))?;
+    conn.create_scalar_function("pg_size_pretty", 1, DET, |ctx| {
+        Ok(ctx.get::<Option<i64>>(0)?.map(size_pretty))
+    })?;
     conn.create_scalar_function("mod", 2, DET, |ctx| {
         match (argument(ctx, 0)?, argument(ctx, 1)?) {
             (Some(Err(x)), Some(Err(y))) => {
@@ -278,8 +281,43 @@ fn initcap(s: &str) -> String {
     out
 }
 
+/// `pg_size_pretty(bigint)` as Postgres 15 prints it: bytes below 10 kB, then the largest
+/// unit keeping the number under 20,480, rounded half away from zero.
+fn size_pretty(size: i64) -> String {
+    const LIMIT: i64 = 10 * 1024;
+    if size.abs() < LIMIT {
+        return format!("{size} bytes");
+    }
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    // One extra bit kept for rounding.
+    let mut halves = size / (1 << 9);
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if halves.abs() < LIMIT * 2 - 1 {
+            return format!("{} {unit}", half_rounded(halves));
+        }
+        halves /= 1 << 10;
+    }
+    format!("{} PB", half_rounded(halves))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_print_as_postgres_prints_them() {
+        for (size, want) in [
+            (0, "0 bytes"),
+            (10_239, "10239 bytes"),
+            (10_240, "10 kB"),
+            (180_224, "176 kB"),
+            (20_971_520, "20 MB"),
+            (-10_240, "-10 kB"),
+            (1_099_511_627_776, "1024 GB"),
+            (i64::MAX, "8192 PB"),
+        ] {
+            assert_eq!(super::size_pretty(size), want, "{size}");
+        }
+    }
+
     use super::initcap;
 
     #[test]

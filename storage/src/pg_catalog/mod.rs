@@ -293,6 +293,18 @@ pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite:
         conn.create_scalar_function("pg_get_expr", n, det, |ctx| ctx.get::<Option<String>>(0))?;
         conn.create_scalar_function("has_table_privilege", n, det, |_| Ok(true))?;
         conn.create_scalar_function("has_schema_privilege", n, det, |_| Ok(true))?;
+        // Privileges are the proxy's business (it checks every statement before a node sees
+        // it): on a node, whoever asks may.
+        conn.create_scalar_function("has_database_privilege", n, det, |_| Ok(true))?;
+        conn.create_scalar_function("pg_has_role", n, det, |_| Ok(true))?;
+    }
+    // No user-defined functions live on a SQLite node: these describe none.
+    for name in [
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
+    ] {
+        conn.create_scalar_function(name, 1, det, |_| Ok(None::<String>))?;
     }
     conn.create_scalar_function("array_to_string", -1, det, |ctx| {
         ctx.get::<Option<String>>(0)

@@ -63,6 +63,7 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
             t("********"),
             b(true),
             NULL,
+            NULL,
         ],
     );
     push("pg_user", vec![t(OWNER_NAME), i(OWNER), b(true), b(true)]);

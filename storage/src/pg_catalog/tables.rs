@@ -2,7 +2,7 @@
 
 use PgType::{
     Bool as B, Char as C, Float4 as F4, Int2 as I2, Int4 as I4, Int8 as I8, Name as N, Oid as O,
-    Text as T,
+    Text as T, Timestamptz as TZ,
 };
 use mycelium_protocol::types::PgType;
 
@@ -247,6 +247,17 @@ pub(super) const TABLES: &[Spec] = &[
             ("rolpassword", T),
             ("rolbypassrls", B),
             ("rolconfig", T),
+            ("rolvaliduntil", TZ),
+        ],
+    ),
+    (
+        "pg_catalog",
+        "pg_auth_members",
+        &[
+            ("roleid", O),
+            ("member", O),
+            ("grantor", O),
+            ("admin_option", B),
         ],
     ),
     (

@@ -65,7 +65,62 @@ fn recall(f: &mut Function, name: &str, args: Vec<Expr>) {
     }
 }
 
+/// Whether `expr` is `ARRAY(subquery)`.
+pub(super) fn is_array_subquery(expr: &Expr) -> bool {
+    matches!(expr, Expr::Function(f)
+        if matches!(f.args, FunctionArguments::Subquery(_))
+            && f.name.to_string().eq_ignore_ascii_case("array"))
+}
+
 impl Inferer<'_> {
+    /// `ARRAY(subquery)`: the subquery's one column aggregated into an array (`{}` when it
+    /// returns no rows), as `(SELECT coalesce(__pg_array_agg(v, type), '{}') FROM (subquery))`.
+    pub(super) fn array_subquery(&mut self, expr: &mut Expr) -> Typed {
+        let Expr::Function(f) = expr else {
+            return Ok(None);
+        };
+        let FunctionArguments::Subquery(query) = &mut f.args else {
+            return Ok(None);
+        };
+        let columns = self.query(query, None)?;
+        let [column] = columns.as_slice() else {
+            return Err(DbError::new(
+                "42601",
+                "subquery must return only one column",
+            ));
+        };
+        if column.ty.array_type().is_some() {
+            return Err(unsupported("multidimensional arrays"));
+        }
+        let array = ArrayType::of(column.ty.ty)
+            .ok_or_else(|| DbError::new("42P18", "could not determine polymorphic type"))?;
+        let sqlparser::ast::SetExpr::Select(select) = query.body.as_mut() else {
+            return Err(unsupported("ARRAY over UNION/INTERSECT/EXCEPT"));
+        };
+        if let Some(item) = select.projection.first_mut() {
+            let value = match item {
+                sqlparser::ast::SelectItem::UnnamedExpr(e)
+                | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                    std::mem::replace(e, null())
+                }
+                _ => return Err(unsupported("ARRAY(SELECT * ...)")),
+            };
+            *item = sqlparser::ast::SelectItem::ExprWithAlias {
+                expr: value,
+                alias: Ident::new("__pg_elem"),
+            };
+        }
+        let sql = format!(
+            "(SELECT coalesce(__pg_array_agg(__pg_elem, {}), '{{}}') FROM ({query}) AS __pg_array)",
+            array.oid
+        );
+        *expr = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut parser| parser.parse_expr())
+            .map_err(|e| DbError::new("XX000", format!("ARRAY(subquery): {e}")))?;
+        Ok(Some(Ty::array(array)))
+    }
+
     /// Calls that take or make arrays; `None` when `name` is none of them or its argument is
     /// not a known array (the call is then refused as before).
     pub(super) fn array_call(

@@ -205,6 +205,47 @@ fn is_window_function(name: &str) -> bool {
     )
 }
 
+/// The size functions (psql's `\dt+`, `\l+`), from SQLite's `dbstat` table and page
+/// counts: bytes of pages in use, as Postgres counts them, without its free space map.
+fn storage_size(name: &str, f: &sqlparser::ast::Function) -> Result<Option<Expr>, DbError> {
+    let arg = || match &f.args {
+        FunctionArguments::List(list) if list.args.len() == 1 => Ok(list.args[0].to_string()),
+        _ => Err(DbError::new(
+            "42883",
+            format!("function {name} takes one argument"),
+        )),
+    };
+    let sql = match name {
+        "pg_table_size" | "pg_relation_size" => format!(
+            "(SELECT coalesce(sum(pgsize), 0) FROM dbstat \
+             WHERE name = __pg_regclass_name({}) AND aggregate = 1)",
+            arg()?
+        ),
+        "pg_total_relation_size" | "pg_indexes_size" => format!(
+            "(SELECT coalesce(sum(d.pgsize), 0) FROM dbstat AS d \
+             JOIN sqlite_schema AS m ON m.name = d.name \
+             WHERE m.tbl_name = __pg_regclass_name({}){})",
+            arg()?,
+            if name == "pg_indexes_size" {
+                " AND m.type = 'index'"
+            } else {
+                ""
+            }
+        ),
+        "pg_database_size" => {
+            arg()?;
+            "(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())"
+                .to_owned()
+        }
+        _ => return Ok(None),
+    };
+    sqlparser::parser::Parser::new(&sqlparser::dialect::SQLiteDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut parser| parser.parse_expr())
+        .map(Some)
+        .map_err(|e| DbError::new("XX000", format!("size expression: {e}")))
+}
+
 fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
     match expr {
         Expr::Function(f) => {
@@ -215,6 +256,10 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                 return Err(unsupported(format!("{} WITHIN GROUP", f.name)));
             }
             let name = function_name(&f.name)?;
+            if let Some(size) = storage_size(&name, f)? {
+                *expr = size;
+                return Ok(());
+            }
             let no_parens = matches!(f.args, FunctionArguments::None);
             let renamed = match name.as_str() {
                 "now" | "transaction_timestamp" | "statement_timestamp" | "current_timestamp" => {

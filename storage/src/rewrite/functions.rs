@@ -389,6 +389,9 @@ impl Inferer<'_> {
             | "shobj_description"
             | "pg_size_pretty"
             | "pg_get_serial_sequence"
+            | "pg_get_function_result"
+            | "pg_get_function_arguments"
+            | "pg_get_function_identity_arguments"
             | "typeof" => t(PgType::Text),
             "current_database" | "current_schema" | "current_user" | "session_user" | "user"
             | "current_role" => t(PgType::Name),
@@ -401,7 +404,9 @@ impl Inferer<'_> {
             | "pg_type_is_visible"
             | "pg_function_is_visible"
             | "has_table_privilege"
-            | "has_schema_privilege" => t(PgType::Bool),
+            | "has_schema_privilege"
+            | "has_database_privilege"
+            | "pg_has_role" => t(PgType::Bool),
             "now"
             | "current_timestamp"
             | "transaction_timestamp"
@@ -413,9 +418,13 @@ impl Inferer<'_> {
             "gen_random_uuid" | "uuid_generate_v4" => t(PgType::Uuid),
             "date_part" => t(PgType::Float8),
             "extract" => t(PgType::Numeric),
-            "pg_backend_pid" | "txid_current" | "pg_relation_size" | "pg_total_relation_size" => {
-                t(PgType::Int8)
-            }
+            "pg_backend_pid"
+            | "txid_current"
+            | "pg_relation_size"
+            | "pg_total_relation_size"
+            | "pg_table_size"
+            | "pg_indexes_size"
+            | "pg_database_size" => t(PgType::Int8),
             "nextval" | "currval" | "setval" | "lastval" => t(PgType::Int8),
             _ => Ok(None),
         }

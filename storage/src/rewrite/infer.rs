@@ -555,6 +555,9 @@ impl<'s> Inferer<'s> {
     }
 
     fn expr_inner(&mut self, expr: &mut Expr, want: Option<Ty>) -> Typed {
+        if super::arrays::is_array_subquery(expr) {
+            return self.array_subquery(expr);
+        }
         if let Some(index) = placeholder_index(expr) {
             if index == 0 {
                 return Err(DbError::new("42P02", "there is no parameter $0"));

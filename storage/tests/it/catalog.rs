@@ -332,3 +332,114 @@ async fn psql_l_lists_the_database() {
         ]]
     );
 }
+
+/// The queries psql 15 sends for `\du`, `\dt+`, `\l+` and `\df` (copied from `psql -E`) run
+/// on a SQLite node: roles with their memberships (`ARRAY(subquery)`), table and database
+/// sizes from SQLite's pages (`pg_size_pretty` as Postgres prints), no functions.
+#[tokio::test]
+async fn psql_plus_meta_commands_answer() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE sized (id int PRIMARY KEY, body text)").await;
+    ok(
+        &mut s,
+        "INSERT INTO sized SELECT g, repeat('x', 500) FROM generate_series(1, 100) g",
+    )
+    .await;
+    let roles = ok(
+        &mut s,
+        "SELECT r.rolname, r.rolsuper, r.rolinherit,
+  r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
+  r.rolconnlimit, r.rolvaliduntil,
+  ARRAY(SELECT b.rolname
+        FROM pg_catalog.pg_auth_members m
+        JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid)
+        WHERE m.member = r.oid) as memberof
+, r.rolreplication
+, r.rolbypassrls
+FROM pg_catalog.pg_roles r
+WHERE r.rolname !~ '^pg_'
+ORDER BY 1;",
+    )
+    .await;
+    let row = &roles.text()[0];
+    assert_eq!(row[0].as_deref(), Some("mycelium"));
+    assert_eq!(row[7], None, "rolvaliduntil");
+    assert_eq!(row[8].as_deref(), Some("{}"), "memberof");
+    assert_eq!(roles.columns[8].type_oid, 1003, "memberof is name[]");
+
+    let tables = ok(
+        &mut s,
+        "SELECT n.nspname as \"Schema\",
+  c.relname as \"Name\",
+  pg_catalog.pg_size_pretty(pg_catalog.pg_table_size(c.oid)) as \"Size\",
+  pg_catalog.pg_table_size(c.oid) as \"Bytes\"
+FROM pg_catalog.pg_class c
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r','p','')
+      AND n.nspname <> 'pg_catalog'
+      AND n.nspname !~ '^pg_toast'
+      AND n.nspname <> 'information_schema'
+  AND pg_catalog.pg_table_is_visible(c.oid)
+ORDER BY 1,2;",
+    )
+    .await;
+    let row = &tables.text()[0];
+    assert_eq!(row[1].as_deref(), Some("sized"));
+    let bytes: i64 = row[3].as_deref().unwrap_or("0").parse().unwrap_or(0);
+    // 100 rows of 500 bytes take at least 50 kB of pages.
+    assert!(bytes >= 50_000, "{row:?}");
+    assert!(
+        row[2].as_deref().is_some_and(|v| v.ends_with(" kB")),
+        "{row:?}"
+    );
+
+    let databases = ok(
+        &mut s,
+        "SELECT d.datname as \"Name\",
+       CASE WHEN pg_catalog.has_database_privilege(d.datname, 'CONNECT')
+          OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+            THEN pg_catalog.pg_size_pretty(pg_catalog.pg_database_size(d.datname))
+            ELSE 'No Access'
+       END as \"Size\",
+       t.spcname as \"Tablespace\"
+FROM pg_catalog.pg_database d
+  JOIN pg_catalog.pg_tablespace t on d.dattablespace = t.oid
+ORDER BY 1;",
+    )
+    .await;
+    let row = &databases.text()[0];
+    assert!(
+        row[1].as_deref().is_some_and(|v| v.ends_with(" kB")),
+        "{row:?}"
+    );
+    assert_eq!(row[2].as_deref(), Some("pg_default"));
+
+    let functions = ok(
+        &mut s,
+        "SELECT n.nspname as \"Schema\",
+  p.proname as \"Name\",
+  pg_catalog.pg_get_function_result(p.oid) as \"Result data type\",
+  pg_catalog.pg_get_function_arguments(p.oid) as \"Argument data types\"
+FROM pg_catalog.pg_proc p
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE pg_catalog.pg_function_is_visible(p.oid)
+      AND n.nspname <> 'pg_catalog'
+      AND n.nspname <> 'information_schema'
+ORDER BY 1, 2, 4;",
+    )
+    .await;
+    assert!(functions.text().is_empty());
+
+    let arrays = ok(
+        &mut s,
+        "SELECT ARRAY(SELECT id FROM sized WHERE id <= 3 ORDER BY id DESC), \
+         ARRAY(SELECT body FROM sized WHERE false)",
+    )
+    .await;
+    assert_eq!(
+        arrays.text()[0],
+        [Some("{3,2,1}".to_owned()), Some("{}".to_owned())]
+    );
+    assert_eq!(arrays.columns[0].type_oid, 1007, "int4[]");
+}
