@@ -1,286 +1,157 @@
-//! A small backtracking matcher for Postgres's `~` operator, enough for the anchored name
-//! patterns psql and drivers send (`^(users)$`, `^pg_`, `[a-z]+`). Supports literals, `.`,
-//! classes `[...]`/`[^...]`, `\d \w \s`, groups, `|`, and the `* + ?` quantifiers.
-//! Backreferences and counted repetition fail with 0A000 rather than matching wrongly.
+//! Postgres regular expressions (`~`, `~*`, `regexp_replace`) on SQLite nodes, with the
+//! `regex` crate. Postgres's advanced regular expressions and Rust's syntax agree on what
+//! clients send (classes, `\d \w \s`, POSIX `[[:alpha:]]`, groups, alternation, counted
+//! repetition, non-greedy quantifiers); the word boundaries `\y \Y \m \M` are mapped to `\b`
+//! and `\B`. Backreferences and lookaround, which Rust's engine does not have, fail with 0A000
+//! rather than matching wrongly; other invalid patterns with 2201B, as in Postgres.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use mycelium_protocol::DbError;
+use regex::{Regex, RegexBuilder};
 
 use crate::errors::unsupported;
 
-#[derive(Debug, Clone)]
-enum Node {
-    Char(char),
-    Any,
-    Class(Vec<(char, char)>, bool),
-    Start,
-    End,
-    Group(Vec<Vec<Node>>),
-    Repeat(Box<Node>, usize, usize),
+/// Compiled patterns kept per thread (each SQLite connection runs on its own worker thread).
+const CACHED: usize = 256;
+
+thread_local! {
+    static COMPILED: RefCell<HashMap<(String, bool), Regex>> = RefCell::new(HashMap::new());
 }
 
-struct Parser<'a> {
-    chars: std::iter::Peekable<std::str::Chars<'a>>,
+/// Whether `text` contains a match of `pattern`.
+pub fn is_match(pattern: &str, text: &str, insensitive: bool) -> Result<bool, DbError> {
+    Ok(compiled(pattern, insensitive)?.is_match(text))
 }
 
-impl Parser<'_> {
-    fn alternation(&mut self) -> Result<Vec<Vec<Node>>, DbError> {
-        let mut branches = vec![self.sequence()?];
-        while self.chars.peek() == Some(&'|') {
-            self.chars.next();
-            branches.push(self.sequence()?);
-        }
-        Ok(branches)
-    }
-
-    fn sequence(&mut self) -> Result<Vec<Node>, DbError> {
-        let mut seq = Vec::new();
-        while let Some(&c) = self.chars.peek() {
-            if c == '|' || c == ')' {
-                break;
-            }
-            self.chars.next();
-            let atom = match c {
-                '.' => Node::Any,
-                '^' => Node::Start,
-                '$' => Node::End,
-                '(' => {
-                    if self.chars.peek() == Some(&'?') {
-                        self.chars.next();
-                        if self.chars.next() != Some(':') {
-                            return Err(unsupported("regular expression lookaround"));
-                        }
-                    }
-                    let group = self.alternation()?;
-                    if self.chars.next() != Some(')') {
-                        return Err(DbError::new(
-                            "2201B",
-                            "invalid regular expression: parentheses () not balanced",
-                        ));
-                    }
-                    Node::Group(group)
-                }
-                '[' => self.class()?,
-                '\\' => self.escape()?,
-                '{' => return Err(unsupported("regular expression counted repetition")),
-                '*' | '+' | '?' => {
-                    return Err(DbError::new(
-                        "2201B",
-                        "invalid regular expression: quantifier operand invalid",
-                    ));
-                }
-                c => Node::Char(c),
-            };
-            let atom = match self.chars.peek() {
-                Some('*') => Node::Repeat(Box::new(atom), 0, usize::MAX),
-                Some('+') => Node::Repeat(Box::new(atom), 1, usize::MAX),
-                Some('?') => Node::Repeat(Box::new(atom), 0, 1),
-                _ => {
-                    seq.push(atom);
-                    continue;
-                }
-            };
-            self.chars.next();
-            // Lazy quantifiers match the same strings for a yes/no answer.
-            if self.chars.peek() == Some(&'?') {
-                self.chars.next();
-            }
-            seq.push(atom);
-        }
-        Ok(seq)
-    }
-
-    fn escape(&mut self) -> Result<Node, DbError> {
-        Ok(match self.chars.next() {
-            Some('d') => Node::Class(vec![('0', '9')], false),
-            Some('D') => Node::Class(vec![('0', '9')], true),
-            Some('w') => Node::Class(vec![('a', 'z'), ('A', 'Z'), ('0', '9'), ('_', '_')], false),
-            Some('W') => Node::Class(vec![('a', 'z'), ('A', 'Z'), ('0', '9'), ('_', '_')], true),
-            Some('s') => Node::Class(vec![(' ', ' '), ('\t', '\r')], false),
-            Some('S') => Node::Class(vec![(' ', ' '), ('\t', '\r')], true),
-            Some(c) if c.is_ascii_digit() => {
-                return Err(unsupported("regular expression backreferences"));
-            }
-            Some(c) => Node::Char(c),
-            None => {
+/// `regexp_replace(source, pattern, replacement [, flags])`: the first match replaced, or
+/// every one with the `g` flag; `i` ignores case. `\1`..`\9` and `\&` in the replacement
+/// are the groups and the whole match.
+pub fn replace(
+    source: &str,
+    pattern: &str,
+    replacement: &str,
+    flags: &str,
+) -> Result<String, DbError> {
+    let mut global = false;
+    let mut insensitive = false;
+    for flag in flags.chars() {
+        match flag {
+            'g' => global = true,
+            'i' => insensitive = true,
+            'c' => insensitive = false,
+            other => {
                 return Err(DbError::new(
-                    "2201B",
-                    "invalid regular expression: invalid escape \\ sequence",
+                    "22023",
+                    format!("invalid regular expression option: \"{other}\""),
                 ));
             }
-        })
-    }
-
-    fn class(&mut self) -> Result<Node, DbError> {
-        let mut ranges = Vec::new();
-        let negated = self.chars.peek() == Some(&'^');
-        if negated {
-            self.chars.next();
         }
-        let mut first = true;
-        loop {
-            let c = self.chars.next().ok_or_else(|| {
-                DbError::new(
-                    "2201B",
-                    "invalid regular expression: brackets [] not balanced",
-                )
-            })?;
-            if c == ']' && !first {
-                break;
-            }
-            first = false;
-            let lo = if c == '\\' {
-                self.chars.next().unwrap_or('\\')
-            } else {
-                c
-            };
-            if self.chars.peek() == Some(&'-') {
-                self.chars.next();
-                match self.chars.next() {
-                    Some(']') => {
-                        ranges.push((lo, lo));
-                        ranges.push(('-', '-'));
-                        break;
-                    }
-                    Some(hi) => ranges.push((lo, hi)),
-                    None => {
-                        return Err(DbError::new(
-                            "2201B",
-                            "invalid regular expression: brackets [] not balanced",
-                        ));
-                    }
-                }
-            } else {
-                ranges.push((lo, lo));
-            }
-        }
-        Ok(Node::Class(ranges, negated))
     }
-}
-
-fn fold(c: char, insensitive: bool) -> char {
-    if insensitive {
-        c.to_lowercase().next().unwrap_or(c)
+    let regex = compiled(pattern, insensitive)?;
+    let replacement = rust_replacement(replacement);
+    Ok(if global {
+        regex.replace_all(source, replacement.as_str()).into_owned()
     } else {
-        c
-    }
+        regex.replace(source, replacement.as_str()).into_owned()
+    })
 }
 
-struct Matcher<'a> {
-    text: &'a [char],
-    insensitive: bool,
-    steps: usize,
-}
-
-const MAX_STEPS: usize = 1_000_000;
-
-impl Matcher<'_> {
-    fn one(&self, node: &Node, at: usize) -> Option<usize> {
-        let c = *self.text.get(at)?;
-        let hit = match node {
-            Node::Char(p) => fold(*p, self.insensitive) == fold(c, self.insensitive),
-            Node::Any => true,
-            Node::Class(ranges, negated) => {
-                let lc = fold(c, self.insensitive);
-                let inside = ranges.iter().any(|(lo, hi)| {
-                    (*lo..=*hi).contains(&c)
-                        || (self.insensitive
-                            && ((*lo..=*hi).contains(&lc)
-                                || (*lo..=*hi).contains(&c.to_ascii_uppercase())))
-                });
-                inside != *negated
-            }
-            _ => false,
-        };
-        hit.then_some(at + 1)
+fn compiled(pattern: &str, insensitive: bool) -> Result<Regex, DbError> {
+    let key = (pattern.to_owned(), insensitive);
+    if let Some(regex) = COMPILED.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(regex);
     }
-
-    /// Calls `k` with every position where `seq` can end when starting at `at`.
-    fn seq(
-        &mut self,
-        seq: &[Node],
-        at: usize,
-        k: &mut dyn FnMut(&mut Self, usize) -> bool,
-    ) -> bool {
-        self.steps += 1;
-        if self.steps > MAX_STEPS {
-            return false;
+    let regex = RegexBuilder::new(&rust_pattern(pattern)?)
+        .case_insensitive(insensitive)
+        .build()
+        .map_err(|e| {
+            DbError::new(
+                "2201B",
+                format!(
+                    "invalid regular expression: {}",
+                    e.to_string().lines().last().unwrap_or("")
+                ),
+            )
+        })?;
+    COMPILED.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= CACHED {
+            cache.clear();
         }
-        let Some((first, rest)) = seq.split_first() else {
-            return k(self, at);
-        };
-        match first {
-            Node::Start => at == 0 && self.seq(rest, at, k),
-            Node::End => at == self.text.len() && self.seq(rest, at, k),
-            Node::Group(branches) => {
-                for branch in branches {
-                    if self.seq(branch, at, &mut |m, end| m.seq(rest, end, k)) {
-                        return true;
-                    }
+        cache.insert(key, regex.clone());
+    });
+    Ok(regex)
+}
+
+/// The pattern in Rust's syntax; what Rust lacks is refused.
+fn rust_pattern(pattern: &str) -> Result<String, DbError> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('y' | 'm' | 'M') => out.push_str("\\b"),
+                Some('Y') => out.push_str("\\B"),
+                Some(d @ '1'..='9') => {
+                    return Err(unsupported(format!(
+                        "regular expression backreference \\{d}"
+                    )));
                 }
-                false
-            }
-            Node::Repeat(node, min, max) => self.repeat(node, *min, *max, rest, at, k),
-            atom => match self.one(atom, at) {
-                Some(next) => self.seq(rest, next, k),
-                None => false,
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push_str("\\\\"),
             },
-        }
-    }
-
-    fn repeat(
-        &mut self,
-        node: &Node,
-        min: usize,
-        max: usize,
-        rest: &[Node],
-        at: usize,
-        k: &mut dyn FnMut(&mut Self, usize) -> bool,
-    ) -> bool {
-        // Greedy: try one more repetition first, then the rest.
-        if max > 0 {
-            let single = std::slice::from_ref(node);
-            let more = self.seq(single, at, &mut |m, end| {
-                end > at && m.repeat(node, min.saturating_sub(1), max - 1, rest, end, k)
-            });
-            if more {
-                return true;
+            '(' if chars.peek() == Some(&'?') => {
+                let mut lookahead = chars.clone();
+                lookahead.next();
+                match lookahead.next() {
+                    Some('=' | '!' | '<') => {
+                        return Err(unsupported("regular expression lookaround"));
+                    }
+                    _ => out.push('('),
+                }
             }
+            other => out.push(other),
         }
-        min == 0 && self.seq(rest, at, k)
     }
+    Ok(out)
 }
 
-/// Whether `text` contains a match of the POSIX-style `pattern`.
-pub fn is_match(pattern: &str, text: &str, insensitive: bool) -> Result<bool, DbError> {
-    let mut parser = Parser {
-        chars: pattern.chars().peekable(),
-    };
-    let branches = parser.alternation()?;
-    if parser.chars.next().is_some() {
-        return Err(DbError::new(
-            "2201B",
-            "invalid regular expression: parentheses () not balanced",
-        ));
-    }
-    let program = vec![Node::Group(branches)];
-    let chars: Vec<char> = text.chars().collect();
-    let mut m = Matcher {
-        text: &chars,
-        insensitive,
-        steps: 0,
-    };
-    for start in 0..=chars.len() {
-        if m.seq(&program, start, &mut |_, _| true) {
-            return Ok(true);
+/// A Postgres replacement string in Rust's syntax: `\N` → `${N}`, `\&` → `${0}`, `\\` → `\`,
+/// and `$` taken literally.
+fn rust_replacement(replacement: &str) -> String {
+    let mut out = String::with_capacity(replacement.len());
+    let mut chars = replacement.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(d @ '0'..='9') => {
+                    out.push_str("${");
+                    out.push(d);
+                    out.push('}');
+                }
+                Some('&') => out.push_str("${0}"),
+                Some('\\') | None => out.push('\\'),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+            },
+            '$' => out.push_str("$$"),
+            other => out.push(other),
         }
     }
-    Ok(false)
+    out
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::is_match;
+    use super::{is_match, replace};
 
     #[test]
     fn matches_psql_patterns() {
@@ -293,8 +164,33 @@ mod tests {
         assert!(!m("^[^a-c]+$", "abd"));
         assert!(m("colou?r", "the color"));
         assert!(m("\\d+", "abc123"));
+        assert!(m("^[[:alpha:]]{3}$", "abc"));
+        assert!(m("\\yword\\y", "a word here"));
         assert!(is_match("^ABC$", "abc", true).unwrap());
         assert!(!m("^$", "x"));
         assert!(m("^$", ""));
+    }
+
+    #[test]
+    fn replaces_as_postgres() {
+        // Each expected value is PostgreSQL 15's answer.
+        let r = |s: &str, p: &str, rep: &str, f: &str| replace(s, p, rep, f).unwrap();
+        assert_eq!(r("a1b22c", "[0-9]+", "#", "g"), "a#b#c");
+        assert_eq!(r("a1b22c", "[0-9]+", "#", ""), "a#b22c");
+        assert_eq!(
+            r("John Smith", "(\\w+) (\\w+)", "\\2, \\1", ""),
+            "Smith, John"
+        );
+        assert_eq!(r("abc", "b", "[\\&]", ""), "a[b]c");
+        assert_eq!(r("ABC", "b", "x", "gi"), "AxC");
+        assert_eq!(r("cost", "o", "$1", ""), "c$1st");
+    }
+
+    #[test]
+    fn what_rust_lacks_is_refused() {
+        assert_eq!(is_match("(a)\\1", "aa", false).unwrap_err().code, "0A000");
+        assert_eq!(is_match("a(?=b)", "ab", false).unwrap_err().code, "0A000");
+        assert_eq!(is_match("(a", "a", false).unwrap_err().code, "2201B");
+        assert_eq!(replace("a", "a", "b", "z").unwrap_err().code, "22023");
     }
 }

@@ -351,6 +351,23 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
         };
         Ok(Some(like(&value, &pattern, escape, insensitive)))
     })?;
+    for arity in [3, 4] {
+        conn.create_scalar_function("regexp_replace", arity, DET, |ctx| {
+            let (Some(source), Some(pattern), Some(replacement)) =
+                (text_arg(ctx, 0)?, text_arg(ctx, 1)?, text_arg(ctx, 2)?)
+            else {
+                return Ok(None);
+            };
+            let flags = if ctx.len() > 3 {
+                text_arg(ctx, 3)?.unwrap_or_default()
+            } else {
+                String::new()
+            };
+            crate::regex::replace(&source, &pattern, &replacement, &flags)
+                .map(Some)
+                .map_err(fail)
+        })?;
+    }
     conn.create_scalar_function("__pg_regex_match", 3, DET, |ctx| {
         let (Some(value), Some(pattern)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
             return Ok(None);

@@ -307,7 +307,6 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                 | "unnest"
                 | "generate_series"
                 | "array_length"
-                | "regexp_replace"
                 | "regexp_matches"
                 | "to_char"
                 | "to_timestamp"

@@ -360,6 +360,7 @@ impl Inferer<'_> {
             | "ltrim"
             | "rtrim"
             | "replace"
+            | "regexp_replace"
             | "substr"
             | "substring"
             | "concat"

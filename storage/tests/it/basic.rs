@@ -519,3 +519,30 @@ async fn window_functions_answer_as_postgres() {
     let error = err(&mut s, "SELECT string_agg(region, ',') OVER () FROM sales").await;
     assert_eq!(error.code, "0A000", "{error:?}");
 }
+
+/// `regexp_replace` and the `~` operators through SQL, with PostgreSQL 15's answers.
+#[tokio::test]
+async fn regular_expressions_answer_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    let out = ok(
+        &mut s,
+        "SELECT regexp_replace('a1b22c', '[0-9]+', '#', 'g'), \
+         regexp_replace('John Smith', '(\\w+) (\\w+)', '\\2, \\1'), \
+         'Users' ~* '^users$', 'x9' !~ '^[a-z]+$', regexp_replace(NULL, 'a', 'b')",
+    )
+    .await;
+    assert_eq!(
+        out.text()[0],
+        [
+            Some("a#b#c".to_owned()),
+            Some("Smith, John".to_owned()),
+            Some("t".to_owned()),
+            Some("t".to_owned()),
+            None,
+        ]
+    );
+    assert_eq!(out.columns[0].type_oid, 25);
+    let error = err(&mut s, "SELECT 'a' ~ '(a'").await;
+    assert_eq!(error.code, "2201B", "{error:?}");
+}
