@@ -17,6 +17,7 @@ use rusqlite::types::{Value, ValueRef};
 use crate::catalog::Schema;
 
 pub(crate) mod array;
+mod dates;
 mod json;
 mod math_text;
 pub(crate) mod numeric;
@@ -500,6 +501,19 @@ pub(crate) fn type_name(oid: u32) -> String {
     }
 }
 
+/// A date or timestamp argument; 22007 for text that is neither.
+fn time_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<NaiveDateTime>> {
+    let Some(text) = ctx.get::<Option<String>>(i)? else {
+        return Ok(None);
+    };
+    time::parse_datetime(&text).map(Some).ok_or_else(|| {
+        fail(DbError::new(
+            "22007",
+            format!("invalid input syntax for type timestamp: \"{text}\""),
+        ))
+    })
+}
+
 fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {
     let oid: u32 = ctx.get(i)?;
     PgType::from_oid(oid)
@@ -525,6 +539,36 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("__pg_ts_diff", 2, DET, |ctx| {
         time::timestamp_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_to_char", 3, DET, |ctx| {
+        let (Some(value), Some(template)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?)
+        else {
+            return Ok(None);
+        };
+        let zoned = type_arg(ctx, 2)? == PgType::Timestamptz;
+        Ok(Some(dates::to_char(value, &template, zoned)))
+    })?;
+    conn.create_scalar_function("__pg_age", 2, DET, |ctx| {
+        let (Some(a), Some(b)) = (time_value(ctx, 0)?, time_value(ctx, 1)?) else {
+            return Ok(None);
+        };
+        Ok(Some(dates::age(a, b).format()))
+    })?;
+    conn.create_scalar_function("make_date", 3, DET, |ctx| {
+        let (Some(y), Some(m), Some(d)) = (
+            ctx.get::<Option<i64>>(0)?,
+            ctx.get::<Option<i64>>(1)?,
+            ctx.get::<Option<i64>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        dates::make_date(y, m, d).map(Some).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_to_timestamp", 1, DET, |ctx| {
+        match ctx.get::<Option<f64>>(0)? {
+            Some(seconds) => dates::to_timestamp(seconds).map(Some).map_err(fail),
+            None => Ok(None),
+        }
     })?;
     conn.create_scalar_function("__pg_date_trunc", 3, DET, |ctx| {
         let field: String = ctx.get(0)?;

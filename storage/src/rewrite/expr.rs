@@ -311,7 +311,6 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                 | "to_char"
                 | "to_timestamp"
                 | "to_date"
-                | "age"
                 | "make_interval" => {
                     return Err(unsupported(format!("function {name}()")));
                 }

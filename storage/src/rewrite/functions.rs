@@ -67,6 +67,38 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid(ty))));
             Some(Ty::of(ty))
         }
+        "to_char" => {
+            // Dates and timestamps; numbers keep the name and are refused.
+            let ty = match types.first().copied().flatten().map(|t| t.ty) {
+                Some(PgType::Date) => PgType::Date,
+                Some(PgType::Timestamp) => PgType::Timestamp,
+                Some(PgType::Timestamptz) => PgType::Timestamptz,
+                _ => return None,
+            };
+            rename(f, "__pg_to_char");
+            args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid(ty))));
+            Some(Ty::of(PgType::Text))
+        }
+        "age" => {
+            let list = args(f)?;
+            if list.len() == 1 {
+                // age(t) is age from today's midnight.
+                list.insert(
+                    0,
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(function_call(
+                        "__pg_current_date",
+                        vec![],
+                    ))),
+                );
+            }
+            rename(f, "__pg_age");
+            Some(Ty::interval())
+        }
+        "to_timestamp" if types.len() == 1 => {
+            rename(f, "__pg_to_timestamp");
+            Some(Ty::of(PgType::Timestamptz))
+        }
+        "make_date" => Some(Ty::of(PgType::Date)),
         "jsonb_build_object" | "json_build_object" => {
             for (i, arg) in args(f)?.iter_mut().enumerate() {
                 if i % 2 == 1 {

@@ -1,0 +1,453 @@
+//! Date and time functions SQLite lacks, as Postgres computes them: `to_char` of dates and
+//! timestamps, `age`, `make_date` and `to_timestamp(seconds)`. Sessions run in UTC, so a
+//! `timestamptz` formats as its UTC clock and `TZ` prints `UTC`.
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
+use mycelium_protocol::DbError;
+
+use super::time::Interval;
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// `to_char(value, template)` for a date or timestamp: Postgres's template patterns (the
+/// common ones: years, months, days, hours, minutes, seconds, fractions, meridiem, quarter,
+/// week of year, zone), the `FM` fill-mode prefix, the `TH`/`th` ordinal suffix, quoted text
+/// and backslash escapes. A pattern this does not know is copied as text, as Postgres copies
+/// what is not a pattern.
+pub fn to_char(t: NaiveDateTime, template: &str, zoned: bool) -> String {
+    let mut out = String::with_capacity(template.len() + 8);
+    let chars: Vec<char> = template.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let rest: String = chars[i..].iter().collect();
+        if chars[i] == '"' {
+            // Quoted text is copied; `\"` inside it is a quote.
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                out.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            out.push(chars[i + 1]);
+            i += 2;
+            continue;
+        }
+        let fill = rest.starts_with("FM");
+        let at = if fill { 2 } else { 0 };
+        let pattern = &rest[at..];
+        match field(t, pattern, fill, zoned) {
+            Some((text, used, number)) => {
+                out.push_str(&text);
+                i += at + used;
+                let after: String = chars[i..].iter().take(2).collect();
+                if let (Some(n), "TH" | "th") = (number, after.as_str()) {
+                    let suffix = ordinal(n);
+                    out.push_str(&if after == "TH" {
+                        suffix.to_ascii_uppercase()
+                    } else {
+                        suffix.to_owned()
+                    });
+                    i += 2;
+                }
+            }
+            None => {
+                out.push(chars[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The text of the pattern at the start of `p`, how many characters it took, and its number
+/// (for a `TH` suffix).
+fn field(
+    t: NaiveDateTime,
+    p: &str,
+    fill: bool,
+    zoned: bool,
+) -> Option<(String, usize, Option<i64>)> {
+    let num = |value: i64, width: usize, used: usize| {
+        let text = if fill {
+            value.to_string()
+        } else {
+            format!("{value:0width$}")
+        };
+        Some((text, used, Some(value)))
+    };
+    let word = |name: &str, used: usize, case: Case| {
+        let text = case.apply(name);
+        // Full names pad to the longest (9 characters) unless in fill mode.
+        let text = if fill || name.len() <= 3 {
+            text
+        } else {
+            format!("{text:<9}")
+        };
+        Some((text, used, None))
+    };
+    let hour12 = match t.hour() % 12 {
+        0 => 12,
+        h => i64::from(h),
+    };
+    let month = MONTHS[t.month0() as usize];
+    let day = DAYS[t.weekday().num_days_from_sunday() as usize];
+    // Numeric patterns take any case (`yyyy`, `hh24`); names keep theirs (`Month`, `MONTH`).
+    let upper = p.get(..5.min(p.len())).unwrap_or(p).to_ascii_uppercase();
+    let starts = |s: &str| upper.starts_with(s);
+    let exact = |s: &str| p.starts_with(s);
+    if starts("HH24") {
+        return num(i64::from(t.hour()), 2, 4);
+    }
+    if starts("HH12") {
+        return num(hour12, 2, 4);
+    }
+    if starts("HH") {
+        return num(hour12, 2, 2);
+    }
+    if starts("MI") {
+        return num(i64::from(t.minute()), 2, 2);
+    }
+    if starts("SSSSS") || starts("SSSS") {
+        let used = if starts("SSSSS") { 5 } else { 4 };
+        return num(i64::from(t.num_seconds_from_midnight()), 0, used);
+    }
+    if starts("SS") {
+        return num(i64::from(t.second()), 2, 2);
+    }
+    if starts("MS") {
+        return num(i64::from(t.nanosecond() / 1_000_000), 3, 2);
+    }
+    if starts("US") {
+        return num(i64::from(t.nanosecond() / 1_000), 6, 2);
+    }
+    for (pattern, upper) in [("AM", true), ("PM", true), ("am", false), ("pm", false)] {
+        if exact(pattern) {
+            let text = if t.hour() < 12 { "am" } else { "pm" };
+            let text = if upper {
+                text.to_ascii_uppercase()
+            } else {
+                text.to_owned()
+            };
+            return Some((text, 2, None));
+        }
+    }
+    for (pattern, upper) in [
+        ("A.M.", true),
+        ("P.M.", true),
+        ("a.m.", false),
+        ("p.m.", false),
+    ] {
+        if exact(pattern) {
+            let text = if t.hour() < 12 { "a.m." } else { "p.m." };
+            let text = if upper {
+                text.to_ascii_uppercase()
+            } else {
+                text.to_owned()
+            };
+            return Some((text, 4, None));
+        }
+    }
+    if starts("YYYY") {
+        return num(i64::from(t.year()), 4, 4);
+    }
+    if starts("YYY") {
+        return num(i64::from(t.year()).rem_euclid(1000), 3, 3);
+    }
+    if starts("YY") {
+        return num(i64::from(t.year()).rem_euclid(100), 2, 2);
+    }
+    if starts("IYYY") {
+        return num(i64::from(t.iso_week().year()), 4, 4);
+    }
+    if starts("IW") {
+        return num(i64::from(t.iso_week().week()), 2, 2);
+    }
+    if starts("ID") {
+        return num(i64::from(t.weekday().number_from_monday()), 1, 2);
+    }
+    for (pattern, case) in [
+        ("MONTH", Case::Upper),
+        ("Month", Case::Title),
+        ("month", Case::Lower),
+    ] {
+        if exact(pattern) {
+            return word(month, 5, case);
+        }
+    }
+    for (pattern, case) in [
+        ("MON", Case::Upper),
+        ("Mon", Case::Title),
+        ("mon", Case::Lower),
+    ] {
+        if exact(pattern) {
+            return word(&month[..3], 3, case);
+        }
+    }
+    if starts("MM") {
+        return num(i64::from(t.month()), 2, 2);
+    }
+    for (pattern, case) in [
+        ("DAY", Case::Upper),
+        ("Day", Case::Title),
+        ("day", Case::Lower),
+    ] {
+        if exact(pattern) {
+            return word(day, 3, case);
+        }
+    }
+    for (pattern, case) in [
+        ("DY", Case::Upper),
+        ("Dy", Case::Title),
+        ("dy", Case::Lower),
+    ] {
+        if exact(pattern) {
+            return word(&day[..3], 2, case);
+        }
+    }
+    if starts("DDD") {
+        return num(i64::from(t.ordinal()), 3, 3);
+    }
+    if starts("DD") {
+        return num(i64::from(t.day()), 2, 2);
+    }
+    if starts("D") {
+        return num(i64::from(t.weekday().num_days_from_sunday() + 1), 1, 1);
+    }
+    if starts("WW") {
+        return num(i64::from((t.ordinal() - 1) / 7 + 1), 2, 2);
+    }
+    if starts("Q") {
+        return num(i64::from(t.month0() / 3 + 1), 1, 1);
+    }
+    if starts("CC") {
+        let year = i64::from(t.year());
+        return num(
+            if year > 0 {
+                (year + 99) / 100
+            } else {
+                -((99 - year) / 100)
+            },
+            2,
+            2,
+        );
+    }
+    if starts("J") {
+        let julian = t.date().num_days_from_ce() + 1_721_425;
+        return num(i64::from(julian), 0, 1);
+    }
+    if exact("TZ") || exact("tz") {
+        let text = if zoned { "UTC" } else { "" };
+        let text = if exact("tz") {
+            text.to_ascii_lowercase()
+        } else {
+            text.to_owned()
+        };
+        return Some((text, 2, None));
+    }
+    if starts("OF") {
+        return Some((if zoned { "+00" } else { "" }.to_owned(), 2, None));
+    }
+    None
+}
+
+#[derive(Clone, Copy)]
+enum Case {
+    Upper,
+    Title,
+    Lower,
+}
+
+impl Case {
+    fn apply(self, name: &str) -> String {
+        match self {
+            Case::Upper => name.to_ascii_uppercase(),
+            Case::Title => name.to_owned(),
+            Case::Lower => name.to_ascii_lowercase(),
+        }
+    }
+}
+
+fn ordinal(n: i64) -> &'static str {
+    match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    }
+}
+
+/// `age(a, b)`: `a - b` in years, months and days, field by field with borrows, as
+/// Postgres's `timestamp_age` computes it (the days borrowed are those of the month of the
+/// earlier operand).
+pub fn age(a: NaiveDateTime, b: NaiveDateTime) -> Interval {
+    let negative = a < b;
+    let (hi, lo) = if negative { (b, a) } else { (a, b) };
+    let mut micros = i64::from(hi.nanosecond() / 1000) - i64::from(lo.nanosecond() / 1000);
+    let mut sec = i64::from(hi.second()) - i64::from(lo.second());
+    let mut min = i64::from(hi.minute()) - i64::from(lo.minute());
+    let mut hour = i64::from(hi.hour()) - i64::from(lo.hour());
+    let mut mday = i64::from(hi.day()) - i64::from(lo.day());
+    let mut mon = i64::from(hi.month()) - i64::from(lo.month());
+    let mut year = i64::from(hi.year()) - i64::from(lo.year());
+    while micros < 0 {
+        micros += 1_000_000;
+        sec -= 1;
+    }
+    while sec < 0 {
+        sec += 60;
+        min -= 1;
+    }
+    while min < 0 {
+        min += 60;
+        hour -= 1;
+    }
+    while hour < 0 {
+        hour += 24;
+        mday -= 1;
+    }
+    while mday < 0 {
+        // Postgres borrows the days of the month of the operand it subtracted from when
+        // the result is negative, else of the one it subtracted.
+        let from = if negative { a } else { b };
+        mday += days_in_month(from.year(), from.month());
+        mon -= 1;
+    }
+    while mon < 0 {
+        mon += 12;
+        year -= 1;
+    }
+    let interval = Interval {
+        months: year * 12 + mon,
+        days: mday,
+        micros: ((hour * 60 + min) * 60 + sec) * 1_000_000 + micros,
+    };
+    if negative {
+        interval.negate()
+    } else {
+        interval
+    }
+}
+
+fn days_in_month(year: i32, month: u32) -> i64 {
+    let next = if month == 12 {
+        NaiveDate::from_ymd_opt(year + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(year, month + 1, 1)
+    };
+    match (next, NaiveDate::from_ymd_opt(year, month, 1)) {
+        (Some(next), Some(first)) => (next - first).num_days(),
+        _ => 30,
+    }
+}
+
+/// `make_date(year, month, day)`, with Postgres's errors.
+pub fn make_date(year: i64, month: i64, day: i64) -> Result<String, DbError> {
+    let date = i32::try_from(year)
+        .ok()
+        .filter(|y| *y != 0)
+        .zip(u32::try_from(month).ok().zip(u32::try_from(day).ok()))
+        .and_then(|(y, (m, d))| NaiveDate::from_ymd_opt(if y < 0 { y + 1 } else { y }, m, d));
+    match date {
+        Some(date) => Ok(date.format("%Y-%m-%d").to_string()),
+        None => Err(DbError::new(
+            "22008",
+            format!("date field value out of range: {year}-{month:02}-{day:02}"),
+        )),
+    }
+}
+
+/// `to_timestamp(seconds since 1970-01-01 UTC)`.
+pub fn to_timestamp(seconds: f64) -> Result<String, DbError> {
+    let micros = (seconds * 1e6).round();
+    if !micros.is_finite() || micros.abs() > 9.2e18 {
+        return Err(DbError::new("22008", "timestamp out of range"));
+    }
+    DateTime::from_timestamp_micros(micros as i64)
+        .map(super::format_timestamptz)
+        .ok_or_else(|| DbError::new("22008", "timestamp out of range"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> NaiveDateTime {
+        super::super::time::parse_datetime(text).unwrap()
+    }
+
+    #[test]
+    fn to_char_prints_as_postgres() {
+        // Each expected value is PostgreSQL 15's answer.
+        let t = at("2024-03-05 14:07:09.123456");
+        for (template, want) in [
+            ("YYYY-MM-DD HH24:MI:SS", "2024-03-05 14:07:09"),
+            ("DD Mon YYYY", "05 Mar 2024"),
+            ("FMDD FMMonth YYYY", "5 March 2024"),
+            ("Month", "March    "),
+            ("Day, DDth \"of\" MONTH", "Tuesday  , 05th of MARCH    "),
+            ("HH12:MI AM", "02:07 PM"),
+            ("MS US", "123 123456"),
+            ("Q IW DDD D", "1 10 065 3"),
+            ("dy mon yy", "tue mar 24"),
+            ("FMDDth", "5th"),
+        ] {
+            assert_eq!(to_char(t, template, false), want, "{template}");
+        }
+        assert_eq!(to_char(t, "HH24:MI TZ", true), "14:07 UTC");
+    }
+
+    #[test]
+    fn age_borrows_as_postgres() {
+        let cases = [
+            ("2024-03-15", "2024-01-01", "2 mons 14 days"),
+            ("2024-03-01", "2024-01-31", "1 mon 1 day"),
+            ("2024-01-01", "2024-03-15", "-2 mons -14 days"),
+            (
+                "2024-03-15 10:00",
+                "2023-03-15 12:30",
+                "11 mons 30 days 21:30:00",
+            ),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(age(at(a), at(b)).format(), want, "age({a}, {b})");
+        }
+    }
+
+    #[test]
+    fn make_date_and_to_timestamp() {
+        assert_eq!(make_date(2024, 2, 29).unwrap(), "2024-02-29");
+        assert_eq!(make_date(2023, 2, 29).unwrap_err().code, "22008");
+        assert_eq!(to_timestamp(0.0).unwrap(), "1970-01-01 00:00:00+00");
+        assert_eq!(to_timestamp(1.5).unwrap(), "1970-01-01 00:00:01.5+00");
+    }
+}
