@@ -58,3 +58,18 @@ pub static PLAN_CACHE: LazyLock<IntCounterVec> = metric!(register_int_counter_ve
     "Plan cache lookups, by result (hit or miss)",
     &["result"]
 ));
+
+pub static SEQUENCE_VALUES: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
+    "mycelium_sequence_values_total",
+    "Values the proxy gave serial and identity columns of sharded tables, by where they came \
+     from (block: this proxy's block of a counter; transaction: drawn inside the client's \
+     transaction)",
+    &["source"]
+));
+
+pub static SEQUENCE_RESERVATIONS: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
+    "mycelium_sequence_reservations_total",
+    "Moves of a sequence counter on its home node, by kind (advance: values taken; restamp: \
+     moved past the table's largest value first, for a new counter or a new home)",
+    &["kind"]
+));

@@ -29,6 +29,7 @@ use mycelium_router::{ColumnFill, PolicySource, defaulted_rows, insert_values_ta
 use crate::cluster::Cluster;
 use crate::error::{ProxyError, sql_error};
 use crate::execute::quote_ident;
+use crate::metrics;
 use crate::policy_store::{run, text_params};
 
 /// Values a proxy draws from a counter at once.
@@ -158,6 +159,9 @@ impl Sequences {
             while values.len() < count {
                 let left = (count - values.len()) as i64;
                 if let Some(range) = self.take(&key, home, left) {
+                    metrics::SEQUENCE_VALUES
+                        .with_label_values(&["block"])
+                        .inc_by(range.end.abs_diff(range.start));
                     values.extend(range);
                     continue;
                 }
@@ -165,6 +169,9 @@ impl Sequences {
                     Some(session) => {
                         let (start, end) =
                             reserve(cluster, session, home, &key.0, &key.1, left).await?;
+                        metrics::SEQUENCE_VALUES
+                            .with_label_values(&["transaction"])
+                            .inc_by(end.abs_diff(start));
                         values.extend(start..end);
                     }
                     None => {
@@ -319,6 +326,9 @@ async fn reserve(
         match run(session, text_params(&advance, &names)).await {
             Ok(rows) => {
                 if let Some(end) = first_number(&rows) {
+                    metrics::SEQUENCE_RESERVATIONS
+                        .with_label_values(&["advance"])
+                        .inc();
                     return Ok((end - count, end));
                 }
             }
@@ -353,6 +363,9 @@ async fn reserve(
             }
         };
         if let Some(end) = first_number(&written) {
+            metrics::SEQUENCE_RESERVATIONS
+                .with_label_values(&["restamp"])
+                .inc();
             return Ok((end - count, end));
         }
         // Another proxy changed the counter in between: start over from its new state.
