@@ -40,7 +40,8 @@
 //! `cume_dist`, `ntile`), offsets (`lag`, `lead`, `first_value`, `last_value`, `nth_value`) and
 //! `count`/`sum`/`min`/`max`/`avg`, array columns and multidimensional arrays, date arithmetic
 //! beyond adding or subtracting intervals and days (`interval * n`, `make_interval`),
-//! `to_char` of numbers, `to_timestamp`/`to_date` with a template, `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
+//! `to_char` of numbers, `to_timestamp`/`to_date` with a template, `regexp_matches`,
+//! `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
 //! `generate_series`, `DELETE ... USING`,
 //! `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
 //! generated/identity columns, `ALTER COLUMN`, adding CHECK constraints to existing tables.

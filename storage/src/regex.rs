@@ -58,6 +58,20 @@ pub fn replace(
     })
 }
 
+/// `substring(text from pattern)`: the part matching the first parenthesized group, or the
+/// whole match when there is none; `None` without a match.
+pub fn substring(text: &str, pattern: &str) -> Result<Option<String>, DbError> {
+    let regex = compiled(pattern, false)?;
+    Ok(regex.captures(text).and_then(|captures| {
+        let part = if regex.captures_len() > 1 {
+            captures.get(1)
+        } else {
+            captures.get(0)
+        };
+        part.map(|m| m.as_str().to_owned())
+    }))
+}
+
 fn compiled(pattern: &str, insensitive: bool) -> Result<Regex, DbError> {
     let key = (pattern.to_owned(), insensitive);
     if let Some(regex) = COMPILED.with(|c| c.borrow().get(&key).cloned()) {
@@ -184,6 +198,14 @@ mod tests {
         assert_eq!(r("abc", "b", "[\\&]", ""), "a[b]c");
         assert_eq!(r("ABC", "b", "x", "gi"), "AxC");
         assert_eq!(r("cost", "o", "$1", ""), "c$1st");
+    }
+
+    #[test]
+    fn substring_takes_the_first_group() {
+        let sub = |t: &str, p: &str| super::substring(t, p).unwrap();
+        assert_eq!(sub("abc123def", "[0-9]+").as_deref(), Some("123"));
+        assert_eq!(sub("key=value", "=(.*)$").as_deref(), Some("value"));
+        assert_eq!(sub("abc", "[0-9]+"), None);
     }
 
     #[test]

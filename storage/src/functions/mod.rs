@@ -369,6 +369,12 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
                 .map_err(fail)
         })?;
     }
+    conn.create_scalar_function("__pg_substring_regex", 2, DET, |ctx| {
+        let (Some(text), Some(pattern)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
+            return Ok(None);
+        };
+        crate::regex::substring(&text, &pattern).map_err(fail)
+    })?;
     conn.create_scalar_function("__pg_regex_match", 3, DET, |ctx| {
         let (Some(value), Some(pattern)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {
             return Ok(None);

@@ -873,6 +873,19 @@ impl<'s> Inferer<'s> {
                 ..
             } => {
                 self.expr(e, Some(Ty::of(PgType::Text)))?;
+                // `substring(x from 'pattern')`: a quoted literal is text to Postgres, so a
+                // pattern (even '3'), not a position.
+                let pattern = substring_for.is_none()
+                    && substring_from.as_deref().and_then(string_literal).is_some();
+                if pattern {
+                    let text = std::mem::replace(e.as_mut(), Expr::Value(Value::Null.into()));
+                    let from = substring_from
+                        .take()
+                        .map(|f| *f)
+                        .unwrap_or(Expr::Value(Value::Null.into()));
+                    *expr = function_call("__pg_substring_regex", vec![text, from]);
+                    return Ok(Some(Ty::of(PgType::Text)));
+                }
                 for part in [substring_from, substring_for].into_iter().flatten() {
                     self.expr(part, Some(Ty::of(PgType::Int4)))?;
                 }

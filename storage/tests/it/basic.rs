@@ -584,3 +584,26 @@ async fn date_functions_answer_as_postgres() {
     let error = err(&mut s, "SELECT to_char(12.5, '999.9')").await;
     assert_eq!(error.code, "0A000", "{error:?}");
 }
+
+/// `substring(x from 'pattern')` is the regular-expression form (PostgreSQL 15's answers).
+#[tokio::test]
+async fn substring_from_a_pattern() {
+    let db = open();
+    let mut s = db.backend.session();
+    let out = ok(
+        &mut s,
+        "SELECT substring('abc123def' from '[0-9]+'), substring('key=value' from '=(.*)$'), \
+         substring('abc' from '[0-9]+'), substring('abcdef' from 2 for 3), substring('abcdef' from '3')",
+    )
+    .await;
+    assert_eq!(
+        out.text()[0],
+        [
+            Some("123".to_owned()),
+            Some("value".to_owned()),
+            None,
+            Some("bcd".to_owned()),
+            None,
+        ]
+    );
+}

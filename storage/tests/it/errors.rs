@@ -69,7 +69,7 @@ async fn errors_carry_postgres_sqlstates() {
         "22P02"
     );
     assert_eq!(
-        err(&mut s, "SELECT row_number() OVER () FROM parent")
+        err(&mut s, "SELECT string_agg(email, ',') OVER () FROM parent")
             .await
             .code,
         "0A000"
