@@ -214,10 +214,14 @@ impl Session {
         Ok(self
             .generated_columns(&table)
             .await?
-            .iter()
-            .filter(|g| !columns.contains(&g.column))
-            .cloned()
-            .collect())
+            .map(|generated| {
+                generated
+                    .iter()
+                    .filter(|g| !columns.contains(&g.column))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Appends to each row the values of the `missing` generated columns.

@@ -1069,14 +1069,16 @@ impl Session {
         let need = match known {
             Some(need) => need,
             None => {
-                let need = match sharded_insert_table(cluster, &request.sql) {
-                    None => None,
-                    Some(table) => {
-                        let generated = self.generated_columns(&table).await?;
-                        need_of(&request.sql, &table, &generated)?
-                    }
+                let (need, known) = match sharded_insert_table(cluster, &request.sql) {
+                    None => (None, true),
+                    Some(table) => match self.generated_columns(&table).await? {
+                        Some(generated) => (need_of(&request.sql, &table, &generated)?, true),
+                        // The node lacks the table: the statement fails there or finds it
+                        // later; nothing learned.
+                        None => (None, false),
+                    },
                 };
-                if !self.ran_ddl {
+                if known && !self.ran_ddl {
                     cluster.sequences.remember(&request.sql, need.clone());
                 }
                 need
@@ -1122,11 +1124,12 @@ impl Session {
     }
 
     /// The serial and identity columns of `table` if it is sharded: as the client's
-    /// transaction sees them when it changed the schema (the table may be new in it).
+    /// transaction sees them when it changed the schema (the table may be new in it); `None`
+    /// when the node asked does not have the table.
     pub(crate) async fn generated_columns(
         &mut self,
         table: &str,
-    ) -> Result<Arc<Vec<crate::sequences::Generated>>, ProxyError> {
+    ) -> Result<Option<Arc<Vec<crate::sequences::Generated>>>, ProxyError> {
         use crate::sequences::{columns_query, describing_node, generated_from};
         let proxy = self.proxy.clone();
         let cluster = &proxy.cluster;
@@ -1137,7 +1140,7 @@ impl Session {
         self.ensure_node_transaction(node).await?;
         let session = self.node(node).await?;
         let rows = crate::policy_store::run(session.as_mut(), columns_query(table)).await?;
-        Ok(Arc::new(generated_from(rows)))
+        Ok(generated_from(rows).map(Arc::new))
     }
 
     async fn run_target(

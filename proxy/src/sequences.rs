@@ -43,9 +43,10 @@ pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS __mycelium_counters 
      stamp text NOT NULL, PRIMARY KEY (table_name, column_name))";
 const SELECT: &str = "SELECT next_value, stamp FROM __mycelium_counters \
      WHERE table_name = $1 AND column_name = $2";
-const COLUMNS: &str = "SELECT column_name, is_identity FROM information_schema.columns \
-     WHERE table_schema = current_schema() AND table_name = $1 \
-     AND (column_default LIKE 'nextval(%' OR is_identity = 'YES') ORDER BY ordinal_position";
+const COLUMNS: &str = "SELECT column_name, is_identity, \
+     CASE WHEN column_default LIKE 'nextval(%' THEN 'serial' ELSE '' END \
+     FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
 
 /// A serial or identity column.
 #[derive(Debug, Clone)]
@@ -123,20 +124,25 @@ impl Sequences {
         self.needs.insert(sql.clone(), need);
     }
 
-    /// The generated columns of `table` as the primary of its first shard reports them.
+    /// The generated columns of `table` as the primary of its first shard reports them;
+    /// `None` when that node does not have the table (not yet, or no more): nothing is kept
+    /// then.
     pub(crate) async fn generated_columns(
         &self,
         cluster: &Cluster,
         table: &str,
-    ) -> Result<Arc<Vec<Generated>>, ProxyError> {
+    ) -> Result<Option<Arc<Vec<Generated>>>, ProxyError> {
         if let Some(known) = self.columns.get(table) {
-            return Ok(known.clone());
+            return Ok(Some(known.clone()));
         }
         let mut session = open(cluster, describing_node(cluster, table)?).await?;
         let rows = run(session.as_mut(), columns_query(table)).await?;
-        let generated = Arc::new(generated_from(rows));
+        let Some(generated) = generated_from(rows) else {
+            return Ok(None);
+        };
+        let generated = Arc::new(generated);
         self.columns.insert(table.to_owned(), generated.clone());
-        Ok(generated)
+        Ok(Some(generated))
     }
 
     /// Values for every row of `need`: from this proxy's blocks, and when they run out from
@@ -293,17 +299,26 @@ pub(crate) fn columns_query(table: &str) -> Execute {
     text_params(COLUMNS, &[table])
 }
 
-/// The generated columns in the answer to [`columns_query`].
-pub(crate) fn generated_from(rows: Vec<Vec<Option<String>>>) -> Vec<Generated> {
-    rows.into_iter()
-        .filter_map(|row| match row.as_slice() {
-            [Some(column), identity] => Some(Generated {
-                column: column.clone(),
-                identity: identity.as_deref() == Some("YES"),
-            }),
-            _ => None,
-        })
-        .collect()
+/// The generated columns in the answer to [`columns_query`]; `None` when it listed no
+/// column at all (the node has no such table).
+pub(crate) fn generated_from(rows: Vec<Vec<Option<String>>>) -> Option<Vec<Generated>> {
+    if rows.is_empty() {
+        return None;
+    }
+    Some(
+        rows.into_iter()
+            .filter_map(|row| match row.as_slice() {
+                [Some(column), identity, serial] => {
+                    let identity = identity.as_deref() == Some("YES");
+                    (identity || serial.as_deref() == Some("serial")).then(|| Generated {
+                        column: column.clone(),
+                        identity,
+                    })
+                }
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// Moves the counter of `table.column` at `home` on by `count` and returns the values it

@@ -38,9 +38,8 @@
 //! **Not supported** (SQLSTATE 0A000 naming the construct, never a different answer):
 //! window functions other than ranking (`row_number`, `rank`, `dense_rank`, `percent_rank`,
 //! `cume_dist`, `ntile`), offsets (`lag`, `lead`, `first_value`, `last_value`, `nth_value`) and
-//! `count`/`sum`/`min`/`max`/`avg`, array columns and multidimensional arrays, date arithmetic
-//! beyond adding or subtracting intervals and days (`interval * n`, `make_interval`),
-//! `to_char` of numbers, `to_timestamp`/`to_date` with a template, `regexp_matches`,
+//! `count`/`sum`/`min`/`max`/`avg`, array columns and multidimensional arrays, `to_char` of
+//! numbers, `to_timestamp`/`to_date` with a template, `regexp_matches`,
 //! `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
 //! `generate_series`, `DELETE ... USING`,
 //! `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,

@@ -396,6 +396,73 @@ pub fn to_timestamp(seconds: f64) -> Result<String, DbError> {
         .ok_or_else(|| DbError::new("22008", "timestamp out of range"))
 }
 
+/// What Postgres compares intervals by: months of 30 days, days of 24 hours, in microseconds.
+pub fn interval_span(iv: Interval) -> i128 {
+    (i128::from(iv.months) * 30 + i128::from(iv.days)) * 86_400_000_000 + i128::from(iv.micros)
+}
+
+/// `interval ± interval`, field by field.
+pub fn interval_add(a: Interval, b: Interval, sign: i64) -> Interval {
+    Interval {
+        months: a.months + sign * b.months,
+        days: a.days + sign * b.days,
+        micros: a.micros + sign * b.micros,
+    }
+}
+
+/// `interval * factor` as Postgres's `interval_mul` computes it: fractional months spill into
+/// days (30 a month) and fractional days into time (24 hours a day), rounded to microseconds.
+pub fn interval_mul(span: Interval, factor: f64) -> Result<Interval, DbError> {
+    const DAYS_PER_MONTH: f64 = 30.0;
+    const SECS_PER_DAY: f64 = 86_400.0;
+    if !factor.is_finite() {
+        return Err(DbError::new("22008", "interval out of range"));
+    }
+    let months_f = span.months as f64 * factor;
+    let months = months_f.trunc();
+    let month_remainder_days = (months_f - months) * DAYS_PER_MONTH;
+    let days_f = span.days as f64 * factor;
+    let mut days = days_f.trunc();
+    let mut sec_remainder =
+        (days_f - days + month_remainder_days - month_remainder_days.trunc()) * SECS_PER_DAY;
+    sec_remainder = (sec_remainder * 1e6).round() / 1e6;
+    if sec_remainder.abs() >= SECS_PER_DAY {
+        let whole = (sec_remainder / SECS_PER_DAY).trunc();
+        days += whole;
+        sec_remainder -= whole * SECS_PER_DAY;
+    }
+    days += month_remainder_days.trunc();
+    let micros = (span.micros as f64 * factor + sec_remainder * 1e6).round();
+    if months.abs() > i32::MAX as f64 || days.abs() > i32::MAX as f64 || micros.abs() > 9.2e18 {
+        return Err(DbError::new("22008", "interval out of range"));
+    }
+    Ok(Interval {
+        months: months as i64,
+        days: days as i64,
+        micros: micros as i64,
+    })
+}
+
+/// `make_interval(years, months, weeks, days, hours, mins, secs)`.
+pub fn make_interval(fields: [f64; 7]) -> Result<Interval, DbError> {
+    let [years, months, weeks, days, hours, mins, secs] = fields;
+    if fields[..6].iter().any(|f| f.fract() != 0.0) {
+        return Err(DbError::new(
+            "22023",
+            "make_interval takes whole numbers but for seconds",
+        ));
+    }
+    let micros = ((hours * 3600.0 + mins * 60.0 + secs) * 1e6).round();
+    if !micros.is_finite() || micros.abs() > 9.2e18 {
+        return Err(DbError::new("22008", "interval out of range"));
+    }
+    Ok(Interval {
+        months: (years * 12.0 + months) as i64,
+        days: (weeks * 7.0 + days) as i64,
+        micros: micros as i64,
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -441,6 +508,35 @@ mod tests {
         for (a, b, want) in cases {
             assert_eq!(age(at(a), at(b)).format(), want, "age({a}, {b})");
         }
+    }
+
+    #[test]
+    fn interval_arithmetic_as_postgres() {
+        let iv = |t: &str| super::super::time::parse_interval(t).unwrap();
+        // Each expected value is PostgreSQL 15's answer.
+        for (text, factor, want) in [
+            ("1 day", 3.0, "3 days"),
+            ("1 mon 1 day 01:00:00", 1.5, "1 mon 16 days 13:30:00"),
+            ("2 hours", 0.5, "01:00:00"),
+            ("1 day", -2.0, "-2 days"),
+            ("3 days", 1.0 / 3.0, "1 day"),
+        ] {
+            assert_eq!(
+                interval_mul(iv(text), factor).unwrap().format(),
+                want,
+                "{text} * {factor}"
+            );
+        }
+        assert_eq!(
+            interval_add(iv("1 day"), iv("2 hours"), -1).format(),
+            "1 day -02:00:00"
+        );
+        assert_eq!(
+            make_interval([1.0, 2.0, 1.0, 3.0, 4.0, 5.0, 6.5])
+                .unwrap()
+                .format(),
+            "1 year 2 mons 10 days 04:05:06.5"
+        );
     }
 
     #[test]

@@ -507,6 +507,14 @@ pub(crate) fn type_name(oid: u32) -> String {
     }
 }
 
+/// An interval argument (its text form).
+fn interval_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<time::Interval>> {
+    match ctx.get::<Option<String>>(i)? {
+        Some(text) => time::parse_interval(&text).map(Some).map_err(fail),
+        None => Ok(None),
+    }
+}
+
 /// A date or timestamp argument; 22007 for text that is neither.
 fn time_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<NaiveDateTime>> {
     let Some(text) = ctx.get::<Option<String>>(i)? else {
@@ -545,6 +553,54 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("__pg_ts_diff", 2, DET, |ctx| {
         time::timestamp_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_interval_add", 3, DET, |ctx| {
+        let (Some(a), Some(b)) = (interval_value(ctx, 0)?, interval_value(ctx, 1)?) else {
+            return Ok(None);
+        };
+        let sign: i64 = ctx.get(2)?;
+        Ok(Some(dates::interval_add(a, b, sign).format()))
+    })?;
+    conn.create_scalar_function("__pg_interval_cmp", 2, DET, |ctx| {
+        let (Some(a), Some(b)) = (interval_value(ctx, 0)?, interval_value(ctx, 1)?) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            dates::interval_span(a).cmp(&dates::interval_span(b)) as i64
+        ))
+    })?;
+    conn.create_scalar_function("__pg_interval_mul", 2, DET, |ctx| {
+        let (Some(span), Some(factor)) = (interval_value(ctx, 0)?, ctx.get::<Option<f64>>(1)?)
+        else {
+            return Ok(None);
+        };
+        dates::interval_mul(span, factor)
+            .map(|iv| Some(iv.format()))
+            .map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_interval_div", 2, DET, |ctx| {
+        let (Some(span), Some(divisor)) = (interval_value(ctx, 0)?, ctx.get::<Option<f64>>(1)?)
+        else {
+            return Ok(None);
+        };
+        if divisor == 0.0 {
+            return Err(fail(DbError::new("22012", "division by zero")));
+        }
+        dates::interval_mul(span, 1.0 / divisor)
+            .map(|iv| Some(iv.format()))
+            .map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_make_interval", 7, DET, |ctx| {
+        let mut fields = [0.0; 7];
+        for (i, field) in fields.iter_mut().enumerate() {
+            match ctx.get::<Option<f64>>(i)? {
+                Some(value) => *field = value,
+                None => return Ok(None),
+            }
+        }
+        dates::make_interval(fields)
+            .map(|iv| Some(iv.format()))
+            .map_err(fail)
     })?;
     conn.create_scalar_function("__pg_to_char", 3, DET, |ctx| {
         let (Some(value), Some(template)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?)

@@ -127,7 +127,7 @@ impl Interval {
     pub fn format(&self) -> String {
         let mut parts = Vec::new();
         let plural = |n: i64, unit: &str| {
-            if n.abs() == 1 {
+            if n == 1 {
                 format!("{n} {unit}")
             } else {
                 format!("{n} {unit}s")

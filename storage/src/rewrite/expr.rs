@@ -310,8 +310,7 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                 | "regexp_matches"
                 | "to_char"
                 | "to_timestamp"
-                | "to_date"
-                | "make_interval" => {
+                | "to_date" => {
                     return Err(unsupported(format!("function {name}()")));
                 }
                 "nextval" => Some("__pg_nextval"),

@@ -99,6 +99,35 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             Some(Ty::of(PgType::Timestamptz))
         }
         "make_date" => Some(Ty::of(PgType::Date)),
+        "make_interval" => {
+            // Named (`days => 7`) or positional arguments, into the seven positions.
+            const FIELDS: [&str; 7] = ["years", "months", "weeks", "days", "hours", "mins", "secs"];
+            let field = |name: &str| FIELDS.iter().position(|f| name.eq_ignore_ascii_case(f));
+            let mut slots: Vec<Expr> = (0..7).map(|_| value_expr(SqlValue::Int(0))).collect();
+            for (position, arg) in args(f)?.iter().enumerate() {
+                let (at, value) = match arg {
+                    FunctionArg::Named {
+                        name,
+                        arg: FunctionArgExpr::Expr(value),
+                        ..
+                    } => (field(&name.value)?, value),
+                    FunctionArg::ExprNamed {
+                        name: Expr::Identifier(name),
+                        arg: FunctionArgExpr::Expr(value),
+                        ..
+                    } => (field(&name.value)?, value),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(value)) => (position, value),
+                    _ => return None,
+                };
+                *slots.get_mut(at)? = value.clone();
+            }
+            *args(f)? = slots
+                .into_iter()
+                .map(|value| FunctionArg::Unnamed(FunctionArgExpr::Expr(value)))
+                .collect();
+            rename(f, "__pg_make_interval");
+            Some(Ty::interval())
+        }
         "jsonb_build_object" | "json_build_object" => {
             for (i, arg) in args(f)?.iter_mut().enumerate() {
                 if i % 2 == 1 {

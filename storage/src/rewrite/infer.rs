@@ -732,6 +732,17 @@ impl<'s> Inferer<'s> {
                     self.expr(inner, Some(Ty::of(PgType::Bool)))?;
                     Ok(Some(Ty::of(PgType::Bool)))
                 }
+                UnaryOperator::Minus => {
+                    let t = self.expr(inner, want)?;
+                    if t.is_some_and(Ty::is_interval) {
+                        let value = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                        *expr = function_call(
+                            "__pg_interval_mul",
+                            vec![value, value_expr(SqlValue::Int(-1))],
+                        );
+                    }
+                    Ok(t)
+                }
                 _ => self.expr(inner, want),
             },
             Expr::BinaryOp { .. } => self.binary_expr(expr, want),

@@ -127,7 +127,15 @@ impl Inferer<'_> {
         let bool_ty = Some(Ty::of(PgType::Bool));
         match op {
             B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship => {
-                self.pair(left, right)?;
+                let (lt, rt) = self.pair(left, right)?;
+                if lt.or(rt).is_some_and(Ty::is_interval) {
+                    // Intervals compare as Postgres compares them (a month is 30 days, a day
+                    // 24 hours): `__pg_interval_cmp(a, b) op 0`.
+                    let l = std::mem::replace(left, null());
+                    let r = std::mem::replace(right, null());
+                    *left = function_call("__pg_interval_cmp", vec![l, r]);
+                    *right = value_expr(SqlValue::Int(0));
+                }
                 Ok((bool_ty, None))
             }
             B::And | B::Or | B::Xor => {
@@ -397,6 +405,24 @@ impl Inferer<'_> {
                         extra: vec![1, oid(ty)],
                     }),
                 )
+            }
+            (B::Plus | B::Minus, Some(Interval), Some(Interval)) => {
+                let sign = if matches!(op, B::Plus) { 1 } else { -1 };
+                (Ty::interval(), call("__pg_interval_add", vec![sign]))
+            }
+            (B::Multiply, Some(Interval), Some(Integer) | None) => {
+                (Ty::interval(), call("__pg_interval_mul", vec![]))
+            }
+            (B::Multiply, Some(Integer) | None, Some(Interval)) => (
+                Ty::interval(),
+                Some(Rewrite::Call {
+                    name: "__pg_interval_mul",
+                    swap: true,
+                    extra: vec![],
+                }),
+            ),
+            (B::Divide, Some(Interval), Some(Integer) | None) => {
+                (Ty::interval(), call("__pg_interval_div", vec![]))
             }
             (B::Minus, Some(Date | Timestamp | Timestamptz), Some(Timestamp | Timestamptz))
             | (B::Minus, Some(Timestamp | Timestamptz), Some(Date)) => {

@@ -298,7 +298,9 @@ pub(crate) fn cast_target(dt: &DataType) -> Result<CastTarget, DbError> {
 
 /// Comparisons ignore a typmod: `varchar(3)` compared with a longer literal is no error.
 pub(crate) fn comparison_type(t: Option<Ty>) -> Option<Ty> {
-    t.map(|t| Ty::of(t.ty))
+    // Intervals stay intervals: their text does not compare as they do (`25:00:00` is
+    // `1 day 01:00:00`), so comparisons of them are rewritten.
+    t.map(|t| if t.is_interval() { t } else { Ty::of(t.ty) })
 }
 
 /// `generate_series(a, b[, step])` in FROM as a recursive CTE over integers.

@@ -607,3 +607,50 @@ async fn substring_from_a_pattern() {
         ]
     );
 }
+
+/// Interval arithmetic (PostgreSQL 15's answers): interval ± interval, × and ÷ a number,
+/// `make_interval` with named arguments, and a timestamp moved by a computed interval.
+#[tokio::test]
+async fn interval_arithmetic_answers_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    let out = ok(
+        &mut s,
+        "SELECT interval '1 day' * 3, 2 * interval '1 hour', interval '3 days' / 2, \
+         interval '1 day' - interval '2 hours', interval '1 mon 1 day 01:00:00' * 1.5, \
+         make_interval(days => 7, hours => 2), \
+         timestamptz '2024-03-01 00:00+00' - interval '1 day' * 2",
+    )
+    .await;
+    assert_eq!(
+        out.text()[0],
+        [
+            "3 days",
+            "02:00:00",
+            "1 day 12:00:00",
+            "1 day -02:00:00",
+            "1 mon 16 days 13:30:00",
+            "7 days 02:00:00",
+            "2024-02-28 00:00:00+00",
+        ]
+        .iter()
+        .map(|v| Some(v.to_string()))
+        .collect::<Vec<_>>()
+    );
+    let out = ok(
+        &mut s,
+        "SELECT interval '25 hours' = interval '1 day 1 hour', interval '1 day' > interval '2 hours', \
+         interval '1 mon' < interval '31 days', -interval '1 day 02:00:00', \
+         interval '10 minutes' BETWEEN interval '5 minutes' AND interval '1 hour'",
+    )
+    .await;
+    assert_eq!(
+        out.text()[0],
+        ["t", "t", "t", "-1 days -02:00:00", "t"]
+            .iter()
+            .map(|v| Some(v.to_string()))
+            .collect::<Vec<_>>()
+    );
+    let error = err(&mut s, "SELECT interval '1 day' / 0").await;
+    assert_eq!(error.code, "22012", "{error:?}");
+}
