@@ -122,6 +122,14 @@ impl Session {
                         column.type_size = if float { 8 } else { -1 };
                         column.type_modifier = -1;
                     }
+                    if let Combine::CountDistinct = combine {
+                        // The nodes sent the values; the client gets their count.
+                        column.type_oid = oid::INT8;
+                        column.type_size = 8;
+                        column.type_modifier = -1;
+                        column.table_oid = 0;
+                        column.column_id = 0;
+                    }
                 }
             }
             if matches!(output, Output::Simple) {
@@ -240,6 +248,10 @@ impl Session {
         // Groups by the bytes of their GROUP BY columns: equal values encode equally.
         let mut index: std::collections::HashMap<Vec<Option<Vec<u8>>>, usize> = Default::default();
         let mut groups: Vec<Vec<Option<SqlValue>>> = Vec::new();
+        // Per group, the distinct values of each count(DISTINCT ...) column, by their bytes.
+        let mut distinct: Vec<
+            std::collections::HashMap<usize, std::collections::HashSet<Vec<u8>>>,
+        > = Vec::new();
         let grouped = combines.contains(&Combine::Group);
         for cursor in cursors.iter_mut() {
             while let Some(row) = cursor.next_row().await? {
@@ -254,11 +266,19 @@ impl Session {
                     .collect();
                 let slot = *index.entry(key).or_insert_with(|| {
                     groups.push(vec![None; columns.len()]);
+                    distinct.push(Default::default());
                     groups.len() - 1
                 });
                 for (i, field) in fields.iter().enumerate().take(columns.len()) {
-                    let value = decode(&columns[i], request.result_format(i), *field)?;
                     let combine = combines.get(i).copied().unwrap_or(Combine::Sum);
+                    if combine == Combine::CountDistinct {
+                        let values = distinct[slot].entry(i).or_default();
+                        if let Some(bytes) = field {
+                            values.insert(bytes.to_vec());
+                        }
+                        continue;
+                    }
+                    let value = decode(&columns[i], request.result_format(i), *field)?;
                     groups[slot][i] = merge_value(groups[slot][i].take(), value, combine);
                 }
             }
@@ -266,13 +286,18 @@ impl Session {
         if groups.is_empty() && !grouped {
             // An aggregate without GROUP BY always answers one row (count 0, sums NULL).
             groups.push(vec![None; columns.len()]);
+            distinct.push(Default::default());
         }
         let mut finals: Vec<Vec<Option<SqlValue>>> = groups
             .into_iter()
-            .map(|totals| {
+            .zip(distinct)
+            .map(|(totals, distinct)| {
                 (0..columns.len())
                     .map(|i| match combines.get(i).copied().unwrap_or(Combine::Sum) {
                         Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
+                        Combine::CountDistinct => Some(SqlValue::Int(
+                            distinct.get(&i).map_or(0, |values| values.len() as i64),
+                        )),
                         Combine::Avg { count_column } => average(
                             totals[i].as_ref(),
                             totals.get(count_column).and_then(Option::as_ref),
@@ -498,7 +523,7 @@ fn merge_value(
         return Some(value);
     };
     Some(match combine {
-        Combine::Group => total,
+        Combine::Group | Combine::CountDistinct => total,
         Combine::Count | Combine::Sum | Combine::Avg { .. } => add(total, value),
         Combine::Min => {
             if compare_values(&value, &total) == Ordering::Less {

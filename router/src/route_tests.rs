@@ -374,10 +374,21 @@ fn merge_specs_for_reads_across_nodes() {
         Some("SELECT name, sum(x), count(*) FROM users GROUP BY name")
     );
 
+    let spec = merge_spec("SELECT name, count(DISTINCT x) FROM users GROUP BY name").expect("spec");
+    assert_eq!(
+        spec.aggregates,
+        Some(vec![Combine::Group, Combine::CountDistinct])
+    );
+    assert_eq!(
+        spec.node_sql.as_deref(),
+        Some("SELECT name, x AS count FROM users GROUP BY name, x")
+    );
+
     for sql in [
         "SELECT name, count(*) FROM users GROUP BY name HAVING avg(x) > 1",
         "SELECT DISTINCT ON (name) name FROM users",
-        "SELECT count(DISTINCT name) FROM users",
+        "SELECT sum(DISTINCT x) FROM users",
+        "SELECT name FROM users GROUP BY name HAVING count(DISTINCT x) > 1",
         "SELECT lower(name), count(*) FROM users GROUP BY name",
         "SELECT name, count(*) FROM users",
         "SELECT * FROM users LIMIT $1",

@@ -48,6 +48,9 @@ pub enum Combine {
     Avg {
         count_column: usize,
     },
+    /// `count(DISTINCT x)`: the node query groups by `x` too and carries its values in this
+    /// column; the proxy counts the distinct non-null ones of each group.
+    CountDistinct,
 }
 
 /// A HAVING condition over merged groups.
@@ -186,6 +189,29 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         let visible = combines.len();
         let original: Vec<SelectItem> = select.projection.clone();
         let mut extra = Vec::new();
+        // Each node groups by the arguments of count(DISTINCT ...) too and returns their
+        // values in place of the counts: the proxy counts them across nodes.
+        for (i, item) in select.projection.iter_mut().enumerate() {
+            if combines[i] != Combine::CountDistinct {
+                continue;
+            }
+            let Some(arg) = item_expr(item).and_then(distinct_argument).cloned() else {
+                return Err(refuse("this count(DISTINCT ...)"));
+            };
+            // Named as Postgres names the count (`count`) unless the client named it.
+            let alias = match item {
+                SelectItem::ExprWithAlias { alias, .. } => alias.clone(),
+                _ => sqlparser::ast::Ident::new("count"),
+            };
+            *item = SelectItem::ExprWithAlias {
+                expr: arg.clone(),
+                alias,
+            };
+            match &mut select.group_by {
+                GroupByExpr::Expressions(exprs, _) => exprs.push(arg),
+                GroupByExpr::All(_) => return Err(refuse("GROUP BY ALL")),
+            }
+        }
         for (i, item) in select.projection.iter_mut().enumerate() {
             if let Combine::Avg { .. } = combines[i] {
                 let (sum, count) = avg_partials(item)?;
@@ -424,6 +450,13 @@ fn aggregate_columns(
         let Some(name) = function_name(expr) else {
             return Ok(None);
         };
+        if distinct_argument(expr).is_some() {
+            if name != "count" {
+                return Err(refuse("DISTINCT inside an aggregate other than count"));
+            }
+            combines.push(Combine::CountDistinct);
+            continue;
+        }
         if let Expr::Function(f) = expr
             && let FunctionArguments::List(list) = &f.args
             && list.duplicate_treatment.is_some()
@@ -441,6 +474,29 @@ fn aggregate_columns(
     }
     let any_aggregate = combines.iter().any(|c| *c != Combine::Group);
     Ok((any_aggregate || !group_exprs.is_empty()).then_some(combines))
+}
+
+/// The argument of `agg(DISTINCT x)` (one argument, no ORDER BY or FILTER).
+fn distinct_argument(expr: &Expr) -> Option<&Expr> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if !matches!(
+        list.duplicate_treatment,
+        Some(sqlparser::ast::DuplicateTreatment::Distinct)
+    ) || !list.clauses.is_empty()
+        || f.filter.is_some()
+        || f.over.is_some()
+    {
+        return None;
+    }
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => Some(arg),
+        _ => None,
+    }
 }
 
 /// Whether an aggregate appears anywhere in the output columns, also inside another
@@ -608,6 +664,11 @@ fn having_operand(
         .position(|item| item_expr(item).is_some_and(|e| e.to_string() == text))
     {
         return Ok(HavingOperand::Column(index));
+    }
+    if distinct_argument(expr).is_some() {
+        return Err(refuse(
+            "HAVING with an aggregate over DISTINCT values the query does not select",
+        ));
     }
     let combine = match function_name(expr).as_deref() {
         Some("count") => Combine::Count,

@@ -265,6 +265,15 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         "SELECT i.id, i.val, n.note FROM items i JOIN notes n ON i.id = n.item_id ORDER BY i.id"
             .to_owned(),
         "SELECT count(*) FROM items i JOIN notes n ON n.item_id = i.id WHERE i.grp = 2".to_owned(),
+        // count(DISTINCT ...): the nodes group by the values, the proxy counts them.
+        "SELECT count(DISTINCT grp), count(DISTINCT val), count(*) FROM items".to_owned(),
+        "SELECT grp, count(DISTINCT val % 7) AS sevens, sum(val) FROM items \
+         GROUP BY grp ORDER BY grp"
+            .to_owned(),
+        "SELECT grp, count(DISTINCT val) FROM items GROUP BY grp \
+         HAVING count(DISTINCT val) > 20 ORDER BY 2 DESC, 1"
+            .to_owned(),
+        "SELECT count(DISTINCT val) FROM items WHERE id < 0".to_owned(),
     ];
     for _ in 0..25 {
         let g: i32 = rng.random_range(0..5);
