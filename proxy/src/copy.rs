@@ -398,7 +398,14 @@ impl Session {
                 .prime(cluster, &home, &table.to_ascii_lowercase(), &missing)
                 .await?;
         }
-        let parts = match self.target(&query)?.0 {
+        // As its own transaction, the statement reads on primaries, each part in a node
+        // statement of its own, before it writes: a SQLite node that applied anything between
+        // a transaction's read and its write there refuses the write (40001).
+        let separate_reads = self.statement_transaction;
+        self.own_writes.primaries_only = separate_reads;
+        let target = self.target(&query);
+        self.own_writes.primaries_only = false;
+        let parts = match target?.0 {
             Target::One(node) => vec![(node, query)],
             Target::Scatter {
                 placement,
@@ -436,9 +443,25 @@ impl Session {
         };
         let mut selected: Vec<Row> = Vec::new();
         for (node, part) in parts {
-            self.ensure_node_transaction(node).await?;
-            self.track(node, false)?;
-            let mut stream = self.node(node).await?.execute(part).await?;
+            let mut separate = None;
+            let session: &mut Box<dyn mycelium_protocol::NodeSession> = if separate_reads {
+                let link = self
+                    .proxy
+                    .cluster
+                    .nodes
+                    .get(node)
+                    .map(|n| n.link.clone())
+                    .ok_or_else(|| sql_error("XX000", format!("no node number {node}")))?;
+                let mut session = link.open_session().await?;
+                session.set_user(&self.user);
+                session.set_map_epoch(self.proxy.cluster.map_epoch());
+                separate.insert(session)
+            } else {
+                self.ensure_node_transaction(node).await?;
+                self.track(node, false)?;
+                self.node(node).await?
+            };
+            let mut stream = session.execute(part).await?;
             loop {
                 match stream.recv().await {
                     Some(Ok(Reply::Columns(_))) => {}

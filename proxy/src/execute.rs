@@ -986,7 +986,9 @@ impl Session {
         {
             self.wrote(table);
         }
+        self.statement_transaction = implicit;
         let mut result = self.run_target(target, writes, request, output, ddl).await;
+        self.statement_transaction = false;
         if implicit {
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
             let finished = self.finish_transaction(end).await;

@@ -64,6 +64,9 @@ pub(crate) struct Session {
     /// The open transaction ran DDL: what the proxy learned of tables' columns inside it (from
     /// the schema as the transaction saw it, or as others saw it before) is forgotten at its end.
     pub(crate) ran_ddl: bool,
+    /// The running statement opened the transaction it runs in (an autocommit statement
+    /// over several nodes), and ends it.
+    pub(crate) statement_transaction: bool,
     pub(crate) params: SessionParams,
     pub(crate) cancel: Arc<SessionCancel>,
     /// `statement_timeout` and `idle_in_transaction_session_timeout`, parsed.
@@ -179,6 +182,7 @@ pub async fn run(
         pending_policies: Vec::new(),
         policy_undo: Vec::new(),
         ran_ddl: false,
+        statement_transaction: false,
         statement_timeout: None,
         idle_in_transaction_timeout: None,
         user: user.clone(),
