@@ -445,13 +445,8 @@ impl Session {
         for (node, part) in parts {
             let mut separate = None;
             let session: &mut Box<dyn mycelium_protocol::NodeSession> = if separate_reads {
-                let link = self
-                    .proxy
-                    .cluster
-                    .nodes
-                    .get(node)
-                    .map(|n| n.link.clone())
-                    .ok_or_else(|| sql_error("XX000", format!("no node number {node}")))?;
+                // A session of its own, outside the client's transaction.
+                let link = self.node_link(node)?;
                 let mut session = link.open_session().await?;
                 session.set_user(&self.user);
                 session.set_map_epoch(self.proxy.cluster.map_epoch());

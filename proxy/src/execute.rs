@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use mycelium_protocol::types::{PgType, oid};
-use mycelium_protocol::{DataRows, DbError, Execute, Format, NodeSession, Reply, ReplyStream};
+use mycelium_protocol::{
+    DataRows, DbError, Execute, Format, NodeLink, NodeSession, Reply, ReplyStream,
+};
 use mycelium_router::{
     KeyExpr, KeyValue, PolicySource, Route, RouterError, ShardChoice, TablePlacement, TablePolicy,
     TxnControl, apply_options, policy_options,
@@ -336,6 +338,16 @@ impl Session {
         }
     }
 
+    /// The link to node number `node`.
+    pub(crate) fn node_link(&self, node: usize) -> Result<Arc<dyn NodeLink>, ProxyError> {
+        self.proxy
+            .cluster
+            .nodes
+            .get(node)
+            .map(|n| n.link.clone())
+            .ok_or_else(|| sql_error("XX000", format!("no node number {node}")))
+    }
+
     /// The session on `node`, opened on first use. A suspended portal on that node is drained
     /// into memory first, since a node session runs one statement at a time.
     pub(crate) async fn node(
@@ -347,13 +359,7 @@ impl Session {
             self.nodes.resize_with(node + 1, || None);
         }
         if self.nodes[node].is_none() {
-            let link = self
-                .proxy
-                .cluster
-                .nodes
-                .get(node)
-                .map(|n| n.link.clone())
-                .ok_or_else(|| sql_error("XX000", format!("no node number {node}")))?;
+            let link = self.node_link(node)?;
             let mut session = link.open_session().await?;
             session.set_user(&self.user);
             self.nodes[node] = Some(NodeConn {
