@@ -86,6 +86,25 @@ fn second_proxy(cluster: &ProcessCluster) -> (Member, u16) {
     (member, port)
 }
 
+/// Waits (10 s at most) until `client`'s proxy lists `table`'s policy with `shards` shards.
+async fn sees_policy(client: &tokio_postgres::Client, table: &str, shards: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let policies = rows(client, "SHOW MYCELIUM POLICIES").await;
+        if policies
+            .iter()
+            .any(|r| r[0] == table && r[2] == shards.to_string())
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never saw the policy of {table}: {policies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// 150 rows into `numbered` through one proxy, numbered by it; their ids.
 async fn insert_numbered(client: &tokio_postgres::Client, by: i32) -> Vec<i64> {
     let mut ids = Vec::new();
@@ -132,18 +151,7 @@ async fn map_reaches_every_node_and_every_proxy() {
     assert!(second > first);
 
     // The second proxy routes by the new policy without a restart.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let policies = rows(&client2, "SHOW MYCELIUM POLICIES").await;
-        if policies.iter().any(|r| r[0] == "mapped" && r[2] == "5") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second proxy never saw the policy: {policies:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    sees_policy(&client2, "mapped", 5).await;
     client2
         .batch_execute("INSERT INTO mapped VALUES (1, 'one'), (2, 'two'), (3, 'three')")
         .await
@@ -160,18 +168,7 @@ async fn map_reaches_every_node_and_every_proxy() {
         )
         .await
         .expect("create a sharded serial table");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !rows(&client2, "SHOW MYCELIUM POLICIES")
-        .await
-        .iter()
-        .any(|r| r[0] == "numbered")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the second proxy never saw numbered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    sees_policy(&client2, "numbered", 5).await;
     let (mut ids, ids2) = tokio::join!(insert_numbered(&client, 1), insert_numbered(&client2, 2));
     ids.extend(ids2);
     ids.sort_unstable();
