@@ -8,8 +8,10 @@
 //! An autocommit statement borrows any idle worker; an explicit transaction pins one worker
 //! from its first statement to COMMIT/ROLLBACK. `BEGIN` is lazy: the first statement opens
 //! `BEGIN IMMEDIATE` when it writes (so concurrent writers queue on SQLite's lock, waiting up
-//! to `busy_timeout`) and `BEGIN DEFERRED` when it reads; a later write that then finds the
-//! database changed fails with 40001. Rows stream back in ~64 KiB `DataRows` batches; if the
+//! to `busy_timeout`) and `BEGIN DEFERRED` when it reads. Until it writes, a READ COMMITTED
+//! transaction (the default) starts over before each statement, which then sees what committed
+//! before it; in a REPEATABLE READ or SERIALIZABLE one, a write that finds the database changed
+//! since its snapshot fails with 40001. Rows stream back in ~64 KiB `DataRows` batches; if the
 //! client drops the stream, the worker stops, and a watcher task interrupts SQLite even in the
 //! middle of one long step (57014).
 //!

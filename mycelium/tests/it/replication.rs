@@ -757,12 +757,13 @@ async fn replication_connections_must_open_with_a_status() {
     }
 }
 
-/// Applies commit on every node all the time now, and SQLite isolates whole files: a
-/// transaction (SQLite nodes run every transaction serializable) that read before another commit on its
-/// node cannot write afterwards; it fails with 40001, never with a lost update, and succeeds
+/// Applies commit on every node all the time now, and SQLite isolates whole files. A read
+/// committed transaction (the default) that read before another commit on its node reads and
+/// writes the latest rows afterwards, as in Postgres. A serializable one keeps its snapshot:
+/// it cannot write afterwards and fails with 40001, never with a lost update, and succeeds
 /// when retried.
 #[tokio::test]
-async fn a_transaction_that_read_before_another_commit_fails_with_40001_and_retries() {
+async fn a_serializable_transaction_that_read_before_another_commit_fails_with_40001_and_retries() {
     let cluster =
         ProcessCluster::start_with(Backend::Sqlite, "", FAST, "").expect("a SQLite cluster");
     let reader = cluster.connect().await;
@@ -771,16 +772,32 @@ async fn a_transaction_that_read_before_another_commit_fails_with_40001_and_retr
         .batch_execute("CREATE TABLE rc (id integer PRIMARY KEY, v text)")
         .await
         .expect("schema");
+
     reader
         .batch_execute("BEGIN; SELECT count(*) FROM rc")
         .await
-        .expect("a transaction that reads");
+        .expect("a read committed transaction that reads");
     writer
         .execute("INSERT INTO rc VALUES (1, 'committed meanwhile')", &[])
         .await
         .expect("another session commits");
+    assert_eq!(count(&reader, "rc").await, 1, "the next statement sees it");
+    reader
+        .batch_execute("INSERT INTO rc VALUES (2, 'then written'); COMMIT")
+        .await
+        .expect("read committed writes after another commit");
+    assert_eq!(count(&writer, "rc").await, 2);
+
+    reader
+        .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT count(*) FROM rc")
+        .await
+        .expect("a serializable transaction that reads");
+    writer
+        .execute("INSERT INTO rc VALUES (3, 'committed meanwhile')", &[])
+        .await
+        .expect("another session commits");
     let outdated = reader
-        .batch_execute("INSERT INTO rc VALUES (2, 'then written')")
+        .batch_execute("INSERT INTO rc VALUES (4, 'then written')")
         .await
         .expect_err("the snapshot it read is outdated");
     assert_eq!(
@@ -791,11 +808,12 @@ async fn a_transaction_that_read_before_another_commit_fails_with_40001_and_retr
     reader.batch_execute("ROLLBACK").await.expect("rollback");
     reader
         .batch_execute(
-            "BEGIN; SELECT count(*) FROM rc; INSERT INTO rc VALUES (2, 'retried'); COMMIT",
+            "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT count(*) FROM rc; \
+             INSERT INTO rc VALUES (4, 'retried'); COMMIT",
         )
         .await
         .expect("the retry");
-    assert_eq!(count(&writer, "rc").await, 2);
+    assert_eq!(count(&writer, "rc").await, 4);
 }
 
 /// Read-your-writes by version vector: a table read from secondaries only (`read_roles`),

@@ -461,6 +461,18 @@ pub(crate) struct TxnState {
     pub failed: bool,
     /// `now()` for the whole transaction.
     pub started_at: DateTime<Utc>,
+    /// READ COMMITTED (Postgres's default, and READ UNCOMMITTED, which Postgres runs as it):
+    /// each statement may see what committed before it, so until the transaction writes it
+    /// takes a fresh snapshot per statement (see [`worker`]'s `only_read`).
+    pub read_committed: bool,
+}
+
+/// Whether a `BEGIN`/`START TRANSACTION` runs READ COMMITTED: it names no stronger level.
+fn begins_read_committed(sql: &str) -> bool {
+    !sql.split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .any(|word| {
+            word.eq_ignore_ascii_case("REPEATABLE") || word.eq_ignore_ascii_case("SERIALIZABLE")
+        })
 }
 
 pub(crate) type SharedTxn = Arc<Mutex<TxnState>>;
@@ -618,6 +630,7 @@ impl NodeSession for SqliteSession {
                     self.txn = Some(Arc::new(Mutex::new(TxnState {
                         failed: false,
                         started_at: Utc::now(),
+                        read_committed: begins_read_committed(&request.sql),
                     })));
                 }
                 return Ok(complete("BEGIN"));

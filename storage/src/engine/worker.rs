@@ -175,9 +175,10 @@ pub(crate) struct Worker<'c> {
     private_schema: bool,
     /// The schema the attached `pg_catalog` tables were last filled from.
     catalog_filled: Option<u64>,
-    /// The open transaction began deferred and has read nothing but Mycelium's own tables so
-    /// far (no write, no savepoint, no client table): its first write starts it over as a
-    /// writer with a fresh snapshot.
+    /// The open transaction began deferred and may still start over from a fresh snapshot:
+    /// it has not written nor set a savepoint, and it runs READ COMMITTED or has read nothing
+    /// but Mycelium's own tables. Its next statement (READ COMMITTED) or first write (any
+    /// level) starts it over.
     only_read: bool,
 }
 
@@ -938,14 +939,15 @@ impl<'c> Worker<'c> {
         })
     }
 
-    /// Before the first write of a transaction that has read only Mycelium's bookkeeping
-    /// (the proxy's policy, owner and role checks): ends the read and lets
-    /// [`Worker::begin_if_needed`] begin again as a writer. A deferred SQLite transaction
-    /// cannot take the write lock once another connection committed after its snapshot
-    /// (SQLITE_BUSY, 40001), which replication's applies make routine. A transaction that
-    /// read a client table keeps its snapshot: it fails with 40001 rather than write from
-    /// data that changed (transactions are serializable).
-    fn write_from_fresh_snapshot(&mut self, txn: Option<&SharedTxn>) -> Result<(), DbError> {
+    /// Starts the open transaction over before a statement, when it may (see `only_read`):
+    /// before a READ COMMITTED transaction's every statement until it writes, so each sees
+    /// what committed before it, as in Postgres; and before the first write of any other
+    /// that has read only Mycelium's bookkeeping (the proxy's policy, owner and role checks).
+    /// A deferred SQLite transaction cannot take the write lock once another connection
+    /// committed after its snapshot (SQLITE_BUSY, 40001), which replication's applies make
+    /// routine. A REPEATABLE READ or SERIALIZABLE transaction that read a client table keeps
+    /// its snapshot: it fails with 40001 rather than write from data that changed.
+    fn start_over_from_fresh_snapshot(&mut self, txn: Option<&SharedTxn>) -> Result<(), DbError> {
         if txn.is_none() || self.conn.is_autocommit() || !self.only_read {
             return Ok(());
         }
@@ -967,8 +969,8 @@ impl<'c> Worker<'c> {
     }
 
     fn begin_if_needed(&mut self, txn: Option<&SharedTxn>, writes: bool) -> Result<(), DbError> {
-        if writes {
-            self.write_from_fresh_snapshot(txn)?;
+        if writes || read_committed(txn) {
+            self.start_over_from_fresh_snapshot(txn)?;
         }
         if let Some(txn) = txn {
             if self.conn.is_autocommit() {
@@ -1094,7 +1096,11 @@ impl<'c> Worker<'c> {
             ));
         }
         self.begin_if_needed(txn, t.writes)?;
-        if !t.writes && self.only_read && self.reads_client_tables(&request.sql) {
+        if !t.writes
+            && self.only_read
+            && !read_committed(txn)
+            && self.reads_client_tables(&request.sql)
+        {
             self.only_read = false;
         }
         let statements = t.pre.len() + usize::from(t.main.is_some());
@@ -1362,4 +1368,10 @@ fn encode_value(
             encode(converted.as_ref(), out).map_err(|_| first)
         }
     }
+}
+
+/// Whether `txn` is open and runs READ COMMITTED.
+fn read_committed(txn: Option<&SharedTxn>) -> bool {
+    txn.and_then(|t| t.lock().ok().map(|s| s.read_committed))
+        .unwrap_or(false)
 }

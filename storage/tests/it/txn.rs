@@ -123,3 +123,78 @@ async fn ddl_inside_a_transaction_is_visible_to_it_and_rolls_back() {
     ok(&mut s, "ROLLBACK").await;
     assert_eq!(err(&mut s, "SELECT * FROM t").await.code, "42P01");
 }
+
+/// READ COMMITTED (the default, as in Postgres): each statement sees what committed before
+/// it, and a transaction that read a row another session changed since can still write.
+/// REPEATABLE READ and SERIALIZABLE keep the first snapshot and refuse that write (40001).
+#[tokio::test]
+async fn read_committed_reads_fresh_snapshots_and_writes_after_reading() {
+    let db = open();
+    let mut a = db.backend.session();
+    let mut b = db.backend.session();
+    ok(&mut a, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
+    ok(&mut a, "INSERT INTO t VALUES (1, 0)").await;
+
+    for begin in [
+        "BEGIN",
+        "BEGIN ISOLATION LEVEL READ COMMITTED",
+        "START TRANSACTION ISOLATION LEVEL READ UNCOMMITTED",
+    ] {
+        ok(&mut a, begin).await;
+        let before = ok(&mut a, "SELECT v FROM t WHERE id = 1").await.value();
+        ok(&mut b, "UPDATE t SET v = v + 1 WHERE id = 1").await;
+        let after = ok(&mut a, "SELECT v FROM t WHERE id = 1").await.value();
+        let before: i64 = before.unwrap().parse().unwrap();
+        let after: i64 = after.unwrap().parse().unwrap();
+        assert_eq!(
+            after,
+            before + 1,
+            "{begin}: the second read sees b's commit"
+        );
+        ok(&mut b, "UPDATE t SET v = v + 1 WHERE id = 1").await;
+        ok(&mut a, "UPDATE t SET v = v + 100 WHERE id = 1").await;
+        assert_eq!(
+            ok(&mut a, "SELECT v FROM t WHERE id = 1").await.value(),
+            Some((before + 102).to_string()),
+            "{begin}: the write applies to the latest row"
+        );
+        ok(&mut a, "COMMIT").await;
+    }
+    assert_eq!(
+        ok(&mut b, "SELECT v FROM t WHERE id = 1").await.value(),
+        Some("306".into())
+    );
+
+    for begin in [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    ] {
+        ok(&mut a, begin).await;
+        let before = ok(&mut a, "SELECT v FROM t WHERE id = 1").await.value();
+        ok(&mut b, "UPDATE t SET v = v + 1 WHERE id = 1").await;
+        assert_eq!(
+            ok(&mut a, "SELECT v FROM t WHERE id = 1").await.value(),
+            before,
+            "{begin}: the snapshot holds"
+        );
+        let error = err(&mut a, "UPDATE t SET v = v + 100 WHERE id = 1").await;
+        assert_eq!(error.code, "40001", "{begin}: {error:?}");
+        ok(&mut a, "ROLLBACK").await;
+    }
+    assert_eq!(
+        ok(&mut b, "SELECT v FROM t WHERE id = 1").await.value(),
+        Some("308".into())
+    );
+
+    // A savepoint pins the snapshot: starting over would lose it.
+    ok(&mut a, "BEGIN").await;
+    ok(&mut a, "SAVEPOINT s").await;
+    let before = ok(&mut a, "SELECT v FROM t WHERE id = 1").await.value();
+    ok(&mut b, "UPDATE t SET v = v + 1 WHERE id = 1").await;
+    assert_eq!(
+        ok(&mut a, "SELECT v FROM t WHERE id = 1").await.value(),
+        before
+    );
+    assert_eq!(err(&mut a, "UPDATE t SET v = 0").await.code, "40001");
+    ok(&mut a, "ROLLBACK").await;
+}
