@@ -88,6 +88,11 @@ impl Ty {
         }
     }
 
+    /// The OID Postgres names this type by (an array's own, not its text carrier's).
+    pub fn type_oid(self) -> u32 {
+        self.array_type().map_or(self.ty.oid(), |a| a.oid)
+    }
+
     pub fn array_type(self) -> Option<ArrayType> {
         if self.ty != PgType::Text || self.typmod > ARRAY_TYPMOD_BASE {
             return None;

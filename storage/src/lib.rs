@@ -40,7 +40,8 @@
 //! **Not supported** (SQLSTATE 0A000 naming the construct, never a different answer):
 //! window functions other than ranking (`row_number`, `rank`, `dense_rank`, `percent_rank`,
 //! `cume_dist`, `ntile`), offsets (`lag`, `lead`, `first_value`, `last_value`, `nth_value`) and
-//! `count`/`sum`/`min`/`max`/`avg`, array columns and multidimensional arrays, `to_char` of
+//! `count`/`sum`/`min`/`max`/`avg`, multidimensional arrays, ordering arrays and intervals
+//! (ORDER BY, `<`, `min`/`max`: SQLite would compare their text), `to_char` of
 //! numbers, `to_timestamp`/`to_date` with a template, `regexp_matches`,
 //! `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
 //! `generate_series`, `DELETE ... USING`,
@@ -61,11 +62,13 @@
 //! **Catalog.** `pg_catalog` and `information_schema` are in-memory schemas attached to each
 //! connection and refilled from the schema snapshot when a statement reads them
 //! (`pg_catalog`): enough for psql's `\dt` and `\d`, and SQLAlchemy's reflection of columns,
-//! primary keys, unique constraints, indexes and foreign keys. Arrays are values of
-//! expressions (`rewrite::arrays`, `functions::array`): stored as their Postgres text form,
-//! typed by the rewrite, read by functions that take the array type, so `unnest(indkey)`,
-//! `generate_subscripts`, `array_agg(... ORDER BY ...)` and `= ANY(array)` answer as in
-//! Postgres over `int2vector`/`oidvector` catalog columns. CHECK constraints have no
+//! primary keys, unique constraints, indexes and foreign keys. Arrays (values and columns of
+//! one dimension; `rewrite::arrays`, `functions::array`) are stored as their Postgres text
+//! form — literals and parameters are read and printed again, so equal arrays store equal
+//! text — typed by the rewrite (a column's array type is kept in `__mycelium_columns` as a
+//! typmod of its text carrier), and read by functions that take the array type, so
+//! `unnest(indkey)`, `generate_subscripts`, `array_agg(... ORDER BY ...)` and `= ANY(array)`
+//! answer as in Postgres over `int2vector`/`oidvector` catalog columns too. CHECK constraints have no
 //! `pg_constraint` rows (reflection finds none). In statements that name the
 //! catalog, constructs still missing read as NULL: the catalog tables those constructs
 //! inspect are empty here.

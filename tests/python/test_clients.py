@@ -26,7 +26,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 UTC = datetime.timezone.utc
@@ -193,6 +193,43 @@ def check_prepared():
                 eq(f"binary prepared id={i}", cur.fetchone(), (i, f"n{i}", i * 1000 + (1 if i < 10 else 0)))
         n = conn.execute("DELETE FROM py_prep WHERE id >= %s", (15,), prepare=True).rowcount
         eq("prepared delete rowcount", n, 5)
+
+
+def check_arrays():
+    """Array columns and `= ANY(%s)` with a Python list, in text and binary, and through
+    SQLAlchemy's ARRAY type (`contains`, `any_`)."""
+    with connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE py_arrays (id integer PRIMARY KEY, tags text[] NOT NULL, "
+                     "scores bigint[])")
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                base = 10 if binary else 0
+                cur.executemany("INSERT INTO py_arrays VALUES (%s, %s, %s)",
+                                [(base + 1, ["a", "b c"], [1, 2]), (base + 2, ["x"], None),
+                                 (base + 3, [], [3, None])])
+                cur.execute("SELECT tags, scores FROM py_arrays WHERE id = ANY(%s) ORDER BY id",
+                            ([base + 1, base + 3],))
+                eq(f"arrays binary={binary}", cur.fetchall(),
+                   [(["a", "b c"], [1, 2]), ([], [3, None])])
+                cur.execute("SELECT id FROM py_arrays WHERE %s = ANY(tags) AND id > %s",
+                            ("x", base))
+                eq(f"element = ANY(column) binary={binary}", cur.fetchall(), [(base + 2,)])
+        expect_error("malformed array literal", "22P02",
+                     lambda: conn.execute("INSERT INTO py_arrays VALUES (99, '{a,', NULL)"))
+    metadata = sa.MetaData()
+    table = sa.Table("py_sa_arrays", metadata,
+                     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("labels", ARRAY(sa.Text), nullable=False))
+    with engine().begin() as conn:
+        metadata.create_all(conn)
+        conn.execute(table.insert(), [{"id": 1, "labels": ["red", "blue"]},
+                                      {"id": 2, "labels": ["green"]}])
+    with engine().connect() as conn:
+        got = conn.execute(sa.select(table.c.id).where(table.c.labels.contains(["blue"]))).all()
+        eq("sqlalchemy ARRAY contains", [tuple(r) for r in got], [(1,)])
+        got = conn.execute(sa.select(table.c.labels).where(
+            sa.literal("green") == sa.any_(table.c.labels))).scalar_one()
+        eq("sqlalchemy any_", got, ["green"])
 
 
 def check_executemany_and_pipeline():
@@ -576,6 +613,7 @@ CHECKS = [
     ("types, prepare_threshold=0", lambda: check_types("py_types_prep", {"prepare_threshold": 0})),
     ("binary bytea", check_binary_bytea),
     ("prepared statements", check_prepared),
+    ("arrays", check_arrays),
     ("executemany and pipeline", check_executemany_and_pipeline),
     ("pipeline atomicity", check_pipeline_atomicity),
     ("transactions", check_transactions),

@@ -195,6 +195,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
     copy_into_and_out_of_a_sharded_table(&cluster, &client).await;
     insert_select_moves_rows_between_nodes(&cluster, &client).await;
     serial_columns_are_numbered_across_nodes(&cluster, &client, backend).await;
+    array_columns_travel_and_replicate(&cluster, &client).await;
 
     // Each node checks uniqueness among its own rows: a constraint without the shard key
     // could not hold across nodes, so it is refused and nothing is created.
@@ -440,13 +441,13 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         .iter()
         .map(|r| r[3].parse::<usize>().unwrap_or(0))
         .sum();
-    // Five tables of SHARDS shards (`orders` among them), `moved`, `lines` and `fresh` with 4,
-    // `secrets` with 2, and the default group's one shard.
+    // Five tables of SHARDS shards (`orders` among them), `moved`, `lines`, `fresh` and
+    // `labelled` with 4, `secrets` with 2, and the default group's one shard.
     // On PostgreSQL nodes `tagged` has 4 more.
     let identity = if backend == Backend::Postgres { 4 } else { 0 };
     assert_eq!(
         primary_shards,
-        5 * SHARDS as usize + 3 * 4 + 2 + 1 + identity,
+        5 * SHARDS as usize + 4 * 4 + 2 + 1 + identity,
         "{nodes:?}"
     );
     // Each node reports its own backend, its health and what it holds prepared.
@@ -704,6 +705,94 @@ async fn insert_select_moves_rows_between_nodes(
         .await
         .expect_err("rows that need merging");
     assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+}
+
+/// Array columns of a sharded table, written and read with binary parameters and results
+/// (tokio-postgres sends `Vec`s as `array_send` bytes), found by `= ANY` over the array and
+/// over a parameter, and held alike by every copy (the text each node stores is Postgres's).
+async fn array_columns_travel_and_replicate(
+    cluster: &ProcessCluster,
+    client: &tokio_postgres::Client,
+) {
+    client
+        .batch_execute(
+            "CREATE TABLE labelled (id bigint PRIMARY KEY, tags text[] NOT NULL, scores int[]) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 4)",
+        )
+        .await
+        .expect("create labelled");
+    let insert = client
+        .prepare("INSERT INTO labelled (id, tags, scores) VALUES ($1, $2, $3)")
+        .await
+        .expect("prepare insert");
+    for id in 1..=40i64 {
+        let tags: Vec<String> = (0..id % 3 + 1)
+            .map(|i| format!("t{}", (id + i) % 5))
+            .collect();
+        let scores: Option<Vec<i32>> = (id % 4 != 0).then(|| vec![id as i32, -1]);
+        client
+            .execute(&insert, &[&id, &tags, &scores])
+            .await
+            .expect("insert arrays");
+    }
+    let row = client
+        .query_one("SELECT tags, scores FROM labelled WHERE id = $1", &[&5i64])
+        .await
+        .expect("read arrays");
+    assert_eq!(row.get::<_, Vec<String>>(0), ["t0", "t1", "t2"]);
+    assert_eq!(row.get::<_, Option<Vec<i32>>>(1), Some(vec![5, -1]));
+    let found: i64 = client
+        .query_one("SELECT count(*) FROM labelled WHERE 't4' = ANY(tags)", &[])
+        .await
+        .expect("count over every node")
+        .get(0);
+    let want = (1..=40i64)
+        .filter(|id| (0..id % 3 + 1).any(|i| (id + i) % 5 == 4))
+        .count() as i64;
+    assert_eq!(found, want);
+    let ids: Vec<i64> = client
+        .query(
+            "SELECT id FROM labelled WHERE id = ANY($1) AND scores IS NULL ORDER BY id",
+            &[&vec![4i64, 5, 8, 39]],
+        )
+        .await
+        .expect("= ANY($1)")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(ids, [4, 8]);
+    client
+        .execute(
+            "UPDATE labelled SET tags = array_append(tags, 'new') WHERE id = 7",
+            &[],
+        )
+        .await
+        .expect("array_append");
+    rows_are_where_their_shards_are(cluster, "labelled", 4, 1..=40).await;
+    let (policy, copies) = placement("labelled", 4);
+    let holders = &copies[policy.shard_of(&[KeyValue::Int(7)]) as usize];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for (index, (node, _)) in NODES.iter().enumerate() {
+        if !holders.contains(&(*node).to_owned()) {
+            continue;
+        }
+        loop {
+            let stored = cluster
+                .node_texts(
+                    index,
+                    "SELECT CAST(tags AS text) FROM labelled WHERE id = 7",
+                )
+                .await;
+            if stored == ["{t2,t3,new}"] {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{node} holds {stored:?} for row 7"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Serial columns of sharded tables draw from one counter for the whole cluster: an INSERT

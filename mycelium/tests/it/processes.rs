@@ -40,7 +40,11 @@ impl Member {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mycelium"));
         command
             .args(args)
-            .env("RUST_LOG", "warn")
+            // MYCELIUM_TEST_LOG (a RUST_LOG filter) makes the members say more.
+            .env(
+                "RUST_LOG",
+                std::env::var("MYCELIUM_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in env {

@@ -934,7 +934,7 @@ impl<'c> Worker<'c> {
     ) -> Result<StatementDescription, DbError> {
         let t = self.translation(sql, param_types)?;
         Ok(StatementDescription {
-            params: t.params.iter().map(|p| p.ty.oid()).collect(),
+            params: t.params.iter().map(|p| p.type_oid()).collect(),
             columns: t.columns.to_vec(),
         })
     }
@@ -1085,7 +1085,10 @@ impl<'c> Worker<'c> {
                         .get(i)
                         .copied()
                         .unwrap_or(Format::Text);
-                    types::decode_param(ty.ty, format, bytes)?
+                    match ty.array_type() {
+                        Some(array) => crate::functions::array::decode_param(array, format, bytes)?,
+                        None => types::decode_param(ty.ty, format, bytes)?,
+                    }
                 }
             });
         }

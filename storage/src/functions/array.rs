@@ -12,6 +12,7 @@
 
 use bytes::{BufMut, BytesMut};
 use mycelium_protocol::DbError;
+use mycelium_protocol::Format;
 use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef};
 use rusqlite::Connection;
 use rusqlite::functions::Context;
@@ -220,6 +221,93 @@ pub fn encode_binary(
     Ok(())
 }
 
+/// A parameter of an array type as storage keeps it: the text Postgres prints. Text input is
+/// read as `array_in` reads it and printed again (`{ 01, 2 }` is `{1,2}`); binary input is
+/// `array_recv`'s (one dimension, elements of the array's element type).
+pub fn decode_param(ty: ArrayType, format: Format, bytes: &[u8]) -> Result<SqlValue, DbError> {
+    let array = match format {
+        Format::Text => {
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                DbError::new("22021", "invalid byte sequence for encoding \"UTF8\"")
+            })?;
+            Array::parse(text, ty)?
+        }
+        Format::Binary => recv(ty, bytes)?,
+    };
+    let mut items = Vec::with_capacity(array.items.len());
+    for item in &array.items {
+        items.push(match item {
+            None => None,
+            Some(text) => {
+                let value = types::parse_text(ty.elem, -1, text)?;
+                Some(as_text(value.as_ref(), Some(ty.elem))?)
+            }
+        });
+    }
+    Array {
+        lower: array.lower,
+        items,
+    }
+    .format(ty)
+    .map(SqlValue::Text)
+}
+
+/// `array_recv`: dimensions, a NULL flag, the element type, each dimension's length and lower
+/// bound, then each element as a length (-1 for NULL) and its binary form.
+fn recv(ty: ArrayType, mut bytes: &[u8]) -> Result<Array, DbError> {
+    let invalid = || DbError::new("22P03", "invalid array binary format");
+    let int = |bytes: &mut &[u8]| -> Result<i32, DbError> {
+        let (head, rest) = bytes.split_first_chunk::<4>().ok_or_else(invalid)?;
+        *bytes = rest;
+        Ok(i32::from_be_bytes(*head))
+    };
+    let dims = int(&mut bytes)?;
+    let _has_nulls = int(&mut bytes)?;
+    let elem_oid = int(&mut bytes)? as u32;
+    if elem_oid != ty.elem.oid() {
+        return Err(DbError::new(
+            "42804",
+            format!(
+                "binary data has array element type {elem_oid} instead of expected {}",
+                ty.elem.oid()
+            ),
+        ));
+    }
+    match dims {
+        0 => {
+            return Ok(Array {
+                lower: 1,
+                items: Vec::new(),
+            });
+        }
+        1 => {}
+        n if n > 1 => return Err(unsupported("multidimensional arrays")),
+        _ => return Err(invalid()),
+    }
+    let len = usize::try_from(int(&mut bytes)?).map_err(|_| invalid())?;
+    let lower = i64::from(int(&mut bytes)?);
+    let mut items = Vec::with_capacity(len.min(bytes.len() / 4));
+    for _ in 0..len {
+        let size = int(&mut bytes)?;
+        if size < 0 {
+            items.push(None);
+            continue;
+        }
+        let size = usize::try_from(size).map_err(|_| invalid())?;
+        if size > bytes.len() {
+            return Err(invalid());
+        }
+        let (element, rest) = bytes.split_at(size);
+        bytes = rest;
+        let value = types::decode_param(ty.elem, Format::Binary, element)?;
+        items.push(Some(as_text(value.as_ref(), Some(ty.elem))?));
+    }
+    if !bytes.is_empty() {
+        return Err(invalid());
+    }
+    Ok(Array { lower, items })
+}
+
 fn needs_quotes(s: &str) -> bool {
     s.is_empty()
         || s.eq_ignore_ascii_case("NULL")
@@ -351,6 +439,18 @@ fn array_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<(Array, Arr
         ValueRef::Real(_) => return Err(fail(malformed("real"))),
     };
     Ok(Some((Array::parse(&text, ty).map_err(fail)?, ty)))
+}
+
+/// The array in argument `i`, of type `ty`; `None` when NULL.
+fn array_at(ctx: &Context<'_>, i: usize, ty: ArrayType) -> rusqlite::Result<Option<Array>> {
+    match ctx.get_raw(i) {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Array::parse(&String::from_utf8_lossy(t), ty)
+            .map(Some)
+            .map_err(fail),
+        ValueRef::Integer(n) => Array::parse(&n.to_string(), ty).map(Some).map_err(fail),
+        ValueRef::Real(_) => Err(fail(malformed("real"))),
+    }
 }
 
 fn text_value(text: Result<String, DbError>) -> rusqlite::Result<Value> {
@@ -502,6 +602,81 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
         }
         Ok((!saw_null).then_some(false))
     })?;
+    // `a || b` and array_cat (shape 0), `a || x` and array_append (1), `x || a` and
+    // array_prepend (2); NULL arrays are empty, as in Postgres.
+    conn.create_scalar_function("__pg_array_concat", 4, DET, |ctx| {
+        let ty = array_type_arg(ctx, 2)?;
+        let shape: i64 = ctx.get(3)?;
+        let side = |i: usize| -> rusqlite::Result<Array> {
+            Ok(array_at(ctx, i, ty)?.unwrap_or(Array {
+                lower: 1,
+                items: Vec::new(),
+            }))
+        };
+        let array = match shape {
+            0 => {
+                let (left, right) = (array_at(ctx, 0, ty)?, array_at(ctx, 1, ty)?);
+                match (left, right) {
+                    (None, None) => return Ok(Value::Null),
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (Some(mut a), Some(b)) => {
+                        a.items.extend(b.items);
+                        a
+                    }
+                }
+            }
+            1 => {
+                let mut a = side(0)?;
+                a.items
+                    .push(element_text(ctx.get_raw(1), ty.elem).map_err(fail)?);
+                a
+            }
+            _ => {
+                let mut a = side(1)?;
+                a.items
+                    .insert(0, element_text(ctx.get_raw(0), ty.elem).map_err(fail)?);
+                a
+            }
+        };
+        text_value(array.format(ty))
+    })?;
+    conn.create_scalar_function("__pg_array_remove", 3, DET, |ctx| {
+        let Some((mut array, ty)) = array_arg(ctx, 0)? else {
+            return Ok(Value::Null);
+        };
+        let x = element_text(ctx.get_raw(2), ty.elem).map_err(fail)?;
+        array.items.retain(|item| *item != x);
+        text_value(array.format(ty))
+    })?;
+    conn.create_scalar_function("__pg_array_position", 3, DET, |ctx| {
+        let Some((array, ty)) = array_arg(ctx, 0)? else {
+            return Ok(None);
+        };
+        let x = element_text(ctx.get_raw(2), ty.elem).map_err(fail)?;
+        Ok(array
+            .items
+            .iter()
+            .position(|item| x.is_some() && *item == x)
+            .map(|i| array.lower + i as i64))
+    })?;
+    // `a @> b`: every element of `b` is in `a` (NULLs match nothing); `a && b`: one is.
+    for (name, all) in [
+        ("__pg_array_contains_all", true),
+        ("__pg_array_overlap", false),
+    ] {
+        conn.create_scalar_function(name, 3, DET, move |ctx| {
+            let ty = array_type_arg(ctx, 2)?;
+            let (Some(a), Some(b)) = (array_at(ctx, 0, ty)?, array_at(ctx, 1, ty)?) else {
+                return Ok(None);
+            };
+            let held = |item: &Option<String>| item.is_some() && a.items.contains(item);
+            Ok(Some(if all {
+                b.items.iter().all(held)
+            } else {
+                b.items.iter().any(held)
+            }))
+        })?;
+    }
     // The rows of set-returning functions run in lockstep: as many as the longest set.
     conn.create_scalar_function("__pg_srf_rows", -1, DET, |ctx| {
         let mut rows = 0;

@@ -321,12 +321,16 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                 vec![
                     i(table.oid),
                     t(&col.name),
-                    i(ty.oid()),
+                    i(col.ty.type_oid()),
                     i(-1),
                     i(ty.type_size()),
                     i(col.attnum),
                     i(0),
-                    i(col.ty.typmod),
+                    i(if col.ty.array_type().is_some() {
+                        -1
+                    } else {
+                        col.ty.typmod
+                    }),
                     b(ty.type_size() > 0 && ty.type_size() <= 8),
                     t("i"),
                     // Postgres' storage strategies: fixed-size plain, numeric main, other
@@ -346,7 +350,11 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     b(false),
                     b(true),
                     i(0),
-                    i(if collatable(ty) { 100 } else { 0 }),
+                    i(if collatable(col.ty.array_type().map_or(ty, |a| a.elem)) {
+                        100
+                    } else {
+                        0
+                    }),
                     NULL,
                     NULL,
                     t(""),
@@ -379,11 +387,18 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     i(col.attnum),
                     col.default_pg.clone().map(SqlValue::Text).unwrap_or(NULL),
                     t(if col.not_null { "NO" } else { "YES" }),
-                    t(ty.name()),
+                    t(if col.ty.array_type().is_some() {
+                        "ARRAY"
+                    } else {
+                        ty.name()
+                    }),
                     length,
                     precision,
                     scale,
-                    t(typname(ty)),
+                    t(col
+                        .ty
+                        .array_type()
+                        .map_or_else(|| typname(ty).to_owned(), |a| a.typname())),
                     t("NO"),
                     t("NEVER"),
                 ],

@@ -131,6 +131,9 @@ impl Inferer<'_> {
     ) -> Option<Typed> {
         let array = types.first().copied().flatten().and_then(Ty::array_type);
         let n = types.len();
+        if let Some(done) = self.array_edit(name, f, types) {
+            return Some(done);
+        }
         if matches!(name, "unnest" | "generate_subscripts") && self.srf_rows.is_none() {
             return Some(Err(unsupported(format!(
                 "set-returning function {name}() outside a select list"
@@ -192,6 +195,66 @@ impl Inferer<'_> {
                 Ok(int4)
             }
         })
+    }
+
+    /// `array_append`, `array_prepend`, `array_cat`, `array_remove`, `array_position`.
+    fn array_edit(&mut self, name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Typed> {
+        let array_at = |i: usize| types.get(i).copied().flatten().and_then(Ty::array_type);
+        let (array, position) = match (name, types.len()) {
+            ("array_append" | "array_remove" | "array_position" | "array_cat", 2) => {
+                (array_at(0).or(array_at(1))?, 0)
+            }
+            ("array_prepend", 2) => (array_at(1)?, 1),
+            _ => return None,
+        };
+        let mut args = take_args(f);
+        let other = 1 - position;
+        if let (Some(None), Some(arg)) = (types.get(other), args.get_mut(other)) {
+            let want = if name == "array_cat" {
+                Ty::array(array)
+            } else {
+                Ty::of(array.elem)
+            };
+            if let Err(e) = self.expr(arg, Some(want)) {
+                return Some(Err(e));
+            }
+        }
+        let oid_arg = oid(array);
+        let mut args = args.into_iter();
+        let (first, second) = (
+            args.next().unwrap_or_else(null),
+            args.next().unwrap_or_else(null),
+        );
+        let concat = |shape: i64| {
+            vec![
+                first.clone(),
+                second.clone(),
+                oid_arg.clone(),
+                value_expr(SqlValue::Int(shape)),
+            ]
+        };
+        Some(Ok(match name {
+            "array_append" => {
+                recall(f, "__pg_array_concat", concat(1));
+                Some(Ty::array(array))
+            }
+            "array_prepend" => {
+                recall(f, "__pg_array_concat", concat(2));
+                Some(Ty::array(array))
+            }
+            "array_cat" => {
+                recall(f, "__pg_array_concat", concat(0));
+                Some(Ty::array(array))
+            }
+            "array_remove" => {
+                recall(f, "__pg_array_remove", vec![first, oid_arg, second]);
+                Some(Ty::array(array))
+            }
+            _ => {
+                recall(f, "__pg_array_position", vec![first, oid_arg, second]);
+                Some(Ty::of(PgType::Int4))
+            }
+        }))
     }
 
     /// `array_agg(x [ORDER BY ...])`: the aggregate takes the array type after the value.
@@ -373,7 +436,15 @@ impl Inferer<'_> {
             } => (left, compare_op.clone(), right, true),
             _ => return Ok(None),
         };
-        let Some(array) = self.expr(right, None)?.and_then(Ty::array_type) else {
+        let mut right_ty = self.expr(right, None)?;
+        if right_ty.is_none() {
+            // `x = ANY($1)`: an untyped array takes the type of arrays of `x`, as in Postgres.
+            let element = self.expr(left, None)?;
+            if let Some(array) = element.and_then(|t| ArrayType::of(t.ty)) {
+                right_ty = self.expr(right, Some(Ty::array(array)))?;
+            }
+        }
+        let Some(array) = right_ty.and_then(Ty::array_type) else {
             return Err(unsupported(format!(
                 "ANY/ALL over {right} (not an array of a known type)"
             )));

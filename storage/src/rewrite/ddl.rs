@@ -199,7 +199,7 @@ pub(super) fn create_table(ct: &mut CreateTable, schema: &Schema) -> Result<Tran
                 .ok_or_else(|| unsupported(format!("type {}", column.data_type)))?;
             Ty::of(ty)
         } else {
-            super::infer::data_type(&column.data_type)?
+            super::syntax::column_type(&column.data_type)?
         };
         typed.push((ident_name(&column.name), ty));
     }
@@ -643,7 +643,7 @@ pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Transl
                 if is_serial(column_def) {
                     return Err(unsupported("adding a serial column"));
                 }
-                let ty = super::infer::data_type(&column_def.data_type)?;
+                let ty = super::syntax::column_type(&column_def.data_type)?;
                 let mut def = format!("{} {}", quote_ident(&col), sqlite_decl(ty.ty));
                 let mut default_pg = None;
                 let mut unique = false;

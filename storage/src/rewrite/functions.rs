@@ -383,6 +383,17 @@ impl Inferer<'_> {
                 Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
                 _ => t(PgType::Numeric),
             },
+            "min" | "max" | "greatest" | "least"
+                if arg_types
+                    .iter()
+                    .flatten()
+                    .any(|t| t.array_type().is_some() || t.is_interval()) =>
+            {
+                // SQLite would compare their text (`{10}` below `{9}`).
+                Err(crate::errors::unsupported(format!(
+                    "{name}() of arrays or intervals"
+                )))
+            }
             "min" | "max" | "abs" | "sign" | "mod" => Ok(first.map(|f| {
                 if f.ty == PgType::Numeric {
                     f

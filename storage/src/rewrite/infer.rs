@@ -19,6 +19,7 @@ use sqlparser::ast::{
 use super::OutColumn;
 use crate::catalog::{Schema, TableInfo, Ty};
 use crate::errors::unsupported;
+use crate::functions::array::ArrayType;
 
 /// A relation visible in a query: a table, a CTE, a subquery, with its columns.
 #[derive(Debug, Clone)]
@@ -75,7 +76,11 @@ impl<'s> Inferer<'s> {
             schema,
             params: client_params
                 .iter()
-                .map(|oid| PgType::from_oid(*oid).map(Ty::of))
+                .map(|oid| {
+                    PgType::from_oid(*oid)
+                        .map(Ty::of)
+                        .or_else(|| ArrayType::from_oid(*oid).map(Ty::array))
+                })
                 .collect(),
             scopes: Vec::new(),
             ctes: Vec::new(),
@@ -133,7 +138,10 @@ impl<'s> Inferer<'s> {
         expected: Option<&[Ty]>,
     ) -> Result<Vec<OutColumn>, DbError> {
         self.register_ctes(&mut query.with)?;
-        let cols = self.set_expr(&mut query.body, expected)?;
+        let cols = match query.body.as_mut() {
+            SetExpr::Select(select) => self.select(select, expected, query.order_by.as_mut())?,
+            body => self.set_expr(body, expected)?,
+        };
         if let Some(sqlparser::ast::LimitClause::LimitOffset { limit, offset, .. }) =
             &mut query.limit_clause
         {
@@ -201,7 +209,7 @@ impl<'s> Inferer<'s> {
         expected: Option<&[Ty]>,
     ) -> Result<Vec<OutColumn>, DbError> {
         match body {
-            SetExpr::Select(select) => self.select(select, expected),
+            SetExpr::Select(select) => self.select(select, expected, None),
             SetExpr::Query(q) => self.query(q, expected),
             SetExpr::SetOperation { left, right, .. } => {
                 let cols = self.set_expr(left, expected)?;
@@ -231,10 +239,12 @@ impl<'s> Inferer<'s> {
         }
     }
 
+    /// A select, and the ORDER BY of the query it is the body of (typed in its scope).
     fn select(
         &mut self,
         select: &mut Select,
         expected: Option<&[Ty]>,
+        order_by: Option<&mut sqlparser::ast::OrderBy>,
     ) -> Result<Vec<OutColumn>, DbError> {
         if let Some(sqlparser::ast::Distinct::On(_)) = select.distinct {
             return Err(unsupported("SELECT DISTINCT ON"));
@@ -245,10 +255,55 @@ impl<'s> Inferer<'s> {
         self.scopes.push(Vec::new());
         // A select nested in an outer select list has its own set-returning calls.
         let outer_srfs = self.srf_rows.take();
-        let result = self.select_inner(select, expected);
+        let result = self.select_inner(select, expected).and_then(|out| {
+            if let Some(order_by) = order_by {
+                self.order_by(order_by, &out)?;
+            }
+            Ok(out)
+        });
         self.srf_rows = outer_srfs;
         self.scopes.pop();
         result
+    }
+
+    /// Types the terms of an ORDER BY (a select list column named by its name or position is
+    /// typed already), and refuses to sort by arrays and intervals, which SQLite would order
+    /// by their text (`{10}` before `{9}`, `1 day` before `2 hours`).
+    pub fn order_by(
+        &mut self,
+        order_by: &mut sqlparser::ast::OrderBy,
+        out: &[OutColumn],
+    ) -> Result<(), DbError> {
+        let sqlparser::ast::OrderByKind::Expressions(exprs) = &mut order_by.kind else {
+            return Ok(());
+        };
+        for e in exprs {
+            let named = match &e.expr {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => n
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|n| out.get(n.checked_sub(1)?)),
+                    _ => None,
+                },
+                Expr::Identifier(ident) => out.iter().find(|c| c.name == ident_name(ident)),
+                _ => None,
+            };
+            let ty = match named {
+                Some(column) => Some(column.ty),
+                // A term that names something this scope cannot type is left to SQLite.
+                None => self.expr(&mut e.expr, None).ok().flatten(),
+            };
+            if let Some(ty) = ty
+                && (ty.array_type().is_some() || ty.is_interval())
+            {
+                let what = ty
+                    .array_type()
+                    .map_or_else(|| "interval".to_owned(), |a| a.name());
+                return Err(unsupported(format!("ORDER BY a value of type {what}")));
+            }
+        }
+        Ok(())
     }
 
     fn select_inner(
@@ -488,6 +543,15 @@ impl<'s> Inferer<'s> {
                 *expr = value_expr(SqlValue::Text(interval.format()));
                 return Ok(());
             }
+            if let Some(array) = ty.array_type() {
+                let value = crate::functions::array::decode_param(
+                    array,
+                    mycelium_protocol::Format::Text,
+                    text.as_bytes(),
+                )?;
+                *expr = value_expr(value);
+                return Ok(());
+            }
             if matches!(ty.ty, PgType::Text | PgType::Unknown) {
                 return Ok(());
             }
@@ -505,6 +569,32 @@ impl<'s> Inferer<'s> {
         let Some(source) = source else {
             return Ok(());
         };
+        if let Some(array) = column.array_type() {
+            if source.typmod != column.typmod {
+                // Another array type's elements, or text, are read again as this one's.
+                let from = source.array_type().map_or(PgType::Text.oid(), |a| a.oid);
+                if source.ty != PgType::Text {
+                    return Err(DbError::new(
+                        "42804",
+                        format!(
+                            "column is of type {} but expression is of type {}",
+                            array.name(),
+                            source.ty.name()
+                        ),
+                    ));
+                }
+                let arg = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
+                *expr = function_call(
+                    "__pg_array_cast",
+                    vec![
+                        arg,
+                        value_expr(SqlValue::Int(i64::from(from))),
+                        value_expr(SqlValue::Int(i64::from(array.oid))),
+                    ],
+                );
+            }
+            return Ok(());
+        }
         let compatible = (source.ty == column.ty
             && (column.typmod < 0 || source.typmod == column.typmod))
             || (is_integer(source.ty) && matches!(column.ty, PgType::Int8 | PgType::Float8))
@@ -539,7 +629,14 @@ impl<'s> Inferer<'s> {
             self.params.resize(index, None);
         }
         if self.params[index - 1].is_none() {
-            self.params[index - 1] = Some(Ty::of(ty.ty));
+            // A parameter takes its type without the typmod (a `varchar(3)` column's
+            // parameter is `varchar`), except what marks an array.
+            let ty = if ty.array_type().is_some() {
+                ty
+            } else {
+                Ty::of(ty.ty)
+            };
+            self.params[index - 1] = Some(ty);
         }
     }
 

@@ -59,7 +59,7 @@ impl OutColumn {
             name: self.name.clone(),
             table_oid: self.table_oid,
             column_id: self.attnum,
-            type_oid: self.ty.array_type().map_or(self.ty.ty.oid(), |a| a.oid),
+            type_oid: self.ty.type_oid(),
             type_size: if self.ty.array_type().is_some() {
                 -1
             } else {
@@ -314,7 +314,7 @@ pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Tran
         }
         Statement::Query(query) => {
             let mut out = inf.query(query, None)?;
-            order_by_params(&mut inf, query);
+            order_by_params(&mut inf, query, &out)?;
             display::query(query, &mut out);
             expr::rewrite(query.as_mut(), lenient)?;
             let mut t = Translation::new(Kind::Select).with_out(out);
@@ -372,14 +372,15 @@ pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Tran
     Ok(t)
 }
 
-/// Types parameters used only in ORDER BY.
-fn order_by_params(inf: &mut Inferer<'_>, query: &mut sqlparser::ast::Query) {
-    if let Some(order_by) = &mut query.order_by
-        && let sqlparser::ast::OrderByKind::Expressions(exprs) = &mut order_by.kind
-    {
-        for e in exprs {
-            inf.expr_lenient(&mut e.expr);
-        }
+/// Types the ORDER BY of a query whose body is not a plain select (which typed its own).
+fn order_by_params(
+    inf: &mut Inferer<'_>,
+    query: &mut sqlparser::ast::Query,
+    out: &[OutColumn],
+) -> Result<(), DbError> {
+    match (query.body.as_ref(), query.order_by.as_mut()) {
+        (SetExpr::Select(_), _) | (_, None) => Ok(()),
+        (_, Some(order_by)) => inf.order_by(order_by, out),
     }
 }
 

@@ -10,6 +10,7 @@ use super::infer::Inferer;
 use super::syntax::{function_call, is_integer, is_numeric, string_literal, value_expr};
 use crate::catalog::Ty;
 use crate::errors::unsupported;
+use crate::functions::array::ArrayType;
 use crate::functions::numeric::{Dec, div_scale};
 
 type Typed = Result<Option<Ty>, DbError>;
@@ -125,9 +126,32 @@ impl Inferer<'_> {
     ) -> Result<(Option<Ty>, Option<Rewrite>), DbError> {
         use BinaryOperator as B;
         let bool_ty = Some(Ty::of(PgType::Bool));
+        if matches!(op, B::AtArrow | B::ArrowAt | B::PGOverlap)
+            && let Some(array) = self.array_operand(left, right)?
+        {
+            let name = if matches!(op, B::PGOverlap) {
+                "__pg_array_overlap"
+            } else {
+                "__pg_array_contains_all"
+            };
+            return Ok((
+                bool_ty,
+                Some(Rewrite::Call {
+                    name,
+                    swap: matches!(op, B::ArrowAt),
+                    extra: vec![i64::from(array.oid)],
+                }),
+            ));
+        }
         match op {
             B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::Spaceship => {
                 let (lt, rt) = self.pair(left, right)?;
+                if let Some(array) = lt.or(rt).and_then(Ty::array_type)
+                    && !matches!(op, B::Eq | B::NotEq)
+                {
+                    // Equal arrays print alike; their order is not their text's.
+                    return Err(unsupported(format!("operator {op} on {}", array.name())));
+                }
                 if lt.or(rt).is_some_and(Ty::is_interval) {
                     // Intervals compare as Postgres compares them (a month is 30 days, a day
                     // 24 hours): `__pg_interval_cmp(a, b) op 0`.
@@ -155,8 +179,37 @@ impl Inferer<'_> {
                         call("__pg_jsonb_concat", vec![]),
                     ));
                 }
-                if [lt, rt].iter().flatten().any(|t| t.array_type().is_some()) {
-                    return Err(unsupported("array concatenation with ||"));
+                let (la, ra) = (lt.and_then(Ty::array_type), rt.and_then(Ty::array_type));
+                if let Some(array) = la.or(ra) {
+                    // An untyped literal beside an array is an array, as in Postgres.
+                    for (side, ty) in [(&mut *left, lt), (&mut *right, rt)] {
+                        if ty.is_none() {
+                            self.expr(side, Some(Ty::array(array)))?;
+                        }
+                    }
+                    let shape = match (la, ra, lt.is_none(), rt.is_none()) {
+                        (Some(_), Some(_), _, _) | (_, _, true, _) | (_, _, _, true) => 0,
+                        (Some(_), None, _, _) => 1,
+                        _ => 2,
+                    };
+                    if shape == 0 && la.zip(ra).is_some_and(|(a, b)| a.elem != b.elem) {
+                        return Err(DbError::new(
+                            "42883",
+                            format!(
+                                "operator does not exist: {} || {}",
+                                la.map_or(String::new(), ArrayType::name),
+                                ra.map_or(String::new(), ArrayType::name)
+                            ),
+                        ));
+                    }
+                    return Ok((
+                        Some(Ty::array(array)),
+                        Some(Rewrite::Call {
+                            name: "__pg_array_concat",
+                            swap: false,
+                            extra: vec![i64::from(array.oid), shape],
+                        }),
+                    ));
                 }
                 if lt.is_none() {
                     self.expr(left, Some(Ty::of(PgType::Text)))?;
@@ -490,5 +543,35 @@ fn name(k: Option<Temporal>) -> &'static str {
         Some(Temporal::Interval) => "interval",
         Some(Temporal::Integer) => "integer",
         None => "unknown",
+    }
+}
+
+impl Inferer<'_> {
+    /// The array type of `left op right` when either side is an array (the other, when
+    /// untyped, becomes one of the same type); `None`, with nothing typed, otherwise.
+    fn array_operand(
+        &mut self,
+        left: &mut Expr,
+        right: &mut Expr,
+    ) -> Result<Option<ArrayType>, DbError> {
+        let probe = |inf: &mut Self, side: &Expr| -> Result<Option<ArrayType>, DbError> {
+            Ok(inf.expr(&mut side.clone(), None)?.and_then(Ty::array_type))
+        };
+        let Some(array) = probe(self, left)?.or(probe(self, right)?) else {
+            return Ok(None);
+        };
+        let want = Some(Ty::array(array));
+        let lt = self.expr(left, want)?.and_then(Ty::array_type);
+        let rt = self.expr(right, want)?.and_then(Ty::array_type);
+        match (lt, rt) {
+            (Some(a), Some(b)) if a.elem == b.elem => Ok(Some(array)),
+            _ => Err(DbError::new(
+                "42883",
+                format!(
+                    "operator does not exist: {} and {} are not arrays of one type",
+                    left, right
+                ),
+            )),
+        }
     }
 }

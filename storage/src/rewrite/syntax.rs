@@ -67,6 +67,15 @@ pub(crate) fn data_type(dt: &DataType) -> Result<Ty, DbError> {
         .ok_or_else(|| DbError::new("42704", format!("type \"{lower}\" does not exist")))
 }
 
+/// The type of a table column: any [`data_type`], or a one-dimensional array of one (kept as
+/// its text form, see `functions::array`).
+pub(crate) fn column_type(dt: &DataType) -> Result<Ty, DbError> {
+    match cast_target(dt)? {
+        CastTarget::Type(ty) if ty.array_type().is_some_and(|a| !a.is_vector()) => Ok(ty),
+        _ => data_type(dt),
+    }
+}
+
 /// `pg_type.typname`: what Postgres names a `::type` column when nothing better exists.
 pub(crate) fn typname(ty: PgType) -> &'static str {
     match ty {
@@ -277,7 +286,6 @@ pub(crate) fn cast_target(dt: &DataType) -> Result<CastTarget, DbError> {
                 .ok_or_else(|| crate::errors::internal(format!("no array type {oid}")))
         }
         _ => match dt {
-            // Arrays are values of expressions only: a table column cannot be one.
             DataType::Array(
                 ArrayElemTypeDef::SquareBracket(elem, _)
                 | ArrayElemTypeDef::AngleBracket(elem)
@@ -299,8 +307,15 @@ pub(crate) fn cast_target(dt: &DataType) -> Result<CastTarget, DbError> {
 /// Comparisons ignore a typmod: `varchar(3)` compared with a longer literal is no error.
 pub(crate) fn comparison_type(t: Option<Ty>) -> Option<Ty> {
     // Intervals stay intervals: their text does not compare as they do (`25:00:00` is
-    // `1 day 01:00:00`), so comparisons of them are rewritten.
-    t.map(|t| if t.is_interval() { t } else { Ty::of(t.ty) })
+    // `1 day 01:00:00`), so comparisons of them are rewritten. Arrays stay arrays, so that
+    // the other side is read as one (`'{ 1, 02 }'` is `{1,2}`).
+    t.map(|t| {
+        if t.is_interval() || t.array_type().is_some() {
+            t
+        } else {
+            Ty::of(t.ty)
+        }
+    })
 }
 
 /// `generate_series(a, b[, step])` in FROM as a recursive CTE over integers.

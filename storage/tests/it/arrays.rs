@@ -362,3 +362,148 @@ async fn binary_results_are_array_send() {
     ];
     assert_eq!(out.rows, vec![expected]);
 }
+
+/// Array columns (one dimension) as Postgres keeps them: the expected rows are PostgreSQL 15's
+/// answer to the same statements.
+#[tokio::test]
+async fn array_columns_answer_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE posts (id int PRIMARY KEY, tags text[] NOT NULL DEFAULT '{}', scores int[])",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO posts VALUES (1, ARRAY['a','b c'], '{1, 02,3}'), (2, '{x}', ARRAY[5]), \
+         (3, DEFAULT, NULL)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "UPDATE posts SET tags = array_append(tags, 'new'), scores = scores || 6 WHERE id = 2",
+    )
+    .await;
+    ok(
+        &mut s,
+        "UPDATE posts SET tags = '{z}' || tags, scores = array_prepend(0, scores) WHERE id = 1",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "SELECT id, tags, scores, tags[1], scores[2], array_length(scores, 1), cardinality(tags), \
+         array_position(tags, 'x'), array_remove(scores, 5), array_cat(scores, ARRAY[7]), \
+         tags @> '{x}', tags && ARRAY['a','new'], scores <@ '{0,1,2,3,4}', 'b c' = ANY(tags), \
+         array_to_string(tags, ';') FROM posts ORDER BY id",
+    )
+    .await;
+    let postgres = r#"1|{z,a,"b c"}|{0,1,2,3}|z|1|4|3||{0,1,2,3}|{0,1,2,3,7}|f|t|t|t|z;a;b c
+2|{x,new}|{5,6}|x|6|2|2|1|{6}|{5,6,7}|t|t|f|f|x;new
+3|{}|||||0|||{7}|f|f||f|"#;
+    let got: Vec<String> = out
+        .text()
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    assert_eq!(got.join("\n"), postgres);
+    let types: Vec<u32> = out.columns.iter().map(|c| c.type_oid).collect();
+    assert_eq!(
+        types,
+        [
+            23, 1009, 1007, 25, 23, 23, 23, 23, 1007, 1007, 16, 16, 16, 16, 25
+        ]
+    );
+
+    // Bad input is refused as Postgres refuses it, and nothing is stored.
+    let error = err(&mut s, "INSERT INTO posts VALUES (4, '{a,', NULL)").await;
+    assert_eq!(error.code, "22P02", "{error:?}");
+    let error = err(&mut s, "INSERT INTO posts VALUES (4, '{a}', '{a}')").await;
+    assert_eq!(error.code, "22P02", "{error:?}");
+    let error = err(&mut s, "UPDATE posts SET scores = 7 WHERE id = 1").await;
+    assert_eq!(error.code, "42804", "{error:?}");
+    assert_eq!(count_rows(&db, "posts"), 3);
+
+    // Parameters: an array in text form, and `= ANY($1)` typed by its left side.
+    let out = run_params(
+        &mut s,
+        "INSERT INTO posts VALUES ($1, $2, $3) RETURNING tags, scores",
+        &[Some("4"), Some("{\"p q\",NULL}"), Some("{ 7 , 08 }")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.text(),
+        vec![vec![Some("{\"p q\",NULL}".into()), Some("{7,8}".into())]]
+    );
+    let out = run_params(
+        &mut s,
+        "SELECT id FROM posts WHERE id = ANY($1) ORDER BY id",
+        &[Some("{4,1,9}")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.text(),
+        vec![vec![Some("1".into())], vec![Some("4".into())]]
+    );
+
+    let out = ok(
+        &mut s,
+        "SELECT id FROM posts WHERE scores = '{ 5, 06 }' OR scores IN ('{7,8}') ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![vec![Some("2".into())], vec![Some("4".into())]]
+    );
+
+    // Sorting by elements works; arrays themselves would sort by their text: refused.
+    let out = ok(
+        &mut s,
+        "SELECT id FROM posts ORDER BY scores[1] DESC, array_length(tags, 1)",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![
+            vec![Some("3".into())],
+            vec![Some("4".into())],
+            vec![Some("2".into())],
+            vec![Some("1".into())],
+        ],
+        "NULLs first when descending, as in Postgres"
+    );
+    for sql in [
+        "SELECT id FROM posts ORDER BY scores",
+        "SELECT id, scores FROM posts ORDER BY 2",
+        "SELECT id, tags AS t FROM posts ORDER BY t DESC",
+        "SELECT id FROM posts WHERE scores > '{1}'",
+        "SELECT max(scores) FROM posts",
+        "SELECT now() - timestamp '2020-01-01' AS d ORDER BY d",
+    ] {
+        assert_eq!(err(&mut s, sql).await.code, "0A000", "{sql}");
+    }
+
+    // psql's \d names the types.
+    let out = ok(
+        &mut s,
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'posts' AND a.attnum > 0 \
+         ORDER BY a.attnum",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![
+            vec![Some("id".into()), Some("integer".into())],
+            vec![Some("tags".into()), Some("text[]".into())],
+            vec![Some("scores".into()), Some("integer[]".into())],
+        ]
+    );
+}
