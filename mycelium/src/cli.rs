@@ -15,6 +15,11 @@ pub struct Cli {
     /// Log format on stderr; levels come from RUST_LOG (default info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Threads of the async runtime (default: one per CPU). On a machine whose cores the
+    /// process shares with PostgreSQL and the clients, 1 costs less CPU per statement: no
+    /// wake-ups of a second thread (bench/README.md).
+    #[arg(long, global = true, env = "MYCELIUM_WORKER_THREADS")]
+    worker_threads: Option<std::num::NonZeroUsize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,15 +122,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => {
             init_logging(cli.log_format);
-            runtime()?.block_on(crate::up::up(args))
+            runtime(cli.worker_threads)?.block_on(crate::up::up(args))
         }
         Command::Node(args) => {
             init_logging(cli.log_format);
-            runtime()?.block_on(crate::serve::node(&args.config, args.metrics_listen))
+            runtime(cli.worker_threads)?
+                .block_on(crate::serve::node(&args.config, args.metrics_listen))
         }
         Command::Proxy(args) => {
             init_logging(cli.log_format);
-            runtime()?.block_on(crate::serve::proxy(&args.config, args.metrics_listen))
+            runtime(cli.worker_threads)?
+                .block_on(crate::serve::proxy(&args.config, args.metrics_listen))
         }
         Command::Passwd => {
             let mut line = String::new();
@@ -174,8 +181,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+fn runtime(
+    worker_threads: Option<std::num::NonZeroUsize>,
+) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads.get());
+    }
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")

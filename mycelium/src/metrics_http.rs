@@ -1,12 +1,23 @@
 //! `/metrics` over a minimal HTTP/1.1 server: Prometheus text format from the process-wide
 //! registry. Anything else gets 404; a request that does not fit in 8 KiB is dropped.
 
-use prometheus::{Encoder, TextEncoder};
+use std::sync::LazyLock;
+
+use prometheus::{Encoder, IntGauge, TextEncoder, register_int_gauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 const MAX_REQUEST: usize = 8 * 1024;
+
+/// Worker threads of the process's async runtime (`--worker-threads`), read at each scrape.
+static WORKER_THREADS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "mycelium_runtime_worker_threads",
+        "Worker threads of the process's async runtime"
+    )
+    .expect("metric registers once")
+});
 
 pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
     loop {
@@ -38,6 +49,8 @@ async fn answer(mut stream: TcpStream) {
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, content_type, body) =
         if line.starts_with(b"GET /metrics ") || line == b"GET /metrics" {
+            let workers = tokio::runtime::Handle::current().metrics().num_workers();
+            WORKER_THREADS.set(i64::try_from(workers).unwrap_or(i64::MAX));
             let mut body = Vec::new();
             match TextEncoder::new().encode(&prometheus::gather(), &mut body) {
                 Ok(()) => ("200 OK", "text/plain; version=0.0.4", body),

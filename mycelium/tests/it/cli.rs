@@ -50,6 +50,30 @@ fn config_check_names_the_file_and_the_key() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("node.node_type"));
 }
 
+/// `--worker-threads` (or MYCELIUM_WORKER_THREADS) sizes the async runtime; 0 is refused.
+#[tokio::test]
+async fn worker_threads_size_the_runtime() {
+    let default = Cluster::start();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(
+        default.metric("mycelium_runtime_worker_threads"),
+        cpus as f64
+    );
+    drop(default);
+    let one = Cluster::start_with_env(&[("MYCELIUM_WORKER_THREADS", "1")]);
+    let client = one.connect().await;
+    let row = client.query_one("SELECT 41 + 1", &[]).await.expect("query");
+    assert_eq!(row.get::<_, i32>(0), 42);
+    assert_eq!(one.metric("mycelium_runtime_worker_threads"), 1.0);
+    let output = Command::new(env!("CARGO_BIN_EXE_mycelium"))
+        .args(["--worker-threads", "0", "up"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--worker-threads"), "{stderr}");
+}
+
 /// promtool-style checks: names, types and units follow Prometheus conventions.
 #[tokio::test]
 async fn metrics_follow_prometheus_conventions() {
