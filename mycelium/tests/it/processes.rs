@@ -82,14 +82,46 @@ impl Member {
     }
 
     /// SIGSTOP / SIGCONT: the process keeps its sockets open but answers nothing.
+    ///
+    /// A stop takes effect when one of the process's threads handles the signal, which on a
+    /// loaded machine can be milliseconds after `kill` returns: long enough for another
+    /// thread to answer a request sent meanwhile. So a freeze waits until every thread is
+    /// stopped.
     pub fn freeze(&self, frozen: bool) {
         let signal = if frozen { "-STOP" } else { "-CONT" };
+        let pid = self.child.id();
         let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
+            .args([signal, &pid.to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
+        if !frozen {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/PID/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|state| state == 'T' || state == 't')
+        })
+    })
 }
 
 impl Drop for Member {
