@@ -278,6 +278,9 @@ impl Session {
                         }
                         continue;
                     }
+                    if matches!(combine, Combine::Min | Combine::Max) {
+                        comparable(&columns[i])?;
+                    }
                     let value = decode(&columns[i], request.result_format(i), *field)?;
                     groups[slot][i] = merge_value(groups[slot][i].take(), value, combine);
                 }
@@ -434,6 +437,22 @@ fn write_row(out: &mut BytesMut, row: &DataRows, visible: usize, total: usize) {
     out.extend_from_slice(builder.take().bytes());
 }
 
+/// Refuses to order values of a type the proxy does not know how to compare (intervals,
+/// arrays, ...): read as text they would merge in the wrong order.
+fn comparable(column: &Column) -> Result<(), ProxyError> {
+    match PgType::from_oid(column.type_oid) {
+        Some(_) => Ok(()),
+        None => Err(sql_error(
+            "0A000",
+            format!(
+                "ordering values of column \"{}\" (type OID {}) across several nodes (ORDER BY, \
+                 min, max); order them on one node, or by a column of another type",
+                column.name, column.type_oid
+            ),
+        )),
+    }
+}
+
 fn decode(
     column: &Column,
     format: Format,
@@ -454,6 +473,7 @@ fn sort_values(
     let values = sort
         .iter()
         .map(|&(i, _, _)| {
+            comparable(&columns[i])?;
             decode(
                 &columns[i],
                 request.result_format(i),

@@ -60,6 +60,9 @@ pub struct Ty {
 /// Marks `interval` values, carried as text (the codec has no interval type).
 pub const INTERVAL_TYPMOD: i32 = -1000;
 
+/// `pg_type.oid` of `interval`.
+pub const INTERVAL_OID: u32 = 1186;
+
 /// Arrays are text whose typmod is this minus the array type's OID (see [`Ty::array`]).
 pub const ARRAY_TYPMOD_BASE: i32 = -1_000_000;
 
@@ -88,9 +91,19 @@ impl Ty {
         }
     }
 
-    /// The OID Postgres names this type by (an array's own, not its text carrier's).
+    /// The OID Postgres names this type by (an array's or an interval's own, not its text
+    /// carrier's).
     pub fn type_oid(self) -> u32 {
+        if self.is_interval() {
+            return INTERVAL_OID;
+        }
         self.array_type().map_or(self.ty.oid(), |a| a.oid)
+    }
+
+    /// A type that travels as its text carrier's storage but is another Postgres type (an
+    /// array or an interval): its typmod is a marker, never shown.
+    pub fn is_carried_as_text(self) -> bool {
+        self.is_interval() || self.array_type().is_some()
     }
 
     pub fn array_type(self) -> Option<ArrayType> {

@@ -232,6 +232,28 @@ def check_arrays():
         eq("sqlalchemy any_", got, ["green"])
 
 
+def check_intervals():
+    """Interval columns with datetime.timedelta, in text and binary; sorted by their span."""
+    td = datetime.timedelta
+    with connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE py_intervals (id integer PRIMARY KEY, every interval)")
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                base = 10 if binary else 0
+                cur.executemany("INSERT INTO py_intervals VALUES (%s, %s)",
+                                [(base + 1, td(days=1, hours=1)),
+                                 (base + 2, td(minutes=90, microseconds=5)),
+                                 (base + 3, td(days=-2, seconds=30))])
+                cur.execute("SELECT id, every FROM py_intervals WHERE id > %s ORDER BY every",
+                            (base,))
+                eq(f"intervals binary={binary}", cur.fetchall(),
+                   [(base + 3, td(days=-2, seconds=30)), (base + 2, td(minutes=90, microseconds=5)),
+                    (base + 1, td(days=1, hours=1))])
+                cur.execute("SELECT id FROM py_intervals WHERE every = %s AND id > %s",
+                            (td(hours=25), base))
+                eq(f"25 hours = 1 day 1 hour binary={binary}", cur.fetchall(), [(base + 1,)])
+
+
 def check_executemany_and_pipeline():
     """executemany (which psycopg runs in pipeline mode) and an explicit pipeline."""
     with connect(autocommit=True) as conn:
@@ -614,6 +636,7 @@ CHECKS = [
     ("binary bytea", check_binary_bytea),
     ("prepared statements", check_prepared),
     ("arrays", check_arrays),
+    ("intervals", check_intervals),
     ("executemany and pipeline", check_executemany_and_pipeline),
     ("pipeline atomicity", check_pipeline_atomicity),
     ("transactions", check_transactions),

@@ -1087,6 +1087,9 @@ impl<'c> Worker<'c> {
                         .unwrap_or(Format::Text);
                     match ty.array_type() {
                         Some(array) => crate::functions::array::decode_param(array, format, bytes)?,
+                        None if ty.is_interval() => {
+                            crate::functions::time::decode_interval_param(format, bytes)?
+                        }
                         None => types::decode_param(ty.ty, format, bytes)?,
                     }
                 }
@@ -1342,6 +1345,9 @@ fn encode_value(
         && let Some(array) = (catalog::Ty { ty, typmod }).array_type()
     {
         return crate::functions::array::encode_binary(array, value, out);
+    }
+    if matches!(format, Format::Binary) && (catalog::Ty { ty, typmod }).is_interval() {
+        return crate::functions::time::encode_interval_binary(value, out);
     }
     let encode = |v: SqlValueRef<'_>, out: &mut BytesMut| match format {
         Format::Text => types::encode_text(ty, typmod, v, out),

@@ -461,9 +461,10 @@ fn relation_oid(schema: &Schema, name: &str) -> Option<i64> {
 }
 
 /// Types `to_regtype` knows besides the codec's: arrays drivers ask about, reg* types.
-const OTHER_TYPES: [(&str, u32); 6] = [
+const OTHER_TYPES: [(&str, u32); 7] = [
     ("regclass", types::oid::REGCLASS),
     ("regtype", types::oid::REGTYPE),
+    ("interval", crate::catalog::INTERVAL_OID),
     ("smallint[]", types::oid::INT2_ARRAY),
     ("integer[]", types::oid::INT4_ARRAY),
     ("text[]", types::oid::TEXT_ARRAY),
@@ -500,6 +501,9 @@ pub(crate) fn type_oid(name: &str) -> Option<i64> {
 pub(crate) fn type_name(oid: u32) -> String {
     if let Some(ty) = PgType::from_oid(oid) {
         return ty.name().to_owned();
+    }
+    if let Some(array) = array::ArrayType::from_oid(oid) {
+        return array.name();
     }
     match OTHER_TYPES.iter().find(|(_, o)| *o == oid) {
         Some((name, _)) => (*name).to_owned(),
@@ -568,6 +572,14 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         Ok(Some(
             dates::interval_span(a).cmp(&dates::interval_span(b)) as i64
         ))
+    })?;
+    // What ORDER BY sorts an interval by: its span in microseconds (a month is 30 days), as
+    // Postgres orders them; beyond ±292,000 years the key saturates.
+    conn.create_scalar_function("__pg_interval_key", 1, DET, |ctx| {
+        Ok(interval_value(ctx, 0)?.map(|iv| {
+            let span = dates::interval_span(iv);
+            i64::try_from(span).unwrap_or(if span < 0 { i64::MIN } else { i64::MAX })
+        }))
     })?;
     conn.create_scalar_function("__pg_interval_mul", 2, DET, |ctx| {
         let (Some(span), Some(factor)) = (interval_value(ctx, 0)?, ctx.get::<Option<f64>>(1)?)

@@ -1,17 +1,64 @@
 //! Date and time arithmetic on the text forms storage holds: `date ± integer`, `date - date`,
 //! timestamps `±` intervals, timestamp differences, `date_trunc` and `extract`.
 //!
-//! Postgres's `interval` has no storage type here: an interval is carried as text in the form
-//! Postgres prints it (`1 day 02:00:00`), which these functions parse back. Months, days and
+//! Postgres's `interval` has no storage type here: an interval (a value, or a column of type
+//! `interval`) is carried as text in the form Postgres prints it (`1 day 02:00:00`), which
+//! these functions parse back; clients see type 1186 and get `interval_send`'s bytes when they
+//! ask for binary. Months, days and
 //! microseconds stay separate as in Postgres, so `+ interval '1 month'` clamps to the end of
 //! the month the way Postgres does.
 
+use bytes::{BufMut, BytesMut};
 use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, Timelike};
-use mycelium_protocol::DbError;
-use mycelium_protocol::types::PgType;
+use mycelium_protocol::types::{PgType, SqlValue, SqlValueRef};
+use mycelium_protocol::{DbError, Format};
 use rusqlite::types::ValueRef;
 
 use super::format_naive;
+
+/// An interval parameter as storage keeps it: the text Postgres prints. Text input is read as
+/// `interval_in` reads it; binary input is `interval_recv`'s (microseconds, days, months).
+pub fn decode_interval_param(format: Format, bytes: &[u8]) -> Result<SqlValue, DbError> {
+    let interval = match format {
+        Format::Text => {
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                DbError::new("22021", "invalid byte sequence for encoding \"UTF8\"")
+            })?;
+            parse_interval(text)?
+        }
+        Format::Binary => {
+            let invalid = || DbError::new("22P03", "invalid interval binary format");
+            let (micros, rest) = bytes.split_first_chunk::<8>().ok_or_else(invalid)?;
+            let (days, rest) = rest.split_first_chunk::<4>().ok_or_else(invalid)?;
+            let (months, rest) = rest.split_first_chunk::<4>().ok_or_else(invalid)?;
+            if !rest.is_empty() {
+                return Err(invalid());
+            }
+            Interval {
+                months: i64::from(i32::from_be_bytes(*months)),
+                days: i64::from(i32::from_be_bytes(*days)),
+                micros: i64::from_be_bytes(*micros),
+            }
+        }
+    };
+    Ok(SqlValue::Text(interval.format()))
+}
+
+/// `interval_send` of an interval stored as its text.
+pub fn encode_interval_binary(value: SqlValueRef<'_>, out: &mut BytesMut) -> Result<(), DbError> {
+    let SqlValueRef::Text(text) = value else {
+        return Err(DbError::new(
+            "22P03",
+            "an interval is stored as text: cannot send another value as one",
+        ));
+    };
+    let interval = parse_interval(text)?;
+    let out_of_range = || DbError::new("22008", "interval out of range");
+    out.put_i64(interval.micros);
+    out.put_i32(i32::try_from(interval.days).map_err(|_| out_of_range())?);
+    out.put_i32(i32::try_from(interval.months).map_err(|_| out_of_range())?);
+    Ok(())
+}
 
 /// An interval as Postgres keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

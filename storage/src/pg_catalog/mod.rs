@@ -334,6 +334,7 @@ pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite:
             match (PgType::from_oid(oid), ArrayType::from_oid(oid)) {
                 (Some(ty), _) => ty.format_type(typmod),
                 (None, Some(array)) => array.name(),
+                (None, None) if oid == crate::catalog::INTERVAL_OID => "interval".to_owned(),
                 (None, None) => "???".to_owned(),
             },
         ))

@@ -326,7 +326,7 @@ pub(super) fn rows(schema: &Schema) -> HashMap<&'static str, Vec<Vec<SqlValue>>>
                     i(ty.type_size()),
                     i(col.attnum),
                     i(0),
-                    i(if col.ty.array_type().is_some() {
+                    i(if col.ty.is_carried_as_text() {
                         -1
                     } else {
                         col.ty.typmod

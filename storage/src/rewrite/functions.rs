@@ -205,7 +205,7 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
                 .first()
                 .copied()
                 .flatten()
-                .map(|t| t.ty.oid())
+                .map(Ty::type_oid)
                 .unwrap_or(PgType::Unknown.oid());
             *list = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
                 SqlValue::Int(i64::from(oid)),

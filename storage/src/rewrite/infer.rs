@@ -77,6 +77,9 @@ impl<'s> Inferer<'s> {
             params: client_params
                 .iter()
                 .map(|oid| {
+                    if *oid == crate::catalog::INTERVAL_OID {
+                        return Some(Ty::interval());
+                    }
                     PgType::from_oid(*oid)
                         .map(Ty::of)
                         .or_else(|| ArrayType::from_oid(*oid).map(Ty::array))
@@ -257,7 +260,7 @@ impl<'s> Inferer<'s> {
         let outer_srfs = self.srf_rows.take();
         let result = self.select_inner(select, expected).and_then(|out| {
             if let Some(order_by) = order_by {
-                self.order_by(order_by, &out)?;
+                self.order_by(order_by, &out, Some(&select.projection))?;
             }
             Ok(out)
         });
@@ -267,12 +270,13 @@ impl<'s> Inferer<'s> {
     }
 
     /// Types the terms of an ORDER BY (a select list column named by its name or position is
-    /// typed already), and refuses to sort by arrays and intervals, which SQLite would order
-    /// by their text (`{10}` before `{9}`, `1 day` before `2 hours`).
+    /// typed already). Intervals sort by their span, as in Postgres; arrays are refused
+    /// (SQLite would order them by their text: `{10}` before `{9}`).
     pub fn order_by(
         &mut self,
         order_by: &mut sqlparser::ast::OrderBy,
         out: &[OutColumn],
+        projection: Option<&[SelectItem]>,
     ) -> Result<(), DbError> {
         let sqlparser::ast::OrderByKind::Expressions(exprs) = &mut order_by.kind else {
             return Ok(());
@@ -294,13 +298,50 @@ impl<'s> Inferer<'s> {
                 // A term that names something this scope cannot type is left to SQLite.
                 None => self.expr(&mut e.expr, None).ok().flatten(),
             };
-            if let Some(ty) = ty
-                && (ty.array_type().is_some() || ty.is_interval())
-            {
-                let what = ty
-                    .array_type()
-                    .map_or_else(|| "interval".to_owned(), |a| a.name());
-                return Err(unsupported(format!("ORDER BY a value of type {what}")));
+            if let Some(array) = ty.and_then(Ty::array_type) {
+                return Err(unsupported(format!(
+                    "ORDER BY a value of type {}",
+                    array.name()
+                )));
+            }
+            if ty.is_some_and(Ty::is_interval) {
+                if projection.is_none() {
+                    // A compound select sorts only by its result columns, not expressions.
+                    return Err(unsupported(
+                        "ORDER BY an interval of UNION, INTERSECT or EXCEPT",
+                    ));
+                }
+                // Sorted by its span; a position becomes what the select list says there.
+                let term = match (&e.expr, named) {
+                    (Expr::Value(_), Some(column)) => {
+                        let position = out.iter().position(|c| std::ptr::eq(c, column));
+                        let item = projection
+                            .filter(|items| !items.iter().any(is_wildcard))
+                            .zip(position)
+                            .and_then(|(items, i)| items.get(i));
+                        match item {
+                            Some(SelectItem::ExprWithAlias { alias, .. }) => {
+                                Expr::Identifier(alias.clone())
+                            }
+                            Some(SelectItem::UnnamedExpr(expr)) => expr.clone(),
+                            _ if out.iter().filter(|c| c.name == column.name).count() == 1 => {
+                                Expr::Identifier(sqlparser::ast::Ident::with_quote(
+                                    '"',
+                                    &column.name,
+                                ))
+                            }
+                            _ => {
+                                return Err(unsupported(
+                                    "ORDER BY the position of an interval column whose name \
+                                     is not its own",
+                                )
+                                .with_hint("Give the column an alias and ORDER BY it."));
+                            }
+                        }
+                    }
+                    (other, _) => other.clone(),
+                };
+                e.expr = function_call("__pg_interval_key", vec![term]);
             }
         }
         Ok(())
@@ -630,8 +671,8 @@ impl<'s> Inferer<'s> {
         }
         if self.params[index - 1].is_none() {
             // A parameter takes its type without the typmod (a `varchar(3)` column's
-            // parameter is `varchar`), except what marks an array.
-            let ty = if ty.array_type().is_some() {
+            // parameter is `varchar`), except what marks an array or an interval.
+            let ty = if ty.is_carried_as_text() {
                 ty
             } else {
                 Ty::of(ty.ty)
@@ -1309,4 +1350,11 @@ pub(crate) fn spell_out_wildcards(items: &mut Vec<SelectItem>, scope: &[Rel]) {
         }
     }
     *items = spelled;
+}
+
+fn is_wildcard(item: &SelectItem) -> bool {
+    matches!(
+        item,
+        SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+    )
 }

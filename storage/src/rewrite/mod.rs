@@ -62,6 +62,8 @@ impl OutColumn {
             type_oid: self.ty.type_oid(),
             type_size: if self.ty.array_type().is_some() {
                 -1
+            } else if self.ty.is_interval() {
+                16
             } else {
                 self.ty.ty.type_size()
             },
@@ -380,7 +382,7 @@ fn order_by_params(
 ) -> Result<(), DbError> {
     match (query.body.as_ref(), query.order_by.as_mut()) {
         (SetExpr::Select(_), _) | (_, None) => Ok(()),
-        (_, Some(order_by)) => inf.order_by(order_by, out),
+        (_, Some(order_by)) => inf.order_by(order_by, out, None),
     }
 }
 

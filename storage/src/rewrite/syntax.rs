@@ -67,11 +67,12 @@ pub(crate) fn data_type(dt: &DataType) -> Result<Ty, DbError> {
         .ok_or_else(|| DbError::new("42704", format!("type \"{lower}\" does not exist")))
 }
 
-/// The type of a table column: any [`data_type`], or a one-dimensional array of one (kept as
-/// its text form, see `functions::array`).
+/// The type of a table column: any [`data_type`], an interval, or a one-dimensional array of
+/// one (kept as their text forms, see `functions::array` and `functions::time`).
 pub(crate) fn column_type(dt: &DataType) -> Result<Ty, DbError> {
     match cast_target(dt)? {
         CastTarget::Type(ty) if ty.array_type().is_some_and(|a| !a.is_vector()) => Ok(ty),
+        CastTarget::Type(ty) if ty.is_interval() => Ok(ty),
         _ => data_type(dt),
     }
 }

@@ -575,8 +575,8 @@ async fn date_functions_answer_as_postgres() {
         .collect::<Vec<_>>()
     );
     let types: Vec<u32> = out.columns.iter().map(|c| c.type_oid).collect();
-    // Intervals travel as text (the codec has no interval type), as elsewhere.
-    assert_eq!(types, [25, 25, 25, 1082, 1184, 25]);
+    // Intervals are `interval` (1186), as in Postgres.
+    assert_eq!(types, [25, 25, 1186, 1082, 1184, 1186]);
     let error = err(&mut s, "SELECT make_date(2023, 2, 29)").await;
     assert_eq!(error.code, "22008", "{error:?}");
     let error = err(&mut s, "SELECT to_char(12.5, '999.9')").await;
@@ -651,4 +651,90 @@ async fn interval_arithmetic_answers_as_postgres() {
     );
     let error = err(&mut s, "SELECT interval '1 day' / 0").await;
     assert_eq!(error.code, "22012", "{error:?}");
+}
+
+/// Interval columns: stored as Postgres prints them, typed `interval` (1186), compared and
+/// sorted by their span (a month is 30 days) as Postgres does. Expected rows are PostgreSQL
+/// 15's answers to the same statements.
+#[tokio::test]
+async fn interval_columns_answer_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE jobs (id int PRIMARY KEY, every interval NOT NULL, \
+         grace interval DEFAULT '5 minutes')",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO jobs VALUES (1, '1 day', NULL), (2, '25 hours', '1 hour'), \
+         (3, interval '90 minutes', DEFAULT), (4, '1 mon', '-1 day')",
+    )
+    .await;
+    ok(&mut s, "UPDATE jobs SET every = every * 2 WHERE id = 3").await;
+    let rows = |out: Out| -> String {
+        out.text()
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let out = ok(
+        &mut s,
+        "SELECT id, every, grace, every + grace, pg_typeof(every) FROM jobs ORDER BY every, id",
+    )
+    .await;
+    let types: Vec<u32> = out.columns.iter().map(|c| c.type_oid).collect();
+    assert_eq!(types, [23, 1186, 1186, 1186, 25]);
+    assert_eq!(
+        rows(out),
+        "3|03:00:00|00:05:00|03:05:00|interval 1|1 day|||interval \
+         2|25:00:00|01:00:00|26:00:00|interval 4|1 mon|-1 days|1 mon -1 days|interval"
+    );
+    for (sql, postgres) in [
+        (
+            "SELECT id, every + grace AS t FROM jobs ORDER BY 2 DESC",
+            "1| 4|1 mon -1 days 2|26:00:00 3|03:05:00",
+        ),
+        (
+            "SELECT id FROM jobs WHERE every > interval '1 day' ORDER BY id",
+            "2 4",
+        ),
+        ("SELECT id FROM jobs WHERE every = '1 day 1 hour'", "2"),
+        (
+            "SELECT id FROM jobs WHERE every BETWEEN '1 hour' AND '1 day' ORDER BY id",
+            "1 3",
+        ),
+        ("SELECT id FROM jobs ORDER BY every * 2 DESC", "4 2 1 3"),
+    ] {
+        assert_eq!(rows(ok(&mut s, sql).await), postgres, "{sql}");
+    }
+    let out = run_params(
+        &mut s,
+        "SELECT id FROM jobs WHERE every = $1",
+        &[Some("1 day 1 hour")],
+    )
+    .await;
+    assert_eq!(out.map(rows), Ok("2".to_owned()), "a text parameter");
+    let error = err(&mut s, "INSERT INTO jobs VALUES (5, 'soon', NULL)").await;
+    assert_eq!(error.code, "22007", "{error:?}");
+    let error = err(
+        &mut s,
+        "SELECT every FROM jobs UNION SELECT interval '1 day' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(error.code, "0A000", "{error:?}");
+    let out = ok(
+        &mut s,
+        "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname = 'jobs' AND a.attname = 'every'",
+    )
+    .await;
+    assert_eq!(rows(out), "interval");
 }
