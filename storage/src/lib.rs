@@ -41,8 +41,8 @@
 //! window functions other than ranking (`row_number`, `rank`, `dense_rank`, `percent_rank`,
 //! `cume_dist`, `ntile`), offsets (`lag`, `lead`, `first_value`, `last_value`, `nth_value`) and
 //! `count`/`sum`/`min`/`max`/`avg`, multidimensional arrays, ordering arrays (ORDER BY, `<`,
-//! `min`/`max`: SQLite would compare their text), `min`/`max` of intervals and ORDER BY an
-//! interval of a UNION, `to_char` of
+//! `min`/`max`: SQLite would compare their text), window `min`/`max`, `greatest` and `least`
+//! of intervals and ORDER BY an interval of a UNION, `to_char` of
 //! numbers, `to_timestamp`/`to_date` with a template, `regexp_matches`,
 //! `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
 //! `generate_series`, `DELETE ... USING`,

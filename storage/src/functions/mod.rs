@@ -735,6 +735,43 @@ fn register_numeric(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `min` / `max` of intervals: by span (a month is 30 days), as Postgres compares them; the
+/// interval kept is the one first seen among equal spans.
+struct IntervalExtreme {
+    max: bool,
+}
+
+type Extreme = Option<(i128, String)>;
+
+impl rusqlite::functions::Aggregate<Extreme, Option<String>> for IntervalExtreme {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Extreme> {
+        Ok(None)
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, best: &mut Extreme) -> rusqlite::Result<()> {
+        let Some(interval) = interval_value(ctx, 0)? else {
+            return Ok(());
+        };
+        let span = dates::interval_span(interval);
+        let better = match best {
+            None => true,
+            Some((kept, _)) => (self.max && span > *kept) || (!self.max && span < *kept),
+        };
+        if better {
+            *best = Some((span, interval.format()));
+        }
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        best: Option<Extreme>,
+    ) -> rusqlite::Result<Option<String>> {
+        Ok(best.flatten().map(|(_, text)| text))
+    }
+}
+
 /// `json_agg` / `jsonb_agg` over values already in JSON form (`__pg_to_json`).
 struct JsonAgg {
     jsonb: bool,
@@ -908,6 +945,8 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
         }
         Ok(format!("[{}]", items.join(", ")))
     })?;
+    conn.create_aggregate_function("__pg_interval_min", 1, DET, IntervalExtreme { max: false })?;
+    conn.create_aggregate_function("__pg_interval_max", 1, DET, IntervalExtreme { max: true })?;
     conn.create_aggregate_function("__pg_json_agg", 1, DET, JsonAgg { jsonb: false })?;
     conn.create_aggregate_function("__pg_jsonb_agg", 1, DET, JsonAgg { jsonb: true })?;
     conn.create_scalar_function("__pg_jsonb_build_object", -1, DET, |ctx| {

@@ -383,6 +383,11 @@ impl Inferer<'_> {
                 Some(PgType::Float4 | PgType::Float8) => t(PgType::Float8),
                 _ => t(PgType::Numeric),
             },
+            "min" | "max" if first.is_some_and(Ty::is_interval) && f.over.is_none() => {
+                // By span, as Postgres compares intervals (SQLite would compare their text).
+                rename(f, &format!("__pg_interval_{name}"));
+                Ok(first)
+            }
             "min" | "max" | "greatest" | "least"
                 if arg_types
                     .iter()
@@ -391,7 +396,8 @@ impl Inferer<'_> {
             {
                 // SQLite would compare their text (`{10}` below `{9}`).
                 Err(crate::errors::unsupported(format!(
-                    "{name}() of arrays or intervals"
+                    "{name}() of arrays, and greatest(), least() and window min/max of \
+                     intervals"
                 )))
             }
             "min" | "max" | "abs" | "sign" | "mod" => Ok(first.map(|f| {

@@ -712,6 +712,10 @@ async fn interval_columns_answer_as_postgres() {
             "1 3",
         ),
         ("SELECT id FROM jobs ORDER BY every * 2 DESC", "4 2 1 3"),
+        (
+            "SELECT min(every), max(every), max(grace) FROM jobs",
+            "03:00:00|1 mon|01:00:00",
+        ),
     ] {
         assert_eq!(rows(ok(&mut s, sql).await), postgres, "{sql}");
     }
