@@ -20,6 +20,7 @@ pub(crate) mod array;
 mod dates;
 mod json;
 mod math_text;
+pub(crate) mod number_template;
 pub(crate) mod numeric;
 pub(crate) mod shard;
 pub(crate) mod time;
@@ -621,6 +622,21 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         };
         let zoned = type_arg(ctx, 2)? == PgType::Timestamptz;
         Ok(Some(dates::to_char(value, &template, zoned)))
+    })?;
+    conn.create_scalar_function("__pg_to_char_number", 2, DET, |ctx| {
+        let template = ctx.get::<Option<String>>(1)?;
+        let value = match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(i.to_string()),
+            ValueRef::Real(f) => Some(format!("{f}")),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        };
+        let (Some(value), Some(template)) = (value, template) else {
+            return Ok(None);
+        };
+        number_template::to_char(&value, &template)
+            .map(Some)
+            .map_err(fail)
     })?;
     conn.create_scalar_function("__pg_age", 2, DET, |ctx| {
         let (Some(a), Some(b)) = (time_value(ctx, 0)?, time_value(ctx, 1)?) else {

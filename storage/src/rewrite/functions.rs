@@ -68,11 +68,15 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             Some(Ty::of(ty))
         }
         "to_char" => {
-            // Dates and timestamps; numbers keep the name and are refused.
+            // Dates, timestamps and numbers; anything else keeps the name and is refused.
             let ty = match types.first().copied().flatten().map(|t| t.ty) {
                 Some(PgType::Date) => PgType::Date,
                 Some(PgType::Timestamp) => PgType::Timestamp,
                 Some(PgType::Timestamptz) => PgType::Timestamptz,
+                Some(ty) if super::syntax::is_numeric(ty) && ty != PgType::Oid => {
+                    rename(f, "__pg_to_char_number");
+                    return Some(Ty::of(PgType::Text));
+                }
                 _ => return None,
             };
             rename(f, "__pg_to_char");

@@ -579,7 +579,25 @@ async fn date_functions_answer_as_postgres() {
     assert_eq!(types, [25, 25, 1186, 1082, 1184, 1186]);
     let error = err(&mut s, "SELECT make_date(2023, 2, 29)").await;
     assert_eq!(error.code, "22008", "{error:?}");
-    let error = err(&mut s, "SELECT to_char(12.5, '999.9')").await;
+    // Numbers: PostgreSQL 15's answers (the template patterns are unit-tested in
+    // `functions::number_template`).
+    let out = ok(
+        &mut s,
+        "SELECT to_char(12.5, '999.9'), to_char(1234567::bigint, 'FM9,999,999'), \
+         to_char(2.5::float8, 'FM990.00'), to_char(-7::int, 'S00'), to_char(sum(x), 'FM999.0') \
+         FROM (VALUES (1.25), (2.5)) v(x)",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![
+            ["  12.5", "1,234,567", "2.50", "-07", "3.8"]
+                .iter()
+                .map(|v| Some(v.to_string()))
+                .collect::<Vec<_>>()
+        ]
+    );
+    let error = err(&mut s, "SELECT to_char(485, 'L999')").await;
     assert_eq!(error.code, "0A000", "{error:?}");
 }
 
