@@ -43,7 +43,8 @@
 //! `count`/`sum`/`min`/`max`/`avg`, multidimensional arrays, ordering arrays (ORDER BY, `<`,
 //! `min`/`max`: SQLite would compare their text), window `min`/`max`, `greatest` and `least`
 //! of intervals and ORDER BY an interval of a UNION, `to_char` of numbers with `L`, `V`,
-//! `RN`, `EEEE` or `B`, `to_timestamp`/`to_date` with a template, `regexp_matches`,
+//! `RN`, `EEEE` or `B`, `to_timestamp`/`to_date` with time zones, ISO weeks, `J`, `Q` or
+//! without a year, `regexp_matches`,
 //! `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
 //! `generate_series`, `DELETE ... USING`,
 //! `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,

@@ -17,6 +17,7 @@ use rusqlite::types::{Value, ValueRef};
 use crate::catalog::Schema;
 
 pub(crate) mod array;
+pub(crate) mod date_template;
 mod dates;
 mod json;
 mod math_text;
@@ -622,6 +623,20 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         };
         let zoned = type_arg(ctx, 2)? == PgType::Timestamptz;
         Ok(Some(dates::to_char(value, &template, zoned)))
+    })?;
+    // to_date (date 0) and to_timestamp (1) with a template.
+    conn.create_scalar_function("__pg_parse_time", 3, DET, |ctx| {
+        let (Some(input), Some(template)) =
+            (ctx.get::<Option<String>>(0)?, ctx.get::<Option<String>>(1)?)
+        else {
+            return Ok(None);
+        };
+        let t = date_template::parse(&input, &template).map_err(fail)?;
+        Ok(Some(if ctx.get::<i64>(2)? == 0 {
+            t.date().format("%Y-%m-%d").to_string()
+        } else {
+            format_timestamptz(t.and_utc())
+        }))
     })?;
     conn.create_scalar_function("__pg_to_char_number", 2, DET, |ctx| {
         let template = ctx.get::<Option<String>>(1)?;

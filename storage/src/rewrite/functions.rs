@@ -102,6 +102,18 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             rename(f, "__pg_to_timestamp");
             Some(Ty::of(PgType::Timestamptz))
         }
+        "to_timestamp" | "to_date" if types.len() == 2 => {
+            let date = name == "to_date";
+            rename(f, "__pg_parse_time");
+            args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                SqlValue::Int(i64::from(!date)),
+            ))));
+            Some(Ty::of(if date {
+                PgType::Date
+            } else {
+                PgType::Timestamptz
+            }))
+        }
         "make_date" => Some(Ty::of(PgType::Date)),
         "make_interval" => {
             // Named (`days => 7`) or positional arguments, into the seven positions.

@@ -599,6 +599,25 @@ async fn date_functions_answer_as_postgres() {
     );
     let error = err(&mut s, "SELECT to_char(485, 'L999')").await;
     assert_eq!(error.code, "0A000", "{error:?}");
+
+    // Reading with a template (the patterns are unit-tested in `functions::date_template`).
+    let out = ok(
+        &mut s,
+        "SELECT to_date('15 Mar 2024', 'DD Mon YYYY'), \
+         to_timestamp('2024-03-15 2:07:09 pm', 'YYYY-MM-DD HH:MI:SS am')",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![vec![
+            Some("2024-03-15".to_owned()),
+            Some("2024-03-15 14:07:09+00".to_owned())
+        ]]
+    );
+    let types: Vec<u32> = out.columns.iter().map(|c| c.type_oid).collect();
+    assert_eq!(types, [1082, 1184]);
+    let error = err(&mut s, "SELECT to_date('2024-02-30', 'YYYY-MM-DD')").await;
+    assert_eq!(error.code, "22008", "{error:?}");
 }
 
 /// `substring(x from 'pattern')` is the regular-expression form (PostgreSQL 15's answers).
