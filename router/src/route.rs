@@ -212,9 +212,7 @@ fn route_statement(
                 return Err(unsupported("DELETE from several tables"));
             };
             let table = single_table(from)?;
-            if delete.using.is_some() {
-                return Err(unsupported("DELETE ... USING on a sharded cluster"));
-            }
+            // USING tables are read like a subquery's: only where they are whole.
             let policy = policy_of(policies, &table)?;
             check_write_reads(statement, &table, &policy, policies)?;
             Ok(Route::Write {
@@ -675,8 +673,8 @@ fn check_write_reads(
     }
     if !policy.is_reference() {
         return Err(RouterError::Unsupported(format!(
-            "a subquery over {other} inside a write to the sharded table {table} is not \
-             supported; run it as its own query"
+            "a write to the sharded table {table} that reads {other} (in a subquery or USING) \
+             is not supported; read {other} in a query of its own"
         )));
     }
     if policies.has_policy(table) || others.iter().any(|t| policies.has_policy(t)) {

@@ -460,11 +460,11 @@ fn writes_that_read_rows_spread_over_nodes_are_refused() {
     // Each node of a sharded table may lack the other table, or hold a stale copy of it.
     assert!(
         refused("UPDATE users SET name = (SELECT note FROM notes WHERE id = 1) WHERE user_id = 5")
-            .contains("subquery over notes")
+            .contains("reads notes")
     );
     assert!(
         refused("INSERT INTO users (user_id, name) VALUES (1, (SELECT note FROM notes LIMIT 1))")
-            .contains("subquery over notes")
+            .contains("reads notes")
     );
     // Unsharded tables without a policy live together: a write may read the others.
     check(
@@ -475,6 +475,16 @@ fn writes_that_read_rows_spread_over_nodes_are_refused() {
         "DELETE FROM notes WHERE id IN (SELECT id FROM archive)",
         write("notes", ShardChoice::All),
     );
+    // DELETE ... USING reads its USING tables the same way.
+    check(
+        "DELETE FROM notes n USING archive a WHERE n.id = a.id",
+        write("notes", ShardChoice::All),
+    );
+    assert!(
+        refused("DELETE FROM archive a USING orders o WHERE a.id = o.user_id")
+            .contains("sharded table orders")
+    );
+    assert!(refused("DELETE FROM users u USING notes n WHERE u.user_id = n.id").contains("notes"));
 }
 
 #[test]

@@ -46,8 +46,8 @@
 //! `RN`, `EEEE` or `B`, `to_timestamp`/`to_date` with time zones, ISO weeks, `J`, `Q` or
 //! without a year, `regexp_matches`,
 //! `AT TIME ZONE`, `DISTINCT ON`, set-returning functions in FROM other than
-//! `generate_series`, `DELETE ... USING`,
-//! `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
+//! `generate_series`, `DELETE ... USING ... RETURNING` (DELETE ... USING itself runs as
+//! `WHERE EXISTS (SELECT 1 FROM <using> WHERE ...)`), `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
 //! generated/identity columns, `ALTER COLUMN`, adding CHECK constraints to existing tables.
 //!
 //! **Accepted with weaker semantics**, documented here because Postgres clients send them:

@@ -705,9 +705,24 @@ fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
     let Statement::Delete(del) = statement else {
         return Err(crate::errors::internal("not a DELETE"));
     };
-    if del.using.is_some() {
-        return Err(
-            unsupported("DELETE ... USING").with_hint("Use WHERE ... IN (SELECT ...) instead.")
+    if let Some(using) = del.using.take() {
+        // SQLite has no USING: the rows to delete are those for which a row of the USING
+        // tables matches, `WHERE EXISTS (SELECT 1 FROM <using> WHERE <condition>)`.
+        if del.returning.is_some() {
+            return Err(unsupported("DELETE ... USING ... RETURNING"));
+        }
+        let tables: Vec<String> = using.iter().map(ToString::to_string).collect();
+        let condition = del
+            .selection
+            .take()
+            .map(|c| format!(" WHERE {c}"))
+            .unwrap_or_default();
+        let exists = format!("EXISTS (SELECT 1 FROM {}{condition})", tables.join(", "));
+        del.selection = Some(
+            sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+                .try_with_sql(&exists)
+                .and_then(|mut parser| parser.parse_expr())
+                .map_err(|e| DbError::new("XX000", format!("DELETE ... USING: {e}")))?,
         );
     }
     let froms = match &mut del.from {

@@ -779,3 +779,42 @@ async fn interval_columns_answer_as_postgres() {
     .await;
     assert_eq!(rows(out), "interval");
 }
+
+/// DELETE ... USING deletes the target rows some row of the USING tables matches, as in
+/// Postgres (SQLite has no USING: the node asks `EXISTS` of them).
+#[tokio::test]
+async fn delete_using_deletes_matched_rows() {
+    let db = open();
+    let mut s = db.backend.session();
+    for sql in [
+        "CREATE TABLE items (id int PRIMARY KEY, owner int)",
+        "CREATE TABLE banned (owner int, reason text)",
+        "INSERT INTO items VALUES (1, 10), (2, 20), (3, 10), (4, 30), (5, NULL)",
+        "INSERT INTO banned VALUES (10, 'spam'), (10, 'again'), (30, 'old')",
+    ] {
+        ok(&mut s, sql).await;
+    }
+    let out = ok(
+        &mut s,
+        "DELETE FROM items i USING banned b WHERE i.owner = b.owner AND b.reason <> 'old'",
+    )
+    .await;
+    assert_eq!(out.tag, "DELETE 2");
+    let out = ok(
+        &mut s,
+        "DELETE FROM items USING banned WHERE items.owner = banned.owner",
+    )
+    .await;
+    assert_eq!(out.tag, "DELETE 1");
+    let out = ok(&mut s, "SELECT id FROM items ORDER BY id").await;
+    assert_eq!(
+        out.text(),
+        vec![vec![Some("2".into())], vec![Some("5".into())]]
+    );
+    let error = err(
+        &mut s,
+        "DELETE FROM items USING banned WHERE items.owner = banned.owner RETURNING items.id",
+    )
+    .await;
+    assert_eq!(error.code, "0A000", "{error:?}");
+}
