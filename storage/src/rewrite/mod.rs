@@ -8,6 +8,7 @@
 mod arrays;
 mod ddl;
 mod display;
+mod distinct_on;
 mod expr;
 mod functions;
 mod infer;
@@ -315,6 +316,7 @@ pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Tran
             t
         }
         Statement::Query(query) => {
+            distinct_on::rewrite(query, schema)?;
             let mut out = inf.query(query, None)?;
             order_by_params(&mut inf, query, &out)?;
             display::query(query, &mut out);

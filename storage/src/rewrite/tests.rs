@@ -264,7 +264,14 @@ fn inserts_updates_deletes() {
     );
     check_err("INSERT INTO users (nope) VALUES (1)", "42703");
     check_err("INSERT INTO nope VALUES (1)", "42P01");
-    check_err("DELETE FROM users USING accounts WHERE id = aid", "0A000");
+    check(
+        "DELETE FROM users USING accounts WHERE id = aid",
+        "DELETE FROM users WHERE EXISTS (SELECT 1 FROM accounts WHERE id = aid)",
+    );
+    check_err(
+        "DELETE FROM users USING accounts WHERE id = aid RETURNING id",
+        "0A000",
+    );
 }
 
 #[test]
@@ -289,7 +296,12 @@ fn unsupported_constructs_fail_loudly() {
         "SELECT now() - interval '1 day'",
         "SELECT __pg_ts_interval(__pg_now(), '1 day', -1, 1184)",
     );
-    check_err("SELECT DISTINCT ON (name) name FROM users", "0A000");
+    check(
+        "SELECT DISTINCT ON (name) name FROM users",
+        "SELECT \"name\" FROM (SELECT name AS \"name\", row_number() OVER (PARTITION BY name) \
+         AS __pg_rn FROM users) AS __pg_distinct WHERE __pg_rn = 1",
+    );
+    check_err("SELECT DISTINCT ON (name) * FROM users, accounts", "0A000");
     check_err("SELECT * FROM unnest(ARRAY[1])", "0A000");
     check_err("SELEC 1", "42601");
 }

@@ -818,3 +818,82 @@ async fn delete_using_deletes_matched_rows() {
     .await;
     assert_eq!(error.code, "0A000", "{error:?}");
 }
+
+/// SELECT DISTINCT ON keeps the first row of each group in ORDER BY order: the expected rows
+/// are PostgreSQL 15's answers.
+#[tokio::test]
+async fn distinct_on_answers_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE orders (id int PRIMARY KEY, customer int, total numeric, created date)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO orders VALUES (1, 10, 5.5, '2024-01-01'), (2, 10, 7, '2024-02-01'), \
+         (3, 20, 1, '2024-01-15'), (4, 20, NULL, '2024-03-01'), (5, 30, 2, NULL), \
+         (6, NULL, 3, '2024-01-01')",
+    )
+    .await;
+    for (sql, postgres) in [
+        (
+            "SELECT DISTINCT ON (customer) customer, id, created FROM orders \
+             ORDER BY customer, created DESC",
+            "10|2|2024-02-01 20|4|2024-03-01 30|5| |6|2024-01-01",
+        ),
+        (
+            "SELECT DISTINCT ON (customer) customer AS c, id FROM orders ORDER BY c, total",
+            "10|1 20|3 30|5 |6",
+        ),
+        (
+            "SELECT DISTINCT ON (1) customer, id FROM orders ORDER BY 1, 2 DESC",
+            "10|2 20|4 30|5 |6",
+        ),
+        (
+            "SELECT DISTINCT ON (customer) id FROM orders WHERE id > 1 ORDER BY customer, id \
+             LIMIT 2",
+            "2 3",
+        ),
+        (
+            "SELECT count(*) FROM (SELECT DISTINCT ON (customer) * FROM orders) s",
+            "4",
+        ),
+        (
+            "SELECT DISTINCT ON (customer, created) customer, created, id FROM orders \
+             ORDER BY created, customer, id DESC",
+            "10|2024-01-01|1 |2024-01-01|6 20|2024-01-15|3 10|2024-02-01|2 20|2024-03-01|4 30||5",
+        ),
+        (
+            "SELECT DISTINCT ON (o.customer) o.* FROM orders o ORDER BY o.customer, o.id DESC",
+            "2|10|7|2024-02-01 4|20||2024-03-01 5|30|2| 6||3|2024-01-01",
+        ),
+    ] {
+        let out = ok(&mut s, sql).await;
+        let got: Vec<String> = out
+            .text()
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        assert_eq!(got.join(" "), postgres, "{sql}");
+    }
+    let out = ok(
+        &mut s,
+        "SELECT DISTINCT ON (customer) customer, total FROM orders ORDER BY customer, id",
+    )
+    .await;
+    let names: Vec<&str> = out.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["customer", "total"]);
+    let error = err(
+        &mut s,
+        "SELECT DISTINCT ON (customer) customer, id FROM orders ORDER BY id",
+    )
+    .await;
+    assert_eq!(error.code, "42P10", "{error:?}");
+}
