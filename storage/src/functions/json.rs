@@ -558,6 +558,22 @@ pub fn set(mut target: Json, path: &[String], new: Json, create: bool) -> Json {
 
 /// The JSON form of a stored value of Postgres type `oid` (`to_jsonb`).
 pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
+    // An array is a JSON array of its elements' JSON forms, as Postgres's `array_to_json`.
+    if let (Some(array), ValueRef::Text(t)) = (super::array::ArrayType::from_oid(oid), v) {
+        let text = String::from_utf8_lossy(t);
+        let parsed = super::array::Array::parse(&text, array)?;
+        let mut items = Vec::with_capacity(parsed.items.len());
+        for item in &parsed.items {
+            items.push(match item {
+                None => Json::Null,
+                Some(text) => {
+                    let value = super::to_value(types::parse_text(array.elem, -1, text)?);
+                    to_json(ValueRef::from(&value), array.elem.oid())?
+                }
+            });
+        }
+        return Ok(Json::Array(items));
+    }
     let ty = PgType::from_oid(oid);
     Ok(match (v, ty) {
         (ValueRef::Null, _) => Json::Null,
@@ -566,6 +582,18 @@ pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
         (ValueRef::Real(f), _) => float(f),
         (v @ ValueRef::Text(_), Some(PgType::Json | PgType::Jsonb)) => {
             parse(v)?.unwrap_or(Json::Null)
+        }
+        // Timestamps in JSON are ISO 8601, as Postgres writes them (`2024-01-01T10:00:00`,
+        // and the zone as `+00:00`).
+        (ValueRef::Text(t), Some(PgType::Timestamp)) => {
+            Json::String(String::from_utf8_lossy(t).replacen(' ', "T", 1))
+        }
+        (ValueRef::Text(t), Some(PgType::Timestamptz)) => {
+            let text = String::from_utf8_lossy(t).replacen(' ', "T", 1);
+            Json::String(match text.strip_suffix("+00") {
+                Some(local) => format!("{local}+00:00"),
+                None => text,
+            })
         }
         (ValueRef::Text(t), _) => Json::String(String::from_utf8_lossy(t).into_owned()),
         (ValueRef::Blob(b), _) => {

@@ -81,7 +81,7 @@ fn fail(err: DbError) -> rusqlite::Error {
     rusqlite::Error::UserFunctionError(Box::new(PgFnError(encode_function_error(&err))))
 }
 
-fn to_value(v: SqlValue) -> Value {
+pub(crate) fn to_value(v: SqlValue) -> Value {
     match v {
         SqlValue::Null => Value::Null,
         SqlValue::Int(i) => Value::Integer(i),

@@ -30,7 +30,7 @@ fn args(f: &mut Function) -> Option<&mut Vec<FunctionArg>> {
 fn to_json(arg: &mut FunctionArg, ty: Option<Ty>) {
     if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
         let inner = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
-        let oid = ty.map(|t| t.ty.oid()).unwrap_or(PgType::Text.oid());
+        let oid = ty.map(Ty::type_oid).unwrap_or(PgType::Text.oid());
         let mut args = vec![inner, value_expr(SqlValue::Int(i64::from(oid)))];
         // A numeric's JSON number shows its scale (`2.50`).
         if let Some(t) = ty.filter(|t| t.ty == PgType::Numeric && t.typmod >= 0) {

@@ -332,8 +332,8 @@ pub(crate) fn generate_series(
         })
         .collect::<Result<_, _>>()?;
     let (start, stop, step) = match exprs.as_slice() {
-        [a, b] => (a, b, "1".to_owned()),
-        [a, b, s] => (a, b, s.clone()),
+        [a, b] => (a.clone(), b.clone(), "1".to_owned()),
+        [a, b, s] => (a.clone(), b.clone(), s.clone()),
         _ => {
             return Err(DbError::new(
                 "42883",
@@ -341,7 +341,32 @@ pub(crate) fn generate_series(
             ));
         }
     };
-    let descending = step.trim_start().starts_with('-');
+    let lower = |s: &str| s.to_ascii_lowercase();
+    let temporal = lower(&step).contains("interval")
+        || [&start, &stop]
+            .iter()
+            .any(|e| lower(e).contains("date") || lower(e).contains("timestamp"));
+    let descending = step.trim_start().starts_with('-') || (temporal && step.contains("'-"));
+    // Timestamps step by an interval: both ends as one timestamp type, so that they compare
+    // as timestamps (a date's text is not a timestamp's). Dates give timestamptz, as in
+    // Postgres, where a date converts to it.
+    let (start, stop, step) = if temporal {
+        let without_zone = lower(&start).contains("timestamp")
+            && !lower(&start).contains("timestamptz")
+            && !lower(&start).contains("with time zone");
+        let ty = if without_zone {
+            "timestamp"
+        } else {
+            "timestamptz"
+        };
+        (
+            format!("CAST(({start}) AS {ty})"),
+            format!("CAST(({stop}) AS {ty})"),
+            format!("CAST(({step}) AS interval)"),
+        )
+    } else {
+        (start, stop, step)
+    };
     let relation = alias
         .map(|a| ident_name(&a.name))
         .unwrap_or_else(|| "generate_series".to_owned());

@@ -897,3 +897,57 @@ async fn distinct_on_answers_as_postgres() {
     .await;
     assert_eq!(error.code, "42P10", "{error:?}");
 }
+
+/// Found by comparing with PostgreSQL 15 (its answers are the expected values): series of
+/// timestamps by an interval reached their last value only when it was a timestamp, not a date;
+/// arrays became JSON strings; timestamps in JSON lacked ISO 8601's `T`.
+#[tokio::test]
+async fn timestamp_series_and_json_of_arrays_and_timestamps_answer_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    for (sql, postgres) in [
+        (
+            "SELECT * FROM generate_series(date '2024-01-01', date '2024-01-03', interval '1 day')",
+            "2024-01-01 00:00:00+00 2024-01-02 00:00:00+00 2024-01-03 00:00:00+00",
+        ),
+        (
+            "SELECT g FROM generate_series(timestamp '2024-01-01 10:00', \
+             timestamp '2024-01-01 11:00', '30 minutes') g",
+            "2024-01-01 10:00:00 2024-01-01 10:30:00 2024-01-01 11:00:00",
+        ),
+        (
+            "SELECT d::date FROM generate_series(date '2024-01-31', date '2024-04-01', \
+             interval '1 month') d",
+            "2024-01-31 2024-02-29 2024-03-29",
+        ),
+        (
+            "SELECT * FROM generate_series(date '2024-01-03', date '2024-01-01', interval '-1 day')",
+            "2024-01-03 00:00:00+00 2024-01-02 00:00:00+00 2024-01-01 00:00:00+00",
+        ),
+        ("SELECT * FROM generate_series(1, 10, 4)", "1 5 9"),
+        (
+            "SELECT to_jsonb(ARRAY[1,2]), to_jsonb(ARRAY[true, NULL]), \
+             jsonb_build_object('b', ARRAY['x', NULL]), jsonb_build_array(1, ARRAY[2.5])",
+            r#"[1, 2]|[true, null]|{"b": ["x", null]}|[1, [2.5]]"#,
+        ),
+        (
+            "SELECT to_json(timestamp '2024-01-01 10:00:00.5'), \
+             to_json(timestamptz '2024-01-01 10:00+00'), to_json(date '2024-01-01'), \
+             to_json(interval '1 day')",
+            r#""2024-01-01T10:00:00.5"|"2024-01-01T10:00:00+00:00"|"2024-01-01"|"1 day""#,
+        ),
+    ] {
+        let out = ok(&mut s, sql).await;
+        let got: Vec<String> = out
+            .text()
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        assert_eq!(got.join(" "), postgres, "{sql}");
+    }
+}
