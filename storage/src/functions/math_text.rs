@@ -123,6 +123,21 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
         }
     })?;
 
+    // A boolean as its output function prints it (`t`, `f`): what concat() shows.
+    conn.create_scalar_function("__pg_bool_out", 1, DET, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(if i != 0 { "t" } else { "f" }),
+            ValueRef::Real(f) => Some(if f != 0.0 { "t" } else { "f" }),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(
+                if matches!(t, b"t" | b"true" | b"1" | b"TRUE" | b"y" | b"yes" | b"on") {
+                    "t"
+                } else {
+                    "f"
+                },
+            ),
+        })
+    })?;
     conn.create_scalar_function("__pg_bool_text", 1, DET, |ctx| {
         Ok(match ctx.get_raw(0) {
             ValueRef::Null => None,

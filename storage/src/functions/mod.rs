@@ -1225,6 +1225,13 @@ pub(crate) fn cast(
         SqlValueRef::Int(i) => match dst {
             _ if is_int(dst) => int_range(dst, i),
             PgType::Bool => Ok(SqlValue::Int(i64::from(i != 0))),
+            // `booltext`: a boolean cast to text reads `true` or `false` (its output is `t`).
+            PgType::Text | PgType::Varchar | PgType::Bpchar | PgType::Name
+                if src == Some(PgType::Bool) =>
+            {
+                let text: &[u8] = if i != 0 { b"true" } else { b"false" };
+                cast(ValueRef::Text(text), Some(PgType::Text), dst, typmod)
+            }
             PgType::Float8 => Ok(SqlValue::Float(i as f64)),
             PgType::Float4 => Ok(SqlValue::Float(f64::from(i as f32))),
             PgType::Numeric if typmod < 0 => Ok(SqlValue::Int(i)),

@@ -344,6 +344,13 @@ impl Inferer<'_> {
                 if family {
                     shared = shared.or(t);
                 }
+                if matches!(name.as_str(), "concat" | "concat_ws")
+                    && t.is_some_and(|t| t.ty == PgType::Bool)
+                {
+                    // Stored as 1 or 0; concat() prints a boolean as its output does.
+                    let value = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
+                    *e = function_call("__pg_bool_out", vec![value]);
+                }
                 arg_types.push(t);
             }
             if matches!(name.as_str(), "coalesce" | "nullif" | "greatest" | "least")

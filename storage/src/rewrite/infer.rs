@@ -607,59 +607,10 @@ impl<'s> Inferer<'s> {
     /// timestamp column, a float in an integer column, a string longer than varchar(n)).
     pub fn assign(&mut self, expr: &mut Expr, column: Ty) -> Result<(), DbError> {
         let source = self.expr(expr, Some(column))?;
-        let Some(source) = source else {
-            return Ok(());
-        };
-        if let Some(array) = column.array_type() {
-            if source.typmod != column.typmod {
-                // Another array type's elements, or text, are read again as this one's.
-                let from = source.array_type().map_or(PgType::Text.oid(), |a| a.oid);
-                if source.ty != PgType::Text {
-                    return Err(DbError::new(
-                        "42804",
-                        format!(
-                            "column is of type {} but expression is of type {}",
-                            array.name(),
-                            source.ty.name()
-                        ),
-                    ));
-                }
-                let arg = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
-                *expr = function_call(
-                    "__pg_array_cast",
-                    vec![
-                        arg,
-                        value_expr(SqlValue::Int(i64::from(from))),
-                        value_expr(SqlValue::Int(i64::from(array.oid))),
-                    ],
-                );
-            }
-            return Ok(());
+        match source {
+            Some(source) => assignment_cast(expr, source, column),
+            None => Ok(()),
         }
-        let compatible = (source.ty == column.ty
-            && (column.typmod < 0 || source.typmod == column.typmod))
-            || (is_integer(source.ty) && matches!(column.ty, PgType::Int8 | PgType::Float8))
-            || (is_integer(source.ty) && column.ty == PgType::Numeric && column.typmod < 0)
-            || (matches!(source.ty, PgType::Float4 | PgType::Numeric)
-                && column.ty == PgType::Float8)
-            || (matches!(source.ty, PgType::Varchar | PgType::Name | PgType::Bpchar)
-                && column.ty == PgType::Text)
-            || (source.ty == PgType::Text
-                && matches!(column.ty, PgType::Varchar | PgType::Json | PgType::Jsonb)
-                && column.typmod < 0);
-        if !compatible {
-            let arg = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
-            *expr = function_call(
-                "__pg_cast",
-                vec![
-                    arg,
-                    value_expr(SqlValue::Int(i64::from(source.ty.oid()))),
-                    value_expr(SqlValue::Int(i64::from(column.ty.oid()))),
-                    value_expr(SqlValue::Int(i64::from(column.typmod))),
-                ],
-            );
-        }
-        Ok(())
     }
 
     fn set_param(&mut self, index: usize, ty: Ty) {
@@ -803,6 +754,15 @@ impl<'s> Inferer<'s> {
                     *expr = function_call("__pg_interval", vec![arg]);
                     return Ok(Some(target));
                 }
+                // An explicit cast to varchar(n) or char(n) cuts a longer string (a value
+                // assigned to such a column is refused instead).
+                let length = matches!(target.ty, PgType::Varchar | PgType::Bpchar)
+                    .then(|| usize::try_from(target.typmod - 4).ok())
+                    .flatten();
+                if let (Some(n), Some(text)) = (length, string_literal(inner)) {
+                    let cut: String = text.chars().take(n).collect();
+                    **inner = value_expr(SqlValue::Text(cut));
+                }
                 if string_literal(inner).is_some() || placeholder_index(inner).is_some() {
                     self.expr(inner, Some(target))?;
                     let arg = std::mem::replace(
@@ -814,10 +774,40 @@ impl<'s> Inferer<'s> {
                 }
                 let source = self.expr(inner, None)?;
                 let same = source.is_some_and(|s| s.ty == target.ty && target.typmod < 0);
-                let arg = std::mem::replace(
+                let mut arg = std::mem::replace(
                     inner.as_mut(),
                     Expr::Value(ValueWithSpan::from(Value::Null)),
                 );
+                let mut source = source;
+                if let Some(n) = length {
+                    let text = match source {
+                        Some(s)
+                            if matches!(s.ty, PgType::Text | PgType::Varchar | PgType::Bpchar) =>
+                        {
+                            arg
+                        }
+                        _ => function_call(
+                            "__pg_cast",
+                            vec![
+                                arg,
+                                value_expr(SqlValue::Int(i64::from(
+                                    source.map_or(0, |s| s.ty.oid()),
+                                ))),
+                                value_expr(SqlValue::Int(i64::from(PgType::Text.oid()))),
+                                value_expr(SqlValue::Int(-1)),
+                            ],
+                        ),
+                    };
+                    arg = function_call(
+                        "substr",
+                        vec![
+                            text,
+                            value_expr(SqlValue::Int(1)),
+                            value_expr(SqlValue::Int(n as i64)),
+                        ],
+                    );
+                    source = Some(Ty::of(PgType::Text));
+                }
                 *expr = if same {
                     Expr::Nested(Box::new(arg))
                 } else {
@@ -1357,4 +1347,59 @@ fn is_wildcard(item: &SelectItem) -> bool {
         item,
         SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
     )
+}
+
+/// Converts an expression of type `source` that is stored in a column of type `column` as
+/// Postgres's assignment cast would, when the types differ (a timestamptz stored in a
+/// timestamp column, a float in an integer column, a string longer than varchar(n): 22001).
+pub(super) fn assignment_cast(expr: &mut Expr, source: Ty, column: Ty) -> Result<(), DbError> {
+    if let Some(array) = column.array_type() {
+        if source.typmod != column.typmod {
+            // Another array type's elements, or text, are read again as this one's.
+            let from = source.array_type().map_or(PgType::Text.oid(), |a| a.oid);
+            if source.ty != PgType::Text {
+                return Err(DbError::new(
+                    "42804",
+                    format!(
+                        "column is of type {} but expression is of type {}",
+                        array.name(),
+                        source.ty.name()
+                    ),
+                ));
+            }
+            let arg = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
+            *expr = function_call(
+                "__pg_array_cast",
+                vec![
+                    arg,
+                    value_expr(SqlValue::Int(i64::from(from))),
+                    value_expr(SqlValue::Int(i64::from(array.oid))),
+                ],
+            );
+        }
+        return Ok(());
+    }
+    let compatible = (source.ty == column.ty
+        && (column.typmod < 0 || source.typmod == column.typmod))
+        || (is_integer(source.ty) && matches!(column.ty, PgType::Int8 | PgType::Float8))
+        || (is_integer(source.ty) && column.ty == PgType::Numeric && column.typmod < 0)
+        || (matches!(source.ty, PgType::Float4 | PgType::Numeric) && column.ty == PgType::Float8)
+        || (matches!(source.ty, PgType::Varchar | PgType::Name | PgType::Bpchar)
+            && column.ty == PgType::Text)
+        || (source.ty == PgType::Text
+            && matches!(column.ty, PgType::Varchar | PgType::Json | PgType::Jsonb)
+            && column.typmod < 0);
+    if !compatible {
+        let arg = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
+        *expr = function_call(
+            "__pg_cast",
+            vec![
+                arg,
+                value_expr(SqlValue::Int(i64::from(source.ty.oid()))),
+                value_expr(SqlValue::Int(i64::from(column.ty.oid()))),
+                value_expr(SqlValue::Int(i64::from(column.typmod))),
+            ],
+        );
+    }
+    Ok(())
 }

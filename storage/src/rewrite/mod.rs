@@ -514,6 +514,20 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
                         "INSERT has more expressions than target columns",
                     ));
                 }
+                // Each selected value is stored as an assignment stores it (22001 for a
+                // string too long for varchar(n)).
+                if let SetExpr::Select(select) = source.body.as_mut()
+                    && select.projection.len() == cols.len()
+                {
+                    for ((item, out), col) in select.projection.iter_mut().zip(&cols).zip(&targets)
+                    {
+                        if let SelectItem::UnnamedExpr(e)
+                        | SelectItem::ExprWithAlias { expr: e, .. } = item
+                        {
+                            infer::assignment_cast(e, out.ty, col.ty)?;
+                        }
+                    }
+                }
             }
         }
     }

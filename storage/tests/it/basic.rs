@@ -951,3 +951,66 @@ async fn timestamp_series_and_json_of_arrays_and_timestamps_answer_as_postgres()
         assert_eq!(got.join(" "), postgres, "{sql}");
     }
 }
+
+/// Booleans cast to text read `true`/`false` (Postgres's `booltext`) but concat() prints them
+/// as their output does (`t`/`f`); an explicit cast to varchar(n) or char(n) cuts a longer
+/// string, where storing it in such a column is refused. PostgreSQL 15's answers.
+#[tokio::test]
+async fn boolean_text_and_explicit_length_casts_answer_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE f (id int PRIMARY KEY, flag bool, name text)",
+    )
+    .await;
+    ok(&mut s, "CREATE TABLE vc (v varchar(3))").await;
+    ok(
+        &mut s,
+        "INSERT INTO f VALUES (1, true, 'alpha'), (2, false, 'beta'), (3, NULL, 'gamma')",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "SELECT flag::text, flag::varchar(3), concat(name, flag), concat_ws(',', flag, 1), \
+         'x' || flag FROM f ORDER BY id",
+    )
+    .await;
+    let rows: Vec<String> = out
+        .text()
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "true|tru|alphat|t,1|xtrue",
+            "false|fal|betaf|f,1|xfalse",
+            "||gamma|1|"
+        ]
+    );
+    let out = ok(
+        &mut s,
+        "SELECT 'hello'::varchar(3), 'hello'::char(2), 'hi'::char(4) || '|', \
+         name::varchar(2), id::char(3), 12345::varchar(2) FROM f WHERE id = 1",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![
+            ["hel", "he", "hi|", "al", "1  ", "12"]
+                .iter()
+                .map(|v| Some(v.to_string()))
+                .collect::<Vec<_>>()
+        ]
+    );
+    let error = err(&mut s, "INSERT INTO vc VALUES ('hello')").await;
+    assert_eq!(error.code, "22001", "{error:?}");
+    let error = err(&mut s, "INSERT INTO vc SELECT name FROM f WHERE id = 1").await;
+    assert_eq!(error.code, "22001", "{error:?}");
+}
