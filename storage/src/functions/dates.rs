@@ -2,8 +2,10 @@
 //! timestamps, `age`, `make_date` and `to_timestamp(seconds)`. Sessions run in UTC, so a
 //! `timestamptz` formats as its UTC clock and `TZ` prints `UTC`.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 use mycelium_protocol::DbError;
+
+use crate::errors::unsupported;
 
 use super::time::Interval;
 
@@ -460,6 +462,75 @@ pub fn make_interval(fields: [f64; 7]) -> Result<Interval, DbError> {
         months: (years * 12.0 + months) as i64,
         days: (weeks * 7.0 + days) as i64,
         micros: micros as i64,
+    })
+}
+
+/// `AT TIME ZONE`: the UTC instant `t` as the local time in `zone` (`to_local`), or the local
+/// time `t` in `zone` as a UTC instant. `zone` is an interval (hours east of UTC, as ISO 8601
+/// counts them) or a zone name (`UTC`, `Europe/Paris`, any case). A bare offset such as `+05`
+/// is refused: Postgres reads it as a POSIX zone, where positive means west, and a
+/// misreading would shift every value by twice the offset.
+pub fn at_time_zone(
+    t: NaiveDateTime,
+    zone: &str,
+    zone_is_interval: bool,
+    to_local: bool,
+) -> Result<NaiveDateTime, DbError> {
+    use chrono::{LocalResult, Offset, TimeZone};
+    let trimmed = zone.trim();
+    let fixed = if zone_is_interval {
+        let iv = super::time::parse_interval(trimmed)?;
+        if iv.months != 0 || iv.days != 0 {
+            return Err(DbError::new(
+                "22023",
+                format!(
+                    "interval time zone \"{}\" must not include months or days",
+                    iv.format()
+                ),
+            ));
+        }
+        Some(iv.micros)
+    } else if [
+        "utc",
+        "gmt",
+        "z",
+        "zulu",
+        "uct",
+        "universal",
+        "etc/utc",
+        "etc/gmt",
+    ]
+    .contains(&trimmed.to_ascii_lowercase().as_str())
+    {
+        Some(0)
+    } else {
+        None
+    };
+    if let Some(micros) = fixed {
+        let offset = Duration::microseconds(micros);
+        let shifted = if to_local { t + offset } else { t - offset };
+        return Ok(shifted);
+    }
+    if trimmed.starts_with(['+', '-']) || trimmed.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(
+            unsupported(format!("AT TIME ZONE '{trimmed}' (a POSIX offset)"))
+                .with_hint("Name the zone, or give the offset as an interval: INTERVAL '+05:00'."),
+        );
+    }
+    let tz = chrono_tz::Tz::from_str_insensitive(trimmed)
+        .map_err(|_| DbError::new("22023", format!("time zone \"{trimmed}\" not recognized")))?;
+    if to_local {
+        return Ok(tz.from_utc_datetime(&t).naive_local());
+    }
+    Ok(match tz.from_local_datetime(&t) {
+        // A local time that happened twice is read as the later one (standard time), as
+        // Postgres reads it.
+        LocalResult::Single(local) | LocalResult::Ambiguous(_, local) => local.naive_utc(),
+        // A local time the clocks skipped: read with the offset in force just before.
+        LocalResult::None => {
+            let before = tz.offset_from_utc_datetime(&(t - Duration::hours(3))).fix();
+            t - Duration::seconds(i64::from(before.local_minus_utc()))
+        }
     })
 }
 

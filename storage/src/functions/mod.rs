@@ -638,6 +638,19 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
             format_timestamptz(t.and_utc())
         }))
     })?;
+    conn.create_scalar_function("__pg_at_time_zone", 4, DET, |ctx| {
+        let (Some(t), Some(zone)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?) else {
+            return Ok(None);
+        };
+        let to_local = ctx.get::<i64>(3)? != 0;
+        let shifted =
+            dates::at_time_zone(t, &zone, ctx.get::<i64>(2)? != 0, to_local).map_err(fail)?;
+        Ok(Some(if to_local {
+            format_naive(shifted)
+        } else {
+            format_timestamptz(shifted.and_utc())
+        }))
+    })?;
     conn.create_scalar_function("__pg_to_char_number", 2, DET, |ctx| {
         let template = ctx.get::<Option<String>>(1)?;
         let value = match ctx.get_raw(0) {

@@ -494,7 +494,6 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
         }
         Expr::Array(_) => return Err(unsupported("arrays")),
         Expr::Interval(_) => return Err(unsupported("intervals")),
-        Expr::AtTimeZone { .. } => return Err(unsupported("AT TIME ZONE")),
         Expr::IsNormalized { .. } | Expr::IsJson { .. } => {
             return Err(unsupported("IS NORMALIZED / IS JSON"));
         }

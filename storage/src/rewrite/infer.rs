@@ -832,6 +832,53 @@ impl<'s> Inferer<'s> {
                 }
                 Ok(Some(target))
             }
+            Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => {
+                // timestamptz AT TIME ZONE z: the local time in z (a timestamp); timestamp AT
+                // TIME ZONE z: that local time in z, as a timestamptz.
+                let source = self.expr(timestamp, None)?;
+                let to_local = match source.map(|t| t.ty) {
+                    Some(PgType::Timestamp) => false,
+                    Some(PgType::Timestamptz | PgType::Date) | None => true,
+                    Some(other) => {
+                        return Err(DbError::new(
+                            "42883",
+                            format!(
+                                "function timezone(unknown, {}) does not exist",
+                                other.name()
+                            ),
+                        ));
+                    }
+                };
+                if to_local && source.is_none_or(|t| t.ty != PgType::Timestamptz) {
+                    self.expr(timestamp, Some(Ty::of(PgType::Timestamptz)))?;
+                }
+                let zone = self.expr(time_zone, Some(Ty::of(PgType::Text)))?;
+                let value = std::mem::replace(
+                    timestamp.as_mut(),
+                    Expr::Value(ValueWithSpan::from(Value::Null)),
+                );
+                let zone_expr = std::mem::replace(
+                    time_zone.as_mut(),
+                    Expr::Value(ValueWithSpan::from(Value::Null)),
+                );
+                *expr = function_call(
+                    "__pg_at_time_zone",
+                    vec![
+                        value,
+                        zone_expr,
+                        value_expr(SqlValue::Int(i64::from(zone.is_some_and(Ty::is_interval)))),
+                        value_expr(SqlValue::Int(i64::from(to_local))),
+                    ],
+                );
+                Ok(Some(Ty::of(if to_local {
+                    PgType::Timestamp
+                } else {
+                    PgType::Timestamptz
+                })))
+            }
             Expr::Interval(interval) => {
                 let text = match string_literal(&interval.value) {
                     Some(text) => match &interval.leading_field {

@@ -1014,3 +1014,55 @@ async fn boolean_text_and_explicit_length_casts_answer_as_postgres() {
     let error = err(&mut s, "INSERT INTO vc SELECT name FROM f WHERE id = 1").await;
     assert_eq!(error.code, "22001", "{error:?}");
 }
+
+/// AT TIME ZONE with zone names, UTC and intervals, across daylight saving changes: the
+/// expected values are PostgreSQL 15's answers. A POSIX offset string is refused (Postgres
+/// reads `+05` as five hours west).
+#[tokio::test]
+async fn at_time_zone_answers_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    let out = ok(
+        &mut s,
+        "SELECT timestamptz '2024-01-01 12:00+00' AT TIME ZONE 'UTC', \
+         timestamptz '2024-07-01 12:00+00' AT TIME ZONE 'Europe/Paris', \
+         timestamptz '2024-01-01 12:00+00' AT TIME ZONE 'america/new_york', \
+         timestamp '2024-07-01 14:00' AT TIME ZONE 'Europe/Paris', \
+         timestamptz '2024-01-01 12:00+00' AT TIME ZONE INTERVAL '+05:30', \
+         timestamp '2024-01-01 12:00' AT TIME ZONE 'UTC', \
+         timestamp '2024-03-31 02:30' AT TIME ZONE 'Europe/Paris', \
+         timestamp '2024-10-27 02:30' AT TIME ZONE 'Europe/Paris'",
+    )
+    .await;
+    let got: Vec<String> = out.text()[0]
+        .iter()
+        .map(|v| v.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "2024-01-01 12:00:00",
+            "2024-07-01 14:00:00",
+            "2024-01-01 07:00:00",
+            "2024-07-01 12:00:00+00",
+            "2024-01-01 17:30:00",
+            "2024-01-01 12:00:00+00",
+            "2024-03-31 01:30:00+00",
+            "2024-10-27 01:30:00+00",
+        ]
+    );
+    let types: Vec<u32> = out.columns.iter().map(|c| c.type_oid).collect();
+    assert_eq!(types, [1114, 1114, 1114, 1184, 1114, 1184, 1184, 1184]);
+    let error = err(
+        &mut s,
+        "SELECT timestamptz '2024-01-01 12:00+00' AT TIME ZONE 'Mars/Olympus'",
+    )
+    .await;
+    assert_eq!(error.code, "22023", "{error:?}");
+    let error = err(
+        &mut s,
+        "SELECT timestamptz '2024-01-01 12:00+00' AT TIME ZONE '+05'",
+    )
+    .await;
+    assert_eq!(error.code, "0A000", "{error:?}");
+}
