@@ -423,6 +423,10 @@ impl Inferer<'_> {
                      intervals"
                 )))
             }
+            // sign() of a numeric is -1, 0 or 1 with no decimals.
+            "sign" if first.is_some_and(|f| f.ty == PgType::Numeric) => {
+                Ok(Some(Ty::numeric_scale(0)))
+            }
             "min" | "max" | "abs" | "sign" | "mod" => Ok(first.map(|f| {
                 if f.ty == PgType::Numeric {
                     f

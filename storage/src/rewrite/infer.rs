@@ -1091,9 +1091,18 @@ impl<'s> Inferer<'s> {
                 }
                 Ok(Some(Ty::of(PgType::Text)))
             }
-            Expr::Extract { expr: e, .. } => {
-                self.expr(e, Some(Ty::of(PgType::Timestamptz)))?;
-                Ok(Some(Ty::of(PgType::Numeric)))
+            Expr::Extract { expr: e, field, .. } => {
+                let source = self.expr(e, Some(Ty::of(PgType::Timestamptz)))?;
+                // Postgres's numeric shows microseconds in seconds and epochs of timestamps
+                // (`1704103200.000000`), milliseconds to three places, whole numbers otherwise.
+                use sqlparser::ast::DateTimeField as F;
+                let from_date = source.is_some_and(|t| t.ty == PgType::Date);
+                let scale = match field {
+                    F::Epoch | F::Second | F::Seconds if !from_date => 6,
+                    F::Millisecond | F::Milliseconds if !from_date => 3,
+                    _ => 0,
+                };
+                Ok(Some(Ty::numeric_scale(scale)))
             }
             Expr::Ceil { expr: e, .. } | Expr::Floor { expr: e, .. } => {
                 let t = self.expr(e, want)?;

@@ -196,7 +196,8 @@ async fn functions_and_expressions() {
     .await;
     assert_eq!(
         out.text()[0],
-        vec![Some("t".into()), Some("1704067201".into())]
+        vec![Some("t".into()), Some("1704067201.000000".into())],
+        "PostgreSQL 15's numeric epoch"
     );
     let out = ok(&mut s, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10) SELECT count(*), max(x) FROM c").await;
     assert_eq!(out.text()[0], vec![Some("10".into()), Some("10".into())]);
