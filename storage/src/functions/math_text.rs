@@ -4,6 +4,7 @@
 //! Domain errors carry Postgres's SQLSTATEs.
 
 use mycelium_protocol::DbError;
+use mycelium_protocol::types::PgType;
 use rusqlite::Connection;
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
@@ -123,6 +124,50 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
         }
     })?;
 
+    // Integer +, - and * checked against the result type's range (22003), as Postgres's
+    // int2/int4/int8 operators are; SQLite would widen an overflow to a real.
+    conn.create_scalar_function("__pg_int_arith", 4, DET, |ctx| {
+        let op: i64 = ctx.get(2)?;
+        let ty = PgType::from_oid(ctx.get(3)?).unwrap_or(PgType::Int8);
+        let (a, b) = match (ctx.get_raw(0), ctx.get_raw(1)) {
+            (ValueRef::Null, _) | (_, ValueRef::Null) => return Ok(None),
+            (ValueRef::Integer(a), ValueRef::Integer(b)) => (a, b),
+            (a, b) => {
+                let number = |v: ValueRef<'_>| -> Option<f64> {
+                    match v {
+                        ValueRef::Integer(i) => Some(i as f64),
+                        ValueRef::Real(f) => Some(f),
+                        ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+                        _ => None,
+                    }
+                };
+                let (Some(x), Some(y)) = (number(a), number(b)) else {
+                    return Err(fail(DbError::new(
+                        "22P02",
+                        "invalid input syntax for type bigint",
+                    )));
+                };
+                let r = match op {
+                    0 => x + y,
+                    1 => x - y,
+                    _ => x * y,
+                };
+                if r.fract() != 0.0 || !(-9.2e18..=9.2e18).contains(&r) {
+                    return Err(fail(out_of_range(ty)));
+                }
+                return int_in_range(r as i64, ty).map(Some).map_err(fail);
+            }
+        };
+        let r = match op {
+            0 => a.checked_add(b),
+            1 => a.checked_sub(b),
+            _ => a.checked_mul(b),
+        };
+        match r {
+            Some(r) => int_in_range(r, ty).map(Some).map_err(fail),
+            None => Err(fail(out_of_range(ty))),
+        }
+    })?;
     // A boolean as its output function prints it (`t`, `f`): what concat() shows.
     conn.create_scalar_function("__pg_bool_out", 1, DET, |ctx| {
         Ok(match ctx.get_raw(0) {
@@ -313,6 +358,28 @@ fn size_pretty(size: i64) -> String {
         halves /= 1 << 10;
     }
     format!("{} PB", half_rounded(halves))
+}
+
+fn out_of_range(ty: PgType) -> DbError {
+    let name = match ty {
+        PgType::Int2 => "smallint",
+        PgType::Int4 => "integer",
+        _ => "bigint",
+    };
+    DbError::new("22003", format!("{name} out of range"))
+}
+
+fn int_in_range(value: i64, ty: PgType) -> Result<i64, DbError> {
+    let fits = match ty {
+        PgType::Int2 => i16::try_from(value).is_ok(),
+        PgType::Int4 => i32::try_from(value).is_ok(),
+        _ => true,
+    };
+    if fits {
+        Ok(value)
+    } else {
+        Err(out_of_range(ty))
+    }
 }
 
 #[cfg(test)]

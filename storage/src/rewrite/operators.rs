@@ -409,6 +409,21 @@ impl Inferer<'_> {
                 call("__pg_numeric_div", vec![scale(lt), scale(rt), 0]),
             ));
         }
+        // SQLite widens an integer that overflows to a real; Postgres raises 22003 for the
+        // result's type (2147483647::int + 1 is out of range for integer).
+        if let Some(result) = ty.filter(|t| is_integer(t.ty) && t.ty != PgType::Oid)
+            && matches!(op, B::Plus | B::Minus | B::Multiply)
+        {
+            let code = match op {
+                B::Plus => 0,
+                B::Minus => 1,
+                _ => 2,
+            };
+            return Ok((
+                ty,
+                call("__pg_int_arith", vec![code, i64::from(result.ty.oid())]),
+            ));
+        }
         Ok((ty, None))
     }
 

@@ -239,7 +239,7 @@ fn inserts_updates_deletes() {
     );
     check(
         "UPDATE accounts SET abalance = abalance + $1 WHERE aid = $2",
-        "UPDATE accounts SET abalance = abalance + ?1 WHERE aid = ?2",
+        "UPDATE accounts SET abalance = __pg_int_arith(abalance, ?1, 0, 23) WHERE aid = ?2",
     );
     check(
         "DELETE FROM users WHERE id = $1",

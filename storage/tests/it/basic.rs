@@ -1067,3 +1067,57 @@ async fn at_time_zone_answers_as_postgres() {
     .await;
     assert_eq!(error.code, "0A000", "{error:?}");
 }
+
+/// Integer arithmetic that leaves its type's range fails with 22003, as in Postgres; SQLite
+/// would have answered 2147483648 or a real.
+#[tokio::test]
+async fn integer_overflow_is_an_error() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE n (id int PRIMARY KEY, i int, b bigint)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO n VALUES (1, 2147483647, 9223372036854775807)",
+    )
+    .await;
+    for (sql, message) in [
+        ("SELECT i + 1 FROM n", "integer out of range"),
+        ("SELECT b + 1 FROM n", "bigint out of range"),
+        ("SELECT i * 2 FROM n", "integer out of range"),
+        ("SELECT -2147483648::int - 1", "integer out of range"),
+        (
+            "SELECT 32767::smallint + 1::smallint",
+            "smallint out of range",
+        ),
+        ("UPDATE n SET i = i + 1", "integer out of range"),
+    ] {
+        let error = err(&mut s, sql).await;
+        assert_eq!(
+            (error.code.as_str(), error.message.as_str()),
+            ("22003", message),
+            "{sql}"
+        );
+    }
+    let out = ok(
+        &mut s,
+        "SELECT i::bigint + 1, i - 1, 32767::smallint + 1 FROM n",
+    )
+    .await;
+    assert_eq!(
+        out.text(),
+        vec![vec![
+            Some("2147483648".into()),
+            Some("2147483646".into()),
+            Some("32768".into())
+        ]]
+    );
+    assert_eq!(
+        ok(&mut s, "SELECT i FROM n").await.value(),
+        Some("2147483647".into()),
+        "the failed UPDATE changed nothing"
+    );
+}
