@@ -430,15 +430,11 @@ fn array_type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<ArrayType> {
 /// The array in argument `i` (typed by argument `i + 1`), `None` when NULL.
 fn array_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<(Array, ArrayType)>> {
     let ty = array_type_arg(ctx, i + 1)?;
-    let text = match ctx.get_raw(i) {
-        ValueRef::Null => return Ok(None),
-        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
-        // A vector of one element comes back from SQLite's TEXT affinity as text already;
-        // a bare number is that too.
-        ValueRef::Integer(n) => n.to_string(),
-        ValueRef::Real(_) => return Err(fail(malformed("real"))),
-    };
-    Ok(Some((Array::parse(&text, ty).map_err(fail)?, ty)))
+    Ok(array_at(ctx, i, ty)?.map(|array| (array, ty)))
+}
+
+fn text_value(text: Result<String, DbError>) -> rusqlite::Result<Value> {
+    text.map(Value::Text).map_err(fail)
 }
 
 /// The array in argument `i`, of type `ty`; `None` when NULL.
@@ -448,13 +444,11 @@ fn array_at(ctx: &Context<'_>, i: usize, ty: ArrayType) -> rusqlite::Result<Opti
         ValueRef::Text(t) | ValueRef::Blob(t) => Array::parse(&String::from_utf8_lossy(t), ty)
             .map(Some)
             .map_err(fail),
+        // A vector of one element comes back from SQLite's TEXT affinity as text already;
+        // a bare number is that too.
         ValueRef::Integer(n) => Array::parse(&n.to_string(), ty).map(Some).map_err(fail),
         ValueRef::Real(_) => Err(fail(malformed("real"))),
     }
-}
-
-fn text_value(text: Result<String, DbError>) -> rusqlite::Result<Value> {
-    text.map(Value::Text).map_err(fail)
 }
 
 /// `array_agg(x)`: the elements' text forms in the order SQLite feeds them (the call's
