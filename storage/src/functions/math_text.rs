@@ -168,35 +168,24 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
             None => Err(fail(out_of_range(ty))),
         }
     })?;
-    // A boolean as its output function prints it (`t`, `f`): what concat() shows.
-    conn.create_scalar_function("__pg_bool_out", 1, DET, |ctx| {
-        Ok(match ctx.get_raw(0) {
-            ValueRef::Null => None,
-            ValueRef::Integer(i) => Some(if i != 0 { "t" } else { "f" }),
-            ValueRef::Real(f) => Some(if f != 0.0 { "t" } else { "f" }),
-            ValueRef::Text(t) | ValueRef::Blob(t) => Some(
-                if matches!(t, b"t" | b"true" | b"1" | b"TRUE" | b"y" | b"yes" | b"on") {
-                    "t"
-                } else {
-                    "f"
-                },
-            ),
-        })
-    })?;
-    conn.create_scalar_function("__pg_bool_text", 1, DET, |ctx| {
-        Ok(match ctx.get_raw(0) {
-            ValueRef::Null => None,
-            ValueRef::Integer(i) => Some(if i != 0 { "true" } else { "false" }),
-            ValueRef::Real(f) => Some(if f != 0.0 { "true" } else { "false" }),
-            ValueRef::Text(t) | ValueRef::Blob(t) => Some(
-                if matches!(t, b"t" | b"true" | b"1" | b"TRUE" | b"y" | b"yes" | b"on") {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
-        })
-    })?;
+    // A boolean as its output function prints it (`t`, `f`: what concat() shows), and as a
+    // cast to text or `||` spells it (`true`, `false`).
+    for (name, spelling) in [
+        ("__pg_bool_out", ["t", "f"]),
+        ("__pg_bool_text", ["true", "false"]),
+    ] {
+        conn.create_scalar_function(name, 1, DET, move |ctx| {
+            let truth = match ctx.get_raw(0) {
+                ValueRef::Null => return Ok(None),
+                ValueRef::Integer(i) => i != 0,
+                ValueRef::Real(f) => f != 0.0,
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    matches!(t, b"t" | b"true" | b"1" | b"TRUE" | b"y" | b"yes" | b"on")
+                }
+            };
+            Ok(Some(if truth { spelling[0] } else { spelling[1] }))
+        })?;
+    }
     text_function(conn, "reverse", |s| s.chars().rev().collect())?;
     text_function(conn, "initcap", initcap)?;
     text_function(conn, "quote_literal", |s| {

@@ -501,16 +501,7 @@ async fn window_functions_answer_as_postgres() {
 4|4|1|2|2|25|6|5||north|3|0.6
 5|5|3|4|2|25|6|5|-1|north|3|0.8
 6|6|1|1|2||6|15|-1|north|2|1";
-    let got: Vec<String> = out
-        .text()
-        .iter()
-        .map(|row| {
-            row.iter()
-                .map(|v| v.clone().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
+    let got: Vec<String> = out.lines();
     assert_eq!(got.join("\n"), postgres);
     let types: Vec<u32> = out.columns.iter().map(|c| c.type_oid).collect();
     // int4, int8 × 3, int4 (ntile), int8 (sum of int4), int8, int4 × 2, text, float8 × 2
@@ -711,18 +702,7 @@ async fn interval_columns_answer_as_postgres() {
     )
     .await;
     ok(&mut s, "UPDATE jobs SET every = every * 2 WHERE id = 3").await;
-    let rows = |out: Out| -> String {
-        out.text()
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|v| v.clone().unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let rows = |out: Out| -> String { out.lines().join(" ") };
     let out = ok(
         &mut s,
         "SELECT id, every, grace, every + grace, pg_typeof(every) FROM jobs ORDER BY every, id",
@@ -872,16 +852,7 @@ async fn distinct_on_answers_as_postgres() {
         ),
     ] {
         let out = ok(&mut s, sql).await;
-        let got: Vec<String> = out
-            .text()
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|v| v.clone().unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
+        let got: Vec<String> = out.lines();
         assert_eq!(got.join(" "), postgres, "{sql}");
     }
     let out = ok(
@@ -939,16 +910,7 @@ async fn timestamp_series_and_json_of_arrays_and_timestamps_answer_as_postgres()
         ),
     ] {
         let out = ok(&mut s, sql).await;
-        let got: Vec<String> = out
-            .text()
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|v| v.clone().unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
+        let got: Vec<String> = out.lines();
         assert_eq!(got.join(" "), postgres, "{sql}");
     }
 }
@@ -977,16 +939,7 @@ async fn boolean_text_and_explicit_length_casts_answer_as_postgres() {
          'x' || flag FROM f ORDER BY id",
     )
     .await;
-    let rows: Vec<String> = out
-        .text()
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|v| v.clone().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
+    let rows: Vec<String> = out.lines();
     assert_eq!(
         rows,
         [

@@ -46,6 +46,19 @@ impl Out {
             .collect()
     }
 
+    /// Each row's values joined by `|` (NULL as nothing), as `psql -A` prints them.
+    pub fn lines(&self) -> Vec<String> {
+        self.text()
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
     /// The single value of a one-row, one-column result.
     pub fn value(&self) -> Option<String> {
         self.text()[0][0].clone()
