@@ -3,7 +3,8 @@
 //! clients send (classes, `\d \w \s`, POSIX `[[:alpha:]]`, groups, alternation, counted
 //! repetition, non-greedy quantifiers); the word boundaries `\y \Y \m \M` are mapped to `\b`
 //! and `\B`. Backreferences and lookaround, which Rust's engine does not have, fail with 0A000
-//! rather than matching wrongly; other invalid patterns with 2201B, as in Postgres.
+//! rather than matching wrongly; other invalid patterns with 2201B, as in Postgres. `SIMILAR TO`
+//! patterns are translated to the same engine's syntax.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -72,12 +73,80 @@ pub fn substring(text: &str, pattern: &str) -> Result<Option<String>, DbError> {
     }))
 }
 
+/// `text SIMILAR TO pattern [ESCAPE escape]`: the SQL standard's patterns (`%`, `_`, `|`,
+/// `*`, `+`, `?`, `{m,n}`, brackets and groups) matching the whole text. `escape` is the
+/// escape character, `None` for none (`ESCAPE ''`).
+pub fn similar_to(text: &str, pattern: &str, escape: Option<char>) -> Result<bool, DbError> {
+    // The key cannot collide with a `~` pattern's: those are never compiled under a
+    // `SIMILAR` prefix with a NUL in it.
+    let key = format!(
+        "\0SIMILAR{}\0{pattern}",
+        escape.map(String::from).unwrap_or_default()
+    );
+    Ok(cached((key, false), || similar_pattern(pattern, escape))?.is_match(text))
+}
+
+/// What Postgres's `similar_to_escape` builds: the pattern anchored at both ends, `%` and `_`
+/// as `.*` and `.`, the characters that are literal in SQL patterns (`.`, `^`, `$`, `\`)
+/// escaped, and an escaped character taken literally.
+fn similar_pattern(pattern: &str, escape: Option<char>) -> Result<String, DbError> {
+    let mut out = String::from("^(?:");
+    let mut after_escape = false;
+    let mut in_class = false;
+    for c in pattern.chars() {
+        if after_escape {
+            if c == '"' {
+                return Err(unsupported("SIMILAR TO with escaped double quotes"));
+            }
+            out.push_str(&regex::escape(&c.to_string()));
+            after_escape = false;
+        } else if Some(c) == escape {
+            after_escape = true;
+        } else if in_class {
+            if c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+            if c == ']' {
+                in_class = false;
+            }
+        } else {
+            match c {
+                '[' => {
+                    out.push('[');
+                    in_class = true;
+                }
+                '%' => out.push_str(".*"),
+                '_' => out.push('.'),
+                '(' => out.push_str("(?:"),
+                '\\' | '.' | '^' | '$' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                other => out.push(other),
+            }
+        }
+    }
+    // A trailing escape character escapes nothing; Postgres drops it.
+    out.push_str(")$");
+    Ok(out)
+}
+
 fn compiled(pattern: &str, insensitive: bool) -> Result<Regex, DbError> {
-    let key = (pattern.to_owned(), insensitive);
+    cached((pattern.to_owned(), insensitive), || rust_pattern(pattern))
+}
+
+/// The compiled regular expression for `key`, built from `rust` (its Rust syntax) when this
+/// thread has not compiled it yet.
+fn cached(
+    key: (String, bool),
+    rust: impl FnOnce() -> Result<String, DbError>,
+) -> Result<Regex, DbError> {
+    let insensitive = key.1;
     if let Some(regex) = COMPILED.with(|c| c.borrow().get(&key).cloned()) {
         return Ok(regex);
     }
-    let regex = RegexBuilder::new(&rust_pattern(pattern)?)
+    let regex = RegexBuilder::new(&rust()?)
         .case_insensitive(insensitive)
         .build()
         .map_err(|e| {
@@ -165,7 +234,7 @@ fn rust_replacement(replacement: &str) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{is_match, replace};
+    use super::{is_match, replace, similar_to};
 
     #[test]
     fn matches_psql_patterns() {
@@ -206,6 +275,36 @@ mod tests {
         assert_eq!(sub("abc123def", "[0-9]+").as_deref(), Some("123"));
         assert_eq!(sub("key=value", "=(.*)$").as_deref(), Some("value"));
         assert_eq!(sub("abc", "[0-9]+"), None);
+    }
+
+    /// Expected values are PostgreSQL 15's.
+    #[test]
+    fn similar_to_matches_as_postgres() {
+        let cases = [
+            ("abc", "a%", Some('\\'), true),
+            ("abc", "(a|b)c", Some('\\'), false),
+            ("a.c", "a.c", Some('\\'), true),
+            ("abc", "a.c", Some('\\'), false),
+            ("a_c", "a#_c", Some('#'), true),
+            ("abc", "a[b-c]+", Some('\\'), true),
+            ("ab", "a|b", Some('\\'), false),
+            ("a", "a|b", Some('\\'), true),
+            ("a^b", "a^b", Some('\\'), true),
+            ("AbC", "a%", Some('\\'), false),
+            ("a\\b", "a\\\\b", Some('\\'), true),
+            ("abc", "a%", None, true),
+            ("a%", "a\\%", Some('\\'), true),
+            ("abc", "a{1,2}bc", Some('\\'), true),
+        ];
+        for (text, pattern, escape, expected) in cases {
+            assert_eq!(
+                similar_to(text, pattern, escape).ok(),
+                Some(expected),
+                "{text} SIMILAR TO {pattern}"
+            );
+        }
+        assert_eq!(similar_to("a", "a\\", Some('\\')).ok(), Some(true));
+        assert_eq!(similar_to("a\\", "a\\", Some('\\')).ok(), Some(false));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Postgres math and string functions SQLite lacks (its math functions are a compile-time
 //! option the bundled build leaves out): `floor`, `ceil`, `sqrt`, `power`, `exp`, `ln`, `log`,
-//! `mod`, trigonometry, a boolean's text for `||`, `reverse`, `split_part`, `ascii`, `chr`, `initcap`, `quote_literal`, `md5`.
+//! `mod`, `div`, `gcd`, `lcm`, `factorial`, `width_bucket`, trigonometry, a boolean's text for
+//! `||`, `reverse`, `split_part`, `translate`, `starts_with`, `ascii`, `chr`, `to_hex`,
+//! `initcap`, `quote_literal`, `quote_nullable`, `md5`, `bit_length`, `num_nulls`.
 //! Domain errors carry Postgres's SQLSTATEs.
 
 use mycelium_protocol::DbError;
@@ -188,13 +190,10 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
     }
     text_function(conn, "reverse", |s| s.chars().rev().collect())?;
     text_function(conn, "initcap", initcap)?;
-    text_function(conn, "quote_literal", |s| {
-        let quoted = s.replace('\'', "''");
-        if s.contains('\\') {
-            format!("E'{}'", quoted.replace('\\', "\\\\"))
-        } else {
-            format!("'{quoted}'")
-        }
+    text_function(conn, "quote_literal", quote_literal)?;
+    // Not strict: a NULL becomes the word NULL, for building statements.
+    conn.create_scalar_function("quote_nullable", 1, DET, |ctx| {
+        Ok(text(ctx, 0)?.map_or_else(|| "NULL".to_owned(), |s| quote_literal(&s)))
     })?;
     text_function(conn, "__pg_md5", |s| {
         format!("{:x}", md5::compute(s.as_bytes()))
@@ -217,6 +216,125 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
                 format!("requested character too large for encoding: {code}"),
             ))),
         }
+    })?;
+    conn.create_scalar_function("translate", 3, DET, |ctx| {
+        let (Some(s), Some(from), Some(to)) = (text(ctx, 0)?, text(ctx, 1)?, text(ctx, 2)?) else {
+            return Ok(None);
+        };
+        Ok(Some(translate(&s, &from, &to)))
+    })?;
+    conn.create_scalar_function("starts_with", 2, DET, |ctx| {
+        let (Some(s), Some(prefix)) = (text(ctx, 0)?, text(ctx, 1)?) else {
+            return Ok(None);
+        };
+        Ok(Some(s.starts_with(prefix.as_str())))
+    })?;
+    conn.create_scalar_function("bit_length", 1, DET, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Null => None,
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(8 * t.len() as i64),
+            ValueRef::Integer(i) => Some(8 * i.to_string().len() as i64),
+            ValueRef::Real(f) => Some(8 * f.to_string().len() as i64),
+        })
+    })?;
+    // Variadic, and not strict: they exist to count the NULLs among their arguments.
+    for (name, want_null) in [("num_nulls", true), ("num_nonnulls", false)] {
+        conn.create_scalar_function(name, -1, DET, move |ctx| {
+            Ok((0..ctx.len())
+                .filter(|&i| (ctx.get_raw(i) == ValueRef::Null) == want_null)
+                .count() as i64)
+        })?;
+    }
+    conn.create_scalar_function("div", 2, DET, |ctx| {
+        let (Some(a), Some(b)) = (argument(ctx, 0)?, argument(ctx, 1)?) else {
+            return Ok(None);
+        };
+        match (a, b) {
+            (_, Err(0) | Ok(0.0)) => Err(fail(DbError::new("22012", "division by zero"))),
+            (Err(a), Err(b)) => Ok(Some(Value::Integer(a.wrapping_div(b)))),
+            (a, b) => {
+                let q = (float(a) / float(b)).trunc();
+                Ok(Some(if q.abs() < 9.0e15 {
+                    Value::Integer(q as i64)
+                } else {
+                    Value::Real(q)
+                }))
+            }
+        }
+    })?;
+    for (name, lcm) in [("gcd", false), ("lcm", true)] {
+        conn.create_scalar_function(name, 2, DET, move |ctx| {
+            let (Some(a), Some(b)) = (argument(ctx, 0)?, argument(ctx, 1)?) else {
+                return Ok(None);
+            };
+            let (Err(a), Err(b)) = (a, b) else {
+                return Err(fail(crate::errors::unsupported(format!(
+                    "{name}() of non-integer numerics"
+                ))));
+            };
+            gcd_lcm(a, b, lcm).map(Some).map_err(fail)
+        })?;
+    }
+    conn.create_scalar_function("factorial", 1, DET, |ctx| {
+        let Some(n) = argument(ctx, 0)? else {
+            return Ok(None);
+        };
+        factorial(float(n)).map(Some).map_err(fail)
+    })?;
+    conn.create_scalar_function("to_hex", 1, DET, |ctx| {
+        Ok(integer(ctx, 0)?.map(|i| format!("{:x}", i)))
+    })?;
+    // An int4's negative value prints as its 32-bit two's complement.
+    conn.create_scalar_function("__pg_to_hex32", 1, DET, |ctx| {
+        Ok(integer(ctx, 0)?.map(|i| format!("{:x}", i as i32)))
+    })?;
+    conn.create_scalar_function("width_bucket", 4, DET, |ctx| {
+        let (Some(operand), Some(low), Some(high), Some(count)) = (
+            argument(ctx, 0)?,
+            argument(ctx, 1)?,
+            argument(ctx, 2)?,
+            integer(ctx, 3)?,
+        ) else {
+            return Ok(None);
+        };
+        width_bucket(float(operand), float(low), float(high), count)
+            .map(Some)
+            .map_err(fail)
+    })?;
+    // `a # b` on integers (SQLite has no exclusive or).
+    conn.create_scalar_function("__pg_xor", 2, DET, |ctx| {
+        let (Some(a), Some(b)) = (integer(ctx, 0)?, integer(ctx, 1)?) else {
+            return Ok(None);
+        };
+        Ok(Some(a ^ b))
+    })?;
+    // overlay(s placing r from n [for m]): s's first n - 1 characters, r, then s from
+    // character n + m on (m defaults to r's length).
+    conn.create_scalar_function("__pg_overlay", 4, DET, |ctx| {
+        let (Some(s), Some(r), Some(from)) = (text(ctx, 0)?, text(ctx, 1)?, integer(ctx, 2)?)
+        else {
+            return Ok(None);
+        };
+        let count = match ctx.get_raw(3) {
+            ValueRef::Null => r.chars().count() as i64,
+            _ => match integer(ctx, 3)? {
+                Some(count) => count,
+                None => return Ok(None),
+            },
+        };
+        if from < 1 {
+            return Err(fail(DbError::new(
+                "22011",
+                "negative substring length not allowed",
+            )));
+        }
+        let head: String = s
+            .chars()
+            .take(usize::try_from(from - 1).unwrap_or(0))
+            .collect();
+        let skip = usize::try_from(from.saturating_add(count) - 1).unwrap_or(0);
+        let tail: String = s.chars().skip(skip).collect();
+        Ok(Some(format!("{head}{r}{tail}")))
     })?;
     conn.create_scalar_function("split_part", 3, DET, |ctx| {
         let (Some(s), Some(delimiter), Some(Err(n))) =
@@ -248,6 +366,130 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
         ))
     })?;
     Ok(())
+}
+
+/// An integer argument (a whole float too, as Postgres casts it); `None` for NULL.
+fn integer(ctx: &Context<'_>, n: usize) -> rusqlite::Result<Option<i64>> {
+    Ok(match argument(ctx, n)? {
+        None => None,
+        Some(Err(i)) => Some(i),
+        Some(Ok(f)) if f.is_finite() && f.abs() < 9.2e18 => Some(f.round() as i64),
+        Some(Ok(_)) => return Err(fail(DbError::new("22003", "bigint out of range"))),
+    })
+}
+
+/// Postgres's `quote_literal`: an `E''` string when backslashes need doubling.
+pub(super) fn quote_literal(s: &str) -> String {
+    let quoted = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
+/// Postgres's `translate`: each character of `from` becomes the character at the same place
+/// in `to`, or is deleted when `to` is shorter; the first occurrence in `from` wins.
+fn translate(s: &str, from: &str, to: &str) -> String {
+    let from: Vec<char> = from.chars().collect();
+    let to: Vec<char> = to.chars().collect();
+    s.chars()
+        .filter_map(|c| match from.iter().position(|&f| f == c) {
+            Some(i) => to.get(i).copied(),
+            None => Some(c),
+        })
+        .collect()
+}
+
+fn gcd_lcm(a: i64, b: i64, lcm: bool) -> Result<i64, DbError> {
+    let overflow = || DbError::new("22003", "bigint out of range");
+    let (mut x, mut y) = (a.unsigned_abs(), b.unsigned_abs());
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    let gcd = x;
+    if !lcm {
+        return i64::try_from(gcd).map_err(|_| overflow());
+    }
+    if gcd == 0 {
+        return Ok(0);
+    }
+    (a.unsigned_abs() / gcd)
+        .checked_mul(b.unsigned_abs())
+        .and_then(|m| i64::try_from(m).ok())
+        .ok_or_else(overflow)
+}
+
+/// `n!` exactly, as Postgres's numeric result: digits in base 10^9, least significant first.
+fn factorial(n: f64) -> Result<String, DbError> {
+    if n < 0.0 {
+        return Err(DbError::new(
+            "22003",
+            "factorial of a negative number is undefined",
+        ));
+    }
+    if n > 32177.0 {
+        return Err(DbError::new("22003", "value overflows numeric format"));
+    }
+    const BASE: u64 = 1_000_000_000;
+    let mut limbs: Vec<u64> = vec![1];
+    for k in 2..=(n as u64) {
+        let mut carry = 0;
+        for limb in &mut limbs {
+            let product = *limb * k + carry;
+            *limb = product % BASE;
+            carry = product / BASE;
+        }
+        while carry > 0 {
+            limbs.push(carry % BASE);
+            carry /= BASE;
+        }
+    }
+    let mut out = String::new();
+    for (i, limb) in limbs.iter().rev().enumerate() {
+        if i == 0 {
+            out.push_str(&limb.to_string());
+        } else {
+            out.push_str(&format!("{limb:09}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Postgres's `width_bucket(operand, low, high, count)`: which of `count` equal buckets
+/// between the bounds holds the operand, 0 below them and `count + 1` above.
+fn width_bucket(operand: f64, low: f64, high: f64, count: i64) -> Result<i64, DbError> {
+    if count <= 0 {
+        return Err(DbError::new("2201G", "count must be greater than zero"));
+    }
+    if low == high {
+        return Err(DbError::new(
+            "2201G",
+            "lower bound cannot equal upper bound",
+        ));
+    }
+    if operand.is_nan() || low.is_nan() || high.is_nan() {
+        return Err(DbError::new(
+            "2201G",
+            "operand, lower bound, and upper bound cannot be NaN",
+        ));
+    }
+    let bucket = |offset: f64, span: f64| ((offset / span) * count as f64).floor() as i64 + 1;
+    Ok(if low < high {
+        if operand < low {
+            0
+        } else if operand >= high {
+            count + 1
+        } else {
+            bucket(operand - low, high - low)
+        }
+    } else if operand > low {
+        0
+    } else if operand <= high {
+        count + 1
+    } else {
+        bucket(low - operand, low - high)
+    })
 }
 
 /// A number argument: `Err` for an integer, `Ok` for any other number; `None` for NULL.

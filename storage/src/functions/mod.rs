@@ -17,8 +17,10 @@ use rusqlite::types::{Value, ValueRef};
 use crate::catalog::Schema;
 
 pub(crate) mod array;
+mod binary;
 pub(crate) mod date_template;
 mod dates;
+mod format;
 mod json;
 mod math_text;
 pub(crate) mod number_template;
@@ -138,6 +140,8 @@ const VOLATILE: FunctionFlags = FunctionFlags::SQLITE_UTF8.union(FunctionFlags::
 
 pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()> {
     math_text::register(conn)?;
+    binary::register(conn)?;
+    format::register(conn)?;
     let sequences = state.sequences.clone();
     conn.create_scalar_function("__pg_nextval", 1, VOLATILE, move |ctx| {
         let name: String = ctx.get(0)?;
@@ -376,6 +380,27 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
             return Ok(None);
         };
         crate::regex::substring(&text, &pattern).map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_similar", 3, DET, |ctx| {
+        let (Some(value), Some(pattern), Some(escape)) =
+            (text_arg(ctx, 0)?, text_arg(ctx, 1)?, text_arg(ctx, 2)?)
+        else {
+            return Ok(None);
+        };
+        let mut chars = escape.chars();
+        let escape = match (chars.next(), chars.next()) {
+            (None, _) => None,
+            (Some(c), None) => Some(c),
+            _ => {
+                return Err(fail(
+                    DbError::new("22025", "invalid escape string")
+                        .with_hint("Escape string must be empty or one character."),
+                ));
+            }
+        };
+        crate::regex::similar_to(&value, &pattern, escape)
+            .map(Some)
+            .map_err(fail)
     })?;
     conn.create_scalar_function("__pg_regex_match", 3, DET, |ctx| {
         let (Some(value), Some(pattern)) = (text_arg(ctx, 0)?, text_arg(ctx, 1)?) else {

@@ -200,7 +200,7 @@ fn ident_list(names: &[String]) -> String {
 }
 
 /// Postgres's `quote_ident`: quoted only when the name is not a plain lower-case identifier.
-pub(super) fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     let plain = name
         .chars()
         .next()

@@ -24,6 +24,8 @@ mod constraints;
 mod rows;
 mod tables;
 
+pub(crate) use constraints::quote_ident as quote_identifier;
+
 use rows::rows;
 use tables::{ARRAY_COLUMNS, TABLES};
 

@@ -292,6 +292,7 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                 "rpad" => Some("__pg_rpad"),
                 "repeat" => Some("__pg_repeat"),
                 "md5" => Some("__pg_md5"),
+                "format" => Some("__pg_format"),
                 "trunc" => Some("__pg_trunc"),
                 "pow" | "power" => Some("pow"),
                 "array"
@@ -418,7 +419,6 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
             );
             *expr = if *negated { not(call) } else { call };
         }
-        Expr::SimilarTo { .. } => return Err(unsupported("SIMILAR TO")),
         Expr::BinaryOp { left, op, right } => {
             let regex = match op {
                 BinaryOperator::PGRegexMatch => Some((false, false)),
@@ -446,8 +446,11 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                     // `infer` already replaced divisions that need a type-aware check.
                     None
                 }
-                BinaryOperator::PGBitwiseXor
-                | BinaryOperator::PGOverlap
+                BinaryOperator::PGBitwiseXor => {
+                    *expr = function_call("__pg_xor", vec![take_box(left), take_box(right)]);
+                    return Ok(());
+                }
+                BinaryOperator::PGOverlap
                 | BinaryOperator::PGStartsWith
                 | BinaryOperator::HashArrow
                 | BinaryOperator::HashLongArrow
@@ -501,7 +504,6 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
             return Err(unsupported("GROUPING SETS / CUBE / ROLLUP"));
         }
         Expr::CompoundFieldAccess { .. } => return Err(unsupported("array subscripts")),
-        Expr::Overlay { .. } => return Err(unsupported("OVERLAY")),
         _ => {}
     }
     Ok(())

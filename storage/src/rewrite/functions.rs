@@ -344,12 +344,16 @@ impl Inferer<'_> {
                 if family {
                     shared = shared.or(t);
                 }
-                if matches!(name.as_str(), "concat" | "concat_ws")
+                if matches!(name.as_str(), "concat" | "concat_ws" | "format")
                     && t.is_some_and(|t| t.ty == PgType::Bool)
                 {
-                    // Stored as 1 or 0; concat() prints a boolean as its output does.
+                    // Stored as 1 or 0; concat() and format() print a boolean as its output
+                    // does.
                     let value = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
                     *e = function_call("__pg_bool_out", vec![value]);
+                }
+                if matches!(name.as_str(), "concat" | "concat_ws" | "format") {
+                    super::infer::numeric_text_with_scale(e, t);
                 }
                 arg_types.push(t);
             }
@@ -479,7 +483,6 @@ impl Inferer<'_> {
             | "md5"
             | "initcap"
             | "chr"
-            | "to_hex"
             | "version"
             | "format_type"
             | "pg_get_expr"
@@ -499,6 +502,13 @@ impl Inferer<'_> {
             | "pg_get_function_arguments"
             | "pg_get_function_identity_arguments"
             | "typeof" => t(PgType::Text),
+            "to_hex" => {
+                // An int4's negative value prints as 32 bits of two's complement.
+                if matches!(first.map(|f| f.ty), Some(PgType::Int2 | PgType::Int4)) {
+                    rename(f, "__pg_to_hex32");
+                }
+                t(PgType::Text)
+            }
             "current_database" | "current_schema" | "current_user" | "session_user" | "user"
             | "current_role" => t(PgType::Name),
             "length" | "char_length" | "character_length" | "octet_length" | "strpos"
@@ -532,6 +542,12 @@ impl Inferer<'_> {
             | "pg_indexes_size"
             | "pg_database_size" => t(PgType::Int8),
             "nextval" | "currval" | "setval" | "lastval" => t(PgType::Int8),
+            "translate" | "quote_nullable" | "encode" | "format" => t(PgType::Text),
+            "starts_with" => t(PgType::Bool),
+            "bit_length" | "num_nulls" | "num_nonnulls" | "width_bucket" => t(PgType::Int4),
+            "div" | "factorial" => Ok(Some(Ty::numeric_scale(0))),
+            "gcd" | "lcm" => Ok(first.map(|f| Ty::of(f.ty))),
+            "decode" | "sha224" | "sha256" | "sha384" | "sha512" => t(PgType::Bytea),
             _ => Ok(None),
         }
     }

@@ -918,6 +918,23 @@ impl<'s> Inferer<'s> {
                     }
                     Ok(t)
                 }
+                UnaryOperator::PGSquareRoot | UnaryOperator::PGCubeRoot | UnaryOperator::PGAbs => {
+                    // SQLite has none of these operators: `|/ x` is sqrt(x), `||/ x` cbrt(x),
+                    // `@ x` abs(x), with the functions' result types.
+                    let name = match op {
+                        UnaryOperator::PGSquareRoot => "sqrt",
+                        UnaryOperator::PGCubeRoot => "cbrt",
+                        _ => "abs",
+                    };
+                    let value = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                    *expr = function_call(name, vec![value]);
+                    self.expr(expr, want)
+                }
+                UnaryOperator::Hash
+                | UnaryOperator::AtDashAt
+                | UnaryOperator::DoubleAt
+                | UnaryOperator::QuestionDash
+                | UnaryOperator::QuestionPipe => Err(unsupported(format!("operator {op}"))),
                 _ => self.expr(inner, want),
             },
             Expr::BinaryOp { .. } => self.binary_expr(expr, want),
@@ -947,6 +964,59 @@ impl<'s> Inferer<'s> {
                 self.expr(e, Some(Ty::of(PgType::Text)))?;
                 self.expr(pattern, Some(Ty::of(PgType::Text)))?;
                 Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::SimilarTo {
+                negated,
+                expr: e,
+                pattern,
+                escape_char,
+            } => {
+                self.expr(e, Some(Ty::of(PgType::Text)))?;
+                self.expr(pattern, Some(Ty::of(PgType::Text)))?;
+                let escape = match escape_char.as_mut() {
+                    Some(escape) => {
+                        self.expr(escape, Some(Ty::of(PgType::Text)))?;
+                        std::mem::replace(escape.as_mut(), Expr::value(Value::Null))
+                    }
+                    // The standard's default escape character.
+                    None => value_expr(SqlValue::Text("\\".to_owned())),
+                };
+                let value = std::mem::replace(e.as_mut(), Expr::value(Value::Null));
+                let pattern = std::mem::replace(pattern.as_mut(), Expr::value(Value::Null));
+                let call = function_call("__pg_similar", vec![value, pattern, escape]);
+                *expr = if *negated {
+                    Expr::UnaryOp {
+                        op: UnaryOperator::Not,
+                        expr: Box::new(call),
+                    }
+                } else {
+                    call
+                };
+                Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::Overlay {
+                expr: e,
+                overlay_what,
+                overlay_from,
+                overlay_for,
+            } => {
+                self.expr(e, Some(Ty::of(PgType::Text)))?;
+                self.expr(overlay_what, Some(Ty::of(PgType::Text)))?;
+                self.expr(overlay_from, Some(Ty::of(PgType::Int4)))?;
+                let count = match overlay_for.as_mut() {
+                    Some(count) => {
+                        self.expr(count, Some(Ty::of(PgType::Int4)))?;
+                        std::mem::replace(count.as_mut(), Expr::value(Value::Null))
+                    }
+                    None => Expr::value(Value::Null),
+                };
+                let args = [e, overlay_what, overlay_from]
+                    .into_iter()
+                    .map(|part| std::mem::replace(part.as_mut(), Expr::value(Value::Null)))
+                    .chain([count])
+                    .collect();
+                *expr = function_call("__pg_overlay", args);
+                Ok(Some(Ty::of(PgType::Text)))
             }
             Expr::Between {
                 expr: e, low, high, ..
@@ -1408,6 +1478,25 @@ fn is_wildcard(item: &SelectItem) -> bool {
 /// Converts an expression of type `source` that is stored in a column of type `column` as
 /// Postgres's assignment cast would, when the types differ (a timestamptz stored in a
 /// timestamp column, a float in an integer column, a string longer than varchar(n): 22001).
+/// Makes a `numeric(p,s)` operand of a text concatenation (`||`, `concat`, `format`) print its
+/// `s` decimals (`1.50`), which storage does not keep.
+pub(super) fn numeric_text_with_scale(expr: &mut Expr, ty: Option<Ty>) {
+    let Some(source) = ty.filter(|t| t.ty == PgType::Numeric && t.typmod >= 4) else {
+        return;
+    };
+    let arg = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
+    *expr = function_call(
+        "__pg_cast",
+        vec![
+            arg,
+            value_expr(SqlValue::Int(i64::from(PgType::Numeric.oid()))),
+            value_expr(SqlValue::Int(i64::from(PgType::Text.oid()))),
+            value_expr(SqlValue::Int(-1)),
+            value_expr(SqlValue::Int(i64::from(source.typmod))),
+        ],
+    );
+}
+
 pub(super) fn assignment_cast(expr: &mut Expr, source: Ty, column: Ty) -> Result<(), DbError> {
     if let Some(array) = column.array_type() {
         if source.typmod != column.typmod {

@@ -223,6 +223,7 @@ impl Inferer<'_> {
                         let value = std::mem::replace(side, Expr::value(Value::Null));
                         *side = function_call("__pg_bool_text", vec![value]);
                     }
+                    super::infer::numeric_text_with_scale(side, ty);
                 }
                 Ok((Some(Ty::of(PgType::Text)), None))
             }
@@ -301,6 +302,28 @@ impl Inferer<'_> {
                 self.expr(left, Some(Ty::of(PgType::Text)))?;
                 self.expr(right, Some(Ty::of(PgType::Text)))?;
                 Ok((bool_ty, None))
+            }
+            B::BitwiseAnd
+            | B::BitwiseOr
+            | B::PGBitwiseXor
+            | B::PGBitwiseShiftLeft
+            | B::PGBitwiseShiftRight => {
+                // Integers: the left operand's type (a shift's count is an int4).
+                let lt = self.expr(left, want.filter(|t| is_integer(t.ty)))?;
+                let shift = matches!(op, B::PGBitwiseShiftLeft | B::PGBitwiseShiftRight);
+                let rt = if shift {
+                    self.expr(right, Some(Ty::of(PgType::Int4)))?
+                } else {
+                    self.expr(right, lt)?
+                };
+                let ty = lt.or(if shift { None } else { rt });
+                if lt.is_none() && ty.is_some() {
+                    self.expr(left, ty)?;
+                }
+                Ok((
+                    ty.map(|t| Ty::of(t.ty)).or(Some(Ty::of(PgType::Int4))),
+                    None,
+                ))
             }
             _ => {
                 self.expr(left, None)?;
