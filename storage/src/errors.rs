@@ -198,6 +198,9 @@ fn from_message(full: &str) -> DbError {
     if message.contains("syntax error") {
         return DbError::new("42601", message);
     }
+    if message.starts_with("sub-select returns ") {
+        return DbError::new("42601", "subquery must return only one column");
+    }
     if message.starts_with("misuse of aggregate")
         || message.contains("aggregate functions are not allowed")
     {

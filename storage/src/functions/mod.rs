@@ -841,6 +841,31 @@ impl rusqlite::functions::Aggregate<Extreme, Option<String>> for IntervalExtreme
     }
 }
 
+/// The value of a scalar subquery: NULL without rows, the value of its one row, and 21000 for
+/// a second row, where SQLite would silently take the first.
+struct SingleRow;
+
+impl rusqlite::functions::Aggregate<(u8, Value), Value> for SingleRow {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<(u8, Value)> {
+        Ok((0, Value::Null))
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, seen: &mut (u8, Value)) -> rusqlite::Result<()> {
+        if seen.0 > 0 {
+            return Err(fail(DbError::new(
+                "21000",
+                "more than one row returned by a subquery used as an expression",
+            )));
+        }
+        *seen = (1, ctx.get::<Value>(0)?);
+        Ok(())
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, seen: Option<(u8, Value)>) -> rusqlite::Result<Value> {
+        Ok(seen.map_or(Value::Null, |(_, value)| value))
+    }
+}
+
 /// `json_agg` / `jsonb_agg` over values already in JSON form (`__pg_to_json`).
 struct JsonAgg {
     jsonb: bool,
@@ -1016,6 +1041,7 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_aggregate_function("__pg_interval_min", 1, DET, IntervalExtreme { max: false })?;
     conn.create_aggregate_function("__pg_interval_max", 1, DET, IntervalExtreme { max: true })?;
+    conn.create_aggregate_function("__pg_single_row", 1, DET, SingleRow)?;
     conn.create_aggregate_function("__pg_json_agg", 1, DET, JsonAgg { jsonb: false })?;
     conn.create_aggregate_function("__pg_jsonb_agg", 1, DET, JsonAgg { jsonb: true })?;
     conn.create_scalar_function("__pg_jsonb_build_object", -1, DET, |ctx| {

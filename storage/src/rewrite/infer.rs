@@ -1092,6 +1092,7 @@ impl<'s> Inferer<'s> {
             }
             Expr::Subquery(q) => {
                 let cols = self.query(q, None)?;
+                guard_single_row(q);
                 Ok(cols.first().map(|c| c.ty))
             }
             Expr::Case {
@@ -1478,6 +1479,82 @@ fn is_wildcard(item: &SelectItem) -> bool {
 /// Converts an expression of type `source` that is stored in a column of type `column` as
 /// Postgres's assignment cast would, when the types differ (a timestamptz stored in a
 /// timestamp column, a float in an integer column, a string longer than varchar(n): 22001).
+/// Makes a scalar subquery that could return several rows fail with 21000 on the second, as
+/// Postgres does, where SQLite would take the first row and answer wrongly:
+/// `(SELECT __pg_single_row(v) FROM (<subquery> with its column named v))`. SQLite lets the
+/// derived table refer to the outer query, so correlated subqueries keep working.
+fn guard_single_row(query: &mut Box<Query>) {
+    use sqlparser::ast::{Ident, LimitClause};
+    let one_row = match &query.limit_clause {
+        Some(LimitClause::LimitOffset {
+            limit: Some(limit), ..
+        }) => literal_integer(limit).is_some_and(|n| n <= 1),
+        _ => false,
+    } || matches!(query.body.as_ref(), SetExpr::Select(s) if s.from.is_empty() && s.selection.is_none());
+    if one_row {
+        return;
+    }
+    let Some(column) = name_first_column(&mut query.body) else {
+        return;
+    };
+    let Ok(mut wrapper) = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+        .try_with_sql("SELECT __pg_single_row(v) FROM (SELECT 1) AS __pg_scalar")
+        .and_then(|mut p| p.parse_query())
+    else {
+        return;
+    };
+    let SetExpr::Select(select) = wrapper.body.as_mut() else {
+        return;
+    };
+    let (Some(item), Some(from)) = (select.projection.first_mut(), select.from.first_mut()) else {
+        return;
+    };
+    *item = SelectItem::UnnamedExpr(function_call(
+        "__pg_single_row",
+        vec![Expr::Identifier(Ident::with_quote('"', column))],
+    ));
+    if let TableFactor::Derived { subquery, .. } = &mut from.relation {
+        std::mem::swap(subquery, query);
+        std::mem::swap(query, &mut wrapper);
+    }
+}
+
+fn literal_integer(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The name of a query's first output column, naming it `__pg_v` when it has none; `None`
+/// for `*` and bodies without a projection.
+fn name_first_column(body: &mut SetExpr) -> Option<String> {
+    match body {
+        SetExpr::Select(select) => match select.projection.first_mut()? {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.clone()),
+            item @ SelectItem::UnnamedExpr(_) => {
+                let SelectItem::UnnamedExpr(expr) =
+                    std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+                else {
+                    return None;
+                };
+                *item = SelectItem::ExprWithAlias {
+                    expr,
+                    alias: sqlparser::ast::Ident::new("__pg_v"),
+                };
+                Some("__pg_v".to_owned())
+            }
+            _ => None,
+        },
+        SetExpr::SetOperation { left, .. } => name_first_column(left),
+        SetExpr::Query(query) => name_first_column(&mut query.body),
+        _ => None,
+    }
+}
+
 /// Makes a `numeric(p,s)` operand of a text concatenation (`||`, `concat`, `format`) print its
 /// `s` decimals (`1.50`), which storage does not keep.
 pub(super) fn numeric_text_with_scale(expr: &mut Expr, ty: Option<Ty>) {

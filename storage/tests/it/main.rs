@@ -16,6 +16,7 @@ mod postgres_statements;
 mod replication;
 mod scripts;
 mod shard_scope;
+mod subqueries;
 mod text_functions;
 mod two_phase;
 mod txn;
