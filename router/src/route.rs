@@ -195,9 +195,7 @@ fn route_statement(
             let table = single_table(&update.table)?;
             let policy = policy_of(policies, &table)?;
             keep_shard_keys(&table, &policy, &update.assignments)?;
-            if update.from.is_some() {
-                return Err(unsupported("UPDATE ... FROM on a sharded cluster"));
-            }
+            // FROM tables are read like a subquery's: only where they are whole.
             check_write_reads(statement, &table, &policy, policies)?;
             Ok(Route::Write {
                 shards: choose(&policy, update.selection.as_ref(), &[table.as_str()]),
@@ -646,7 +644,7 @@ fn keep_shard_keys(
 }
 
 /// A write runs on the nodes holding its target's shards, so what else it reads (in a
-/// subquery, USING, a VALUES expression) must be whole there: only tables without a policy,
+/// subquery, UPDATE's FROM, DELETE's USING, a VALUES expression) must be whole there: only tables without a policy,
 /// next to a target without one. Anything else would read one node's rows and write a wrong
 /// answer without an error.
 fn check_write_reads(
@@ -673,8 +671,8 @@ fn check_write_reads(
     }
     if !policy.is_reference() {
         return Err(RouterError::Unsupported(format!(
-            "a write to the sharded table {table} that reads {other} (in a subquery or USING) \
-             is not supported; read {other} in a query of its own"
+            "a write to the sharded table {table} that reads {other} (in a subquery, FROM or \
+             USING) is not supported; read {other} in a query of its own"
         )));
     }
     if policies.has_policy(table) || others.iter().any(|t| policies.has_policy(t)) {

@@ -485,6 +485,19 @@ fn writes_that_read_rows_spread_over_nodes_are_refused() {
             .contains("sharded table orders")
     );
     assert!(refused("DELETE FROM users u USING notes n WHERE u.user_id = n.id").contains("notes"));
+    // So does UPDATE ... FROM.
+    check(
+        "UPDATE notes n SET note = a.note FROM archive a WHERE n.id = a.id",
+        write("notes", ShardChoice::All),
+    );
+    assert!(
+        refused("UPDATE archive a SET n = o.n FROM orders o WHERE a.id = o.user_id")
+            .contains("sharded table orders")
+    );
+    assert!(
+        refused("UPDATE users u SET name = n.note FROM notes n WHERE u.user_id = n.id")
+            .contains("notes")
+    );
 }
 
 #[test]

@@ -638,6 +638,7 @@ fn update(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
         inf.expr(selection, Some(Ty::of(PgType::Bool)))?;
     }
     let out = returning(inf, &mut upd.returning)?;
+    unqualify_returning(&mut upd.returning, &upd.table.relation)?;
     inf.scopes.pop();
     expr::rewrite(statement, inf.lenient)?;
     let mut t = Translation::new(Kind::Update).with_out(out);
@@ -707,6 +708,44 @@ fn update_probe(
     })
 }
 
+/// SQLite's RETURNING names the target's columns bare: `RETURNING a.id` after `UPDATE acct a`
+/// fails there with "no such column". Qualifiers naming the target (its alias or name) are
+/// dropped; a column of another table (UPDATE's FROM) is what SQLite cannot return.
+fn unqualify_returning(
+    items: &mut Option<Vec<SelectItem>>,
+    target: &sqlparser::ast::TableFactor,
+) -> Result<(), DbError> {
+    use sqlparser::ast::{Expr, visit_expressions_mut};
+    let (Some(items), sqlparser::ast::TableFactor::Table { name, alias, .. }) = (items, target)
+    else {
+        return Ok(());
+    };
+    let table = infer::object_parts(name)
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    let alias = alias.as_ref().map(|a| ident_name(&a.name));
+    let mut result = Ok(());
+    let _ = visit_expressions_mut(items, |expr| {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && let [qualifier, column] = parts.as_slice()
+        {
+            let qualifier = ident_name(qualifier);
+            if alias.as_deref().unwrap_or(&table) == qualifier {
+                *expr = Expr::Identifier(column.clone());
+            } else {
+                result = Err(unsupported(format!(
+                    "RETURNING {qualifier}.{}: only the target's columns",
+                    column.value
+                )));
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    result
+}
+
 /// SQLite needs `AS` before the alias of an UPDATE or DELETE target (`DELETE FROM t AS x`).
 fn explicit_alias(target: &mut sqlparser::ast::TableFactor) {
     if let sqlparser::ast::TableFactor::Table {
@@ -758,6 +797,7 @@ fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
         inf.expr(selection, Some(Ty::of(PgType::Bool)))?;
     }
     let out = returning(inf, &mut del.returning)?;
+    unqualify_returning(&mut del.returning, &froms[0].relation)?;
     inf.scopes.pop();
     expr::rewrite(statement, inf.lenient)?;
     let mut t = Translation::new(Kind::Delete).with_out(out);

@@ -1074,3 +1074,46 @@ async fn integer_overflow_is_an_error() {
         "the failed UPDATE changed nothing"
     );
 }
+
+/// UPDATE ... FROM with the target's alias in RETURNING (SQLite's RETURNING knows only bare
+/// names), and DELETE's alias; values as PostgreSQL 15 returns them.
+#[tokio::test]
+async fn update_from_and_returning_through_the_targets_alias() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE a1 (id int PRIMARY KEY, v int)").await;
+    ok(
+        &mut s,
+        "CREATE TABLE l1 (id serial PRIMARY KEY, aid int, amt int)",
+    )
+    .await;
+    ok(&mut s, "INSERT INTO a1 VALUES (1, 10), (2, 20)").await;
+    ok(&mut s, "INSERT INTO l1 (aid, amt) VALUES (1, 5), (2, 7)").await;
+    let out = ok(
+        &mut s,
+        "UPDATE a1 a SET v = a.v + l.amt FROM l1 l WHERE l.aid = a.id RETURNING a.id, a.v",
+    )
+    .await;
+    assert_eq!(out.lines(), ["1|15", "2|27"]);
+    assert_eq!(out.names(), ["id", "v"]);
+    assert_eq!(out.tag, "UPDATE 2");
+    let out = ok(
+        &mut s,
+        "UPDATE a1 SET v = v + 1 WHERE a1.id = 1 RETURNING a1.v, id",
+    )
+    .await;
+    assert_eq!(out.lines(), ["16|1"]);
+    // Postgres returns the FROM table's columns too; SQLite cannot.
+    let error = err(
+        &mut s,
+        "UPDATE a1 a SET v = 0 FROM l1 l WHERE l.aid = a.id RETURNING l.amt",
+    )
+    .await;
+    assert_eq!(error.code, "0A000");
+    assert_eq!(
+        ok(&mut s, "SELECT v FROM a1 ORDER BY id").await.lines(),
+        ["16", "27"]
+    );
+    let out = ok(&mut s, "DELETE FROM a1 x WHERE x.id = 2 RETURNING x.v").await;
+    assert_eq!(out.lines(), ["27"]);
+}
