@@ -381,6 +381,17 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
         };
         crate::regex::substring(&text, &pattern).map_err(fail)
     })?;
+    conn.create_scalar_function("__pg_not_null", 3, DET, |ctx| {
+        if ctx.get_raw(0) != ValueRef::Null {
+            return ctx.get::<Value>(0);
+        }
+        let column: String = ctx.get(1)?;
+        let table: String = ctx.get(2)?;
+        Err(fail(DbError::new(
+            "23502",
+            format!("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"),
+        )))
+    })?;
     conn.create_scalar_function("__pg_similar", 3, DET, |ctx| {
         let (Some(value), Some(pattern), Some(escape)) =
             (text_arg(ctx, 0)?, text_arg(ctx, 1)?, text_arg(ctx, 2)?)

@@ -22,7 +22,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mycelium_protocol::types::PgType;
+use mycelium_protocol::types::{PgType, SqlValue};
 use mycelium_protocol::{Column, DbError};
 use sqlparser::ast::{
     ConflictTarget, Expr, FromTable, Ident, OnConflictAction, OnInsert, SelectItem, SetExpr,
@@ -31,7 +31,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::catalog::{ColumnInfo, Schema, Ty};
+use crate::catalog::{ColumnInfo, Schema, TableInfo, Ty};
 use crate::errors::unsupported;
 use infer::{Inferer, Rel};
 pub(crate) use infer::{ident_name, typname};
@@ -446,6 +446,47 @@ fn default_expr(col: &ColumnInfo) -> Expr {
     }
 }
 
+/// The primary key column that is SQLite's rowid (one integer column), unless it numbers
+/// rows itself (serial). SQLite gives such a column the next rowid when a row has NULL in it
+/// (even declared NOT NULL), where Postgres refuses the row: inserts check it themselves.
+fn rowid_key_without_default(table: &TableInfo) -> Option<&ColumnInfo> {
+    let [key] = table.primary_key.as_slice() else {
+        return None;
+    };
+    table.column(key).filter(|c| {
+        crate::catalog::sqlite_decl(c.ty.ty) == "INTEGER"
+            && c.default_sql.is_none()
+            && c.default_pg.is_none()
+    })
+}
+
+fn null_key(key: &ColumnInfo, table: &TableInfo) -> DbError {
+    DbError::new(
+        "23502",
+        format!(
+            "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+            key.name, table.name
+        ),
+    )
+}
+
+/// `e` becomes `__pg_not_null(e, column, table)`, which raises 23502 for NULL; a number
+/// written in the statement needs no check.
+fn refuse_null_key(e: &mut Expr, key: &ColumnInfo, table: &TableInfo) {
+    if matches!(e, Expr::Value(v) if matches!(v.value, Value::Number(..))) {
+        return;
+    }
+    let value = std::mem::replace(e, Expr::Value(Value::Null.into()));
+    *e = syntax::function_call(
+        "__pg_not_null",
+        vec![
+            value,
+            syntax::value_expr(SqlValue::Text(key.name.clone())),
+            syntax::value_expr(SqlValue::Text(table.name.clone())),
+        ],
+    );
+}
+
 fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translation, DbError> {
     let Statement::Insert(ins) = statement else {
         return Err(crate::errors::internal("not an INSERT"));
@@ -487,6 +528,13 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
             .collect();
     }
     let types: Vec<Ty> = targets.iter().map(|c| c.ty).collect();
+    let rowid_key = rowid_key_without_default(&table);
+    // DEFAULT VALUES has no source.
+    if let Some(key) = rowid_key
+        && (ins.source.is_none() || !targets.iter().any(|c| c.name == key.name))
+    {
+        return Err(null_key(key, &table));
+    }
     if let Some(source) = &mut ins.source {
         match source.body.as_mut() {
             SetExpr::Values(values) => {
@@ -497,11 +545,21 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
                             "INSERT has more expressions than target columns",
                         ));
                     }
+                    if let Some(key) = rowid_key
+                        && targets[row.content.len()..]
+                            .iter()
+                            .any(|c| c.name == key.name)
+                    {
+                        return Err(null_key(key, &table));
+                    }
                     for (e, col) in row.content.iter_mut().zip(&targets) {
                         if is_default_keyword(e) {
                             *e = default_expr(col);
                         } else {
                             inf.assign(e, col.ty)?;
+                        }
+                        if rowid_key.is_some_and(|key| key.name == col.name) {
+                            refuse_null_key(e, col, &table);
                         }
                     }
                 }
@@ -525,6 +583,9 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
                         | SelectItem::ExprWithAlias { expr: e, .. } = item
                         {
                             infer::assignment_cast(e, out.ty, col.ty)?;
+                            if rowid_key.is_some_and(|key| key.name == col.name) {
+                                refuse_null_key(e, col, &table);
+                            }
                         }
                     }
                 }

@@ -1117,3 +1117,42 @@ async fn update_from_and_returning_through_the_targets_alias() {
     let out = ok(&mut s, "DELETE FROM a1 x WHERE x.id = 2 RETURNING x.v").await;
     assert_eq!(out.lines(), ["27"]);
 }
+
+/// An integer primary key is SQLite's rowid, which numbered a row inserted with a NULL key
+/// (even declared NOT NULL); Postgres refuses it with 23502, as now here.
+#[tokio::test]
+async fn a_null_integer_primary_key_is_refused_not_numbered() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE pk1 (id int PRIMARY KEY, v text)").await;
+    for sql in [
+        "INSERT INTO pk1 (v) VALUES ('a')",
+        "INSERT INTO pk1 (id, v) VALUES (NULL, 'b')",
+        "INSERT INTO pk1 DEFAULT VALUES",
+        "INSERT INTO pk1 VALUES (1, 'x'), (NULL, 'y')",
+        "INSERT INTO pk1 (id, v) SELECT NULL, 'z'",
+        "INSERT INTO pk1 (v) SELECT 'z'",
+    ] {
+        let error = err(&mut s, sql).await;
+        assert_eq!(error.code, "23502", "{sql}");
+        assert_eq!(
+            error.message,
+            "null value in column \"id\" of relation \"pk1\" violates not-null constraint"
+        );
+    }
+    let error = run_params(&mut s, "INSERT INTO pk1 (id, v) VALUES ($1, 'p')", &[None])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "23502");
+    assert_eq!(count_rows(&db, "pk1"), 0);
+    ok(&mut s, "INSERT INTO pk1 VALUES (1, 'x')").await;
+    ok(&mut s, "INSERT INTO pk1 (id, v) SELECT id + 10, v FROM pk1").await;
+    assert_eq!(
+        ok(&mut s, "SELECT id FROM pk1 ORDER BY id").await.lines(),
+        ["1", "11"]
+    );
+    // A serial key still numbers its rows.
+    ok(&mut s, "CREATE TABLE s1 (id serial PRIMARY KEY, v text)").await;
+    let out = ok(&mut s, "INSERT INTO s1 DEFAULT VALUES RETURNING id").await;
+    assert_eq!(out.lines(), ["1"]);
+}
