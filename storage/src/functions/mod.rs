@@ -852,6 +852,49 @@ impl rusqlite::functions::Aggregate<Extreme, Option<String>> for IntervalExtreme
     }
 }
 
+/// `string_agg(DISTINCT value, separator)`: each value once, sorted (the third argument
+/// is 1) or in the order the rows come (an ORDER BY in the call); NULLs skipped.
+struct StringAggDistinct;
+
+type DistinctValues = (Vec<String>, std::collections::HashSet<String>, String, bool);
+
+impl rusqlite::functions::Aggregate<DistinctValues, Option<String>> for StringAggDistinct {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<DistinctValues> {
+        Ok(Default::default())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut DistinctValues) -> rusqlite::Result<()> {
+        acc.3 = ctx.get::<i64>(2)? != 0;
+        let Some(value) = text_arg(ctx, 0)? else {
+            return Ok(());
+        };
+        if acc.0.is_empty() {
+            acc.2 = text_arg(ctx, 1)?.unwrap_or_default();
+        }
+        if acc.1.insert(value.clone()) {
+            acc.0.push(value);
+        }
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        acc: Option<DistinctValues>,
+    ) -> rusqlite::Result<Option<String>> {
+        let Some((mut values, _, separator, sorted)) = acc else {
+            return Ok(None);
+        };
+        if values.is_empty() {
+            return Ok(None);
+        }
+        if sorted {
+            values.sort();
+        }
+        Ok(Some(values.join(&separator)))
+    }
+}
+
 /// The value of a scalar subquery: NULL without rows, the value of its one row, and 21000 for
 /// a second row, where SQLite would silently take the first.
 struct SingleRow;
@@ -1053,6 +1096,7 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_aggregate_function("__pg_interval_min", 1, DET, IntervalExtreme { max: false })?;
     conn.create_aggregate_function("__pg_interval_max", 1, DET, IntervalExtreme { max: true })?;
     conn.create_aggregate_function("__pg_single_row", 1, DET, SingleRow)?;
+    conn.create_aggregate_function("__pg_string_agg_distinct", 3, DET, StringAggDistinct)?;
     conn.create_aggregate_function("__pg_json_agg", 1, DET, JsonAgg { jsonb: false })?;
     conn.create_aggregate_function("__pg_jsonb_agg", 1, DET, JsonAgg { jsonb: true })?;
     conn.create_scalar_function("__pg_jsonb_build_object", -1, DET, |ctx| {

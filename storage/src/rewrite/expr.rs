@@ -118,15 +118,17 @@ impl VisitorMut for Rewriter {
                 }
             }
         }
-        // SQLite needs a LIMIT before an OFFSET.
+        // SQLite needs a LIMIT before an OFFSET, and knows no `OFFSET n ROWS`.
         if let Some(LimitClause::LimitOffset {
             limit,
-            offset: Some(_),
+            offset: Some(offset),
             ..
         }) = &mut query.limit_clause
-            && limit.is_none()
         {
-            *limit = Some(int(-1));
+            offset.rows = sqlparser::ast::OffsetRows::None;
+            if limit.is_none() {
+                *limit = Some(int(-1));
+            }
         }
         // Row locks: SQLite's write transaction already excludes other writers.
         query.locks.clear();
@@ -515,6 +517,64 @@ fn like_call(value: Expr, pattern: Expr, escape: Option<Expr>, insensitive: bool
         args.push(escape);
     }
     function_call("__pg_like", args)
+}
+
+/// `x [NOT] LIKE ANY (ARRAY[p1, p2])`, which SQLite lacks, as `(x [NOT] LIKE p1 OR x [NOT]
+/// LIKE p2)` (ILIKE alike); an array that is not written out is refused.
+pub(super) fn like_any(
+    value: &mut Box<Expr>,
+    pattern: &mut Box<Expr>,
+    escape_char: &mut Option<Box<Expr>>,
+    negated: bool,
+    insensitive: bool,
+) -> Result<Expr, DbError> {
+    let mut inner = take_box(pattern);
+    while let Expr::Nested(e) | Expr::Cast { expr: e, .. } = inner {
+        inner = *e;
+    }
+    let Expr::Array(array) = inner else {
+        return Err(unsupported(
+            "LIKE ANY over an array that is not written out",
+        ));
+    };
+    let value = take_box(value);
+    let escape_char = escape_char.as_mut().map(|e| Box::new(take_box(e)));
+    let each = |pattern: Expr| {
+        let (expr, pattern, escape_char) = (
+            Box::new(value.clone()),
+            Box::new(pattern),
+            escape_char.clone(),
+        );
+        if insensitive {
+            Expr::ILike {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            }
+        } else {
+            Expr::Like {
+                negated,
+                any: false,
+                expr,
+                pattern,
+                escape_char,
+            }
+        }
+    };
+    Ok(array
+        .elem
+        .into_iter()
+        .map(each)
+        .reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::Or,
+            right: Box::new(b),
+        })
+        .map_or(Expr::Value(Value::Boolean(false).into()), |e| {
+            Expr::Nested(Box::new(e))
+        }))
 }
 
 fn in_from_array(left: Expr, right: &mut Box<Expr>, negated: bool) -> Result<Expr, DbError> {

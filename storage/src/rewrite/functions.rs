@@ -4,8 +4,8 @@ use mycelium_protocol::DbError;
 use mycelium_protocol::types::PgType;
 use mycelium_protocol::types::SqlValue;
 use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Value,
-    ValueWithSpan,
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+    FunctionArguments, Ident, ObjectName, Value, ValueWithSpan,
 };
 
 use super::syntax::{function_call, value_expr};
@@ -57,6 +57,30 @@ pub(super) fn text_array_arg(e: &mut Expr) {
 fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty> {
     let oid = |ty: PgType| value_expr(SqlValue::Int(i64::from(ty.oid())));
     match name {
+        "string_agg"
+            if matches!(
+                &f.args,
+                FunctionArguments::List(list)
+                    if list.duplicate_treatment == Some(DuplicateTreatment::Distinct)
+            ) =>
+        {
+            // SQLite's DISTINCT takes one argument only. Postgres gives the distinct values
+            // sorted, or in the ORDER BY's order.
+            let FunctionArguments::List(list) = &mut f.args else {
+                return None;
+            };
+            list.duplicate_treatment = None;
+            let ordered = list
+                .clauses
+                .iter()
+                .any(|c| matches!(c, FunctionArgumentClause::OrderBy(_)));
+            list.args
+                .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                    SqlValue::Int(i64::from(!ordered)),
+                ))));
+            rename(f, "__pg_string_agg_distinct");
+            Some(Ty::of(PgType::Text))
+        }
         "date_trunc" => {
             // date_trunc on a date works on its timestamptz form, as in Postgres.
             let ty = match types.get(1).copied().flatten().map(|t| t.ty) {

@@ -509,6 +509,10 @@ impl<'s> Inferer<'s> {
                 }
                 self.push_rel(rel);
             }
+            TableFactor::Derived { lateral: true, .. } => {
+                return Err(unsupported("LATERAL subqueries")
+                    .with_hint("Use a scalar subquery in the select list, or a join."));
+            }
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
@@ -954,6 +958,26 @@ impl<'s> Inferer<'s> {
             Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
                 self.pair(a, b)?;
                 Ok(Some(Ty::of(PgType::Bool)))
+            }
+            Expr::Like {
+                any: true,
+                negated,
+                expr: e,
+                pattern,
+                escape_char,
+            } => {
+                *expr = super::expr::like_any(e, pattern, escape_char, *negated, false)?;
+                self.expr(expr, want)
+            }
+            Expr::ILike {
+                any: true,
+                negated,
+                expr: e,
+                pattern,
+                escape_char,
+            } => {
+                *expr = super::expr::like_any(e, pattern, escape_char, *negated, true)?;
+                self.expr(expr, want)
             }
             Expr::Like {
                 expr: e, pattern, ..

@@ -223,7 +223,7 @@ fn literals_fold_to_storage_values() {
 fn inserts_updates_deletes() {
     check(
         "INSERT INTO users (id, name) VALUES ($1, $2), (DEFAULT, 'b') RETURNING id",
-        "INSERT INTO users (id, name) VALUES (?1, __pg_cast(?2, 1043, 1043, 24)), (NULL, 'b') RETURNING id",
+        "INSERT INTO users (id, name) VALUES (__pg_not_null(?1, 'id', 'users'), __pg_cast(?2, 1043, 1043, 24)), (__pg_not_null(NULL, 'id', 'users'), 'b') RETURNING id",
     );
     check(
         "INSERT INTO users (id, created) VALUES (1, DEFAULT)",
@@ -235,7 +235,7 @@ fn inserts_updates_deletes() {
     );
     check(
         "INSERT INTO users (id) SELECT aid FROM accounts ON CONFLICT (id) DO NOTHING",
-        "INSERT INTO users (id) SELECT aid FROM accounts ON CONFLICT(id) DO NOTHING",
+        "INSERT INTO users (id) SELECT __pg_not_null(aid, 'id', 'users') FROM accounts ON CONFLICT(id) DO NOTHING",
     );
     check(
         "UPDATE accounts SET abalance = abalance + $1 WHERE aid = $2",

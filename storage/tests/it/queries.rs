@@ -1,5 +1,6 @@
-//! Scalar subqueries on a SQLite node: SQLite takes the first row of a subquery that returns
-//! several, Postgres fails with 21000; expected values are PostgreSQL 15's.
+//! Query forms SQLite answers differently from Postgres, or not at all, on a SQLite node:
+//! scalar subqueries, `LIKE ANY`, `string_agg(DISTINCT ...)`, `OFFSET ... ROWS`. Expected
+//! values are PostgreSQL 15's.
 
 use crate::util::*;
 
@@ -81,4 +82,57 @@ async fn a_scalar_subquery_with_several_rows_fails_as_in_postgres() {
         ["30"]
     );
     assert_eq!(err(&mut s, "SELECT (SELECT 1, 2)").await.code, "42601");
+}
+
+#[tokio::test]
+async fn like_any_distinct_string_agg_and_offset_rows_answer_as_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(&mut s, "CREATE TABLE w (id int PRIMARY KEY, s text, n int)").await;
+    ok(
+        &mut s,
+        "INSERT INTO w VALUES (1, 'Apple', 1), (2, 'banana', 2), (3, 'apple', 2), (4, NULL, 3), \
+         (5, 'cherry', 3)",
+    )
+    .await;
+    for (sql, expected) in [
+        (
+            "SELECT id FROM w WHERE s ILIKE ANY (ARRAY['APP%', 'ch%']) ORDER BY id",
+            vec!["1", "3", "5"],
+        ),
+        (
+            "SELECT id FROM w WHERE s LIKE ANY (ARRAY['app%', 'ch%']) ORDER BY id",
+            vec!["3", "5"],
+        ),
+        (
+            "SELECT id FROM w WHERE s NOT LIKE ANY (ARRAY['app%', '%a%']) ORDER BY id",
+            vec!["1", "2", "5"],
+        ),
+        (
+            "SELECT string_agg(DISTINCT s, ',') FROM w",
+            vec!["Apple,apple,banana,cherry"],
+        ),
+        (
+            "SELECT n, string_agg(DISTINCT lower(s), '|') FROM w GROUP BY n ORDER BY n",
+            vec!["1|apple", "2|apple|banana", "3|cherry"],
+        ),
+        (
+            "SELECT string_agg(DISTINCT s, ',' ORDER BY s DESC) FROM w",
+            vec!["cherry,banana,apple,Apple"],
+        ),
+        (
+            "SELECT id FROM w ORDER BY id OFFSET 1 ROWS FETCH NEXT 2 ROWS ONLY",
+            vec!["2", "3"],
+        ),
+        ("SELECT id FROM w ORDER BY id OFFSET 3 ROWS", vec!["4", "5"]),
+    ] {
+        assert_eq!(ok(&mut s, sql).await.lines(), expected, "{sql}");
+    }
+    // SQLite has no LATERAL: refused plainly rather than as a syntax error.
+    let error = err(
+        &mut s,
+        "SELECT w.id, x.m FROM w CROSS JOIN LATERAL (SELECT w.n * 2 AS m) x",
+    )
+    .await;
+    assert_eq!(error.code, "0A000");
 }
