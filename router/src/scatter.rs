@@ -7,8 +7,8 @@
 //! else across nodes is refused with 0A000 and a hint, never answered wrongly.
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind,
-    OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause,
+    ObjectNamePart, OrderByKind, OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -394,11 +394,17 @@ fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<Option<SortColu
     }
 }
 
+/// The called function's name without its schema, as Postgres resolves it: lowercased unless
+/// quoted (`pg_catalog.sum` is `sum`).
 fn function_name(expr: &Expr) -> Option<String> {
-    match expr {
-        Expr::Function(f) => Some(f.name.to_string().to_ascii_lowercase()),
-        _ => None,
-    }
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    Some(match f.name.0.last()? {
+        ObjectNamePart::Identifier(ident) if ident.quote_style.is_some() => ident.value.clone(),
+        ObjectNamePart::Identifier(ident) => ident.value.to_ascii_lowercase(),
+        other => other.to_string().to_ascii_lowercase(),
+    })
 }
 
 fn item_expr(item: &SelectItem) -> Option<&Expr> {
@@ -499,31 +505,76 @@ fn distinct_argument(expr: &Expr) -> Option<&Expr> {
     }
 }
 
+/// Every aggregate PostgreSQL 15 has built in (`pg_aggregate`), the hypothetical-set ones
+/// (`rank() WITHIN GROUP (...)`) included.
+const BUILTIN_AGGREGATES: [&str; 48] = [
+    "array_agg",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "count",
+    "covar_pop",
+    "covar_samp",
+    "cume_dist",
+    "dense_rank",
+    "every",
+    "json_agg",
+    "json_object_agg",
+    "jsonb_agg",
+    "jsonb_object_agg",
+    "max",
+    "min",
+    "mode",
+    "percent_rank",
+    "percentile_cont",
+    "percentile_disc",
+    "range_agg",
+    "range_intersect_agg",
+    "rank",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "string_agg",
+    "sum",
+    "var_pop",
+    "var_samp",
+    "variance",
+    "xmlagg",
+    // SQLite's spellings, which a SQLite node would also run as aggregates.
+    "group_concat",
+    "total",
+    "any_value",
+];
+
+/// Whether `expr` calls an aggregate: a built-in one, or any call with `WITHIN GROUP`.
+fn is_aggregate_call(expr: &Expr) -> bool {
+    if let Expr::Function(f) = expr
+        && !f.within_group.is_empty()
+    {
+        return true;
+    }
+    function_name(expr).is_some_and(|name| BUILTIN_AGGREGATES.contains(&name.as_str()))
+}
+
 /// Whether an aggregate appears anywhere in the output columns, also inside another
 /// expression (`sum(x)::bigint`, `max(a) + 1`), which no merge can combine.
 fn contains_aggregate(projection: &[SelectItem]) -> bool {
     projection.iter().filter_map(item_expr).any(|expr| {
         sqlparser::ast::visit_expressions(expr, |e| {
-            let aggregate = matches!(
-                function_name(e).as_deref(),
-                Some(
-                    "count"
-                        | "sum"
-                        | "min"
-                        | "max"
-                        | "avg"
-                        | "string_agg"
-                        | "array_agg"
-                        | "json_agg"
-                        | "jsonb_agg"
-                        | "bool_and"
-                        | "bool_or"
-                        | "every"
-                        | "stddev"
-                        | "variance"
-                )
-            );
-            if aggregate {
+            if is_aggregate_call(e) {
                 std::ops::ControlFlow::Break(())
             } else {
                 std::ops::ControlFlow::Continue(())
