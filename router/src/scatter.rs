@@ -2,9 +2,10 @@
 //!
 //! Supported: concatenation; `ORDER BY` output columns (a k-way merge of the nodes' sorted
 //! streams); `LIMIT`/`OFFSET` (each node is asked for `LIMIT limit + offset`, the proxy skips and
-//! cuts); and queries whose every output column is `count`, `sum`, `min`, `max` or `avg` with
-//! no `GROUP BY` (each node computes partials; `avg` is sent as `sum` and `count`). Anything
-//! else across nodes is refused with 0A000 and a hint, never answered wrongly.
+//! cuts); and queries whose every output column is `count`, `sum`, `min`, `max`, `avg`,
+//! `bool_and`/`bool_or` or `bit_and`/`bit_or`/`bit_xor` with no `GROUP BY` (each node computes
+//! partials; `avg` is sent as `sum` and `count`). Anything else across nodes is refused with
+//! 0A000 and a hint, never answered wrongly.
 
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause,
@@ -51,6 +52,25 @@ pub enum Combine {
     /// `count(DISTINCT x)`: the node query groups by `x` too and carries its values in this
     /// column; the proxy counts the distinct non-null ones of each group.
     CountDistinct,
+    /// `bit_and`, `bit_or`, `bit_xor` of the nodes' results (NULL ones skipped).
+    BitAnd,
+    BitOr,
+    BitXor,
+}
+
+/// How the nodes' values of an aggregate named `name` combine into the cluster's answer,
+/// when that is exact: `bool_and` is the least of the nodes' answers, `bool_or` the greatest.
+fn merge_of(name: &str) -> Option<Combine> {
+    Some(match name {
+        "count" => Combine::Count,
+        "sum" => Combine::Sum,
+        "min" | "bool_and" | "every" => Combine::Min,
+        "max" | "bool_or" => Combine::Max,
+        "bit_and" => Combine::BitAnd,
+        "bit_or" => Combine::BitOr,
+        "bit_xor" => Combine::BitXor,
+        _ => return None,
+    })
 }
 
 /// A HAVING condition over merged groups.
@@ -164,7 +184,7 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     if grouped && aggregates.is_none() {
         return Err(RouterError::Unsupported(
             "GROUP BY over rows on several nodes needs every output column to be a GROUP BY \
-             expression or count/sum/min/max/avg"
+             expression or count/sum/min/max/avg/bool_and/bool_or/bit_and/bit_or/bit_xor"
                 .to_owned(),
         ));
     }
@@ -469,13 +489,17 @@ fn aggregate_columns(
         {
             return Err(refuse("DISTINCT inside an aggregate"));
         }
+        if let Expr::Function(f) = expr
+            && !f.within_group.is_empty()
+        {
+            return Ok(None);
+        }
         combines.push(match name.as_str() {
-            "count" => Combine::Count,
-            "sum" => Combine::Sum,
-            "min" => Combine::Min,
-            "max" => Combine::Max,
             "avg" => Combine::Avg { count_column: 0 },
-            _ => return Ok(None),
+            other => match merge_of(other) {
+                Some(combine) => combine,
+                None => return Ok(None),
+            },
         });
     }
     let any_aggregate = combines.iter().any(|c| *c != Combine::Group);
@@ -721,15 +745,16 @@ fn having_operand(
             "HAVING with an aggregate over DISTINCT values the query does not select",
         ));
     }
-    let combine = match function_name(expr).as_deref() {
-        Some("count") => Combine::Count,
-        Some("sum") => Combine::Sum,
-        Some("min") => Combine::Min,
-        Some("max") => Combine::Max,
-        _ => {
+    let merge = match expr {
+        Expr::Function(f) if !f.within_group.is_empty() => None,
+        _ => function_name(expr).as_deref().and_then(merge_of),
+    };
+    let combine = match merge {
+        Some(combine) => combine,
+        None => {
             return Err(RouterError::Unsupported(format!(
                 "HAVING over several nodes can use GROUP BY columns, selected aggregates and \
-                 count/sum/min/max; not {text}"
+                 count/sum/min/max/bool_and/bool_or/bit_and/bit_or/bit_xor; not {text}"
             )));
         }
     };
