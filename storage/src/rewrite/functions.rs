@@ -194,7 +194,14 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             Some(Ty::of(if jsonb { PgType::Jsonb } else { PgType::Json }))
         }
         "json_object_agg" | "jsonb_object_agg" if f.over.is_none() => {
-            let list = args(f)?;
+            let FunctionArguments::List(list) = &mut f.args else {
+                return None;
+            };
+            // SQLite's DISTINCT takes one argument: the call is then refused.
+            if list.duplicate_treatment.is_some() {
+                return None;
+            }
+            let list = &mut list.args;
             if list.len() != 2 {
                 return None;
             }

@@ -277,6 +277,15 @@ async fn ordered_set_aggregates_run_within_group() {
     )
     .await;
     assert_eq!(out.lines(), ["{2024-01-01}"]);
+    // A fraction given as a parameter is a double precision one.
+    let out = run_params(
+        &mut s,
+        "SELECT percentile_cont($1) WITHIN GROUP (ORDER BY n) FROM t",
+        &[Some("0.25")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.lines(), ["9.25"]);
     // FILTER, GROUP BY and HAVING.
     let out = ok(
         &mut s,
