@@ -499,6 +499,13 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
     ] {
         conn.create_aggregate_function(name, n_arg, DET, OrderedSet { kind })?;
     }
+    // (fraction, the aggregate's result): the result once the fraction passed the check.
+    conn.create_scalar_function("__pg_percentile_check", 2, DET, |ctx| {
+        Ok(match fraction(&ctx.get::<Value>(0)?)? {
+            Some(_) => ctx.get::<Value>(1)?,
+            None => Value::Null,
+        })
+    })?;
     conn.create_aggregate_function("__pg_json_object_agg", 3, DET, ObjectAgg { jsonb: false })?;
     conn.create_aggregate_function("__pg_jsonb_object_agg", 3, DET, ObjectAgg { jsonb: true })?;
     Ok(())

@@ -5,13 +5,15 @@
 //! `__pg_percentile_cont(v, 0.5 ORDER BY v DESC NULLS LAST)`: SQLite feeds the aggregate its
 //! rows sorted (as it sorts the query's own ORDER BY), the aggregate skips NULLs and picks
 //! or interpolates the rows. A fraction given as an array (`ARRAY[0.25, 0.5]`) gives an
-//! array of results (`__pg_percentile_cont_multi`).
+//! array of results (`__pg_percentile_cont_multi`). A single fraction is also checked
+//! outside the aggregate (`__pg_percentile_check(0.5, ...)`), so that it is refused as in
+//! Postgres when no row comes.
 
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{PgType, SqlValue};
 use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments, Ident,
-    ObjectName, OrderBySort,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, OrderBySort,
 };
 
 use super::infer::Inferer;
@@ -72,6 +74,7 @@ impl Inferer<'_> {
         }
         let mut multi = false;
         let mut args = vec![order.expr.clone()];
+        let mut args_fraction = None;
         if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(fraction))) = list.args.first_mut() {
             // An array literal keeps its own element type, as Postgres resolves it before
             // the call (`ARRAY[NULL]` is text[] and matches no percentile function).
@@ -86,6 +89,7 @@ impl Inferer<'_> {
                 return Err(no_such_function(name));
             }
             args.push(fraction.clone());
+            args_fraction = Some(fraction.clone());
         } else if direct == 1 {
             return Err(no_such_function(name));
         }
@@ -111,6 +115,29 @@ impl Inferer<'_> {
         let suffix = if multi { "_multi" } else { "" };
         f.name = ObjectName::from(vec![Ident::new(format!("__pg_{name}{suffix}"))]);
         if !multi {
+            if let Some(fraction) = args_fraction {
+                // Postgres checks a single fraction even when no row comes (the aggregate
+                // never sees it then): `__pg_percentile_check(fraction, aggregate)`.
+                let mut aggregate = Function {
+                    name: ObjectName::from(vec![Ident::new("__pg_percentile_check")]),
+                    uses_odbc_syntax: false,
+                    parameters: FunctionArguments::None,
+                    args: FunctionArguments::None,
+                    within_group: Vec::new(),
+                    filter: None,
+                    null_treatment: None,
+                    over: None,
+                };
+                std::mem::swap(f, &mut aggregate);
+                f.args = FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: [fraction, Expr::Function(aggregate)]
+                        .into_iter()
+                        .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                        .collect(),
+                    clauses: Vec::new(),
+                });
+            }
             return Ok(Some(result));
         }
         ArrayType::of(result.ty)

@@ -301,6 +301,13 @@ async fn ordered_set_aggregates_run_within_group() {
     )
     .await;
     assert_eq!(out.lines(), ["a", "b"]);
+    // No group, no check of the fraction.
+    let out = ok(
+        &mut s,
+        "SELECT percentile_disc(2) WITHIN GROUP (ORDER BY n) FROM t WHERE false GROUP BY g",
+    )
+    .await;
+    assert!(out.rows.is_empty());
     // No rows, or a NULL fraction: NULL.
     let out = ok(
         &mut s,
@@ -318,6 +325,10 @@ async fn ordered_set_aggregates_run_within_group() {
     for (sql, code) in [
         (
             "SELECT percentile_cont(1.5) WITHIN GROUP (ORDER BY n) FROM t",
+            "22003",
+        ),
+        (
+            "SELECT percentile_disc(2) WITHIN GROUP (ORDER BY n) FROM t WHERE false",
             "22003",
         ),
         (
