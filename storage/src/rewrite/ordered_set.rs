@@ -118,7 +118,7 @@ impl Inferer<'_> {
             if let Some(fraction) = args_fraction {
                 // Postgres checks a single fraction even when no row comes (the aggregate
                 // never sees it then): `__pg_percentile_check(fraction, aggregate)`.
-                let mut aggregate = Function {
+                let check = Function {
                     name: ObjectName::from(vec![Ident::new("__pg_percentile_check")]),
                     uses_odbc_syntax: false,
                     parameters: FunctionArguments::None,
@@ -128,7 +128,7 @@ impl Inferer<'_> {
                     null_treatment: None,
                     over: None,
                 };
-                std::mem::swap(f, &mut aggregate);
+                let aggregate = std::mem::replace(f, check);
                 f.args = FunctionArguments::List(FunctionArgumentList {
                     duplicate_treatment: None,
                     args: [fraction, Expr::Function(aggregate)]
