@@ -281,6 +281,9 @@ impl Session {
                     if matches!(combine, Combine::Min | Combine::Max) {
                         comparable(&columns[i])?;
                     }
+                    if matches!(combine, Combine::BitAnd | Combine::BitOr | Combine::BitXor) {
+                        integer(&columns[i])?;
+                    }
                     let value = decode(&columns[i], request.result_format(i), *field)?;
                     groups[slot][i] = merge_value(groups[slot][i].take(), value, combine);
                 }
@@ -453,6 +456,21 @@ fn comparable(column: &Column) -> Result<(), ProxyError> {
     }
 }
 
+/// `bit_and` and its kin merge integers only (a PostgreSQL node also has them over `bit`).
+fn integer(column: &Column) -> Result<(), ProxyError> {
+    match PgType::from_oid(column.type_oid) {
+        Some(PgType::Int2 | PgType::Int4 | PgType::Int8) => Ok(()),
+        _ => Err(sql_error(
+            "0A000",
+            format!(
+                "merging bit_and/bit_or/bit_xor of column \"{}\" (type OID {}) across several \
+                 nodes; only integers merge",
+                column.name, column.type_oid
+            ),
+        )),
+    }
+}
+
 fn decode(
     column: &Column,
     format: Format,
@@ -559,6 +577,15 @@ fn merge_value(
                 total
             }
         }
+        Combine::BitAnd | Combine::BitOr | Combine::BitXor => match (total, value) {
+            (SqlValue::Int(a), SqlValue::Int(b)) => SqlValue::Int(match combine {
+                Combine::BitAnd => a & b,
+                Combine::BitOr => a | b,
+                _ => a ^ b,
+            }),
+            // `integer` let only integer columns through, which decode to integers.
+            (total, _) => total,
+        },
     })
 }
 

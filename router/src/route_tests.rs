@@ -408,6 +408,58 @@ fn merge_specs_for_reads_across_nodes() {
 }
 
 #[test]
+fn aggregates_the_proxy_cannot_merge_are_refused_not_concatenated() {
+    // Each node would answer for its own rows; concatenating those answers is wrong.
+    for sql in [
+        "SELECT stddev_pop(x) FROM users",
+        "SELECT var_samp(x), variance(x), stddev_samp(x), var_pop(x) FROM users",
+        "SELECT json_object_agg(name, x) FROM users",
+        "SELECT jsonb_object_agg(name, x) FILTER (WHERE x > 1) FROM users",
+        "SELECT corr(x, y), covar_pop(x, y), regr_slope(y, x) FROM users",
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM users",
+        "SELECT percentile_disc(ARRAY[0.5]) WITHIN GROUP (ORDER BY x) FROM users",
+        "SELECT mode() WITHIN GROUP (ORDER BY name) FROM users",
+        "SELECT rank(3) WITHIN GROUP (ORDER BY x) FROM users",
+        "SELECT my_ordered_agg(1) WITHIN GROUP (ORDER BY x) FROM users",
+        "SELECT pg_catalog.stddev(x) FROM users",
+        "SELECT coalesce(pg_catalog.bool_and(x > 0), true) FROM users",
+        "SELECT bit_and(x) + 1 FROM users",
+        "SELECT bit_or(DISTINCT x) FROM users",
+        "SELECT string_agg(name, ',') FROM users",
+        "SELECT name, stddev(x) FROM users GROUP BY name",
+    ] {
+        assert!(
+            matches!(merge_spec(sql), Err(RouterError::Unsupported(_))),
+            "{sql}"
+        );
+    }
+    // A schema-qualified aggregate the proxy can merge still merges.
+    let spec = merge_spec("SELECT pg_catalog.max(x) FROM users").expect("spec");
+    assert_eq!(spec.aggregates, Some(vec![Combine::Max]));
+    // The bitwise and boolean ones merge exactly: and/or/xor of the nodes' answers.
+    let spec = merge_spec(
+        "SELECT name, bit_and(x), bit_or(x), bit_xor(x), bool_and(x > 0), every(x > 0), \
+         bool_or(x > 0) FROM users GROUP BY name HAVING bit_or(x) > 0",
+    )
+    .expect("spec");
+    assert_eq!(
+        spec.aggregates,
+        Some(vec![
+            Combine::Group,
+            Combine::BitAnd,
+            Combine::BitOr,
+            Combine::BitXor,
+            Combine::Min,
+            Combine::Min,
+            Combine::Max,
+        ])
+    );
+    // Plain functions are no aggregates: the rows concatenate.
+    let spec = merge_spec("SELECT abs(x), lower(name) FROM users").expect("spec");
+    assert_eq!(spec.aggregates, None);
+}
+
+#[test]
 fn insert_select_into_a_sharded_table_is_the_proxys_to_spread() {
     check(
         "INSERT INTO users (user_id, name) SELECT g, 'u' || g FROM generate_series(1, 10) g",

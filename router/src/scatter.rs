@@ -2,13 +2,14 @@
 //!
 //! Supported: concatenation; `ORDER BY` output columns (a k-way merge of the nodes' sorted
 //! streams); `LIMIT`/`OFFSET` (each node is asked for `LIMIT limit + offset`, the proxy skips and
-//! cuts); and queries whose every output column is `count`, `sum`, `min`, `max` or `avg` with
-//! no `GROUP BY` (each node computes partials; `avg` is sent as `sum` and `count`). Anything
-//! else across nodes is refused with 0A000 and a hint, never answered wrongly.
+//! cuts); and queries whose every output column is `count`, `sum`, `min`, `max`, `avg`,
+//! `bool_and`/`bool_or` or `bit_and`/`bit_or`/`bit_xor` with no `GROUP BY` (each node computes
+//! partials; `avg` is sent as `sum` and `count`). Anything else across nodes is refused with
+//! 0A000 and a hint, never answered wrongly.
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind,
-    OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause,
+    ObjectNamePart, OrderByKind, OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -51,6 +52,25 @@ pub enum Combine {
     /// `count(DISTINCT x)`: the node query groups by `x` too and carries its values in this
     /// column; the proxy counts the distinct non-null ones of each group.
     CountDistinct,
+    /// `bit_and`, `bit_or`, `bit_xor` of the nodes' results (NULL ones skipped).
+    BitAnd,
+    BitOr,
+    BitXor,
+}
+
+/// How the nodes' values of an aggregate named `name` combine into the cluster's answer,
+/// when that is exact: `bool_and` is the least of the nodes' answers, `bool_or` the greatest.
+fn merge_of(name: &str) -> Option<Combine> {
+    Some(match name {
+        "count" => Combine::Count,
+        "sum" => Combine::Sum,
+        "min" | "bool_and" | "every" => Combine::Min,
+        "max" | "bool_or" => Combine::Max,
+        "bit_and" => Combine::BitAnd,
+        "bit_or" => Combine::BitOr,
+        "bit_xor" => Combine::BitXor,
+        _ => return None,
+    })
 }
 
 /// A HAVING condition over merged groups.
@@ -164,7 +184,7 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     if grouped && aggregates.is_none() {
         return Err(RouterError::Unsupported(
             "GROUP BY over rows on several nodes needs every output column to be a GROUP BY \
-             expression or count/sum/min/max/avg"
+             expression or count/sum/min/max/avg/bool_and/bool_or/bit_and/bit_or/bit_xor"
                 .to_owned(),
         ));
     }
@@ -394,11 +414,17 @@ fn sort_column(expr: &Expr, projection: &[SelectItem]) -> Result<Option<SortColu
     }
 }
 
+/// The called function's name without its schema, as Postgres resolves it: lowercased unless
+/// quoted (`pg_catalog.sum` is `sum`).
 fn function_name(expr: &Expr) -> Option<String> {
-    match expr {
-        Expr::Function(f) => Some(f.name.to_string().to_ascii_lowercase()),
-        _ => None,
-    }
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    Some(match f.name.0.last()? {
+        ObjectNamePart::Identifier(ident) if ident.quote_style.is_some() => ident.value.clone(),
+        ObjectNamePart::Identifier(ident) => ident.value.to_ascii_lowercase(),
+        other => other.to_string().to_ascii_lowercase(),
+    })
 }
 
 fn item_expr(item: &SelectItem) -> Option<&Expr> {
@@ -463,13 +489,17 @@ fn aggregate_columns(
         {
             return Err(refuse("DISTINCT inside an aggregate"));
         }
+        if let Expr::Function(f) = expr
+            && !f.within_group.is_empty()
+        {
+            return Ok(None);
+        }
         combines.push(match name.as_str() {
-            "count" => Combine::Count,
-            "sum" => Combine::Sum,
-            "min" => Combine::Min,
-            "max" => Combine::Max,
             "avg" => Combine::Avg { count_column: 0 },
-            _ => return Ok(None),
+            other => match merge_of(other) {
+                Some(combine) => combine,
+                None => return Ok(None),
+            },
         });
     }
     let any_aggregate = combines.iter().any(|c| *c != Combine::Group);
@@ -499,31 +529,76 @@ fn distinct_argument(expr: &Expr) -> Option<&Expr> {
     }
 }
 
+/// Every aggregate PostgreSQL 15 has built in (`pg_aggregate`), the hypothetical-set ones
+/// (`rank() WITHIN GROUP (...)`) included.
+const BUILTIN_AGGREGATES: [&str; 48] = [
+    "array_agg",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "count",
+    "covar_pop",
+    "covar_samp",
+    "cume_dist",
+    "dense_rank",
+    "every",
+    "json_agg",
+    "json_object_agg",
+    "jsonb_agg",
+    "jsonb_object_agg",
+    "max",
+    "min",
+    "mode",
+    "percent_rank",
+    "percentile_cont",
+    "percentile_disc",
+    "range_agg",
+    "range_intersect_agg",
+    "rank",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "string_agg",
+    "sum",
+    "var_pop",
+    "var_samp",
+    "variance",
+    "xmlagg",
+    // SQLite's spellings, which a SQLite node would also run as aggregates.
+    "group_concat",
+    "total",
+    "any_value",
+];
+
+/// Whether `expr` calls an aggregate: a built-in one, or any call with `WITHIN GROUP`.
+fn is_aggregate_call(expr: &Expr) -> bool {
+    if let Expr::Function(f) = expr
+        && !f.within_group.is_empty()
+    {
+        return true;
+    }
+    function_name(expr).is_some_and(|name| BUILTIN_AGGREGATES.contains(&name.as_str()))
+}
+
 /// Whether an aggregate appears anywhere in the output columns, also inside another
 /// expression (`sum(x)::bigint`, `max(a) + 1`), which no merge can combine.
 fn contains_aggregate(projection: &[SelectItem]) -> bool {
     projection.iter().filter_map(item_expr).any(|expr| {
         sqlparser::ast::visit_expressions(expr, |e| {
-            let aggregate = matches!(
-                function_name(e).as_deref(),
-                Some(
-                    "count"
-                        | "sum"
-                        | "min"
-                        | "max"
-                        | "avg"
-                        | "string_agg"
-                        | "array_agg"
-                        | "json_agg"
-                        | "jsonb_agg"
-                        | "bool_and"
-                        | "bool_or"
-                        | "every"
-                        | "stddev"
-                        | "variance"
-                )
-            );
-            if aggregate {
+            if is_aggregate_call(e) {
                 std::ops::ControlFlow::Break(())
             } else {
                 std::ops::ControlFlow::Continue(())
@@ -670,15 +745,16 @@ fn having_operand(
             "HAVING with an aggregate over DISTINCT values the query does not select",
         ));
     }
-    let combine = match function_name(expr).as_deref() {
-        Some("count") => Combine::Count,
-        Some("sum") => Combine::Sum,
-        Some("min") => Combine::Min,
-        Some("max") => Combine::Max,
-        _ => {
+    let merge = match expr {
+        Expr::Function(f) if !f.within_group.is_empty() => None,
+        _ => function_name(expr).as_deref().and_then(merge_of),
+    };
+    let combine = match merge {
+        Some(combine) => combine,
+        None => {
             return Err(RouterError::Unsupported(format!(
                 "HAVING over several nodes can use GROUP BY columns, selected aggregates and \
-                 count/sum/min/max; not {text}"
+                 count/sum/min/max/bool_and/bool_or/bit_and/bit_or/bit_xor; not {text}"
             )));
         }
     };

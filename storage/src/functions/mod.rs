@@ -16,6 +16,7 @@ use rusqlite::types::{Value, ValueRef};
 
 use crate::catalog::Schema;
 
+mod aggregates;
 pub(crate) mod array;
 mod binary;
 pub(crate) mod date_template;
@@ -480,6 +481,7 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     register_json(conn)?;
     register_numeric(conn)?;
     array::register(conn)?;
+    aggregates::register(conn)?;
     crate::pg_catalog::register_functions(conn, state)?;
     Ok(())
 }
@@ -776,7 +778,7 @@ impl rusqlite::functions::Aggregate<numeric::AvgState, Value> for NumericAvg {
 }
 
 /// A computed numeric: its exact text when printed, else the nearest double.
-fn numeric_result(text: String, as_text: bool) -> Value {
+pub(crate) fn numeric_result(text: String, as_text: bool) -> Value {
     if as_text {
         return Value::Text(text);
     }
@@ -1243,7 +1245,7 @@ fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-fn number(v: ValueRef<'_>) -> Option<Result<f64, i64>> {
+pub(crate) fn number(v: ValueRef<'_>) -> Option<Result<f64, i64>> {
     match v {
         ValueRef::Integer(i) => Some(Err(i)),
         ValueRef::Real(f) => Some(Ok(f)),

@@ -1,4 +1,4 @@
-//! Exact `numeric` division and `avg` with Postgres's result scale.
+//! Exact `numeric` division, `avg`, `variance` and `stddev` with Postgres's result scale.
 //!
 //! Storage holds a `numeric` as an integer or a double (see the codec), so values lose the
 //! display scale Postgres keeps. What a division prints depends on it and on the operands'
@@ -9,6 +9,7 @@
 //! long division and rounded half away from zero, as `div_var` does.
 
 use mycelium_protocol::DbError;
+use num_bigint::{BigInt, BigUint, Sign};
 use rusqlite::types::ValueRef;
 
 /// `NUMERIC_MIN_SIG_DIGITS`: a quotient has at least this many significant digits.
@@ -433,6 +434,141 @@ impl AvgState {
     }
 }
 
+/// Which member of the variance family an aggregate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// Divides by N - 1 (`var_samp`, `stddev_samp`) rather than N.
+    pub sample: bool,
+    /// The square root of the variance.
+    pub stddev: bool,
+}
+
+impl Spread {
+    /// The aggregate Postgres calls `name` (`stddev` and `variance` are the sample ones).
+    pub fn named(name: &str) -> Option<Spread> {
+        let (sample, stddev) = match name {
+            "var_samp" | "variance" => (true, false),
+            "var_pop" => (false, false),
+            "stddev_samp" | "stddev" => (true, true),
+            "stddev_pop" => (false, true),
+            _ => return None,
+        };
+        Some(Spread { sample, stddev })
+    }
+}
+
+/// The running state of the variance family over `numeric` (and integers): exact sums of
+/// the values and of their squares, as Postgres's `NumericAggState` keeps them.
+#[derive(Debug, Default)]
+pub struct VarianceState {
+    /// Finite values.
+    count: i64,
+    /// NaNs and infinities, which make the result NaN.
+    specials: i64,
+    /// Sum × 10^scale.
+    sum: BigInt,
+    /// Sum of squares × 10^(2·scale).
+    squares: BigInt,
+    scale: u32,
+    /// The largest display scale of the values.
+    dscale: i64,
+}
+
+fn pow10_big(n: u32) -> BigInt {
+    BigInt::from(10u8).pow(n)
+}
+
+impl VarianceState {
+    pub fn add(&mut self, v: &Operand) -> Result<(), DbError> {
+        let dec = match v {
+            Operand::Null => return Ok(()),
+            Operand::Special(_) => {
+                self.specials += 1;
+                return Ok(());
+            }
+            Operand::Finite(d) => d,
+        };
+        self.count += 1;
+        self.dscale = self.dscale.max(dec.dscale);
+        let mut mantissa = BigInt::parse_bytes(&dec.digits, 10).unwrap_or_default();
+        if dec.negative {
+            mantissa = -mantissa;
+        }
+        let overflow = || DbError::new("22003", "value overflows numeric format");
+        let scale = u32::try_from(dec.scale.max(0)).map_err(|_| overflow())?;
+        if dec.scale < 0 {
+            mantissa *= pow10_big(u32::try_from(-dec.scale).map_err(|_| overflow())?);
+        }
+        if scale > self.scale {
+            let up = scale - self.scale;
+            self.sum *= pow10_big(up);
+            self.squares *= pow10_big(2 * up);
+            self.scale = scale;
+        } else {
+            mantissa *= pow10_big(self.scale - scale);
+        }
+        self.squares += &mantissa * &mantissa;
+        self.sum += mantissa;
+        Ok(())
+    }
+
+    /// The result as Postgres's `numeric_stddev_internal` prints it: the numerator
+    /// N·Σx² - (Σx)² is exact, the division rounds to `select_div_scale` decimals and the
+    /// square root to the same.
+    pub fn finish(&self, spread: Spread) -> Option<String> {
+        let total = self.count + self.specials;
+        if total == 0 || (spread.sample && total <= 1) {
+            return None;
+        }
+        if self.specials > 0 {
+            return Some("NaN".to_owned());
+        }
+        let n = BigInt::from(self.count);
+        let numerator = &n * &self.squares - &self.sum * &self.sum;
+        if numerator.sign() != Sign::Plus {
+            return Some("0".to_owned());
+        }
+        let n = i128::from(self.count);
+        let denominator = Dec::from_i128(if spread.sample { n * (n - 1) } else { n * n });
+        let numerator = Dec {
+            negative: false,
+            digits: numerator.magnitude().to_string().into_bytes(),
+            scale: 2 * i64::from(self.scale),
+            dscale: 2 * self.dscale,
+        };
+        let rscale = div_scale(&numerator, &denominator);
+        let variance = quotient(&numerator, &denominator, rscale);
+        if !spread.stddev {
+            return Some(variance.to_string());
+        }
+        Some(square_root(&variance, rscale).to_string())
+    }
+}
+
+/// The square root of a non-negative `v`, rounded half up to `rscale` decimals as
+/// `sqrt_var` rounds it: from the integer square root with one more decimal.
+fn square_root(v: &Dec, rscale: i64) -> Dec {
+    let value = BigUint::parse_bytes(&v.digits, 10).unwrap_or_default();
+    // sqrt(digits / 10^scale) × 10^(rscale + 1) = sqrt(digits × 10^(2·rscale + 2 - scale)).
+    let shift = 2 * rscale + 2 - v.scale;
+    let scaled = match u32::try_from(shift) {
+        Ok(up) => value * BigUint::from(10u8).pow(up),
+        Err(_) => value / BigUint::from(10u8).pow(u32::try_from(-shift).unwrap_or(0)),
+    };
+    let root = (scaled.sqrt() + 5u8) / 10u8;
+    let digits = if root == BigUint::default() {
+        Vec::new()
+    } else {
+        root.to_string().into_bytes()
+    };
+    Dec {
+        negative: false,
+        digits,
+        scale: rscale,
+        dscale: rscale,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -489,5 +625,42 @@ mod tests {
         }
         assert_eq!(state.finish().unwrap().unwrap(), "0.20000000000000000000");
         assert_eq!(AvgState::default().finish().unwrap(), None);
+    }
+
+    fn spread(values: &[ValueRef<'_>], dscale: i64, name: &str) -> Option<String> {
+        let mut state = VarianceState::default();
+        for v in values {
+            state.add(&operand(*v, dscale).unwrap()).unwrap();
+        }
+        state.finish(Spread::named(name).unwrap())
+    }
+
+    #[test]
+    fn variance_follows_numeric_stddev_internal() {
+        // Results checked against PostgreSQL 15.
+        let ints = [ValueRef::Integer(10), ValueRef::Integer(20)];
+        assert_eq!(
+            spread(&ints, 0, "stddev").as_deref(),
+            Some("7.0710678118654752")
+        );
+        assert_eq!(
+            spread(&ints, 0, "var_samp").as_deref(),
+            Some("50.0000000000000000")
+        );
+        let cents = [ValueRef::Real(1.25), ValueRef::Integer(2)];
+        assert_eq!(
+            spread(&cents, 2, "variance").as_deref(),
+            Some("0.28125000000000000000")
+        );
+        assert_eq!(
+            spread(&cents, 2, "stddev_samp").as_deref(),
+            Some("0.53033008588991064330")
+        );
+        let one = [ValueRef::Integer(7)];
+        assert_eq!(spread(&one, 0, "var_samp"), None);
+        assert_eq!(spread(&one, 0, "stddev_pop").as_deref(), Some("0"));
+        assert_eq!(spread(&[], 0, "var_pop"), None);
+        let nan = [ValueRef::Integer(1), ValueRef::Text(b"NaN")];
+        assert_eq!(spread(&nan, 0, "var_pop").as_deref(), Some("NaN"));
     }
 }

@@ -18,6 +18,7 @@ use sqlparser::ast::{
 };
 
 use super::infer::{Inferer, Rel, function_call, ident_name, value_expr};
+use super::syntax::numeric_rank;
 use crate::catalog::Ty;
 use crate::errors::unsupported;
 use crate::functions::array::ArrayType;
@@ -368,9 +369,23 @@ impl Inferer<'_> {
             return Ok(None);
         };
         let mut elem = want.and_then(Ty::array_type).map(|a| Ty::of(a.elem));
+        let mut widest: Option<Ty> = None;
+        let mut all_numeric = true;
         for item in &mut array.elem {
             let t = self.expr(item, elem)?;
             elem = elem.or(t);
+            if let Some(t) = t {
+                all_numeric &= numeric_rank(t.ty).is_some();
+                if widest.is_none_or(|w| numeric_rank(t.ty) > numeric_rank(w.ty)) {
+                    widest = Some(Ty::of(t.ty));
+                }
+            }
+        }
+        // Numbers of different types make an array of the widest (`ARRAY[0, 0.5]` is
+        // numeric[]), as Postgres resolves the common type.
+        let rank = |t: Option<Ty>| t.and_then(|t| numeric_rank(t.ty));
+        if all_numeric && want.is_none() && rank(widest) > rank(elem) {
+            elem = widest;
         }
         // Re-type leading untyped literals now that an element gave the type.
         if let Some(t) = elem {

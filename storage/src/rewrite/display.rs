@@ -1,12 +1,12 @@
 //! Result columns whose printed form SQLite's values cannot carry, rewritten where they
 //! are only printed: the select list of the outermost query and RETURNING.
 //!
-//! - A `numeric` division or `avg` prints with a scale that depends on each row's operands
-//!   (`7.0 / 2` is `3.5000000000000000`). Inside expressions they stay doubles, so that
-//!   comparisons and sorting work; as a result column they become the exact decimal text
-//!   (`__pg_numeric_div(..., 1)`, `__pg_avg_text`). ORDER BY and GROUP BY terms that name
-//!   such a column (by position or alias) are given back the numeric expression, so that
-//!   rows still sort as numbers.
+//! - A `numeric` division, `avg`, `variance` or `stddev` prints with a scale that depends
+//!   on each row's operands (`7.0 / 2` is `3.5000000000000000`). Inside expressions they
+//!   stay doubles, so that comparisons and sorting work; as a result column they become the
+//!   exact decimal text (`__pg_numeric_div(..., 1)`, `__pg_avg_text`, `__pg_var_samp_text`).
+//!   ORDER BY and GROUP BY terms that name such a column (by position or alias) are given
+//!   back the numeric expression, so that rows still sort as numbers.
 //! - `to_regtype` / `to_regclass` / `'name'::regtype` are OIDs for comparisons and names
 //!   when printed.
 
@@ -59,9 +59,11 @@ fn display(e: &mut Expr) -> Option<Option<Ty>> {
             set_last_arg(e, 1);
             Some(None)
         }
-        "__pg_avg" => {
+        name @ ("__pg_avg" | "__pg_var_samp" | "__pg_var_pop" | "__pg_stddev_samp"
+        | "__pg_stddev_pop") => {
+            let text = format!("{name}_text");
             if let Expr::Function(f) = e {
-                f.name = ObjectName::from(vec![Ident::new("__pg_avg_text")]);
+                f.name = ObjectName::from(vec![Ident::new(text)]);
             }
             Some(None)
         }

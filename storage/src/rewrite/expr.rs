@@ -307,6 +307,8 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), DbError> {
                 | "array_agg"
                 | "json_agg"
                 | "jsonb_agg"
+                | "json_object_agg"
+                | "jsonb_object_agg"
                 | "unnest"
                 | "generate_series"
                 | "array_length"

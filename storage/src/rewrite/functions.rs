@@ -217,6 +217,39 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             );
             Some(Ty::of(if jsonb { PgType::Jsonb } else { PgType::Json }))
         }
+        "json_object_agg" | "jsonb_object_agg" if f.over.is_none() => {
+            let FunctionArguments::List(list) = &mut f.args else {
+                return None;
+            };
+            // SQLite's DISTINCT takes one argument: the call is then refused.
+            if list.duplicate_treatment.is_some() {
+                return None;
+            }
+            let list = &mut list.args;
+            if list.len() != 2 {
+                return None;
+            }
+            let key = types.first().copied().flatten();
+            // Postgres refuses arrays and json as keys, once a row comes.
+            let scalar_key = !key.is_some_and(|t| {
+                t.array_type().is_some() || matches!(t.ty, PgType::Json | PgType::Jsonb)
+            });
+            to_json(list.first_mut()?, key);
+            to_json(list.get_mut(1)?, types.get(1).copied().flatten());
+            list.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                SqlValue::Int(i64::from(scalar_key)),
+            ))));
+            let jsonb = name.starts_with("jsonb");
+            rename(
+                f,
+                if jsonb {
+                    "__pg_jsonb_object_agg"
+                } else {
+                    "__pg_json_object_agg"
+                },
+            );
+            Some(Ty::of(if jsonb { PgType::Jsonb } else { PgType::Json }))
+        }
         "to_jsonb" | "to_json" => {
             let arg = args(f)?.first_mut()?;
             to_json(arg, types.first().copied().flatten());
@@ -257,6 +290,51 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             // OIDs, or NULL for unknown names; printed as names where they are results.
             rename(f, &format!("__pg_{name}"));
             Some(Ty::of(PgType::Oid))
+        }
+        "stddev" | "stddev_samp" | "stddev_pop" | "variance" | "var_samp" | "var_pop"
+            if f.over.is_none() =>
+        {
+            let canonical = match name {
+                "stddev" => "stddev_samp",
+                "variance" => "var_samp",
+                other => other,
+            };
+            let arg = types.first().copied().flatten();
+            let FunctionArguments::List(list) = &mut f.args else {
+                return None;
+            };
+            if list.args.len() != 1 {
+                return None;
+            }
+            // Doubles stay doubles (`float8_accum`); integers and numerics are summed exactly
+            // into a numeric whose scale depends on the values, like avg.
+            match arg.map(|t| t.ty) {
+                Some(PgType::Float4 | PgType::Float8) => {
+                    rename(f, &format!("__pg_float_{canonical}"));
+                    return Some(Ty::of(PgType::Float8));
+                }
+                None | Some(PgType::Int2 | PgType::Int4 | PgType::Int8 | PgType::Numeric)
+                    if !arg.is_some_and(Ty::is_carried_as_text) => {}
+                _ => return None,
+            }
+            if list.duplicate_treatment.is_none() {
+                let scale = arg.and_then(Ty::scale).map(i64::from).unwrap_or(-1);
+                list.args
+                    .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                        SqlValue::Int(scale),
+                    ))));
+            }
+            rename(f, &format!("__pg_{canonical}"));
+            Some(Ty::of(PgType::Numeric))
+        }
+        "bit_and" | "bit_or" | "bit_xor" if f.over.is_none() => {
+            // Of integers only: the result keeps the argument's type.
+            let arg = types.first().copied().flatten()?;
+            if !matches!(arg.ty, PgType::Int2 | PgType::Int4 | PgType::Int8) || types.len() != 1 {
+                return None;
+            }
+            rename(f, &format!("__pg_{name}"));
+            Some(Ty::of(arg.ty))
         }
         "avg" => {
             // avg of integers and numerics is numeric with a value-dependent scale: an
@@ -311,6 +389,9 @@ impl Inferer<'_> {
             .last()
             .map(|p| p.to_string().to_ascii_lowercase())
             .unwrap_or_default();
+        if !f.within_group.is_empty() {
+            return self.ordered_set(&name, f);
+        }
         let mut arg_types = Vec::new();
         let first_want = match name.as_str() {
             "coalesce" | "nullif" | "greatest" | "least" => want,

@@ -13,6 +13,7 @@ mod expr;
 mod functions;
 mod infer;
 mod operators;
+mod ordered_set;
 mod syntax;
 
 #[cfg(test)]

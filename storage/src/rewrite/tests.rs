@@ -322,6 +322,27 @@ fn arrays_are_text_read_by_functions_taking_their_type() {
 }
 
 #[test]
+fn ordered_set_aggregates_take_their_rows_sorted() {
+    check(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY id DESC) FROM users",
+        "SELECT __pg_percentile_check(0.5, __pg_percentile_cont(id, 0.5 ORDER BY id DESC NULLS LAST)) \
+         FROM users",
+    );
+    check(
+        "SELECT mode() WITHIN GROUP (ORDER BY name) FILTER (WHERE id > 1) FROM users",
+        "SELECT __pg_mode(name ORDER BY name NULLS LAST) FILTER (WHERE id > 1) FROM users",
+    );
+    check_err(
+        "SELECT rank(1) WITHIN GROUP (ORDER BY id) FROM users",
+        "0A000",
+    );
+    check_err(
+        "SELECT json_object_agg(DISTINCT name, id) FROM users",
+        "0A000",
+    );
+}
+
+#[test]
 fn result_types_follow_postgres() {
     assert_eq!(
         types_of(

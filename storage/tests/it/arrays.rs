@@ -50,6 +50,10 @@ async fn array_values_print_and_type_as_postgres() {
         out.text(),
         rows(&[&["20", "NULL", "5", "2", "0", "1", "3", "a-c", "a,*"]])
     );
+    // Numbers of several types make an array of the widest.
+    let out = ok(&mut s, "SELECT ARRAY[0, 0.5], ARRAY[1::int2, 3::bigint]").await;
+    assert_eq!(out.oids(), vec![1231, 1016]);
+    assert_eq!(out.lines(), ["{0,0.5}|{1,3}"]);
     let e = err(&mut s, "SELECT '{1,x}'::int[]").await;
     assert_eq!(e.code, "22P02");
     let e = err(&mut s, "SELECT '{1,2'::int[]").await;

@@ -2,6 +2,7 @@
 //! through the `NodeSession` API as the node crate drives it.
 #![allow(clippy::unwrap_used)]
 
+mod aggregates;
 mod arrays;
 mod basic;
 mod cancel;
