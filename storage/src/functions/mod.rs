@@ -1369,7 +1369,8 @@ pub(crate) fn cast(
                 } else {
                     f.round_ties_even()
                 };
-                if r < i64::MIN as f64 || r > i64::MAX as f64 {
+                // 2^63 itself is out of range (`i64::MAX as f64` rounds up to it).
+                if r < i64::MIN as f64 || r >= i64::MAX as f64 {
                     return Err(DbError::new("22003", "bigint out of range"));
                 }
                 int_range(dst, r as i64)
@@ -1397,6 +1398,12 @@ pub(crate) fn cast(
                 return Ok(SqlValue::Text(converted));
             }
             if is_int(dst) && src == Some(PgType::Numeric) {
+                // A whole number converts exactly (a double would round 2^63 - 1 up).
+                if let Ok(whole) = s.trim().parse::<i128>() {
+                    return i64::try_from(whole)
+                        .map_err(|_| DbError::new("22003", "bigint out of range"))
+                        .and_then(|i| int_range(dst, i));
+                }
                 let f: f64 = s.trim().parse().map_err(|_| {
                     DbError::new(
                         "22P02",

@@ -911,6 +911,13 @@ impl<'s> Inferer<'s> {
                     self.expr(inner, Some(Ty::of(PgType::Bool)))?;
                     Ok(Some(Ty::of(PgType::Bool)))
                 }
+                UnaryOperator::Minus if is_power(inner) => {
+                    // Postgres binds unary minus tighter than `^` (`-2 ^ 2` is 4); the parser
+                    // read it as `-(2 ^ 2)`. Written parentheses would be a Nested node.
+                    let power = std::mem::replace(inner.as_mut(), Expr::value(Value::Null));
+                    *expr = negate_base(power);
+                    self.expr(expr, want)
+                }
                 UnaryOperator::Minus => {
                     let t = self.expr(inner, want)?;
                     if t.is_some_and(Ty::is_interval) {
@@ -1503,6 +1510,36 @@ fn is_wildcard(item: &SelectItem) -> bool {
 /// Converts an expression of type `source` that is stored in a column of type `column` as
 /// Postgres's assignment cast would, when the types differ (a timestamptz stored in a
 /// timestamp column, a float in an integer column, a string longer than varchar(n): 22001).
+fn is_power(expr: &Expr) -> bool {
+    matches!(
+        expr,
+        Expr::BinaryOp {
+            op: sqlparser::ast::BinaryOperator::PGExp,
+            ..
+        }
+    )
+}
+
+/// `a ^ b ^ c` with its leftmost operand negated: `((-a) ^ b) ^ c`.
+fn negate_base(expr: Expr) -> Expr {
+    use sqlparser::ast::BinaryOperator;
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::PGExp,
+            right,
+        } => Expr::BinaryOp {
+            left: Box::new(negate_base(*left)),
+            op: BinaryOperator::PGExp,
+            right,
+        },
+        other => Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr: Box::new(other),
+        },
+    }
+}
+
 /// Makes a scalar subquery that could return several rows fail with 21000 on the second, as
 /// Postgres does, where SQLite would take the first row and answer wrongly:
 /// `(SELECT __pg_single_row(v) FROM (<subquery> with its column named v))`. SQLite lets the

@@ -688,12 +688,16 @@ fn update(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
             inf.add_from(from)?;
         }
     }
+    let rowid_key = rowid_key_without_default(&table);
     for assignment in &mut upd.assignments {
         let col = assignment_column(&assignment.target, &table)?;
         if is_default_keyword(&assignment.value) {
             assignment.value = default_expr(col);
         } else {
             inf.assign(&mut assignment.value, col.ty)?;
+        }
+        if rowid_key.is_some_and(|key| key.name == col.name) {
+            refuse_null_key(&mut assignment.value, col, &table);
         }
     }
     if let Some(selection) = &mut upd.selection {

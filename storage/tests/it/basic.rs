@@ -1151,6 +1151,12 @@ async fn a_null_integer_primary_key_is_refused_not_numbered() {
         ok(&mut s, "SELECT id FROM pk1 ORDER BY id").await.lines(),
         ["1", "11"]
     );
+    assert_eq!(
+        err(&mut s, "UPDATE pk1 SET id = NULL WHERE id = 1")
+            .await
+            .code,
+        "23502"
+    );
     // A serial key still numbers its rows.
     ok(&mut s, "CREATE TABLE s1 (id serial PRIMARY KEY, v text)").await;
     let out = ok(&mut s, "INSERT INTO s1 DEFAULT VALUES RETURNING id").await;

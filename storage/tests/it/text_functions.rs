@@ -95,7 +95,21 @@ async fn number_functions_and_operators_answer_as_postgres() {
         out.lines(),
         ["numeric|bigint|numeric|integer|double precision|integer"]
     );
+    // Unary minus binds tighter than `^` in Postgres; the parser read -(2 ^ 2).
+    let out = ok(
+        &mut s,
+        "SELECT -2 ^ 2, -2 ^ 3 ^ 2, - (2 ^ 2), '9223372036854775807'::numeric::bigint, \
+         -9223372036854775808",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        ["4|64|-4|9223372036854775807|-9223372036854775808"]
+    );
     for (sql, code) in [
+        // 2^63 became i64::MAX (and, negated, -9223372036854775807) instead of failing.
+        ("SELECT 9223372036854775808::bigint", "22003"),
+        ("SELECT -9223372036854775808::bigint", "22003"),
         ("SELECT gcd(-9223372036854775808, 0)", "22003"),
         ("SELECT factorial(-1)", "22003"),
         ("SELECT width_bucket(1, 0, 0, 5)", "2201G"),
