@@ -13,6 +13,7 @@ mod expr;
 mod functions;
 mod infer;
 mod operators;
+mod srf;
 mod syntax;
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod postgres_statements;
 mod replication;
 mod scripts;
 mod shard_scope;
+mod srf;
 mod two_phase;
 mod txn;
 mod txn_records;
