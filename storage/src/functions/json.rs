@@ -556,6 +556,27 @@ pub fn set(mut target: Json, path: &[String], new: Json, create: bool) -> Json {
     target
 }
 
+/// The json text of an array (`to_json`, `row_to_json`): compact, json and jsonb elements
+/// as their own text.
+pub fn array_text(text: &str, array: super::array::ArrayType) -> Result<String, DbError> {
+    let parsed = super::array::Array::parse(text, array)?;
+    let mut items = Vec::with_capacity(parsed.items.len());
+    for item in &parsed.items {
+        items.push(match item {
+            None => "null".to_owned(),
+            Some(text) if array.elem == PgType::Json => text.clone(),
+            Some(text) if array.elem == PgType::Jsonb => {
+                render(&parse_text(text).ok_or_else(|| invalid(text))?)?
+            }
+            Some(text) => {
+                let value = super::to_value(types::parse_text(array.elem, -1, text)?);
+                to_json(ValueRef::from(&value), array.elem.oid())?.to_string()
+            }
+        });
+    }
+    Ok(format!("[{}]", items.join(",")))
+}
+
 /// The JSON form of a stored value of Postgres type `oid` (`to_jsonb`).
 pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
     // An array is a JSON array of its elements' JSON forms, as Postgres's `array_to_json`.

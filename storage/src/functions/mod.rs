@@ -925,6 +925,11 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("__pg_to_json", -1, DET, |ctx| {
         let oid: u32 = ctx.get(1)?;
         let value = ctx.get_raw(0);
+        if let (Some(array), ValueRef::Text(t)) = (array::ArrayType::from_oid(oid), value) {
+            return json::array_text(&String::from_utf8_lossy(t), array)
+                .map(Some)
+                .map_err(fail);
+        }
         match (value, PgType::from_oid(oid)) {
             (ValueRef::Null, _) => return Ok(None),
             (ValueRef::Text(t), Some(PgType::Json | PgType::Jsonb)) => {

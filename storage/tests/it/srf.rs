@@ -413,4 +413,37 @@ async fn rows_as_json() {
             "{\"id\":3,\"g\":\"c\",\"x\":2.00,\"n\":3,\"d\":\"2024-03-04\",\"j\":{\"b\": {\"k\": 1}},\"s\":\"x\"}"
         ]
     );
+    // Booleans, timestamps, arrays and json columns, each in its JSON form.
+    ok(
+        &mut s,
+        "CREATE TABLE u (id int PRIMARY KEY, b bool, ts timestamptz, a int[], js json)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO u VALUES (1, true, '2024-01-02 03:04:05+00', '{1,2}', '{\"z\" : 1, \"a\":2}'), \
+         (3, false, '2024-05-06 07:08:09.5+00', '{}', '[1, 2]')",
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "SELECT row_to_json(u), to_jsonb(u) FROM u ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        [
+            "{\"id\":1,\"b\":true,\"ts\":\"2024-01-02T03:04:05+00:00\",\"a\":[1,2],\"js\":{\"z\" : 1, \"a\":2}}\
+             |{\"a\": [1, 2], \"b\": true, \"id\": 1, \"js\": {\"a\": 2, \"z\": 1}, \"ts\": \"2024-01-02T03:04:05+00:00\"}",
+            "{\"id\":3,\"b\":false,\"ts\":\"2024-05-06T07:08:09.5+00:00\",\"a\":[],\"js\":[1, 2]}\
+             |{\"a\": [], \"b\": false, \"id\": 3, \"js\": [1, 2], \"ts\": \"2024-05-06T07:08:09.5+00:00\"}",
+        ]
+    );
+    let out = ok(
+        &mut s,
+        "SELECT json_build_object('a', ARRAY[1,2]), to_json(ARRAY[1,2]), to_jsonb(ARRAY[1,2]), \
+         json_build_array(ARRAY['x'])",
+    )
+    .await;
+    assert_eq!(out.lines(), ["{\"a\" : [1,2]}|[1,2]|[1, 2]|[[\"x\"]]"]);
 }
