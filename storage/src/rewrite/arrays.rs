@@ -528,14 +528,33 @@ impl VisitorMut for Qualify<'_> {
             && let Expr::Identifier(ident) = expr
         {
             let name = ident_name(ident);
-            let owner = self.scope.iter().find(|rel| {
-                !rel.name.is_empty() && rel.cols.iter().any(|c| c.name.eq_ignore_ascii_case(&name))
+            let owner = self.scope.iter().find_map(|rel| {
+                let i = rel
+                    .cols
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(&name))?;
+                (!rel.name.is_empty()).then_some((rel, i))
             });
-            if let Some(rel) = owner {
-                *expr = Expr::CompoundIdentifier(vec![
-                    Ident::with_quote('"', rel.name.clone()),
-                    ident.clone(),
-                ]);
+            // Terms inference does not type (an aggregate's ORDER BY) may still name a
+            // set-returning function's column, or its single column by the relation's name.
+            let srf_row = || {
+                self.scope
+                    .iter()
+                    .find(|rel| rel.srf && rel.name == name && rel.cols.len() == 1)
+            };
+            match owner {
+                Some((rel, i)) if rel.srf => *expr = super::srf::column_expr(&rel.name, i),
+                Some((rel, _)) => {
+                    *expr = Expr::CompoundIdentifier(vec![
+                        Ident::with_quote('"', rel.name.clone()),
+                        ident.clone(),
+                    ]);
+                }
+                None => {
+                    if let Some(rel) = srf_row() {
+                        *expr = super::srf::column_expr(&rel.name, 0);
+                    }
+                }
             }
         }
         ControlFlow::Continue(())

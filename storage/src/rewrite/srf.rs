@@ -139,25 +139,33 @@ fn name_arg(name: &str) -> Expr {
 impl Inferer<'_> {
     /// A set-returning function in FROM; false when `factor` is none of them.
     pub(super) fn srf_relation(&mut self, factor: &mut TableFactor) -> Result<bool, DbError> {
-        let TableFactor::Table {
-            name,
-            alias,
-            args: Some(args),
-            with_ordinality,
-            ..
-        } = factor
-        else {
-            return Ok(false);
+        // `LATERAL f(...)` changes nothing: a function in FROM sees the items before it.
+        let (name, alias, args, with_ordinality) = match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args: Some(args),
+                with_ordinality,
+                ..
+            } => (name, alias, &mut args.args, with_ordinality),
+            TableFactor::Function {
+                name,
+                alias,
+                args,
+                with_ordinality,
+                ..
+            } => (name, alias, args, with_ordinality),
+            _ => return Ok(false),
         };
         let function = object_parts(name).pop().unwrap_or_default();
         let Some(spec) = spec(&function) else {
             return Ok(false);
         };
-        if args.args.len() < spec.args.0 || args.args.len() > spec.args.1 {
+        if args.len() < spec.args.0 || args.len() > spec.args.1 {
             return Err(wrong_arguments(&function));
         }
         let mut call = vec![name_arg(&function)];
-        for (i, arg) in args.args.iter_mut().enumerate() {
+        for (i, arg) in args.iter_mut().enumerate() {
             let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg else {
                 return Err(unsupported(format!("argument {arg} of {function}()")));
             };

@@ -177,6 +177,28 @@ async fn json_set_returning_functions_in_from() {
     .await;
     assert_eq!(out.names(), ["regexp_split_to_table", "ordinality"]);
     assert_eq!(out.lines(), ["a|1", "b|2"]);
+    let out = ok(
+        &mut s,
+        "SELECT string_agg(k, ',' ORDER BY k DESC) FROM t, jsonb_object_keys(t.j) k",
+    )
+    .await;
+    assert_eq!(out.lines(), ["b,b,a"]);
+    let out = ok(
+        &mut s,
+        "SELECT e.key, f FROM t, jsonb_each(t.j) e CROSS JOIN LATERAL jsonb_array_elements(e.value) f \
+         WHERE jsonb_typeof(e.value) = 'array' ORDER BY f",
+    )
+    .await;
+    assert_eq!(out.lines(), ["b|null", "b|\"x\"", "b|1", "b|{\"k\": true}"]);
+    let out = run_params(
+        &mut s,
+        "SELECT value, (SELECT count(*) FROM jsonb_array_elements($1)) FROM json_array_elements_text($2)",
+        &[Some("[1, 2]"), Some("[\"a\"]")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.oids(), [TEXT, 20]);
+    assert_eq!(out.lines(), ["a|2"]);
     let out = ok(&mut s, "SELECT count(*) FROM t, jsonb_object_keys(t.j) k").await;
     assert_eq!(out.lines(), ["3"]);
 
@@ -446,4 +468,6 @@ async fn rows_as_json() {
     )
     .await;
     assert_eq!(out.lines(), ["{\"a\" : [1,2]}|[1,2]|[1, 2]|[[\"x\"]]"]);
+    let out = ok(&mut s, "SELECT to_json('{\"a\" :1}'::json)").await;
+    assert_eq!(out.lines(), ["{\"a\" :1}"]);
 }
