@@ -385,7 +385,7 @@ impl Inferer<'_> {
         if let Some(filter) = &mut f.filter {
             self.expr(filter, Some(Ty::of(PgType::Bool)))?;
         }
-        if let Some(result) = self.srf_call(&name, f) {
+        if let Some(result) = self.srf_call(&name, f, &arg_types) {
             return result;
         }
         if let Some(result) = self.array_call(&name, f, &arg_types) {

@@ -120,6 +120,35 @@ fn wrong_arguments(name: &str) -> DbError {
     DbError::new("42883", format!("function {name} does not exist"))
 }
 
+/// A json function takes only its own type (an untyped literal becomes it): neither jsonb
+/// nor text converts implicitly.
+fn check_input(function: &str, spec: &Spec, ty: Option<Ty>) -> Result<(), DbError> {
+    let Some(ty) = ty else {
+        return Ok(());
+    };
+    if !matches!(spec.input, PgType::Json | PgType::Jsonb)
+        || (ty.ty == spec.input && !ty.is_carried_as_text())
+    {
+        return Ok(());
+    }
+    let name = ty.array_type().map(ArrayType::name).unwrap_or_else(|| {
+        if ty.is_interval() {
+            "interval"
+        } else {
+            ty.ty.name()
+        }
+        .to_owned()
+    });
+    Err(DbError::new(
+        "42883",
+        format!("function {function}({name}) does not exist"),
+    )
+    .with_hint(
+        "No function matches the given name and argument types. You might need to add \
+         explicit type casts.",
+    ))
+}
+
 /// `json_extract("rel".value, '$[i]')`: column `i` of a set-returning relation.
 pub(super) fn column_expr(rel: &str, i: usize) -> Expr {
     function_call(
@@ -170,7 +199,10 @@ impl Inferer<'_> {
                 return Err(unsupported(format!("argument {arg} of {function}()")));
             };
             let want = if i == 0 { spec.input } else { PgType::Text };
-            self.expr(e, Some(Ty::of(want)))?;
+            let ty = self.expr(e, Some(Ty::of(want)))?;
+            if i == 0 {
+                check_input(&function, &spec, ty)?;
+            }
             call.push(std::mem::replace(
                 e,
                 Expr::Value(ValueWithSpan::from(Value::Null)),
@@ -285,9 +317,11 @@ impl Inferer<'_> {
         &mut self,
         name: &str,
         f: &mut Function,
+        types: &[Option<Ty>],
     ) -> Option<Result<Option<Ty>, DbError>> {
         let spec = spec(name)?;
         Some((|| {
+            check_input(name, &spec, types.first().copied().flatten())?;
             if self.srf_rows.is_none() {
                 return Err(unsupported(format!(
                     "set-returning function {name}() outside a select list"

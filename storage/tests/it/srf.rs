@@ -211,6 +211,9 @@ async fn json_set_returning_functions_in_from() {
         ("SELECT * FROM jsonb_object_keys('[1]')", "22023"),
         ("SELECT * FROM json_object_keys('1')", "22023"),
         ("SELECT * FROM json_each('{\"a\":')", "22P02"),
+        ("SELECT * FROM json_array_elements('[1]'::jsonb)", "42883"),
+        ("SELECT * FROM jsonb_each(1)", "42883"),
+        ("SELECT jsonb_array_elements(s) FROM t", "42883"),
     ] {
         assert_eq!(err(&mut s, sql).await.code, code, "{sql}");
     }
