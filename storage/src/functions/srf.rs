@@ -8,11 +8,14 @@
 //! `__pg_srf_count` / `__pg_srf_at` for a call in a select list, joined by row position as
 //! `unnest` is (see `array`).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::PgType;
 use rusqlite::Connection;
 use rusqlite::functions::Context;
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Value, ValueRef};
 
 use super::json::{self, Json, Raw};
 use super::{DET, fail};
@@ -179,6 +182,40 @@ fn call_rows(ctx: &Context<'_>, skip: usize) -> rusqlite::Result<Vec<Row>> {
     rows(&name, &args).map_err(fail)
 }
 
+/// A set and the call (name and arguments) it was computed for.
+type Computed = (Vec<Value>, Rc<Vec<Row>>);
+
+thread_local! {
+    /// The last set a select-list call computed, by its name and arguments: the calls for
+    /// each row position repeat them, and computing the set again for each would make a
+    /// set of n rows cost n² (SQLite runs each connection on one thread).
+    static LAST: RefCell<Option<Computed>> = const { RefCell::new(None) };
+}
+
+/// [`call_rows`], reusing the set of the previous call with the same arguments.
+fn cached_rows(ctx: &Context<'_>, skip: usize) -> rusqlite::Result<Rc<Vec<Row>>> {
+    let key: Option<Vec<Value>> = std::iter::once(0)
+        .chain(1 + skip..ctx.len())
+        .map(|i| Value::try_from(ctx.get_raw(i)).ok())
+        .collect();
+    // Text that is not UTF-8 has no owned form to compare: computed every time.
+    let Some(key) = key else {
+        return call_rows(ctx, skip).map(Rc::new);
+    };
+    let hit = LAST.with(|last| {
+        last.borrow()
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, rows)| rows.clone())
+    });
+    if let Some(rows) = hit {
+        return Ok(rows);
+    }
+    let rows = Rc::new(call_rows(ctx, skip)?);
+    LAST.with(|last| *last.borrow_mut() = Some((key, rows.clone())));
+    Ok(rows)
+}
+
 /// A row as a JSON array of strings, with its number (from 1) after them WITH ORDINALITY.
 fn row_json(row: &Row, number: Option<usize>) -> String {
     let mut columns: Vec<String> = row
@@ -202,16 +239,16 @@ pub fn register(conn: &Connection) -> rusqlite::Result<()> {
         })?;
     }
     conn.create_scalar_function("__pg_srf_count", -1, DET, |ctx| {
-        Ok(call_rows(ctx, 0)?.len() as i64)
+        Ok(cached_rows(ctx, 0)?.len() as i64)
     })?;
     // (name, position from 0, args...): the first column of that row, NULL past the end.
     conn.create_scalar_function("__pg_srf_at", -1, DET, |ctx| {
         let n: i64 = ctx.get(1)?;
-        let rows = call_rows(ctx, 1)?;
+        let rows = cached_rows(ctx, 1)?;
         Ok(usize::try_from(n)
             .ok()
-            .and_then(|n| rows.into_iter().nth(n))
-            .and_then(|row| row.into_iter().next().flatten()))
+            .and_then(|n| rows.get(n))
+            .and_then(|row| row.first().cloned().flatten()))
     })?;
     for arity in [2, 3] {
         conn.create_scalar_function("regexp_split_to_array", arity, DET, |ctx| {
