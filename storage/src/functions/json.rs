@@ -935,6 +935,21 @@ mod tests {
     }
 
     #[test]
+    fn sort_keys_order_numbers_as_numerics() {
+        // PostgreSQL 15's ORDER BY of these jsonb values.
+        let sorted = [
+            "-100", "-10", "-1.5", "-1", "-0.0001", "0", "0.001", "0.01", "1", "1.50", "10", "99",
+            "123.456", "1e3",
+        ];
+        let keys: Vec<Vec<u8>> = sorted.iter().map(|n| sort_key(&j(n)).unwrap()).collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        assert_eq!(sort_key(&j("1.5")).unwrap(), sort_key(&j("1.50")).unwrap());
+        assert_eq!(sort_key(&j("-0")).unwrap(), sort_key(&j("0.00")).unwrap());
+    }
+
+    #[test]
     fn set_and_concat() {
         let out = set(
             j(r#"{"a": {"b": 1}}"#),

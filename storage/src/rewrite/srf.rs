@@ -320,29 +320,37 @@ impl Inferer<'_> {
         types: &[Option<Ty>],
     ) -> Option<Result<Option<Ty>, DbError>> {
         let spec = spec(name)?;
-        Some((|| {
-            check_input(name, &spec, types.first().copied().flatten())?;
-            if self.srf_rows.is_none() {
-                return Err(unsupported(format!(
-                    "set-returning function {name}() outside a select list"
-                )));
-            }
-            let [(_, column)] = spec.columns else {
-                return Err(unsupported(format!(
-                    "{name}() in a select list (it returns records); call it in FROM"
-                )));
-            };
-            let args = take_args(f);
-            if args.len() < spec.args.0 || args.len() > spec.args.1 {
-                return Err(wrong_arguments(name));
-            }
-            let mut count = vec![name_arg(name)];
-            count.extend(args.iter().cloned());
-            let mut at = vec![name_arg(name), position()];
-            at.extend(args);
-            self.srf(function_call("__pg_srf_count", count), f, "__pg_srf_at", at);
-            column.ty().map(Some)
-        })())
+        Some(self.srf_item(name, &spec, f, types).map(Some))
+    }
+
+    fn srf_item(
+        &mut self,
+        name: &str,
+        spec: &Spec,
+        f: &mut Function,
+        types: &[Option<Ty>],
+    ) -> Result<Ty, DbError> {
+        check_input(name, spec, types.first().copied().flatten())?;
+        if self.srf_rows.is_none() {
+            return Err(unsupported(format!(
+                "set-returning function {name}() outside a select list"
+            )));
+        }
+        let [(_, column)] = spec.columns else {
+            return Err(unsupported(format!(
+                "{name}() in a select list (it returns records); call it in FROM"
+            )));
+        };
+        let args = take_args(f);
+        if args.len() < spec.args.0 || args.len() > spec.args.1 {
+            return Err(wrong_arguments(name));
+        }
+        let mut count = vec![name_arg(name)];
+        count.extend(args.iter().cloned());
+        let mut at = vec![name_arg(name), position()];
+        at.extend(args);
+        self.srf(function_call("__pg_srf_count", count), f, "__pg_srf_at", at);
+        column.ty()
     }
 
     /// `row_to_json(t)`, `to_json(t)`, `to_jsonb(t)` where `t` names a relation, not a
