@@ -76,18 +76,33 @@ pub fn matches(
     let regex = compiled(pattern, insensitive)?;
     let groups = regex.captures_len();
     let mut rows = Vec::new();
-    for captures in regex.captures_iter(text) {
+    // Postgres searches again where a match ended, one character further after an empty
+    // one, so an empty match right after a non-empty one counts (Rust's iterator skips it).
+    let mut start = 0;
+    while start <= text.len() {
+        let Some(captures) = regex.captures_at(text, start) else {
+            break;
+        };
+        let Some(whole) = captures.get(0) else {
+            break;
+        };
         let row = if groups > 1 {
             (1..groups)
                 .map(|i| captures.get(i).map(|m| m.as_str().to_owned()))
                 .collect()
         } else {
-            vec![captures.get(0).map(|m| m.as_str().to_owned())]
+            vec![Some(whole.as_str().to_owned())]
         };
         rows.push(row);
         if !global {
             break;
         }
+        start = if whole.is_empty() {
+            let next = text.get(whole.end()..).and_then(|rest| rest.chars().next());
+            whole.end() + next.map_or(1, char::len_utf8)
+        } else {
+            whole.end()
+        };
     }
     Ok(rows)
 }

@@ -257,6 +257,10 @@ async fn set_returning_functions_in_select_lists() {
     assert_eq!(out.lines(), ["{abc,123}"]);
     let out = ok(&mut s, "SELECT regexp_matches('ab', '(a)|(b)', 'g')").await;
     assert_eq!(out.lines(), ["{a,NULL}", "{NULL,b}"]);
+    let out = ok(&mut s, "SELECT regexp_matches('aaa', 'a*', 'g')").await;
+    assert_eq!(out.lines(), ["{aaa}", "{\"\"}"]);
+    let out = ok(&mut s, "SELECT regexp_matches('abab', 'b*', 'g')").await;
+    assert_eq!(out.lines(), ["{\"\"}", "{b}", "{\"\"}", "{b}", "{\"\"}"]);
     let out = ok(&mut s, "SELECT regexp_matches('abc', 'x*', 'g')").await;
     assert_eq!(out.lines(), ["{\"\"}", "{\"\"}", "{\"\"}", "{\"\"}"]);
     let out = ok(
