@@ -152,6 +152,19 @@ impl Inferer<'_> {
                     // Equal arrays print alike; their order is not their text's.
                     return Err(unsupported(format!("operator {op} on {}", array.name())));
                 }
+                if [lt, rt]
+                    .iter()
+                    .flatten()
+                    .any(|t| t.ty == PgType::Jsonb && !t.is_carried_as_text())
+                {
+                    // jsonb compares as Postgres orders it (`1.0` equals `1`, `[3]` is above
+                    // `[1, 2]`), not as its text.
+                    for side in [&mut *left, &mut *right] {
+                        let value = std::mem::replace(side, null());
+                        *side = function_call("__pg_jsonb_key", vec![value]);
+                    }
+                    return Ok((bool_ty, None));
+                }
                 if lt.or(rt).is_some_and(Ty::is_interval) {
                     // Intervals compare as Postgres compares them (a month is 30 days, a day
                     // 24 hours): `__pg_interval_cmp(a, b) op 0`.

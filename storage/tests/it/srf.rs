@@ -371,6 +371,13 @@ async fn arrays_of_strings_and_json_helpers() {
     for sql in ["SELECT '1'::jsonb - 'a'", "SELECT '{\"a\":1}'::jsonb - 0"] {
         assert_eq!(err(&mut s, sql).await.code, "22023", "{sql}");
     }
+    let out = ok(
+        &mut s,
+        "SELECT '1.0'::jsonb = '1', '[1,2]'::jsonb < '[3]', '{\"a\":1}'::jsonb > '[1,2,3]', \
+         '\"b\"'::jsonb >= '10', '[]'::jsonb < 'null', '1'::jsonb <> '1.00'",
+    )
+    .await;
+    assert_eq!(out.lines(), ["t|f|t|f|t|f"]);
     // jsonb sorts by type, then size, then members (an empty array first).
     let out = ok(
         &mut s,
