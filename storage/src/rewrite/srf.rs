@@ -149,12 +149,21 @@ fn check_input(function: &str, spec: &Spec, ty: Option<Ty>) -> Result<(), DbErro
     ))
 }
 
-/// `json_extract("rel".value, '$[i]')`: column `i` of a set-returning relation.
+/// Quotes the names in the SQLite expressions of [`column_expr`]: SQLite reads backticks as
+/// identifier quotes, Postgres statements never have them, so an expression inferred twice
+/// (a GROUP BY term, a re-typed argument) is not taken for the function's own `value`
+/// column again.
+const GENERATED: char = '`';
+
+/// ``json_extract(`rel`.`value`, '$[i]')``: column `i` of a set-returning relation.
 pub(super) fn column_expr(rel: &str, i: usize) -> Expr {
     function_call(
         "json_extract",
         vec![
-            Expr::CompoundIdentifier(vec![Ident::with_quote('"', rel), Ident::new("value")]),
+            Expr::CompoundIdentifier(vec![
+                Ident::with_quote(GENERATED, rel),
+                Ident::with_quote(GENERATED, "value"),
+            ]),
             value_expr(SqlValue::Text(format!("$[{i}]"))),
         ],
     )
@@ -280,7 +289,9 @@ impl Inferer<'_> {
     pub(super) fn srf_column(&self, expr: &Expr) -> Option<(Expr, OutColumn)> {
         let (qualifier, name) = match expr {
             Expr::Identifier(ident) => (None, ident_name(ident)),
-            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            Expr::CompoundIdentifier(parts)
+                if parts.len() == 2 && parts[1].quote_style != Some(GENERATED) =>
+            {
                 (Some(ident_name(&parts[0])), ident_name(&parts[1]))
             }
             _ => return None,

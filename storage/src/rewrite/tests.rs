@@ -305,10 +305,17 @@ fn unsupported_constructs_fail_loudly() {
     check_err("SELECT * FROM unnest(ARRAY[1])", "0A000");
     check(
         "SELECT key, e FROM jsonb_each($1) AS k, jsonb_array_elements(k.value) e ORDER BY key",
-        "SELECT json_extract(\"k\".value, '$[0]') AS \"key\", json_extract(\"e\".value, '$[0]') AS \"e\" \
+        "SELECT json_extract(`k`.`value`, '$[0]') AS \"key\", json_extract(`e`.`value`, '$[0]') AS \"e\" \
          FROM json_each(__pg_srf('jsonb_each', ?1)) AS \"k\", \
-         json_each(__pg_srf('jsonb_array_elements', json_extract(\"k\".value, '$[1]'))) AS \"e\" \
+         json_each(__pg_srf('jsonb_array_elements', json_extract(`k`.`value`, '$[1]'))) AS \"e\" \
          ORDER BY key NULLS LAST",
+    );
+    // A GROUP BY term is typed after the select list was qualified: read once.
+    check(
+        "SELECT key, count(*) FROM users, jsonb_each($1) GROUP BY key",
+        "SELECT json_extract(`jsonb_each`.`value`, '$[0]') AS \"key\", count(*) AS \"count\" \
+         FROM users, json_each(__pg_srf('jsonb_each', ?1)) AS \"jsonb_each\" \
+         GROUP BY json_extract(`jsonb_each`.`value`, '$[0]')",
     );
     check_err("SELEC 1", "42601");
 }

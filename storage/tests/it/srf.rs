@@ -199,6 +199,18 @@ async fn json_set_returning_functions_in_from() {
     .unwrap();
     assert_eq!(out.oids(), [TEXT, 20]);
     assert_eq!(out.lines(), ["a|2"]);
+    let out = ok(
+        &mut s,
+        "SELECT key, count(*) FROM t, jsonb_each(t.j) GROUP BY key ORDER BY key",
+    )
+    .await;
+    assert_eq!(out.lines(), ["a|1", "b|2"]);
+    let out = ok(
+        &mut s,
+        "SELECT coalesce(NULL, e) FROM jsonb_array_elements_text('[\"x\"]') e",
+    )
+    .await;
+    assert_eq!(out.lines(), ["x"]);
     let out = ok(&mut s, "SELECT count(*) FROM t, jsonb_object_keys(t.j) k").await;
     assert_eq!(out.lines(), ["3"]);
 
