@@ -441,11 +441,12 @@ fn write_row(out: &mut BytesMut, row: &DataRows, visible: usize, total: usize) {
 }
 
 /// Refuses to order values of a type the proxy does not know how to compare (intervals,
-/// arrays, ...): read as text they would merge in the wrong order.
+/// arrays, jsonb, ...): read as text they would merge in the wrong order (nodes sort jsonb
+/// by type, size and members).
 fn comparable(column: &Column) -> Result<(), ProxyError> {
     match PgType::from_oid(column.type_oid) {
-        Some(_) => Ok(()),
-        None => Err(sql_error(
+        Some(ty) if ty != PgType::Jsonb => Ok(()),
+        _ => Err(sql_error(
             "0A000",
             format!(
                 "ordering values of column \"{}\" (type OID {}) across several nodes (ORDER BY, \
@@ -709,7 +710,24 @@ fn exact_quotient(dividend: i64, divisor: i64, scale: u32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::exact_quotient;
+    use super::{comparable, exact_quotient};
+    use mycelium_protocol::Column;
+
+    #[test]
+    fn orders_only_types_it_compares_as_postgres() {
+        let column = |type_oid| Column {
+            name: "c".to_owned(),
+            table_oid: 0,
+            column_id: 0,
+            type_oid,
+            type_size: -1,
+            type_modifier: -1,
+        };
+        assert!(comparable(&column(25)).is_ok());
+        // jsonb, interval
+        assert!(comparable(&column(3802)).is_err());
+        assert!(comparable(&column(1186)).is_err());
+    }
 
     #[test]
     fn averages_print_like_postgres() {

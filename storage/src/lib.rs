@@ -44,11 +44,12 @@
 //! `min`/`max`: SQLite would compare their text), window `min`/`max`, `greatest` and `least`
 //! of intervals and ORDER BY an interval of a UNION, `to_char` of numbers with `L`, `V`,
 //! `RN`, `EEEE` or `B`, `to_timestamp`/`to_date` with time zones, ISO weeks, `J`, `Q` or
-//! without a year, `regexp_matches`,
+//! without a year,
 //! `AT TIME ZONE` with a POSIX offset string (`'+05'`: a zone name or an interval works),
 //! `DISTINCT ON` with `*` over a join or inside a write (a select's own
 //! DISTINCT ON runs as a window: `rewrite::distinct_on`), set-returning functions in FROM other than
-//! `generate_series`, `DELETE ... USING ... RETURNING` (DELETE ... USING itself runs as
+//! `generate_series` and the JSON and regexp ones of `rewrite::srf`, record-returning ones
+//! (`jsonb_each`) in a select list, `DELETE ... USING ... RETURNING` (DELETE ... USING itself runs as
 //! `WHERE EXISTS (SELECT 1 FROM <using> WHERE ...)`), `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
 //! generated/identity columns, `ALTER COLUMN`, adding CHECK constraints to existing tables.
 //!

@@ -35,6 +35,18 @@ pub fn replace(
     replacement: &str,
     flags: &str,
 ) -> Result<String, DbError> {
+    let (global, insensitive) = options(flags)?;
+    let regex = compiled(pattern, insensitive)?;
+    let replacement = rust_replacement(replacement);
+    Ok(if global {
+        regex.replace_all(source, replacement.as_str()).into_owned()
+    } else {
+        regex.replace(source, replacement.as_str()).into_owned()
+    })
+}
+
+/// The flags Postgres's regexp functions take: (`g`, `i`).
+fn options(flags: &str) -> Result<(bool, bool), DbError> {
     let mut global = false;
     let mut insensitive = false;
     for flag in flags.chars() {
@@ -50,13 +62,81 @@ pub fn replace(
             }
         }
     }
+    Ok((global, insensitive))
+}
+
+/// `regexp_matches(text, pattern [, flags])`: for the first match, or each with `g`, its
+/// parenthesized groups (NULL where a group took no part), or the whole match when there
+/// are none.
+pub fn matches(
+    text: &str,
+    pattern: &str,
+    flags: &str,
+) -> Result<Vec<Vec<Option<String>>>, DbError> {
+    let (global, insensitive) = options(flags)?;
     let regex = compiled(pattern, insensitive)?;
-    let replacement = rust_replacement(replacement);
-    Ok(if global {
-        regex.replace_all(source, replacement.as_str()).into_owned()
-    } else {
-        regex.replace(source, replacement.as_str()).into_owned()
-    })
+    let groups = regex.captures_len();
+    let mut rows = Vec::new();
+    // Postgres searches again where a match ended, one character further after an empty
+    // one, so an empty match right after a non-empty one counts (Rust's iterator skips it).
+    let mut start = 0;
+    while start <= text.len() {
+        let Some(captures) = regex.captures_at(text, start) else {
+            break;
+        };
+        let Some(whole) = captures.get(0) else {
+            break;
+        };
+        let row = if groups > 1 {
+            (1..groups)
+                .map(|i| captures.get(i).map(|m| m.as_str().to_owned()))
+                .collect()
+        } else {
+            vec![Some(whole.as_str().to_owned())]
+        };
+        rows.push(row);
+        if !global {
+            break;
+        }
+        start = if whole.is_empty() {
+            let next = text.get(whole.end()..).and_then(|rest| rest.chars().next());
+            whole.end() + next.map_or(1, char::len_utf8)
+        } else {
+            whole.end()
+        };
+    }
+    Ok(rows)
+}
+
+/// `regexp_split_to_table` / `regexp_split_to_array`: the text between matches. As in
+/// Postgres, an empty match at either end of the text or right after another match does not
+/// split; `g` is refused.
+pub fn split(
+    text: &str,
+    pattern: &str,
+    flags: &str,
+    function: &str,
+) -> Result<Vec<String>, DbError> {
+    let (global, insensitive) = options(flags)?;
+    if global {
+        return Err(DbError::new(
+            "22023",
+            format!("{function}() does not support the \"global\" option"),
+        ));
+    }
+    let regex = compiled(pattern, insensitive)?;
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut previous_end = 0;
+    for m in regex.find_iter(text) {
+        if m.start() < text.len() && m.end() > previous_end {
+            pieces.push(text[start..m.start()].to_owned());
+            start = m.end();
+        }
+        previous_end = m.end();
+    }
+    pieces.push(text[start..].to_owned());
+    Ok(pieces)
 }
 
 /// `substring(text from pattern)`: the part matching the first parenthesized group, or the

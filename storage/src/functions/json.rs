@@ -556,6 +556,27 @@ pub fn set(mut target: Json, path: &[String], new: Json, create: bool) -> Json {
     target
 }
 
+/// The json text of an array (`to_json`, `row_to_json`): compact, json and jsonb elements
+/// as their own text.
+pub fn array_text(text: &str, array: super::array::ArrayType) -> Result<String, DbError> {
+    let parsed = super::array::Array::parse(text, array)?;
+    let mut items = Vec::with_capacity(parsed.items.len());
+    for item in &parsed.items {
+        items.push(match item {
+            None => "null".to_owned(),
+            Some(text) if array.elem == PgType::Json => text.clone(),
+            Some(text) if array.elem == PgType::Jsonb => {
+                render(&parse_text(text).ok_or_else(|| invalid(text))?)?
+            }
+            Some(text) => {
+                let value = super::to_value(types::parse_text(array.elem, -1, text)?);
+                to_json(ValueRef::from(&value), array.elem.oid())?.to_string()
+            }
+        });
+    }
+    Ok(format!("[{}]", items.join(",")))
+}
+
 /// The JSON form of a stored value of Postgres type `oid` (`to_jsonb`).
 pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
     // An array is a JSON array of its elements' JSON forms, as Postgres's `array_to_json`.
@@ -603,6 +624,277 @@ pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
     })
 }
 
+/// The top level of a `json` value with its members' text as written (json functions keep
+/// their input's spacing and duplicate keys).
+pub enum Raw<'a> {
+    Array(Vec<&'a str>),
+    Object(Vec<(String, &'a str)>),
+    Scalar,
+}
+
+/// Splits JSON text into its top-level members; `None` when it is not one JSON value.
+pub fn raw(text: &str) -> Option<Raw<'_>> {
+    parse_text(text)?;
+    let mut parser = Parser {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let slice = |p: &mut Parser<'_>| -> Option<&str> {
+        p.ws();
+        let start = p.pos;
+        p.value(1)?;
+        text.get(start..p.pos)
+    };
+    if parser.eat(b'[') {
+        let mut items = Vec::new();
+        if parser.eat(b']') {
+            return Some(Raw::Array(items));
+        }
+        loop {
+            items.push(slice(&mut parser)?);
+            if parser.eat(b']') {
+                return Some(Raw::Array(items));
+            }
+            if !parser.eat(b',') {
+                return None;
+            }
+        }
+    }
+    if parser.eat(b'{') {
+        let mut members = Vec::new();
+        if parser.eat(b'}') {
+            return Some(Raw::Object(members));
+        }
+        loop {
+            parser.ws();
+            let key = parser.string()?;
+            if !parser.eat(b':') {
+                return None;
+            }
+            members.push((key, slice(&mut parser)?));
+            if parser.eat(b'}') {
+                return Some(Raw::Object(members));
+            }
+            if !parser.eat(b',') {
+                return None;
+            }
+        }
+    }
+    Some(Raw::Scalar)
+}
+
+/// The error for text that is not JSON.
+pub fn invalid_json(text: &str) -> DbError {
+    invalid(text)
+}
+
+/// `jsonb_pretty`: four spaces per level, an empty container's brackets on two lines.
+pub fn pretty(value: &Json) -> Result<String, DbError> {
+    fn walk(value: &Json, level: usize, out: &mut String) -> Result<(), DbError> {
+        let indent = |out: &mut String, level: usize| {
+            out.push('\n');
+            out.push_str(&"    ".repeat(level));
+        };
+        match value {
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    indent(out, level + 1);
+                    walk(item, level + 1, out)?;
+                }
+                indent(out, level);
+                out.push(']');
+            }
+            Json::Object(members) => {
+                out.push('{');
+                for (i, (key, item)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    indent(out, level + 1);
+                    write_string(key, out);
+                    out.push_str(": ");
+                    walk(item, level + 1, out)?;
+                }
+                indent(out, level);
+                out.push('}');
+            }
+            scalar => out.push_str(&render(scalar)?),
+        }
+        Ok(())
+    }
+    // Keys in jsonb's order, the last of duplicates kept.
+    let normalized = parse_text(&render(value)?).ok_or_else(|| invalid(&value.to_string()))?;
+    let mut out = String::new();
+    walk(&normalized, 0, &mut out)?;
+    Ok(out)
+}
+
+/// `jsonb_strip_nulls`: object members whose value is null are dropped, at every depth
+/// (array elements stay).
+pub fn strip_nulls(value: Json) -> Json {
+    match value {
+        Json::Array(items) => Json::Array(items.into_iter().map(strip_nulls).collect()),
+        Json::Object(members) => Json::Object(
+            members
+                .into_iter()
+                .filter(|(_, v)| *v != Json::Null)
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// What the right side of jsonb's `-` names.
+pub enum Removal {
+    Key(String),
+    Index(i64),
+    Keys(Vec<String>),
+}
+
+/// jsonb `-`: an object loses keys, an array its string elements equal to a key or the
+/// element at an index (negative from the end).
+pub fn remove(value: Json, removal: &Removal) -> Result<Json, DbError> {
+    let keys: &[String] = match removal {
+        Removal::Key(key) => std::slice::from_ref(key),
+        Removal::Keys(keys) => keys,
+        Removal::Index(_) => &[],
+    };
+    match (value, removal) {
+        (Json::Object(_), Removal::Index(_)) => Err(DbError::new(
+            "22023",
+            "cannot delete from object using integer index",
+        )),
+        (Json::Array(mut items), Removal::Index(index)) => {
+            let len = items.len() as i64;
+            let at = if *index < 0 { len + index } else { *index };
+            if let Some(i) = usize::try_from(at).ok().filter(|i| *i < items.len()) {
+                items.remove(i);
+            }
+            Ok(Json::Array(items))
+        }
+        (Json::Object(members), _) => Ok(Json::Object(
+            members
+                .into_iter()
+                .filter(|(k, _)| !keys.contains(k))
+                .collect(),
+        )),
+        (Json::Array(items), _) => Ok(Json::Array(
+            items
+                .into_iter()
+                .filter(|item| !matches!(item, Json::String(s) if keys.contains(s)))
+                .collect(),
+        )),
+        _ => Err(DbError::new("22023", "cannot delete from scalar")),
+    }
+}
+
+/// Bytes that sort as Postgres orders jsonb values: by type (null, string, number, boolean,
+/// array, object), arrays and objects first by their length, then member by member; a
+/// top-level scalar sorts above the empty array and below the others (it is stored as a
+/// one-element array).
+pub fn sort_key(value: &Json) -> Result<Vec<u8>, DbError> {
+    let normalized = parse_text(&render(value)?).ok_or_else(|| invalid(&value.to_string()))?;
+    let mut out = Vec::new();
+    match &normalized {
+        Json::Array(items) if items.is_empty() => out.extend_from_slice(&[5, 0]),
+        Json::Array(_) => {
+            out.extend_from_slice(&[5, 2]);
+            nested_key(&normalized, &mut out);
+        }
+        Json::Object(_) => nested_key(&normalized, &mut out),
+        scalar => {
+            out.extend_from_slice(&[5, 1]);
+            nested_key(scalar, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn count_key(n: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+/// A string's bytes with 0 escaped and a terminator, so that a prefix sorts first.
+fn string_key(s: &str, out: &mut Vec<u8>) {
+    for b in s.bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+fn nested_key(value: &Json, out: &mut Vec<u8>) {
+    match value {
+        Json::Null => out.push(1),
+        Json::String(s) => {
+            out.push(2);
+            string_key(s, out);
+        }
+        Json::Number(n) => {
+            out.push(3);
+            number_key(n, out);
+        }
+        Json::Bool(b) => out.extend_from_slice(&[4, u8::from(*b)]),
+        Json::Array(items) => {
+            out.push(6);
+            count_key(items.len(), out);
+            for item in items {
+                nested_key(item, out);
+            }
+        }
+        Json::Object(members) => {
+            out.push(7);
+            count_key(members.len(), out);
+            for (key, item) in members {
+                string_key(key, out);
+                nested_key(item, out);
+            }
+        }
+    }
+}
+
+/// A decimal as sign, exponent and digits, so that bytes compare as the numbers do.
+fn number_key(text: &str, out: &mut Vec<u8>) {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i64>().unwrap_or(0)),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = format!("{int}{frac}");
+    let leading = digits.len() - digits.trim_start_matches('0').len();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0');
+    if significant.is_empty() {
+        out.push(1);
+        return;
+    }
+    // value = 0.<significant> × 10^point
+    let point = int.len() as i64 - leading as i64 + exponent;
+    let mut body = Vec::with_capacity(significant.len() + 9);
+    let point = i32::try_from(point).unwrap_or(if point < 0 { i32::MIN } else { i32::MAX });
+    // The sign bit flipped: negative exponents sort below positive ones.
+    body.extend_from_slice(&(point as u32 ^ 0x8000_0000).to_be_bytes());
+    body.extend_from_slice(significant.as_bytes());
+    body.push(0);
+    if negative {
+        out.push(0);
+        out.extend(body.iter().map(|b| !b));
+    } else {
+        out.push(2);
+        out.extend(body);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -640,6 +932,21 @@ mod tests {
         assert!(contains(&j("[1, 2, 3]"), &j("2")));
         assert!(contains(&j(r#"{"name": "bob"}"#), &j(r#"{"name": "bob"}"#)));
         assert!(contains(&j(r#"{"n": 1.50}"#), &j(r#"{"n": 1.5}"#)));
+    }
+
+    #[test]
+    fn sort_keys_order_numbers_as_numerics() {
+        // PostgreSQL 15's ORDER BY of these jsonb values.
+        let sorted = [
+            "-100", "-10", "-1.5", "-1", "-0.0001", "0", "0.001", "0.01", "1", "1.50", "10", "99",
+            "123.456", "1e3",
+        ];
+        let keys: Vec<Vec<u8>> = sorted.iter().map(|n| sort_key(&j(n)).unwrap()).collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        assert_eq!(sort_key(&j("1.5")).unwrap(), sort_key(&j("1.50")).unwrap());
+        assert_eq!(sort_key(&j("-0")).unwrap(), sort_key(&j("0.00")).unwrap());
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod math_text;
 pub(crate) mod number_template;
 pub(crate) mod numeric;
 pub(crate) mod shard;
+mod srf;
 pub(crate) mod time;
 
 use crate::errors::encode_function_error;
@@ -482,6 +483,7 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     register_numeric(conn)?;
     array::register(conn)?;
     aggregates::register(conn)?;
+    srf::register(conn)?;
     crate::pg_catalog::register_functions(conn, state)?;
     Ok(())
 }
@@ -1029,6 +1031,11 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("__pg_to_json", -1, DET, |ctx| {
         let oid: u32 = ctx.get(1)?;
         let value = ctx.get_raw(0);
+        if let (Some(array), ValueRef::Text(t)) = (array::ArrayType::from_oid(oid), value) {
+            return json::array_text(&String::from_utf8_lossy(t), array)
+                .map(Some)
+                .map_err(fail);
+        }
         match (value, PgType::from_oid(oid)) {
             (ValueRef::Null, _) => return Ok(None),
             (ValueRef::Text(t), Some(PgType::Json | PgType::Jsonb)) => {
@@ -1153,6 +1160,62 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
         json::render(&json::set(target, &path, new, create))
             .map(Some)
             .map_err(fail)
+    })?;
+    conn.create_scalar_function("jsonb_pretty", 1, DET, |ctx| {
+        json::parse(ctx.get_raw(0))
+            .map_err(fail)?
+            .map(|j| json::pretty(&j))
+            .transpose()
+            .map_err(fail)
+    })?;
+    conn.create_scalar_function("jsonb_strip_nulls", 1, DET, |ctx| {
+        json::parse(ctx.get_raw(0))
+            .map_err(fail)?
+            .map(|j| json::render(&json::strip_nulls(j)))
+            .transpose()
+            .map_err(fail)
+    })?;
+    // json's result is compact, with its members in their order, duplicates kept.
+    conn.create_scalar_function("json_strip_nulls", 1, DET, |ctx| {
+        Ok(json::parse(ctx.get_raw(0))
+            .map_err(fail)?
+            .map(|j| json::strip_nulls(j).to_string()))
+    })?;
+    // jsonb `-` (value, key | index | text array, 0 | 1 | 2).
+    conn.create_scalar_function("__pg_jsonb_delete", 3, DET, |ctx| {
+        let Some(value) = json::parse(ctx.get_raw(0)).map_err(fail)? else {
+            return Ok(None);
+        };
+        let removal = match ctx.get::<i64>(2)? {
+            0 => text_arg(ctx, 1)?.map(json::Removal::Key),
+            1 => ctx.get::<Option<i64>>(1)?.map(json::Removal::Index),
+            _ => json::text_array(ctx.get_raw(1))
+                .map_err(fail)?
+                .map(json::Removal::Keys),
+        };
+        let Some(removal) = removal else {
+            return Ok(None);
+        };
+        json::render(&json::remove(value, &removal).map_err(fail)?)
+            .map(Some)
+            .map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_jsonb_key", 1, DET, |ctx| {
+        json::parse(ctx.get_raw(0))
+            .map_err(fail)?
+            .map(|j| json::sort_key(&j))
+            .transpose()
+            .map_err(fail)
+    })?;
+    // row_to_json(t): (name, JSON text or NULL, ...) as Postgres prints a row, compact.
+    conn.create_scalar_function("__pg_row_to_json", -1, DET, |ctx| {
+        let mut members = Vec::with_capacity(ctx.len() / 2);
+        for i in (0..ctx.len() / 2).map(|pair| pair * 2) {
+            let name = text_arg(ctx, i)?.unwrap_or_default();
+            let value = text_arg(ctx, i + 1)?.unwrap_or_else(|| "null".to_owned());
+            members.push(format!("{}:{value}", json::quote(&name)));
+        }
+        Ok(format!("{{{}}}", members.join(",")))
     })?;
     for (name, as_text) in [
         ("jsonb_extract_path_text", true),

@@ -26,7 +26,7 @@ use crate::functions::array::ArrayType;
 type Typed = Result<Option<Ty>, DbError>;
 
 /// The relation joined for the row positions of set-returning functions.
-const SRF_RELATION: &str = "__srf";
+pub(super) const SRF_RELATION: &str = "__srf";
 
 fn null() -> Expr {
     Expr::Value(ValueWithSpan::from(Value::Null))
@@ -37,7 +37,7 @@ fn oid(array: ArrayType) -> Expr {
 }
 
 /// `__srf.key`: the row position (from 0) of the set-returning functions.
-fn position() -> Expr {
+pub(super) fn position() -> Expr {
     Expr::CompoundIdentifier(vec![Ident::new(SRF_RELATION), Ident::new("key")])
 }
 
@@ -56,7 +56,7 @@ fn arg_exprs(f: &mut Function) -> Vec<&mut Expr> {
 }
 
 /// Replaces the call by `name(args)`, keeping its clauses (an aggregate's `ORDER BY`).
-fn recall(f: &mut Function, name: &str, args: Vec<Expr>) {
+pub(super) fn recall(f: &mut Function, name: &str, args: Vec<Expr>) {
     f.name = ObjectName::from(vec![Ident::new(name)]);
     if let FunctionArguments::List(list) = &mut f.args {
         list.args = args
@@ -298,7 +298,7 @@ impl Inferer<'_> {
 
     /// A set-returning call in a select list: `count` is its set's length, `name(args)` its
     /// value at the row position (`array_call` checked that such calls are allowed here).
-    fn srf(&mut self, count: Expr, f: &mut Function, name: &str, args: Vec<Expr>) {
+    pub(super) fn srf(&mut self, count: Expr, f: &mut Function, name: &str, args: Vec<Expr>) {
         if let Some(counts) = self.srf_rows.as_mut() {
             counts.push(count);
         }
@@ -351,7 +351,7 @@ impl Inferer<'_> {
         // json_each has columns of its own (`id`, `key`, `value`, ...): the select's bare
         // column names must name their relations to stay unambiguous.
         if let Some(scope) = self.scopes.last() {
-            let _ = select.visit(&mut Qualify { scope, depth: 0 });
+            qualify(select, scope);
         }
         // A `*` in the list must not take json_each's columns: a hidden relation has the
         // wildcards spelled out.
@@ -359,6 +359,7 @@ impl Inferer<'_> {
             name: SRF_RELATION.to_owned(),
             cols: vec![],
             hidden: true,
+            srf: false,
         });
         Ok(())
     }
@@ -510,6 +511,15 @@ impl Inferer<'_> {
 
 /// Qualifies the bare column names of one select (not of its subqueries) that name a
 /// column of one of its relations.
+pub(super) fn qualify(select: &mut Select, scope: &[Rel]) {
+    let _ = select.visit(&mut Qualify { scope, depth: 0 });
+}
+
+/// As [`qualify`], in one expression (an ORDER BY term).
+pub(super) fn qualify_expr(expr: &mut Expr, scope: &[Rel]) {
+    let _ = expr.visit(&mut Qualify { scope, depth: 0 });
+}
+
 struct Qualify<'a> {
     scope: &'a [Rel],
     depth: usize,
@@ -533,21 +543,40 @@ impl VisitorMut for Qualify<'_> {
             && let Expr::Identifier(ident) = expr
         {
             let name = ident_name(ident);
-            let owner = self.scope.iter().find(|rel| {
-                !rel.name.is_empty() && rel.cols.iter().any(|c| c.name.eq_ignore_ascii_case(&name))
+            let owner = self.scope.iter().find_map(|rel| {
+                let i = rel
+                    .cols
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(&name))?;
+                (!rel.name.is_empty()).then_some((rel, i))
             });
-            if let Some(rel) = owner {
-                *expr = Expr::CompoundIdentifier(vec![
-                    Ident::with_quote('"', rel.name.clone()),
-                    ident.clone(),
-                ]);
+            // Terms inference does not type (an aggregate's ORDER BY) may still name a
+            // set-returning function's column, or its single column by the relation's name.
+            let srf_row = || {
+                self.scope
+                    .iter()
+                    .find(|rel| rel.srf && rel.name == name && rel.cols.len() == 1)
+            };
+            match owner {
+                Some((rel, i)) if rel.srf => *expr = super::srf::column_expr(&rel.name, i),
+                Some((rel, _)) => {
+                    *expr = Expr::CompoundIdentifier(vec![
+                        Ident::with_quote('"', rel.name.clone()),
+                        ident.clone(),
+                    ]);
+                }
+                None => {
+                    if let Some(rel) = srf_row() {
+                        *expr = super::srf::column_expr(&rel.name, 0);
+                    }
+                }
             }
         }
         ControlFlow::Continue(())
     }
 }
 
-fn take_args(f: &mut Function) -> Vec<Expr> {
+pub(super) fn take_args(f: &mut Function) -> Vec<Expr> {
     arg_exprs(f)
         .into_iter()
         .map(|e| std::mem::replace(e, null()))

@@ -90,6 +90,7 @@ fn check_sql(
     let mut inf = Inferer::new(schema, &[]);
     inf.scopes.push(vec![super::infer::Rel {
         hidden: false,
+        srf: false,
         name: table.to_owned(),
         cols: columns
             .iter()

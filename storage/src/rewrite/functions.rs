@@ -12,6 +12,7 @@ use super::syntax::{function_call, value_expr};
 
 use super::infer::Inferer;
 use crate::catalog::Ty;
+use crate::functions::array::ArrayType;
 
 type Typed = Result<Option<Ty>, DbError>;
 
@@ -30,14 +31,19 @@ fn args(f: &mut Function) -> Option<&mut Vec<FunctionArg>> {
 fn to_json(arg: &mut FunctionArg, ty: Option<Ty>) {
     if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
         let inner = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
-        let oid = ty.map(Ty::type_oid).unwrap_or(PgType::Text.oid());
-        let mut args = vec![inner, value_expr(SqlValue::Int(i64::from(oid)))];
-        // A numeric's JSON number shows its scale (`2.50`).
-        if let Some(t) = ty.filter(|t| t.ty == PgType::Numeric && t.typmod >= 0) {
-            args.push(value_expr(SqlValue::Int(i64::from(t.typmod))));
-        }
-        *e = function_call("__pg_to_json", args);
+        *e = json_value(inner, ty);
     }
+}
+
+/// The JSON text of `value`, of type `ty` (SQL NULL stays NULL).
+pub(super) fn json_value(value: Expr, ty: Option<Ty>) -> Expr {
+    let oid = ty.map(Ty::type_oid).unwrap_or(PgType::Text.oid());
+    let mut args = vec![value, value_expr(SqlValue::Int(i64::from(oid)))];
+    // A numeric's JSON number shows its scale (`2.50`).
+    if let Some(t) = ty.filter(|t| t.ty == PgType::Numeric && t.typmod >= 0) {
+        args.push(value_expr(SqlValue::Int(i64::from(t.typmod))));
+    }
+    function_call("__pg_to_json", args)
 }
 
 /// `ARRAY['a', 'b']` where a text array is expected (JSON paths and key lists) as the
@@ -257,6 +263,13 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
                 return None;
             };
             let call = std::mem::replace(e, Expr::Value(ValueWithSpan::from(Value::Null)));
+            if name == "to_json" {
+                // json keeps the value's JSON text as it is (`[1,2]`, a json's own spacing).
+                if let Expr::Function(inner) = call {
+                    *f = inner;
+                }
+                return Some(Ty::of(PgType::Json));
+            }
             rename(f, "__pg_json_out");
             if let Some(list) = args(f) {
                 list.clear();
@@ -392,6 +405,9 @@ impl Inferer<'_> {
         if !f.within_group.is_empty() {
             return self.ordered_set(&name, f);
         }
+        if let Some(result) = self.row_json(&name, f) {
+            return result;
+        }
         let mut arg_types = Vec::new();
         let first_want = match name.as_str() {
             "coalesce" | "nullif" | "greatest" | "least" => want,
@@ -406,7 +422,7 @@ impl Inferer<'_> {
             | "jsonb_set"
             | "jsonb_extract_path"
             | "jsonb_extract_path_text" => Some(Ty::of(PgType::Jsonb)),
-            _ => None,
+            other => super::srf::first_arg_type(other),
         };
         if let FunctionArguments::List(list) = &mut f.args {
             let mut shared = first_want;
@@ -422,7 +438,7 @@ impl Inferer<'_> {
                     | "rtrim"
                     | "strpos"
                     | "string_agg"
-            );
+            ) || super::srf::all_text(&name);
             for (i, arg) in list.args.iter_mut().enumerate() {
                 let want_here = match i {
                     _ if family => shared,
@@ -478,6 +494,9 @@ impl Inferer<'_> {
         if let Some(filter) = &mut f.filter {
             self.expr(filter, Some(Ty::of(PgType::Bool)))?;
         }
+        if let Some(result) = self.srf_call(&name, f, &arg_types) {
+            return result;
+        }
         if let Some(result) = self.array_call(&name, f, &arg_types) {
             return result;
         }
@@ -493,7 +512,12 @@ impl Inferer<'_> {
             | "json_extract_path_text" => t(PgType::Text),
             "jsonb_array_length" | "json_array_length" => t(PgType::Int4),
             "jsonb_set" | "jsonb_extract_path" => t(PgType::Jsonb),
-            "json_extract_path" => t(PgType::Json),
+            "json_extract_path" | "json_strip_nulls" => t(PgType::Json),
+            "jsonb_strip_nulls" => t(PgType::Jsonb),
+            "jsonb_pretty" => t(PgType::Text),
+            "regexp_split_to_array" | "string_to_array" => {
+                Ok(ArrayType::of(PgType::Text).map(Ty::array))
+            }
             "count" | "row_number" | "rank" | "dense_rank" => t(PgType::Int8),
             "ntile" => t(PgType::Int4),
             "percent_rank" | "cume_dist" => t(PgType::Float8),

@@ -28,12 +28,15 @@ pub(crate) struct Rel {
     pub cols: Vec<OutColumn>,
     /// SQLite's table has a hidden column: a `*` over it must be spelled out.
     pub hidden: bool,
+    /// A set-returning function's rows (`srf`): its columns are read out of JSON.
+    pub srf: bool,
 }
 
 impl Rel {
     pub fn of_table(table: &TableInfo, alias: Option<String>) -> Rel {
         Rel {
             hidden: table.hidden_rowid,
+            srf: false,
             name: alias.unwrap_or_else(|| table.name.to_ascii_lowercase()),
             cols: table
                 .columns
@@ -181,6 +184,7 @@ impl<'s> Inferer<'s> {
                     if let Some(frame) = self.ctes.last_mut() {
                         frame.push(Rel {
                             hidden: false,
+                            srf: false,
                             name: name.clone(),
                             cols: anchor.clone(),
                         });
@@ -199,6 +203,7 @@ impl<'s> Inferer<'s> {
                         name,
                         cols,
                         hidden: false,
+                        srf: false,
                     });
                 }
             }
@@ -261,6 +266,13 @@ impl<'s> Inferer<'s> {
         let result = self.select_inner(select, expected).and_then(|out| {
             if let Some(order_by) = order_by {
                 self.order_by(order_by, &out, Some(&select.projection))?;
+                if let Some(scope) = self.scopes.last()
+                    && scope
+                        .iter()
+                        .any(|r| r.srf || r.name == super::arrays::SRF_RELATION)
+                {
+                    qualify_order_by(order_by, scope, &out);
+                }
             }
             Ok(out)
         });
@@ -304,7 +316,8 @@ impl<'s> Inferer<'s> {
                     array.name()
                 )));
             }
-            if ty.is_some_and(Ty::is_interval) {
+            let jsonb = ty.is_some_and(|t| t.ty == PgType::Jsonb && t.array_type().is_none());
+            if ty.is_some_and(Ty::is_interval) || (jsonb && projection.is_some()) {
                 if projection.is_none() {
                     // A compound select sorts only by its result columns, not expressions.
                     return Err(unsupported(
@@ -341,7 +354,13 @@ impl<'s> Inferer<'s> {
                     }
                     (other, _) => other.clone(),
                 };
-                e.expr = function_call("__pg_interval_key", vec![term]);
+                // jsonb orders by type, then length, then members, not by its text.
+                let key = if jsonb {
+                    "__pg_jsonb_key"
+                } else {
+                    "__pg_interval_key"
+                };
+                e.expr = function_call(key, vec![term]);
             }
         }
         Ok(())
@@ -399,9 +418,16 @@ impl<'s> Inferer<'s> {
             }
         }
         let srf_rows = self.srf_rows.take().unwrap_or_default();
+        let joined = !srf_rows.is_empty();
         self.join_srf_rows(select, srf_rows)?;
         if let Some(scope) = self.scopes.last() {
             spell_out_wildcards(&mut select.projection, scope);
+            if joined || scope.iter().any(|r| r.srf) {
+                // Beside json_each's own columns (`id`, `key`, `value`, ...) every name must
+                // be qualified, and a bare ORDER BY name must find its select item's alias.
+                super::arrays::qualify(select, scope);
+                name_items(&mut select.projection, &out);
+            }
         }
         if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
             for e in exprs {
@@ -420,6 +446,10 @@ impl<'s> Inferer<'s> {
         name: String,
         want: Option<Ty>,
     ) -> Result<OutColumn, DbError> {
+        if let Some((column, col)) = self.srf_column(expr) {
+            *expr = column;
+            return Ok(OutColumn { name, ..col });
+        }
         if let Some(col) = self.column_ref(expr) {
             return Ok(OutColumn { name, ..col });
         }
@@ -464,6 +494,9 @@ impl<'s> Inferer<'s> {
     }
 
     fn relation(&mut self, factor: &mut TableFactor) -> Result<(), DbError> {
+        if self.srf_relation(factor)? {
+            return Ok(());
+        }
         match factor {
             TableFactor::Table {
                 name,
@@ -538,6 +571,7 @@ impl<'s> Inferer<'s> {
                     name,
                     cols,
                     hidden: false,
+                    srf: false,
                 });
             }
             TableFactor::NestedJoin {
@@ -674,6 +708,10 @@ impl<'s> Inferer<'s> {
         }
         match expr {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+                if let Some((column, col)) = self.srf_column(expr) {
+                    *expr = column;
+                    return Ok(Some(col.ty));
+                }
                 Ok(self.column_ref(expr).map(|c| c.ty))
             }
             Expr::Value(v) => Ok(match &v.value {
@@ -1450,6 +1488,36 @@ fn alias_projection(body: &mut SetExpr, new: &[String]) -> bool {
     }
 }
 
+/// Gives the plain items of a select list their output names as aliases.
+fn name_items(items: &mut [SelectItem], out: &[OutColumn]) {
+    if items.len() != out.len() {
+        return;
+    }
+    for (item, column) in items.iter_mut().zip(out) {
+        if let SelectItem::UnnamedExpr(expr) = item {
+            let expr = std::mem::replace(expr, Expr::Value(ValueWithSpan::from(Value::Null)));
+            *item = SelectItem::ExprWithAlias {
+                expr,
+                alias: sqlparser::ast::Ident::with_quote('"', column.name.clone()),
+            };
+        }
+    }
+}
+
+/// Qualifies the column names of ORDER BY terms, except a bare name of a result column.
+fn qualify_order_by(order_by: &mut sqlparser::ast::OrderBy, scope: &[Rel], out: &[OutColumn]) {
+    let sqlparser::ast::OrderByKind::Expressions(exprs) = &mut order_by.kind else {
+        return;
+    };
+    for term in exprs {
+        if matches!(&term.expr, Expr::Identifier(ident) if out.iter().any(|c| c.name == ident_name(ident)))
+        {
+            continue;
+        }
+        super::arrays::qualify_expr(&mut term.expr, scope);
+    }
+}
+
 /// Replaces `*` and `t.*` by the visible columns when a relation has the hidden rowid.
 pub(crate) fn spell_out_wildcards(items: &mut Vec<SelectItem>, scope: &[Rel]) {
     let needed = scope.iter().any(|r| r.hidden)
@@ -1464,6 +1532,14 @@ pub(crate) fn spell_out_wildcards(items: &mut Vec<SelectItem>, scope: &[Rel]) {
     }
     let column = |rel: &Rel, col: &OutColumn| {
         let ident = sqlparser::ast::Ident::with_quote('"', col.name.clone());
+        if rel.srf
+            && let Some(i) = rel.cols.iter().position(|c| std::ptr::eq(c, col))
+        {
+            return SelectItem::ExprWithAlias {
+                expr: super::srf::column_expr(&rel.name, i),
+                alias: ident,
+            };
+        }
         SelectItem::UnnamedExpr(if rel.name.is_empty() {
             Expr::Identifier(ident)
         } else {

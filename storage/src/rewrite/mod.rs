@@ -14,6 +14,7 @@ mod functions;
 mod infer;
 mod operators;
 mod ordered_set;
+mod srf;
 mod syntax;
 
 #[cfg(test)]

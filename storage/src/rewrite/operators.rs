@@ -152,6 +152,19 @@ impl Inferer<'_> {
                     // Equal arrays print alike; their order is not their text's.
                     return Err(unsupported(format!("operator {op} on {}", array.name())));
                 }
+                if [lt, rt]
+                    .iter()
+                    .flatten()
+                    .any(|t| t.ty == PgType::Jsonb && !t.is_carried_as_text())
+                {
+                    // jsonb compares as Postgres orders it (`1.0` equals `1`, `[3]` is above
+                    // `[1, 2]`), not as its text.
+                    for side in [&mut *left, &mut *right] {
+                        let value = std::mem::replace(side, null());
+                        *side = function_call("__pg_jsonb_key", vec![value]);
+                    }
+                    return Ok((bool_ty, None));
+                }
                 if lt.or(rt).is_some_and(Ty::is_interval) {
                     // Intervals compare as Postgres compares them (a month is 30 days, a day
                     // 24 hours): `__pg_interval_cmp(a, b) op 0`.
@@ -333,6 +346,38 @@ impl Inferer<'_> {
         }
     }
 
+    /// jsonb `-` a key (text), an index (integer) or keys (text[]).
+    fn jsonb_minus(&mut self, right: &mut Expr) -> Result<(Option<Ty>, Option<Rewrite>), DbError> {
+        let rt = match self.expr(right, None)? {
+            None => self.expr(right, Some(Ty::of(PgType::Text)))?,
+            some => some,
+        };
+        let mode = match rt {
+            Some(t) if t.array_type().is_some_and(|a| a.elem == PgType::Text) => 2,
+            Some(t) if is_integer(t.ty) => 1,
+            Some(t) if matches!(t.ty, PgType::Text | PgType::Varchar | PgType::Bpchar) => 0,
+            other => {
+                return Err(DbError::new(
+                    "42883",
+                    format!(
+                        "operator does not exist: jsonb - {}",
+                        other.map_or("unknown".to_owned(), |t| t
+                            .array_type()
+                            .map_or(t.ty.name().to_owned(), ArrayType::name))
+                    ),
+                ));
+            }
+        };
+        Ok((
+            Some(Ty::of(PgType::Jsonb)),
+            Some(Rewrite::Call {
+                name: "__pg_jsonb_delete",
+                swap: false,
+                extra: vec![mode],
+            }),
+        ))
+    }
+
     fn arithmetic(
         &mut self,
         left: &mut Expr,
@@ -343,6 +388,9 @@ impl Inferer<'_> {
         use BinaryOperator as B;
         let want = want.filter(|t| is_numeric(t.ty));
         let lt = self.expr(left, None)?;
+        if matches!(op, B::Minus) && lt.is_some_and(|t| t.ty == PgType::Jsonb) {
+            return self.jsonb_minus(right);
+        }
         let right_want = match temporal(lt) {
             // `ts + '1 day'`: the untyped literal is an interval.
             Some(Temporal::Timestamp | Temporal::Timestamptz)

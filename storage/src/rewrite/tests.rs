@@ -303,6 +303,20 @@ fn unsupported_constructs_fail_loudly() {
     );
     check_err("SELECT DISTINCT ON (name) * FROM users, accounts", "0A000");
     check_err("SELECT * FROM unnest(ARRAY[1])", "0A000");
+    check(
+        "SELECT key, e FROM jsonb_each($1) AS k, jsonb_array_elements(k.value) e ORDER BY key",
+        "SELECT json_extract(`k`.`value`, '$[0]') AS \"key\", json_extract(`e`.`value`, '$[0]') AS \"e\" \
+         FROM json_each(__pg_srf('jsonb_each', ?1)) AS \"k\", \
+         json_each(__pg_srf('jsonb_array_elements', json_extract(`k`.`value`, '$[1]'))) AS \"e\" \
+         ORDER BY key NULLS LAST",
+    );
+    // A GROUP BY term is typed after the select list was qualified: read once.
+    check(
+        "SELECT key, count(*) FROM users, jsonb_each($1) GROUP BY key",
+        "SELECT json_extract(`jsonb_each`.`value`, '$[0]') AS \"key\", count(*) AS \"count\" \
+         FROM users, json_each(__pg_srf('jsonb_each', ?1)) AS \"jsonb_each\" \
+         GROUP BY json_extract(`jsonb_each`.`value`, '$[0]')",
+    );
     check_err("SELEC 1", "42601");
 }
 
@@ -311,7 +325,7 @@ fn arrays_are_text_read_by_functions_taking_their_type() {
     check("SELECT ARRAY[1, 2]", "SELECT __pg_array(1007, 1, 2)");
     check(
         "SELECT id, unnest(ARRAY[id]) AS x FROM users WHERE id = ANY('{1,2}'::int8[])",
-        "SELECT \"users\".id, __pg_unnest(__pg_array(1016, \"users\".id), 1016, __srf.key) AS x \
+        "SELECT \"users\".id AS \"id\", __pg_unnest(__pg_array(1016, \"users\".id), 1016, __srf.key) AS x \
          FROM users, json_each(__pg_srf_rows(__pg_unnest_count(__pg_array(1016, \"users\".id), 1016))) AS __srf \
          WHERE __pg_array_contains(__pg_array_cast('{1,2}', 25, 1016), 1016, \"users\".id)",
     );

@@ -18,6 +18,7 @@ mod queries;
 mod replication;
 mod scripts;
 mod shard_scope;
+mod srf;
 mod text_functions;
 mod two_phase;
 mod txn;
