@@ -4,10 +4,11 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 use mycelium_protocol::DbError;
+use mycelium_protocol::types::PgType;
 
 use crate::errors::unsupported;
 
-use super::time::Interval;
+use super::time::{Interval, format_as};
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -371,20 +372,25 @@ fn days_in_month(year: i32, month: u32) -> i64 {
     }
 }
 
-/// `make_date(year, month, day)`, with Postgres's errors.
-pub fn make_date(year: i64, month: i64, day: i64) -> Result<String, DbError> {
-    let date = i32::try_from(year)
+/// The date `make_date(year, month, day)` names: a negative year is BC, as Postgres reads it.
+fn civil_date(year: i64, month: i64, day: i64) -> Result<NaiveDate, DbError> {
+    i32::try_from(year)
         .ok()
         .filter(|y| *y != 0)
         .zip(u32::try_from(month).ok().zip(u32::try_from(day).ok()))
-        .and_then(|(y, (m, d))| NaiveDate::from_ymd_opt(if y < 0 { y + 1 } else { y }, m, d));
-    match date {
-        Some(date) => Ok(date.format("%Y-%m-%d").to_string()),
-        None => Err(DbError::new(
-            "22008",
-            format!("date field value out of range: {year}-{month:02}-{day:02}"),
-        )),
-    }
+        .and_then(|(y, (m, d))| NaiveDate::from_ymd_opt(if y < 0 { y + 1 } else { y }, m, d))
+        .ok_or_else(|| {
+            DbError::new(
+                "22008",
+                format!("date field value out of range: {year}-{month:02}-{day:02}"),
+            )
+        })
+}
+
+/// `make_date(year, month, day)`, with Postgres's errors.
+pub fn make_date(year: i64, month: i64, day: i64) -> Result<String, DbError> {
+    let date = civil_date(year, month, day)?;
+    Ok(format_as(NaiveDateTime::from(date), PgType::Date))
 }
 
 /// `to_timestamp(seconds since 1970-01-01 UTC)`.
@@ -530,6 +536,327 @@ pub fn at_time_zone(
         LocalResult::None => {
             let before = tz.offset_from_utc_datetime(&(t - Duration::hours(3))).fix();
             t - Duration::seconds(i64::from(before.local_minus_utc()))
+        }
+    })
+}
+
+const USECS_PER_DAY: i64 = 86_400_000_000;
+
+/// Seconds as C's `%02g` prints them in Postgres's field-range messages (`1:02:-1`, `5.5`).
+fn seconds_g(sec: f64) -> String {
+    if !sec.is_finite() {
+        return if sec.is_nan() {
+            "nan".to_owned()
+        } else if sec > 0.0 {
+            "inf".to_owned()
+        } else {
+            "-inf".to_owned()
+        };
+    }
+    if sec == 0.0 {
+        return "00".to_owned();
+    }
+    let exponent = sec.abs().log10().floor() as i32;
+    if !(-4..6).contains(&exponent) {
+        let mantissa = format!("{:.5}", sec / 10f64.powi(exponent));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
+    }
+    let decimals = usize::try_from(5 - exponent).unwrap_or(0);
+    let text = format!("{sec:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text:0>2}")
+}
+
+fn time_field_error(hour: i64, min: i64, sec: f64) -> DbError {
+    DbError::new(
+        "22008",
+        format!(
+            "time field value out of range: {hour}:{min:02}:{}",
+            seconds_g(sec)
+        ),
+    )
+}
+
+/// Postgres's `float_time_overflows`: hours up to 24 and seconds up to 60 are allowed as
+/// long as the total does not pass 24:00:00. Returns the time of day in microseconds.
+fn time_of_day(hour: i64, min: i64, sec: f64) -> Result<i64, DbError> {
+    let micros = (sec * 1e6).round_ties_even();
+    if !(0..=24).contains(&hour) || !(0..60).contains(&min) || !(0.0..=60e6).contains(&micros) {
+        return Err(time_field_error(hour, min, sec));
+    }
+    let total = (hour * 60 + min) * 60_000_000 + micros as i64;
+    if total > USECS_PER_DAY {
+        return Err(time_field_error(hour, min, sec));
+    }
+    Ok(total)
+}
+
+/// `make_time(hour, min, sec)`, as storage holds a `time` (24:00:00 included).
+pub fn make_time(hour: i64, min: i64, sec: f64) -> Result<String, DbError> {
+    let micros = time_of_day(hour, min, sec)?;
+    let secs = micros / 1_000_000;
+    let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let frac = micros % 1_000_000;
+    if frac != 0 {
+        out.push_str(format!(".{frac:06}").trim_end_matches('0'));
+    }
+    Ok(out)
+}
+
+/// `make_timestamp(year, month, mday, hour, min, sec)`; a negative year is BC, as in
+/// `make_date`.
+pub fn make_timestamp(
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    min: i64,
+    sec: f64,
+) -> Result<NaiveDateTime, DbError> {
+    let date = civil_date(year, month, day)?;
+    let micros = time_of_day(hour, min, sec)?;
+    NaiveDateTime::from(date)
+        .checked_add_signed(Duration::microseconds(micros))
+        .ok_or_else(|| {
+            DbError::new(
+                "22008",
+                format!(
+                    "timestamp out of range: {year}-{month:02}-{day:02} {hour}:{min:02}:{}",
+                    seconds_g(sec)
+                ),
+            )
+        })
+}
+
+/// The UTC instant of local time `t` in `zone`, as `make_timestamptz` reads its zone: a
+/// leading sign makes it an ISO 8601 offset (`+05` is east of Greenwich, unlike in
+/// `AT TIME ZONE`), anything else names a zone.
+pub fn local_in_zone(t: NaiveDateTime, zone: &str) -> Result<NaiveDateTime, DbError> {
+    if zone.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(DbError::new(
+            "22023",
+            format!("invalid input syntax for type numeric time zone: \"{zone}\""),
+        )
+        .with_hint("Numeric time zones must have \"-\" or \"+\" as first character."));
+    }
+    let Some(body) = zone.strip_prefix(['+', '-']) else {
+        return at_time_zone(t, zone, false, false);
+    };
+    let out_of_range = || {
+        DbError::new(
+            "22023",
+            format!("numeric time zone \"{zone}\" out of range"),
+        )
+    };
+    let not_recognized = || DbError::new("22023", format!("time zone \"{zone}\" not recognized"));
+    let number = |s: &str| -> Result<i64, DbError> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(not_recognized());
+        }
+        s.parse().map_err(|_| out_of_range())
+    };
+    let parts: Vec<&str> = body.split(':').collect();
+    let (hour, min, sec) = match parts.as_slice() {
+        [h] if zone.len() > 3 => {
+            let n = number(h)?;
+            (n / 100, n % 100, 0)
+        }
+        [h] => (number(h)?, 0, 0),
+        [h, m] => (number(h)?, number(m)?, 0),
+        [h, m, s] => (number(h)?, number(m)?, number(s)?),
+        _ => return Err(not_recognized()),
+    };
+    if hour > 15 || min >= 60 || sec >= 60 {
+        return Err(out_of_range());
+    }
+    let east = (hour * 60 + min) * 60 + sec;
+    let east = if zone.starts_with('-') { -east } else { east };
+    t.checked_sub_signed(Duration::seconds(east))
+        .ok_or_else(|| DbError::new("22008", "timestamp out of range"))
+}
+
+/// `date_bin(stride, source, origin)` as Postgres 15 computes it: the start of the bin of
+/// `stride` (no months) that holds `source`, bins counted from `origin`.
+pub fn date_bin(
+    stride: Interval,
+    source: NaiveDateTime,
+    origin: NaiveDateTime,
+) -> Result<NaiveDateTime, DbError> {
+    if stride.months != 0 {
+        return Err(DbError::new(
+            "0A000",
+            "timestamps cannot be binned into intervals containing months or years",
+        ));
+    }
+    let out_of_range = || DbError::new("22008", "timestamp out of range");
+    let stride = stride
+        .days
+        .checked_mul(USECS_PER_DAY)
+        .and_then(|d| d.checked_add(stride.micros))
+        .ok_or_else(|| DbError::new("22008", "interval out of range"))?;
+    if stride <= 0 {
+        return Err(DbError::new("22008", "stride must be greater than zero"));
+    }
+    let diff = (source - origin)
+        .num_microseconds()
+        .ok_or_else(|| DbError::new("22008", "interval out of range"))?;
+    let mut delta = diff - diff % stride;
+    // Postgres 15 steps back a bin whenever the origin is later, even when the source sits
+    // on a bin boundary.
+    if origin > source && stride > 1 {
+        delta -= stride;
+    }
+    origin
+        .checked_add_signed(Duration::microseconds(delta))
+        .ok_or_else(out_of_range)
+}
+
+/// `justify_days`: each 30 days become a month, the sign of days following months'.
+pub fn justify_days(iv: Interval) -> Interval {
+    let mut out = Interval {
+        months: iv.months + iv.days / 30,
+        days: iv.days % 30,
+        micros: iv.micros,
+    };
+    if out.months > 0 && out.days < 0 {
+        out.days += 30;
+        out.months -= 1;
+    } else if out.months < 0 && out.days > 0 {
+        out.days -= 30;
+        out.months += 1;
+    }
+    out
+}
+
+/// `justify_hours`: each 24 hours become a day, the sign of time following days'.
+pub fn justify_hours(iv: Interval) -> Interval {
+    let mut out = Interval {
+        months: iv.months,
+        days: iv.days + iv.micros / USECS_PER_DAY,
+        micros: iv.micros % USECS_PER_DAY,
+    };
+    if out.days > 0 && out.micros < 0 {
+        out.micros += USECS_PER_DAY;
+        out.days -= 1;
+    } else if out.days < 0 && out.micros > 0 {
+        out.micros -= USECS_PER_DAY;
+        out.days += 1;
+    }
+    out
+}
+
+/// `justify_interval`: both, with one sign throughout.
+pub fn justify_interval(iv: Interval) -> Interval {
+    let mut out = Interval {
+        months: iv.months,
+        days: iv.days + iv.micros / USECS_PER_DAY,
+        micros: iv.micros % USECS_PER_DAY,
+    };
+    out.months += out.days / 30;
+    out.days %= 30;
+    if out.months > 0 && (out.days < 0 || (out.days == 0 && out.micros < 0)) {
+        out.days += 30;
+        out.months -= 1;
+    } else if out.months < 0 && (out.days > 0 || (out.days == 0 && out.micros > 0)) {
+        out.days -= 30;
+        out.months += 1;
+    }
+    if out.days > 0 && out.micros < 0 {
+        out.micros += USECS_PER_DAY;
+        out.days -= 1;
+    } else if out.days < 0 && out.micros > 0 {
+        out.micros -= USECS_PER_DAY;
+        out.days += 1;
+    }
+    out
+}
+
+/// A field of an interval, exactly: `value` in units of 10^-`scale`.
+pub struct IntervalPart {
+    pub value: i128,
+    pub scale: u32,
+}
+
+impl IntervalPart {
+    /// The numeric text `extract` answers (`3600.000000`).
+    pub fn numeric_text(&self) -> String {
+        if self.scale == 0 {
+            return self.value.to_string();
+        }
+        let unit = 10i128.pow(self.scale);
+        let sign = if self.value < 0 { "-" } else { "" };
+        let magnitude = self.value.unsigned_abs();
+        let unit = unit.unsigned_abs();
+        format!(
+            "{sign}{}.{:0width$}",
+            magnitude / unit,
+            magnitude % unit,
+            width = self.scale as usize
+        )
+    }
+
+    pub fn as_f64(&self) -> f64 {
+        self.value as f64 / 10f64.powi(self.scale as i32)
+    }
+}
+
+/// `extract(field from interval)` as Postgres 15's `interval_part_common` splits an
+/// interval: years and months from months, days, then hours, minutes and seconds from the
+/// time, each keeping its sign; the epoch counts a year as 365.25 days and a month as 30.
+pub fn interval_part(field: &str, iv: Interval) -> Result<IntervalPart, DbError> {
+    let whole = |value: i64| IntervalPart {
+        value: i128::from(value),
+        scale: 0,
+    };
+    let years = iv.months / 12;
+    let second_micros = iv.micros % 60_000_000;
+    let unit = field.to_ascii_lowercase();
+    Ok(match unit.as_str() {
+        "microsecond" | "microseconds" | "us" | "usec" | "usecs" => whole(second_micros),
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => IntervalPart {
+            value: i128::from(second_micros),
+            scale: 3,
+        },
+        "second" | "seconds" | "s" | "sec" | "secs" => IntervalPart {
+            value: i128::from(second_micros),
+            scale: 6,
+        },
+        "minute" | "minutes" | "m" | "min" | "mins" => whole(iv.micros / 60_000_000 % 60),
+        "hour" | "hours" | "h" | "hr" | "hrs" => whole(iv.micros / 3_600_000_000),
+        "day" | "days" | "d" => whole(iv.days),
+        "month" | "months" | "mon" | "mons" => whole(iv.months % 12),
+        "quarter" | "qtr" => whole(iv.months % 12 / 3 + 1),
+        "year" | "years" | "y" | "yr" | "yrs" => whole(years),
+        "decade" | "decades" | "dec" | "decs" => whole(years / 10),
+        "century" | "centuries" | "c" | "cent" => whole(years / 100),
+        "millennium" | "millennia" | "mil" | "mils" => whole(years / 1000),
+        "epoch" => {
+            let quarter_days = 1461 * i128::from(years)
+                + 120 * i128::from(iv.months % 12)
+                + 4 * i128::from(iv.days);
+            IntervalPart {
+                value: quarter_days * 21_600_000_000 + i128::from(iv.micros),
+                scale: 6,
+            }
+        }
+        "week" | "weeks" | "w" | "dow" | "isodow" | "doy" | "isoyear" | "julian" | "timezone"
+        | "timezone_h" | "timezone_m" => {
+            return Err(DbError::new(
+                "0A000",
+                format!("unit \"{unit}\" not supported for type interval"),
+            ));
+        }
+        _ => {
+            return Err(DbError::new(
+                "22023",
+                format!("unit \"{unit}\" not recognized for type interval"),
+            ));
         }
     })
 }

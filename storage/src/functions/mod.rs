@@ -232,6 +232,12 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     conn.create_scalar_function("__pg_clock_timestamp", 0, VOLATILE, |_| {
         Ok(format_timestamptz(Utc::now()))
     })?;
+    // The wall clock as text, as Postgres's `timeofday()` prints it in the session's zone.
+    conn.create_scalar_function("timeofday", 0, VOLATILE, |_| {
+        Ok(Utc::now()
+            .format("%a %b %d %H:%M:%S%.6f %Y UTC")
+            .to_string())
+    })?;
     conn.create_scalar_function("__pg_random", 0, VOLATILE, |_| {
         // 53 random bits: uniform in [0, 1) like Postgres's random().
         let bits = uuid::Uuid::new_v4().as_u128() >> 75;
@@ -534,6 +540,28 @@ fn time_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<NaiveDateT
     })
 }
 
+fn is_infinite(text: &str) -> bool {
+    matches!(text.trim(), "infinity" | "-infinity")
+}
+
+/// The six fields of `make_timestamp` and `make_timestamptz`; None when one is NULL.
+fn timestamp_fields(ctx: &Context<'_>) -> rusqlite::Result<Option<NaiveDateTime>> {
+    let mut ints = [0i64; 5];
+    for (i, slot) in ints.iter_mut().enumerate() {
+        match ctx.get::<Option<i64>>(i)? {
+            Some(value) => *slot = value,
+            None => return Ok(None),
+        }
+    }
+    let Some(sec) = ctx.get::<Option<f64>>(5)? else {
+        return Ok(None);
+    };
+    let [year, month, day, hour, min] = ints;
+    dates::make_timestamp(year, month, day, hour, min, sec)
+        .map(Some)
+        .map_err(fail)
+}
+
 fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {
     let oid: u32 = ctx.get(i)?;
     PgType::from_oid(oid)
@@ -692,6 +720,117 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         let field: String = ctx.get(0)?;
         let ty = type_arg(ctx, 2)?;
         time::date_trunc(&field, ctx.get_raw(1), ty).map_err(fail)
+    })?;
+    conn.create_scalar_function("make_time", 3, DET, |ctx| {
+        let (Some(hour), Some(min), Some(sec)) = (
+            ctx.get::<Option<i64>>(0)?,
+            ctx.get::<Option<i64>>(1)?,
+            ctx.get::<Option<f64>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        dates::make_time(hour, min, sec).map(Some).map_err(fail)
+    })?;
+    conn.create_scalar_function("make_timestamp", 6, DET, |ctx| {
+        Ok(timestamp_fields(ctx)?.map(|t| time::format_as(t, PgType::Timestamp)))
+    })?;
+    // Without a zone the fields are local time in the session's zone, which is UTC.
+    conn.create_scalar_function("make_timestamptz", 6, DET, |ctx| {
+        Ok(timestamp_fields(ctx)?.map(|t| time::format_as(t, PgType::Timestamptz)))
+    })?;
+    conn.create_scalar_function("make_timestamptz", 7, DET, |ctx| {
+        let (Some(local), Some(zone)) = (timestamp_fields(ctx)?, ctx.get::<Option<String>>(6)?)
+        else {
+            return Ok(None);
+        };
+        let utc = dates::local_in_zone(local, &zone).map_err(fail)?;
+        Ok(Some(time::format_as(utc, PgType::Timestamptz)))
+    })?;
+    conn.create_scalar_function("__pg_date_bin", 4, DET, |ctx| {
+        let (Some(stride), Some(source), Some(origin)) = (
+            interval_value(ctx, 0)?,
+            ctx.get::<Option<String>>(1)?,
+            ctx.get::<Option<String>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        // An infinite source is its own bin.
+        if is_infinite(&source) {
+            return Ok(Some(source));
+        }
+        if is_infinite(&origin) {
+            return Err(fail(DbError::new("22008", "origin out of range")));
+        }
+        let (Some(source), Some(origin)) = (time_value(ctx, 1)?, time_value(ctx, 2)?) else {
+            return Ok(None);
+        };
+        let ty = type_arg(ctx, 3)?;
+        dates::date_bin(stride, source, origin)
+            .map(|t| Some(time::format_as(t, ty)))
+            .map_err(fail)
+    })?;
+    for (name, justify) in [
+        (
+            "justify_days",
+            dates::justify_days as fn(time::Interval) -> time::Interval,
+        ),
+        ("justify_hours", dates::justify_hours),
+        ("justify_interval", dates::justify_interval),
+    ] {
+        conn.create_scalar_function(name, 1, DET, move |ctx| {
+            Ok(interval_value(ctx, 0)?.map(|iv| justify(iv).format()))
+        })?;
+    }
+    conn.create_scalar_function("__pg_extract_interval", 2, DET, |ctx| {
+        let (Some(field), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+        else {
+            return Ok(None);
+        };
+        dates::interval_part(&field, iv)
+            .map(|part| Some(part.numeric_text()))
+            .map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_date_part_interval", 2, DET, |ctx| {
+        let (Some(field), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+        else {
+            return Ok(None);
+        };
+        dates::interval_part(&field, iv)
+            .map(|part| Some(part.as_f64()))
+            .map_err(fail)
+    })?;
+    // Dates and timestamps store their infinities as Postgres prints them; intervals have
+    // none in Postgres 15.
+    conn.create_scalar_function("__pg_isfinite", 1, DET, |ctx| {
+        Ok(ctx
+            .get::<Option<String>>(0)?
+            .map(|text| i64::from(!is_infinite(&text))))
+    })?;
+    conn.create_scalar_function("__pg_date_trunc_zone", 3, DET, |ctx| {
+        let (Some(field), Some(t), Some(zone)) = (
+            ctx.get::<Option<String>>(0)?,
+            time_value(ctx, 1)?,
+            ctx.get::<Option<String>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        // Truncated on the clock of `zone`, then read back as a time in that zone.
+        let local = dates::at_time_zone(t, &zone, false, true).map_err(fail)?;
+        let Some(truncated) = time::truncate(&field, local).map_err(fail)? else {
+            return Ok(None);
+        };
+        let utc = dates::at_time_zone(truncated, &zone, false, false).map_err(fail)?;
+        Ok(Some(time::format_as(utc, PgType::Timestamptz)))
+    })?;
+    conn.create_scalar_function("__pg_time_interval", 3, DET, |ctx| {
+        let (Some(time), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+        else {
+            return Ok(None);
+        };
+        let sign: i64 = ctx.get(2)?;
+        time::time_plus_interval(&time, iv, sign)
+            .map(Some)
+            .map_err(fail)
     })?;
     conn.create_scalar_function("__pg_interval", 1, DET, |ctx| match ctx.get_raw(0) {
         ValueRef::Null => Ok(None),

@@ -211,6 +211,11 @@ impl Interval {
 
 pub(crate) fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     let t = text.trim();
+    // Storage writes years before 1 AD as Postgres prints them: `0044-03-15 BC` is year -43.
+    if let Some(ad) = t.strip_suffix(" BC") {
+        let t = parse_datetime(ad)?;
+        return t.with_year(1 - t.year());
+    }
     let t = t.strip_suffix("+00").unwrap_or(t);
     for format in [
         "%Y-%m-%d %H:%M:%S%.f",
@@ -250,14 +255,22 @@ fn datetime_arg(v: ValueRef<'_>) -> Result<Option<NaiveDateTime>, DbError> {
     }
 }
 
-/// Formats a date/time as storage holds values of `ty`.
+/// Formats a date/time as storage holds values of `ty`, which is how Postgres prints it
+/// (years before 1 AD as `0044-03-15 BC`).
 pub fn format_as(t: NaiveDateTime, ty: PgType) -> String {
-    match ty {
+    let bc = t.year() <= 0;
+    let t = if bc {
+        t.with_year(1 - t.year()).unwrap_or(t)
+    } else {
+        t
+    };
+    let text = match ty {
         PgType::Date => t.format("%Y-%m-%d").to_string(),
-        PgType::Time => format_naive(t).get(11..).unwrap_or("").to_owned(),
+        PgType::Time => return format_naive(t).get(11..).unwrap_or("").to_owned(),
         PgType::Timestamptz => format!("{}+00", format_naive(t)),
         _ => format_naive(t),
-    }
+    };
+    if bc { format!("{text} BC") } else { text }
 }
 
 fn out_of_range() -> DbError {
@@ -346,6 +359,11 @@ pub fn date_trunc(field: &str, v: ValueRef<'_>, ty: PgType) -> Result<Option<Str
     let Some(t) = datetime_arg(v)? else {
         return Ok(None);
     };
+    Ok(truncate(field, t)?.map(|t| format_as(t, ty)))
+}
+
+/// `t` truncated to the start of its `field` (`day`, `month`, ...).
+pub fn truncate(field: &str, t: NaiveDateTime) -> Result<Option<NaiveDateTime>, DbError> {
     let date = t.date();
     let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0);
     let truncated = match field.to_ascii_lowercase().as_str() {
@@ -378,7 +396,19 @@ pub fn date_trunc(field: &str, v: ValueRef<'_>, ty: PgType) -> Result<Option<Str
             ));
         }
     };
-    Ok(truncated.map(|t| format_as(t, ty)))
+    Ok(truncated)
+}
+
+/// `time ± interval`: the time of day moved by the interval's time part, wrapping around
+/// midnight; months and days do not move a time of day.
+pub fn time_plus_interval(time: &str, iv: Interval, sign: i64) -> Result<String, DbError> {
+    let time = parse_interval(time)?;
+    let micros = (time.micros + sign * (iv.micros % 86_400_000_000)).rem_euclid(86_400_000_000);
+    Ok(Interval {
+        micros,
+        ..Interval::default()
+    }
+    .format())
 }
 
 /// Converts between date/time types through their storage text.

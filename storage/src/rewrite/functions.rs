@@ -56,7 +56,59 @@ pub(super) fn text_array_arg(e: &mut Expr) {
 /// Calls whose SQLite form depends on argument types; returns the result type.
 fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty> {
     let oid = |ty: PgType| value_expr(SqlValue::Int(i64::from(ty.oid())));
+    let arg_ty = |i: usize| types.get(i).copied().flatten();
     match name {
+        "date_trunc" if types.len() == 3 => {
+            // The third argument names the zone whose clock the value is truncated on.
+            rename(f, "__pg_date_trunc_zone");
+            Some(Ty::of(PgType::Timestamptz))
+        }
+        "date_bin" if types.len() == 3 => {
+            let ty = match arg_ty(1).map(|t| t.ty) {
+                Some(PgType::Timestamp) => PgType::Timestamp,
+                _ => PgType::Timestamptz,
+            };
+            rename(f, "__pg_date_bin");
+            args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid(ty))));
+            Some(Ty::of(ty))
+        }
+        "date_part" if arg_ty(1).is_some_and(Ty::is_interval) => {
+            rename(f, "__pg_date_part_interval");
+            Some(Ty::of(PgType::Float8))
+        }
+        "timezone" if types.len() == 2 => {
+            // timezone(zone, value) is `value AT TIME ZONE zone`: a timestamptz becomes the
+            // local time in the zone, a timestamp a local time there read as a timestamptz.
+            let to_local = match arg_ty(1).map(|t| t.ty) {
+                Some(PgType::Timestamp) => false,
+                Some(PgType::Timestamptz | PgType::Date | PgType::Unknown | PgType::Text)
+                | None => true,
+                Some(_) => return None,
+            };
+            let zone_is_interval = arg_ty(0).is_some_and(Ty::is_interval);
+            let list = args(f)?;
+            list.swap(0, 1);
+            for flag in [zone_is_interval, to_local] {
+                list.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                    SqlValue::Int(i64::from(flag)),
+                ))));
+            }
+            rename(f, "__pg_at_time_zone");
+            Some(Ty::of(if to_local {
+                PgType::Timestamp
+            } else {
+                PgType::Timestamptz
+            }))
+        }
+        "isfinite" if arg_ty(0).is_some_and(|t| t.ty != PgType::Unknown) => {
+            rename(f, "__pg_isfinite");
+            Some(Ty::of(PgType::Bool))
+        }
+        "make_time" => Some(Ty::of(PgType::Time)),
+        "make_timestamp" => Some(Ty::of(PgType::Timestamp)),
+        "make_timestamptz" => Some(Ty::of(PgType::Timestamptz)),
+        "justify_days" | "justify_hours" | "justify_interval" => Some(Ty::interval()),
+        "timeofday" => Some(Ty::of(PgType::Text)),
         "date_trunc" => {
             // date_trunc on a date works on its timestamptz form, as in Postgres.
             let ty = match types.get(1).copied().flatten().map(|t| t.ty) {
@@ -523,6 +575,14 @@ impl Inferer<'_> {
             "current_time" | "localtime" => t(PgType::Time),
             "gen_random_uuid" | "uuid_generate_v4" => t(PgType::Uuid),
             "date_part" => t(PgType::Float8),
+            // isfinite() has date, timestamp, timestamptz and interval forms: an untyped
+            // literal fits more than one.
+            "isfinite" => Err(
+                DbError::new("42725", "function isfinite(unknown) is not unique").with_hint(
+                    "Could not choose a best candidate function. You might need to add explicit \
+                 type casts.",
+                ),
+            ),
             "extract" => t(PgType::Numeric),
             "pg_backend_pid"
             | "txid_current"

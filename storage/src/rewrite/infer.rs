@@ -1102,6 +1102,14 @@ impl<'s> Inferer<'s> {
                     F::Millisecond | F::Milliseconds if !from_date => 3,
                     _ => 0,
                 };
+                if source.is_some_and(Ty::is_interval) {
+                    let value = std::mem::replace(e.as_mut(), Expr::value(Value::Null));
+                    let field = field.to_string().to_ascii_lowercase();
+                    *expr = function_call(
+                        "__pg_extract_interval",
+                        vec![value_expr(SqlValue::Text(field)), value],
+                    );
+                }
                 Ok(Some(Ty::numeric_scale(scale)))
             }
             Expr::Ceil { expr: e, .. } | Expr::Floor { expr: e, .. } => {

@@ -54,6 +54,7 @@ enum Temporal {
     Date,
     Timestamp,
     Timestamptz,
+    Time,
     Interval,
     Integer,
 }
@@ -67,6 +68,7 @@ fn temporal(t: Option<Ty>) -> Option<Temporal> {
         PgType::Date => Some(Temporal::Date),
         PgType::Timestamp => Some(Temporal::Timestamp),
         PgType::Timestamptz => Some(Temporal::Timestamptz),
+        PgType::Time => Some(Temporal::Time),
         ty if is_integer(ty) => Some(Temporal::Integer),
         _ => None,
     }
@@ -332,6 +334,10 @@ impl Inferer<'_> {
                 }
             }
             Some(Temporal::Date) if string_literal(right).is_some() => lt,
+            // `time + '1 hour'`: the untyped literal is an interval.
+            Some(Temporal::Time) if matches!(op, B::Plus) && string_literal(right).is_some() => {
+                Some(Ty::interval())
+            }
             _ => lt.filter(|t| is_numeric(t.ty)).or(want),
         };
         let rt = self.expr(right, right_want)?;
@@ -354,6 +360,7 @@ impl Inferer<'_> {
                     Temporal::Date
                         | Temporal::Timestamp
                         | Temporal::Timestamptz
+                        | Temporal::Time
                         | Temporal::Interval
                 )
             )
@@ -434,7 +441,7 @@ impl Inferer<'_> {
         r: Option<Temporal>,
     ) -> Result<(Option<Ty>, Option<Rewrite>), DbError> {
         use BinaryOperator as B;
-        use Temporal::{Date, Integer, Interval, Timestamp, Timestamptz};
+        use Temporal::{Date, Integer, Interval, Time, Timestamp, Timestamptz};
         let ts_type = |k: Temporal| match k {
             Timestamptz => PgType::Timestamptz,
             _ => PgType::Timestamp,
@@ -473,6 +480,37 @@ impl Inferer<'_> {
                         extra: vec![1, oid(ty)],
                     }),
                 )
+            }
+            // A time added to a date or timestamp moves it as an interval of that length
+            // would: the stored `10:30:00` reads as one.
+            (B::Plus | B::Minus, Some(k @ (Date | Timestamp | Timestamptz)), Some(Time)) => {
+                let ty = ts_type(k);
+                let sign = if matches!(op, B::Plus) { 1 } else { -1 };
+                (Ty::of(ty), call("__pg_ts_interval", vec![sign, oid(ty)]))
+            }
+            (B::Plus, Some(Time), Some(Date)) => (
+                Ty::of(PgType::Timestamp),
+                Some(Rewrite::Call {
+                    name: "__pg_ts_interval",
+                    swap: true,
+                    extra: vec![1, oid(PgType::Timestamp)],
+                }),
+            ),
+            (B::Plus | B::Minus, Some(Time), Some(Interval)) => {
+                let sign = if matches!(op, B::Plus) { 1 } else { -1 };
+                (Ty::of(PgType::Time), call("__pg_time_interval", vec![sign]))
+            }
+            (B::Plus, Some(Interval), Some(Time)) => (
+                Ty::of(PgType::Time),
+                Some(Rewrite::Call {
+                    name: "__pg_time_interval",
+                    swap: true,
+                    extra: vec![1],
+                }),
+            ),
+            // Both read as intervals of their time of day.
+            (B::Minus, Some(Time), Some(Time)) => {
+                (Ty::interval(), call("__pg_interval_add", vec![-1]))
             }
             (B::Plus | B::Minus, Some(Interval), Some(Interval)) => {
                 let sign = if matches!(op, B::Plus) { 1 } else { -1 };
@@ -555,6 +593,7 @@ fn name(k: Option<Temporal>) -> &'static str {
         Some(Temporal::Date) => "date",
         Some(Temporal::Timestamp) => "timestamp",
         Some(Temporal::Timestamptz) => "timestamptz",
+        Some(Temporal::Time) => "time",
         Some(Temporal::Interval) => "interval",
         Some(Temporal::Integer) => "integer",
         None => "unknown",

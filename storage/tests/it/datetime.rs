@@ -1,0 +1,372 @@
+//! Date and time functions and operators SQLite lacks, answered as PostgreSQL 15 answers
+//! them: every expected value, type and SQLSTATE here is the reference server's.
+
+use mycelium_storage::SqliteSession;
+
+use crate::util::*;
+
+const BOOL: u32 = 16;
+const INT4: u32 = 23;
+const TEXT: u32 = 25;
+const FLOAT8: u32 = 701;
+const TIME: u32 = 1083;
+const TIMESTAMP: u32 = 1114;
+const TIMESTAMPTZ: u32 = 1184;
+const INTERVAL: u32 = 1186;
+const NUMERIC: u32 = 1700;
+
+/// Runs `sql` and checks its one row (as `psql -A` prints it) and its column types.
+async fn check(s: &mut SqliteSession, sql: &str, row: &str, oids: &[u32]) {
+    let out = ok(s, sql).await;
+    assert_eq!(out.lines(), [row], "{sql}");
+    assert_eq!(out.oids(), oids, "{sql}");
+}
+
+async fn fails(s: &mut SqliteSession, cases: &[(&str, &str)]) {
+    for (sql, code) in cases {
+        let error = err(s, sql).await;
+        assert_eq!(error.code, *code, "{sql}: {error:?}");
+    }
+}
+
+#[tokio::test]
+async fn make_time_timestamp_and_timestamptz() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT make_timestamp(2024, 1, 2, 3, 4, 5.5), make_time(1, 2, 3), \
+         make_timestamptz(2024, 1, 2, 3, 4, 5, 'America/New_York'), \
+         make_timestamptz(2024, 1, 2, 3, 4, 5), make_time(24, 0, 0), make_time(1, 2, 60), \
+         make_time(23, 59, 59.9999999), make_timestamp(2024, 1, 1, 24, 0, 0), \
+         make_timestamp(-44, 3, 15, 12, 0, 0), make_timestamp(2024, 1, 1, 1, 1, 5.1234567)",
+        "2024-01-02 03:04:05.5|01:02:03|2024-01-02 08:04:05+00|2024-01-02 03:04:05+00|\
+         24:00:00|01:03:00|24:00:00|2024-01-02 00:00:00|0044-03-15 12:00:00 BC|\
+         2024-01-01 01:01:05.123457",
+        &[
+            TIMESTAMP,
+            TIME,
+            TIMESTAMPTZ,
+            TIMESTAMPTZ,
+            TIME,
+            TIME,
+            TIME,
+            TIMESTAMP,
+            TIMESTAMP,
+            TIMESTAMP,
+        ],
+    )
+    .await;
+    // A signed zone is an ISO 8601 offset (east positive); a named zone's daylight saving
+    // time applies, a skipped local time reads with the offset before the change.
+    check(
+        &mut s,
+        "SELECT make_timestamptz(2024, 7, 2, 3, 4, 5, 'Europe/Paris'), \
+         make_timestamptz(2024, 7, 2, 3, 4, 5, '+05'), \
+         make_timestamptz(2024, 7, 2, 3, 4, 5, '-08:30'), \
+         make_timestamptz(2024, 1, 1, 1, 1, 1, '+0530'), \
+         make_timestamptz(2024, 3, 10, 2, 30, 0, 'America/New_York'), \
+         make_timestamptz(2024, 11, 3, 1, 30, 0, 'America/New_York')",
+        "2024-07-02 01:04:05+00|2024-07-01 22:04:05+00|2024-07-02 11:34:05+00|\
+         2023-12-31 19:31:01+00|2024-03-10 07:30:00+00|2024-11-03 06:30:00+00",
+        &[TIMESTAMPTZ; 6],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT make_time(NULL, 1, 1) IS NULL, make_timestamp(2024, 1, 1, 1, 1, NULL) IS NULL, \
+         make_timestamptz(2024, 1, 1, 1, 1, 1, NULL) IS NULL",
+        "t|t|t",
+        &[BOOL; 3],
+    )
+    .await;
+    let error = err(&mut s, "SELECT make_time(25, 0, 0)").await;
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("22008", "time field value out of range: 25:00:00")
+    );
+    let error = err(&mut s, "SELECT make_time(1, 2, -1)").await;
+    assert_eq!(error.message, "time field value out of range: 1:02:-1");
+    fails(
+        &mut s,
+        &[
+            ("SELECT make_time(1, 60, 0)", "22008"),
+            ("SELECT make_timestamp(2023, 2, 29, 0, 0, 0)", "22008"),
+            ("SELECT make_timestamp(0, 3, 15, 12, 0, 0)", "22008"),
+            ("SELECT make_timestamp(2024, 1, 1, 1, -1, 1)", "22008"),
+            (
+                "SELECT make_timestamptz(2024, 7, 2, 3, 4, 5, 'Nowhere/Land')",
+                "22023",
+            ),
+            ("SELECT make_timestamptz(2024, 7, 2, 3, 4, 5, '5')", "22023"),
+            (
+                "SELECT make_timestamptz(2024, 1, 1, 1, 1, 1, '+20')",
+                "22023",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn timezone_function_and_date_trunc_in_a_zone() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT timezone('America/New_York', timestamptz '2024-01-01 12:00+00'), \
+         timezone('UTC', timestamp '2024-01-01 12:00'), \
+         timezone('Europe/Paris', '2024-06-01 12:00'), \
+         timezone(interval '+05:00', timestamptz '2024-01-01 12:00+00'), \
+         timezone('Asia/Tokyo', timestamp '2024-01-01 09:00')",
+        "2024-01-01 07:00:00|2024-01-01 12:00:00+00|2024-06-01 14:00:00|2024-01-01 17:00:00|\
+         2024-01-01 00:00:00+00",
+        &[TIMESTAMP, TIMESTAMPTZ, TIMESTAMP, TIMESTAMP, TIMESTAMPTZ],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT date_trunc('day', timestamptz '2024-01-01 12:00+00', 'America/New_York'), \
+         date_trunc('hour', timestamptz '2024-01-01 12:30+00', 'Asia/Kolkata'), \
+         date_trunc('month', timestamptz '2024-03-31 23:30+00', 'Europe/Paris'), \
+         date_trunc('day', timestamp '2024-01-01 12:00', 'UTC')",
+        "2024-01-01 05:00:00+00|2024-01-01 12:30:00+00|2024-03-31 22:00:00+00|\
+         2024-01-01 00:00:00+00",
+        &[TIMESTAMPTZ; 4],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT to_timestamp('2024-01-02 03:04:05', 'YYYY-MM-DD HH24:MI:SS') AT TIME ZONE 'UTC', \
+         timezone('UTC', NULL::timestamptz) IS NULL",
+        "2024-01-02 03:04:05|t",
+        &[TIMESTAMP, BOOL],
+    )
+    .await;
+    fails(
+        &mut s,
+        &[
+            (
+                "SELECT timezone('Nowhere', timestamptz '2024-01-01 12:00+00')",
+                "22023",
+            ),
+            (
+                "SELECT date_trunc('day', timestamptz '2024-01-01 12:00+00', 'Nowhere')",
+                "22023",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn isfinite_and_date_bin() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT isfinite(date '2024-01-01'), isfinite(timestamp 'infinity'), \
+         isfinite(interval '1 day'), isfinite(date '-infinity'), \
+         isfinite(timestamptz 'infinity'), isfinite(timestamptz '2024-01-01 00:00+00'), \
+         isfinite(NULL::date) IS NULL",
+        "t|f|t|f|f|t|t",
+        &[BOOL; 7],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT date_bin('15 minutes', timestamp '2024-01-01 10:17', timestamp '2000-01-01'), \
+         date_bin('15 minutes', timestamptz '2024-01-01 10:17+00', \
+                  timestamptz '2000-01-01 00:02+00'), \
+         date_bin('1 day 2 hours', timestamp '1999-01-01 10:17', \
+                  timestamp '2000-01-01 00:00:30'), \
+         date_bin('7 days', timestamp '2024-01-03', timestamp '2024-01-01 00:00:00.5'), \
+         date_bin('15 minutes', timestamp 'infinity', timestamp '2000-01-01'), \
+         date_bin('15 minutes', '2024-01-01 10:17', '2000-01-01'), \
+         date_bin('1 hour', timestamp '2024-01-01 10:17', NULL) IS NULL",
+        "2024-01-01 10:15:00|2024-01-01 10:17:00+00|1998-12-31 22:00:30|\
+         2024-01-01 00:00:00.5|infinity|2024-01-01 10:15:00+00|t",
+        &[
+            TIMESTAMP,
+            TIMESTAMPTZ,
+            TIMESTAMP,
+            TIMESTAMP,
+            TIMESTAMP,
+            TIMESTAMPTZ,
+            BOOL,
+        ],
+    )
+    .await;
+    let error = err(
+        &mut s,
+        "SELECT date_bin('1 month', timestamp '2024-01-01 10:17', timestamp '2000-01-01')",
+    )
+    .await;
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        (
+            "0A000",
+            "timestamps cannot be binned into intervals containing months or years"
+        )
+    );
+    fails(
+        &mut s,
+        &[
+            ("SELECT isfinite('2024-01-01')", "42725"),
+            (
+                "SELECT date_bin('0 days', timestamp '2024-01-01 10:17', timestamp '2000-01-01')",
+                "22008",
+            ),
+            (
+                "SELECT date_bin('-15 minutes', timestamp '2024-01-01 10:17', \
+                 timestamp '2000-01-01')",
+                "22008",
+            ),
+            (
+                "SELECT date_bin('1 hour', timestamp '2024-01-01', timestamp 'infinity')",
+                "22008",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn extract_and_date_part_of_intervals() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT extract(epoch from interval '1 hour'), extract(hour from interval '26 hours'), \
+         date_part('day', interval '3 days 4 hours'), \
+         extract(epoch from interval '1 year 2 mons 3 days 04:05:06.789'), \
+         extract(year from interval '1 year 14 mons'), \
+         extract(month from interval '1 year 14 mons'), \
+         extract(minute from interval '-1 hour -5 min')",
+        "3600.000000|26|3|37015506.789000|2|2|-5",
+        &[NUMERIC, NUMERIC, FLOAT8, NUMERIC, NUMERIC, NUMERIC, NUMERIC],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT extract(second from interval '1 min 5.5 sec'), \
+         extract(millisecond from interval '5.5 sec'), \
+         extract(microsecond from interval '5.5 sec'), extract(quarter from interval '5 mons'), \
+         extract(decade from interval '25 years'), extract(century from interval '250 years'), \
+         extract(millennium from interval '2500 years')",
+        "5.500000|5500.000|5500000|2|2|2|2",
+        &[NUMERIC; 7],
+    )
+    .await;
+    // Each field keeps the interval's sign; the epoch counts 365.25 days a year.
+    check(
+        &mut s,
+        "SELECT extract(epoch from interval '-1 mon'), extract(hour from interval '-26 hours'), \
+         extract(year from interval '-13 mons'), extract(quarter from interval '-5 mons'), \
+         extract(epoch from interval '100 years'), extract(second from interval '-1.5 sec'), \
+         extract(millisecond from interval '-1.5 sec')",
+        "-2592000.000000|-26|-1|0|3155760000.000000|-1.500000|-1500.000",
+        &[NUMERIC; 7],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT date_part('epoch', interval '1 hour'), date_part('second', interval '5.5 sec'), \
+         date_part('month', interval '-1 year -3 mons'), \
+         date_part('hour', NULL::interval) IS NULL",
+        "3600|5.5|-3|t",
+        &[FLOAT8, FLOAT8, FLOAT8, BOOL],
+    )
+    .await;
+    fails(
+        &mut s,
+        &[
+            ("SELECT extract(dow from interval '1 day')", "0A000"),
+            ("SELECT date_part('week', interval '1 day')", "0A000"),
+            ("SELECT extract(fortnight from interval '1 day')", "22023"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn justify_days_hours_and_interval() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT justify_days(interval '35 days'), justify_hours(interval '27 hours'), \
+         justify_interval(interval '1 mon -1 hour'), justify_days(interval '-35 days'), \
+         justify_days(interval '1 mon -35 days'), justify_days(interval '60 days 5 hours'), \
+         justify_hours(interval '-27 hours'), justify_hours(interval '1 day -27 hours'), \
+         justify_hours(interval '1 mon 50 hours')",
+        "1 mon 5 days|1 day 03:00:00|29 days 23:00:00|-1 mons -5 days|-5 days|\
+         2 mons 05:00:00|-1 days -03:00:00|-03:00:00|1 mon 2 days 02:00:00",
+        &[INTERVAL; 9],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT justify_interval(interval '-1 mon 1 hour'), \
+         justify_interval(interval '1 mon 35 days 27 hours'), \
+         justify_interval(interval '-1 mon 35 days -27 hours'), \
+         justify_interval(interval '0'), justify_days(NULL) IS NULL",
+        "-29 days -23:00:00|2 mons 6 days 03:00:00|3 days 21:00:00|00:00:00|t",
+        &[INTERVAL, INTERVAL, INTERVAL, INTERVAL, BOOL],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn date_time_operators() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT date '2024-01-01' + time '10:30', time '10:30' + date '2024-01-01', \
+         date '2024-03-01' - date '2024-02-01', timestamp '2024-01-01 10:00' - time '01:00', \
+         timestamp '2024-01-01 10:00' + time '01:00', \
+         timestamptz '2024-01-01 10:00+00' - time '01:00', date '2024-01-01' - time '01:00', \
+         date '2024-01-01' + time '24:00'",
+        "2024-01-01 10:30:00|2024-01-01 10:30:00|29|2024-01-01 09:00:00|2024-01-01 11:00:00|\
+         2024-01-01 09:00:00+00|2023-12-31 23:00:00|2024-01-02 00:00:00",
+        &[
+            TIMESTAMP,
+            TIMESTAMP,
+            INT4,
+            TIMESTAMP,
+            TIMESTAMP,
+            TIMESTAMPTZ,
+            TIMESTAMP,
+            TIMESTAMP,
+        ],
+    )
+    .await;
+    // A time of day wraps around midnight; months and days do not move it.
+    check(
+        &mut s,
+        "SELECT time '10:30' + interval '20 hours', time '10:30' - interval '11 hours', \
+         interval '1 hour' + time '23:30', time '10:30' - time '12:00', \
+         time '10:30' + interval '1 mon 1 day 1 hour', time '10:30' + '1 hour', \
+         date '2024-01-01' + NULL::time IS NULL",
+        "06:30:00|23:30:00|00:30:00|-01:30:00|11:30:00|11:30:00|t",
+        &[TIME, TIME, TIME, INTERVAL, TIME, TIME, BOOL],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT now() - interval '1 day' < now(), \
+         age(date '2024-05-06') = age(current_date, date '2024-05-06')",
+        "t|t",
+        &[BOOL, BOOL],
+    )
+    .await;
+    // The wall clock as Postgres prints it: `Fri Nov 27 08:19:37.903128 2026 UTC`.
+    let out = ok(&mut s, "SELECT timeofday()").await;
+    assert_eq!(out.oids(), [TEXT]);
+    let text = out.value().unwrap();
+    let words: Vec<&str> = text.split(' ').collect();
+    assert_eq!(words.len(), 6, "{text}");
+    assert_eq!(words[5], "UTC", "{text}");
+    assert_eq!(words[3].len(), "08:19:37.903128".len(), "{text}");
+}
