@@ -421,28 +421,48 @@ pub fn interval_add(a: Interval, b: Interval, sign: i64) -> Interval {
 /// `interval * factor` as Postgres's `interval_mul` computes it: fractional months spill into
 /// days (30 a month) and fractional days into time (24 hours a day), rounded to microseconds.
 pub fn interval_mul(span: Interval, factor: f64) -> Result<Interval, DbError> {
+    scale_interval(span, |x| x * factor)
+}
+
+/// `interval / divisor` as Postgres's `interval_div`: each field divided (not multiplied by
+/// the reciprocal, which rounds differently), fractions spilled down as in `interval_mul`.
+pub fn interval_div(span: Interval, divisor: f64) -> Result<Interval, DbError> {
+    if divisor == 0.0 {
+        return Err(DbError::new("22012", "division by zero"));
+    }
+    scale_interval(span, |x| x / divisor)
+}
+
+/// Postgres's `TSROUND`: to microsecond precision, so near-whole results come out whole.
+fn ts_round(x: f64) -> f64 {
+    (x * 1e6).round_ties_even() / 1e6
+}
+
+fn scale_interval(span: Interval, scale: impl Fn(f64) -> f64) -> Result<Interval, DbError> {
     const DAYS_PER_MONTH: f64 = 30.0;
     const SECS_PER_DAY: f64 = 86_400.0;
-    if !factor.is_finite() {
-        return Err(DbError::new("22008", "interval out of range"));
+    let out_of_range = || DbError::new("22008", "interval out of range");
+    let fits_i32 = |x: f64| x.is_finite() && x.abs() < 2_147_483_648.0;
+    let months_f = scale(span.months as f64);
+    let days_f = scale(span.days as f64);
+    if !fits_i32(months_f) || !fits_i32(days_f) {
+        return Err(out_of_range());
     }
-    let months_f = span.months as f64 * factor;
     let months = months_f.trunc();
-    let month_remainder_days = (months_f - months) * DAYS_PER_MONTH;
-    let days_f = span.days as f64 * factor;
     let mut days = days_f.trunc();
-    let mut sec_remainder =
-        (days_f - days + month_remainder_days - month_remainder_days.trunc()) * SECS_PER_DAY;
-    sec_remainder = (sec_remainder * 1e6).round() / 1e6;
+    let month_remainder_days = ts_round((months_f - months) * DAYS_PER_MONTH);
+    let mut sec_remainder = ts_round(
+        (days_f - days + month_remainder_days - month_remainder_days.trunc()) * SECS_PER_DAY,
+    );
     if sec_remainder.abs() >= SECS_PER_DAY {
         let whole = (sec_remainder / SECS_PER_DAY).trunc();
         days += whole;
         sec_remainder -= whole * SECS_PER_DAY;
     }
     days += month_remainder_days.trunc();
-    let micros = (span.micros as f64 * factor + sec_remainder * 1e6).round();
-    if months.abs() > i32::MAX as f64 || days.abs() > i32::MAX as f64 || micros.abs() > 9.2e18 {
-        return Err(DbError::new("22008", "interval out of range"));
+    let micros = (scale(span.micros as f64) + sec_remainder * 1e6).round_ties_even();
+    if !fits_i32(days) || !micros.is_finite() || micros.abs() > 9.2e18 {
+        return Err(out_of_range());
     }
     Ok(Interval {
         months: months as i64,

@@ -625,10 +625,7 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         else {
             return Ok(None);
         };
-        if divisor == 0.0 {
-            return Err(fail(DbError::new("22012", "division by zero")));
-        }
-        dates::interval_mul(span, 1.0 / divisor)
+        dates::interval_div(span, divisor)
             .map(|iv| Some(iv.format()))
             .map_err(fail)
     })?;

@@ -110,29 +110,34 @@ pub fn parse_interval(text: &str) -> Result<Interval, DbError> {
         };
         i += 1;
         let unit = unit.trim_end_matches(',');
-        let micros_per = |m: f64| (value * m).round() as i64;
+        // As Postgres's DecodeInterval: the whole part exactly, the fraction cascaded into
+        // the next smaller fields and rounded half to even to microseconds.
+        let (whole, fraction) = (value.trunc() as i64, value.fract());
+        let mut micros = |scale: i64| {
+            out.micros += whole * scale + (fraction * scale as f64).round_ties_even() as i64
+        };
         match unit {
-            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => {
-                out.micros += micros_per(1.0)
-            }
-            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => {
-                out.micros += micros_per(1e3)
-            }
-            "second" | "seconds" | "sec" | "secs" | "s" => out.micros += micros_per(1e6),
-            "minute" | "minutes" | "min" | "mins" | "m" => out.micros += micros_per(60e6),
-            "hour" | "hours" | "hr" | "hrs" | "h" => out.micros += micros_per(3600e6),
+            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => micros(1),
+            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => micros(1_000),
+            "second" | "seconds" | "sec" | "secs" | "s" => micros(1_000_000),
+            "minute" | "minutes" | "min" | "mins" | "m" => micros(60_000_000),
+            "hour" | "hours" | "hr" | "hrs" | "h" => micros(3_600_000_000),
             "day" | "days" | "d" => {
-                out.days += value.trunc() as i64;
-                out.micros += ((value.fract()) * 86_400e6).round() as i64;
+                out.days += whole;
+                out.micros += (fraction * 86_400e6).round_ties_even() as i64;
             }
-            "week" | "weeks" | "w" => out.days += (value * 7.0).round() as i64,
+            "week" | "weeks" | "w" => {
+                out.days += whole * 7;
+                out.add_fractional_days(fraction * 7.0);
+            }
             "month" | "months" | "mon" | "mons" => {
-                out.months += value.trunc() as i64;
-                out.days += (value.fract() * 30.0).round() as i64;
+                out.months += whole;
+                out.add_fractional_days(fraction * 30.0);
             }
-            "year" | "years" | "yr" | "yrs" | "y" => out.months += (value * 12.0).round() as i64,
-            "decade" | "decades" => out.months += (value * 120.0).round() as i64,
-            "century" | "centuries" => out.months += (value * 1200.0).round() as i64,
+            "year" | "years" | "yr" | "yrs" | "y" => out.add_years(whole, fraction, 1),
+            "decade" | "decades" | "dec" | "decs" => out.add_years(whole, fraction, 10),
+            "century" | "centuries" | "c" | "cent" => out.add_years(whole, fraction, 100),
+            "millennium" | "millennia" | "mil" | "mils" => out.add_years(whole, fraction, 1000),
             _ => return Err(bad_interval(text)),
         }
     }
@@ -162,6 +167,19 @@ fn parse_clock(token: &str) -> Option<i64> {
 }
 
 impl Interval {
+    /// Whole days into days, what is left into microseconds.
+    fn add_fractional_days(&mut self, days: f64) {
+        let whole = days.trunc();
+        self.days += whole as i64;
+        self.micros += ((days - whole) * 86_400e6).round_ties_even() as i64;
+    }
+
+    /// Years of `scale` years each; a fraction of them becomes whole months.
+    fn add_years(&mut self, whole: i64, fraction: f64, scale: i64) {
+        self.months +=
+            whole * scale * 12 + (fraction * (scale * 12) as f64).round_ties_even() as i64;
+    }
+
     pub fn negate(self) -> Interval {
         Interval {
             months: -self.months,
@@ -170,42 +188,49 @@ impl Interval {
         }
     }
 
-    /// Postgres's output (IntervalStyle `postgres`).
+    /// Postgres's output (IntervalStyle `postgres`). A positive field right after a
+    /// negative one carries a `+` (`-1 days +02:00:00`), as `EncodeInterval` writes it.
     pub fn format(&self) -> String {
-        let mut parts = Vec::new();
-        let plural = |n: i64, unit: &str| {
-            if n == 1 {
-                format!("{n} {unit}")
-            } else {
-                format!("{n} {unit}s")
-            }
-        };
+        let mut out = String::new();
+        let mut after_negative = false;
         let (years, months) = (self.months / 12, self.months % 12);
-        if years != 0 {
-            parts.push(plural(years, "year"));
+        for (n, unit) in [(years, "year"), (months, "mon"), (self.days, "day")] {
+            if n == 0 {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            if after_negative && n > 0 {
+                out.push('+');
+            }
+            out.push_str(&format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+            after_negative = n < 0;
         }
-        if months != 0 {
-            parts.push(plural(months, "mon"));
-        }
-        if self.days != 0 {
-            parts.push(plural(self.days, "day"));
-        }
-        if self.micros != 0 || parts.is_empty() {
-            let sign = if self.micros < 0 { "-" } else { "" };
+        if self.micros != 0 || out.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            let sign = if self.micros < 0 {
+                "-"
+            } else if after_negative {
+                "+"
+            } else {
+                ""
+            };
             let total = self.micros.unsigned_abs();
             let (secs, frac) = (total / 1_000_000, total % 1_000_000);
-            let mut clock = format!(
+            out.push_str(&format!(
                 "{sign}{:02}:{:02}:{:02}",
                 secs / 3600,
                 (secs / 60) % 60,
                 secs % 60
-            );
+            ));
             if frac != 0 {
-                clock.push_str(format!(".{frac:06}").trim_end_matches('0'));
+                out.push_str(format!(".{frac:06}").trim_end_matches('0'));
             }
-            parts.push(clock);
         }
-        parts.join(" ")
+        out
     }
 }
 

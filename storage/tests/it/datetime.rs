@@ -370,3 +370,68 @@ async fn date_time_operators() {
     assert_eq!(words[5], "UTC", "{text}");
     assert_eq!(words[3].len(), "08:19:37.903128".len(), "{text}");
 }
+
+/// Interval input, output and arithmetic where Postgres's rules are subtle: fractions
+/// cascade into smaller fields rounded half to even, a positive field after a negative one
+/// prints with `+`, division divides each field (`1 mon / 7` is not `1 mon * (1 / 7)`).
+#[tokio::test]
+async fn interval_fractions_signs_and_division() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT interval '-1 day 2 hours', interval '1 day -2 hours', \
+         interval '-1 mon 2 days -3 hours', interval '-1 year 2 mons', \
+         -interval '1 year 2 mons -3 days 04:00'",
+        "-1 days +02:00:00|1 day -02:00:00|-1 mons +2 days -03:00:00|-10 mons|\
+         -1 years -2 mons +3 days -04:00:00",
+        &[INTERVAL; 5],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT interval '1.55 mons', interval '1.01 years', interval '1.1 weeks', \
+         interval '0.5 decade', interval '-1.5 weeks', interval '0.0000005 sec', \
+         interval '1.5 ms'",
+        "1 mon 16 days 12:00:00|1 year|7 days 16:48:00|5 years|-10 days -12:00:00|00:00:00|\
+         00:00:00.0015",
+        &[INTERVAL; 7],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT interval '1 day' / 3, interval '1 mon' / 7, interval '1 year' / 5, \
+         interval '1 day' / 1.5, interval '-1 mon' / 3, interval '1 hour' / 7, \
+         interval '1 mon 1 day' * -0.5, interval '1 year' * 0.3, interval '1 day' * 0.3333333",
+        "08:00:00|4 days 06:51:25.6896|2 mons 12 days|16:00:00|-10 days|00:08:34.285714|\
+         -15 days -12:00:00|3 mons 18 days|07:59:59.99712",
+        &[INTERVAL; 9],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT timestamp '2024-01-31' + interval '1 mon', \
+         timestamp '2024-03-31' - interval '1 mon', date '2024-01-31' + interval '1 mon 1 day', \
+         timestamptz '2024-02-29 12:00+00' + interval '1 year', \
+         timestamp '2024-01-01' + interval '1.5 mon', interval '1 mon' + timestamp '2024-01-31'",
+        "2024-02-29 00:00:00|2024-02-29 00:00:00|2024-03-01 00:00:00|2025-02-28 12:00:00+00|\
+         2024-02-16 00:00:00|2024-02-29 00:00:00",
+        &[
+            TIMESTAMP,
+            TIMESTAMP,
+            TIMESTAMP,
+            TIMESTAMPTZ,
+            TIMESTAMP,
+            TIMESTAMP,
+        ],
+    )
+    .await;
+    fails(
+        &mut s,
+        &[
+            ("SELECT interval '1 mon' * 1e10", "22008"),
+            ("SELECT interval '1 day' / 0", "22012"),
+        ],
+    )
+    .await;
+}
