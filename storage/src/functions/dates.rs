@@ -178,14 +178,25 @@ fn field(
             return Some((text, 4, None));
         }
     }
+    // Years count up from 1 in both eras: 44 BC prints as 0044.
+    let year = match i64::from(t.year()) {
+        y if y <= 0 => 1 - y,
+        y => y,
+    };
     if starts("YYYY") {
-        return num(i64::from(t.year()), 4, 4);
+        return num(year, 4, 4);
     }
     if starts("YYY") {
-        return num(i64::from(t.year()).rem_euclid(1000), 3, 3);
+        return num(year % 1000, 3, 3);
     }
     if starts("YY") {
-        return num(i64::from(t.year()).rem_euclid(100), 2, 2);
+        return num(year % 100, 2, 2);
+    }
+    if starts("Y,YYY") {
+        return Some((format!("{},{:03}", year / 1000, year % 1000), 5, Some(year)));
+    }
+    if starts("Y") {
+        return num(year % 10, 1, 1);
     }
     if starts("IYYY") {
         return num(i64::from(t.iso_week().year()), 4, 4);
@@ -418,6 +429,22 @@ pub fn interval_add(a: Interval, b: Interval, sign: i64) -> Interval {
     }
 }
 
+/// `a + b` field by field, 22008 where a field leaves Postgres's range (32-bit months and
+/// days, 64-bit microseconds).
+pub fn interval_checked_add(a: Interval, b: Interval) -> Result<Interval, DbError> {
+    let out_of_range = || DbError::new("22008", "interval out of range");
+    let field = |x: i64, y: i64| {
+        x.checked_add(y)
+            .filter(|v| i32::try_from(*v).is_ok())
+            .ok_or_else(out_of_range)
+    };
+    Ok(Interval {
+        months: field(a.months, b.months)?,
+        days: field(a.days, b.days)?,
+        micros: a.micros.checked_add(b.micros).ok_or_else(out_of_range)?,
+    })
+}
+
 /// `interval * factor` as Postgres's `interval_mul` computes it: fractional months spill into
 /// days (30 a month) and fractional days into time (24 hours a day), rounded to microseconds.
 pub fn interval_mul(span: Interval, factor: f64) -> Result<Interval, DbError> {
@@ -480,7 +507,8 @@ pub fn make_interval(fields: [f64; 7]) -> Result<Interval, DbError> {
             "make_interval takes whole numbers but for seconds",
         ));
     }
-    let micros = ((hours * 3600.0 + mins * 60.0 + secs) * 1e6).round();
+    // Whole hours and minutes are exact; only the seconds round, half to even as `rint`.
+    let micros = (hours * 3600.0 + mins * 60.0) * 1e6 + (secs * 1e6).round_ties_even();
     if !micros.is_finite() || micros.abs() > 9.2e18 {
         return Err(DbError::new("22008", "interval out of range"));
     }
@@ -826,6 +854,49 @@ impl IntervalPart {
     }
 }
 
+/// The unit Postgres's `DecodeUnits` reads `unit` (already lower case) as.
+fn canonical_unit(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "microsecond" | "microseconds" | "us" | "usec" | "usecs" => "microseconds",
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => "milliseconds",
+        "second" | "seconds" | "s" | "sec" | "secs" => "second",
+        "minute" | "minutes" | "m" | "min" | "mins" => "minute",
+        "hour" | "hours" | "h" | "hr" | "hrs" => "hour",
+        "day" | "days" | "d" => "day",
+        "month" | "months" | "mon" | "mons" => "month",
+        "quarter" | "qtr" => "quarter",
+        "year" | "years" | "y" | "yr" | "yrs" => "year",
+        "decade" | "decades" | "dec" | "decs" => "decade",
+        "century" | "centuries" | "c" | "cent" => "century",
+        "millennium" | "millennia" | "mil" | "mils" => "millennium",
+        "epoch" => "epoch",
+        "week" | "weeks" | "w" => "week",
+        "dow" => "dow",
+        "isodow" => "isodow",
+        "doy" => "doy",
+        "isoyear" => "isoyear",
+        "julian" | "j" => "julian",
+        "timezone" => "timezone",
+        "timezone_h" | "timezone_hour" => "timezone_h",
+        "timezone_m" | "timezone_minute" => "timezone_m",
+        _ => return None,
+    })
+}
+
+fn unit_error(unit: &str, type_name: &str, known: bool) -> DbError {
+    if known {
+        DbError::new(
+            "0A000",
+            format!("unit \"{unit}\" not supported for type {type_name}"),
+        )
+    } else {
+        DbError::new(
+            "22023",
+            format!("unit \"{unit}\" not recognized for type {type_name}"),
+        )
+    }
+}
+
 /// `extract(field from interval)` as Postgres 15's `interval_part_common` splits an
 /// interval: years and months from months, days, then hours, minutes and seconds from the
 /// time, each keeping its sign; the epoch counts a year as 365.25 days and a month as 30.
@@ -837,25 +908,28 @@ pub fn interval_part(field: &str, iv: Interval) -> Result<IntervalPart, DbError>
     let years = iv.months / 12;
     let second_micros = iv.micros % 60_000_000;
     let unit = field.to_ascii_lowercase();
-    Ok(match unit.as_str() {
-        "microsecond" | "microseconds" | "us" | "usec" | "usecs" => whole(second_micros),
-        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => IntervalPart {
+    let Some(canonical) = canonical_unit(&unit) else {
+        return Err(unit_error(&unit, "interval", false));
+    };
+    Ok(match canonical {
+        "microseconds" => whole(second_micros),
+        "milliseconds" => IntervalPart {
             value: i128::from(second_micros),
             scale: 3,
         },
-        "second" | "seconds" | "s" | "sec" | "secs" => IntervalPart {
+        "second" => IntervalPart {
             value: i128::from(second_micros),
             scale: 6,
         },
-        "minute" | "minutes" | "m" | "min" | "mins" => whole(iv.micros / 60_000_000 % 60),
-        "hour" | "hours" | "h" | "hr" | "hrs" => whole(iv.micros / 3_600_000_000),
-        "day" | "days" | "d" => whole(iv.days),
-        "month" | "months" | "mon" | "mons" => whole(iv.months % 12),
-        "quarter" | "qtr" => whole(iv.months % 12 / 3 + 1),
-        "year" | "years" | "y" | "yr" | "yrs" => whole(years),
-        "decade" | "decades" | "dec" | "decs" => whole(years / 10),
-        "century" | "centuries" | "c" | "cent" => whole(years / 100),
-        "millennium" | "millennia" | "mil" | "mils" => whole(years / 1000),
+        "minute" => whole(iv.micros / 60_000_000 % 60),
+        "hour" => whole(iv.micros / 3_600_000_000),
+        "day" => whole(iv.days),
+        "month" => whole(iv.months % 12),
+        "quarter" => whole(iv.months % 12 / 3 + 1),
+        "year" => whole(years),
+        "decade" => whole(years / 10),
+        "century" => whole(years / 100),
+        "millennium" => whole(years / 1000),
         "epoch" => {
             let quarter_days = 1461 * i128::from(years)
                 + 120 * i128::from(iv.months % 12)
@@ -865,20 +939,20 @@ pub fn interval_part(field: &str, iv: Interval) -> Result<IntervalPart, DbError>
                 scale: 6,
             }
         }
-        "week" | "weeks" | "w" | "dow" | "isodow" | "doy" | "isoyear" | "julian" | "timezone"
-        | "timezone_h" | "timezone_m" => {
-            return Err(DbError::new(
-                "0A000",
-                format!("unit \"{unit}\" not supported for type interval"),
-            ));
-        }
-        _ => {
-            return Err(DbError::new(
-                "22023",
-                format!("unit \"{unit}\" not recognized for type interval"),
-            ));
-        }
+        _ => return Err(unit_error(&unit, "interval", true)),
     })
+}
+
+/// `extract(field from time)`: the clock fields and the epoch (seconds since midnight) of
+/// the time of day `time` (its microseconds), as Postgres's `time_part_common`.
+pub fn time_part(field: &str, time: Interval) -> Result<IntervalPart, DbError> {
+    let unit = field.to_ascii_lowercase();
+    match canonical_unit(&unit) {
+        Some("microseconds" | "milliseconds" | "second" | "minute" | "hour" | "epoch") => {
+            interval_part(&unit, time)
+        }
+        known => Err(unit_error(&unit, "time without time zone", known.is_some())),
+    }
 }
 
 #[cfg(test)]

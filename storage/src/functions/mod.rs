@@ -778,24 +778,43 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
             Ok(interval_value(ctx, 0)?.map(|iv| justify(iv).format()))
         })?;
     }
-    conn.create_scalar_function("__pg_extract_interval", 2, DET, |ctx| {
-        let (Some(field), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
-        else {
-            return Ok(None);
-        };
-        dates::interval_part(&field, iv)
-            .map(|part| Some(part.numeric_text()))
-            .map_err(fail)
-    })?;
-    conn.create_scalar_function("__pg_date_part_interval", 2, DET, |ctx| {
-        let (Some(field), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
-        else {
-            return Ok(None);
-        };
-        dates::interval_part(&field, iv)
-            .map(|part| Some(part.as_f64()))
-            .map_err(fail)
-    })?;
+    // A time of day is stored as the text of an interval shorter than a day.
+    type Part = fn(&str, time::Interval) -> Result<dates::IntervalPart, DbError>;
+    for (kind, part) in [
+        ("interval", dates::interval_part as Part),
+        ("time", dates::time_part),
+    ] {
+        conn.create_scalar_function(
+            format!("__pg_extract_{kind}").as_str(),
+            2,
+            DET,
+            move |ctx| {
+                let (Some(field), Some(iv)) =
+                    (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+                else {
+                    return Ok(None);
+                };
+                part(&field, iv)
+                    .map(|part| Some(part.numeric_text()))
+                    .map_err(fail)
+            },
+        )?;
+        conn.create_scalar_function(
+            format!("__pg_date_part_{kind}").as_str(),
+            2,
+            DET,
+            move |ctx| {
+                let (Some(field), Some(iv)) =
+                    (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+                else {
+                    return Ok(None);
+                };
+                part(&field, iv)
+                    .map(|part| Some(part.as_f64()))
+                    .map_err(fail)
+            },
+        )?;
+    }
     // Dates and timestamps store their infinities as Postgres prints them; intervals have
     // none in Postgres 15.
     conn.create_scalar_function("__pg_isfinite", 1, DET, |ctx| {
@@ -949,6 +968,42 @@ impl rusqlite::functions::Aggregate<Extreme, Option<String>> for IntervalExtreme
         best: Option<Extreme>,
     ) -> rusqlite::Result<Option<String>> {
         Ok(best.flatten().map(|(_, text)| text))
+    }
+}
+
+/// `sum` / `avg` of intervals: field by field as Postgres adds them (months, days and time
+/// apart, `1 hour` + `23 hours` is `24:00:00`), the average the sum divided by the count.
+struct IntervalSum {
+    avg: bool,
+}
+
+type Sum = Option<(time::Interval, i64)>;
+
+impl rusqlite::functions::Aggregate<Sum, Option<String>> for IntervalSum {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Sum> {
+        Ok(None)
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, sum: &mut Sum) -> rusqlite::Result<()> {
+        let Some(interval) = interval_value(ctx, 0)? else {
+            return Ok(());
+        };
+        let (total, count) = sum.get_or_insert((time::Interval::default(), 0));
+        *total = dates::interval_checked_add(*total, interval).map_err(fail)?;
+        *count += 1;
+        Ok(())
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, sum: Option<Sum>) -> rusqlite::Result<Option<String>> {
+        let Some((total, count)) = sum.flatten() else {
+            return Ok(None);
+        };
+        let result = if self.avg {
+            dates::interval_div(total, count as f64).map_err(fail)?
+        } else {
+            total
+        };
+        Ok(Some(result.format()))
     }
 }
 
@@ -1127,6 +1182,8 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_aggregate_function("__pg_interval_min", 1, DET, IntervalExtreme { max: false })?;
     conn.create_aggregate_function("__pg_interval_max", 1, DET, IntervalExtreme { max: true })?;
+    conn.create_aggregate_function("__pg_interval_sum", 1, DET, IntervalSum { avg: false })?;
+    conn.create_aggregate_function("__pg_interval_avg", 1, DET, IntervalSum { avg: true })?;
     conn.create_aggregate_function("__pg_json_agg", 1, DET, JsonAgg { jsonb: false })?;
     conn.create_aggregate_function("__pg_jsonb_agg", 1, DET, JsonAgg { jsonb: true })?;
     conn.create_scalar_function("__pg_jsonb_build_object", -1, DET, |ctx| {

@@ -464,6 +464,8 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
             dt.and_utc().timestamp() as f64
                 + f64::from(dt.and_utc().timestamp_subsec_micros()) / 1e6
         }
+        // Chrono counts 1 BC as year 0, as Postgres does inside; Postgres answers -1 for it.
+        "year" if dt.year() <= 0 => f64::from(dt.year() - 1),
         "year" => f64::from(dt.year()),
         "month" => f64::from(dt.month()),
         "day" => f64::from(dt.day()),
@@ -477,8 +479,12 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
         "doy" => f64::from(dt.ordinal()),
         "quarter" => f64::from((dt.month() - 1) / 3 + 1),
         "week" => f64::from(dt.iso_week().week()),
+        "decade" if dt.year() < 0 => f64::from(-((8 - (dt.year() - 1)) / 10)),
         "decade" => f64::from(dt.year() / 10),
+        "century" if dt.year() <= 0 => f64::from(-((99 - (dt.year() - 1)) / 100)),
         "century" => f64::from((dt.year() + 99) / 100),
+        "millennium" if dt.year() <= 0 => f64::from(-((999 - (dt.year() - 1)) / 1000)),
+        "millennium" => f64::from((dt.year() + 999) / 1000),
         other => {
             return Err(DbError::new(
                 "22023",

@@ -76,6 +76,10 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             rename(f, "__pg_date_part_interval");
             Some(Ty::of(PgType::Float8))
         }
+        "date_part" if arg_ty(1).is_some_and(|t| t.ty == PgType::Time) => {
+            rename(f, "__pg_date_part_time");
+            Some(Ty::of(PgType::Float8))
+        }
         "timezone" if types.len() == 2 => {
             // timezone(zone, value) is `value AT TIME ZONE zone`: a timestamptz becomes the
             // local time in the zone, a timestamp a local time there read as a timestamptz.
@@ -103,6 +107,11 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
         "isfinite" if arg_ty(0).is_some_and(|t| t.ty != PgType::Unknown) => {
             rename(f, "__pg_isfinite");
             Some(Ty::of(PgType::Bool))
+        }
+        // Postgres adds intervals field by field; SQLite would add their text as numbers.
+        "sum" | "avg" if arg_ty(0).is_some_and(Ty::is_interval) && f.over.is_none() => {
+            rename(f, &format!("__pg_interval_{name}"));
+            Some(Ty::interval())
         }
         "make_time" => Some(Ty::of(PgType::Time)),
         "make_timestamp" => Some(Ty::of(PgType::Timestamp)),
@@ -441,6 +450,9 @@ impl Inferer<'_> {
             "ntile" => t(PgType::Int4),
             "percent_rank" | "cume_dist" => t(PgType::Float8),
             "lag" | "lead" | "first_value" | "last_value" | "nth_value" => Ok(first),
+            "sum" | "avg" if first.is_some_and(Ty::is_interval) => Err(crate::errors::unsupported(
+                format!("{name}() of intervals as a window function"),
+            )),
             "sum" => match first.map(|f| f.ty) {
                 Some(PgType::Int2 | PgType::Int4) => t(PgType::Int8),
                 Some(PgType::Float4) => t(PgType::Float4),

@@ -1102,13 +1102,15 @@ impl<'s> Inferer<'s> {
                     F::Millisecond | F::Milliseconds if !from_date => 3,
                     _ => 0,
                 };
-                if source.is_some_and(Ty::is_interval) {
+                let kind = match source {
+                    Some(t) if t.is_interval() => Some("__pg_extract_interval"),
+                    Some(t) if t.ty == PgType::Time => Some("__pg_extract_time"),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
                     let value = std::mem::replace(e.as_mut(), Expr::value(Value::Null));
                     let field = field.to_string().to_ascii_lowercase();
-                    *expr = function_call(
-                        "__pg_extract_interval",
-                        vec![value_expr(SqlValue::Text(field)), value],
-                    );
+                    *expr = function_call(kind, vec![value_expr(SqlValue::Text(field)), value]);
                 }
                 Ok(Some(Ty::numeric_scale(scale)))
             }

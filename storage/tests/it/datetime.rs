@@ -9,6 +9,7 @@ const BOOL: u32 = 16;
 const INT4: u32 = 23;
 const TEXT: u32 = 25;
 const FLOAT8: u32 = 701;
+const DATE: u32 = 1082;
 const TIME: u32 = 1083;
 const TIMESTAMP: u32 = 1114;
 const TIMESTAMPTZ: u32 = 1184;
@@ -432,6 +433,99 @@ async fn interval_fractions_signs_and_division() {
             ("SELECT interval '1 mon' * 1e10", "22008"),
             ("SELECT interval '1 day' / 0", "22012"),
         ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn extract_of_times_and_sums_of_intervals() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT extract(hour from time '10:30:15.5'), extract(epoch from time '10:30'), \
+         extract(second from time '10:30:15.5'), date_part('minute', time '10:30'), \
+         extract(microseconds from time '10:00:01.5'), \
+         extract(milliseconds from time '10:00:01.5'), extract(hour from time '24:00')",
+        "10|37800.000000|15.500000|30|1500000|1500.000|24",
+        &[NUMERIC, NUMERIC, NUMERIC, FLOAT8, NUMERIC, NUMERIC, NUMERIC],
+    )
+    .await;
+    // Field by field, NULLs skipped; SQLite would have added the texts as numbers.
+    check(
+        &mut s,
+        "SELECT sum(x), avg(x), min(x), max(x) FROM (VALUES (interval '1 hour'), \
+         (interval '3 hours'), (interval '1 mon 1 day'), (NULL)) v(x)",
+        "1 mon 1 day 04:00:00|10 days 09:20:00|01:00:00|1 mon 1 day",
+        &[INTERVAL; 4],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT sum(x), avg(x) FROM (VALUES (interval '20 hours'), (interval '10 hours')) v(x)",
+        "30:00:00|15:00:00",
+        &[INTERVAL; 2],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT sum(x) IS NULL, avg(x) IS NULL FROM (VALUES (interval '1 hour')) v(x) \
+         WHERE false",
+        "t|t",
+        &[BOOL; 2],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT make_interval(secs => 1.5), make_interval(0, 0, 0, 0, 0, 0, 0.0000005), \
+         make_interval(hours => 1, secs => 0.0000015)",
+        "00:00:01.5|00:00:00|01:00:00.000002",
+        &[INTERVAL; 3],
+    )
+    .await;
+    fails(
+        &mut s,
+        &[
+            ("SELECT extract(day from time '10:00')", "0A000"),
+            ("SELECT extract(fortnight from time '10:00')", "22023"),
+        ],
+    )
+    .await;
+}
+
+/// Years before 1 AD: stored and printed as Postgres prints them (`0044-03-15 BC`), and
+/// read back by the functions that take dates.
+#[tokio::test]
+async fn dates_before_christ() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT make_date(-44, 3, 15), date '0044-03-15 BC' + 1, \
+         make_timestamp(-1, 12, 31, 23, 59, 59) + interval '1 sec', date '0001-01-01' - 1",
+        "0044-03-15 BC|0044-03-16 BC|0001-01-01 00:00:00|0001-12-31 BC",
+        &[DATE, DATE, TIMESTAMP, DATE],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT extract(year from date '0044-03-15 BC'), \
+         extract(decade from date '0044-03-15 BC'), extract(century from date '0044-03-15 BC'), \
+         extract(millennium from date '0044-03-15 BC'), extract(millennium from date '2024-01-01'), \
+         extract(decade from date '0001-01-01 BC'), extract(century from date '0001-01-01 BC')",
+        "-44|-5|-1|-1|3|0|-1",
+        &[NUMERIC; 7],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT to_char(date '0044-03-15 BC', 'YYYY-MM-DD'), \
+         to_char(timestamp '0044-03-15 10:00 BC', 'YY Y YYY'), \
+         to_char(date '2024-05-06', 'Y,YYY Y YY YYY'), to_char(date '0044-03-15 BC', 'Y,YYY'), \
+         date_trunc('century', timestamp '0044-03-15 BC'), \
+         age(timestamp '0001-03-15', timestamp '0002-03-15 BC')",
+        "0044-03-15|44 4 044|2,024 4 24 024|0,044|0100-01-01 00:00:00 BC|2 years",
+        &[TEXT, TEXT, TEXT, TEXT, TIMESTAMP, INTERVAL],
     )
     .await;
 }
