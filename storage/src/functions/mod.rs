@@ -544,6 +544,21 @@ fn is_infinite(text: &str) -> bool {
     matches!(text.trim(), "infinity" | "-infinity")
 }
 
+/// Argument `i` when it is an infinite date or timestamp and argument `other` is not NULL:
+/// most date/time functions answer an infinity with itself.
+fn infinite_arg(ctx: &Context<'_>, i: usize, other: usize) -> rusqlite::Result<Option<String>> {
+    if matches!(ctx.get_raw(other), ValueRef::Null) {
+        return Ok(None);
+    }
+    Ok(ctx
+        .get::<Option<String>>(i)?
+        .filter(|text| is_infinite(text)))
+}
+
+fn either_infinite(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    Ok(infinite_arg(ctx, 0, 1)?.is_some() || infinite_arg(ctx, 1, 0)?.is_some())
+}
+
 /// The six fields of `make_timestamp` and `make_timestamptz`; None when one is NULL.
 fn timestamp_fields(ctx: &Context<'_>) -> rusqlite::Result<Option<NaiveDateTime>> {
     let mut ints = [0i64; 5];
@@ -570,6 +585,12 @@ fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {
 
 fn register_time(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("__pg_date_add", 3, DET, |ctx| {
+        if matches!(ctx.get_raw(1), ValueRef::Null) {
+            return Ok(None);
+        }
+        if let Some(infinite) = infinite_arg(ctx, 0, 1)? {
+            return Ok(Some(infinite));
+        }
         let sign: i64 = ctx.get(2)?;
         let days = match ctx.get_raw(1) {
             ValueRef::Integer(n) => ValueRef::Integer(n * sign),
@@ -578,14 +599,32 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         time::date_plus_days(ctx.get_raw(0), days).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_date_diff", 2, DET, |ctx| {
+        if either_infinite(ctx)? {
+            return Err(fail(DbError::new(
+                "22008",
+                "cannot subtract infinite dates",
+            )));
+        }
         time::date_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_ts_interval", 4, DET, |ctx| {
+        if matches!(ctx.get_raw(1), ValueRef::Null) {
+            return Ok(None);
+        }
+        if let Some(infinite) = infinite_arg(ctx, 0, 1)? {
+            return Ok(Some(infinite));
+        }
         let sign: i64 = ctx.get(2)?;
         let ty = type_arg(ctx, 3)?;
         time::timestamp_plus_interval(ctx.get_raw(0), ctx.get_raw(1), sign, ty).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_ts_diff", 2, DET, |ctx| {
+        if either_infinite(ctx)? {
+            return Err(fail(DbError::new(
+                "22008",
+                "cannot subtract infinite timestamps",
+            )));
+        }
         time::timestamp_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_interval_add", 3, DET, |ctx| {
@@ -642,6 +681,10 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
             .map_err(fail)
     })?;
     conn.create_scalar_function("__pg_to_char", 3, DET, |ctx| {
+        // Postgres prints nothing for an infinite value.
+        if infinite_arg(ctx, 0, 1)?.is_some() {
+            return Ok(None);
+        }
         let (Some(value), Some(template)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?)
         else {
             return Ok(None);
@@ -664,6 +707,9 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         }))
     })?;
     conn.create_scalar_function("__pg_at_time_zone", 4, DET, |ctx| {
+        if let Some(infinite) = infinite_arg(ctx, 0, 1)? {
+            return Ok(Some(infinite));
+        }
         let (Some(t), Some(zone)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?) else {
             return Ok(None);
         };
@@ -715,6 +761,9 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("__pg_date_trunc", 3, DET, |ctx| {
         let field: String = ctx.get(0)?;
+        if let Some(infinite) = infinite_arg(ctx, 1, 1)? {
+            return Ok(Some(infinite));
+        }
         let ty = type_arg(ctx, 2)?;
         time::date_trunc(&field, ctx.get_raw(1), ty).map_err(fail)
     })?;
@@ -823,11 +872,15 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
             .map(|text| i64::from(!is_infinite(&text))))
     })?;
     conn.create_scalar_function("__pg_date_trunc_zone", 3, DET, |ctx| {
-        let (Some(field), Some(t), Some(zone)) = (
-            ctx.get::<Option<String>>(0)?,
-            time_value(ctx, 1)?,
-            ctx.get::<Option<String>>(2)?,
-        ) else {
+        let (Some(field), Some(zone)) =
+            (ctx.get::<Option<String>>(0)?, ctx.get::<Option<String>>(2)?)
+        else {
+            return Ok(None);
+        };
+        if let Some(infinite) = infinite_arg(ctx, 1, 0)? {
+            return Ok(Some(infinite));
+        }
+        let Some(t) = time_value(ctx, 1)? else {
             return Ok(None);
         };
         // Truncated on the clock of `zone`, then read back as a time in that zone.

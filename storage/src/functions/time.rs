@@ -452,6 +452,9 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
             ));
         }
     };
+    if is_infinite_text(&text) {
+        return infinite_part(field, text.trim().starts_with('-'));
+    }
     let Some(dt) = parse_datetime(&text) else {
         return Err(DbError::new(
             "22007",
@@ -493,6 +496,32 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
         }
     };
     Ok(Some(value))
+}
+
+fn is_infinite_text(text: &str) -> bool {
+    matches!(text.trim(), "infinity" | "-infinity")
+}
+
+/// A field of an infinite timestamp, as Postgres's `NonFiniteTimestampTzPart`: the fields
+/// that grow with time are infinite too, the others have no value.
+fn infinite_part(field: &str, negative: bool) -> Result<Option<f64>, DbError> {
+    let infinity = if negative {
+        f64::NEG_INFINITY
+    } else {
+        f64::INFINITY
+    };
+    match field.to_ascii_lowercase().as_str() {
+        "year" | "decade" | "century" | "millennium" | "julian" | "isoyear" | "epoch" => {
+            Ok(Some(infinity))
+        }
+        "microseconds" | "milliseconds" | "second" | "minute" | "hour" | "day" | "month"
+        | "quarter" | "week" | "dow" | "isodow" | "doy" | "timezone" | "timezone_hour"
+        | "timezone_minute" => Ok(None),
+        other => Err(DbError::new(
+            "22023",
+            format!("unit \"{other}\" not recognized for type timestamp"),
+        )),
+    }
 }
 
 #[cfg(test)]

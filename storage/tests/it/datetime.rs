@@ -529,3 +529,60 @@ async fn dates_before_christ() {
     )
     .await;
 }
+
+/// Infinite dates and timestamps: most functions answer them with themselves, differences
+/// are refused, `extract` is infinite for the fields that grow with time and NULL for the
+/// others.
+#[tokio::test]
+async fn infinite_dates_and_timestamps() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT timestamp 'infinity' + interval '1 day', \
+         timestamptz '-infinity' - interval '1 mon', interval '1 day' + timestamp 'infinity', \
+         date 'infinity' + 1, date '-infinity' - 1, date 'infinity' + time '10:00', \
+         date_trunc('day', timestamp 'infinity'), \
+         date_trunc('day', timestamptz 'infinity', 'Europe/Paris'), \
+         timezone('Europe/Paris', timestamptz '-infinity')",
+        "infinity|-infinity|infinity|infinity|-infinity|infinity|infinity|infinity|-infinity",
+        &[
+            TIMESTAMP,
+            TIMESTAMPTZ,
+            TIMESTAMP,
+            DATE,
+            DATE,
+            TIMESTAMP,
+            TIMESTAMP,
+            TIMESTAMPTZ,
+            TIMESTAMP,
+        ],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT extract(year from timestamp 'infinity'), \
+         extract(epoch from timestamp '-infinity'), \
+         extract(month from timestamp 'infinity') IS NULL, date_part('year', date 'infinity'), \
+         date_part('day', date 'infinity') IS NULL, to_char(timestamp 'infinity', 'YYYY') IS NULL, \
+         timestamp 'infinity' + NULL::interval IS NULL",
+        "Infinity|-Infinity|t|Infinity|t|t|t",
+        &[NUMERIC, NUMERIC, BOOL, FLOAT8, BOOL, BOOL, BOOL],
+    )
+    .await;
+    fails(
+        &mut s,
+        &[
+            (
+                "SELECT timestamp 'infinity' - timestamp '2024-01-01'",
+                "22008",
+            ),
+            ("SELECT date 'infinity' - date '2024-01-01'", "22008"),
+            (
+                "SELECT extract(fortnight from timestamp 'infinity')",
+                "22023",
+            ),
+        ],
+    )
+    .await;
+}
