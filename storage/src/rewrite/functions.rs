@@ -326,6 +326,54 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
     }
 }
 
+/// The `make_*` functions take `integer` fields (and `double precision` seconds): Postgres
+/// casts nothing else to `integer` implicitly, so `make_time(1.5, 2, 3)` names no function.
+/// SQLite would truncate the value or fail on its type instead.
+fn make_arguments(name: &str, types: &[Option<Ty>]) -> Result<(), DbError> {
+    let Some(integer_fields) = make_fields(name) else {
+        return Ok(());
+    };
+    let integer = |t: &Option<Ty>| {
+        t.is_none_or(|t| matches!(t.ty, PgType::Int2 | PgType::Int4 | PgType::Unknown))
+    };
+    let seconds = |t: &Option<Ty>| {
+        t.is_none_or(|t| super::syntax::is_numeric(t.ty) || t.ty == PgType::Unknown)
+    };
+    let arity = match name {
+        "make_timestamptz" => [6, 7].contains(&types.len()),
+        "make_date" => types.len() == 3,
+        _ => types.len() == integer_fields + 1,
+    };
+    if arity
+        && types.iter().take(integer_fields).all(integer)
+        && types.get(integer_fields).is_none_or(seconds)
+    {
+        return Ok(());
+    }
+    let names: Vec<String> = types
+        .iter()
+        .map(|t| crate::functions::type_name(t.map_or(PgType::Unknown.oid(), Ty::type_oid)))
+        .collect();
+    Err(DbError::new(
+        "42883",
+        format!("function {name}({}) does not exist", names.join(", ")),
+    )
+    .with_hint(
+        "No function matches the given name and argument types. You might need to add \
+         explicit type casts.",
+    ))
+}
+
+/// How many leading `integer` fields a `make_*` function takes; the seconds follow.
+fn make_fields(name: &str) -> Option<usize> {
+    match name {
+        "make_date" => Some(3),
+        "make_time" => Some(2),
+        "make_timestamp" | "make_timestamptz" => Some(5),
+        _ => None,
+    }
+}
+
 /// Argument `n` when it is an integer literal.
 fn literal_int_arg(f: &Function, n: usize) -> Option<i64> {
     let FunctionArguments::List(list) = &f.args else {
@@ -382,6 +430,13 @@ impl Inferer<'_> {
             for (i, arg) in list.args.iter_mut().enumerate() {
                 let want_here = match i {
                     _ if family => shared,
+                    _ if make_fields(&name).is_some() => make_fields(&name).map(|n| {
+                        Ty::of(match i.cmp(&n) {
+                            std::cmp::Ordering::Less => PgType::Int4,
+                            std::cmp::Ordering::Equal if name != "make_date" => PgType::Float8,
+                            _ => PgType::Text,
+                        })
+                    }),
                     0 => first_want,
                     _ if all_text => first_want,
                     2 if name == "jsonb_set" => Some(Ty::of(PgType::Jsonb)),
@@ -430,6 +485,7 @@ impl Inferer<'_> {
         if let Some(filter) = &mut f.filter {
             self.expr(filter, Some(Ty::of(PgType::Bool)))?;
         }
+        make_arguments(&name, &arg_types)?;
         if let Some(result) = self.array_call(&name, f, &arg_types) {
             return result;
         }

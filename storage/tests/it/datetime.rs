@@ -81,6 +81,23 @@ async fn make_time_timestamp_and_timestamptz() {
         &[BOOL; 3],
     )
     .await;
+    // Untyped literals are read as the fields' types; other types name no function.
+    check(
+        &mut s,
+        "SELECT make_timestamp(2024, 1, 1, 1, 1, 1.5::numeric), make_time(1, 2, 3::bigint), \
+         make_date('2024', '1', '1'), make_timestamptz(2024, 1, 1, 1, '1', 1, 'UTC')",
+        "2024-01-01 01:01:01.5|01:02:03|2024-01-01|2024-01-01 01:01:01+00",
+        &[TIMESTAMP, TIME, DATE, TIMESTAMPTZ],
+    )
+    .await;
+    let error = err(&mut s, "SELECT make_time(1.5, 2, 3)").await;
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        (
+            "42883",
+            "function make_time(numeric, integer, integer) does not exist"
+        )
+    );
     let error = err(&mut s, "SELECT make_time(25, 0, 0)").await;
     assert_eq!(
         (error.code.as_str(), error.message.as_str()),
@@ -104,6 +121,10 @@ async fn make_time_timestamp_and_timestamptz() {
                 "SELECT make_timestamptz(2024, 1, 1, 1, 1, 1, '+20')",
                 "22023",
             ),
+            ("SELECT make_date(2024::bigint, 1, 1)", "42883"),
+            ("SELECT make_timestamp(2024, 1, 1, 1, 1.0, 1)", "42883"),
+            ("SELECT make_time(1, 2, 'x')", "22P02"),
+            ("SELECT make_time(1, 2, 3, 4)", "42883"),
         ],
     )
     .await;
