@@ -75,10 +75,15 @@ fn bad_interval(text: &str) -> DbError {
     )
 }
 
-/// Parses Postgres interval input (`1 day 2 hours`, `-00:30:00`, `1 mon`, `@ 3 days ago`).
+/// Parses Postgres interval input: `1 day 2 hours`, `-00:30:00`, `1 mon`, `@ 3 days ago`,
+/// SQL's `1-2` (years-months) and `3 4:05:06` (days and a time), ISO 8601's
+/// `P1Y2M3DT4H5M6S` and `P0001-02-03T04:05:06`.
 pub fn parse_interval(text: &str) -> Result<Interval, DbError> {
     let mut out = Interval::default();
     let lower = text.trim().to_ascii_lowercase();
+    if let Some(iso) = lower.strip_prefix('p') {
+        return parse_iso8601(iso).ok_or_else(|| bad_interval(text));
+    }
     let lower = lower.strip_prefix('@').unwrap_or(&lower).trim();
     let mut tokens: Vec<&str> = lower.split_whitespace().collect();
     let ago = tokens.last() == Some(&"ago");
@@ -96,55 +101,135 @@ pub fn parse_interval(text: &str) -> Result<Interval, DbError> {
             i += 1;
             continue;
         }
+        if let Some(months) = year_month(token, text)? {
+            out.months += months;
+            i += 1;
+            continue;
+        }
         // A number, with its unit attached (`2h`) or as the next token.
         let split = token
             .find(|c: char| c.is_ascii_alphabetic())
             .unwrap_or(token.len());
         let (number, attached) = token.split_at(split);
         let value: f64 = number.parse().map_err(|_| bad_interval(text))?;
-        let unit = if attached.is_empty() {
+        let unit = if !attached.is_empty() {
             i += 1;
-            tokens.get(i).copied().unwrap_or("second")
-        } else {
             attached
+        } else {
+            match tokens.get(i + 1) {
+                // A number before a time of day counts days, as in SQL's `3 4:05:06`.
+                Some(next) if next.contains(':') => {
+                    i += 1;
+                    "day"
+                }
+                Some(next) => {
+                    i += 2;
+                    next
+                }
+                None => {
+                    i += 1;
+                    "second"
+                }
+            }
         };
-        i += 1;
-        let unit = unit.trim_end_matches(',');
-        // As Postgres's DecodeInterval: the whole part exactly, the fraction cascaded into
-        // the next smaller fields and rounded half to even to microseconds.
-        let (whole, fraction) = (value.trunc() as i64, value.fract());
-        let mut micros = |scale: i64| {
-            out.micros += whole * scale + (fraction * scale as f64).round_ties_even() as i64
-        };
-        match unit {
-            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => micros(1),
-            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => micros(1_000),
-            "second" | "seconds" | "sec" | "secs" | "s" => micros(1_000_000),
-            "minute" | "minutes" | "min" | "mins" | "m" => micros(60_000_000),
-            "hour" | "hours" | "hr" | "hrs" | "h" => micros(3_600_000_000),
-            "day" | "days" | "d" => {
-                out.days += whole;
-                out.micros += (fraction * 86_400e6).round_ties_even() as i64;
-            }
-            "week" | "weeks" | "w" => {
-                out.days += whole * 7;
-                out.add_fractional_days(fraction * 7.0);
-            }
-            "month" | "months" | "mon" | "mons" => {
-                out.months += whole;
-                out.add_fractional_days(fraction * 30.0);
-            }
-            "year" | "years" | "yr" | "yrs" | "y" => out.add_years(whole, fraction, 1),
-            "decade" | "decades" | "dec" | "decs" => out.add_years(whole, fraction, 10),
-            "century" | "centuries" | "c" | "cent" => out.add_years(whole, fraction, 100),
-            "millennium" | "millennia" | "mil" | "mils" => out.add_years(whole, fraction, 1000),
-            _ => return Err(bad_interval(text)),
-        }
+        out.add_unit(value, unit.trim_end_matches(','))
+            .ok_or_else(|| bad_interval(text))?;
     }
     if ago {
         out = out.negate();
     }
     Ok(out)
+}
+
+/// SQL's `years-months` (`1-2`, `-1-2`: the sign covers both), in months.
+fn year_month(token: &str, text: &str) -> Result<Option<i64>, DbError> {
+    let (negative, body) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token.strip_prefix('+').unwrap_or(token)),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((years, months)) = body.split_once('-').filter(|(y, m)| digits(y) && digits(m)) else {
+        return Ok(None);
+    };
+    let out_of_range = || {
+        DbError::new(
+            "22015",
+            format!("interval field value out of range: \"{text}\""),
+        )
+    };
+    let years: i64 = years.parse().map_err(|_| out_of_range())?;
+    let months: i64 = months.parse().map_err(|_| out_of_range())?;
+    if months >= 12 {
+        return Err(out_of_range());
+    }
+    let total = years
+        .checked_mul(12)
+        .and_then(|m| m.checked_add(months))
+        .ok_or_else(out_of_range)?;
+    Ok(Some(if negative { -total } else { total }))
+}
+
+/// ISO 8601 after its `P`: designators (`1Y2M3DT4H5M6S`, `1W`, fractions allowed) or the
+/// alternative format (`0001-02-03T04:05:06`).
+fn parse_iso8601(body: &str) -> Option<Interval> {
+    let mut out = Interval::default();
+    let (date, time) = match body.split_once('t') {
+        Some((date, time)) => (date, Some(time)),
+        None => (body, None),
+    };
+    if date.is_empty() && time.is_none() {
+        return None;
+    }
+    let plain = |s: &str| !s.is_empty() && !s.bytes().any(|b| b.is_ascii_alphabetic());
+    if plain(date) {
+        let fields: Vec<i64> = date
+            .split('-')
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let (years, months, days) = match fields.as_slice() {
+            [y] => (*y, 0, 0),
+            [y, m] => (*y, *m, 0),
+            [y, m, d] => (*y, *m, *d),
+            _ => return None,
+        };
+        out.months += years * 12 + months;
+        out.days += days;
+    } else {
+        designators(date, &mut out, |c| match c {
+            'y' => Some("year"),
+            'm' => Some("month"),
+            'w' => Some("week"),
+            'd' => Some("day"),
+            _ => None,
+        })?;
+    }
+    match time {
+        Some(time) if plain(time) => out.micros += parse_clock(time)?,
+        Some(time) => designators(time, &mut out, |c| match c {
+            'h' => Some("hour"),
+            'm' => Some("minute"),
+            's' => Some("second"),
+            _ => None,
+        })?,
+        None => {}
+    }
+    Some(out)
+}
+
+/// `<number><designator>...` into `out`, each designator read as the unit `unit` names.
+fn designators(
+    mut text: &str,
+    out: &mut Interval,
+    unit: impl Fn(char) -> Option<&'static str>,
+) -> Option<()> {
+    while !text.is_empty() {
+        let end = text.find(|c: char| c.is_ascii_alphabetic())?;
+        let value: f64 = text[..end].parse().ok()?;
+        let designator = text[end..].chars().next()?;
+        out.add_unit(value, unit(designator)?)?;
+        text = &text[end + designator.len_utf8()..];
+    }
+    Some(())
 }
 
 fn parse_clock(token: &str) -> Option<i64> {
@@ -167,6 +252,41 @@ fn parse_clock(token: &str) -> Option<i64> {
 }
 
 impl Interval {
+    /// Adds `value` of `unit` as Postgres's DecodeInterval does: the whole part exactly, the
+    /// fraction cascaded into the next smaller fields and rounded half to even to
+    /// microseconds. None for a unit it does not know.
+    fn add_unit(&mut self, value: f64, unit: &str) -> Option<()> {
+        let (whole, fraction) = (value.trunc() as i64, value.fract());
+        let mut micros = |scale: i64| {
+            self.micros += whole * scale + (fraction * scale as f64).round_ties_even() as i64
+        };
+        match unit {
+            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => micros(1),
+            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => micros(1_000),
+            "second" | "seconds" | "sec" | "secs" | "s" => micros(1_000_000),
+            "minute" | "minutes" | "min" | "mins" | "m" => micros(60_000_000),
+            "hour" | "hours" | "hr" | "hrs" | "h" => micros(3_600_000_000),
+            "day" | "days" | "d" => {
+                self.days += whole;
+                self.micros += (fraction * 86_400e6).round_ties_even() as i64;
+            }
+            "week" | "weeks" | "w" => {
+                self.days += whole * 7;
+                self.add_fractional_days(fraction * 7.0);
+            }
+            "month" | "months" | "mon" | "mons" => {
+                self.months += whole;
+                self.add_fractional_days(fraction * 30.0);
+            }
+            "year" | "years" | "yr" | "yrs" | "y" => self.add_years(whole, fraction, 1),
+            "decade" | "decades" | "dec" | "decs" => self.add_years(whole, fraction, 10),
+            "century" | "centuries" | "c" | "cent" => self.add_years(whole, fraction, 100),
+            "millennium" | "millennia" | "mil" | "mils" => self.add_years(whole, fraction, 1000),
+            _ => return None,
+        }
+        Some(())
+    }
+
     /// Whole days into days, what is left into microseconds.
     fn add_fractional_days(&mut self, days: f64) {
         let whole = days.trunc();

@@ -607,3 +607,41 @@ async fn infinite_dates_and_timestamps() {
     )
     .await;
 }
+
+/// Interval input in SQL's and ISO 8601's forms, as Postgres reads them.
+#[tokio::test]
+async fn interval_input_in_sql_and_iso_8601_forms() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT interval '1-2', interval '-1-2', interval '3 4:05:06', interval '-3 4:05:06', \
+         interval '1-2 3 4:05:06', interval '3 4:05', interval '1 day 1-2', \
+         interval '1-2 -3 -4:05:06', interval '1 -2:00'",
+        "1 year 2 mons|-1 years -2 mons|3 days 04:05:06|-3 days +04:05:06|\
+         1 year 2 mons 3 days 04:05:06|3 days 04:05:00|1 year 2 mons 1 day|\
+         1 year 2 mons -3 days -04:05:06|1 day -02:00:00",
+        &[INTERVAL; 9],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT interval 'P1Y2M3DT4H5M6S', interval 'P1W', interval 'PT1.5S', \
+         interval 'P-1Y-2M', interval 'PT36H', interval 'P1.5Y', interval 'P0.5M', \
+         interval 'P1DT0.5H', interval 'P0001-02-03T04:05:06', 'P1D'::interval, interval 'PT'",
+        "1 year 2 mons 3 days 04:05:06|7 days|00:00:01.5|-1 years -2 mons|36:00:00|\
+         1 year 6 mons|15 days|1 day 00:30:00|1 year 2 mons 3 days 04:05:06|1 day|00:00:00",
+        &[INTERVAL; 11],
+    )
+    .await;
+    fails(
+        &mut s,
+        &[
+            ("SELECT interval '1-13'", "22015"),
+            ("SELECT interval '3 4'", "22007"),
+            ("SELECT interval 'P'", "22007"),
+            ("SELECT interval 'P1Y2'", "22007"),
+        ],
+    )
+    .await;
+}
