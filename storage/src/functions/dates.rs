@@ -943,6 +943,73 @@ pub fn interval_part(field: &str, iv: Interval) -> Result<IntervalPart, DbError>
     })
 }
 
+/// `date_trunc(field, interval)` as Postgres 15's `interval_trunc`: the fields below `field`
+/// zeroed (years rounded down to decades, centuries, millennia), each keeping its sign.
+pub fn interval_trunc(field: &str, iv: Interval) -> Result<Interval, DbError> {
+    let unit = field.to_ascii_lowercase();
+    const ORDER: [&str; 12] = [
+        "millennium",
+        "century",
+        "decade",
+        "year",
+        "quarter",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "milliseconds",
+        "microseconds",
+    ];
+    let canonical = canonical_unit(&unit);
+    let Some(rank) = canonical.and_then(|c| ORDER.iter().position(|o| *o == c)) else {
+        if canonical == Some("week") {
+            return Err(unit_error(&unit, "interval", true)
+                .with_detail("Months usually have fractional weeks."));
+        }
+        return Err(unit_error(&unit, "interval", false));
+    };
+    let (mut years, mut months, mut days) = (iv.months / 12, iv.months % 12, iv.days);
+    let mut hours = iv.micros / 3_600_000_000;
+    let mut minutes = iv.micros / 60_000_000 % 60;
+    let mut seconds = iv.micros / 1_000_000 % 60;
+    let mut micros = iv.micros % 1_000_000;
+    for (step, scale) in [(0, 1000), (1, 100), (2, 10)] {
+        if rank <= step {
+            years = years / scale * scale;
+        }
+    }
+    if rank <= 3 {
+        months = 0;
+    }
+    if rank <= 4 {
+        months = months / 3 * 3;
+    }
+    if rank <= 5 {
+        days = 0;
+    }
+    if rank <= 6 {
+        hours = 0;
+    }
+    if rank <= 7 {
+        minutes = 0;
+    }
+    if rank <= 8 {
+        seconds = 0;
+    }
+    if rank <= 9 {
+        micros = 0;
+    }
+    if rank == 10 {
+        micros = micros / 1000 * 1000;
+    }
+    Ok(Interval {
+        months: years * 12 + months,
+        days,
+        micros: ((hours * 60 + minutes) * 60 + seconds) * 1_000_000 + micros,
+    })
+}
+
 /// `extract(field from time)`: the clock fields and the epoch (seconds since midnight) of
 /// the time of day `time` (its microseconds), as Postgres's `time_part_common`.
 pub fn time_part(field: &str, time: Interval) -> Result<IntervalPart, DbError> {

@@ -891,6 +891,15 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         let utc = dates::at_time_zone(truncated, &zone, false, false).map_err(fail)?;
         Ok(Some(time::format_as(utc, PgType::Timestamptz)))
     })?;
+    conn.create_scalar_function("__pg_date_trunc_interval", 2, DET, |ctx| {
+        let (Some(field), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+        else {
+            return Ok(None);
+        };
+        dates::interval_trunc(&field, iv)
+            .map(|iv| Some(iv.format()))
+            .map_err(fail)
+    })?;
     conn.create_scalar_function("__pg_time_interval", 3, DET, |ctx| {
         let (Some(time), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
         else {

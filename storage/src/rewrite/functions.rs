@@ -63,6 +63,10 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             rename(f, "__pg_date_trunc_zone");
             Some(Ty::of(PgType::Timestamptz))
         }
+        "date_trunc" if arg_ty(1).is_some_and(Ty::is_interval) => {
+            rename(f, "__pg_date_trunc_interval");
+            Some(Ty::interval())
+        }
         "date_bin" if types.len() == 3 => {
             let ty = match arg_ty(1).map(|t| t.ty) {
                 Some(PgType::Timestamp) => PgType::Timestamp,

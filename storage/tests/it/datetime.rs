@@ -645,3 +645,33 @@ async fn interval_input_in_sql_and_iso_8601_forms() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn date_trunc_of_intervals() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT date_trunc('hour', interval '1 day 10:30:15'), \
+         date_trunc('year', interval '1 year 5 mons 3 days'), \
+         date_trunc('quarter', interval '1 year 5 mons 3 days'), \
+         date_trunc('millennium', interval '2345 years 3 mons'), \
+         date_trunc('century', interval '-250 years -3 mons'), \
+         date_trunc('milliseconds', interval '1.23456 sec'), \
+         date_trunc('minute', interval '-1 hour -5 min -30 sec'), \
+         date_trunc('day', interval '1 mon 2 days 10:00'), \
+         date_trunc('second', interval '59.9 sec'), date_trunc('decade', interval '-15 years')",
+        "1 day 10:00:00|1 year|1 year 3 mons|2000 years|-200 years|00:00:01.234|-01:05:00|\
+         1 mon 2 days|00:00:59|-10 years",
+        &[INTERVAL; 10],
+    )
+    .await;
+    fails(
+        &mut s,
+        &[
+            ("SELECT date_trunc('week', interval '1 day')", "0A000"),
+            ("SELECT date_trunc('fortnight', interval '1 day')", "22023"),
+        ],
+    )
+    .await;
+}
