@@ -855,7 +855,7 @@ impl IntervalPart {
 }
 
 /// The unit Postgres's `DecodeUnits` reads `unit` (already lower case) as.
-fn canonical_unit(unit: &str) -> Option<&'static str> {
+pub(crate) fn canonical_unit(unit: &str) -> Option<&'static str> {
     Some(match unit {
         "microsecond" | "microseconds" | "us" | "usec" | "usecs" => "microseconds",
         "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => "milliseconds",
@@ -883,7 +883,7 @@ fn canonical_unit(unit: &str) -> Option<&'static str> {
     })
 }
 
-fn unit_error(unit: &str, type_name: &str, known: bool) -> DbError {
+pub(crate) fn unit_error(unit: &str, type_name: &str, known: bool) -> DbError {
     if known {
         DbError::new(
             "0A000",

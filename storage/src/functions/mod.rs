@@ -18,7 +18,7 @@ use crate::catalog::Schema;
 
 pub(crate) mod array;
 pub(crate) mod date_template;
-mod dates;
+pub(crate) mod dates;
 mod json;
 mod math_text;
 pub(crate) mod number_template;
@@ -286,22 +286,27 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     })?;
     conn.create_scalar_function("__pg_greatest", -1, DET, |ctx| extreme(ctx, true))?;
     conn.create_scalar_function("__pg_least", -1, DET, |ctx| extreme(ctx, false))?;
-    conn.create_scalar_function("__pg_extract", 2, DET, |ctx| {
-        let field: String = ctx.get(0)?;
-        date_part(&field, ctx.get_raw(1)).map_err(fail).map(|v| {
-            v.map(|f| {
-                if f.fract() == 0.0 && f.abs() < 9e15 {
-                    Value::Integer(f as i64)
-                } else {
-                    Value::Real(f)
-                }
-            })
-        })
-    })?;
-    conn.create_scalar_function("__pg_date_part", 2, DET, |ctx| {
-        let field: String = ctx.get(0)?;
-        date_part(&field, ctx.get_raw(1)).map_err(fail)
-    })?;
+    // The third argument, when the statement's types are known, is the source's type OID.
+    for arity in [2, 3] {
+        conn.create_scalar_function("__pg_extract", arity, DET, |ctx| {
+            let field: String = ctx.get(0)?;
+            date_part(&field, ctx.get_raw(1), source_type(ctx)?)
+                .map_err(fail)
+                .map(|v| {
+                    v.map(|f| {
+                        if f.fract() == 0.0 && f.abs() < 9e15 {
+                            Value::Integer(f as i64)
+                        } else {
+                            Value::Real(f)
+                        }
+                    })
+                })
+        })?;
+        conn.create_scalar_function("__pg_date_part", arity, DET, |ctx| {
+            let field: String = ctx.get(0)?;
+            date_part(&field, ctx.get_raw(1), source_type(ctx)?).map_err(fail)
+        })?;
+    }
     conn.create_scalar_function("__pg_left", 2, DET, |ctx| {
         let s: Option<String> = ctx.get(0)?;
         let n: i64 = ctx.get(1)?;
@@ -575,6 +580,14 @@ fn timestamp_fields(ctx: &Context<'_>) -> rusqlite::Result<Option<NaiveDateTime>
     dates::make_timestamp(year, month, day, hour, min, sec)
         .map(Some)
         .map_err(fail)
+}
+
+/// The optional third argument of `__pg_extract` / `__pg_date_part`.
+fn source_type(ctx: &Context<'_>) -> rusqlite::Result<Option<PgType>> {
+    if ctx.len() < 3 {
+        return Ok(None);
+    }
+    type_arg(ctx, 2).map(Some)
 }
 
 fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {

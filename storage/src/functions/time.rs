@@ -14,6 +14,7 @@ use mycelium_protocol::types::{PgType, SqlValue, SqlValueRef};
 use mycelium_protocol::{DbError, Format};
 use rusqlite::types::ValueRef;
 
+use super::dates::{canonical_unit, unit_error};
 use super::format_naive;
 
 /// An interval parameter as storage keeps it: the text Postgres prints. Text input is read as
@@ -561,7 +562,13 @@ pub fn convert(v: &str, to: PgType) -> Option<String> {
     parse_datetime(v).map(|t| format_as(t, to))
 }
 
-pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
+/// `extract(field from value)` of a date, timestamp or timestamptz (`source`; None when not
+/// known, read as a timestamp), as Postgres's `timestamp_part_common` and `date_part`.
+pub fn date_part(
+    field: &str,
+    v: ValueRef<'_>,
+    source: Option<PgType>,
+) -> Result<Option<f64>, DbError> {
     let text = match v {
         ValueRef::Null => return Ok(None),
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
@@ -572,8 +579,24 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
             ));
         }
     };
+    let unit = field.to_ascii_lowercase();
+    let type_name = source.map_or("timestamp", PgType::name);
+    let Some(canonical) = canonical_unit(&unit) else {
+        return Err(unit_error(&unit, type_name, false));
+    };
+    let zoned = source == Some(PgType::Timestamptz);
+    let unsupported = match canonical {
+        "timezone" | "timezone_h" | "timezone_m" => !zoned,
+        "hour" | "minute" | "second" | "milliseconds" | "microseconds" => {
+            source == Some(PgType::Date)
+        }
+        _ => false,
+    };
+    if unsupported {
+        return Err(unit_error(&unit, type_name, true));
+    }
     if is_infinite_text(&text) {
-        return infinite_part(field, text.trim().starts_with('-'));
+        return Ok(infinite_part(canonical, text.trim().starts_with('-')));
     }
     let Some(dt) = parse_datetime(&text) else {
         return Err(DbError::new(
@@ -582,7 +605,7 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
         ));
     };
     let seconds = f64::from(dt.second()) + f64::from(dt.nanosecond() / 1000) / 1e6;
-    let value = match field.to_ascii_lowercase().as_str() {
+    let value = match canonical {
         "epoch" => {
             dt.and_utc().timestamp() as f64
                 + f64::from(dt.and_utc().timestamp_subsec_micros()) / 1e6
@@ -602,17 +625,25 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
         "doy" => f64::from(dt.ordinal()),
         "quarter" => f64::from((dt.month() - 1) / 3 + 1),
         "week" => f64::from(dt.iso_week().week()),
+        "isoyear" if dt.iso_week().year() <= 0 => f64::from(dt.iso_week().year() - 1),
+        "isoyear" => f64::from(dt.iso_week().year()),
         "decade" if dt.year() < 0 => f64::from(-((8 - (dt.year() - 1)) / 10)),
         "decade" => f64::from(dt.year() / 10),
         "century" if dt.year() <= 0 => f64::from(-((99 - (dt.year() - 1)) / 100)),
         "century" => f64::from((dt.year() + 99) / 100),
         "millennium" if dt.year() <= 0 => f64::from(-((999 - (dt.year() - 1)) / 1000)),
         "millennium" => f64::from((dt.year() + 999) / 1000),
-        other => {
-            return Err(DbError::new(
-                "22023",
-                format!("unit \"{other}\" not recognized for type timestamp"),
-            ));
+        // Sessions run in UTC.
+        "timezone" | "timezone_h" | "timezone_m" => 0.0,
+        // Julian day numbers of timestamps carry the time as a fraction whose numeric scale
+        // Postgres derives from the division; only dates' whole days are answered.
+        "julian" if source == Some(PgType::Date) => {
+            f64::from(dt.date().num_days_from_ce() + 1_721_425)
+        }
+        _ => {
+            return Err(crate::errors::unsupported(format!(
+                "extract({unit} from {type_name})"
+            )));
         }
     };
     Ok(Some(value))
@@ -624,24 +655,17 @@ fn is_infinite_text(text: &str) -> bool {
 
 /// A field of an infinite timestamp, as Postgres's `NonFiniteTimestampTzPart`: the fields
 /// that grow with time are infinite too, the others have no value.
-fn infinite_part(field: &str, negative: bool) -> Result<Option<f64>, DbError> {
+fn infinite_part(canonical: &str, negative: bool) -> Option<f64> {
     let infinity = if negative {
         f64::NEG_INFINITY
     } else {
         f64::INFINITY
     };
-    match field.to_ascii_lowercase().as_str() {
-        "year" | "decade" | "century" | "millennium" | "julian" | "isoyear" | "epoch" => {
-            Ok(Some(infinity))
-        }
-        "microseconds" | "milliseconds" | "second" | "minute" | "hour" | "day" | "month"
-        | "quarter" | "week" | "dow" | "isodow" | "doy" | "timezone" | "timezone_hour"
-        | "timezone_minute" => Ok(None),
-        other => Err(DbError::new(
-            "22023",
-            format!("unit \"{other}\" not recognized for type timestamp"),
-        )),
-    }
+    matches!(
+        canonical,
+        "year" | "decade" | "century" | "millennium" | "julian" | "isoyear" | "epoch"
+    )
+    .then_some(infinity)
 }
 
 #[cfg(test)]

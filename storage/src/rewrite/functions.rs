@@ -84,6 +84,13 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             rename(f, "__pg_date_part_time");
             Some(Ty::of(PgType::Float8))
         }
+        "date_part" if types.len() == 2 => {
+            if let Some(source) = arg_ty(1).filter(|t| t.ty != PgType::Unknown) {
+                args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid(source.ty))));
+            }
+            rename(f, "__pg_date_part");
+            Some(Ty::of(PgType::Float8))
+        }
         "timezone" if types.len() == 2 => {
             // timezone(zone, value) is `value AT TIME ZONE zone`: a timestamptz becomes the
             // local time in the zone, a timestamp a local time there read as a timestamptz.

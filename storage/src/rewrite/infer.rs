@@ -1095,23 +1095,25 @@ impl<'s> Inferer<'s> {
                 let source = self.expr(e, Some(Ty::of(PgType::Timestamptz)))?;
                 // Postgres's numeric shows microseconds in seconds and epochs of timestamps
                 // (`1704103200.000000`), milliseconds to three places, whole numbers otherwise.
-                use sqlparser::ast::DateTimeField as F;
+                let field = field.to_string().to_ascii_lowercase();
                 let from_date = source.is_some_and(|t| t.ty == PgType::Date);
-                let scale = match field {
-                    F::Epoch | F::Second | F::Seconds if !from_date => 6,
-                    F::Millisecond | F::Milliseconds if !from_date => 3,
+                let scale = match crate::functions::dates::canonical_unit(&field) {
+                    Some("epoch" | "second") if !from_date => 6,
+                    Some("milliseconds") if !from_date => 3,
                     _ => 0,
                 };
-                let kind = match source {
-                    Some(t) if t.is_interval() => Some("__pg_extract_interval"),
-                    Some(t) if t.ty == PgType::Time => Some("__pg_extract_time"),
-                    _ => None,
+                let value = std::mem::replace(e.as_mut(), Expr::value(Value::Null));
+                let mut args = vec![value_expr(SqlValue::Text(field)), value];
+                let name = match source {
+                    Some(t) if t.is_interval() => "__pg_extract_interval",
+                    Some(t) if t.ty == PgType::Time => "__pg_extract_time",
+                    Some(t) => {
+                        args.push(value_expr(SqlValue::Int(i64::from(t.ty.oid()))));
+                        "__pg_extract"
+                    }
+                    None => "__pg_extract",
                 };
-                if let Some(kind) = kind {
-                    let value = std::mem::replace(e.as_mut(), Expr::value(Value::Null));
-                    let field = field.to_string().to_ascii_lowercase();
-                    *expr = function_call(kind, vec![value_expr(SqlValue::Text(field)), value]);
-                }
+                *expr = function_call(name, args);
                 Ok(Some(Ty::numeric_scale(scale)))
             }
             Expr::Ceil { expr: e, .. } | Expr::Floor { expr: e, .. } => {

@@ -675,3 +675,48 @@ async fn date_trunc_of_intervals() {
     )
     .await;
 }
+
+/// `extract` of dates and timestamps: every unit spelling Postgres reads, the fields it adds
+/// (isoyear, julian days of dates, the UTC session's zero offset), and the units a type lacks.
+#[tokio::test]
+async fn extract_fields_of_dates_and_timestamps() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT extract(isoyear from date '2024-12-30'), \
+         extract(isoyear from timestamp '2021-01-01 10:00'), \
+         extract(julian from date '2024-01-01'), \
+         extract(timezone from timestamptz '2024-01-01 12:00+00'), \
+         extract(timezone_hour from timestamptz '2024-01-01 12:00+00'), \
+         extract(millisecond from timestamp '2024-01-01 10:00:01.5'), \
+         extract(ms from timestamp '2024-01-01 10:00:01.5'), \
+         extract(hours from timestamp '2024-01-01 10:00:01.5'), \
+         date_part('isoyear', date '2024-12-30'), date_part('julian', date '2024-01-01')",
+        "2025|2020|2460311|0|0|1500.000|1500.000|10|2025|2460311",
+        &[
+            NUMERIC, NUMERIC, NUMERIC, NUMERIC, NUMERIC, NUMERIC, NUMERIC, NUMERIC, FLOAT8, FLOAT8,
+        ],
+    )
+    .await;
+    let error = err(&mut s, "SELECT extract(hour from date '2024-01-01')").await;
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("0A000", "unit \"hour\" not supported for type date")
+    );
+    fails(
+        &mut s,
+        &[
+            (
+                "SELECT extract(timezone from timestamp '2024-01-01')",
+                "0A000",
+            ),
+            ("SELECT extract(fortnight from date '2024-01-01')", "22023"),
+            (
+                "SELECT date_part('fortnight', timestamp '2024-01-01')",
+                "22023",
+            ),
+        ],
+    )
+    .await;
+}
