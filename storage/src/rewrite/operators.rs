@@ -154,6 +154,34 @@ impl Inferer<'_> {
                     // Equal arrays print alike; their order is not their text's.
                     return Err(unsupported(format!("operator {op} on {}", array.name())));
                 }
+                // A date, timestamp and timestamptz compare as the widest of the two (a date
+                // is its midnight): their texts differ (`2024-01-01` and
+                // `2024-01-01 00:00:00`) where the values are equal.
+                let rank = |t: Option<Ty>| match t.map(|t| t.ty) {
+                    Some(PgType::Date) => Some(0),
+                    Some(PgType::Timestamp) => Some(1),
+                    Some(PgType::Timestamptz) => Some(2),
+                    _ => None,
+                };
+                if let (Some(l), Some(r), Some(lty), Some(rty)) = (rank(lt), rank(rt), lt, rt)
+                    && l != r
+                {
+                    let (side, from, to) = if l < r {
+                        (&mut *left, lty, rty)
+                    } else {
+                        (&mut *right, rty, lty)
+                    };
+                    let value = std::mem::replace(side, null());
+                    *side = function_call(
+                        "__pg_cast",
+                        vec![
+                            value,
+                            value_expr(SqlValue::Int(i64::from(from.ty.oid()))),
+                            value_expr(SqlValue::Int(i64::from(to.ty.oid()))),
+                            value_expr(SqlValue::Int(-1)),
+                        ],
+                    );
+                }
                 if lt.or(rt).is_some_and(Ty::is_interval) {
                     // Intervals compare as Postgres compares them (a month is 30 days, a day
                     // 24 hours): `__pg_interval_cmp(a, b) op 0`.

@@ -6,6 +6,7 @@ use mycelium_storage::SqliteSession;
 use crate::util::*;
 
 const BOOL: u32 = 16;
+const INT8: u32 = 20;
 const INT4: u32 = 23;
 const TEXT: u32 = 25;
 const FLOAT8: u32 = 701;
@@ -717,6 +718,34 @@ async fn extract_fields_of_dates_and_timestamps() {
                 "22023",
             ),
         ],
+    )
+    .await;
+}
+
+/// A date, a timestamp and a timestamptz compare as values of the wider type, not as texts.
+#[tokio::test]
+async fn dates_and_timestamps_compare_across_types() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT date '2024-01-01' = timestamp '2024-01-01 00:00', \
+         date '2024-01-01' < timestamp '2024-01-01 10:00', \
+         timestamp '2024-01-01 00:00' = timestamptz '2024-01-01 00:00+00', \
+         timestamptz '2024-01-01 00:00:00.5+00' > timestamp '2024-01-01 00:00', \
+         date '2024-01-02' > timestamptz '2024-01-01 23:59:59.999+00', \
+         date '2024-01-01' <> timestamp '2024-01-01 00:00:01', \
+         date 'infinity' > timestamp '2999-01-01', timestamp '2024-01-01' >= date '2024-01-01'",
+        "t|t|t|t|t|t|t|t",
+        &[BOOL; 8],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT count(*) FROM (VALUES (date '2024-01-01'), (date '2024-01-02')) v(d) \
+         WHERE d = timestamp '2024-01-02 00:00'",
+        "1",
+        &[INT8],
     )
     .await;
 }
