@@ -492,6 +492,17 @@ impl Inferer<'_> {
                     }
                 }
             }
+            // Dates and timestamps together become the widest type, as in Postgres.
+            if family && let Some(wider) = super::operators::widest_temporal(&arg_types) {
+                for (arg, at) in list.args.iter_mut().zip(arg_types.iter_mut()) {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                        super::operators::widen_temporal(e, *at, Some(wider));
+                        if at.is_some_and(|t| matches!(t.ty, PgType::Date | PgType::Timestamp)) {
+                            *at = Some(wider);
+                        }
+                    }
+                }
+            }
         }
         if let Some(filter) = &mut f.filter {
             self.expr(filter, Some(Ty::of(PgType::Bool)))?;

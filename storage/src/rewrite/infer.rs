@@ -960,6 +960,10 @@ impl<'s> Inferer<'s> {
                 {
                     self.expr(e, Some(ty))?;
                 }
+                let wider = super::operators::widest_temporal(&[t, lt, ht]);
+                super::operators::widen_temporal(e, t, wider);
+                super::operators::widen_temporal(low, lt, wider);
+                super::operators::widen_temporal(high, ht, wider);
                 Ok(Some(Ty::of(PgType::Bool)))
             }
             Expr::In {
@@ -968,8 +972,14 @@ impl<'s> Inferer<'s> {
                 let t = comparison_type(self.expr(e, None)?);
                 match target {
                     sqlparser::ast::InTarget::List(list) => {
-                        for item in list {
-                            self.expr(item, t)?;
+                        let mut types = vec![t];
+                        for item in list.iter_mut() {
+                            types.push(self.expr(item, t)?);
+                        }
+                        let wider = super::operators::widest_temporal(&types);
+                        super::operators::widen_temporal(e, t, wider);
+                        for (item, ty) in list.iter_mut().zip(&types[1..]) {
+                            super::operators::widen_temporal(item, *ty, wider);
                         }
                     }
                     sqlparser::ast::InTarget::Subquery(q) => {

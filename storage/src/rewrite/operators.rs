@@ -74,6 +74,56 @@ fn temporal(t: Option<Ty>) -> Option<Temporal> {
     }
 }
 
+/// Where a date, a timestamp and a timestamptz meet (a comparison, `IN`, `coalesce`), Postgres
+/// converts them to the widest of their types (a date is its midnight). Their stored texts
+/// differ where the values are equal (`2024-01-01`, `2024-01-01 00:00:00`), so the narrower
+/// operands are cast: this is the type to cast to, when types are mixed.
+pub(super) fn widest_temporal(types: &[Option<Ty>]) -> Option<Ty> {
+    let rank = |t: &Ty| match t.ty {
+        PgType::Date => Some(0),
+        PgType::Timestamp => Some(1),
+        PgType::Timestamptz => Some(2),
+        _ => None,
+    };
+    let ranked: Vec<(u8, Ty)> = types
+        .iter()
+        .flatten()
+        .filter_map(|t| rank(t).map(|r| (r, *t)))
+        .collect();
+    let (low, high) = (
+        ranked.iter().map(|(r, _)| *r).min()?,
+        ranked.iter().map(|(r, _)| *r).max()?,
+    );
+    (low != high)
+        .then(|| {
+            ranked
+                .iter()
+                .find(|(r, _)| *r == high)
+                .map(|(_, t)| Ty::of(t.ty))
+        })
+        .flatten()
+}
+
+/// Casts `e`, of date/time type `from`, to `to` (from `widest_temporal`) when they differ.
+pub(super) fn widen_temporal(e: &mut Expr, from: Option<Ty>, to: Option<Ty>) {
+    let (Some(from), Some(to)) = (from, to) else {
+        return;
+    };
+    if from.ty == to.ty || !matches!(from.ty, PgType::Date | PgType::Timestamp) {
+        return;
+    }
+    let value = std::mem::replace(e, null());
+    *e = function_call(
+        "__pg_cast",
+        vec![
+            value,
+            value_expr(SqlValue::Int(i64::from(from.ty.oid()))),
+            value_expr(SqlValue::Int(i64::from(to.ty.oid()))),
+            value_expr(SqlValue::Int(-1)),
+        ],
+    );
+}
+
 fn is_json(t: Option<Ty>) -> bool {
     t.is_some_and(|t| matches!(t.ty, PgType::Json | PgType::Jsonb))
 }
@@ -154,34 +204,9 @@ impl Inferer<'_> {
                     // Equal arrays print alike; their order is not their text's.
                     return Err(unsupported(format!("operator {op} on {}", array.name())));
                 }
-                // A date, timestamp and timestamptz compare as the widest of the two (a date
-                // is its midnight): their texts differ (`2024-01-01` and
-                // `2024-01-01 00:00:00`) where the values are equal.
-                let rank = |t: Option<Ty>| match t.map(|t| t.ty) {
-                    Some(PgType::Date) => Some(0),
-                    Some(PgType::Timestamp) => Some(1),
-                    Some(PgType::Timestamptz) => Some(2),
-                    _ => None,
-                };
-                if let (Some(l), Some(r), Some(lty), Some(rty)) = (rank(lt), rank(rt), lt, rt)
-                    && l != r
-                {
-                    let (side, from, to) = if l < r {
-                        (&mut *left, lty, rty)
-                    } else {
-                        (&mut *right, rty, lty)
-                    };
-                    let value = std::mem::replace(side, null());
-                    *side = function_call(
-                        "__pg_cast",
-                        vec![
-                            value,
-                            value_expr(SqlValue::Int(i64::from(from.ty.oid()))),
-                            value_expr(SqlValue::Int(i64::from(to.ty.oid()))),
-                            value_expr(SqlValue::Int(-1)),
-                        ],
-                    );
-                }
+                let wider = widest_temporal(&[lt, rt]);
+                widen_temporal(left, lt, wider);
+                widen_temporal(right, rt, wider);
                 if lt.or(rt).is_some_and(Ty::is_interval) {
                     // Intervals compare as Postgres compares them (a month is 30 days, a day
                     // 24 hours): `__pg_interval_cmp(a, b) op 0`.

@@ -722,7 +722,8 @@ async fn extract_fields_of_dates_and_timestamps() {
     .await;
 }
 
-/// A date, a timestamp and a timestamptz compare as values of the wider type, not as texts.
+/// A date, a timestamp and a timestamptz compare (and `coalesce`, `greatest`, `least`) as
+/// values of the wider type, not as texts.
 #[tokio::test]
 async fn dates_and_timestamps_compare_across_types() {
     let db = open();
@@ -746,6 +747,26 @@ async fn dates_and_timestamps_compare_across_types() {
          WHERE d = timestamp '2024-01-02 00:00'",
         "1",
         &[INT8],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT date '2024-01-01' BETWEEN timestamp '2024-01-01 00:00' AND timestamp '2024-01-02', \
+         timestamp '2024-01-01' BETWEEN date '2024-01-01' AND date '2024-01-01', \
+         date '2024-01-01' IN (timestamp '2024-01-01 00:00'), \
+         timestamp '2024-01-01' IN (date '2024-01-01', date '2024-01-02')",
+        "t|t|t|t",
+        &[BOOL; 4],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT greatest(date '2024-01-01', timestamp '2024-01-01 10:00'), \
+         least(date '2024-01-02', timestamptz '2024-01-01 10:00+00'), \
+         coalesce(NULL::date, timestamp '2024-01-01 10:00'), \
+         coalesce(date '2024-01-01', timestamp '2024-01-01 10:00')",
+        "2024-01-01 10:00:00|2024-01-01 10:00:00+00|2024-01-01 10:00:00|2024-01-01 00:00:00",
+        &[TIMESTAMP, TIMESTAMPTZ, TIMESTAMP, TIMESTAMP],
     )
     .await;
 }
