@@ -340,34 +340,66 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
 /// The `make_*` functions take `integer` fields (and `double precision` seconds): Postgres
 /// casts nothing else to `integer` implicitly, so `make_time(1.5, 2, 3)` names no function.
 /// SQLite would truncate the value or fail on its type instead.
-fn make_arguments(name: &str, types: &[Option<Ty>]) -> Result<(), DbError> {
-    let Some(integer_fields) = make_fields(name) else {
-        return Ok(());
-    };
+fn make_arguments(name: &str, f: &Function, types: &[Option<Ty>]) -> Result<(), DbError> {
     let integer = |t: &Option<Ty>| {
         t.is_none_or(|t| matches!(t.ty, PgType::Int2 | PgType::Int4 | PgType::Unknown))
     };
     let seconds = |t: &Option<Ty>| {
         t.is_none_or(|t| super::syntax::is_numeric(t.ty) || t.ty == PgType::Unknown)
     };
-    let arity = match name {
-        "make_timestamptz" => [6, 7].contains(&types.len()),
-        "make_date" => types.len() == 3,
-        _ => types.len() == integer_fields + 1,
+    let FunctionArguments::List(list) = &f.args else {
+        return Ok(());
     };
-    if arity
-        && types.iter().take(integer_fields).all(integer)
-        && types.get(integer_fields).is_none_or(seconds)
-    {
+    // Each argument's name when given (`days => 2`), as the error spells it.
+    let names: Vec<Option<&str>> = list
+        .args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Named { name, .. } => Some(name.value.as_str()),
+            FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                ..
+            } => Some(name.value.as_str()),
+            _ => None,
+        })
+        .collect();
+    let fits = if name == "make_interval" {
+        // Every field an integer but `secs`, by name or as the seventh.
+        types.len() <= 7
+            && types.iter().zip(&names).enumerate().all(|(i, (t, n))| {
+                let secs = n.map_or(i == 6, |n| n.eq_ignore_ascii_case("secs"));
+                if secs { seconds(t) } else { integer(t) }
+            })
+    } else {
+        let Some(integer_fields) = make_fields(name) else {
+            return Ok(());
+        };
+        let arity = match name {
+            "make_timestamptz" => [6, 7].contains(&types.len()),
+            "make_date" => types.len() == 3,
+            _ => types.len() == integer_fields + 1,
+        };
+        arity
+            && types.iter().take(integer_fields).all(integer)
+            && types.get(integer_fields).is_none_or(seconds)
+    };
+    if fits {
         return Ok(());
     }
-    let names: Vec<String> = types
+    let described: Vec<String> = types
         .iter()
-        .map(|t| crate::functions::type_name(t.map_or(PgType::Unknown.oid(), Ty::type_oid)))
+        .zip(&names)
+        .map(|(t, n)| {
+            let ty = crate::functions::type_name(t.map_or(PgType::Unknown.oid(), Ty::type_oid));
+            match n {
+                Some(n) => format!("{n} => {ty}"),
+                None => ty,
+            }
+        })
         .collect();
     Err(DbError::new(
         "42883",
-        format!("function {name}({}) does not exist", names.join(", ")),
+        format!("function {name}({}) does not exist", described.join(", ")),
     )
     .with_hint(
         "No function matches the given name and argument types. You might need to add \
@@ -453,9 +485,27 @@ impl Inferer<'_> {
                     2 if name == "jsonb_set" => Some(Ty::of(PgType::Jsonb)),
                     _ => None,
                 };
+                let want_here = if name == "make_interval" {
+                    // Integer fields but `secs` (by name, or the seventh).
+                    let secs = match arg {
+                        FunctionArg::Named { name, .. } => name.value.eq_ignore_ascii_case("secs"),
+                        FunctionArg::ExprNamed {
+                            name: Expr::Identifier(name),
+                            ..
+                        } => name.value.eq_ignore_ascii_case("secs"),
+                        _ => i == 6,
+                    };
+                    Some(Ty::of(if secs { PgType::Float8 } else { PgType::Int4 }))
+                } else {
+                    want_here
+                };
                 let e = match arg {
                     FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => e,
                     FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    }
+                    | FunctionArg::ExprNamed {
                         arg: FunctionArgExpr::Expr(e),
                         ..
                     } => e,
@@ -507,7 +557,7 @@ impl Inferer<'_> {
         if let Some(filter) = &mut f.filter {
             self.expr(filter, Some(Ty::of(PgType::Bool)))?;
         }
-        make_arguments(&name, &arg_types)?;
+        make_arguments(&name, f, &arg_types)?;
         if let Some(result) = self.array_call(&name, f, &arg_types) {
             return result;
         }

@@ -86,9 +86,10 @@ async fn make_time_timestamp_and_timestamptz() {
     check(
         &mut s,
         "SELECT make_timestamp(2024, 1, 1, 1, 1, 1.5::numeric), make_time(1, 2, 3::bigint), \
-         make_date('2024', '1', '1'), make_timestamptz(2024, 1, 1, 1, '1', 1, 'UTC')",
-        "2024-01-01 01:01:01.5|01:02:03|2024-01-01|2024-01-01 01:01:01+00",
-        &[TIMESTAMP, TIME, DATE, TIMESTAMPTZ],
+         make_date('2024', '1', '1'), make_timestamptz(2024, 1, 1, 1, '1', 1, 'UTC'), \
+         make_interval(secs => 1.5, days => '3')",
+        "2024-01-01 01:01:01.5|01:02:03|2024-01-01|2024-01-01 01:01:01+00|3 days 00:00:01.5",
+        &[TIMESTAMP, TIME, DATE, TIMESTAMPTZ, INTERVAL],
     )
     .await;
     let error = err(&mut s, "SELECT make_time(1.5, 2, 3)").await;
@@ -126,6 +127,9 @@ async fn make_time_timestamp_and_timestamptz() {
             ("SELECT make_timestamp(2024, 1, 1, 1, 1.0, 1)", "42883"),
             ("SELECT make_time(1, 2, 'x')", "22P02"),
             ("SELECT make_time(1, 2, 3, 4)", "42883"),
+            ("SELECT make_interval(weeks => 1.5)", "42883"),
+            ("SELECT make_interval(1, days => 2.5)", "42883"),
+            ("SELECT make_interval(days => 2::bigint)", "42883"),
         ],
     )
     .await;
