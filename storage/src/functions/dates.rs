@@ -4,10 +4,11 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 use mycelium_protocol::DbError;
+use mycelium_protocol::types::PgType;
 
 use crate::errors::unsupported;
 
-use super::time::Interval;
+use super::time::{Interval, format_as};
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -177,14 +178,25 @@ fn field(
             return Some((text, 4, None));
         }
     }
+    // Years count up from 1 in both eras: 44 BC prints as 0044.
+    let year = match i64::from(t.year()) {
+        y if y <= 0 => 1 - y,
+        y => y,
+    };
     if starts("YYYY") {
-        return num(i64::from(t.year()), 4, 4);
+        return num(year, 4, 4);
     }
     if starts("YYY") {
-        return num(i64::from(t.year()).rem_euclid(1000), 3, 3);
+        return num(year % 1000, 3, 3);
     }
     if starts("YY") {
-        return num(i64::from(t.year()).rem_euclid(100), 2, 2);
+        return num(year % 100, 2, 2);
+    }
+    if starts("Y,YYY") {
+        return Some((format!("{},{:03}", year / 1000, year % 1000), 5, Some(year)));
+    }
+    if starts("Y") {
+        return num(year % 10, 1, 1);
     }
     if starts("IYYY") {
         return num(i64::from(t.iso_week().year()), 4, 4);
@@ -371,20 +383,25 @@ fn days_in_month(year: i32, month: u32) -> i64 {
     }
 }
 
-/// `make_date(year, month, day)`, with Postgres's errors.
-pub fn make_date(year: i64, month: i64, day: i64) -> Result<String, DbError> {
-    let date = i32::try_from(year)
+/// The date `make_date(year, month, day)` names: a negative year is BC, as Postgres reads it.
+fn civil_date(year: i64, month: i64, day: i64) -> Result<NaiveDate, DbError> {
+    i32::try_from(year)
         .ok()
         .filter(|y| *y != 0)
         .zip(u32::try_from(month).ok().zip(u32::try_from(day).ok()))
-        .and_then(|(y, (m, d))| NaiveDate::from_ymd_opt(if y < 0 { y + 1 } else { y }, m, d));
-    match date {
-        Some(date) => Ok(date.format("%Y-%m-%d").to_string()),
-        None => Err(DbError::new(
-            "22008",
-            format!("date field value out of range: {year}-{month:02}-{day:02}"),
-        )),
-    }
+        .and_then(|(y, (m, d))| NaiveDate::from_ymd_opt(if y < 0 { y + 1 } else { y }, m, d))
+        .ok_or_else(|| {
+            DbError::new(
+                "22008",
+                format!("date field value out of range: {year}-{month:02}-{day:02}"),
+            )
+        })
+}
+
+/// `make_date(year, month, day)`, with Postgres's errors.
+pub fn make_date(year: i64, month: i64, day: i64) -> Result<String, DbError> {
+    let date = civil_date(year, month, day)?;
+    Ok(format_as(NaiveDateTime::from(date), PgType::Date))
 }
 
 /// `to_timestamp(seconds since 1970-01-01 UTC)`.
@@ -412,31 +429,67 @@ pub fn interval_add(a: Interval, b: Interval, sign: i64) -> Interval {
     }
 }
 
+/// `a + b` field by field, 22008 where a field leaves Postgres's range (32-bit months and
+/// days, 64-bit microseconds).
+pub fn interval_checked_add(a: Interval, b: Interval) -> Result<Interval, DbError> {
+    let out_of_range = || DbError::new("22008", "interval out of range");
+    let field = |x: i64, y: i64| {
+        x.checked_add(y)
+            .filter(|v| i32::try_from(*v).is_ok())
+            .ok_or_else(out_of_range)
+    };
+    Ok(Interval {
+        months: field(a.months, b.months)?,
+        days: field(a.days, b.days)?,
+        micros: a.micros.checked_add(b.micros).ok_or_else(out_of_range)?,
+    })
+}
+
 /// `interval * factor` as Postgres's `interval_mul` computes it: fractional months spill into
 /// days (30 a month) and fractional days into time (24 hours a day), rounded to microseconds.
 pub fn interval_mul(span: Interval, factor: f64) -> Result<Interval, DbError> {
+    scale_interval(span, |x| x * factor)
+}
+
+/// `interval / divisor` as Postgres's `interval_div`: each field divided (not multiplied by
+/// the reciprocal, which rounds differently), fractions spilled down as in `interval_mul`.
+pub fn interval_div(span: Interval, divisor: f64) -> Result<Interval, DbError> {
+    if divisor == 0.0 {
+        return Err(DbError::new("22012", "division by zero"));
+    }
+    scale_interval(span, |x| x / divisor)
+}
+
+/// Postgres's `TSROUND`: to microsecond precision, so near-whole results come out whole.
+fn ts_round(x: f64) -> f64 {
+    (x * 1e6).round_ties_even() / 1e6
+}
+
+fn scale_interval(span: Interval, scale: impl Fn(f64) -> f64) -> Result<Interval, DbError> {
     const DAYS_PER_MONTH: f64 = 30.0;
     const SECS_PER_DAY: f64 = 86_400.0;
-    if !factor.is_finite() {
-        return Err(DbError::new("22008", "interval out of range"));
+    let out_of_range = || DbError::new("22008", "interval out of range");
+    let fits_i32 = |x: f64| x.is_finite() && x.abs() < 2_147_483_648.0;
+    let months_f = scale(span.months as f64);
+    let days_f = scale(span.days as f64);
+    if !fits_i32(months_f) || !fits_i32(days_f) {
+        return Err(out_of_range());
     }
-    let months_f = span.months as f64 * factor;
     let months = months_f.trunc();
-    let month_remainder_days = (months_f - months) * DAYS_PER_MONTH;
-    let days_f = span.days as f64 * factor;
     let mut days = days_f.trunc();
-    let mut sec_remainder =
-        (days_f - days + month_remainder_days - month_remainder_days.trunc()) * SECS_PER_DAY;
-    sec_remainder = (sec_remainder * 1e6).round() / 1e6;
+    let month_remainder_days = ts_round((months_f - months) * DAYS_PER_MONTH);
+    let mut sec_remainder = ts_round(
+        (days_f - days + month_remainder_days - month_remainder_days.trunc()) * SECS_PER_DAY,
+    );
     if sec_remainder.abs() >= SECS_PER_DAY {
         let whole = (sec_remainder / SECS_PER_DAY).trunc();
         days += whole;
         sec_remainder -= whole * SECS_PER_DAY;
     }
     days += month_remainder_days.trunc();
-    let micros = (span.micros as f64 * factor + sec_remainder * 1e6).round();
-    if months.abs() > i32::MAX as f64 || days.abs() > i32::MAX as f64 || micros.abs() > 9.2e18 {
-        return Err(DbError::new("22008", "interval out of range"));
+    let micros = (scale(span.micros as f64) + sec_remainder * 1e6).round_ties_even();
+    if !fits_i32(days) || !micros.is_finite() || micros.abs() > 9.2e18 {
+        return Err(out_of_range());
     }
     Ok(Interval {
         months: months as i64,
@@ -454,7 +507,8 @@ pub fn make_interval(fields: [f64; 7]) -> Result<Interval, DbError> {
             "make_interval takes whole numbers but for seconds",
         ));
     }
-    let micros = ((hours * 3600.0 + mins * 60.0 + secs) * 1e6).round();
+    // Whole hours and minutes are exact; only the seconds round, half to even as `rint`.
+    let micros = (hours * 3600.0 + mins * 60.0) * 1e6 + (secs * 1e6).round_ties_even();
     if !micros.is_finite() || micros.abs() > 9.2e18 {
         return Err(DbError::new("22008", "interval out of range"));
     }
@@ -532,6 +586,440 @@ pub fn at_time_zone(
             t - Duration::seconds(i64::from(before.local_minus_utc()))
         }
     })
+}
+
+const USECS_PER_DAY: i64 = 86_400_000_000;
+
+/// Seconds as C's `%02g` prints them in Postgres's field-range messages (`1:02:-1`, `5.5`).
+fn seconds_g(sec: f64) -> String {
+    if !sec.is_finite() {
+        return if sec.is_nan() {
+            "nan".to_owned()
+        } else if sec > 0.0 {
+            "inf".to_owned()
+        } else {
+            "-inf".to_owned()
+        };
+    }
+    if sec == 0.0 {
+        return "00".to_owned();
+    }
+    let exponent = sec.abs().log10().floor() as i32;
+    if !(-4..6).contains(&exponent) {
+        let mantissa = format!("{:.5}", sec / 10f64.powi(exponent));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
+    }
+    let decimals = usize::try_from(5 - exponent).unwrap_or(0);
+    let text = format!("{sec:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text:0>2}")
+}
+
+fn time_field_error(hour: i64, min: i64, sec: f64) -> DbError {
+    DbError::new(
+        "22008",
+        format!(
+            "time field value out of range: {hour}:{min:02}:{}",
+            seconds_g(sec)
+        ),
+    )
+}
+
+/// Postgres's `float_time_overflows`: hours up to 24 and seconds up to 60 are allowed as
+/// long as the total does not pass 24:00:00. Returns the time of day in microseconds.
+fn time_of_day(hour: i64, min: i64, sec: f64) -> Result<i64, DbError> {
+    let micros = (sec * 1e6).round_ties_even();
+    if !(0..=24).contains(&hour) || !(0..60).contains(&min) || !(0.0..=60e6).contains(&micros) {
+        return Err(time_field_error(hour, min, sec));
+    }
+    let total = (hour * 60 + min) * 60_000_000 + micros as i64;
+    if total > USECS_PER_DAY {
+        return Err(time_field_error(hour, min, sec));
+    }
+    Ok(total)
+}
+
+/// `make_time(hour, min, sec)`, as storage holds a `time` (24:00:00 included).
+pub fn make_time(hour: i64, min: i64, sec: f64) -> Result<String, DbError> {
+    let micros = time_of_day(hour, min, sec)?;
+    let secs = micros / 1_000_000;
+    let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let frac = micros % 1_000_000;
+    if frac != 0 {
+        out.push_str(format!(".{frac:06}").trim_end_matches('0'));
+    }
+    Ok(out)
+}
+
+/// `make_timestamp(year, month, mday, hour, min, sec)`; a negative year is BC, as in
+/// `make_date`.
+pub fn make_timestamp(
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    min: i64,
+    sec: f64,
+) -> Result<NaiveDateTime, DbError> {
+    let date = civil_date(year, month, day)?;
+    let micros = time_of_day(hour, min, sec)?;
+    NaiveDateTime::from(date)
+        .checked_add_signed(Duration::microseconds(micros))
+        .ok_or_else(|| {
+            DbError::new(
+                "22008",
+                format!(
+                    "timestamp out of range: {year}-{month:02}-{day:02} {hour}:{min:02}:{}",
+                    seconds_g(sec)
+                ),
+            )
+        })
+}
+
+/// The UTC instant of local time `t` in `zone`, as `make_timestamptz` reads its zone: a
+/// leading sign makes it an ISO 8601 offset (`+05` is east of Greenwich, unlike in
+/// `AT TIME ZONE`), anything else names a zone.
+pub fn local_in_zone(t: NaiveDateTime, zone: &str) -> Result<NaiveDateTime, DbError> {
+    if zone.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(DbError::new(
+            "22023",
+            format!("invalid input syntax for type numeric time zone: \"{zone}\""),
+        )
+        .with_hint("Numeric time zones must have \"-\" or \"+\" as first character."));
+    }
+    let Some(body) = zone.strip_prefix(['+', '-']) else {
+        return at_time_zone(t, zone, false, false);
+    };
+    let out_of_range = || {
+        DbError::new(
+            "22023",
+            format!("numeric time zone \"{zone}\" out of range"),
+        )
+    };
+    let not_recognized = || DbError::new("22023", format!("time zone \"{zone}\" not recognized"));
+    let number = |s: &str| -> Result<i64, DbError> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(not_recognized());
+        }
+        s.parse().map_err(|_| out_of_range())
+    };
+    let parts: Vec<&str> = body.split(':').collect();
+    let (hour, min, sec) = match parts.as_slice() {
+        [h] if zone.len() > 3 => {
+            let n = number(h)?;
+            (n / 100, n % 100, 0)
+        }
+        [h] => (number(h)?, 0, 0),
+        [h, m] => (number(h)?, number(m)?, 0),
+        [h, m, s] => (number(h)?, number(m)?, number(s)?),
+        _ => return Err(not_recognized()),
+    };
+    if hour > 15 || min >= 60 || sec >= 60 {
+        return Err(out_of_range());
+    }
+    let east = (hour * 60 + min) * 60 + sec;
+    let east = if zone.starts_with('-') { -east } else { east };
+    t.checked_sub_signed(Duration::seconds(east))
+        .ok_or_else(|| DbError::new("22008", "timestamp out of range"))
+}
+
+/// `date_bin(stride, source, origin)` as Postgres 15 computes it: the start of the bin of
+/// `stride` (no months) that holds `source`, bins counted from `origin`.
+pub fn date_bin(
+    stride: Interval,
+    source: NaiveDateTime,
+    origin: NaiveDateTime,
+) -> Result<NaiveDateTime, DbError> {
+    if stride.months != 0 {
+        return Err(DbError::new(
+            "0A000",
+            "timestamps cannot be binned into intervals containing months or years",
+        ));
+    }
+    let out_of_range = || DbError::new("22008", "timestamp out of range");
+    let stride = stride
+        .days
+        .checked_mul(USECS_PER_DAY)
+        .and_then(|d| d.checked_add(stride.micros))
+        .ok_or_else(|| DbError::new("22008", "interval out of range"))?;
+    if stride <= 0 {
+        return Err(DbError::new("22008", "stride must be greater than zero"));
+    }
+    let diff = (source - origin)
+        .num_microseconds()
+        .ok_or_else(|| DbError::new("22008", "interval out of range"))?;
+    let mut delta = diff - diff % stride;
+    // Postgres 15 steps back a bin whenever the origin is later, even when the source sits
+    // on a bin boundary.
+    if origin > source && stride > 1 {
+        delta -= stride;
+    }
+    origin
+        .checked_add_signed(Duration::microseconds(delta))
+        .ok_or_else(out_of_range)
+}
+
+/// `justify_days`: each 30 days become a month, the sign of days following months'.
+pub fn justify_days(iv: Interval) -> Interval {
+    let mut out = Interval {
+        months: iv.months + iv.days / 30,
+        days: iv.days % 30,
+        micros: iv.micros,
+    };
+    if out.months > 0 && out.days < 0 {
+        out.days += 30;
+        out.months -= 1;
+    } else if out.months < 0 && out.days > 0 {
+        out.days -= 30;
+        out.months += 1;
+    }
+    out
+}
+
+/// `justify_hours`: each 24 hours become a day, the sign of time following days'.
+pub fn justify_hours(iv: Interval) -> Interval {
+    let mut out = Interval {
+        months: iv.months,
+        days: iv.days + iv.micros / USECS_PER_DAY,
+        micros: iv.micros % USECS_PER_DAY,
+    };
+    if out.days > 0 && out.micros < 0 {
+        out.micros += USECS_PER_DAY;
+        out.days -= 1;
+    } else if out.days < 0 && out.micros > 0 {
+        out.micros -= USECS_PER_DAY;
+        out.days += 1;
+    }
+    out
+}
+
+/// `justify_interval`: both, with one sign throughout.
+pub fn justify_interval(iv: Interval) -> Interval {
+    let mut out = Interval {
+        months: iv.months,
+        days: iv.days + iv.micros / USECS_PER_DAY,
+        micros: iv.micros % USECS_PER_DAY,
+    };
+    out.months += out.days / 30;
+    out.days %= 30;
+    if out.months > 0 && (out.days < 0 || (out.days == 0 && out.micros < 0)) {
+        out.days += 30;
+        out.months -= 1;
+    } else if out.months < 0 && (out.days > 0 || (out.days == 0 && out.micros > 0)) {
+        out.days -= 30;
+        out.months += 1;
+    }
+    if out.days > 0 && out.micros < 0 {
+        out.micros += USECS_PER_DAY;
+        out.days -= 1;
+    } else if out.days < 0 && out.micros > 0 {
+        out.micros -= USECS_PER_DAY;
+        out.days += 1;
+    }
+    out
+}
+
+/// A field of an interval, exactly: `value` in units of 10^-`scale`.
+pub struct IntervalPart {
+    pub value: i128,
+    pub scale: u32,
+}
+
+impl IntervalPart {
+    /// The numeric text `extract` answers (`3600.000000`).
+    pub fn numeric_text(&self) -> String {
+        if self.scale == 0 {
+            return self.value.to_string();
+        }
+        let unit = 10i128.pow(self.scale);
+        let sign = if self.value < 0 { "-" } else { "" };
+        let magnitude = self.value.unsigned_abs();
+        let unit = unit.unsigned_abs();
+        format!(
+            "{sign}{}.{:0width$}",
+            magnitude / unit,
+            magnitude % unit,
+            width = self.scale as usize
+        )
+    }
+
+    pub fn as_f64(&self) -> f64 {
+        self.value as f64 / 10f64.powi(self.scale as i32)
+    }
+}
+
+/// The unit Postgres's `DecodeUnits` reads `unit` (already lower case) as.
+pub(crate) fn canonical_unit(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "microsecond" | "microseconds" | "us" | "usec" | "usecs" => "microseconds",
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => "milliseconds",
+        "second" | "seconds" | "s" | "sec" | "secs" => "second",
+        "minute" | "minutes" | "m" | "min" | "mins" => "minute",
+        "hour" | "hours" | "h" | "hr" | "hrs" => "hour",
+        "day" | "days" | "d" => "day",
+        "month" | "months" | "mon" | "mons" => "month",
+        "quarter" | "qtr" => "quarter",
+        "year" | "years" | "y" | "yr" | "yrs" => "year",
+        "decade" | "decades" | "dec" | "decs" => "decade",
+        "century" | "centuries" | "c" | "cent" => "century",
+        "millennium" | "millennia" | "mil" | "mils" => "millennium",
+        "epoch" => "epoch",
+        "week" | "weeks" | "w" => "week",
+        "dow" => "dow",
+        "isodow" => "isodow",
+        "doy" => "doy",
+        "isoyear" => "isoyear",
+        "julian" | "j" => "julian",
+        "timezone" => "timezone",
+        "timezone_h" | "timezone_hour" => "timezone_h",
+        "timezone_m" | "timezone_minute" => "timezone_m",
+        _ => return None,
+    })
+}
+
+pub(crate) fn unit_error(unit: &str, type_name: &str, known: bool) -> DbError {
+    if known {
+        DbError::new(
+            "0A000",
+            format!("unit \"{unit}\" not supported for type {type_name}"),
+        )
+    } else {
+        DbError::new(
+            "22023",
+            format!("unit \"{unit}\" not recognized for type {type_name}"),
+        )
+    }
+}
+
+/// `extract(field from interval)` as Postgres 15's `interval_part_common` splits an
+/// interval: years and months from months, days, then hours, minutes and seconds from the
+/// time, each keeping its sign; the epoch counts a year as 365.25 days and a month as 30.
+pub fn interval_part(field: &str, iv: Interval) -> Result<IntervalPart, DbError> {
+    let whole = |value: i64| IntervalPart {
+        value: i128::from(value),
+        scale: 0,
+    };
+    let years = iv.months / 12;
+    let second_micros = iv.micros % 60_000_000;
+    let unit = field.to_ascii_lowercase();
+    let Some(canonical) = canonical_unit(&unit) else {
+        return Err(unit_error(&unit, "interval", false));
+    };
+    Ok(match canonical {
+        "microseconds" => whole(second_micros),
+        "milliseconds" => IntervalPart {
+            value: i128::from(second_micros),
+            scale: 3,
+        },
+        "second" => IntervalPart {
+            value: i128::from(second_micros),
+            scale: 6,
+        },
+        "minute" => whole(iv.micros / 60_000_000 % 60),
+        "hour" => whole(iv.micros / 3_600_000_000),
+        "day" => whole(iv.days),
+        "month" => whole(iv.months % 12),
+        "quarter" => whole(iv.months % 12 / 3 + 1),
+        "year" => whole(years),
+        "decade" => whole(years / 10),
+        "century" => whole(years / 100),
+        "millennium" => whole(years / 1000),
+        "epoch" => {
+            let quarter_days = 1461 * i128::from(years)
+                + 120 * i128::from(iv.months % 12)
+                + 4 * i128::from(iv.days);
+            IntervalPart {
+                value: quarter_days * 21_600_000_000 + i128::from(iv.micros),
+                scale: 6,
+            }
+        }
+        _ => return Err(unit_error(&unit, "interval", true)),
+    })
+}
+
+/// `date_trunc(field, interval)` as Postgres 15's `interval_trunc`: the fields below `field`
+/// zeroed (years rounded down to decades, centuries, millennia), each keeping its sign.
+pub fn interval_trunc(field: &str, iv: Interval) -> Result<Interval, DbError> {
+    let unit = field.to_ascii_lowercase();
+    const ORDER: [&str; 12] = [
+        "millennium",
+        "century",
+        "decade",
+        "year",
+        "quarter",
+        "month",
+        "day",
+        "hour",
+        "minute",
+        "second",
+        "milliseconds",
+        "microseconds",
+    ];
+    let canonical = canonical_unit(&unit);
+    let Some(rank) = canonical.and_then(|c| ORDER.iter().position(|o| *o == c)) else {
+        if canonical == Some("week") {
+            return Err(unit_error(&unit, "interval", true)
+                .with_detail("Months usually have fractional weeks."));
+        }
+        return Err(unit_error(&unit, "interval", false));
+    };
+    let (mut years, mut months, mut days) = (iv.months / 12, iv.months % 12, iv.days);
+    let mut hours = iv.micros / 3_600_000_000;
+    let mut minutes = iv.micros / 60_000_000 % 60;
+    let mut seconds = iv.micros / 1_000_000 % 60;
+    let mut micros = iv.micros % 1_000_000;
+    for (step, scale) in [(0, 1000), (1, 100), (2, 10)] {
+        if rank <= step {
+            years = years / scale * scale;
+        }
+    }
+    if rank <= 3 {
+        months = 0;
+    }
+    if rank <= 4 {
+        months = months / 3 * 3;
+    }
+    if rank <= 5 {
+        days = 0;
+    }
+    if rank <= 6 {
+        hours = 0;
+    }
+    if rank <= 7 {
+        minutes = 0;
+    }
+    if rank <= 8 {
+        seconds = 0;
+    }
+    if rank <= 9 {
+        micros = 0;
+    }
+    if rank == 10 {
+        micros = micros / 1000 * 1000;
+    }
+    Ok(Interval {
+        months: years * 12 + months,
+        days,
+        micros: ((hours * 60 + minutes) * 60 + seconds) * 1_000_000 + micros,
+    })
+}
+
+/// `extract(field from time)`: the clock fields and the epoch (seconds since midnight) of
+/// the time of day `time` (its microseconds), as Postgres's `time_part_common`.
+pub fn time_part(field: &str, time: Interval) -> Result<IntervalPart, DbError> {
+    let unit = field.to_ascii_lowercase();
+    match canonical_unit(&unit) {
+        Some("microseconds" | "milliseconds" | "second" | "minute" | "hour" | "epoch") => {
+            interval_part(&unit, time)
+        }
+        known => Err(unit_error(&unit, "time without time zone", known.is_some())),
+    }
 }
 
 #[cfg(test)]

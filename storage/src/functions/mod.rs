@@ -20,7 +20,7 @@ mod aggregates;
 pub(crate) mod array;
 mod binary;
 pub(crate) mod date_template;
-mod dates;
+pub(crate) mod dates;
 mod format;
 mod json;
 mod math_text;
@@ -238,6 +238,12 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     conn.create_scalar_function("__pg_clock_timestamp", 0, VOLATILE, |_| {
         Ok(format_timestamptz(Utc::now()))
     })?;
+    // The wall clock as text, as Postgres's `timeofday()` prints it in the session's zone.
+    conn.create_scalar_function("timeofday", 0, VOLATILE, |_| {
+        Ok(Utc::now()
+            .format("%a %b %d %H:%M:%S%.6f %Y UTC")
+            .to_string())
+    })?;
     conn.create_scalar_function("__pg_random", 0, VOLATILE, |_| {
         // 53 random bits: uniform in [0, 1) like Postgres's random().
         let bits = uuid::Uuid::new_v4().as_u128() >> 75;
@@ -286,22 +292,27 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     })?;
     conn.create_scalar_function("__pg_greatest", -1, DET, |ctx| extreme(ctx, true))?;
     conn.create_scalar_function("__pg_least", -1, DET, |ctx| extreme(ctx, false))?;
-    conn.create_scalar_function("__pg_extract", 2, DET, |ctx| {
-        let field: String = ctx.get(0)?;
-        date_part(&field, ctx.get_raw(1)).map_err(fail).map(|v| {
-            v.map(|f| {
-                if f.fract() == 0.0 && f.abs() < 9e15 {
-                    Value::Integer(f as i64)
-                } else {
-                    Value::Real(f)
-                }
-            })
-        })
-    })?;
-    conn.create_scalar_function("__pg_date_part", 2, DET, |ctx| {
-        let field: String = ctx.get(0)?;
-        date_part(&field, ctx.get_raw(1)).map_err(fail)
-    })?;
+    // The third argument, when the statement's types are known, is the source's type OID.
+    for arity in [2, 3] {
+        conn.create_scalar_function("__pg_extract", arity, DET, |ctx| {
+            let field: String = ctx.get(0)?;
+            date_part(&field, ctx.get_raw(1), source_type(ctx)?)
+                .map_err(fail)
+                .map(|v| {
+                    v.map(|f| {
+                        if f.fract() == 0.0 && f.abs() < 9e15 {
+                            Value::Integer(f as i64)
+                        } else {
+                            Value::Real(f)
+                        }
+                    })
+                })
+        })?;
+        conn.create_scalar_function("__pg_date_part", arity, DET, |ctx| {
+            let field: String = ctx.get(0)?;
+            date_part(&field, ctx.get_raw(1), source_type(ctx)?).map_err(fail)
+        })?;
+    }
     conn.create_scalar_function("__pg_left", 2, DET, |ctx| {
         let s: Option<String> = ctx.get(0)?;
         let n: i64 = ctx.get(1)?;
@@ -574,6 +585,51 @@ fn time_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<NaiveDateT
     })
 }
 
+fn is_infinite(text: &str) -> bool {
+    matches!(text.trim(), "infinity" | "-infinity")
+}
+
+/// Argument `i` when it is an infinite date or timestamp and argument `other` is not NULL:
+/// most date/time functions answer an infinity with itself.
+fn infinite_arg(ctx: &Context<'_>, i: usize, other: usize) -> rusqlite::Result<Option<String>> {
+    if matches!(ctx.get_raw(other), ValueRef::Null) {
+        return Ok(None);
+    }
+    Ok(ctx
+        .get::<Option<String>>(i)?
+        .filter(|text| is_infinite(text)))
+}
+
+fn either_infinite(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    Ok(infinite_arg(ctx, 0, 1)?.is_some() || infinite_arg(ctx, 1, 0)?.is_some())
+}
+
+/// The six fields of `make_timestamp` and `make_timestamptz`; None when one is NULL.
+fn timestamp_fields(ctx: &Context<'_>) -> rusqlite::Result<Option<NaiveDateTime>> {
+    let mut ints = [0i64; 5];
+    for (i, slot) in ints.iter_mut().enumerate() {
+        match ctx.get::<Option<i64>>(i)? {
+            Some(value) => *slot = value,
+            None => return Ok(None),
+        }
+    }
+    let Some(sec) = ctx.get::<Option<f64>>(5)? else {
+        return Ok(None);
+    };
+    let [year, month, day, hour, min] = ints;
+    dates::make_timestamp(year, month, day, hour, min, sec)
+        .map(Some)
+        .map_err(fail)
+}
+
+/// The optional third argument of `__pg_extract` / `__pg_date_part`.
+fn source_type(ctx: &Context<'_>) -> rusqlite::Result<Option<PgType>> {
+    if ctx.len() < 3 {
+        return Ok(None);
+    }
+    type_arg(ctx, 2).map(Some)
+}
+
 fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {
     let oid: u32 = ctx.get(i)?;
     PgType::from_oid(oid)
@@ -582,6 +638,12 @@ fn type_arg(ctx: &Context<'_>, i: usize) -> rusqlite::Result<PgType> {
 
 fn register_time(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("__pg_date_add", 3, DET, |ctx| {
+        if matches!(ctx.get_raw(1), ValueRef::Null) {
+            return Ok(None);
+        }
+        if let Some(infinite) = infinite_arg(ctx, 0, 1)? {
+            return Ok(Some(infinite));
+        }
         let sign: i64 = ctx.get(2)?;
         let days = match ctx.get_raw(1) {
             ValueRef::Integer(n) => ValueRef::Integer(n * sign),
@@ -590,14 +652,32 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         time::date_plus_days(ctx.get_raw(0), days).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_date_diff", 2, DET, |ctx| {
+        if either_infinite(ctx)? {
+            return Err(fail(DbError::new(
+                "22008",
+                "cannot subtract infinite dates",
+            )));
+        }
         time::date_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_ts_interval", 4, DET, |ctx| {
+        if matches!(ctx.get_raw(1), ValueRef::Null) {
+            return Ok(None);
+        }
+        if let Some(infinite) = infinite_arg(ctx, 0, 1)? {
+            return Ok(Some(infinite));
+        }
         let sign: i64 = ctx.get(2)?;
         let ty = type_arg(ctx, 3)?;
         time::timestamp_plus_interval(ctx.get_raw(0), ctx.get_raw(1), sign, ty).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_ts_diff", 2, DET, |ctx| {
+        if either_infinite(ctx)? {
+            return Err(fail(DbError::new(
+                "22008",
+                "cannot subtract infinite timestamps",
+            )));
+        }
         time::timestamp_difference(ctx.get_raw(0), ctx.get_raw(1)).map_err(fail)
     })?;
     conn.create_scalar_function("__pg_interval_add", 3, DET, |ctx| {
@@ -637,10 +717,7 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         else {
             return Ok(None);
         };
-        if divisor == 0.0 {
-            return Err(fail(DbError::new("22012", "division by zero")));
-        }
-        dates::interval_mul(span, 1.0 / divisor)
+        dates::interval_div(span, divisor)
             .map(|iv| Some(iv.format()))
             .map_err(fail)
     })?;
@@ -657,6 +734,10 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
             .map_err(fail)
     })?;
     conn.create_scalar_function("__pg_to_char", 3, DET, |ctx| {
+        // Postgres prints nothing for an infinite value.
+        if infinite_arg(ctx, 0, 1)?.is_some() {
+            return Ok(None);
+        }
         let (Some(value), Some(template)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?)
         else {
             return Ok(None);
@@ -679,6 +760,9 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         }))
     })?;
     conn.create_scalar_function("__pg_at_time_zone", 4, DET, |ctx| {
+        if let Some(infinite) = infinite_arg(ctx, 0, 1)? {
+            return Ok(Some(infinite));
+        }
         let (Some(t), Some(zone)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?) else {
             return Ok(None);
         };
@@ -730,8 +814,154 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
     })?;
     conn.create_scalar_function("__pg_date_trunc", 3, DET, |ctx| {
         let field: String = ctx.get(0)?;
+        if let Some(infinite) = infinite_arg(ctx, 1, 1)? {
+            return Ok(Some(infinite));
+        }
         let ty = type_arg(ctx, 2)?;
         time::date_trunc(&field, ctx.get_raw(1), ty).map_err(fail)
+    })?;
+    conn.create_scalar_function("make_time", 3, DET, |ctx| {
+        let (Some(hour), Some(min), Some(sec)) = (
+            ctx.get::<Option<i64>>(0)?,
+            ctx.get::<Option<i64>>(1)?,
+            ctx.get::<Option<f64>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        dates::make_time(hour, min, sec).map(Some).map_err(fail)
+    })?;
+    conn.create_scalar_function("make_timestamp", 6, DET, |ctx| {
+        Ok(timestamp_fields(ctx)?.map(|t| time::format_as(t, PgType::Timestamp)))
+    })?;
+    // Without a zone the fields are local time in the session's zone, which is UTC.
+    conn.create_scalar_function("make_timestamptz", 6, DET, |ctx| {
+        Ok(timestamp_fields(ctx)?.map(|t| time::format_as(t, PgType::Timestamptz)))
+    })?;
+    conn.create_scalar_function("make_timestamptz", 7, DET, |ctx| {
+        let (Some(local), Some(zone)) = (timestamp_fields(ctx)?, ctx.get::<Option<String>>(6)?)
+        else {
+            return Ok(None);
+        };
+        let utc = dates::local_in_zone(local, &zone).map_err(fail)?;
+        Ok(Some(time::format_as(utc, PgType::Timestamptz)))
+    })?;
+    conn.create_scalar_function("__pg_date_bin", 4, DET, |ctx| {
+        let (Some(stride), Some(source), Some(origin)) = (
+            interval_value(ctx, 0)?,
+            ctx.get::<Option<String>>(1)?,
+            ctx.get::<Option<String>>(2)?,
+        ) else {
+            return Ok(None);
+        };
+        // An infinite source is its own bin.
+        if is_infinite(&source) {
+            return Ok(Some(source));
+        }
+        if is_infinite(&origin) {
+            return Err(fail(DbError::new("22008", "origin out of range")));
+        }
+        let (Some(source), Some(origin)) = (time_value(ctx, 1)?, time_value(ctx, 2)?) else {
+            return Ok(None);
+        };
+        let ty = type_arg(ctx, 3)?;
+        dates::date_bin(stride, source, origin)
+            .map(|t| Some(time::format_as(t, ty)))
+            .map_err(fail)
+    })?;
+    for (name, justify) in [
+        (
+            "justify_days",
+            dates::justify_days as fn(time::Interval) -> time::Interval,
+        ),
+        ("justify_hours", dates::justify_hours),
+        ("justify_interval", dates::justify_interval),
+    ] {
+        conn.create_scalar_function(name, 1, DET, move |ctx| {
+            Ok(interval_value(ctx, 0)?.map(|iv| justify(iv).format()))
+        })?;
+    }
+    // A time of day is stored as the text of an interval shorter than a day.
+    type Part = fn(&str, time::Interval) -> Result<dates::IntervalPart, DbError>;
+    for (kind, part) in [
+        ("interval", dates::interval_part as Part),
+        ("time", dates::time_part),
+    ] {
+        conn.create_scalar_function(
+            format!("__pg_extract_{kind}").as_str(),
+            2,
+            DET,
+            move |ctx| {
+                let (Some(field), Some(iv)) =
+                    (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+                else {
+                    return Ok(None);
+                };
+                part(&field, iv)
+                    .map(|part| Some(part.numeric_text()))
+                    .map_err(fail)
+            },
+        )?;
+        conn.create_scalar_function(
+            format!("__pg_date_part_{kind}").as_str(),
+            2,
+            DET,
+            move |ctx| {
+                let (Some(field), Some(iv)) =
+                    (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+                else {
+                    return Ok(None);
+                };
+                part(&field, iv)
+                    .map(|part| Some(part.as_f64()))
+                    .map_err(fail)
+            },
+        )?;
+    }
+    // Dates and timestamps store their infinities as Postgres prints them; intervals have
+    // none in Postgres 15.
+    conn.create_scalar_function("__pg_isfinite", 1, DET, |ctx| {
+        Ok(ctx
+            .get::<Option<String>>(0)?
+            .map(|text| i64::from(!is_infinite(&text))))
+    })?;
+    conn.create_scalar_function("__pg_date_trunc_zone", 3, DET, |ctx| {
+        let (Some(field), Some(zone)) =
+            (ctx.get::<Option<String>>(0)?, ctx.get::<Option<String>>(2)?)
+        else {
+            return Ok(None);
+        };
+        if let Some(infinite) = infinite_arg(ctx, 1, 0)? {
+            return Ok(Some(infinite));
+        }
+        let Some(t) = time_value(ctx, 1)? else {
+            return Ok(None);
+        };
+        // Truncated on the clock of `zone`, then read back as a time in that zone.
+        let local = dates::at_time_zone(t, &zone, false, true).map_err(fail)?;
+        let Some(truncated) = time::truncate(&field, local).map_err(fail)? else {
+            return Ok(None);
+        };
+        let utc = dates::at_time_zone(truncated, &zone, false, false).map_err(fail)?;
+        Ok(Some(time::format_as(utc, PgType::Timestamptz)))
+    })?;
+    conn.create_scalar_function("__pg_date_trunc_interval", 2, DET, |ctx| {
+        let (Some(field), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+        else {
+            return Ok(None);
+        };
+        dates::interval_trunc(&field, iv)
+            .map(|iv| Some(iv.format()))
+            .map_err(fail)
+    })?;
+    conn.create_scalar_function("__pg_time_interval", 3, DET, |ctx| {
+        let (Some(time), Some(iv)) = (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+        else {
+            return Ok(None);
+        };
+        let sign: i64 = ctx.get(2)?;
+        time::time_plus_interval(&time, iv, sign)
+            .map(Some)
+            .map_err(fail)
     })?;
     conn.create_scalar_function("__pg_interval", 1, DET, |ctx| match ctx.get_raw(0) {
         ValueRef::Null => Ok(None),
@@ -924,6 +1154,42 @@ impl rusqlite::functions::Aggregate<(u8, Value), Value> for SingleRow {
     }
 }
 
+/// `sum` / `avg` of intervals: field by field as Postgres adds them (months, days and time
+/// apart, `1 hour` + `23 hours` is `24:00:00`), the average the sum divided by the count.
+struct IntervalSum {
+    avg: bool,
+}
+
+type Sum = Option<(time::Interval, i64)>;
+
+impl rusqlite::functions::Aggregate<Sum, Option<String>> for IntervalSum {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Sum> {
+        Ok(None)
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, sum: &mut Sum) -> rusqlite::Result<()> {
+        let Some(interval) = interval_value(ctx, 0)? else {
+            return Ok(());
+        };
+        let (total, count) = sum.get_or_insert((time::Interval::default(), 0));
+        *total = dates::interval_checked_add(*total, interval).map_err(fail)?;
+        *count += 1;
+        Ok(())
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, sum: Option<Sum>) -> rusqlite::Result<Option<String>> {
+        let Some((total, count)) = sum.flatten() else {
+            return Ok(None);
+        };
+        let result = if self.avg {
+            dates::interval_div(total, count as f64).map_err(fail)?
+        } else {
+            total
+        };
+        Ok(Some(result.format()))
+    }
+}
+
 /// `json_agg` / `jsonb_agg` over values already in JSON form (`__pg_to_json`).
 struct JsonAgg {
     jsonb: bool,
@@ -1106,6 +1372,8 @@ fn register_json(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_aggregate_function("__pg_interval_max", 1, DET, IntervalExtreme { max: true })?;
     conn.create_aggregate_function("__pg_single_row", 1, DET, SingleRow)?;
     conn.create_aggregate_function("__pg_string_agg_distinct", 3, DET, StringAggDistinct)?;
+    conn.create_aggregate_function("__pg_interval_sum", 1, DET, IntervalSum { avg: false })?;
+    conn.create_aggregate_function("__pg_interval_avg", 1, DET, IntervalSum { avg: true })?;
     conn.create_aggregate_function("__pg_json_agg", 1, DET, JsonAgg { jsonb: false })?;
     conn.create_aggregate_function("__pg_jsonb_agg", 1, DET, JsonAgg { jsonb: true })?;
     conn.create_scalar_function("__pg_jsonb_build_object", -1, DET, |ctx| {

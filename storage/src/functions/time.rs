@@ -14,6 +14,7 @@ use mycelium_protocol::types::{PgType, SqlValue, SqlValueRef};
 use mycelium_protocol::{DbError, Format};
 use rusqlite::types::ValueRef;
 
+use super::dates::{canonical_unit, unit_error};
 use super::format_naive;
 
 /// An interval parameter as storage keeps it: the text Postgres prints. Text input is read as
@@ -75,10 +76,15 @@ fn bad_interval(text: &str) -> DbError {
     )
 }
 
-/// Parses Postgres interval input (`1 day 2 hours`, `-00:30:00`, `1 mon`, `@ 3 days ago`).
+/// Parses Postgres interval input: `1 day 2 hours`, `-00:30:00`, `1 mon`, `@ 3 days ago`,
+/// SQL's `1-2` (years-months) and `3 4:05:06` (days and a time), ISO 8601's
+/// `P1Y2M3DT4H5M6S` and `P0001-02-03T04:05:06`.
 pub fn parse_interval(text: &str) -> Result<Interval, DbError> {
     let mut out = Interval::default();
     let lower = text.trim().to_ascii_lowercase();
+    if let Some(iso) = lower.strip_prefix('p') {
+        return parse_iso8601(iso).ok_or_else(|| bad_interval(text));
+    }
     let lower = lower.strip_prefix('@').unwrap_or(&lower).trim();
     let mut tokens: Vec<&str> = lower.split_whitespace().collect();
     let ago = tokens.last() == Some(&"ago");
@@ -96,50 +102,135 @@ pub fn parse_interval(text: &str) -> Result<Interval, DbError> {
             i += 1;
             continue;
         }
+        if let Some(months) = year_month(token, text)? {
+            out.months += months;
+            i += 1;
+            continue;
+        }
         // A number, with its unit attached (`2h`) or as the next token.
         let split = token
             .find(|c: char| c.is_ascii_alphabetic())
             .unwrap_or(token.len());
         let (number, attached) = token.split_at(split);
         let value: f64 = number.parse().map_err(|_| bad_interval(text))?;
-        let unit = if attached.is_empty() {
+        let unit = if !attached.is_empty() {
             i += 1;
-            tokens.get(i).copied().unwrap_or("second")
-        } else {
             attached
+        } else {
+            match tokens.get(i + 1) {
+                // A number before a time of day counts days, as in SQL's `3 4:05:06`.
+                Some(next) if next.contains(':') => {
+                    i += 1;
+                    "day"
+                }
+                Some(next) => {
+                    i += 2;
+                    next
+                }
+                None => {
+                    i += 1;
+                    "second"
+                }
+            }
         };
-        i += 1;
-        let unit = unit.trim_end_matches(',');
-        let micros_per = |m: f64| (value * m).round() as i64;
-        match unit {
-            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => {
-                out.micros += micros_per(1.0)
-            }
-            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => {
-                out.micros += micros_per(1e3)
-            }
-            "second" | "seconds" | "sec" | "secs" | "s" => out.micros += micros_per(1e6),
-            "minute" | "minutes" | "min" | "mins" | "m" => out.micros += micros_per(60e6),
-            "hour" | "hours" | "hr" | "hrs" | "h" => out.micros += micros_per(3600e6),
-            "day" | "days" | "d" => {
-                out.days += value.trunc() as i64;
-                out.micros += ((value.fract()) * 86_400e6).round() as i64;
-            }
-            "week" | "weeks" | "w" => out.days += (value * 7.0).round() as i64,
-            "month" | "months" | "mon" | "mons" => {
-                out.months += value.trunc() as i64;
-                out.days += (value.fract() * 30.0).round() as i64;
-            }
-            "year" | "years" | "yr" | "yrs" | "y" => out.months += (value * 12.0).round() as i64,
-            "decade" | "decades" => out.months += (value * 120.0).round() as i64,
-            "century" | "centuries" => out.months += (value * 1200.0).round() as i64,
-            _ => return Err(bad_interval(text)),
-        }
+        out.add_unit(value, unit.trim_end_matches(','))
+            .ok_or_else(|| bad_interval(text))?;
     }
     if ago {
         out = out.negate();
     }
     Ok(out)
+}
+
+/// SQL's `years-months` (`1-2`, `-1-2`: the sign covers both), in months.
+fn year_month(token: &str, text: &str) -> Result<Option<i64>, DbError> {
+    let (negative, body) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token.strip_prefix('+').unwrap_or(token)),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((years, months)) = body.split_once('-').filter(|(y, m)| digits(y) && digits(m)) else {
+        return Ok(None);
+    };
+    let out_of_range = || {
+        DbError::new(
+            "22015",
+            format!("interval field value out of range: \"{text}\""),
+        )
+    };
+    let years: i64 = years.parse().map_err(|_| out_of_range())?;
+    let months: i64 = months.parse().map_err(|_| out_of_range())?;
+    if months >= 12 {
+        return Err(out_of_range());
+    }
+    let total = years
+        .checked_mul(12)
+        .and_then(|m| m.checked_add(months))
+        .ok_or_else(out_of_range)?;
+    Ok(Some(if negative { -total } else { total }))
+}
+
+/// ISO 8601 after its `P`: designators (`1Y2M3DT4H5M6S`, `1W`, fractions allowed) or the
+/// alternative format (`0001-02-03T04:05:06`).
+fn parse_iso8601(body: &str) -> Option<Interval> {
+    let mut out = Interval::default();
+    let (date, time) = match body.split_once('t') {
+        Some((date, time)) => (date, Some(time)),
+        None => (body, None),
+    };
+    if date.is_empty() && time.is_none() {
+        return None;
+    }
+    let plain = |s: &str| !s.is_empty() && !s.bytes().any(|b| b.is_ascii_alphabetic());
+    if plain(date) {
+        let fields: Vec<i64> = date
+            .split('-')
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let (years, months, days) = match fields.as_slice() {
+            [y] => (*y, 0, 0),
+            [y, m] => (*y, *m, 0),
+            [y, m, d] => (*y, *m, *d),
+            _ => return None,
+        };
+        out.months += years * 12 + months;
+        out.days += days;
+    } else {
+        designators(date, &mut out, |c| match c {
+            'y' => Some("year"),
+            'm' => Some("month"),
+            'w' => Some("week"),
+            'd' => Some("day"),
+            _ => None,
+        })?;
+    }
+    match time {
+        Some(time) if plain(time) => out.micros += parse_clock(time)?,
+        Some(time) => designators(time, &mut out, |c| match c {
+            'h' => Some("hour"),
+            'm' => Some("minute"),
+            's' => Some("second"),
+            _ => None,
+        })?,
+        None => {}
+    }
+    Some(out)
+}
+
+/// `<number><designator>...` into `out`, each designator read as the unit `unit` names.
+fn designators(
+    mut text: &str,
+    out: &mut Interval,
+    unit: impl Fn(char) -> Option<&'static str>,
+) -> Option<()> {
+    while !text.is_empty() {
+        let end = text.find(|c: char| c.is_ascii_alphabetic())?;
+        let value: f64 = text[..end].parse().ok()?;
+        let designator = text[end..].chars().next()?;
+        out.add_unit(value, unit(designator)?)?;
+        text = &text[end + designator.len_utf8()..];
+    }
+    Some(())
 }
 
 fn parse_clock(token: &str) -> Option<i64> {
@@ -162,6 +253,54 @@ fn parse_clock(token: &str) -> Option<i64> {
 }
 
 impl Interval {
+    /// Adds `value` of `unit` as Postgres's DecodeInterval does: the whole part exactly, the
+    /// fraction cascaded into the next smaller fields and rounded half to even to
+    /// microseconds. None for a unit it does not know.
+    fn add_unit(&mut self, value: f64, unit: &str) -> Option<()> {
+        let (whole, fraction) = (value.trunc() as i64, value.fract());
+        let mut micros = |scale: i64| {
+            self.micros += whole * scale + (fraction * scale as f64).round_ties_even() as i64
+        };
+        match unit {
+            "microsecond" | "microseconds" | "us" | "usec" | "usecs" => micros(1),
+            "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => micros(1_000),
+            "second" | "seconds" | "sec" | "secs" | "s" => micros(1_000_000),
+            "minute" | "minutes" | "min" | "mins" | "m" => micros(60_000_000),
+            "hour" | "hours" | "hr" | "hrs" | "h" => micros(3_600_000_000),
+            "day" | "days" | "d" => {
+                self.days += whole;
+                self.micros += (fraction * 86_400e6).round_ties_even() as i64;
+            }
+            "week" | "weeks" | "w" => {
+                self.days += whole * 7;
+                self.add_fractional_days(fraction * 7.0);
+            }
+            "month" | "months" | "mon" | "mons" => {
+                self.months += whole;
+                self.add_fractional_days(fraction * 30.0);
+            }
+            "year" | "years" | "yr" | "yrs" | "y" => self.add_years(whole, fraction, 1),
+            "decade" | "decades" | "dec" | "decs" => self.add_years(whole, fraction, 10),
+            "century" | "centuries" | "c" | "cent" => self.add_years(whole, fraction, 100),
+            "millennium" | "millennia" | "mil" | "mils" => self.add_years(whole, fraction, 1000),
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// Whole days into days, what is left into microseconds.
+    fn add_fractional_days(&mut self, days: f64) {
+        let whole = days.trunc();
+        self.days += whole as i64;
+        self.micros += ((days - whole) * 86_400e6).round_ties_even() as i64;
+    }
+
+    /// Years of `scale` years each; a fraction of them becomes whole months.
+    fn add_years(&mut self, whole: i64, fraction: f64, scale: i64) {
+        self.months +=
+            whole * scale * 12 + (fraction * (scale * 12) as f64).round_ties_even() as i64;
+    }
+
     pub fn negate(self) -> Interval {
         Interval {
             months: -self.months,
@@ -170,47 +309,59 @@ impl Interval {
         }
     }
 
-    /// Postgres's output (IntervalStyle `postgres`).
+    /// Postgres's output (IntervalStyle `postgres`). A positive field right after a
+    /// negative one carries a `+` (`-1 days +02:00:00`), as `EncodeInterval` writes it.
     pub fn format(&self) -> String {
-        let mut parts = Vec::new();
-        let plural = |n: i64, unit: &str| {
-            if n == 1 {
-                format!("{n} {unit}")
-            } else {
-                format!("{n} {unit}s")
-            }
-        };
+        let mut out = String::new();
+        let mut after_negative = false;
         let (years, months) = (self.months / 12, self.months % 12);
-        if years != 0 {
-            parts.push(plural(years, "year"));
+        for (n, unit) in [(years, "year"), (months, "mon"), (self.days, "day")] {
+            if n == 0 {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            if after_negative && n > 0 {
+                out.push('+');
+            }
+            out.push_str(&format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+            after_negative = n < 0;
         }
-        if months != 0 {
-            parts.push(plural(months, "mon"));
-        }
-        if self.days != 0 {
-            parts.push(plural(self.days, "day"));
-        }
-        if self.micros != 0 || parts.is_empty() {
-            let sign = if self.micros < 0 { "-" } else { "" };
+        if self.micros != 0 || out.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            let sign = if self.micros < 0 {
+                "-"
+            } else if after_negative {
+                "+"
+            } else {
+                ""
+            };
             let total = self.micros.unsigned_abs();
             let (secs, frac) = (total / 1_000_000, total % 1_000_000);
-            let mut clock = format!(
+            out.push_str(&format!(
                 "{sign}{:02}:{:02}:{:02}",
                 secs / 3600,
                 (secs / 60) % 60,
                 secs % 60
-            );
+            ));
             if frac != 0 {
-                clock.push_str(format!(".{frac:06}").trim_end_matches('0'));
+                out.push_str(format!(".{frac:06}").trim_end_matches('0'));
             }
-            parts.push(clock);
         }
-        parts.join(" ")
+        out
     }
 }
 
 pub(crate) fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     let t = text.trim();
+    // Storage writes years before 1 AD as Postgres prints them: `0044-03-15 BC` is year -43.
+    if let Some(ad) = t.strip_suffix(" BC") {
+        let t = parse_datetime(ad)?;
+        return t.with_year(1 - t.year());
+    }
     let t = t.strip_suffix("+00").unwrap_or(t);
     for format in [
         "%Y-%m-%d %H:%M:%S%.f",
@@ -250,14 +401,22 @@ fn datetime_arg(v: ValueRef<'_>) -> Result<Option<NaiveDateTime>, DbError> {
     }
 }
 
-/// Formats a date/time as storage holds values of `ty`.
+/// Formats a date/time as storage holds values of `ty`, which is how Postgres prints it
+/// (years before 1 AD as `0044-03-15 BC`).
 pub fn format_as(t: NaiveDateTime, ty: PgType) -> String {
-    match ty {
+    let bc = t.year() <= 0;
+    let t = if bc {
+        t.with_year(1 - t.year()).unwrap_or(t)
+    } else {
+        t
+    };
+    let text = match ty {
         PgType::Date => t.format("%Y-%m-%d").to_string(),
-        PgType::Time => format_naive(t).get(11..).unwrap_or("").to_owned(),
+        PgType::Time => return format_naive(t).get(11..).unwrap_or("").to_owned(),
         PgType::Timestamptz => format!("{}+00", format_naive(t)),
         _ => format_naive(t),
-    }
+    };
+    if bc { format!("{text} BC") } else { text }
 }
 
 fn out_of_range() -> DbError {
@@ -346,6 +505,11 @@ pub fn date_trunc(field: &str, v: ValueRef<'_>, ty: PgType) -> Result<Option<Str
     let Some(t) = datetime_arg(v)? else {
         return Ok(None);
     };
+    Ok(truncate(field, t)?.map(|t| format_as(t, ty)))
+}
+
+/// `t` truncated to the start of its `field` (`day`, `month`, ...).
+pub fn truncate(field: &str, t: NaiveDateTime) -> Result<Option<NaiveDateTime>, DbError> {
     let date = t.date();
     let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0);
     let truncated = match field.to_ascii_lowercase().as_str() {
@@ -378,7 +542,19 @@ pub fn date_trunc(field: &str, v: ValueRef<'_>, ty: PgType) -> Result<Option<Str
             ));
         }
     };
-    Ok(truncated.map(|t| format_as(t, ty)))
+    Ok(truncated)
+}
+
+/// `time ± interval`: the time of day moved by the interval's time part, wrapping around
+/// midnight; months and days do not move a time of day.
+pub fn time_plus_interval(time: &str, iv: Interval, sign: i64) -> Result<String, DbError> {
+    let time = parse_interval(time)?;
+    let micros = (time.micros + sign * (iv.micros % 86_400_000_000)).rem_euclid(86_400_000_000);
+    Ok(Interval {
+        micros,
+        ..Interval::default()
+    }
+    .format())
 }
 
 /// Converts between date/time types through their storage text.
@@ -386,7 +562,13 @@ pub fn convert(v: &str, to: PgType) -> Option<String> {
     parse_datetime(v).map(|t| format_as(t, to))
 }
 
-pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
+/// `extract(field from value)` of a date, timestamp or timestamptz (`source`; None when not
+/// known, read as a timestamp), as Postgres's `timestamp_part_common` and `date_part`.
+pub fn date_part(
+    field: &str,
+    v: ValueRef<'_>,
+    source: Option<PgType>,
+) -> Result<Option<f64>, DbError> {
     let text = match v {
         ValueRef::Null => return Ok(None),
         ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
@@ -397,6 +579,25 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
             ));
         }
     };
+    let unit = field.to_ascii_lowercase();
+    let type_name = source.map_or("timestamp", PgType::name);
+    let Some(canonical) = canonical_unit(&unit) else {
+        return Err(unit_error(&unit, type_name, false));
+    };
+    let zoned = source == Some(PgType::Timestamptz);
+    let unsupported = match canonical {
+        "timezone" | "timezone_h" | "timezone_m" => !zoned,
+        "hour" | "minute" | "second" | "milliseconds" | "microseconds" => {
+            source == Some(PgType::Date)
+        }
+        _ => false,
+    };
+    if unsupported {
+        return Err(unit_error(&unit, type_name, true));
+    }
+    if is_infinite_text(&text) {
+        return Ok(infinite_part(canonical, text.trim().starts_with('-')));
+    }
     let Some(dt) = parse_datetime(&text) else {
         return Err(DbError::new(
             "22007",
@@ -404,11 +605,13 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
         ));
     };
     let seconds = f64::from(dt.second()) + f64::from(dt.nanosecond() / 1000) / 1e6;
-    let value = match field.to_ascii_lowercase().as_str() {
+    let value = match canonical {
         "epoch" => {
             dt.and_utc().timestamp() as f64
                 + f64::from(dt.and_utc().timestamp_subsec_micros()) / 1e6
         }
+        // Chrono counts 1 BC as year 0, as Postgres does inside; Postgres answers -1 for it.
+        "year" if dt.year() <= 0 => f64::from(dt.year() - 1),
         "year" => f64::from(dt.year()),
         "month" => f64::from(dt.month()),
         "day" => f64::from(dt.day()),
@@ -422,16 +625,47 @@ pub fn date_part(field: &str, v: ValueRef<'_>) -> Result<Option<f64>, DbError> {
         "doy" => f64::from(dt.ordinal()),
         "quarter" => f64::from((dt.month() - 1) / 3 + 1),
         "week" => f64::from(dt.iso_week().week()),
+        "isoyear" if dt.iso_week().year() <= 0 => f64::from(dt.iso_week().year() - 1),
+        "isoyear" => f64::from(dt.iso_week().year()),
+        "decade" if dt.year() < 0 => f64::from(-((8 - (dt.year() - 1)) / 10)),
         "decade" => f64::from(dt.year() / 10),
+        "century" if dt.year() <= 0 => f64::from(-((99 - (dt.year() - 1)) / 100)),
         "century" => f64::from((dt.year() + 99) / 100),
-        other => {
-            return Err(DbError::new(
-                "22023",
-                format!("unit \"{other}\" not recognized for type timestamp"),
-            ));
+        "millennium" if dt.year() <= 0 => f64::from(-((999 - (dt.year() - 1)) / 1000)),
+        "millennium" => f64::from((dt.year() + 999) / 1000),
+        // Sessions run in UTC.
+        "timezone" | "timezone_h" | "timezone_m" => 0.0,
+        // Julian day numbers of timestamps carry the time as a fraction whose numeric scale
+        // Postgres derives from the division; only dates' whole days are answered.
+        "julian" if source == Some(PgType::Date) => {
+            f64::from(dt.date().num_days_from_ce() + 1_721_425)
+        }
+        _ => {
+            return Err(crate::errors::unsupported(format!(
+                "extract({unit} from {type_name})"
+            )));
         }
     };
     Ok(Some(value))
+}
+
+fn is_infinite_text(text: &str) -> bool {
+    matches!(text.trim(), "infinity" | "-infinity")
+}
+
+/// A field of an infinite timestamp, as Postgres's `NonFiniteTimestampTzPart`: the fields
+/// that grow with time are infinite too, the others have no value.
+fn infinite_part(canonical: &str, negative: bool) -> Option<f64> {
+    let infinity = if negative {
+        f64::NEG_INFINITY
+    } else {
+        f64::INFINITY
+    };
+    matches!(
+        canonical,
+        "year" | "decade" | "century" | "millennium" | "julian" | "isoyear" | "epoch"
+    )
+    .then_some(infinity)
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub(super) fn text_array_arg(e: &mut Expr) {
 /// Calls whose SQLite form depends on argument types; returns the result type.
 fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty> {
     let oid = |ty: PgType| value_expr(SqlValue::Int(i64::from(ty.oid())));
+    let arg_ty = |i: usize| types.get(i).copied().flatten();
     match name {
         "string_agg"
             if matches!(
@@ -87,6 +88,77 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
             rename(f, "__pg_string_agg_distinct");
             Some(Ty::of(PgType::Text))
         }
+        "date_trunc" if types.len() == 3 => {
+            // The third argument names the zone whose clock the value is truncated on.
+            rename(f, "__pg_date_trunc_zone");
+            Some(Ty::of(PgType::Timestamptz))
+        }
+        "date_trunc" if arg_ty(1).is_some_and(Ty::is_interval) => {
+            rename(f, "__pg_date_trunc_interval");
+            Some(Ty::interval())
+        }
+        "date_bin" if types.len() == 3 => {
+            let ty = match arg_ty(1).map(|t| t.ty) {
+                Some(PgType::Timestamp) => PgType::Timestamp,
+                _ => PgType::Timestamptz,
+            };
+            rename(f, "__pg_date_bin");
+            args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid(ty))));
+            Some(Ty::of(ty))
+        }
+        "date_part" if arg_ty(1).is_some_and(Ty::is_interval) => {
+            rename(f, "__pg_date_part_interval");
+            Some(Ty::of(PgType::Float8))
+        }
+        "date_part" if arg_ty(1).is_some_and(|t| t.ty == PgType::Time) => {
+            rename(f, "__pg_date_part_time");
+            Some(Ty::of(PgType::Float8))
+        }
+        "date_part" if types.len() == 2 => {
+            if let Some(source) = arg_ty(1).filter(|t| t.ty != PgType::Unknown) {
+                args(f)?.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(oid(source.ty))));
+            }
+            rename(f, "__pg_date_part");
+            Some(Ty::of(PgType::Float8))
+        }
+        "timezone" if types.len() == 2 => {
+            // timezone(zone, value) is `value AT TIME ZONE zone`: a timestamptz becomes the
+            // local time in the zone, a timestamp a local time there read as a timestamptz.
+            let to_local = match arg_ty(1).map(|t| t.ty) {
+                Some(PgType::Timestamp) => false,
+                Some(PgType::Timestamptz | PgType::Date | PgType::Unknown | PgType::Text)
+                | None => true,
+                Some(_) => return None,
+            };
+            let zone_is_interval = arg_ty(0).is_some_and(Ty::is_interval);
+            let list = args(f)?;
+            list.swap(0, 1);
+            for flag in [zone_is_interval, to_local] {
+                list.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(value_expr(
+                    SqlValue::Int(i64::from(flag)),
+                ))));
+            }
+            rename(f, "__pg_at_time_zone");
+            Some(Ty::of(if to_local {
+                PgType::Timestamp
+            } else {
+                PgType::Timestamptz
+            }))
+        }
+        "isfinite" if arg_ty(0).is_some_and(|t| t.ty != PgType::Unknown) => {
+            rename(f, "__pg_isfinite");
+            Some(Ty::of(PgType::Bool))
+        }
+        // Postgres adds intervals field by field; SQLite would add their text as numbers.
+        "sum" | "avg" if arg_ty(0).is_some_and(Ty::is_interval) && f.over.is_none() => {
+            rename(f, &format!("__pg_interval_{name}"));
+            Some(Ty::interval())
+        }
+        "make_time" => Some(Ty::of(PgType::Time)),
+        "make_timestamp" => Some(Ty::of(PgType::Timestamp)),
+        "make_timestamptz" => Some(Ty::of(PgType::Timestamptz)),
+        "justify_days" | "justify_hours" | "justify_interval" => Some(Ty::interval()),
+        "timeofday" => Some(Ty::of(PgType::Text)),
         "date_trunc" => {
             // date_trunc on a date works on its timestamptz form, as in Postgres.
             let ty = match types.get(1).copied().flatten().map(|t| t.ty) {
@@ -380,6 +452,86 @@ fn rewrite_call(name: &str, f: &mut Function, types: &[Option<Ty>]) -> Option<Ty
     }
 }
 
+/// The `make_*` functions take `integer` fields (and `double precision` seconds): Postgres
+/// casts nothing else to `integer` implicitly, so `make_time(1.5, 2, 3)` names no function.
+/// SQLite would truncate the value or fail on its type instead.
+fn make_arguments(name: &str, f: &Function, types: &[Option<Ty>]) -> Result<(), DbError> {
+    let integer = |t: &Option<Ty>| {
+        t.is_none_or(|t| matches!(t.ty, PgType::Int2 | PgType::Int4 | PgType::Unknown))
+    };
+    let seconds = |t: &Option<Ty>| {
+        t.is_none_or(|t| super::syntax::is_numeric(t.ty) || t.ty == PgType::Unknown)
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return Ok(());
+    };
+    // Each argument's name when given (`days => 2`), as the error spells it.
+    let names: Vec<Option<&str>> = list
+        .args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Named { name, .. } => Some(name.value.as_str()),
+            FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                ..
+            } => Some(name.value.as_str()),
+            _ => None,
+        })
+        .collect();
+    let fits = if name == "make_interval" {
+        // Every field an integer but `secs`, by name or as the seventh.
+        types.len() <= 7
+            && types.iter().zip(&names).enumerate().all(|(i, (t, n))| {
+                let secs = n.map_or(i == 6, |n| n.eq_ignore_ascii_case("secs"));
+                if secs { seconds(t) } else { integer(t) }
+            })
+    } else {
+        let Some(integer_fields) = make_fields(name) else {
+            return Ok(());
+        };
+        let arity = match name {
+            "make_timestamptz" => [6, 7].contains(&types.len()),
+            "make_date" => types.len() == 3,
+            _ => types.len() == integer_fields + 1,
+        };
+        arity
+            && types.iter().take(integer_fields).all(integer)
+            && types.get(integer_fields).is_none_or(seconds)
+    };
+    if fits {
+        return Ok(());
+    }
+    let described: Vec<String> = types
+        .iter()
+        .zip(&names)
+        .map(|(t, n)| {
+            let ty = crate::functions::type_name(t.map_or(PgType::Unknown.oid(), Ty::type_oid));
+            match n {
+                Some(n) => format!("{n} => {ty}"),
+                None => ty,
+            }
+        })
+        .collect();
+    Err(DbError::new(
+        "42883",
+        format!("function {name}({}) does not exist", described.join(", ")),
+    )
+    .with_hint(
+        "No function matches the given name and argument types. You might need to add \
+         explicit type casts.",
+    ))
+}
+
+/// How many leading `integer` fields a `make_*` function takes; the seconds follow.
+fn make_fields(name: &str) -> Option<usize> {
+    match name {
+        "make_date" => Some(3),
+        "make_time" => Some(2),
+        "make_timestamp" | "make_timestamptz" => Some(5),
+        _ => None,
+    }
+}
+
 /// Argument `n` when it is an integer literal.
 fn literal_int_arg(f: &Function, n: usize) -> Option<i64> {
     let FunctionArguments::List(list) = &f.args else {
@@ -442,14 +594,39 @@ impl Inferer<'_> {
             for (i, arg) in list.args.iter_mut().enumerate() {
                 let want_here = match i {
                     _ if family => shared,
+                    _ if make_fields(&name).is_some() => make_fields(&name).map(|n| {
+                        Ty::of(match i.cmp(&n) {
+                            std::cmp::Ordering::Less => PgType::Int4,
+                            std::cmp::Ordering::Equal if name != "make_date" => PgType::Float8,
+                            _ => PgType::Text,
+                        })
+                    }),
                     0 => first_want,
                     _ if all_text => first_want,
                     2 if name == "jsonb_set" => Some(Ty::of(PgType::Jsonb)),
                     _ => None,
                 };
+                let want_here = if name == "make_interval" {
+                    // Integer fields but `secs` (by name, or the seventh).
+                    let secs = match arg {
+                        FunctionArg::Named { name, .. } => name.value.eq_ignore_ascii_case("secs"),
+                        FunctionArg::ExprNamed {
+                            name: Expr::Identifier(name),
+                            ..
+                        } => name.value.eq_ignore_ascii_case("secs"),
+                        _ => i == 6,
+                    };
+                    Some(Ty::of(if secs { PgType::Float8 } else { PgType::Int4 }))
+                } else {
+                    want_here
+                };
                 let e = match arg {
                     FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => e,
                     FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    }
+                    | FunctionArg::ExprNamed {
                         arg: FunctionArgExpr::Expr(e),
                         ..
                     } => e,
@@ -490,6 +667,17 @@ impl Inferer<'_> {
                     }
                 }
             }
+            // Dates and timestamps together become the widest type, as in Postgres.
+            if family && let Some(wider) = super::operators::widest_temporal(&arg_types) {
+                for (arg, at) in list.args.iter_mut().zip(arg_types.iter_mut()) {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                        super::operators::widen_temporal(e, *at, Some(wider));
+                        if at.is_some_and(|t| matches!(t.ty, PgType::Date | PgType::Timestamp)) {
+                            *at = Some(wider);
+                        }
+                    }
+                }
+            }
         }
         if let Some(filter) = &mut f.filter {
             self.expr(filter, Some(Ty::of(PgType::Bool)))?;
@@ -497,6 +685,7 @@ impl Inferer<'_> {
         if let Some(result) = self.srf_call(&name, f, &arg_types) {
             return result;
         }
+        make_arguments(&name, f, &arg_types)?;
         if let Some(result) = self.array_call(&name, f, &arg_types) {
             return result;
         }
@@ -522,6 +711,9 @@ impl Inferer<'_> {
             "ntile" => t(PgType::Int4),
             "percent_rank" | "cume_dist" => t(PgType::Float8),
             "lag" | "lead" | "first_value" | "last_value" | "nth_value" => Ok(first),
+            "sum" | "avg" if first.is_some_and(Ty::is_interval) => Err(crate::errors::unsupported(
+                format!("{name}() of intervals as a window function"),
+            )),
             "sum" => match first.map(|f| f.ty) {
                 Some(PgType::Int2 | PgType::Int4) => t(PgType::Int8),
                 Some(PgType::Float4) => t(PgType::Float4),
@@ -662,6 +854,14 @@ impl Inferer<'_> {
             "current_time" | "localtime" => t(PgType::Time),
             "gen_random_uuid" | "uuid_generate_v4" => t(PgType::Uuid),
             "date_part" => t(PgType::Float8),
+            // isfinite() has date, timestamp, timestamptz and interval forms: an untyped
+            // literal fits more than one.
+            "isfinite" => Err(
+                DbError::new("42725", "function isfinite(unknown) is not unique").with_hint(
+                    "Could not choose a best candidate function. You might need to add explicit \
+                 type casts.",
+                ),
+            ),
             "extract" => t(PgType::Numeric),
             "pg_backend_pid"
             | "txid_current"

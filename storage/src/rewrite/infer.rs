@@ -1099,6 +1099,10 @@ impl<'s> Inferer<'s> {
                 {
                     self.expr(e, Some(ty))?;
                 }
+                let wider = super::operators::widest_temporal(&[t, lt, ht]);
+                super::operators::widen_temporal(e, t, wider);
+                super::operators::widen_temporal(low, lt, wider);
+                super::operators::widen_temporal(high, ht, wider);
                 Ok(Some(Ty::of(PgType::Bool)))
             }
             Expr::In {
@@ -1107,8 +1111,14 @@ impl<'s> Inferer<'s> {
                 let t = comparison_type(self.expr(e, None)?);
                 match target {
                     sqlparser::ast::InTarget::List(list) => {
-                        for item in list {
-                            self.expr(item, t)?;
+                        let mut types = vec![t];
+                        for item in list.iter_mut() {
+                            types.push(self.expr(item, t)?);
+                        }
+                        let wider = super::operators::widest_temporal(&types);
+                        super::operators::widen_temporal(e, t, wider);
+                        for (item, ty) in list.iter_mut().zip(&types[1..]) {
+                            super::operators::widen_temporal(item, *ty, wider);
                         }
                     }
                     sqlparser::ast::InTarget::Subquery(q) => {
@@ -1235,13 +1245,25 @@ impl<'s> Inferer<'s> {
                 let source = self.expr(e, Some(Ty::of(PgType::Timestamptz)))?;
                 // Postgres's numeric shows microseconds in seconds and epochs of timestamps
                 // (`1704103200.000000`), milliseconds to three places, whole numbers otherwise.
-                use sqlparser::ast::DateTimeField as F;
+                let field = field.to_string().to_ascii_lowercase();
                 let from_date = source.is_some_and(|t| t.ty == PgType::Date);
-                let scale = match field {
-                    F::Epoch | F::Second | F::Seconds if !from_date => 6,
-                    F::Millisecond | F::Milliseconds if !from_date => 3,
+                let scale = match crate::functions::dates::canonical_unit(&field) {
+                    Some("epoch" | "second") if !from_date => 6,
+                    Some("milliseconds") if !from_date => 3,
                     _ => 0,
                 };
+                let value = std::mem::replace(e.as_mut(), Expr::value(Value::Null));
+                let mut args = vec![value_expr(SqlValue::Text(field)), value];
+                let name = match source {
+                    Some(t) if t.is_interval() => "__pg_extract_interval",
+                    Some(t) if t.ty == PgType::Time => "__pg_extract_time",
+                    Some(t) => {
+                        args.push(value_expr(SqlValue::Int(i64::from(t.ty.oid()))));
+                        "__pg_extract"
+                    }
+                    None => "__pg_extract",
+                };
+                *expr = function_call(name, args);
                 Ok(Some(Ty::numeric_scale(scale)))
             }
             Expr::Ceil { expr: e, .. } | Expr::Floor { expr: e, .. } => {

@@ -54,6 +54,7 @@ enum Temporal {
     Date,
     Timestamp,
     Timestamptz,
+    Time,
     Interval,
     Integer,
 }
@@ -67,9 +68,60 @@ fn temporal(t: Option<Ty>) -> Option<Temporal> {
         PgType::Date => Some(Temporal::Date),
         PgType::Timestamp => Some(Temporal::Timestamp),
         PgType::Timestamptz => Some(Temporal::Timestamptz),
+        PgType::Time => Some(Temporal::Time),
         ty if is_integer(ty) => Some(Temporal::Integer),
         _ => None,
     }
+}
+
+/// Where a date, a timestamp and a timestamptz meet (a comparison, `IN`, `coalesce`), Postgres
+/// converts them to the widest of their types (a date is its midnight). Their stored texts
+/// differ where the values are equal (`2024-01-01`, `2024-01-01 00:00:00`), so the narrower
+/// operands are cast: this is the type to cast to, when types are mixed.
+pub(super) fn widest_temporal(types: &[Option<Ty>]) -> Option<Ty> {
+    let rank = |t: &Ty| match t.ty {
+        PgType::Date => Some(0),
+        PgType::Timestamp => Some(1),
+        PgType::Timestamptz => Some(2),
+        _ => None,
+    };
+    let ranked: Vec<(u8, Ty)> = types
+        .iter()
+        .flatten()
+        .filter_map(|t| rank(t).map(|r| (r, *t)))
+        .collect();
+    let (low, high) = (
+        ranked.iter().map(|(r, _)| *r).min()?,
+        ranked.iter().map(|(r, _)| *r).max()?,
+    );
+    (low != high)
+        .then(|| {
+            ranked
+                .iter()
+                .find(|(r, _)| *r == high)
+                .map(|(_, t)| Ty::of(t.ty))
+        })
+        .flatten()
+}
+
+/// Casts `e`, of date/time type `from`, to `to` (from `widest_temporal`) when they differ.
+pub(super) fn widen_temporal(e: &mut Expr, from: Option<Ty>, to: Option<Ty>) {
+    let (Some(from), Some(to)) = (from, to) else {
+        return;
+    };
+    if from.ty == to.ty || !matches!(from.ty, PgType::Date | PgType::Timestamp) {
+        return;
+    }
+    let value = std::mem::replace(e, null());
+    *e = function_call(
+        "__pg_cast",
+        vec![
+            value,
+            value_expr(SqlValue::Int(i64::from(from.ty.oid()))),
+            value_expr(SqlValue::Int(i64::from(to.ty.oid()))),
+            value_expr(SqlValue::Int(-1)),
+        ],
+    );
 }
 
 fn is_json(t: Option<Ty>) -> bool {
@@ -152,6 +204,9 @@ impl Inferer<'_> {
                     // Equal arrays print alike; their order is not their text's.
                     return Err(unsupported(format!("operator {op} on {}", array.name())));
                 }
+                let wider = widest_temporal(&[lt, rt]);
+                widen_temporal(left, lt, wider);
+                widen_temporal(right, rt, wider);
                 if [lt, rt]
                     .iter()
                     .flatten()
@@ -403,6 +458,10 @@ impl Inferer<'_> {
                 }
             }
             Some(Temporal::Date) if string_literal(right).is_some() => lt,
+            // `time + '1 hour'`: the untyped literal is an interval.
+            Some(Temporal::Time) if matches!(op, B::Plus) && string_literal(right).is_some() => {
+                Some(Ty::interval())
+            }
             _ => lt.filter(|t| is_numeric(t.ty)).or(want),
         };
         let rt = self.expr(right, right_want)?;
@@ -425,6 +484,7 @@ impl Inferer<'_> {
                     Temporal::Date
                         | Temporal::Timestamp
                         | Temporal::Timestamptz
+                        | Temporal::Time
                         | Temporal::Interval
                 )
             )
@@ -505,7 +565,7 @@ impl Inferer<'_> {
         r: Option<Temporal>,
     ) -> Result<(Option<Ty>, Option<Rewrite>), DbError> {
         use BinaryOperator as B;
-        use Temporal::{Date, Integer, Interval, Timestamp, Timestamptz};
+        use Temporal::{Date, Integer, Interval, Time, Timestamp, Timestamptz};
         let ts_type = |k: Temporal| match k {
             Timestamptz => PgType::Timestamptz,
             _ => PgType::Timestamp,
@@ -544,6 +604,37 @@ impl Inferer<'_> {
                         extra: vec![1, oid(ty)],
                     }),
                 )
+            }
+            // A time added to a date or timestamp moves it as an interval of that length
+            // would: the stored `10:30:00` reads as one.
+            (B::Plus | B::Minus, Some(k @ (Date | Timestamp | Timestamptz)), Some(Time)) => {
+                let ty = ts_type(k);
+                let sign = if matches!(op, B::Plus) { 1 } else { -1 };
+                (Ty::of(ty), call("__pg_ts_interval", vec![sign, oid(ty)]))
+            }
+            (B::Plus, Some(Time), Some(Date)) => (
+                Ty::of(PgType::Timestamp),
+                Some(Rewrite::Call {
+                    name: "__pg_ts_interval",
+                    swap: true,
+                    extra: vec![1, oid(PgType::Timestamp)],
+                }),
+            ),
+            (B::Plus | B::Minus, Some(Time), Some(Interval)) => {
+                let sign = if matches!(op, B::Plus) { 1 } else { -1 };
+                (Ty::of(PgType::Time), call("__pg_time_interval", vec![sign]))
+            }
+            (B::Plus, Some(Interval), Some(Time)) => (
+                Ty::of(PgType::Time),
+                Some(Rewrite::Call {
+                    name: "__pg_time_interval",
+                    swap: true,
+                    extra: vec![1],
+                }),
+            ),
+            // Both read as intervals of their time of day.
+            (B::Minus, Some(Time), Some(Time)) => {
+                (Ty::interval(), call("__pg_interval_add", vec![-1]))
             }
             (B::Plus | B::Minus, Some(Interval), Some(Interval)) => {
                 let sign = if matches!(op, B::Plus) { 1 } else { -1 };
@@ -626,6 +717,7 @@ fn name(k: Option<Temporal>) -> &'static str {
         Some(Temporal::Date) => "date",
         Some(Temporal::Timestamp) => "timestamp",
         Some(Temporal::Timestamptz) => "timestamptz",
+        Some(Temporal::Time) => "time",
         Some(Temporal::Interval) => "interval",
         Some(Temporal::Integer) => "integer",
         None => "unknown",

@@ -8,6 +8,7 @@ mod basic;
 mod cancel;
 mod catalog;
 mod catalog_keys;
+mod datetime;
 mod errors;
 mod pg_replication;
 mod pgbench;
