@@ -759,12 +759,20 @@ impl Inferer<'_> {
                     Ty::of(f.ty)
                 }
             })),
-            "coalesce" | "nullif" | "greatest" | "least" => Ok(arg_types
-                .iter()
-                .copied()
-                .flatten()
-                .next()
-                .map(|f| Ty::of(f.ty))),
+            "coalesce" | "nullif" | "greatest" | "least" => {
+                let typed: Vec<Ty> = arg_types.iter().copied().flatten().collect();
+                // `coalesce(amount, 0)` over a numeric(10,2) prints the amounts' two decimals
+                // (Postgres keeps each value's own scale; storage keeps none).
+                Ok(typed.first().map(|f| {
+                    typed
+                        .iter()
+                        .find(|t| {
+                            f.ty == PgType::Numeric && t.ty == PgType::Numeric && t.typmod >= 0
+                        })
+                        .copied()
+                        .unwrap_or(Ty::of(f.ty))
+                }))
+            }
             "round" | "trunc" => match first.map(|f| f.ty) {
                 Some(PgType::Float4 | PgType::Float8) if arg_types.len() == 1 => t(PgType::Float8),
                 // `round(numeric, 2)` prints two decimals.
