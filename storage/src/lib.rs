@@ -42,7 +42,7 @@
 //! `cume_dist`, `ntile`), offsets (`lag`, `lead`, `first_value`, `last_value`, `nth_value`) and
 //! `count`/`sum`/`min`/`max`/`avg`, multidimensional arrays, ordering arrays (ORDER BY, `<`,
 //! `min`/`max`: SQLite would compare their text), window `min`/`max`, `greatest` and `least`
-//! of intervals and ORDER BY an interval of a UNION, `to_char` of numbers with `L`, `V`,
+//! of intervals and ORDER BY an interval or a jsonb of a UNION, `to_char` of numbers with `L`, `V`,
 //! `RN`, `EEEE` or `B`, `to_timestamp`/`to_date` with time zones, ISO weeks, `J`, `Q` or
 //! without a year,
 //! `AT TIME ZONE` with a POSIX offset string (`'+05'`: a zone name or an interval works),

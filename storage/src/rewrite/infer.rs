@@ -317,42 +317,52 @@ impl<'s> Inferer<'s> {
                 )));
             }
             let jsonb = ty.is_some_and(|t| t.ty == PgType::Jsonb && t.array_type().is_none());
-            if ty.is_some_and(Ty::is_interval) || (jsonb && projection.is_some()) {
+            if ty.is_some_and(Ty::is_interval) || jsonb {
                 if projection.is_none() {
                     // A compound select sorts only by its result columns, not expressions.
-                    return Err(unsupported(
-                        "ORDER BY an interval of UNION, INTERSECT or EXCEPT",
-                    ));
+                    return Err(unsupported(format!(
+                        "ORDER BY {} of UNION, INTERSECT or EXCEPT",
+                        if jsonb { "a jsonb" } else { "an interval" }
+                    )));
                 }
-                // Sorted by its span; a position becomes what the select list says there.
-                let term = match (&e.expr, named) {
-                    (Expr::Value(_), Some(column)) => {
-                        let position = out.iter().position(|c| std::ptr::eq(c, column));
-                        let item = projection
-                            .filter(|items| !items.iter().any(is_wildcard))
-                            .zip(position)
-                            .and_then(|(items, i)| items.get(i));
-                        match item {
-                            Some(SelectItem::ExprWithAlias { alias, .. }) => {
-                                Expr::Identifier(alias.clone())
-                            }
-                            Some(SelectItem::UnnamedExpr(expr)) => expr.clone(),
-                            _ if out.iter().filter(|c| c.name == column.name).count() == 1 => {
-                                Expr::Identifier(sqlparser::ast::Ident::with_quote(
-                                    '"',
-                                    &column.name,
-                                ))
-                            }
-                            _ => {
-                                return Err(unsupported(
-                                    "ORDER BY the position of an interval column whose name \
-                                     is not its own",
-                                )
-                                .with_hint("Give the column an alias and ORDER BY it."));
-                            }
+                // Sorted by its span (an interval) or jsonb's order; a position becomes what
+                // the select list says there.
+                let item = named.and_then(|column| {
+                    let position = out.iter().position(|c| std::ptr::eq(c, column));
+                    projection
+                        .filter(|items| !items.iter().any(is_wildcard))
+                        .zip(position)
+                        .and_then(|(items, i)| items.get(i))
+                });
+                let term = match (&e.expr, named, item) {
+                    // Inside the key function SQLite would take a name for a column of FROM
+                    // (json_each's own `value`) before the result column: jsonb's key reads
+                    // the select item's expression.
+                    (
+                        Expr::Value(_) | Expr::Identifier(_),
+                        Some(_),
+                        Some(
+                            SelectItem::ExprWithAlias { expr, .. } | SelectItem::UnnamedExpr(expr),
+                        ),
+                    ) if jsonb => expr.clone(),
+                    (Expr::Value(_), Some(column), item) => match item {
+                        Some(SelectItem::ExprWithAlias { alias, .. }) => {
+                            Expr::Identifier(alias.clone())
                         }
-                    }
-                    (other, _) => other.clone(),
+                        Some(SelectItem::UnnamedExpr(expr)) => expr.clone(),
+                        _ if out.iter().filter(|c| c.name == column.name).count() == 1 => {
+                            Expr::Identifier(sqlparser::ast::Ident::with_quote('"', &column.name))
+                        }
+                        _ => {
+                            return Err(unsupported(format!(
+                                "ORDER BY the position of {} column whose name is not its \
+                                     own",
+                                if jsonb { "a jsonb" } else { "an interval" }
+                            ))
+                            .with_hint("Give the column an alias and ORDER BY it."));
+                        }
+                    },
+                    (other, _, _) => other.clone(),
                 };
                 // jsonb orders by type, then length, then members, not by its text.
                 let key = if jsonb {

@@ -4,9 +4,8 @@
 //! lets a table-valued function read the tables before it, as Postgres's implicit LATERAL
 //! does. Each row is a JSON array of the columns' text (see `functions::srf`), so a reference
 //! to the relation's column `i` (`e.key`, `value`, or `e` itself for one column) is rewritten
-//! to `json_extract("e".value, '$[i]')` (WITH ORDINALITY adds the row's number as a last
-//! column). In a select list they join the row positions as
-//! `unnest` does (`arrays`).
+//! to ``json_extract(`e`.`value`, '$[i]')`` (WITH ORDINALITY adds the row's number as a last
+//! column). In a select list they join the row positions as `unnest` does (`arrays`).
 //!
 //! `row_to_json(t)`, `to_json(t)` and `to_jsonb(t)` of a relation become an object built of
 //! its columns, in their order, each in its JSON form.

@@ -199,6 +199,19 @@ async fn json_set_returning_functions_in_from() {
     .unwrap();
     assert_eq!(out.oids(), [TEXT, 20]);
     assert_eq!(out.lines(), ["a|2"]);
+    // A result column named like json_each's own columns sorts as itself.
+    let out = ok(
+        &mut s,
+        "SELECT t.j->'a' AS value FROM t, jsonb_object_keys(t.j) k WHERE k = 'b' ORDER BY value",
+    )
+    .await;
+    assert_eq!(out.lines(), ["1", ""]);
+    let out = ok(
+        &mut s,
+        "SELECT * FROM jsonb_array_elements('[[1,2],3,[4],\"a\"]') ORDER BY 1 DESC",
+    )
+    .await;
+    assert_eq!(out.lines(), ["[1, 2]", "[4]", "3", "\"a\""]);
     let out = ok(
         &mut s,
         "SELECT key, count(*) FROM t, jsonb_each(t.j) GROUP BY key ORDER BY key",
@@ -383,6 +396,12 @@ async fn arrays_of_strings_and_json_helpers() {
     for sql in ["SELECT '1'::jsonb - 'a'", "SELECT '{\"a\":1}'::jsonb - 0"] {
         assert_eq!(err(&mut s, sql).await.code, "22023", "{sql}");
     }
+    let e = err(
+        &mut s,
+        "SELECT '[1]'::jsonb AS x UNION SELECT '2'::jsonb ORDER BY 1",
+    )
+    .await;
+    assert_eq!(e.code, "0A000");
     let out = ok(
         &mut s,
         "SELECT '1.0'::jsonb = '1', '[1,2]'::jsonb < '[3]', '{\"a\":1}'::jsonb > '[1,2,3]', \
