@@ -964,6 +964,11 @@ impl<'s> Inferer<'s> {
                 super::operators::widen_temporal(e, t, wider);
                 super::operators::widen_temporal(low, lt, wider);
                 super::operators::widen_temporal(high, ht, wider);
+                if [t, lt, ht].into_iter().flatten().any(Ty::is_interval) {
+                    for side in [e, low, high] {
+                        interval_key(side);
+                    }
+                }
                 Ok(Some(Ty::of(PgType::Bool)))
             }
             Expr::In {
@@ -980,6 +985,10 @@ impl<'s> Inferer<'s> {
                         super::operators::widen_temporal(e, t, wider);
                         for (item, ty) in list.iter_mut().zip(&types[1..]) {
                             super::operators::widen_temporal(item, *ty, wider);
+                        }
+                        if types.iter().flatten().any(|t| t.is_interval()) {
+                            interval_key(e);
+                            list.iter_mut().for_each(interval_key);
                         }
                     }
                     sqlparser::ast::InTarget::Subquery(q) => {
@@ -1045,6 +1054,7 @@ impl<'s> Inferer<'s> {
                     None => None,
                 };
                 let mut result = None;
+                let mut branch_types = Vec::new();
                 for when in conditions.iter_mut() {
                     let want_cond = if operand.is_some() {
                         op_ty
@@ -1053,11 +1063,24 @@ impl<'s> Inferer<'s> {
                     };
                     self.expr(&mut when.condition, want_cond)?;
                     let t = self.expr(&mut when.result, result.or(want))?;
+                    branch_types.push(t);
                     result = result.or(t);
                 }
                 if let Some(e) = else_result {
                     let t = self.expr(e, result.or(want))?;
+                    branch_types.push(t);
                     result = result.or(t);
+                }
+                // Dates and timestamps among the results become the widest type.
+                if let Some(wider) = super::operators::widest_temporal(&branch_types) {
+                    let results = conditions
+                        .iter_mut()
+                        .map(|when| &mut when.result)
+                        .chain(else_result.iter_mut().map(|e| e.as_mut()));
+                    for (e, t) in results.zip(&branch_types) {
+                        super::operators::widen_temporal(e, *t, Some(wider));
+                    }
+                    result = Some(wider);
                 }
                 Ok(result)
             }
@@ -1480,4 +1503,11 @@ pub(super) fn assignment_cast(expr: &mut Expr, source: Ty, column: Ty) -> Result
         );
     }
     Ok(())
+}
+
+/// Intervals compare by span (a month is 30 days, a day 24 hours), not by text: `IN` and
+/// `BETWEEN` over them compare `__pg_interval_key`s, spans in microseconds.
+fn interval_key(e: &mut Expr) {
+    let value = std::mem::replace(e, Expr::value(Value::Null));
+    *e = function_call("__pg_interval_key", vec![value]);
 }

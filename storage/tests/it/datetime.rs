@@ -774,3 +774,33 @@ async fn dates_and_timestamps_compare_across_types() {
     )
     .await;
 }
+
+/// `CASE` results of mixed date types take the widest; intervals in `IN` and `BETWEEN`
+/// compare by span (`1 day` is `24 hours`), as Postgres compares them.
+#[tokio::test]
+async fn case_of_dates_and_intervals_in_lists_and_ranges() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT CASE WHEN true THEN date '2024-01-01' ELSE timestamp '2024-01-01 10:00' END, \
+         CASE WHEN false THEN timestamptz '2024-01-01 10:00+00' \
+              WHEN true THEN date '2024-01-02' END, \
+         CASE 1 WHEN 1 THEN date '2024-01-01' END",
+        "2024-01-01 00:00:00|2024-01-02 00:00:00+00|2024-01-01",
+        &[TIMESTAMP, TIMESTAMPTZ, DATE],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT interval '1 day' IN (interval '24 hours'), \
+         interval '1 day' NOT IN (interval '24 hours', '2 days'), interval '1 day' IN ('24 hours'), \
+         interval '1 day' BETWEEN interval '23 hours' AND interval '25 hours', \
+         interval '2 days' BETWEEN interval '1 day' AND interval '10:00:00', \
+         interval '1 mon' NOT BETWEEN '29 days' AND '31 days', \
+         NULL::interval IN (interval '1 day') IS NULL",
+        "t|f|t|t|f|f|t",
+        &[BOOL; 7],
+    )
+    .await;
+}
