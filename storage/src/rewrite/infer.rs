@@ -405,7 +405,15 @@ impl<'s> Inferer<'s> {
         }
         if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
             for e in exprs {
-                self.expr_lenient(e);
+                // Equal spans are one group (`1 day` and `24:00:00`), as Postgres groups them.
+                if self
+                    .expr(e, None)
+                    .ok()
+                    .flatten()
+                    .is_some_and(Ty::is_interval)
+                {
+                    interval_key(e);
+                }
             }
         }
         if let Some(having) = &mut select.having {
@@ -428,10 +436,6 @@ impl<'s> Inferer<'s> {
     }
 
     /// Infers an expression whose columns may be output aliases (GROUP BY, ORDER BY).
-    pub fn expr_lenient(&mut self, expr: &mut Expr) {
-        let _ = self.expr(expr, None);
-    }
-
     pub fn add_from(&mut self, from: &mut TableWithJoins) -> Result<(), DbError> {
         self.relation(&mut from.relation)?;
         for join in &mut from.joins {

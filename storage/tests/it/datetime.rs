@@ -775,8 +775,8 @@ async fn dates_and_timestamps_compare_across_types() {
     .await;
 }
 
-/// `CASE` results of mixed date types take the widest; intervals in `IN` and `BETWEEN`
-/// compare by span (`1 day` is `24 hours`), as Postgres compares them.
+/// `CASE` results of mixed date types take the widest; intervals in `IN`, `BETWEEN` and
+/// `GROUP BY` compare by span (`1 day` is `24 hours`), as Postgres compares them.
 #[tokio::test]
 async fn case_of_dates_and_intervals_in_lists_and_ranges() {
     let db = open();
@@ -803,4 +803,11 @@ async fn case_of_dates_and_intervals_in_lists_and_ranges() {
         &[BOOL; 7],
     )
     .await;
+    let out = ok(
+        &mut s,
+        "SELECT count(*) FROM (VALUES (interval '1 day'), (interval '24 hours'), \
+         (interval '1 hour')) v(x) GROUP BY x ORDER BY 1",
+    )
+    .await;
+    assert_eq!(out.lines(), ["1", "2"]);
 }
