@@ -215,9 +215,20 @@ impl<'s> Inferer<'s> {
             SetExpr::Select(select) => self.select(select, expected, None),
             SetExpr::Query(q) => self.query(q, expected),
             SetExpr::SetOperation { left, right, .. } => {
-                let cols = self.set_expr(left, expected)?;
+                let mut cols = self.set_expr(left, expected)?;
                 let types: Vec<Ty> = cols.iter().map(|c| c.ty).collect();
-                self.set_expr(right, Some(&types))?;
+                let right_cols = self.set_expr(right, Some(&types))?;
+                // A date column beside a timestamp one is a timestamp column, as Postgres
+                // resolves the set operation's type.
+                for (i, (col, other)) in cols.iter_mut().zip(&right_cols).enumerate() {
+                    if let Some(wider) =
+                        super::operators::widest_temporal(&[Some(col.ty), Some(other.ty)])
+                    {
+                        widen_output(left, i, col.ty, wider);
+                        widen_output(right, i, other.ty, wider);
+                        col.ty = wider;
+                    }
+                }
                 Ok(cols)
             }
             SetExpr::Values(values) => {
@@ -1514,4 +1525,43 @@ pub(super) fn assignment_cast(expr: &mut Expr, source: Ty, column: Ty) -> Result
 fn interval_key(e: &mut Expr) {
     let value = std::mem::replace(e, Expr::value(Value::Null));
     *e = function_call("__pg_interval_key", vec![value]);
+}
+
+/// Casts output column `i` of `body` from date/time type `from` to the wider `to`.
+fn widen_output(body: &mut SetExpr, i: usize, from: Ty, to: Ty) {
+    match body {
+        SetExpr::Select(select) => match select.projection.get_mut(i) {
+            Some(SelectItem::ExprWithAlias { expr, .. }) => {
+                super::operators::widen_temporal(expr, Some(from), Some(to));
+            }
+            Some(item @ SelectItem::UnnamedExpr(_)) => {
+                // Keep the column's name, which the cast would otherwise replace.
+                let SelectItem::UnnamedExpr(mut expr) =
+                    std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+                else {
+                    return;
+                };
+                let name = column_name(&expr);
+                super::operators::widen_temporal(&mut expr, Some(from), Some(to));
+                *item = SelectItem::ExprWithAlias {
+                    expr,
+                    alias: sqlparser::ast::Ident::with_quote('"', name),
+                };
+            }
+            _ => {}
+        },
+        SetExpr::SetOperation { left, right, .. } => {
+            widen_output(left, i, from, to);
+            widen_output(right, i, from, to);
+        }
+        SetExpr::Query(q) => widen_output(&mut q.body, i, from, to),
+        SetExpr::Values(values) => {
+            for row in &mut values.rows {
+                if let Some(e) = row.content.get_mut(i) {
+                    super::operators::widen_temporal(e, Some(from), Some(to));
+                }
+            }
+        }
+        _ => {}
+    }
 }

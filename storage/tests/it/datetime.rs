@@ -726,8 +726,8 @@ async fn extract_fields_of_dates_and_timestamps() {
     .await;
 }
 
-/// A date, a timestamp and a timestamptz compare (and `coalesce`, `greatest`, `least`) as
-/// values of the wider type, not as texts.
+/// A date, a timestamp and a timestamptz compare (and `coalesce`, `greatest`, `least`,
+/// `UNION`) as values of the wider type, not as texts.
 #[tokio::test]
 async fn dates_and_timestamps_compare_across_types() {
     let db = open();
@@ -773,6 +773,34 @@ async fn dates_and_timestamps_compare_across_types() {
         &[TIMESTAMP, TIMESTAMPTZ, TIMESTAMP, TIMESTAMP],
     )
     .await;
+    let out = ok(
+        &mut s,
+        "SELECT timestamp '2024-01-02 10:00' AS t UNION ALL SELECT date '2024-01-01' \
+         UNION ALL SELECT timestamptz '2024-01-03 00:00+00' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        [
+            "2024-01-01 00:00:00+00",
+            "2024-01-02 10:00:00+00",
+            "2024-01-03 00:00:00+00"
+        ]
+    );
+    assert_eq!(
+        (out.oids(), out.names()),
+        (vec![TIMESTAMPTZ], vec!["t".to_owned()])
+    );
+    let out = ok(
+        &mut s,
+        "SELECT date '2024-01-02' UNION SELECT timestamp '2024-01-02 00:00'",
+    )
+    .await;
+    assert_eq!(out.lines(), ["2024-01-02 00:00:00"]);
+    assert_eq!(
+        (out.oids(), out.names()),
+        (vec![TIMESTAMP], vec!["date".to_owned()])
+    );
 }
 
 /// `CASE` results of mixed date types take the widest; intervals in `IN`, `BETWEEN` and
