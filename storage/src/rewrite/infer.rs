@@ -414,6 +414,7 @@ impl<'s> Inferer<'s> {
         if let Some(scope) = self.scopes.last() {
             spell_out_wildcards(&mut select.projection, scope);
         }
+        distinct_intervals_as_groups(select, &out);
         if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
             for e in exprs {
                 // Equal spans are one group (`1 day` and `24:00:00`), as Postgres groups them.
@@ -1563,5 +1564,36 @@ fn widen_output(body: &mut SetExpr, i: usize, from: Ty, to: Ty) {
             }
         }
         _ => {}
+    }
+}
+
+/// `SELECT DISTINCT` of plain columns, one of them an interval, as `GROUP BY` those columns:
+/// grouping compares intervals by span (`1 day` is `24:00:00`) where `DISTINCT` would compare
+/// their texts. With anything but column references the statement is left as it is.
+fn distinct_intervals_as_groups(select: &mut Select, out: &[OutColumn]) {
+    use sqlparser::ast::{Distinct, GroupByExpr};
+    let no_groups =
+        matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    let column = |e: &Expr| matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+    let columns: Option<Vec<Expr>> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } if column(e) => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if !matches!(select.distinct, Some(Distinct::Distinct))
+        || !no_groups
+        || select.having.is_some()
+        || !out.iter().any(|c| c.ty.is_interval())
+    {
+        return;
+    }
+    if let Some(columns) = columns {
+        select.distinct = None;
+        select.group_by = GroupByExpr::Expressions(columns, vec![]);
     }
 }

@@ -808,8 +808,8 @@ async fn dates_and_timestamps_compare_across_types() {
     );
 }
 
-/// `CASE` results of mixed date types take the widest; intervals in `IN`, `BETWEEN` and
-/// `GROUP BY` compare by span (`1 day` is `24 hours`), as Postgres compares them.
+/// `CASE` results of mixed date types take the widest; intervals in `IN`, `BETWEEN`,
+/// `GROUP BY` and `DISTINCT` compare by span (`1 day` is `24 hours`), as Postgres compares them.
 #[tokio::test]
 async fn case_of_dates_and_intervals_in_lists_and_ranges() {
     let db = open();
@@ -843,4 +843,18 @@ async fn case_of_dates_and_intervals_in_lists_and_ranges() {
     )
     .await;
     assert_eq!(out.lines(), ["1", "2"]);
+    let out = ok(
+        &mut s,
+        "SELECT DISTINCT x AS d FROM (VALUES (interval '1 hour'), (interval '60 minutes'), \
+         (interval '2 hours')) v(x) ORDER BY d",
+    )
+    .await;
+    assert_eq!(out.lines(), ["01:00:00", "02:00:00"]);
+    let out = ok(
+        &mut s,
+        "SELECT count(*) FROM (SELECT DISTINCT x FROM (VALUES (interval '1 day'), \
+         (interval '24 hours')) v(x)) d",
+    )
+    .await;
+    assert_eq!(out.lines(), ["1"]);
 }
