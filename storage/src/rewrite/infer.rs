@@ -220,9 +220,20 @@ impl<'s> Inferer<'s> {
             SetExpr::Select(select) => self.select(select, expected, None),
             SetExpr::Query(q) => self.query(q, expected),
             SetExpr::SetOperation { left, right, .. } => {
-                let cols = self.set_expr(left, expected)?;
+                let mut cols = self.set_expr(left, expected)?;
                 let types: Vec<Ty> = cols.iter().map(|c| c.ty).collect();
-                self.set_expr(right, Some(&types))?;
+                let right_cols = self.set_expr(right, Some(&types))?;
+                // A date column beside a timestamp one is a timestamp column, as Postgres
+                // resolves the set operation's type.
+                for (i, (col, other)) in cols.iter_mut().zip(&right_cols).enumerate() {
+                    if let Some(wider) =
+                        super::operators::widest_temporal(&[Some(col.ty), Some(other.ty)])
+                    {
+                        widen_output(left, i, col.ty, wider);
+                        widen_output(right, i, other.ty, wider);
+                        col.ty = wider;
+                    }
+                }
                 Ok(cols)
             }
             SetExpr::Values(values) => {
@@ -439,9 +450,18 @@ impl<'s> Inferer<'s> {
                 name_items(&mut select.projection, &out);
             }
         }
+        distinct_intervals_as_groups(select, &out);
         if let sqlparser::ast::GroupByExpr::Expressions(exprs, _) = &mut select.group_by {
             for e in exprs {
-                self.expr_lenient(e);
+                // Equal spans are one group (`1 day` and `24:00:00`), as Postgres groups them.
+                if self
+                    .expr(e, None)
+                    .ok()
+                    .flatten()
+                    .is_some_and(Ty::is_interval)
+                {
+                    interval_key(e);
+                }
             }
         }
         if let Some(having) = &mut select.having {
@@ -468,10 +488,6 @@ impl<'s> Inferer<'s> {
     }
 
     /// Infers an expression whose columns may be output aliases (GROUP BY, ORDER BY).
-    pub fn expr_lenient(&mut self, expr: &mut Expr) {
-        let _ = self.expr(expr, None);
-    }
-
     pub fn add_from(&mut self, from: &mut TableWithJoins) -> Result<(), DbError> {
         self.relation(&mut from.relation)?;
         for join in &mut from.joins {
@@ -1113,6 +1129,11 @@ impl<'s> Inferer<'s> {
                 super::operators::widen_temporal(e, t, wider);
                 super::operators::widen_temporal(low, lt, wider);
                 super::operators::widen_temporal(high, ht, wider);
+                if [t, lt, ht].into_iter().flatten().any(Ty::is_interval) {
+                    for side in [e, low, high] {
+                        interval_key(side);
+                    }
+                }
                 Ok(Some(Ty::of(PgType::Bool)))
             }
             Expr::In {
@@ -1129,6 +1150,10 @@ impl<'s> Inferer<'s> {
                         super::operators::widen_temporal(e, t, wider);
                         for (item, ty) in list.iter_mut().zip(&types[1..]) {
                             super::operators::widen_temporal(item, *ty, wider);
+                        }
+                        if types.iter().flatten().any(|t| t.is_interval()) {
+                            interval_key(e);
+                            list.iter_mut().for_each(interval_key);
                         }
                     }
                     sqlparser::ast::InTarget::Subquery(q) => {
@@ -1195,6 +1220,7 @@ impl<'s> Inferer<'s> {
                     None => None,
                 };
                 let mut result = None;
+                let mut branch_types = Vec::new();
                 for when in conditions.iter_mut() {
                     let want_cond = if operand.is_some() {
                         op_ty
@@ -1203,11 +1229,24 @@ impl<'s> Inferer<'s> {
                     };
                     self.expr(&mut when.condition, want_cond)?;
                     let t = self.expr(&mut when.result, result.or(want))?;
+                    branch_types.push(t);
                     result = result.or(t);
                 }
                 if let Some(e) = else_result {
                     let t = self.expr(e, result.or(want))?;
+                    branch_types.push(t);
                     result = result.or(t);
+                }
+                // Dates and timestamps among the results become the widest type.
+                if let Some(wider) = super::operators::widest_temporal(&branch_types) {
+                    let results = conditions
+                        .iter_mut()
+                        .map(|when| &mut when.result)
+                        .chain(else_result.iter_mut().map(|e| e.as_mut()));
+                    for (e, t) in results.zip(&branch_types) {
+                        super::operators::widen_temporal(e, *t, Some(wider));
+                    }
+                    result = Some(wider);
                 }
                 Ok(result)
             }
@@ -1793,4 +1832,81 @@ pub(super) fn assignment_cast(expr: &mut Expr, source: Ty, column: Ty) -> Result
         );
     }
     Ok(())
+}
+
+/// Intervals compare by span (a month is 30 days, a day 24 hours), not by text: `IN` and
+/// `BETWEEN` over them compare `__pg_interval_key`s, spans in microseconds.
+fn interval_key(e: &mut Expr) {
+    let value = std::mem::replace(e, Expr::value(Value::Null));
+    *e = function_call("__pg_interval_key", vec![value]);
+}
+
+/// Casts output column `i` of `body` from date/time type `from` to the wider `to`.
+fn widen_output(body: &mut SetExpr, i: usize, from: Ty, to: Ty) {
+    match body {
+        SetExpr::Select(select) => match select.projection.get_mut(i) {
+            Some(SelectItem::ExprWithAlias { expr, .. }) => {
+                super::operators::widen_temporal(expr, Some(from), Some(to));
+            }
+            Some(item @ SelectItem::UnnamedExpr(_)) => {
+                // Keep the column's name, which the cast would otherwise replace.
+                let SelectItem::UnnamedExpr(mut expr) =
+                    std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+                else {
+                    return;
+                };
+                let name = column_name(&expr);
+                super::operators::widen_temporal(&mut expr, Some(from), Some(to));
+                *item = SelectItem::ExprWithAlias {
+                    expr,
+                    alias: sqlparser::ast::Ident::with_quote('"', name),
+                };
+            }
+            _ => {}
+        },
+        SetExpr::SetOperation { left, right, .. } => {
+            widen_output(left, i, from, to);
+            widen_output(right, i, from, to);
+        }
+        SetExpr::Query(q) => widen_output(&mut q.body, i, from, to),
+        SetExpr::Values(values) => {
+            for row in &mut values.rows {
+                if let Some(e) = row.content.get_mut(i) {
+                    super::operators::widen_temporal(e, Some(from), Some(to));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `SELECT DISTINCT` of plain columns, one of them an interval, as `GROUP BY` those columns:
+/// grouping compares intervals by span (`1 day` is `24:00:00`) where `DISTINCT` would compare
+/// their texts. With anything but column references the statement is left as it is.
+fn distinct_intervals_as_groups(select: &mut Select, out: &[OutColumn]) {
+    use sqlparser::ast::{Distinct, GroupByExpr};
+    let no_groups =
+        matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    let column = |e: &Expr| matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+    let columns: Option<Vec<Expr>> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } if column(e) => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if !matches!(select.distinct, Some(Distinct::Distinct))
+        || !no_groups
+        || select.having.is_some()
+        || !out.iter().any(|c| c.ty.is_interval())
+    {
+        return;
+    }
+    if let Some(columns) = columns {
+        select.distinct = None;
+        select.group_by = GroupByExpr::Expressions(columns, vec![]);
+    }
 }

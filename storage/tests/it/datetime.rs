@@ -608,6 +608,11 @@ async fn infinite_dates_and_timestamps() {
                 "SELECT extract(fortnight from timestamp 'infinity')",
                 "22023",
             ),
+            // Postgres 15 answers garbage (292253 years 8 days 04:00:54.775807): refused.
+            (
+                "SELECT age(timestamp 'infinity', timestamp '2024-01-01')",
+                "0A000",
+            ),
         ],
     )
     .await;
@@ -726,8 +731,8 @@ async fn extract_fields_of_dates_and_timestamps() {
     .await;
 }
 
-/// A date, a timestamp and a timestamptz compare (and `coalesce`, `greatest`, `least`) as
-/// values of the wider type, not as texts.
+/// A date, a timestamp and a timestamptz compare (and `coalesce`, `greatest`, `least`,
+/// `UNION`) as values of the wider type, not as texts.
 #[tokio::test]
 async fn dates_and_timestamps_compare_across_types() {
     let db = open();
@@ -773,4 +778,83 @@ async fn dates_and_timestamps_compare_across_types() {
         &[TIMESTAMP, TIMESTAMPTZ, TIMESTAMP, TIMESTAMP],
     )
     .await;
+    let out = ok(
+        &mut s,
+        "SELECT timestamp '2024-01-02 10:00' AS t UNION ALL SELECT date '2024-01-01' \
+         UNION ALL SELECT timestamptz '2024-01-03 00:00+00' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        [
+            "2024-01-01 00:00:00+00",
+            "2024-01-02 10:00:00+00",
+            "2024-01-03 00:00:00+00"
+        ]
+    );
+    assert_eq!(
+        (out.oids(), out.names()),
+        (vec![TIMESTAMPTZ], vec!["t".to_owned()])
+    );
+    let out = ok(
+        &mut s,
+        "SELECT date '2024-01-02' UNION SELECT timestamp '2024-01-02 00:00'",
+    )
+    .await;
+    assert_eq!(out.lines(), ["2024-01-02 00:00:00"]);
+    assert_eq!(
+        (out.oids(), out.names()),
+        (vec![TIMESTAMP], vec!["date".to_owned()])
+    );
+}
+
+/// `CASE` results of mixed date types take the widest; intervals in `IN`, `BETWEEN`,
+/// `GROUP BY` and `DISTINCT` compare by span (`1 day` is `24 hours`), as Postgres compares them.
+#[tokio::test]
+async fn case_of_dates_and_intervals_in_lists_and_ranges() {
+    let db = open();
+    let mut s = db.backend.session();
+    check(
+        &mut s,
+        "SELECT CASE WHEN true THEN date '2024-01-01' ELSE timestamp '2024-01-01 10:00' END, \
+         CASE WHEN false THEN timestamptz '2024-01-01 10:00+00' \
+              WHEN true THEN date '2024-01-02' END, \
+         CASE 1 WHEN 1 THEN date '2024-01-01' END",
+        "2024-01-01 00:00:00|2024-01-02 00:00:00+00|2024-01-01",
+        &[TIMESTAMP, TIMESTAMPTZ, DATE],
+    )
+    .await;
+    check(
+        &mut s,
+        "SELECT interval '1 day' IN (interval '24 hours'), \
+         interval '1 day' NOT IN (interval '24 hours', '2 days'), interval '1 day' IN ('24 hours'), \
+         interval '1 day' BETWEEN interval '23 hours' AND interval '25 hours', \
+         interval '2 days' BETWEEN interval '1 day' AND interval '10:00:00', \
+         interval '1 mon' NOT BETWEEN '29 days' AND '31 days', \
+         NULL::interval IN (interval '1 day') IS NULL",
+        "t|f|t|t|f|f|t",
+        &[BOOL; 7],
+    )
+    .await;
+    let out = ok(
+        &mut s,
+        "SELECT count(*) FROM (VALUES (interval '1 day'), (interval '24 hours'), \
+         (interval '1 hour')) v(x) GROUP BY x ORDER BY 1",
+    )
+    .await;
+    assert_eq!(out.lines(), ["1", "2"]);
+    let out = ok(
+        &mut s,
+        "SELECT DISTINCT x AS d FROM (VALUES (interval '1 hour'), (interval '60 minutes'), \
+         (interval '2 hours')) v(x) ORDER BY d",
+    )
+    .await;
+    assert_eq!(out.lines(), ["01:00:00", "02:00:00"]);
+    let out = ok(
+        &mut s,
+        "SELECT count(*) FROM (SELECT DISTINCT x FROM (VALUES (interval '1 day'), \
+         (interval '24 hours')) v(x)) d",
+    )
+    .await;
+    assert_eq!(out.lines(), ["1"]);
 }
