@@ -223,6 +223,7 @@ impl Session {
     /// phases), and locally whatever the nodes answer: after a failed COMMIT the transaction
     /// is gone either way.
     pub(crate) async fn finish_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
+        self.end_local_parameters();
         self.status = TxnStatus::Idle;
         self.implicit_block = false;
         self.begin_sql = None;

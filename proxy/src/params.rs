@@ -72,10 +72,14 @@ fn canonical(name: &str) -> String {
     }
 }
 
+#[derive(Clone)]
 pub struct SessionParams {
     values: BTreeMap<String, String>,
     /// Values from the startup packet, which RESET returns to.
     startup: BTreeMap<String, String>,
+    /// What each parameter set with SET LOCAL held before, put back when the transaction
+    /// ends (custom parameters it created stay, empty, as in Postgres).
+    local_undo: Vec<(String, Option<String>)>,
 }
 
 impl SessionParams {
@@ -90,6 +94,7 @@ impl SessionParams {
                 .map(|(n, v, _)| ((*n).to_owned(), (*v).to_owned()))
                 .collect(),
             startup: BTreeMap::new(),
+            local_undo: Vec::new(),
         };
         params
             .values
@@ -123,7 +128,47 @@ impl SessionParams {
     }
 
     /// Sets a parameter; returns the name and value to report when it is a reported one.
+    /// A SET LOCAL of it earlier in the transaction no longer ends with the transaction.
     pub fn set(
+        &mut self,
+        name: &str,
+        value: &SetValue,
+    ) -> Result<Option<(String, String)>, ProxyError> {
+        let report = self.assign(name, value)?;
+        let name = canonical(name);
+        self.local_undo.retain(|(n, _)| *n != name);
+        Ok(report)
+    }
+
+    /// SET LOCAL: as [`SessionParams::set`], until [`SessionParams::end_transaction`].
+    pub fn set_local(
+        &mut self,
+        name: &str,
+        value: &SetValue,
+    ) -> Result<Option<(String, String)>, ProxyError> {
+        let canonical = canonical(name);
+        let previous = self.values.get(&canonical).cloned();
+        let report = self.assign(name, value)?;
+        if !self.local_undo.iter().any(|(n, _)| *n == canonical) {
+            self.local_undo.push((canonical, previous));
+        }
+        Ok(report)
+    }
+
+    /// The transaction ended: SET LOCAL values go; returns the reported changes.
+    pub fn end_transaction(&mut self) -> Vec<(String, String)> {
+        let mut reports = Vec::new();
+        for (name, previous) in std::mem::take(&mut self.local_undo).into_iter().rev() {
+            let previous = previous.unwrap_or_default();
+            if self.values.get(&name) != Some(&previous) {
+                self.values.insert(name.clone(), previous);
+                reports.extend(self.report(&name));
+            }
+        }
+        reports
+    }
+
+    fn assign(
         &mut self,
         name: &str,
         value: &SetValue,
@@ -152,6 +197,7 @@ impl SessionParams {
             Some(name) => vec![canonical(name)],
             None => self.values.keys().cloned().collect(),
         };
+        self.local_undo.retain(|(n, _)| !names.contains(n));
         let mut reports = Vec::new();
         for name in names {
             if READ_ONLY.contains(&name.as_str()) {
@@ -201,7 +247,7 @@ impl SessionParams {
     }
 }
 
-fn unrecognized(name: &str) -> ProxyError {
+pub(crate) fn unrecognized(name: &str) -> ProxyError {
     sql_error(
         "42704",
         format!("unrecognized configuration parameter \"{name}\""),
@@ -352,5 +398,37 @@ mod tests {
             "42704"
         );
         assert!(p.set("myapp.tenant", &SetValue::Value("7".into())).is_ok());
+    }
+
+    #[test]
+    fn local_values_end_with_the_transaction() {
+        let mut p = params();
+        let value = |v: &str| SetValue::Value(v.to_owned());
+        let report = p
+            .set_local("application_name", &value("tx"))
+            .expect("local");
+        assert_eq!(
+            report,
+            Some(("application_name".to_owned(), "tx".to_owned()))
+        );
+        p.set_local("app.user", &value("7")).expect("local custom");
+        p.set_local("application_name", &value("tx2"))
+            .expect("local again");
+        assert_eq!(p.get("app.user").ok(), Some("7"));
+        assert_eq!(
+            p.end_transaction(),
+            vec![("application_name".to_owned(), "psql".to_owned())]
+        );
+        assert_eq!(p.get("application_name").ok(), Some("psql"));
+        // A custom parameter first set by SET LOCAL stays defined, empty.
+        assert_eq!(p.get("app.user").ok(), Some(""));
+        // SET after SET LOCAL in the transaction outlives it; SET LOCAL after SET does not.
+        p.set_local("work_mem", &value("8MB")).expect("local");
+        p.set("work_mem", &value("16MB")).expect("set");
+        p.set("lock_timeout", &value("5s")).expect("set");
+        p.set_local("lock_timeout", &value("1s")).expect("local");
+        assert!(p.end_transaction().is_empty());
+        assert_eq!(p.get("work_mem").ok(), Some("16MB"));
+        assert_eq!(p.get("lock_timeout").ok(), Some("5s"));
     }
 }
