@@ -198,7 +198,7 @@ fn param(request: &Execute, n: usize) -> Result<(Option<&[u8]>, Format, u32), Pr
     let value = request
         .params
         .get(index)
-        .ok_or_else(|| sql_error("08P01", format!("there is no parameter ${n}")))?;
+        .ok_or_else(|| sql_error("42P02", format!("there is no parameter ${n}")))?;
     Ok((
         value.as_deref(),
         request
