@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     CastKind, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    ObjectName, SelectItem, SetExpr, Statement, Value,
+    ObjectName, Select, SelectItem, SetExpr, Statement, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -413,17 +413,18 @@ fn substitution(
     Ok(Substitution { edits })
 }
 
-/// Where the name of each top-level select item that Postgres would call `current_setting`
-/// starts: the item is the call itself or the call cast with `::`, and has no alias.
+/// Where the name of each result column that Postgres would call `current_setting` starts:
+/// an item of the (first) SELECT list or of RETURNING that is the call itself or the call
+/// cast with `::`, without an alias.
 fn named_items(statement: &Statement) -> Vec<Location> {
-    let Statement::Query(query) = statement else {
-        return Vec::new();
+    let items: &[SelectItem] = match statement {
+        Statement::Query(query) => first_select(&query.body).map_or(&[], |s| &s.projection),
+        Statement::Insert(insert) => insert.returning.as_deref().unwrap_or(&[]),
+        Statement::Update(update) => update.returning.as_deref().unwrap_or(&[]),
+        Statement::Delete(delete) => delete.returning.as_deref().unwrap_or(&[]),
+        _ => &[],
     };
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return Vec::new();
-    };
-    select
-        .projection
+    items
         .iter()
         .filter_map(|item| {
             let SelectItem::UnnamedExpr(expr) = item else {
@@ -449,6 +450,16 @@ fn named_items(statement: &Statement) -> Vec<Location> {
             }
         })
         .collect()
+}
+
+/// The SELECT that names a query's columns: the first of a UNION, INTERSECT or EXCEPT.
+fn first_select(body: &SetExpr) -> Option<&Select> {
+    match body {
+        SetExpr::Select(select) => Some(select),
+        SetExpr::SetOperation { left, .. } => first_select(left),
+        SetExpr::Query(query) => first_select(&query.body),
+        _ => None,
+    }
 }
 
 /// The index of the `)` that closes the first `(` of `tokens`.

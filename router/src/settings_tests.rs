@@ -113,6 +113,14 @@ fn calls_elsewhere_become_literals_at_execution() {
         "UPDATE t SET v = CAST('<it''s>' AS text) WHERE id = $1"
     );
     assert_eq!(
+        substitute("SELECT current_setting('a') UNION SELECT current_setting('b')"),
+        "SELECT CAST('<a>' AS text) AS current_setting UNION SELECT CAST('<b>' AS text)"
+    );
+    assert_eq!(
+        substitute("INSERT INTO t VALUES (1) RETURNING id, current_setting('a')"),
+        "INSERT INTO t VALUES (1) RETURNING id, CAST('<a>' AS text) AS current_setting"
+    );
+    assert_eq!(
         substitute("SELECT\n  'é', current_setting('a')\nFROM t"),
         "SELECT\n  'é', CAST('<a>' AS text) AS current_setting\nFROM t"
     );
