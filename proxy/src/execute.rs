@@ -200,6 +200,7 @@ impl Session {
     /// Starts a client transaction (BEGIN, or an implicit one); nodes join it lazily.
     pub(crate) fn begin_transaction(&mut self, begin_sql: &str) -> Result<(), ProxyError> {
         self.tx = Some(self.proxy.coordinator.begin()?);
+        self.params.begin_transaction();
         self.status = TxnStatus::InTransaction;
         self.begin_sql = Some(begin_sql.to_owned());
         Ok(())
@@ -223,7 +224,6 @@ impl Session {
     /// phases), and locally whatever the nodes answer: after a failed COMMIT the transaction
     /// is gone either way.
     pub(crate) async fn finish_transaction(&mut self, command: &str) -> Result<(), ProxyError> {
-        self.end_local_parameters();
         self.status = TxnStatus::Idle;
         self.implicit_block = false;
         self.begin_sql = None;
@@ -265,6 +265,7 @@ impl Session {
             proxy.cluster.sequences.forget_shapes();
         }
         let committed = result.is_ok() && command == "COMMIT";
+        self.end_transaction_parameters(committed);
         if committed {
             for change in pending {
                 self.apply_policy(change);

@@ -80,6 +80,10 @@ pub struct SessionParams {
     /// What each parameter set with SET LOCAL held before, put back when the transaction
     /// ends (custom parameters it created stay, empty, as in Postgres).
     local_undo: Vec<(String, Option<String>)>,
+    /// A transaction is open: its first change saves the values in `before_transaction`,
+    /// which a rollback puts back.
+    in_transaction: bool,
+    before_transaction: Option<BTreeMap<String, String>>,
 }
 
 impl SessionParams {
@@ -95,6 +99,8 @@ impl SessionParams {
                 .collect(),
             startup: BTreeMap::new(),
             local_undo: Vec::new(),
+            in_transaction: false,
+            before_transaction: None,
         };
         params
             .values
@@ -155,17 +161,44 @@ impl SessionParams {
         Ok(report)
     }
 
-    /// The transaction ended: SET LOCAL values go; returns the reported changes.
-    pub fn end_transaction(&mut self) -> Vec<(String, String)> {
+    /// A transaction began: changes from now on are undone if it rolls back.
+    pub fn begin_transaction(&mut self) {
+        self.in_transaction = true;
+    }
+
+    /// The transaction ended: SET LOCAL values go, and after a rollback every change it made
+    /// (custom parameters it created stay, empty, as in Postgres). Returns the reported
+    /// changes.
+    pub fn end_transaction(&mut self, committed: bool) -> Vec<(String, String)> {
+        self.in_transaction = false;
+        let before = self.before_transaction.take();
+        let undo = std::mem::take(&mut self.local_undo);
+        let restore: Vec<(String, String)> = match before {
+            Some(before) if !committed => self
+                .values
+                .keys()
+                .map(|name| (name.clone(), before.get(name).cloned().unwrap_or_default()))
+                .collect(),
+            _ => undo
+                .into_iter()
+                .rev()
+                .map(|(name, previous)| (name, previous.unwrap_or_default()))
+                .collect(),
+        };
         let mut reports = Vec::new();
-        for (name, previous) in std::mem::take(&mut self.local_undo).into_iter().rev() {
-            let previous = previous.unwrap_or_default();
-            if self.values.get(&name) != Some(&previous) {
-                self.values.insert(name.clone(), previous);
+        for (name, value) in restore {
+            if self.values.get(&name) != Some(&value) {
+                self.values.insert(name.clone(), value);
                 reports.extend(self.report(&name));
             }
         }
         reports
+    }
+
+    fn save_for_rollback(&mut self) {
+        if self.in_transaction && self.before_transaction.is_none() {
+            self.before_transaction = Some(self.values.clone());
+        }
     }
 
     fn assign(
@@ -173,6 +206,7 @@ impl SessionParams {
         name: &str,
         value: &SetValue,
     ) -> Result<Option<(String, String)>, ProxyError> {
+        self.save_for_rollback();
         let name = canonical(name);
         let value = match value {
             SetValue::Default => self.default_of(&name)?,
@@ -197,6 +231,7 @@ impl SessionParams {
             Some(name) => vec![canonical(name)],
             None => self.values.keys().cloned().collect(),
         };
+        self.save_for_rollback();
         self.local_undo.retain(|(n, _)| !names.contains(n));
         let mut reports = Vec::new();
         for name in names {
@@ -299,7 +334,7 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
         }
         "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
             match parse_duration(value) {
-                Some(_) => Ok(value.to_owned()),
+                Some(duration) => Ok(show_duration(duration)),
                 None => Err(sql_error(
                     "22023",
                     format!("invalid value for parameter \"{name}\": \"{value}\""),
@@ -308,6 +343,27 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
         }
         _ => Ok(value.to_owned()),
     }
+}
+
+/// A time setting as Postgres shows it: whole milliseconds in the largest unit that divides
+/// them (`2s`, `1500ms`, `90min`), `0` for none.
+fn show_duration(duration: std::time::Duration) -> String {
+    let millis = (duration.as_secs_f64() * 1000.0).round();
+    if millis < 1.0 {
+        return "0".to_owned();
+    }
+    let millis = millis as u128;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("min", 60_000),
+        ("s", 1000),
+    ] {
+        if millis % size == 0 {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
 }
 
 /// A Postgres time setting: a number of milliseconds, or a number with a unit
@@ -369,6 +425,20 @@ mod tests {
         assert_eq!(ms("1.5 s"), Some(1500));
         assert_eq!(ms("soon"), None);
         assert_eq!(ms("5 fortnights"), None);
+        let shown = |v: &str| parse_duration(v).map(show_duration);
+        for (value, expected) in [
+            ("2000", "2s"),
+            ("1.5s", "1500ms"),
+            ("100us", "0"),
+            ("0", "0"),
+            ("60s", "1min"),
+            ("90min", "90min"),
+            ("86400000", "1d"),
+            ("48h", "2d"),
+            ("0.6ms", "1ms"),
+        ] {
+            assert_eq!(shown(value).as_deref(), Some(expected), "{value}");
+        }
     }
 
     #[test]
@@ -416,7 +486,7 @@ mod tests {
             .expect("local again");
         assert_eq!(p.get("app.user").ok(), Some("7"));
         assert_eq!(
-            p.end_transaction(),
+            p.end_transaction(true),
             vec![("application_name".to_owned(), "psql".to_owned())]
         );
         assert_eq!(p.get("application_name").ok(), Some("psql"));
@@ -427,8 +497,35 @@ mod tests {
         p.set("work_mem", &value("16MB")).expect("set");
         p.set("lock_timeout", &value("5s")).expect("set");
         p.set_local("lock_timeout", &value("1s")).expect("local");
-        assert!(p.end_transaction().is_empty());
+        assert!(p.end_transaction(true).is_empty());
         assert_eq!(p.get("work_mem").ok(), Some("16MB"));
         assert_eq!(p.get("lock_timeout").ok(), Some("5s"));
+    }
+
+    #[test]
+    fn a_rollback_undoes_the_transaction_s_changes() {
+        let mut p = params();
+        let value = |v: &str| SetValue::Value(v.to_owned());
+        p.set("work_mem", &value("8MB")).expect("before");
+        p.begin_transaction();
+        p.set("application_name", &value("tx")).expect("set");
+        p.set("app.created", &value("1")).expect("custom");
+        p.reset(Some("work_mem")).expect("reset");
+        p.set_local("lock_timeout", &value("1s")).expect("local");
+        assert_eq!(
+            p.end_transaction(false),
+            vec![("application_name".to_owned(), "psql".to_owned())]
+        );
+        assert_eq!(p.get("application_name").ok(), Some("psql"));
+        assert_eq!(p.get("work_mem").ok(), Some("8MB"));
+        assert_eq!(p.get("lock_timeout").ok(), Some("0"));
+        assert_eq!(p.get("app.created").ok(), Some(""));
+        // A committed transaction keeps them; the next one saves afresh.
+        p.begin_transaction();
+        p.set("application_name", &value("kept")).expect("set");
+        assert!(p.end_transaction(true).is_empty());
+        p.begin_transaction();
+        assert!(p.end_transaction(false).is_empty());
+        assert_eq!(p.get("application_name").ok(), Some("kept"));
     }
 }

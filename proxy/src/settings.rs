@@ -36,9 +36,9 @@ impl Session {
         Ok(())
     }
 
-    /// The transaction ended: SET LOCAL values go.
-    pub(crate) fn end_local_parameters(&mut self) {
-        let reported = self.params.end_transaction();
+    /// The transaction ended: SET LOCAL values go, and a rollback undoes its changes.
+    pub(crate) fn end_transaction_parameters(&mut self, committed: bool) {
+        let reported = self.params.end_transaction(committed);
         if reported.is_empty() {
             return;
         }
@@ -51,7 +51,7 @@ impl Session {
     /// A statement outside a transaction is its own: its SET LOCAL values go when it ends.
     pub(crate) fn end_statement_parameters(&mut self) {
         if self.status == TxnStatus::Idle {
-            self.params.end_transaction();
+            self.params.end_transaction(true);
             self.refresh_timeouts();
         }
     }

@@ -213,6 +213,42 @@ async fn set_config_sets_the_session(backend: Backend) {
         Some("0")
     );
 
+    assert_eq!(
+        text(
+            &client,
+            "SELECT set_config('statement_timeout', '3000', false)"
+        )
+        .await
+        .as_deref(),
+        Some("3s")
+    );
+    client
+        .batch_execute("RESET statement_timeout")
+        .await
+        .expect("reset");
+
+    // A transaction that rolls back takes its settings with it, also an implicit one.
+    client
+        .batch_execute(
+            "BEGIN; SET application_name = 'rolled'; \
+             SELECT set_config('app.user_id', '1', false); ROLLBACK",
+        )
+        .await
+        .expect("rolled back");
+    let error = client
+        .batch_execute("SET app.user_id = 5; SELECT 1/0")
+        .await
+        .expect_err("division by zero");
+    assert_eq!(sqlstate(&error), "22012");
+    let row = client
+        .query_one(
+            "SELECT current_setting('app.user_id'), current_setting('application_name')",
+            &[],
+        )
+        .await
+        .expect("after the rollbacks");
+    assert_eq!((row.get::<_, &str>(0), row.get::<_, &str>(1)), ("42", ""));
+
     // Errors as SET's; a failed statement changes nothing.
     for (sql, code) in [
         (
