@@ -359,7 +359,7 @@ fn show_duration(duration: std::time::Duration) -> String {
         ("min", 60_000),
         ("s", 1000),
     ] {
-        if millis % size == 0 {
+        if millis.is_multiple_of(size) {
             return format!("{}{unit}", millis / size);
         }
     }
