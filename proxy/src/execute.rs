@@ -200,6 +200,7 @@ impl Session {
     /// Starts a client transaction (BEGIN, or an implicit one); nodes join it lazily.
     pub(crate) fn begin_transaction(&mut self, begin_sql: &str) -> Result<(), ProxyError> {
         self.tx = Some(self.proxy.coordinator.begin()?);
+        self.params.begin_transaction();
         self.status = TxnStatus::InTransaction;
         self.begin_sql = Some(begin_sql.to_owned());
         Ok(())
@@ -264,6 +265,7 @@ impl Session {
             proxy.cluster.sequences.forget_shapes();
         }
         let committed = result.is_ok() && command == "COMMIT";
+        self.end_transaction_parameters(committed);
         if committed {
             for change in pending {
                 self.apply_policy(change);

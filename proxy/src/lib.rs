@@ -27,6 +27,7 @@ mod replicas;
 mod scatter;
 mod sequences;
 mod session;
+mod settings;
 mod startup;
 mod tls;
 mod users;

@@ -72,10 +72,18 @@ fn canonical(name: &str) -> String {
     }
 }
 
+#[derive(Clone)]
 pub struct SessionParams {
     values: BTreeMap<String, String>,
     /// Values from the startup packet, which RESET returns to.
     startup: BTreeMap<String, String>,
+    /// What each parameter set with SET LOCAL held before, put back when the transaction
+    /// ends (custom parameters it created stay, empty, as in Postgres).
+    local_undo: Vec<(String, Option<String>)>,
+    /// A transaction is open: its first change saves the values in `before_transaction`,
+    /// which a rollback puts back.
+    in_transaction: bool,
+    before_transaction: Option<BTreeMap<String, String>>,
 }
 
 impl SessionParams {
@@ -90,6 +98,9 @@ impl SessionParams {
                 .map(|(n, v, _)| ((*n).to_owned(), (*v).to_owned()))
                 .collect(),
             startup: BTreeMap::new(),
+            local_undo: Vec::new(),
+            in_transaction: false,
+            before_transaction: None,
         };
         params
             .values
@@ -123,11 +134,79 @@ impl SessionParams {
     }
 
     /// Sets a parameter; returns the name and value to report when it is a reported one.
+    /// A SET LOCAL of it earlier in the transaction no longer ends with the transaction.
     pub fn set(
         &mut self,
         name: &str,
         value: &SetValue,
     ) -> Result<Option<(String, String)>, ProxyError> {
+        let report = self.assign(name, value)?;
+        let name = canonical(name);
+        self.local_undo.retain(|(n, _)| *n != name);
+        Ok(report)
+    }
+
+    /// SET LOCAL: as [`SessionParams::set`], until [`SessionParams::end_transaction`].
+    pub fn set_local(
+        &mut self,
+        name: &str,
+        value: &SetValue,
+    ) -> Result<Option<(String, String)>, ProxyError> {
+        let canonical = canonical(name);
+        let previous = self.values.get(&canonical).cloned();
+        let report = self.assign(name, value)?;
+        if !self.local_undo.iter().any(|(n, _)| *n == canonical) {
+            self.local_undo.push((canonical, previous));
+        }
+        Ok(report)
+    }
+
+    /// A transaction began: changes from now on are undone if it rolls back.
+    pub fn begin_transaction(&mut self) {
+        self.in_transaction = true;
+    }
+
+    /// The transaction ended: SET LOCAL values go, and after a rollback every change it made
+    /// (custom parameters it created stay, empty, as in Postgres). Returns the reported
+    /// changes.
+    pub fn end_transaction(&mut self, committed: bool) -> Vec<(String, String)> {
+        self.in_transaction = false;
+        let before = self.before_transaction.take();
+        let undo = std::mem::take(&mut self.local_undo);
+        let restore: Vec<(String, String)> = match before {
+            Some(before) if !committed => self
+                .values
+                .keys()
+                .map(|name| (name.clone(), before.get(name).cloned().unwrap_or_default()))
+                .collect(),
+            _ => undo
+                .into_iter()
+                .rev()
+                .map(|(name, previous)| (name, previous.unwrap_or_default()))
+                .collect(),
+        };
+        let mut reports = Vec::new();
+        for (name, value) in restore {
+            if self.values.get(&name) != Some(&value) {
+                self.values.insert(name.clone(), value);
+                reports.extend(self.report(&name));
+            }
+        }
+        reports
+    }
+
+    fn save_for_rollback(&mut self) {
+        if self.in_transaction && self.before_transaction.is_none() {
+            self.before_transaction = Some(self.values.clone());
+        }
+    }
+
+    fn assign(
+        &mut self,
+        name: &str,
+        value: &SetValue,
+    ) -> Result<Option<(String, String)>, ProxyError> {
+        self.save_for_rollback();
         let name = canonical(name);
         let value = match value {
             SetValue::Default => self.default_of(&name)?,
@@ -152,6 +231,8 @@ impl SessionParams {
             Some(name) => vec![canonical(name)],
             None => self.values.keys().cloned().collect(),
         };
+        self.save_for_rollback();
+        self.local_undo.retain(|(n, _)| !names.contains(n));
         let mut reports = Vec::new();
         for name in names {
             if READ_ONLY.contains(&name.as_str()) {
@@ -201,7 +282,7 @@ impl SessionParams {
     }
 }
 
-fn unrecognized(name: &str) -> ProxyError {
+pub(crate) fn unrecognized(name: &str) -> ProxyError {
     sql_error(
         "42704",
         format!("unrecognized configuration parameter \"{name}\""),
@@ -253,7 +334,7 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
         }
         "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
             match parse_duration(value) {
-                Some(_) => Ok(value.to_owned()),
+                Some(duration) => Ok(show_duration(duration)),
                 None => Err(sql_error(
                     "22023",
                     format!("invalid value for parameter \"{name}\": \"{value}\""),
@@ -262,6 +343,27 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
         }
         _ => Ok(value.to_owned()),
     }
+}
+
+/// A time setting as Postgres shows it: whole milliseconds in the largest unit that divides
+/// them (`2s`, `1500ms`, `90min`), `0` for none.
+fn show_duration(duration: std::time::Duration) -> String {
+    let millis = (duration.as_secs_f64() * 1000.0).round();
+    if millis < 1.0 {
+        return "0".to_owned();
+    }
+    let millis = millis as u128;
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("min", 60_000),
+        ("s", 1000),
+    ] {
+        if millis.is_multiple_of(size) {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
 }
 
 /// A Postgres time setting: a number of milliseconds, or a number with a unit
@@ -323,6 +425,20 @@ mod tests {
         assert_eq!(ms("1.5 s"), Some(1500));
         assert_eq!(ms("soon"), None);
         assert_eq!(ms("5 fortnights"), None);
+        let shown = |v: &str| parse_duration(v).map(show_duration);
+        for (value, expected) in [
+            ("2000", "2s"),
+            ("1.5s", "1500ms"),
+            ("100us", "0"),
+            ("0", "0"),
+            ("60s", "1min"),
+            ("90min", "90min"),
+            ("86400000", "1d"),
+            ("48h", "2d"),
+            ("0.6ms", "1ms"),
+        ] {
+            assert_eq!(shown(value).as_deref(), Some(expected), "{value}");
+        }
     }
 
     #[test]
@@ -352,5 +468,64 @@ mod tests {
             "42704"
         );
         assert!(p.set("myapp.tenant", &SetValue::Value("7".into())).is_ok());
+    }
+
+    #[test]
+    fn local_values_end_with_the_transaction() {
+        let mut p = params();
+        let value = |v: &str| SetValue::Value(v.to_owned());
+        let report = p
+            .set_local("application_name", &value("tx"))
+            .expect("local");
+        assert_eq!(
+            report,
+            Some(("application_name".to_owned(), "tx".to_owned()))
+        );
+        p.set_local("app.user", &value("7")).expect("local custom");
+        p.set_local("application_name", &value("tx2"))
+            .expect("local again");
+        assert_eq!(p.get("app.user").ok(), Some("7"));
+        assert_eq!(
+            p.end_transaction(true),
+            vec![("application_name".to_owned(), "psql".to_owned())]
+        );
+        assert_eq!(p.get("application_name").ok(), Some("psql"));
+        // A custom parameter first set by SET LOCAL stays defined, empty.
+        assert_eq!(p.get("app.user").ok(), Some(""));
+        // SET after SET LOCAL in the transaction outlives it; SET LOCAL after SET does not.
+        p.set_local("work_mem", &value("8MB")).expect("local");
+        p.set("work_mem", &value("16MB")).expect("set");
+        p.set("lock_timeout", &value("5s")).expect("set");
+        p.set_local("lock_timeout", &value("1s")).expect("local");
+        assert!(p.end_transaction(true).is_empty());
+        assert_eq!(p.get("work_mem").ok(), Some("16MB"));
+        assert_eq!(p.get("lock_timeout").ok(), Some("5s"));
+    }
+
+    #[test]
+    fn a_rollback_undoes_the_transaction_s_changes() {
+        let mut p = params();
+        let value = |v: &str| SetValue::Value(v.to_owned());
+        p.set("work_mem", &value("8MB")).expect("before");
+        p.begin_transaction();
+        p.set("application_name", &value("tx")).expect("set");
+        p.set("app.created", &value("1")).expect("custom");
+        p.reset(Some("work_mem")).expect("reset");
+        p.set_local("lock_timeout", &value("1s")).expect("local");
+        assert_eq!(
+            p.end_transaction(false),
+            vec![("application_name".to_owned(), "psql".to_owned())]
+        );
+        assert_eq!(p.get("application_name").ok(), Some("psql"));
+        assert_eq!(p.get("work_mem").ok(), Some("8MB"));
+        assert_eq!(p.get("lock_timeout").ok(), Some("0"));
+        assert_eq!(p.get("app.created").ok(), Some(""));
+        // A committed transaction keeps them; the next one saves afresh.
+        p.begin_transaction();
+        p.set("application_name", &value("kept")).expect("set");
+        assert!(p.end_transaction(true).is_empty());
+        p.begin_transaction();
+        assert!(p.end_transaction(false).is_empty());
+        assert_eq!(p.get("application_name").ok(), Some("kept"));
     }
 }

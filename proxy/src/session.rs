@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use mycelium_protocol::{Column, Execute, Format, StatementDescription};
 use mycelium_router::{
-    Plan, SessionCommand, SetValue, TxnControl, split_statements, statement_kind,
+    Plan, SessionCommand, SetValue, SettingsPlan, TxnControl, split_statements, statement_kind,
 };
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Parse};
@@ -416,6 +416,13 @@ impl Session {
                 let request = Execute::simple(sql);
                 self.run_forward(request, Output::Simple, *ddl).await?;
             }
+            Plan::Settings(SettingsPlan::Answer(columns)) => {
+                self.answer_settings(columns, &Execute::simple(sql), Output::Simple)?;
+            }
+            Plan::Settings(SettingsPlan::Substitute(substitution)) => {
+                let request = Execute::simple(self.substitute_settings(substitution, sql)?);
+                self.run_forward(request, Output::Simple, false).await?;
+            }
         }
         self.after_ddl(follow_up).await
     }
@@ -451,12 +458,12 @@ impl Session {
         output: Output,
     ) -> Result<(), ProxyError> {
         match command {
-            SessionCommand::Set { name, value } => {
-                let reported = self.params.set(name, value)?;
-                self.refresh_timeouts();
-                if let Some((name, value)) = reported {
-                    backend::parameter_status(&mut self.conn.out, &name, &value);
+            SessionCommand::Set { name, value, local } => {
+                if *local && self.status == TxnStatus::Idle {
+                    self.notice("25P01", "SET LOCAL can only be used in transaction blocks");
                 }
+                self.set_parameter(name, value, *local)?;
+                self.end_statement_parameters();
                 backend::command_complete(&mut self.conn.out, "SET");
             }
             SessionCommand::SetTransaction {
@@ -718,6 +725,26 @@ impl Session {
                 params: param_types,
                 columns: show_columns(command),
             },
+            Plan::Settings(SettingsPlan::Answer(columns)) => StatementDescription {
+                params: crate::settings::answer_param_types(columns, &param_types),
+                columns: crate::settings::answer_columns(columns),
+            },
+            // Described with NULLs for the values: the result's types do not depend on them.
+            Plan::Settings(SettingsPlan::Substitute(substitution)) => {
+                match self.proxy.descriptions.get(&sql, &param_types) {
+                    Some(description) => description,
+                    None => {
+                        let text: Arc<str> = Arc::from(substitution.placeholder(&sql));
+                        let node = self.describe_node(&text, &param_types);
+                        let description =
+                            self.node(node).await?.describe(&text, &param_types).await?;
+                        self.proxy
+                            .descriptions
+                            .insert(sql, param_types, description.clone());
+                        description
+                    }
+                }
+            }
             _ => StatementDescription {
                 params: param_types,
                 columns: Vec::new(),
@@ -822,6 +849,20 @@ impl Session {
                 self.after_ddl(follow_up).await?;
                 return self.keep_suspended(name, finished);
             }
+            Plan::Settings(SettingsPlan::Answer(columns)) => {
+                self.answer_settings(columns, &request, output)?;
+            }
+            Plan::Settings(SettingsPlan::Substitute(substitution)) => {
+                let request = Execute {
+                    sql: Arc::from(self.substitute_settings(substitution, &request.sql)?),
+                    ..request
+                };
+                self.open_implicit_block()?;
+                self.described = described;
+                let finished = self.run_forward(request, output, false).await;
+                self.described = None;
+                return self.keep_suspended(name, finished?);
+            }
         }
         self.after_ddl(follow_up).await
     }
@@ -925,7 +966,7 @@ impl Session {
     }
 
     /// Re-reads the timeouts after the parameters changed (not on every statement).
-    fn refresh_timeouts(&mut self) {
+    pub(crate) fn refresh_timeouts(&mut self) {
         self.statement_timeout = self.timeout_setting("statement_timeout");
         self.idle_in_transaction_timeout =
             self.timeout_setting("idle_in_transaction_session_timeout");
@@ -987,7 +1028,7 @@ impl Session {
 
     /// SHOW of one parameter; the transaction's isolation and access mode are the open
     /// transaction's, or the session's defaults outside one.
-    fn show_value(&self, name: &str) -> Result<String, ProxyError> {
+    pub(crate) fn show_value(&self, name: &str) -> Result<String, ProxyError> {
         let modes = match &self.begin_sql {
             Some(begin) if self.status != TxnStatus::Idle => {
                 mycelium_router::transaction_modes(begin)

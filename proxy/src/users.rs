@@ -453,11 +453,14 @@ impl Session {
         sql: &str,
         plan: &mycelium_router::Plan,
     ) -> Result<Option<DdlFollowUp>, ProxyError> {
-        use mycelium_router::{CopyDirection, CopySourceKind, Plan};
+        use mycelium_router::{CopyDirection, CopySourceKind, Plan, SettingsPlan};
         let superuser = self.proxy.is_superuser(&self.user);
         let access = match plan {
             Plan::Forward { ddl } if superuser && !ddl => return Ok(None),
-            Plan::Forward { .. } => self.proxy.table_access(sql),
+            Plan::Settings(SettingsPlan::Substitute(_)) if superuser => return Ok(None),
+            Plan::Forward { .. } | Plan::Settings(SettingsPlan::Substitute(_)) => {
+                self.proxy.table_access(sql)
+            }
             Plan::Copy(_) if superuser => return Ok(None),
             Plan::Copy(copy) => match &copy.source {
                 CopySourceKind::Table(table) => {

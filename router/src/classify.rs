@@ -2,6 +2,7 @@ use crate::RouterError;
 use crate::copy::{CopyPlan, parse_copy};
 use crate::roles::{RoleCommand, parse_role_command};
 use crate::session::{SessionCommand, parse_session_command};
+use crate::settings::{SettingsPlan, mentions_settings, plan_settings};
 
 /// What one statement is, as far as the proxy must know before running it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,9 @@ pub enum Plan {
     /// A statement to run on a node. `ddl` statements change the schema, so cached
     /// statement descriptions must be forgotten after them.
     Forward { ddl: bool },
+    /// A statement that calls `current_setting` or `set_config`, which read or change the
+    /// session's parameters (see `settings.rs`).
+    Settings(SettingsPlan),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +74,19 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
         "create" | "alter" | "drop" if matches!(second, "user" | "role" | "group") => {
             Plan::Role(parse_role_command(sql)?)
         }
-        "create" | "drop" | "alter" | "truncate" | "comment" => Plan::Forward { ddl: true },
-        _ => Plan::Forward { ddl: false },
+        "create" | "drop" | "alter" | "truncate" | "comment" => forward(sql, true)?,
+        _ => forward(sql, false)?,
     };
     Ok(plan)
+}
+
+fn forward(sql: &str, ddl: bool) -> Result<Plan, RouterError> {
+    if mentions_settings(sql)
+        && let Some(settings) = plan_settings(sql, ddl)?
+    {
+        return Ok(Plan::Settings(settings));
+    }
+    Ok(Plan::Forward { ddl })
 }
 
 /// A coarse statement kind for metrics labels: `select`, `insert`, `update`, `delete`, `ddl`,

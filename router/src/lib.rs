@@ -20,6 +20,7 @@ mod route;
 mod scatter;
 mod scope;
 mod session;
+mod settings;
 mod split;
 mod unique;
 
@@ -43,6 +44,9 @@ pub use scatter::{
 };
 pub use scope::{SHARD_FUNCTION, ShardScope, scope_statement, shard_function};
 pub use session::{SessionCommand, SetValue, transaction_modes};
+pub use settings::{
+    SettingArg, SettingsCall, SettingsColumn, SettingsPlan, Substitution, parse_bool,
+};
 pub use split::split_statements;
 pub use unique::{ForeignKey, Renames, UniqueKeys, foreign_keys, renames, unique_keys};
 
@@ -67,5 +71,7 @@ mod placement_tests;
 mod route_tests;
 #[cfg(test)]
 mod scope_tests;
+#[cfg(test)]
+mod settings_tests;
 #[cfg(test)]
 mod tests;

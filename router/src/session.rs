@@ -3,8 +3,13 @@ use crate::RouterError;
 /// A session command the proxy answers without a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionCommand {
-    /// `SET [SESSION | LOCAL] name {TO | =} value`, `SET TIME ZONE v`, `SET NAMES v`.
-    Set { name: String, value: SetValue },
+    /// `SET [SESSION | LOCAL] name {TO | =} value`, `SET TIME ZONE v`, `SET NAMES v`;
+    /// `local` until the transaction ends.
+    Set {
+        name: String,
+        value: SetValue,
+        local: bool,
+    },
     /// `SHOW name`; `name` is `all` for `SHOW ALL`.
     Show { name: String },
     /// `RESET name`; `None` for `RESET ALL`.
@@ -120,6 +125,7 @@ pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterE
         "promote" => parse_promote(sql, &tokens),
         "set" => {
             let mut at = 1;
+            let local = word(at) == "local";
             if matches!(word(at), "session" | "local") {
                 if word(at) == "session" && word(at + 1) == "characteristics" {
                     return Ok(set_transaction(sql, true));
@@ -132,12 +138,14 @@ pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterE
                     return Ok(SessionCommand::Set {
                         name: "timezone".to_owned(),
                         value: value_from(&tokens[at + 2..]).ok_or_else(syntax)?,
+                        local,
                     });
                 }
                 "names" => {
                     return Ok(SessionCommand::Set {
                         name: "client_encoding".to_owned(),
                         value: value_from(&tokens[at + 1..]).ok_or_else(syntax)?,
+                        local,
                     });
                 }
                 _ => {}
@@ -152,7 +160,7 @@ pub(crate) fn parse_session_command(sql: &str) -> Result<SessionCommand, RouterE
                 .ok_or_else(syntax)?;
             let name = name_from(&tokens[at..name_end]).ok_or_else(syntax)?;
             let value = value_from(&tokens[name_end + 1..]).ok_or_else(syntax)?;
-            Ok(SessionCommand::Set { name, value })
+            Ok(SessionCommand::Set { name, value, local })
         }
         _ => Err(syntax()),
     }

@@ -61,6 +61,7 @@ fn session_commands() {
     let set = |name: &str, value: &str| SessionCommand::Set {
         name: name.to_owned(),
         value: SetValue::Value(value.to_owned()),
+        local: false,
     };
     check(
         "SET application_name = 'psql'",
@@ -73,7 +74,11 @@ fn session_commands() {
     );
     check(
         "SET LOCAL statement_timeout = 0",
-        set("statement_timeout", "0"),
+        SessionCommand::Set {
+            name: "statement_timeout".to_owned(),
+            value: SetValue::Value("0".to_owned()),
+            local: true,
+        },
     );
     check("SET TIME ZONE 'UTC'", set("timezone", "UTC"));
     check("SET extra_float_digits = 3", set("extra_float_digits", "3"));
@@ -82,6 +87,7 @@ fn session_commands() {
         SessionCommand::Set {
             name: "x".to_owned(),
             value: SetValue::Default,
+            local: false,
         },
     );
     check(

@@ -13,5 +13,6 @@ mod processes;
 mod relay;
 mod replicas;
 mod replication;
+mod settings;
 mod two_phase;
 mod wire;
