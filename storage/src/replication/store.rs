@@ -810,6 +810,8 @@ impl ApplyTxn for ShardTxn<'_> {
                 }
                 self.conn
                     .execute_batch("ROLLBACK TO __mycelium_ddl; RELEASE __mycelium_ddl")?;
+                // A table rebuild that failed half way left its legacy rename mode on.
+                self.conn.pragma_update(None, "legacy_alter_table", false)?;
             }
         }
         Ok(())

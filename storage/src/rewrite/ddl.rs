@@ -8,15 +8,19 @@
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::PgType;
 use sqlparser::ast::{
-    AlterTable, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable,
-    CreateTableOptions, CreateView, Expr, ObjectName, ObjectType, ReferentialAction,
-    TableConstraint, Truncate,
+    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef, ColumnOption,
+    ColumnOptionDef, CreateIndex, CreateTable, CreateTableOptions, CreateView, Expr, Ident,
+    ObjectName, ObjectType, ReferentialAction, Statement, TableConstraint, Truncate,
 };
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
 
 use super::infer::{Inferer, ident_name, object_parts, table_name};
 use super::{Kind, OutColumn, Translation, expr};
-use crate::catalog::{Schema, Ty, quote_ident, quote_literal, sqlite_decl};
-use crate::errors::unsupported;
+use crate::catalog::{
+    REBUILD_TABLE, Schema, TableInfo, Ty, quote_ident, quote_literal, sqlite_decl,
+};
+use crate::errors::{internal, unsupported};
 
 /// The one table column a CHECK expression references, if it references exactly one.
 fn single_column(e: &Expr, columns: &[(String, Ty)]) -> Option<String> {
@@ -610,6 +614,184 @@ pub(super) fn drop(
     Ok(t)
 }
 
+/// What ALTER COLUMN changes in a column's SQLite definition.
+enum ColumnChange {
+    NotNull(bool),
+    /// The default as SQLite text, or none.
+    Default(Option<String>),
+}
+
+/// The statements replacing `info` by a copy whose `column` is changed: SQLite's documented
+/// rebuild (<https://www.sqlite.org/lang_altertable.html#otheralter>). They are one batch, so
+/// a replica replays them as one DDL statement and a failure there leaves the table whole.
+/// The rename runs in legacy mode: the current one would check, and fail on, the views that
+/// name the table while it is gone, and the table's own references to itself must keep its
+/// name. The rows of the copy are no change; the session extension leaves them out.
+fn rebuild(
+    info: &TableInfo,
+    column: &str,
+    change: &ColumnChange,
+    check: Option<String>,
+) -> Result<String, DbError> {
+    let unreadable = |e: String| {
+        internal(format!(
+            "cannot read the definition of table \"{}\": {e}",
+            info.name
+        ))
+    };
+    let mut statements =
+        Parser::parse_sql(&SQLiteDialect {}, &info.sql).map_err(|e| unreadable(e.to_string()))?;
+    let [Statement::CreateTable(ct)] = statements.as_mut_slice() else {
+        return Err(unreadable("not one CREATE TABLE".to_owned()));
+    };
+    let def = ct
+        .columns
+        .iter_mut()
+        .find(|c| c.name.value.eq_ignore_ascii_case(column))
+        .ok_or_else(|| unreadable(format!("no column \"{column}\"")))?;
+    match change {
+        ColumnChange::NotNull(on) => {
+            def.options
+                .retain(|o| !matches!(o.option, ColumnOption::NotNull | ColumnOption::Null));
+            if *on {
+                def.options.push(ColumnOptionDef {
+                    name: None,
+                    option: ColumnOption::NotNull,
+                });
+            }
+        }
+        ColumnChange::Default(sql) => {
+            def.options
+                .retain(|o| !matches!(o.option, ColumnOption::Default(_)));
+            if let Some(sql) = sql {
+                // Already SQLite text: a bare identifier prints unchanged.
+                def.options.push(ColumnOptionDef {
+                    name: None,
+                    option: ColumnOption::Default(Expr::Identifier(Ident::new(format!("({sql})")))),
+                });
+            }
+        }
+    }
+    let columns: Vec<String> = ct.columns.iter().map(|c| c.name.value.clone()).collect();
+    let autoincrement = ct
+        .columns
+        .iter()
+        .flat_map(|c| &c.options)
+        .any(|o| o.option.to_string().eq_ignore_ascii_case("AUTOINCREMENT"));
+    ct.if_not_exists = false;
+    ct.name = ObjectName::from(vec![Ident::with_quote('"', REBUILD_TABLE)]);
+    let table = quote_ident(&info.name);
+    let rebuilt = quote_ident(REBUILD_TABLE);
+    let list = column_list(&columns);
+    let mut batch: Vec<String> = check.into_iter().collect();
+    batch.push("PRAGMA legacy_alter_table = ON".to_owned());
+    batch.push(statements[0].to_string());
+    batch.push(format!(
+        "INSERT INTO {rebuilt} ({list}) SELECT {list} FROM {table}"
+    ));
+    if autoincrement {
+        // The largest id ever handed out, not only the largest left: a sequence never
+        // goes back.
+        batch.push(format!(
+            "DELETE FROM sqlite_sequence WHERE name = {}",
+            quote_literal(REBUILD_TABLE)
+        ));
+        batch.push(format!(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT {}, seq FROM sqlite_sequence WHERE name = {}",
+            quote_literal(REBUILD_TABLE),
+            quote_literal(&info.name)
+        ));
+    }
+    batch.push(format!("DROP TABLE {table}"));
+    batch.push(format!("ALTER TABLE {rebuilt} RENAME TO {table}"));
+    batch.extend(info.indexes.iter().filter_map(|i| i.sql.clone()));
+    batch.push("PRAGMA legacy_alter_table = OFF".to_owned());
+    Ok(batch.join(";\n"))
+}
+
+/// `ALTER TABLE ... ALTER COLUMN`: SET/DROP NOT NULL and SET/DROP DEFAULT.
+fn alter_column(
+    t: &mut Translation,
+    info: &TableInfo,
+    column_name: &Ident,
+    op: &AlterColumnOperation,
+    schema: &Schema,
+) -> Result<(), DbError> {
+    let col = ident_name(column_name);
+    let column = info.column(&col).ok_or_else(|| {
+        DbError::new(
+            "42703",
+            format!(
+                "column \"{col}\" of relation \"{}\" does not exist",
+                info.name
+            ),
+        )
+    })?;
+    let table = quote_ident(&info.name);
+    let target = quote_ident(&column.name);
+    let (change, check, default_pg) = match op {
+        AlterColumnOperation::SetNotNull => {
+            if column.not_null {
+                return Ok(());
+            }
+            let message = format!(
+                "column \"{}\" of relation \"{}\" contains null values",
+                column.name, info.name
+            );
+            let check = format!(
+                "SELECT __pg_raise('23502', {}) FROM {table} WHERE {target} IS NULL LIMIT 1",
+                quote_literal(&message)
+            );
+            (ColumnChange::NotNull(true), Some(check), None)
+        }
+        AlterColumnOperation::DropNotNull => {
+            if info
+                .primary_key
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(&column.name))
+            {
+                return Err(DbError::new(
+                    "42P16",
+                    format!("column \"{}\" is in a primary key", column.name),
+                ));
+            }
+            if !column.not_null {
+                return Ok(());
+            }
+            (ColumnChange::NotNull(false), None, None)
+        }
+        AlterColumnOperation::SetDefault { value } => {
+            let sql = default_sql(value, column.ty, schema)?;
+            (
+                ColumnChange::Default(Some(sql)),
+                None,
+                Some(Some(value.to_string())),
+            )
+        }
+        AlterColumnOperation::DropDefault => {
+            if column.default_sql.is_none() && column.default_pg.is_none() {
+                return Ok(());
+            }
+            (ColumnChange::Default(None), None, Some(None))
+        }
+        other => return Err(unsupported(format!("ALTER COLUMN ... {other}"))),
+    };
+    t.pre.push(rebuild(info, &column.name, &change, check)?);
+    t.rebuild = true;
+    if let Some(default_pg) = default_pg {
+        t.pre.push(format!(
+            "UPDATE __mycelium_columns SET default_pg = {} WHERE table_name = {} AND column_name = {}",
+            default_pg
+                .as_deref()
+                .map(quote_literal)
+                .unwrap_or_else(|| "NULL".to_owned()),
+            quote_literal(&info.name),
+            quote_literal(&column.name)
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Translation, DbError> {
     let name = table_name(&at.name)?;
     let Some(info) = schema.table(&name) else {
@@ -623,8 +805,22 @@ pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Transl
     };
     let mut t = ddl("ALTER TABLE");
     let table = quote_ident(&info.name);
+    let alters_columns = at
+        .operations
+        .iter()
+        .any(|op| matches!(op, AlterTableOperation::AlterColumn { .. }));
+    if alters_columns && at.operations.len() > 1 {
+        // Each rebuild starts from the definition the statement began with.
+        return Err(
+            unsupported("ALTER COLUMN together with other actions in one ALTER TABLE")
+                .with_hint("Run each action as its own ALTER TABLE."),
+        );
+    }
     for op in &at.operations {
         match op {
+            AlterTableOperation::AlterColumn { column_name, op } => {
+                alter_column(&mut t, info, column_name, op, schema)?;
+            }
             AlterTableOperation::AddColumn {
                 column_def,
                 if_not_exists,

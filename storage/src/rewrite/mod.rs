@@ -129,6 +129,10 @@ pub struct Translation {
     pub catalog: bool,
     /// How to find the values of a unique violation (INSERT, UPDATE).
     pub probe: Option<ConflictProbe>,
+    /// Replaces a table by a rebuilt copy (ALTER COLUMN): must run with foreign keys
+    /// unenforced, or dropping the old table would delete, or cascade to, the rows that
+    /// reference it.
+    pub rebuild: bool,
 }
 
 /// A query that yields the rows an INSERT or UPDATE writes, run after a unique violation to
@@ -158,6 +162,7 @@ impl Translation {
             no_transaction_block: false,
             catalog: false,
             probe: None,
+            rebuild: false,
         }
     }
 
