@@ -1165,7 +1165,7 @@ impl<'c> Worker<'c> {
     }
 
     fn run_pre(&self, t: &Translation) -> Result<(), DbError> {
-        for sql in &t.pre {
+        for sql in t.checks.iter().chain(&t.pre) {
             self.conn
                 .execute_batch(sql)
                 .map_err(|e| self.map_error(&e, t.table.as_deref()))?;

@@ -627,12 +627,11 @@ enum ColumnChange {
 /// The rename runs in legacy mode: the current one would check, and fail on, the views that
 /// name the table while it is gone, and the table's own references to itself must keep its
 /// name. The rows of the copy are no change; the session extension leaves them out.
-fn rebuild(
-    info: &TableInfo,
-    column: &str,
-    change: &ColumnChange,
-    check: Option<String>,
-) -> Result<String, DbError> {
+///
+/// The copy skips rows the new definition refuses (OR IGNORE): none on the node that checked
+/// the statement first; on a replica, rows its transaction changed before the ALTER, whose
+/// new images come after the DDL in the entry and put them back.
+fn rebuild(info: &TableInfo, column: &str, change: &ColumnChange) -> Result<String, DbError> {
     let unreadable = |e: String| {
         internal(format!(
             "cannot read the definition of table \"{}\": {e}",
@@ -683,11 +682,10 @@ fn rebuild(
     let table = quote_ident(&info.name);
     let rebuilt = quote_ident(REBUILD_TABLE);
     let list = column_list(&columns);
-    let mut batch: Vec<String> = check.into_iter().collect();
-    batch.push("PRAGMA legacy_alter_table = ON".to_owned());
+    let mut batch = vec!["PRAGMA legacy_alter_table = ON".to_owned()];
     batch.push(statements[0].to_string());
     batch.push(format!(
-        "INSERT INTO {rebuilt} ({list}) SELECT {list} FROM {table}"
+        "INSERT OR IGNORE INTO {rebuilt} ({list}) SELECT {list} FROM {table}"
     ));
     if autoincrement {
         // The largest id ever handed out, not only the largest left: a sequence never
@@ -776,7 +774,8 @@ fn alter_column(
         }
         other => return Err(unsupported(format!("ALTER COLUMN ... {other}"))),
     };
-    t.pre.push(rebuild(info, &column.name, &change, check)?);
+    t.checks.extend(check);
+    t.pre.push(rebuild(info, &column.name, &change)?);
     t.rebuild = true;
     if let Some(default_pg) = default_pg {
         t.pre.push(format!(

@@ -109,6 +109,10 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Translation {
     pub kind: Kind,
+    /// Queries that run before everything else and raise when the statement must not go
+    /// on (rows a schema change would violate). Only here: a replica replays `pre`, not
+    /// these, since an entry's DDL runs before the rows the transaction wrote before it.
+    pub checks: Vec<String>,
     /// Statements without parameters that run first, in the same transaction.
     pub pre: Vec<String>,
     /// The statement that takes the parameters and yields the rows or the change count.
@@ -151,6 +155,7 @@ impl Translation {
     fn new(kind: Kind) -> Translation {
         Translation {
             kind,
+            checks: Vec::new(),
             pre: Vec::new(),
             main: None,
             params: Vec::new(),

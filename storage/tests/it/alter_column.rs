@@ -48,3 +48,118 @@ async fn set_and_drop_default_and_not_null() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// The rebuilt table keeps its rows, keys, indexes (unique, partial, on expressions),
+/// foreign keys both ways with their actions, CHECK constraints, serial sequences and views,
+/// and the emulated catalog reports the new default and nullability.
+#[tokio::test]
+async fn a_rebuilt_table_keeps_everything_else() {
+    let db = open();
+    let mut s = db.backend.session();
+    for sql in [
+        "CREATE TABLE parents (id serial PRIMARY KEY, name text UNIQUE, code int)",
+        "CREATE TABLE jobs (id serial PRIMARY KEY, state text CHECK (state <> ''), prio int, \
+         parent int REFERENCES parents(id) ON DELETE CASCADE, n serial)",
+        "CREATE UNIQUE INDEX jobs_state_prio ON jobs (state, prio) WHERE prio > 0",
+        "CREATE INDEX jobs_lower ON jobs (lower(state))",
+        "CREATE TABLE child (id int PRIMARY KEY, job int REFERENCES jobs(id) ON DELETE CASCADE)",
+        "CREATE VIEW v AS SELECT id, prio FROM jobs",
+        "INSERT INTO parents (name) VALUES ('p1'), ('p2')",
+        "INSERT INTO jobs (state, prio, parent) VALUES ('a', 1, 1), ('b', 2, 2), ('c', 3, 1)",
+        "DELETE FROM jobs WHERE id = 3",
+        "INSERT INTO child VALUES (1, 1), (2, 2)",
+        "ALTER TABLE jobs ALTER COLUMN prio SET DEFAULT 5",
+        "ALTER TABLE jobs ALTER COLUMN prio SET NOT NULL",
+        "ALTER TABLE jobs ALTER COLUMN parent SET DEFAULT 1",
+    ] {
+        ok(&mut s, sql).await;
+    }
+    // Dropping the old table deleted no referencing row.
+    assert_eq!(
+        ok(&mut s, "SELECT * FROM child ORDER BY id").await.lines(),
+        ["1|1", "2|2"]
+    );
+    // The serial key goes on after the largest id ever handed out (3), not the largest left.
+    let out = ok(
+        &mut s,
+        "INSERT INTO jobs (state) VALUES ('d') RETURNING id, prio, n, parent",
+    )
+    .await;
+    assert_eq!(out.lines(), ["4|5|4|1"]);
+    for (sql, code) in [
+        ("INSERT INTO jobs (state, prio) VALUES ('a', 1)", "23505"),
+        ("INSERT INTO jobs (state) VALUES ('')", "23514"),
+        ("INSERT INTO jobs (state, parent) VALUES ('e', 99)", "23503"),
+    ] {
+        assert_eq!(err(&mut s, sql).await.code, code, "{sql}");
+    }
+    // Both foreign keys still cascade: parent 2 → job 2 → child 2.
+    ok(&mut s, "DELETE FROM parents WHERE id = 2").await;
+    assert_eq!(
+        ok(&mut s, "SELECT * FROM child ORDER BY id").await.lines(),
+        ["1|1"]
+    );
+    assert_eq!(
+        ok(&mut s, "SELECT * FROM v ORDER BY id").await.lines(),
+        ["1|1", "4|5"]
+    );
+    let out = ok(
+        &mut s,
+        "SELECT column_name, column_default, is_nullable, data_type FROM information_schema.columns \
+         WHERE table_name = 'jobs' ORDER BY ordinal_position",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        [
+            "id|nextval('jobs_id_seq'::regclass)|NO|integer",
+            "state||YES|text",
+            "prio|5|NO|integer",
+            "parent|1|YES|integer",
+            "n|nextval('jobs_n_seq'::regclass)|NO|integer",
+        ]
+    );
+    let out = ok(
+        &mut s,
+        "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a \
+         ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = 'jobs'::regclass \
+         ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        [
+            "id|nextval('jobs_id_seq'::regclass)",
+            "n|nextval('jobs_n_seq'::regclass)",
+            "parent|1",
+            "prio|5",
+        ]
+    );
+    let out = ok(
+        &mut s,
+        "SELECT attname, attnotnull, atthasdef FROM pg_attribute \
+         WHERE attrelid = 'jobs'::regclass AND attnum > 0 ORDER BY attnum",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        ["id|t|t", "state|f|f", "prio|t|t", "parent|f|t", "n|t|t"]
+    );
+    let out = ok(
+        &mut s,
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'jobs'::regclass \
+         AND contype IN ('p', 'f') ORDER BY 1",
+    )
+    .await;
+    assert_eq!(out.lines(), ["jobs_parent_fkey", "jobs_pkey"]);
+    let indexes: Vec<String> = sqlite(&db)
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' ORDER BY 1",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["jobs_lower", "jobs_state_prio"]);
+}
