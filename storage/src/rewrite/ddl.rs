@@ -9,8 +9,8 @@ use mycelium_protocol::DbError;
 use mycelium_protocol::types::PgType;
 use sqlparser::ast::{
     AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef, ColumnOption,
-    ColumnOptionDef, CreateIndex, CreateTable, CreateTableOptions, CreateView, Expr, Ident,
-    ObjectName, ObjectType, ReferentialAction, Statement, TableConstraint, Truncate,
+    ColumnOptionDef, CreateIndex, CreateTable, CreateTableOptions, CreateView, DataType, Expr,
+    Ident, ObjectName, ObjectType, ReferentialAction, Statement, TableConstraint, Truncate,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -18,7 +18,7 @@ use sqlparser::parser::Parser;
 use super::infer::{Inferer, ident_name, object_parts, table_name};
 use super::{Kind, OutColumn, Translation, expr};
 use crate::catalog::{
-    REBUILD_TABLE, Schema, TableInfo, Ty, quote_ident, quote_literal, sqlite_decl,
+    ColumnInfo, REBUILD_TABLE, Schema, TableInfo, Ty, quote_ident, quote_literal, sqlite_decl,
 };
 use crate::errors::{internal, unsupported};
 
@@ -619,6 +619,89 @@ enum ColumnChange {
     NotNull(bool),
     /// The default as SQLite text, or none.
     Default(Option<String>),
+    /// A new SQLite declaration, and the SQLite expression of each row's converted value.
+    Type {
+        decl: &'static str,
+        value: String,
+    },
+}
+
+/// Whether PostgreSQL converts `from` to `to` unasked (an implicit or assignment cast):
+/// ALTER COLUMN TYPE without USING refuses the others.
+fn assignable(from: Ty, to: Ty) -> bool {
+    use PgType::{
+        Bpchar, Date, Float4, Float8, Int2, Int4, Int8, Name, Numeric, Text, Timestamp,
+        Timestamptz, Varchar,
+    };
+    let string = |t: Ty| !t.is_carried_as_text() && matches!(t.ty, Text | Varchar | Bpchar | Name);
+    let number = |t: PgType| matches!(t, Int2 | Int4 | Int8 | Numeric | Float4 | Float8);
+    let temporal = |t: PgType| matches!(t, Date | Timestamp | Timestamptz);
+    if from.is_carried_as_text() || to.is_carried_as_text() {
+        return from.type_oid() == to.type_oid() || string(to);
+    }
+    from.ty == to.ty
+        || string(to)
+        || (number(from.ty) && number(to.ty))
+        || (temporal(from.ty) && temporal(to.ty))
+}
+
+/// Each row's value of `column` as type `ty`, the SQLite expression ALTER COLUMN TYPE copies:
+/// the USING expression, or the column itself, stored as an assignment stores it (22001 for
+/// a string too long for varchar(n)).
+fn converted(
+    info: &TableInfo,
+    column: &ColumnInfo,
+    ty: Ty,
+    using: Option<&Expr>,
+    schema: &Schema,
+) -> Result<String, DbError> {
+    if using.is_none() && !assignable(column.ty, ty) {
+        let target = ty.ty.format_type(ty.typmod);
+        return Err(DbError::new(
+            "42804",
+            format!(
+                "column \"{}\" cannot be cast automatically to type {target}",
+                column.name
+            ),
+        )
+        .with_hint(format!(
+            "You might need to specify \"USING {}::{target}\".",
+            column.name
+        )));
+    }
+    let mut e = using
+        .cloned()
+        .unwrap_or_else(|| Expr::Identifier(Ident::with_quote('"', &column.name)));
+    let mut inf = Inferer::new(schema, &[]);
+    inf.scopes
+        .push(vec![super::infer::Rel::of_table(info, None)]);
+    let source = inf.expr(&mut e, Some(ty))?;
+    if !inf.params.is_empty() {
+        return Err(DbError::new("42P02", "there is no parameter $1"));
+    }
+    if let Some(source) = source {
+        super::infer::assignment_cast(&mut e, source, ty)?;
+    }
+    expr::rewrite(&mut e, false)?;
+    Ok(e.to_string())
+}
+
+/// Whether changing how SQLite stores `column` would change the values of a key: row clocks
+/// and referencing rows hold keys by value, so a key column keeps its storage.
+fn is_key(info: &TableInfo, column: &str, schema: &Schema) -> bool {
+    let named = |cols: &[String]| cols.iter().any(|c| c.eq_ignore_ascii_case(column));
+    named(&info.primary_key)
+        || info.foreign_keys.iter().any(|fk| named(&fk.columns))
+        || schema.tables.values().any(|t| {
+            t.foreign_keys.iter().any(|fk| {
+                fk.table.eq_ignore_ascii_case(&info.name)
+                    && if fk.referred.is_empty() {
+                        named(&info.primary_key)
+                    } else {
+                        named(&fk.referred)
+                    }
+            })
+        })
 }
 
 /// The statements replacing `info` by a copy whose `column` is changed: SQLite's documented
@@ -670,8 +753,18 @@ fn rebuild(info: &TableInfo, column: &str, change: &ColumnChange) -> Result<Stri
                 });
             }
         }
+        ColumnChange::Type { decl, .. } => {
+            def.data_type = DataType::Custom(ObjectName::from(vec![Ident::new(*decl)]), vec![]);
+        }
     }
     let columns: Vec<String> = ct.columns.iter().map(|c| c.name.value.clone()).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|c| match change {
+            ColumnChange::Type { value, .. } if c.eq_ignore_ascii_case(column) => value.clone(),
+            _ => quote_ident(c),
+        })
+        .collect();
     let autoincrement = ct
         .columns
         .iter()
@@ -685,7 +778,8 @@ fn rebuild(info: &TableInfo, column: &str, change: &ColumnChange) -> Result<Stri
     let mut batch = vec!["PRAGMA legacy_alter_table = ON".to_owned()];
     batch.push(statements[0].to_string());
     batch.push(format!(
-        "INSERT OR IGNORE INTO {rebuilt} ({list}) SELECT {list} FROM {table}"
+        "INSERT OR IGNORE INTO {rebuilt} ({list}) SELECT {} FROM {table}",
+        values.join(", ")
     ));
     if autoincrement {
         // The largest id ever handed out, not only the largest left: a sequence never
@@ -707,7 +801,7 @@ fn rebuild(info: &TableInfo, column: &str, change: &ColumnChange) -> Result<Stri
     Ok(batch.join(";\n"))
 }
 
-/// `ALTER TABLE ... ALTER COLUMN`: SET/DROP NOT NULL and SET/DROP DEFAULT.
+/// `ALTER TABLE ... ALTER COLUMN`: SET/DROP NOT NULL, SET/DROP DEFAULT and [SET DATA] TYPE.
 fn alter_column(
     t: &mut Translation,
     info: &TableInfo,
@@ -727,7 +821,8 @@ fn alter_column(
     })?;
     let table = quote_ident(&info.name);
     let target = quote_ident(&column.name);
-    let (change, check, default_pg) = match op {
+    // The check, and the catalog columns the change sets.
+    let (change, check, catalog) = match op {
         AlterColumnOperation::SetNotNull => {
             if column.not_null {
                 return Ok(());
@@ -763,27 +858,53 @@ fn alter_column(
             (
                 ColumnChange::Default(Some(sql)),
                 None,
-                Some(Some(value.to_string())),
+                Some(format!(
+                    "default_pg = {}",
+                    quote_literal(&value.to_string())
+                )),
             )
         }
         AlterColumnOperation::DropDefault => {
             if column.default_sql.is_none() && column.default_pg.is_none() {
                 return Ok(());
             }
-            (ColumnChange::Default(None), None, Some(None))
+            (
+                ColumnChange::Default(None),
+                None,
+                Some("default_pg = NULL".to_owned()),
+            )
+        }
+        AlterColumnOperation::SetDataType {
+            data_type, using, ..
+        } => {
+            let ty = super::syntax::column_type(data_type)?;
+            let decl = sqlite_decl(ty.ty);
+            if decl != sqlite_decl(column.ty.ty) && is_key(info, &column.name, schema) {
+                return Err(unsupported(format!(
+                    "changing the storage of key column \"{}\" to {}",
+                    column.name,
+                    ty.ty.format_type(ty.typmod)
+                )));
+            }
+            let value = converted(info, column, ty, using.as_ref(), schema)?;
+            (
+                ColumnChange::Type { decl, value },
+                None,
+                Some(format!(
+                    "type_oid = {}, typmod = {}",
+                    ty.ty.oid(),
+                    ty.typmod
+                )),
+            )
         }
         other => return Err(unsupported(format!("ALTER COLUMN ... {other}"))),
     };
     t.checks.extend(check);
     t.pre.push(rebuild(info, &column.name, &change)?);
     t.rebuild = true;
-    if let Some(default_pg) = default_pg {
+    if let Some(set) = catalog {
         t.pre.push(format!(
-            "UPDATE __mycelium_columns SET default_pg = {} WHERE table_name = {} AND column_name = {}",
-            default_pg
-                .as_deref()
-                .map(quote_literal)
-                .unwrap_or_else(|| "NULL".to_owned()),
+            "UPDATE __mycelium_columns SET {set} WHERE table_name = {} AND column_name = {}",
             quote_literal(&info.name),
             quote_literal(&column.name)
         ));

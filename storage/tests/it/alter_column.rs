@@ -163,3 +163,155 @@ async fn a_rebuilt_table_keeps_everything_else() {
         .unwrap();
     assert_eq!(indexes, ["jobs_lower", "jobs_state_prio"]);
 }
+
+/// TYPE converts every row as PostgreSQL does: by assignment cast without USING (refused
+/// where PostgreSQL has none, 42804; 22001 for a string too long), by the USING expression
+/// otherwise; a failed conversion leaves the table as it was.
+#[tokio::test]
+async fn type_converts_every_row() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE t2 (id int PRIMARY KEY, state text, prio int, amt numeric, f float8, \
+         b bool, d date)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO t2 VALUES (1, '12', 5, 1.234, 2.5, true, '2024-01-02'), \
+         (2, 'abcdefghij', NULL, 2.345, 3.5, false, NULL)",
+    )
+    .await;
+    for (sql, code, message) in [
+        (
+            "ALTER TABLE t2 ALTER COLUMN state TYPE int",
+            "42804",
+            "column \"state\" cannot be cast automatically to type integer",
+        ),
+        (
+            "ALTER TABLE t2 ALTER COLUMN b TYPE int",
+            "42804",
+            "column \"b\" cannot be cast automatically to type integer",
+        ),
+        (
+            "ALTER TABLE t2 ALTER COLUMN prio TYPE bool",
+            "42804",
+            "column \"prio\" cannot be cast automatically to type boolean",
+        ),
+        (
+            "ALTER TABLE t2 ALTER COLUMN state TYPE varchar(5)",
+            "22001",
+            "value too long for type character varying(5)",
+        ),
+    ] {
+        let e = err(&mut s, sql).await;
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            (code, message),
+            "{sql}"
+        );
+    }
+    let e = err(&mut s, "ALTER TABLE t2 ALTER COLUMN state TYPE int").await;
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("You might need to specify \"USING state::integer\".")
+    );
+    for sql in [
+        "ALTER TABLE t2 ALTER COLUMN d TYPE text",
+        "ALTER TABLE t2 ALTER COLUMN prio TYPE bigint",
+        "ALTER TABLE t2 ALTER COLUMN amt TYPE numeric(10,2)",
+        "ALTER TABLE t2 ALTER COLUMN f TYPE int",
+        "ALTER TABLE t2 ALTER COLUMN prio TYPE text",
+        "ALTER TABLE t2 ALTER COLUMN state TYPE varchar(20)",
+    ] {
+        ok(&mut s, sql).await;
+    }
+    assert_eq!(
+        ok(&mut s, "SELECT * FROM t2 ORDER BY id").await.lines(),
+        ["1|12|5|1.23|2|t|2024-01-02", "2|abcdefghij||2.35|4|f|"]
+    );
+    ok(
+        &mut s,
+        "ALTER TABLE t2 ALTER COLUMN state TYPE int USING length(state)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "ALTER TABLE t2 ALTER COLUMN prio SET DATA TYPE int USING prio::int * 2",
+    )
+    .await;
+    assert_eq!(
+        ok(&mut s, "SELECT * FROM t2 ORDER BY id").await.lines(),
+        ["1|2|10|1.23|2|t|2024-01-02", "2|10||2.35|4|f|"]
+    );
+    let out = ok(
+        &mut s,
+        "SELECT column_name, data_type, character_maximum_length, numeric_precision, \
+         numeric_scale FROM information_schema.columns WHERE table_name = 't2' \
+         ORDER BY ordinal_position",
+    )
+    .await;
+    assert_eq!(
+        out.lines(),
+        [
+            "id|integer||32|0",
+            "state|integer||32|0",
+            "prio|integer||32|0",
+            "amt|numeric||10|2",
+            "f|integer||32|0",
+            "b|boolean|||",
+            "d|text|||",
+        ]
+    );
+    // Values are stored as the new type's: integers, not the text they were read from.
+    let stored: String = sqlite(&db)
+        .query_row("SELECT typeof(state) FROM t2 WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, "integer");
+}
+
+/// The task's own sequence, with varchar's length checked on existing rows.
+#[tokio::test]
+async fn varchar_too_long_for_an_existing_value_keeps_the_table() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE jobs (id int PRIMARY KEY, state text, prio int)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO jobs VALUES (1, 'a very long state name indeed', 1)",
+    )
+    .await;
+    let e = err(
+        &mut s,
+        "ALTER TABLE jobs ALTER COLUMN state TYPE varchar(20)",
+    )
+    .await;
+    assert_eq!(e.code, "22001");
+    assert_eq!(
+        ok(&mut s, "SELECT state FROM jobs").await.lines(),
+        ["a very long state name indeed"]
+    );
+    ok(&mut s, "UPDATE jobs SET state = 'short'").await;
+    ok(
+        &mut s,
+        "ALTER TABLE jobs ALTER COLUMN state TYPE varchar(20)",
+    )
+    .await;
+    let e = err(
+        &mut s,
+        "UPDATE jobs SET state = 'a very long state name indeed'",
+    )
+    .await;
+    assert_eq!(e.code, "22001");
+    assert_eq!(
+        ok(&mut s, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'jobs'::regclass AND attname = 'state'").await.lines(),
+        ["character varying(20)"]
+    );
+}
