@@ -633,7 +633,7 @@ impl<'c> Worker<'c> {
             // As when it first ran: a table rebuild must not cascade to referencing rows.
             self.without_foreign_keys(|| {
                 for statement in &redo.ddl {
-                    self.conn.execute_batch(statement).map_err(sqlite)?;
+                    crate::replication::replay_ddl(self.conn, statement)?;
                 }
                 Ok(())
             })?;
@@ -1138,8 +1138,13 @@ impl<'c> Worker<'c> {
         if t.ddl
             && let Some(capture) = self.capture.as_mut()
         {
-            capture.ddl.extend(t.pre.iter().cloned());
-            capture.ddl.extend(t.main.iter().cloned());
+            match &t.replicated {
+                Some(statement) => capture.ddl.push(statement.clone()),
+                None => {
+                    capture.ddl.extend(t.pre.iter().cloned());
+                    capture.ddl.extend(t.main.iter().cloned());
+                }
+            }
         }
         if t.ddl && txn.is_some() {
             // Later statements of this transaction must see its own DDL; other

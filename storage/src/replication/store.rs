@@ -793,7 +793,7 @@ impl ApplyTxn for ShardTxn<'_> {
         self.tables.clear();
         self.schema_changed = true;
         self.conn.execute_batch("SAVEPOINT __mycelium_ddl")?;
-        match self.conn.execute_batch(sql) {
+        match super::replay_ddl(self.conn, sql) {
             Ok(()) => {
                 self.conn.execute_batch("RELEASE __mycelium_ddl")?;
             }
@@ -810,8 +810,6 @@ impl ApplyTxn for ShardTxn<'_> {
                 }
                 self.conn
                     .execute_batch("ROLLBACK TO __mycelium_ddl; RELEASE __mycelium_ddl")?;
-                // A table rebuild that failed half way left its legacy rename mode on.
-                self.conn.pragma_update(None, "legacy_alter_table", false)?;
             }
         }
         Ok(())

@@ -936,6 +936,9 @@ pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Transl
                 .with_hint("Run each action as its own ALTER TABLE."),
         );
     }
+    if alters_columns {
+        t.replicated = Some(Statement::AlterTable(at.clone()).to_string());
+    }
     for op in &at.operations {
         match op {
             AlterTableOperation::AlterColumn { column_name, op } => {

@@ -137,6 +137,10 @@ pub struct Translation {
     /// unenforced, or dropping the old table would delete, or cascade to, the rows that
     /// reference it.
     pub rebuild: bool,
+    /// What replicas (and a prepared transaction restarted) replay instead of `pre`: the
+    /// PostgreSQL statement itself, for a rebuild (ALTER COLUMN), which a SQLite node
+    /// translates against its own schema ([`replays_translated`]) and PostgreSQL runs as is.
+    pub replicated: Option<String>,
 }
 
 /// A query that yields the rows an INSERT or UPDATE writes, run after a unique violation to
@@ -168,6 +172,7 @@ impl Translation {
             catalog: false,
             probe: None,
             rebuild: false,
+            replicated: None,
         }
     }
 
@@ -285,6 +290,18 @@ fn quote_name(raw: &str) -> String {
 }
 
 /// Translates one Postgres statement.
+/// Whether a replicated DDL statement is PostgreSQL's own `ALTER TABLE ... ALTER COLUMN`,
+/// which SQLite lacks and a node replays through [`translate`]; the rest is SQLite text.
+pub(crate) fn replays_translated(sql: &str) -> bool {
+    matches!(
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref(),
+        Ok([Statement::AlterTable(at)]) if at
+            .operations
+            .iter()
+            .any(|op| matches!(op, sqlparser::ast::AlterTableOperation::AlterColumn { .. }))
+    )
+}
+
 pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Translation, DbError> {
     if let Some(result) = by_keyword(sql) {
         return result;
