@@ -821,8 +821,8 @@ fn alter_column(
     })?;
     let table = quote_ident(&info.name);
     let target = quote_ident(&column.name);
-    // The check, and the catalog columns the change sets.
-    let (change, check, catalog) = match op {
+    // The check, and the column's type and default afterwards.
+    let (change, check, ty, default_pg) = match op {
         AlterColumnOperation::SetNotNull => {
             if column.not_null {
                 return Ok(());
@@ -835,7 +835,12 @@ fn alter_column(
                 "SELECT __pg_raise('23502', {}) FROM {table} WHERE {target} IS NULL LIMIT 1",
                 quote_literal(&message)
             );
-            (ColumnChange::NotNull(true), Some(check), None)
+            (
+                ColumnChange::NotNull(true),
+                Some(check),
+                column.ty,
+                column.default_pg.clone(),
+            )
         }
         AlterColumnOperation::DropNotNull => {
             if info
@@ -851,28 +856,27 @@ fn alter_column(
             if !column.not_null {
                 return Ok(());
             }
-            (ColumnChange::NotNull(false), None, None)
+            (
+                ColumnChange::NotNull(false),
+                None,
+                column.ty,
+                column.default_pg.clone(),
+            )
         }
         AlterColumnOperation::SetDefault { value } => {
             let sql = default_sql(value, column.ty, schema)?;
             (
                 ColumnChange::Default(Some(sql)),
                 None,
-                Some(format!(
-                    "default_pg = {}",
-                    quote_literal(&value.to_string())
-                )),
+                column.ty,
+                Some(value.to_string()),
             )
         }
         AlterColumnOperation::DropDefault => {
             if column.default_sql.is_none() && column.default_pg.is_none() {
                 return Ok(());
             }
-            (
-                ColumnChange::Default(None),
-                None,
-                Some("default_pg = NULL".to_owned()),
-            )
+            (ColumnChange::Default(None), None, column.ty, None)
         }
         AlterColumnOperation::SetDataType {
             data_type, using, ..
@@ -890,11 +894,8 @@ fn alter_column(
             (
                 ColumnChange::Type { decl, value },
                 None,
-                Some(format!(
-                    "type_oid = {}, typmod = {}",
-                    ty.ty.oid(),
-                    ty.typmod
-                )),
+                ty,
+                column.default_pg.clone(),
             )
         }
         other => return Err(unsupported(format!("ALTER COLUMN ... {other}"))),
@@ -902,13 +903,13 @@ fn alter_column(
     t.checks.extend(check);
     t.pre.push(rebuild(info, &column.name, &change)?);
     t.rebuild = true;
-    if let Some(set) = catalog {
-        t.pre.push(format!(
-            "UPDATE __mycelium_columns SET {set} WHERE table_name = {} AND column_name = {}",
-            quote_literal(&info.name),
-            quote_literal(&column.name)
-        ));
-    }
+    // The whole row: a table created by a PostgreSQL primary's replicated DDL has none yet.
+    catalog_rows(
+        t,
+        &info.name,
+        &[(column.name.clone(), ty, default_pg)],
+        usize::try_from(column.attnum).unwrap_or(1),
+    );
     Ok(())
 }
 
