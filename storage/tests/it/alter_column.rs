@@ -38,6 +38,38 @@ async fn set_and_drop_default_and_not_null() {
     let out = ok(&mut s, "SELECT * FROM jobs ORDER BY id").await;
     assert_eq!(out.lines(), ["1|a|0", "2||9", "4||"]);
     assert_eq!(count_rows(&db, "jobs"), 3);
+    for (sql, code) in [
+        ("ALTER TABLE jobs ALTER COLUMN nope SET DEFAULT 1", "42703"),
+        ("ALTER TABLE jobs ALTER COLUMN id DROP NOT NULL", "42P16"),
+        (
+            "ALTER TABLE jobs ALTER COLUMN id SET DEFAULT 'abc'",
+            "22P02",
+        ),
+        ("ALTER TABLE nope ALTER COLUMN prio SET DEFAULT 1", "42P01"),
+    ] {
+        assert_eq!(err(&mut s, sql).await.code, code, "{sql}");
+    }
+    ok(
+        &mut s,
+        "ALTER TABLE IF EXISTS nope ALTER COLUMN prio SET DEFAULT 1",
+    )
+    .await;
+    // Transactional, as in PostgreSQL: a rollback takes the rebuild back.
+    ok(&mut s, "BEGIN").await;
+    ok(&mut s, "ALTER TABLE jobs ALTER COLUMN prio SET DEFAULT 1").await;
+    assert_eq!(
+        ok(&mut s, "INSERT INTO jobs (id) VALUES (5) RETURNING prio")
+            .await
+            .lines(),
+        ["1"]
+    );
+    ok(&mut s, "ROLLBACK").await;
+    assert_eq!(
+        ok(&mut s, "INSERT INTO jobs (id) VALUES (5) RETURNING prio")
+            .await
+            .lines(),
+        [""]
+    );
     // No copy is left behind.
     let left: i64 = sqlite(&db)
         .query_row(
