@@ -240,9 +240,19 @@ fn route_statement(
         Statement::CreateIndex(index) => Ok(Route::Ddl {
             tables: vec![table_name(&index.table_name)],
         }),
-        Statement::AlterTable(alter) => Ok(Route::Ddl {
-            tables: vec![table_name(&alter.name)],
-        }),
+        Statement::AlterTable(alter) => {
+            let table = table_name(&alter.name);
+            if policies.has_policy(&table) && alter.operations.iter().any(depends_on_rows) {
+                return Err(RouterError::Unsupported(format!(
+                    "ALTER COLUMN ... TYPE or SET NOT NULL on {table}, which has a placement \
+                     policy: its copies receive the statement and the table's rows through \
+                     different logs and could apply it before rows written earlier"
+                )));
+            }
+            Ok(Route::Ddl {
+                tables: vec![table],
+            })
+        }
         Statement::Drop { names, .. } => Ok(Route::Ddl {
             tables: names.iter().map(table_name).collect(),
         }),
@@ -255,6 +265,20 @@ fn route_statement(
         }),
         _ => Ok(Route::AnyNode),
     }
+}
+
+/// An ALTER TABLE action whose effect depends on the rows present when it runs: a copy must
+/// apply it after every earlier row, which only one shared log guarantees (tables without a
+/// policy).
+fn depends_on_rows(operation: &sqlparser::ast::AlterTableOperation) -> bool {
+    use sqlparser::ast::{AlterColumnOperation, AlterTableOperation};
+    matches!(
+        operation,
+        AlterTableOperation::AlterColumn {
+            op: AlterColumnOperation::SetNotNull | AlterColumnOperation::SetDataType { .. },
+            ..
+        }
+    )
 }
 
 fn route_query(query: &Query, policies: &dyn PolicySource) -> Result<Route, RouterError> {

@@ -589,3 +589,25 @@ fn groups_not_selected_are_merged_by_hidden_key_columns() {
         assert_eq!(spec.hidden_columns, 0, "{sql}");
     }
 }
+
+#[test]
+fn alter_column_that_depends_on_rows_is_refused_on_tables_with_a_policy() {
+    for sql in [
+        "ALTER TABLE users ALTER COLUMN name TYPE varchar(20)",
+        "ALTER TABLE orders ALTER COLUMN total SET NOT NULL",
+    ] {
+        assert!(refused(sql).contains("placement policy"), "{sql}");
+    }
+    check(
+        "ALTER TABLE users ALTER COLUMN name SET DEFAULT 'x'",
+        Route::Ddl {
+            tables: vec!["users".to_owned()],
+        },
+    );
+    check(
+        "ALTER TABLE notes ALTER COLUMN note TYPE text",
+        Route::Ddl {
+            tables: vec!["notes".to_owned()],
+        },
+    );
+}

@@ -18,6 +18,10 @@ use rusqlite::Connection;
 /// extension (replication) only records tables that have one. Never shown to clients.
 pub const HIDDEN_ROWID: &str = "__mycelium_rowid";
 
+/// The name a table is rebuilt under before it takes the altered table's place (`ALTER
+/// COLUMN`, which SQLite cannot do in place). Its rows are a copy, never a change to capture.
+pub const REBUILD_TABLE: &str = "__mycelium_rebuild";
+
 /// Postgres's first OID for user objects; table OIDs are this plus the catalog row id.
 pub const FIRST_USER_OID: u32 = 16384;
 
@@ -150,6 +154,9 @@ pub struct IndexInfo {
     pub columns: Vec<String>,
     pub unique: bool,
     pub primary: bool,
+    /// Its `CREATE INDEX` statement; `None` for the indexes SQLite makes for a table's own
+    /// constraints, which come back with the table.
+    pub sql: Option<String>,
 }
 
 /// A foreign key, as SQLite keeps it in the table's definition (`PRAGMA foreign_key_list`).
@@ -180,6 +187,8 @@ pub struct TableInfo {
     pub foreign_keys: Vec<ForeignKeyInfo>,
     /// Has the hidden rowid column: `SELECT *` must name the visible columns.
     pub hidden_rowid: bool,
+    /// Its `CREATE TABLE` statement as SQLite keeps it, which a rebuild starts from.
+    pub sql: String,
 }
 
 impl TableInfo {
@@ -293,7 +302,7 @@ pub(crate) fn is_system_table(name: &str) -> bool {
 pub fn load(conn: &Connection, id: u64) -> rusqlite::Result<Schema> {
     let mut tables = HashMap::new();
     let mut objects = conn.prepare(
-        "SELECT m.name, m.type, t.oid, t.pk_name FROM sqlite_master m \
+        "SELECT m.name, m.type, t.oid, t.pk_name, m.sql FROM sqlite_master m \
          LEFT JOIN __mycelium_tables t ON t.name = m.name \
          WHERE m.type IN ('table', 'view')",
     )?;
@@ -303,10 +312,11 @@ pub fn load(conn: &Connection, id: u64) -> rusqlite::Result<Schema> {
             row.get::<_, String>(1)?,
             row.get::<_, Option<i64>>(2)?,
             row.get::<_, Option<String>>(3)?,
+            row.get::<_, Option<String>>(4)?,
         ))
     })?;
     for row in rows {
-        let (name, kind, oid, pk_name) = row?;
+        let (name, kind, oid, pk_name, sql) = row?;
         if is_internal_table(&name) {
             continue;
         }
@@ -314,7 +324,8 @@ pub fn load(conn: &Connection, id: u64) -> rusqlite::Result<Schema> {
             Some(oid) => FIRST_USER_OID + u32::try_from(oid).unwrap_or(0),
             None => fallback_oid(&name),
         };
-        let table = load_table(conn, &name, oid, kind == "view", pk_name)?;
+        let mut table = load_table(conn, &name, oid, kind == "view", pk_name)?;
+        table.sql = sql.unwrap_or_default();
         tables.insert(name.to_ascii_lowercase(), Arc::new(table));
     }
     Ok(Schema { id, tables })
@@ -420,6 +431,9 @@ fn load_table(
                 .query_map([], |row| row.get::<_, Option<String>>(2))?
                 .filter_map(|r| r.ok().flatten())
                 .collect();
+            let sql: Option<String> = conn
+                .prepare_cached("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1")?
+                .query_row([&index_name], |row| row.get(0))?;
             let primary = origin == "pk" || index_name.ends_with("_pkey");
             if primary && primary_key.is_empty() {
                 // `ALTER TABLE ADD PRIMARY KEY` becomes a unique index: SQLite cannot add one.
@@ -440,6 +454,7 @@ fn load_table(
                 columns: names,
                 unique,
                 primary,
+                sql,
             });
         }
     }
@@ -453,6 +468,7 @@ fn load_table(
                 columns: primary_key.clone(),
                 unique: true,
                 primary: true,
+                sql: None,
             },
         );
     }
@@ -471,6 +487,7 @@ fn load_table(
         indexes,
         foreign_keys,
         hidden_rowid,
+        sql: String::new(),
     })
 }
 

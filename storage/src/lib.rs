@@ -51,7 +51,20 @@
 //! `generate_series` and the JSON and regexp ones of `rewrite::srf`, record-returning ones
 //! (`jsonb_each`) in a select list, `DELETE ... USING ... RETURNING` (DELETE ... USING itself runs as
 //! `WHERE EXISTS (SELECT 1 FROM <using> WHERE ...)`), `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
-//! generated/identity columns, `ALTER COLUMN`, adding CHECK constraints to existing tables.
+//! generated/identity columns, adding CHECK constraints to existing tables, `ALTER COLUMN`
+//! together with other actions in one `ALTER TABLE`, `ALTER COLUMN ... TYPE` that would change
+//! how SQLite stores a primary-key or foreign-key column (integer to text, say: row clocks and
+//! referencing rows hold keys by value), and `ALTER COLUMN ... ADD GENERATED`.
+//!
+//! **ALTER COLUMN** (SET/DROP DEFAULT, SET/DROP NOT NULL, [SET DATA] TYPE [USING]) rebuilds
+//! the table as SQLite documents (new table, copy, drop, rename, indexes again), with foreign
+//! keys unenforced while the old table goes (`Translation::rebuild`); the copy's rows are not
+//! captured. Its WAL entries carry the PostgreSQL statement, which SQLite copies translate
+//! against their own schema and PostgreSQL copies run as is. A copy runs a transaction's DDL
+//! before its rows, from whichever of the primary's logs brings it first: a conversion (TYPE)
+//! or a SET NOT NULL can meet rows of an earlier entry of another log that it did not see
+//! (unconverted values, or a NULL the copy's apply then refuses). Expression indexes, CHECK
+//! constraints and views keep their text as translated for the old type.
 //!
 //! **Accepted with weaker semantics**, documented here because Postgres clients send them:
 //! `ALTER TABLE ... ADD PRIMARY KEY` becomes a unique index named `<table>_pkey` (SQLite

@@ -13,6 +13,7 @@ const SHARDS: u32 = 6;
 const ROWS: i64 = 60;
 
 crate::processes::on_every_backend!(statements_see_each_copy_once);
+crate::processes::on_every_backend!(alter_column_holds_on_every_backend);
 
 /// Where the shards of `r` live (every node holds every shard: replication_factor 1).
 fn placement() -> mycelium_router::TablePlacement {
@@ -229,4 +230,80 @@ async fn statements_see_each_copy_once(backend: Backend) {
         one_value(&client, "SELECT count(*) FROM r").await,
         left.to_string()
     );
+}
+
+/// ALTER COLUMN on a table without a policy, as a migration tool sends it: each node runs it
+/// (a SQLite node rebuilds the table), and the new default, NOT NULL and type hold on every
+/// backend (copies converging is tested in the storage crate's replication tests). On a table
+/// with a policy, TYPE and SET NOT NULL are refused: its copies get the statement and the rows
+/// through different logs.
+async fn alter_column_holds_on_every_backend(backend: Backend) {
+    let Some(cluster) = ProcessCluster::start_with(backend, "", "", "") else {
+        return;
+    };
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE jobs (id integer PRIMARY KEY, state text, prio integer); \
+             INSERT INTO jobs VALUES (1, 'a', NULL), (2, 'bb', 2); \
+             CREATE TABLE placed (id integer PRIMARY KEY, prio integer) \
+             WITH (mycelium.replication_factor = 1)",
+        )
+        .await
+        .expect("tables without and with a policy");
+    for sql in [
+        "ALTER TABLE placed ALTER COLUMN prio SET NOT NULL",
+        "ALTER TABLE placed ALTER COLUMN prio TYPE bigint",
+    ] {
+        let error = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(
+            crate::harness::sqlstate(&error),
+            "0A000",
+            "{sql}: {error:?}"
+        );
+    }
+    for sql in [
+        "ALTER TABLE jobs ALTER COLUMN prio SET DEFAULT 9",
+        "INSERT INTO jobs (id, state) VALUES (3, 'c')",
+        "UPDATE jobs SET prio = 0 WHERE prio IS NULL",
+    ] {
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    // The proxy runs DDL on every node, and each checks its own rows: a copy that has not
+    // applied the UPDATE yet still holds the NULL and refuses SET NOT NULL (23502).
+    copies_converge(&cluster, "SELECT count(*) FROM jobs WHERE prio IS NULL", 0).await;
+    for sql in [
+        "ALTER TABLE jobs ALTER COLUMN prio SET NOT NULL",
+        "ALTER TABLE jobs ALTER COLUMN state TYPE varchar(20)",
+        "ALTER TABLE jobs ALTER COLUMN prio TYPE bigint",
+    ] {
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    for (sql, code) in [
+        (
+            "INSERT INTO jobs (id, state, prio) VALUES (4, 'd', NULL)",
+            "23502",
+        ),
+        (
+            "UPDATE jobs SET state = repeat('x', 21) WHERE id = 1",
+            "22001",
+        ),
+    ] {
+        let error = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(crate::harness::sqlstate(&error), code, "{sql}: {error:?}");
+    }
+    for (sql, expected) in [
+        ("SELECT count(*) FROM jobs", "3"),
+        ("SELECT count(*) FROM jobs WHERE prio = 9", "1"),
+        ("SELECT count(*) FROM jobs WHERE prio = 0", "1"),
+        ("SELECT max(length(state)) FROM jobs", "2"),
+    ] {
+        assert_eq!(one_value(&client, sql).await, expected, "{sql}");
+    }
 }

@@ -11,6 +11,7 @@ use mycelium_protocol::{
     CopyIn, DataRowsBuilder, DbError, Execute, Format, Reply, StatementDescription, TxnOutcome,
 };
 use mycelium_replication::WalEntry;
+use rusqlite::config::DbConfig;
 use rusqlite::session::{ConflictAction, ConflictType, Session};
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -423,7 +424,9 @@ impl<'c> Worker<'c> {
         let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
         let mut session = Session::new(self.conn).map_err(sqlite)?;
         session.table_filter(Some(|table: &str| {
-            table != "__mycelium_tables" && table != "__mycelium_columns"
+            table != "__mycelium_tables"
+                && table != "__mycelium_columns"
+                && table != catalog::REBUILD_TABLE
         }));
         session.attach::<&str>(None).map_err(sqlite)?;
         Ok(Capture {
@@ -627,9 +630,13 @@ impl<'c> Worker<'c> {
         let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
         let applied = (|| {
-            for statement in &redo.ddl {
-                self.conn.execute_batch(statement).map_err(sqlite)?;
-            }
+            // As when it first ran: a table rebuild must not cascade to referencing rows.
+            self.without_foreign_keys(|| {
+                for statement in &redo.ddl {
+                    crate::replication::replay_ddl(self.conn, statement)?;
+                }
+                Ok(())
+            })?;
             let mut input: &[u8] = &redo.changeset;
             // The database is as it was when the transaction was prepared (it held the
             // write lock until the crash), so any conflict means the redo record is wrong.
@@ -1131,8 +1138,13 @@ impl<'c> Worker<'c> {
         if t.ddl
             && let Some(capture) = self.capture.as_mut()
         {
-            capture.ddl.extend(t.pre.iter().cloned());
-            capture.ddl.extend(t.main.iter().cloned());
+            match &t.replicated {
+                Some(statement) => capture.ddl.push(statement.clone()),
+                None => {
+                    capture.ddl.extend(t.pre.iter().cloned());
+                    capture.ddl.extend(t.main.iter().cloned());
+                }
+            }
         }
         if t.ddl && txn.is_some() {
             // Later statements of this transaction must see its own DDL; other
@@ -1157,6 +1169,33 @@ impl<'c> Worker<'c> {
         Ok(())
     }
 
+    fn run_pre(&self, t: &Translation) -> Result<(), DbError> {
+        for sql in t.checks.iter().chain(&t.pre) {
+            self.conn
+                .execute_batch(sql)
+                .map_err(|e| self.map_error(&e, t.table.as_deref()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with foreign keys unenforced, inside the open transaction (where `PRAGMA
+    /// foreign_keys` is a no-op), for a table rebuild: dropping the old table must not
+    /// delete the rows referencing it. Also ends the rebuild's legacy rename mode, which a
+    /// rebuild interrupted half way would leave on.
+    fn without_foreign_keys(&self, f: impl FnOnce() -> Result<(), DbError>) -> Result<(), DbError> {
+        let sqlite = |e: rusqlite::Error| from_sqlite(&e, ErrorContext::default());
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, false)
+            .map_err(sqlite)?;
+        let result = f();
+        let restored = self
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, true)
+            .and_then(|_| self.conn.pragma_update(None, "legacy_alter_table", false))
+            .map_err(sqlite);
+        result.and(restored)
+    }
+
     /// Runs the translated statements; returns the row or change count for the tag.
     fn run_statements(
         &self,
@@ -1166,10 +1205,10 @@ impl<'c> Worker<'c> {
         replies: &mpsc::Sender<Result<Reply, DbError>>,
     ) -> Result<u64, DbError> {
         let table = t.table.as_deref();
-        for sql in &t.pre {
-            self.conn
-                .execute_batch(sql)
-                .map_err(|e| self.map_error(&e, table))?;
+        if t.rebuild {
+            self.without_foreign_keys(|| self.run_pre(t))?;
+        } else {
+            self.run_pre(t)?;
         }
         let Some(main) = &t.main else {
             return Ok(0);

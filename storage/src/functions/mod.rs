@@ -405,6 +405,13 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
             format!("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"),
         )))
     })?;
+    // A statement's own check failing as Postgres reports it. Volatile: SQLite evaluates a
+    // deterministic call with constant arguments once up front, even when no row asks for it.
+    conn.create_scalar_function("__pg_raise", 2, VOLATILE, |ctx| {
+        let code: String = ctx.get(0)?;
+        let message: String = ctx.get(1)?;
+        Err::<Value, _>(fail(DbError::new(&code, message)))
+    })?;
     conn.create_scalar_function("__pg_similar", 3, DET, |ctx| {
         let (Some(value), Some(pattern), Some(escape)) =
             (text_arg(ctx, 0)?, text_arg(ctx, 1)?, text_arg(ctx, 2)?)

@@ -112,6 +112,7 @@ pub fn system_tables() -> &'static HashMap<String, Arc<TableInfo>> {
                 indexes: vec![],
                 foreign_keys: vec![],
                 hidden_rowid: false,
+                sql: String::new(),
             });
             map.insert(format!("{schema}.{name}"), info.clone());
             if *schema == "pg_catalog" {

@@ -67,6 +67,27 @@ pub(crate) use store::REPLICATION_DDL;
 // The key and clock encodings, shared with the PostgreSQL backend's replication tables.
 pub(crate) use store::{decode_clock, decode_key, encode_clock, encode_key, key_text};
 
+/// Runs one replicated DDL statement in `conn`'s open transaction: SQLite text as is, or
+/// PostgreSQL's `ALTER TABLE ... ALTER COLUMN` (a rebuild, which a SQLite primary ships as
+/// the statement so that PostgreSQL copies can run it too) translated against the schema
+/// the transaction sees. Foreign keys must be unenforced (a rebuild drops the old table).
+pub(crate) fn replay_ddl(conn: &rusqlite::Connection, sql: &str) -> Result<(), DbError> {
+    let sqlite =
+        |e: rusqlite::Error| crate::errors::from_sqlite(&e, crate::errors::ErrorContext::default());
+    if !crate::rewrite::replays_translated(sql) {
+        return conn.execute_batch(sql).map_err(sqlite);
+    }
+    let schema = crate::catalog::load(conn, 0).map_err(sqlite)?;
+    let t = crate::rewrite::translate(sql, &[], &schema)?;
+    let result = t
+        .pre
+        .iter()
+        .try_for_each(|statement| conn.execute_batch(statement));
+    // A rebuild stopped half way leaves its legacy rename mode on.
+    let reset = conn.pragma_update(None, "legacy_alter_table", false);
+    result.and(reset).map_err(sqlite)
+}
+
 /// Which shard a row belongs to: `(table, columns, row image)` → shard, or `None` when the
 /// table is not replicated. The node computes it from table policies; storage knows nothing
 /// of routing.

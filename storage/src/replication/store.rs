@@ -793,7 +793,7 @@ impl ApplyTxn for ShardTxn<'_> {
         self.tables.clear();
         self.schema_changed = true;
         self.conn.execute_batch("SAVEPOINT __mycelium_ddl")?;
-        match self.conn.execute_batch(sql) {
+        match super::replay_ddl(self.conn, sql) {
             Ok(()) => {
                 self.conn.execute_batch("RELEASE __mycelium_ddl")?;
             }

@@ -8,15 +8,19 @@
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::PgType;
 use sqlparser::ast::{
-    AlterTable, AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable,
-    CreateTableOptions, CreateView, Expr, ObjectName, ObjectType, ReferentialAction,
-    TableConstraint, Truncate,
+    AlterColumnOperation, AlterTable, AlterTableOperation, ColumnDef, ColumnOption,
+    ColumnOptionDef, CreateIndex, CreateTable, CreateTableOptions, CreateView, DataType, Expr,
+    Ident, ObjectName, ObjectType, ReferentialAction, Statement, TableConstraint, Truncate,
 };
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
 
 use super::infer::{Inferer, ident_name, object_parts, table_name};
 use super::{Kind, OutColumn, Translation, expr};
-use crate::catalog::{Schema, Ty, quote_ident, quote_literal, sqlite_decl};
-use crate::errors::unsupported;
+use crate::catalog::{
+    ColumnInfo, REBUILD_TABLE, Schema, TableInfo, Ty, quote_ident, quote_literal, sqlite_decl,
+};
+use crate::errors::{internal, unsupported};
 
 /// The one table column a CHECK expression references, if it references exactly one.
 fn single_column(e: &Expr, columns: &[(String, Ty)]) -> Option<String> {
@@ -611,6 +615,305 @@ pub(super) fn drop(
     Ok(t)
 }
 
+/// What ALTER COLUMN changes in a column's SQLite definition.
+enum ColumnChange {
+    NotNull(bool),
+    /// The default as SQLite text, or none.
+    Default(Option<String>),
+    /// A new SQLite declaration, and the SQLite expression of each row's converted value.
+    Type {
+        decl: &'static str,
+        value: String,
+    },
+}
+
+/// Whether PostgreSQL converts `from` to `to` unasked (an implicit or assignment cast):
+/// ALTER COLUMN TYPE without USING refuses the others.
+fn assignable(from: Ty, to: Ty) -> bool {
+    use PgType::{
+        Bpchar, Date, Float4, Float8, Int2, Int4, Int8, Name, Numeric, Text, Timestamp,
+        Timestamptz, Varchar,
+    };
+    let string = |t: Ty| !t.is_carried_as_text() && matches!(t.ty, Text | Varchar | Bpchar | Name);
+    let number = |t: PgType| matches!(t, Int2 | Int4 | Int8 | Numeric | Float4 | Float8);
+    let temporal = |t: PgType| matches!(t, Date | Timestamp | Timestamptz);
+    if from.is_carried_as_text() || to.is_carried_as_text() {
+        return from.type_oid() == to.type_oid() || string(to);
+    }
+    from.ty == to.ty
+        || string(to)
+        || (number(from.ty) && number(to.ty))
+        || (temporal(from.ty) && temporal(to.ty))
+}
+
+/// Each row's value of `column` as type `ty`, the SQLite expression ALTER COLUMN TYPE copies:
+/// the USING expression, or the column itself, stored as an assignment stores it (22001 for
+/// a string too long for varchar(n)).
+fn converted(
+    info: &TableInfo,
+    column: &ColumnInfo,
+    ty: Ty,
+    using: Option<&Expr>,
+    schema: &Schema,
+) -> Result<String, DbError> {
+    if using.is_none() && !assignable(column.ty, ty) {
+        let target = ty.ty.format_type(ty.typmod);
+        return Err(DbError::new(
+            "42804",
+            format!(
+                "column \"{}\" cannot be cast automatically to type {target}",
+                column.name
+            ),
+        )
+        .with_hint(format!(
+            "You might need to specify \"USING {}::{target}\".",
+            column.name
+        )));
+    }
+    let mut e = using
+        .cloned()
+        .unwrap_or_else(|| Expr::Identifier(Ident::with_quote('"', &column.name)));
+    let mut inf = Inferer::new(schema, &[]);
+    inf.scopes
+        .push(vec![super::infer::Rel::of_table(info, None)]);
+    let source = inf.expr(&mut e, Some(ty))?;
+    if !inf.params.is_empty() {
+        return Err(DbError::new("42P02", "there is no parameter $1"));
+    }
+    if let Some(source) = source {
+        super::infer::assignment_cast(&mut e, source, ty)?;
+    }
+    expr::rewrite(&mut e, false)?;
+    Ok(e.to_string())
+}
+
+/// Whether changing how SQLite stores `column` would change the values of a key: row clocks
+/// and referencing rows hold keys by value, so a key column keeps its storage.
+fn is_key(info: &TableInfo, column: &str, schema: &Schema) -> bool {
+    let named = |cols: &[String]| cols.iter().any(|c| c.eq_ignore_ascii_case(column));
+    named(&info.primary_key)
+        || info.foreign_keys.iter().any(|fk| named(&fk.columns))
+        || schema.tables.values().any(|t| {
+            t.foreign_keys.iter().any(|fk| {
+                fk.table.eq_ignore_ascii_case(&info.name)
+                    && if fk.referred.is_empty() {
+                        named(&info.primary_key)
+                    } else {
+                        named(&fk.referred)
+                    }
+            })
+        })
+}
+
+/// The statements replacing `info` by a copy whose `column` is changed: SQLite's documented
+/// rebuild (<https://www.sqlite.org/lang_altertable.html#otheralter>). They are one batch, so
+/// a replica replays them as one DDL statement and a failure there leaves the table whole.
+/// The rename runs in legacy mode: the current one would check, and fail on, the views that
+/// name the table while it is gone, and the table's own references to itself must keep its
+/// name. The rows of the copy are no change; the session extension leaves them out.
+///
+/// The copy skips rows the new definition refuses (OR IGNORE): none on the node that checked
+/// the statement first; on a replica, rows its transaction changed before the ALTER, whose
+/// new images come after the DDL in the entry and put them back.
+fn rebuild(info: &TableInfo, column: &str, change: &ColumnChange) -> Result<String, DbError> {
+    let unreadable = |e: String| {
+        internal(format!(
+            "cannot read the definition of table \"{}\": {e}",
+            info.name
+        ))
+    };
+    let mut statements =
+        Parser::parse_sql(&SQLiteDialect {}, &info.sql).map_err(|e| unreadable(e.to_string()))?;
+    let [Statement::CreateTable(ct)] = statements.as_mut_slice() else {
+        return Err(unreadable("not one CREATE TABLE".to_owned()));
+    };
+    let def = ct
+        .columns
+        .iter_mut()
+        .find(|c| c.name.value.eq_ignore_ascii_case(column))
+        .ok_or_else(|| unreadable(format!("no column \"{column}\"")))?;
+    match change {
+        ColumnChange::NotNull(on) => {
+            def.options
+                .retain(|o| !matches!(o.option, ColumnOption::NotNull | ColumnOption::Null));
+            if *on {
+                def.options.push(ColumnOptionDef {
+                    name: None,
+                    option: ColumnOption::NotNull,
+                });
+            }
+        }
+        ColumnChange::Default(sql) => {
+            def.options
+                .retain(|o| !matches!(o.option, ColumnOption::Default(_)));
+            if let Some(sql) = sql {
+                // Already SQLite text: a bare identifier prints unchanged.
+                def.options.push(ColumnOptionDef {
+                    name: None,
+                    option: ColumnOption::Default(Expr::Identifier(Ident::new(format!("({sql})")))),
+                });
+            }
+        }
+        ColumnChange::Type { decl, .. } => {
+            def.data_type = DataType::Custom(ObjectName::from(vec![Ident::new(*decl)]), vec![]);
+        }
+    }
+    let columns: Vec<String> = ct.columns.iter().map(|c| c.name.value.clone()).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|c| match change {
+            ColumnChange::Type { value, .. } if c.eq_ignore_ascii_case(column) => value.clone(),
+            _ => quote_ident(c),
+        })
+        .collect();
+    let autoincrement = ct
+        .columns
+        .iter()
+        .flat_map(|c| &c.options)
+        .any(|o| o.option.to_string().eq_ignore_ascii_case("AUTOINCREMENT"));
+    ct.if_not_exists = false;
+    ct.name = ObjectName::from(vec![Ident::with_quote('"', REBUILD_TABLE)]);
+    let table = quote_ident(&info.name);
+    let rebuilt = quote_ident(REBUILD_TABLE);
+    let list = column_list(&columns);
+    let mut batch = vec!["PRAGMA legacy_alter_table = ON".to_owned()];
+    batch.push(statements[0].to_string());
+    batch.push(format!(
+        "INSERT OR IGNORE INTO {rebuilt} ({list}) SELECT {} FROM {table}",
+        values.join(", ")
+    ));
+    if autoincrement {
+        // The largest id ever handed out, not only the largest left: a sequence never
+        // goes back.
+        batch.push(format!(
+            "DELETE FROM sqlite_sequence WHERE name = {}",
+            quote_literal(REBUILD_TABLE)
+        ));
+        batch.push(format!(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT {}, seq FROM sqlite_sequence WHERE name = {}",
+            quote_literal(REBUILD_TABLE),
+            quote_literal(&info.name)
+        ));
+    }
+    batch.push(format!("DROP TABLE {table}"));
+    batch.push(format!("ALTER TABLE {rebuilt} RENAME TO {table}"));
+    batch.extend(info.indexes.iter().filter_map(|i| i.sql.clone()));
+    batch.push("PRAGMA legacy_alter_table = OFF".to_owned());
+    Ok(batch.join(";\n"))
+}
+
+/// `ALTER TABLE ... ALTER COLUMN`: SET/DROP NOT NULL, SET/DROP DEFAULT and [SET DATA] TYPE.
+fn alter_column(
+    t: &mut Translation,
+    info: &TableInfo,
+    column_name: &Ident,
+    op: &AlterColumnOperation,
+    schema: &Schema,
+) -> Result<(), DbError> {
+    let col = ident_name(column_name);
+    let column = info.column(&col).ok_or_else(|| {
+        DbError::new(
+            "42703",
+            format!(
+                "column \"{col}\" of relation \"{}\" does not exist",
+                info.name
+            ),
+        )
+    })?;
+    let table = quote_ident(&info.name);
+    let target = quote_ident(&column.name);
+    // The check, and the column's type and default afterwards.
+    let (change, check, ty, default_pg) = match op {
+        AlterColumnOperation::SetNotNull => {
+            if column.not_null {
+                return Ok(());
+            }
+            let message = format!(
+                "column \"{}\" of relation \"{}\" contains null values",
+                column.name, info.name
+            );
+            let check = format!(
+                "SELECT __pg_raise('23502', {}) FROM {table} WHERE {target} IS NULL LIMIT 1",
+                quote_literal(&message)
+            );
+            (
+                ColumnChange::NotNull(true),
+                Some(check),
+                column.ty,
+                column.default_pg.clone(),
+            )
+        }
+        AlterColumnOperation::DropNotNull => {
+            if info
+                .primary_key
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(&column.name))
+            {
+                return Err(DbError::new(
+                    "42P16",
+                    format!("column \"{}\" is in a primary key", column.name),
+                ));
+            }
+            if !column.not_null {
+                return Ok(());
+            }
+            (
+                ColumnChange::NotNull(false),
+                None,
+                column.ty,
+                column.default_pg.clone(),
+            )
+        }
+        AlterColumnOperation::SetDefault { value } => {
+            let sql = default_sql(value, column.ty, schema)?;
+            (
+                ColumnChange::Default(Some(sql)),
+                None,
+                column.ty,
+                Some(value.to_string()),
+            )
+        }
+        AlterColumnOperation::DropDefault => {
+            if column.default_sql.is_none() && column.default_pg.is_none() {
+                return Ok(());
+            }
+            (ColumnChange::Default(None), None, column.ty, None)
+        }
+        AlterColumnOperation::SetDataType {
+            data_type, using, ..
+        } => {
+            let ty = super::syntax::column_type(data_type)?;
+            let decl = sqlite_decl(ty.ty);
+            if decl != sqlite_decl(column.ty.ty) && is_key(info, &column.name, schema) {
+                return Err(unsupported(format!(
+                    "changing the storage of key column \"{}\" to {}",
+                    column.name,
+                    ty.ty.format_type(ty.typmod)
+                )));
+            }
+            let value = converted(info, column, ty, using.as_ref(), schema)?;
+            (
+                ColumnChange::Type { decl, value },
+                None,
+                ty,
+                column.default_pg.clone(),
+            )
+        }
+        other => return Err(unsupported(format!("ALTER COLUMN ... {other}"))),
+    };
+    t.checks.extend(check);
+    t.pre.push(rebuild(info, &column.name, &change)?);
+    t.rebuild = true;
+    // The whole row: a table created by a PostgreSQL primary's replicated DDL has none yet.
+    catalog_rows(
+        t,
+        &info.name,
+        &[(column.name.clone(), ty, default_pg)],
+        usize::try_from(column.attnum).unwrap_or(1),
+    );
+    Ok(())
+}
+
 pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Translation, DbError> {
     let name = table_name(&at.name)?;
     let Some(info) = schema.table(&name) else {
@@ -624,8 +927,25 @@ pub(super) fn alter_table(at: &mut AlterTable, schema: &Schema) -> Result<Transl
     };
     let mut t = ddl("ALTER TABLE");
     let table = quote_ident(&info.name);
+    let alters_columns = at
+        .operations
+        .iter()
+        .any(|op| matches!(op, AlterTableOperation::AlterColumn { .. }));
+    if alters_columns && at.operations.len() > 1 {
+        // Each rebuild starts from the definition the statement began with.
+        return Err(
+            unsupported("ALTER COLUMN together with other actions in one ALTER TABLE")
+                .with_hint("Run each action as its own ALTER TABLE."),
+        );
+    }
+    if alters_columns {
+        t.replicated = Some(Statement::AlterTable(at.clone()).to_string());
+    }
     for op in &at.operations {
         match op {
+            AlterTableOperation::AlterColumn { column_name, op } => {
+                alter_column(&mut t, info, column_name, op, schema)?;
+            }
             AlterTableOperation::AddColumn {
                 column_def,
                 if_not_exists,

@@ -110,6 +110,10 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Translation {
     pub kind: Kind,
+    /// Queries that run before everything else and raise when the statement must not go
+    /// on (rows a schema change would violate). Only here: a replica replays `pre`, not
+    /// these, since an entry's DDL runs before the rows the transaction wrote before it.
+    pub checks: Vec<String>,
     /// Statements without parameters that run first, in the same transaction.
     pub pre: Vec<String>,
     /// The statement that takes the parameters and yields the rows or the change count.
@@ -130,6 +134,14 @@ pub struct Translation {
     pub catalog: bool,
     /// How to find the values of a unique violation (INSERT, UPDATE).
     pub probe: Option<ConflictProbe>,
+    /// Replaces a table by a rebuilt copy (ALTER COLUMN): must run with foreign keys
+    /// unenforced, or dropping the old table would delete, or cascade to, the rows that
+    /// reference it.
+    pub rebuild: bool,
+    /// What replicas (and a prepared transaction restarted) replay instead of `pre`: the
+    /// PostgreSQL statement itself, for a rebuild (ALTER COLUMN), which a SQLite node
+    /// translates against its own schema ([`replays_translated`]) and PostgreSQL runs as is.
+    pub replicated: Option<String>,
 }
 
 /// A query that yields the rows an INSERT or UPDATE writes, run after a unique violation to
@@ -148,6 +160,7 @@ impl Translation {
     fn new(kind: Kind) -> Translation {
         Translation {
             kind,
+            checks: Vec::new(),
             pre: Vec::new(),
             main: None,
             params: Vec::new(),
@@ -159,6 +172,8 @@ impl Translation {
             no_transaction_block: false,
             catalog: false,
             probe: None,
+            rebuild: false,
+            replicated: None,
         }
     }
 
@@ -276,6 +291,18 @@ fn quote_name(raw: &str) -> String {
 }
 
 /// Translates one Postgres statement.
+/// Whether a replicated DDL statement is PostgreSQL's own `ALTER TABLE ... ALTER COLUMN`,
+/// which SQLite lacks and a node replays through [`translate`]; the rest is SQLite text.
+pub(crate) fn replays_translated(sql: &str) -> bool {
+    matches!(
+        Parser::parse_sql(&PostgreSqlDialect {}, sql).as_deref(),
+        Ok([Statement::AlterTable(at)]) if at
+            .operations
+            .iter()
+            .any(|op| matches!(op, sqlparser::ast::AlterTableOperation::AlterColumn { .. }))
+    )
+}
+
 pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Translation, DbError> {
     if let Some(result) = by_keyword(sql) {
         return result;

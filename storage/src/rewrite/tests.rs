@@ -41,7 +41,9 @@ fn schema() -> Schema {
             columns: vec!["name".to_owned()],
             unique: true,
             primary: false,
+            sql: None,
         }],
+        sql: String::new(),
     };
     users.columns[4].default_sql = Some("__pg_now()".to_owned());
     tables.insert("users".to_owned(), Arc::new(users));
@@ -61,6 +63,7 @@ fn schema() -> Schema {
             indexes: vec![],
             foreign_keys: vec![],
             hidden_rowid: true,
+            sql: String::new(),
         }),
     );
     Schema { id: 1, tables }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod aggregates;
+mod alter_column;
 mod arrays;
 mod basic;
 mod cancel;

@@ -208,3 +208,43 @@ async fn a_read_only_participant_holds_nothing() {
     db.backend.finish_prepared("g-read", true).await.unwrap();
     assert!(Backend::prepared(&db.backend).await.unwrap().is_empty());
 }
+
+/// A prepared ALTER COLUMN is replayed from the redo store after a restart: the rebuild runs
+/// again with foreign keys unenforced, so the rows referencing the table stay.
+#[tokio::test]
+async fn a_prepared_alter_column_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.db");
+    {
+        let backend = SqliteBackend::open(&path, SqliteOptions::default()).unwrap();
+        let mut s = backend.session();
+        for sql in [
+            "CREATE TABLE p (id int PRIMARY KEY, v int)",
+            "CREATE TABLE c (id int PRIMARY KEY, p int REFERENCES p(id) ON DELETE CASCADE)",
+            "INSERT INTO p VALUES (1, 0)",
+            "INSERT INTO c VALUES (1, 1)",
+            "BEGIN",
+            "ALTER TABLE p ALTER COLUMN v SET DEFAULT 4",
+            "ALTER TABLE p ALTER COLUMN v SET NOT NULL",
+            "INSERT INTO p (id) VALUES (2)",
+        ] {
+            ok(&mut s, sql).await;
+        }
+        s.prepare("g-alter", "n1").await.unwrap();
+        backend.shutdown();
+    }
+    let backend = SqliteBackend::open(&path, SqliteOptions::default()).unwrap();
+    backend.finish_prepared("g-alter", true).await.unwrap();
+    let mut s = backend.session();
+    assert_eq!(
+        ok(&mut s, "SELECT * FROM p ORDER BY id").await.lines(),
+        ["1|0", "2|4"]
+    );
+    assert_eq!(ok(&mut s, "SELECT * FROM c").await.lines(), ["1|1"]);
+    assert_eq!(
+        err(&mut s, "INSERT INTO p (id, v) VALUES (3, NULL)")
+            .await
+            .code,
+        "23502"
+    );
+}
