@@ -784,28 +784,14 @@ pub fn justify_days(iv: Interval) -> Interval {
 
 /// `justify_hours`: each 24 hours become a day, the sign of time following days'.
 pub fn justify_hours(iv: Interval) -> Interval {
-    let mut out = Interval {
-        months: iv.months,
-        days: iv.days + iv.micros / USECS_PER_DAY,
-        micros: iv.micros % USECS_PER_DAY,
-    };
-    if out.days > 0 && out.micros < 0 {
-        out.micros += USECS_PER_DAY;
-        out.days -= 1;
-    } else if out.days < 0 && out.micros > 0 {
-        out.micros -= USECS_PER_DAY;
-        out.days += 1;
-    }
+    let mut out = whole_days_of_time(iv);
+    give_time_the_sign_of_days(&mut out);
     out
 }
 
 /// `justify_interval`: both, with one sign throughout.
 pub fn justify_interval(iv: Interval) -> Interval {
-    let mut out = Interval {
-        months: iv.months,
-        days: iv.days + iv.micros / USECS_PER_DAY,
-        micros: iv.micros % USECS_PER_DAY,
-    };
+    let mut out = whole_days_of_time(iv);
     out.months += out.days / 30;
     out.days %= 30;
     if out.months > 0 && (out.days < 0 || (out.days == 0 && out.micros < 0)) {
@@ -815,6 +801,22 @@ pub fn justify_interval(iv: Interval) -> Interval {
         out.days -= 30;
         out.months += 1;
     }
+    give_time_the_sign_of_days(&mut out);
+    out
+}
+
+/// The interval with each whole 24 hours of its time moved into its days.
+fn whole_days_of_time(iv: Interval) -> Interval {
+    Interval {
+        months: iv.months,
+        days: iv.days + iv.micros / USECS_PER_DAY,
+        micros: iv.micros % USECS_PER_DAY,
+    }
+}
+
+/// Borrows or lends a day so that the time has the sign of the days (as Postgres's
+/// `interval_justify_hours`).
+fn give_time_the_sign_of_days(out: &mut Interval) {
     if out.days > 0 && out.micros < 0 {
         out.micros += USECS_PER_DAY;
         out.days -= 1;
@@ -822,7 +824,6 @@ pub fn justify_interval(iv: Interval) -> Interval {
         out.micros -= USECS_PER_DAY;
         out.days += 1;
     }
-    out
 }
 
 /// A field of an interval, exactly: `value` in units of 10^-`scale`.

@@ -893,42 +893,32 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
             Ok(interval_value(ctx, 0)?.map(|iv| justify(iv).format()))
         })?;
     }
-    // A time of day is stored as the text of an interval shorter than a day.
+    // A time of day is stored as the text of an interval shorter than a day. `extract`
+    // answers an exact numeric, `date_part` a double.
     type Part = fn(&str, time::Interval) -> Result<dates::IntervalPart, DbError>;
+    type Answer = fn(dates::IntervalPart) -> Value;
     for (kind, part) in [
         ("interval", dates::interval_part as Part),
         ("time", dates::time_part),
     ] {
-        conn.create_scalar_function(
-            format!("__pg_extract_{kind}").as_str(),
-            2,
-            DET,
-            move |ctx| {
-                let (Some(field), Some(iv)) =
-                    (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
-                else {
-                    return Ok(None);
-                };
-                part(&field, iv)
-                    .map(|part| Some(part.numeric_text()))
-                    .map_err(fail)
-            },
-        )?;
-        conn.create_scalar_function(
-            format!("__pg_date_part_{kind}").as_str(),
-            2,
-            DET,
-            move |ctx| {
-                let (Some(field), Some(iv)) =
-                    (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
-                else {
-                    return Ok(None);
-                };
-                part(&field, iv)
-                    .map(|part| Some(part.as_f64()))
-                    .map_err(fail)
-            },
-        )?;
+        for (function, answer) in [
+            ("extract", (|p| Value::Text(p.numeric_text())) as Answer),
+            ("date_part", |p| Value::Real(p.as_f64())),
+        ] {
+            conn.create_scalar_function(
+                format!("__pg_{function}_{kind}").as_str(),
+                2,
+                DET,
+                move |ctx| {
+                    let (Some(field), Some(iv)) =
+                        (ctx.get::<Option<String>>(0)?, interval_value(ctx, 1)?)
+                    else {
+                        return Ok(Value::Null);
+                    };
+                    part(&field, iv).map(answer).map_err(fail)
+                },
+            )?;
+        }
     }
     // Dates and timestamps store their infinities as Postgres prints them; intervals have
     // none in Postgres 15.
