@@ -19,17 +19,19 @@ pub struct AdminRows {
 }
 
 fn text_columns(names: &[&str]) -> Vec<Column> {
-    names
-        .iter()
-        .map(|name| Column {
-            name: (*name).to_owned(),
-            table_oid: 0,
-            column_id: 0,
-            type_oid: oid::TEXT,
-            type_size: -1,
-            type_modifier: -1,
-        })
-        .collect()
+    names.iter().map(|name| text_column(name)).collect()
+}
+
+/// A result column of type text that belongs to no table: what the proxy's own answers carry.
+pub(crate) fn text_column(name: &str) -> Column {
+    Column {
+        name: name.to_owned(),
+        table_oid: 0,
+        column_id: 0,
+        type_oid: oid::TEXT,
+        type_size: -1,
+        type_modifier: -1,
+    }
 }
 
 /// A `SHOW MYCELIUM REPLICATION` row for a node that did not report.

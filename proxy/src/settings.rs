@@ -151,14 +151,7 @@ impl Session {
 pub(crate) fn answer_columns(columns: &[SettingsColumn]) -> Vec<Column> {
     columns
         .iter()
-        .map(|column| Column {
-            name: column.name.clone(),
-            table_oid: 0,
-            column_id: 0,
-            type_oid: oid::TEXT,
-            type_size: -1,
-            type_modifier: -1,
-        })
+        .map(|column| crate::admin::text_column(&column.name))
         .collect()
 }
 

@@ -13,12 +13,11 @@ use mycelium_protocol::types::{PgType, SqlValue};
 use sqlparser::ast::{
     BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentClause, FunctionArguments, Ident, ObjectName, OrderBySort, Query, Select,
-    TableAlias, TableFactor, TableFunctionArgs, TableWithJoins, UnaryOperator, Value,
-    ValueWithSpan, VisitMut, VisitorMut,
+    TableWithJoins, UnaryOperator, Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 
 use super::infer::{Inferer, Rel, function_call, ident_name, value_expr};
-use super::syntax::numeric_rank;
+use super::syntax::{json_each_of, numeric_rank};
 use crate::catalog::Ty;
 use crate::errors::unsupported;
 use crate::functions::array::ArrayType;
@@ -322,30 +321,10 @@ impl Inferer<'_> {
             return Err(unsupported("set-returning functions with GROUP BY"));
         }
         select.from.push(TableWithJoins {
-            relation: TableFactor::Table {
-                name: ObjectName::from(vec![Ident::new("json_each")]),
-                alias: Some(TableAlias {
-                    explicit: true,
-                    name: Ident::new(SRF_RELATION),
-                    columns: vec![],
-                    at: None,
-                }),
-                args: Some(TableFunctionArgs {
-                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(function_call(
-                        "__pg_srf_rows",
-                        counts,
-                    )))],
-                    settings: None,
-                }),
-                with_hints: vec![],
-                version: None,
-                with_ordinality: false,
-                partitions: vec![],
-                json_path: None,
-                sample: None,
-                index_directives: vec![],
-                inheritance: None,
-            },
+            relation: json_each_of(
+                function_call("__pg_srf_rows", counts),
+                Ident::new(SRF_RELATION),
+            ),
             joins: vec![],
         });
         // json_each has columns of its own (`id`, `key`, `value`, ...): the select's bare

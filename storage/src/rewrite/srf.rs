@@ -13,13 +13,14 @@
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{PgType, SqlValue};
 use sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, TableAlias,
-    TableFactor, TableFunctionArgs, Value, ValueWithSpan,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, TableFactor, Value,
+    ValueWithSpan,
 };
 
 use super::OutColumn;
 use super::arrays::{position, recall, take_args};
 use super::infer::{Inferer, Rel, function_call, ident_name, object_parts, value_expr};
+use super::syntax::json_each_of;
 use crate::catalog::Ty;
 use crate::errors::unsupported;
 use crate::functions::array::ArrayType;
@@ -246,34 +247,17 @@ impl Inferer<'_> {
                 .map_or_else(|| "ordinality".to_owned(), |c| ident_name(&c.name));
             cols.push(OutColumn::expr(name, Ty::of(PgType::Int8)));
         }
-        *factor = TableFactor::Table {
-            name: ObjectName::from(vec![Ident::new("json_each")]),
-            alias: Some(TableAlias {
-                explicit: true,
-                name: Ident::with_quote('"', rel_name.clone()),
-                columns: vec![],
-                at: None,
-            }),
-            args: Some(TableFunctionArgs {
-                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(function_call(
-                    if numbered {
-                        "__pg_srf_numbered"
-                    } else {
-                        "__pg_srf"
-                    },
-                    call,
-                )))],
-                settings: None,
-            }),
-            with_hints: vec![],
-            version: None,
-            with_ordinality: false,
-            partitions: vec![],
-            json_path: None,
-            sample: None,
-            index_directives: vec![],
-            inheritance: None,
-        };
+        *factor = json_each_of(
+            function_call(
+                if numbered {
+                    "__pg_srf_numbered"
+                } else {
+                    "__pg_srf"
+                },
+                call,
+            ),
+            Ident::with_quote('"', rel_name.clone()),
+        );
         self.push_rel(Rel {
             name: rel_name,
             cols,

@@ -1,6 +1,6 @@
 //! Small pieces of syntax shared by the rewrite passes: names as Postgres folds them, type
 //! names, literals as storage values, the column names Postgres derives, and
-//! `generate_series` as a recursive CTE.
+//! `generate_series` as a recursive CTE, `json_each` over emulated set-returning functions.
 
 use mycelium_protocol::DbError;
 use mycelium_protocol::types::{PgType, SqlValue};
@@ -418,4 +418,31 @@ pub(crate) fn rename(
         col.name = ident_name(&alias.name);
     }
     cols
+}
+
+/// `json_each(<call>) AS <alias>`: SQLite's table-valued function over the JSON array of rows a
+/// set-returning function's emulation builds.
+pub(crate) fn json_each_of(call: Expr, alias: Ident) -> TableFactor {
+    use sqlparser::ast::{TableAlias, TableFunctionArgs};
+    TableFactor::Table {
+        name: ObjectName::from(vec![Ident::new("json_each")]),
+        alias: Some(TableAlias {
+            explicit: true,
+            name: alias,
+            columns: vec![],
+            at: None,
+        }),
+        args: Some(TableFunctionArgs {
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(call))],
+            settings: None,
+        }),
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_directives: vec![],
+        inheritance: None,
+    }
 }
