@@ -210,6 +210,11 @@ pub trait NodeSession: Send {
     /// evaluate it ignore it.
     fn set_user(&mut self, _user: &str) {}
 
+    /// The client session's `TimeZone` setting, as `SHOW TimeZone` prints it (see
+    /// [`types::TimeZone::parse`]), for the statements that follow: `timestamptz` values are
+    /// shown in it and input without an offset is read in it. Until called: UTC.
+    fn set_time_zone(&mut self, _zone: &str) {}
+
     /// The cluster map epoch the caller routed by, sent with every statement so a node that
     /// knows a newer map refuses it (see [`NodeLink::check_epoch`]); 0 = not checked.
     fn set_map_epoch(&mut self, _epoch: u64) {}

@@ -5,6 +5,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::name::time_precision;
+use super::zone::{TimeZone, format_offset, session_time_zone};
 use super::scalar::format_f64;
 use super::{PgType, SqlValue, SqlValueRef, bad_stored, invalid_binary, trim_pg, utf8};
 use crate::DbError;
@@ -68,7 +69,6 @@ impl ParseError {
             ),
             ParseError::UnknownZone(zone) => {
                 DbError::new("22023", format!("time zone \"{zone}\" not recognized"))
-                    .with_hint("Only UTC and numeric offsets such as +02:00 are supported.")
             }
         }
     }
@@ -145,6 +145,8 @@ struct Fields {
     time: Option<i64>,
     /// Seconds east of UTC.
     offset: Option<i64>,
+    /// A zone named in the input (`2024-06-01 10:00 Europe/Paris`), instead of an offset.
+    zone: Option<TimeZone>,
 }
 
 enum Parsed {
@@ -205,7 +207,12 @@ impl Cursor<'_> {
 /// `HHMM`, then an offset (`Z`, `UTC`, `+HH`, `+HH:MM`, `-HHMM`, ...)
 /// and an era (`BC`/`AD`); plus `infinity`, `-infinity`, `epoch`, `allballs`, and when
 /// `relative` is set `now`, `today`, `tomorrow`, `yesterday`.
-fn parse_fields(input: &str, relative: bool, for_time: bool) -> Result<Parsed, ParseError> {
+fn parse_fields(
+    input: &str,
+    relative: bool,
+    for_time: bool,
+    zone: TimeZone,
+) -> Result<Parsed, ParseError> {
     let s = trim_pg(input).to_ascii_lowercase();
     let day_of = |micros: i64| micros.div_euclid(USECS_PER_DAY);
     let special = match s.as_str() {
@@ -215,11 +222,13 @@ fn parse_fields(input: &str, relative: bool, for_time: bool) -> Result<Parsed, P
             days: Some(-UNIX_TO_PG_DAYS),
             time: Some(0),
             offset: Some(0),
+            zone: None,
         }),
         "allballs" => Some(Fields {
             days: None,
             time: Some(0),
             offset: Some(0),
+            zone: None,
         }),
         "now" if relative => {
             let now = now_micros();
@@ -227,18 +236,23 @@ fn parse_fields(input: &str, relative: bool, for_time: bool) -> Result<Parsed, P
                 days: Some(day_of(now)),
                 time: Some(now.rem_euclid(USECS_PER_DAY)),
                 offset: Some(0),
+                zone: None,
             })
         }
+        // Midnight of the zone's current day (the offset is left to the zone).
         "today" | "tomorrow" | "yesterday" if relative => {
             let shift = match s.as_str() {
                 "tomorrow" => 1,
                 "yesterday" => -1,
                 _ => 0,
             };
+            let now = now_micros();
+            let local = now + zone.offset_at(now) * USECS_PER_SEC;
             Some(Fields {
-                days: Some(day_of(now_micros()) + shift),
+                days: Some(day_of(local) + shift),
                 time: None,
-                offset: Some(0),
+                offset: None,
+                zone: None,
             })
         }
         _ => None,
@@ -320,8 +334,11 @@ fn parse_fields(input: &str, relative: bool, for_time: bool) -> Result<Parsed, P
                         fields.offset = Some(0);
                     }
                     // Like Postgres: a word with a slash names a zone, other words are junk.
-                    _ if word.contains('/') && fields.offset.is_none() => {
-                        return Err(ParseError::UnknownZone(word));
+                    _ if word.contains('/') && fields.offset.is_none() && fields.zone.is_none() => {
+                        match TimeZone::parse(&word) {
+                            Ok((zone, _)) => fields.zone = Some(zone),
+                            Err(_) => return Err(ParseError::UnknownZone(word)),
+                        }
                     }
                     _ => return Err(ParseError::Syntax),
                 }
@@ -443,9 +460,14 @@ fn parse_offset(c: &mut Cursor<'_>) -> Result<i64, ParseError> {
 }
 
 /// Reads `input` as a value of `ty`. An offset is ignored for `date`, `time` and `timestamp`
-/// and applied for `timestamptz`; a missing offset means UTC.
-fn parse_value(ty: PgType, input: &str, relative: bool) -> Result<Value, ParseError> {
-    let fields = match parse_fields(input, relative, ty == PgType::Time)? {
+/// and applied for `timestamptz`; without one, a `timestamptz` is a wall-clock time in `zone`.
+fn parse_value(
+    ty: PgType,
+    input: &str,
+    relative: bool,
+    zone: TimeZone,
+) -> Result<Value, ParseError> {
+    let fields = match parse_fields(input, relative, ty == PgType::Time, zone)? {
         Parsed::Infinity if ty != PgType::Time => return Ok(Value::Infinity),
         Parsed::NegInfinity if ty != PgType::Time => return Ok(Value::NegInfinity),
         Parsed::Infinity | Parsed::NegInfinity => return Err(ParseError::Syntax),
@@ -462,14 +484,22 @@ fn parse_value(ty: PgType, input: &str, relative: bool) -> Result<Value, ParseEr
         }
         _ => {
             let days = fields.days.ok_or(ParseError::Syntax)?;
-            let offset = if ty == PgType::Timestamptz {
-                fields.offset.unwrap_or(0)
-            } else {
-                0
+            let local = i128::from(days) * i128::from(USECS_PER_DAY)
+                + i128::from(fields.time.unwrap_or(0));
+            let micros = match (ty, fields.offset) {
+                (PgType::Timestamptz, Some(offset)) => {
+                    local - i128::from(offset) * i128::from(USECS_PER_SEC)
+                }
+                // Inside the timestamp range (checked below) the local time fits in an i64.
+                (PgType::Timestamptz, None) => {
+                    let zone = fields.zone.unwrap_or(zone);
+                    match i64::try_from(local) {
+                        Ok(local) if !zone.is_utc() => i128::from(zone.utc_from_local(local)),
+                        _ => local,
+                    }
+                }
+                _ => local,
             };
-            let micros = i128::from(days) * i128::from(USECS_PER_DAY)
-                + i128::from(fields.time.unwrap_or(0))
-                - i128::from(offset) * i128::from(USECS_PER_SEC);
             if !(i128::from(MIN_TIMESTAMP)..i128::from(END_TIMESTAMP)).contains(&micros) {
                 return Err(ParseError::TimestampRange);
             }
@@ -526,7 +556,8 @@ fn format_time_of_day(micros: i64, out: &mut String) {
     }
 }
 
-fn format_value(ty: PgType, value: Value) -> String {
+/// The text of a value; a `timestamptz` as the wall-clock time in `zone` with its offset.
+fn format_value(ty: PgType, value: Value, zone: TimeZone) -> String {
     let v = match value {
         Value::Infinity => return "infinity".to_owned(),
         Value::NegInfinity => return "-infinity".to_owned(),
@@ -543,11 +574,17 @@ fn format_value(ty: PgType, value: Value) -> String {
             out
         }
         _ => {
-            let (mut out, bc) = format_day(v.div_euclid(USECS_PER_DAY));
+            let offset = if ty == PgType::Timestamptz {
+                zone.offset_at(v)
+            } else {
+                0
+            };
+            let local = v.saturating_add(offset * USECS_PER_SEC);
+            let (mut out, bc) = format_day(local.div_euclid(USECS_PER_DAY));
             out.push(' ');
-            format_time_of_day(v.rem_euclid(USECS_PER_DAY), &mut out);
+            format_time_of_day(local.rem_euclid(USECS_PER_DAY), &mut out);
             if ty == PgType::Timestamptz {
-                out.push_str("+00");
+                out.push_str(&format_offset(offset));
             }
             if bc {
                 out.push_str(" BC");
@@ -560,10 +597,13 @@ fn format_value(ty: PgType, value: Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
+/// Input: a `timestamptz` without an offset is read in the session's zone; the value is
+/// stored in UTC.
 pub(super) fn parse(ty: PgType, typmod: i32, text: &str) -> Result<SqlValue, DbError> {
-    let value = parse_value(ty, text, true).map_err(|e| e.into_db(ty, text))?;
+    let value =
+        parse_value(ty, text, true, session_time_zone()).map_err(|e| e.into_db(ty, text))?;
     let value = round_to_typmod(ty, value, typmod);
-    Ok(SqlValue::Text(format_value(ty, value)))
+    Ok(SqlValue::Text(format_value(ty, value, TimeZone::Utc)))
 }
 
 /// The value stored text stands for; relative words such as `now` are not read back as the
@@ -574,7 +614,7 @@ fn stored_value(ty: PgType, typmod: i32, value: SqlValueRef<'_>) -> Option<Value
         SqlValueRef::Bytes(b) => std::str::from_utf8(b).ok()?,
         _ => return None,
     };
-    let value = parse_value(ty, text, false).ok()?;
+    let value = parse_value(ty, text, false, TimeZone::Utc).ok()?;
     Some(round_to_typmod(ty, value, typmod))
 }
 
@@ -585,7 +625,7 @@ pub(super) fn encode_text(
     out: &mut BytesMut,
 ) -> Result<(), DbError> {
     if let Some(v) = stored_value(ty, typmod, value) {
-        out.put_slice(format_value(ty, v).as_bytes());
+        out.put_slice(format_value(ty, v, session_time_zone()).as_bytes());
         return Ok(());
     }
     // Text that does not parse is shown as stored rather than failing the whole result.
@@ -640,5 +680,5 @@ pub(super) fn recv(ty: PgType, bytes: &[u8]) -> Result<SqlValue, DbError> {
             _ => return Err(DbError::new("22008", "timestamp out of range")),
         }
     };
-    Ok(SqlValue::Text(format_value(ty, value)))
+    Ok(SqlValue::Text(format_value(ty, value, TimeZone::Utc)))
 }

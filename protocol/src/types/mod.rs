@@ -23,11 +23,12 @@
 //! | `date` | `Text` `YYYY-MM-DD` | |
 //! | `time` | `Text` `HH:MM:SS[.ffffff]` | |
 //! | `timestamp` | `Text` `YYYY-MM-DD HH:MM:SS[.ffffff]` | an input offset is ignored |
-//! | `timestamptz` | `Text` `YYYY-MM-DD HH:MM:SS[.ffffff]+00` | always UTC |
+//! | `timestamptz` | `Text` `YYYY-MM-DD HH:MM:SS[.ffffff]+00` | stored in UTC, shown in the session's zone |
 //!
 //! Dates and times are stored as text in exactly the form Postgres prints them (with the session
-//! time zone fixed at UTC), so that they sort correctly as text, SQLite's date functions read
-//! them, and the text output path is a copy. Years before 1 AD carry a ` BC` suffix and
+//! time zone at UTC), so that they sort correctly as text and SQLite's date functions read
+//! them. A `timestamptz` is printed in the session's `TimeZone` and input without an offset is
+//! read in it (the thread's zone, see [`with_session_time_zone`]). Years before 1 AD carry a ` BC` suffix and
 //! infinite values are stored as `infinity` / `-infinity`; both are rare and do not sort as text.
 //! On output the stored text is reparsed, so values written by SQLite itself
 //! (`2024-01-02 03:04:05`, `2024-01-02 03:04:05.123`, `2024-01-02T03:04:05Z`) print correctly too.
@@ -35,8 +36,9 @@
 //! Date/time input takes the ISO 8601 forms (`T` or space separator, `Z`, `UTC` and numeric
 //! offsets), Postgres's month-day-year order when the first field is short (`1-2-2024`),
 //! compact `YYYYMMDD` / `HHMMSS`, `BC`, and the special words (`infinity`, `epoch`, `now`,
-//! `today`, `allballs`, ...). Month names, Julian days and named time zones are not read; a named
-//! zone is rejected with SQLSTATE 22023 rather than guessed.
+//! `today`, `allballs`, ...), and zone names with a slash (`2024-06-01 10:00 Europe/Paris`).
+//! Month names, Julian days and zone abbreviations are not read; an unknown zone name is
+//! rejected with SQLSTATE 22023 rather than guessed.
 //!
 //! `character(n)` is stored without trailing spaces because Postgres ignores them in
 //! comparisons: stored trimmed, SQLite's plain equality agrees with Postgres. The cost is that
@@ -66,6 +68,7 @@ mod name;
 mod numeric;
 mod scalar;
 mod text;
+mod zone;
 
 #[cfg(test)]
 mod tests;
@@ -73,6 +76,8 @@ mod tests;
 use bytes::BytesMut;
 
 use crate::{DbError, Format};
+
+pub use zone::{TimeZone, format_offset, session_time_zone, with_session_time_zone};
 
 /// Postgres type OIDs we support.
 pub mod oid {

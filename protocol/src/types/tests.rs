@@ -1306,6 +1306,84 @@ fn timestamps_with_time_zone() {
     );
 }
 
+/// In a session zone, input without an offset is wall-clock time there, output is shown there,
+/// and storage stays in UTC (the expected texts are PostgreSQL 15's).
+#[test]
+fn timestamps_with_time_zone_in_a_session_zone() {
+    let in_zone = |setting: &str, input: &str, stored: &str, shown: &str| {
+        let (zone, _) = TimeZone::parse(setting).unwrap();
+        with_session_time_zone(zone, || {
+            let value = parse_text(Timestamptz, -1, input).unwrap();
+            assert_eq!(value, text(stored), "{setting}: {input}");
+            let out = to_text(Timestamptz, -1, value.as_ref()).unwrap();
+            assert_eq!(out, shown, "{setting}: {input}");
+        });
+    };
+    in_zone(
+        "Europe/Paris",
+        "2024-06-01 10:00",
+        "2024-06-01 08:00:00+00",
+        "2024-06-01 10:00:00+02",
+    );
+    in_zone(
+        "Europe/Paris",
+        "2024-01-01 10:00",
+        "2024-01-01 09:00:00+00",
+        "2024-01-01 10:00:00+01",
+    );
+    in_zone(
+        "Europe/Berlin",
+        "2024-03-31 02:30",
+        "2024-03-31 01:30:00+00",
+        "2024-03-31 03:30:00+02",
+    );
+    in_zone(
+        "Europe/Berlin",
+        "1800-01-01 00:00",
+        "1799-12-31 23:06:32+00",
+        "1800-01-01 00:00:00+00:53:28",
+    );
+    in_zone(
+        "America/St_Johns",
+        "2024-06-01 10:00",
+        "2024-06-01 12:30:00+00",
+        "2024-06-01 10:00:00-02:30",
+    );
+    in_zone(
+        "-3.5",
+        "2024-06-01 10:00",
+        "2024-06-01 13:30:00+00",
+        "2024-06-01 10:00:00-03:30",
+    );
+    in_zone(
+        "UTC+5",
+        "2024-06-01 10:00",
+        "2024-06-01 15:00:00+00",
+        "2024-06-01 10:00:00-05",
+    );
+    // An explicit offset or zone name wins over the session's.
+    in_zone(
+        "Asia/Tokyo",
+        "2024-06-01 10:00+00",
+        "2024-06-01 10:00:00+00",
+        "2024-06-01 19:00:00+09",
+    );
+    in_zone(
+        "Asia/Tokyo",
+        "2024-06-01 10:00 America/New_York",
+        "2024-06-01 14:00:00+00",
+        "2024-06-01 23:00:00+09",
+    );
+    // Types without a zone are not moved.
+    let (tokyo, _) = TimeZone::parse("Asia/Tokyo").unwrap();
+    with_session_time_zone(tokyo, || {
+        assert_eq!(
+            parse_text(Timestamp, -1, "2024-06-01 10:00").unwrap(),
+            text("2024-06-01 10:00:00")
+        );
+    });
+}
+
 #[test]
 fn null_is_not_encoded() {
     for ty in PgType::ALL {
