@@ -8,8 +8,9 @@ use crate::frame::{Frame, kind};
 /// Identifies the Mycelium cluster protocol in every hello.
 pub const PROTOCOL_MAGIC: [u8; 4] = *b"MYCL";
 
-/// The protocol version this build speaks. Peers must speak the same version.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Peers must speak the same version. 2: EXECUTE and
+/// COPY_IN carry the client's `TimeZone`.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Longest member name a hello may carry (a DNS name is at most 253 bytes).
 pub const MAX_NAME_LEN: usize = 255;

@@ -142,6 +142,10 @@ impl NodeSession for MinerSession {
         self.inner.set_user(user);
     }
 
+    fn set_time_zone(&mut self, zone: &str) {
+        self.inner.set_time_zone(zone);
+    }
+
     fn in_transaction(&self) -> bool {
         self.inner.in_transaction()
     }

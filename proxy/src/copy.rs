@@ -450,6 +450,7 @@ impl Session {
                 let mut session = link.open_session().await?;
                 session.set_user(&self.user);
                 session.set_map_epoch(self.proxy.cluster.map_epoch());
+                session.set_time_zone(self.params.get("timezone").unwrap_or("UTC"));
                 separate.insert(session)
             } else {
                 self.ensure_node_transaction(node).await?;

@@ -372,12 +372,14 @@ impl Session {
         }
         let epoch = self.proxy.cluster.map_epoch();
         let fence = self.own_writes.take_fence(node);
+        let time_zone = self.params.get("timezone").unwrap_or("UTC");
         // The session was opened above; the error (formatted only if ever needed) cannot
         // borrow `self` here, so it names the node by number.
         match self.nodes[node].as_mut() {
             Some(conn) => {
                 conn.session.set_map_epoch(epoch);
                 conn.session.set_read_fence(fence);
+                conn.session.set_time_zone(time_zone);
                 Ok(&mut conn.session)
             }
             None => Err(sql_error(

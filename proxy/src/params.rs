@@ -320,6 +320,13 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
             _ => Err(unsupported("standard_conforming_strings is always on")),
         },
         "intervalstyle" => Ok("postgres".to_owned()),
+        // Nodes show timestamptz values in it and read input without an offset in it.
+        "timezone" => match value.trim().to_ascii_lowercase().as_str() {
+            "local" | "default" => Ok("UTC".to_owned()),
+            _ => mycelium_protocol::types::TimeZone::parse(value)
+                .map(|(_, shown)| shown)
+                .map_err(|e| sql_error(&e.code, e.message)),
+        },
         "default_transaction_isolation" | "transaction_isolation" => {
             let level = value.trim().to_ascii_lowercase();
             match level.as_str() {

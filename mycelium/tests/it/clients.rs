@@ -85,7 +85,11 @@ fn libpq_command(program: &str, password: &str) -> tokio::process::Command {
 }
 
 /// Runs a command to completion within `timeout`, whatever its exit status.
-async fn run(mut command: tokio::process::Command, what: &str, timeout: Duration) -> Output {
+pub(crate) async fn run(
+    mut command: tokio::process::Command,
+    what: &str,
+    timeout: Duration,
+) -> Output {
     match tokio::time::timeout(timeout, command.output()).await {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => panic!("cannot run {what}: {e}"),
@@ -99,7 +103,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// psql in the mode the scripts expect: no psqlrc, quiet (no command tags), unaligned,
 /// tuples only, stop at the first error.
-fn psql(cluster: &Cluster, sslmode: &str, password: &str) -> tokio::process::Command {
+pub(crate) fn psql(cluster: &Cluster, sslmode: &str, password: &str) -> tokio::process::Command {
     let mut command = libpq_command("psql", password);
     command
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])

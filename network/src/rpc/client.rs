@@ -52,6 +52,7 @@ impl NodeLink for RemoteNode {
             in_flight: None,
             in_transaction: false,
             user: None,
+            time_zone: None,
             map_epoch: 0,
             fence: Vec::new(),
             positions: Arc::default(),
@@ -182,6 +183,8 @@ struct RemoteSession {
     in_transaction: bool,
     /// The client user, sent with every statement (connections are shared between users).
     user: Option<String>,
+    /// The client's `TimeZone`, sent with every statement and COPY batch (likewise).
+    time_zone: Option<String>,
     /// The cluster map epoch statements are routed by (sent with each; 0 = unchecked).
     map_epoch: u64,
     /// The read fence of the next statement only.
@@ -300,6 +303,7 @@ impl NodeSession for RemoteSession {
                 codec::encode_execute(
                     &request,
                     self.user.as_deref(),
+                    self.time_zone.as_deref(),
                     self.map_epoch,
                     &std::mem::take(&mut self.fence),
                 ),
@@ -322,7 +326,10 @@ impl NodeSession for RemoteSession {
 
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
         let (conn, frame) = self
-            .request(kind::COPY_IN, codec::encode_copy_in(&batch))
+            .request(
+                kind::COPY_IN,
+                codec::encode_copy_in(&batch, self.time_zone.as_deref()),
+            )
             .await?;
         match frame.kind {
             kind::COPIED => {
@@ -347,6 +354,12 @@ impl NodeSession for RemoteSession {
 
     fn set_user(&mut self, user: &str) {
         self.user = Some(user.to_owned());
+    }
+
+    fn set_time_zone(&mut self, zone: &str) {
+        if self.time_zone.as_deref() != Some(zone) {
+            self.time_zone = Some(zone.to_owned());
+        }
     }
 
     fn set_map_epoch(&mut self, epoch: u64) {

@@ -223,12 +223,14 @@ pub fn decode_describe(payload: Bytes) -> Result<(String, Vec<u32>), NetworkErro
     Ok((sql, types))
 }
 
-/// An EXECUTE: the statement, the client user it runs as (`current_user`), the cluster map
-/// epoch it was routed by (u64, 0 = unchecked), then the read fence (commit positions the
+/// An EXECUTE: the statement, the client user it runs as (`current_user`), the client's
+/// `TimeZone` (optional string), the cluster map epoch it was routed by (u64, 0 = unchecked),
+/// then the read fence (commit positions the
 /// node's copies must hold first; see `NodeSession::set_read_fence`).
 pub fn encode_execute(
     request: &Execute,
     user: Option<&str>,
+    time_zone: Option<&str>,
     epoch: u64,
     fence: &[CommitPosition],
 ) -> Bytes {
@@ -253,6 +255,7 @@ pub fn encode_execute(
     put_formats(&mut buf, &request.param_formats);
     put_formats(&mut buf, &request.result_formats);
     put_opt_str(&mut buf, user);
+    put_opt_str(&mut buf, time_zone);
     buf.put_u64(epoch);
     put_positions(&mut buf, fence);
     buf.freeze()
@@ -261,6 +264,8 @@ pub fn encode_execute(
 /// What an EXECUTE carries besides the statement.
 pub struct ExecuteContext {
     pub user: Option<String>,
+    /// The client session's `TimeZone`; `None` when the proxy never set one (UTC).
+    pub time_zone: Option<String>,
     pub epoch: u64,
     pub fence: Vec<CommitPosition>,
 }
@@ -276,6 +281,7 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, ExecuteContext), Netwo
     let param_formats = r.formats()?;
     let result_formats = Arc::from(r.formats()?);
     let user = r.opt_string()?;
+    let time_zone = r.opt_string()?;
     let epoch = r.u64()?;
     let fence = r.positions()?;
     r.finish("execute")?;
@@ -287,7 +293,12 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, ExecuteContext), Netwo
             param_formats,
             result_formats,
         },
-        ExecuteContext { user, epoch, fence },
+        ExecuteContext {
+            user,
+            time_zone,
+            epoch,
+            fence,
+        },
     ))
 }
 
@@ -302,7 +313,8 @@ fn put_positions(buf: &mut BytesMut, positions: &[CommitPosition]) {
     }
 }
 
-pub fn encode_copy_in(batch: &CopyIn) -> Bytes {
+/// The batch, then the session's `TimeZone` (text fields without an offset are read in it).
+pub fn encode_copy_in(batch: &CopyIn, time_zone: Option<&str>) -> Bytes {
     let mut buf = BytesMut::with_capacity(256);
     put_str(&mut buf, &batch.table);
     buf.put_u16(batch.columns.len() as u16);
@@ -316,10 +328,11 @@ pub fn encode_copy_in(batch: &CopyIn) -> Bytes {
             put_opt_str(&mut buf, field.as_deref());
         }
     }
+    put_opt_str(&mut buf, time_zone);
     buf.freeze()
 }
 
-pub fn decode_copy_in(payload: Bytes) -> Result<CopyIn, NetworkError> {
+pub fn decode_copy_in(payload: Bytes) -> Result<(CopyIn, Option<String>), NetworkError> {
     let mut r = Reader { buf: payload };
     let table = r.string()?;
     let n = r.u16()? as usize;
@@ -334,12 +347,16 @@ pub fn decode_copy_in(payload: Bytes) -> Result<CopyIn, NetworkError> {
                 .collect::<Result<Vec<_>, _>>()?,
         );
     }
+    let time_zone = r.opt_string()?;
     r.finish("copy")?;
-    Ok(CopyIn {
-        table,
-        columns,
-        rows,
-    })
+    Ok((
+        CopyIn {
+            table,
+            columns,
+            rows,
+        },
+        time_zone,
+    ))
 }
 
 pub fn encode_description(description: &StatementDescription) -> Bytes {

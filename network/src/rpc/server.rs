@@ -131,6 +131,9 @@ async fn serve_connection(
                 if let Some(user) = context.user {
                     session.set_user(&user);
                 }
+                if let Some(zone) = context.time_zone {
+                    session.set_time_zone(&zone);
+                }
                 let epoch = context.epoch;
                 session.set_read_fence(context.fence);
                 // Only work that starts here is checked: statements inside a transaction
@@ -149,7 +152,10 @@ async fn serve_connection(
                 }
             }
             kind::COPY_IN => {
-                let batch = codec::decode_copy_in(frame.payload)?;
+                let (batch, time_zone) = codec::decode_copy_in(frame.payload)?;
+                if let Some(zone) = time_zone {
+                    session.set_time_zone(&zone);
+                }
                 let result = session.copy_in(batch).await;
                 let in_transaction = session.in_transaction();
                 let (kind, payload) = answer(result, in_transaction, |rows| {

@@ -22,9 +22,40 @@ pub(crate) struct Conn {
     seen: SeenTexts,
     /// Set when the connection must not be reused (its transaction state is unknown).
     pub broken: bool,
+    /// The `TimeZone` the server session has; `None` when unknown (a transaction that set
+    /// it ended, and a rollback puts the old value back).
+    zone: Option<Arc<str>>,
+    /// The zone was set inside the open transaction, which may still undo it.
+    zone_in_transaction: bool,
 }
 
 impl Conn {
+    /// Gives the server session the client's `TimeZone` (one round trip, only when it
+    /// differs from what the connection has). `in_transaction`: a rollback would undo it.
+    pub async fn use_zone(
+        &mut self,
+        zone: &Arc<str>,
+        in_transaction: bool,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.zone.as_deref() == Some(&**zone) {
+            return Ok(());
+        }
+        let quoted = zone.replace('\'', "''");
+        self.client
+            .batch_execute(&format!("SET TimeZone TO '{quoted}'"))
+            .await?;
+        self.zone = Some(zone.clone());
+        self.zone_in_transaction |= in_transaction;
+        Ok(())
+    }
+
+    /// The transaction ended, or rolled back to a savepoint: a zone it set may be undone.
+    pub fn transaction_ended(&mut self) {
+        if std::mem::take(&mut self.zone_in_transaction) {
+            self.zone = None;
+        }
+    }
+
     /// The cached statement for `sql` with these parameter types.
     pub fn cached(&mut self, sql: &str, param_types: &[u32]) -> Option<Statement> {
         self.cache.get(sql, param_types)
@@ -228,6 +259,9 @@ impl Manager {
             },
             seen: SeenTexts::new(self.cache_size),
             broken: false,
+            // The connection options set it.
+            zone: Some(Arc::from("UTC")),
+            zone_in_transaction: false,
         })
     }
 }

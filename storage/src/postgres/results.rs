@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
+use mycelium_protocol::types::{self, TimeZone};
 use mycelium_protocol::{Column, DataRowsBuilder, DbError, Execute, Format, Reply, ReplySource};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
@@ -158,6 +159,8 @@ pub(crate) struct Running {
     pub words: Vec<String>,
     /// The session's failed-transaction flag, when the statement runs in a transaction.
     pub txn_failed: Option<Arc<AtomicBool>>,
+    /// The client's zone, which `timestamptz` values printed here are shown in.
+    pub zone: TimeZone,
     pub buffered: Option<VecDeque<Result<Reply, DbError>>>,
     pub ended: bool,
     pub done: bool,
@@ -345,6 +348,10 @@ impl Running {
     }
 
     fn encode(&mut self, row: &Row, printed: &Printed) -> Result<(), DbError> {
+        types::with_session_time_zone(self.zone, || self.encode_in_zone(row, printed))
+    }
+
+    fn encode_in_zone(&mut self, row: &Row, printed: &Printed) -> Result<(), DbError> {
         self.builder.begin_row();
         for (i, plan) in self.plans.iter().enumerate() {
             let value: Option<RawValue<'_>> = row

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::SinkExt;
+use mycelium_protocol::types::TimeZone;
 use mycelium_protocol::{
     CopyIn, DbError, Execute, NodeSession, Reply, ReplyStream, StatementDescription,
 };
@@ -28,6 +29,10 @@ pub struct PostgresSession {
     failed: Arc<AtomicBool>,
     /// The client user statements run for (`current_user` answers it, not the node's login).
     user: Option<Arc<str>>,
+    /// The client's `TimeZone` setting, which the server connection is given before each
+    /// statement, and the zone the results' `timestamptz` values are printed in.
+    zone_setting: Arc<str>,
+    zone: TimeZone,
 }
 
 fn immediate(item: Result<Reply, DbError>) -> ReplyStream {
@@ -60,7 +65,24 @@ impl PostgresSession {
             pinned: None,
             failed: Arc::new(AtomicBool::new(false)),
             user: None,
+            zone_setting: Arc::from("UTC"),
+            zone: TimeZone::Utc,
         }
+    }
+
+    /// Holds a connection for a statement, with the client's `TimeZone` on it.
+    async fn hold_in_zone(&self) -> Result<Hold, DbError> {
+        let mut hold = self.hold().await?;
+        let in_transaction = self.pinned.is_some();
+        if let Err(e) = hold
+            .conn()
+            .use_zone(&self.zone_setting, in_transaction)
+            .await
+        {
+            self.note_failure(&e);
+            return Err(self.shared.error(&e));
+        }
+        Ok(hold)
     }
 
     async fn hold(&self) -> Result<Hold, DbError> {
@@ -108,6 +130,7 @@ impl PostgresSession {
                 };
                 let mut conn = pinned.clone().lock_owned().await;
                 self.failed.store(false, Ordering::Release);
+                conn.transaction_ended();
                 let restarted = match conn.client.batch_execute("ROLLBACK").await {
                     Ok(()) => conn.client.batch_execute(text).await,
                     Err(e) => Err(e),
@@ -126,7 +149,8 @@ impl PostgresSession {
                     return Err(DbError::new("XX000", "no pinned connection"));
                 };
                 self.failed.store(false, Ordering::Release);
-                let conn = pinned.lock_owned().await;
+                let mut conn = pinned.lock_owned().await;
+                conn.transaction_ended();
                 conn.client
                     .batch_execute(text)
                     .await
@@ -143,6 +167,7 @@ impl PostgresSession {
                 }
                 if control == Control::RollbackTo {
                     self.failed.store(false, Ordering::Release);
+                    hold.conn().transaction_ended();
                 }
             }
         }
@@ -168,7 +193,7 @@ impl PostgresSession {
         if let Some(scoped) = with_shard_keys(&request.sql) {
             request.sql = Arc::from(scoped);
         }
-        let mut hold = self.hold().await?;
+        let mut hold = self.hold_in_zone().await?;
         let in_txn = self.pinned.is_some();
         let keep = cacheable(&words);
         let conn = hold.conn();
@@ -225,6 +250,7 @@ impl PostgresSession {
             plans: Vec::new(),
             words,
             txn_failed: in_txn.then(|| self.failed.clone()),
+            zone: self.zone,
             buffered: None,
             ended: false,
             done: false,
@@ -237,6 +263,7 @@ impl PostgresSession {
     /// Ends the pinned transaction with ROLLBACK after a failed 2PC step; returns `error`.
     async fn abandon(&mut self, hold: &mut Hold, error: DbError) -> DbError {
         self.failed.store(false, Ordering::Release);
+        hold.conn().transaction_ended();
         if let Err(e) = hold.conn().client.batch_execute("ROLLBACK").await {
             tracing::warn!(error = %e, "cannot roll back after a failed two-phase step");
             hold.conn().broken = true;
@@ -306,6 +333,15 @@ impl NodeSession for PostgresSession {
         }
     }
 
+    fn set_time_zone(&mut self, setting: &str) {
+        if *self.zone_setting != *setting {
+            // The proxy validated it; a setting this build cannot read prints in UTC, while
+            // the server still reads input in it.
+            self.zone = TimeZone::parse(setting).map_or(TimeZone::Utc, |(zone, _)| zone);
+            self.zone_setting = Arc::from(setting);
+        }
+    }
+
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
         let columns = if batch.columns.is_empty() {
             String::new()
@@ -315,7 +351,7 @@ impl NodeSession for PostgresSession {
         };
         let statement = format!("COPY {}{columns} FROM STDIN", batch.table);
         let data = copy_text(&batch.rows);
-        let mut hold = self.hold().await?;
+        let mut hold = self.hold_in_zone().await?;
         let client = &hold.conn().client;
         let written = async {
             let sink = client.copy_in::<_, Bytes>(statement.as_str()).await?;
@@ -349,6 +385,7 @@ impl NodeSession for PostgresSession {
             ));
         };
         let mut hold = Hold::Pinned(pinned.lock_owned().await);
+        hold.conn().transaction_ended();
         if self.failed.load(Ordering::Acquire) {
             let error = DbError::new(
                 "25P02",
@@ -394,7 +431,11 @@ impl NodeSession for PostgresSession {
 
     async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
         let mut hold = match self.pinned.take() {
-            Some(pinned) => Hold::Pinned(pinned.lock_owned().await),
+            Some(pinned) => {
+                let mut conn = pinned.lock_owned().await;
+                conn.transaction_ended();
+                Hold::Pinned(conn)
+            }
             None => {
                 let conn = self.shared.acquire().await?;
                 conn.client
@@ -501,6 +542,7 @@ impl Drop for PostgresSession {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     let mut conn = pinned.lock_owned().await;
+                    conn.transaction_ended();
                     if conn.client.batch_execute("ROLLBACK").await.is_err() {
                         conn.broken = true;
                     }
