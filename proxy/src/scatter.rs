@@ -344,6 +344,9 @@ impl Session {
         let take = spec
             .limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        // Merged timestamptz values are printed here, in the client's zone as a node would.
+        let zone = types::TimeZone::parse(self.params.get("timezone").unwrap_or("UTC"))
+            .map_or(types::TimeZone::Utc, |(zone, _)| zone);
         let mut sent = 0u64;
         for values in finals.into_iter().skip(skip).take(take) {
             let mut builder = DataRowsBuilder::with_capacity(256);
@@ -355,12 +358,14 @@ impl Session {
                         let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
                         let mut encoded = BytesMut::new();
                         match request.result_format(i) {
-                            Format::Text => types::encode_text(
-                                ty,
-                                column.type_modifier,
-                                value.as_ref(),
-                                &mut encoded,
-                            )?,
+                            Format::Text => types::with_session_time_zone(zone, || {
+                                types::encode_text(
+                                    ty,
+                                    column.type_modifier,
+                                    value.as_ref(),
+                                    &mut encoded,
+                                )
+                            })?,
                             Format::Binary => types::encode_binary(
                                 ty,
                                 column.type_modifier,
