@@ -71,6 +71,10 @@ pub struct Cluster {
     access_digest: std::sync::atomic::AtomicU64,
     /// Woken when the policies change, so the map reaches the nodes without waiting.
     pub(crate) map_changed: tokio::sync::Notify,
+    /// One map round at a time: two interleaved rounds (a session's after a policy change,
+    /// the periodic one) would offer different maps under one epoch, and a node keeps the
+    /// first it gets.
+    pub(crate) map_round: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -91,6 +95,7 @@ impl Cluster {
             map_epoch: std::sync::atomic::AtomicU64::new(0),
             access_digest: std::sync::atomic::AtomicU64::new(0),
             map_changed: tokio::sync::Notify::new(),
+            map_round: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -14,6 +14,7 @@ mod cluster;
 mod conn;
 mod copy;
 mod copy_binary;
+mod create_as;
 mod describe;
 mod error;
 mod execute;

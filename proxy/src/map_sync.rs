@@ -86,6 +86,7 @@ impl Cluster {
 
     /// One round of comparing maps with the nodes (see the module comment).
     pub(crate) async fn sync_map(&self) -> MapRound {
+        let _round = self.map_round.lock().await;
         let mut held = Vec::with_capacity(self.nodes.len());
         for node in self.nodes.iter().filter(|n| n.link.is_up()) {
             if node.backend.get().is_none()

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use mycelium_protocol::{Column, Execute, Format, StatementDescription};
 use mycelium_router::{
-    Plan, SessionCommand, SetValue, SettingsPlan, TxnControl, split_statements, statement_kind,
+    Plan, SessionCommand, SetValue, SettingsPlan, TxnControl, create_table_as, split_statements,
+    statement_kind,
 };
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::messages::extendedquery::{Bind, Close, Describe, Parse};
@@ -412,6 +413,9 @@ impl Session {
             Plan::Session(command) => self.session_command(command, Output::Simple).await?,
             Plan::Copy(copy) => self.copy(copy).await?,
             Plan::Role(command) => self.role_command(command).await?,
+            Plan::Forward { ddl: true } if let Some(ctas) = create_table_as(sql)? => {
+                self.create_table_as(&ctas).await?;
+            }
             Plan::Forward { ddl } => {
                 let request = Execute::simple(sql);
                 self.run_forward(request, Output::Simple, *ddl).await?;
@@ -710,6 +714,13 @@ impl Session {
             statement.param_types.clone(),
         );
         let description = match &*plan {
+            // Returns no rows; the proxy runs it (nodes would refuse to describe it).
+            Plan::Forward { ddl: true } if create_table_as(&sql)?.is_some() => {
+                StatementDescription {
+                    params: param_types,
+                    columns: Vec::new(),
+                }
+            }
             Plan::Forward { .. } => match self.proxy.descriptions.get(&sql, &param_types) {
                 Some(description) => description,
                 None => {
@@ -840,6 +851,10 @@ impl Session {
             Plan::Session(command) => self.session_command(command, output).await?,
             Plan::Copy(copy) => self.copy(copy).await?,
             Plan::Role(command) => self.role_command(command).await?,
+            Plan::Forward { ddl: true } if let Some(ctas) = create_table_as(&request.sql)? => {
+                self.open_implicit_block()?;
+                self.create_table_as(&ctas).await?;
+            }
             Plan::Forward { ddl } => {
                 self.open_implicit_block()?;
                 self.described = described;
@@ -1051,7 +1066,7 @@ impl Session {
 
     /// A node that can describe `sql`: every node has every table's schema, so the one the
     /// statement would run on (or the first, when parameters decide) will do.
-    fn describe_node(&self, sql: &Arc<str>, param_types: &[u32]) -> usize {
+    pub(crate) fn describe_node(&self, sql: &Arc<str>, param_types: &[u32]) -> usize {
         let probe = Execute {
             sql: sql.clone(),
             param_types: Arc::from(param_types),

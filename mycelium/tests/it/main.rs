@@ -3,6 +3,7 @@
 mod cli;
 mod clients;
 mod cluster;
+mod create_as;
 mod harness;
 mod map;
 mod metrics_lint;
