@@ -1401,6 +1401,15 @@ fn encode_value(
     {
         return crate::functions::array::encode_binary(array, value, out);
     }
+    if matches!(format, Format::Text)
+        && let Some(array) = (catalog::Ty { ty, typmod }).array_type()
+        && array.elem == PgType::Timestamptz
+        && let SqlValueRef::Text(stored) = value
+    {
+        let text = crate::functions::array::output_text(array, stored)?;
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
+    }
     if matches!(format, Format::Binary) && (catalog::Ty { ty, typmod }).is_interval() {
         return crate::functions::time::encode_interval_binary(value, out);
     }

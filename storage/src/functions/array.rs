@@ -240,7 +240,7 @@ pub fn decode_param(ty: ArrayType, format: Format, bytes: &[u8]) -> Result<SqlVa
             None => None,
             Some(text) => {
                 let value = types::parse_text(ty.elem, -1, text)?;
-                Some(as_text(value.as_ref(), Some(ty.elem))?)
+                Some(stored_text(value.as_ref(), ty.elem)?)
             }
         });
     }
@@ -300,7 +300,7 @@ fn recv(ty: ArrayType, mut bytes: &[u8]) -> Result<Array, DbError> {
         let (element, rest) = bytes.split_at(size);
         bytes = rest;
         let value = types::decode_param(ty.elem, Format::Binary, element)?;
-        items.push(Some(as_text(value.as_ref(), Some(ty.elem))?));
+        items.push(Some(stored_text(value.as_ref(), ty.elem)?));
     }
     if !bytes.is_empty() {
         return Err(invalid());
@@ -402,13 +402,33 @@ fn finish(
     Ok(Array { lower, items })
 }
 
+/// An element's text as an array stores it: its output, except that a timestamptz is in UTC
+/// whatever the session's zone, as a timestamptz column holds it.
+fn stored_text(value: SqlValueRef<'_>, elem: PgType) -> Result<String, DbError> {
+    types::with_session_time_zone(types::TimeZone::Utc, || as_text(value, Some(elem)))
+}
+
+/// An array's output from its stored text: a timestamptz element is shown in the session's
+/// zone, as its own column would be; other elements are stored as they print.
+pub fn output_text(ty: ArrayType, stored: &str) -> Result<String, DbError> {
+    if ty.elem != PgType::Timestamptz {
+        return Ok(stored.to_owned());
+    }
+    let mut array = Array::parse(stored, ty)?;
+    for item in array.items.iter_mut().flatten() {
+        let value = types::parse_text(ty.elem, -1, item)?;
+        *item = as_text(value.as_ref(), Some(ty.elem))?;
+    }
+    array.format(ty)
+}
+
 /// The text form of one element given as a storage value of any class.
 fn element_text(v: ValueRef<'_>, elem: PgType) -> Result<Option<String>, DbError> {
     if v == ValueRef::Null {
         return Ok(None);
     }
     let value = cast(v, None, elem, -1)?;
-    as_text(value.as_ref(), Some(elem)).map(Some)
+    stored_text(value.as_ref(), elem).map(Some)
 }
 
 /// Equality of two storage values as SQLite's `=` compares them (numbers across classes).
