@@ -5,8 +5,8 @@
 use bytes::{BufMut, BytesMut};
 
 use super::name::time_precision;
-use super::zone::{TimeZone, format_offset, session_time_zone};
 use super::scalar::format_f64;
+use super::zone::{TimeZone, format_offset, session_time_zone};
 use super::{PgType, SqlValue, SqlValueRef, bad_stored, invalid_binary, trim_pg, utf8};
 use crate::DbError;
 
@@ -484,8 +484,8 @@ fn parse_value(
         }
         _ => {
             let days = fields.days.ok_or(ParseError::Syntax)?;
-            let local = i128::from(days) * i128::from(USECS_PER_DAY)
-                + i128::from(fields.time.unwrap_or(0));
+            let local =
+                i128::from(days) * i128::from(USECS_PER_DAY) + i128::from(fields.time.unwrap_or(0));
             let micros = match (ty, fields.offset) {
                 (PgType::Timestamptz, Some(offset)) => {
                     local - i128::from(offset) * i128::from(USECS_PER_SEC)

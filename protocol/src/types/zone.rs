@@ -131,10 +131,7 @@ fn posix_offset(setting: &str) -> Option<i64> {
     let rest = if let Some(quoted) = setting.strip_prefix('<') {
         &quoted[quoted.find('>')? + 1..]
     } else {
-        let name_len = setting
-            .bytes()
-            .take_while(u8::is_ascii_alphabetic)
-            .count();
+        let name_len = setting.bytes().take_while(u8::is_ascii_alphabetic).count();
         if name_len != 0 && name_len < 3 {
             return None;
         }
@@ -222,8 +219,14 @@ mod tests {
         assert_eq!(TimeZone::parse("UTC").unwrap().0, TimeZone::Utc);
         assert_eq!(TimeZone::parse("Etc/UTC").unwrap().0, TimeZone::Utc);
         assert_eq!(TimeZone::parse("5").unwrap().0, TimeZone::Fixed(5 * 3600));
-        assert_eq!(TimeZone::parse("UTC+5").unwrap().0, TimeZone::Fixed(-5 * 3600));
-        assert_eq!(TimeZone::parse("+05:30").unwrap().0, TimeZone::Fixed(-19_800));
+        assert_eq!(
+            TimeZone::parse("UTC+5").unwrap().0,
+            TimeZone::Fixed(-5 * 3600)
+        );
+        assert_eq!(
+            TimeZone::parse("+05:30").unwrap().0,
+            TimeZone::Fixed(-19_800)
+        );
         assert_eq!(
             TimeZone::parse("<+03>-03").unwrap().0,
             TimeZone::Fixed(3 * 3600)
