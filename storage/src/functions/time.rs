@@ -416,9 +416,7 @@ pub fn utc_from_local(local: NaiveDateTime) -> NaiveDateTime {
         return local;
     };
     local
-        .checked_sub_signed(Duration::microseconds(
-            micros - zone.utc_from_local(micros),
-        ))
+        .checked_sub_signed(Duration::microseconds(micros - zone.utc_from_local(micros)))
         .unwrap_or(local)
 }
 
@@ -638,7 +636,9 @@ pub fn date_trunc(field: &str, v: ValueRef<'_>, ty: PgType) -> Result<Option<Str
         "microseconds" | "milliseconds" | "second" | "minute" | "hour"
     );
     let utc = if below_day {
-        truncated.checked_sub_signed(offset).ok_or_else(out_of_range)?
+        truncated
+            .checked_sub_signed(offset)
+            .ok_or_else(out_of_range)?
     } else {
         utc_from_local(truncated)
     };
