@@ -927,10 +927,17 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         if is_infinite(&origin) {
             return Err(fail(DbError::new("22008", "origin out of range")));
         }
-        let (Some(source), Some(origin)) = (time_value(ctx, 1)?, time_value(ctx, 2)?) else {
+        let ty = type_arg(ctx, 3)?;
+        // Bins of timestamptz are counted on UTC instants; a date given for one is midnight
+        // in the session's zone.
+        let read = if ty == PgType::Timestamptz {
+            instant_value
+        } else {
+            time_value
+        };
+        let (Some(source), Some(origin)) = (read(ctx, 1)?, read(ctx, 2)?) else {
             return Ok(None);
         };
-        let ty = type_arg(ctx, 3)?;
         dates::date_bin(stride, source, origin)
             .map(|t| Some(time::format_as(t, ty)))
             .map_err(fail)

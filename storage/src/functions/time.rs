@@ -1,6 +1,11 @@
 //! Date and time arithmetic on the text forms storage holds: `date ± integer`, `date - date`,
 //! timestamps `±` intervals, timestamp differences, `date_trunc` and `extract`.
 //!
+//! A `timestamptz` is stored as its UTC instant (`...+00`); where Postgres works on its
+//! fields, these functions take them from the wall-clock time in the session's `TimeZone`
+//! (the thread's, see `mycelium_protocol::types::with_session_time_zone`), and read a date or
+//! timestamp that stands for a `timestamptz` as a wall-clock time there.
+//!
 //! Postgres's `interval` has no storage type here: an interval (a value, or a column of type
 //! `interval`) is carried as text in the form Postgres prints it (`1 day 02:00:00`), which
 //! these functions parse back; clients see type 1186 and get `interval_send`'s bytes when they

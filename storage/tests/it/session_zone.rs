@@ -219,6 +219,20 @@ async fn casts_and_comparisons_read_wall_clock_times_in_the_zone() {
         ],
     )
     .await;
+    // Assigned to a column of the other type, a value is cast as it would be explicitly.
+    ok(
+        &mut s,
+        "INSERT INTO ev VALUES (6, '2024-06-01 10:00'::timestamp, \
+         '2024-06-01 08:00+00'::timestamptz, '2024-06-01 23:30+00'::timestamptz)",
+    )
+    .await;
+    rows(
+        &mut s,
+        "SELECT at, ts, d FROM ev WHERE id = 6",
+        &["2024-06-01 10:00:00+02|2024-06-01 10:00:00|2024-06-02"],
+    )
+    .await;
+    ok(&mut s, "DELETE FROM ev WHERE id = 6").await;
     let sql = "SELECT at, at::date, at::time, ts::timestamptz, d::timestamptz, at = ts \
                FROM ev ORDER BY id";
     let mut st_johns = session_in(&db, "America/St_Johns").await;
@@ -463,10 +477,12 @@ async fn json_arrays_and_text_input_functions_use_the_zone() {
         &mut s,
         "SELECT to_timestamp('2024-06-01 10:00', 'YYYY-MM-DD HH24:MI'), to_timestamp(0), \
          '2024-06-01'::date AT TIME ZONE 'UTC', \
-         date_trunc('day', '2024-06-01 23:30:00+00'::timestamptz, 'UTC')",
+         date_trunc('day', '2024-06-01 23:30:00+00'::timestamptz, 'UTC'), \
+         date_bin('1 day', '2024-06-01 10:00'::timestamptz, '2024-01-01'::date), \
+         date_bin('1 hour', '2024-06-01 10:20'::timestamptz, '2024-01-01 00:00+00'::timestamptz)",
         &[
             "2024-06-01 10:00:00+02|1970-01-01 01:00:00+01|2024-05-31 22:00:00|\
-           2024-06-01 02:00:00+02",
+           2024-06-01 02:00:00+02|2024-06-01 01:00:00+02|2024-06-01 10:00:00+02",
         ],
     )
     .await;
@@ -488,10 +504,13 @@ async fn json_arrays_and_text_input_functions_use_the_zone() {
     let mut st_johns = session_in(&db, "America/St_Johns").await;
     rows(
         &mut st_johns,
-        "SELECT at, to_json('2024-06-01 08:00+00'::timestamptz) FROM series",
+        "SELECT at, to_json('2024-06-01 08:00+00'::timestamptz), at::text, \
+         array_to_string(at, ',') FROM series",
         &[
             "{\"2024-06-01 05:30:00-02:30\",\"2024-01-01 05:30:00-03:30\"}|\
-           \"2024-06-01T05:30:00-02:30\"",
+           \"2024-06-01T05:30:00-02:30\"|\
+           {\"2024-06-01 05:30:00-02:30\",\"2024-01-01 05:30:00-03:30\"}|\
+           2024-06-01 05:30:00-02:30,2024-01-01 05:30:00-03:30",
         ],
     )
     .await;
