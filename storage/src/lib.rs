@@ -33,6 +33,12 @@
 //! column get the numeric form back. `to_regtype`/`to_regclass` are OIDs in expressions and
 //! names as results. JSON is handled by a parser that keeps numbers as written (`1.50`).
 //!
+//! **Time zone.** A session's `TimeZone` (`NodeSession::set_time_zone`) travels with each
+//! statement and COPY to the worker, which runs it inside `with_session_time_zone`: parameters
+//! and literals without an offset are read in it, results shown in it, and the date/time
+//! functions (`functions::time`) work on its wall clock, while `timestamptz` values, in
+//! columns and in arrays, are stored in UTC. Translations are cached per zone.
+//!
 //! **Unique violations.** SQLite names only the columns; an INSERT or UPDATE carries a probe
 //! query (its rows to be written) that the worker runs after a 23505 to find the first
 //! conflicting key and print `Key (a)=(5) already exists.`

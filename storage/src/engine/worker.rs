@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use chrono::Utc;
-use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef};
+use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef, TimeZone};
 use mycelium_protocol::{
     CopyIn, DataRowsBuilder, DbError, Execute, Format, Reply, StatementDescription, TxnOutcome,
 };
@@ -34,6 +34,8 @@ pub(crate) enum Job {
         request: Execute,
         /// The client user, for `current_user`.
         user: Arc<str>,
+        /// The session's `TimeZone`, for parameters, functions and results.
+        time_zone: TimeZone,
         txn: Option<SharedTxn>,
         replies: mpsc::Sender<Result<Reply, DbError>>,
         done: oneshot::Sender<()>,
@@ -42,11 +44,15 @@ pub(crate) enum Job {
     Describe {
         sql: String,
         param_types: Vec<u32>,
+        /// The session's `TimeZone`: translating folds `timestamptz` literals in it.
+        time_zone: TimeZone,
         reply: oneshot::Sender<Result<StatementDescription, DbError>>,
         lease: Option<Lease>,
     },
     CopyIn {
         batch: CopyIn,
+        /// The session's `TimeZone`, in which rows' `timestamptz` text is read.
+        time_zone: TimeZone,
         txn: Option<SharedTxn>,
         reply: oneshot::Sender<Result<u64, DbError>>,
         lease: Option<Lease>,
@@ -221,6 +227,7 @@ impl<'c> Worker<'c> {
                     id,
                     request,
                     user,
+                    time_zone,
                     txn,
                     replies,
                     done,
@@ -228,7 +235,9 @@ impl<'c> Worker<'c> {
                 } => {
                     crate::functions::set_session_user(user);
                     self.set_current(id);
-                    let result = self.execute(&request, txn.as_ref(), &replies);
+                    let result = types::with_session_time_zone(time_zone, || {
+                        self.execute(&request, txn.as_ref(), &replies)
+                    });
                     self.set_current(0);
                     if let Err(err) = result {
                         self.after_error(txn.as_ref());
@@ -241,20 +250,26 @@ impl<'c> Worker<'c> {
                 Job::Describe {
                     sql,
                     param_types,
+                    time_zone,
                     reply,
                     lease,
                 } => {
-                    let result = self.describe(&sql, &param_types);
+                    let result = types::with_session_time_zone(time_zone, || {
+                        self.describe(&sql, &param_types)
+                    });
                     let _ = reply.send(result);
                     drop(lease);
                 }
                 Job::CopyIn {
                     batch,
+                    time_zone,
                     txn,
                     reply,
                     lease,
                 } => {
-                    let result = self.copy_in(&batch, txn.as_ref());
+                    let result = types::with_session_time_zone(time_zone, || {
+                        self.copy_in(&batch, txn.as_ref())
+                    });
                     if result.is_err() {
                         self.after_error(txn.as_ref());
                     }
@@ -758,7 +773,8 @@ impl<'c> Worker<'c> {
 
     fn translation(&mut self, sql: &str, param_types: &[u32]) -> Result<Arc<Translation>, DbError> {
         let schema = self.current_schema()?;
-        if let Some(t) = self.shared.cache.get(sql, param_types, schema.id) {
+        let zone = types::session_time_zone();
+        if let Some(t) = self.shared.cache.get(sql, param_types, schema.id, zone) {
             return Ok(t);
         }
         let mut t = rewrite::translate(sql, param_types, &schema)?;
@@ -795,7 +811,7 @@ impl<'c> Worker<'c> {
         if !t.ddl {
             self.shared
                 .cache
-                .insert(sql, param_types, schema.id, t.clone());
+                .insert(sql, param_types, schema.id, zone, t.clone());
         }
         Ok(t)
     }
@@ -1384,6 +1400,15 @@ fn encode_value(
         && let Some(array) = (catalog::Ty { ty, typmod }).array_type()
     {
         return crate::functions::array::encode_binary(array, value, out);
+    }
+    if matches!(format, Format::Text)
+        && let Some(array) = (catalog::Ty { ty, typmod }).array_type()
+        && array.elem == PgType::Timestamptz
+        && let SqlValueRef::Text(stored) = value
+    {
+        let text = crate::functions::array::output_text(array, stored)?;
+        out.extend_from_slice(text.as_bytes());
+        return Ok(());
     }
     if matches!(format, Format::Binary) && (catalog::Ty { ty, typmod }).is_interval() {
         return crate::functions::time::encode_interval_binary(value, out);

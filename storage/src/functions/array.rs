@@ -167,6 +167,18 @@ impl Array {
         Ok(format!("{bounds}{{{}}}", body.join(",")))
     }
 
+    /// The elements as they print: a timestamptz in the session's zone, as its own column
+    /// would show it; other elements are stored as they print.
+    pub fn shown(mut self, ty: ArrayType) -> Result<Array, DbError> {
+        if ty.elem == PgType::Timestamptz {
+            for item in self.items.iter_mut().flatten() {
+                let value = types::parse_text(ty.elem, -1, item)?;
+                *item = as_text(value.as_ref(), Some(ty.elem))?;
+            }
+        }
+        Ok(self)
+    }
+
     pub fn upper(&self) -> i64 {
         self.lower + self.items.len() as i64 - 1
     }
@@ -240,7 +252,7 @@ pub fn decode_param(ty: ArrayType, format: Format, bytes: &[u8]) -> Result<SqlVa
             None => None,
             Some(text) => {
                 let value = types::parse_text(ty.elem, -1, text)?;
-                Some(as_text(value.as_ref(), Some(ty.elem))?)
+                Some(stored_text(value.as_ref(), ty.elem)?)
             }
         });
     }
@@ -300,7 +312,7 @@ fn recv(ty: ArrayType, mut bytes: &[u8]) -> Result<Array, DbError> {
         let (element, rest) = bytes.split_at(size);
         bytes = rest;
         let value = types::decode_param(ty.elem, Format::Binary, element)?;
-        items.push(Some(as_text(value.as_ref(), Some(ty.elem))?));
+        items.push(Some(stored_text(value.as_ref(), ty.elem)?));
     }
     if !bytes.is_empty() {
         return Err(invalid());
@@ -402,13 +414,24 @@ fn finish(
     Ok(Array { lower, items })
 }
 
+/// An element's text as an array stores it: its output, except that a timestamptz is in UTC
+/// whatever the session's zone, as a timestamptz column holds it.
+fn stored_text(value: SqlValueRef<'_>, elem: PgType) -> Result<String, DbError> {
+    types::with_session_time_zone(types::TimeZone::Utc, || as_text(value, Some(elem)))
+}
+
+/// An array's output from its stored text (see [`Array::shown`]).
+pub fn output_text(ty: ArrayType, stored: &str) -> Result<String, DbError> {
+    Array::parse(stored, ty)?.shown(ty)?.format(ty)
+}
+
 /// The text form of one element given as a storage value of any class.
 fn element_text(v: ValueRef<'_>, elem: PgType) -> Result<Option<String>, DbError> {
     if v == ValueRef::Null {
         return Ok(None);
     }
     let value = cast(v, None, elem, -1)?;
-    as_text(value.as_ref(), Some(elem)).map(Some)
+    stored_text(value.as_ref(), elem).map(Some)
 }
 
 /// Equality of two storage values as SQLite's `=` compares them (numbers across classes).
@@ -546,14 +569,22 @@ pub(super) fn register(conn: &Connection) -> rusqlite::Result<()> {
             }))
         })?;
     }
+    // An array cast to text: its output, which differs from what is stored for timestamptz.
+    conn.create_scalar_function("__pg_array_out", 2, DET, |ctx| {
+        let Some((array, ty)) = array_arg(ctx, 0)? else {
+            return Ok(Value::Null);
+        };
+        text_value(array.shown(ty).and_then(|a| a.format(ty)))
+    })?;
     conn.create_scalar_function("__pg_cardinality", 2, DET, |ctx| {
         Ok(array_arg(ctx, 0)?.map(|(array, _)| array.items.len() as i64))
     })?;
     for n in [3, 4] {
         conn.create_scalar_function("__pg_array_to_string", n, DET, |ctx| {
-            let Some((array, _)) = array_arg(ctx, 0)? else {
+            let Some((array, ty)) = array_arg(ctx, 0)? else {
                 return Ok(None);
             };
+            let array = array.shown(ty).map_err(fail)?;
             let Some(sep) = super::text_arg(ctx, 2)? else {
                 return Ok(None);
             };

@@ -1,10 +1,10 @@
 //! Date and time functions SQLite lacks, as Postgres computes them: `to_char` of dates and
-//! timestamps, `age`, `make_date` and `to_timestamp(seconds)`. Sessions run in UTC, so a
-//! `timestamptz` formats as its UTC clock and `TZ` prints `UTC`.
+//! timestamps, `age`, `make_date` and `to_timestamp(seconds)`. A `timestamptz` is formatted
+//! as its wall-clock time in the session's zone, whose abbreviation `TZ` prints.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 use mycelium_protocol::DbError;
-use mycelium_protocol::types::PgType;
+use mycelium_protocol::types::{PgType, TimeZone, format_offset, session_time_zone};
 
 use crate::errors::unsupported;
 
@@ -34,12 +34,45 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
+/// The session zone at one instant, as `to_char`'s `TZ` and `OF` print it.
+pub struct ZoneLabel {
+    /// `CEST`, `NST`; a zone without letters for it shows its offset (`-03`, `-03:30`).
+    pub abbreviation: String,
+    /// Seconds east of UTC.
+    pub offset: i64,
+}
+
+impl ZoneLabel {
+    /// The session zone's label at the UTC instant `utc`.
+    pub fn at(utc: NaiveDateTime) -> ZoneLabel {
+        use chrono::TimeZone as _;
+        use chrono_tz::OffsetName;
+        let offset = super::time::session_offset(utc);
+        let abbreviation = match session_time_zone() {
+            TimeZone::Utc => Some("UTC".to_owned()),
+            TimeZone::Named(tz) => tz
+                .offset_from_utc_datetime(&utc)
+                .abbreviation()
+                .map(str::to_owned),
+            // Postgres shows the name the setting gave (`UTC` for `UTC+5`); storage knows
+            // only the offset, which is that name for numeric settings (`-3.5`, `<+05>-05`).
+            TimeZone::Fixed(_) => None,
+        };
+        ZoneLabel {
+            abbreviation: abbreviation.unwrap_or_else(|| format_offset(offset)),
+            offset,
+        }
+    }
+}
+
 /// `to_char(value, template)` for a date or timestamp: Postgres's template patterns (the
 /// common ones: years, months, days, hours, minutes, seconds, fractions, meridiem, quarter,
 /// week of year, zone), the `FM` fill-mode prefix, the `TH`/`th` ordinal suffix, quoted text
 /// and backslash escapes. A pattern this does not know is copied as text, as Postgres copies
 /// what is not a pattern.
-pub fn to_char(t: NaiveDateTime, template: &str, zoned: bool) -> String {
+///
+/// `zone` labels a `timestamptz` (`t` is then its wall-clock time); a timestamp has none.
+pub fn to_char(t: NaiveDateTime, template: &str, zone: Option<&ZoneLabel>) -> String {
     let mut out = String::with_capacity(template.len() + 8);
     let chars: Vec<char> = template.chars().collect();
     let mut i = 0;
@@ -66,7 +99,7 @@ pub fn to_char(t: NaiveDateTime, template: &str, zoned: bool) -> String {
         let fill = rest.starts_with("FM");
         let at = if fill { 2 } else { 0 };
         let pattern = &rest[at..];
-        match field(t, pattern, fill, zoned) {
+        match field(t, pattern, fill, zone) {
             Some((text, used, number)) => {
                 out.push_str(&text);
                 i += at + used;
@@ -96,7 +129,7 @@ fn field(
     t: NaiveDateTime,
     p: &str,
     fill: bool,
-    zoned: bool,
+    zone: Option<&ZoneLabel>,
 ) -> Option<(String, usize, Option<i64>)> {
     let num = |value: i64, width: usize, used: usize| {
         let text = if fill {
@@ -278,7 +311,7 @@ fn field(
         return num(i64::from(julian), 0, 1);
     }
     if exact("TZ") || exact("tz") {
-        let text = if zoned { "UTC" } else { "" };
+        let text = zone.map_or("", |z| z.abbreviation.as_str());
         let text = if exact("tz") {
             text.to_ascii_lowercase()
         } else {
@@ -287,7 +320,8 @@ fn field(
         return Some((text, 2, None));
     }
     if starts("OF") {
-        return Some((if zoned { "+00" } else { "" }.to_owned(), 2, None));
+        // A timestamp has no zone; Postgres prints its offset as zero.
+        return Some((format_offset(zone.map_or(0, |z| z.offset)), 2, None));
     }
     None
 }
@@ -1048,9 +1082,11 @@ mod tests {
             ("dy mon yy", "tue mar 24"),
             ("FMDDth", "5th"),
         ] {
-            assert_eq!(to_char(t, template, false), want, "{template}");
+            assert_eq!(to_char(t, template, None), want, "{template}");
         }
-        assert_eq!(to_char(t, "HH24:MI TZ", true), "14:07 UTC");
+        let utc = ZoneLabel::at(t);
+        assert_eq!(to_char(t, "HH24:MI TZ OF", Some(&utc)), "14:07 UTC +00");
+        assert_eq!(to_char(t, "TZ|OF", None), "|+00");
     }
 
     #[test]

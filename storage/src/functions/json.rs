@@ -605,15 +605,15 @@ pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
             parse(v)?.unwrap_or(Json::Null)
         }
         // Timestamps in JSON are ISO 8601, as Postgres writes them (`2024-01-01T10:00:00`,
-        // and the zone as `+00:00`).
+        // a timestamptz in the session's zone with its offset as `+02:00`).
         (ValueRef::Text(t), Some(PgType::Timestamp)) => {
             Json::String(String::from_utf8_lossy(t).replacen(' ', "T", 1))
         }
         (ValueRef::Text(t), Some(PgType::Timestamptz)) => {
-            let text = String::from_utf8_lossy(t).replacen(' ', "T", 1);
-            Json::String(match text.strip_suffix("+00") {
-                Some(local) => format!("{local}+00:00"),
-                None => text,
+            let text = String::from_utf8_lossy(t);
+            Json::String(match super::time::parse_instant(&text) {
+                Some(utc) => iso_timestamptz(utc),
+                None => text.into_owned(),
             })
         }
         (ValueRef::Text(t), _) => Json::String(String::from_utf8_lossy(t).into_owned()),
@@ -622,6 +622,28 @@ pub fn to_json(v: ValueRef<'_>, oid: u32) -> Result<Json, DbError> {
             Json::String(format!("\\x{hex}"))
         }
     })
+}
+
+/// A UTC instant as Postgres writes a timestamptz in JSON: the session zone's wall-clock
+/// time, `T`-separated, and the offset with at least hours and minutes, before any ` BC`.
+fn iso_timestamptz(utc: chrono::NaiveDateTime) -> String {
+    let offset = super::time::session_offset(utc);
+    let local = super::time::format_as(super::time::local_from_utc(utc), PgType::Timestamp)
+        .replacen(' ', "T", 1);
+    let abs = offset.abs();
+    let mut zone = format!(
+        "{}{:02}:{:02}",
+        if offset < 0 { '-' } else { '+' },
+        abs / 3600,
+        abs / 60 % 60
+    );
+    if abs % 60 != 0 {
+        zone.push_str(&format!(":{:02}", abs % 60));
+    }
+    match local.strip_suffix(" BC") {
+        Some(ad) => format!("{ad}{zone} BC"),
+        None => local + &zone,
+    }
 }
 
 /// The top level of a `json` value with its members' text as written (json functions keep

@@ -222,27 +222,38 @@ pub fn register(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()
     conn.create_scalar_function("__pg_now", 0, VOLATILE, move |_| {
         Ok(format_timestamptz(s.now()))
     })?;
+    // localtimestamp, current_date and current_time read the transaction's clock in the
+    // session's zone.
     let s = state.clone();
     conn.create_scalar_function("__pg_localtimestamp", 0, VOLATILE, move |_| {
-        Ok(format_naive(s.now().naive_utc()))
+        Ok(format_naive(time::local_from_utc(s.now().naive_utc())))
     })?;
     let s = state.clone();
     conn.create_scalar_function("__pg_current_date", 0, VOLATILE, move |_| {
-        Ok(s.now().format("%Y-%m-%d").to_string())
+        Ok(time::format_as(
+            time::local_from_utc(s.now().naive_utc()),
+            PgType::Date,
+        ))
     })?;
     let s = state.clone();
     conn.create_scalar_function("__pg_current_time", 0, VOLATILE, move |_| {
-        let t = format_naive(s.now().naive_utc());
-        Ok(t.get(11..).unwrap_or("").to_owned())
+        Ok(time::format_as(
+            time::local_from_utc(s.now().naive_utc()),
+            PgType::Time,
+        ))
     })?;
     conn.create_scalar_function("__pg_clock_timestamp", 0, VOLATILE, |_| {
         Ok(format_timestamptz(Utc::now()))
     })?;
     // The wall clock as text, as Postgres's `timeofday()` prints it in the session's zone.
     conn.create_scalar_function("timeofday", 0, VOLATILE, |_| {
-        Ok(Utc::now()
-            .format("%a %b %d %H:%M:%S%.6f %Y UTC")
-            .to_string())
+        let utc = Utc::now().naive_utc();
+        let label = dates::ZoneLabel::at(utc);
+        Ok(format!(
+            "{} {}",
+            time::local_from_utc(utc).format("%a %b %d %H:%M:%S%.6f %Y"),
+            label.abbreviation
+        ))
     })?;
     conn.create_scalar_function("__pg_random", 0, VOLATILE, |_| {
         // 53 random bits: uniform in [0, 1) like Postgres's random().
@@ -579,17 +590,32 @@ fn interval_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<time::
     }
 }
 
+fn invalid_timestamp(text: &str) -> DbError {
+    DbError::new(
+        "22007",
+        format!("invalid input syntax for type timestamp: \"{text}\""),
+    )
+}
+
 /// A date or timestamp argument; 22007 for text that is neither.
 fn time_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<NaiveDateTime>> {
     let Some(text) = ctx.get::<Option<String>>(i)? else {
         return Ok(None);
     };
-    time::parse_datetime(&text).map(Some).ok_or_else(|| {
-        fail(DbError::new(
-            "22007",
-            format!("invalid input syntax for type timestamp: \"{text}\""),
-        ))
-    })
+    time::parse_datetime(&text)
+        .map(Some)
+        .ok_or_else(|| fail(invalid_timestamp(&text)))
+}
+
+/// A `timestamptz` argument as its UTC instant; a date or timestamp given instead is a
+/// wall-clock time in the session's zone (see `time::parse_instant`).
+fn instant_value(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<NaiveDateTime>> {
+    let Some(text) = ctx.get::<Option<String>>(i)? else {
+        return Ok(None);
+    };
+    time::parse_instant(&text)
+        .map(Some)
+        .ok_or_else(|| fail(invalid_timestamp(&text)))
 }
 
 fn is_infinite(text: &str) -> bool {
@@ -745,12 +771,19 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         if infinite_arg(ctx, 0, 1)?.is_some() {
             return Ok(None);
         }
-        let (Some(value), Some(template)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?)
-        else {
+        let Some(template) = ctx.get::<Option<String>>(1)? else {
             return Ok(None);
         };
-        let zoned = type_arg(ctx, 2)? == PgType::Timestamptz;
-        Ok(Some(dates::to_char(value, &template, zoned)))
+        // A timestamptz prints its wall-clock time in the session's zone, with that zone's
+        // abbreviation and offset; so does a date, as Postgres picks to_char's timestamptz
+        // form for one.
+        if matches!(type_arg(ctx, 2)?, PgType::Timestamptz | PgType::Date) {
+            return Ok(instant_value(ctx, 0)?.map(|utc| {
+                let label = dates::ZoneLabel::at(utc);
+                dates::to_char(time::local_from_utc(utc), &template, Some(&label))
+            }));
+        }
+        Ok(time_value(ctx, 0)?.map(|value| dates::to_char(value, &template, None)))
     })?;
     // to_date (date 0) and to_timestamp (1) with a template.
     conn.create_scalar_function("__pg_parse_time", 3, DET, |ctx| {
@@ -763,17 +796,25 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         Ok(Some(if ctx.get::<i64>(2)? == 0 {
             t.date().format("%Y-%m-%d").to_string()
         } else {
-            format_timestamptz(t.and_utc())
+            // The fields are a wall-clock time in the session's zone.
+            format_timestamptz(time::utc_from_local(t).and_utc())
         }))
     })?;
     conn.create_scalar_function("__pg_at_time_zone", 4, DET, |ctx| {
         if let Some(infinite) = infinite_arg(ctx, 0, 1)? {
             return Ok(Some(infinite));
         }
-        let (Some(t), Some(zone)) = (time_value(ctx, 0)?, ctx.get::<Option<String>>(1)?) else {
+        let to_local = ctx.get::<i64>(3)? != 0;
+        // Turned into a local time, the value is a timestamptz: a date given instead is
+        // midnight in the session's zone, as its cast to timestamptz reads it.
+        let t = if to_local {
+            instant_value(ctx, 0)?
+        } else {
+            time_value(ctx, 0)?
+        };
+        let (Some(t), Some(zone)) = (t, ctx.get::<Option<String>>(1)?) else {
             return Ok(None);
         };
-        let to_local = ctx.get::<i64>(3)? != 0;
         let shifted =
             dates::at_time_zone(t, &zone, ctx.get::<i64>(2)? != 0, to_local).map_err(fail)?;
         Ok(Some(if to_local {
@@ -804,10 +845,22 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
                 "age() of an infinite timestamp",
             )));
         }
-        let (Some(a), Some(b)) = (time_value(ctx, 0)?, time_value(ctx, 1)?) else {
+        let (Some(a), Some(b)) = (ctx.get::<Option<String>>(0)?, ctx.get::<Option<String>>(1)?)
+        else {
             return Ok(None);
         };
-        Ok(Some(dates::age(a, b).format()))
+        // With a timestamptz, Postgres's timestamptz_age compares wall-clock fields in the
+        // session's zone; the other operand is read as one.
+        let zoned = time::is_utc_text(&a) || time::is_utc_text(&b);
+        let read = |text: &str| {
+            let t = if zoned {
+                time::parse_instant(text).map(time::local_from_utc)
+            } else {
+                time::parse_datetime(text)
+            };
+            t.ok_or_else(|| fail(invalid_timestamp(text)))
+        };
+        Ok(Some(dates::age(read(&a)?, read(&b)?).format()))
     })?;
     conn.create_scalar_function("make_date", 3, DET, |ctx| {
         let (Some(y), Some(m), Some(d)) = (
@@ -846,9 +899,10 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function("make_timestamp", 6, DET, |ctx| {
         Ok(timestamp_fields(ctx)?.map(|t| time::format_as(t, PgType::Timestamp)))
     })?;
-    // Without a zone the fields are local time in the session's zone, which is UTC.
+    // Without a zone the fields are a wall-clock time in the session's zone.
     conn.create_scalar_function("make_timestamptz", 6, DET, |ctx| {
-        Ok(timestamp_fields(ctx)?.map(|t| time::format_as(t, PgType::Timestamptz)))
+        Ok(timestamp_fields(ctx)?
+            .map(|t| time::format_as(time::utc_from_local(t), PgType::Timestamptz)))
     })?;
     conn.create_scalar_function("make_timestamptz", 7, DET, |ctx| {
         let (Some(local), Some(zone)) = (timestamp_fields(ctx)?, ctx.get::<Option<String>>(6)?)
@@ -873,10 +927,17 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         if is_infinite(&origin) {
             return Err(fail(DbError::new("22008", "origin out of range")));
         }
-        let (Some(source), Some(origin)) = (time_value(ctx, 1)?, time_value(ctx, 2)?) else {
+        let ty = type_arg(ctx, 3)?;
+        // Bins of timestamptz are counted on UTC instants; a date given for one is midnight
+        // in the session's zone.
+        let read = if ty == PgType::Timestamptz {
+            instant_value
+        } else {
+            time_value
+        };
+        let (Some(source), Some(origin)) = (read(ctx, 1)?, read(ctx, 2)?) else {
             return Ok(None);
         };
-        let ty = type_arg(ctx, 3)?;
         dates::date_bin(stride, source, origin)
             .map(|t| Some(time::format_as(t, ty)))
             .map_err(fail)
@@ -936,7 +997,7 @@ fn register_time(conn: &Connection) -> rusqlite::Result<()> {
         if let Some(infinite) = infinite_arg(ctx, 1, 0)? {
             return Ok(Some(infinite));
         }
-        let Some(t) = time_value(ctx, 1)? else {
+        let Some(t) = instant_value(ctx, 1)? else {
             return Ok(None);
         };
         // Truncated on the clock of `zone`, then read back as a time in that zone.
@@ -1725,11 +1786,21 @@ pub(crate) fn cast(
                     Some(PgType::Date | PgType::Timestamp | PgType::Timestamptz)
                 )
             };
-            if datetime(src)
-                && datetime(Some(dst))
-                && let Some(converted) = time::convert(s, dst)
+            let to_time_of_day = src == Some(PgType::Timestamptz) && dst == PgType::Time;
+            if let Some(from) = src.filter(|_| datetime(src))
+                && (datetime(Some(dst)) || to_time_of_day)
+                && let Some(converted) = time::convert(s, from, dst)
             {
                 return Ok(SqlValue::Text(converted));
+            }
+            // A timestamptz's text is its output, in the session's zone; storage holds UTC.
+            if src == Some(PgType::Timestamptz)
+                && matches!(
+                    dst,
+                    PgType::Text | PgType::Varchar | PgType::Bpchar | PgType::Name
+                )
+            {
+                return types::parse_text(dst, typmod, &as_text(v, src)?);
             }
             if is_int(dst) && src == Some(PgType::Numeric) {
                 // A whole number converts exactly (a double would round 2^63 - 1 up).

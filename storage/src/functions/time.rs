@@ -1,6 +1,11 @@
 //! Date and time arithmetic on the text forms storage holds: `date ± integer`, `date - date`,
 //! timestamps `±` intervals, timestamp differences, `date_trunc` and `extract`.
 //!
+//! A `timestamptz` is stored as its UTC instant (`...+00`); where Postgres works on its
+//! fields, these functions take them from the wall-clock time in the session's `TimeZone`
+//! (the thread's, see `mycelium_protocol::types::with_session_time_zone`), and read a date or
+//! timestamp that stands for a `timestamptz` as a wall-clock time there.
+//!
 //! Postgres's `interval` has no storage type here: an interval (a value, or a column of type
 //! `interval`) is carried as text in the form Postgres prints it (`1 day 02:00:00`), which
 //! these functions parse back; clients see type 1186 and get `interval_send`'s bytes when they
@@ -10,7 +15,7 @@
 
 use bytes::{BufMut, BytesMut};
 use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, Timelike};
-use mycelium_protocol::types::{PgType, SqlValue, SqlValueRef};
+use mycelium_protocol::types::{PgType, SqlValue, SqlValueRef, session_time_zone};
 use mycelium_protocol::{DbError, Format};
 use rusqlite::types::ValueRef;
 
@@ -379,6 +384,66 @@ pub(crate) fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok()
 }
 
+/// 2000-01-01 00:00, from which the session zone counts its instants.
+fn pg_epoch() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default()
+}
+
+/// Seconds east of UTC of the session's `TimeZone` at the UTC instant `utc`.
+pub fn session_offset(utc: NaiveDateTime) -> i64 {
+    let zone = session_time_zone();
+    if zone.is_utc() {
+        return 0;
+    }
+    match (utc - pg_epoch()).num_microseconds() {
+        Some(micros) => zone.offset_at(micros),
+        // Beyond ±292,000 years from 2000 only a fixed zone has a known offset.
+        None => zone.offset_at(0),
+    }
+}
+
+/// The wall-clock time in the session's `TimeZone` of the UTC instant `utc`.
+pub fn local_from_utc(utc: NaiveDateTime) -> NaiveDateTime {
+    utc.checked_add_signed(Duration::seconds(session_offset(utc)))
+        .unwrap_or(utc)
+}
+
+/// The UTC instant of the wall-clock time `local` in the session's `TimeZone`, with
+/// Postgres's rules for the times a daylight saving change skips or repeats.
+pub fn utc_from_local(local: NaiveDateTime) -> NaiveDateTime {
+    let zone = session_time_zone();
+    if zone.is_utc() {
+        return local;
+    }
+    let Some(micros) = (local - pg_epoch()).num_microseconds() else {
+        return local;
+    };
+    local
+        .checked_sub_signed(Duration::microseconds(micros - zone.utc_from_local(micros)))
+        .unwrap_or(local)
+}
+
+/// Whether stored date/time text is a `timestamptz`: storage writes those, and only those,
+/// with the UTC offset `+00`.
+pub fn is_utc_text(text: &str) -> bool {
+    let t = text.trim();
+    t.strip_suffix(" BC").unwrap_or(t).ends_with("+00")
+}
+
+/// The UTC instant a stored date/time text stands for where a `timestamptz` is expected: a
+/// `timestamptz` is one already; a date or timestamp is a wall-clock time in the session's
+/// zone, as Postgres's implicit cast to `timestamptz` reads it.
+pub fn parse_instant(text: &str) -> Option<NaiveDateTime> {
+    let t = parse_datetime(text)?;
+    Some(if is_utc_text(text) {
+        t
+    } else {
+        utc_from_local(t)
+    })
+}
+
 fn text_arg(v: ValueRef<'_>) -> Option<String> {
     match v {
         ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
@@ -387,11 +452,23 @@ fn text_arg(v: ValueRef<'_>) -> Option<String> {
 }
 
 fn datetime_arg(v: ValueRef<'_>) -> Result<Option<NaiveDateTime>, DbError> {
+    read_arg(v, parse_datetime)
+}
+
+/// A `timestamptz` argument as its UTC instant (see [`parse_instant`]).
+fn instant_arg(v: ValueRef<'_>) -> Result<Option<NaiveDateTime>, DbError> {
+    read_arg(v, parse_instant)
+}
+
+fn read_arg(
+    v: ValueRef<'_>,
+    parse: fn(&str) -> Option<NaiveDateTime>,
+) -> Result<Option<NaiveDateTime>, DbError> {
     match v {
         ValueRef::Null => Ok(None),
         other => {
             let text = text_arg(other).unwrap_or_default();
-            parse_datetime(&text).map(Some).ok_or_else(|| {
+            parse(&text).map(Some).ok_or_else(|| {
                 DbError::new(
                     "22007",
                     format!("invalid input syntax for type timestamp: \"{text}\""),
@@ -439,26 +516,66 @@ pub fn add_interval(t: NaiveDateTime, iv: Interval) -> Result<NaiveDateTime, DbE
         .ok_or_else(out_of_range)
 }
 
-/// `timestamp ± interval` (sign ±1), formatted as `result_type`.
+/// `timestamptz + interval` as Postgres's `timestamptz_pl_interval` adds it to the UTC instant
+/// `utc`: the months, then the days, on the session zone's clock (a day across a daylight
+/// saving change is 23 or 25 hours, and keeps the time of day), then the time exactly.
+pub fn add_interval_in_zone(utc: NaiveDateTime, iv: Interval) -> Result<NaiveDateTime, DbError> {
+    let mut t = utc;
+    for step in [
+        Interval {
+            months: iv.months,
+            ..Interval::default()
+        },
+        Interval {
+            days: iv.days,
+            ..Interval::default()
+        },
+    ] {
+        if step != Interval::default() {
+            t = utc_from_local(add_interval(local_from_utc(t), step)?);
+        }
+    }
+    t.checked_add_signed(Duration::microseconds(iv.micros))
+        .ok_or_else(out_of_range)
+}
+
+/// `timestamp ± interval` (sign ±1), formatted as `result_type`; a `timestamptz` moves as
+/// [`add_interval_in_zone`] moves it.
 pub fn timestamp_plus_interval(
     t: ValueRef<'_>,
     interval: ValueRef<'_>,
     sign: i64,
     result_type: PgType,
 ) -> Result<Option<String>, DbError> {
-    let (Some(t), Some(iv)) = (datetime_arg(t)?, text_arg(interval)) else {
+    let zoned = result_type == PgType::Timestamptz;
+    let t = if zoned {
+        instant_arg(t)?
+    } else {
+        datetime_arg(t)?
+    };
+    let (Some(t), Some(iv)) = (t, text_arg(interval)) else {
         return Ok(None);
     };
     let mut iv = parse_interval(&iv)?;
     if sign < 0 {
         iv = iv.negate();
     }
-    Ok(Some(format_as(add_interval(t, iv)?, result_type)))
+    let moved = if zoned {
+        add_interval_in_zone(t, iv)?
+    } else {
+        add_interval(t, iv)?
+    };
+    Ok(Some(format_as(moved, result_type)))
 }
 
-/// `a - b` for timestamps: days and time, as Postgres justifies it (no months).
+/// `a - b` for timestamps: days and time, as Postgres justifies it (no months). When one side
+/// is a `timestamptz`, the other is read as a wall-clock time in the session's zone.
 pub fn timestamp_difference(a: ValueRef<'_>, b: ValueRef<'_>) -> Result<Option<String>, DbError> {
-    let (Some(a), Some(b)) = (datetime_arg(a)?, datetime_arg(b)?) else {
+    let zoned = [a, b]
+        .iter()
+        .any(|v| matches!(v, ValueRef::Text(t) if is_utc_text(&String::from_utf8_lossy(t))));
+    let read = if zoned { instant_arg } else { datetime_arg };
+    let (Some(a), Some(b)) = (read(a)?, read(b)?) else {
         return Ok(None);
     };
     let micros = (a - b).num_microseconds().ok_or_else(out_of_range)?;
@@ -500,12 +617,37 @@ pub fn date_difference(a: ValueRef<'_>, b: ValueRef<'_>) -> Result<Option<i64>, 
     Ok(Some((a.date() - b.date()).num_days()))
 }
 
-/// `date_trunc(field, value)`, the result in the storage form of `ty`.
+/// `date_trunc(field, value)`, the result in the storage form of `ty`. A `timestamptz` is
+/// truncated on the session zone's clock, as `timestamptz_trunc` does: from `day` up the
+/// truncated wall-clock time gets the offset in force then, below it keeps the value's own
+/// offset (so truncating within a repeated hour stays in it).
 pub fn date_trunc(field: &str, v: ValueRef<'_>, ty: PgType) -> Result<Option<String>, DbError> {
-    let Some(t) = datetime_arg(v)? else {
+    if ty != PgType::Timestamptz {
+        let Some(t) = datetime_arg(v)? else {
+            return Ok(None);
+        };
+        return Ok(truncate(field, t)?.map(|t| format_as(t, ty)));
+    }
+    let Some(utc) = instant_arg(v)? else {
         return Ok(None);
     };
-    Ok(truncate(field, t)?.map(|t| format_as(t, ty)))
+    let offset = Duration::seconds(session_offset(utc));
+    let local = utc.checked_add_signed(offset).ok_or_else(out_of_range)?;
+    let Some(truncated) = truncate(field, local)? else {
+        return Ok(None);
+    };
+    let below_day = matches!(
+        field.to_ascii_lowercase().as_str(),
+        "microseconds" | "milliseconds" | "second" | "minute" | "hour"
+    );
+    let utc = if below_day {
+        truncated
+            .checked_sub_signed(offset)
+            .ok_or_else(out_of_range)?
+    } else {
+        utc_from_local(truncated)
+    };
+    Ok(Some(format_as(utc, ty)))
 }
 
 /// `t` truncated to the start of its `field` (`day`, `month`, ...).
@@ -557,9 +699,17 @@ pub fn time_plus_interval(time: &str, iv: Interval, sign: i64) -> Result<String,
     .format())
 }
 
-/// Converts between date/time types through their storage text.
-pub fn convert(v: &str, to: PgType) -> Option<String> {
-    parse_datetime(v).map(|t| format_as(t, to))
+/// Converts between date/time types through their storage text, as Postgres casts them: a
+/// `timestamptz` becomes the wall-clock date or time in the session's zone, and a date or
+/// timestamp becomes a `timestamptz` read as a wall-clock time there.
+pub fn convert(v: &str, from: PgType, to: PgType) -> Option<String> {
+    let t = match (from, to) {
+        (PgType::Timestamptz, PgType::Timestamptz) => parse_instant(v)?,
+        (PgType::Timestamptz, _) => local_from_utc(parse_instant(v)?),
+        (_, PgType::Timestamptz) => utc_from_local(parse_datetime(v)?),
+        _ => parse_datetime(v)?,
+    };
+    Some(format_as(t, to))
 }
 
 /// `extract(field from value)` of a date, timestamp or timestamptz (`source`; None when not
@@ -598,17 +748,27 @@ pub fn date_part(
     if is_infinite_text(&text) {
         return Ok(infinite_part(canonical, text.trim().starts_with('-')));
     }
-    let Some(dt) = parse_datetime(&text) else {
+    let parsed = if zoned {
+        parse_instant(&text)
+    } else {
+        parse_datetime(&text)
+    };
+    let Some(instant) = parsed else {
         return Err(DbError::new(
             "22007",
             format!("invalid input syntax for type timestamp: \"{text}\""),
         ));
     };
+    // A timestamptz's fields are those of its wall-clock time in the session's zone.
+    let offset = if zoned { session_offset(instant) } else { 0 };
+    let dt = instant
+        .checked_add_signed(Duration::seconds(offset))
+        .ok_or_else(out_of_range)?;
     let seconds = f64::from(dt.second()) + f64::from(dt.nanosecond() / 1000) / 1e6;
     let value = match canonical {
         "epoch" => {
-            dt.and_utc().timestamp() as f64
-                + f64::from(dt.and_utc().timestamp_subsec_micros()) / 1e6
+            instant.and_utc().timestamp() as f64
+                + f64::from(instant.and_utc().timestamp_subsec_micros()) / 1e6
         }
         // Chrono counts 1 BC as year 0, as Postgres does inside; Postgres answers -1 for it.
         "year" if dt.year() <= 0 => f64::from(dt.year() - 1),
@@ -633,8 +793,11 @@ pub fn date_part(
         "century" => f64::from((dt.year() + 99) / 100),
         "millennium" if dt.year() <= 0 => f64::from(-((999 - (dt.year() - 1)) / 1000)),
         "millennium" => f64::from((dt.year() + 999) / 1000),
-        // Sessions run in UTC.
-        "timezone" | "timezone_h" | "timezone_m" => 0.0,
+        // The session zone's offset at that instant, east positive; hours and minutes
+        // truncate toward zero as Postgres's integer division does.
+        "timezone" => offset as f64,
+        "timezone_h" => (offset / 3600) as f64,
+        "timezone_m" => (offset / 60 % 60) as f64,
         // Julian day numbers of timestamps carry the time as a fraction whose numeric scale
         // Postgres derives from the division; only dates' whole days are answered.
         "julian" if source == Some(PgType::Date) => {

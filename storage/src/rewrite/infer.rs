@@ -876,6 +876,19 @@ impl<'s> Inferer<'s> {
                     );
                     source = Some(Ty::of(PgType::Text));
                 }
+                // An array of timestamptz as text shows its elements in the session's zone;
+                // storage holds them in UTC.
+                if let Some(array) = source
+                    .and_then(Ty::array_type)
+                    .filter(|a| a.elem == PgType::Timestamptz)
+                    && target.array_type().is_none()
+                {
+                    arg = function_call(
+                        "__pg_array_out",
+                        vec![arg, value_expr(SqlValue::Int(i64::from(array.oid)))],
+                    );
+                    source = Some(Ty::of(PgType::Text));
+                }
                 *expr = if same {
                     Expr::Nested(Box::new(arg))
                 } else {

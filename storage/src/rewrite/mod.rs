@@ -24,7 +24,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use mycelium_protocol::types::{PgType, SqlValue};
+use mycelium_protocol::types::{PgType, SqlValue, TimeZone};
 use mycelium_protocol::{Column, DbError};
 use sqlparser::ast::{
     ConflictTarget, Expr, FromTable, Ident, OnConflictAction, OnInsert, SelectItem, SetExpr,
@@ -901,9 +901,9 @@ fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
     Ok(t)
 }
 
-/// Translations shared by the workers, keyed by statement text, parameter types and schema.
-/// Translations shared by the workers, keyed by statement text, then parameter types and
-/// schema snapshot. Looking up by `&str` needs no allocation on the hot path.
+/// Translations shared by the workers, keyed by statement text, then parameter types, schema
+/// snapshot and session time zone (a `timestamptz` literal is folded to UTC in the zone it is
+/// translated in). Looking up by `&str` needs no allocation on the hot path.
 #[derive(Default)]
 pub struct TranslationCache {
     entries: Mutex<HashMap<String, Vec<CacheEntry>>>,
@@ -912,22 +912,36 @@ pub struct TranslationCache {
 struct CacheEntry {
     params: Vec<u32>,
     schema: u64,
+    zone: TimeZone,
     translation: Arc<Translation>,
 }
 
 const CACHE_CAPACITY: usize = 4096;
 
 impl TranslationCache {
-    pub fn get(&self, sql: &str, params: &[u32], schema: u64) -> Option<Arc<Translation>> {
+    pub fn get(
+        &self,
+        sql: &str,
+        params: &[u32],
+        schema: u64,
+        zone: TimeZone,
+    ) -> Option<Arc<Translation>> {
         let entries = self.entries.lock().ok()?;
         entries
             .get(sql)?
             .iter()
-            .find(|e| e.schema == schema && e.params == params)
+            .find(|e| e.schema == schema && e.zone == zone && e.params == params)
             .map(|e| e.translation.clone())
     }
 
-    pub fn insert(&self, sql: &str, params: &[u32], schema: u64, translation: Arc<Translation>) {
+    pub fn insert(
+        &self,
+        sql: &str,
+        params: &[u32],
+        schema: u64,
+        zone: TimeZone,
+        translation: Arc<Translation>,
+    ) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= CACHE_CAPACITY {
                 // Statement texts are few in steady state; a full cache means churn.
@@ -939,6 +953,7 @@ impl TranslationCache {
             variants.push(CacheEntry {
                 params: params.to_vec(),
                 schema,
+                zone,
                 translation,
             });
         }

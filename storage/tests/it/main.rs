@@ -19,6 +19,7 @@ mod postgres_statements;
 mod queries;
 mod replication;
 mod scripts;
+mod session_zone;
 mod shard_scope;
 mod srf;
 mod text_functions;
