@@ -56,7 +56,8 @@
 //! DISTINCT ON runs as a window: `rewrite::distinct_on`), set-returning functions in FROM other than
 //! `generate_series` and the JSON and regexp ones of `rewrite::srf`, record-returning ones
 //! (`jsonb_each`) in a select list, `DELETE ... USING ... RETURNING` (DELETE ... USING itself runs as
-//! `WHERE EXISTS (SELECT 1 FROM <using> WHERE ...)`), `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS`,
+//! `WHERE EXISTS (SELECT 1 FROM <using> WHERE ...)`), `ON CONFLICT ON CONSTRAINT`, `currval`/`setval`, temporary tables, `CREATE TABLE AS` (the proxy
+//! runs it as CREATE TABLE and INSERT ... SELECT: nodes do not get it),
 //! generated/identity columns, adding CHECK constraints to existing tables, `ALTER COLUMN`
 //! together with other actions in one `ALTER TABLE`, `ALTER COLUMN ... TYPE` that would change
 //! how SQLite stores a primary-key or foreign-key column (integer to text, say: row clocks and

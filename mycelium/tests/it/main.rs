@@ -15,5 +15,6 @@ mod relay;
 mod replicas;
 mod replication;
 mod settings;
+mod time_zone;
 mod two_phase;
 mod wire;
