@@ -149,6 +149,7 @@ fn split_data_clause(sql: &str) -> (&str, bool) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

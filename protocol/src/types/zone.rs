@@ -200,6 +200,7 @@ pub fn with_session_time_zone<R>(zone: TimeZone, f: impl FnOnce() -> R) -> R {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
