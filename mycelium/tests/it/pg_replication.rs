@@ -486,3 +486,34 @@ async fn postgres_shard_function_is_the_routers() {
     }
     node.shutdown();
 }
+
+/// A client in another zone writes rows whose primary is the PostgreSQL node, which captures
+/// them as text in that zone: its SQLite copies still hold each instant in UTC, exactly as a
+/// SQLite node stores its own writes (text they compare and sort by).
+#[tokio::test]
+async fn zoned_writes_reach_sqlite_copies_in_utc() {
+    let Some(mut cluster) = ProcessCluster::start_with(Backend::Mixed, "", "", "") else {
+        return;
+    };
+    let ids: Vec<i64> = (1..=40).filter(|&id| primary_of("z", id) == PG).collect();
+    assert!(!ids.is_empty());
+    let client = cluster.connect().await;
+    client.batch_execute(&create("z")).await.unwrap();
+    client
+        .batch_execute("SET TimeZone = 'Europe/Paris'")
+        .await
+        .unwrap();
+    for id in &ids {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO z (id, v, at) VALUES ({id}, 1, '2024-06-01 10:00')"
+            ))
+            .await
+            .unwrap();
+    }
+    copies_agree(&mut cluster, "z").await;
+    for index in [0, 2] {
+        let stored = cluster.node_texts(index, "SELECT DISTINCT at FROM z").await;
+        assert_eq!(stored, ["2024-06-01 08:00:00+00"], "node {index}");
+    }
+}

@@ -120,6 +120,10 @@ pub(super) async fn run<T: Send + 'static>(
     f: impl FnOnce(&Db<'_>) -> Result<T, PgReplicationError> + Send + 'static,
 ) -> Result<T, PgReplicationError> {
     let mut conn = shared.acquire().await?;
+    // Client sessions leave their TimeZone on pooled connections; what replication reads and
+    // writes as text is in UTC, as the capture functions print it.
+    static UTC: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("UTC"));
+    conn.use_zone(&UTC, false).await?;
     let rt = Handle::current();
     let (result, conn) = tokio::task::spawn_blocking(move || {
         let db = Db {

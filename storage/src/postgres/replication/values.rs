@@ -3,6 +3,7 @@
 //! Rows are read as the text of their row value (`NEW::text`, `t::text`): every column in
 //! its type's own output format, which is exactly what its input function reads back.
 
+use mycelium_protocol::types::{self, PgType, SqlValue as MyceliumValue};
 use mycelium_replication::SqlValue;
 use postgres_types::ToSql;
 
@@ -15,6 +16,7 @@ const INT4: u32 = 23;
 const OID: u32 = 26;
 const FLOAT4: u32 = 700;
 const FLOAT8: u32 = 701;
+const TIMESTAMPTZ: u32 = 1184;
 
 /// Splits the text of a row value, `(1,"a b",,"")`, into its fields: `None` for NULL (an
 /// empty unquoted field). Quoting as `record_out` writes it and `record_in` reads it: a
@@ -94,6 +96,12 @@ pub(crate) fn to_value(text: Option<&str>, type_oid: u32) -> Result<SqlValue, St
         INT2 | INT4 | INT8 | OID => SqlValue::Integer(text.parse().map_err(|_| bad())?),
         FLOAT4 | FLOAT8 => SqlValue::Real(parse_float(text).ok_or_else(bad)?),
         BYTEA => SqlValue::Blob(parse_bytea(text).ok_or_else(bad)?),
+        // Printed in the zone of the session that read it (a client's, for captured rows):
+        // carried as a SQLite node stores it, in UTC.
+        TIMESTAMPTZ => match types::parse_text(PgType::Timestamptz, -1, text) {
+            Ok(MyceliumValue::Text(utc)) => SqlValue::Text(utc),
+            _ => return Err(bad()),
+        },
         _ => SqlValue::Text(text.to_owned()),
     })
 }
@@ -209,6 +217,15 @@ mod tests {
         );
         assert_eq!(to_value(None, INT4), Ok(SqlValue::Null));
         assert!(to_value(Some("x"), INT4).is_err());
+        // Captured in a client's zone, carried in UTC.
+        assert_eq!(
+            to_value(Some("2024-06-01 10:00:00+02"), TIMESTAMPTZ),
+            Ok(SqlValue::Text("2024-06-01 08:00:00+00".into()))
+        );
+        assert_eq!(
+            to_value(Some("1800-01-01 00:00:00+00:53:28"), TIMESTAMPTZ),
+            Ok(SqlValue::Text("1799-12-31 23:06:32+00".into()))
+        );
         for f in [
             0.1,
             -0.0,
