@@ -87,7 +87,9 @@ pub struct SessionParams {
 }
 
 impl SessionParams {
-    /// Defaults plus the parameters the client sent in its startup packet.
+    /// Defaults plus the parameters the client sent in its startup packet: first the `-c
+    /// name=value` switches of its `options` (libpq's `PGOPTIONS`), then the parameters sent
+    /// by name, which win, as in Postgres. Values Mycelium cannot honour are left out.
     pub fn new(
         user: &str,
         startup: &BTreeMap<String, String>,
@@ -105,14 +107,18 @@ impl SessionParams {
         params
             .values
             .insert("session_authorization".to_owned(), user.to_owned());
-        for (name, value) in startup {
-            let name = canonical(name);
-            if matches!(
-                name.as_str(),
+        let switches = startup
+            .get("options")
+            .map(|options| option_settings(options))
+            .unwrap_or_default();
+        let named = startup.iter().filter(|(name, _)| {
+            !matches!(
+                canonical(name).as_str(),
                 "user" | "database" | "options" | "replication"
-            ) {
-                continue;
-            }
+            )
+        });
+        for (name, value) in switches.iter().map(|(n, v)| (n, v)).chain(named) {
+            let name = canonical(name);
             if let Ok(value) = check(&name, value) {
                 params.values.insert(name.clone(), value.clone());
                 params.startup.insert(name, value);
@@ -282,6 +288,44 @@ impl SessionParams {
     }
 }
 
+/// The `-c name=value` and `--name=value` switches of a startup packet's `options`, split as
+/// Postgres splits them (on spaces; a backslash takes the next character as is). Dashes in a
+/// name read as underscores; other switches are ignored.
+fn option_settings(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_ascii_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next()
+        } else if let Some(rest) = word.strip_prefix("-c") {
+            Some(rest.to_owned())
+        } else {
+            word.strip_prefix("--").map(str::to_owned)
+        };
+        if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+            settings.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    settings
+}
+
 pub(crate) fn unrecognized(name: &str) -> ProxyError {
     sql_error(
         "42704",
@@ -420,6 +464,31 @@ mod tests {
         p.reset(Some("application_name")).expect("reset");
         assert_eq!(p.get("application_name").ok(), Some("psql"));
         assert_eq!(p.get("TimeZone").ok(), Some("UTC"));
+    }
+
+    #[test]
+    fn options_switches_set_parameters() {
+        let mut startup = BTreeMap::new();
+        startup.insert(
+            "options".to_owned(),
+            "-c statement_timeout=5s  -capplication_name=my\\ app --search-path=s1 -x \
+             -c TimeZone=europe/paris"
+                .to_owned(),
+        );
+        startup.insert("application_name".to_owned(), "named".to_owned());
+        let p = SessionParams::new("alice", &startup).expect("params");
+        assert_eq!(p.get("statement_timeout").ok(), Some("5s"));
+        assert_eq!(p.get("search_path").ok(), Some("s1"));
+        assert_eq!(p.get("TimeZone").ok(), Some("Europe/Paris"));
+        // A parameter sent by name wins over the same one in options.
+        assert_eq!(p.get("application_name").ok(), Some("named"));
+        assert_eq!(
+            option_settings("-c a=b\\ c -cd=e"),
+            [
+                ("a".to_owned(), "b c".to_owned()),
+                ("d".to_owned(), "e".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -213,7 +213,8 @@ async fn sessions_keep_their_own_zones(backend: Backend) {
     }
 }
 
-/// libpq sends `PGTZ` as the startup parameter `TimeZone`, as JDBC sends the JVM's zone.
+/// libpq sends `PGTZ` as the startup parameter `TimeZone`, as JDBC sends the JVM's zone;
+/// `PGOPTIONS` as `-c` switches in the parameter `options`.
 async fn startup_zone_from_libpq(backend: Backend) {
     let Some(cluster) = Cluster::start_on(backend) else {
         return;
@@ -233,6 +234,31 @@ async fn startup_zone_from_libpq(backend: Backend) {
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "Asia/Kolkata\n2024-06-01 15:30:00+05:30\n"
+    );
+    // The `-c` switches of the startup packet's options (PGOPTIONS) set parameters too.
+    let mut command = psql(&cluster, "disable", PASSWORD);
+    command
+        .env(
+            "PGOPTIONS",
+            "-c TimeZone=America/St_Johns -c statement_timeout=7s",
+        )
+        .args([
+            "-c",
+            "SHOW TimeZone",
+            "-c",
+            "SHOW statement_timeout",
+            "-c",
+            "SELECT at FROM zoned",
+        ]);
+    let output = run(command, "psql with PGOPTIONS", Duration::from_secs(60)).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "America/St_Johns\n7s\n2024-06-01 07:30:00-02:30\n"
     );
 }
 

@@ -183,7 +183,8 @@ struct RemoteSession {
     in_transaction: bool,
     /// The client user, sent with every statement (connections are shared between users).
     user: Option<String>,
-    /// The client's `TimeZone`, sent with every statement and COPY batch (likewise).
+    /// The client's `TimeZone`, sent with every statement and COPY batch (likewise); `None`
+    /// for UTC, which costs nothing on the wire.
     time_zone: Option<String>,
     /// The cluster map epoch statements are routed by (sent with each; 0 = unchecked).
     map_epoch: u64,
@@ -357,7 +358,9 @@ impl NodeSession for RemoteSession {
     }
 
     fn set_time_zone(&mut self, zone: &str) {
-        if self.time_zone.as_deref() != Some(zone) {
+        if zone == "UTC" {
+            self.time_zone = None;
+        } else if self.time_zone.as_deref() != Some(zone) {
             self.time_zone = Some(zone.to_owned());
         }
     }

@@ -264,7 +264,7 @@ pub fn encode_execute(
 /// What an EXECUTE carries besides the statement.
 pub struct ExecuteContext {
     pub user: Option<String>,
-    /// The client session's `TimeZone`; `None` when the proxy never set one (UTC).
+    /// The client session's `TimeZone`; `None` for UTC.
     pub time_zone: Option<String>,
     pub epoch: u64,
     pub fence: Vec<CommitPosition>,

@@ -131,9 +131,8 @@ async fn serve_connection(
                 if let Some(user) = context.user {
                     session.set_user(&user);
                 }
-                if let Some(zone) = context.time_zone {
-                    session.set_time_zone(&zone);
-                }
+                // The connection serves sessions in any zone: none said is UTC.
+                session.set_time_zone(context.time_zone.as_deref().unwrap_or("UTC"));
                 let epoch = context.epoch;
                 session.set_read_fence(context.fence);
                 // Only work that starts here is checked: statements inside a transaction
@@ -153,9 +152,7 @@ async fn serve_connection(
             }
             kind::COPY_IN => {
                 let (batch, time_zone) = codec::decode_copy_in(frame.payload)?;
-                if let Some(zone) = time_zone {
-                    session.set_time_zone(&zone);
-                }
+                session.set_time_zone(time_zone.as_deref().unwrap_or("UTC"));
                 let result = session.copy_in(batch).await;
                 let in_transaction = session.in_transaction();
                 let (kind, payload) = answer(result, in_transaction, |rows| {
