@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::clients::{psql, run};
-use crate::harness::{Backend, Cluster, PASSWORD, sqlstate};
+use crate::harness::{Backend, Cluster, PASSWORD, sqlstate, text_rows};
 use crate::processes::on_every_backend;
 
 on_every_backend!(
@@ -19,20 +19,7 @@ on_every_backend!(
 
 /// Every row's `at`, by id, as text (the simple protocol: the text the node printed).
 async fn shown(client: &tokio_postgres::Client) -> Vec<String> {
-    let rows = client
-        .simple_query("SELECT id, at FROM zoned ORDER BY id")
-        .await
-        .expect("select zoned");
-    rows.iter()
-        .filter_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(format!(
-                "{}|{}",
-                row.get(0).unwrap_or("NULL"),
-                row.get(1).unwrap_or("NULL")
-            )),
-            _ => None,
-        })
-        .collect()
+    text_rows(client, "SELECT id, at FROM zoned ORDER BY id").await
 }
 
 async fn show_time_zone(client: &tokio_postgres::Client) -> String {
@@ -278,30 +265,12 @@ async fn merged_across_nodes_in_the_session_zone(backend: Backend) {
         )
         .await
         .expect("sharded table");
-    let rows = client
-        .simple_query("SELECT min(at), max(at), count(*) FROM zsharded")
-        .await
-        .expect("min/max");
-    let row = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
-            _ => None,
-        })
-        .expect("a row");
-    assert_eq!(row.get(0), Some("2024-06-02 12:00:00+02"));
-    assert_eq!(row.get(1), Some("2024-06-13 12:00:00+02"));
-    assert_eq!(row.get(2), Some("12"));
-    let rows = client
-        .simple_query("SELECT at FROM zsharded ORDER BY at DESC LIMIT 2")
-        .await
-        .expect("order by");
-    let shown: Vec<&str> = rows
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(shown, ["2024-06-13 12:00:00+02", "2024-06-12 12:00:00+02"]);
+    assert_eq!(
+        text_rows(&client, "SELECT min(at), max(at), count(*) FROM zsharded").await,
+        ["2024-06-02 12:00:00+02|2024-06-13 12:00:00+02|12"]
+    );
+    assert_eq!(
+        text_rows(&client, "SELECT at FROM zsharded ORDER BY at DESC LIMIT 2").await,
+        ["2024-06-13 12:00:00+02", "2024-06-12 12:00:00+02"]
+    );
 }
