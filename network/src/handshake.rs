@@ -129,7 +129,7 @@ mod tests {
     fn hello_layout_is_stable() {
         let frame = Hello::new("ab").to_frame();
         assert_eq!(frame.kind, 0);
-        assert_eq!(&frame.payload[..], b"MYCL\x00\x01\x00\x02ab");
+        assert_eq!(&frame.payload[..], b"MYCL\x00\x02\x00\x02ab");
     }
 
     #[test]
@@ -137,7 +137,13 @@ mod tests {
         let mut wrong_version = Hello::new("n1");
         wrong_version.version = PROTOCOL_VERSION + 1;
         let err = wrong_version.check_compatible().err().unwrap_or_default();
-        assert!(err.contains("version 2 is not supported"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "version {} is not supported",
+                PROTOCOL_VERSION + 1
+            )),
+            "{err}"
+        );
 
         let mut wrong_magic = Hello::new("n1");
         wrong_magic.magic = *b"HTTP";

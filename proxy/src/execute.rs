@@ -888,11 +888,24 @@ impl Session {
                         tables.retain(|t| *t != policy.table);
                     }
                 }
+                let table = policy.table.clone();
                 cluster.set_policy(policy);
                 // The nodes must know the policy before rows of the table commit (they file
                 // each captured row under its shard), also rows written later in this very
-                // transaction: the map goes out now, not at the next round.
-                self.proxy.sync_map().await;
+                // transaction: the map goes out now, to every node, not at the next round. A
+                // node that did not take it would file them under the wrong shard (the policy
+                // rows written above are not visible to it before the commit), so the
+                // statement fails instead and its transaction rolls back.
+                let missed = self.proxy.sync_map_to_all().await;
+                if !missed.is_empty() {
+                    return Err(sql_error(
+                        "08006",
+                        format!(
+                            "the placement of {table} could not be given to node {}; try again",
+                            missed.join(", ")
+                        ),
+                    ));
+                }
             }
             drop @ PolicyChange::Drop(_) if self.status == TxnStatus::Idle => {
                 self.apply_policy(drop)

@@ -219,13 +219,24 @@ impl Proxy {
     /// epoch.
     pub async fn sync_map(&self) -> u64 {
         let round = self.cluster.sync_map().await;
+        self.after_round(&round).await;
+        round.epoch
+    }
+
+    /// A map round that must reach every node (a policy changed); the nodes it missed.
+    pub(crate) async fn sync_map_to_all(&self) -> Vec<String> {
+        let round = self.cluster.sync_map_to_all().await;
+        self.after_round(&round).await;
+        round.missed
+    }
+
+    async fn after_round(&self, round: &map_sync::MapRound) {
         if round.access != self.cluster.access_digest() {
             tracing::info!("roles and grants changed through another proxy: reading them again");
             if let Err(e) = self.load_access().await {
                 tracing::warn!(error = %e, "cannot read roles and grants from the nodes");
             }
         }
-        round.epoch
     }
 
     pub fn policy_defaults(&self) -> mycelium_router::PolicyDefaults {

@@ -37,6 +37,8 @@ pub(crate) struct MapRound {
     /// The roles-and-grants fingerprint of the map: when it is not this proxy's, the proxy
     /// reads them again.
     pub access: u64,
+    /// Nodes that were asked but do not hold the round's map.
+    pub missed: Vec<String>,
 }
 
 /// How often a proxy compares its map with the nodes' when nothing changed here.
@@ -84,11 +86,23 @@ impl Cluster {
         }
     }
 
-    /// One round of comparing maps with the nodes (see the module comment).
+    /// One round of comparing maps with the nodes (see the module comment); nodes this
+    /// proxy sees as down are skipped.
     pub(crate) async fn sync_map(&self) -> MapRound {
+        self.map_round(false).await
+    }
+
+    /// A round that asks every node, also one that looks down, and names those that did not
+    /// take the map: a policy change must be on every node before rows of its table commit.
+    pub(crate) async fn sync_map_to_all(&self) -> MapRound {
+        self.map_round(true).await
+    }
+
+    async fn map_round(&self, every_node: bool) -> MapRound {
         let _round = self.map_round.lock().await;
         let mut held = Vec::with_capacity(self.nodes.len());
-        for node in self.nodes.iter().filter(|n| n.link.is_up()) {
+        let mut missed = Vec::new();
+        for node in self.nodes.iter().filter(|n| every_node || n.link.is_up()) {
             if node.backend.get().is_none()
                 && let Ok(status) = node.link.status().await
             {
@@ -96,7 +110,10 @@ impl Cluster {
             }
             match node.link.exchange_map(None).await {
                 Ok(map) => held.push((node, map)),
-                Err(e) => tracing::debug!(node = %node.info.id, error = %e, "map: node not asked"),
+                Err(e) => {
+                    tracing::debug!(node = %node.info.id, error = %e, "map: node not asked");
+                    missed.push(node.info.id.clone());
+                }
             }
         }
         let newest = held
@@ -138,10 +155,12 @@ impl Cluster {
             match node.link.exchange_map(Some(target.clone())).await {
                 Ok(Some(kept)) if kept.epoch != target.epoch => {
                     tracing::info!(node = %node.info.id, epoch = kept.epoch, "map: the node has a newer map");
+                    missed.push(node.info.id.clone());
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(node = %node.info.id, error = %e, "map: the node refused the map")
+                    tracing::warn!(node = %node.info.id, error = %e, "map: the node refused the map");
+                    missed.push(node.info.id.clone());
                 }
             }
         }
@@ -151,6 +170,7 @@ impl Cluster {
         MapRound {
             epoch: target.epoch,
             access: target.access,
+            missed,
         }
     }
 
