@@ -37,7 +37,7 @@ pub(crate) struct MapRound {
     /// The roles-and-grants fingerprint of the map: when it is not this proxy's, the proxy
     /// reads them again.
     pub access: u64,
-    /// Nodes that were asked but do not hold the round's map.
+    /// Nodes that could not be asked or refused the round's map.
     pub missed: Vec<String>,
 }
 
@@ -153,9 +153,9 @@ impl Cluster {
                 continue;
             }
             match node.link.exchange_map(Some(target.clone())).await {
+                // Another proxy's round got there first; the next round settles it.
                 Ok(Some(kept)) if kept.epoch != target.epoch => {
                     tracing::info!(node = %node.info.id, epoch = kept.epoch, "map: the node has a newer map");
-                    missed.push(node.info.id.clone());
                 }
                 Ok(_) => {}
                 Err(e) => {
