@@ -221,31 +221,16 @@ async fn acknowledged_commits_survive_sigkill(backend: Backend) {
     drop(client);
     cluster.crash_and_restart();
     let client = cluster.connect().await;
-    let text = |messages: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
-        messages
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).unwrap_or("NULL"))
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                ),
-                _ => None,
-            })
-            .collect()
-    };
-    let ledger = client
-        .simple_query("SELECT count(*), sum(amount), max(id) FROM ledger")
-        .await
-        .expect("ledger after crash");
     // 3 * (0 + 1 + ... + 199) = 59700; the uncommitted row 1000 is gone.
-    assert_eq!(text(ledger), vec!["200|59700|199"]);
-    let sharded = client
-        .simple_query("SELECT count(*), min(k), max(k) FROM sharded")
-        .await
-        .expect("sharded after crash");
-    assert_eq!(text(sharded), vec!["200|0|199"]);
+    assert_eq!(
+        crate::harness::text_rows(&client, "SELECT count(*), sum(amount), max(id) FROM ledger")
+            .await,
+        ["200|59700|199"]
+    );
+    assert_eq!(
+        crate::harness::text_rows(&client, "SELECT count(*), min(k), max(k) FROM sharded").await,
+        ["200|0|199"]
+    );
 }
 
 async fn statement_and_idle_transaction_timeouts(backend: Backend) {
