@@ -345,8 +345,7 @@ impl Session {
             .limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         // Merged timestamptz values are printed here, in the client's zone as a node would.
-        let zone = types::TimeZone::parse(self.params.get("timezone").unwrap_or("UTC"))
-            .map_or(types::TimeZone::Utc, |(zone, _)| zone);
+        let zone = types::TimeZone::of_setting(self.params.get("timezone").unwrap_or("UTC"));
         let mut sent = 0u64;
         for values in finals.into_iter().skip(skip).take(take) {
             let mut builder = DataRowsBuilder::with_capacity(256);

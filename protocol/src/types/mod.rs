@@ -77,7 +77,7 @@ use bytes::BytesMut;
 
 use crate::{DbError, Format};
 
-pub use zone::{TimeZone, format_offset, session_time_zone, with_session_time_zone};
+pub use zone::{TimeZone, ZoneSetting, format_offset, session_time_zone, with_session_time_zone};
 
 /// Postgres type OIDs we support.
 pub mod oid {

@@ -7,6 +7,7 @@
 //! around the synchronous work; outside such a scope it is UTC.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone as _};
 use chrono_tz::Tz;
@@ -72,6 +73,12 @@ impl TimeZone {
         Ok((TimeZone::fixed(-west), trimmed.to_owned()))
     }
 
+    /// The zone a setting reads as; one this build cannot read (the proxy refuses those
+    /// before they reach a node) is UTC, what every node assumed before sessions had zones.
+    pub fn of_setting(setting: &str) -> TimeZone {
+        TimeZone::parse(setting).map_or(TimeZone::Utc, |(zone, _)| zone)
+    }
+
     fn fixed(east: i64) -> TimeZone {
         if east == 0 {
             TimeZone::Utc
@@ -117,6 +124,41 @@ impl TimeZone {
             LocalResult::None => self.offset_at(local - DAY_MICROS),
         };
         local - offset * USECS_PER_SEC
+    }
+}
+
+/// A node session's `TimeZone` setting and the zone it reads as, read again only when the
+/// setting changes (it comes with every statement).
+#[derive(Debug, Clone)]
+pub struct ZoneSetting {
+    setting: Arc<str>,
+    zone: TimeZone,
+}
+
+impl Default for ZoneSetting {
+    fn default() -> ZoneSetting {
+        ZoneSetting {
+            setting: Arc::from("UTC"),
+            zone: TimeZone::Utc,
+        }
+    }
+}
+
+impl ZoneSetting {
+    pub fn set(&mut self, setting: &str) {
+        if *self.setting != *setting {
+            self.zone = TimeZone::of_setting(setting);
+            self.setting = Arc::from(setting);
+        }
+    }
+
+    pub fn zone(&self) -> TimeZone {
+        self.zone
+    }
+
+    /// The setting as the client gave it (what a PostgreSQL connection is `SET` to).
+    pub fn setting(&self) -> &Arc<str> {
+        &self.setting
     }
 }
 

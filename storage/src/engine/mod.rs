@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mycelium_protocol::types::TimeZone;
+use mycelium_protocol::types::ZoneSetting;
 use mycelium_protocol::{
     CopyIn, DbError, Execute, NodeSession, PreparedTxn, Reply, ReplyStream, StatementDescription,
     TxnOutcome, TxnRecord,
@@ -364,8 +364,7 @@ impl SqliteBackend {
             pinned: None,
             txn: None,
             user: Arc::from(DEFAULT_USER),
-            time_zone: TimeZone::Utc,
-            time_zone_setting: String::from("UTC"),
+            time_zone: ZoneSetting::default(),
         }
     }
 
@@ -493,9 +492,7 @@ pub struct SqliteSession {
     /// What `current_user` answers for this session's statements.
     user: Arc<str>,
     /// The client's `TimeZone`, in which its statements read and show `timestamptz` values.
-    time_zone: TimeZone,
-    /// The setting `time_zone` was parsed from, so that an unchanged one is not parsed again.
-    time_zone_setting: String,
+    time_zone: ZoneSetting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -623,7 +620,7 @@ impl NodeSession for SqliteSession {
             Job::Describe {
                 sql: sql.to_owned(),
                 param_types: param_types.to_vec(),
-                time_zone: self.time_zone,
+                time_zone: self.time_zone.zone(),
                 reply,
                 lease,
             },
@@ -686,7 +683,7 @@ impl NodeSession for SqliteSession {
                 id,
                 request,
                 user: self.user.clone(),
-                time_zone: self.time_zone,
+                time_zone: self.time_zone.zone(),
                 txn: self.txn.clone(),
                 replies,
                 done,
@@ -715,7 +712,7 @@ impl NodeSession for SqliteSession {
             index,
             Job::CopyIn {
                 batch,
-                time_zone: self.time_zone,
+                time_zone: self.time_zone.zone(),
                 txn: self.txn.clone(),
                 reply,
                 lease,
@@ -735,12 +732,7 @@ impl NodeSession for SqliteSession {
     }
 
     fn set_time_zone(&mut self, zone: &str) {
-        if self.time_zone_setting != zone {
-            // The proxy refuses an invalid setting before it gets here; should one slip
-            // through, UTC is what every node assumed before sessions had a zone.
-            self.time_zone = TimeZone::parse(zone).map_or(TimeZone::Utc, |(zone, _)| zone);
-            zone.clone_into(&mut self.time_zone_setting);
-        }
+        self.time_zone.set(zone);
     }
 
     async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {

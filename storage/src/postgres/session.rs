@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::SinkExt;
-use mycelium_protocol::types::TimeZone;
+use mycelium_protocol::types::ZoneSetting;
 use mycelium_protocol::{
     CopyIn, DbError, Execute, NodeSession, Reply, ReplyStream, StatementDescription,
 };
@@ -31,8 +31,7 @@ pub struct PostgresSession {
     user: Option<Arc<str>>,
     /// The client's `TimeZone` setting, which the server connection is given before each
     /// statement, and the zone the results' `timestamptz` values are printed in.
-    zone_setting: Arc<str>,
-    zone: TimeZone,
+    zone: ZoneSetting,
 }
 
 fn immediate(item: Result<Reply, DbError>) -> ReplyStream {
@@ -65,8 +64,7 @@ impl PostgresSession {
             pinned: None,
             failed: Arc::new(AtomicBool::new(false)),
             user: None,
-            zone_setting: Arc::from("UTC"),
-            zone: TimeZone::Utc,
+            zone: ZoneSetting::default(),
         }
     }
 
@@ -76,7 +74,7 @@ impl PostgresSession {
         let in_transaction = self.pinned.is_some();
         if let Err(e) = hold
             .conn()
-            .use_zone(&self.zone_setting, in_transaction)
+            .use_zone(self.zone.setting(), in_transaction)
             .await
         {
             self.note_failure(&e);
@@ -250,7 +248,7 @@ impl PostgresSession {
             plans: Vec::new(),
             words,
             txn_failed: in_txn.then(|| self.failed.clone()),
-            zone: self.zone,
+            zone: self.zone.zone(),
             buffered: None,
             ended: false,
             done: false,
@@ -334,12 +332,7 @@ impl NodeSession for PostgresSession {
     }
 
     fn set_time_zone(&mut self, setting: &str) {
-        if *self.zone_setting != *setting {
-            // The proxy validated it; a setting this build cannot read prints in UTC, while
-            // the server still reads input in it.
-            self.zone = TimeZone::parse(setting).map_or(TimeZone::Utc, |(zone, _)| zone);
-            self.zone_setting = Arc::from(setting);
-        }
+        self.zone.set(setting);
     }
 
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
