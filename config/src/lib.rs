@@ -292,7 +292,8 @@ impl Default for ProxyConfig {
 pub struct StorageConfig {
     /// `sqlite`, or the URL of the node's PostgreSQL database (see [`StorageConfig::backend`]).
     pub backend: String,
-    /// SQLite connections (each on its own thread) per node.
+    /// SQLite connections (each on its own thread) per node. Each open transaction holds one
+    /// from its first statement to its end; statements wait up to `busy_timeout_ms` for one.
     pub workers: usize,
     /// How long a writer waits for the SQLite write lock before failing with 40001.
     pub busy_timeout_ms: u64,
@@ -307,7 +308,7 @@ impl Default for StorageConfig {
         StorageConfig {
             backend: postgres::default_backend(),
             postgres: PostgresConfig::default(),
-            workers: 4,
+            workers: 16,
             busy_timeout_ms: 10_000,
             synchronous: Synchronous::Full,
         }

@@ -9,8 +9,8 @@ use crate::frame::{Frame, kind};
 pub const PROTOCOL_MAGIC: [u8; 4] = *b"MYCL";
 
 /// The protocol version this build speaks. Peers must speak the same version. 2: EXECUTE and
-/// COPY_IN carry the client's `TimeZone`.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// COPY_IN carry the client's `TimeZone`; 3: and the transaction's lock order.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Longest member name a hello may carry (a DNS name is at most 253 bytes).
 pub const MAX_NAME_LEN: usize = 255;
@@ -129,7 +129,7 @@ mod tests {
     fn hello_layout_is_stable() {
         let frame = Hello::new("ab").to_frame();
         assert_eq!(frame.kind, 0);
-        assert_eq!(&frame.payload[..], b"MYCL\x00\x02\x00\x02ab");
+        assert_eq!(&frame.payload[..], b"MYCL\x00\x03\x00\x02ab");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeSession, Reply, ReplyStream, StatementDescription,
+    CopyIn, DbError, Execute, LockOrder, NodeSession, Reply, ReplyStream, StatementDescription,
 };
 
 const POLICY_TABLE: &str = "__mycelium_policies";
@@ -144,6 +144,10 @@ impl NodeSession for MinerSession {
 
     fn set_time_zone(&mut self, zone: &str) {
         self.inner.set_time_zone(zone);
+    }
+
+    fn set_lock_order(&mut self, order: Option<LockOrder>) {
+        self.inner.set_lock_order(order);
     }
 
     fn in_transaction(&self) -> bool {

@@ -189,6 +189,18 @@ pub struct CommitPosition {
 /// (SQLSTATE 55000, see [`NodeSession::set_read_fence`]); the proxy reads the primary instead.
 pub const REPLICA_BEHIND: &str = "copy behind the session's writes";
 
+/// A distributed transaction's place in the order that keeps lock waits across nodes from
+/// forming a cycle (wait-die; see [`NodeSession::set_lock_order`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOrder {
+    /// Smaller is older: when the transaction began, in microseconds since the Unix epoch,
+    /// unique among one proxy's transactions.
+    pub priority: u64,
+    /// The transaction has statements on other nodes, so it may hold locks there; only such a
+    /// transaction can close a cycle by waiting here.
+    pub holds_elsewhere: bool,
+}
+
 /// A connection-like session on one node. Statements of a client transaction run on the
 /// same session, in order.
 #[async_trait]
@@ -214,6 +226,13 @@ pub trait NodeSession: Send {
     /// [`types::TimeZone::parse`]), for the statements that follow: `timestamptz` values are
     /// shown in it and input without an offset is read in it. Until called: UTC.
     fn set_time_zone(&mut self, _zone: &str) {}
+
+    /// The lock order of the client transaction the following statements belong to (`None`
+    /// outside one). A node whose lock is held by an older transaction does not make a
+    /// transaction that `holds_elsewhere` wait for it: the statement fails at once with 40001
+    /// (wait-die), where waiting could close a cycle of waits across nodes that only a lock
+    /// timeout would break. Nodes with their own deadlock handling ignore it.
+    fn set_lock_order(&mut self, _order: Option<LockOrder>) {}
 
     /// The cluster map epoch the caller routed by, sent with every statement so a node that
     /// knows a newer map refuses it (see [`NodeLink::check_epoch`]); 0 = not checked.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use mycelium_protocol::types::{PgType, oid};
 use mycelium_protocol::{
-    DataRows, DbError, Execute, Format, NodeLink, NodeSession, Reply, ReplyStream,
+    DataRows, DbError, Execute, Format, LockOrder, NodeLink, NodeSession, Reply, ReplyStream,
 };
 use mycelium_router::{
     KeyExpr, KeyValue, PolicySource, Route, RouterError, ShardChoice, TablePlacement, TablePolicy,
@@ -200,6 +200,7 @@ impl Session {
     /// Starts a client transaction (BEGIN, or an implicit one); nodes join it lazily.
     pub(crate) fn begin_transaction(&mut self, begin_sql: &str) -> Result<(), ProxyError> {
         self.tx = Some(self.proxy.coordinator.begin()?);
+        self.lock_priority = self.proxy.lock_clock.next();
         self.params.begin_transaction();
         self.status = TxnStatus::InTransaction;
         self.begin_sql = Some(begin_sql.to_owned());
@@ -373,6 +374,14 @@ impl Session {
         let epoch = self.proxy.cluster.map_epoch();
         let fence = self.own_writes.take_fence(node);
         let time_zone = self.params.get("timezone").unwrap_or("UTC");
+        let lock_order = self.tx.is_some().then(|| LockOrder {
+            priority: self.lock_priority,
+            holds_elsewhere: self
+                .nodes
+                .iter()
+                .enumerate()
+                .any(|(i, n)| i != node && n.as_ref().is_some_and(|n| n.in_txn)),
+        });
         // The session was opened above; the error (formatted only if ever needed) cannot
         // borrow `self` here, so it names the node by number.
         match self.nodes[node].as_mut() {
@@ -380,6 +389,7 @@ impl Session {
                 conn.session.set_map_epoch(epoch);
                 conn.session.set_read_fence(fence);
                 conn.session.set_time_zone(time_zone);
+                conn.session.set_lock_order(lock_order);
                 Ok(&mut conn.session)
             }
             None => Err(sql_error(

@@ -19,6 +19,7 @@ mod describe;
 mod error;
 mod execute;
 mod limits;
+mod lock_order;
 mod map_sync;
 mod metrics;
 mod params;
@@ -98,6 +99,8 @@ pub struct Proxy {
     next_pid: AtomicI32,
     /// Runs every client transaction's commit (one- or two-phase).
     coordinator: mycelium_txn::Coordinator,
+    /// Orders client transactions for the nodes' wait-die.
+    lock_clock: lock_order::LockClock,
 }
 
 impl Proxy {
@@ -138,6 +141,7 @@ impl Proxy {
             connections: Arc::new(Semaphore::new(config.max_connections)),
             next_pid: AtomicI32::new(1000),
             coordinator: mycelium_txn::Coordinator::new(transactions),
+            lock_clock: lock_order::LockClock::default(),
             config,
         })
     }

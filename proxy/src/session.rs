@@ -58,6 +58,8 @@ pub(crate) struct Session {
     pub(crate) begin_sql: Option<String>,
     /// The open transaction, as the coordinator knows it.
     pub(crate) tx: Option<mycelium_txn::TxId>,
+    /// The open transaction's priority in the nodes' wait-die (`lock_order`).
+    pub(crate) lock_priority: u64,
     /// Policy removals of the open transaction, taken up when it commits.
     pub(crate) pending_policies: Vec<PolicyChange>,
     /// Policies the open transaction set, with what they replaced, for a rollback.
@@ -180,6 +182,7 @@ pub async fn run(
         nodes: Vec::new(),
         begin_sql: None,
         tx: None,
+        lock_priority: 0,
         pending_policies: Vec::new(),
         policy_undo: Vec::new(),
         ran_ddl: false,

@@ -445,6 +445,50 @@ async fn a_participant_that_never_votes_is_aborted_after_prepare_timeout(backend
     assert_eq!(balance_on(&cluster, &owner, b).await, INITIAL);
 }
 
+/// Two transactions lock accounts on two SQLite nodes in opposite orders, which no single node
+/// sees as a deadlock. Wait-die ends it at once: the younger transaction, already holding a
+/// lock on the other node, fails with 40001 instead of waiting out the lock timeout, and the
+/// older one commits.
+#[tokio::test]
+async fn crossing_transactions_on_sqlite_nodes_do_not_wait_for_each_other() {
+    let Some((cluster, owner)) = bank(Backend::Sqlite, "").await else {
+        return;
+    };
+    let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
+    let move_one = |from: i64, to: i64| {
+        [
+            format!("UPDATE accounts SET balance = balance - 1 WHERE id = {from}"),
+            format!("UPDATE accounts SET balance = balance + 1 WHERE id = {to}"),
+        ]
+    };
+    let older = cluster.connect().await;
+    let younger = cluster.connect().await;
+    let [older_first, older_second] = move_one(a, b);
+    let [younger_first, younger_second] = move_one(b, a);
+    older.batch_execute("BEGIN").await.unwrap();
+    older.batch_execute(&older_first).await.unwrap();
+    younger.batch_execute("BEGIN").await.unwrap();
+    younger.batch_execute(&younger_first).await.unwrap();
+    // The older one waits for n2's lock, held by the younger one...
+    let waiting = tokio::spawn(async move {
+        older.batch_execute(&older_second).await?;
+        older.batch_execute("COMMIT").await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the older transaction did not wait");
+    // ... which, asking for n1's lock, held by the older one, dies (the lock timeout is 3 s,
+    // and only wait-die says this).
+    let error = younger.batch_execute(&younger_second).await.unwrap_err();
+    assert_eq!(sqlstate(&error), "40001", "{error:?}");
+    let detail = error.as_db_error().and_then(|e| e.detail()).unwrap_or("");
+    assert!(detail.contains("could deadlock"), "{error:?}");
+    younger.batch_execute("ROLLBACK").await.unwrap();
+    waiting.await.unwrap().unwrap();
+    settled(&cluster).await;
+    assert_eq!(balance_on(&cluster, &owner, a).await, INITIAL - 1);
+    assert_eq!(balance_on(&cluster, &owner, b).await, INITIAL + 1);
+}
+
 /// Concurrent transfers between accounts on different nodes while the proxy and the nodes
 /// are SIGKILLed and restarted at random. `MYCELIUM_BANK_SECONDS` makes it longer.
 async fn bank_transfers_survive_random_kills(backend: Backend) {

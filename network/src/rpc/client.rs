@@ -10,8 +10,9 @@ use bytes::Bytes;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mycelium_protocol::{
-    ClusterMap, CommitPosition, CopyIn, DbError, Execute, NodeLink, NodeSession, NodeStatus,
-    PreparedTxn, ReplicationRow, Reply, ReplySource, ReplyStream, StatementDescription, TxnOutcome,
+    ClusterMap, CommitPosition, CopyIn, DbError, Execute, LockOrder, NodeLink, NodeSession,
+    NodeStatus, PreparedTxn, ReplicationRow, Reply, ReplySource, ReplyStream, StatementDescription,
+    TxnOutcome,
 };
 use tokio::sync::oneshot;
 
@@ -53,6 +54,7 @@ impl NodeLink for RemoteNode {
             in_transaction: false,
             user: None,
             time_zone: None,
+            lock_order: None,
             map_epoch: 0,
             fence: Vec::new(),
             positions: Arc::default(),
@@ -186,6 +188,8 @@ struct RemoteSession {
     /// The client's `TimeZone`, sent with every statement and COPY batch (likewise); `None`
     /// for UTC, which costs nothing on the wire.
     time_zone: Option<String>,
+    /// The client transaction's lock order, sent with every statement and COPY batch.
+    lock_order: Option<LockOrder>,
     /// The cluster map epoch statements are routed by (sent with each; 0 = unchecked).
     map_epoch: u64,
     /// The read fence of the next statement only.
@@ -307,6 +311,7 @@ impl NodeSession for RemoteSession {
                     self.time_zone.as_deref(),
                     self.map_epoch,
                     &std::mem::take(&mut self.fence),
+                    self.lock_order,
                 ),
             )
             .await
@@ -329,7 +334,7 @@ impl NodeSession for RemoteSession {
         let (conn, frame) = self
             .request(
                 kind::COPY_IN,
-                codec::encode_copy_in(&batch, self.time_zone.as_deref()),
+                codec::encode_copy_in(&batch, self.time_zone.as_deref(), self.lock_order),
             )
             .await?;
         match frame.kind {
@@ -363,6 +368,10 @@ impl NodeSession for RemoteSession {
         } else if self.time_zone.as_deref() != Some(zone) {
             self.time_zone = Some(zone.to_owned());
         }
+    }
+
+    fn set_lock_order(&mut self, order: Option<LockOrder>) {
+        self.lock_order = order;
     }
 
     fn set_map_epoch(&mut self, epoch: u64) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mycelium_protocol::{
     ClusterMap, Column, CommitPosition, CopyIn, DataRows, DbError, Execute, Format, HeldShard,
-    NodeStatus, PreparedTxn, ReplicationRow, StatementDescription, TxnOutcome,
+    LockOrder, NodeStatus, PreparedTxn, ReplicationRow, StatementDescription, TxnOutcome,
 };
 
 use crate::NetworkError;
@@ -111,6 +111,16 @@ impl Reader {
             .collect()
     }
 
+    fn lock_order(&mut self) -> Result<Option<LockOrder>, NetworkError> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => Ok(Some(LockOrder {
+                priority: self.u64()?,
+                holds_elsewhere: self.u8()? != 0,
+            })),
+        }
+    }
+
     fn opt_string(&mut self) -> Result<Option<String>, NetworkError> {
         match self.u8()? {
             0 => Ok(None),
@@ -182,6 +192,18 @@ fn put_opt_str(buf: &mut BytesMut, s: Option<&str>) {
     }
 }
 
+/// u8 0 (none), or u8 1, u64 priority, u8 holds_elsewhere.
+fn put_lock_order(buf: &mut BytesMut, order: Option<LockOrder>) {
+    match order {
+        Some(order) => {
+            buf.put_u8(1);
+            buf.put_u64(order.priority);
+            buf.put_u8(u8::from(order.holds_elsewhere));
+        }
+        None => buf.put_u8(0),
+    }
+}
+
 fn put_oids(buf: &mut BytesMut, oids: &[u32]) {
     buf.put_u16(oids.len() as u16);
     for oid in oids {
@@ -225,14 +247,15 @@ pub fn decode_describe(payload: Bytes) -> Result<(String, Vec<u32>), NetworkErro
 
 /// An EXECUTE: the statement, the client user it runs as (`current_user`), the client's
 /// `TimeZone` (optional string), the cluster map epoch it was routed by (u64, 0 = unchecked),
-/// then the read fence (commit positions the
-/// node's copies must hold first; see `NodeSession::set_read_fence`).
+/// the read fence (commit positions the node's copies must hold first; see
+/// `NodeSession::set_read_fence`), then the transaction's lock order (optional).
 pub fn encode_execute(
     request: &Execute,
     user: Option<&str>,
     time_zone: Option<&str>,
     epoch: u64,
     fence: &[CommitPosition],
+    lock_order: Option<LockOrder>,
 ) -> Bytes {
     let values: usize = request
         .params
@@ -258,6 +281,7 @@ pub fn encode_execute(
     put_opt_str(&mut buf, time_zone);
     buf.put_u64(epoch);
     put_positions(&mut buf, fence);
+    put_lock_order(&mut buf, lock_order);
     buf.freeze()
 }
 
@@ -268,6 +292,7 @@ pub struct ExecuteContext {
     pub time_zone: Option<String>,
     pub epoch: u64,
     pub fence: Vec<CommitPosition>,
+    pub lock_order: Option<LockOrder>,
 }
 
 pub fn decode_execute(payload: Bytes) -> Result<(Execute, ExecuteContext), NetworkError> {
@@ -284,6 +309,7 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, ExecuteContext), Netwo
     let time_zone = r.opt_string()?;
     let epoch = r.u64()?;
     let fence = r.positions()?;
+    let lock_order = r.lock_order()?;
     r.finish("execute")?;
     Ok((
         Execute {
@@ -298,6 +324,7 @@ pub fn decode_execute(payload: Bytes) -> Result<(Execute, ExecuteContext), Netwo
             time_zone,
             epoch,
             fence,
+            lock_order,
         },
     ))
 }
@@ -313,8 +340,20 @@ fn put_positions(buf: &mut BytesMut, positions: &[CommitPosition]) {
     }
 }
 
-/// The batch, then the session's `TimeZone` (text fields without an offset are read in it).
-pub fn encode_copy_in(batch: &CopyIn, time_zone: Option<&str>) -> Bytes {
+/// What a COPY batch carries besides its rows.
+#[derive(Debug, Default, PartialEq)]
+pub struct CopyContext {
+    /// The session's `TimeZone` (text fields without an offset are read in it); `None` for UTC.
+    pub time_zone: Option<String>,
+    pub lock_order: Option<LockOrder>,
+}
+
+/// The batch, then the session's `TimeZone` and the transaction's lock order.
+pub fn encode_copy_in(
+    batch: &CopyIn,
+    time_zone: Option<&str>,
+    lock_order: Option<LockOrder>,
+) -> Bytes {
     let mut buf = BytesMut::with_capacity(256);
     put_str(&mut buf, &batch.table);
     buf.put_u16(batch.columns.len() as u16);
@@ -329,10 +368,11 @@ pub fn encode_copy_in(batch: &CopyIn, time_zone: Option<&str>) -> Bytes {
         }
     }
     put_opt_str(&mut buf, time_zone);
+    put_lock_order(&mut buf, lock_order);
     buf.freeze()
 }
 
-pub fn decode_copy_in(payload: Bytes) -> Result<(CopyIn, Option<String>), NetworkError> {
+pub fn decode_copy_in(payload: Bytes) -> Result<(CopyIn, CopyContext), NetworkError> {
     let mut r = Reader { buf: payload };
     let table = r.string()?;
     let n = r.u16()? as usize;
@@ -348,6 +388,7 @@ pub fn decode_copy_in(payload: Bytes) -> Result<(CopyIn, Option<String>), Networ
         );
     }
     let time_zone = r.opt_string()?;
+    let lock_order = r.lock_order()?;
     r.finish("copy")?;
     Ok((
         CopyIn {
@@ -355,7 +396,10 @@ pub fn decode_copy_in(payload: Bytes) -> Result<(CopyIn, Option<String>), Networ
             columns,
             rows,
         },
-        time_zone,
+        CopyContext {
+            time_zone,
+            lock_order,
+        },
     ))
 }
 

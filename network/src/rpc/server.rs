@@ -133,6 +133,7 @@ async fn serve_connection(
                 }
                 // The connection serves sessions in any zone: none said is UTC.
                 session.set_time_zone(context.time_zone.as_deref().unwrap_or("UTC"));
+                session.set_lock_order(context.lock_order);
                 let epoch = context.epoch;
                 session.set_read_fence(context.fence);
                 // Only work that starts here is checked: statements inside a transaction
@@ -151,8 +152,9 @@ async fn serve_connection(
                 }
             }
             kind::COPY_IN => {
-                let (batch, time_zone) = codec::decode_copy_in(frame.payload)?;
-                session.set_time_zone(time_zone.as_deref().unwrap_or("UTC"));
+                let (batch, context) = codec::decode_copy_in(frame.payload)?;
+                session.set_time_zone(context.time_zone.as_deref().unwrap_or("UTC"));
+                session.set_lock_order(context.lock_order);
                 let result = session.copy_in(batch).await;
                 let in_transaction = session.in_transaction();
                 let (kind, payload) = answer(result, in_transaction, |rows| {

@@ -46,7 +46,8 @@ async fn version_mismatch_is_refused() -> TestResult {
         "{reason}"
     );
     assert!(
-        logs.contains("cluster connection refused") && logs.contains("version 2"),
+        logs.contains("cluster connection refused")
+            && logs.contains(&format!("version {}", PROTOCOL_VERSION + 1)),
         "{logs}"
     );
     Ok(())
@@ -94,7 +95,7 @@ async fn client_refuses_a_server_of_another_version() -> TestResult {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let acceptor = TlsAcceptor::from(cluster.identity("n2")?.server_config());
-    // A future n2 that speaks version 2.
+    // A future n2 that speaks the next version.
     let future_server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await?;
         let tls = acceptor.accept(tcp).await?;

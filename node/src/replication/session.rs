@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use mycelium_protocol::{
-    CommitPosition, CopyIn, DbError, Execute, NodeSession, Reply, ReplySource, ReplyStream,
-    StatementDescription,
+    CommitPosition, CopyIn, DbError, Execute, LockOrder, NodeSession, Reply, ReplySource,
+    ReplyStream, StatementDescription,
 };
 
 use super::Shared;
@@ -148,6 +148,10 @@ impl NodeSession for ReplicatedSession {
 
     fn set_time_zone(&mut self, zone: &str) {
         self.inner.set_time_zone(zone);
+    }
+
+    fn set_lock_order(&mut self, order: Option<LockOrder>) {
+        self.inner.set_lock_order(order);
     }
 
     fn in_transaction(&self) -> bool {

@@ -7,6 +7,7 @@
 //! worker from its first statement until COMMIT/ROLLBACK, because SQLite transactions are
 //! per connection.
 
+mod lock_wait;
 mod records;
 mod redo;
 mod worker;
@@ -22,8 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mycelium_protocol::types::ZoneSetting;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeSession, PreparedTxn, Reply, ReplyStream, StatementDescription,
-    TxnOutcome, TxnRecord,
+    CopyIn, DbError, Execute, LockOrder, NodeSession, PreparedTxn, Reply, ReplyStream,
+    StatementDescription, TxnOutcome, TxnRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,7 +39,8 @@ use worker::{Job, Worker};
 /// Tuning for [`SqliteBackend::open`].
 #[derive(Clone)]
 pub struct SqliteOptions {
-    /// Worker threads, each with its own connection; bounds concurrent statements.
+    /// Worker threads, each with its own connection; bounds concurrent statements, and open
+    /// transactions, each of which holds a worker from its first statement to its end.
     pub workers: usize,
     /// How long a writer waits for SQLite's write lock before failing with 40001.
     pub busy_timeout: Duration,
@@ -51,7 +53,7 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     fn default() -> SqliteOptions {
         SqliteOptions {
-            workers: 4,
+            workers: 16,
             busy_timeout: Duration::from_secs(10),
             synchronous_full: true,
             shard_function: None,
@@ -88,6 +90,8 @@ pub(crate) struct Shared {
     /// (see [`crate::Backend::delete_txn_records`]). In memory only: a restart ends every
     /// transaction that began before it.
     pub decisions_fenced_ms: AtomicI64,
+    /// Which worker's transaction holds SQLite's write lock, for the others waiting for it.
+    pub write_lock: Arc<lock_wait::WriteLock>,
 }
 
 /// A prepared transaction: the worker holding it open (none when it changed nothing).
@@ -113,6 +117,9 @@ pub(crate) struct Pool {
     closed: AtomicBool,
     next_job: AtomicU64,
     prepared: Mutex<HashMap<String, PreparedSlot>>,
+    /// How long a statement waits for a worker when every one is busy: as long as a writer
+    /// waits for the write lock, since what holds a worker that long is as stuck.
+    acquire_timeout: Duration,
 }
 
 fn closed_error() -> DbError {
@@ -127,13 +134,28 @@ impl Pool {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        let index = self
-            .idle_rx
-            .lock()
-            .await
-            .recv()
-            .await
-            .ok_or_else(closed_error)?;
+        // A worker held by an open transaction is free only when the transaction ends, which
+        // may wait on this very statement's transaction elsewhere: the wait is bounded so that
+        // such a cycle ends in an error rather than a hang.
+        let waited = tokio::time::timeout(self.acquire_timeout, async {
+            self.idle_rx.lock().await.recv().await
+        })
+        .await;
+        let index = match waited {
+            Ok(index) => index.ok_or_else(closed_error)?,
+            Err(_) => {
+                return Err(DbError::new(
+                    "53300",
+                    format!(
+                        "no SQLite worker of this node became free within {} ms: all {} are \
+                         held by open transactions or running statements",
+                        self.acquire_timeout.as_millis(),
+                        self.slots.len()
+                    ),
+                )
+                .with_hint("Raise storage.workers, or end transactions sooner."));
+            }
+        };
         Ok(Lease {
             pool: self.clone(),
             index,
@@ -251,13 +273,20 @@ impl SqliteBackend {
             redo: redo_store,
             replication,
             decisions_fenced_ms: AtomicI64::new(i64::MIN),
+            write_lock: Arc::default(),
         });
 
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
         let mut slots = Vec::new();
         let mut threads = Vec::new();
         for index in 0..options.workers.max(1) {
-            let conn = worker::open_connection(path, &options).map_err(open_err)?;
+            let mut conn = worker::open_connection(path, &options).map_err(open_err)?;
+            conn.busy_handler(Some(lock_wait::busy_handler(
+                shared.write_lock.clone(),
+                index,
+                options.busy_timeout,
+            )))
+            .map_err(open_err)?;
             let (jobs, rx) = std::sync::mpsc::channel();
             let current = Arc::new(Mutex::new(0));
             let slot = Slot {
@@ -271,15 +300,17 @@ impl SqliteBackend {
             let worker_shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("sqlite-worker-{index}"))
-                .spawn(move || match Worker::new(&conn, worker_shared, current) {
-                    Ok(worker) => {
-                        let _ = ready_tx.send(Ok(()));
-                        worker.run(rx);
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                })
+                .spawn(
+                    move || match Worker::new(index, &conn, worker_shared, current) {
+                        Ok(worker) => {
+                            let _ = ready_tx.send(Ok(()));
+                            worker.run(rx);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    },
+                )
                 .map_err(StorageError::Spawn)?;
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -301,6 +332,7 @@ impl SqliteBackend {
                 closed: AtomicBool::new(false),
                 next_job: AtomicU64::new(1),
                 prepared: Mutex::new(HashMap::new()),
+                acquire_timeout: options.busy_timeout,
             }),
         };
         for redo in in_doubt {
@@ -365,6 +397,7 @@ impl SqliteBackend {
             txn: None,
             user: Arc::from(DEFAULT_USER),
             time_zone: ZoneSetting::default(),
+            lock_order: None,
         }
     }
 
@@ -493,6 +526,8 @@ pub struct SqliteSession {
     user: Arc<str>,
     /// The client's `TimeZone`, in which its statements read and show `timestamptz` values.
     time_zone: ZoneSetting,
+    /// The lock order of the client's distributed transaction (see `lock_wait`).
+    lock_order: Option<LockOrder>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -685,6 +720,7 @@ impl NodeSession for SqliteSession {
                 user: self.user.clone(),
                 time_zone: self.time_zone.zone(),
                 txn: self.txn.clone(),
+                lock_order: self.txn.as_ref().and(self.lock_order),
                 replies,
                 done,
                 lease,
@@ -714,6 +750,7 @@ impl NodeSession for SqliteSession {
                 batch,
                 time_zone: self.time_zone.zone(),
                 txn: self.txn.clone(),
+                lock_order: self.txn.as_ref().and(self.lock_order),
                 reply,
                 lease,
             },
@@ -733,6 +770,10 @@ impl NodeSession for SqliteSession {
 
     fn set_time_zone(&mut self, zone: &str) {
         self.time_zone.set(zone);
+    }
+
+    fn set_lock_order(&mut self, order: Option<LockOrder>) {
+        self.lock_order = order;
     }
 
     async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {

@@ -8,7 +8,8 @@ use bytes::BytesMut;
 use chrono::Utc;
 use mycelium_protocol::types::{self, PgType, SqlValue, SqlValueRef, TimeZone};
 use mycelium_protocol::{
-    CopyIn, DataRowsBuilder, DbError, Execute, Format, Reply, StatementDescription, TxnOutcome,
+    CopyIn, DataRowsBuilder, DbError, Execute, Format, LockOrder, Reply, StatementDescription,
+    TxnOutcome,
 };
 use mycelium_replication::WalEntry;
 use rusqlite::config::DbConfig;
@@ -17,6 +18,7 @@ use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::lock_wait;
 use super::redo::Redo;
 use super::{Lease, Shared, SharedTxn, aborted_error};
 use crate::catalog::{self, Schema, quote_ident};
@@ -37,6 +39,8 @@ pub(crate) enum Job {
         /// The session's `TimeZone`, for parameters, functions and results.
         time_zone: TimeZone,
         txn: Option<SharedTxn>,
+        /// The lock order of `txn`'s distributed transaction.
+        lock_order: Option<LockOrder>,
         replies: mpsc::Sender<Result<Reply, DbError>>,
         done: oneshot::Sender<()>,
         lease: Option<Lease>,
@@ -54,6 +58,7 @@ pub(crate) enum Job {
         /// The session's `TimeZone`, in which rows' `timestamptz` text is read.
         time_zone: TimeZone,
         txn: Option<SharedTxn>,
+        lock_order: Option<LockOrder>,
         reply: oneshot::Sender<Result<u64, DbError>>,
         lease: Option<Lease>,
     },
@@ -171,6 +176,8 @@ struct Capture<'c> {
 }
 
 pub(crate) struct Worker<'c> {
+    /// This worker's number in the pool.
+    index: usize,
     conn: &'c Connection,
     capture: Option<Capture<'c>>,
     held: Option<Held>,
@@ -191,6 +198,7 @@ pub(crate) struct Worker<'c> {
 
 impl<'c> Worker<'c> {
     pub fn new(
+        index: usize,
         conn: &'c Connection,
         shared: Arc<Shared>,
         current: Arc<Mutex<u64>>,
@@ -203,6 +211,7 @@ impl<'c> Worker<'c> {
         crate::pg_catalog::attach(conn)?;
         let schema = shared.schema.read().map(|s| s.clone()).unwrap_or_default();
         let mut worker = Worker {
+            index,
             conn,
             capture: None,
             held: None,
@@ -229,19 +238,22 @@ impl<'c> Worker<'c> {
                     user,
                     time_zone,
                     txn,
+                    lock_order,
                     replies,
                     done,
                     lease,
                 } => {
                     crate::functions::set_session_user(user);
                     self.set_current(id);
-                    let result = types::with_session_time_zone(time_zone, || {
-                        self.execute(&request, txn.as_ref(), &replies)
+                    let result = lock_wait::with_order(lock_order, || {
+                        types::with_session_time_zone(time_zone, || {
+                            self.execute(&request, txn.as_ref(), &replies)
+                        })
                     });
                     self.set_current(0);
                     if let Err(err) = result {
                         self.after_error(txn.as_ref());
-                        let _ = replies.blocking_send(Err(err));
+                        let _ = replies.blocking_send(Err(lock_wait::explain(err)));
                     }
                     drop(replies);
                     drop(done);
@@ -264,16 +276,19 @@ impl<'c> Worker<'c> {
                     batch,
                     time_zone,
                     txn,
+                    lock_order,
                     reply,
                     lease,
                 } => {
-                    let result = types::with_session_time_zone(time_zone, || {
-                        self.copy_in(&batch, txn.as_ref())
+                    let result = lock_wait::with_order(lock_order, || {
+                        types::with_session_time_zone(time_zone, || {
+                            self.copy_in(&batch, txn.as_ref())
+                        })
                     });
                     if result.is_err() {
                         self.after_error(txn.as_ref());
                     }
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map_err(lock_wait::explain));
                     drop(lease);
                 }
                 Job::Prepare {
@@ -325,6 +340,9 @@ impl<'c> Worker<'c> {
                     drop(lease);
                 }
                 Job::Shutdown => break,
+            }
+            if self.conn.is_autocommit() {
+                self.shared.write_lock.released(self.index);
             }
         }
         if !self.conn.is_autocommit() {
@@ -1006,9 +1024,13 @@ impl<'c> Worker<'c> {
                 self.conn
                     .execute_batch(sql)
                     .map_err(|e| from_sqlite(&e, ErrorContext::default()))?;
+                if writes {
+                    self.holds_write_lock();
+                }
                 self.capture = Some(self.start_capture()?);
             } else if writes {
                 self.only_read = false;
+                self.holds_write_lock();
             }
             let started = txn
                 .lock()
@@ -1019,6 +1041,13 @@ impl<'c> Worker<'c> {
             self.functions.set_now(Utc::now());
         }
         Ok(())
+    }
+
+    /// Tells the other workers, waiting for the write lock, whose transaction holds it.
+    fn holds_write_lock(&self) {
+        self.shared
+            .write_lock
+            .acquired(self.index, lock_wait::current_order());
     }
 
     fn savepoint(&mut self, sql: &str, txn: Option<&SharedTxn>) -> Result<String, DbError> {

@@ -1,3 +1,4 @@
+use mycelium_protocol::NodeSession;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -197,4 +198,94 @@ async fn read_committed_reads_fresh_snapshots_and_writes_after_reading() {
     );
     assert_eq!(err(&mut a, "UPDATE t SET v = 0").await.code, "40001");
     ok(&mut a, "ROLLBACK").await;
+}
+
+fn order(priority: u64, holds_elsewhere: bool) -> Option<mycelium_protocol::LockOrder> {
+    Some(mycelium_protocol::LockOrder {
+        priority,
+        holds_elsewhere,
+    })
+}
+
+/// Wait-die on the node's write lock: a younger transaction that holds locks on other nodes
+/// fails at once, naming the reason; an older one waits, and gets the lock when it is free.
+#[tokio::test]
+async fn a_younger_transaction_holding_locks_elsewhere_does_not_wait_for_an_older_one() {
+    let db = open_with(mycelium_storage::SqliteOptions {
+        busy_timeout: Duration::from_secs(60),
+        ..Default::default()
+    });
+    let mut holder = db.backend.session();
+    ok(&mut holder, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
+    ok(&mut holder, "INSERT INTO t VALUES (1, 0), (2, 0), (3, 0)").await;
+    holder.set_lock_order(order(100, false));
+    ok(&mut holder, "BEGIN").await;
+    ok(&mut holder, "UPDATE t SET v = 1 WHERE id = 1").await;
+
+    // Younger and holding locks elsewhere: dies, long before the 60 s lock timeout.
+    let mut younger = db.backend.session();
+    younger.set_lock_order(order(200, true));
+    ok(&mut younger, "BEGIN").await;
+    let error = err(&mut younger, "UPDATE t SET v = 2 WHERE id = 2").await;
+    assert_eq!(error.code, "40001", "{error:?}");
+    assert!(
+        error
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("deadlock")),
+        "{error:?}"
+    );
+    assert_eq!(ok(&mut younger, "COMMIT").await.tag, "ROLLBACK");
+
+    // Older, or holding nothing elsewhere: waits until the lock is free, then writes.
+    let waiter = |priority: u64, holds_elsewhere: bool, sql: &'static str| {
+        let mut session = db.backend.session();
+        session.set_lock_order(order(priority, holds_elsewhere));
+        tokio::spawn(async move {
+            ok(&mut session, "BEGIN").await;
+            let tag = run(&mut session, sql).await.map(|o| o.tag);
+            ok(&mut session, "COMMIT").await;
+            tag
+        })
+    };
+    let older = waiter(50, true, "UPDATE t SET v = 3 WHERE id = 3");
+    let alone = waiter(300, false, "UPDATE t SET v = 4 WHERE id = 2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!older.is_finished() && !alone.is_finished());
+    assert_eq!(ok(&mut holder, "COMMIT").await.tag, "COMMIT");
+    assert_eq!(older.await.unwrap().unwrap(), "UPDATE 1");
+    assert_eq!(alone.await.unwrap().unwrap(), "UPDATE 1");
+    assert_eq!(
+        ok(&mut holder, "SELECT id, v FROM t ORDER BY id")
+            .await
+            .lines(),
+        vec!["1|1", "2|4", "3|3"]
+    );
+}
+
+/// Every worker held by an open transaction: a statement waits `busy_timeout` for one, then
+/// fails with 53300 instead of hanging (the holders may be waiting on it, across nodes).
+#[tokio::test]
+async fn a_statement_finding_every_worker_held_fails_after_the_busy_timeout() {
+    let db = open_with(mycelium_storage::SqliteOptions {
+        workers: 2,
+        busy_timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let mut setup = db.backend.session();
+    ok(&mut setup, "CREATE TABLE t (id int PRIMARY KEY)").await;
+    drop(setup);
+    let mut a = db.backend.session();
+    let mut b = db.backend.session();
+    for s in [&mut a, &mut b] {
+        ok(s, "BEGIN").await;
+        ok(s, "SELECT count(*) FROM t").await;
+    }
+    let mut c = db.backend.session();
+    let error = err(&mut c, "SELECT 1").await;
+    assert_eq!(error.code, "53300", "{error:?}");
+    assert!(error.message.contains("all 2"), "{error:?}");
+    ok(&mut a, "COMMIT").await;
+    assert_eq!(ok(&mut c, "SELECT 1").await.value(), Some("1".into()));
+    ok(&mut b, "COMMIT").await;
 }
