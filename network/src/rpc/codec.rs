@@ -788,3 +788,47 @@ pub fn decode_replication(payload: Bytes) -> Result<Vec<ReplicationRow>, Network
     r.finish("replication report")?;
     Ok(rows)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execute_and_copy_carry_the_lock_order() {
+        let order = LockOrder {
+            priority: 1_795_787_144_158_653,
+            holds_elsewhere: true,
+        };
+        for lock_order in [None, Some(order)] {
+            let payload = encode_execute(
+                &Execute::simple("SELECT 1"),
+                Some("alice"),
+                Some("Europe/Berlin"),
+                7,
+                &[],
+                lock_order,
+            );
+            let (request, context) = decode_execute(payload).unwrap();
+            assert_eq!(&*request.sql, "SELECT 1");
+            assert_eq!(context.time_zone.as_deref(), Some("Europe/Berlin"));
+            assert_eq!(context.lock_order, lock_order);
+
+            let batch = CopyIn {
+                table: "t".into(),
+                columns: vec!["a".into()],
+                rows: vec![vec![Some("1".into()), None]],
+            };
+            let (decoded, context) =
+                decode_copy_in(encode_copy_in(&batch, None, lock_order)).unwrap();
+            assert_eq!(decoded.rows, batch.rows);
+            assert_eq!(
+                context,
+                CopyContext {
+                    time_zone: None,
+                    lock_order
+                }
+            );
+        }
+    }
+}
