@@ -4,11 +4,12 @@
 //! node's lock and then ask for the other's wait for each other, and only the lock timeout
 //! (`busy_timeout`, seconds) ends it. Crossing transfers between accounts on two nodes do this
 //! all the time. The proxy gives every transaction a [`LockOrder`]; a transaction that holds
-//! locks on other nodes waits here only for a younger holder and otherwise fails at once with
-//! 40001 ("wait-die"): every wait in a cycle would be an older transaction waiting for a
-//! younger one, which cannot close. A transaction that holds nothing elsewhere cannot be part
-//! of a cycle and waits as before, and so does everyone waiting for a holder without an order
-//! (autocommit statements, replication), which waits for nothing outside this node.
+//! locks on other nodes waits here for an older holder only [`DIE_AFTER`], then fails with
+//! 40001 ("wait-die"): every wait in a cycle but the short ones would be an older transaction
+//! waiting for a younger one, which cannot close. Nobody dies waiting for a holder that waits
+//! for no lock any more: one without an order (autocommit statements, replication) or one
+//! being prepared, prepared or committing. A transaction that holds nothing elsewhere cannot
+//! be part of a cycle and waits as before.
 //!
 //! Waiters sleep on a condition variable that a worker signals when its transaction ends, so
 //! a queue of writers hands the lock on without SQLite's busy-handler sleeps.
@@ -22,6 +23,10 @@ use mycelium_protocol::{DbError, LockOrder};
 /// Longest single sleep: releases the registry does not see (a worker's autocommit write
 /// ends inside SQLite) are noticed this late at worst.
 const POLL: Duration = Duration::from_millis(5);
+
+/// How long a transaction that holds locks elsewhere waits for an older holder before it
+/// dies: enough for a holder that is about to finish, short next to any lock timeout.
+pub(crate) const DIE_AFTER: Duration = Duration::from_millis(5);
 
 /// Who holds the write lock, as far as the workers have said.
 #[derive(Default)]
@@ -44,6 +49,8 @@ struct Holder {
     /// The priority of the holder's distributed transaction; `None` for a transaction without
     /// an order, which waits for nothing outside the node.
     priority: Option<u64>,
+    /// The holder is being prepared, is prepared or is committing: it asks for no lock again.
+    finishing: bool,
 }
 
 impl WriteLock {
@@ -53,7 +60,19 @@ impl WriteLock {
         state.holder = Some(Holder {
             worker,
             priority: order.map(|o| o.priority),
+            finishing: false,
         });
+    }
+
+    /// Worker `worker`'s transaction ran its last statement: it is being prepared or
+    /// committed, and keeps the lock only until its outcome, whatever others hold.
+    pub fn finishing(&self, worker: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(holder) = state.holder.as_mut()
+            && holder.worker == worker
+        {
+            holder.finishing = true;
+        }
     }
 
     /// Worker `worker` has no transaction open any more; wakes the waiters, if any.
@@ -69,15 +88,23 @@ impl WriteLock {
         }
     }
 
-    /// One turn of a busy wait of worker `worker` for transaction `order`: `Wait::Retry`
-    /// after the lock was released or a short sleep, `Wait::Die` when wait-die forbids the
-    /// wait, `Wait::GiveUp` once `deadline` passed.
-    fn wait(&self, worker: usize, order: Option<LockOrder>, deadline: Instant) -> Wait {
+    /// One turn of a busy wait of worker `worker` for transaction `order`, waiting since
+    /// `since`: `Wait::Retry` after the lock was released or a short sleep, `Wait::Die` when
+    /// wait-die forbids waiting longer, `Wait::GiveUp` once `deadline` passed.
+    fn wait(
+        &self,
+        worker: usize,
+        order: Option<LockOrder>,
+        since: Instant,
+        deadline: Instant,
+    ) -> Wait {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let (Some(order), Some(holder)) = (order, state.holder)
             && order.holds_elsewhere
             && holder.worker != worker
+            && !holder.finishing
             && holder.priority.is_some_and(|older| older <= order.priority)
+            && since.elapsed() >= DIE_AFTER
         {
             return Wait::Die;
         }
@@ -108,7 +135,7 @@ thread_local! {
     /// The current lock wait ended by wait-die.
     static DIED: Cell<bool> = const { Cell::new(false) };
     /// When the current lock wait began.
-    static WAIT_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    static WAIT_STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// The lock order of the statement running on this worker thread.
@@ -133,15 +160,15 @@ pub(crate) fn busy_handler(
     timeout: Duration,
 ) -> impl FnMut(i32) -> bool + Send + 'static {
     move |attempt| {
-        let deadline = match WAIT_DEADLINE.with(Cell::get) {
-            Some(deadline) if attempt > 0 => deadline,
+        let since = match WAIT_STARTED.with(Cell::get) {
+            Some(since) if attempt > 0 => since,
             _ => {
-                let deadline = Instant::now() + timeout;
-                WAIT_DEADLINE.with(|d| d.set(Some(deadline)));
-                deadline
+                let now = Instant::now();
+                WAIT_STARTED.with(|d| d.set(Some(now)));
+                now
             }
         };
-        match lock.wait(worker, current_order(), deadline) {
+        match lock.wait(worker, current_order(), since, since + timeout) {
             Wait::Retry => true,
             Wait::GiveUp => false,
             Wait::Die => {
@@ -186,26 +213,59 @@ mod tests {
         Instant::now() + Duration::from_millis(50)
     }
 
+    /// A wait that began `DIE_AFTER` ago.
+    fn long_ago() -> Instant {
+        Instant::now() - DIE_AFTER
+    }
+
     #[test]
-    fn a_younger_transaction_holding_locks_elsewhere_dies() {
+    fn a_younger_transaction_holding_locks_elsewhere_dies_after_a_short_wait() {
         let lock = WriteLock::default();
         lock.acquired(0, order(10, false));
-        assert!(matches!(lock.wait(1, order(11, true), soon()), Wait::Die));
-        assert!(matches!(lock.wait(1, order(10, true), soon()), Wait::Die));
+        let just_now = Instant::now();
+        assert!(matches!(
+            lock.wait(1, order(11, true), just_now, soon()),
+            Wait::Retry
+        ));
+        for younger_or_tied in [11, 10] {
+            assert!(matches!(
+                lock.wait(1, order(younger_or_tied, true), long_ago(), soon()),
+                Wait::Die
+            ));
+        }
     }
 
     #[test]
     fn older_transactions_and_ones_holding_nothing_elsewhere_wait() {
         let lock = WriteLock::default();
         lock.acquired(0, order(10, true));
-        assert!(matches!(lock.wait(1, order(9, true), soon()), Wait::Retry));
+        for waiter in [order(9, true), order(11, false), None] {
+            assert!(matches!(
+                lock.wait(1, waiter, long_ago(), soon()),
+                Wait::Retry
+            ));
+        }
+        lock.acquired(0, None);
         assert!(matches!(
-            lock.wait(1, order(11, false), soon()),
+            lock.wait(1, order(11, true), long_ago(), soon()),
             Wait::Retry
         ));
-        assert!(matches!(lock.wait(1, None, soon()), Wait::Retry));
-        lock.acquired(0, None);
-        assert!(matches!(lock.wait(1, order(11, true), soon()), Wait::Retry));
+    }
+
+    #[test]
+    fn nobody_dies_waiting_for_a_finishing_holder() {
+        let lock = WriteLock::default();
+        lock.acquired(0, order(10, false));
+        lock.finishing(2);
+        assert!(matches!(
+            lock.wait(1, order(11, true), long_ago(), soon()),
+            Wait::Die
+        ));
+        lock.finishing(0);
+        assert!(matches!(
+            lock.wait(1, order(11, true), long_ago(), soon()),
+            Wait::Retry
+        ));
     }
 
     #[test]
@@ -213,17 +273,26 @@ mod tests {
         let lock = WriteLock::default();
         lock.acquired(0, order(10, false));
         lock.released(0);
-        assert!(matches!(lock.wait(1, order(11, true), soon()), Wait::Retry));
+        assert!(matches!(
+            lock.wait(1, order(11, true), long_ago(), soon()),
+            Wait::Retry
+        ));
         lock.acquired(0, order(10, false));
         lock.released(2);
-        assert!(matches!(lock.wait(1, order(11, true), soon()), Wait::Die));
+        assert!(matches!(
+            lock.wait(1, order(11, true), long_ago(), soon()),
+            Wait::Die
+        ));
     }
 
     #[test]
     fn a_wait_past_its_deadline_gives_up() {
         let lock = WriteLock::default();
         lock.acquired(0, None);
-        assert!(matches!(lock.wait(1, None, Instant::now()), Wait::GiveUp));
+        assert!(matches!(
+            lock.wait(1, None, long_ago(), Instant::now()),
+            Wait::GiveUp
+        ));
     }
 
     #[test]
@@ -237,7 +306,10 @@ mod tests {
                 let mut turns = 0;
                 // POLL-long sleeps until the release bumps the count; one wait then returns.
                 while lock.state.lock().unwrap().releases == 0 {
-                    assert!(matches!(lock.wait(1, None, far), Wait::Retry));
+                    assert!(matches!(
+                        lock.wait(1, None, Instant::now(), far),
+                        Wait::Retry
+                    ));
                     turns += 1;
                 }
                 turns

@@ -296,6 +296,7 @@ impl<'c> Worker<'c> {
                     decider,
                     reply,
                 } => {
+                    self.shared.write_lock.finishing(self.index);
                     let _ = reply.send(self.prepare(&gid, &decider));
                 }
                 Job::FinishPrepared {
@@ -313,6 +314,7 @@ impl<'c> Worker<'c> {
                     began_at_ms,
                     reply,
                 } => {
+                    self.shared.write_lock.finishing(self.index);
                     let _ = reply.send(self.commit_decision(&gid, &participants, began_at_ms));
                 }
                 Job::Outcome { gid, reply, lease } => {
