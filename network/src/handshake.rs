@@ -9,7 +9,8 @@ use crate::frame::{Frame, kind};
 pub const PROTOCOL_MAGIC: [u8; 4] = *b"MYCL";
 
 /// The protocol version this build speaks. Peers must speak the same version. 2: EXECUTE and
-/// COPY_IN carry the client's `TimeZone`; 3: and the transaction's lock order.
+/// COPY_IN carry the client's `TimeZone`; 3: and the transaction's lock order, and DONE carries
+/// where COMMIT_DECISION's and FINISH_PREPARED's commits landed.
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Longest member name a hello may carry (a DNS name is at most 253 bytes).

@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use mycelium_config::{ReplicationConfig, StorageConfig, Synchronous};
 use mycelium_network::TlsIdentity;
 use mycelium_protocol::{
-    ClusterMap, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn, ReplicationRow,
-    Reply, TxnOutcome, TxnRecord,
+    ClusterMap, CommitPosition, DbError, Execute, NodeLink, NodeSession, NodeStatus, PreparedTxn,
+    ReplicationRow, Reply, TxnOutcome, TxnRecord,
 };
 use mycelium_storage::{
     Backend, PgReplicationError, PostgresBackend, PostgresError, SqliteBackend, SqliteOptions,
@@ -259,12 +259,23 @@ impl NodeLink for Node {
         )))
     }
 
-    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
+    async fn finish_prepared(
+        &self,
+        gid: &str,
+        commit: bool,
+    ) -> Result<Vec<CommitPosition>, DbError> {
+        let replication = self.replication.shared();
+        let since = replication.generation();
         self.backend.finish_prepared(gid, commit).await?;
-        if commit {
-            self.replication.shared().finished_prepared();
+        if !commit {
+            return Ok(Vec::new());
         }
-        Ok(())
+        replication.finished_prepared();
+        Ok(if replication.announces_before_answering() {
+            replication.positions_since(since)
+        } else {
+            Vec::new()
+        })
     }
 
     async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {

@@ -366,8 +366,15 @@ pub trait NodeLink: Send + Sync {
     }
 
     /// Phase two for a transaction this node prepared: commit or roll it back. Finishing
-    /// a `gid` the node no longer holds is not an error (it was finished before).
-    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError>;
+    /// a `gid` the node no longer holds is not an error (it was finished before). Answers
+    /// where a commit landed in replication, for the committing session's read fences (see
+    /// [`NodeSession::take_commit_positions`]); empty after a rollback, or when the node
+    /// cannot tell yet.
+    async fn finish_prepared(
+        &self,
+        gid: &str,
+        commit: bool,
+    ) -> Result<Vec<CommitPosition>, DbError>;
 
     /// The transactions this node holds prepared.
     async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError>;

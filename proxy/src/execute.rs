@@ -258,7 +258,9 @@ impl Session {
                 .coordinator
                 .commit(&tx, participants)
                 .await
-                .map(|_| ()),
+                .map(|committed| {
+                    self.own_writes.committed(committed.positions);
+                }),
             Some(tx) => proxy.coordinator.rollback(&tx, participants).await,
             None => Ok(()),
         };

@@ -10,8 +10,10 @@
 //!   report where each commit landed in its shard's log (origin, sequence); a read of that
 //!   shard on another copy carries those positions as a *read fence*, and the copy waits until
 //!   it applied them (bounded) or refuses with [`REPLICA_BEHIND`], and the read goes to the
-//!   primary. Writes whose position is unknown (two-phase commits) keep the session's reads
-//!   of their table on the primary for [`READ_YOUR_WRITES`].
+//!   primary. Two-phase commits report positions too (the decider's commit and each prepared
+//!   participant's). Writes whose position is unknown (a PostgreSQL node's commit it has not
+//!   sealed yet, a participant that did not confirm) keep the session's reads of their table
+//!   on the primary for [`READ_YOUR_WRITES`].
 //! - **Joins with unsharded tables** run on each node with its own copy of them, so only
 //!   where every node reading the sharded table holds a replicated copy (else 0A000). A copy
 //!   follows its primary asynchronously unless `synchronous_replicas` says otherwise.
@@ -55,6 +57,13 @@ impl OwnWrites {
     /// primaries.
     fn forget(&mut self, table: &str) {
         self.positions.retain(|(t, _, _), _| t != table);
+    }
+
+    /// Takes in where a two-phase commit's prepared participants committed.
+    pub fn committed(&mut self, positions: Vec<CommitPosition>) {
+        for position in positions {
+            self.add(position);
+        }
     }
 
     fn add(&mut self, position: CommitPosition) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use mycelium_config::TransactionConfig;
 use mycelium_config::failpoint;
-use mycelium_protocol::{DbError, Execute, NodeLink, NodeSession, Reply};
+use mycelium_protocol::{CommitPosition, DbError, Execute, NodeLink, NodeSession, Reply};
 use tokio::sync::broadcast;
 
 use crate::metrics;
@@ -65,6 +65,16 @@ pub enum TxnEvent {
         tx_id: TxId,
         error: DbError,
     },
+}
+
+/// A commit that succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub protocol: CommitProtocol,
+    /// Where the prepared participants' commits landed in replication, for the session's read
+    /// fences. A one-phase commit's and the decider's are their sessions' to report
+    /// (`NodeSession::take_commit_positions`).
+    pub positions: Vec<CommitPosition>,
 }
 
 /// One-phase (one node wrote) or two-phase commit.
@@ -290,7 +300,7 @@ impl Coordinator {
         &self,
         tx_id: &TxId,
         mut participants: Vec<Participant<'_>>,
-    ) -> Result<CommitProtocol, DbError> {
+    ) -> Result<Committed, DbError> {
         let started = Instant::now();
         let writers = participants.iter().filter(|p| p.writes).count();
         let protocol = if writers > 1 {
@@ -299,12 +309,15 @@ impl Coordinator {
             CommitProtocol::OnePhase
         };
         let outcome = match protocol {
-            CommitProtocol::OnePhase => self.commit_one_phase(tx_id, &mut participants).await,
+            CommitProtocol::OnePhase => self
+                .commit_one_phase(tx_id, &mut participants)
+                .await
+                .map(|()| Vec::new()),
             CommitProtocol::TwoPhase => self.commit_two_phase(tx_id, &mut participants).await,
         };
         let label = protocol.label();
         match &outcome {
-            Ok(()) => {
+            Ok(_) => {
                 metrics::COMMITS.with_label_values(&[label]).inc();
                 metrics::COMMIT_SECONDS
                     .with_label_values(&[label])
@@ -320,7 +333,10 @@ impl Coordinator {
             }
         }
         self.complete(tx_id, outcome.is_ok(), outcome.as_ref().err());
-        outcome.map(|()| protocol)
+        outcome.map(|positions| Committed {
+            protocol,
+            positions,
+        })
     }
 
     /// Forgets a transaction whose client went away without ending it. Its node sessions roll
@@ -386,7 +402,7 @@ impl Coordinator {
         &self,
         tx_id: &TxId,
         participants: &mut [Participant<'_>],
-    ) -> Result<(), DbError> {
+    ) -> Result<Vec<CommitPosition>, DbError> {
         let gid: &str = tx_id;
         // Readers hold nothing worth preparing; ending them first releases their snapshots.
         for reader in participants.iter_mut().filter(|p| !p.writes) {
@@ -400,7 +416,7 @@ impl Coordinator {
             .enumerate()
             .partition(|(i, _)| *i == 0);
         let Some((_, decider)) = decider.into_iter().next() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let mut others: Vec<&mut Participant<'_>> = others.into_iter().map(|(_, p)| p).collect();
         let decider_id = decider.node.clone();
@@ -484,6 +500,7 @@ impl Coordinator {
         // The decision is durable: from here the transaction is committed whatever happens,
         // and a participant this proxy cannot reach learns it from the decider.
         let mut all_finished = true;
+        let mut positions = Vec::new();
         for (i, (node, link)) in links(&others).iter().enumerate() {
             if i == 1 {
                 failpoint::hit("coordinator.between_commits");
@@ -494,7 +511,9 @@ impl Coordinator {
                 link.finish_prepared(gid, true),
             )
             .await;
-            if !matches!(finished, Some(Ok(()))) {
+            if let Some(Ok(landed)) = finished {
+                positions.extend(landed);
+            } else {
                 all_finished = false;
                 tracing::warn!(tx = gid, node = %node, "commit of a prepared participant not confirmed; the node will learn the outcome from the decider");
             }
@@ -503,7 +522,7 @@ impl Coordinator {
         if all_finished {
             forget(decider_link, gid.to_owned(), commit_timeout);
         }
-        Ok(())
+        Ok(positions)
     }
 
     /// Aborts after a "no", a timeout, or a refused decision: the decider's open transaction
@@ -526,7 +545,7 @@ impl Coordinator {
             let gid: &str = tx_id;
             async move {
                 let done = tokio::time::timeout(timeout, link.finish_prepared(gid, false)).await;
-                if !matches!(done, Ok(Ok(()))) {
+                if !matches!(done, Ok(Ok(_))) {
                     tracing::warn!(tx = gid, node = %node, "rollback of a prepared participant not confirmed; the node will presume abort");
                 }
             }

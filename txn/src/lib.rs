@@ -44,7 +44,7 @@ mod resolver;
 mod sweeper;
 
 pub use coordinator::{
-    CommitProtocol, Coordinator, Participant, TxId, TxnEvent, TxnState, TxnView,
+    CommitProtocol, Committed, Coordinator, Participant, TxId, TxnEvent, TxnState, TxnView,
 };
 pub use resolver::{Resolved, Resolver};
 pub use sweeper::{RecordStore, Sweeper, Swept};

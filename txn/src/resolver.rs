@@ -106,7 +106,7 @@ impl Resolver {
                 }
             };
             match self.local.finish_prepared(&txn.gid, commit).await {
-                Ok(()) => {
+                Ok(_) => {
                     let label = if commit { "committed" } else { "aborted" };
                     metrics::RECOVERED.with_label_values(&[label]).inc();
                     tracing::info!(gid = %txn.gid, decider = %txn.decider, outcome = label, "resolved a transaction in doubt");

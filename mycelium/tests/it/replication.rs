@@ -902,3 +902,70 @@ async fn a_session_reads_its_own_writes_on_secondaries() {
     }
     converged(&cluster, "ryw", &placement, 31).await;
 }
+
+/// Read-your-writes after a two-phase commit: the decider and the prepared participant say
+/// where their commits landed, so the session's next reads go to the secondaries
+/// (`read_roles`) with those positions as fences, and see the transaction's writes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reads_its_two_phase_commits_on_secondaries() {
+    let cluster = ProcessCluster::start_with(Backend::Sqlite, "", FAST, "").expect("a cluster");
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE ryw2 (id bigint PRIMARY KEY, v integer NOT NULL) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = 6, \
+               mycelium.replication_factor = 1, mycelium.read_roles = 'secondary')",
+        )
+        .await
+        .expect("schema");
+    let placement = sharded("ryw2", 6, 1.0);
+    // Two ids whose shards have their primaries on different nodes: a two-phase commit.
+    let shard_of = |id: i64| placement.policy.shard_of(&[KeyValue::Int(id)]) as usize;
+    let primary_of = |id: i64| placement.shards[shard_of(id)].primary().to_owned();
+    let first = 1i64;
+    let second = (2..100)
+        .find(|&id| primary_of(id) != primary_of(first))
+        .expect("an id with another primary");
+    let readers: Vec<usize> = [first, second]
+        .iter()
+        .map(|&id| index_of(&placement.shards[shard_of(id)].replicas[1].node))
+        .collect();
+    let served = |cluster: &ProcessCluster| -> f64 {
+        readers
+            .iter()
+            .map(|&reader| {
+                sample(
+                    &metrics_of(cluster, reader),
+                    &format!("mycelium_node_rows_total{{node=\"{}\"}}", NODES[reader].0),
+                )
+            })
+            .sum()
+    };
+    for id in [first, second] {
+        client
+            .execute("INSERT INTO ryw2 VALUES ($1, 0)", &[&id])
+            .await
+            .expect("insert");
+    }
+    let before = served(&cluster);
+    for round in 1..=10i32 {
+        client
+            .batch_execute(&format!(
+                "BEGIN; UPDATE ryw2 SET v = {round} WHERE id = {first}; \
+                 UPDATE ryw2 SET v = {round} WHERE id = {second}; COMMIT"
+            ))
+            .await
+            .expect("a two-phase commit");
+        for id in [first, second] {
+            let row = client
+                .query_one("SELECT v FROM ryw2 WHERE id = $1", &[&id])
+                .await
+                .unwrap_or_else(|e| panic!("read {id} back: {e}"));
+            assert_eq!(row.get::<_, i32>(0), round, "row {id} after commit {round}");
+        }
+    }
+    assert!(
+        served(&cluster) - before >= 20.0,
+        "the reads were served by the secondaries, not the primaries"
+    );
+}

@@ -61,7 +61,11 @@ impl NodeLink for RemoteNode {
         }))
     }
 
-    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
+    async fn finish_prepared(
+        &self,
+        gid: &str,
+        commit: bool,
+    ) -> Result<Vec<CommitPosition>, DbError> {
         let frame = self
             .link_request(
                 kind::FINISH_PREPARED,
@@ -69,7 +73,9 @@ impl NodeLink for RemoteNode {
             )
             .await?;
         match frame.kind {
-            kind::DONE => Ok(()),
+            kind::DONE => codec::decode_done(frame.payload)
+                .map(|(_, positions)| positions)
+                .map_err(|e| lost(&self.id, e)),
             _ => Err(self.unexpected(frame, "FINISH_PREPARED")),
         }
     }
@@ -205,14 +211,20 @@ impl RemoteSession {
     }
 
     /// Sends a request answered by DONE or ERROR, keeping or releasing the connection as the
-    /// node's transaction state says.
-    async fn request_done(&mut self, kind: u8, payload: Bytes, what: &str) -> Result<(), DbError> {
+    /// node's transaction state says; answers where the request's commits landed.
+    async fn request_done(
+        &mut self,
+        kind: u8,
+        payload: Bytes,
+        what: &str,
+    ) -> Result<Vec<CommitPosition>, DbError> {
         let (conn, frame) = self.request(kind, payload).await?;
         match frame.kind {
             kind::DONE => {
-                let in_transaction = codec::decode_done(frame.payload).map_err(|e| self.lost(e))?;
+                let (in_transaction, positions) =
+                    codec::decode_done(frame.payload).map_err(|e| self.lost(e))?;
                 self.release(conn, in_transaction);
-                Ok(())
+                Ok(positions)
             }
             kind::ERROR => {
                 let (error, in_transaction) =
@@ -398,15 +410,22 @@ impl NodeSession for RemoteSession {
             "PREPARE",
         )
         .await
+        .map(|_| ())
     }
 
     async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
-        self.request_done(
-            kind::COMMIT_DECISION,
-            codec::encode_commit_decision(gid, participants),
-            "COMMIT_DECISION",
-        )
-        .await
+        let positions = self
+            .request_done(
+                kind::COMMIT_DECISION,
+                codec::encode_commit_decision(gid, participants),
+                "COMMIT_DECISION",
+            )
+            .await?;
+        *self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = positions;
+        Ok(())
     }
 }
 

@@ -592,15 +592,21 @@ pub fn decode_gid(payload: Bytes) -> Result<String, NetworkError> {
 }
 
 /// The answer to a request that returns nothing but the session's transaction state.
-pub fn encode_done(in_transaction: bool) -> Bytes {
-    Bytes::from(vec![u8::from(in_transaction)])
+/// Success: the session's transaction state, and where the request's commits landed in
+/// replication (COMMIT_DECISION, FINISH_PREPARED; empty for the others).
+pub fn encode_done(in_transaction: bool, positions: &[CommitPosition]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(3);
+    buf.put_u8(u8::from(in_transaction));
+    put_positions(&mut buf, positions);
+    buf.freeze()
 }
 
-pub fn decode_done(payload: Bytes) -> Result<bool, NetworkError> {
+pub fn decode_done(payload: Bytes) -> Result<(bool, Vec<CommitPosition>), NetworkError> {
     let mut r = Reader { buf: payload };
     let in_transaction = r.u8()? != 0;
+    let positions = r.positions()?;
     r.finish("done")?;
-    Ok(in_transaction)
+    Ok((in_transaction, positions))
 }
 
 pub fn encode_prepared_list(list: &[PreparedTxn]) -> Bytes {

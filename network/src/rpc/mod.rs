@@ -22,10 +22,12 @@
 //! A connection whose first frame is of a kind the node's [`Handoff`] claims (replication,
 //! `0x40..=0x4f`) is served by it instead; an error it ends with goes to the peer as `ERROR`.
 //!
-//! `COMPLETE`, `ERROR` and `COPIED` carry whether the node session is inside a transaction
-//! afterwards, so the proxy knows when the connection may go back to its pool. `EXECUTE`
-//! carries the statement's read fence and `COMPLETE` the positions of its commits in
-//! replication (read-your-writes on copies). Payload layouts are in `codec.rs`.
+//! `COMPLETE`, `ERROR`, `COPIED` and `DONE` carry whether the node session is inside a
+//! transaction afterwards, so the proxy knows when the connection may go back to its pool.
+//! `EXECUTE` carries the statement's read fence, and `COMPLETE` and the `DONE` of
+//! `COMMIT_DECISION` and `FINISH_PREPARED` the positions of their commits in replication
+//! (read-your-writes on copies). `EXECUTE` and `COPY_IN` carry the transaction's lock order
+//! (wait-die on SQLite nodes). Payload layouts are in `codec.rs`.
 
 mod client;
 mod codec;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use mycelium_protocol::{DbError, NodeLink, NodeSession, Reply};
+use mycelium_protocol::{CommitPosition, DbError, NodeLink, NodeSession, Reply};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -165,11 +165,19 @@ async fn serve_connection(
             kind::PREPARE => {
                 let (gid, decider) = codec::decode_prepare(frame.payload)?;
                 let result = session.prepare(&gid, &decider).await;
-                send_done(&mut conn, session.in_transaction(), result).await?;
+                send_done(
+                    &mut conn,
+                    session.in_transaction(),
+                    result.map(|()| Vec::new()),
+                )
+                .await?;
             }
             kind::COMMIT_DECISION => {
                 let (gid, participants) = codec::decode_commit_decision(frame.payload)?;
-                let result = session.commit_decision(&gid, &participants).await;
+                let result = session
+                    .commit_decision(&gid, &participants)
+                    .await
+                    .map(|()| session.take_commit_positions());
                 send_done(&mut conn, session.in_transaction(), result).await?;
             }
             kind::FINISH_PREPARED => {
@@ -194,7 +202,7 @@ async fn serve_connection(
             }
             kind::FORGET_TXN => {
                 let gid = codec::decode_gid(frame.payload)?;
-                let result = node.forget_txn(&gid).await;
+                let result = node.forget_txn(&gid).await.map(|()| Vec::new());
                 send_done(&mut conn, session.in_transaction(), result).await?;
             }
             kind::STATUS => {
@@ -255,14 +263,15 @@ fn answer<T>(
     }
 }
 
-/// Answers a request that returns only success and the session's transaction state.
+/// Answers a request that returns only success, the session's transaction state and where
+/// its commits landed.
 async fn send_done(
     conn: &mut Connection,
     in_transaction: bool,
-    result: Result<(), DbError>,
+    result: Result<Vec<CommitPosition>, DbError>,
 ) -> Result<(), NetworkError> {
-    let (kind, payload) = answer(result, in_transaction, |()| {
-        (kind::DONE, codec::encode_done(in_transaction))
+    let (kind, payload) = answer(result, in_transaction, |positions| {
+        (kind::DONE, codec::encode_done(in_transaction, &positions))
     });
     conn.send(kind, payload).await
 }

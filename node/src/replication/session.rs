@@ -166,8 +166,15 @@ impl NodeSession for ReplicatedSession {
     /// transaction, whose prepared copy holds its write lock until the coordinator has this
     /// answer, so the secondary could not apply the entry before the timeout.
     async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
+        let since = self.shared.generation();
         self.inner.commit_decision(gid, participants).await?;
         self.shared.finished_prepared();
+        if self.shared.announces_before_answering() {
+            *self
+                .positions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = self.shared.positions_since(since);
+        }
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use mycelium_config::{StorageConfig, TransactionConfig};
 use mycelium_node::Node;
-use mycelium_protocol::{DbError, Execute, NodeLink, NodeSession, Reply};
+use mycelium_protocol::{CommitPosition, DbError, Execute, NodeLink, NodeSession, Reply};
 use mycelium_txn::{CommitProtocol, Coordinator, Participant, Resolver, TxnEvent, TxnState};
 
 pub(crate) struct Nodes {
@@ -129,11 +129,24 @@ async fn two_writers_commit_in_two_phases_and_say_so() {
     let listed = coordinator.transactions();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].writers, vec!["n1", "n2"]);
-    let protocol = coordinator
+    let committed = coordinator
         .commit(&tx, participants(&nodes, &mut sessions))
         .await
         .unwrap();
-    assert_eq!(protocol, CommitProtocol::TwoPhase);
+    assert_eq!(committed.protocol, CommitProtocol::TwoPhase);
+    // The prepared participant (n2; n1 decides) says where its commit landed, and the
+    // decider's session does.
+    assert!(!committed.positions.is_empty());
+    assert!(
+        committed.positions.iter().all(|p| p.origin == "n2"),
+        "{:?}",
+        committed.positions
+    );
+    let decided = sessions[0].take_commit_positions();
+    assert!(
+        !decided.is_empty() && decided.iter().all(|p| p.origin == "n1"),
+        "{decided:?}"
+    );
     for node in &nodes.nodes {
         assert_eq!(count(node, "SELECT count(*) FROM t").await, "1");
         assert!(node.prepared().await.unwrap().is_empty());
@@ -165,8 +178,8 @@ async fn one_writer_commits_in_one_phase() {
     let mut participants = participants(&nodes, &mut sessions);
     participants[1].writes = false;
     // n2's insert is committed too: "writes" only decides the protocol.
-    let protocol = coordinator.commit(&tx, participants).await.unwrap();
-    assert_eq!(protocol, CommitProtocol::OnePhase);
+    let committed = coordinator.commit(&tx, participants).await.unwrap();
+    assert_eq!(committed.protocol, CommitProtocol::OnePhase);
     assert_eq!(count(&nodes.nodes[0], "SELECT count(*) FROM t").await, "1");
 }
 
@@ -285,7 +298,11 @@ impl NodeLink for Unhealthy {
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
         self.0.open_session().await
     }
-    async fn finish_prepared(&self, gid: &str, commit: bool) -> Result<(), DbError> {
+    async fn finish_prepared(
+        &self,
+        gid: &str,
+        commit: bool,
+    ) -> Result<Vec<CommitPosition>, DbError> {
         self.0.finish_prepared(gid, commit).await
     }
     async fn prepared(&self) -> Result<Vec<mycelium_protocol::PreparedTxn>, DbError> {
@@ -337,11 +354,11 @@ async fn a_node_that_is_up_may_take_longer_than_the_timeouts() {
     let coordinator = Coordinator::new(hasty());
     let (tx, mut sessions) = writes(&nodes, &coordinator, &[1, 2, 3]).await;
     bulk(&mut sessions).await;
-    let protocol = coordinator
+    let committed = coordinator
         .commit(&tx, participants(&nodes, &mut sessions))
         .await
         .unwrap();
-    assert_eq!(protocol, CommitProtocol::TwoPhase);
+    assert_eq!(committed.protocol, CommitProtocol::TwoPhase);
     for node in &nodes.nodes {
         assert_eq!(count(node, "SELECT count(*) FROM t").await, "50001");
         assert!(node.prepared().await.unwrap().is_empty());

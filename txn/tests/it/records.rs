@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use mycelium_node::Node;
 use mycelium_protocol::{
-    ClusterMap, DbError, NodeLink, NodeSession, NodeStatus, PreparedTxn, TxnOutcome, TxnRecord,
+    ClusterMap, CommitPosition, DbError, NodeLink, NodeSession, NodeStatus, PreparedTxn,
+    TxnOutcome, TxnRecord,
 };
 use mycelium_txn::{Coordinator, RecordStore, Sweeper, Swept};
 
@@ -47,7 +48,11 @@ impl NodeLink for Down {
     async fn open_session(&self) -> Result<Box<dyn NodeSession>, DbError> {
         Err(down(self.0))
     }
-    async fn finish_prepared(&self, _gid: &str, _commit: bool) -> Result<(), DbError> {
+    async fn finish_prepared(
+        &self,
+        _gid: &str,
+        _commit: bool,
+    ) -> Result<Vec<CommitPosition>, DbError> {
         Err(down(self.0))
     }
     async fn prepared(&self) -> Result<Vec<PreparedTxn>, DbError> {
