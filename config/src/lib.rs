@@ -292,9 +292,12 @@ impl Default for ProxyConfig {
 pub struct StorageConfig {
     /// `sqlite`, or the URL of the node's PostgreSQL database (see [`StorageConfig::backend`]).
     pub backend: String,
-    /// SQLite connections (each on its own thread) per node. Each open transaction holds one
-    /// from its first statement to its end; statements wait up to `busy_timeout_ms` for one.
+    /// SQLite connections (each on its own thread) a node starts with. Each open transaction
+    /// holds one from its first statement to its end.
     pub workers: usize,
+    /// How many connections a SQLite node may open when every one is held; past that,
+    /// statements wait up to `busy_timeout_ms` for one (then 53300).
+    pub max_workers: usize,
     /// How long a writer waits for the SQLite write lock before failing with 40001.
     pub busy_timeout_ms: u64,
     /// `full` survives power loss; `normal` survives a process crash only.
@@ -308,7 +311,8 @@ impl Default for StorageConfig {
         StorageConfig {
             backend: postgres::default_backend(),
             postgres: PostgresConfig::default(),
-            workers: 16,
+            workers: 4,
+            max_workers: 128,
             busy_timeout_ms: 10_000,
             synchronous: Synchronous::Full,
         }
@@ -399,6 +403,12 @@ impl UpConfig {
         }
         if self.storage.workers == 0 {
             return Err(invalid("storage.workers", "must be at least 1"));
+        }
+        if self.storage.max_workers < self.storage.workers {
+            return Err(invalid(
+                "storage.max_workers",
+                "must be at least storage.workers",
+            ));
         }
         self.storage.validate_backend(file)?;
         validate_users(file, &self.users)?;
@@ -534,6 +544,13 @@ impl NodeFileConfig {
         }
         if config.storage.workers == 0 {
             return Err(invalid(&name, "storage.workers", "must be at least 1"));
+        }
+        if config.storage.max_workers < config.storage.workers {
+            return Err(invalid(
+                &name,
+                "storage.max_workers",
+                "must be at least storage.workers",
+            ));
         }
         config.storage.validate_backend(&name)?;
         if config.storage.backend() == StorageBackend::Sqlite

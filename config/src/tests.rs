@@ -51,6 +51,8 @@ fn bad_value_names_the_key() {
     assert!(err.to_string().contains("proxy.max_connections"), "{err}");
     let err = load("[proxy]\nlisten = \"nowhere\"\n", &[]).expect_err("bad addr");
     assert!(err.to_string().contains("listen"), "{err}");
+    let err = load("[storage]\nworkers = 8\nmax_workers = 4\n", &[]).expect_err("cap");
+    assert!(err.to_string().contains("storage.max_workers"), "{err}");
 }
 
 #[test]

@@ -104,6 +104,7 @@ impl Node {
             replication::Pending::sqlite(id, replication, map.subscribe(), path);
         let options = SqliteOptions {
             workers: storage.workers,
+            max_workers: storage.max_workers,
             busy_timeout: Duration::from_millis(storage.busy_timeout_ms),
             synchronous_full: storage.synchronous == Synchronous::Full,
             shard_function: Some(sqlite_shard_function()),

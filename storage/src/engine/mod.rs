@@ -39,9 +39,13 @@ use worker::{Job, Worker};
 /// Tuning for [`SqliteBackend::open`].
 #[derive(Clone)]
 pub struct SqliteOptions {
-    /// Worker threads, each with its own connection; bounds concurrent statements, and open
-    /// transactions, each of which holds a worker from its first statement to its end.
+    /// Worker threads started at open, each with its own connection. An open transaction
+    /// holds a worker from its first statement to its end.
     pub workers: usize,
+    /// How many workers the pool may grow to when every one is held: a statement that finds
+    /// none free starts another, rather than wait for a transaction that may be waiting for
+    /// this statement's own transaction on another node.
+    pub max_workers: usize,
     /// How long a writer waits for SQLite's write lock before failing with 40001.
     pub busy_timeout: Duration,
     /// `PRAGMA synchronous = FULL` (durable at every commit) rather than NORMAL.
@@ -53,7 +57,8 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     fn default() -> SqliteOptions {
         SqliteOptions {
-            workers: 16,
+            workers: 4,
+            max_workers: 128,
             busy_timeout: Duration::from_secs(10),
             synchronous_full: true,
             shard_function: None,
@@ -65,6 +70,7 @@ impl std::fmt::Debug for SqliteOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteOptions")
             .field("workers", &self.workers)
+            .field("max_workers", &self.max_workers)
             .field("busy_timeout", &self.busy_timeout)
             .field("synchronous_full", &self.synchronous_full)
             .field("shard_function", &self.shard_function.is_some())
@@ -110,16 +116,73 @@ struct Slot {
 }
 
 pub(crate) struct Pool {
-    slots: Vec<Slot>,
+    slots: RwLock<Vec<Arc<Slot>>>,
+    /// What starting another worker takes.
+    spawner: Spawner,
     idle_tx: mpsc::UnboundedSender<usize>,
     idle_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<usize>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     next_job: AtomicU64,
     prepared: Mutex<HashMap<String, PreparedSlot>>,
-    /// How long a statement waits for a worker when every one is busy: as long as a writer
-    /// waits for the write lock, since what holds a worker that long is as stuck.
+    /// How long a statement waits for a worker when the pool is at `max_workers` and every
+    /// one is busy: as long as a writer waits for the write lock, since what holds a worker
+    /// that long is as stuck.
     acquire_timeout: Duration,
+}
+
+struct Spawner {
+    path: std::path::PathBuf,
+    options: SqliteOptions,
+    shared: Arc<Shared>,
+}
+
+/// Starts worker `index`: its connection, with the busy handler that waits for the write lock,
+/// and its thread, once the worker is ready.
+fn spawn_worker(
+    index: usize,
+    path: &Path,
+    options: &SqliteOptions,
+    shared: Arc<Shared>,
+) -> Result<(Slot, JoinHandle<()>), StorageError> {
+    let open_err = |source| StorageError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut conn = worker::open_connection(path, options).map_err(open_err)?;
+    conn.busy_handler(Some(lock_wait::busy_handler(
+        shared.write_lock.clone(),
+        index,
+        options.busy_timeout,
+    )))
+    .map_err(open_err)?;
+    let (jobs, rx) = std::sync::mpsc::channel();
+    let current = Arc::new(Mutex::new(0));
+    let slot = Slot {
+        jobs,
+        interrupt: conn.get_interrupt_handle(),
+        current: current.clone(),
+    };
+    // The worker borrows its connection (a change-capture session borrows it too), so both
+    // live on the worker thread's stack.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(format!("sqlite-worker-{index}"))
+        .spawn(move || match Worker::new(index, &conn, shared, current) {
+            Ok(worker) => {
+                let _ = ready_tx.send(Ok(()));
+                worker.run(rx);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })
+        .map_err(StorageError::Spawn)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok((slot, handle)),
+        Ok(Err(e)) => Err(open_err(e)),
+        Err(_) => Err(StorageError::Closed),
+    }
 }
 
 fn closed_error() -> DbError {
@@ -135,14 +198,25 @@ impl Pool {
             return Err(closed_error());
         }
         // A worker held by an open transaction is free only when the transaction ends, which
-        // may wait on this very statement's transaction elsewhere: the wait is bounded so that
-        // such a cycle ends in an error rather than a hang.
+        // may wait on this very statement's transaction elsewhere: rather than wait, the pool
+        // grows, and at its limit the wait is bounded so that such a cycle ends in an error
+        // rather than a hang.
         let waited = tokio::time::timeout(self.acquire_timeout, async {
-            self.idle_rx.lock().await.recv().await
+            let mut idle = self.idle_rx.lock().await;
+            match idle.try_recv() {
+                Ok(index) => Ok(index),
+                Err(_) if self.workers() < self.spawner.options.max_workers => {
+                    let pool = self.clone();
+                    tokio::task::spawn_blocking(move || pool.grow())
+                        .await
+                        .map_err(|_| closed_error())?
+                }
+                Err(_) => idle.recv().await.ok_or_else(closed_error),
+            }
         })
         .await;
         let index = match waited {
-            Ok(index) => index.ok_or_else(closed_error)?,
+            Ok(index) => index?,
             Err(_) => {
                 return Err(DbError::new(
                     "53300",
@@ -150,10 +224,10 @@ impl Pool {
                         "no SQLite worker of this node became free within {} ms: all {} are \
                          held by open transactions or running statements",
                         self.acquire_timeout.as_millis(),
-                        self.slots.len()
+                        self.workers()
                     ),
                 )
-                .with_hint("Raise storage.workers, or end transactions sooner."));
+                .with_hint("Raise storage.max_workers, or end transactions sooner."));
             }
         };
         Ok(Lease {
@@ -170,8 +244,50 @@ impl Pool {
             .map_err(|_| DbError::new("XX000", "the prepared-transaction table is poisoned"))
     }
 
+    fn workers(&self) -> usize {
+        self.slots.read().map_or(0, |slots| slots.len())
+    }
+
+    fn slot(&self, index: usize) -> Option<Arc<Slot>> {
+        self.slots.read().ok()?.get(index).cloned()
+    }
+
+    /// Starts one more worker (on a blocking thread: it opens a connection); answers its
+    /// index. Callers hold the idle queue, so two never grow the pool at once.
+    fn grow(&self) -> Result<usize, DbError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
+        let index = self.workers();
+        let Spawner {
+            path,
+            options,
+            shared,
+        } = &self.spawner;
+        let (slot, handle) = spawn_worker(index, path, options, shared.clone()).map_err(|e| {
+            DbError::new("53300", format!("cannot start another SQLite worker: {e}"))
+        })?;
+        self.slots
+            .write()
+            .map_err(|_| closed_error())?
+            .push(Arc::new(slot));
+        if let Ok(mut threads) = self.threads.lock() {
+            threads.push(handle);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            // Shutdown began meanwhile and may have missed it.
+            self.send(index, Job::Shutdown)?;
+            return Err(closed_error());
+        }
+        tracing::debug!(
+            workers = index + 1,
+            "every SQLite worker was held: started another"
+        );
+        Ok(index)
+    }
+
     fn send(&self, index: usize, job: Job) -> Result<(), DbError> {
-        let slot = self.slots.get(index).ok_or_else(closed_error)?;
+        let slot = self.slot(index).ok_or_else(closed_error)?;
         slot.jobs.send(job).map_err(|_| closed_error())
     }
 
@@ -183,7 +299,7 @@ impl Pool {
     }
 
     fn interrupt_if_running(&self, index: usize, job: u64) {
-        if let Some(slot) = self.slots.get(index)
+        if let Some(slot) = self.slot(index)
             && let Ok(current) = slot.current.lock()
             && *current == job
         {
@@ -280,44 +396,8 @@ impl SqliteBackend {
         let mut slots = Vec::new();
         let mut threads = Vec::new();
         for index in 0..options.workers.max(1) {
-            let mut conn = worker::open_connection(path, &options).map_err(open_err)?;
-            conn.busy_handler(Some(lock_wait::busy_handler(
-                shared.write_lock.clone(),
-                index,
-                options.busy_timeout,
-            )))
-            .map_err(open_err)?;
-            let (jobs, rx) = std::sync::mpsc::channel();
-            let current = Arc::new(Mutex::new(0));
-            let slot = Slot {
-                jobs,
-                interrupt: conn.get_interrupt_handle(),
-                current: current.clone(),
-            };
-            // The worker borrows its connection (a change-capture session borrows it too),
-            // so both live on the worker thread's stack.
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let worker_shared = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("sqlite-worker-{index}"))
-                .spawn(
-                    move || match Worker::new(index, &conn, worker_shared, current) {
-                        Ok(worker) => {
-                            let _ = ready_tx.send(Ok(()));
-                            worker.run(rx);
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
-                    },
-                )
-                .map_err(StorageError::Spawn)?;
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(open_err(e)),
-                Err(_) => return Err(StorageError::Closed),
-            }
-            slots.push(slot);
+            let (slot, handle) = spawn_worker(index, path, &options, shared.clone())?;
+            slots.push(Arc::new(slot));
             threads.push(handle);
             let _ = idle_tx.send(index);
         }
@@ -325,7 +405,12 @@ impl SqliteBackend {
             path: path.to_path_buf(),
             shared: shared.clone(),
             pool: Arc::new(Pool {
-                slots,
+                slots: RwLock::new(slots),
+                spawner: Spawner {
+                    path: path.to_path_buf(),
+                    options: options.clone(),
+                    shared: shared.clone(),
+                },
                 idle_tx,
                 idle_rx: tokio::sync::Mutex::new(idle_rx),
                 threads: Mutex::new(threads),
@@ -431,8 +516,10 @@ impl SqliteBackend {
         if self.pool.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        for slot in &self.pool.slots {
-            let _ = slot.jobs.send(Job::Shutdown);
+        if let Ok(slots) = self.pool.slots.read() {
+            for slot in slots.iter() {
+                let _ = slot.jobs.send(Job::Shutdown);
+            }
         }
         let threads = match self.pool.threads.lock() {
             Ok(mut threads) => std::mem::take(&mut *threads),

@@ -52,6 +52,7 @@ async fn errors_abort_the_transaction() {
 async fn dropped_session_rolls_back_and_frees_its_worker() {
     let db = open_with(mycelium_storage::SqliteOptions {
         workers: 1,
+        max_workers: 1,
         ..Default::default()
     });
     let mut s = db.backend.session();
@@ -263,12 +264,44 @@ async fn a_younger_transaction_holding_locks_elsewhere_does_not_wait_for_an_olde
     );
 }
 
-/// Every worker held by an open transaction: a statement waits `busy_timeout` for one, then
-/// fails with 53300 instead of hanging (the holders may be waiting on it, across nodes).
+/// Every worker held by an open transaction: the pool starts another, so a statement never
+/// waits for a transaction that may be waiting for its own, on another node.
+#[tokio::test]
+async fn the_pool_grows_when_every_worker_is_held() {
+    let db = open_with(mycelium_storage::SqliteOptions {
+        workers: 1,
+        max_workers: 8,
+        busy_timeout: Duration::from_secs(60),
+        ..Default::default()
+    });
+    let mut setup = db.backend.session();
+    ok(&mut setup, "CREATE TABLE t (id int PRIMARY KEY)").await;
+    drop(setup);
+    let mut open: Vec<_> = (0..8).map(|_| db.backend.session()).collect();
+    for (i, s) in open.iter_mut().enumerate() {
+        ok(s, "BEGIN").await;
+        ok(s, &format!("SELECT count(*) + {i} FROM t")).await;
+    }
+    // Eight transactions hold eight workers; the next statement waits at the limit.
+    let mut late = db.backend.session();
+    let waiting = tokio::spawn(async move { run(&mut late, "SELECT 42").await.map(|o| o.tag) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the pool grew past max_workers");
+    ok(&mut open[0], "COMMIT").await;
+    assert_eq!(waiting.await.unwrap().unwrap(), "SELECT 1");
+    for s in open.iter_mut().skip(1) {
+        ok(s, "COMMIT").await;
+    }
+}
+
+/// At `max_workers`, with every worker held by an open transaction: a statement waits
+/// `busy_timeout` for one, then fails with 53300 instead of hanging (the holders may be
+/// waiting on it, across nodes).
 #[tokio::test]
 async fn a_statement_finding_every_worker_held_fails_after_the_busy_timeout() {
     let db = open_with(mycelium_storage::SqliteOptions {
         workers: 2,
+        max_workers: 2,
         busy_timeout: Duration::from_millis(300),
         ..Default::default()
     });
