@@ -255,6 +255,7 @@ impl<'c> Worker<'c> {
                         self.after_error(txn.as_ref());
                         let _ = replies.blocking_send(Err(lock_wait::explain(err)));
                     }
+                    self.note_write_lock(lock_order);
                     drop(replies);
                     drop(done);
                     drop(lease);
@@ -289,6 +290,7 @@ impl<'c> Worker<'c> {
                         self.after_error(txn.as_ref());
                     }
                     let _ = reply.send(result.map_err(lock_wait::explain));
+                    self.note_write_lock(lock_order);
                     drop(lease);
                 }
                 Job::Prepare {
@@ -1032,7 +1034,6 @@ impl<'c> Worker<'c> {
                 self.capture = Some(self.start_capture()?);
             } else if writes {
                 self.only_read = false;
-                self.holds_write_lock();
             }
             let started = txn
                 .lock()
@@ -1050,6 +1051,17 @@ impl<'c> Worker<'c> {
         self.shared
             .write_lock
             .acquired(self.index, lock_wait::current_order());
+    }
+
+    /// After a statement of transaction `order`: a transaction that began reading and took the
+    /// write lock inside the statement (repeatable read, a savepoint) is now known to hold it.
+    fn note_write_lock(&self, order: Option<LockOrder>) {
+        if matches!(
+            self.conn.transaction_state(Some("main")),
+            Ok(rusqlite::TransactionState::Write)
+        ) {
+            self.shared.write_lock.acquired(self.index, order);
+        }
     }
 
     fn savepoint(&mut self, sql: &str, txn: Option<&SharedTxn>) -> Result<String, DbError> {

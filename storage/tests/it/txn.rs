@@ -322,3 +322,35 @@ async fn a_statement_finding_every_worker_held_fails_after_the_busy_timeout() {
     assert_eq!(ok(&mut c, "SELECT 1").await.value(), Some("1".into()));
     ok(&mut b, "COMMIT").await;
 }
+
+/// A repeatable read transaction that read first takes the write lock inside its first
+/// write; it is then known as the holder, and a younger transaction holding locks elsewhere
+/// does not wait for it.
+#[tokio::test]
+async fn a_transaction_that_read_first_is_known_as_the_holder_once_it_writes() {
+    let db = open_with(mycelium_storage::SqliteOptions {
+        busy_timeout: Duration::from_secs(60),
+        ..Default::default()
+    });
+    let mut holder = db.backend.session();
+    ok(&mut holder, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
+    ok(&mut holder, "INSERT INTO t VALUES (1, 0), (2, 0)").await;
+    holder.set_lock_order(order(100, false));
+    ok(&mut holder, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
+    ok(&mut holder, "SELECT v FROM t WHERE id = 1").await;
+    ok(&mut holder, "UPDATE t SET v = 1 WHERE id = 1").await;
+    let mut younger = db.backend.session();
+    younger.set_lock_order(order(200, true));
+    ok(&mut younger, "BEGIN").await;
+    let error = err(&mut younger, "UPDATE t SET v = 2 WHERE id = 2").await;
+    assert_eq!(error.code, "40001", "{error:?}");
+    assert!(
+        error
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("deadlock")),
+        "{error:?}"
+    );
+    ok(&mut younger, "ROLLBACK").await;
+    assert_eq!(ok(&mut holder, "COMMIT").await.tag, "COMMIT");
+}
