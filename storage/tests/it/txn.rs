@@ -208,22 +208,17 @@ fn order(priority: u64, holds_elsewhere: bool) -> Option<mycelium_protocol::Lock
     })
 }
 
-/// Wait-die on the node's write lock: a younger transaction that holds locks on other nodes
-/// fails at once, naming the reason; an older one waits, and gets the lock when it is free.
-#[tokio::test]
-async fn a_younger_transaction_holding_locks_elsewhere_does_not_wait_for_an_older_one() {
-    let db = open_with(mycelium_storage::SqliteOptions {
+/// A node whose lock waits end only after 60 s: an error sooner is wait-die's.
+fn open_with_long_lock_waits() -> Db {
+    open_with(mycelium_storage::SqliteOptions {
         busy_timeout: Duration::from_secs(60),
         ..Default::default()
-    });
-    let mut holder = db.backend.session();
-    ok(&mut holder, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
-    ok(&mut holder, "INSERT INTO t VALUES (1, 0), (2, 0), (3, 0)").await;
-    holder.set_lock_order(order(100, false));
-    ok(&mut holder, "BEGIN").await;
-    ok(&mut holder, "UPDATE t SET v = 1 WHERE id = 1").await;
+    })
+}
 
-    // Younger and holding locks elsewhere: dies, long before the 60 s lock timeout.
+/// A transaction younger than the holder of `t`'s node lock (priority 100), holding locks on
+/// other nodes, asks for the lock: it dies at once, naming the reason, and rolls back.
+async fn younger_holding_locks_elsewhere_dies(db: &Db) {
     let mut younger = db.backend.session();
     younger.set_lock_order(order(200, true));
     ok(&mut younger, "BEGIN").await;
@@ -237,6 +232,21 @@ async fn a_younger_transaction_holding_locks_elsewhere_does_not_wait_for_an_olde
         "{error:?}"
     );
     assert_eq!(ok(&mut younger, "COMMIT").await.tag, "ROLLBACK");
+}
+
+/// Wait-die on the node's write lock: a younger transaction that holds locks on other nodes
+/// fails at once, naming the reason; an older one waits, and gets the lock when it is free.
+#[tokio::test]
+async fn a_younger_transaction_holding_locks_elsewhere_does_not_wait_for_an_older_one() {
+    let db = open_with_long_lock_waits();
+    let mut holder = db.backend.session();
+    ok(&mut holder, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
+    ok(&mut holder, "INSERT INTO t VALUES (1, 0), (2, 0), (3, 0)").await;
+    holder.set_lock_order(order(100, false));
+    ok(&mut holder, "BEGIN").await;
+    ok(&mut holder, "UPDATE t SET v = 1 WHERE id = 1").await;
+
+    younger_holding_locks_elsewhere_dies(&db).await;
 
     // Older, or holding nothing elsewhere: waits until the lock is free, then writes.
     let waiter = |priority: u64, holds_elsewhere: bool, sql: &'static str| {
@@ -328,10 +338,7 @@ async fn a_statement_finding_every_worker_held_fails_after_the_busy_timeout() {
 /// does not wait for it.
 #[tokio::test]
 async fn a_transaction_that_read_first_is_known_as_the_holder_once_it_writes() {
-    let db = open_with(mycelium_storage::SqliteOptions {
-        busy_timeout: Duration::from_secs(60),
-        ..Default::default()
-    });
+    let db = open_with_long_lock_waits();
     let mut holder = db.backend.session();
     ok(&mut holder, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
     ok(&mut holder, "INSERT INTO t VALUES (1, 0), (2, 0)").await;
@@ -339,18 +346,6 @@ async fn a_transaction_that_read_first_is_known_as_the_holder_once_it_writes() {
     ok(&mut holder, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
     ok(&mut holder, "SELECT v FROM t WHERE id = 1").await;
     ok(&mut holder, "UPDATE t SET v = 1 WHERE id = 1").await;
-    let mut younger = db.backend.session();
-    younger.set_lock_order(order(200, true));
-    ok(&mut younger, "BEGIN").await;
-    let error = err(&mut younger, "UPDATE t SET v = 2 WHERE id = 2").await;
-    assert_eq!(error.code, "40001", "{error:?}");
-    assert!(
-        error
-            .detail
-            .as_deref()
-            .is_some_and(|d| d.contains("deadlock")),
-        "{error:?}"
-    );
-    ok(&mut younger, "ROLLBACK").await;
+    younger_holding_locks_elsewhere_dies(&db).await;
     assert_eq!(ok(&mut holder, "COMMIT").await.tag, "COMMIT");
 }
