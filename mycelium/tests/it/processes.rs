@@ -214,7 +214,8 @@ impl ProcessCluster {
             let store = match &pg {
                 Some(pg) if backend.on_postgres(index) => {
                     pg.create_database(id).expect("create the node's database");
-                    // No server sees a deadlock that spans nodes: a lock timeout breaks it.
+                    // Wait-die breaks lock cycles across nodes; a lock timeout bounds any
+                    // wait it leaves (for a prepared holder whose outcome is late).
                     format!(
                         "backend = \"{}?options=-c%20lock_timeout%3D3000\"\n",
                         pg.url(id)

@@ -445,13 +445,13 @@ async fn a_participant_that_never_votes_is_aborted_after_prepare_timeout(backend
     assert_eq!(balance_on(&cluster, &owner, b).await, INITIAL);
 }
 
-/// Two transactions lock accounts on two SQLite nodes in opposite orders, which no single node
-/// sees as a deadlock. Wait-die ends it at once: the younger transaction, already holding a
-/// lock on the other node, fails with 40001 instead of waiting out the lock timeout, and the
-/// older one commits.
-#[tokio::test]
-async fn crossing_transactions_on_sqlite_nodes_do_not_wait_for_each_other() {
-    let Some((cluster, owner)) = bank(Backend::Sqlite, "").await else {
+/// Two transactions lock accounts on two nodes in opposite orders, which no single node (nor
+/// PostgreSQL's deadlock detector, even with both nodes' databases on one server) sees as a
+/// deadlock. Wait-die ends it at once: the younger transaction, already holding a lock on the
+/// other node, fails with 40001 instead of waiting out the lock timeout, and the older one
+/// commits.
+async fn crossing_transactions_do_not_wait_for_each_other(backend: Backend) {
+    let Some((cluster, owner)) = bank(backend, "").await else {
         return;
     };
     let (a, b) = (account_on(&owner, 0), account_on(&owner, 1));
@@ -767,4 +767,5 @@ crate::processes::on_every_backend!(
     a_participant_that_never_votes_is_aborted_after_prepare_timeout,
     bank_transfers_survive_random_kills,
     transaction_records_go_once_no_participant_needs_them,
+    crossing_transactions_do_not_wait_for_each_other,
 );

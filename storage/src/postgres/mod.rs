@@ -36,6 +36,10 @@
 //! [`crate::Backend::delete_txn_records`]); the decision returns `now()`, its transaction's
 //! start, for the sweep's fence against late decisions.
 //!
+//! **Lock waits across nodes** (`wait_die.rs`): a statement of a distributed transaction
+//! that holds locks on other nodes is canceled, and fails with 40001, when it waits for the
+//! session of an older one; no server can see such a cycle.
+//!
 //! **Outages.** When a connection attempt fails the backend marks itself down: statements
 //! fail at once with 08006 naming the database, and a probe reconnects with exponential
 //! backoff (100 ms doubling up to `retry_interval`). The first successful connection marks it
@@ -47,6 +51,7 @@ mod results;
 mod session;
 mod sql;
 mod transcode;
+mod wait_die;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -168,6 +173,8 @@ pub(crate) struct Shared {
     /// began may have been deleted (see [`crate::Backend::delete_txn_records`]). In memory
     /// only: the node's connections, and with them its transactions, end with the process.
     pub decisions_fenced_ms: AtomicI64,
+    /// The node's distributed transactions by connection, for wait-die.
+    pub wait_die: Arc<wait_die::WaitDie>,
 }
 
 /// A node backend in a PostgreSQL database.
@@ -266,10 +273,11 @@ impl PostgresBackend {
                 health.clone(),
                 manager.clone(),
             )))
-            .build_unchecked(manager);
+            .build_unchecked(manager.clone());
         // A full pool (size 1 with a connection already made) just closes this one.
         let _ = pool.add(first);
         tracing::info!(node = %node, database = %database, endpoint = %endpoint, "PostgreSQL backend connected");
+        let wait_die = Arc::new(wait_die::WaitDie::new(manager, node.clone()));
         Ok(PostgresBackend {
             shared: Arc::new(Shared {
                 pool,
@@ -281,6 +289,7 @@ impl PostgresBackend {
                 closed: AtomicBool::new(false),
                 connect_timeout: options.connect_timeout,
                 decisions_fenced_ms: AtomicI64::new(i64::MIN),
+                wait_die,
             }),
         })
     }

@@ -18,6 +18,8 @@ pub(crate) type Pooled = bb8::PooledConnection<'static, Manager>;
 /// One connection to Postgres.
 pub(crate) struct Conn {
     pub client: Client,
+    /// The server process serving the connection (`pg_backend_pid()`).
+    pub pid: i32,
     cache: StatementCache,
     seen: SeenTexts,
     /// Set when the connection must not be reused (its transaction state is unknown).
@@ -248,9 +250,14 @@ impl Manager {
                 tracing::debug!(error = %e, "PostgreSQL connection ended");
             }
         });
+        let pid = client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+            .await?
+            .try_get(0)?;
         self.health.up();
         Ok(Conn {
             client,
+            pid,
             cache: StatementCache {
                 capacity: self.cache_size,
                 len: 0,

@@ -21,6 +21,7 @@ use super::Shared;
 use super::pool::{Conn, Pooled, type_for_oid};
 use super::sql;
 use super::transcode::{self, Plan, Printed, Wanted};
+use super::wait_die::Watch;
 
 /// Rows are sent in batches of about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -166,6 +167,8 @@ pub(crate) struct Running {
     pub done: bool,
     pub count: u64,
     pub builder: DataRowsBuilder,
+    /// Wait-die's watch over the statement's lock waits, while it runs.
+    pub watch: Option<Watch>,
 }
 
 impl Running {
@@ -324,13 +327,19 @@ impl Running {
         if let Some(flag) = &self.txn_failed {
             flag.store(true, Ordering::Release);
         }
+        let error = self.shared.error(e);
+        let error = match &self.watch {
+            Some(watch) => watch.explain(error),
+            None => error,
+        };
         self.finish();
-        self.shared.error(e)
+        error
     }
 
     /// The statement is over: release the connection.
     fn finish(&mut self) {
         self.done = true;
+        self.watch = None;
         self.rows = None;
         self.first = None;
         self.hold = None;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::SinkExt;
 use mycelium_protocol::types::ZoneSetting;
 use mycelium_protocol::{
-    CopyIn, DbError, Execute, NodeSession, Reply, ReplyStream, StatementDescription,
+    CopyIn, DbError, Execute, LockOrder, NodeSession, Reply, ReplyStream, StatementDescription,
 };
 use tokio::sync::{Mutex, mpsc};
 use tokio_postgres::error::SqlState;
@@ -19,6 +19,7 @@ use super::pool::Pooled;
 use super::replication::{note_gid, with_shard_keys};
 use super::results::{Hold, How, Running, Start, describe_columns};
 use super::sql::{self, Control};
+use super::wait_die::{Registration, Watch};
 
 /// A session on a Postgres node.
 pub struct PostgresSession {
@@ -32,6 +33,10 @@ pub struct PostgresSession {
     /// The client's `TimeZone` setting, which the server connection is given before each
     /// statement, and the zone the results' `timestamptz` values are printed in.
     zone: ZoneSetting,
+    /// The lock order of the client transaction, for wait-die.
+    order: Option<LockOrder>,
+    /// The open transaction, as the node's wait-die knows it.
+    registration: Option<Registration>,
 }
 
 fn immediate(item: Result<Reply, DbError>) -> ReplyStream {
@@ -65,7 +70,32 @@ impl PostgresSession {
             failed: Arc::new(AtomicBool::new(false)),
             user: None,
             zone: ZoneSetting::default(),
+            order: None,
+            registration: None,
         }
+    }
+
+    /// Ends the session's hold on its open transaction's connection.
+    fn unpin(&mut self) -> Option<Arc<Mutex<Pooled>>> {
+        self.registration = None;
+        self.pinned.take()
+    }
+
+    /// Tells the node's wait-die which transaction the pinned connection (backend `pid`)
+    /// runs, and watches the statement about to run there when that transaction holds locks
+    /// on other nodes.
+    fn watch_locks(&mut self, pid: i32) -> Option<Watch> {
+        let order = self.order.filter(|_| self.pinned.is_some())?;
+        if !self
+            .registration
+            .as_ref()
+            .is_some_and(|r| r.is(pid, order.priority))
+        {
+            self.registration = Some(self.shared.wait_die.register(pid, order.priority));
+        }
+        order
+            .holds_elsewhere
+            .then(|| self.shared.wait_die.watch(pid, order.priority))
     }
 
     /// Holds a connection for a statement, with the client's `TimeZone` on it.
@@ -123,7 +153,7 @@ impl PostgresSession {
                     node = %self.shared.node,
                     "BEGIN arrived in an open transaction; rolling the stale transaction back"
                 );
-                let Some(pinned) = self.pinned.take() else {
+                let Some(pinned) = self.unpin() else {
                     return Err(DbError::new("XX000", "no pinned connection"));
                 };
                 let mut conn = pinned.clone().lock_owned().await;
@@ -143,7 +173,7 @@ impl PostgresSession {
             Control::Commit | Control::Rollback | Control::PrepareTransaction
                 if self.pinned.is_some() =>
             {
-                let Some(pinned) = self.pinned.take() else {
+                let Some(pinned) = self.unpin() else {
                     return Err(DbError::new("XX000", "no pinned connection"));
                 };
                 self.failed.store(false, Ordering::Release);
@@ -193,6 +223,7 @@ impl PostgresSession {
         }
         let mut hold = self.hold_in_zone().await?;
         let in_txn = self.pinned.is_some();
+        let watch = self.watch_locks(hold.conn().pid);
         let keep = cacheable(&words);
         let conn = hold.conn();
         // A text seen for the first time runs as the unnamed statement, in one round trip;
@@ -254,6 +285,7 @@ impl PostgresSession {
             done: false,
             count: 0,
             builder: Default::default(),
+            watch,
         };
         Ok(ReplyStream::from_source(Box::new(running)))
     }
@@ -335,6 +367,10 @@ impl NodeSession for PostgresSession {
         self.zone.set(setting);
     }
 
+    fn set_lock_order(&mut self, order: Option<LockOrder>) {
+        self.order = order;
+    }
+
     async fn copy_in(&mut self, batch: CopyIn) -> Result<u64, DbError> {
         let columns = if batch.columns.is_empty() {
             String::new()
@@ -345,6 +381,7 @@ impl NodeSession for PostgresSession {
         let statement = format!("COPY {}{columns} FROM STDIN", batch.table);
         let data = copy_text(&batch.rows);
         let mut hold = self.hold_in_zone().await?;
+        let watch = self.watch_locks(hold.conn().pid);
         let client = &hold.conn().client;
         let written = async {
             let sink = client.copy_in::<_, Bytes>(statement.as_str()).await?;
@@ -357,7 +394,11 @@ impl NodeSession for PostgresSession {
             Ok(count) => Ok(count),
             Err(e) => {
                 self.note_failure(&e);
-                Err(self.shared.error(&e))
+                let error = self.shared.error(&e);
+                Err(match watch {
+                    Some(watch) => watch.explain(error),
+                    None => error,
+                })
             }
         }
     }
@@ -368,7 +409,7 @@ impl NodeSession for PostgresSession {
 
     async fn prepare(&mut self, gid: &str, decider: &str) -> Result<(), DbError> {
         let pg_gid = self.shared.pg_gid(gid, decider)?;
-        let Some(pinned) = self.pinned.take() else {
+        let Some(pinned) = self.unpin() else {
             return Err(DbError::new(
                 "25P01",
                 format!(
@@ -423,7 +464,7 @@ impl NodeSession for PostgresSession {
     }
 
     async fn commit_decision(&mut self, gid: &str, participants: &[String]) -> Result<(), DbError> {
-        let mut hold = match self.pinned.take() {
+        let mut hold = match self.unpin() {
             Some(pinned) => {
                 let mut conn = pinned.lock_owned().await;
                 conn.transaction_ended();
@@ -526,7 +567,7 @@ fn copy_text(rows: &[Vec<Option<String>>]) -> String {
 
 impl Drop for PostgresSession {
     fn drop(&mut self) {
-        let Some(pinned) = self.pinned.take() else {
+        let Some(pinned) = self.unpin() else {
             return;
         };
         // The client went away inside a transaction: roll it back before the connection

@@ -845,3 +845,96 @@ async fn a_dropped_stream_cancels_the_statement() {
     assert_eq!(ok(&mut session, "COMMIT").await.tag, "ROLLBACK");
     assert!(!session.in_transaction());
 }
+
+fn order(priority: u64, holds_elsewhere: bool) -> Option<mycelium_protocol::LockOrder> {
+    Some(mycelium_protocol::LockOrder {
+        priority,
+        holds_elsewhere,
+    })
+}
+
+/// `UPDATE t SET v = v * 10 + digit WHERE id = 1` in a transaction of this lock order, which
+/// commits; spawned, with its tag or error.
+fn update_row_one(
+    backend: &PostgresBackend,
+    priority: u64,
+    holds_elsewhere: bool,
+    digit: u32,
+) -> tokio::task::JoinHandle<Result<String, DbError>> {
+    let mut session = backend.session();
+    session.set_lock_order(order(priority, holds_elsewhere));
+    tokio::spawn(async move {
+        ok(&mut session, "BEGIN").await;
+        let tag = run(
+            &mut session,
+            &format!("UPDATE t SET v = v * 10 + {digit} WHERE id = 1"),
+        )
+        .await
+        .map(|o| o.tag);
+        ok(&mut session, "COMMIT").await;
+        tag
+    })
+}
+
+/// Wait-die on PostgreSQL's row locks, which no server can see across nodes: a younger
+/// transaction that holds locks on other nodes fails with 40001 instead of waiting for an
+/// older one (there is no lock timeout here: without wait-die it would wait for ever); an
+/// older one, or one holding nothing elsewhere, waits; and nobody dies waiting for a prepared
+/// transaction, which asks for no lock again.
+#[tokio::test]
+async fn a_younger_transaction_holding_locks_elsewhere_does_not_wait_for_an_older_one() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let mut options = options(&pg, "wait_die");
+    options.pool_size = 8;
+    let backend = PostgresBackend::connect(options).await.unwrap();
+    let mut holder = backend.session();
+    ok(&mut holder, "CREATE TABLE t (id int PRIMARY KEY, v int)").await;
+    ok(&mut holder, "INSERT INTO t VALUES (1, 0)").await;
+    holder.set_lock_order(order(100, false));
+    ok(&mut holder, "BEGIN").await;
+    ok(&mut holder, "UPDATE t SET v = 1 WHERE id = 1").await;
+
+    let younger = update_row_one(&backend, 200, true, 2);
+    let died = tokio::time::timeout(Duration::from_secs(20), younger)
+        .await
+        .expect("the younger transaction waited")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(died.code, "40001", "{died:?}");
+    assert!(
+        died.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("deadlock")),
+        "{died:?}"
+    );
+
+    // Older, or holding nothing elsewhere: waits for the holder, then writes (PostgreSQL
+    // may wake either first).
+    let older = update_row_one(&backend, 50, true, 3);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let alone = update_row_one(&backend, 300, false, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!older.is_finished() && !alone.is_finished());
+    assert_eq!(ok(&mut holder, "COMMIT").await.tag, "COMMIT");
+    assert_eq!(older.await.unwrap().unwrap(), "UPDATE 1");
+    assert_eq!(alone.await.unwrap().unwrap(), "UPDATE 1");
+    let v = ok(&mut holder, "SELECT v FROM t").await.value();
+    assert!(matches!(v.as_deref(), Some("134" | "143")), "{v:?}");
+
+    // A prepared holder: the younger transaction waits for its outcome.
+    holder.set_lock_order(order(400, false));
+    ok(&mut holder, "BEGIN").await;
+    ok(&mut holder, "UPDATE t SET v = 5 WHERE id = 1").await;
+    holder.prepare("g-wait-die", "n2").await.unwrap();
+    let waiting = update_row_one(&backend, 500, true, 6);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    backend.finish_prepared("g-wait-die", true).await.unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), "UPDATE 1");
+    assert_eq!(
+        ok(&mut holder, "SELECT v FROM t").await.value().as_deref(),
+        Some("56")
+    );
+}
