@@ -424,7 +424,7 @@ impl Session {
     }
 
     /// The id of node number `node`, for messages.
-    fn node_name(&self, node: usize) -> &str {
+    pub(crate) fn node_name(&self, node: usize) -> &str {
         self.proxy
             .cluster
             .nodes
@@ -650,6 +650,12 @@ impl Session {
     /// `default_transaction_read_only` is on, as Postgres does (SQLite nodes would not).
     pub(crate) fn check_writable(&self, sql: &str) -> Result<(), ProxyError> {
         let kind = mycelium_router::statement_kind(sql);
+        if kind == "explain" {
+            return match mycelium_router::analyzed_statement(sql) {
+                Some(analyzed) => self.check_writable(&analyzed),
+                None => Ok(()),
+            };
+        }
         if !matches!(kind, "insert" | "update" | "delete" | "ddl") {
             return Ok(());
         }
@@ -1258,6 +1264,19 @@ impl Session {
                     self.store_policy(change).await?;
                 }
                 Ok(finished)
+            }
+            Target::Scatter {
+                placement,
+                assignment,
+            } if mycelium_router::statement_kind(&request.sql) == "explain" => {
+                let nodes = assignment
+                    .iter()
+                    .map(|(&node, keep)| Ok((node, self.scoped(node, &placement, keep, &request)?)))
+                    .collect::<Result<_, ProxyError>>()?;
+                self.run_explain_many(nodes, false, output).await
+            }
+            Target::Many(nodes) if mycelium_router::statement_kind(&request.sql) == "explain" => {
+                self.run_explain_many(nodes, true, output).await
             }
             Target::Scatter {
                 placement,

@@ -18,6 +18,7 @@ mod create_as;
 mod describe;
 mod error;
 mod execute;
+mod explain;
 mod limits;
 mod lock_order;
 mod map_sync;

@@ -120,6 +120,7 @@ pub fn statement_kind(sql: &str) -> &'static str {
         ("discard", "session"),
         ("deallocate", "session"),
         ("copy", "copy"),
+        ("explain", "explain"),
     ];
     let word = first_word(sql);
     KINDS

@@ -40,7 +40,10 @@ pub use placement::{
 };
 pub use policy::{NodeType, PolicyDefaults, PolicyError, ReplicaRole, TablePolicy};
 pub use roles::{GrantTarget, Privilege, RoleCommand, RoleOption, Secret, is_role_statement};
-pub use route::{KeyExpr, PolicySource, Route, ShardChoice, route, statement_tables, table_name};
+pub use route::{
+    KeyExpr, PolicySource, Route, ShardChoice, analyzed_statement, route, statement_tables,
+    table_name,
+};
 pub use scatter::{
     Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, SortKey, merge_spec,
 };

@@ -263,8 +263,75 @@ fn route_statement(
                 .map(|t| table_name(&t.name))
                 .collect(),
         }),
+        Statement::Explain {
+            statement: inner,
+            analyze,
+            options,
+            ..
+        } => route_explain(
+            inner,
+            *analyze || analyze_option(options.as_deref()),
+            policies,
+        ),
         _ => Ok(Route::AnyNode),
     }
+}
+
+/// `EXPLAIN` goes where its statement would: a plan only means something on the nodes that
+/// hold the rows. Without ANALYZE nothing runs, so a write is explained on the copies its
+/// rows are on, like a read; with ANALYZE a write really runs, so it goes to the primaries
+/// as the write would.
+fn route_explain(
+    inner: &Statement,
+    analyze: bool,
+    policies: &dyn PolicySource,
+) -> Result<Route, RouterError> {
+    match route_statement(inner, policies)? {
+        Route::Write { table, shards } if !analyze => Ok(Route::Read {
+            table,
+            shards,
+            references: Vec::new(),
+        }),
+        Route::InsertSelect { .. } | Route::Ddl { .. } if analyze => Err(RouterError::Unsupported(
+            "EXPLAIN ANALYZE of a statement that the proxy splits (INSERT ... SELECT into \
+                 a sharded table) or that changes the schema: run EXPLAIN without ANALYZE for \
+                 its plan"
+                .to_owned(),
+        )),
+        Route::InsertSelect { .. } | Route::Ddl { .. } => Ok(Route::AnyNode),
+        route => Ok(route),
+    }
+}
+
+/// The statement an `EXPLAIN ANALYZE` runs, as text; `None` for anything else (an EXPLAIN
+/// without ANALYZE runs nothing).
+pub fn analyzed_statement(sql: &str) -> Option<String> {
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .ok()?
+        .as_slice()
+    {
+        [
+            Statement::Explain {
+                statement,
+                analyze,
+                options,
+                ..
+            },
+        ] if *analyze || analyze_option(options.as_deref()) => Some(statement.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether Postgres's `EXPLAIN (ANALYZE [true|on|1], ...)` list asks to run the statement.
+fn analyze_option(options: Option<&[sqlparser::ast::UtilityOption]>) -> bool {
+    options.unwrap_or_default().iter().any(|option| {
+        let name = option.name.value.to_ascii_lowercase();
+        (name == "analyze" || name == "analyse")
+            && option.arg.as_ref().is_none_or(|arg| {
+                let word = arg.to_string().to_ascii_lowercase();
+                matches!(word.trim_matches('\''), "true" | "on" | "1" | "yes")
+            })
+    })
 }
 
 /// An ALTER TABLE action whose effect depends on the rows present when it runs: a copy must

@@ -611,3 +611,46 @@ fn alter_column_that_depends_on_rows_is_refused_on_tables_with_a_policy() {
         },
     );
 }
+
+#[test]
+fn explain_goes_where_its_statement_would() {
+    let one = || keys(vec![vec![int(5)]]);
+    check(
+        "EXPLAIN SELECT * FROM users WHERE user_id = 5",
+        read("users", one()),
+    );
+    check(
+        "EXPLAIN ANALYZE SELECT * FROM logs",
+        read("logs", ShardChoice::All),
+    );
+    // Without ANALYZE nothing runs: a write is explained where its rows are, like a read.
+    check(
+        "EXPLAIN UPDATE users SET name = 'x' WHERE user_id = 5",
+        read("users", one()),
+    );
+    check(
+        "EXPLAIN (ANALYZE false, COSTS off) DELETE FROM users WHERE user_id = 5",
+        read("users", one()),
+    );
+    // With it the write runs, on the primaries.
+    check(
+        "EXPLAIN ANALYZE UPDATE users SET name = 'x' WHERE user_id = 5",
+        write("users", one()),
+    );
+    check(
+        "EXPLAIN (ANALYZE, BUFFERS) DELETE FROM logs",
+        write("logs", ShardChoice::All),
+    );
+    check("EXPLAIN SELECT 1", Route::AnyNode);
+    check(
+        "EXPLAIN INSERT INTO logs SELECT * FROM users",
+        Route::AnyNode,
+    );
+    assert!(refused("EXPLAIN ANALYZE INSERT INTO logs SELECT * FROM users").contains("ANALYZE"));
+    assert_eq!(
+        analyzed_statement("EXPLAIN (ANALYZE on) DELETE FROM logs").as_deref(),
+        Some("DELETE FROM logs")
+    );
+    assert_eq!(analyzed_statement("EXPLAIN DELETE FROM logs"), None);
+    assert_eq!(statement_kind("explain select 1"), "explain");
+}

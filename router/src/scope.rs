@@ -50,7 +50,7 @@ pub struct ShardScope {
 /// `sql` with every reference to a table of `scopes` restricted to its kept shards.
 ///
 /// SELECT, INSERT ... SELECT, UPDATE and DELETE (with their CTEs, subqueries, FROM and USING
-/// lists) are scoped; any other statement, and any statement that names no scoped table, is
+/// lists), and the EXPLAIN of one, are scoped; any other statement, and any statement that names no scoped table, is
 /// returned as it came. `$n` parameters are left as they are.
 pub fn scope_statement(sql: &str, scopes: &[ShardScope]) -> Result<String, RouterError> {
     if scopes.is_empty() {
@@ -63,8 +63,12 @@ pub fn scope_statement(sql: &str, scopes: &[ShardScope]) -> Result<String, Route
             "expected exactly one statement".to_owned(),
         ));
     };
+    let scoped: &Statement = match &*statement {
+        Statement::Explain { statement, .. } => statement,
+        statement => statement,
+    };
     if !matches!(
-        statement,
+        scoped,
         Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
     ) {
         return Ok(sql.to_owned());

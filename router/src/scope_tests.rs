@@ -551,3 +551,16 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn the_statement_of_an_explain_is_scoped() {
+    check(
+        "EXPLAIN ANALYZE SELECT count(*) FROM users",
+        &format!("EXPLAIN ANALYZE SELECT count(*) FROM users WHERE {USERS}"),
+    );
+    check(
+        "EXPLAIN (COSTS OFF) DELETE FROM users WHERE flag",
+        &format!("EXPLAIN (COSTS OFF) DELETE FROM users WHERE flag AND {USERS}"),
+    );
+    unchanged("EXPLAIN SELECT 1");
+}

@@ -43,6 +43,10 @@
 //! query (its rows to be written) that the worker runs after a 23505 to find the first
 //! conflicting key and print `Key (a)=(5) already exists.`
 //!
+//! **EXPLAIN** answers SQLite's `EXPLAIN QUERY PLAN` of the translated statement as the lines
+//! of a `QUERY PLAN` column (`rewrite::explain`); `ANALYZE` runs the statement as it would run
+//! alone and adds its row count and time. Only the text format.
+//!
 //! **Not supported** (SQLSTATE 0A000 naming the construct, never a different answer):
 //! window functions other than ranking (`row_number`, `rank`, `dense_rank`, `percent_rank`,
 //! `cume_dist`, `ntile`), offsets (`lag`, `lead`, `first_value`, `last_value`, `nth_value`) and

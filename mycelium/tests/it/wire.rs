@@ -16,7 +16,103 @@ on_every_backend!(
     statement_and_idle_transaction_timeouts,
     a_client_gone_mid_transaction_leaves_nothing_behind,
     current_user_is_the_session_user,
+    explain_shows_the_plans_of_the_nodes_a_statement_runs_on,
 );
+
+/// The lines of an EXPLAIN, sent with the simple protocol.
+async fn plan(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .expect(sql)
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+/// EXPLAIN goes where its statement would: one node's own plan (SQLite's or PostgreSQL's) for
+/// a statement on one shard, each node's under a line naming it for one that scatters. With
+/// ANALYZE a write really runs, on the primaries, as it would alone; without, nothing runs.
+async fn explain_shows_the_plans_of_the_nodes_a_statement_runs_on(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE s (id int PRIMARY KEY, v text) WITH (mycelium.shard_keys = 'id', \
+             mycelium.shards = 6, mycelium.replication_factor = 0.3);
+             INSERT INTO s SELECT g, 'x' FROM generate_series(1, 20) g;",
+        )
+        .await
+        .expect("create and fill");
+    let scans = |lines: &[String]| {
+        lines.iter().any(|l| {
+            let l = l.to_lowercase();
+            l.contains("scan") || l.contains("search")
+        })
+    };
+
+    let one = plan(&client, "EXPLAIN SELECT * FROM s WHERE id = 7").await;
+    assert!(scans(&one) && !one[0].starts_with("Mycelium"), "{one:?}");
+    let rows = client
+        .query("EXPLAIN SELECT v FROM s WHERE id = $1", &[&7i32])
+        .await
+        .expect("explain with a parameter");
+    assert_eq!(rows[0].columns()[0].name(), "QUERY PLAN");
+
+    let all = plan(&client, "EXPLAIN (COSTS OFF) SELECT * FROM s").await;
+    let mut nodes: Vec<&str> = all
+        .iter()
+        .filter_map(|l| l.strip_prefix("  ->  Node "))
+        .collect();
+    assert_eq!(all[0], format!("Mycelium Append  ({} nodes)", nodes.len()));
+    nodes.sort_unstable();
+    nodes.dedup();
+    assert!(nodes.len() >= 2, "{all:?}");
+    for section in all[1..].split(|l| l.starts_with("  ->  Node ")).skip(1) {
+        assert!(scans(section), "{all:?}");
+    }
+
+    plan(&client, "EXPLAIN UPDATE s SET v = 'never'").await;
+    let analyzed = plan(
+        &client,
+        "EXPLAIN ANALYZE UPDATE s SET v = 'z' WHERE id <= 4",
+    )
+    .await;
+    assert!(analyzed[0].starts_with("Mycelium Append"), "{analyzed:?}");
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let row = client.query_one(sql, &[]).await.expect(sql);
+            row.get::<_, i64>(0)
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM s WHERE v = 'z'").await, 4);
+    assert_eq!(count("SELECT count(*) FROM s WHERE v = 'never'").await, 0);
+    // Each row still on one node: the write ran on the primaries only.
+    assert_eq!(cluster.counts_on_nodes("s").await.iter().sum::<i64>(), 20);
+
+    client
+        .batch_execute("BEGIN READ ONLY")
+        .await
+        .expect("begin");
+    let error = client
+        .batch_execute("EXPLAIN (ANALYZE) DELETE FROM s WHERE id = 1")
+        .await
+        .expect_err("a write in a read-only transaction");
+    assert_eq!(sqlstate(&error), "25006", "{error:?}");
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    let error = client
+        .batch_execute("EXPLAIN ANALYZE INSERT INTO s SELECT id + 100, v FROM s")
+        .await
+        .expect_err("an INSERT ... SELECT the proxy would split");
+    assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+    assert_eq!(count("SELECT count(*) FROM s").await, 20);
+}
 
 async fn simple_and_prepared_queries_round_trip(backend: Backend) {
     let Some(cluster) = Cluster::start_on(backend) else {

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use chrono::Utc;
@@ -25,7 +26,7 @@ use crate::catalog::{self, Schema, quote_ident};
 use crate::errors::{ErrorContext, from_sqlite, internal};
 use crate::functions::{FunctionState, storage_ref};
 use crate::replication::ReplicationError;
-use crate::rewrite::{self, ConflictProbe, Kind, OutColumn, Translation};
+use crate::rewrite::{self, ConflictProbe, Explain, Kind, OutColumn, Translation};
 
 const BATCH_BYTES: usize = 64 * 1024;
 const BATCH_ROWS: usize = 1000;
@@ -801,6 +802,7 @@ impl<'c> Worker<'c> {
         }
         let mut t = rewrite::translate(sql, param_types, &schema)?;
         if t.pre.is_empty()
+            && t.explain.is_none()
             && let Some(main) = &t.main
         {
             // Preparing now reports SQLite's errors at Describe time, as Postgres would,
@@ -1272,16 +1274,10 @@ impl<'c> Worker<'c> {
         let Some(main) = &t.main else {
             return Ok(0);
         };
-        let mut stmt = self
-            .conn
-            .prepare_cached(main)
-            .map_err(|e| self.map_error(&e, table))?;
-        for (i, value) in params.iter().enumerate() {
-            if i < stmt.parameter_count() {
-                stmt.raw_bind_parameter(i + 1, Bind(value))
-                    .map_err(|e| self.map_error(&e, table))?;
-            }
+        if let Some(explain) = t.explain {
+            return self.run_explain(t, explain, main, params, replies);
         }
+        let mut stmt = self.prepare_bound(main, params, table)?;
         let probe = t.probe.as_ref().map(|p| (p, params));
         if t.out.is_empty() {
             let changes = stmt
@@ -1337,6 +1333,99 @@ impl<'c> Worker<'c> {
             return Err(cancelled());
         }
         Ok(count)
+    }
+
+    /// A cached statement with `params` bound.
+    fn prepare_bound(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+        table: Option<&str>,
+    ) -> Result<rusqlite::CachedStatement<'c>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| self.map_error(&e, table))?;
+        for (i, value) in params.iter().enumerate() {
+            if i < stmt.parameter_count() {
+                stmt.raw_bind_parameter(i + 1, Bind(value))
+                    .map_err(|e| self.map_error(&e, table))?;
+            }
+        }
+        Ok(stmt)
+    }
+
+    /// `EXPLAIN [ANALYZE]`: SQLite's plan of `main` as the lines of one text column; with
+    /// `ANALYZE` the statement also runs (its rows are counted, not sent) and the lines end
+    /// with the count and the time it took.
+    fn run_explain(
+        &self,
+        t: &Translation,
+        explain: Explain,
+        main: &str,
+        params: &[SqlValue],
+        replies: &mpsc::Sender<Result<Reply, DbError>>,
+    ) -> Result<u64, DbError> {
+        let table = t.table.as_deref();
+        let sqlite = |e: rusqlite::Error| self.map_error(&e, table);
+        let mut steps = Vec::new();
+        {
+            let mut plan =
+                self.prepare_bound(&format!("EXPLAIN QUERY PLAN {main}"), params, table)?;
+            let mut rows = plan.raw_query();
+            while let Some(row) = rows.next().map_err(sqlite)? {
+                steps.push((
+                    row.get::<_, i64>(0).map_err(sqlite)?,
+                    row.get::<_, i64>(1).map_err(sqlite)?,
+                    row.get::<_, String>(3).map_err(sqlite)?,
+                ));
+            }
+        }
+        let mut lines = rewrite::plan_lines(&steps);
+        if explain.analyze {
+            let started = Instant::now();
+            let probe = t.probe.as_ref().map(|p| (p, params));
+            let mut stmt = self.prepare_bound(main, params, table)?;
+            let count = if explain.returns_rows {
+                let mut rows = stmt.raw_query();
+                let mut count = 0u64;
+                while rows
+                    .next()
+                    .map_err(|e| self.map_statement_error(&e, table, probe))?
+                    .is_some()
+                {
+                    count += 1;
+                }
+                count
+            } else {
+                stmt.raw_execute()
+                    .map_err(|e| self.map_statement_error(&e, table, probe))? as u64
+            };
+            lines.push(format!("Actual Rows: {count}"));
+            lines.push(format!(
+                "Execution Time: {:.3} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            ));
+        }
+        if replies
+            .blocking_send(Ok(Reply::Columns(t.columns.clone())))
+            .is_err()
+        {
+            return Err(cancelled());
+        }
+        let mut builder = DataRowsBuilder::with_capacity(BATCH_BYTES);
+        for line in &lines {
+            builder.begin_row();
+            builder.push_value(line.as_bytes());
+            builder.end_row();
+        }
+        if replies
+            .blocking_send(Ok(Reply::Rows(builder.take())))
+            .is_err()
+        {
+            return Err(cancelled());
+        }
+        Ok(lines.len() as u64)
     }
 
     fn copy_in(&mut self, batch: &CopyIn, txn: Option<&SharedTxn>) -> Result<u64, DbError> {

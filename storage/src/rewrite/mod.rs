@@ -9,6 +9,7 @@ mod arrays;
 mod ddl;
 mod display;
 mod distinct_on;
+mod explain;
 mod expr;
 mod functions;
 mod infer;
@@ -35,6 +36,7 @@ use sqlparser::parser::Parser;
 
 use crate::catalog::{ColumnInfo, Schema, TableInfo, Ty};
 use crate::errors::unsupported;
+pub(crate) use explain::plan_lines;
 use infer::{Inferer, Rel};
 pub(crate) use infer::{ident_name, typname};
 
@@ -142,6 +144,18 @@ pub struct Translation {
     /// PostgreSQL statement itself, for a rebuild (ALTER COLUMN), which a SQLite node
     /// translates against its own schema ([`replays_translated`]) and PostgreSQL runs as is.
     pub replicated: Option<String>,
+    /// `EXPLAIN`: the result is SQLite's plan of `main` (and, with `analyze`, what running it
+    /// took) instead of its rows.
+    pub explain: Option<Explain>,
+}
+
+/// How an `EXPLAIN` runs its statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Explain {
+    /// `EXPLAIN ANALYZE`: the statement runs too, as it would alone.
+    pub analyze: bool,
+    /// The statement returns rows (which `ANALYZE` counts); else its changes are counted.
+    pub returns_rows: bool,
 }
 
 /// A query that yields the rows an INSERT or UPDATE writes, run after a unique violation to
@@ -174,6 +188,7 @@ impl Translation {
             probe: None,
             rebuild: false,
             replicated: None,
+            explain: None,
         }
     }
 
@@ -387,6 +402,16 @@ pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Tran
             return Err(unsupported(
                 "COPY as a statement (the proxy streams COPY data)",
             ));
+        }
+        Statement::Explain {
+            statement: inner,
+            analyze,
+            format,
+            options,
+            ..
+        } => {
+            let inner = translate(&inner.to_string(), param_types, schema)?;
+            return explain::translate(inner, *analyze, format.as_ref(), options.as_deref());
         }
         other => {
             let text = other.to_string();

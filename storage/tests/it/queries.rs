@@ -136,3 +136,88 @@ async fn like_any_distinct_string_agg_and_offset_rows_answer_as_postgres() {
     .await;
     assert_eq!(error.code, "0A000");
 }
+
+#[tokio::test]
+async fn explain_shows_sqlite_s_plan_and_analyze_runs_the_statement() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE ex (id int PRIMARY KEY, g text, n int)",
+    )
+    .await;
+    ok(&mut s, "CREATE INDEX ex_g ON ex (g)").await;
+    ok(
+        &mut s,
+        "INSERT INTO ex VALUES (1, 'a', 10), (2, 'a', 20), (3, 'b', 30)",
+    )
+    .await;
+
+    let plan = ok(&mut s, "EXPLAIN SELECT * FROM ex WHERE g = 'a'").await;
+    assert_eq!(plan.names(), ["QUERY PLAN"]);
+    assert_eq!(plan.oids(), [25]);
+    assert_eq!(plan.tag, "EXPLAIN");
+    assert_eq!(plan.lines(), ["SEARCH ex USING INDEX ex_g (g=?)"]);
+    let plan = ok(
+        &mut s,
+        "EXPLAIN (COSTS OFF, VERBOSE) SELECT g, count(*) FROM ex WHERE n > \
+         (SELECT min(n) FROM ex) GROUP BY g ORDER BY g",
+    )
+    .await
+    .lines();
+    assert!(plan.iter().any(|l| l.starts_with("SCAN ex")), "{plan:?}");
+    assert!(plan.iter().any(|l| l.starts_with("  ->  ")), "{plan:?}");
+
+    // Without ANALYZE a write is planned, not run; with it, it runs as it would alone.
+    let plan = ok(&mut s, "EXPLAIN UPDATE ex SET n = n + 1 WHERE id = 1").await;
+    assert!(
+        plan.lines()[0].starts_with("SEARCH ex"),
+        "{:?}",
+        plan.lines()
+    );
+    assert_eq!(count_rows(&db, "ex"), 3);
+    assert_eq!(
+        ok(&mut s, "SELECT n FROM ex WHERE id = 1").await.lines(),
+        ["10"]
+    );
+    let analyzed = ok(&mut s, "EXPLAIN ANALYZE DELETE FROM ex WHERE g = 'a'")
+        .await
+        .lines();
+    assert_eq!(
+        analyzed[analyzed.len() - 2],
+        "Actual Rows: 2",
+        "{analyzed:?}"
+    );
+    assert!(analyzed[analyzed.len() - 1].starts_with("Execution Time: "));
+    assert_eq!(count_rows(&db, "ex"), 1);
+    let analyzed = ok(&mut s, "EXPLAIN (ANALYZE true) SELECT * FROM ex")
+        .await
+        .lines();
+    assert_eq!(
+        analyzed,
+        ["SCAN ex", "Actual Rows: 1", analyzed[2].as_str()]
+    );
+
+    // Parameters, as the extended protocol sends them.
+    let plan = run_params(
+        &mut s,
+        "EXPLAIN SELECT n FROM ex WHERE id = $1",
+        &[Some("3")],
+    )
+    .await
+    .unwrap();
+    assert!(
+        plan.lines()[0].starts_with("SEARCH ex"),
+        "{:?}",
+        plan.lines()
+    );
+
+    for (sql, code) in [
+        ("EXPLAIN (FORMAT JSON) SELECT 1", "0A000"),
+        ("EXPLAIN (BOGUS) SELECT 1", "42601"),
+        ("EXPLAIN (ANALYZE maybe) SELECT 1", "22023"),
+        ("EXPLAIN SELECT * FROM missing", "42P01"),
+    ] {
+        assert_eq!(err(&mut s, sql).await.code, code, "{sql}");
+    }
+}
