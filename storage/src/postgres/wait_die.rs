@@ -87,11 +87,8 @@ impl WaitDie {
         let mut pause = DIE_AFTER;
         loop {
             tokio::time::sleep(pause).await;
-            match self.cancel_if_waiting_for_older(pid, priority).await {
-                Ok(true) => {
-                    died.store(true, Ordering::Release);
-                    return;
-                }
+            match self.cancel_if_waiting_for_older(pid, priority, &died).await {
+                Ok(true) => return,
                 Ok(false) => pause = (pause * 2).min(MAX_CHECK_INTERVAL),
                 Err(e) => {
                     tracing::debug!(node = %self.node, pid, error = %e,
@@ -103,11 +100,14 @@ impl WaitDie {
     }
 
     /// Cancels the statement on backend `pid` if one of the backends it waits for runs an
-    /// older distributed transaction; whether it did.
+    /// older distributed transaction; whether it did. `died` is set before the cancel goes
+    /// out, since the statement's error can reach its session before the answer to the cancel
+    /// reaches this one, and cleared again when nothing was canceled.
     async fn cancel_if_waiting_for_older(
         &self,
         pid: i32,
         priority: u64,
+        died: &AtomicBool,
     ) -> Result<bool, tokio_postgres::Error> {
         let monitor = self.monitor().await?;
         let blockers: Vec<i32> = monitor
@@ -119,20 +119,29 @@ impl WaitDie {
         };
         // Only while it still waits for that one: the statement may have got its lock, or
         // ended, since the look above.
-        let canceled: Option<bool> = monitor
+        died.store(true, Ordering::Release);
+        let canceled = monitor
             .query_opt(
                 "SELECT pg_catalog.pg_cancel_backend($1) \
                  WHERE $2 = ANY (pg_catalog.pg_blocking_pids($1))",
                 &[&pid, &older],
             )
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-        if canceled == Some(true) {
+            .await
+            .and_then(|row| row.map(|row| row.try_get::<_, bool>(0)).transpose());
+        let canceled = match canceled {
+            Ok(canceled) => canceled == Some(true),
+            Err(e) => {
+                died.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        if canceled {
             tracing::debug!(node = %self.node, pid, priority, blocker = older,
                 "wait-die: canceled a younger transaction waiting for an older one");
+        } else {
+            died.store(false, Ordering::Release);
         }
-        Ok(canceled == Some(true))
+        Ok(canceled)
     }
 
     /// The first of `blockers` that runs a distributed transaction older than `priority`.
