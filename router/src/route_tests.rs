@@ -399,6 +399,9 @@ fn merge_specs_for_reads_across_nodes() {
         // Each node would number, rank or sum its own rows only.
         "SELECT id, row_number() OVER (ORDER BY id) FROM users",
         "SELECT id FROM users ORDER BY sum(x) OVER (PARTITION BY name)",
+        // Subtotal rows would be summed with the other nodes' rows of the same values.
+        "SELECT name, sum(x) FROM users GROUP BY ROLLUP (name)",
+        "SELECT name, sum(x) FROM users GROUP BY GROUPING SETS ((name), ())",
     ] {
         assert!(
             matches!(merge_spec(sql), Err(RouterError::Unsupported(_))),

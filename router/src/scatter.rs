@@ -159,6 +159,11 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     if having.is_some() && select.group_by == GroupByExpr::Expressions(Vec::new(), Vec::new()) {
         return Err(refuse("HAVING without GROUP BY"));
     }
+    let grouping_sets = matches!(&select.group_by, GroupByExpr::Expressions(exprs, _)
+        if exprs.iter().any(|e| matches!(e, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_))));
+    if grouping_sets {
+        return Err(refuse("GROUPING SETS, CUBE or ROLLUP"));
+    }
     let group_by: Vec<Expr> = match &select.group_by {
         GroupByExpr::Expressions(exprs, _) => exprs
             .iter()

@@ -43,6 +43,10 @@
 //! query (its rows to be written) that the worker runs after a 23505 to find the first
 //! conflicting key and print `Key (a)=(5) already exists.`
 //!
+//! **GROUPING SETS, CUBE and ROLLUP** become a UNION ALL of one grouped select per set
+//! (`rewrite::grouping_sets`), with the left-out grouping expressions as typed NULLs and
+//! `GROUPING()` as a constant per set.
+//!
 //! **EXPLAIN** answers SQLite's `EXPLAIN QUERY PLAN` of the translated statement as the lines
 //! of a `QUERY PLAN` column (`rewrite::explain`); `ANALYZE` runs the statement as it would run
 //! alone and adds its row count and time. Only the text format.

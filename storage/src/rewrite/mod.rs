@@ -12,6 +12,7 @@ mod distinct_on;
 mod explain;
 mod expr;
 mod functions;
+mod grouping_sets;
 mod infer;
 mod operators;
 mod ordered_set;
@@ -360,6 +361,7 @@ pub fn translate(sql: &str, param_types: &[u32], schema: &Schema) -> Result<Tran
             t
         }
         Statement::Query(query) => {
+            grouping_sets::rewrite(query)?;
             distinct_on::rewrite(query, schema)?;
             let mut out = inf.query(query, None)?;
             order_by_params(&mut inf, query, &out)?;

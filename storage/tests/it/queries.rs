@@ -221,3 +221,62 @@ async fn explain_shows_sqlite_s_plan_and_analyze_runs_the_statement() {
         assert_eq!(err(&mut s, sql).await.code, code, "{sql}");
     }
 }
+
+/// ROLLUP, CUBE and GROUPING SETS, which SQLite lacks; every expected value is PostgreSQL
+/// 15's.
+#[tokio::test]
+async fn grouping_sets_rollup_and_cube_answer_as_in_postgres() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE gs (id serial PRIMARY KEY, g text, h text, n int)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO gs (g, h, n) VALUES ('a', 'x', 1), ('a', 'y', 2), ('b', 'x', 3), (NULL, 'y', 4)",
+    )
+    .await;
+    let cases: [(&str, &[&str]); 7] = [
+        (
+            "SELECT g, h, sum(n), grouping(g, h) FROM gs GROUP BY ROLLUP (g, h) ORDER BY 4, 1, 2",
+            &[
+                "a|x|1|0", "a|y|2|0", "b|x|3|0", "|y|4|0", "a||3|1", "b||3|1", "||4|1", "||10|3",
+            ],
+        ),
+        (
+            "SELECT g AS k, count(*), grouping(g) FROM gs GROUP BY CUBE (k) ORDER BY 3, 1",
+            &["a|2|0", "b|1|0", "|1|0", "|4|1"],
+        ),
+        (
+            "SELECT n, h, count(*) FROM gs GROUP BY GROUPING SETS ((h), (n)) \
+             ORDER BY 1 NULLS FIRST, 2",
+            &["|x|2", "|y|2", "1||1", "2||1", "3||1", "4||1"],
+        ),
+        (
+            "SELECT g, h, count(*) FROM gs GROUP BY g, ROLLUP (h) ORDER BY 1, 2",
+            &["a|x|1", "a|y|1", "a||2", "b|x|1", "b||1", "|y|1", "||1"],
+        ),
+        // The empty grouping set makes one row, even of no rows.
+        ("SELECT g FROM gs WHERE false GROUP BY ROLLUP (g)", &[""]),
+        ("SELECT count(*) FROM gs GROUP BY ()", &["4"]),
+        (
+            "SELECT g, count(*) FILTER (WHERE n > 1) AS big FROM gs GROUP BY ROLLUP (1) \
+             HAVING count(*) > 1 ORDER BY 1",
+            &["a|1", "|3"],
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(ok(&mut s, sql).await.lines(), expected, "{sql}");
+    }
+    let typed = ok(
+        &mut s,
+        "SELECT n, h, count(*), grouping(n) FROM gs GROUP BY GROUPING SETS ((h), (n))",
+    )
+    .await;
+    assert_eq!(typed.names(), ["n", "h", "count", "grouping"]);
+    assert_eq!(typed.oids(), [23, 25, 20, 23]);
+    let error = err(&mut s, "SELECT grouping(n) FROM gs GROUP BY ROLLUP (g)").await;
+    assert_eq!(error.code, "42803", "{error:?}");
+}
