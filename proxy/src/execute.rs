@@ -269,6 +269,7 @@ impl Session {
         }
         let committed = result.is_ok() && command == "COMMIT";
         self.end_transaction_parameters(committed);
+        self.release_transaction_advisory_locks();
         if committed {
             for change in pending {
                 self.apply_policy(change);

@@ -6,6 +6,7 @@
 //! [`mycelium_protocol::NodeLink`]; this crate never opens a database file.
 
 mod admin;
+mod advisory;
 mod audit;
 mod auth;
 mod backend;
@@ -96,6 +97,8 @@ pub struct Proxy {
     plans: PlanCache,
     descriptions: DescriptionCache,
     cancels: CancelRegistry,
+    /// The advisory locks the proxy holds for its sessions.
+    advisory: Arc<advisory::AdvisoryLocks>,
     connections: Arc<Semaphore>,
     next_pid: AtomicI32,
     /// Runs every client transaction's commit (one- or two-phase).
@@ -139,6 +142,7 @@ impl Proxy {
             plans: PlanCache::new(config.plan_cache_size),
             descriptions: DescriptionCache::new(config.plan_cache_size),
             cancels: CancelRegistry::default(),
+            advisory: Default::default(),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             next_pid: AtomicI32::new(1000),
             coordinator: mycelium_txn::Coordinator::new(transactions),

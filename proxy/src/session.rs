@@ -92,6 +92,8 @@ pub(crate) struct Session {
     pub(crate) access: crate::users::SessionAccess,
     /// Where this session's writes landed, so its reads see them (`replicas`).
     pub(crate) own_writes: crate::replicas::OwnWrites,
+    /// The process id the client was given, which also names the session's advisory locks.
+    pub(crate) pid: i32,
 }
 
 impl Drop for Session {
@@ -101,6 +103,7 @@ impl Drop for Session {
         if let Some(tx) = self.tx.take() {
             self.proxy.coordinator.abandon(&tx);
         }
+        self.proxy.advisory.session_ended(self.pid);
     }
 }
 
@@ -200,6 +203,7 @@ pub async fn run(
         described: None,
         access: Default::default(),
         own_writes: Default::default(),
+        pid,
     };
     session.refresh_timeouts();
     metrics::CONNECTIONS.inc();
@@ -425,6 +429,10 @@ impl Session {
             }
             Plan::Settings(SettingsPlan::Answer(columns)) => {
                 self.answer_settings(columns, &Execute::simple(sql), Output::Simple)?;
+            }
+            Plan::Advisory(columns) => {
+                self.answer_advisory(columns, &Execute::simple(sql), Output::Simple)
+                    .await?;
             }
             Plan::Settings(SettingsPlan::Substitute(substitution)) => {
                 let request = Execute::simple(self.substitute_settings(substitution, sql)?);
@@ -743,6 +751,10 @@ impl Session {
                 params: crate::settings::answer_param_types(columns, &param_types),
                 columns: crate::settings::answer_columns(columns),
             },
+            Plan::Advisory(columns) => StatementDescription {
+                params: crate::advisory::answer_param_types(columns, &param_types),
+                columns: crate::advisory::answer_columns(columns),
+            },
             // Described with NULLs for the values: the result's types do not depend on them.
             Plan::Settings(SettingsPlan::Substitute(substitution)) => {
                 match self.proxy.descriptions.get(&sql, &param_types) {
@@ -869,6 +881,9 @@ impl Session {
             }
             Plan::Settings(SettingsPlan::Answer(columns)) => {
                 self.answer_settings(columns, &request, output)?;
+            }
+            Plan::Advisory(columns) => {
+                self.answer_advisory(columns, &request, output).await?;
             }
             Plan::Settings(SettingsPlan::Substitute(substitution)) => {
                 let request = Execute {

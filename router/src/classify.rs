@@ -1,4 +1,5 @@
 use crate::RouterError;
+use crate::advisory::{AdvisoryColumn, mentions_advisory, plan_advisory};
 use crate::copy::{CopyPlan, parse_copy};
 use crate::roles::{RoleCommand, parse_role_command};
 use crate::session::{SessionCommand, parse_session_command};
@@ -23,6 +24,8 @@ pub enum Plan {
     /// A statement that calls `current_setting` or `set_config`, which read or change the
     /// session's parameters (see `settings.rs`).
     Settings(SettingsPlan),
+    /// A SELECT of advisory lock calls, which the proxy answers (see `advisory.rs`).
+    Advisory(Vec<AdvisoryColumn>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,11 @@ fn forward(sql: &str, ddl: bool) -> Result<Plan, RouterError> {
         && let Some(settings) = plan_settings(sql, ddl)?
     {
         return Ok(Plan::Settings(settings));
+    }
+    if mentions_advisory(sql)
+        && let Some(columns) = plan_advisory(sql)?
+    {
+        return Ok(Plan::Advisory(columns));
     }
     Ok(Plan::Forward { ddl })
 }

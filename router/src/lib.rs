@@ -6,6 +6,7 @@
 //! statement text, so each distinct text is looked at once.
 
 mod access;
+mod advisory;
 mod cache;
 mod classify;
 mod copy;
@@ -26,6 +27,7 @@ mod split;
 mod unique;
 
 pub use access::{TableAccess, table_access};
+pub use advisory::{AdvisoryCall, AdvisoryColumn, AdvisoryKey, KeyArg};
 pub use cache::PlanCache;
 pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};

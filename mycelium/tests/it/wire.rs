@@ -629,3 +629,88 @@ async fn a_client_gone_mid_transaction_leaves_nothing_behind(backend: Backend) {
         .collect();
     assert_eq!(ids, (0..20).collect::<Vec<i32>>());
 }
+
+async fn try_lock(client: &tokio_postgres::Client, sql: &str, key: i64) -> bool {
+    client
+        .query_one(sql, &[&key])
+        .await
+        .expect(sql)
+        .get::<_, bool>(0)
+}
+
+/// Advisory locks are held by the proxy, whatever node a call would have run on: a session's
+/// lock excludes the others until it unlocks, its transaction ends (xact locks) or it goes; a
+/// blocked lock waits, and a statement_timeout ends the wait.
+#[tokio::test]
+async fn advisory_locks_exclude_other_sessions_until_released() {
+    let cluster = Cluster::start();
+    let holder = cluster.connect().await;
+    let other = cluster.connect().await;
+    const TRY: &str = "SELECT pg_try_advisory_lock($1)";
+    const TRY_SHARED: &str = "SELECT pg_try_advisory_lock_shared($1)";
+
+    holder
+        .batch_execute("SELECT pg_advisory_lock(42)")
+        .await
+        .expect("lock");
+    assert!(!try_lock(&other, TRY, 42).await);
+    assert!(!try_lock(&other, TRY_SHARED, 42).await);
+    assert!(try_lock(&other, TRY, 43).await, "another key is free");
+    // The holder takes it again (it now holds it twice).
+    assert!(try_lock(&holder, TRY, 42).await);
+
+    let waiter = tokio::spawn(async move {
+        other
+            .batch_execute("SELECT pg_advisory_lock(42)")
+            .await
+            .map(|()| other)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the lock did not wait");
+    assert!(try_lock(&holder, "SELECT pg_advisory_unlock($1)", 42).await);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "one unlock of two released it");
+    assert!(try_lock(&holder, "SELECT pg_advisory_unlock($1)", 42).await);
+    let other = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter got the lock")
+        .expect("the waiting task")
+        .expect("lock after the unlock");
+    assert!(!try_lock(&holder, TRY, 42).await);
+    // Unlocking what one does not hold answers false.
+    assert!(!try_lock(&holder, "SELECT pg_advisory_unlock($1)", 42).await);
+
+    // A session that goes releases what it held.
+    drop(other);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !try_lock(&holder, TRY, 42).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock outlived its session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Transaction-level locks go when the transaction ends.
+    let third = cluster.connect().await;
+    third
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(7)")
+        .await
+        .expect("xact lock");
+    assert!(!try_lock(&holder, TRY, 7).await);
+    third.batch_execute("COMMIT").await.expect("commit");
+    assert!(try_lock(&holder, TRY, 7).await);
+
+    // A wait ends with the statement's timeout.
+    let error = third
+        .batch_execute("SET statement_timeout = '300ms'; SELECT pg_advisory_lock(7)")
+        .await
+        .expect_err("waits past the timeout");
+    assert_eq!(sqlstate(&error), "57014", "{error:?}");
+
+    let error = third
+        .batch_execute("SELECT pg_advisory_lock(n) FROM generate_series(1, 2) n")
+        .await
+        .expect_err("a lock per row");
+    assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+}
