@@ -48,6 +48,12 @@ impl ProxyError {
                 detail: None,
                 hint: None,
             },
+            ProxyError::Router(RouterError::InvalidParameter(message)) => ClientError {
+                code: "22023".to_owned(),
+                message: message.clone(),
+                detail: None,
+                hint: None,
+            },
             ProxyError::Protocol(message) => ClientError {
                 code: "08P01".to_owned(),
                 message: message.clone(),

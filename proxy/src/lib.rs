@@ -24,6 +24,7 @@ mod limits;
 mod lock_order;
 mod map_sync;
 mod metrics;
+mod named_sequences;
 mod params;
 mod policy_store;
 mod privileges;

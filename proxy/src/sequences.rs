@@ -88,7 +88,7 @@ struct Block {
 /// copy was the home (or before this one was promoted), and may be behind.
 pub(crate) struct CounterHome {
     pub(crate) node: usize,
-    stamp: String,
+    pub(crate) stamp: String,
 }
 
 /// The proxy's side of the counters (see the module documentation).
@@ -467,7 +467,10 @@ async fn largest_value(cluster: &Cluster, table: &str, column: &str) -> Result<i
     }
 }
 
-async fn open(cluster: &Cluster, node: usize) -> Result<Box<dyn NodeSession>, ProxyError> {
+pub(crate) async fn open(
+    cluster: &Cluster,
+    node: usize,
+) -> Result<Box<dyn NodeSession>, ProxyError> {
     let node = cluster
         .nodes
         .get(node)

@@ -94,6 +94,8 @@ pub(crate) struct Session {
     pub(crate) own_writes: crate::replicas::OwnWrites,
     /// The process id the client was given, which also names the session's advisory locks.
     pub(crate) pid: i32,
+    /// The values this session drew from sequences (`currval`, `lastval`).
+    pub(crate) drawn: crate::named_sequences::Drawn,
 }
 
 impl Drop for Session {
@@ -204,6 +206,7 @@ pub async fn run(
         access: Default::default(),
         own_writes: Default::default(),
         pid,
+        drawn: Default::default(),
     };
     session.refresh_timeouts();
     metrics::CONNECTIONS.inc();
@@ -433,6 +436,15 @@ impl Session {
             Plan::Advisory(columns) => {
                 self.answer_advisory(columns, &Execute::simple(sql), Output::Simple)
                     .await?;
+            }
+            Plan::Sequence(command) => {
+                let request = Execute::simple(sql);
+                if !self
+                    .sequence_command(command, &request, Output::Simple)
+                    .await?
+                {
+                    self.run_forward(request, Output::Simple, false).await?;
+                }
             }
             Plan::Settings(SettingsPlan::Substitute(substitution)) => {
                 let request = Execute::simple(self.substitute_settings(substitution, sql)?);
@@ -755,6 +767,16 @@ impl Session {
                 params: crate::advisory::answer_param_types(columns, &param_types),
                 columns: crate::advisory::answer_columns(columns),
             },
+            Plan::Sequence(mycelium_router::SequenceCommand::Calls(columns)) => {
+                StatementDescription {
+                    params: crate::named_sequences::answer_param_types(columns, &param_types),
+                    columns: crate::named_sequences::answer_columns(columns),
+                }
+            }
+            Plan::Sequence(_) => StatementDescription {
+                params: param_types,
+                columns: Vec::new(),
+            },
             // Described with NULLs for the values: the result's types do not depend on them.
             Plan::Settings(SettingsPlan::Substitute(substitution)) => {
                 match self.proxy.descriptions.get(&sql, &param_types) {
@@ -884,6 +906,15 @@ impl Session {
             }
             Plan::Advisory(columns) => {
                 self.answer_advisory(columns, &request, output).await?;
+            }
+            Plan::Sequence(command) => {
+                if !self.sequence_command(command, &request, output).await? {
+                    self.open_implicit_block()?;
+                    self.described = described;
+                    let finished = self.run_forward(request, output, false).await;
+                    self.described = None;
+                    return self.keep_suspended(name, finished?);
+                }
             }
             Plan::Settings(SettingsPlan::Substitute(substitution)) => {
                 let request = Execute {

@@ -1,6 +1,9 @@
 use crate::RouterError;
 use crate::advisory::{AdvisoryColumn, mentions_advisory, plan_advisory};
 use crate::copy::{CopyPlan, parse_copy};
+use crate::named_sequences::{
+    SequenceCommand, mentions_sequence_functions, plan_sequence_calls, plan_sequence_ddl,
+};
 use crate::roles::{RoleCommand, parse_role_command};
 use crate::session::{SessionCommand, parse_session_command};
 use crate::settings::{SettingsPlan, mentions_settings, plan_settings};
@@ -26,6 +29,8 @@ pub enum Plan {
     Settings(SettingsPlan),
     /// A SELECT of advisory lock calls, which the proxy answers (see `advisory.rs`).
     Advisory(Vec<AdvisoryColumn>),
+    /// CREATE/DROP SEQUENCE and SELECTs of sequence functions (see `named_sequences.rs`).
+    Sequence(SequenceCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +82,10 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
         "create" | "alter" | "drop" if matches!(second, "user" | "role" | "group") => {
             Plan::Role(parse_role_command(sql)?)
         }
+        "create" | "drop" if second == "sequence" => match plan_sequence_ddl(sql)? {
+            Some(command) => Plan::Sequence(command),
+            None => forward(sql, true)?,
+        },
         "create" | "drop" | "alter" | "truncate" | "comment" => forward(sql, true)?,
         _ => forward(sql, false)?,
     };
@@ -93,6 +102,12 @@ fn forward(sql: &str, ddl: bool) -> Result<Plan, RouterError> {
         && let Some(columns) = plan_advisory(sql)?
     {
         return Ok(Plan::Advisory(columns));
+    }
+    if !ddl
+        && mentions_sequence_functions(sql)
+        && let Some(command) = plan_sequence_calls(sql)
+    {
+        return Ok(Plan::Sequence(command));
     }
     Ok(Plan::Forward { ddl })
 }

@@ -14,6 +14,7 @@ mod create_as;
 mod hash;
 mod insert_fill;
 mod insert_split;
+mod named_sequences;
 mod options;
 mod placement;
 mod policy;
@@ -35,6 +36,9 @@ pub use create_as::{CreateTableAs, create_table_as};
 pub use hash::{KeyValue, key_hash, stable_hash};
 pub use insert_fill::{ColumnFill, defaulted_rows, fill_defaults, insert_values_table};
 pub use insert_split::{InsertPart, insert_without_columns, name_insert_columns, split_insert};
+pub use named_sequences::{
+    SequenceArg, SequenceCall, SequenceColumn, SequenceCommand, SequenceDefinition, sequence_key,
+};
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
 pub use placement::{
     FIRST_EPOCH, NodeInfo, Promotion, Replica, ShardPlacement, TablePlacement, copies,
@@ -66,6 +70,9 @@ pub enum RouterError {
     /// Valid SQL that Mycelium does not run; the message says what and what to do instead.
     #[error("{0}")]
     Unsupported(String),
+    /// A value Postgres would refuse as an invalid parameter (22023).
+    #[error("{0}")]
+    InvalidParameter(String),
 }
 
 #[cfg(test)]

@@ -282,7 +282,7 @@ pub(crate) fn is_internal_table(name: &str) -> bool {
 }
 
 /// Tables the proxy keeps on every node (table policies, roles, grants, owners, the counters
-/// of sharded serial columns) or reads
+/// of sharded serial columns, the sequences of CREATE SEQUENCE) or reads
 /// (the conflicts replication records): queryable by SQL like any table, but left out of the
 /// emulated `pg_catalog`, so clients never see them.
 pub(crate) fn is_system_table(name: &str) -> bool {
@@ -295,6 +295,7 @@ pub(crate) fn is_system_table(name: &str) -> bool {
             | "__mycelium_grants"
             | "__mycelium_owners"
             | "__mycelium_counters"
+            | "__mycelium_named_sequences"
     )
 }
 

@@ -17,7 +17,101 @@ on_every_backend!(
     a_client_gone_mid_transaction_leaves_nothing_behind,
     current_user_is_the_session_user,
     explain_shows_the_plans_of_the_nodes_a_statement_runs_on,
+    sequences_are_one_for_every_session_and_survive_a_crash,
 );
+
+async fn next(client: &tokio_postgres::Client, sequence: &str) -> i64 {
+    client
+        .query_one("SELECT nextval($1)", &[&sequence])
+        .await
+        .expect("nextval")
+        .get(0)
+}
+
+/// CREATE SEQUENCE makes one sequence for the cluster, kept by the proxy on one node: every
+/// session of every backend draws from it, never a value twice (concurrently too), `currval`
+/// and `lastval` are the session's own, draws are not undone by a rollback, and after a
+/// SIGKILL the sequence goes on past every value it handed out.
+async fn sequences_are_one_for_every_session_and_survive_a_crash(backend: Backend) {
+    let Some(mut cluster) = Cluster::start_on(backend) else {
+        return;
+    };
+    let client = cluster.connect().await;
+    client
+        .batch_execute("CREATE SEQUENCE orders_seq START 100 INCREMENT BY 10")
+        .await
+        .expect("create sequence");
+    let other = cluster.connect().await;
+    assert_eq!(next(&client, "orders_seq").await, 100);
+    assert_eq!(next(&other, "public.orders_seq").await, 110);
+    let row = client
+        .query_one("SELECT currval('orders_seq'), lastval()", &[])
+        .await
+        .expect("currval");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (100, 100));
+    client
+        .batch_execute("BEGIN; SELECT nextval('orders_seq'); ROLLBACK")
+        .await
+        .expect("draw in a rolled back transaction");
+    assert_eq!(next(&other, "orders_seq").await, 130);
+    let error = cluster
+        .connect()
+        .await
+        .query_one("SELECT currval('orders_seq')", &[])
+        .await
+        .expect_err("no draw in this session");
+    assert_eq!(sqlstate(&error), "55000", "{error:?}");
+
+    let mut drawers = Vec::new();
+    for _ in 0..4 {
+        let client = cluster.connect().await;
+        drawers.push(tokio::spawn(async move {
+            let mut values = Vec::new();
+            for _ in 0..25 {
+                values.push(next(&client, "orders_seq").await);
+            }
+            values
+        }));
+    }
+    let mut drawn = Vec::new();
+    for drawer in drawers {
+        drawn.extend(drawer.await.expect("drawer"));
+    }
+    drawn.sort_unstable();
+    drawn.dedup();
+    assert_eq!(drawn.len(), 100, "a value was handed out twice");
+    assert!(drawn[0] > 130);
+    let largest = drawn[99];
+
+    client
+        .batch_execute("SELECT setval('orders_seq', 5000)")
+        .await
+        .expect("setval");
+    assert_eq!(next(&client, "orders_seq").await, 5010);
+    let error = client
+        .batch_execute("CREATE SEQUENCE orders_seq")
+        .await
+        .expect_err("exists");
+    assert_eq!(sqlstate(&error), "42P07", "{error:?}");
+    assert!(largest < 5010);
+
+    drop((client, other));
+    cluster.crash_and_restart();
+    let client = cluster.connect().await;
+    assert_eq!(next(&client, "orders_seq").await, 5020);
+    client
+        .batch_execute("DROP SEQUENCE orders_seq")
+        .await
+        .expect("drop");
+    let error = client
+        .query_one("SELECT nextval('orders_seq')", &[])
+        .await
+        .expect_err("dropped");
+    assert!(
+        matches!(sqlstate(&error).as_str(), "42P01" | "0A000"),
+        "{error:?}"
+    );
+}
 
 /// The lines of an EXPLAIN, sent with the simple protocol.
 async fn plan(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {

@@ -1,0 +1,521 @@
+//! Sequences made by `CREATE SEQUENCE`, kept by the proxies in `__mycelium_named_sequences`
+//! on the counters' home (the primary of the placement of tables without a policy, see
+//! `sequences.rs`), so every client of every proxy draws from the one sequence, on any
+//! backend. `nextval`, `setval`, `currval` and `lastval` in a SELECT of such calls are
+//! answered here; `currval` and `lastval` remember the session's own draws, as in Postgres.
+//!
+//! Like Postgres's, draws are not transactional: a value drawn in a transaction that rolls
+//! back is not handed out again. Each draw is a compare-and-set on the sequence's row, so
+//! proxies racing on one sequence never share a value. The row carries the stamp of the home
+//! that last moved it: after a promotion the new home's copy may lag behind draws the old one
+//! acknowledged, so the first draw there skips [`PROMOTION_GAP`] increments ahead. A SELECT
+//! naming a sequence the proxy does not keep (a PostgreSQL node's own, behind a serial
+//! column) goes to the nodes as before.
+
+use std::collections::HashMap;
+
+use mycelium_protocol::types::oid;
+use mycelium_protocol::{Column, DataRowsBuilder, DbError, Execute, Format};
+use mycelium_router::{
+    SequenceArg, SequenceCall, SequenceColumn, SequenceCommand, SequenceDefinition, sequence_key,
+};
+
+use crate::backend;
+use crate::error::{ProxyError, sql_error};
+use crate::execute::Output;
+use crate::policy_store::{run, text_params};
+use crate::sequences::{CounterHome, counter_home, open};
+use crate::session::Session;
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS __mycelium_named_sequences \
+     (name text PRIMARY KEY, last_value bigint NOT NULL, is_called bigint NOT NULL, \
+     increment bigint NOT NULL, min_value bigint NOT NULL, max_value bigint NOT NULL, \
+     cycle bigint NOT NULL, stamp text NOT NULL)";
+const SELECT: &str = "SELECT last_value, is_called, increment, min_value, max_value, cycle, \
+     stamp FROM __mycelium_named_sequences WHERE name = $1";
+
+/// Increments a sequence skips at its first draw on a new home.
+const PROMOTION_GAP: i64 = 1000;
+
+/// Attempts at a sequence that other sessions keep drawing from.
+const ATTEMPTS: usize = 50;
+
+/// The values this session drew (`currval`, `lastval`).
+#[derive(Default)]
+pub(crate) struct Drawn {
+    values: HashMap<String, i64>,
+    last: Option<String>,
+}
+
+/// A sequence's row.
+struct Row {
+    last_value: i64,
+    is_called: bool,
+    increment: i64,
+    min_value: i64,
+    max_value: i64,
+    cycle: bool,
+    stamp: String,
+}
+
+/// Postgres's NOTICE for an IF [NOT] EXISTS that had nothing to do.
+fn skipping(out: &mut bytes::BytesMut, code: &str, message: &str) {
+    backend::notice_response(
+        out,
+        &backend::Report {
+            severity: "NOTICE",
+            code,
+            message,
+            detail: None,
+            hint: None,
+        },
+    );
+}
+
+fn missing(name: &str) -> ProxyError {
+    sql_error("42P01", format!("relation \"{name}\" does not exist"))
+}
+
+impl Session {
+    /// Runs a sequence statement; `Ok(false)` when a SELECT names a sequence the proxy does
+    /// not keep, for the caller to send to the nodes.
+    pub(crate) async fn sequence_command(
+        &mut self,
+        command: &SequenceCommand,
+        request: &Execute,
+        output: Output,
+    ) -> Result<bool, ProxyError> {
+        let home = counter_home(&self.proxy.cluster)?;
+        let mut session = open(&self.proxy.cluster, home.node).await?;
+        let session = session.as_mut();
+        run(session, Execute::simple(CREATE)).await?;
+        match command {
+            SequenceCommand::Create(definition) => {
+                self.create_sequence(session, &home, definition).await?;
+                backend::command_complete(&mut self.conn.out, "CREATE SEQUENCE");
+            }
+            SequenceCommand::Drop { names, if_exists } => {
+                for name in names {
+                    let found = run(session, text_params(SELECT, &[name.as_str()])).await?;
+                    if found.is_empty() && !if_exists {
+                        return Err(sql_error(
+                            "42P01",
+                            format!("sequence \"{name}\" does not exist"),
+                        ));
+                    }
+                }
+                for name in names {
+                    let deleted = run(
+                        session,
+                        text_params(
+                            "DELETE FROM __mycelium_named_sequences WHERE name = $1 \
+                             RETURNING name",
+                            &[name.as_str()],
+                        ),
+                    )
+                    .await?;
+                    if deleted.is_empty() {
+                        skipping(
+                            &mut self.conn.out,
+                            "00000",
+                            &format!("sequence \"{name}\" does not exist, skipping"),
+                        );
+                    }
+                }
+                backend::command_complete(&mut self.conn.out, "DROP SEQUENCE");
+            }
+            SequenceCommand::Calls(columns) => {
+                // Every sequence named must be one of ours before anything is drawn.
+                for column in columns {
+                    if let Some(name) = self.sequence_name(&column.call, request)?
+                        && run(session, text_params(SELECT, &[name.as_str()]))
+                            .await?
+                            .is_empty()
+                    {
+                        return Ok(false);
+                    }
+                }
+                let mut values = Vec::with_capacity(columns.len());
+                for column in columns {
+                    values.push(
+                        self.sequence_call(session, &home, &column.call, request)
+                            .await?,
+                    );
+                }
+                self.answer_sequence_row(columns, &values, request, output);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn create_sequence(
+        &mut self,
+        session: &mut dyn mycelium_protocol::NodeSession,
+        home: &CounterHome,
+        d: &SequenceDefinition,
+    ) -> Result<(), ProxyError> {
+        let insert = format!(
+            "INSERT INTO __mycelium_named_sequences (name, last_value, is_called, increment, \
+             min_value, max_value, cycle, stamp) VALUES ($1, {}, 0, {}, {}, {}, {}, $2) \
+             ON CONFLICT (name) DO NOTHING RETURNING name",
+            d.start,
+            d.increment,
+            d.min_value,
+            d.max_value,
+            i64::from(d.cycle)
+        );
+        let inserted = run(session, text_params(&insert, &[&d.name, &home.stamp])).await?;
+        if inserted.is_empty() {
+            let message = format!("relation \"{}\" already exists", d.name);
+            if !d.if_not_exists {
+                return Err(sql_error("42P07", message));
+            }
+            skipping(&mut self.conn.out, "42P07", &format!("{message}, skipping"));
+        }
+        Ok(())
+    }
+
+    /// The sequence a call names, if any.
+    fn sequence_name(
+        &self,
+        call: &SequenceCall,
+        request: &Execute,
+    ) -> Result<Option<String>, ProxyError> {
+        let arg = match call {
+            SequenceCall::Nextval(arg) | SequenceCall::Currval(arg) => arg,
+            SequenceCall::Setval { sequence, .. } => sequence,
+            SequenceCall::Lastval => return Ok(None),
+        };
+        Ok(text(arg, request)?.map(|name| sequence_key(&name)))
+    }
+
+    async fn sequence_call(
+        &mut self,
+        session: &mut dyn mycelium_protocol::NodeSession,
+        home: &CounterHome,
+        call: &SequenceCall,
+        request: &Execute,
+    ) -> Result<Option<i64>, ProxyError> {
+        let Some(name) = self.sequence_name(call, request)? else {
+            return match call {
+                SequenceCall::Lastval => {
+                    let drawn = &self.drawn;
+                    match drawn.last.as_ref().and_then(|n| drawn.values.get(n)) {
+                        Some(value) => Ok(Some(*value)),
+                        None => Err(sql_error(
+                            "55000",
+                            "lastval is not yet defined in this session",
+                        )),
+                    }
+                }
+                // A NULL name: the functions are strict.
+                _ => Ok(None),
+            };
+        };
+        match call {
+            SequenceCall::Nextval(_) => {
+                let value = nextval(session, home, &name).await?;
+                self.drawn.values.insert(name.clone(), value);
+                self.drawn.last = Some(name);
+                Ok(Some(value))
+            }
+            SequenceCall::Currval(_) => match self.drawn.values.get(&name) {
+                Some(value) => Ok(Some(*value)),
+                None => Err(sql_error(
+                    "55000",
+                    format!("currval of sequence \"{name}\" is not yet defined in this session"),
+                )),
+            },
+            SequenceCall::Setval {
+                value, is_called, ..
+            } => {
+                let Some(value) = int(value, request)? else {
+                    return Ok(None);
+                };
+                let Some(is_called) = boolean(is_called, request)? else {
+                    return Ok(None);
+                };
+                setval(session, home, &name, value, is_called).await?;
+                Ok(Some(value))
+            }
+            SequenceCall::Lastval => Ok(None),
+        }
+    }
+
+    fn answer_sequence_row(
+        &mut self,
+        columns: &[SequenceColumn],
+        values: &[Option<i64>],
+        request: &Execute,
+        output: Output,
+    ) {
+        if matches!(output, Output::Simple) {
+            let described: Vec<Column> = columns.iter().map(|c| int8_column(&c.name)).collect();
+            backend::row_description(&mut self.conn.out, &described, |i| request.result_format(i));
+        }
+        let mut row = DataRowsBuilder::with_capacity(32);
+        row.begin_row();
+        for (i, value) in values.iter().enumerate() {
+            match (value, request.result_format(i)) {
+                (None, _) => row.push_null(),
+                (Some(v), Format::Binary) => row.push_value(&v.to_be_bytes()),
+                (Some(v), Format::Text) => row.push_value(v.to_string().as_bytes()),
+            }
+        }
+        row.end_row();
+        self.conn.out.extend_from_slice(row.take().bytes());
+        backend::command_complete(&mut self.conn.out, "SELECT 1");
+    }
+}
+
+async fn read_row(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    name: &str,
+) -> Result<Row, ProxyError> {
+    let rows = run(session, text_params(SELECT, &[name])).await?;
+    let Some(
+        [
+            Some(last),
+            Some(called),
+            Some(inc),
+            Some(min),
+            Some(max),
+            Some(cycle),
+            Some(stamp),
+        ],
+    ) = rows.first().map(Vec::as_slice)
+    else {
+        return Err(missing(name));
+    };
+    let number = |text: &str| -> Result<i64, ProxyError> {
+        text.parse()
+            .map_err(|_| sql_error("XX000", format!("sequence \"{name}\" holds {text:?}")))
+    };
+    Ok(Row {
+        last_value: number(last)?,
+        is_called: number(called)? != 0,
+        increment: number(inc)?,
+        min_value: number(min)?,
+        max_value: number(max)?,
+        cycle: number(cycle)? != 0,
+        stamp: stamp.clone(),
+    })
+}
+
+/// Draws the next value (compare-and-set on the row).
+async fn nextval(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    home: &CounterHome,
+    name: &str,
+) -> Result<i64, ProxyError> {
+    for _ in 0..ATTEMPTS {
+        let row = read_row(session, name).await?;
+        let steps = match (row.is_called, row.stamp == home.stamp) {
+            (false, true) => 0,
+            (true, true) => 1,
+            (_, false) => 1 + PROMOTION_GAP,
+        };
+        let next = row
+            .last_value
+            .checked_add(row.increment.saturating_mul(steps))
+            .filter(|n| (row.min_value..=row.max_value).contains(n));
+        let next = match next {
+            Some(next) => next,
+            None if row.cycle => {
+                if row.increment > 0 {
+                    row.min_value
+                } else {
+                    row.max_value
+                }
+            }
+            None => {
+                let (which, limit) = if row.increment > 0 {
+                    ("maximum", row.max_value)
+                } else {
+                    ("minimum", row.min_value)
+                };
+                return Err(sql_error(
+                    "2200H",
+                    format!("nextval: reached {which} value of sequence \"{name}\" ({limit})"),
+                ));
+            }
+        };
+        let update = format!(
+            "UPDATE __mycelium_named_sequences SET last_value = {next}, is_called = 1, \
+             stamp = $2 WHERE name = $1 AND last_value = {} AND is_called = {} AND stamp = $3 \
+             RETURNING last_value",
+            row.last_value,
+            i64::from(row.is_called)
+        );
+        let params = [name, home.stamp.as_str(), row.stamp.as_str()];
+        if !run(session, text_params(&update, &params))
+            .await?
+            .is_empty()
+        {
+            crate::metrics::SEQUENCE_VALUES
+                .with_label_values(&["nextval"])
+                .inc();
+            return Ok(next);
+        }
+    }
+    Err(sql_error(
+        "55000",
+        format!("could not draw from sequence \"{name}\": it kept changing"),
+    ))
+}
+
+async fn setval(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    home: &CounterHome,
+    name: &str,
+    value: i64,
+    is_called: bool,
+) -> Result<(), ProxyError> {
+    let row = read_row(session, name).await?;
+    if !(row.min_value..=row.max_value).contains(&value) {
+        return Err(sql_error(
+            "22003",
+            format!(
+                "setval: value {value} is out of bounds for sequence \"{name}\" ({}..{})",
+                row.min_value, row.max_value
+            ),
+        ));
+    }
+    let update = format!(
+        "UPDATE __mycelium_named_sequences SET last_value = {value}, is_called = {}, stamp = $2 \
+         WHERE name = $1 RETURNING last_value",
+        i64::from(is_called)
+    );
+    if run(session, text_params(&update, &[name, home.stamp.as_str()]))
+        .await?
+        .is_empty()
+    {
+        return Err(missing(name));
+    }
+    Ok(())
+}
+
+fn int8_column(name: &str) -> Column {
+    Column {
+        name: name.to_owned(),
+        table_oid: 0,
+        column_id: 0,
+        type_oid: oid::INT8,
+        type_size: 8,
+        type_modifier: -1,
+    }
+}
+
+/// The columns of an answered SELECT: every function returns bigint.
+pub(crate) fn answer_columns(columns: &[SequenceColumn]) -> Vec<Column> {
+    columns.iter().map(|c| int8_column(&c.name)).collect()
+}
+
+/// The parameter types of an answered SELECT: the client's, and for those it left to the
+/// server, text for names (Postgres's `regclass` input), bigint for values and boolean for
+/// `is_called`.
+pub(crate) fn answer_param_types(columns: &[SequenceColumn], given: &[u32]) -> Vec<u32> {
+    let mut types = given.to_vec();
+    for column in columns {
+        let args: Vec<(&SequenceArg, u32)> = match &column.call {
+            SequenceCall::Nextval(arg) | SequenceCall::Currval(arg) => vec![(arg, oid::TEXT)],
+            SequenceCall::Setval {
+                sequence,
+                value,
+                is_called,
+            } => vec![
+                (sequence, oid::TEXT),
+                (value, oid::INT8),
+                (is_called, oid::BOOL),
+            ],
+            SequenceCall::Lastval => Vec::new(),
+        };
+        for (arg, ty) in args {
+            let SequenceArg::Param(n) = *arg else {
+                continue;
+            };
+            if types.len() < n {
+                types.resize(n, 0);
+            }
+            if types[n - 1] == 0 {
+                types[n - 1] = ty;
+            }
+        }
+    }
+    types
+}
+
+/// A bound parameter's bytes and format.
+fn param(request: &Execute, n: usize) -> Result<(Option<&[u8]>, Format), ProxyError> {
+    let index = n - 1;
+    let value = request
+        .params
+        .get(index)
+        .ok_or_else(|| sql_error("42P02", format!("there is no parameter ${n}")))?;
+    Ok((
+        value.as_deref(),
+        request
+            .param_formats
+            .get(index)
+            .copied()
+            .unwrap_or_default(),
+    ))
+}
+
+fn text(arg: &SequenceArg, request: &Execute) -> Result<Option<String>, ProxyError> {
+    match arg {
+        SequenceArg::Text(text) => Ok(Some(text.clone())),
+        SequenceArg::Int(i) => Ok(Some(i.to_string())),
+        SequenceArg::Bool(b) => Ok(Some(b.to_string())),
+        SequenceArg::Param(n) => Ok(param(request, *n)?
+            .0
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())),
+    }
+}
+
+fn int(arg: &SequenceArg, request: &Execute) -> Result<Option<i64>, ProxyError> {
+    let bad = |text: &str| {
+        ProxyError::Db(DbError::new(
+            "22P02",
+            format!("invalid input syntax for type bigint: \"{text}\""),
+        ))
+    };
+    match arg {
+        SequenceArg::Int(i) => Ok(Some(*i)),
+        SequenceArg::Param(n) => match param(request, *n)? {
+            (None, _) => Ok(None),
+            (Some(bytes), Format::Binary) => match bytes.len() {
+                8 => Ok(<[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes)),
+                4 => Ok(<[u8; 4]>::try_from(bytes)
+                    .ok()
+                    .map(|b| i64::from(i32::from_be_bytes(b)))),
+                _ => Err(bad("(binary)")),
+            },
+            (Some(bytes), Format::Text) => {
+                let text = String::from_utf8_lossy(bytes);
+                text.trim().parse().map(Some).map_err(|_| bad(&text))
+            }
+        },
+        SequenceArg::Text(text) => text.trim().parse().map(Some).map_err(|_| bad(text)),
+        SequenceArg::Bool(b) => Err(bad(&b.to_string())),
+    }
+}
+
+fn boolean(arg: &SequenceArg, request: &Execute) -> Result<Option<bool>, ProxyError> {
+    let text = match arg {
+        SequenceArg::Bool(b) => return Ok(Some(*b)),
+        SequenceArg::Param(n) => match param(request, *n)? {
+            (None, _) => return Ok(None),
+            (Some(bytes), Format::Binary) => return Ok(bytes.first().map(|b| *b != 0)),
+            (Some(bytes), Format::Text) => String::from_utf8_lossy(bytes).into_owned(),
+        },
+        SequenceArg::Text(text) => text.clone(),
+        SequenceArg::Int(i) => i.to_string(),
+    };
+    mycelium_router::parse_bool(&text).map(Some).ok_or_else(|| {
+        sql_error(
+            "22P02",
+            format!("invalid input syntax for type boolean: \"{text}\""),
+        )
+    })
+}

@@ -1,0 +1,452 @@
+//! Sequences made by `CREATE SEQUENCE`: cluster objects the proxy keeps (on the node that holds
+//! the serial counters), so that every client draws from one sequence whatever node its
+//! statement would reach, on SQLite nodes too. This module reads the statements; the proxy's
+//! `named_sequences.rs` runs them.
+
+use sqlparser::ast::{
+    CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    ObjectName, ObjectType, SelectItem, SequenceOptions, SetExpr, Statement, UnaryOperator, Value,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::RouterError;
+
+/// A statement about sequences the proxy runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceCommand {
+    Create(SequenceDefinition),
+    /// `DROP SEQUENCE [IF EXISTS] names`.
+    Drop {
+        names: Vec<String>,
+        if_exists: bool,
+    },
+    /// A SELECT of sequence function calls without FROM.
+    Calls(Vec<SequenceColumn>),
+}
+
+/// `CREATE SEQUENCE`, its options resolved with Postgres's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceDefinition {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub increment: i64,
+    pub min_value: i64,
+    pub max_value: i64,
+    pub start: i64,
+    pub cycle: bool,
+}
+
+/// One column of a SELECT of sequence calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequenceColumn {
+    pub name: String,
+    pub call: SequenceCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceCall {
+    Nextval(SequenceArg),
+    Currval(SequenceArg),
+    /// `setval(name, value [, is_called])`.
+    Setval {
+        sequence: SequenceArg,
+        value: SequenceArg,
+        is_called: SequenceArg,
+    },
+    Lastval,
+}
+
+/// An argument: a literal or a bound parameter (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceArg {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Param(usize),
+}
+
+/// The name a sequence is kept under: unquoted names fold to lower case, `public.` goes.
+pub fn sequence_key(written: &str) -> String {
+    let written = written.trim();
+    let unqualified = match written.split_once('.') {
+        Some((schema, rest)) if schema.eq_ignore_ascii_case("public") || schema == "\"public\"" => {
+            rest
+        }
+        _ => written,
+    };
+    match unqualified
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+    {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => unqualified.to_ascii_lowercase(),
+    }
+}
+
+fn object_key(name: &ObjectName) -> String {
+    sequence_key(&name.to_string())
+}
+
+/// `CREATE SEQUENCE` and `DROP SEQUENCE`; `None` for other statements.
+pub(crate) fn plan_sequence_ddl(sql: &str) -> Result<Option<SequenceCommand>, RouterError> {
+    let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+        return Ok(None);
+    };
+    match statements.as_slice() {
+        [
+            Statement::CreateSequence {
+                temporary,
+                if_not_exists,
+                name,
+                sequence_options,
+            },
+        ] => {
+            if *temporary {
+                return Err(RouterError::Unsupported(
+                    "temporary sequences are not supported".to_owned(),
+                ));
+            }
+            definition(object_key(name), *if_not_exists, sequence_options)
+                .map(|d| Some(SequenceCommand::Create(d)))
+        }
+        [
+            Statement::Drop {
+                object_type: ObjectType::Sequence,
+                if_exists,
+                names,
+                ..
+            },
+        ] => Ok(Some(SequenceCommand::Drop {
+            names: names.iter().map(object_key).collect(),
+            if_exists: *if_exists,
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn invalid(message: String) -> RouterError {
+    RouterError::InvalidParameter(message)
+}
+
+fn definition(
+    name: String,
+    if_not_exists: bool,
+    options: &[SequenceOptions],
+) -> Result<SequenceDefinition, RouterError> {
+    let number = |e: &Expr| {
+        integer(e).ok_or_else(|| invalid(format!("sequence option {e} must be an integer")))
+    };
+    let (mut type_min, mut type_max) = (i64::MIN, i64::MAX);
+    let mut increment = 1;
+    let (mut min, mut max, mut start) = (None, None, None);
+    let mut cycle = false;
+    for option in options {
+        match option {
+            SequenceOptions::DataType(ty) => {
+                (type_min, type_max) = match ty {
+                    DataType::SmallInt(_) | DataType::Int2(_) => {
+                        (i64::from(i16::MIN), i64::from(i16::MAX))
+                    }
+                    DataType::Int(_) | DataType::Integer(_) | DataType::Int4(_) => {
+                        (i64::from(i32::MIN), i64::from(i32::MAX))
+                    }
+                    DataType::BigInt(_) | DataType::Int8(_) => (i64::MIN, i64::MAX),
+                    other => {
+                        return Err(invalid(format!(
+                            "sequence type must be smallint, integer, or bigint, not {other}"
+                        )));
+                    }
+                };
+            }
+            SequenceOptions::IncrementBy(e, _) => increment = number(e)?,
+            SequenceOptions::MinValue(e) => min = e.as_ref().map(number).transpose()?,
+            SequenceOptions::MaxValue(e) => max = e.as_ref().map(number).transpose()?,
+            SequenceOptions::StartWith(e, _) => start = Some(number(e)?),
+            SequenceOptions::Cache(e) => {
+                if number(e)? < 1 {
+                    return Err(invalid(format!("CACHE ({e}) must be greater than zero")));
+                }
+            }
+            SequenceOptions::Cycle(no) => cycle = !no,
+            SequenceOptions::OwnedBy(_) => {}
+        }
+    }
+    if increment == 0 {
+        return Err(invalid("INCREMENT must not be zero".to_owned()));
+    }
+    let ascending = increment > 0;
+    let min_value = min.unwrap_or(if ascending { 1 } else { type_min });
+    let max_value = max.unwrap_or(if ascending { type_max } else { -1 });
+    if min_value >= max_value {
+        return Err(invalid(format!(
+            "MINVALUE ({min_value}) must be less than MAXVALUE ({max_value})"
+        )));
+    }
+    if min_value < type_min || max_value > type_max {
+        return Err(invalid(format!(
+            "MINVALUE ({min_value}) and MAXVALUE ({max_value}) are out of range for the \
+             sequence's type"
+        )));
+    }
+    let start = start.unwrap_or(if ascending { min_value } else { max_value });
+    if start < min_value {
+        return Err(invalid(format!(
+            "START value ({start}) cannot be less than MINVALUE ({min_value})"
+        )));
+    }
+    if start > max_value {
+        return Err(invalid(format!(
+            "START value ({start}) cannot be greater than MAXVALUE ({max_value})"
+        )));
+    }
+    Ok(SequenceDefinition {
+        name,
+        if_not_exists,
+        increment,
+        min_value,
+        max_value,
+        start,
+        cycle,
+    })
+}
+
+/// An integer literal, maybe negative.
+fn integer(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => integer(expr)?.checked_neg(),
+        Expr::UnaryOp {
+            op: UnaryOperator::Plus,
+            expr,
+        } => integer(expr),
+        _ => None,
+    }
+}
+
+/// Whether the text may call a sequence function; only such statements are parsed here.
+pub(crate) fn mentions_sequence_functions(sql: &str) -> bool {
+    let bytes = sql.as_bytes();
+    bytes.windows(4).any(|w| {
+        w.eq_ignore_ascii_case(b"xtva")
+            || w.eq_ignore_ascii_case(b"rrva")
+            || w.eq_ignore_ascii_case(b"tval")
+    })
+}
+
+/// A SELECT of sequence function calls alone, which the proxy answers; `None` for anything
+/// else (other uses reach the nodes as before: a PostgreSQL node's own sequences).
+pub(crate) fn plan_sequence_calls(sql: &str) -> Option<SequenceCommand> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let [Statement::Query(query)] = statements.as_slice() else {
+        return None;
+    };
+    if query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+        || !query.locks.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let bare = select.from.is_empty()
+        && select.selection.is_none()
+        && select.having.is_none()
+        && select.distinct.is_none()
+        && select.into.is_none()
+        && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+    if !bare {
+        return None;
+    }
+    let columns = select
+        .projection
+        .iter()
+        .map(|item| {
+            let (expr, alias) = match item {
+                SelectItem::UnnamedExpr(expr) => (expr, None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+                _ => return None,
+            };
+            let Expr::Function(function) = expr else {
+                return None;
+            };
+            if function.filter.is_some()
+                || function.over.is_some()
+                || !function.within_group.is_empty()
+            {
+                return None;
+            }
+            let full = function.name.to_string().to_ascii_lowercase();
+            let name = full.strip_prefix("pg_catalog.").unwrap_or(&full).to_owned();
+            let args: Vec<SequenceArg> = match &function.args {
+                FunctionArguments::None => Vec::new(),
+                FunctionArguments::List(list)
+                    if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+                {
+                    list.args
+                        .iter()
+                        .map(|arg| match arg {
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => argument(e),
+                            _ => None,
+                        })
+                        .collect::<Option<_>>()?
+                }
+                _ => return None,
+            };
+            let call = match (name.as_str(), args.as_slice()) {
+                ("nextval", [sequence]) => SequenceCall::Nextval(sequence.clone()),
+                ("currval", [sequence]) => SequenceCall::Currval(sequence.clone()),
+                ("setval", [sequence, value]) => SequenceCall::Setval {
+                    sequence: sequence.clone(),
+                    value: value.clone(),
+                    is_called: SequenceArg::Bool(true),
+                },
+                ("setval", [sequence, value, is_called]) => SequenceCall::Setval {
+                    sequence: sequence.clone(),
+                    value: value.clone(),
+                    is_called: is_called.clone(),
+                },
+                ("lastval", []) => SequenceCall::Lastval,
+                _ => return None,
+            };
+            Some(SequenceColumn {
+                name: alias.unwrap_or(name),
+                call,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(SequenceCommand::Calls(columns))
+}
+
+/// A literal (a `'name'::regclass` cast is the name) or a parameter.
+fn argument(e: &Expr) -> Option<SequenceArg> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(SequenceArg::Text(s.clone())),
+            Value::Boolean(b) => Some(SequenceArg::Bool(*b)),
+            Value::Number(..) => integer(e).map(SequenceArg::Int),
+            Value::Placeholder(p) => p
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .map(SequenceArg::Param),
+            _ => None,
+        },
+        Expr::UnaryOp { .. } => integer(e).map(SequenceArg::Int),
+        Expr::Cast {
+            kind: CastKind::DoubleColon | CastKind::Cast,
+            expr,
+            ..
+        } => argument(expr),
+        Expr::Nested(inner) => argument(inner),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn create(sql: &str) -> SequenceDefinition {
+        match plan_sequence_ddl(sql).unwrap() {
+            Some(SequenceCommand::Create(d)) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_sequence_takes_postgres_defaults() {
+        let d = create("CREATE SEQUENCE Public.Orders_Seq");
+        assert_eq!(
+            (
+                d.name.as_str(),
+                d.increment,
+                d.min_value,
+                d.max_value,
+                d.start,
+                d.cycle
+            ),
+            ("orders_seq", 1, 1, i64::MAX, 1, false)
+        );
+        let d = create(
+            "CREATE SEQUENCE IF NOT EXISTS \"Hi\" AS integer INCREMENT BY -5 START WITH -100 \
+             CACHE 20 CYCLE",
+        );
+        assert_eq!(
+            (
+                d.name.as_str(),
+                d.increment,
+                d.min_value,
+                d.max_value,
+                d.start,
+                d.cycle
+            ),
+            ("Hi", -5, i64::from(i32::MIN), -1, -100, true)
+        );
+        assert!(d.if_not_exists);
+        for bad in [
+            "CREATE SEQUENCE s INCREMENT 0",
+            "CREATE SEQUENCE s MINVALUE 10 MAXVALUE 5",
+            "CREATE SEQUENCE s START 0",
+            "CREATE SEQUENCE s AS smallint MAXVALUE 100000",
+        ] {
+            assert!(
+                matches!(
+                    plan_sequence_ddl(bad),
+                    Err(RouterError::InvalidParameter(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            plan_sequence_ddl("DROP SEQUENCE IF EXISTS a, public.B").unwrap(),
+            Some(SequenceCommand::Drop {
+                names: vec!["a".into(), "b".into()],
+                if_exists: true
+            })
+        );
+        assert_eq!(plan_sequence_ddl("DROP TABLE a").unwrap(), None);
+    }
+
+    #[test]
+    fn selects_of_sequence_calls_are_answered() {
+        let Some(SequenceCommand::Calls(columns)) = plan_sequence_calls(
+            "SELECT nextval('s'::regclass), currval($1), setval('s', 10, false) AS v, lastval()",
+        ) else {
+            panic!("not answered");
+        };
+        assert_eq!(columns[0].name, "nextval");
+        assert_eq!(
+            columns[0].call,
+            SequenceCall::Nextval(SequenceArg::Text("s".into()))
+        );
+        assert_eq!(
+            columns[1].call,
+            SequenceCall::Currval(SequenceArg::Param(1))
+        );
+        assert_eq!(columns[2].name, "v");
+        assert_eq!(
+            columns[2].call,
+            SequenceCall::Setval {
+                sequence: SequenceArg::Text("s".into()),
+                value: SequenceArg::Int(10),
+                is_called: SequenceArg::Bool(false),
+            }
+        );
+        assert_eq!(columns[3].call, SequenceCall::Lastval);
+        assert_eq!(plan_sequence_calls("SELECT nextval('s') FROM t"), None);
+        assert_eq!(plan_sequence_calls("SELECT nextval('s') + 1"), None);
+        assert!(mentions_sequence_functions("select NEXTVAL('s')"));
+        assert_eq!(sequence_key("\"public\".\"MySeq\""), "MySeq");
+    }
+}
