@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Transfers between random accounts of a table sharded over `mycelium up`'s three SQLite nodes:
-# two thirds of them touch two nodes, in either order, so they cross and would deadlock.
-# pgbench retries serialization failures (40001), as an application should.
+# Transfers between random accounts of a table sharded over `mycelium up`'s three nodes (SQLite,
+# or PostgreSQL databases when PG_URL is set): two thirds of them touch two nodes, in either
+# order, so they cross and would deadlock. pgbench retries serialization failures (40001), as
+# an application should.
 #
 #   bench/scripts/crossing_transfers.sh [BINARY] [CLIENTS] [SECONDS]
+#   PG_URL=postgres://user:password@host:port/db bench/scripts/crossing_transfers.sh ...
 #
 # Prints pgbench's summary, and the account count and total before and after (unchanged: no
 # money is created or lost).
@@ -13,8 +15,10 @@ clients=${2:-8}
 seconds=${3:-20}
 port=${PORT:-6650}
 dir=$(mktemp -d /tmp/mycelium-crossing-XXXXXX)
+backend=()
+if [ -n "${PG_URL:-}" ]; then backend=(--backend postgres --pg-url "$PG_URL"); fi
 "$binary" up --data-dir "$dir/data" --listen "127.0.0.1:$port" \
-  --metrics-listen "127.0.0.1:$((port + 1))" >"$dir/log" 2>&1 &
+  --metrics-listen "127.0.0.1:$((port + 1))" "${backend[@]}" >"$dir/log" 2>&1 &
 up=$!
 trap 'kill $up 2>/dev/null; wait $up 2>/dev/null; rm -rf "$dir"' EXIT
 export PGPASSWORD=${MYCELIUM_PASSWORD:-mycelium}

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use mycelium_protocol::types::oid;
 use mycelium_protocol::{Column, DataRowsBuilder, DbError, Execute, Format};
 use mycelium_router::{
-    SequenceArg, SequenceCall, SequenceColumn, SequenceCommand, SequenceDefinition, sequence_key,
+    SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,
+    SequenceDefinition, sequence_key,
 };
 
 use crate::backend;
@@ -30,9 +31,9 @@ use crate::session::Session;
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS __mycelium_named_sequences \
      (name text PRIMARY KEY, last_value bigint NOT NULL, is_called bigint NOT NULL, \
      increment bigint NOT NULL, min_value bigint NOT NULL, max_value bigint NOT NULL, \
-     cycle bigint NOT NULL, stamp text NOT NULL)";
+     cycle bigint NOT NULL, start_value bigint NOT NULL, stamp text NOT NULL)";
 const SELECT: &str = "SELECT last_value, is_called, increment, min_value, max_value, cycle, \
-     stamp FROM __mycelium_named_sequences WHERE name = $1";
+     start_value, stamp FROM __mycelium_named_sequences WHERE name = $1";
 
 /// Increments a sequence skips at its first draw on a new home.
 const PROMOTION_GAP: i64 = 1000;
@@ -55,6 +56,7 @@ struct Row {
     min_value: i64,
     max_value: i64,
     cycle: bool,
+    start_value: i64,
     stamp: String,
 }
 
@@ -93,6 +95,20 @@ impl Session {
             SequenceCommand::Create(definition) => {
                 self.create_sequence(session, &home, definition).await?;
                 backend::command_complete(&mut self.conn.out, "CREATE SEQUENCE");
+            }
+            SequenceCommand::Alter {
+                name,
+                if_exists: _,
+                changes,
+            } => {
+                let row = match read_row(session, name).await {
+                    Ok(row) => row,
+                    // Not one of ours: a node's own (a serial column's on PostgreSQL).
+                    Err(ProxyError::Db(e)) if e.code == "42P01" => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                alter(session, &home, name, &row, changes).await?;
+                backend::command_complete(&mut self.conn.out, "ALTER SEQUENCE");
             }
             SequenceCommand::Drop { names, if_exists } => {
                 for name in names {
@@ -156,13 +172,15 @@ impl Session {
     ) -> Result<(), ProxyError> {
         let insert = format!(
             "INSERT INTO __mycelium_named_sequences (name, last_value, is_called, increment, \
-             min_value, max_value, cycle, stamp) VALUES ($1, {}, 0, {}, {}, {}, {}, $2) \
+             min_value, max_value, cycle, start_value, stamp) \
+             VALUES ($1, {}, 0, {}, {}, {}, {}, {}, $2) \
              ON CONFLICT (name) DO NOTHING RETURNING name",
             d.start,
             d.increment,
             d.min_value,
             d.max_value,
-            i64::from(d.cycle)
+            i64::from(d.cycle),
+            d.start
         );
         let inserted = run(session, text_params(&insert, &[&d.name, &home.stamp])).await?;
         if inserted.is_empty() {
@@ -281,6 +299,7 @@ async fn read_row(
             Some(min),
             Some(max),
             Some(cycle),
+            Some(start),
             Some(stamp),
         ],
     ) = rows.first().map(Vec::as_slice)
@@ -298,6 +317,7 @@ async fn read_row(
         min_value: number(min)?,
         max_value: number(max)?,
         cycle: number(cycle)? != 0,
+        start_value: number(start)?,
         stamp: stamp.clone(),
     })
 }
@@ -384,6 +404,67 @@ async fn setval(
     let update = format!(
         "UPDATE __mycelium_named_sequences SET last_value = {value}, is_called = {}, stamp = $2 \
          WHERE name = $1 RETURNING last_value",
+        i64::from(is_called)
+    );
+    if run(session, text_params(&update, &[name, home.stamp.as_str()]))
+        .await?
+        .is_empty()
+    {
+        return Err(missing(name));
+    }
+    Ok(())
+}
+
+/// Applies an ALTER SEQUENCE to `row`, with Postgres's checks.
+async fn alter(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    home: &CounterHome,
+    name: &str,
+    row: &Row,
+    changes: &SequenceChanges,
+) -> Result<(), ProxyError> {
+    let invalid = |message: String| sql_error("22023", message);
+    let increment = changes.increment.unwrap_or(row.increment);
+    let ascending = increment > 0;
+    let min_value = match changes.min_value {
+        None => row.min_value,
+        Some(Some(min)) => min,
+        Some(None) if ascending => 1,
+        Some(None) => i64::MIN,
+    };
+    let max_value = match changes.max_value {
+        None => row.max_value,
+        Some(Some(max)) => max,
+        Some(None) if ascending => i64::MAX,
+        Some(None) => -1,
+    };
+    if min_value >= max_value {
+        return Err(invalid(format!(
+            "MINVALUE ({min_value}) must be less than MAXVALUE ({max_value})"
+        )));
+    }
+    let start_value = changes.start.unwrap_or(row.start_value);
+    let (last_value, is_called) = match changes.restart {
+        None => (row.last_value, row.is_called),
+        Some(restart) => (restart.unwrap_or(start_value), false),
+    };
+    for (what, value) in [("START", start_value), ("RESTART", last_value)] {
+        if value < min_value {
+            return Err(invalid(format!(
+                "{what} value ({value}) cannot be less than MINVALUE ({min_value})"
+            )));
+        }
+        if value > max_value {
+            return Err(invalid(format!(
+                "{what} value ({value}) cannot be greater than MAXVALUE ({max_value})"
+            )));
+        }
+    }
+    let update = format!(
+        "UPDATE __mycelium_named_sequences SET increment = {increment}, min_value = {min_value}, \
+         max_value = {max_value}, cycle = {}, start_value = {start_value}, \
+         last_value = {last_value}, is_called = {}, stamp = $2 WHERE name = $1 RETURNING name",
+        i64::from(changes.cycle.unwrap_or(row.cycle)),
         i64::from(is_called)
     );
     if run(session, text_params(&update, &[name, home.stamp.as_str()]))

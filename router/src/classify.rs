@@ -2,7 +2,8 @@ use crate::RouterError;
 use crate::advisory::{AdvisoryColumn, mentions_advisory, plan_advisory};
 use crate::copy::{CopyPlan, parse_copy};
 use crate::named_sequences::{
-    SequenceCommand, mentions_sequence_functions, plan_sequence_calls, plan_sequence_ddl,
+    SequenceCommand, mentions_sequence_functions, plan_alter_sequence, plan_sequence_calls,
+    plan_sequence_ddl,
 };
 use crate::roles::{RoleCommand, parse_role_command};
 use crate::session::{SessionCommand, parse_session_command};
@@ -83,6 +84,10 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
             Plan::Role(parse_role_command(sql)?)
         }
         "create" | "drop" if second == "sequence" => match plan_sequence_ddl(sql)? {
+            Some(command) => Plan::Sequence(command),
+            None => forward(sql, true)?,
+        },
+        "alter" if second == "sequence" => match plan_alter_sequence(sql)? {
             Some(command) => Plan::Sequence(command),
             None => forward(sql, true)?,
         },

@@ -37,7 +37,8 @@ pub use hash::{KeyValue, key_hash, stable_hash};
 pub use insert_fill::{ColumnFill, defaulted_rows, fill_defaults, insert_values_table};
 pub use insert_split::{InsertPart, insert_without_columns, name_insert_columns, split_insert};
 pub use named_sequences::{
-    SequenceArg, SequenceCall, SequenceColumn, SequenceCommand, SequenceDefinition, sequence_key,
+    SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,
+    SequenceDefinition, sequence_key,
 };
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
 pub use placement::{

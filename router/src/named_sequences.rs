@@ -16,6 +16,12 @@ use crate::RouterError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SequenceCommand {
     Create(SequenceDefinition),
+    /// `ALTER SEQUENCE [IF EXISTS] name ...`: the options given.
+    Alter {
+        name: String,
+        if_exists: bool,
+        changes: SequenceChanges,
+    },
     /// `DROP SEQUENCE [IF EXISTS] names`.
     Drop {
         names: Vec<String>,
@@ -35,6 +41,19 @@ pub struct SequenceDefinition {
     pub max_value: i64,
     pub start: i64,
     pub cycle: bool,
+}
+
+/// What an `ALTER SEQUENCE` changes; `None` leaves a property as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SequenceChanges {
+    pub increment: Option<i64>,
+    /// `Some(None)`: `NO MINVALUE`, the default for the increment's direction.
+    pub min_value: Option<Option<i64>>,
+    pub max_value: Option<Option<i64>>,
+    pub start: Option<i64>,
+    pub cycle: Option<bool>,
+    /// `RESTART [WITH n]`: `Some(None)` restarts at the start value.
+    pub restart: Option<Option<i64>>,
 }
 
 /// One column of a SELECT of sequence calls.
@@ -209,6 +228,99 @@ fn definition(
         start,
         cycle,
     })
+}
+
+/// `ALTER SEQUENCE`: its options read as those of a CREATE SEQUENCE, once RESTART (an ALTER
+/// option only) is taken out; `None` when the text does not parse that way.
+pub(crate) fn plan_alter_sequence(sql: &str) -> Result<Option<SequenceCommand>, RouterError> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = PostgreSqlDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return Ok(None);
+    };
+    let mut tokens: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let is = |t: Option<&Token>, k: Keyword| matches!(t, Some(Token::Word(w)) if w.keyword == k);
+    if !(is(tokens.first(), Keyword::ALTER) && is(tokens.get(1), Keyword::SEQUENCE)) {
+        return Ok(None);
+    }
+    tokens.drain(..2);
+    let if_exists = is(tokens.first(), Keyword::IF) && is(tokens.get(1), Keyword::EXISTS);
+    if if_exists {
+        tokens.drain(..2);
+    }
+    let mut restart = None;
+    if let Some(at) = tokens.iter().position(|t| is(Some(t), Keyword::RESTART)) {
+        let mut end = at + 1;
+        if is(tokens.get(end), Keyword::WITH) {
+            end += 1;
+        }
+        let negative = matches!(tokens.get(end), Some(Token::Minus));
+        let number = match tokens.get(end + usize::from(negative)) {
+            Some(Token::Number(n, _)) => n.parse::<i64>().ok(),
+            _ => None,
+        };
+        let value = match number {
+            Some(n) => {
+                end += 1 + usize::from(negative);
+                Some(if negative { -n } else { n })
+            }
+            None => None,
+        };
+        restart = Some(value);
+        tokens.drain(at..end);
+    }
+    let rest: Vec<String> = tokens.iter().map(ToString::to_string).collect();
+    let create = format!("CREATE SEQUENCE {}", rest.join(" "));
+    let statements = Parser::parse_sql(&dialect, &create)
+        .map_err(|e| RouterError::Syntax(e.to_string().replace("CREATE", "ALTER")))?;
+    let [
+        Statement::CreateSequence {
+            name,
+            sequence_options,
+            ..
+        },
+    ] = statements.as_slice()
+    else {
+        return Ok(None);
+    };
+    let number = |e: &Expr| {
+        integer(e).ok_or_else(|| invalid(format!("sequence option {e} must be an integer")))
+    };
+    let mut changes = SequenceChanges {
+        restart,
+        ..SequenceChanges::default()
+    };
+    for option in sequence_options {
+        match option {
+            SequenceOptions::IncrementBy(e, _) => changes.increment = Some(number(e)?),
+            SequenceOptions::MinValue(e) => {
+                changes.min_value = Some(e.as_ref().map(number).transpose()?);
+            }
+            SequenceOptions::MaxValue(e) => {
+                changes.max_value = Some(e.as_ref().map(number).transpose()?);
+            }
+            SequenceOptions::StartWith(e, _) => changes.start = Some(number(e)?),
+            SequenceOptions::Cycle(no) => changes.cycle = Some(!no),
+            SequenceOptions::Cache(_) | SequenceOptions::OwnedBy(_) => {}
+            SequenceOptions::DataType(_) => {
+                return Err(RouterError::Unsupported(
+                    "ALTER SEQUENCE ... AS type is not supported".to_owned(),
+                ));
+            }
+        }
+    }
+    if changes.increment == Some(0) {
+        return Err(invalid("INCREMENT must not be zero".to_owned()));
+    }
+    Ok(Some(SequenceCommand::Alter {
+        name: object_key(name),
+        if_exists,
+        changes,
+    }))
 }
 
 /// An integer literal, maybe negative.
@@ -416,6 +528,43 @@ mod tests {
             })
         );
         assert_eq!(plan_sequence_ddl("DROP TABLE a").unwrap(), None);
+    }
+
+    #[test]
+    fn alter_sequence_reads_the_options_given() {
+        let Some(SequenceCommand::Alter {
+            name,
+            if_exists,
+            changes,
+        }) = plan_alter_sequence(
+            "ALTER SEQUENCE IF EXISTS public.s INCREMENT BY 5 RESTART WITH -20 NO MAXVALUE CYCLE",
+        )
+        .unwrap()
+        else {
+            panic!("not read");
+        };
+        assert_eq!((name.as_str(), if_exists), ("s", true));
+        assert_eq!(
+            changes,
+            SequenceChanges {
+                increment: Some(5),
+                max_value: Some(None),
+                cycle: Some(true),
+                restart: Some(Some(-20)),
+                ..SequenceChanges::default()
+            }
+        );
+        let Some(SequenceCommand::Alter { changes, .. }) =
+            plan_alter_sequence("alter sequence s restart").unwrap()
+        else {
+            panic!("not read");
+        };
+        assert_eq!(changes.restart, Some(None));
+        assert!(plan_alter_sequence("ALTER SEQUENCE s INCREMENT 0").is_err());
+        assert_eq!(
+            plan_alter_sequence("ALTER TABLE s ADD x int").unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -94,11 +94,22 @@ async fn sequences_are_one_for_every_session_and_survive_a_crash(backend: Backen
         .expect_err("exists");
     assert_eq!(sqlstate(&error), "42P07", "{error:?}");
     assert!(largest < 5010);
+    client
+        .batch_execute("ALTER SEQUENCE orders_seq INCREMENT BY 1 RESTART WITH 7")
+        .await
+        .expect("alter sequence");
+    assert_eq!(next(&client, "orders_seq").await, 7);
+    assert_eq!(next(&other, "orders_seq").await, 8);
+    let error = client
+        .batch_execute("ALTER SEQUENCE orders_seq MINVALUE 10")
+        .await
+        .expect_err("the current value is below it");
+    assert_eq!(sqlstate(&error), "22023", "{error:?}");
 
     drop((client, other));
     cluster.crash_and_restart();
     let client = cluster.connect().await;
-    assert_eq!(next(&client, "orders_seq").await, 5020);
+    assert_eq!(next(&client, "orders_seq").await, 9);
     client
         .batch_execute("DROP SEQUENCE orders_seq")
         .await
