@@ -19,6 +19,7 @@ use crate::backend::{self, TxnStatus};
 use crate::error::{ProxyError, sql_error};
 use crate::execute::Output;
 use crate::session::Session;
+use crate::settings::{default_param_type, int_param};
 
 /// A lock's key, with its arguments bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,47 +272,10 @@ fn int4(value: i64) -> Result<i32, ProxyError> {
 }
 
 fn bind(arg: KeyArg, request: &Execute) -> Result<Option<i64>, ProxyError> {
-    let n = match arg {
-        KeyArg::Value(value) => return Ok(Some(value)),
-        KeyArg::Param(n) => n,
-    };
-    let index = n - 1;
-    let value = request
-        .params
-        .get(index)
-        .ok_or_else(|| sql_error("42P02", format!("there is no parameter ${n}")))?;
-    let Some(bytes) = value.as_deref() else {
-        return Ok(None);
-    };
-    let format = request
-        .param_formats
-        .get(index)
-        .copied()
-        .unwrap_or_default();
-    let parsed = match format {
-        Format::Binary => match bytes.len() {
-            8 => <[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes),
-            4 => <[u8; 4]>::try_from(bytes)
-                .ok()
-                .map(|b| i64::from(i32::from_be_bytes(b))),
-            2 => <[u8; 2]>::try_from(bytes)
-                .ok()
-                .map(|b| i64::from(i16::from_be_bytes(b))),
-            _ => None,
-        },
-        Format::Text => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|text| text.trim().parse().ok()),
-    };
-    parsed.map(Some).ok_or_else(|| {
-        sql_error(
-            "22P02",
-            format!(
-                "invalid input syntax for type bigint: \"{}\"",
-                String::from_utf8_lossy(bytes)
-            ),
-        )
-    })
+    match arg {
+        KeyArg::Value(value) => Ok(Some(value)),
+        KeyArg::Param(n) => int_param(request, n),
+    }
 }
 
 /// The columns of an answered SELECT: `void` for the calls that take or release without an
@@ -353,14 +317,8 @@ pub(crate) fn answer_param_types(columns: &[AdvisoryColumn], given: &[u32]) -> V
             AdvisoryCall::UnlockAll => Vec::new(),
         };
         for (arg, ty) in args {
-            let KeyArg::Param(n) = arg else {
-                continue;
-            };
-            if types.len() < n {
-                types.resize(n, 0);
-            }
-            if types[n - 1] == 0 {
-                types[n - 1] = ty;
+            if let KeyArg::Param(n) = arg {
+                default_param_type(&mut types, n, ty);
             }
         }
     }

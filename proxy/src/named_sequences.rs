@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use mycelium_protocol::types::oid;
-use mycelium_protocol::{Column, DataRowsBuilder, DbError, Execute, Format};
+use mycelium_protocol::{Column, DataRowsBuilder, Execute, Format};
 use mycelium_router::{
     SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,
     SequenceDefinition, sequence_key,
@@ -27,6 +27,7 @@ use crate::execute::Output;
 use crate::policy_store::{run, text_params};
 use crate::sequences::{CounterHome, counter_home, open};
 use crate::session::Session;
+use crate::settings::{default_param_type, int_param, param};
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS __mycelium_named_sequences \
      (name text PRIMARY KEY, last_value bigint NOT NULL, is_called bigint NOT NULL, \
@@ -401,10 +402,19 @@ async fn setval(
             ),
         ));
     }
+    let set = format!("last_value = {value}, is_called = {}", i64::from(is_called));
+    update_row(session, home, name, &set).await
+}
+
+/// Sets `set` (and the home's stamp) on the row of sequence `name`.
+async fn update_row(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    home: &CounterHome,
+    name: &str,
+    set: &str,
+) -> Result<(), ProxyError> {
     let update = format!(
-        "UPDATE __mycelium_named_sequences SET last_value = {value}, is_called = {}, stamp = $2 \
-         WHERE name = $1 RETURNING last_value",
-        i64::from(is_called)
+        "UPDATE __mycelium_named_sequences SET {set}, stamp = $2 WHERE name = $1 RETURNING name"
     );
     if run(session, text_params(&update, &[name, home.stamp.as_str()]))
         .await?
@@ -460,20 +470,13 @@ async fn alter(
             )));
         }
     }
-    let update = format!(
-        "UPDATE __mycelium_named_sequences SET increment = {increment}, min_value = {min_value}, \
-         max_value = {max_value}, cycle = {}, start_value = {start_value}, \
-         last_value = {last_value}, is_called = {}, stamp = $2 WHERE name = $1 RETURNING name",
+    let set = format!(
+        "increment = {increment}, min_value = {min_value}, max_value = {max_value}, \
+         cycle = {}, start_value = {start_value}, last_value = {last_value}, is_called = {}",
         i64::from(changes.cycle.unwrap_or(row.cycle)),
         i64::from(is_called)
     );
-    if run(session, text_params(&update, &[name, home.stamp.as_str()]))
-        .await?
-        .is_empty()
-    {
-        return Err(missing(name));
-    }
-    Ok(())
+    update_row(session, home, name, &set).await
 }
 
 fn int8_column(name: &str) -> Column {
@@ -512,35 +515,12 @@ pub(crate) fn answer_param_types(columns: &[SequenceColumn], given: &[u32]) -> V
             SequenceCall::Lastval => Vec::new(),
         };
         for (arg, ty) in args {
-            let SequenceArg::Param(n) = *arg else {
-                continue;
-            };
-            if types.len() < n {
-                types.resize(n, 0);
-            }
-            if types[n - 1] == 0 {
-                types[n - 1] = ty;
+            if let SequenceArg::Param(n) = *arg {
+                default_param_type(&mut types, n, ty);
             }
         }
     }
     types
-}
-
-/// A bound parameter's bytes and format.
-fn param(request: &Execute, n: usize) -> Result<(Option<&[u8]>, Format), ProxyError> {
-    let index = n - 1;
-    let value = request
-        .params
-        .get(index)
-        .ok_or_else(|| sql_error("42P02", format!("there is no parameter ${n}")))?;
-    Ok((
-        value.as_deref(),
-        request
-            .param_formats
-            .get(index)
-            .copied()
-            .unwrap_or_default(),
-    ))
 }
 
 fn text(arg: &SequenceArg, request: &Execute) -> Result<Option<String>, ProxyError> {
@@ -555,30 +535,19 @@ fn text(arg: &SequenceArg, request: &Execute) -> Result<Option<String>, ProxyErr
 }
 
 fn int(arg: &SequenceArg, request: &Execute) -> Result<Option<i64>, ProxyError> {
-    let bad = |text: &str| {
-        ProxyError::Db(DbError::new(
-            "22P02",
-            format!("invalid input syntax for type bigint: \"{text}\""),
-        ))
-    };
     match arg {
         SequenceArg::Int(i) => Ok(Some(*i)),
-        SequenceArg::Param(n) => match param(request, *n)? {
-            (None, _) => Ok(None),
-            (Some(bytes), Format::Binary) => match bytes.len() {
-                8 => Ok(<[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes)),
-                4 => Ok(<[u8; 4]>::try_from(bytes)
-                    .ok()
-                    .map(|b| i64::from(i32::from_be_bytes(b)))),
-                _ => Err(bad("(binary)")),
-            },
-            (Some(bytes), Format::Text) => {
-                let text = String::from_utf8_lossy(bytes);
-                text.trim().parse().map(Some).map_err(|_| bad(&text))
-            }
-        },
-        SequenceArg::Text(text) => text.trim().parse().map(Some).map_err(|_| bad(text)),
-        SequenceArg::Bool(b) => Err(bad(&b.to_string())),
+        SequenceArg::Param(n) => int_param(request, *n),
+        SequenceArg::Text(text) => text.trim().parse().map(Some).map_err(|_| {
+            sql_error(
+                "22P02",
+                format!("invalid input syntax for type bigint: \"{text}\""),
+            )
+        }),
+        SequenceArg::Bool(b) => Err(sql_error(
+            "22P02",
+            format!("invalid input syntax for type bigint: \"{b}\""),
+        )),
     }
 }
 
@@ -586,9 +555,9 @@ fn boolean(arg: &SequenceArg, request: &Execute) -> Result<Option<bool>, ProxyEr
     let text = match arg {
         SequenceArg::Bool(b) => return Ok(Some(*b)),
         SequenceArg::Param(n) => match param(request, *n)? {
-            (None, _) => return Ok(None),
-            (Some(bytes), Format::Binary) => return Ok(bytes.first().map(|b| *b != 0)),
-            (Some(bytes), Format::Text) => String::from_utf8_lossy(bytes).into_owned(),
+            (None, _, _) => return Ok(None),
+            (Some(bytes), Format::Binary, _) => return Ok(bytes.first().map(|b| *b != 0)),
+            (Some(bytes), Format::Text, _) => String::from_utf8_lossy(bytes).into_owned(),
         },
         SequenceArg::Text(text) => text.clone(),
         SequenceArg::Int(i) => i.to_string(),

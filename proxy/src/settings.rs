@@ -171,22 +171,62 @@ pub(crate) fn answer_param_types(columns: &[SettingsColumn], given: &[u32]) -> V
             }
         };
         for (arg, boolean) in args {
-            let SettingArg::Param(n) = *arg else {
-                continue;
-            };
-            if types.len() < n {
-                types.resize(n, 0);
-            }
-            if types[n - 1] == 0 {
-                types[n - 1] = if boolean { oid::BOOL } else { oid::TEXT };
+            if let SettingArg::Param(n) = *arg {
+                default_param_type(&mut types, n, if boolean { oid::BOOL } else { oid::TEXT });
             }
         }
     }
     types
 }
 
+/// Gives parameter `$n` the type `ty` when the client left it to the server (0).
+pub(crate) fn default_param_type(types: &mut Vec<u32>, n: usize, ty: u32) {
+    if types.len() < n {
+        types.resize(n, 0);
+    }
+    if types[n - 1] == 0 {
+        types[n - 1] = ty;
+    }
+}
+
+/// Parameter `$n` as an integer, from text or from a binary int2, int4 or int8; `None` when
+/// NULL.
+pub(crate) fn int_param(request: &Execute, n: usize) -> Result<Option<i64>, ProxyError> {
+    let (bytes, format, _) = param(request, n)?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let parsed = match format {
+        Format::Binary => match bytes.len() {
+            8 => <[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes),
+            4 => <[u8; 4]>::try_from(bytes)
+                .ok()
+                .map(|b| i64::from(i32::from_be_bytes(b))),
+            2 => <[u8; 2]>::try_from(bytes)
+                .ok()
+                .map(|b| i64::from(i16::from_be_bytes(b))),
+            _ => None,
+        },
+        Format::Text => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.trim().parse().ok()),
+    };
+    parsed.map(Some).ok_or_else(|| {
+        sql_error(
+            "22P02",
+            format!(
+                "invalid input syntax for type bigint: \"{}\"",
+                String::from_utf8_lossy(bytes)
+            ),
+        )
+    })
+}
+
 /// A bound parameter's bytes, or an error naming it when there is no such parameter.
-fn param(request: &Execute, n: usize) -> Result<(Option<&[u8]>, Format, u32), ProxyError> {
+pub(crate) fn param(
+    request: &Execute,
+    n: usize,
+) -> Result<(Option<&[u8]>, Format, u32), ProxyError> {
     let index = n - 1;
     let value = request
         .params

@@ -3,14 +3,12 @@
 //! call happened to run on, and a SQLite node has no such functions. A plain `SELECT` of these
 //! calls alone is answered by the proxy, which keeps the locks; any other use is refused.
 
-use sqlparser::ast::{
-    CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem,
-    SetExpr, Statement, UnaryOperator, Value,
-};
+use sqlparser::ast::{CastKind, Expr, Statement, UnaryOperator, Value};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::RouterError;
+use crate::calls::select_of_calls;
 
 /// One column of a SELECT of advisory lock calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,70 +122,21 @@ fn function_kind(name: &str) -> Option<(&'static str, bool, bool, bool)> {
 }
 
 fn answered(statement: &Statement) -> Option<Vec<AdvisoryColumn>> {
-    let Statement::Query(query) = statement else {
-        return None;
-    };
-    if query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-        || query.fetch.is_some()
-        || !query.locks.is_empty()
-    {
-        return None;
-    }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
-    let bare = select.from.is_empty()
-        && select.selection.is_none()
-        && select.having.is_none()
-        && select.distinct.is_none()
-        && select.into.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    if !bare {
-        return None;
-    }
-    select
-        .projection
-        .iter()
-        .map(|item| {
-            let (expr, alias) = match item {
-                SelectItem::UnnamedExpr(expr) => (expr, None),
-                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
-                _ => return None,
-            };
-            let Expr::Function(function) = expr else {
-                return None;
-            };
-            let full_name = function.name.to_string();
-            let (kind, shared, xact, wait) = function_kind(&full_name)?;
-            if function.filter.is_some()
-                || function.over.is_some()
-                || !function.within_group.is_empty()
-            {
-                return None;
-            }
-            let args: Vec<KeyArg> = match &function.args {
-                FunctionArguments::None => Vec::new(),
-                FunctionArguments::List(list)
-                    if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
-                {
-                    list.args
-                        .iter()
-                        .map(|arg| match arg {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => key_arg(e),
-                            _ => None,
-                        })
-                        .collect::<Option<_>>()?
-                }
-                _ => return None,
-            };
+    select_of_calls(statement)?
+        .into_iter()
+        .map(|call| {
+            let (kind, shared, xact, wait) = function_kind(&call.name)?;
+            let args: Vec<KeyArg> = call
+                .args
+                .iter()
+                .map(|e| key_arg(e))
+                .collect::<Option<_>>()?;
             let key = match args.as_slice() {
                 [big] => Some(AdvisoryKey::Big(*big)),
                 [first, second] => Some(AdvisoryKey::Pair(*first, *second)),
                 _ => None,
             };
-            let call = match (kind, key) {
+            let lock = match (kind, key) {
                 ("lock", Some(key)) => AdvisoryCall::Lock {
                     key,
                     shared,
@@ -198,11 +147,10 @@ fn answered(statement: &Statement) -> Option<Vec<AdvisoryColumn>> {
                 ("unlock_all", None) if args.is_empty() => AdvisoryCall::UnlockAll,
                 _ => return None,
             };
-            let name = alias.unwrap_or_else(|| {
-                let name = full_name.to_ascii_lowercase();
-                name.strip_prefix("pg_catalog.").unwrap_or(&name).to_owned()
-            });
-            Some(AdvisoryColumn { name, call })
+            Some(AdvisoryColumn {
+                name: call.alias.unwrap_or(call.name),
+                call: lock,
+            })
         })
         .collect()
 }

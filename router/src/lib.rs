@@ -8,6 +8,7 @@
 mod access;
 mod advisory;
 mod cache;
+mod calls;
 mod classify;
 mod copy;
 mod create_as;

@@ -4,13 +4,14 @@
 //! `named_sequences.rs` runs them.
 
 use sqlparser::ast::{
-    CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    ObjectName, ObjectType, SelectItem, SequenceOptions, SetExpr, Statement, UnaryOperator, Value,
+    CastKind, DataType, Expr, ObjectName, ObjectType, SequenceOptions, Statement, UnaryOperator,
+    Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::RouterError;
+use crate::calls::select_of_calls;
 
 /// A statement about sequences the proxy runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,65 +357,18 @@ pub(crate) fn mentions_sequence_functions(sql: &str) -> bool {
 /// else (other uses reach the nodes as before: a PostgreSQL node's own sequences).
 pub(crate) fn plan_sequence_calls(sql: &str) -> Option<SequenceCommand> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let [Statement::Query(query)] = statements.as_slice() else {
+    let [statement] = statements.as_slice() else {
         return None;
     };
-    if query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-        || query.fetch.is_some()
-        || !query.locks.is_empty()
-    {
-        return None;
-    }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
-    let bare = select.from.is_empty()
-        && select.selection.is_none()
-        && select.having.is_none()
-        && select.distinct.is_none()
-        && select.into.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    if !bare {
-        return None;
-    }
-    let columns = select
-        .projection
-        .iter()
-        .map(|item| {
-            let (expr, alias) = match item {
-                SelectItem::UnnamedExpr(expr) => (expr, None),
-                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
-                _ => return None,
-            };
-            let Expr::Function(function) = expr else {
-                return None;
-            };
-            if function.filter.is_some()
-                || function.over.is_some()
-                || !function.within_group.is_empty()
-            {
-                return None;
-            }
-            let full = function.name.to_string().to_ascii_lowercase();
-            let name = full.strip_prefix("pg_catalog.").unwrap_or(&full).to_owned();
-            let args: Vec<SequenceArg> = match &function.args {
-                FunctionArguments::None => Vec::new(),
-                FunctionArguments::List(list)
-                    if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
-                {
-                    list.args
-                        .iter()
-                        .map(|arg| match arg {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => argument(e),
-                            _ => None,
-                        })
-                        .collect::<Option<_>>()?
-                }
-                _ => return None,
-            };
-            let call = match (name.as_str(), args.as_slice()) {
+    let columns = select_of_calls(statement)?
+        .into_iter()
+        .map(|call| {
+            let args: Vec<SequenceArg> = call
+                .args
+                .iter()
+                .map(|e| argument(e))
+                .collect::<Option<_>>()?;
+            let sequence_call = match (call.name.as_str(), args.as_slice()) {
                 ("nextval", [sequence]) => SequenceCall::Nextval(sequence.clone()),
                 ("currval", [sequence]) => SequenceCall::Currval(sequence.clone()),
                 ("setval", [sequence, value]) => SequenceCall::Setval {
@@ -431,8 +385,8 @@ pub(crate) fn plan_sequence_calls(sql: &str) -> Option<SequenceCommand> {
                 _ => return None,
             };
             Some(SequenceColumn {
-                name: alias.unwrap_or(name),
-                call,
+                name: call.alias.unwrap_or(call.name),
+                call: sequence_call,
             })
         })
         .collect::<Option<Vec<_>>>()?;
@@ -476,35 +430,26 @@ mod tests {
         }
     }
 
+    fn fields(d: &SequenceDefinition) -> (&str, i64, i64, i64, i64, bool) {
+        (
+            d.name.as_str(),
+            d.increment,
+            d.min_value,
+            d.max_value,
+            d.start,
+            d.cycle,
+        )
+    }
+
     #[test]
     fn create_sequence_takes_postgres_defaults() {
         let d = create("CREATE SEQUENCE Public.Orders_Seq");
-        assert_eq!(
-            (
-                d.name.as_str(),
-                d.increment,
-                d.min_value,
-                d.max_value,
-                d.start,
-                d.cycle
-            ),
-            ("orders_seq", 1, 1, i64::MAX, 1, false)
-        );
+        assert_eq!(fields(&d), ("orders_seq", 1, 1, i64::MAX, 1, false));
         let d = create(
             "CREATE SEQUENCE IF NOT EXISTS \"Hi\" AS integer INCREMENT BY -5 START WITH -100 \
              CACHE 20 CYCLE",
         );
-        assert_eq!(
-            (
-                d.name.as_str(),
-                d.increment,
-                d.min_value,
-                d.max_value,
-                d.start,
-                d.cycle
-            ),
-            ("Hi", -5, i64::from(i32::MIN), -1, -100, true)
-        );
+        assert_eq!(fields(&d), ("Hi", -5, i64::from(i32::MIN), -1, -100, true));
         assert!(d.if_not_exists);
         for bad in [
             "CREATE SEQUENCE s INCREMENT 0",

@@ -8,14 +8,14 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CastKind, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    ObjectName, Select, SelectItem, SetExpr, Statement, Value,
+    CastKind, Expr, Function, ObjectName, Select, SelectItem, SetExpr, Statement, Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token, Tokenizer};
 
 use crate::RouterError;
+use crate::calls::{plain_args, select_of_calls};
 
 /// A statement that calls `current_setting` or `set_config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,47 +221,20 @@ fn which(name: &ObjectName) -> Option<Kind> {
 
 /// The columns of a SELECT the proxy answers, if the statement is one.
 fn answered(statement: &Statement) -> Option<Vec<SettingsColumn>> {
-    let Statement::Query(query) = statement else {
-        return None;
-    };
-    if query.with.is_some()
-        || query.order_by.is_some()
-        || query.limit_clause.is_some()
-        || query.fetch.is_some()
-        || !query.locks.is_empty()
-    {
-        return None;
-    }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
-    let bare = select.from.is_empty()
-        && select.selection.is_none()
-        && select.having.is_none()
-        && select.distinct.is_none()
-        && select.into.is_none()
-        && matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    if !bare {
-        return None;
-    }
-    select
-        .projection
-        .iter()
-        .map(|item| {
-            let (expr, alias) = match item {
-                SelectItem::UnnamedExpr(expr) => (expr, None),
-                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+    select_of_calls(statement)?
+        .into_iter()
+        .map(|call| {
+            let kind = match call.name.as_str() {
+                "current_setting" => Kind::Get,
+                "set_config" => Kind::Set,
                 _ => return None,
             };
-            let Expr::Function(function) = expr else {
-                return None;
-            };
-            let kind = which(&function.name)?;
-            let args = plain_args(function)?
+            let args = call
+                .args
                 .iter()
                 .map(|e| literal(e, true))
                 .collect::<Option<Vec<_>>>()?;
-            let call = match (kind, args.as_slice()) {
+            let call_of = match (kind, args.as_slice()) {
                 (Kind::Get, [name]) => SettingsCall::Get {
                     name: name.clone(),
                     missing_ok: SettingArg::Bool(false),
@@ -277,31 +250,10 @@ fn answered(statement: &Statement) -> Option<Vec<SettingsColumn>> {
                 },
                 _ => return None,
             };
-            let name = alias.unwrap_or_else(|| match kind {
-                Kind::Get => "current_setting".to_owned(),
-                Kind::Set => "set_config".to_owned(),
-            });
-            Some(SettingsColumn { name, call })
-        })
-        .collect()
-}
-
-/// The arguments of a plain call (no DISTINCT, ORDER BY, FILTER, OVER, named arguments).
-fn plain_args(function: &Function) -> Option<Vec<&Expr>> {
-    if function.filter.is_some() || function.over.is_some() || !function.within_group.is_empty() {
-        return None;
-    }
-    let FunctionArguments::List(list) = &function.args else {
-        return None;
-    };
-    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-        return None;
-    }
-    list.args
-        .iter()
-        .map(|arg| match arg {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
-            _ => None,
+            Some(SettingsColumn {
+                name: call.alias.unwrap_or(call.name),
+                call: call_of,
+            })
         })
         .collect()
 }
