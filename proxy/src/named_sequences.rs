@@ -91,9 +91,9 @@ impl Session {
         let home = counter_home(&self.proxy.cluster)?;
         let mut session = open(&self.proxy.cluster, home.node).await?;
         let session = session.as_mut();
-        run(session, Execute::simple(CREATE)).await?;
         match command {
             SequenceCommand::Create(definition) => {
+                run(session, Execute::simple(CREATE)).await?;
                 self.create_sequence(session, &home, definition).await?;
                 backend::command_complete(&mut self.conn.out, "CREATE SEQUENCE");
             }
@@ -112,26 +112,30 @@ impl Session {
                 backend::command_complete(&mut self.conn.out, "ALTER SEQUENCE");
             }
             SequenceCommand::Drop { names, if_exists } => {
+                let mut found = Vec::with_capacity(names.len());
                 for name in names {
-                    let found = run(session, text_params(SELECT, &[name.as_str()])).await?;
-                    if found.is_empty() && !if_exists {
+                    let kept = kept(session, name).await?;
+                    if !kept && !if_exists {
                         return Err(sql_error(
                             "42P01",
                             format!("sequence \"{name}\" does not exist"),
                         ));
                     }
+                    found.push(kept);
                 }
-                for name in names {
-                    let deleted = run(
-                        session,
-                        text_params(
-                            "DELETE FROM __mycelium_named_sequences WHERE name = $1 \
-                             RETURNING name",
-                            &[name.as_str()],
-                        ),
-                    )
-                    .await?;
-                    if deleted.is_empty() {
+                for (name, kept) in names.iter().zip(found) {
+                    let deleted = kept
+                        && !run(
+                            session,
+                            text_params(
+                                "DELETE FROM __mycelium_named_sequences WHERE name = $1 \
+                                 RETURNING name",
+                                &[name.as_str()],
+                            ),
+                        )
+                        .await?
+                        .is_empty();
+                    if !deleted {
                         skipping(
                             &mut self.conn.out,
                             "00000",
@@ -145,9 +149,7 @@ impl Session {
                 // Every sequence named must be one of ours before anything is drawn.
                 for column in columns {
                     if let Some(name) = self.sequence_name(&column.call, request)?
-                        && run(session, text_params(SELECT, &[name.as_str()]))
-                            .await?
-                            .is_empty()
+                        && !kept(session, &name).await?
                     {
                         return Ok(false);
                     }
@@ -284,6 +286,19 @@ impl Session {
         row.end_row();
         self.conn.out.extend_from_slice(row.take().bytes());
         backend::command_complete(&mut self.conn.out, "SELECT 1");
+    }
+}
+
+/// Whether the proxies keep a sequence of this name (none yet when the table is missing:
+/// it is created by the first CREATE SEQUENCE, so that drawing never runs DDL).
+async fn kept(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    name: &str,
+) -> Result<bool, ProxyError> {
+    match run(session, text_params(SELECT, &[name])).await {
+        Ok(rows) => Ok(!rows.is_empty()),
+        Err(e) if e.code == "42P01" => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

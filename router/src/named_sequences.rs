@@ -346,11 +346,10 @@ fn integer(e: &Expr) -> Option<i64> {
 /// Whether the text may call a sequence function; only such statements are parsed here.
 pub(crate) fn mentions_sequence_functions(sql: &str) -> bool {
     let bytes = sql.as_bytes();
-    bytes.windows(4).any(|w| {
-        w.eq_ignore_ascii_case(b"xtva")
-            || w.eq_ignore_ascii_case(b"rrva")
-            || w.eq_ignore_ascii_case(b"tval")
-    })
+    // nextval, setval, lastval; currval.
+    bytes
+        .windows(4)
+        .any(|w| w.eq_ignore_ascii_case(b"tval") || w.eq_ignore_ascii_case(b"rrva"))
 }
 
 /// A SELECT of sequence function calls alone, which the proxy answers; `None` for anything
