@@ -11,6 +11,11 @@
 //! acknowledged, so the first draw there skips [`PROMOTION_GAP`] increments ahead. A SELECT
 //! naming a sequence the proxy does not keep (a PostgreSQL node's own, behind a serial
 //! column) goes to the nodes as before.
+//!
+//! A cluster of one PostgreSQL node keeps no sequence here: every sequence statement goes to
+//! the node, whose own sequences are then the cluster's, so that what expects a real one finds
+//! it: a column default naming it (`ALTER TABLE ... SET DEFAULT nextval(...)`, as pg_dump
+//! restores serial columns), `\ds`, `pg_class`.
 
 use std::collections::HashMap;
 
@@ -22,6 +27,7 @@ use mycelium_router::{
 };
 
 use crate::backend;
+use crate::cluster::Cluster;
 use crate::error::{ProxyError, sql_error};
 use crate::execute::Output;
 use crate::policy_store::{run, text_params};
@@ -79,15 +85,31 @@ fn missing(name: &str) -> ProxyError {
     sql_error("42P01", format!("relation \"{name}\" does not exist"))
 }
 
+/// Whether the cluster is one PostgreSQL node, whose own sequences serve (see the module
+/// documentation).
+fn node_keeps_sequences(cluster: &Cluster) -> bool {
+    match cluster.nodes.as_slice() {
+        [node] => node
+            .backend
+            .get()
+            .is_some_and(|backend| backend == "postgres"),
+        _ => false,
+    }
+}
+
 impl Session {
-    /// Runs a sequence statement; `Ok(false)` when a SELECT names a sequence the proxy does
-    /// not keep, for the caller to send to the nodes.
+    /// Runs a sequence statement; `Ok(false)` when it is for the nodes (a SELECT naming a
+    /// sequence the proxy does not keep, anything on a cluster of one PostgreSQL node), for the
+    /// caller to send there.
     pub(crate) async fn sequence_command(
         &mut self,
         command: &SequenceCommand,
         request: &Execute,
         output: Output,
     ) -> Result<bool, ProxyError> {
+        if node_keeps_sequences(&self.proxy.cluster) {
+            return Ok(false);
+        }
         let home = counter_home(&self.proxy.cluster)?;
         let mut session = open(&self.proxy.cluster, home.node).await?;
         let session = session.as_mut();

@@ -186,6 +186,109 @@ async fn up_with_postgres_nodes_serves_tokio_postgres_and_psql() {
     }
 }
 
+/// A cluster of one PostgreSQL node leaves sequences to the node, so what pg_dump writes for a
+/// serial column restores through psql as on PostgreSQL: the sequence is a real one (in
+/// `pg_class`, `\ds`), the column default draws from it, and `setval` moves the same sequence.
+#[tokio::test]
+async fn a_pg_dump_script_with_sequences_restores_on_one_postgres_node() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let cluster = Cluster::start_with_args(&[
+        "--backend",
+        "postgres",
+        "--pg-url",
+        &pg.url("mycelium"),
+        "--nodes",
+        "1",
+    ]);
+    let script = "CREATE TABLE public.t (id integer NOT NULL, v text);\n\
+        CREATE SEQUENCE public.t_id_seq AS integer START WITH 1 INCREMENT BY 1 \
+        NO MINVALUE NO MAXVALUE CACHE 1;\n\
+        ALTER SEQUENCE public.t_id_seq OWNED BY public.t.id;\n\
+        ALTER TABLE ONLY public.t ALTER COLUMN id SET DEFAULT \
+        nextval('public.t_id_seq'::regclass);\n\
+        COPY public.t (id, v) FROM stdin;\n1\ta\n2\tb\n3\tc\n\\.\n\
+        SELECT pg_catalog.setval('public.t_id_seq', 3, true);\n\
+        ALTER TABLE ONLY public.t ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n";
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), script).unwrap();
+    let mut psql = tokio::process::Command::new("psql");
+    psql.env("PGPASSWORD", PASSWORD)
+        .env("PGSSLMODE", "disable")
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &cluster.conn_string(),
+            "-f",
+        ])
+        .arg(file.path());
+    let out = output(psql, "psql -f").await;
+    assert!(
+        out.status.success(),
+        "the restore failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let client = cluster.connect().await;
+    let id: i32 = client
+        .query_one("INSERT INTO t (v) VALUES ('d') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 4, "the default draws from the restored sequence");
+    let drawn = client
+        .simple_query("BEGIN; SELECT nextval('t_id_seq'); SELECT currval('t_id_seq'); COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        text_values(&drawn),
+        [vec![Some("5".to_owned())], vec![Some("5".to_owned())]]
+    );
+
+    // On the node: a real sequence owned by the column, no sequence kept by the proxy.
+    let node = direct(&pg, "mycelium_n1").await;
+    let owned: Vec<(String, String)> = node
+        .query(
+            "SELECT s.relname::text, a.attname::text FROM pg_class s \
+             JOIN pg_depend d ON d.objid = s.oid AND d.deptype = 'a' \
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE s.relkind = 'S' AND d.refobjid = 'public.t'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(owned, [("t_id_seq".to_owned(), "id".to_owned())]);
+    let kept = node
+        .query_one(
+            "SELECT to_regclass('__mycelium_named_sequences') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        kept.get::<_, bool>(0),
+        "the proxy kept a sequence of its own"
+    );
+    let rows: Vec<(i32, String)> = node
+        .query("SELECT id, v FROM t ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [(1, "a"), (2, "b"), (3, "c"), (4, "d")].map(|(id, v)| (id, v.to_owned()))
+    );
+}
+
 /// Isolation levels as Postgres takes them, and run by PostgreSQL nodes: the default (read
 /// committed), BEGIN's level, SET TRANSACTION before the first query (25001 after it),
 /// `default_transaction_isolation` and SET SESSION CHARACTERISTICS. The node's own
