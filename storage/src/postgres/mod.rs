@@ -269,6 +269,9 @@ impl PostgresBackend {
             .connection_timeout(options.connect_timeout)
             .test_on_check_out(false)
             .retry_connection(false)
+            // The connection used last goes out first: its backend process and its caches
+            // are warm, and connections a burst opened stay idle until they time out.
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             .error_sink(Box::new(pool::HealthSink::new(
                 health.clone(),
                 manager.clone(),

@@ -938,3 +938,34 @@ async fn a_younger_transaction_holding_locks_elsewhere_does_not_wait_for_an_olde
         Some("56")
     );
 }
+
+/// Statements outside a transaction take the connection used last, so a lone client keeps
+/// one PostgreSQL backend (warm, with its prepared statements) even after a burst opened more.
+#[tokio::test]
+async fn a_lone_client_keeps_the_connection_used_last() {
+    let Some(pg) = PgCluster::start_or_skip() else {
+        return;
+    };
+    let backend = backend(&pg, "lifo").await;
+    let mut burst = [backend.session(), backend.session(), backend.session()];
+    let mut pids = Vec::new();
+    for session in &mut burst {
+        ok(session, "BEGIN").await;
+        pids.push(ok(session, "SELECT pg_backend_pid()").await.value());
+    }
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "three transactions hold three connections");
+    for session in &mut burst {
+        ok(session, "COMMIT").await;
+    }
+    let last = pids.pop().flatten();
+
+    let mut lone = backend.session();
+    for _ in 0..5 {
+        let pid = ok(&mut lone, "SELECT pg_backend_pid()").await.value();
+        assert_eq!(
+            pid, last,
+            "the connection returned last serves every statement"
+        );
+    }
+}
