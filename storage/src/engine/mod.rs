@@ -3,7 +3,7 @@
 //!
 //! Tokio tasks never touch SQLite. A session sends a job over a channel to a worker thread
 //! and awaits the answer (or, for `execute`, returns the reply stream at once). An autocommit
-//! statement borrows any idle worker for its duration; an explicit transaction pins one
+//! statement borrows the idle worker freed last for its duration; an explicit transaction pins one
 //! worker from its first statement until COMMIT/ROLLBACK, because SQLite transactions are
 //! per connection.
 
@@ -119,8 +119,13 @@ pub(crate) struct Pool {
     slots: RwLock<Vec<Arc<Slot>>>,
     /// What starting another worker takes.
     spawner: Spawner,
-    idle_tx: mpsc::UnboundedSender<usize>,
-    idle_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<usize>>,
+    /// Idle workers, the one freed last on top: a statement takes the worker that ran last,
+    /// whose thread and page cache are warm, and workers a burst started stay idle.
+    idle: Mutex<Vec<usize>>,
+    /// Woken when a worker becomes idle, or the pool closes.
+    freed: tokio::sync::Notify,
+    /// One statement at a time looks for a worker (and grows the pool), in arrival order.
+    acquiring: tokio::sync::Mutex<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     next_job: AtomicU64,
@@ -202,16 +207,25 @@ impl Pool {
         // grows, and at its limit the wait is bounded so that such a cycle ends in an error
         // rather than a hang.
         let waited = tokio::time::timeout(self.acquire_timeout, async {
-            let mut idle = self.idle_rx.lock().await;
-            match idle.try_recv() {
-                Ok(index) => Ok(index),
-                Err(_) if self.workers() < self.spawner.options.max_workers => {
-                    let pool = self.clone();
-                    tokio::task::spawn_blocking(move || pool.grow())
-                        .await
-                        .map_err(|_| closed_error())?
+            let _turn = self.acquiring.lock().await;
+            loop {
+                // Registered before looking, so a worker freed in between still wakes us.
+                let freed = self.freed.notified();
+                tokio::pin!(freed);
+                freed.as_mut().enable();
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(closed_error());
                 }
-                Err(_) => idle.recv().await.ok_or_else(closed_error),
+                if let Some(index) = self.take_idle() {
+                    return Ok(index);
+                }
+                if self.workers() < self.spawner.options.max_workers {
+                    let pool = self.clone();
+                    return tokio::task::spawn_blocking(move || pool.grow())
+                        .await
+                        .map_err(|_| closed_error())?;
+                }
+                freed.await;
             }
         })
         .await;
@@ -244,6 +258,13 @@ impl Pool {
             .map_err(|_| DbError::new("XX000", "the prepared-transaction table is poisoned"))
     }
 
+    fn take_idle(&self) -> Option<usize> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
+
     fn workers(&self) -> usize {
         self.slots.read().map_or(0, |slots| slots.len())
     }
@@ -253,7 +274,7 @@ impl Pool {
     }
 
     /// Starts one more worker (on a blocking thread: it opens a connection); answers its
-    /// index. Callers hold the idle queue, so two never grow the pool at once.
+    /// index. Callers take their turn at acquiring, so two never grow the pool at once.
     fn grow(&self) -> Result<usize, DbError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
@@ -316,7 +337,12 @@ pub(crate) struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let _ = self.pool.idle_tx.send(self.index);
+        self.pool
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(self.index);
+        self.pool.freed.notify_one();
     }
 }
 
@@ -392,15 +418,15 @@ impl SqliteBackend {
             write_lock: Arc::default(),
         });
 
-        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
         let mut slots = Vec::new();
         let mut threads = Vec::new();
         for index in 0..options.workers.max(1) {
             let (slot, handle) = spawn_worker(index, path, &options, shared.clone())?;
             slots.push(Arc::new(slot));
             threads.push(handle);
-            let _ = idle_tx.send(index);
         }
+        // Worker 0 on top.
+        let idle = (0..slots.len()).rev().collect();
         let backend = SqliteBackend {
             path: path.to_path_buf(),
             shared: shared.clone(),
@@ -411,8 +437,9 @@ impl SqliteBackend {
                     options: options.clone(),
                     shared: shared.clone(),
                 },
-                idle_tx,
-                idle_rx: tokio::sync::Mutex::new(idle_rx),
+                idle: Mutex::new(idle),
+                freed: tokio::sync::Notify::new(),
+                acquiring: tokio::sync::Mutex::new(()),
                 threads: Mutex::new(threads),
                 closed: AtomicBool::new(false),
                 next_job: AtomicU64::new(1),
@@ -435,10 +462,7 @@ impl SqliteBackend {
         };
         let index = self
             .pool
-            .idle_rx
-            .try_lock()
-            .ok()
-            .and_then(|mut idle| idle.try_recv().ok())
+            .take_idle()
             .ok_or_else(|| failed("no idle worker to hold it".to_owned()))?;
         let lease = Lease {
             pool: self.pool.clone(),
@@ -516,6 +540,8 @@ impl SqliteBackend {
         if self.pool.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // A statement waiting for a worker gets its error now.
+        self.pool.freed.notify_waiters();
         if let Ok(slots) = self.pool.slots.read() {
             for slot in slots.iter() {
                 let _ = slot.jobs.send(Job::Shutdown);
