@@ -300,7 +300,14 @@ impl<'c> Worker<'c> {
                     reply,
                 } => {
                     self.shared.write_lock.finishing(self.index);
-                    let _ = reply.send(self.prepare(&gid, &decider));
+                    if let Err(Ok(true)) = reply.send(self.prepare(&gid, &decider)) {
+                        // The session stopped waiting for this vote (its coordinator gave
+                        // up), so nobody holds the prepared transaction and no coordinator
+                        // counted the vote: abort it now, before this worker, back in the
+                        // pool, runs anyone else's statement inside it.
+                        tracing::debug!(gid, "a prepare nobody waited for is rolled back");
+                        let _ = self.finish_prepared(&gid, false);
+                    }
                 }
                 Job::FinishPrepared {
                     gid,
