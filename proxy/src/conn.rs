@@ -13,6 +13,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for T {}
 /// Output is flushed once this much is buffered, so large results stream instead of piling up.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
+/// Every read offers the socket at least this much room, so a client's pipelined messages
+/// (pgbench's Bind, Execute and Sync) arrive in one `recv` rather than one per message part.
+const READ_ROOM: usize = 4 * 1024;
+
 pub struct ClientConn {
     stream: Box<dyn ClientStream>,
     read: BytesMut,
@@ -79,6 +83,9 @@ impl ClientConn {
                 self.read.reserve(len + 1 - self.read.len());
             }
             self.flush().await?;
+            if self.read.capacity() - self.read.len() < READ_ROOM {
+                self.read.reserve(READ_ROOM);
+            }
             if self.stream.read_buf(&mut self.read).await? == 0 {
                 if self.read.has_remaining() {
                     return Err(ProxyError::Protocol(

@@ -128,3 +128,74 @@ fn sync_is_next_looks_past_flushes_only() {
     // A partial header says nothing yet.
     assert!(!sync_after(&[b'S', 0, 0]));
 }
+
+/// A stream that counts the reads that returned bytes.
+struct CountedReads {
+    inner: tokio::io::DuplexStream,
+    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AsyncRead for CountedReads {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for CountedReads {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[test]
+fn messages_sent_together_are_taken_in_one_read() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stream = CountedReads {
+            inner: server,
+            reads: reads.clone(),
+        };
+        let mut conn = ClientConn::new(Box::new(stream), BytesMut::new(), 1024 * 1024);
+        let mut bytes = query(&format!("select '{}'", "x".repeat(300)));
+        bytes.extend_from_slice(&[b'S', 0, 0, 0, 4]);
+        client.write_all(&bytes).await.expect("write");
+        for expected in ["Query", "Sync"] {
+            let message = conn.read_message().await.expect("read").expect("message");
+            assert_eq!(kind_name(&message), expected);
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 1);
+    });
+}
