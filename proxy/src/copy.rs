@@ -17,7 +17,7 @@ use crate::cluster::Cluster;
 use crate::copy_binary::{self, BinaryCopyParser};
 use crate::error::{ProxyError, sql_error};
 use crate::execute::{Finished, Target};
-use crate::sequences::{Generated, Need, numbered_by_proxy};
+use crate::sequences::{Generated, Need, may_number, numbered_by_proxy};
 use crate::session::Session;
 
 /// Rows sent to the node per batch.
@@ -199,16 +199,56 @@ impl Session {
             .await
     }
 
-    /// The serial and identity columns of the sharded table `table` that a COPY or INSERT
-    /// ... SELECT naming `columns` leaves out (none when it names none: it gives them all).
-    /// The proxy adds their values from the cluster's counters, as for INSERT ... VALUES.
+    /// Where an INSERT ... SELECT that leaves out a column drawing from a sequence the proxies
+    /// keep runs: as the proxy's own INSERT ... SELECT, which fills that column, whatever
+    /// the table's placement (the router already sends sharded tables there). `None` for
+    /// any other statement.
+    pub(crate) async fn filled_insert_select(
+        &mut self,
+        request: &Execute,
+    ) -> Result<Option<Target>, ProxyError> {
+        if mycelium_router::statement_kind(&request.sql) != "insert" {
+            return Ok(None);
+        }
+        let Some(parts) = mycelium_router::insert_select_parts(&request.sql) else {
+            return Ok(None);
+        };
+        let cluster = &self.proxy.cluster;
+        if numbered_by_proxy(cluster, &parts.table) || !may_number(cluster, &parts.table) {
+            return Ok(None);
+        }
+        let missing = self.missing_generated(&parts.table, &parts.columns).await?;
+        if !missing.iter().any(Generated::draws_from_sequence) {
+            return Ok(None);
+        }
+        if parts.on_conflict_or_returning {
+            return Err(sql_error(
+                "0A000",
+                format!(
+                    "INSERT INTO {} ... SELECT with ON CONFLICT or RETURNING is not supported \
+                     when it leaves a column to a sequence the proxies keep: insert the rows \
+                     with VALUES",
+                    parts.table
+                ),
+            ));
+        }
+        Ok(Some(Target::InsertSelect {
+            table: parts.table,
+            columns: parts.columns,
+            select: parts.select,
+        }))
+    }
+
+    /// The generated columns of `table` the proxy fills (see `sequences::resolve`) that a
+    /// COPY or INSERT ... SELECT naming `columns` leaves out (none when it names none: it
+    /// gives them all). The proxy adds their values, as for INSERT ... VALUES.
     async fn missing_generated(
         &mut self,
         table: &str,
         columns: &[String],
     ) -> Result<Vec<Generated>, ProxyError> {
         let table = table.to_ascii_lowercase();
-        if columns.is_empty() || !numbered_by_proxy(&self.proxy.cluster, &table) {
+        if columns.is_empty() || !may_number(&self.proxy.cluster, &table) {
             return Ok(Vec::new());
         }
         Ok(self

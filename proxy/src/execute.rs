@@ -1013,7 +1013,10 @@ impl Session {
         let request = self.with_insert_columns(request).await?;
         let request = self.with_generated_values(request).await?;
         self.collect_commit_positions();
-        let (target, writes) = self.target(&request)?;
+        let (target, writes) = match self.filled_insert_select(&request).await? {
+            Some(target) => (target, true),
+            None => self.target(&request)?,
+        };
         // Writes on several nodes, and DDL (every node), are atomic even in autocommit.
         let implicit = self.status == TxnStatus::Idle
             && (matches!(target, Target::Many(_) | Target::InsertSelect { .. })
@@ -1029,7 +1032,15 @@ impl Session {
             self.wrote(table);
         }
         self.statement_transaction = implicit;
-        let mut result = self.run_target(target, writes, request, output, ddl).await;
+        let stand_ins = if ddl {
+            self.stand_in_sequences(&request.sql).await
+        } else {
+            Ok(())
+        };
+        let mut result = match stand_ins {
+            Ok(()) => self.run_target(target, writes, request, output, ddl).await,
+            Err(e) => Err(e),
+        };
         self.statement_transaction = false;
         if implicit {
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
@@ -1096,10 +1107,11 @@ impl Session {
     }
 
     /// An INSERT into a sharded table that leaves a serial or identity column to its default
-    /// gets values from the cluster's counter instead of each node's sequence (see
+    /// gets values from the cluster's counter instead of each node's sequence, and one that
+    /// leaves a column drawing from a sequence the proxies keep gets values from it (see
     /// `sequences`), written into the statement.
     async fn with_generated_values(&mut self, request: Execute) -> Result<Execute, ProxyError> {
-        use crate::sequences::{need_of, sharded_insert_table};
+        use crate::sequences::{need_of, numbered_insert_table};
         let proxy = self.proxy.clone();
         let cluster = &proxy.cluster;
         if mycelium_router::statement_kind(&request.sql) != "insert" {
@@ -1113,7 +1125,7 @@ impl Session {
         let need = match known {
             Some(need) => need,
             None => {
-                let (need, known) = match sharded_insert_table(cluster, &request.sql) {
+                let (need, known) = match numbered_insert_table(cluster, &request.sql) {
                     None => (None, true),
                     Some(table) => match self.generated_columns(&table).await? {
                         Some(generated) => (need_of(&request.sql, &table, &generated)?, true),
@@ -1139,12 +1151,23 @@ impl Session {
         })
     }
 
-    /// Values for `need` from the cluster's counters: inside the client's transaction when it
-    /// already wrote on the counters' node (see `Sequences::fills`).
+    /// Values for `need` from the cluster's counters and sequences: inside the client's
+    /// transaction when it already wrote on the counters' node (see `Sequences::fills`).
     pub(crate) async fn draw_fills(
         &mut self,
         need: &crate::sequences::Need,
     ) -> Result<Vec<mycelium_router::ColumnFill>, ProxyError> {
+        let drawn = self.draw_values(need).await?;
+        for (sequence, value) in drawn.sequences {
+            self.drawn.record(sequence, value);
+        }
+        Ok(drawn.fills)
+    }
+
+    async fn draw_values(
+        &mut self,
+        need: &crate::sequences::Need,
+    ) -> Result<crate::sequences::Drawn, ProxyError> {
         let proxy = self.proxy.clone();
         let cluster = &proxy.cluster;
         let home = crate::sequences::counter_home(cluster)?;
@@ -1167,14 +1190,14 @@ impl Session {
             .await
     }
 
-    /// The serial and identity columns of `table` if it is sharded: as the client's
-    /// transaction sees them when it changed the schema (the table may be new in it); `None`
-    /// when the node asked does not have the table.
+    /// The generated columns of `table` the proxy fills (see `sequences::resolve`): as the
+    /// client's transaction sees them when it changed the schema (the table may be new in it);
+    /// `None` when the node asked does not have the table.
     pub(crate) async fn generated_columns(
         &mut self,
         table: &str,
     ) -> Result<Option<Arc<Vec<crate::sequences::Generated>>>, ProxyError> {
-        use crate::sequences::{columns_query, describing_node, generated_from};
+        use crate::sequences::{columns_query, describing_node, resolve};
         let proxy = self.proxy.clone();
         let cluster = &proxy.cluster;
         if !self.ran_ddl {
@@ -1184,7 +1207,7 @@ impl Session {
         self.ensure_node_transaction(node).await?;
         let session = self.node(node).await?;
         let rows = crate::policy_store::run(session.as_mut(), columns_query(table)).await?;
-        Ok(generated_from(rows).map(Arc::new))
+        Ok(resolve(cluster, table, rows).await?.map(Arc::new))
     }
 
     async fn run_target(

@@ -55,6 +55,14 @@ pub(crate) struct Drawn {
     last: Option<String>,
 }
 
+impl Drawn {
+    /// Remembers `value` as the session's last draw from `sequence`.
+    pub(crate) fn record(&mut self, sequence: String, value: i64) {
+        self.values.insert(sequence.clone(), value);
+        self.last = Some(sequence);
+    }
+}
+
 /// A sequence's row.
 struct Row {
     last_value: i64,
@@ -87,7 +95,7 @@ fn missing(name: &str) -> ProxyError {
 
 /// Whether the cluster is one PostgreSQL node, whose own sequences serve (see the module
 /// documentation).
-fn node_keeps_sequences(cluster: &Cluster) -> bool {
+pub(crate) fn node_keeps_sequences(cluster: &Cluster) -> bool {
     match cluster.nodes.as_slice() {
         [node] => node
             .backend
@@ -117,6 +125,8 @@ impl Session {
             SequenceCommand::Create(definition) => {
                 run(session, Execute::simple(CREATE)).await?;
                 self.create_sequence(session, &home, definition).await?;
+                // A column default may name it now (see `sequences`).
+                self.proxy.cluster.sequences.forget_shapes();
                 backend::command_complete(&mut self.conn.out, "CREATE SEQUENCE");
             }
             SequenceCommand::Alter {
@@ -165,6 +175,7 @@ impl Session {
                         );
                     }
                 }
+                self.proxy.cluster.sequences.forget_shapes();
                 backend::command_complete(&mut self.conn.out, "DROP SEQUENCE");
             }
             SequenceCommand::Calls(columns) => {
@@ -187,6 +198,47 @@ impl Session {
             }
         }
         Ok(true)
+    }
+
+    /// Makes the sequences the proxies keep that `ddl` names in `nextval` calls exist on the
+    /// PostgreSQL nodes, which refuse a column default naming a relation they lack. What
+    /// stands in for one there cannot be drawn from (its last value is taken): the proxy fills
+    /// such columns itself (see `sequences`), and anything that would draw on the node fails
+    /// rather than hand out a value the sequence may also give.
+    pub(crate) async fn stand_in_sequences(&mut self, ddl: &str) -> Result<(), ProxyError> {
+        let proxy = self.proxy.clone();
+        let cluster = &proxy.cluster;
+        if node_keeps_sequences(cluster) || self.status == backend::TxnStatus::Idle {
+            return Ok(());
+        }
+        let postgres: Vec<usize> = (0..cluster.nodes.len())
+            .filter(|&n| {
+                cluster.nodes[n]
+                    .backend
+                    .get()
+                    .is_some_and(|b| b == "postgres")
+            })
+            .collect();
+        if postgres.is_empty() {
+            return Ok(());
+        }
+        for name in crate::sequences::nextval_names(ddl) {
+            if !proxies_keep(cluster, &name).await? {
+                continue;
+            }
+            let ident = crate::execute::quote_ident(&name);
+            let create =
+                format!("CREATE SEQUENCE IF NOT EXISTS {ident} MINVALUE 1 MAXVALUE 2 START 2");
+            let take = format!("SELECT setval('{}', 2, true)", ident.replace('\'', "''"));
+            for &node in &postgres {
+                self.ensure_node_transaction(node).await?;
+                self.track(node, true)?;
+                let session = self.node(node).await?;
+                run(session.as_mut(), Execute::simple(create.as_str())).await?;
+                run(session.as_mut(), Execute::simple(take.as_str())).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn create_sequence(
@@ -258,8 +310,7 @@ impl Session {
         match call {
             SequenceCall::Nextval(_) => {
                 let value = nextval(session, home, &name).await?;
-                self.drawn.values.insert(name.clone(), value);
-                self.drawn.last = Some(name);
+                self.drawn.record(name, value);
                 Ok(Some(value))
             }
             SequenceCall::Currval(_) => match self.drawn.values.get(&name) {
@@ -360,46 +411,47 @@ async fn read_row(
     })
 }
 
+/// Whether the proxies keep a sequence called `name` (asked of the counters' home).
+pub(crate) async fn proxies_keep(cluster: &Cluster, name: &str) -> Result<bool, ProxyError> {
+    let home = counter_home(cluster)?;
+    kept(open(cluster, home.node).await?.as_mut(), name).await
+}
+
 /// Draws the next value (compare-and-set on the row).
 async fn nextval(
     session: &mut dyn mycelium_protocol::NodeSession,
     home: &CounterHome,
     name: &str,
 ) -> Result<i64, ProxyError> {
+    let values = draw(session, home, name, 1).await?;
+    values.first().copied().ok_or_else(|| missing(name))
+}
+
+/// Draws the next `count` values at once (one compare-and-set on the row).
+pub(crate) async fn draw(
+    session: &mut dyn mycelium_protocol::NodeSession,
+    home: &CounterHome,
+    name: &str,
+    count: usize,
+) -> Result<Vec<i64>, ProxyError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
     for _ in 0..ATTEMPTS {
         let row = read_row(session, name).await?;
-        let steps = match (row.is_called, row.stamp == home.stamp) {
-            (false, true) => 0,
-            (true, true) => 1,
-            (_, false) => 1 + PROMOTION_GAP,
-        };
-        let next = row
-            .last_value
-            .checked_add(row.increment.saturating_mul(steps))
-            .filter(|n| (row.min_value..=row.max_value).contains(n));
-        let next = match next {
-            Some(next) => next,
-            None if row.cycle => {
-                if row.increment > 0 {
-                    row.min_value
-                } else {
-                    row.max_value
-                }
-            }
-            None => {
-                let (which, limit) = if row.increment > 0 {
-                    ("maximum", row.max_value)
-                } else {
-                    ("minimum", row.min_value)
-                };
-                return Err(sql_error(
-                    "2200H",
-                    format!("nextval: reached {which} value of sequence \"{name}\" ({limit})"),
-                ));
-            }
-        };
+        let mut values = Vec::with_capacity(count);
+        let mut last = row.last_value;
+        for i in 0..count {
+            let steps = match (i > 0 || row.is_called, row.stamp == home.stamp || i > 0) {
+                (false, true) => 0,
+                (true, true) => 1,
+                (_, false) => 1 + PROMOTION_GAP,
+            };
+            last = next_value(&row, name, last, steps)?;
+            values.push(last);
+        }
         let update = format!(
-            "UPDATE __mycelium_named_sequences SET last_value = {next}, is_called = 1, \
+            "UPDATE __mycelium_named_sequences SET last_value = {last}, is_called = 1, \
              stamp = $2 WHERE name = $1 AND last_value = {} AND is_called = {} AND stamp = $3 \
              RETURNING last_value",
             row.last_value,
@@ -412,14 +464,40 @@ async fn nextval(
         {
             crate::metrics::SEQUENCE_VALUES
                 .with_label_values(&["nextval"])
-                .inc();
-            return Ok(next);
+                .inc_by(count as u64);
+            return Ok(values);
         }
     }
     Err(sql_error(
         "55000",
         format!("could not draw from sequence \"{name}\": it kept changing"),
     ))
+}
+
+/// The value `steps` increments after `last`, wrapping around if the sequence cycles.
+fn next_value(row: &Row, name: &str, last: i64, steps: i64) -> Result<i64, ProxyError> {
+    let next = last
+        .checked_add(row.increment.saturating_mul(steps))
+        .filter(|n| (row.min_value..=row.max_value).contains(n));
+    match next {
+        Some(next) => Ok(next),
+        None if row.cycle => Ok(if row.increment > 0 {
+            row.min_value
+        } else {
+            row.max_value
+        }),
+        None => {
+            let (which, limit) = if row.increment > 0 {
+                ("maximum", row.max_value)
+            } else {
+                ("minimum", row.min_value)
+            };
+            Err(sql_error(
+                "2200H",
+                format!("nextval: reached {which} value of sequence \"{name}\" ({limit})"),
+            ))
+        }
+    }
 }
 
 async fn setval(

@@ -15,9 +15,12 @@ pub const SERVER_VERSION: &str = concat!("15.0 (Mycelium ", env!("CARGO_PKG_VERS
 const KNOWN: &[(&str, &str, bool)] = &[
     ("application_name", "", true),
     ("bytea_output", "hex", false),
+    ("check_function_bodies", "on", false),
     ("client_encoding", "UTF8", true),
     ("client_min_messages", "notice", false),
     ("datestyle", "ISO, MDY", true),
+    ("default_table_access_method", "heap", false),
+    ("default_tablespace", "", false),
     ("default_transaction_isolation", "read committed", false),
     ("default_transaction_read_only", "off", true),
     ("extra_float_digits", "1", false),
@@ -27,7 +30,9 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("intervalstyle", "postgres", true),
     ("is_superuser", "on", true),
     ("lock_timeout", "0", false),
+    ("maintenance_work_mem", "64MB", false),
     ("max_identifier_length", "63", false),
+    ("row_security", "on", false),
     ("search_path", "\"$user\", public", false),
     ("server_encoding", "UTF8", true),
     ("server_version", SERVER_VERSION, true),
@@ -40,6 +45,7 @@ const KNOWN: &[(&str, &str, bool)] = &[
     ("transaction_isolation", "read committed", false),
     ("transaction_read_only", "off", false),
     ("work_mem", "4MB", false),
+    ("xmloption", "content", false),
 ];
 
 /// Parameters a client may not change, because the proxy and nodes depend on them.
@@ -383,6 +389,33 @@ fn check(name: &str, value: &str) -> Result<String, ProxyError> {
                 )),
             }
         }
+        // pg_dump's preamble sets these; they change nothing Mycelium does.
+        "check_function_bodies" | "row_security" => {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" | "1" => Ok("on".to_owned()),
+                "off" | "false" | "no" | "0" => Ok("off".to_owned()),
+                _ => Err(sql_error(
+                    "22023",
+                    format!("parameter \"{name}\" requires a Boolean value"),
+                )),
+            }
+        }
+        "xmloption" | "default_table_access_method" | "default_tablespace" => {
+            let given = value.trim().to_ascii_lowercase();
+            let allowed: &[&str] = match name {
+                "xmloption" => &["content", "document"],
+                "default_table_access_method" => &["heap"],
+                _ => &["", "pg_default"],
+            };
+            if allowed.contains(&given.as_str()) {
+                Ok(given)
+            } else {
+                Err(sql_error(
+                    "22023",
+                    format!("invalid value for parameter \"{name}\": \"{value}\""),
+                ))
+            }
+        }
         "statement_timeout" | "idle_in_transaction_session_timeout" | "lock_timeout" => {
             match parse_duration(value) {
                 Some(duration) => Ok(show_duration(duration)),
@@ -464,6 +497,37 @@ mod tests {
         p.reset(Some("application_name")).expect("reset");
         assert_eq!(p.get("application_name").ok(), Some("psql"));
         assert_eq!(p.get("TimeZone").ok(), Some("UTC"));
+    }
+
+    #[test]
+    fn pg_dump_preamble_settings_are_checked_and_kept() {
+        let mut p = params();
+        let set = |p: &mut SessionParams, name: &str, value: &str| {
+            p.set(name, &SetValue::Value(value.to_owned()))
+                .map_err(|e| e.to_client().code)
+        };
+        for (name, value, shown) in [
+            ("check_function_bodies", "false", "off"),
+            ("row_security", "off", "off"),
+            ("xmloption", "content", "content"),
+            ("default_tablespace", "", ""),
+            ("default_table_access_method", "heap", "heap"),
+        ] {
+            assert_eq!(set(&mut p, name, value), Ok(None), "{name}");
+            assert_eq!(p.get(name).ok(), Some(shown), "{name}");
+        }
+        assert_eq!(p.get("check_function_bodies").ok(), Some("off"));
+        p.reset(Some("check_function_bodies")).expect("reset");
+        assert_eq!(p.get("check_function_bodies").ok(), Some("on"));
+        assert_eq!(
+            set(&mut p, "row_security", "maybe"),
+            Err("22023".to_owned())
+        );
+        assert_eq!(
+            set(&mut p, "default_table_access_method", "columnar"),
+            Err("22023".to_owned())
+        );
+        assert_eq!(set(&mut p, "xmloption", "tree"), Err("22023".to_owned()));
     }
 
     #[test]

@@ -19,17 +19,25 @@
 //! wrote on the home node (see [`Sequences::fills`]). A table dropped and created again goes
 //! on from its old counter: other proxies may still hold blocks of it, and values must not
 //! repeat.
+//!
+//! A column whose default draws from a sequence the proxies keep (`DEFAULT nextval('s')`
+//! naming one made by CREATE SEQUENCE, as pg_dump restores serial columns) is filled from that
+//! sequence instead, in any table: the nodes do not have it. Those draws go straight to the
+//! sequence's row (see `named_sequences`), and set the session's `currval` and `lastval`.
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use mycelium_protocol::{Execute, NodeSession};
-use mycelium_router::{ColumnFill, PolicySource, defaulted_rows, insert_values_table};
+use mycelium_router::{
+    ColumnFill, PolicySource, defaulted_rows, insert_values_table, sequence_key,
+};
 
 use crate::cluster::Cluster;
 use crate::error::{ProxyError, sql_error};
 use crate::execute::quote_ident;
 use crate::metrics;
+use crate::named_sequences::{draw, node_keeps_sequences, proxies_keep};
 use crate::policy_store::{run, text_params};
 
 /// Values a proxy draws from a counter at once.
@@ -44,15 +52,31 @@ pub(crate) const CREATE: &str = "CREATE TABLE IF NOT EXISTS __mycelium_counters 
 const SELECT: &str = "SELECT next_value, stamp FROM __mycelium_counters \
      WHERE table_name = $1 AND column_name = $2";
 const COLUMNS: &str = "SELECT column_name, is_identity, \
-     CASE WHEN column_default LIKE 'nextval(%' THEN 'serial' ELSE '' END \
+     CASE WHEN column_default LIKE 'nextval(%' THEN column_default ELSE '' END \
      FROM information_schema.columns \
      WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position";
 
-/// A serial or identity column.
+/// A serial or identity column the proxy fills.
 #[derive(Debug, Clone)]
 pub(crate) struct Generated {
     pub(crate) column: String,
     identity: bool,
+    /// The proxies' sequence its default draws from; `None` for the column's counter.
+    sequence: Option<String>,
+}
+
+impl Generated {
+    /// Whether its values come from a sequence the proxies keep.
+    pub(crate) fn draws_from_sequence(&self) -> bool {
+        self.sequence.is_some()
+    }
+}
+
+/// Values drawn for one statement: per column, and the last value drawn from each of the
+/// proxies' sequences (the session's `currval`, in drawing order for `lastval`).
+pub(crate) struct Drawn {
+    pub(crate) fills: Vec<ColumnFill>,
+    pub(crate) sequences: Vec<(String, i64)>,
 }
 
 /// What one INSERT text leaves to generated columns: per column, the rows that need a value.
@@ -96,7 +120,7 @@ pub(crate) struct CounterHome {
 pub(crate) struct Sequences {
     /// Per INSERT text (into a sharded table): what it needs, `None` for nothing.
     needs: DashMap<Arc<str>, Option<Arc<Need>>>,
-    /// Per sharded table: its generated columns, as a node holding it reports them.
+    /// Per table: the generated columns the proxy fills (see [`resolve`]).
     columns: DashMap<String, Arc<Vec<Generated>>>,
     /// Per `(table, column)`: the rest of the last block drawn.
     blocks: DashMap<(String, String), Block>,
@@ -137,7 +161,7 @@ impl Sequences {
         }
         let mut session = open(cluster, describing_node(cluster, table)?).await?;
         let rows = run(session.as_mut(), columns_query(table)).await?;
-        let Some(generated) = generated_from(rows) else {
+        let Some(generated) = resolve(cluster, table, rows).await? else {
             return Ok(None);
         };
         let generated = Arc::new(generated);
@@ -156,12 +180,22 @@ impl Sequences {
         home: &CounterHome,
         need: &Need,
         mut own: Option<&mut dyn NodeSession>,
-    ) -> Result<Vec<ColumnFill>, ProxyError> {
+    ) -> Result<Drawn, ProxyError> {
         let mut fills = Vec::with_capacity(need.columns.len());
+        let mut sequences = Vec::new();
         for (generated, rows) in &need.columns {
             let key = (need.table.clone(), generated.column.clone());
             let count = rows.len();
             let mut values = Vec::with_capacity(count);
+            if let Some(name) = &generated.sequence {
+                values = match own.as_deref_mut() {
+                    Some(session) => draw(session, home, name, count).await?,
+                    None => {
+                        draw(open(cluster, home.node).await?.as_mut(), home, name, count).await?
+                    }
+                };
+                sequences.extend(values.last().map(|last| (name.clone(), *last)));
+            }
             while values.len() < count {
                 let left = (count - values.len()) as i64;
                 if let Some(range) = self.take(&key, home, left) {
@@ -197,7 +231,7 @@ impl Sequences {
                 values: rows.iter().copied().zip(values).collect(),
             });
         }
-        Ok(fills)
+        Ok(Drawn { fills, sequences })
     }
 
     /// Makes sure this proxy holds values of a block for each of `generated`, so that a
@@ -212,7 +246,7 @@ impl Sequences {
         table: &str,
         generated: &[Generated],
     ) -> Result<(), ProxyError> {
-        for g in generated {
+        for g in generated.iter().filter(|g| g.sequence.is_none()) {
             let key = (table.to_owned(), g.column.clone());
             let enough = self
                 .blocks
@@ -247,10 +281,16 @@ impl Sequences {
     }
 }
 
-/// The sharded table an `INSERT ... VALUES` fills, if it fills one (others keep their
-/// nodes' sequences).
-pub(crate) fn sharded_insert_table(cluster: &Cluster, sql: &str) -> Option<String> {
-    insert_values_table(sql).filter(|table| numbered_by_proxy(cluster, table))
+/// The table an `INSERT ... VALUES` fills, if the proxy may have to number some of its
+/// columns.
+pub(crate) fn numbered_insert_table(cluster: &Cluster, sql: &str) -> Option<String> {
+    insert_values_table(sql).filter(|table| may_number(cluster, table))
+}
+
+/// Whether the proxy may fill generated columns of `table`: its serial columns if it is
+/// sharded, and in any table those whose default draws from a sequence the proxies keep.
+pub(crate) fn may_number(cluster: &Cluster, table: &str) -> bool {
+    numbered_by_proxy(cluster, table) || !node_keeps_sequences(cluster)
 }
 
 /// Whether the proxy numbers the serial columns of `table`: sharded, in a cluster of several
@@ -299,26 +339,77 @@ pub(crate) fn columns_query(table: &str) -> Execute {
     text_params(COLUMNS, &[table])
 }
 
-/// The generated columns in the answer to [`columns_query`]; `None` when it listed no
-/// column at all (the node has no such table).
-pub(crate) fn generated_from(rows: Vec<Vec<Option<String>>>) -> Option<Vec<Generated>> {
+/// The columns of `table` the proxy fills, from the answer to [`columns_query`]: those whose
+/// default draws from a sequence the proxies keep, and if the table is sharded its other
+/// serial and identity columns; `None` when the answer listed no column at all (the node has
+/// no such table).
+pub(crate) async fn resolve(
+    cluster: &Cluster,
+    table: &str,
+    rows: Vec<Vec<Option<String>>>,
+) -> Result<Option<Vec<Generated>>, ProxyError> {
     if rows.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Some(
-        rows.into_iter()
-            .filter_map(|row| match row.as_slice() {
-                [Some(column), identity, serial] => {
-                    let identity = identity.as_deref() == Some("YES");
-                    (identity || serial.as_deref() == Some("serial")).then(|| Generated {
-                        column: column.clone(),
-                        identity,
-                    })
-                }
-                _ => None,
-            })
-            .collect(),
-    )
+    let counted = numbered_by_proxy(cluster, table);
+    let mut generated = Vec::new();
+    for row in rows {
+        let [Some(column), identity, default] = row.as_slice() else {
+            continue;
+        };
+        let identity = identity.as_deref() == Some("YES");
+        let named = default.as_deref().and_then(nextval_sequence);
+        let sequence = match named {
+            Some(name) if !identity && proxies_keep(cluster, &name).await? => Some(name),
+            _ => None,
+        };
+        let serial = default.as_deref().is_some_and(|d| !d.is_empty());
+        if sequence.is_some() || (counted && (identity || serial)) {
+            generated.push(Generated {
+                column: column.clone(),
+                identity,
+                sequence,
+            });
+        }
+    }
+    Ok(Some(generated))
+}
+
+/// The sequence a column default `nextval('name'::regclass)` draws from, as the proxies key
+/// their sequences.
+fn nextval_sequence(default: &str) -> Option<String> {
+    default
+        .trim()
+        .starts_with("nextval('")
+        .then(|| nextval_names(default).into_iter().next())
+        .flatten()
+}
+
+/// The sequences named by the `nextval('name')` calls in `text`, as the proxies key their
+/// sequences.
+pub(crate) fn nextval_names(text: &str) -> Vec<String> {
+    let lower = text.to_ascii_lowercase();
+    let mut names = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("nextval('") {
+        let start = from + at + "nextval('".len();
+        let mut name = String::new();
+        let mut chars = text[start..].char_indices();
+        from = text.len();
+        while let Some((i, c)) = chars.next() {
+            if c != '\'' {
+                name.push(c);
+            } else if text[start + i + 1..].starts_with('\'') {
+                chars.next();
+                name.push('\'');
+            } else {
+                from = start + i + 1;
+                names.push(sequence_key(&name));
+                break;
+            }
+        }
+    }
+    names
 }
 
 /// Moves the counter of `table.column` at `home` on by `count` and returns the values it
@@ -485,4 +576,32 @@ fn first_number(rows: &[Vec<Option<String>>]) -> Option<i64> {
 fn parse_number(text: &str) -> Result<i64, ProxyError> {
     text.parse()
         .map_err(|_| sql_error("XX000", format!("a sequence counter holds {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nextval_calls_name_their_sequences_as_the_proxies_key_them() {
+        assert_eq!(
+            nextval_names(
+                "ALTER TABLE ONLY public.t ALTER COLUMN id SET DEFAULT \
+                 nextval('public.t_id_seq'::regclass)"
+            ),
+            ["t_id_seq"]
+        );
+        assert_eq!(
+            nextval_names(
+                "CREATE TABLE t (a int DEFAULT NEXTVAL('A_seq'), b int DEFAULT nextval('\"B''s\"'))"
+            ),
+            ["a_seq", "B's"]
+        );
+        assert_eq!(nextval_names("nextval('unterminated"), Vec::<String>::new());
+        assert_eq!(
+            nextval_sequence("nextval('s'::regclass)").as_deref(),
+            Some("s")
+        );
+        assert_eq!(nextval_sequence("now()"), None);
+    }
 }

@@ -39,6 +39,35 @@ pub fn insert_values_table(sql: &str) -> Option<String> {
     }
 }
 
+/// An `INSERT INTO table [(columns)] SELECT ...`, taken apart so the proxy can run the query
+/// and insert its rows itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertSelectParts {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub select: String,
+    /// It has ON CONFLICT or RETURNING, which the proxy's own insert does not do.
+    pub on_conflict_or_returning: bool,
+}
+
+/// The parts of a single `INSERT ... SELECT` (`None` for any other statement).
+pub fn insert_select_parts(sql: &str) -> Option<InsertSelectParts> {
+    let insert = parse_insert(sql).ok()?;
+    let select = insert
+        .source
+        .as_deref()
+        .filter(|source| !matches!(source.body.as_ref(), SetExpr::Values(_)))?;
+    let TableObject::TableName(name) = &insert.table else {
+        return None;
+    };
+    Some(InsertSelectParts {
+        table: crate::route::table_name(name),
+        columns: insert.columns.iter().map(column_name).collect(),
+        select: select.to_string(),
+        on_conflict_or_returning: insert.on.is_some() || insert.returning.is_some(),
+    })
+}
+
 /// For each of `columns`, the VALUES rows that leave it to its default: every row when the
 /// INSERT does not name it, the rows saying `DEFAULT` where it does.
 pub fn defaulted_rows(sql: &str, columns: &[String]) -> Result<Vec<Vec<usize>>, RouterError> {

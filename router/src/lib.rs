@@ -35,7 +35,10 @@ pub use classify::{Plan, TxnControl, classify, statement_kind};
 pub use copy::{CopyDirection, CopyFormat, CopyPlan, CopySourceKind};
 pub use create_as::{CreateTableAs, create_table_as};
 pub use hash::{KeyValue, key_hash, stable_hash};
-pub use insert_fill::{ColumnFill, defaulted_rows, fill_defaults, insert_values_table};
+pub use insert_fill::{
+    ColumnFill, InsertSelectParts, defaulted_rows, fill_defaults, insert_select_parts,
+    insert_values_table,
+};
 pub use insert_split::{InsertPart, insert_without_columns, name_insert_columns, split_insert};
 pub use named_sequences::{
     SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,

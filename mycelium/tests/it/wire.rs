@@ -18,6 +18,7 @@ on_every_backend!(
     current_user_is_the_session_user,
     explain_shows_the_plans_of_the_nodes_a_statement_runs_on,
     sequences_are_one_for_every_session_and_survive_a_crash,
+    a_pg_dump_restore_numbers_new_rows_from_its_sequences,
 );
 
 async fn next(client: &tokio_postgres::Client, sequence: &str) -> i64 {
@@ -122,6 +123,137 @@ async fn sequences_are_one_for_every_session_and_survive_a_crash(backend: Backen
         matches!(sqlstate(&error).as_str(), "42P01" | "0A000"),
         "{error:?}"
     );
+}
+
+/// What `pg_dump --no-owner` writes for a table with a serial column, preamble included.
+const PG_DUMP_SCRIPT: &str = "\
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+SET default_tablespace = '';
+SET default_table_access_method = heap;
+CREATE TABLE public.author (
+    id integer NOT NULL,
+    name text NOT NULL
+);
+CREATE SEQUENCE public.author_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+ALTER SEQUENCE public.author_id_seq OWNED BY public.author.id;
+ALTER TABLE ONLY public.author ALTER COLUMN id SET DEFAULT nextval('public.author_id_seq'::regclass);
+COPY public.author (id, name) FROM stdin;
+1\tLe Guin
+2\tLem
+\\.
+SELECT pg_catalog.setval('public.author_id_seq', 2, true);
+ALTER TABLE ONLY public.author
+    ADD CONSTRAINT author_pkey PRIMARY KEY (id);
+";
+
+/// A pg_dump script restores through psql without an error on every backend, and new rows
+/// then take their ids from the restored sequence, however they come: INSERT ... VALUES of one
+/// row or several, COPY and INSERT ... SELECT leaving the column out. `currval` and `lastval`
+/// see those draws, and `nextval` goes on from them.
+async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
+    let script = tempfile::NamedTempFile::new().expect("script file");
+    std::fs::write(script.path(), PG_DUMP_SCRIPT).expect("write script");
+    let restore = tokio::process::Command::new("psql")
+        .env("PGPASSWORD", crate::harness::PASSWORD)
+        .env("PGSSLMODE", "disable")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &cluster.conn_string(),
+            "-f",
+        ])
+        .arg(script.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run psql");
+    assert!(
+        restore.status.success() && restore.stderr.is_empty(),
+        "the restore failed: {}{}",
+        String::from_utf8_lossy(&restore.stdout),
+        String::from_utf8_lossy(&restore.stderr)
+    );
+
+    let client = cluster.connect().await;
+    let id: i32 = client
+        .query_one(
+            "INSERT INTO author (name) VALUES ('Strugatsky') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("insert one row")
+        .get(0);
+    assert_eq!(id, 3, "the default draws from the restored sequence");
+    client
+        .batch_execute("INSERT INTO author (name) VALUES ('Tarkovsky'), ('Bulychev')")
+        .await
+        .expect("insert two rows");
+    let row = client
+        .query_one("SELECT currval('author_id_seq'), lastval()", &[])
+        .await
+        .expect("currval");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (5, 5));
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY author (name) FROM STDIN")
+        .await
+        .expect("copy in");
+    futures::pin_mut!(sink);
+    futures::SinkExt::send(&mut sink, bytes::Bytes::from_static(b"Efremov\nBelyaev\n"))
+        .await
+        .expect("copy rows");
+    assert_eq!(sink.finish().await.expect("copy done"), 2);
+    client
+        .batch_execute("INSERT INTO author (name) SELECT 'Kir ' || name FROM author WHERE id = 1")
+        .await
+        .expect("insert ... select");
+    assert_eq!(next(&client, "author_id_seq").await, 9);
+    let rows: Vec<(i32, String)> = client
+        .query("SELECT id, name FROM author ORDER BY id", &[])
+        .await
+        .expect("read back")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let expected = [
+        "Le Guin",
+        "Lem",
+        "Strugatsky",
+        "Tarkovsky",
+        "Bulychev",
+        "Efremov",
+        "Belyaev",
+        "Kir Le Guin",
+    ];
+    let expected: Vec<(i32, String)> = (1..)
+        .zip(expected.iter().map(|name| (*name).to_owned()))
+        .collect();
+    assert_eq!(rows, expected);
+    let error = client
+        .query("INSERT INTO author (name) SELECT 'x' RETURNING id", &[])
+        .await
+        .expect_err("the proxy's INSERT ... SELECT returns nothing");
+    assert_eq!(sqlstate(&error), "0A000", "{error:?}");
 }
 
 /// The lines of an EXPLAIN, sent with the simple protocol.

@@ -272,9 +272,11 @@ fn serial_sequence(schema: &Schema, table: &str, column: &str) -> Option<String>
     Some(format!("public.{}", sequence_name(default)?))
 }
 
-/// The sequence a column default draws from: `nextval('t_id_seq'::regclass)` → `t_id_seq`.
+/// The sequence a column default draws from: `nextval('t_id_seq'::regclass)` → `t_id_seq`,
+/// and `nextval('public.t_id_seq'::regclass)` (as pg_dump writes it) too.
 fn sequence_name(default: &str) -> Option<&str> {
-    default.strip_prefix("nextval('")?.split('\'').next()
+    let name = default.strip_prefix("nextval('")?.split('\'').next()?;
+    Some(name.strip_prefix("public.").unwrap_or(name))
 }
 
 pub fn register_functions(conn: &Connection, state: &FunctionState) -> rusqlite::Result<()> {
@@ -415,5 +417,17 @@ mod tests {
                 assert_eq!(row.len(), columns.len(), "{name}");
             }
         }
+    }
+    #[test]
+    fn a_default_names_its_sequence_without_the_schema() {
+        assert_eq!(
+            sequence_name("nextval('t_id_seq'::regclass)"),
+            Some("t_id_seq")
+        );
+        assert_eq!(
+            sequence_name("nextval('public.t_id_seq'::REGCLASS)"),
+            Some("t_id_seq")
+        );
+        assert_eq!(sequence_name("now()"), None);
     }
 }
