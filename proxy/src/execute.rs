@@ -1207,7 +1207,10 @@ impl Session {
         self.ensure_node_transaction(node).await?;
         let session = self.node(node).await?;
         let rows = crate::policy_store::run(session.as_mut(), columns_query(table)).await?;
-        Ok(resolve(cluster, table, rows).await?.map(Arc::new))
+        let mut home = self.home_session().await?;
+        let resolved = resolve(cluster, table, rows, Some(home.session())).await;
+        self.give_back(home);
+        Ok(resolved?.map(Arc::new))
     }
 
     async fn run_target(

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use mycelium_protocol::types::oid;
-use mycelium_protocol::{Column, DataRowsBuilder, Execute, Format};
+use mycelium_protocol::{Column, DataRowsBuilder, Execute, Format, NodeSession};
 use mycelium_router::{
     SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,
     SequenceDefinition, sequence_key,
@@ -29,7 +29,7 @@ use mycelium_router::{
 use crate::backend;
 use crate::cluster::Cluster;
 use crate::error::{ProxyError, sql_error};
-use crate::execute::Output;
+use crate::execute::{NodeConn, Output};
 use crate::policy_store::{run, text_params};
 use crate::sequences::{CounterHome, counter_home, open};
 use crate::session::Session;
@@ -47,6 +47,32 @@ const PROMOTION_GAP: i64 = 1000;
 
 /// Attempts at a sequence that other sessions keep drawing from.
 const ATTEMPTS: usize = 50;
+
+/// A session on the counters' home (see [`Session::home_session`]).
+pub(crate) struct HomeSession {
+    pub(crate) home: CounterHome,
+    conn: HomeConn,
+}
+
+enum HomeConn {
+    /// The client's node session, taken from it until given back.
+    Borrowed(NodeConn),
+    Separate(Box<dyn NodeSession>),
+}
+
+impl HomeSession {
+    pub(crate) fn parts(&mut self) -> (&mut dyn NodeSession, &CounterHome) {
+        let session = match &mut self.conn {
+            HomeConn::Borrowed(conn) => conn.session.as_mut(),
+            HomeConn::Separate(session) => session.as_mut(),
+        };
+        (session, &self.home)
+    }
+
+    pub(crate) fn session(&mut self) -> &mut dyn NodeSession {
+        self.parts().0
+    }
+}
 
 /// The values this session drew (`currval`, `lastval`).
 #[derive(Default)]
@@ -118,13 +144,60 @@ impl Session {
         if node_keeps_sequences(&self.proxy.cluster) {
             return Ok(false);
         }
+        let mut home = self.home_session().await?;
+        let result = self
+            .sequence_command_on(&mut home, command, request, output)
+            .await;
+        self.give_back(home);
+        result
+    }
+
+    /// A session on the counters' home for the proxies' sequences: the client's own when its
+    /// transaction wrote there (with SQLite that transaction holds the node's write lock, and
+    /// what it created, a sequence too, is seen only inside it), else one of its own. It must
+    /// go back with [`Session::give_back`].
+    pub(crate) async fn home_session(&mut self) -> Result<HomeSession, ProxyError> {
         let home = counter_home(&self.proxy.cluster)?;
-        let mut session = open(&self.proxy.cluster, home.node).await?;
-        let session = session.as_mut();
+        let wrote_on_home = self.status != backend::TxnStatus::Idle
+            && self
+                .nodes
+                .get(home.node)
+                .and_then(Option::as_ref)
+                .is_some_and(|conn| conn.in_txn && conn.wrote);
+        let borrowed = if wrote_on_home {
+            self.node(home.node).await?;
+            self.nodes.get_mut(home.node).and_then(Option::take)
+        } else {
+            None
+        };
+        let conn = match borrowed {
+            Some(conn) => HomeConn::Borrowed(conn),
+            None => HomeConn::Separate(open(&self.proxy.cluster, home.node).await?),
+        };
+        Ok(HomeSession { home, conn })
+    }
+
+    /// Puts back the client's node session a [`HomeSession`] borrowed.
+    pub(crate) fn give_back(&mut self, home: HomeSession) {
+        if let HomeConn::Borrowed(conn) = home.conn
+            && let Some(slot) = self.nodes.get_mut(home.home.node)
+        {
+            *slot = Some(conn);
+        }
+    }
+
+    async fn sequence_command_on(
+        &mut self,
+        home_session: &mut HomeSession,
+        command: &SequenceCommand,
+        request: &Execute,
+        output: Output,
+    ) -> Result<bool, ProxyError> {
+        let (session, home) = home_session.parts();
         match command {
             SequenceCommand::Create(definition) => {
                 run(session, Execute::simple(CREATE)).await?;
-                self.create_sequence(session, &home, definition).await?;
+                self.create_sequence(session, home, definition).await?;
                 // A column default may name it now (see `sequences`).
                 self.proxy.cluster.sequences.forget_shapes();
                 backend::command_complete(&mut self.conn.out, "CREATE SEQUENCE");
@@ -140,7 +213,7 @@ impl Session {
                     Err(ProxyError::Db(e)) if e.code == "42P01" => return Ok(false),
                     Err(e) => return Err(e),
                 };
-                alter(session, &home, name, &row, changes).await?;
+                alter(session, home, name, &row, changes).await?;
                 backend::command_complete(&mut self.conn.out, "ALTER SEQUENCE");
             }
             SequenceCommand::Drop { names, if_exists } => {
@@ -190,7 +263,7 @@ impl Session {
                 let mut values = Vec::with_capacity(columns.len());
                 for column in columns {
                     values.push(
-                        self.sequence_call(session, &home, &column.call, request)
+                        self.sequence_call(session, home, &column.call, request)
                             .await?,
                     );
                 }
@@ -222,10 +295,26 @@ impl Session {
         if postgres.is_empty() {
             return Ok(());
         }
-        for name in crate::sequences::nextval_names(ddl) {
-            if !proxies_keep(cluster, &name).await? {
-                continue;
+        let names = crate::sequences::nextval_names(ddl);
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut home = self.home_session().await?;
+        let mut kept_names = Vec::new();
+        let mut result = Ok(());
+        for name in names {
+            match kept(home.session(), &name).await {
+                Ok(true) => kept_names.push(name),
+                Ok(false) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
+        }
+        self.give_back(home);
+        result?;
+        for name in kept_names {
             let ident = crate::execute::quote_ident(&name);
             let create =
                 format!("CREATE SEQUENCE IF NOT EXISTS {ident} MINVALUE 1 MAXVALUE 2 START 2");
@@ -364,22 +453,46 @@ impl Session {
 
 /// Whether the proxies keep a sequence of this name (none yet when the table is missing:
 /// it is created by the first CREATE SEQUENCE, so that drawing never runs DDL).
-async fn kept(
-    session: &mut dyn mycelium_protocol::NodeSession,
+pub(crate) async fn kept(session: &mut dyn NodeSession, name: &str) -> Result<bool, ProxyError> {
+    Ok(select_row(session, name).await?.is_some())
+}
+
+/// The row of sequence `name`, `None` when there is none (or no sequence at all yet: the
+/// table is made by the first CREATE SEQUENCE). Inside the client's transaction the read runs
+/// under a savepoint, so that a missing table does not abort the transaction.
+async fn select_row(
+    session: &mut dyn NodeSession,
     name: &str,
-) -> Result<bool, ProxyError> {
-    match run(session, text_params(SELECT, &[name])).await {
-        Ok(rows) => Ok(!rows.is_empty()),
-        Err(e) if e.code == "42P01" => Ok(false),
+) -> Result<Option<Vec<Option<String>>>, ProxyError> {
+    const SAVEPOINT: &str = "__mycelium_sequence_read";
+    let guarded = session.in_transaction();
+    if guarded {
+        run(session, Execute::simple(format!("SAVEPOINT {SAVEPOINT}"))).await?;
+    }
+    let read = run(session, text_params(SELECT, &[name])).await;
+    if guarded {
+        if read.is_err() {
+            run(
+                session,
+                Execute::simple(format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}")),
+            )
+            .await?;
+        }
+        run(
+            session,
+            Execute::simple(format!("RELEASE SAVEPOINT {SAVEPOINT}")),
+        )
+        .await?;
+    }
+    match read {
+        Ok(rows) => Ok(rows.into_iter().next()),
+        Err(e) if e.code == "42P01" => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn read_row(
-    session: &mut dyn mycelium_protocol::NodeSession,
-    name: &str,
-) -> Result<Row, ProxyError> {
-    let rows = run(session, text_params(SELECT, &[name])).await?;
+async fn read_row(session: &mut dyn NodeSession, name: &str) -> Result<Row, ProxyError> {
+    let row = select_row(session, name).await?;
     let Some(
         [
             Some(last),
@@ -391,7 +504,7 @@ async fn read_row(
             Some(start),
             Some(stamp),
         ],
-    ) = rows.first().map(Vec::as_slice)
+    ) = row.as_deref()
     else {
         return Err(missing(name));
     };
@@ -409,12 +522,6 @@ async fn read_row(
         start_value: number(start)?,
         stamp: stamp.clone(),
     })
-}
-
-/// Whether the proxies keep a sequence called `name` (asked of the counters' home).
-pub(crate) async fn proxies_keep(cluster: &Cluster, name: &str) -> Result<bool, ProxyError> {
-    let home = counter_home(cluster)?;
-    kept(open(cluster, home.node).await?.as_mut(), name).await
 }
 
 /// Draws the next value (compare-and-set on the row).

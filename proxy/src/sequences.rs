@@ -37,7 +37,7 @@ use crate::cluster::Cluster;
 use crate::error::{ProxyError, sql_error};
 use crate::execute::quote_ident;
 use crate::metrics;
-use crate::named_sequences::{draw, node_keeps_sequences, proxies_keep};
+use crate::named_sequences::{draw, kept, node_keeps_sequences};
 use crate::policy_store::{run, text_params};
 
 /// Values a proxy draws from a counter at once.
@@ -161,7 +161,7 @@ impl Sequences {
         }
         let mut session = open(cluster, describing_node(cluster, table)?).await?;
         let rows = run(session.as_mut(), columns_query(table)).await?;
-        let Some(generated) = resolve(cluster, table, rows).await? else {
+        let Some(generated) = resolve(cluster, table, rows, None).await? else {
             return Ok(None);
         };
         let generated = Arc::new(generated);
@@ -342,16 +342,19 @@ pub(crate) fn columns_query(table: &str) -> Execute {
 /// The columns of `table` the proxy fills, from the answer to [`columns_query`]: those whose
 /// default draws from a sequence the proxies keep, and if the table is sharded its other
 /// serial and identity columns; `None` when the answer listed no column at all (the node has
-/// no such table).
+/// no such table). Whether the proxies keep a sequence is asked on `home`, a session on the
+/// counters' home (one of its own when `None`).
 pub(crate) async fn resolve(
     cluster: &Cluster,
     table: &str,
     rows: Vec<Vec<Option<String>>>,
+    mut home: Option<&mut dyn NodeSession>,
 ) -> Result<Option<Vec<Generated>>, ProxyError> {
     if rows.is_empty() {
         return Ok(None);
     }
     let counted = numbered_by_proxy(cluster, table);
+    let mut separate: Option<Box<dyn NodeSession>> = None;
     let mut generated = Vec::new();
     for row in rows {
         let [Some(column), identity, default] = row.as_slice() else {
@@ -360,7 +363,16 @@ pub(crate) async fn resolve(
         let identity = identity.as_deref() == Some("YES");
         let named = default.as_deref().and_then(nextval_sequence);
         let sequence = match named {
-            Some(name) if !identity && proxies_keep(cluster, &name).await? => Some(name),
+            Some(name) if !identity => {
+                let session: &mut dyn NodeSession = match (home.as_deref_mut(), &mut separate) {
+                    (Some(session), _) => session,
+                    (None, Some(session)) => session.as_mut(),
+                    (None, None) => separate
+                        .insert(open(cluster, counter_home(cluster)?.node).await?)
+                        .as_mut(),
+                };
+                kept(session, &name).await?.then_some(name)
+            }
             _ => None,
         };
         let serial = default.as_deref().is_some_and(|d| !d.is_empty());

@@ -51,6 +51,8 @@ const INSERT_OWNER: &str = "INSERT INTO __mycelium_owners (table_name, owner) VA
 const DELETE_OWNER: &str = "DELETE FROM __mycelium_owners WHERE table_name = $1";
 const TABLE_EXISTS: &str =
     "SELECT relname FROM pg_catalog.pg_class WHERE relname = $1 AND relkind IN ('r', 'v')";
+const SEQUENCE_EXISTS: &str =
+    "SELECT relname FROM pg_catalog.pg_class WHERE relname = $1 AND relkind = 'S'";
 const ALL_TABLES: &str =
     "SELECT relname FROM pg_catalog.pg_class WHERE relkind IN ('r', 'v') AND relnamespace = 2200";
 
@@ -439,6 +441,54 @@ impl Session {
                     }
                 }
             }
+            RoleCommand::Owner {
+                name,
+                owner,
+                if_exists,
+                ..
+            } => {
+                let owner = match owner.as_str() {
+                    "current_user" | "current_role" | "session_user" => self.user.clone(),
+                    other => other.to_owned(),
+                };
+                if !exists(&owner) {
+                    return Err(not_exists(&owner));
+                }
+                if is_reserved(name) {
+                    return Err(sql_error("42501", format!("must be owner of table {name}")));
+                }
+                if !self.missing(name).await? {
+                    if !superuser {
+                        // As in Postgres: the owner's members may give the table away, to a
+                        // role they belong to.
+                        let roles = catalog.effective_roles(&self.user);
+                        if catalog.owners.get(name).is_none_or(|o| !roles.contains(o)) {
+                            return Err(sql_error(
+                                "42501",
+                                format!("must be owner of table {name}"),
+                            ));
+                        }
+                        if !roles.contains(&owner) {
+                            return Err(sql_error(
+                                "42501",
+                                format!("must be able to SET ROLE \"{owner}\""),
+                            ));
+                        }
+                    }
+                    writes.push(text_params(DELETE_OWNER, &[name]));
+                    writes.push(text_params(INSERT_OWNER, &[name, &owner]));
+                } else if !self.is_sequence(name).await? {
+                    if !*if_exists {
+                        return Err(sql_error(
+                            "42P01",
+                            format!("relation \"{name}\" does not exist"),
+                        ));
+                    }
+                    self.notice_info(&format!("relation \"{name}\" does not exist, skipping"));
+                }
+                // A sequence has no owner of its own here: the proxies keep it, or a node
+                // does for a cluster of one PostgreSQL node.
+            }
         }
         self.write_everywhere(&writes).await?;
         self.access.changed = true;
@@ -566,6 +616,21 @@ impl Session {
             .rows_here(text_params(TABLE_EXISTS, &[table]))
             .await?
             .is_empty())
+    }
+
+    /// Whether `name` is a sequence: one the proxies keep, or one a node has.
+    async fn is_sequence(&mut self, name: &str) -> Result<bool, ProxyError> {
+        let on_node = !self
+            .rows_here(text_params(SEQUENCE_EXISTS, &[name]))
+            .await?
+            .is_empty();
+        if on_node {
+            return Ok(true);
+        }
+        let mut home = self.home_session().await?;
+        let kept = crate::named_sequences::kept(home.session(), name).await;
+        self.give_back(home);
+        kept
     }
 
     /// Runs `writes` on every node: inside the client's transaction when one is open, else in

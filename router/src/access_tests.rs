@@ -266,3 +266,38 @@ fn role_statements_refuse_what_they_would_ignore() {
     let plan = classify("CREATE USER a PASSWORD 'hunter2'").expect("parses");
     assert!(!format!("{plan:?}").contains("hunter2"));
 }
+
+#[test]
+fn owner_changes_parse_and_other_alters_do_not() {
+    let owner = |kind: &str, name: &str, owner: &str, if_exists: bool| {
+        Ok(Plan::Role(RoleCommand::Owner {
+            kind: kind.into(),
+            name: name.into(),
+            owner: owner.into(),
+            if_exists,
+        }))
+    };
+    assert_eq!(
+        classify("ALTER TABLE public.author OWNER TO postgres;"),
+        owner("table", "author", "postgres", false)
+    );
+    assert_eq!(
+        classify("alter table if exists only \"Mixed\" owner to \"Team\""),
+        owner("table", "Mixed", "Team", true)
+    );
+    assert_eq!(
+        classify("ALTER SEQUENCE s OWNER TO CURRENT_USER"),
+        owner("sequence", "s", "current_user", false)
+    );
+    assert!(is_role_statement("ALTER VIEW v OWNER TO app"));
+    for other in [
+        "ALTER TABLE t ADD COLUMN owner text",
+        "ALTER TABLE t RENAME COLUMN a TO owner",
+        "ALTER SEQUENCE s RESTART",
+        "ALTER TABLE t RENAME COLUMN owner TO x",
+        "ALTER TABLE other.t OWNER TO app",
+    ] {
+        assert!(!is_role_statement(other), "{other}");
+        assert!(!matches!(classify(other), Ok(Plan::Role(_))), "{other}");
+    }
+}

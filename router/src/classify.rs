@@ -83,6 +83,7 @@ pub fn classify(sql: &str) -> Result<Plan, RouterError> {
         "create" | "alter" | "drop" if matches!(second, "user" | "role" | "group") => {
             Plan::Role(parse_role_command(sql)?)
         }
+        "alter" if crate::roles::is_owner_change(sql) => Plan::Role(parse_role_command(sql)?),
         "create" | "drop" if second == "sequence" => match plan_sequence_ddl(sql)? {
             Some(command) => Plan::Sequence(command),
             None => forward(sql, true)?,

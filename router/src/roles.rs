@@ -109,6 +109,14 @@ pub enum RoleCommand {
         target: GrantTarget,
         grantees: Vec<String>,
     },
+    /// `ALTER TABLE|SEQUENCE|VIEW [IF EXISTS] [ONLY] name OWNER TO role` (`kind`: the
+    /// second word, lower-cased).
+    Owner {
+        kind: String,
+        name: String,
+        owner: String,
+        if_exists: bool,
+    },
 }
 
 impl RoleCommand {
@@ -122,6 +130,11 @@ impl RoleCommand {
             RoleCommand::Membership { grant: false, .. } => "REVOKE ROLE",
             RoleCommand::Privileges { grant: true, .. } => "GRANT",
             RoleCommand::Privileges { grant: false, .. } => "REVOKE",
+            RoleCommand::Owner { kind, .. } => match kind.as_str() {
+                "sequence" => "ALTER SEQUENCE",
+                "view" => "ALTER VIEW",
+                _ => "ALTER TABLE",
+            },
         }
     }
 }
@@ -135,10 +148,22 @@ pub fn is_role_statement(sql: &str) -> bool {
             matches!(
                 words.get(1).map(String::as_str),
                 Some("user" | "role" | "group")
-            )
+            ) || is_owner_change(sql)
         }
         _ => false,
     }
+}
+
+/// Whether a statement is `ALTER TABLE|SEQUENCE|VIEW ... OWNER TO role` (others, as
+/// `ALTER TABLE t RENAME COLUMN owner TO x`, go to the nodes).
+pub fn is_owner_change(sql: &str) -> bool {
+    let words = crate::classify::leading_words(sql, 2);
+    words.first().map(String::as_str) == Some("alter")
+        && matches!(
+            words.get(1).map(String::as_str),
+            Some("table" | "sequence" | "view")
+        )
+        && matches!(parse_role_command(sql), Ok(RoleCommand::Owner { .. }))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,10 +181,11 @@ enum Token {
 }
 
 pub(crate) fn parse_role_command(sql: &str) -> Result<RoleCommand, RouterError> {
-    let mut parser = Parser {
-        tokens: tokenize(sql)?,
-        at: 0,
-    };
+    let mut tokens = tokenize(sql)?;
+    while tokens.last() == Some(&Token::Other(';')) {
+        tokens.pop();
+    }
+    let mut parser = Parser { tokens, at: 0 };
     let command = parser.command()?;
     if let Some(token) = parser.tokens.get(parser.at) {
         return Err(parser.unexpected(Some(token)));
@@ -194,6 +220,24 @@ impl Parser {
                     user,
                     options,
                     in_roles,
+                })
+            }
+            "alter" if matches!(self.peek_word(), Some("table" | "sequence" | "view")) => {
+                let kind = self.keyword()?;
+                let if_exists = self.eat("if");
+                if if_exists {
+                    self.expect("exists")?;
+                }
+                self.eat("only");
+                let name = self.table()?;
+                self.expect("owner")?;
+                self.expect("to")?;
+                let owner = self.name()?;
+                Ok(RoleCommand::Owner {
+                    kind,
+                    name,
+                    owner,
+                    if_exists,
                 })
             }
             "alter" => {

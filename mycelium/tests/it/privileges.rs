@@ -603,3 +603,82 @@ async fn hostile_parameters_land_verbatim() {
         Err("42501".to_owned())
     );
 }
+
+/// `ALTER TABLE ... OWNER TO` moves a table to another role as Postgres does: only its owner
+/// (or a member of the owning role) or a superuser may, only to a role the user belongs to,
+/// and the new owner then has the owner's rights. Sequences take it and keep no owner.
+#[tokio::test]
+async fn alter_table_owner_to_moves_the_table() {
+    let cluster = Cluster::start();
+    let admin = superuser(&cluster).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             CREATE USER alice PASSWORD 'alice-pw';
+             CREATE USER bob PASSWORD 'bob-pw';
+             CREATE ROLE team;
+             CREATE SEQUENCE s",
+        )
+        .await
+        .expect("setup");
+    let alice = user(&cluster, "alice").await;
+    let add_column = "ALTER TABLE t ADD COLUMN c integer";
+    assert_eq!(outcome(&alice, add_column).await, Err("42501".to_owned()));
+    assert_eq!(
+        outcome(&alice, "ALTER TABLE t OWNER TO alice").await,
+        Err("42501".to_owned()),
+        "only the owner may give a table away"
+    );
+
+    admin
+        .batch_execute("ALTER TABLE ONLY public.t OWNER TO alice;")
+        .await
+        .expect("a superuser gives the table away");
+    assert_eq!(outcome(&alice, add_column).await, Ok(()));
+    assert_eq!(
+        outcome(&alice, "INSERT INTO t (id) VALUES (1)").await,
+        Ok(())
+    );
+    assert_eq!(
+        outcome(&alice, "ALTER TABLE t OWNER TO bob").await,
+        Err("42501".to_owned()),
+        "only to a role the owner belongs to"
+    );
+    admin
+        .batch_execute("GRANT team TO alice")
+        .await
+        .expect("grant team");
+    assert_eq!(outcome(&alice, "ALTER TABLE t OWNER TO team").await, Ok(()));
+    let owner: String = admin
+        .query_one(
+            "SELECT owner FROM __mycelium_owners WHERE table_name = 't'",
+            &[],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(owner, "team");
+    // A member of the owning role still has the owner's rights.
+    assert_eq!(outcome(&alice, "ALTER TABLE t DROP COLUMN c").await, Ok(()));
+
+    assert_eq!(
+        outcome(&admin, "ALTER TABLE t OWNER TO ghost").await,
+        Err("42704".to_owned())
+    );
+    assert_eq!(
+        outcome(&admin, "ALTER TABLE missing OWNER TO alice").await,
+        Err("42P01".to_owned())
+    );
+    assert_eq!(
+        outcome(&admin, "ALTER TABLE IF EXISTS missing OWNER TO alice").await,
+        Ok(())
+    );
+    assert_eq!(
+        outcome(&admin, "ALTER SEQUENCE s OWNER TO alice").await,
+        Ok(())
+    );
+    assert_eq!(
+        outcome(&admin, "ALTER TABLE public.s OWNER TO alice").await,
+        Ok(())
+    );
+}

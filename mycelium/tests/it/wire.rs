@@ -125,7 +125,8 @@ async fn sequences_are_one_for_every_session_and_survive_a_crash(backend: Backen
     );
 }
 
-/// What `pg_dump --no-owner` writes for a table with a serial column, preamble included.
+/// What `pg_dump` writes for a table with a serial column, preamble included (`author` is
+/// replaced by the table to restore).
 const PG_DUMP_SCRIPT: &str = "\
 SET statement_timeout = 0;
 SET lock_timeout = 0;
@@ -143,6 +144,7 @@ CREATE TABLE public.author (
     id integer NOT NULL,
     name text NOT NULL
 );
+ALTER TABLE public.author OWNER TO mycelium;
 CREATE SEQUENCE public.author_id_seq
     AS integer
     START WITH 1
@@ -150,6 +152,7 @@ CREATE SEQUENCE public.author_id_seq
     NO MINVALUE
     NO MAXVALUE
     CACHE 1;
+ALTER TABLE public.author_id_seq OWNER TO mycelium;
 ALTER SEQUENCE public.author_id_seq OWNED BY public.author.id;
 ALTER TABLE ONLY public.author ALTER COLUMN id SET DEFAULT nextval('public.author_id_seq'::regclass);
 COPY public.author (id, name) FROM stdin;
@@ -161,18 +164,13 @@ ALTER TABLE ONLY public.author
     ADD CONSTRAINT author_pkey PRIMARY KEY (id);
 ";
 
-/// A pg_dump script restores through psql without an error on every backend, and new rows
-/// then take their ids from the restored sequence, however they come: INSERT ... VALUES of one
-/// row or several, COPY and INSERT ... SELECT leaving the column out. `currval` and `lastval`
-/// see those draws, and `nextval` goes on from them.
-async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend) {
-    let Some(cluster) = Cluster::start_on(backend) else {
-        return;
-    };
+/// Restores [`PG_DUMP_SCRIPT`] for table `table` with psql, in one transaction
+/// (`--single-transaction`) or statement by statement, and checks that psql reported nothing.
+async fn restore_pg_dump(cluster: &Cluster, table: &str, single_transaction: bool) {
     let script = tempfile::NamedTempFile::new().expect("script file");
-    std::fs::write(script.path(), PG_DUMP_SCRIPT).expect("write script");
-    let restore = tokio::process::Command::new("psql")
-        .env("PGPASSWORD", crate::harness::PASSWORD)
+    std::fs::write(script.path(), PG_DUMP_SCRIPT.replace("author", table)).expect("write");
+    let mut psql = tokio::process::Command::new("psql");
+    psql.env("PGPASSWORD", crate::harness::PASSWORD)
         .env("PGSSLMODE", "disable")
         .args([
             "-X",
@@ -181,8 +179,12 @@ async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend)
             "ON_ERROR_STOP=1",
             "-d",
             &cluster.conn_string(),
-            "-f",
-        ])
+        ]);
+    if single_transaction {
+        psql.arg("--single-transaction");
+    }
+    let restore = psql
+        .arg("-f")
         .arg(script.path())
         .stdin(std::process::Stdio::null())
         .output()
@@ -190,12 +192,34 @@ async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend)
         .expect("run psql");
     assert!(
         restore.status.success() && restore.stderr.is_empty(),
-        "the restore failed: {}{}",
+        "the restore of {table} failed: {}{}",
         String::from_utf8_lossy(&restore.stdout),
         String::from_utf8_lossy(&restore.stderr)
     );
+}
+
+/// A pg_dump script restores through psql without an error on every backend, statement by
+/// statement and in one transaction, and new rows then take their ids from the restored
+/// sequence, however they come: INSERT ... VALUES of one row or several, COPY and INSERT ...
+/// SELECT leaving the column out. `currval` and `lastval` see those draws, and `nextval` goes
+/// on from them.
+async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
+    restore_pg_dump(&cluster, "author", true).await;
+    restore_pg_dump(&cluster, "editor", false).await;
 
     let client = cluster.connect().await;
+    let id: i32 = client
+        .query_one(
+            "INSERT INTO editor (name) VALUES ('Gorodischer') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("insert into the table restored statement by statement")
+        .get(0);
+    assert_eq!(id, 3);
     let id: i32 = client
         .query_one(
             "INSERT INTO author (name) VALUES ('Strugatsky') RETURNING id",
