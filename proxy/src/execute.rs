@@ -1109,7 +1109,8 @@ impl Session {
     /// An INSERT into a sharded table that leaves a serial or identity column to its default
     /// gets values from the cluster's counter instead of each node's sequence, and one that
     /// leaves a column drawing from a sequence the proxies keep gets values from it (see
-    /// `sequences`), written into the statement.
+    /// `sequences`), written into the statement; so do its VALUES calling `nextval` or
+    /// `currval` of such a sequence.
     async fn with_generated_values(&mut self, request: Execute) -> Result<Execute, ProxyError> {
         use crate::sequences::{need_of, numbered_insert_table};
         let proxy = self.proxy.clone();
@@ -1140,15 +1141,15 @@ impl Session {
                 need
             }
         };
-        let Some(need) = need else {
-            return Ok(request);
+        let sql = match need {
+            Some(need) => {
+                let fills = self.draw_fills(&need).await?;
+                Arc::from(mycelium_router::fill_defaults(&request.sql, &fills)?)
+            }
+            None => request.sql.clone(),
         };
-        let fills = self.draw_fills(&need).await?;
-        let sql = mycelium_router::fill_defaults(&request.sql, &fills)?;
-        Ok(Execute {
-            sql: Arc::from(sql),
-            ..request
-        })
+        let sql = self.with_sequence_values(sql).await?;
+        Ok(Execute { sql, ..request })
     }
 
     /// Values for `need` from the cluster's counters and sequences: inside the client's

@@ -18,12 +18,14 @@
 //! restores serial columns), `\ds`, `pg_class`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mycelium_protocol::types::oid;
 use mycelium_protocol::{Column, DataRowsBuilder, Execute, Format, NodeSession};
 use mycelium_router::{
     SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,
-    SequenceDefinition, sequence_key,
+    SequenceDefinition, ValuesCall, replace_values_sequence_calls, sequence_key,
+    values_sequence_calls,
 };
 
 use crate::backend;
@@ -47,6 +49,23 @@ const PROMOTION_GAP: i64 = 1000;
 
 /// Attempts at a sequence that other sessions keep drawing from.
 const ATTEMPTS: usize = 50;
+
+/// The text a node describes for `sql`: an INSERT calling `nextval` or `currval` among its
+/// VALUES has the calls replaced by a number, as it will when it runs (see
+/// [`Session::with_sequence_values`]); SQLite nodes refuse the calls themselves.
+pub(crate) fn described_text(cluster: &Cluster, sql: &Arc<str>) -> Arc<str> {
+    if node_keeps_sequences(cluster) {
+        return sql.clone();
+    }
+    let calls = values_sequence_calls(sql);
+    if calls.is_empty() {
+        return sql.clone();
+    }
+    match replace_values_sequence_calls(sql, &vec![Some(0); calls.len()]) {
+        Ok(text) => Arc::from(text),
+        Err(_) => sql.clone(),
+    }
+}
 
 /// A session on the counters' home (see [`Session::home_session`]).
 pub(crate) struct HomeSession {
@@ -271,6 +290,72 @@ impl Session {
             }
         }
         Ok(true)
+    }
+
+    /// `sql` with the `nextval('s')` and `currval('s')` calls among its VALUES (an INSERT)
+    /// of sequences the proxies keep replaced by their values: the nodes do not have those
+    /// sequences. Draws count for `currval` and `lastval` as in Postgres, row by row.
+    pub(crate) async fn with_sequence_values(
+        &mut self,
+        sql: Arc<str>,
+    ) -> Result<Arc<str>, ProxyError> {
+        if node_keeps_sequences(&self.proxy.cluster) {
+            return Ok(sql);
+        }
+        let calls = values_sequence_calls(&sql);
+        if calls.is_empty() {
+            return Ok(sql);
+        }
+        let mut home = self.home_session().await?;
+        let values = self.values_of_calls(&mut home, &calls).await;
+        self.give_back(home);
+        let values = values?;
+        if values.iter().all(Option::is_none) {
+            return Ok(sql);
+        }
+        Ok(Arc::from(replace_values_sequence_calls(&sql, &values)?))
+    }
+
+    /// The value of each call, `None` for a sequence the proxies do not keep.
+    async fn values_of_calls(
+        &mut self,
+        home: &mut HomeSession,
+        calls: &[ValuesCall],
+    ) -> Result<Vec<Option<i64>>, ProxyError> {
+        let mut ours: HashMap<String, bool> = HashMap::new();
+        let mut values = Vec::with_capacity(calls.len());
+        for call in calls {
+            let name = sequence_key(&call.sequence);
+            let is_ours = match ours.get(&name) {
+                Some(known) => *known,
+                None => {
+                    let known = kept(home.session(), &name).await?;
+                    ours.insert(name.clone(), known);
+                    known
+                }
+            };
+            if !is_ours {
+                values.push(None);
+            } else if call.next {
+                let (session, counter_home) = home.parts();
+                let value = nextval(session, counter_home, &name).await?;
+                self.drawn.record(name, value);
+                values.push(Some(value));
+            } else {
+                match self.drawn.values.get(&name) {
+                    Some(value) => values.push(Some(*value)),
+                    None => {
+                        return Err(sql_error(
+                            "55000",
+                            format!(
+                                "currval of sequence \"{name}\" is not yet defined in this session"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(values)
     }
 
     /// Makes the sequences the proxies keep that `ddl` names in `nextval` calls exist on the

@@ -748,7 +748,8 @@ impl Session {
                 Some(description) => description,
                 None => {
                     let node = self.describe_node(&sql, &param_types);
-                    let description = self.node(node).await?.describe(&sql, &param_types).await?;
+                    let text = crate::named_sequences::described_text(&self.proxy.cluster, &sql);
+                    let description = self.node(node).await?.describe(&text, &param_types).await?;
                     self.proxy
                         .descriptions
                         .insert(sql, param_types, description.clone());

@@ -3,9 +3,11 @@
 //! statement would reach, on SQLite nodes too. This module reads the statements; the proxy's
 //! `named_sequences.rs` runs them.
 
+use std::ops::ControlFlow;
+
 use sqlparser::ast::{
-    CastKind, DataType, Expr, ObjectName, ObjectType, SequenceOptions, Statement, UnaryOperator,
-    Value,
+    CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName,
+    ObjectType, SequenceOptions, SetExpr, Statement, UnaryOperator, Value, visit_expressions_mut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -392,6 +394,97 @@ pub(crate) fn plan_sequence_calls(sql: &str) -> Option<SequenceCommand> {
     Some(SequenceCommand::Calls(columns))
 }
 
+/// A `nextval('name')` (`next`) or `currval('name')` call among the VALUES of an INSERT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuesCall {
+    pub next: bool,
+    /// The sequence as written (see [`sequence_key`]).
+    pub sequence: String,
+}
+
+/// The `nextval('name')` and `currval('name')` calls (the name a literal) in the VALUES rows
+/// of a single `INSERT ... VALUES`, in the order Postgres evaluates them: row by row, left to
+/// right. Empty for any other statement.
+pub fn values_sequence_calls(sql: &str) -> Vec<ValuesCall> {
+    let mut calls = Vec::new();
+    if !mentions_sequence_functions(sql) {
+        return calls;
+    }
+    let Some(mut statement) = single_insert(sql) else {
+        return calls;
+    };
+    visit_values_calls(&mut statement, |call| {
+        calls.push(call);
+        None
+    });
+    calls
+}
+
+/// `sql` with the calls [`values_sequence_calls`] lists replaced by `values`, in the same
+/// order; a `None` leaves its call as it is.
+pub fn replace_values_sequence_calls(
+    sql: &str,
+    values: &[Option<i64>],
+) -> Result<String, RouterError> {
+    let mut statement = single_insert(sql)
+        .ok_or_else(|| RouterError::Syntax("not a single INSERT ... VALUES".to_owned()))?;
+    let mut values = values.iter();
+    visit_values_calls(&mut statement, |_| values.next().copied().flatten());
+    Ok(statement.to_string())
+}
+
+fn single_insert(sql: &str) -> Option<Statement> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    match (statements.pop(), statements.is_empty()) {
+        (Some(statement @ Statement::Insert(_)), true) => Some(statement),
+        _ => None,
+    }
+}
+
+/// Calls `replace` on each sequence call in the VALUES rows of `statement`, in evaluation
+/// order; a value it returns takes the call's place.
+fn visit_values_calls(
+    statement: &mut Statement,
+    mut replace: impl FnMut(ValuesCall) -> Option<i64>,
+) {
+    let Statement::Insert(insert) = statement else {
+        return;
+    };
+    let Some(SetExpr::Values(values)) = insert.source.as_deref_mut().map(|q| q.body.as_mut())
+    else {
+        return;
+    };
+    let _ = visit_expressions_mut(values, |expr| {
+        if let Some(call) = values_call(expr)
+            && let Some(value) = replace(call)
+        {
+            *expr = Expr::value(Value::Number(value.to_string(), false));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn values_call(expr: &Expr) -> Option<ValuesCall> {
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let next = match function.name.to_string().to_ascii_lowercase().as_str() {
+        "nextval" | "pg_catalog.nextval" => true,
+        "currval" | "pg_catalog.currval" => false,
+        _ => return None,
+    };
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() else {
+        return None;
+    };
+    match argument(arg)? {
+        SequenceArg::Text(sequence) => Some(ValuesCall { next, sequence }),
+        _ => None,
+    }
+}
+
 /// A literal (a `'name'::regclass` cast is the name) or a parameter.
 fn argument(e: &Expr) -> Option<SequenceArg> {
     match e {
@@ -509,6 +602,32 @@ mod tests {
             plan_alter_sequence("ALTER TABLE s ADD x int").unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn sequence_calls_among_insert_values_are_found_and_replaced() {
+        let sql = "INSERT INTO t (id, parent, v) VALUES \
+                   (nextval('public.s'), currval('p'::regclass) + 1, 'nextval(''x'')'), \
+                   (NEXTVAL('s'), lower('a'), 'b') RETURNING nextval('r')";
+        let calls = values_sequence_calls(sql);
+        let call = |next: bool, sequence: &str| ValuesCall {
+            next,
+            sequence: sequence.into(),
+        };
+        assert_eq!(
+            calls,
+            [call(true, "public.s"), call(false, "p"), call(true, "s")]
+        );
+        let replaced =
+            replace_values_sequence_calls(sql, &[Some(7), None, Some(8)]).expect("replace");
+        assert_eq!(
+            replaced,
+            "INSERT INTO t (id, parent, v) VALUES (7, currval('p'::REGCLASS) + 1, \
+             'nextval(''x'')'), (8, lower('a'), 'b') RETURNING nextval('r')"
+        );
+        assert!(values_sequence_calls("SELECT nextval('s')").is_empty());
+        assert!(values_sequence_calls("INSERT INTO t SELECT nextval('s')").is_empty());
+        assert!(values_sequence_calls("INSERT INTO t VALUES (nextval($1))").is_empty());
     }
 
     #[test]

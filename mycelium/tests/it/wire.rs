@@ -252,6 +252,19 @@ async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend)
         .await
         .expect("insert ... select");
     assert_eq!(next(&client, "author_id_seq").await, 9);
+    // nextval and currval written among the values are the proxies' sequence's too.
+    let ids: Vec<i32> = client
+        .query(
+            "INSERT INTO editor (id, name) VALUES (nextval('author_id_seq'), 'Ellison'), \
+             (currval('public.author_id_seq') + 100, 'Le Guin') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("nextval and currval among the values")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(ids, [10, 110]);
     let rows: Vec<(i32, String)> = client
         .query("SELECT id, name FROM author ORDER BY id", &[])
         .await
