@@ -207,7 +207,13 @@ impl Session {
         &mut self,
         request: &Execute,
     ) -> Result<Option<Target>, ProxyError> {
-        if mycelium_router::statement_kind(&request.sql) != "insert" {
+        // Most INSERTs are VALUES: they skip the parse.
+        let selects = request
+            .sql
+            .as_bytes()
+            .windows(6)
+            .any(|w| w.eq_ignore_ascii_case(b"select"));
+        if !selects || mycelium_router::statement_kind(&request.sql) != "insert" {
             return Ok(None);
         }
         let Some(parts) = mycelium_router::insert_select_parts(&request.sql) else {
