@@ -1174,13 +1174,7 @@ impl Session {
         let home = crate::sequences::counter_home(cluster)?;
         // Only a transaction that wrote there holds the node's write lock; one that only
         // read would have to upgrade its snapshot, which SQLite refuses once others wrote.
-        let wrote_on_home = self.status != TxnStatus::Idle
-            && self
-                .nodes
-                .get(home.node)
-                .and_then(Option::as_ref)
-                .is_some_and(|conn| conn.in_txn && conn.wrote);
-        if !wrote_on_home {
+        if !self.wrote_in_transaction(home.node) {
             return cluster.sequences.fills(cluster, &home, need, None).await;
         }
         self.track(home.node, true)?;
@@ -1189,6 +1183,17 @@ impl Session {
             .sequences
             .fills(cluster, &home, need, Some(session.as_mut()))
             .await
+    }
+
+    /// Whether the client's open transaction wrote on `node` (and so holds a SQLite node's
+    /// write lock).
+    pub(crate) fn wrote_in_transaction(&self, node: usize) -> bool {
+        self.status != TxnStatus::Idle
+            && self
+                .nodes
+                .get(node)
+                .and_then(Option::as_ref)
+                .is_some_and(|conn| conn.in_txn && conn.wrote)
     }
 
     /// The generated columns of `table` the proxy fills (see `sequences::resolve`): as the

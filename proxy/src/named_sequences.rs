@@ -177,13 +177,7 @@ impl Session {
     /// go back with [`Session::give_back`].
     pub(crate) async fn home_session(&mut self) -> Result<HomeSession, ProxyError> {
         let home = counter_home(&self.proxy.cluster)?;
-        let wrote_on_home = self.status != backend::TxnStatus::Idle
-            && self
-                .nodes
-                .get(home.node)
-                .and_then(Option::as_ref)
-                .is_some_and(|conn| conn.in_txn && conn.wrote);
-        let borrowed = if wrote_on_home {
+        let borrowed = if self.wrote_in_transaction(home.node) {
             self.node(home.node).await?;
             self.nodes.get_mut(home.node).and_then(Option::take)
         } else {
@@ -380,7 +374,7 @@ impl Session {
         if postgres.is_empty() {
             return Ok(());
         }
-        let names = crate::sequences::nextval_names(ddl);
+        let names = mycelium_router::nextval_names(ddl);
         if names.is_empty() {
             return Ok(());
         }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use mycelium_protocol::{Execute, NodeSession};
 use mycelium_router::{
-    ColumnFill, PolicySource, defaulted_rows, insert_values_table, sequence_key,
+    ColumnFill, PolicySource, default_sequence, defaulted_rows, insert_values_table,
 };
 
 use crate::cluster::Cluster;
@@ -186,16 +186,20 @@ impl Sequences {
         for (generated, rows) in &need.columns {
             let key = (need.table.clone(), generated.column.clone());
             let count = rows.len();
-            let mut values = Vec::with_capacity(count);
-            if let Some(name) = &generated.sequence {
-                values = match own.as_deref_mut() {
-                    Some(session) => draw(session, home, name, count).await?,
-                    None => {
-                        draw(open(cluster, home.node).await?.as_mut(), home, name, count).await?
-                    }
-                };
-                sequences.extend(values.last().map(|last| (name.clone(), *last)));
-            }
+            let mut values = match &generated.sequence {
+                Some(name) => {
+                    let drawn = match own.as_deref_mut() {
+                        Some(session) => draw(session, home, name, count).await?,
+                        None => {
+                            let mut session = open(cluster, home.node).await?;
+                            draw(session.as_mut(), home, name, count).await?
+                        }
+                    };
+                    sequences.extend(drawn.last().map(|last| (name.clone(), *last)));
+                    drawn
+                }
+                None => Vec::with_capacity(count),
+            };
             while values.len() < count {
                 let left = (count - values.len()) as i64;
                 if let Some(range) = self.take(&key, home, left) {
@@ -361,7 +365,7 @@ pub(crate) async fn resolve(
             continue;
         };
         let identity = identity.as_deref() == Some("YES");
-        let named = default.as_deref().and_then(nextval_sequence);
+        let named = default.as_deref().and_then(default_sequence);
         let sequence = match named {
             Some(name) if !identity => {
                 let session: &mut dyn NodeSession = match (home.as_deref_mut(), &mut separate) {
@@ -385,43 +389,6 @@ pub(crate) async fn resolve(
         }
     }
     Ok(Some(generated))
-}
-
-/// The sequence a column default `nextval('name'::regclass)` draws from, as the proxies key
-/// their sequences.
-fn nextval_sequence(default: &str) -> Option<String> {
-    default
-        .trim()
-        .starts_with("nextval('")
-        .then(|| nextval_names(default).into_iter().next())
-        .flatten()
-}
-
-/// The sequences named by the `nextval('name')` calls in `text`, as the proxies key their
-/// sequences.
-pub(crate) fn nextval_names(text: &str) -> Vec<String> {
-    let lower = text.to_ascii_lowercase();
-    let mut names = Vec::new();
-    let mut from = 0;
-    while let Some(at) = lower[from..].find("nextval('") {
-        let start = from + at + "nextval('".len();
-        let mut name = String::new();
-        let mut chars = text[start..].char_indices();
-        from = text.len();
-        while let Some((i, c)) = chars.next() {
-            if c != '\'' {
-                name.push(c);
-            } else if text[start + i + 1..].starts_with('\'') {
-                chars.next();
-                name.push('\'');
-            } else {
-                from = start + i + 1;
-                names.push(sequence_key(&name));
-                break;
-            }
-        }
-    }
-    names
 }
 
 /// Moves the counter of `table.column` at `home` on by `count` and returns the values it
@@ -588,32 +555,4 @@ fn first_number(rows: &[Vec<Option<String>>]) -> Option<i64> {
 fn parse_number(text: &str) -> Result<i64, ProxyError> {
     text.parse()
         .map_err(|_| sql_error("XX000", format!("a sequence counter holds {text:?}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nextval_calls_name_their_sequences_as_the_proxies_key_them() {
-        assert_eq!(
-            nextval_names(
-                "ALTER TABLE ONLY public.t ALTER COLUMN id SET DEFAULT \
-                 nextval('public.t_id_seq'::regclass)"
-            ),
-            ["t_id_seq"]
-        );
-        assert_eq!(
-            nextval_names(
-                "CREATE TABLE t (a int DEFAULT NEXTVAL('A_seq'), b int DEFAULT nextval('\"B''s\"'))"
-            ),
-            ["a_seq", "B's"]
-        );
-        assert_eq!(nextval_names("nextval('unterminated"), Vec::<String>::new());
-        assert_eq!(
-            nextval_sequence("nextval('s'::regclass)").as_deref(),
-            Some("s")
-        );
-        assert_eq!(nextval_sequence("now()"), None);
-    }
 }

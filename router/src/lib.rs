@@ -42,8 +42,8 @@ pub use insert_fill::{
 pub use insert_split::{InsertPart, insert_without_columns, name_insert_columns, split_insert};
 pub use named_sequences::{
     SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,
-    SequenceDefinition, ValuesCall, replace_values_sequence_calls, sequence_key,
-    values_sequence_calls,
+    SequenceDefinition, ValuesCall, default_sequence, nextval_names, replace_values_sequence_calls,
+    sequence_key, values_sequence_calls,
 };
 pub use options::{PolicyOptions, apply_options, policy_options, policy_to_options};
 pub use placement::{

@@ -106,6 +106,43 @@ pub fn sequence_key(written: &str) -> String {
     }
 }
 
+/// The sequence a column default `nextval('name'::regclass)` draws from, keyed as
+/// [`sequence_key`] keys it.
+pub fn default_sequence(default: &str) -> Option<String> {
+    default
+        .trim()
+        .starts_with("nextval('")
+        .then(|| nextval_names(default).into_iter().next())
+        .flatten()
+}
+
+/// The sequences the `nextval('name')` calls in `text` name (a column default, a DDL
+/// statement), keyed as [`sequence_key`] keys them.
+pub fn nextval_names(text: &str) -> Vec<String> {
+    let lower = text.to_ascii_lowercase();
+    let mut names = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("nextval('") {
+        let start = from + at + "nextval('".len();
+        let mut name = String::new();
+        let mut chars = text[start..].char_indices();
+        from = text.len();
+        while let Some((i, c)) = chars.next() {
+            if c != '\'' {
+                name.push(c);
+            } else if text[start + i + 1..].starts_with('\'') {
+                chars.next();
+                name.push('\'');
+            } else {
+                from = start + i + 1;
+                names.push(sequence_key(&name));
+                break;
+            }
+        }
+    }
+    names
+}
+
 fn object_key(name: &ObjectName) -> String {
     sequence_key(&name.to_string())
 }
@@ -602,6 +639,29 @@ mod tests {
             plan_alter_sequence("ALTER TABLE s ADD x int").unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn nextval_calls_name_their_sequences_as_the_proxies_key_them() {
+        assert_eq!(
+            nextval_names(
+                "ALTER TABLE ONLY public.t ALTER COLUMN id SET DEFAULT \
+                 nextval('public.t_id_seq'::regclass)"
+            ),
+            ["t_id_seq"]
+        );
+        assert_eq!(
+            nextval_names(
+                "CREATE TABLE t (a int DEFAULT NEXTVAL('A_seq'), b int DEFAULT nextval('\"B''s\"'))"
+            ),
+            ["a_seq", "B's"]
+        );
+        assert_eq!(nextval_names("nextval('unterminated"), Vec::<String>::new());
+        assert_eq!(
+            default_sequence("nextval('s'::regclass)").as_deref(),
+            Some("s")
+        );
+        assert_eq!(default_sequence("now()"), None);
     }
 
     #[test]
