@@ -113,6 +113,25 @@ struct Slot {
     /// Id of the job the worker is running (0: none); guards interrupts against hitting
     /// the next job.
     current: Arc<Mutex<u64>>,
+    /// The worker's connection enforces no foreign keys now (it last applied replicated
+    /// changes); set by the worker.
+    foreign_keys_off: Arc<AtomicBool>,
+}
+
+/// What a job needs of its connection's foreign-key enforcement.
+///
+/// Switching it costs more than the switch: every `PRAGMA foreign_keys` expires all of the
+/// connection's prepared statements, so each is compiled again at its next step. The pool
+/// therefore hands a job an idle worker already in the state it needs, when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ForeignKeys {
+    /// A client's statements: enforced, as Postgres does.
+    Enforced,
+    /// A replica applying changes as the primary decided them (cascades arrive as the rows
+    /// they changed, and an entry's rows come in changeset order, not in dependency order).
+    Off,
+    /// Reads and log upkeep: either state will do.
+    Either,
 }
 
 pub(crate) struct Pool {
@@ -163,25 +182,29 @@ fn spawn_worker(
     .map_err(open_err)?;
     let (jobs, rx) = std::sync::mpsc::channel();
     let current = Arc::new(Mutex::new(0));
+    let foreign_keys_off = Arc::new(AtomicBool::new(false));
     let slot = Slot {
         jobs,
         interrupt: conn.get_interrupt_handle(),
         current: current.clone(),
+        foreign_keys_off: foreign_keys_off.clone(),
     };
     // The worker borrows its connection (a change-capture session borrows it too), so both
     // live on the worker thread's stack.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name(format!("sqlite-worker-{index}"))
-        .spawn(move || match Worker::new(index, &conn, shared, current) {
-            Ok(worker) => {
-                let _ = ready_tx.send(Ok(()));
-                worker.run(rx);
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-            }
-        })
+        .spawn(
+            move || match Worker::new(index, &conn, shared, current, foreign_keys_off) {
+                Ok(worker) => {
+                    let _ = ready_tx.send(Ok(()));
+                    worker.run(rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            },
+        )
         .map_err(StorageError::Spawn)?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok((slot, handle)),
@@ -199,6 +222,12 @@ fn closed_error() -> DbError {
 
 impl Pool {
     async fn acquire(self: &Arc<Self>) -> Result<Lease, DbError> {
+        self.acquire_for(ForeignKeys::Enforced).await
+    }
+
+    /// As [`Pool::acquire`], preferring an idle worker whose foreign-key enforcement is as
+    /// `foreign_keys` needs.
+    async fn acquire_for(self: &Arc<Self>, foreign_keys: ForeignKeys) -> Result<Lease, DbError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
@@ -216,7 +245,7 @@ impl Pool {
                 if self.closed.load(Ordering::Acquire) {
                     return Err(closed_error());
                 }
-                if let Some(index) = self.take_idle() {
+                if let Some(index) = self.take_idle(foreign_keys) {
                     return Ok(index);
                 }
                 if self.workers() < self.spawner.options.max_workers {
@@ -258,11 +287,29 @@ impl Pool {
             .map_err(|_| DbError::new("XX000", "the prepared-transaction table is poisoned"))
     }
 
-    fn take_idle(&self) -> Option<usize> {
-        self.idle
+    /// The idle worker freed last among those whose foreign-key enforcement is as needed,
+    /// or else the one freed last.
+    fn take_idle(&self, foreign_keys: ForeignKeys) -> Option<usize> {
+        let mut idle = self
+            .idle
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let off = match foreign_keys {
+            ForeignKeys::Enforced => false,
+            ForeignKeys::Off => true,
+            ForeignKeys::Either => return idle.pop(),
+        };
+        let suited = self.slots.read().ok().and_then(|slots| {
+            idle.iter().rposition(|&index| {
+                slots
+                    .get(index)
+                    .is_some_and(|slot| slot.foreign_keys_off.load(Ordering::Acquire) == off)
+            })
+        });
+        match suited {
+            Some(position) => Some(idle.remove(position)),
+            None => idle.pop(),
+        }
     }
 
     fn workers(&self) -> usize {
@@ -313,10 +360,21 @@ impl Pool {
     }
 
     /// Runs `task` on an idle worker, outside any session's transaction (replication's
-    /// reads and applies).
-    pub(crate) async fn run_task(self: &Arc<Self>, task: WorkerTask) -> Result<(), DbError> {
-        let lease = self.acquire().await?;
-        self.send(lease.index, Job::Task { task, lease })
+    /// reads and applies), with foreign keys as `foreign_keys` needs.
+    pub(crate) async fn run_task(
+        self: &Arc<Self>,
+        task: WorkerTask,
+        foreign_keys: ForeignKeys,
+    ) -> Result<(), DbError> {
+        let lease = self.acquire_for(foreign_keys).await?;
+        self.send(
+            lease.index,
+            Job::Task {
+                task,
+                foreign_keys,
+                lease,
+            },
+        )
     }
 
     fn interrupt_if_running(&self, index: usize, job: u64) {
@@ -462,7 +520,7 @@ impl SqliteBackend {
         };
         let index = self
             .pool
-            .take_idle()
+            .take_idle(ForeignKeys::Enforced)
             .ok_or_else(|| failed("no idle worker to hold it".to_owned()))?;
         let lease = Lease {
             pool: self.pool.clone(),
@@ -526,12 +584,15 @@ impl SqliteBackend {
     ) -> Result<T, DbError> {
         let (tx, rx) = oneshot::channel();
         self.pool
-            .run_task(Box::new(move |conn| {
-                let _ = tx.send(f(conn).map_err(|e| {
-                    crate::errors::from_sqlite(&e, crate::errors::ErrorContext::default())
-                }));
-                false
-            }))
+            .run_task(
+                Box::new(move |conn| {
+                    let _ = tx.send(f(conn).map_err(|e| {
+                        crate::errors::from_sqlite(&e, crate::errors::ErrorContext::default())
+                    }));
+                    false
+                }),
+                ForeignKeys::Either,
+            )
             .await?;
         rx.await.map_err(|_| closed_error())?
     }

@@ -1,7 +1,7 @@
 //! One worker thread: owns a SQLite connection and runs the jobs sessions send it.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lock_wait;
 use super::redo::Redo;
-use super::{Lease, Shared, SharedTxn, aborted_error};
+use super::{ForeignKeys, Lease, Shared, SharedTxn, aborted_error};
 use crate::catalog::{self, Schema, quote_ident};
 use crate::errors::{ErrorContext, from_sqlite, internal};
 use crate::functions::{FunctionState, storage_ref};
@@ -99,6 +99,7 @@ pub(crate) enum Job {
     /// Replication work on an idle worker, outside any session's transaction.
     Task {
         task: WorkerTask,
+        foreign_keys: ForeignKeys,
         lease: Lease,
     },
     /// COMMIT or ROLLBACK of the session's transaction; releases the pinned worker.
@@ -108,6 +109,18 @@ pub(crate) enum Job {
         lease: Option<Lease>,
     },
     Shutdown,
+}
+
+impl Job {
+    /// What the job needs of the connection's foreign-key enforcement: a client's
+    /// statements need it on, whichever worker they reach.
+    fn foreign_keys(&self) -> ForeignKeys {
+        match self {
+            Job::Task { foreign_keys, .. } => *foreign_keys,
+            Job::Shutdown => ForeignKeys::Either,
+            _ => ForeignKeys::Enforced,
+        }
+    }
 }
 
 /// Work run on a worker's connection; answers whether it changed the schema.
@@ -184,6 +197,8 @@ pub(crate) struct Worker<'c> {
     held: Option<Held>,
     shared: Arc<Shared>,
     current: Arc<Mutex<u64>>,
+    /// Whether the connection enforces foreign keys not now, shared with the pool's slot.
+    foreign_keys_off: Arc<AtomicBool>,
     functions: FunctionState,
     schema: Arc<Schema>,
     /// The schema includes this connection's uncommitted DDL.
@@ -203,6 +218,7 @@ impl<'c> Worker<'c> {
         conn: &'c Connection,
         shared: Arc<Shared>,
         current: Arc<Mutex<u64>>,
+        foreign_keys_off: Arc<AtomicBool>,
     ) -> rusqlite::Result<Worker<'c>> {
         let functions = FunctionState {
             sequences: shared.sequences.clone(),
@@ -218,6 +234,7 @@ impl<'c> Worker<'c> {
             held: None,
             shared,
             current,
+            foreign_keys_off,
             functions,
             schema: Arc::default(),
             private_schema: false,
@@ -232,6 +249,7 @@ impl<'c> Worker<'c> {
 
     pub fn run(mut self, jobs: std::sync::mpsc::Receiver<Job>) {
         while let Ok(job) = jobs.recv() {
+            self.set_foreign_keys(job.foreign_keys());
             match job {
                 Job::Execute {
                     id,
@@ -334,7 +352,7 @@ impl<'c> Worker<'c> {
                 Job::Reestablish { redo, reply } => {
                     let _ = reply.send(self.reestablish(&redo));
                 }
-                Job::Task { task, lease } => {
+                Job::Task { task, lease, .. } => {
                     if task(self.conn) {
                         self.schema_changed_committed();
                     }
@@ -799,6 +817,29 @@ impl<'c> Worker<'c> {
         self.schema = schema.clone();
         self.functions.set_schema(schema);
         Ok(())
+    }
+
+    /// Switches foreign-key enforcement when `wanted` differs from the connection's, outside
+    /// a transaction only (inside one SQLite ignores the pragma, and the transaction's first
+    /// job set it already).
+    fn set_foreign_keys(&mut self, wanted: ForeignKeys) {
+        let off = match wanted {
+            ForeignKeys::Enforced => false,
+            ForeignKeys::Off => true,
+            ForeignKeys::Either => return,
+        };
+        if self.foreign_keys_off.load(Ordering::Acquire) == off || !self.conn.is_autocommit() {
+            return;
+        }
+        match self
+            .conn
+            .pragma_update(None, "foreign_keys", if off { "OFF" } else { "ON" })
+        {
+            Ok(()) => self.foreign_keys_off.store(off, Ordering::Release),
+            Err(e) => {
+                tracing::warn!(worker = self.index, error = %e, off, "cannot switch foreign keys")
+            }
+        }
     }
 
     fn translation(&mut self, sql: &str, param_types: &[u32]) -> Result<Arc<Translation>, DbError> {

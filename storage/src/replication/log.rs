@@ -19,7 +19,7 @@ use super::store::{
 };
 use super::{Chunker, ReplicationError, ReplicationIdentity};
 use crate::catalog::quote_ident;
-use crate::engine::Pool;
+use crate::engine::{ForeignKeys, Pool};
 
 /// The replicated log and data of one shard in a SQLite backend's file. Cheap to clone;
 /// every call runs on one of the backend's worker threads.
@@ -57,19 +57,6 @@ fn write_txn<T>(
             Err(e)
         }
     }
-}
-
-/// As [`write_txn`], with foreign keys unenforced: a replica takes rows as the primary
-/// decided them (cascades arrive as the rows they changed, and an entry's rows come in
-/// changeset order, not in dependency order).
-fn replica_txn<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, ReplicationError>,
-) -> Result<T, ReplicationError> {
-    conn.pragma_update(None, "foreign_keys", "OFF")?;
-    let result = write_txn(conn, f);
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    result
 }
 
 /// Runs `f` in a read transaction, so everything it reads is one consistent state.
@@ -581,19 +568,24 @@ impl SqliteShardLog {
         &self.shard
     }
 
-    /// Runs `f` on an idle worker; `f` answers its result and whether it changed the schema.
+    /// Runs `f` on an idle worker whose foreign keys are as `foreign_keys` says; `f` answers
+    /// its result and whether it changed the schema.
     async fn run<T: Send + 'static>(
         &self,
+        foreign_keys: ForeignKeys,
         f: impl FnOnce(&Connection) -> Result<(T, bool), ReplicationError> + Send + 'static,
     ) -> Result<T, ReplicationError> {
         let (tx, rx) = oneshot::channel();
         self.pool
-            .run_task(Box::new(move |conn| {
-                let result = f(conn);
-                let changed = matches!(result, Ok((_, true)));
-                let _ = tx.send(result.map(|(value, _)| value));
-                changed
-            }))
+            .run_task(
+                Box::new(move |conn| {
+                    let result = f(conn);
+                    let changed = matches!(result, Ok((_, true)));
+                    let _ = tx.send(result.map(|(value, _)| value));
+                    changed
+                }),
+                foreign_keys,
+            )
             .await?;
         rx.await.map_err(|_| ReplicationError::Closed)?
     }
@@ -615,7 +607,9 @@ impl ShardLog for SqliteShardLog {
     async fn applied(&self) -> Result<VersionVector, LogError> {
         let shard = self.shard.clone();
         Ok(self
-            .run(move |conn| Ok((applied_vector(conn, &shard)?, false)))
+            .run(ForeignKeys::Either, move |conn| {
+                Ok((applied_vector(conn, &shard)?, false))
+            })
             .await?)
     }
 
@@ -627,7 +621,9 @@ impl ShardLog for SqliteShardLog {
         let shard = self.shard.clone();
         let after = after.clone();
         Ok(self
-            .run(move |conn| Ok((read_entries(conn, &shard, &after, limit)?, false)))
+            .run(ForeignKeys::Either, move |conn| {
+                Ok((read_entries(conn, &shard, &after, limit)?, false))
+            })
             .await?)
     }
 
@@ -639,8 +635,9 @@ impl ShardLog for SqliteShardLog {
         self.check_shard(&entry.shard)?;
         let entry = entry.clone();
         Ok(self
-            .run(move |conn| {
-                replica_txn(conn, |conn| {
+            // A replica takes rows as the primary decided them: see `ForeignKeys::Off`.
+            .run(ForeignKeys::Off, move |conn| {
+                write_txn(conn, |conn| {
                     let mut txn = ShardTxn::applying(conn, &entry);
                     let outcome = apply_entry(&mut txn, &entry, policy)?;
                     Ok((outcome, txn.schema_changed))
@@ -653,7 +650,9 @@ impl ShardLog for SqliteShardLog {
         let shard = self.shard.clone();
         let through = through.clone();
         Ok(self
-            .run(move |conn| Ok((truncate_log(conn, &shard, &through)?, false)))
+            .run(ForeignKeys::Either, move |conn| {
+                Ok((truncate_log(conn, &shard, &through)?, false))
+            })
             .await?)
     }
 
@@ -665,13 +664,16 @@ impl ShardLog for SqliteShardLog {
         let shard = self.shard.clone();
         let identity = self.identity.clone();
         self.pool
-            .run_task(Box::new(move |conn| {
-                let errors = tx.clone();
-                if let Err(e) = take_snapshot(conn, &identity, &shard, rows_per_chunk, tx) {
-                    let _ = errors.blocking_send(Err(e.into()));
-                }
-                false
-            }))
+            .run_task(
+                Box::new(move |conn| {
+                    let errors = tx.clone();
+                    if let Err(e) = take_snapshot(conn, &identity, &shard, rows_per_chunk, tx) {
+                        let _ = errors.blocking_send(Err(e.into()));
+                    }
+                    false
+                }),
+                ForeignKeys::Either,
+            )
             .await
             .map_err(ReplicationError::from)?;
         Ok(stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed())
@@ -682,12 +684,12 @@ impl ShardLog for SqliteShardLog {
         let identity = self.identity.clone();
         let shard = self.shard.clone();
         Ok(self
-            .run(move |conn| {
+            .run(ForeignKeys::Off, move |conn| {
                 if !chunk.last {
                     stage_chunk(conn, &shard, &chunk)?;
                     return Ok(((), false));
                 }
-                replica_txn(conn, |conn| {
+                write_txn(conn, |conn| {
                     stage_chunk(conn, &shard, &chunk)?;
                     let changed = install_snapshot(conn, &identity, &shard, &chunk)?;
                     tracing::info!(shard = %shard, applied = ?chunk.applied, "snapshot installed");

@@ -72,11 +72,15 @@ impl Node {
     }
 
     fn open_with_clock(dir: &Path, name: &str, clock: Arc<HlcClock>) -> Node {
+        Node::open_with(dir, name, clock, SqliteOptions::default())
+    }
+
+    fn open_with(dir: &Path, name: &str, clock: Arc<HlcClock>, options: SqliteOptions) -> Node {
         let path = dir.join(name).join("node.db");
         let committed = Arc::new(Mutex::new(Vec::new()));
         let backend = SqliteBackend::open_replicated(
             &path,
-            SqliteOptions::default(),
+            options,
             identity(clock.clone(), committed.clone()),
         )
         .unwrap();
@@ -1058,5 +1062,58 @@ async fn alter_column_rebuilds_replicate_as_ddl_not_rows() {
             .await
             .code,
         "23505"
+    );
+}
+
+/// One worker does everything here: it applies a replicated child row before its parent
+/// (foreign keys off), then runs a client's statements, which must find them enforced again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_applied_replicated_rows_enforces_foreign_keys_for_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Node::open(dir.path(), "n1");
+    let one_worker = SqliteOptions {
+        workers: 1,
+        max_workers: 1,
+        ..SqliteOptions::default()
+    };
+    let replica = Node::open_with(
+        dir.path(),
+        "n2",
+        Arc::new(HlcClock::new(NodeId::new("n2"))),
+        one_worker,
+    );
+    let mut s = primary.session();
+    ok(&mut s, "CREATE TABLE tags (k text PRIMARY KEY)").await;
+    ok(
+        &mut s,
+        "CREATE TABLE notes (id int PRIMARY KEY, k text REFERENCES tags(k) ON DELETE CASCADE)",
+    )
+    .await;
+    ship(&primary, &replica, &all_shards()).await;
+    ok(&mut s, "BEGIN").await;
+    ok(&mut s, "INSERT INTO tags VALUES ('x')").await;
+    ok(&mut s, "INSERT INTO notes VALUES (1, 'x')").await;
+    ok(&mut s, "COMMIT").await;
+    let notes_first = [ShardId::new("notes", 0), ShardId::new("tags", 0)];
+    assert_eq!(ship(&primary, &replica, &notes_first).await, 2);
+    assert_eq!(dump(&replica.path), dump(&primary.path));
+
+    let mut r = replica.session();
+    let e = err(&mut r, "INSERT INTO notes VALUES (2, 'nobody')").await;
+    assert_eq!(e.code, "23503", "{e:?}");
+    ok(&mut r, "DELETE FROM tags WHERE k = 'x'").await;
+    assert_eq!(
+        query(&replica.file(), "SELECT count(*) FROM notes"),
+        vec![vec![Value::Integer(0)]],
+        "the cascade ran"
+    );
+
+    // And back to applying: the primary's cascade arrives as the rows it deleted.
+    ok(&mut s, "DELETE FROM tags WHERE k = 'x'").await;
+    let applied = ship(&primary, &replica, &notes_first).await;
+    assert_eq!(applied, 2);
+    assert_eq!(
+        query(&replica.file(), "SELECT count(*) FROM tags"),
+        vec![vec![Value::Integer(0)]]
     );
 }
