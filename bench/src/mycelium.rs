@@ -105,6 +105,42 @@ impl Mycelium {
     /// The value of one sample of `/metrics`, e.g. `mycelium_txn_commits_total{protocol="2pc"}`
     /// (0 when the series does not exist yet).
     pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        Ok(self
+            .metrics_text()
+            .await?
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0))
+    }
+
+    /// Waits until every secondary has applied all its primaries wrote (a load leaves a
+    /// replica seconds behind, applying what would otherwise count against the first
+    /// measurement); answers how long that took.
+    pub async fn wait_for_replicas(&self, limit: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let mut caught_up_polls = 0;
+        loop {
+            let text = self.metrics_text().await?;
+            caught_up_polls = if replicas_caught_up(&text) {
+                caught_up_polls + 1
+            } else {
+                0
+            };
+            // Twice in a row: a gauge may lag the apply it reports by one update.
+            if caught_up_polls == 2 {
+                return Ok(started.elapsed());
+            }
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "replicas still behind after {} s",
+                limit.as_secs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn metrics_text(&self) -> anyhow::Result<String> {
         let mut stream = tokio::net::TcpStream::connect(self.metrics)
             .await
             .with_context(|| format!("cannot connect to {}", self.metrics))?;
@@ -116,11 +152,7 @@ impl Mycelium {
             .read_to_string(&mut body)
             .await
             .context("cannot read /metrics")?;
-        Ok(body
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0.0))
+        Ok(body)
     }
 
     fn log_tail(&self) -> String {
@@ -131,6 +163,44 @@ impl Mycelium {
             lines[lines.len().saturating_sub(20)..].join("\n")
         )
     }
+}
+
+/// Whether the exposition text says every replica is current: no primary counts entries a
+/// peer has yet to take (`mycelium_replication_lag_entries`), and every node reports the same
+/// applied sequence for each origin and shard (`mycelium_replication_applied_sequence`).
+fn replicas_caught_up(metrics: &str) -> bool {
+    let mut applied: std::collections::HashMap<(String, String), f64> =
+        std::collections::HashMap::new();
+    for line in metrics.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        if series.starts_with("mycelium_replication_lag_entries{") && value != 0.0 {
+            return false;
+        }
+        if series.starts_with("mycelium_replication_applied_sequence{") {
+            let key = (label(series, "origin"), label(series, "shard"));
+            match applied.get(&key) {
+                Some(seen) if *seen != value => return false,
+                _ => {
+                    applied.insert(key, value);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The value of `name="..."` among a series' labels ("" when it has none).
+fn label(series: &str, name: &str) -> String {
+    let pattern = format!("{name}=\"");
+    series
+        .split_once(&pattern)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or_else(String::new, |(value, _)| value.to_owned())
 }
 
 /// The client port and the metrics address in `Mycelium is ready: psql
@@ -173,5 +243,20 @@ mod tests {
             Some((40123, std::net::SocketAddr::from(([127, 0, 0, 1], 9187))))
         );
         assert_eq!(super::ready_line("error: cannot listen\n"), None);
+    }
+
+    #[test]
+    fn replicas_are_caught_up_when_no_lag_and_equal_sequences() {
+        let current = "# TYPE mycelium_replication_applied_sequence gauge\n\
+            mycelium_replication_applied_sequence{node=\"n1\",origin=\"n1\",shard=\"t/0\"} 42\n\
+            mycelium_replication_applied_sequence{node=\"n3\",origin=\"n1\",shard=\"t/0\"} 42\n\
+            mycelium_replication_applied_sequence{node=\"n2\",origin=\"n2\",shard=\"t/1\"} 7\n\
+            mycelium_replication_lag_entries{node=\"n1\",peer=\"n3\",shard=\"t/0\"} 0\n";
+        assert!(super::replicas_caught_up(current));
+        let behind = current.replace("n3\",origin=\"n1\",shard=\"t/0\"} 42", "n3\",origin=\"n1\",shard=\"t/0\"} 40");
+        assert!(!super::replicas_caught_up(&behind));
+        let lagging = current.replace("} 0\n", "} 3\n");
+        assert!(!super::replicas_caught_up(&lagging));
+        assert!(super::replicas_caught_up(""));
     }
 }

@@ -388,6 +388,23 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     ));
     let sqlite = Mycelium::start(&settings.mycelium, &[], &[])?;
     let init_sqlite = pgbench::initialize(&sqlite.target(), settings.scale).await?;
+    progress("waiting for every Mycelium replica to apply the load".to_owned());
+    let mut caught_up = Vec::new();
+    for (name, mycelium) in [
+        ("mycelium 1 pg node", &pg1),
+        ("mycelium 2 pg shards", &pg2),
+        ("mycelium 3 sqlite nodes", &sqlite),
+    ] {
+        let took = mycelium
+            .wait_for_replicas(Duration::from_secs(600))
+            .await
+            .with_context(|| format!("{name}: replicas did not catch up with the load"))?;
+        caught_up.push(format!("{name} {:.1} s", took.as_secs_f64()));
+    }
+    notes.push(format!(
+        "Measurements start once every replica has applied the load (waited: {}).",
+        caught_up.join(", ")
+    ));
     let relay = Relay::start(postgres.socket()).await?;
     let max_clients = settings.connections + 500;
     let pgbouncer = if Path::new(pgbouncer::BINARY).is_file() {
