@@ -253,7 +253,10 @@ mod tests {
             mycelium_replication_applied_sequence{node=\"n2\",origin=\"n2\",shard=\"t/1\"} 7\n\
             mycelium_replication_lag_entries{node=\"n1\",peer=\"n3\",shard=\"t/0\"} 0\n";
         assert!(super::replicas_caught_up(current));
-        let behind = current.replace("n3\",origin=\"n1\",shard=\"t/0\"} 42", "n3\",origin=\"n1\",shard=\"t/0\"} 40");
+        let behind = current.replace(
+            "n3\",origin=\"n1\",shard=\"t/0\"} 42",
+            "n3\",origin=\"n1\",shard=\"t/0\"} 40",
+        );
         assert!(!super::replicas_caught_up(&behind));
         let lagging = current.replace("} 0\n", "} 3\n");
         assert!(!super::replicas_caught_up(&lagging));

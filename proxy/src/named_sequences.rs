@@ -138,6 +138,18 @@ fn missing(name: &str) -> ProxyError {
     sql_error("42P01", format!("relation \"{name}\" does not exist"))
 }
 
+/// The nodes that keep their data in PostgreSQL.
+fn postgres_nodes(cluster: &Cluster) -> Vec<usize> {
+    (0..cluster.nodes.len())
+        .filter(|&n| {
+            cluster.nodes[n]
+                .backend
+                .get()
+                .is_some_and(|b| b == "postgres")
+        })
+        .collect()
+}
+
 /// Whether the cluster is one PostgreSQL node, whose own sequences serve (see the module
 /// documentation).
 pub(crate) fn node_keeps_sequences(cluster: &Cluster) -> bool {
@@ -162,6 +174,9 @@ impl Session {
     ) -> Result<bool, ProxyError> {
         if node_keeps_sequences(&self.proxy.cluster) {
             return Ok(false);
+        }
+        if let SequenceCommand::Drop { names, cascade, .. } = command {
+            self.drop_stand_ins(names, *cascade).await?;
         }
         let mut home = self.home_session().await?;
         let result = self
@@ -229,7 +244,9 @@ impl Session {
                 alter(session, home, name, &row, changes).await?;
                 backend::command_complete(&mut self.conn.out, "ALTER SEQUENCE");
             }
-            SequenceCommand::Drop { names, if_exists } => {
+            SequenceCommand::Drop {
+                names, if_exists, ..
+            } => {
                 let mut found = Vec::with_capacity(names.len());
                 for name in names {
                     let kept = kept(session, name).await?;
@@ -358,25 +375,55 @@ impl Session {
     /// such columns itself (see `sequences`), and anything that would draw on the node fails
     /// rather than hand out a value the sequence may also give.
     pub(crate) async fn stand_in_sequences(&mut self, ddl: &str) -> Result<(), ProxyError> {
-        let proxy = self.proxy.clone();
-        let cluster = &proxy.cluster;
-        if node_keeps_sequences(cluster) || self.status == backend::TxnStatus::Idle {
+        if node_keeps_sequences(&self.proxy.cluster) || self.status == backend::TxnStatus::Idle {
             return Ok(());
         }
-        let postgres: Vec<usize> = (0..cluster.nodes.len())
-            .filter(|&n| {
-                cluster.nodes[n]
-                    .backend
-                    .get()
-                    .is_some_and(|b| b == "postgres")
-            })
-            .collect();
+        let postgres = postgres_nodes(&self.proxy.cluster);
         if postgres.is_empty() {
             return Ok(());
         }
         let names = mycelium_router::nextval_names(ddl);
-        if names.is_empty() {
+        for name in self.kept_names(names).await? {
+            let ident = crate::execute::quote_ident(&name);
+            let create =
+                format!("CREATE SEQUENCE IF NOT EXISTS {ident} MINVALUE 1 MAXVALUE 2 START 2");
+            let take = format!("SELECT setval('{}', 2, true)", ident.replace('\'', "''"));
+            for &node in &postgres {
+                let session = self.node_for_write(node).await?;
+                run(session.as_mut(), Execute::simple(create.as_str())).await?;
+                run(session.as_mut(), Execute::simple(take.as_str())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before `DROP SEQUENCE` forgets sequences the proxies keep, drops what stands in for
+    /// them on the PostgreSQL nodes (see [`Session::stand_in_sequences`]). A column default
+    /// there still naming one makes the node refuse, as Postgres does (2BP01), unless
+    /// `cascade`, which drops the default with it.
+    async fn drop_stand_ins(&mut self, names: &[String], cascade: bool) -> Result<(), ProxyError> {
+        let postgres = postgres_nodes(&self.proxy.cluster);
+        if postgres.is_empty() {
             return Ok(());
+        }
+        for name in self.kept_names(names.to_vec()).await? {
+            let drop = format!(
+                "DROP SEQUENCE IF EXISTS {}{}",
+                crate::execute::quote_ident(&name),
+                if cascade { " CASCADE" } else { "" }
+            );
+            for &node in &postgres {
+                let session = self.node_for_write(node).await?;
+                run(session.as_mut(), Execute::simple(drop.as_str())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Those of `names` that are sequences the proxies keep.
+    async fn kept_names(&mut self, names: Vec<String>) -> Result<Vec<String>, ProxyError> {
+        if names.is_empty() {
+            return Ok(names);
         }
         let mut home = self.home_session().await?;
         let mut kept_names = Vec::new();
@@ -392,21 +439,18 @@ impl Session {
             }
         }
         self.give_back(home);
-        result?;
-        for name in kept_names {
-            let ident = crate::execute::quote_ident(&name);
-            let create =
-                format!("CREATE SEQUENCE IF NOT EXISTS {ident} MINVALUE 1 MAXVALUE 2 START 2");
-            let take = format!("SELECT setval('{}', 2, true)", ident.replace('\'', "''"));
-            for &node in &postgres {
-                self.ensure_node_transaction(node).await?;
-                self.track(node, true)?;
-                let session = self.node(node).await?;
-                run(session.as_mut(), Execute::simple(create.as_str())).await?;
-                run(session.as_mut(), Execute::simple(take.as_str())).await?;
-            }
-        }
-        Ok(())
+        result.map(|()| kept_names)
+    }
+
+    /// The client's session on `node`, inside its transaction when it has one, counted as
+    /// a write there.
+    async fn node_for_write(
+        &mut self,
+        node: usize,
+    ) -> Result<&mut Box<dyn mycelium_protocol::NodeSession>, ProxyError> {
+        self.ensure_node_transaction(node).await?;
+        self.track(node, true)?;
+        self.node(node).await
     }
 
     async fn create_sequence(

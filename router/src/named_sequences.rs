@@ -25,10 +25,11 @@ pub enum SequenceCommand {
         if_exists: bool,
         changes: SequenceChanges,
     },
-    /// `DROP SEQUENCE [IF EXISTS] names`.
+    /// `DROP SEQUENCE [IF EXISTS] names [CASCADE]`.
     Drop {
         names: Vec<String>,
         if_exists: bool,
+        cascade: bool,
     },
     /// A SELECT of sequence function calls without FROM.
     Calls(Vec<SequenceColumn>),
@@ -174,11 +175,13 @@ pub(crate) fn plan_sequence_ddl(sql: &str) -> Result<Option<SequenceCommand>, Ro
                 object_type: ObjectType::Sequence,
                 if_exists,
                 names,
+                cascade,
                 ..
             },
         ] => Ok(Some(SequenceCommand::Drop {
             names: names.iter().map(object_key).collect(),
             if_exists: *if_exists,
+            cascade: *cascade,
         })),
         _ => Ok(None),
     }
@@ -598,7 +601,16 @@ mod tests {
             plan_sequence_ddl("DROP SEQUENCE IF EXISTS a, public.B").unwrap(),
             Some(SequenceCommand::Drop {
                 names: vec!["a".into(), "b".into()],
-                if_exists: true
+                if_exists: true,
+                cascade: false,
+            })
+        );
+        assert_eq!(
+            plan_sequence_ddl("DROP SEQUENCE s CASCADE").unwrap(),
+            Some(SequenceCommand::Drop {
+                names: vec!["s".into()],
+                if_exists: false,
+                cascade: true,
             })
         );
         assert_eq!(plan_sequence_ddl("DROP TABLE a").unwrap(), None);

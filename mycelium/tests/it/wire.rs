@@ -291,6 +291,32 @@ async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend)
         .await
         .expect_err("the proxy's INSERT ... SELECT returns nothing");
     assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+
+    // PostgreSQL nodes hold a stand-in for the sequence, which their column default depends
+    // on: they refuse to drop it as Postgres would, and CASCADE takes the default with it.
+    if !matches!(backend, Backend::Sqlite) {
+        let error = client
+            .batch_execute("DROP SEQUENCE author_id_seq")
+            .await
+            .expect_err("a default still names the sequence");
+        assert_eq!(sqlstate(&error), "2BP01", "{error:?}");
+        assert_eq!(next(&client, "author_id_seq").await, 11, "still kept");
+    }
+    client
+        .batch_execute("BEGIN; DROP SEQUENCE author_id_seq CASCADE; COMMIT")
+        .await
+        .expect("drop with cascade");
+    client
+        .batch_execute("CREATE TABLE author_id_seq (x int)")
+        .await
+        .expect("the name is free on every node");
+    if matches!(backend, Backend::Postgres) {
+        let error = client
+            .batch_execute("INSERT INTO author (name) VALUES ('Zamyatin')")
+            .await
+            .expect_err("the default went with the sequence");
+        assert_eq!(sqlstate(&error), "23502", "{error:?}");
+    }
 }
 
 /// The lines of an EXPLAIN, sent with the simple protocol.
