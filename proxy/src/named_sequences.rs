@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mycelium_protocol::types::oid;
-use mycelium_protocol::{Column, DataRowsBuilder, Execute, Format, NodeSession};
+use mycelium_protocol::{Column, DataRowsBuilder, DbError, Execute, Format, NodeSession};
 use mycelium_router::{
     SequenceArg, SequenceCall, SequenceChanges, SequenceColumn, SequenceCommand,
     SequenceDefinition, ValuesCall, replace_values_sequence_calls, sequence_key,
@@ -176,7 +176,9 @@ impl Session {
             return Ok(false);
         }
         if let SequenceCommand::Drop { names, cascade, .. } = command {
-            self.drop_stand_ins(names, *cascade).await?;
+            let kept_names = self.kept_names(names.clone()).await?;
+            self.refuse_sqlite_dependents(&kept_names, *cascade).await?;
+            self.drop_stand_ins(&kept_names, *cascade).await?;
         }
         let mut home = self.home_session().await?;
         let result = self
@@ -397,24 +399,90 @@ impl Session {
         Ok(())
     }
 
-    /// Before `DROP SEQUENCE` forgets sequences the proxies keep, drops what stands in for
-    /// them on the PostgreSQL nodes (see [`Session::stand_in_sequences`]). A column default
-    /// there still naming one makes the node refuse, as Postgres does (2BP01), unless
-    /// `cascade`, which drops the default with it.
-    async fn drop_stand_ins(&mut self, names: &[String], cascade: bool) -> Result<(), ProxyError> {
+    /// Before `DROP SEQUENCE` forgets `kept_names`, sequences the proxies keep, drops what
+    /// stands in for them on the PostgreSQL nodes (see [`Session::stand_in_sequences`]). A
+    /// column default there still naming one makes the node refuse, as Postgres does (2BP01),
+    /// unless `cascade`, which drops the default with it.
+    async fn drop_stand_ins(
+        &mut self,
+        kept_names: &[String],
+        cascade: bool,
+    ) -> Result<(), ProxyError> {
         let postgres = postgres_nodes(&self.proxy.cluster);
         if postgres.is_empty() {
             return Ok(());
         }
-        for name in self.kept_names(names.to_vec()).await? {
+        for name in kept_names {
             let drop = format!(
                 "DROP SEQUENCE IF EXISTS {}{}",
-                crate::execute::quote_ident(&name),
+                crate::execute::quote_ident(name),
                 if cascade { " CASCADE" } else { "" }
             );
             for &node in &postgres {
                 let session = self.node_for_write(node).await?;
                 run(session.as_mut(), Execute::simple(drop.as_str())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// SQLite nodes record no dependency of a column default on a sequence, so before
+    /// `DROP SEQUENCE` forgets `kept_names` the proxy looks for defaults there naming one:
+    /// it refuses as Postgres would (2BP01), and with `cascade` too (0A000), since it cannot
+    /// drop a SQLite node's default along with the sequence.
+    async fn refuse_sqlite_dependents(
+        &mut self,
+        kept_names: &[String],
+        cascade: bool,
+    ) -> Result<(), ProxyError> {
+        if kept_names.is_empty() {
+            return Ok(());
+        }
+        let proxy = self.proxy.clone();
+        let postgres = postgres_nodes(&proxy.cluster);
+        for node in (0..proxy.cluster.nodes.len()).filter(|n| !postgres.contains(n)) {
+            let request = Execute::simple(
+                "SELECT table_name, column_name, column_default FROM information_schema.columns \
+                 WHERE column_default LIKE '%nextval(%'",
+            );
+            // Inside a transaction that changed the node, its own defaults count too.
+            let defaults = if self.wrote_in_transaction(node) {
+                run(self.node(node).await?.as_mut(), request).await?
+            } else {
+                run(open(&proxy.cluster, node).await?.as_mut(), request).await?
+            };
+            for row in defaults {
+                let [Some(table), Some(column), Some(default)] = row.as_slice() else {
+                    continue;
+                };
+                let Some(name) = mycelium_router::nextval_names(default)
+                    .into_iter()
+                    .find(|name| kept_names.contains(name))
+                else {
+                    continue;
+                };
+                let detail = format!(
+                    "default value for column {column} of table {table} depends on sequence {name}"
+                );
+                let error = if cascade {
+                    DbError::new(
+                        "0A000",
+                        format!(
+                            "DROP SEQUENCE ... CASCADE cannot drop the column defaults of SQLite \
+                             nodes that depend on sequence {name}"
+                        ),
+                    )
+                    .with_hint(format!(
+                        "Drop the default first: ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT."
+                    ))
+                } else {
+                    DbError::new(
+                        "2BP01",
+                        format!("cannot drop sequence {name} because other objects depend on it"),
+                    )
+                    .with_hint("Use DROP ... CASCADE to drop the dependent objects too.")
+                };
+                return Err(ProxyError::Db(error.with_detail(detail)));
             }
         }
         Ok(())

@@ -292,31 +292,47 @@ async fn a_pg_dump_restore_numbers_new_rows_from_its_sequences(backend: Backend)
         .expect_err("the proxy's INSERT ... SELECT returns nothing");
     assert_eq!(sqlstate(&error), "0A000", "{error:?}");
 
-    // PostgreSQL nodes hold a stand-in for the sequence, which their column default depends
-    // on: they refuse to drop it as Postgres would, and CASCADE takes the default with it.
-    if !matches!(backend, Backend::Sqlite) {
-        let error = client
-            .batch_execute("DROP SEQUENCE author_id_seq")
-            .await
-            .expect_err("a default still names the sequence");
-        assert_eq!(sqlstate(&error), "2BP01", "{error:?}");
-        assert_eq!(next(&client, "author_id_seq").await, 11, "still kept");
-    }
-    client
-        .batch_execute("BEGIN; DROP SEQUENCE author_id_seq CASCADE; COMMIT")
+    // A column default still names the sequence: dropping it fails as on Postgres, whether
+    // the default is on PostgreSQL nodes (their stand-in carries the dependency) or SQLite
+    // nodes (the proxy looks for it).
+    let error = client
+        .batch_execute("DROP SEQUENCE author_id_seq")
         .await
-        .expect("drop with cascade");
+        .expect_err("a default still names the sequence");
+    assert_eq!(sqlstate(&error), "2BP01", "{error:?}");
+    assert_eq!(
+        error.as_db_error().and_then(|e| e.detail()),
+        Some("default value for column id of table author depends on sequence author_id_seq"),
+    );
+    assert_eq!(next(&client, "author_id_seq").await, 11, "still kept");
+    if matches!(backend, Backend::Postgres) {
+        client
+            .batch_execute("BEGIN; DROP SEQUENCE author_id_seq CASCADE; COMMIT")
+            .await
+            .expect("CASCADE drops the nodes' defaults");
+    } else {
+        let error = client
+            .batch_execute("DROP SEQUENCE author_id_seq CASCADE")
+            .await
+            .expect_err("SQLite nodes' defaults are not dropped by CASCADE");
+        assert_eq!(sqlstate(&error), "0A000", "{error:?}");
+        client
+            .batch_execute(
+                "BEGIN; ALTER TABLE author ALTER COLUMN id DROP DEFAULT; \
+                 DROP SEQUENCE author_id_seq; COMMIT",
+            )
+            .await
+            .expect("drop the default, then the sequence");
+    }
     client
         .batch_execute("CREATE TABLE author_id_seq (x int)")
         .await
         .expect("the name is free on every node");
-    if matches!(backend, Backend::Postgres) {
-        let error = client
-            .batch_execute("INSERT INTO author (name) VALUES ('Zamyatin')")
-            .await
-            .expect_err("the default went with the sequence");
-        assert_eq!(sqlstate(&error), "23502", "{error:?}");
-    }
+    let error = client
+        .batch_execute("INSERT INTO author (name) VALUES ('Zamyatin')")
+        .await
+        .expect_err("the default is gone");
+    assert_eq!(sqlstate(&error), "23502", "{error:?}");
 }
 
 /// The lines of an EXPLAIN, sent with the simple protocol.
