@@ -111,6 +111,37 @@ pub(crate) enum Job {
     Shutdown,
 }
 
+/// A cached translation with integer literals as parameters, and this text's literals.
+type LiftedTranslation = (Arc<Translation>, Vec<i64>);
+
+/// Whether `shape`, `original` with `lifted` integer literals as parameters, runs as it does:
+/// the same kind of statement with the same result columns, and nothing besides one
+/// statement (no statements before it, no checks, no rebuild) that could hold a literal the
+/// parameters would not reach.
+fn lifts_cleanly(original: &Translation, shape: &Translation, lifted: usize) -> bool {
+    let single = |t: &Translation| {
+        t.pre.is_empty()
+            && t.checks.is_empty()
+            && t.main.is_some()
+            && !t.ddl
+            && !t.rebuild
+            && t.replicated.is_none()
+            && t.explain.is_none()
+            && !t.no_transaction_block
+    };
+    single(original)
+        && single(shape)
+        && original.params.is_empty()
+        && shape.params.len() == lifted
+        && original.kind == shape.kind
+        && original.out == shape.out
+        && original.writes == shape.writes
+        && original.catalog == shape.catalog
+        && original.table == shape.table
+        && original.columns == shape.columns
+        && original.probe.is_some() == shape.probe.is_some()
+}
+
 impl Job {
     /// What the job needs of the connection's foreign-key enforcement: a client's
     /// statements need it on, whichever worker they reach.
@@ -842,13 +873,68 @@ impl<'c> Worker<'c> {
         }
     }
 
+    /// The translation of `sql` with its integer literals as parameters ([`rewrite::lift`]),
+    /// and their values; `None` when it has none to lift, or its shape does not translate as
+    /// it does (then it runs as it is). The first text of each shape is translated both ways
+    /// and the shape kept only when the two agree on everything but the parameters.
+    fn lifted_translation(&mut self, sql: &str) -> Result<Option<LiftedTranslation>, DbError> {
+        let Some(lifted) = rewrite::lift::integer_literals(sql) else {
+            return Ok(None);
+        };
+        let schema = self.current_schema()?;
+        let zone = types::session_time_zone();
+        let cache = &self.shared.cache;
+        if let Some(t) = cache.get(&lifted.sql, &lifted.param_types, schema.id, zone) {
+            return Ok(Some((t, lifted.values)));
+        }
+        if cache.unliftable(&lifted.sql) {
+            return Ok(None);
+        }
+        let original = self.translation(sql, &[])?;
+        let shape = self.translate_new(&lifted.sql, &lifted.param_types, &schema);
+        match shape {
+            Ok(shape) if lifts_cleanly(&original, &shape, lifted.values.len()) => {
+                let shape = Arc::new(shape);
+                self.shared.cache.insert(
+                    &lifted.sql,
+                    &lifted.param_types,
+                    schema.id,
+                    zone,
+                    shape.clone(),
+                );
+                Ok(Some((shape, lifted.values)))
+            }
+            _ => {
+                self.shared.cache.refuse_lifting(&lifted.sql);
+                Ok(None)
+            }
+        }
+    }
+
     fn translation(&mut self, sql: &str, param_types: &[u32]) -> Result<Arc<Translation>, DbError> {
         let schema = self.current_schema()?;
         let zone = types::session_time_zone();
         if let Some(t) = self.shared.cache.get(sql, param_types, schema.id, zone) {
             return Ok(t);
         }
-        let mut t = rewrite::translate(sql, param_types, &schema)?;
+        let t = Arc::new(self.translate_new(sql, param_types, &schema)?);
+        if !t.ddl {
+            self.shared
+                .cache
+                .insert(sql, param_types, schema.id, zone, t.clone());
+        }
+        Ok(t)
+    }
+
+    /// Translates `sql` without the cache, prepared once on SQLite so that its errors come
+    /// now and its result shape is SQLite's.
+    fn translate_new(
+        &self,
+        sql: &str,
+        param_types: &[u32],
+        schema: &Schema,
+    ) -> Result<Translation, DbError> {
+        let mut t = rewrite::translate(sql, param_types, schema)?;
         if t.pre.is_empty()
             && t.explain.is_none()
             && let Some(main) = &t.main
@@ -878,12 +964,6 @@ impl<'c> Worker<'c> {
                     .collect();
                 t = t.with_out(out);
             }
-        }
-        let t = Arc::new(t);
-        if !t.ddl {
-            self.shared
-                .cache
-                .insert(sql, param_types, schema.id, zone, t.clone());
         }
         Ok(t)
     }
@@ -1180,8 +1260,19 @@ impl<'c> Worker<'c> {
             let _ = replies.blocking_send(Ok(Reply::Complete { tag }));
             return Ok(());
         }
-        let t = self.translation(&request.sql, &request.param_types)?;
-        if request.params.len() != t.params.len() {
+        let lifted = if request.params.is_empty() && request.param_types.is_empty() {
+            self.lifted_translation(&request.sql)?
+        } else {
+            None
+        };
+        let (t, literals) = match lifted {
+            Some((t, values)) => (t, values),
+            None => (
+                self.translation(&request.sql, &request.param_types)?,
+                Vec::new(),
+            ),
+        };
+        if request.params.len() + literals.len() != t.params.len() {
             return Err(DbError::new(
                 "08P01",
                 format!(
@@ -1211,6 +1302,7 @@ impl<'c> Worker<'c> {
                 }
             });
         }
+        params.extend(literals.into_iter().map(SqlValue::Int));
         if t.no_transaction_block && txn.is_some() {
             return Err(DbError::new(
                 "25001",

@@ -14,6 +14,7 @@ mod expr;
 mod functions;
 mod grouping_sets;
 mod infer;
+pub mod lift;
 mod operators;
 mod ordered_set;
 mod srf;
@@ -934,6 +935,9 @@ fn delete(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
 #[derive(Default)]
 pub struct TranslationCache {
     entries: Mutex<HashMap<String, Vec<CacheEntry>>>,
+    /// Statement shapes with integer literals lifted out ([`lift`]) whose translation did
+    /// not match the original text's: those texts are translated as they are.
+    unliftable: Mutex<std::collections::HashSet<String>>,
 }
 
 struct CacheEntry {
@@ -959,6 +963,22 @@ impl TranslationCache {
             .iter()
             .find(|e| e.schema == schema && e.zone == zone && e.params == params)
             .map(|e| e.translation.clone())
+    }
+
+    /// Whether the lifted shape `sql` was found not to translate as its texts do.
+    pub fn unliftable(&self, sql: &str) -> bool {
+        self.unliftable
+            .lock()
+            .is_ok_and(|shapes| shapes.contains(sql))
+    }
+
+    pub fn refuse_lifting(&self, sql: &str) {
+        if let Ok(mut shapes) = self.unliftable.lock() {
+            if shapes.len() >= CACHE_CAPACITY {
+                shapes.clear();
+            }
+            shapes.insert(sql.to_owned());
+        }
     }
 
     pub fn insert(

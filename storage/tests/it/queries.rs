@@ -280,3 +280,102 @@ async fn grouping_sets_rollup_and_cube_answer_as_in_postgres() {
     let error = err(&mut s, "SELECT grouping(n) FROM gs GROUP BY ROLLUP (g)").await;
     assert_eq!(error.code, "42803", "{error:?}");
 }
+
+/// Statements that differ only in integer literals share one translation with the literals
+/// as parameters (`rewrite::lift`). Each must answer exactly as the same text translated as
+/// it is (a block comment turns lifting off): rows, result types, tags and errors.
+#[tokio::test]
+async fn statements_with_integer_literals_answer_as_they_do_unlifted() {
+    let db = open();
+    let mut s = db.backend.session();
+    ok(
+        &mut s,
+        "CREATE TABLE lit (id int PRIMARY KEY, n int, big bigint, r real, d date, t text)",
+    )
+    .await;
+    ok(
+        &mut s,
+        "INSERT INTO lit VALUES (1, 10, 5000000000, 1.5, '2026-01-31', 'a'), \
+         (2, 20, -7, 2.5, '2026-02-28', 'b'), (3, NULL, 0, NULL, NULL, NULL)",
+    )
+    .await;
+    let statements = [
+        "SELECT n FROM lit WHERE id = 1",
+        "SELECT n FROM lit WHERE id = 2",
+        "SELECT id FROM lit WHERE big = 5000000000",
+        "SELECT id FROM lit WHERE big > -8 ORDER BY 1",
+        "SELECT n + 1, n * 3, n / 3, n % 3, n - -4 FROM lit WHERE id <= 2 ORDER BY id",
+        "SELECT 7 / 2, 1 + 1, 5000000000 + 1, 2 * 2147483647",
+        "SELECT 2147483647 + 1",
+        "SELECT n / 0 FROM lit WHERE id = 1",
+        "SELECT r * 2, r / 2 FROM lit WHERE id = 1",
+        "SELECT d + 7, d - 1 FROM lit WHERE id <> 3 ORDER BY id",
+        "SELECT t FROM lit WHERE t = 1",
+        "SELECT id FROM lit WHERE n != 10 AND id >= 1",
+        "SELECT count(*) FROM lit WHERE n IS NULL OR n = 20",
+        "SELECT id, n = 10 FROM lit ORDER BY id",
+    ];
+    for sql in statements {
+        let lifted = run(&mut s, sql).await;
+        let unlifted = run(&mut s, &format!("{sql} /* as it is */")).await;
+        match (lifted, unlifted) {
+            (Ok(lifted), Ok(unlifted)) => {
+                assert_eq!(lifted.text(), unlifted.text(), "{sql}");
+                assert_eq!(lifted.oids(), unlifted.oids(), "{sql}");
+                assert_eq!(lifted.names(), unlifted.names(), "{sql}");
+            }
+            (Err(lifted), Err(unlifted)) => {
+                assert_eq!(lifted.code, unlifted.code, "{sql}");
+                assert_eq!(lifted.message, unlifted.message, "{sql}");
+            }
+            (lifted, unlifted) => panic!("{sql}: {lifted:?} but unlifted {unlifted:?}"),
+        }
+    }
+    assert_eq!(
+        ok(&mut s, "SELECT n FROM lit WHERE id = 2").await.lines(),
+        ["20"]
+    );
+    assert_eq!(err(&mut s, "SELECT 2147483647 + 1").await.code, "22003");
+    assert_eq!(
+        ok(
+            &mut s,
+            "UPDATE lit SET n = n + -5, big = big * 2 WHERE id = 1"
+        )
+        .await
+        .tag,
+        "UPDATE 1"
+    );
+    assert_eq!(
+        ok(&mut s, "UPDATE lit SET n = n + -5 WHERE id = 2")
+            .await
+            .tag,
+        "UPDATE 1"
+    );
+    assert_eq!(
+        ok(&mut s, "DELETE FROM lit WHERE id = 3").await.tag,
+        "DELETE 1"
+    );
+    assert_eq!(
+        ok(
+            &mut s,
+            "INSERT INTO lit (id, n) SELECT 4, n + 1 FROM lit WHERE id = 2"
+        )
+        .await
+        .tag,
+        "INSERT 0 1"
+    );
+    assert_eq!(
+        sqlite(&db)
+            .prepare("SELECT id, n, big FROM lit ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<Vec<(i64, Option<i64>, Option<i64>)>, _>>()
+            .unwrap(),
+        [
+            (1, Some(5), Some(10_000_000_000)),
+            (2, Some(15), Some(-7)),
+            (4, Some(16), None)
+        ]
+    );
+}

@@ -1,0 +1,250 @@
+//! Integer literals lifted out of a statement's text as parameters, so that statements that
+//! differ only in them (`... WHERE aid = 1`, `... WHERE aid = 2`: pgbench and every client
+//! that writes values into its SQL) share one translation and one prepared SQLite statement.
+//!
+//! Only where a parameter of the literal's own type means the same to Postgres: a literal
+//! right after a comparison or arithmetic operator, in a SELECT, INSERT, UPDATE or DELETE.
+//! Elsewhere an integer may not be a value at all (`ORDER BY 1`, `varchar(10)`, `LIMIT`),
+//! and such a literal stays. A text with anything the scan does not follow (dollar quotes,
+//! backslashes, block comments, several statements) is left alone. The worker still checks a
+//! lifted shape against the text's own translation before it uses it
+//! (`Worker::lifted_translation`).
+
+use mycelium_protocol::types::oid;
+
+/// A statement with integer literals replaced by `$1`, `$2`, ...: their types and values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifted {
+    pub sql: String,
+    /// `int4` when the value fits, else `int8`, as Postgres types an integer literal.
+    pub param_types: Vec<u32>,
+    pub values: Vec<i64>,
+}
+
+/// Operators after which an integer literal is a value: comparisons and arithmetic, and
+/// those followed by a unary minus or plus (`= -1`, `+ -3421`).
+const VALUE_OPERATORS: [&str; 12] = [
+    "=", "<", ">", "<=", ">=", "<>", "!=", "+", "-", "*", "/", "%",
+];
+
+/// The statement with its liftable integer literals as parameters; `None` when it has none
+/// or is not a statement this applies to.
+pub fn integer_literals(sql: &str) -> Option<Lifted> {
+    let first_word: String = sql
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if !matches!(
+        first_word.as_str(),
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE"
+    ) || sql.contains(['$', '\\', ';'])
+        || sql.contains("/*")
+    {
+        return None;
+    }
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut lifted = Lifted {
+        sql: String::new(),
+        param_types: Vec::new(),
+        values: Vec::new(),
+    };
+    // The last operator token, when it came right before (only spaces between).
+    let mut operator: Option<&str> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'\'' | b'"' => {
+                i = quoted_end(bytes, i)?;
+                operator = None;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+            }
+            b if b.is_ascii_whitespace() => i += 1,
+            b if is_operator_char(b) => {
+                let start = i;
+                while i < bytes.len() && is_operator_char(bytes[i]) && !starts_comment(bytes, i) {
+                    i += 1;
+                }
+                operator = Some(&sql[start..i]);
+            }
+            b if b.is_ascii_digit() => {
+                let start = i;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let ends_word = bytes
+                    .get(i)
+                    .is_none_or(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.'));
+                let after_value_operator = operator.is_some_and(is_value_operator);
+                if ends_word && after_value_operator {
+                    let value: i64 = sql[start..i].parse().ok()?;
+                    let ty = if i32::try_from(value).is_ok() {
+                        oid::INT4
+                    } else {
+                        oid::INT8
+                    };
+                    out.push_str(&sql[copied..start]);
+                    lifted.values.push(value);
+                    lifted.param_types.push(ty);
+                    out.push('$');
+                    out.push_str(&lifted.values.len().to_string());
+                    copied = i;
+                } else {
+                    // The rest of a number that is not an integer literal (1.5, 1e5).
+                    while i < bytes.len()
+                        && (bytes[i].is_ascii_alphanumeric()
+                            || bytes[i] == b'_'
+                            || bytes[i] == b'.')
+                    {
+                        i += 1;
+                    }
+                }
+                operator = None;
+            }
+            b if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                operator = None;
+            }
+            _ => {
+                i += 1;
+                operator = None;
+            }
+        }
+    }
+    if lifted.values.is_empty() {
+        return None;
+    }
+    out.push_str(&sql[copied..]);
+    lifted.sql = out;
+    Some(lifted)
+}
+
+/// Postgres's operator characters.
+fn is_operator_char(b: u8) -> bool {
+    b"+-*/<>=~!@#%^&|`?".contains(&b)
+}
+
+fn starts_comment(bytes: &[u8], i: usize) -> bool {
+    bytes[i] == b'-' && bytes.get(i + 1) == Some(&b'-')
+}
+
+fn is_value_operator(operator: &str) -> bool {
+    let operator = match operator.strip_suffix(['-', '+']) {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => operator,
+    };
+    VALUE_OPERATORS.contains(&operator)
+}
+
+/// Where the quoted string or identifier opening at `start` ends (a doubled quote is one
+/// quote character); `None` when it does not.
+fn quoted_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    loop {
+        match *bytes.get(i)? {
+            b if b == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+            b if b == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifted(sql: &str) -> Option<(String, Vec<u32>, Vec<i64>)> {
+        integer_literals(sql).map(|l| (l.sql, l.param_types, l.values))
+    }
+
+    #[test]
+    fn literals_after_comparisons_and_arithmetic_become_parameters() {
+        assert_eq!(
+            lifted("SELECT abalance FROM pgbench_accounts WHERE aid = 123"),
+            Some((
+                "SELECT abalance FROM pgbench_accounts WHERE aid = $1".to_owned(),
+                vec![oid::INT4],
+                vec![123]
+            ))
+        );
+        assert_eq!(
+            lifted(
+                "UPDATE pgbench_accounts SET abalance = abalance + -3421 WHERE aid = 5000000000;"
+            ),
+            None,
+            "several statements"
+        );
+        assert_eq!(
+            lifted(
+                "UPDATE pgbench_accounts SET abalance = abalance + -3421 WHERE aid = 5000000000"
+            ),
+            Some((
+                "UPDATE pgbench_accounts SET abalance = abalance + -$1 WHERE aid = $2".to_owned(),
+                vec![oid::INT4, oid::INT8],
+                vec![3421, 5_000_000_000]
+            ))
+        );
+        assert_eq!(
+            lifted("select * from t where a>=1 and b<>2 and c%3=0 and d=-4")
+                .map(|(sql, _, values)| (sql, values)),
+            Some((
+                "select * from t where a>=$1 and b<>$2 and c%$3=$4 and d=-$5".to_owned(),
+                vec![1, 2, 3, 0, 4]
+            ))
+        );
+    }
+
+    #[test]
+    fn integers_that_may_not_be_values_stay() {
+        for sql in [
+            "SELECT a FROM t ORDER BY 1",
+            "SELECT a, count(*) FROM t GROUP BY 1, 2",
+            "SELECT a FROM t LIMIT 10 OFFSET 5",
+            "SELECT CAST(a AS varchar(10)) FROM t",
+            "SELECT a FROM t WHERE a IN (1, 2)",
+            "SELECT a FROM t WHERE b = 1.5",
+            "SELECT a FROM t WHERE b = 1e5",
+            "SELECT a FROM t WHERE b = 'x = 1'",
+            "SELECT a FROM t WHERE \"c = 1\" = 'y'",
+            "SELECT a FROM t WHERE b ->> 1 = 'x'",
+            "SELECT arr[1] FROM t",
+            "SELECT t1.a FROM t1 WHERE a = b2",
+            "SELECT a FROM t WHERE b = $1 AND c = 2",
+            "SELECT a FROM t WHERE b = 1; SELECT 2",
+            "SELECT a FROM t /* c = 1 */ WHERE b = 2",
+            "SELECT E'\\n' FROM t WHERE b = 2",
+            "CREATE TABLE t (a int DEFAULT 1 + 1)",
+            "EXPLAIN SELECT a FROM t WHERE b = 1",
+            "SELECT a FROM t WHERE b = 99999999999999999999",
+        ] {
+            assert_eq!(integer_literals(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn comments_strings_and_identifiers_are_skipped() {
+        assert_eq!(
+            lifted("SELECT 'it''s = 3', x FROM t -- = 4\nWHERE x = 5")
+                .map(|(sql, _, values)| (sql, values)),
+            Some((
+                "SELECT 'it''s = 3', x FROM t -- = 4\nWHERE x = $1".to_owned(),
+                vec![5]
+            ))
+        );
+        assert_eq!(lifted("SELECT a FROM t WHERE b = 'unterminated"), None);
+    }
+}
