@@ -27,6 +27,10 @@ const VALUE_OPERATORS: [&str; 12] = [
     "=", "<", ">", "<=", ">=", "<>", "!=", "+", "-", "*", "/", "%",
 ];
 
+/// Statements with more literals than this run as they are: a long `OR` chain or a generated
+/// predicate is rarely repeated with new values, and SQLite bounds a statement's parameters.
+const MAX_LIFTED: usize = 64;
+
 /// The statement with its liftable integer literals as parameters; `None` when it has none
 /// or is not a statement this applies to.
 pub fn integer_literals(sql: &str) -> Option<Lifted> {
@@ -124,7 +128,7 @@ pub fn integer_literals(sql: &str) -> Option<Lifted> {
             }
         }
     }
-    if lifted.values.is_empty() {
+    if lifted.values.is_empty() || lifted.values.len() > MAX_LIFTED {
         return None;
     }
     out.push_str(&sql[copied..]);
@@ -233,6 +237,22 @@ mod tests {
         ] {
             assert_eq!(integer_literals(sql), None, "{sql}");
         }
+        let many = (0..=MAX_LIFTED)
+            .map(|i| format!("a = {i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("SELECT b FROM t WHERE {many}");
+        assert_eq!(
+            integer_literals(&sql),
+            None,
+            "more than {MAX_LIFTED} literals"
+        );
+        let (_, at_most) = sql.split_at(sql.rfind(" OR ").unwrap_or_default());
+        let fewer = sql.strip_suffix(at_most).unwrap_or_default();
+        assert_eq!(
+            integer_literals(fewer).map(|l| l.values.len()),
+            Some(MAX_LIFTED)
+        );
     }
 
     #[test]
