@@ -290,13 +290,16 @@ async fn statements_with_integer_literals_answer_as_they_do_unlifted() {
     let mut s = db.backend.session();
     ok(
         &mut s,
-        "CREATE TABLE lit (id int PRIMARY KEY, n int, big bigint, r real, d date, t text)",
+        "CREATE TABLE lit (id int PRIMARY KEY, n int, big bigint, r real, d date, t text, \
+         num numeric, s smallint, flag boolean, ts timestamp)",
     )
     .await;
     ok(
         &mut s,
-        "INSERT INTO lit VALUES (1, 10, 5000000000, 1.5, '2026-01-31', 'a'), \
-         (2, 20, -7, 2.5, '2026-02-28', 'b'), (3, NULL, 0, NULL, NULL, NULL)",
+        "INSERT INTO lit VALUES \
+         (1, 10, 5000000000, 1.5, '2026-01-31', 'a', 10.25, 3, true, '2026-01-31 10:00'), \
+         (2, 20, -7, 2.5, '2026-02-28', 'b', -1.5, -2, false, '2026-02-28 23:59:59'), \
+         (3, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
     )
     .await;
     let statements = [
@@ -314,6 +317,16 @@ async fn statements_with_integer_literals_answer_as_they_do_unlifted() {
         "SELECT id FROM lit WHERE n != 10 AND id >= 1",
         "SELECT count(*) FROM lit WHERE n IS NULL OR n = 20",
         "SELECT id, n = 10 FROM lit ORDER BY id",
+        "SELECT num * 2, num / 3, num + 1, num - -1, num % 2 FROM lit ORDER BY id",
+        "SELECT id FROM lit WHERE num > 10 OR num = -1 ORDER BY id",
+        "SELECT s + 1, s * 40000, s / 2 FROM lit ORDER BY id",
+        "SELECT id FROM lit WHERE s = 3",
+        "SELECT ts + interval '1 hour' * 3, ts - interval '1 day' * -2 FROM lit ORDER BY id",
+        "SELECT id FROM lit WHERE d - 30 > '2026-01-01' ORDER BY id",
+        "SELECT CASE WHEN n = 10 THEN 'ten' ELSE 'other' END FROM lit ORDER BY id",
+        "SELECT n::text || 'x', n = 10::bigint FROM lit ORDER BY id",
+        "UPDATE lit SET flag = 1 WHERE id = 1",
+        "SELECT id FROM lit WHERE flag = 1",
     ];
     for sql in statements {
         let lifted = run(&mut s, sql).await;
