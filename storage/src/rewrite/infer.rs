@@ -669,10 +669,13 @@ impl<'s> Inferer<'s> {
     /// Infers a value assigned to a column (INSERT, UPDATE SET) and converts it the way
     /// Postgres's assignment cast would when its type differs (a timestamptz stored in a
     /// timestamp column, a float in an integer column, a string longer than varchar(n)).
-    pub fn assign(&mut self, expr: &mut Expr, column: Ty) -> Result<(), DbError> {
+    pub fn assign(&mut self, expr: &mut Expr, column: Ty, name: &str) -> Result<(), DbError> {
         let source = self.expr(expr, Some(column))?;
         match source {
-            Some(source) => assignment_cast(expr, source, column),
+            Some(source) => {
+                refuse_number_assignment(source, column, name)?;
+                assignment_cast(expr, source, column)
+            }
             None => Ok(()),
         }
     }
@@ -1793,6 +1796,52 @@ pub(super) fn numeric_text_with_scale(expr: &mut Expr, ty: Option<Ty>) {
             value_expr(SqlValue::Int(i64::from(source.typmod))),
         ],
     );
+}
+
+/// Refuses a number stored in a column of a type Postgres has no assignment cast to from
+/// numbers (boolean, dates and times, intervals, json, uuid, bytea): `INSERT INTO t (flag)
+/// VALUES (1)` fails there with 42804, where [`assignment_cast`]'s `__pg_cast` would convert
+/// it as an explicit cast does.
+pub(super) fn refuse_number_assignment(source: Ty, column: Ty, name: &str) -> Result<(), DbError> {
+    let number = matches!(
+        source.ty,
+        PgType::Int2
+            | PgType::Int4
+            | PgType::Int8
+            | PgType::Float4
+            | PgType::Float8
+            | PgType::Numeric
+    ) && source.array_type().is_none();
+    let holds_no_numbers = column.array_type().is_none()
+        && (column.is_interval()
+            || matches!(
+                column.ty,
+                PgType::Bool
+                    | PgType::Date
+                    | PgType::Time
+                    | PgType::Timestamp
+                    | PgType::Timestamptz
+                    | PgType::Json
+                    | PgType::Jsonb
+                    | PgType::Uuid
+                    | PgType::Bytea
+            ));
+    if number && holds_no_numbers {
+        let column_type = if column.is_interval() {
+            "interval"
+        } else {
+            column.ty.name()
+        };
+        return Err(DbError::new(
+            "42804",
+            format!(
+                "column \"{name}\" is of type {column_type} but expression is of type {}",
+                source.ty.name()
+            ),
+        )
+        .with_hint("You will need to rewrite or cast the expression."));
+    }
+    Ok(())
 }
 
 pub(super) fn assignment_cast(expr: &mut Expr, source: Ty, column: Ty) -> Result<(), DbError> {

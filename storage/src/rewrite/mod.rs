@@ -613,7 +613,7 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
                         if is_default_keyword(e) {
                             *e = default_expr(col);
                         } else {
-                            inf.assign(e, col.ty)?;
+                            inf.assign(e, col.ty, &col.name)?;
                         }
                         if rowid_key.is_some_and(|key| key.name == col.name) {
                             refuse_null_key(e, col, &table);
@@ -639,6 +639,7 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
                         if let SelectItem::UnnamedExpr(e)
                         | SelectItem::ExprWithAlias { expr: e, .. } = item
                         {
+                            infer::refuse_number_assignment(out.ty, col.ty, &col.name)?;
                             infer::assignment_cast(e, out.ty, col.ty)?;
                             if rowid_key.is_some_and(|key| key.name == col.name) {
                                 refuse_null_key(e, col, &table);
@@ -663,7 +664,7 @@ fn insert(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
             }
             for assignment in &mut update.assignments {
                 let col = assignment_column(&assignment.target, &table)?;
-                inf.assign(&mut assignment.value, col.ty)?;
+                inf.assign(&mut assignment.value, col.ty, &col.name)?;
             }
             if let Some(selection) = &mut update.selection {
                 inf.expr(selection, Some(Ty::of(PgType::Bool)))?;
@@ -750,7 +751,7 @@ fn update(inf: &mut Inferer<'_>, statement: &mut Statement) -> Result<Translatio
         if is_default_keyword(&assignment.value) {
             assignment.value = default_expr(col);
         } else {
-            inf.assign(&mut assignment.value, col.ty)?;
+            inf.assign(&mut assignment.value, col.ty, &col.name)?;
         }
         if rowid_key.is_some_and(|key| key.name == col.name) {
             refuse_null_key(&mut assignment.value, col, &table);

@@ -327,6 +327,18 @@ async fn statements_with_integer_literals_answer_as_they_do_unlifted() {
         "SELECT n::text || 'x', n = 10::bigint FROM lit ORDER BY id",
         "UPDATE lit SET flag = 1 WHERE id = 1",
         "SELECT id FROM lit WHERE flag = 1",
+        "SELECT id FROM lit WHERE id IN (1, 3) ORDER BY id",
+        "SELECT id FROM lit WHERE s IN (3, -2) AND id NOT IN (5) ORDER BY id",
+        "SELECT id FROM lit WHERE big IN (5000000000, 0) ORDER BY id",
+        "SELECT id, n IN (10, 20) FROM lit ORDER BY id",
+        "SELECT * FROM (VALUES (1, 'x'), (2, 'y')) v (a, b) ORDER BY a",
+        "SELECT a, pg_typeof(a) FROM (VALUES (1), (5000000000)) v (a) ORDER BY a",
+        "SELECT a FROM (VALUES (1), (2.5)) v (a) ORDER BY a",
+        "INSERT INTO lit (id, flag) VALUES (12, 1)",
+        "INSERT INTO lit (id, d) VALUES (12, 1)",
+        "UPDATE lit SET ts = 5 WHERE id = 1",
+        "SELECT id FROM lit ORDER BY -1",
+        "SELECT id FROM lit ORDER BY id LIMIT -1",
     ];
     for sql in statements {
         let lifted = run(&mut s, sql).await;
@@ -348,7 +360,67 @@ async fn statements_with_integer_literals_answer_as_they_do_unlifted() {
         ok(&mut s, "SELECT n FROM lit WHERE id = 2").await.lines(),
         ["20"]
     );
+    // Postgres has no assignment cast from a number to these columns.
+    for (sql, message) in [
+        (
+            "INSERT INTO lit (id, flag) VALUES (12, 1)",
+            "column \"flag\" is of type boolean but expression is of type integer",
+        ),
+        (
+            "UPDATE lit SET d = 2.5 WHERE id = 1",
+            "column \"d\" is of type date but expression is of type numeric",
+        ),
+        (
+            "INSERT INTO lit (id, ts) SELECT 12, big FROM lit WHERE id = 1",
+            "column \"ts\" is of type timestamp without time zone but expression is of type bigint",
+        ),
+    ] {
+        let error = err(&mut s, sql).await;
+        assert_eq!(
+            (error.code.as_str(), error.message.as_str()),
+            ("42804", message)
+        );
+        assert_eq!(
+            error.hint.as_deref(),
+            Some("You will need to rewrite or cast the expression.")
+        );
+    }
+    assert_eq!(count_rows(&db, "lit"), 3);
+    // A shape first seen with harmless values still checks the values of later texts.
+    assert_eq!(
+        ok(&mut s, "SELECT 2147483647 + 0").await.lines(),
+        ["2147483647"]
+    );
     assert_eq!(err(&mut s, "SELECT 2147483647 + 1").await.code, "22003");
+    assert_eq!(
+        ok(&mut s, "SELECT n / 2 FROM lit WHERE id = 1")
+            .await
+            .lines(),
+        ["5"]
+    );
+    assert_eq!(
+        err(&mut s, "SELECT n / 0 FROM lit WHERE id = 1").await.code,
+        "22012"
+    );
+    // Rows inserted through a lifted shape and as they are hold the same values.
+    for (id, suffix) in [(10, ""), (11, " /* as it is */")] {
+        let sql = format!(
+            "INSERT INTO lit (id, n, big, num, s, t) VALUES ({id}, -7, 5000000000, 3, 2, 5), \
+             ({id} + 10, 2147483647, -1, -4, -32768, 0){suffix}"
+        );
+        assert_eq!(ok(&mut s, &sql).await.tag, "INSERT 0 2", "{sql}");
+    }
+    let inserted = |id: i64| {
+        format!("SELECT n, big, num, s, t FROM lit WHERE id IN ({id}, {id} + 10) ORDER BY id")
+    };
+    assert_eq!(
+        ok(&mut s, &inserted(10)).await.lines(),
+        ok(&mut s, &inserted(11)).await.lines()
+    );
+    assert_eq!(
+        ok(&mut s, &inserted(10)).await.lines(),
+        ["-7|5000000000|3|2|5", "2147483647|-1|-4|-32768|0"]
+    );
     assert_eq!(
         ok(
             &mut s,
@@ -388,7 +460,11 @@ async fn statements_with_integer_literals_answer_as_they_do_unlifted() {
         [
             (1, Some(5), Some(10_000_000_000)),
             (2, Some(15), Some(-7)),
-            (4, Some(16), None)
+            (4, Some(16), None),
+            (10, Some(-7), Some(5_000_000_000)),
+            (11, Some(-7), Some(5_000_000_000)),
+            (20, Some(2_147_483_647), Some(-1)),
+            (21, Some(2_147_483_647), Some(-1))
         ]
     );
 }
