@@ -281,6 +281,13 @@ fn take_snapshot(
     })
 }
 
+/// A shard's entries from a position on, in log order. It walks the index on
+/// (shard_table, shard, pos) from `pos` and stops with the caller: without it SQLite took
+/// every retained entry of the shard (up to `wal_max_entries`) from the unique index and
+/// sorted them, so shipping grew slower as the log grew (bench/README.md).
+const READ_ENTRIES: &str = "SELECT entry FROM __mycelium_wal \
+     WHERE shard_table = ?1 AND shard = ?2 AND pos >= ?3 ORDER BY pos";
+
 fn read_entries(
     conn: &Connection,
     shard: &ShardId,
@@ -328,10 +335,7 @@ fn read_entries(
         let Some(start) = start else {
             return Ok(ReadResult::Entries(Vec::new()));
         };
-        let mut stmt = conn.prepare_cached(
-            "SELECT entry FROM __mycelium_wal WHERE shard_table = ?1 AND shard = ?2 AND pos >= ?3 \
-             ORDER BY pos",
-        )?;
+        let mut stmt = conn.prepare_cached(READ_ENTRIES)?;
         let mut rows = stmt.query(params![shard.table, shard.shard, start])?;
         let mut entries = Vec::new();
         while entries.len() < limit
@@ -697,5 +701,31 @@ impl ShardLog for SqliteShardLog {
                 })
             })
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_entries_walks_an_index_from_the_position_without_sorting() {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(crate::replication::REPLICATION_DDL)
+            .expect("replication tables");
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {READ_ENTRIES}"))
+            .expect("plan");
+        let plan: Vec<String> = stmt
+            .query_map(params!["t", 0, 1], |row| row.get(3))
+            .expect("plan rows")
+            .collect::<Result<_, _>>()
+            .expect("plan text");
+        assert_eq!(
+            plan,
+            [
+                "SEARCH __mycelium_wal USING INDEX __mycelium_wal_shard_pos (shard_table=? AND shard=? AND pos>?)"
+            ]
+        );
     }
 }

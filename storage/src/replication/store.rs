@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS __mycelium_wal (
     entry BLOB NOT NULL,
     UNIQUE (shard_table, shard, origin, sequence)
 );
+CREATE INDEX IF NOT EXISTS __mycelium_wal_shard_pos ON __mycelium_wal (shard_table, shard, pos);
 CREATE TABLE IF NOT EXISTS __mycelium_applied (
     shard_table TEXT NOT NULL,
     shard INTEGER NOT NULL,

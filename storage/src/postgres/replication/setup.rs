@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS mycelium.wal (
     entry bytea NOT NULL,
     UNIQUE (shard_table, shard, origin, sequence)
 );
+-- Shipping reads a shard's entries from a position on; without statistics the planner
+-- otherwise took all of the shard's entries from the unique index and sorted them.
+CREATE INDEX IF NOT EXISTS wal_shard_pos ON mycelium.wal (shard_table, shard, pos);
 CREATE TABLE IF NOT EXISTS mycelium.applied (
     shard_table text NOT NULL,
     shard bigint NOT NULL,
