@@ -1803,15 +1803,7 @@ pub(super) fn numeric_text_with_scale(expr: &mut Expr, ty: Option<Ty>) {
 /// VALUES (1)` fails there with 42804, where [`assignment_cast`]'s `__pg_cast` would convert
 /// it as an explicit cast does.
 pub(super) fn refuse_number_assignment(source: Ty, column: Ty, name: &str) -> Result<(), DbError> {
-    let number = matches!(
-        source.ty,
-        PgType::Int2
-            | PgType::Int4
-            | PgType::Int8
-            | PgType::Float4
-            | PgType::Float8
-            | PgType::Numeric
-    ) && source.array_type().is_none();
+    let number = is_numeric(source.ty) && source.array_type().is_none();
     let holds_no_numbers = column.array_type().is_none()
         && (column.is_interval()
             || matches!(
