@@ -62,16 +62,14 @@ const COUNT_WORDS: [&str; 6] = ["BY", "LIMIT", "OFFSET", "FETCH", "FIRST", "NEXT
 /// The statement with its liftable integer literals as parameters; `None` when it has none
 /// or is not a statement this applies to.
 pub fn integer_literals(sql: &str) -> Option<Lifted> {
-    let first_word: String = sql
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_alphabetic)
-        .collect::<String>()
-        .to_ascii_uppercase();
-    if !matches!(
-        first_word.as_str(),
-        "SELECT" | "INSERT" | "UPDATE" | "DELETE"
-    ) || sql.contains(['$', '\\', ';'])
+    let text = sql.trim_start();
+    let first_word = &text[..text
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(text.len())];
+    if !["SELECT", "INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|kind| first_word.eq_ignore_ascii_case(kind))
+        || sql.contains(['$', '\\', ';'])
         || sql.contains("/*")
     {
         return None;
