@@ -163,6 +163,8 @@ pub struct NodeEndpoint {
     pub addr: String,
     /// Where other nodes reach it (the cluster map tells them).
     pub peer_addr: String,
+    /// The node itself, when it runs in this process.
+    pub local: Option<Arc<Node>>,
 }
 
 /// Connects to the nodes, loads the stored policies, and builds the proxy.
@@ -182,14 +184,15 @@ pub async fn build_proxy(
         info,
         addr,
         peer_addr,
+        local,
     } in parts.nodes
     {
         pool.add_peer(info.id.clone(), addr);
-        cluster_nodes.push(ClusterNode::new(
-            info.clone(),
-            peer_addr,
-            Arc::new(RemoteNode::new(&info.id, pool.clone())),
-        ));
+        let link: Arc<dyn NodeLink> = match local {
+            Some(node) => Arc::new(mycelium_node::LocalLink::new(node)),
+            None => Arc::new(RemoteNode::new(&info.id, pool.clone())),
+        };
+        cluster_nodes.push(ClusterNode::new(info.clone(), peer_addr, link));
     }
     tokio::spawn(pool.heartbeat(shutdown.clone()));
     let defaults = PolicyDefaults {

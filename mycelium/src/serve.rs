@@ -75,6 +75,7 @@ pub async fn proxy(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Re
             },
             addr: n.addr.clone(),
             peer_addr: n.peer_addr().to_owned(),
+            local: None,
         })
         .collect();
     let background = CancellationToken::new();

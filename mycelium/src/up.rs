@@ -1,6 +1,7 @@
-//! `mycelium up`: the embedded cluster. The proxy and its nodes run in one process, but the
-//! proxy reaches every node the way it would across machines: over the node protocol on a
-//! mutually authenticated TLS connection on loopback.
+//! `mycelium up`: the embedded cluster. The proxy and its nodes run in one process, and the
+//! proxy calls its nodes directly (`node::LocalLink`); the nodes still serve the node protocol
+//! over mutually authenticated TLS on loopback, where they replicate to each other, resolve
+//! each other's transactions in doubt, and where any other proxy reaches them.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -79,15 +80,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             node_shutdown.clone(),
         )
         .await?;
-        addresses.push((info.clone(), node.addr.to_string()));
+        addresses.push((info.clone(), node.addr.to_string(), node.node.clone()));
         running.push(node);
     }
     for node in &running {
         let id = mycelium_protocol::NodeLink::node_id(node.node.as_ref()).to_owned();
         let peers: Vec<(String, String)> = addresses
             .iter()
-            .filter(|(info, _)| info.id != id)
-            .map(|(info, addr)| (info.id.clone(), addr.clone()))
+            .filter(|(info, _, _)| info.id != id)
+            .map(|(info, addr, _)| (info.id.clone(), addr.clone()))
             .collect();
         start_resolver(
             node.node.clone(),
@@ -108,10 +109,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             identity: TlsIdentity::load_member(&certs_dir, PROXY_MEMBER)?,
             nodes: addresses
                 .into_iter()
-                .map(|(info, addr)| NodeEndpoint {
+                .map(|(info, addr, node)| NodeEndpoint {
                     info,
                     peer_addr: addr.clone(),
                     addr,
+                    local: Some(node),
                 })
                 .collect(),
         },

@@ -4,11 +4,13 @@
 //! the network layer carries the same requests between processes. A node replicates the
 //! shards the cluster map places on it ([`replication`]), whichever its backend.
 
+mod local;
 mod miner;
 pub mod replication;
 mod shard_function;
 mod topology;
 
+pub use local::LocalLink;
 pub use replication::{
     PeerState, PeerStatus, ReplicationHandoff, ReplicationStatus, SYNC_TIMEOUT_SQLSTATE, ShardRole,
     ShardStatus,

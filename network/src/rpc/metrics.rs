@@ -1,6 +1,11 @@
-//! Metrics of the node protocol, on both sides, in the process-wide registry.
+//! Metrics of the node protocol, on both sides, in the process-wide registry. A proxy that
+//! reaches a node in its own process (`mycelium up`) counts its requests here too, so a node's
+//! metrics say the same whichever way its proxies reach it.
 
 use std::sync::LazyLock;
+use std::time::Instant;
+
+use mycelium_protocol::DbError;
 
 use prometheus::{HistogramVec, IntCounterVec, register_histogram_vec, register_int_counter_vec};
 
@@ -12,20 +17,20 @@ macro_rules! metric {
 }
 
 /// Requests a node served, by kind (`describe`, `execute`, `copy_in`).
-pub static NODE_REQUESTS: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
+static NODE_REQUESTS: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
     "mycelium_node_requests_total",
     "Node protocol requests served, by kind",
     &["kind"]
 ));
 
 /// Requests that ended in an error, by SQLSTATE.
-pub static NODE_ERRORS: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
+static NODE_ERRORS: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
     "mycelium_node_errors_total",
     "Node protocol requests that failed, by SQLSTATE",
     &["sqlstate"]
 ));
 
-pub static NODE_REQUEST_DURATION: LazyLock<HistogramVec> = metric!(register_histogram_vec!(
+static NODE_REQUEST_DURATION: LazyLock<HistogramVec> = metric!(register_histogram_vec!(
     "mycelium_node_request_duration_seconds",
     "Time a node spent on a request, until its last reply was queued",
     &["kind"],
@@ -35,8 +40,27 @@ pub static NODE_REQUEST_DURATION: LazyLock<HistogramVec> = metric!(register_hist
 ));
 
 /// Rows sent by nodes to proxies.
-pub static NODE_ROWS: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
+static NODE_ROWS: LazyLock<IntCounterVec> = metric!(register_int_counter_vec!(
     "mycelium_node_rows_total",
     "Result rows sent to proxies",
     &["node"]
 ));
+
+/// A request of `kind` (`describe`, `execute`, ...) a node served, begun at `started` and
+/// over once its last reply was queued.
+pub fn request_served(kind: &str, started: Instant) {
+    NODE_REQUESTS.with_label_values(&[kind]).inc();
+    NODE_REQUEST_DURATION
+        .with_label_values(&[kind])
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// A request that ended in `error`.
+pub fn request_failed(error: &DbError) {
+    NODE_ERRORS.with_label_values(&[error.code.as_str()]).inc();
+}
+
+/// `rows` result rows node `node` sent to a proxy.
+pub fn rows_sent(node: &str, rows: usize) {
+    NODE_ROWS.with_label_values(&[node]).inc_by(rows as u64);
+}

@@ -31,7 +31,7 @@
 
 mod client;
 mod codec;
-mod metrics;
+pub mod metrics;
 mod server;
 
 pub use client::RemoteNode;

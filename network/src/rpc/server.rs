@@ -235,12 +235,7 @@ async fn serve_connection(
                 )));
             }
         }
-        metrics::NODE_REQUESTS
-            .with_label_values(&[kind_label])
-            .inc();
-        metrics::NODE_REQUEST_DURATION
-            .with_label_values(&[kind_label])
-            .observe(started.elapsed().as_secs_f64());
+        metrics::request_served(kind_label, started);
     }
     Ok(())
 }
@@ -255,9 +250,7 @@ fn answer<T>(
     match result {
         Ok(value) => encode(value),
         Err(error) => {
-            metrics::NODE_ERRORS
-                .with_label_values(&[error.code.as_str()])
-                .inc();
+            metrics::request_failed(&error);
             (kind::ERROR, codec::encode_error(&error, in_transaction))
         }
     }
@@ -286,9 +279,7 @@ async fn execute(
     let mut stream = match session.execute(request).await {
         Ok(stream) => stream,
         Err(error) => {
-            metrics::NODE_ERRORS
-                .with_label_values(&[error.code.as_str()])
-                .inc();
+            metrics::request_failed(&error);
             return conn
                 .send(
                     kind::ERROR,
@@ -322,9 +313,7 @@ async fn execute(
                     .await?;
             }
             Some(Ok(Reply::Rows(rows))) => {
-                metrics::NODE_ROWS
-                    .with_label_values(&[node_id])
-                    .inc_by(rows.len() as u64);
+                metrics::rows_sent(node_id, rows.len());
                 queued += rows.bytes().len();
                 conn.feed(kind::ROWS, codec::encode_rows(&rows)).await?;
                 if queued >= FLUSH_BYTES {
@@ -345,9 +334,7 @@ async fn execute(
                 return conn.flush().await;
             }
             Some(Err(error)) => {
-                metrics::NODE_ERRORS
-                    .with_label_values(&[error.code.as_str()])
-                    .inc();
+                metrics::request_failed(&error);
                 conn.feed(
                     kind::ERROR,
                     codec::encode_error(&error, session.in_transaction()),

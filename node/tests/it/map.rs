@@ -5,7 +5,7 @@ use mycelium_config::StorageConfig;
 use mycelium_node::Node;
 use mycelium_protocol::{ClusterMap, MapNode, MapPolicy, NodeLink, STALE_MAP};
 
-fn map(epoch: u64) -> ClusterMap {
+pub fn map(epoch: u64) -> ClusterMap {
     ClusterMap {
         epoch,
         nodes: vec![MapNode {
