@@ -121,13 +121,9 @@ impl NodeSession for LocalSession {
 
     async fn execute(&mut self, request: Execute) -> Result<ReplyStream, DbError> {
         let started = Instant::now();
-        // Only work that starts here is checked: statements inside a transaction (its COMMIT
-        // or ROLLBACK too) finish what its first statement began.
-        let checked = if self.inner.in_transaction() {
-            Ok(())
-        } else {
-            self.node.check_epoch(self.map_epoch)
-        };
+        let checked = self
+            .node
+            .check_statement_epoch(self.map_epoch, self.inner.in_transaction());
         let stream = match checked {
             Ok(()) => self.inner.execute(request).await,
             Err(error) => Err(error),

@@ -407,6 +407,17 @@ pub trait NodeLink: Send + Sync {
         Ok(())
     }
 
+    /// [`Self::check_epoch`] for a statement about to run on a session that is
+    /// `in_transaction` or not: only work that starts here is checked, since statements inside
+    /// a transaction (its COMMIT or ROLLBACK too) finish what its first statement began.
+    fn check_statement_epoch(&self, epoch: u64, in_transaction: bool) -> Result<(), DbError> {
+        if in_transaction {
+            Ok(())
+        } else {
+            self.check_epoch(epoch)
+        }
+    }
+
     /// Where replication of each shard copy on the node stands (empty on nodes that do not
     /// replicate).
     async fn replication(&self) -> Result<Vec<ReplicationRow>, DbError> {

@@ -134,16 +134,8 @@ async fn serve_connection(
                 // The connection serves sessions in any zone: none said is UTC.
                 session.set_time_zone(context.time_zone.as_deref().unwrap_or("UTC"));
                 session.set_lock_order(context.lock_order);
-                let epoch = context.epoch;
                 session.set_read_fence(context.fence);
-                // Only work that starts here is checked: statements inside a transaction
-                // (its COMMIT or ROLLBACK too) finish what its first statement began.
-                let checked = if session.in_transaction() {
-                    Ok(())
-                } else {
-                    node.check_epoch(epoch)
-                };
-                match checked {
+                match node.check_statement_epoch(context.epoch, session.in_transaction()) {
                     Ok(()) => execute(&mut conn, session.as_mut(), request, &node_id).await?,
                     Err(error) => {
                         let payload = codec::encode_error(&error, session.in_transaction());
