@@ -70,14 +70,15 @@ pub struct AllArgs {
     pub connections: u32,
     /// Measure only these setups of the pgbench matrix, comma-separated: direct, relay,
     /// pgbouncer, pg1, pg1-split, pg2, sqlite. With --setups or --workloads only the pgbench
-    /// matrix runs (no point operations, transfers, scattered reads or memory), and replication
-    /// only when --workloads names it.
+    /// matrix runs (no memory), and replication and the point operations, transfers and
+    /// scattered reads only when --workloads names them.
     #[arg(long, value_delimiter = ',')]
     pub setups: Vec<String>,
     /// Run only these workloads, comma-separated: the pgbench workloads select-simple-c1,
-    /// select-prepared-c1, select-simple-c8, select-prepared-c8, tpcb-simple-c8, and/or
-    /// `replication` (its own three-node clusters). `--workloads replication` alone starts
-    /// no other server.
+    /// select-prepared-c1, select-simple-c8, select-prepared-c8, tpcb-simple-c8, and/or the
+    /// sections with clusters of their own: `replication` (three-node clusters) and
+    /// `operations` (point reads and writes, transfers and scattered reads on three SQLite
+    /// nodes). Those sections alone start no other server.
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
 }
@@ -144,8 +145,11 @@ impl Settings {
             .workloads
             .iter()
             .map(|key| {
-                if key.trim() == REPLICATION {
-                    return Ok(REPLICATION);
+                if let Some(section) = [REPLICATION, OPERATIONS]
+                    .into_iter()
+                    .find(|section| key.trim() == *section)
+                {
+                    return Ok(section);
                 }
                 pgbench::WORKLOADS
                     .iter()
@@ -158,7 +162,7 @@ impl Settings {
                             .collect();
                         format!(
                             "--workloads {key}: no such workload; the workloads are {}, \
-                             {REPLICATION}",
+                             {REPLICATION}, {OPERATIONS}",
                             keys.join(", ")
                         )
                     })
@@ -181,6 +185,9 @@ impl Settings {
 /// The `--workloads` word of the replication section.
 pub const REPLICATION: &str = "replication";
 
+/// The `--workloads` word of the point operations, transfers and scattered reads.
+pub const OPERATIONS: &str = "operations";
+
 impl Settings {
     /// Whether only part of the pgbench matrix was asked for (no point operations, transfers,
     /// scattered reads or memory).
@@ -193,8 +200,15 @@ impl Settings {
         !self.matrix_only() || self.workloads.contains(&REPLICATION)
     }
 
-    /// `--workloads replication` alone: no other server starts.
-    pub fn replication_only(&self) -> bool {
+    /// Whether the point operations, transfers and scattered reads run: in a full run, or
+    /// when `--workloads` names them.
+    pub fn runs_operations(&self) -> bool {
+        !self.matrix_only() || self.workloads.contains(&OPERATIONS)
+    }
+
+    /// `--workloads` of sections with servers of their own only (replication, operations):
+    /// no PostgreSQL, relay or PgBouncer starts.
+    pub fn sections_only(&self) -> bool {
         self.setups.is_empty() && !self.workloads.is_empty() && self.matrix_workloads().is_empty()
     }
 
@@ -203,7 +217,7 @@ impl Settings {
         self.workloads
             .iter()
             .copied()
-            .filter(|w| *w != REPLICATION)
+            .filter(|w| *w != REPLICATION && *w != OPERATIONS)
             .collect()
     }
 }

@@ -286,10 +286,29 @@ fn progress(text: String) {
     eprintln!("[{}] {text}", chrono::Local::now().format("%H:%M:%S"));
 }
 
-/// `--workloads replication` alone: its clusters, nothing else.
-async fn replication_only(settings: &Settings) -> anyhow::Result<()> {
+/// `--workloads replication` and/or `operations` alone: their own clusters, nothing else.
+async fn sections_only(settings: &Settings) -> anyhow::Result<()> {
     let started = chrono::Local::now();
-    let outcome = replication::run(settings, &progress).await;
+    let mut notes = Vec::new();
+    let mut failures = 0;
+    let mut operations = Vec::new();
+    if settings.runs_operations() {
+        progress(format!(
+            "mycelium up, 3 SQLite nodes ({})",
+            settings.mycelium.display()
+        ));
+        let sqlite = Mycelium::start(&settings.mycelium, &[], &[])?;
+        let outcome = sharded_workloads(&sqlite, settings, &mut notes, &progress).await;
+        failures += outcome.failures;
+        operations = outcome.measurements;
+    }
+    let mut replicated = Vec::new();
+    if settings.runs_replication() {
+        let outcome = replication::run(settings, &progress).await;
+        failures += outcome.failures;
+        notes.extend(outcome.notes);
+        replicated = outcome.measurements;
+    }
     let report = Report::new(
         started,
         settings,
@@ -297,10 +316,10 @@ async fn replication_only(settings: &Settings) -> anyhow::Result<()> {
         versions(settings),
         Vec::new(),
         Vec::new(),
+        operations,
+        replicated,
         Vec::new(),
-        outcome.measurements,
-        Vec::new(),
-        outcome.notes,
+        notes,
     );
     report::write(&report, &settings.out)?;
     progress(format!(
@@ -308,16 +327,15 @@ async fn replication_only(settings: &Settings) -> anyhow::Result<()> {
         settings.out.join("results.json").display()
     ));
     anyhow::ensure!(
-        outcome.failures == 0,
-        "{} measurement(s) failed; the notes of the report say which",
-        outcome.failures
+        failures == 0,
+        "{failures} measurement(s) failed; the notes of the report say which"
     );
     Ok(())
 }
 
 async fn run(settings: &Settings) -> anyhow::Result<()> {
-    if settings.replication_only() {
-        return replication_only(settings).await;
+    if settings.sections_only() {
+        return sections_only(settings).await;
     }
     let started = chrono::Local::now();
     procfs::ensure_open_files(u64::from(settings.connections) * 2 + 1000)?;
@@ -535,7 +553,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             }
         }
     }
-    let operations = if settings.matrix_only() {
+    let operations = if !settings.runs_operations() {
         notes.push(
             "Only part of the pgbench matrix was run (--setups/--workloads): no point \
              operations, transfers, scattered reads or memory."

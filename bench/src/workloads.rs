@@ -38,13 +38,36 @@ pub enum Section {
     Scatter,
 }
 
+/// How a table of the scatter tests is laid out on the three nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Not sharded.
+    Single,
+    /// 6 shards, each with the default copies (two of the three nodes): a read of every shard
+    /// goes to as few nodes as hold them all, and a node that holds more shards than it
+    /// serves filters its rows by shard.
+    Copies,
+    /// 6 shards, one copy each: every node reads its own rows, unfiltered.
+    Spread,
+}
+
+impl Layout {
+    fn table(self) -> &'static str {
+        match self {
+            Layout::Single => "scatter_single",
+            Layout::Copies => "scatter_sharded",
+            Layout::Spread => "scatter_spread",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     PointRead,
     PointWrite,
     Transfer { cross: bool },
-    Count { sharded: bool },
-    TopTen { sharded: bool },
+    Count(Layout),
+    TopTen(Layout),
 }
 
 /// One test of this module; point tests run on both setups, the others on Mycelium only.
@@ -65,7 +88,7 @@ const fn test(section: Section, name: &'static str, kind: Kind, clients: u32) ->
     }
 }
 
-pub const TESTS: [Test; 12] = [
+pub const TESTS: [Test; 14] = [
     test(Section::Point, "point read c1", Kind::PointRead, 1),
     test(Section::Point, "point read c8", Kind::PointRead, 8),
     test(Section::Point, "point write c1", Kind::PointWrite, 1),
@@ -97,25 +120,37 @@ pub const TESTS: [Test; 12] = [
     test(
         Section::Scatter,
         "count(*), unsharded table on one node c1",
-        Kind::Count { sharded: false },
+        Kind::Count(Layout::Single),
         1,
     ),
     test(
         Section::Scatter,
-        "count(*), 6 shards on 3 nodes c1",
-        Kind::Count { sharded: true },
+        "count(*), 6 shards × 2 copies on 3 nodes c1",
+        Kind::Count(Layout::Copies),
+        1,
+    ),
+    test(
+        Section::Scatter,
+        "count(*), 6 shards × 1 copy on 3 nodes c1",
+        Kind::Count(Layout::Spread),
         1,
     ),
     test(
         Section::Scatter,
         "ORDER BY x LIMIT 10, unsharded table on one node c1",
-        Kind::TopTen { sharded: false },
+        Kind::TopTen(Layout::Single),
         1,
     ),
     test(
         Section::Scatter,
-        "ORDER BY x LIMIT 10, 6 shards on 3 nodes c1",
-        Kind::TopTen { sharded: true },
+        "ORDER BY x LIMIT 10, 6 shards × 2 copies on 3 nodes c1",
+        Kind::TopTen(Layout::Copies),
+        1,
+    ),
+    test(
+        Section::Scatter,
+        "ORDER BY x LIMIT 10, 6 shards × 1 copy on 3 nodes c1",
+        Kind::TopTen(Layout::Spread),
         1,
     ),
 ];
@@ -134,8 +169,12 @@ impl Test {
         match self.kind {
             Kind::PointRead | Kind::PointWrite if setup == MYCELIUM => Some((self.name, RUSQLITE)),
             Kind::Transfer { cross: true } => counterpart(Kind::Transfer { cross: false }),
-            Kind::Count { sharded: true } => counterpart(Kind::Count { sharded: false }),
-            Kind::TopTen { sharded: true } => counterpart(Kind::TopTen { sharded: false }),
+            Kind::Count(Layout::Copies | Layout::Spread) => {
+                counterpart(Kind::Count(Layout::Single))
+            }
+            Kind::TopTen(Layout::Copies | Layout::Spread) => {
+                counterpart(Kind::TopTen(Layout::Single))
+            }
             _ => None,
         }
     }
@@ -171,7 +210,7 @@ pub struct OpMeasurement {
 /// The tables, scripts and baseline file of this module, ready to measure.
 pub struct Prepared {
     rows: i64,
-    scripts: Vec<(&'static str, PathBuf)>,
+    scripts: Vec<(String, PathBuf)>,
     baseline: PathBuf,
     /// Pgbench logs and scripts; the rusqlite file.
     dir: TempDir,
@@ -199,6 +238,11 @@ pub async fn prepare(mycelium: &Mycelium, rows: i64) -> anyhow::Result<Prepared>
          NULL) WITH (mycelium.shard_keys = 'id', mycelium.shards = 6)"
             .to_owned(),
         "CREATE INDEX scatter_sharded_x ON scatter_sharded (x)".to_owned(),
+        "CREATE TABLE scatter_spread (id bigint PRIMARY KEY, x bigint NOT NULL, pad text NOT \
+         NULL) WITH (mycelium.shard_keys = 'id', mycelium.shards = 6, \
+         mycelium.replication_factor = 0.3)"
+            .to_owned(),
+        "CREATE INDEX scatter_spread_x ON scatter_spread (x)".to_owned(),
         "CREATE TABLE scatter_single (id bigint PRIMARY KEY, x bigint NOT NULL, pad text NOT \
          NULL)"
             .to_owned(),
@@ -224,7 +268,7 @@ pub async fn prepare(mycelium: &Mycelium, rows: i64) -> anyhow::Result<Prepared>
     )
     .await?;
     // x: a permutation of the ids, so ORDER BY x has to look at every node.
-    for table in ["scatter_sharded", "scatter_single"] {
+    for table in ["scatter_sharded", "scatter_spread", "scatter_single"] {
         load(&client, &format!("{table} (id, x, pad)"), 1, rows, |id| {
             format!("({id}, {}, '{pad}')", (id * 7919) % rows)
         })
@@ -249,7 +293,7 @@ pub async fn prepare(mycelium: &Mycelium, rows: i64) -> anyhow::Result<Prepared>
          across nodes one is of shard {from_shard} ({from_node}) and one of shard {to_shard} \
          ({to_node})."
     ));
-    for table in ["point_kv", "scatter_sharded"] {
+    for table in ["point_kv", "scatter_sharded", "scatter_spread"] {
         notes.push(format!(
             "{table}: 6 hash shards by id, primaries {}.",
             shards_per_node(&primaries(&client, table).await?)
@@ -285,25 +329,28 @@ pub async fn prepare(mycelium: &Mycelium, rows: i64) -> anyhow::Result<Prepared>
             "transfer_cross",
             transfer_script(range(from_shard), range(to_shard)),
         ),
-        (
-            "count_sharded",
-            "SELECT count(*) FROM scatter_sharded;\n".to_owned(),
-        ),
-        (
-            "count_single",
-            "SELECT count(*) FROM scatter_single;\n".to_owned(),
-        ),
-        (
-            "top_sharded",
-            "SELECT id, x FROM scatter_sharded ORDER BY x LIMIT 10;\n".to_owned(),
-        ),
-        (
-            "top_single",
-            "SELECT id, x FROM scatter_single ORDER BY x LIMIT 10;\n".to_owned(),
-        ),
     ];
+    let scatter = [Layout::Single, Layout::Copies, Layout::Spread]
+        .into_iter()
+        .flat_map(|layout| {
+            let table = layout.table();
+            [
+                (
+                    format!("count_{table}"),
+                    format!("SELECT count(*) FROM {table};\n"),
+                ),
+                (
+                    format!("top_{table}"),
+                    format!("SELECT id, x FROM {table} ORDER BY x LIMIT 10;\n"),
+                ),
+            ]
+        });
     let mut scripts = Vec::new();
-    for (name, text) in texts {
+    for (name, text) in texts
+        .into_iter()
+        .map(|(name, text)| (name.to_owned(), text))
+        .chain(scatter)
+    {
         let path = dir.path().join(format!("{name}.sql"));
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         scripts.push((name, path));
@@ -458,14 +505,12 @@ fn rusqlite_run(
 impl Prepared {
     fn script(&self, test: &Test) -> anyhow::Result<&Path> {
         let name = match test.kind {
-            Kind::PointRead => "point_read",
-            Kind::PointWrite => "point_write",
-            Kind::Transfer { cross: false } => "transfer_same",
-            Kind::Transfer { cross: true } => "transfer_cross",
-            Kind::Count { sharded: true } => "count_sharded",
-            Kind::Count { sharded: false } => "count_single",
-            Kind::TopTen { sharded: true } => "top_sharded",
-            Kind::TopTen { sharded: false } => "top_single",
+            Kind::PointRead => "point_read".to_owned(),
+            Kind::PointWrite => "point_write".to_owned(),
+            Kind::Transfer { cross: false } => "transfer_same".to_owned(),
+            Kind::Transfer { cross: true } => "transfer_cross".to_owned(),
+            Kind::Count(layout) => format!("count_{}", layout.table()),
+            Kind::TopTen(layout) => format!("top_{}", layout.table()),
         };
         self.scripts
             .iter()

@@ -77,20 +77,20 @@ impl KeyValue {
         KeyValue::Text(String::new())
     }
 
-    fn write_canonical(&self, out: &mut Vec<u8>) {
+    fn write_canonical(&self, hash: &mut Fnv) {
         match self {
             KeyValue::Int(i) => {
-                out.push(0x01);
-                out.extend_from_slice(&i.to_be_bytes());
+                hash.write(&[0x01]);
+                hash.write(&i.to_be_bytes());
             }
             KeyValue::Uuid(bytes) => {
-                out.push(0x02);
-                out.extend_from_slice(bytes);
+                hash.write(&[0x02]);
+                hash.write(bytes);
             }
             KeyValue::Text(text) => {
-                out.push(0x03);
-                out.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                out.extend_from_slice(text.as_bytes());
+                hash.write(&[0x03]);
+                hash.write(&(text.len() as u32).to_be_bytes());
+                hash.write(text.as_bytes());
             }
         }
     }
@@ -114,12 +114,21 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 
 /// FNV-1a 64 then SplitMix64's finalizer.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut hash = FNV_OFFSET;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(FNV_PRIME);
+    let mut hash = Fnv(FNV_OFFSET);
+    hash.write(bytes);
+    splitmix64(hash.0)
+}
+
+/// FNV-1a 64 over bytes written in pieces: the same as over their concatenation.
+struct Fnv(u64);
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
+        }
     }
-    splitmix64(hash)
 }
 
 fn splitmix64(mut z: u64) -> u64 {
@@ -128,11 +137,12 @@ fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The hash of a (possibly multi-column) key.
+/// The hash of a (possibly multi-column) key: [`stable_hash`] of the concatenated canonical
+/// bytes, computed without gathering them (a node calls this once per row it scans).
 pub fn key_hash(values: &[KeyValue]) -> u64 {
-    let mut bytes = Vec::with_capacity(16 * values.len());
+    let mut hash = Fnv(FNV_OFFSET);
     for value in values {
-        value.write_canonical(&mut bytes);
+        value.write_canonical(&mut hash);
     }
-    stable_hash(&bytes)
+    splitmix64(hash.0)
 }

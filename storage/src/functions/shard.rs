@@ -4,6 +4,7 @@
 //! Storage does not know the shard hash (the router owns it); the node hands its function in
 //! through [`crate::SqliteOptions::shard_function`], and it is registered on every connection.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use mycelium_protocol::DbError;
@@ -22,9 +23,15 @@ pub type ShardFunction = Arc<dyn Fn(&[SqlValue]) -> Result<i64, String> + Send +
 
 /// Registers `shard` as the deterministic, variadic `__mycelium_shard`.
 pub(crate) fn register(conn: &Connection, shard: ShardFunction) -> rusqlite::Result<()> {
+    // Called once per row a scoped scan reads: the argument list is reused between calls.
+    let args = RefCell::new(Vec::<SqlValue>::new());
     conn.create_scalar_function(SHARD_FUNCTION, -1, DET, move |ctx| {
-        let args: Vec<SqlValue> = (0..ctx.len()).map(|i| value(ctx.get_raw(i))).collect();
-        shard(&args).map_err(|message| fail(DbError::new("22023", message)))
+        let mut fresh = Vec::new();
+        let mut reused = args.try_borrow_mut();
+        let args = reused.as_deref_mut().unwrap_or(&mut fresh);
+        args.clear();
+        args.extend((0..ctx.len()).map(|i| value(ctx.get_raw(i))));
+        shard(args).map_err(|message| fail(DbError::new("22023", message)))
     })
 }
 
