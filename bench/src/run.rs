@@ -286,6 +286,21 @@ fn progress(text: String) {
     eprintln!("[{}] {text}", chrono::Local::now().format("%H:%M:%S"));
 }
 
+/// The replication section when the run includes it; its failures and notes join the run's.
+async fn replication_section(
+    settings: &Settings,
+    failures: &mut usize,
+    notes: &mut Vec<String>,
+) -> Vec<replication::ReplMeasurement> {
+    if !settings.runs_replication() {
+        return Vec::new();
+    }
+    let outcome = replication::run(settings, &progress).await;
+    *failures += outcome.failures;
+    notes.extend(outcome.notes);
+    outcome.measurements
+}
+
 /// `--workloads replication` and/or `operations` alone: their own clusters, nothing else.
 async fn sections_only(settings: &Settings) -> anyhow::Result<()> {
     let started = chrono::Local::now();
@@ -302,13 +317,7 @@ async fn sections_only(settings: &Settings) -> anyhow::Result<()> {
         failures += outcome.failures;
         operations = outcome.measurements;
     }
-    let mut replicated = Vec::new();
-    if settings.runs_replication() {
-        let outcome = replication::run(settings, &progress).await;
-        failures += outcome.failures;
-        notes.extend(outcome.notes);
-        replicated = outcome.measurements;
-    }
+    let replicated = replication_section(settings, &mut failures, &mut notes).await;
     let report = Report::new(
         started,
         settings,
@@ -579,13 +588,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     drop(split);
     drop(relay);
 
-    let mut replicated = Vec::new();
-    if settings.runs_replication() {
-        let outcome = replication::run(settings, &progress).await;
-        failures += outcome.failures;
-        notes.extend(outcome.notes);
-        replicated = outcome.measurements;
-    }
+    let replicated = replication_section(settings, &mut failures, &mut notes).await;
 
     let mut memory = Vec::new();
     if !settings.matrix_only() {
