@@ -43,15 +43,16 @@ pub enum Section {
 enum Layout {
     /// Not sharded.
     Single,
-    /// 6 shards, each with the default copies (two of the three nodes): a read of every shard
-    /// goes to as few nodes as hold them all, and a node that holds more shards than it
-    /// serves filters its rows by shard.
+    /// 6 shards, each with the default copies (two of the three nodes): each shard is read on
+    /// its primary, which also holds copies of other shards and so filters its rows by shard.
     Copies,
     /// 6 shards, one copy each: every node reads its own rows, unfiltered.
     Spread,
 }
 
 impl Layout {
+    const ALL: [Layout; 3] = [Layout::Single, Layout::Copies, Layout::Spread];
+
     fn table(self) -> &'static str {
         match self {
             Layout::Single => "scatter_single",
@@ -268,7 +269,7 @@ pub async fn prepare(mycelium: &Mycelium, rows: i64) -> anyhow::Result<Prepared>
     )
     .await?;
     // x: a permutation of the ids, so ORDER BY x has to look at every node.
-    for table in ["scatter_sharded", "scatter_spread", "scatter_single"] {
+    for table in Layout::ALL.map(Layout::table) {
         load(&client, &format!("{table} (id, x, pad)"), 1, rows, |id| {
             format!("({id}, {}, '{pad}')", (id * 7919) % rows)
         })
@@ -330,21 +331,19 @@ pub async fn prepare(mycelium: &Mycelium, rows: i64) -> anyhow::Result<Prepared>
             transfer_script(range(from_shard), range(to_shard)),
         ),
     ];
-    let scatter = [Layout::Single, Layout::Copies, Layout::Spread]
-        .into_iter()
-        .flat_map(|layout| {
-            let table = layout.table();
-            [
-                (
-                    format!("count_{table}"),
-                    format!("SELECT count(*) FROM {table};\n"),
-                ),
-                (
-                    format!("top_{table}"),
-                    format!("SELECT id, x FROM {table} ORDER BY x LIMIT 10;\n"),
-                ),
-            ]
-        });
+    let scatter = Layout::ALL.into_iter().flat_map(|layout| {
+        let table = layout.table();
+        [
+            (
+                format!("count_{table}"),
+                format!("SELECT count(*) FROM {table};\n"),
+            ),
+            (
+                format!("top_{table}"),
+                format!("SELECT id, x FROM {table} ORDER BY x LIMIT 10;\n"),
+            ),
+        ]
+    });
     let mut scripts = Vec::new();
     for (name, text) in texts
         .into_iter()

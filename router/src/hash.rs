@@ -114,15 +114,24 @@ fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 
 /// FNV-1a 64 then SplitMix64's finalizer.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut hash = Fnv(FNV_OFFSET);
+    let mut hash = Fnv::new();
     hash.write(bytes);
-    splitmix64(hash.0)
+    hash.finish()
 }
 
 /// FNV-1a 64 over bytes written in pieces: the same as over their concatenation.
 struct Fnv(u64);
 
 impl Fnv {
+    fn new() -> Fnv {
+        Fnv(FNV_OFFSET)
+    }
+
+    /// The hash of everything written, with SplitMix64's finalizer.
+    fn finish(self) -> u64 {
+        splitmix64(self.0)
+    }
+
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
@@ -140,9 +149,9 @@ fn splitmix64(mut z: u64) -> u64 {
 /// The hash of a (possibly multi-column) key: [`stable_hash`] of the concatenated canonical
 /// bytes, computed without gathering them (a node calls this once per row it scans).
 pub fn key_hash(values: &[KeyValue]) -> u64 {
-    let mut hash = Fnv(FNV_OFFSET);
+    let mut hash = Fnv::new();
     for value in values {
         value.write_canonical(&mut hash);
     }
-    splitmix64(hash.0)
+    hash.finish()
 }
