@@ -37,6 +37,8 @@ impl Session {
         };
         self.check_read_only("COPY FROM")?;
         let routing = self.copy_routing(table)?;
+        // Like any write: the session's next reads of the table must see the copied rows.
+        self.wrote(table);
         // Describing the target first reports a missing table or column before any data moves.
         let probe = format!("SELECT {} FROM {table}", column_list(&plan.columns));
         let description = self

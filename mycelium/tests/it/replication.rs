@@ -969,3 +969,82 @@ async fn a_session_reads_its_two_phase_commits_on_secondaries() {
         "the reads were served by the secondaries, not the primaries"
     );
 }
+
+crate::processes::on_every_backend!(
+    multi_thread: a_session_reads_its_own_copy_from_on_secondaries,
+);
+
+/// Read-your-writes after `COPY FROM`, on tables read from secondaries only, with the
+/// secondaries cut off from their primaries so they cannot catch up: the session's next reads
+/// go to the primaries and see every copied row. The rows of a table of one shard reach one
+/// node in one plain transaction, whose commit position a PostgreSQL node does not know yet
+/// (the session keeps its reads of a table it wrote recently on the primaries); those of a
+/// table of three shards reach several nodes in a two-phase commit, whose positions fence the
+/// reads (the secondaries refuse them). Another session reads the secondaries as they are,
+/// without the copied rows.
+async fn a_session_reads_its_own_copy_from_on_secondaries(backend: Backend) {
+    let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
+    let Some(cluster) = ProcessCluster::start_with_peer_ports(backend, "", FAST, "", &relay_ports)
+    else {
+        return;
+    };
+    let mut relays = Vec::new();
+    for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
+        relays.push(Relay::start(*port, *target).await);
+    }
+    let client = cluster.connect().await;
+    let tables = [("rywc1", 1), ("rywc3", 3)];
+    for (table, shards) in tables {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, v integer NOT NULL) \
+                 WITH (mycelium.shard_keys = 'id', mycelium.shards = {shards}, \
+                   mycelium.replication_factor = 1, mycelium.read_roles = 'secondary'); \
+                 INSERT INTO {table} VALUES (0, 0)"
+            ))
+            .await
+            .expect("schema");
+        converged(&cluster, table, &sharded(table, shards, 1.0), 1).await;
+    }
+    for relay in &relays {
+        relay.cut();
+    }
+
+    // Sessions that did not write the tables before: only the COPY sends one to primaries.
+    let copier = cluster.connect().await;
+    let other = cluster.connect().await;
+    for (table, _) in tables {
+        let sink = copier
+            .copy_in::<_, bytes::Bytes>(&format!("COPY {table} (id, v) FROM STDIN"))
+            .await
+            .expect("copy in");
+        let mut sink = std::pin::pin!(sink);
+        let data: String = (1..=60).map(|id| format!("{id}\t{id}\n")).collect();
+        futures::SinkExt::send(&mut sink, bytes::Bytes::from(data))
+            .await
+            .expect("send COPY data");
+        assert_eq!(sink.as_mut().finish().await.expect("finish COPY"), 60);
+        assert_eq!(
+            count(&copier, table).await,
+            61,
+            "{table}: the session sees its COPY"
+        );
+        let sum = copier
+            .query_one(&format!("SELECT sum(v) FROM {table}"), &[])
+            .await
+            .expect("sum");
+        assert_eq!(sum.get::<_, i64>(0), 1830, "{table}");
+        assert_eq!(
+            count(&other, table).await,
+            1,
+            "{table}: another session reads the cut-off secondaries as they are"
+        );
+    }
+
+    for relay in &relays {
+        relay.heal();
+    }
+    for (table, shards) in tables {
+        converged(&cluster, table, &sharded(table, shards, 1.0), 61).await;
+    }
+}
