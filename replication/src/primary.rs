@@ -314,16 +314,23 @@ impl<L: ShardLog> Primary<L> {
         }
         let mut committed = self.log_grew.subscribe();
         let mut heartbeat = tokio::time::interval(self.options.heartbeat_interval);
+        // The log is read when it grew, when the secondary asked again, and once a heartbeat;
+        // not after every acknowledgement (that read found nothing: a second read per commit).
+        let mut behind = true;
         loop {
-            // Marked seen before reading the log, so a commit landing during the read wakes
-            // the wait below instead of being lost.
-            committed.mark_unchanged();
-            self.ship(link, &mut sent).await?;
+            if behind {
+                // Marked seen before reading the log, so a commit landing during the read
+                // wakes the wait below instead of being lost.
+                committed.mark_unchanged();
+                self.ship(link, &mut sent).await?;
+                behind = false;
+            }
             tokio::select! {
                 changed = committed.changed() => {
                     if changed.is_err() {
                         return Ok(());
                     }
+                    behind = true;
                 }
                 message = link.recv() => match message? {
                     None => return Ok(()),
@@ -335,6 +342,7 @@ impl<L: ShardLog> Primary<L> {
                     {
                         tracing::debug!(shard = %self.shard, %peer, ?after, "secondary asks again");
                         sent = after;
+                        behind = true;
                     }
                     Some(ReplicationMessage::ResponseEntries { shard, entries })
                         if shard == self.shard =>
@@ -356,6 +364,9 @@ impl<L: ShardLog> Primary<L> {
                         hlc: self.clock.last(),
                     })
                     .await?;
+                    // Once a heartbeat, the log is read whatever was announced: a commit
+                    // whose announcement went astray still ships within the interval.
+                    behind = true;
                 }
             }
         }
@@ -409,6 +420,10 @@ impl<L: ShardLog> Primary<L> {
             {
                 ReadResult::Entries(entries) if entries.is_empty() => return Ok(()),
                 ReadResult::Entries(entries) => {
+                    // A short read took everything the log held: what commits after it wakes
+                    // the caller (`log_grew`), so reading again to find nothing is not needed
+                    // (it was half the primary's reads of its own log, one per commit).
+                    let caught_up = entries.len() < self.options.batch_entries;
                     for batch in self.batches(entries) {
                         for e in &batch {
                             sent.observe(&e.origin, e.sequence);
@@ -421,6 +436,9 @@ impl<L: ShardLog> Primary<L> {
                             },
                         };
                         link.send(&message).await?;
+                    }
+                    if caught_up {
+                        return Ok(());
                     }
                 }
                 ReadResult::Truncated => {

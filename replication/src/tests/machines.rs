@@ -192,6 +192,41 @@ async fn a_secondary_catches_up_then_follows_commits_and_acks_for_sync_replicati
     Ok(())
 }
 
+/// Shipping reads the primary's log once per commit it wakes for: a read that returned less
+/// than a batch took everything, so it does not read again to find nothing, nor after the
+/// acknowledgement. (Heartbeats, which read it too, are out of the way here.)
+#[tokio::test]
+async fn a_primary_reads_its_log_once_per_commit_shipped() -> TestResult {
+    let (a, b) = (node("n1"), node("n2"));
+    let primary = Arc::new(Primary::new(
+        shard(),
+        1,
+        a.log.clone(),
+        a.clock.clone(),
+        PrimaryOptions {
+            heartbeat_interval: Duration::from_secs(3600),
+            ..options()
+        },
+    ));
+    let secondary = secondary_of(&b, 1);
+    let (p_task, s_task) = connect(&primary, &secondary, link_pair("n1", "n2"));
+    assert!(caught_up(&secondary, &a).await);
+    let before = a.log.reads();
+    for k in 0..20 {
+        let e = commit(&a, &primary, k, Some("shipped"));
+        primary.wait_replicated(e.sequence, 1, WAIT).await?;
+    }
+    let reads = a.log.reads() - before;
+    assert!(
+        (1..=20).contains(&reads),
+        "{reads} reads of the log for 20 commits shipped one by one"
+    );
+    assert_eq!(b.log.data().rows, a.log.data().rows);
+    p_task.abort();
+    assert!(s_task.await?.is_ok());
+    Ok(())
+}
+
 #[tokio::test]
 async fn lost_entries_are_asked_for_again_and_duplicates_change_nothing() -> TestResult {
     let (a, b) = (node("n1"), node("n2"));

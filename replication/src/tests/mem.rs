@@ -131,6 +131,8 @@ pub struct MemLog {
     pub node: NodeId,
     data: Mutex<MemData>,
     staged: Mutex<Option<MemData>>,
+    /// Calls of `read_after`: what shipping costs a backend.
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl MemLog {
@@ -140,7 +142,12 @@ impl MemLog {
             node: NodeId::new(node),
             data: Mutex::new(MemData::default()),
             staged: Mutex::new(None),
+            reads: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn data(&self) -> MemData {
@@ -201,6 +208,8 @@ impl ShardLog for MemLog {
         after: &VersionVector,
         limit: usize,
     ) -> Result<ReadResult, LogError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let data = self.lock();
         if data
             .truncated
