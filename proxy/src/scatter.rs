@@ -1,6 +1,10 @@
 //! Reads that span nodes: every node runs the statement (or the partial form the router
 //! planned) and the proxy merges the streams: concatenation, a k-way merge for ORDER BY,
-//! OFFSET/LIMIT, and combining partial aggregates. Only the values a merge needs are decoded.
+//! OFFSET/LIMIT, and combining partial aggregates, then the casts and `COALESCE` the client
+//! wrapped around them (the router's `Finish` steps, applied by `finish`). Only the values a
+//! merge needs are decoded.
+
+mod finish;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use mycelium_router::{
     Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, TablePlacement, merge_spec,
 };
 
+use self::finish::{Step, finish_column, finish_value};
 use crate::backend;
 use crate::error::{ProxyError, sql_error};
 use crate::execute::{Finished, Output};
@@ -132,13 +137,18 @@ impl Session {
                     }
                 }
             }
+            let finishes = described
+                .iter_mut()
+                .zip(&spec.finish)
+                .map(|(column, steps)| finish_column(column, steps))
+                .collect::<Result<Vec<_>, _>>()?;
             if matches!(output, Output::Simple) {
                 backend::row_description(&mut self.conn.out, &described, |i| {
                     request.result_format(i)
                 });
             }
             let sent = tokio::select! {
-                sent = self.merge(&spec, &mut cursors, &columns, &described, &request) => sent?,
+                sent = self.merge(&spec, &finishes, &mut cursors, &columns, &described, &request) => sent?,
                 () = statement.token.cancelled() => {
                     return Err(statement.cancel_error());
                 }
@@ -154,14 +164,15 @@ impl Session {
     async fn merge(
         &mut self,
         spec: &MergeSpec,
+        finishes: &[Vec<Step>],
         cursors: &mut [Cursor],
         columns: &[Column],
         described: &[Column],
         request: &Execute,
     ) -> Result<u64, ProxyError> {
-        if let Some(combines) = &spec.aggregates {
+        if spec.aggregates.is_some() {
             return self
-                .combine(spec, combines, cursors, columns, described, request)
+                .combine(spec, finishes, cursors, columns, described, request)
                 .await;
         }
         let sort: Vec<(usize, bool, bool)> = spec
@@ -181,6 +192,7 @@ impl Session {
                     .ok_or_else(|| sql_error("42703", "ORDER BY column is not in the result"))
             })
             .collect::<Result<_, _>>()?;
+        let numeric = numeric_keys(&sort, columns);
         let mut window = Window::new(spec);
         if sort.is_empty() {
             for cursor in cursors.iter_mut() {
@@ -212,7 +224,7 @@ impl Session {
                 let better = match best.and_then(|b| heads[b].as_ref()) {
                     None => true,
                     Some((_, best_values)) => {
-                        compare_rows(values, best_values, &sort) == Ordering::Less
+                        compare_rows(values, best_values, &sort, &numeric) == Ordering::Less
                     }
                 };
                 if better {
@@ -235,16 +247,18 @@ impl Session {
         Ok(window.sent)
     }
 
-    /// Merges the nodes' partial-aggregate rows group by group, then sorts and cuts.
+    /// Merges the nodes' partial-aggregate rows group by group, filters them (HAVING),
+    /// finishes them (casts, COALESCE), then sorts and cuts.
     async fn combine(
         &mut self,
         spec: &MergeSpec,
-        combines: &[Combine],
+        finishes: &[Vec<Step>],
         cursors: &mut [Cursor],
         columns: &[Column],
         described: &[Column],
         request: &Execute,
     ) -> Result<u64, ProxyError> {
+        let combines = spec.aggregates.as_deref().unwrap_or_default();
         // Groups by the bytes of their GROUP BY columns: equal values encode equally.
         let mut index: std::collections::HashMap<Vec<Option<Vec<u8>>>, usize> = Default::default();
         let mut groups: Vec<Vec<Option<SqlValue>>> = Vec::new();
@@ -316,6 +330,23 @@ impl Session {
         if let Some(having) = &spec.having {
             finals.retain(|row| having_holds(having, row) == Some(true));
         }
+        // Merged timestamptz values are printed here, in the client's zone as a node would.
+        let zone = types::TimeZone::of_setting(self.params.get("timezone").unwrap_or("UTC"));
+        // HAVING read the bare aggregates; the client's casts and COALESCE apply now, before
+        // ORDER BY, which sorts what the client sees.
+        if finishes.iter().any(|steps| !steps.is_empty()) {
+            for row in &mut finals {
+                for (value, steps) in row.iter_mut().zip(finishes) {
+                    *value =
+                        types::with_session_time_zone(zone, || finish_value(value.take(), steps))?;
+                }
+            }
+        }
+        if spec.distinct {
+            // Groups can end up equal (`SELECT DISTINCT count(*) ... GROUP BY g`): one of each.
+            let mut seen = std::collections::HashSet::new();
+            finals.retain(|row| seen.insert(distinct_key(&row[..described.len()], described)));
+        }
         let sort: Vec<(usize, bool, bool)> = spec
             .order_by
             .iter()
@@ -331,21 +362,20 @@ impl Session {
             })
             .collect();
         if !sort.is_empty() {
+            let numeric = numeric_keys(&sort, described);
             finals.sort_by(|a, b| {
                 let keys = |row: &Vec<Option<SqlValue>>| {
                     sort.iter()
                         .map(|&(i, _, _)| row[i].clone())
                         .collect::<Vec<_>>()
                 };
-                compare_rows(&keys(a), &keys(b), &sort)
+                compare_rows(&keys(a), &keys(b), &sort, &numeric)
             });
         }
         let skip = usize::try_from(spec.offset).unwrap_or(usize::MAX);
         let take = spec
             .limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        // Merged timestamptz values are printed here, in the client's zone as a node would.
-        let zone = types::TimeZone::of_setting(self.params.get("timezone").unwrap_or("UTC"));
         let mut sent = 0u64;
         for values in finals.into_iter().skip(skip).take(take) {
             let mut builder = DataRowsBuilder::with_capacity(256);
@@ -507,12 +537,38 @@ fn sort_values(
     Ok((row, values))
 }
 
+/// What makes two merged rows the same for DISTINCT: their values, numerics by value
+/// (`1.0` and `1.00` are equal).
+fn distinct_key(row: &[Option<SqlValue>], columns: &[Column]) -> Vec<String> {
+    row.iter()
+        .zip(columns)
+        .map(|(value, column)| match value {
+            Some(value) if column.type_oid == oid::NUMERIC => finish::numeric_key(value),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// Per sort key, whether its column is `numeric`: its values (integers, doubles, exact decimal
+/// text) compare as decimals.
+fn numeric_keys(sort: &[(usize, bool, bool)], columns: &[Column]) -> Vec<bool> {
+    sort.iter()
+        .map(|&(i, _, _)| columns.get(i).is_some_and(|c| c.type_oid == oid::NUMERIC))
+        .collect()
+}
+
 fn compare_rows(
     a: &[Option<SqlValue>],
     b: &[Option<SqlValue>],
     sort: &[(usize, bool, bool)],
+    numeric: &[bool],
 ) -> Ordering {
-    for ((x, y), &(_, descending, nulls_first)) in a.iter().zip(b).zip(sort) {
+    for (((x, y), &(_, descending, nulls_first)), decimal) in a
+        .iter()
+        .zip(b)
+        .zip(sort)
+        .zip(numeric.iter().chain(std::iter::repeat(&false)))
+    {
         let ordering = match (x, y) {
             (None, None) => Ordering::Equal,
             (None, Some(_)) => {
@@ -530,7 +586,11 @@ fn compare_rows(
                 }
             }
             (Some(x), Some(y)) => {
-                let o = compare_values(x, y);
+                let o = if *decimal {
+                    finish::compare_numeric(x, y)
+                } else {
+                    compare_values(x, y)
+                };
                 if descending { o.reverse() } else { o }
             }
         };
@@ -714,8 +774,282 @@ fn exact_quotient(dividend: i64, divisor: i64, scale: u32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{comparable, exact_quotient};
+    use std::cmp::Ordering;
+
+    use super::finish::{Typed, cast_value, compare_numeric, decimal_text};
+    use super::{comparable, exact_quotient, finish_column, finish_value};
     use mycelium_protocol::Column;
+    use mycelium_protocol::types::{PgType, SqlValue, oid};
+    use mycelium_router::{Constant, Finish};
+
+    /// A merged value of type `from` cast to `to` (a type as written in SQL): the value, or
+    /// the error's SQLSTATE and message.
+    fn cast(value: SqlValue, from: PgType, to: &str) -> Result<SqlValue, (String, String)> {
+        let (ty, typmod) = PgType::parse_sql_name(to).expect("a type name");
+        cast_value(&value, Typed::plain(from), Typed { ty, typmod }).map_err(|e| {
+            let e = e.to_client();
+            (e.code, e.message)
+        })
+    }
+
+    fn int(i: i64) -> SqlValue {
+        SqlValue::Int(i)
+    }
+
+    fn text(t: &str) -> SqlValue {
+        SqlValue::Text(t.to_owned())
+    }
+
+    fn out_of_range(name: &str) -> Result<SqlValue, (String, String)> {
+        Err(("22003".to_owned(), format!("{name} out of range")))
+    }
+
+    #[test]
+    fn casts_round_and_check_ranges_as_postgres() {
+        // numeric → integer rounds half away from zero, double → integer half to even.
+        for (value, want) in [
+            ("2.5", 3),
+            ("-2.5", -3),
+            ("0.5", 1),
+            ("0.49", 0),
+            ("21", 21),
+        ] {
+            assert_eq!(
+                cast(text(value), PgType::Numeric, "int"),
+                Ok(int(want)),
+                "{value}"
+            );
+        }
+        for (value, want) in [(2.5, 2), (1.5, 2), (-2.5, -2), (0.5, 0), (2.6, 3)] {
+            assert_eq!(
+                cast(SqlValue::Float(value), PgType::Float8, "int8"),
+                Ok(int(want)),
+                "{value}"
+            );
+        }
+        // An average of integers is exact decimal text.
+        assert_eq!(
+            cast(text("10.5000000000000000"), PgType::Numeric, "integer"),
+            Ok(int(11))
+        );
+        assert_eq!(
+            cast(int(2_147_483_648), PgType::Int8, "int4"),
+            out_of_range("integer")
+        );
+        assert_eq!(
+            cast(int(2_147_483_647), PgType::Int8, "int4"),
+            Ok(int(2_147_483_647))
+        );
+        assert_eq!(
+            cast(int(40_000), PgType::Int8, "smallint"),
+            out_of_range("smallint")
+        );
+        assert_eq!(
+            cast(text("9223372036854775807.5"), PgType::Numeric, "bigint"),
+            out_of_range("bigint")
+        );
+        assert_eq!(
+            cast(text("100000000000000000000"), PgType::Numeric, "int8"),
+            out_of_range("bigint")
+        );
+        assert_eq!(
+            cast(SqlValue::Float(1e300), PgType::Float8, "int8"),
+            out_of_range("bigint")
+        );
+        assert_eq!(
+            cast(SqlValue::Float(f64::NAN), PgType::Float8, "int"),
+            out_of_range("integer")
+        );
+        assert_eq!(
+            cast(text("NaN"), PgType::Numeric, "int"),
+            Err((
+                "0A000".to_owned(),
+                "cannot convert NaN to integer".to_owned()
+            ))
+        );
+        // Booleans cast to integer and to text only.
+        assert_eq!(cast(int(1), PgType::Bool, "int4"), Ok(int(1)));
+        assert_eq!(cast(int(0), PgType::Bool, "text"), Ok(text("false")));
+    }
+
+    #[test]
+    fn casts_to_numeric_float_and_text_print_as_postgres() {
+        // float8_numeric keeps 15 significant digits, float4_numeric 6.
+        assert_eq!(
+            cast(SqlValue::Float(0.1 + 0.2), PgType::Float8, "numeric"),
+            Ok(text("0.3"))
+        );
+        assert_eq!(
+            cast(SqlValue::Float(1e20), PgType::Float8, "numeric"),
+            Ok(text("100000000000000000000"))
+        );
+        assert_eq!(
+            cast(SqlValue::Float(123_456_789.0), PgType::Float4, "numeric"),
+            Ok(text("123457000"))
+        );
+        // A typmod rounds to its scale and bounds the digits before the point.
+        assert_eq!(
+            cast(int(21), PgType::Int8, "numeric(10,2)"),
+            Ok(text("21.00"))
+        );
+        assert_eq!(
+            cast(text("1.005"), PgType::Numeric, "numeric(10,2)"),
+            Ok(text("1.01"))
+        );
+        assert_eq!(
+            cast(text("10.5000000000000000"), PgType::Numeric, "decimal(5,1)"),
+            Ok(text("10.5"))
+        );
+        assert_eq!(
+            cast(int(12_345), PgType::Int8, "numeric(3,0)")
+                .map_err(|(code, message)| (code, message.starts_with("numeric field overflow"))),
+            Err(("22003".to_owned(), true))
+        );
+        assert_eq!(
+            cast(
+                text("10.5000000000000000"),
+                PgType::Numeric,
+                "double precision"
+            ),
+            Ok(SqlValue::Float(10.5))
+        );
+        assert_eq!(
+            cast(int(16_777_217), PgType::Int8, "real"),
+            Ok(SqlValue::Float(16_777_216.0))
+        );
+        assert_eq!(
+            cast(SqlValue::Float(1e39), PgType::Float8, "float4"),
+            Err((
+                "22003".to_owned(),
+                "value out of range: overflow".to_owned()
+            ))
+        );
+        assert_eq!(cast(int(21), PgType::Int8, "text"), Ok(text("21")));
+        assert_eq!(
+            cast(text("35.0000000000000000"), PgType::Numeric, "text"),
+            Ok(text("35.0000000000000000"))
+        );
+        assert_eq!(cast(text(" 12 "), PgType::Text, "int"), Ok(int(12)));
+    }
+
+    fn column(type_oid: u32) -> Column {
+        Column {
+            name: "sum".to_owned(),
+            table_oid: 7,
+            column_id: 2,
+            type_oid,
+            type_size: -1,
+            type_modifier: -1,
+        }
+    }
+
+    #[test]
+    fn finished_columns_take_the_type_postgres_resolves() {
+        let cast = |ty: &str| Finish::Cast(ty.to_owned());
+        let zero = Finish::Coalesce(Constant::Int(0));
+        // COALESCE(sum(int), 0)::int: bigint, then integer.
+        let mut sum = column(oid::INT8);
+        let steps = finish_column(&mut sum, &[zero.clone(), cast("int")]).expect("steps");
+        assert_eq!(
+            (sum.type_oid, sum.type_size, sum.table_oid),
+            (oid::INT4, 4, 0)
+        );
+        assert_eq!(finish_value(None, &steps).expect("empty"), Some(int(0)));
+        assert_eq!(
+            finish_value(Some(int(12)), &steps).expect("sum"),
+            Some(int(12))
+        );
+        assert!(finish_value(Some(int(3_000_000_000)), &steps).is_err());
+        // COALESCE keeps the aggregate's type when it is the wider one, else takes the
+        // constant's.
+        for (aggregate, constant, want) in [
+            (oid::INT8, Constant::Int(0), oid::INT8),
+            (oid::NUMERIC, Constant::Int(0), oid::NUMERIC),
+            (oid::FLOAT8, Constant::Int(0), oid::FLOAT8),
+            (oid::INT2, Constant::Int(0), oid::INT4),
+            (oid::INT4, Constant::Int(3_000_000_000), oid::INT8),
+            (oid::INT8, Constant::Numeric("0.5".to_owned()), oid::NUMERIC),
+            (oid::INT8, Constant::Text("5".to_owned()), oid::INT8),
+            (oid::TEXT, Constant::Text("none".to_owned()), oid::TEXT),
+        ] {
+            let mut merged = column(aggregate);
+            finish_column(&mut merged, &[Finish::Coalesce(constant.clone())])
+                .unwrap_or_else(|e| panic!("{aggregate} {constant:?}: {e:?}"));
+            assert_eq!(merged.type_oid, want, "{aggregate} {constant:?}");
+        }
+        // coalesce(avg(int), 0) is numeric: 0 prints as 0.
+        let steps =
+            finish_column(&mut column(oid::NUMERIC), std::slice::from_ref(&zero)).expect("avg");
+        assert_eq!(finish_value(None, &steps).expect("empty"), Some(text("0")));
+        // numeric(10,2) is described with its typmod.
+        let mut described = column(oid::INT8);
+        finish_column(&mut described, &[cast("numeric(10,2)")]).expect("numeric");
+        assert_eq!(
+            (described.type_oid, described.type_modifier),
+            (oid::NUMERIC, (10 << 16 | 2) + 4)
+        );
+        // What Postgres refuses when planning, and casts the proxy does not do.
+        let code = |aggregate: u32, step: Finish| {
+            finish_column(&mut column(aggregate), &[step])
+                .map(|_| ())
+                .map_err(|e| e.to_client().code)
+        };
+        assert_eq!(
+            code(
+                oid::INT8,
+                Finish::Coalesce(Constant::Text("abc".to_owned()))
+            ),
+            Err("22P02".to_owned())
+        );
+        assert_eq!(code(oid::TEXT, zero), Err("42804".to_owned()));
+        assert_eq!(code(oid::BOOL, cast("int8")), Err("0A000".to_owned()));
+        assert_eq!(code(oid::DATE, cast("int4")), Err("0A000".to_owned()));
+        assert_eq!(code(oid::INT8, cast("varchar(3)")), Err("0A000".to_owned()));
+        // A cast keeps NULL.
+        let steps = finish_column(&mut column(oid::INT8), &[cast("int")]).expect("cast");
+        assert_eq!(
+            finish_value(Some(SqlValue::Null), &steps).expect("null"),
+            None
+        );
+    }
+
+    #[test]
+    fn numeric_values_order_as_numbers() {
+        assert_eq!(
+            compare_numeric(&text("100.5000000000000000"), &text("35.0000000000000000")),
+            Ordering::Greater
+        );
+        assert_eq!(compare_numeric(&text("-10.5"), &text("-9")), Ordering::Less);
+        assert_eq!(compare_numeric(&int(2), &text("2.000")), Ordering::Equal);
+        assert_eq!(
+            compare_numeric(&SqlValue::Float(0.25), &text("0.3")),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_numeric(&text("NaN"), &int(i64::MAX)),
+            Ordering::Greater
+        );
+        assert_eq!(compare_numeric(&text("-0.0"), &int(0)), Ordering::Equal);
+    }
+
+    #[test]
+    fn decimals_print_as_numeric_out() {
+        for (literal, want) in [
+            ("0.5", Some("0.5")),
+            ("00.50", Some("0.50")),
+            (".5", Some("0.5")),
+            ("5.", Some("5")),
+            ("1e3", Some("1000")),
+            ("1.50e1", Some("15.0")),
+            ("3e-1", Some("0.3")),
+            ("-1e-7", Some("-0.0000001")),
+            ("-0.00", Some("0.00")),
+            ("1e", None),
+            ("abc", None),
+        ] {
+            assert_eq!(decimal_text(literal).as_deref(), want, "{literal}");
+        }
+    }
 
     #[test]
     fn orders_only_types_it_compares_as_postgres() {

@@ -57,7 +57,8 @@ pub use route::{
     table_name,
 };
 pub use scatter::{
-    Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, SortKey, merge_spec,
+    Combine, CompareOp, Constant, Finish, Having, HavingOperand, MergeSpec, SortColumn, SortKey,
+    merge_spec,
 };
 pub use scope::{SHARD_FUNCTION, ShardScope, scope_statement, shard_function};
 pub use session::{SessionCommand, SetValue, transaction_modes};

@@ -2,14 +2,20 @@
 //!
 //! Supported: concatenation; `ORDER BY` output columns (a k-way merge of the nodes' sorted
 //! streams); `LIMIT`/`OFFSET` (each node is asked for `LIMIT limit + offset`, the proxy skips and
-//! cuts); and queries whose every output column is `count`, `sum`, `min`, `max`, `avg`,
-//! `bool_and`/`bool_or` or `bit_and`/`bit_or`/`bit_xor` with no `GROUP BY` (each node computes
-//! partials; `avg` is sent as `sum` and `count`). Anything else across nodes is refused with
-//! 0A000 and a hint, never answered wrongly.
+//! cuts); and queries whose every output column is a `GROUP BY` expression or `count`
+//! (`count(DISTINCT x)` too), `sum`, `min`, `max`, `avg`, `bool_and`/`bool_or` or
+//! `bit_and`/`bit_or`/`bit_xor`, with `HAVING` (each node computes partials; `avg` is sent as
+//! `sum` and `count`). Such an aggregate may be wrapped in casts to an integer, numeric,
+//! floating-point or text type and in `COALESCE(aggregate, constant)`, in any nesting
+//! (`COALESCE(sum(x), 0)::int`): the node computes the bare aggregate and the proxy applies the
+//! wrapper, as [`Finish`] steps, to the merged value. Anything else across nodes (`sum(a) /
+//! count(*)`, other functions around an aggregate) is refused with 0A000 and a hint, never
+//! answered wrongly.
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause,
-    ObjectNamePart, OrderByKind, OrderBySort, Query, SelectItem, SetExpr, Statement, Value,
+    CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    LimitClause, ObjectNamePart, OrderByKind, OrderBySort, Query, SelectItem, SetExpr, Statement,
+    Value,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -73,6 +79,30 @@ fn merge_of(name: &str) -> Option<Combine> {
     })
 }
 
+/// A step the proxy applies to a merged aggregate before it is sent, for an output column that
+/// wraps the aggregate: `sum(x)::int8` is `[Cast("int8")]`, `COALESCE(sum(x), 0)::int` is
+/// `[Coalesce(Int(0)), Cast("int")]` (innermost first). The wrapper cannot run on the nodes:
+/// `COALESCE(sum(x), 0)` of a node without rows is 0, which a merge would take for a sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// `COALESCE(value, constant)`.
+    Coalesce(Constant),
+    /// `CAST(value AS type)` to one of the integer, numeric, floating-point types or text, the
+    /// type as written (`int8`, `numeric(10,2)`, `double precision`); the proxy resolves it.
+    Cast(String),
+}
+
+/// The constant of `COALESCE(aggregate, constant)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constant {
+    /// An integer literal: `integer`, or `bigint` beyond its range, as in Postgres.
+    Int(i64),
+    /// A literal with a point or an exponent, or an integer beyond `bigint`: `numeric`.
+    Numeric(String),
+    /// A string literal: read as the type of the other argument.
+    Text(String),
+}
+
 /// A HAVING condition over merged groups.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Having {
@@ -127,6 +157,9 @@ pub struct MergeSpec {
     pub distinct: bool,
     /// HAVING of a grouped query, applied by the proxy to the merged groups.
     pub having: Option<Having>,
+    /// Per visible output column of an aggregate query, what the proxy does to the merged
+    /// value after HAVING and before ORDER BY; empty when no column wraps its aggregate.
+    pub finish: Vec<Vec<Finish>>,
 }
 
 /// Plans the merge of a SELECT that runs on several nodes.
@@ -159,6 +192,8 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     if having.is_some() && select.group_by == GroupByExpr::Expressions(Vec::new(), Vec::new()) {
         return Err(refuse("HAVING without GROUP BY"));
     }
+    // The nodes compute the bare aggregates; the proxy applies the wrappers after merging.
+    let finish = unwrap_aggregates(&mut select.projection);
     let grouping_sets = matches!(&select.group_by, GroupByExpr::Expressions(exprs, _)
         if exprs.iter().any(|e| matches!(e, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_))));
     if grouping_sets {
@@ -207,6 +242,7 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         hidden_columns: 0,
         distinct,
         having: None,
+        finish: Vec::new(),
     };
     if let Some(mut combines) = aggregates {
         // Nodes return one partial row per group; the proxy merges the groups, then sorts
@@ -273,11 +309,15 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         query.limit_clause = None;
         spec.node_sql = Some(query.to_string());
         spec.aggregates = Some(combines);
+        if finish.iter().any(|steps| !steps.is_empty()) {
+            spec.finish = finish;
+        }
         return Ok(spec);
     }
     if contains_aggregate(&select.projection) {
         return Err(refuse(
-            "an aggregate inside an expression (such as sum(x)::bigint), or mixed with plain columns,",
+            "an aggregate inside an expression other than a cast or COALESCE(aggregate, \
+             constant) (such as sum(a) / count(*)), or mixed with plain columns,",
         ));
     }
     if !hidden_sort.is_empty() {
@@ -611,6 +651,145 @@ fn contains_aggregate(projection: &[SelectItem]) -> bool {
         })
         .is_break()
     })
+}
+
+/// Replaces each output column that wraps an aggregate in casts and `COALESCE` by the bare
+/// aggregate, named as Postgres names the column (`sum(x)::int8` is "sum",
+/// `COALESCE(sum(x), 0)` "coalesce") unless the client named it; returns, per column, the steps
+/// that turn the merged aggregate into the column's value.
+fn unwrap_aggregates(projection: &mut [SelectItem]) -> Vec<Vec<Finish>> {
+    projection
+        .iter_mut()
+        .map(|item| {
+            let Some((aggregate, steps, name)) = item_expr(item).and_then(unwrap_aggregate) else {
+                return Vec::new();
+            };
+            if item_expr(item) == Some(&aggregate) {
+                // A bare aggregate stays as the client wrote it.
+                return steps;
+            }
+            let alias = match item {
+                SelectItem::ExprWithAlias { alias, .. } => alias.clone(),
+                _ => sqlparser::ast::Ident::new(name),
+            };
+            *item = SelectItem::ExprWithAlias {
+                expr: aggregate,
+                alias,
+            };
+            steps
+        })
+        .collect()
+}
+
+/// `expr` as an aggregate call inside casts, `COALESCE(..., constant)` and parentheses: the call,
+/// the steps from the call's value to `expr`'s (innermost first), and the name Postgres gives
+/// the column. `None` when `expr` is anything else, which the caller then refuses.
+fn unwrap_aggregate(expr: &Expr) -> Option<(Expr, Vec<Finish>, String)> {
+    let (inner, step) = match expr {
+        Expr::Nested(inner) => return unwrap_aggregate(inner),
+        Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr: inner,
+            data_type,
+            format: None,
+        } => (inner.as_ref(), Finish::Cast(cast_target(data_type)?)),
+        Expr::Function(_) if function_name(expr).as_deref() == Some("coalesce") => {
+            let (inner, constant) = coalesce_arguments(expr)?;
+            (inner, Finish::Coalesce(constant))
+        }
+        _ if is_aggregate_call(expr) => {
+            return Some((expr.clone(), Vec::new(), function_name(expr)?));
+        }
+        _ => return None,
+    };
+    let (aggregate, mut steps, inner_name) = unwrap_aggregate(inner)?;
+    // Postgres names a cast after what it casts, and a COALESCE "coalesce".
+    let name = match step {
+        Finish::Coalesce(_) => "coalesce".to_owned(),
+        Finish::Cast(_) => inner_name,
+    };
+    steps.push(step);
+    Some((aggregate, steps, name))
+}
+
+/// The type of a cast the proxy can apply, as written: integers, numeric (with its modifiers),
+/// floating point and text.
+fn cast_target(data_type: &DataType) -> Option<String> {
+    let written = data_type.to_string().to_ascii_lowercase();
+    let head = written.split('(').next().unwrap_or_default().trim();
+    let head = head.strip_prefix("pg_catalog.").unwrap_or(head);
+    matches!(
+        head,
+        "int2"
+            | "smallint"
+            | "int4"
+            | "int"
+            | "integer"
+            | "int8"
+            | "bigint"
+            | "numeric"
+            | "decimal"
+            | "float4"
+            | "real"
+            | "float8"
+            | "float"
+            | "double precision"
+            | "text"
+    )
+    .then_some(written)
+}
+
+/// `COALESCE(expr, constant)`: `expr` and the constant.
+fn coalesce_arguments(expr: &Expr) -> Option<(&Expr, Constant)> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if list.duplicate_treatment.is_some()
+        || !list.clauses.is_empty()
+        || f.filter.is_some()
+        || f.over.is_some()
+        || !f.within_group.is_empty()
+    {
+        return None;
+    }
+    match list.args.as_slice() {
+        [
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(inner)),
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(constant)),
+        ] => Some((inner, constant_of(constant)?)),
+        _ => None,
+    }
+}
+
+/// A literal typed as Postgres types it: an integer without point or exponent is `integer`
+/// or `bigint` when it fits, anything else numeric; a string literal takes its type from the
+/// other argument.
+fn constant_of(expr: &Expr) -> Option<Constant> {
+    let (negative, value) = match expr {
+        Expr::UnaryOp {
+            op: sqlparser::ast::UnaryOperator::Minus,
+            expr: inner,
+        } => match inner.as_ref() {
+            Expr::Value(v) => (true, &v.value),
+            _ => return None,
+        },
+        Expr::Value(v) => (false, &v.value),
+        _ => return None,
+    };
+    match value {
+        Value::Number(n, _) => {
+            let signed = if negative { format!("-{n}") } else { n.clone() };
+            Some(match signed.parse::<i64>() {
+                Ok(int) => Constant::Int(int),
+                Err(_) => Constant::Numeric(signed),
+            })
+        }
+        Value::SingleQuotedString(s) if !negative => Some(Constant::Text(s.clone())),
+        _ => None,
+    }
 }
 
 /// `avg(x) [AS a]` → (`sum(x) AS a`, `count(x)`).
