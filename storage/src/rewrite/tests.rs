@@ -107,7 +107,7 @@ fn params_of(pg: &str) -> Vec<PgType> {
 fn dml_rewrites() {
     check(
         "SELECT * FROM users WHERE id = $1",
-        "SELECT * FROM users WHERE id = ?1",
+        "SELECT * FROM users WHERE id = +?1",
     );
     check("select true, false", "SELECT 1, 0");
     check("SELECT now()", "SELECT __pg_now()");
@@ -242,11 +242,11 @@ fn inserts_updates_deletes() {
     );
     check(
         "UPDATE accounts SET abalance = abalance + $1 WHERE aid = $2",
-        "UPDATE accounts SET abalance = __pg_int_arith(abalance, ?1, 0, 23) WHERE aid = ?2",
+        "UPDATE accounts SET abalance = __pg_int_arith(abalance, ?1, 0, 23) WHERE aid = +?2",
     );
     check(
         "DELETE FROM users WHERE id = $1",
-        "DELETE FROM users WHERE id = ?1",
+        "DELETE FROM users WHERE id = +?1",
     );
     // SQLite wants AS before a target's alias; `__mycelium_shard` passes through.
     check(
@@ -570,4 +570,53 @@ fn postgres_only_forms_get_sqlite_equivalents() {
         "SELECT __pg_to_regtype('int') = 23, __pg_regtype_name(__pg_to_regtype('int'))",
     );
     assert_eq!(tr("SELECT to_regtype('int')").out[0].ty.ty, PgType::Text);
+}
+
+/// An equality with a parameter in a statement that also sorts: SQLite compiled such a
+/// prepared statement again every time the parameter was bound anew, unless it compares with
+/// `+?n`; the rows and the index use stay the same.
+#[test]
+fn equalities_with_parameters_do_not_recompile_sorted_statements() {
+    let t = tr("SELECT id FROM users WHERE name = $1 AND active = $2 ORDER BY created DESC");
+    let [sql] = t.main.as_slice() else {
+        panic!("one statement: {:?}", t.main);
+    };
+    assert!(
+        sql.contains("name = +?1") && sql.contains("active = +?2"),
+        "{sql}"
+    );
+    let conn = rusqlite::Connection::open_in_memory().expect("in-memory database");
+    conn.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, active INTEGER, created TEXT);
+         CREATE INDEX users_name_created ON users (name, created);
+         INSERT INTO users VALUES (1, 'a', 1, '1'), (2, 'a', 1, '2'), (3, 'b', 1, '3');",
+    )
+    .expect("table");
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("plan")
+        .query_map(rusqlite::params!["a", 1], |row| row.get(3))
+        .expect("plan rows")
+        .collect::<Result<_, _>>()
+        .expect("plan text");
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING INDEX users_name_created")),
+        "{plan:?}"
+    );
+    for (name, ids) in [("a", vec![2, 1]), ("b", vec![3]), ("a", vec![2, 1])] {
+        let mut stmt = conn.prepare_cached(sql).expect("prepared");
+        let found: Vec<i64> = stmt
+            .query_map(rusqlite::params![name, 1], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("ids");
+        assert_eq!(found, ids, "{name}");
+    }
+    let stmt = conn.prepare_cached(sql).expect("prepared");
+    assert_eq!(
+        stmt.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "{sql}"
+    );
 }
