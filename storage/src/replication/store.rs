@@ -302,11 +302,14 @@ pub(crate) struct TableMeta {
 }
 
 impl TableMeta {
+    /// Read with a `PRAGMA table_info` statement kept per table: it is compiled once (and again
+    /// by SQLite when the schema changes). The `pragma_table_info(?1)` table function compiles
+    /// such a statement at every call, twice per replicated write (capture and apply).
     pub fn load(conn: &Connection, table: &str) -> Result<Option<TableMeta>, ReplicationError> {
         let mut stmt =
-            conn.prepare_cached("SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid")?;
-        let rows = stmt.query_map([table], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            conn.prepare_cached(&format!("PRAGMA table_info({})", quote_ident(table)))?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(1)?, row.get::<_, i64>(5)?))
         })?;
         let mut columns = Vec::new();
         let mut pk = Vec::new();
@@ -868,5 +871,40 @@ impl ApplyTxn for ShardTxn<'_> {
                 to_i64(entry.sequence)
             ])?;
         observe_shard_clock(self.conn, &entry.shard, &entry.hlc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kept `PRAGMA table_info` statement follows the schema, changed by its own
+    /// connection or by another one on the same file (a node's workers): a table created
+    /// after it was found missing, a column added, the table dropped.
+    #[test]
+    fn table_meta_follows_schema_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.sqlite");
+        let reader = Connection::open(&path).expect("a database file");
+        let writer = Connection::open(&path).expect("a second connection");
+        let meta = |conn: &Connection| TableMeta::load(conn, "t").expect("table info");
+        for changer in [&reader, &writer] {
+            assert!(meta(&reader).is_none(), "no table yet");
+            changer
+                .execute_batch("CREATE TABLE t (a TEXT, id INTEGER, PRIMARY KEY (id))")
+                .expect("create");
+            let found = meta(&reader).expect("the new table");
+            assert_eq!(&*found.columns, ["a", "id"]);
+            assert_eq!(found.pk, [1]);
+            changer
+                .execute_batch("ALTER TABLE t ADD COLUMN b INTEGER")
+                .expect("alter");
+            assert_eq!(
+                &*meta(&reader).expect("the table").columns,
+                ["a", "id", "b"]
+            );
+            changer.execute_batch("DROP TABLE t").expect("drop");
+            assert!(meta(&reader).is_none(), "dropped");
+        }
     }
 }
