@@ -606,20 +606,27 @@ crate::processes::on_every_backend!(
     multi_thread: a_partition_and_a_promotion_converge_and_record_the_conflicts
 );
 
+/// A cluster whose nodes reach each other through a relay each (the proxy reaches them
+/// directly), so a test can cut the copies off from their primaries; `None` when PostgreSQL
+/// is skipped.
+async fn relayed_cluster(backend: Backend) -> Option<(ProcessCluster, Vec<Relay>)> {
+    let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
+    let cluster = ProcessCluster::start_with_peer_ports(backend, "", FAST, "", &relay_ports)?;
+    let mut relays = Vec::new();
+    for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
+        relays.push(Relay::start(*port, *target).await);
+    }
+    Some((cluster, relays))
+}
+
 /// A partition between the nodes: writes go on at the primary the proxy still reaches; the
 /// operator promotes the copy on the other side, which takes writes too, some to the same
 /// rows. Healed, the old primary rejoins as a secondary, its writes reach the promoted copy,
 /// both converge to the same rows, and the row both sides wrote is a recorded conflict.
 async fn a_partition_and_a_promotion_converge_and_record_the_conflicts(backend: Backend) {
-    let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
-    let Some(cluster) = ProcessCluster::start_with_peer_ports(backend, "", FAST, "", &relay_ports)
-    else {
+    let Some((cluster, relays)) = relayed_cluster(backend).await else {
         return;
     };
-    let mut relays = Vec::new();
-    for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
-        relays.push(Relay::start(*port, *target).await);
-    }
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -823,14 +830,9 @@ async fn a_serializable_transaction_that_read_before_another_commit_fails_with_4
 /// the primary. Another session, with no writes of its own, reads the secondary as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_reads_its_own_writes_on_secondaries() {
-    let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
-    let cluster =
-        ProcessCluster::start_with_peer_ports(Backend::Sqlite, "", FAST, "", &relay_ports)
-            .expect("a SQLite cluster");
-    let mut relays = Vec::new();
-    for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
-        relays.push(Relay::start(*port, *target).await);
-    }
+    let (cluster, relays) = relayed_cluster(Backend::Sqlite)
+        .await
+        .expect("a SQLite cluster");
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -983,15 +985,9 @@ crate::processes::on_every_backend!(
 /// reads (the secondaries refuse them). Another session reads the secondaries as they are,
 /// without the copied rows.
 async fn a_session_reads_its_own_copy_from_on_secondaries(backend: Backend) {
-    let relay_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
-    let Some(cluster) = ProcessCluster::start_with_peer_ports(backend, "", FAST, "", &relay_ports)
-    else {
+    let Some((cluster, relays)) = relayed_cluster(backend).await else {
         return;
     };
-    let mut relays = Vec::new();
-    for (port, target) in relay_ports.iter().zip(&cluster.node_ports) {
-        relays.push(Relay::start(*port, *target).await);
-    }
     let client = cluster.connect().await;
     let tables = [("rywc1", 1), ("rywc3", 3)];
     for (table, shards) in tables {
