@@ -302,14 +302,11 @@ pub(crate) struct TableMeta {
 }
 
 impl TableMeta {
-    /// Read with a `PRAGMA table_info` statement kept per table: it is compiled once (and again
-    /// by SQLite when the schema changes). The `pragma_table_info(?1)` table function compiles
-    /// such a statement at every call, twice per replicated write (capture and apply).
     pub fn load(conn: &Connection, table: &str) -> Result<Option<TableMeta>, ReplicationError> {
         let mut stmt =
-            conn.prepare_cached(&format!("PRAGMA table_info({})", quote_ident(table)))?;
-        let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, String>(1)?, row.get::<_, i64>(5)?))
+            conn.prepare_cached("SELECT name, pk FROM pragma_table_info(?1) ORDER BY cid")?;
+        let rows = stmt.query_map([table], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
         })?;
         let mut columns = Vec::new();
         let mut pk = Vec::new();
@@ -878,9 +875,9 @@ impl ApplyTxn for ShardTxn<'_> {
 mod tests {
     use super::*;
 
-    /// The kept `PRAGMA table_info` statement follows the schema, changed by its own
-    /// connection or by another one on the same file (a node's workers): a table created
-    /// after it was found missing, a column added, the table dropped.
+    /// A table's metadata follows its schema, changed by the same connection or by another one
+    /// on the same file (a node's workers), through the cached statement that reads it: a
+    /// table created after it was found missing, a column added, the table dropped.
     #[test]
     fn table_meta_follows_schema_changes() {
         let dir = tempfile::tempdir().expect("tempdir");
