@@ -210,15 +210,18 @@ async fn a_primary_reads_its_log_once_per_commit_shipped() -> TestResult {
     ));
     let secondary = secondary_of(&b, 1);
     let (p_task, s_task) = connect(&primary, &secondary, link_pair("n1", "n2"));
-    assert!(caught_up(&secondary, &a).await);
     let before = a.log.reads();
     for k in 0..20 {
         let e = commit(&a, &primary, k, Some("shipped"));
         primary.wait_replicated(e.sequence, 1, WAIT).await?;
     }
     let reads = a.log.reads() - before;
+    // One read per commit (each waits for the one before to ship), and at most a couple more:
+    // a commit that lands while the log is being read is in that read and announced too, so
+    // one more read finds nothing (here: the connection's first reads racing the first commit).
+    // Reading again after every acknowledgement made it 40.
     assert!(
-        (1..=20).contains(&reads),
+        (20..=22).contains(&reads),
         "{reads} reads of the log for 20 commits shipped one by one"
     );
     assert_eq!(b.log.data().rows, a.log.data().rows);
