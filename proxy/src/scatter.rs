@@ -1,9 +1,12 @@
 //! Reads that span nodes: every node runs the statement (or the partial form the router
 //! planned) and the proxy merges the streams: concatenation, a k-way merge for ORDER BY,
-//! OFFSET/LIMIT, and combining partial aggregates, then the casts and `COALESCE` the client
-//! wrapped around them (the router's `Finish` steps, applied by `finish`). Only the values a
-//! merge needs are decoded.
+//! OFFSET/LIMIT, and combining partial aggregates, then the expressions the client computes
+//! from them (the router's `Finish`: arithmetic, casts, `COALESCE`, `NULLIF`, evaluated by
+//! `expr`). Only the values a merge needs are decoded; numerics exactly, with their scale
+//! (`decimal`).
 
+mod decimal;
+mod expr;
 mod finish;
 
 use std::cmp::Ordering;
@@ -16,7 +19,8 @@ use mycelium_router::{
     Combine, CompareOp, Having, HavingOperand, MergeSpec, SortColumn, TablePlacement, merge_spec,
 };
 
-use self::finish::{Step, finish_column, finish_value};
+use self::decimal::Dec;
+use self::expr::Resolved;
 use crate::backend;
 use crate::error::{ProxyError, sql_error};
 use crate::execute::{Finished, Output};
@@ -117,31 +121,26 @@ impl Session {
             };
             let visible = columns.len().saturating_sub(spec.hidden_columns);
             self.check_result_shape(visible)?;
-            let mut described: Vec<Column> = columns[..visible].to_vec();
-            if let Some(combines) = &spec.aggregates {
-                for (column, combine) in described.iter_mut().zip(combines) {
-                    if let Combine::Avg { .. } = combine {
-                        let float =
-                            column.type_oid == oid::FLOAT8 || column.type_oid == oid::FLOAT4;
-                        column.type_oid = if float { oid::FLOAT8 } else { oid::NUMERIC };
-                        column.type_size = if float { 8 } else { -1 };
-                        column.type_modifier = -1;
-                    }
-                    if let Combine::CountDistinct = combine {
-                        // The nodes sent the values; the client gets their count.
-                        column.type_oid = oid::INT8;
-                        column.type_size = 8;
-                        column.type_modifier = -1;
-                        column.table_oid = 0;
-                        column.column_id = 0;
-                    }
-                }
+            // The columns as merged: hidden ones too, which expressions read.
+            let merged = merged_columns(&columns, spec.aggregates.as_deref());
+            let mut described: Vec<Column> = merged[..visible].to_vec();
+            let mut finishes = Vec::with_capacity(spec.finish.len());
+            for (column, finish) in described.iter_mut().zip(&spec.finish) {
+                let Some(finish) = finish else {
+                    finishes.push(None);
+                    continue;
+                };
+                let resolved = expr::resolve(finish, &merged)?;
+                // Described with the expression's type, as Postgres describes `sum(x)::int4` as
+                // `integer` and `sum(a) / count(*)` as `bigint`; an expression, not a table's
+                // column.
+                column.type_oid = resolved.ty.ty.oid();
+                column.type_size = resolved.ty.ty.type_size();
+                column.type_modifier = resolved.ty.typmod;
+                column.table_oid = 0;
+                column.column_id = 0;
+                finishes.push(Some(resolved));
             }
-            let finishes = described
-                .iter_mut()
-                .zip(&spec.finish)
-                .map(|(column, steps)| finish_column(column, steps))
-                .collect::<Result<Vec<_>, _>>()?;
             if matches!(output, Output::Simple) {
                 backend::row_description(&mut self.conn.out, &described, |i| {
                     request.result_format(i)
@@ -164,7 +163,7 @@ impl Session {
     async fn merge(
         &mut self,
         spec: &MergeSpec,
-        finishes: &[Vec<Step>],
+        finishes: &[Option<Resolved>],
         cursors: &mut [Cursor],
         columns: &[Column],
         described: &[Column],
@@ -248,17 +247,18 @@ impl Session {
     }
 
     /// Merges the nodes' partial-aggregate rows group by group, filters them (HAVING),
-    /// finishes them (casts, COALESCE), then sorts and cuts.
+    /// computes the columns' expressions, then sorts and cuts.
     async fn combine(
         &mut self,
         spec: &MergeSpec,
-        finishes: &[Vec<Step>],
+        finishes: &[Option<Resolved>],
         cursors: &mut [Cursor],
         columns: &[Column],
         described: &[Column],
         request: &Execute,
     ) -> Result<u64, ProxyError> {
         let combines = spec.aggregates.as_deref().unwrap_or_default();
+        let merged = merged_columns(columns, Some(combines));
         // Groups by the bytes of their GROUP BY columns: equal values encode equally.
         let mut index: std::collections::HashMap<Vec<Option<Vec<u8>>>, usize> = Default::default();
         let mut groups: Vec<Vec<Option<SqlValue>>> = Vec::new();
@@ -299,7 +299,8 @@ impl Session {
                         integer(&columns[i])?;
                     }
                     let value = decode(&columns[i], request.result_format(i), *field)?;
-                    groups[slot][i] = merge_value(groups[slot][i].take(), value, combine);
+                    let numeric = columns[i].type_oid == oid::NUMERIC;
+                    groups[slot][i] = merge_value(groups[slot][i].take(), value, combine, numeric)?;
                 }
             }
         }
@@ -314,31 +315,44 @@ impl Session {
             .map(|(totals, distinct)| {
                 (0..columns.len())
                     .map(|i| match combines.get(i).copied().unwrap_or(Combine::Sum) {
-                        Combine::Count => Some(totals[i].clone().unwrap_or(SqlValue::Int(0))),
-                        Combine::CountDistinct => Some(SqlValue::Int(
+                        Combine::Count => Ok(Some(totals[i].clone().unwrap_or(SqlValue::Int(0)))),
+                        Combine::CountDistinct => Ok(Some(SqlValue::Int(
                             distinct.get(&i).map_or(0, |values| values.len() as i64),
-                        )),
+                        ))),
                         Combine::Avg { count_column } => average(
                             totals[i].as_ref(),
                             totals.get(count_column).and_then(Option::as_ref),
                         ),
-                        _ => totals[i].clone(),
+                        _ => Ok(totals[i].clone()),
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, ProxyError>>()
             })
-            .collect();
-        if let Some(having) = &spec.having {
-            finals.retain(|row| having_holds(having, row) == Some(true));
-        }
+            .collect::<Result<_, _>>()?;
         // Merged timestamptz values are printed here, in the client's zone as a node would.
         let zone = types::TimeZone::of_setting(self.params.get("timezone").unwrap_or("UTC"));
-        // HAVING read the bare aggregates; the client's casts and COALESCE apply now, before
-        // ORDER BY, which sorts what the client sees.
-        if finishes.iter().any(|steps| !steps.is_empty()) {
+        if let Some(having) = &spec.having {
+            let mut kept = Vec::with_capacity(finals.len());
+            for row in finals {
+                if having_holds(having, &row, &merged)? == Some(true) {
+                    kept.push(row);
+                }
+            }
+            finals = kept;
+        }
+        // HAVING read the merged values; the columns' expressions apply now, before ORDER BY,
+        // which sorts what the client sees. Each reads the row as merged.
+        if finishes.iter().any(Option::is_some) {
             for row in &mut finals {
-                for (value, steps) in row.iter_mut().zip(finishes) {
-                    *value =
-                        types::with_session_time_zone(zone, || finish_value(value.take(), steps))?;
+                let computed = types::with_session_time_zone(zone, || {
+                    finishes
+                        .iter()
+                        .map(|finish| finish.as_ref().map(|f| f.eval(row)).transpose())
+                        .collect::<Result<Vec<_>, ProxyError>>()
+                })?;
+                for (value, finish) in row.iter_mut().zip(computed) {
+                    if let Some(finish) = finish {
+                        *value = finish;
+                    }
                 }
             }
         }
@@ -413,6 +427,30 @@ impl Session {
         }
         Ok(sent)
     }
+}
+
+/// The node query's columns as the merge makes them: an `avg` is numeric (or double
+/// precision) where the node sent its sum, a `count(DISTINCT ...)` a bigint where the node sent
+/// the values.
+fn merged_columns(columns: &[Column], combines: Option<&[Combine]>) -> Vec<Column> {
+    let mut merged = columns.to_vec();
+    for (column, combine) in merged.iter_mut().zip(combines.unwrap_or_default()) {
+        if let Combine::Avg { .. } = combine {
+            let float = column.type_oid == oid::FLOAT8 || column.type_oid == oid::FLOAT4;
+            column.type_oid = if float { oid::FLOAT8 } else { oid::NUMERIC };
+            column.type_size = if float { 8 } else { -1 };
+            column.type_modifier = -1;
+        }
+        if let Combine::CountDistinct = combine {
+            // The nodes sent the values; the client gets their count.
+            column.type_oid = oid::INT8;
+            column.type_size = 8;
+            column.type_modifier = -1;
+            column.table_oid = 0;
+            column.column_id = 0;
+        }
+    }
+    merged
 }
 
 /// Which merged rows reach the client: DISTINCT, then OFFSET, then LIMIT.
@@ -513,6 +551,18 @@ fn decode(
 ) -> Result<Option<SqlValue>, ProxyError> {
     let Some(bytes) = field else { return Ok(None) };
     let ty = PgType::from_oid(column.type_oid).unwrap_or(PgType::Text);
+    if ty == PgType::Numeric {
+        // Exact decimal text with the node's scale, which sums and quotients print with.
+        let text = match format {
+            Format::Text => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|t| finish::decimal_text(t.trim()).or_else(|| Some(t.trim().to_owned()))),
+            Format::Binary => decimal::binary_numeric_text(bytes),
+        };
+        if let Some(text) = text {
+            return Ok(Some(SqlValue::Text(text)));
+        }
+    }
     Ok(Some(types::decode_param(ty, format, bytes)?))
 }
 
@@ -620,23 +670,31 @@ fn merge_value(
     total: Option<SqlValue>,
     value: Option<SqlValue>,
     combine: Combine,
-) -> Option<SqlValue> {
-    let Some(value) = value else { return total };
+    numeric: bool,
+) -> Result<Option<SqlValue>, ProxyError> {
+    let Some(value) = value else { return Ok(total) };
     let Some(total) = total else {
-        return Some(value);
+        return Ok(Some(value));
     };
-    Some(match combine {
+    let compare = |a: &SqlValue, b: &SqlValue| {
+        if numeric {
+            finish::compare_numeric(a, b)
+        } else {
+            compare_values(a, b)
+        }
+    };
+    Ok(Some(match combine {
         Combine::Group | Combine::CountDistinct => total,
-        Combine::Count | Combine::Sum | Combine::Avg { .. } => add(total, value),
+        Combine::Count | Combine::Sum | Combine::Avg { .. } => add(total, value)?,
         Combine::Min => {
-            if compare_values(&value, &total) == Ordering::Less {
+            if compare(&value, &total) == Ordering::Less {
                 value
             } else {
                 total
             }
         }
         Combine::Max => {
-            if compare_values(&value, &total) == Ordering::Greater {
+            if compare(&value, &total) == Ordering::Greater {
                 value
             } else {
                 total
@@ -651,11 +709,13 @@ fn merge_value(
             // `integer` let only integer columns through, which decode to integers.
             (total, _) => total,
         },
-    })
+    }))
 }
 
-fn add(a: SqlValue, b: SqlValue) -> SqlValue {
-    match (a, b) {
+/// The sum of two nodes' sums (or counts): numerics (decimal text) exactly, with the larger
+/// scale, as Postgres's numeric sum.
+fn add(a: SqlValue, b: SqlValue) -> Result<SqlValue, ProxyError> {
+    Ok(match (a, b) {
         (SqlValue::Int(x), SqlValue::Int(y)) => match x.checked_add(y) {
             Some(sum) => SqlValue::Int(sum),
             None => SqlValue::Float(x as f64 + y as f64),
@@ -664,37 +724,61 @@ fn add(a: SqlValue, b: SqlValue) -> SqlValue {
             SqlValue::Float(x as f64 + y)
         }
         (SqlValue::Float(x), SqlValue::Float(y)) => SqlValue::Float(x + y),
-        (SqlValue::Text(x), other) | (other, SqlValue::Text(x)) => {
-            let parsed: f64 = x.parse().unwrap_or(0.0);
-            add(SqlValue::Float(parsed), other)
+        (a @ SqlValue::Text(_), b) | (a, b @ SqlValue::Text(_)) => {
+            SqlValue::Text(Dec::of(&a)?.add(Dec::of(&b)?)?.to_string())
         }
         (other, _) => other,
-    }
+    })
 }
 
 /// Evaluates a HAVING condition on a merged group with SQL's three-valued logic
-/// (`None` = unknown).
-fn having_holds(having: &Having, row: &[Option<SqlValue>]) -> Option<bool> {
-    match having {
-        Having::And(a, b) => match (having_holds(a, row), having_holds(b, row)) {
+/// (`None` = unknown). `columns` are the merged columns, whose types say which values compare
+/// as numbers.
+fn having_holds(
+    having: &Having,
+    row: &[Option<SqlValue>],
+    columns: &[Column],
+) -> Result<Option<bool>, ProxyError> {
+    Ok(match having {
+        Having::And(a, b) => match (
+            having_holds(a, row, columns)?,
+            having_holds(b, row, columns)?,
+        ) {
             (Some(false), _) | (_, Some(false)) => Some(false),
             (Some(true), Some(true)) => Some(true),
             _ => None,
         },
-        Having::Or(a, b) => match (having_holds(a, row), having_holds(b, row)) {
+        Having::Or(a, b) => match (
+            having_holds(a, row, columns)?,
+            having_holds(b, row, columns)?,
+        ) {
             (Some(true), _) | (_, Some(true)) => Some(true),
             (Some(false), Some(false)) => Some(false),
             _ => None,
         },
-        Having::Not(inner) => having_holds(inner, row).map(|b| !b),
+        Having::Not(inner) => having_holds(inner, row, columns)?.map(|b| !b),
         Having::IsNull { operand, negated } => {
-            let null = operand_value(operand, row).is_none();
+            let null = operand_value(operand, row, columns)?.0.is_none();
             Some(null != *negated)
         }
         Having::Compare { left, op, right } => {
-            let (left, right) =
-                numeric_if_mixed(operand_value(left, row)?, operand_value(right, row)?);
-            let ordering = compare_values(&left, &right);
+            let (Some(left), left_numeric) = operand_value(left, row, columns)? else {
+                return Ok(None);
+            };
+            let (Some(right), right_numeric) = operand_value(right, row, columns)? else {
+                return Ok(None);
+            };
+            let number = |v: &SqlValue| matches!(v, SqlValue::Int(_) | SqlValue::Float(_));
+            // A numeric compares with a number, or a string read as one, by value.
+            let ordering = if left_numeric
+                || right_numeric
+                || (number(&left) && !number(&right))
+                || (number(&right) && !number(&left))
+            {
+                finish::compare_numeric(&left, &right)
+            } else {
+                compare_values(&left, &right)
+            };
             Some(match op {
                 CompareOp::Eq => ordering == Ordering::Equal,
                 CompareOp::NotEq => ordering != Ordering::Equal,
@@ -704,375 +788,51 @@ fn having_holds(having: &Having, row: &[Option<SqlValue>]) -> Option<bool> {
                 CompareOp::GtEq => ordering != Ordering::Less,
             })
         }
-    }
+    })
 }
 
-fn operand_value(operand: &HavingOperand, row: &[Option<SqlValue>]) -> Option<SqlValue> {
-    match operand {
-        HavingOperand::Column(i) => match row.get(*i)?.clone()? {
-            SqlValue::Null => None,
-            value => Some(value),
-        },
-        HavingOperand::Int(i) => Some(SqlValue::Int(*i)),
-        HavingOperand::Float(f) => Some(SqlValue::Float(*f)),
-        HavingOperand::Text(t) => Some(SqlValue::Text(t.clone())),
-        HavingOperand::Null => None,
-    }
+/// An operand's value (`None` is NULL) and whether it is a `numeric`.
+fn operand_value(
+    operand: &HavingOperand,
+    row: &[Option<SqlValue>],
+    columns: &[Column],
+) -> Result<(Option<SqlValue>, bool), ProxyError> {
+    Ok(match operand {
+        HavingOperand::Column(i) => (
+            row.get(*i)
+                .cloned()
+                .flatten()
+                .filter(|v| *v != SqlValue::Null),
+            columns.get(*i).is_some_and(|c| c.type_oid == oid::NUMERIC),
+        ),
+        HavingOperand::Expr(finish) => {
+            let resolved = expr::resolve(finish, columns)?;
+            (resolved.eval(row)?, resolved.ty.ty == PgType::Numeric)
+        }
+        HavingOperand::Int(i) => (Some(SqlValue::Int(*i)), false),
+        HavingOperand::Float(f) => (Some(SqlValue::Float(*f)), false),
+        HavingOperand::Text(t) => (Some(SqlValue::Text(t.clone())), false),
+        HavingOperand::Null => (None, false),
+    })
 }
 
-/// Exact averages are decimal text: compared with a number, they compare as numbers.
-fn numeric_if_mixed(left: SqlValue, right: SqlValue) -> (SqlValue, SqlValue) {
-    let number = |v: &SqlValue| matches!(v, SqlValue::Int(_) | SqlValue::Float(_));
-    let parse = |v: SqlValue| match v {
-        SqlValue::Text(t) => t
-            .parse::<f64>()
-            .map(SqlValue::Float)
-            .unwrap_or(SqlValue::Text(t)),
-        other => other,
+/// `avg` from the merged sum and count: Postgres divides the sum, as a numeric, by the count
+/// (`numeric_div`: `35.0000000000000000`, `100000.000000000000`); doubles divide as doubles.
+fn average(
+    sum: Option<&SqlValue>,
+    count: Option<&SqlValue>,
+) -> Result<Option<SqlValue>, ProxyError> {
+    let (Some(sum), Some(SqlValue::Int(count))) = (sum, count) else {
+        return Ok(None);
     };
-    match (number(&left), number(&right)) {
-        (true, false) => (left, parse(right)),
-        (false, true) => (parse(left), right),
-        _ => (left, right),
+    if *count <= 0 {
+        return Ok(None);
     }
-}
-
-/// `avg` from the merged sum and count. For integers Postgres answers a numeric with 16
-/// decimals (`35.0000000000000000`); it is computed exactly, rounding half away from zero.
-fn average(sum: Option<&SqlValue>, count: Option<&SqlValue>) -> Option<SqlValue> {
-    let count = match count? {
-        SqlValue::Int(n) if *n > 0 => *n,
-        _ => return None,
-    };
-    match sum? {
-        SqlValue::Int(s) => Some(SqlValue::Text(exact_quotient(*s, count, 16))),
-        SqlValue::Float(s) => Some(SqlValue::Float(s / count as f64)),
-        _ => None,
-    }
-}
-
-fn exact_quotient(dividend: i64, divisor: i64, scale: u32) -> String {
-    let factor = 10i128.pow(scale);
-    let numerator = i128::from(dividend) * factor;
-    let divisor = i128::from(divisor);
-    let mut quotient = numerator / divisor;
-    let remainder = numerator % divisor;
-    if remainder.abs() * 2 >= divisor.abs() {
-        quotient += if (numerator < 0) == (divisor < 0) {
-            1
-        } else {
-            -1
-        };
-    }
-    let negative = quotient < 0;
-    let digits = quotient.unsigned_abs().to_string();
-    let scale = scale as usize;
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (whole, fraction) = padded.split_at(padded.len() - scale);
-    format!("{}{whole}.{fraction}", if negative { "-" } else { "" })
+    Ok(Some(match sum {
+        SqlValue::Float(s) => SqlValue::Float(s / *count as f64),
+        exact => SqlValue::Text(Dec::of(exact)?.divide(Dec::from_int(*count))?.to_string()),
+    }))
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cmp::Ordering;
-
-    use super::finish::{Typed, cast_value, compare_numeric, decimal_text};
-    use super::{comparable, exact_quotient, finish_column, finish_value};
-    use mycelium_protocol::Column;
-    use mycelium_protocol::types::{PgType, SqlValue, oid};
-    use mycelium_router::{Constant, Finish};
-
-    /// A merged value of type `from` cast to `to` (a type as written in SQL): the value, or
-    /// the error's SQLSTATE and message.
-    fn cast(value: SqlValue, from: PgType, to: &str) -> Result<SqlValue, (String, String)> {
-        let (ty, typmod) = PgType::parse_sql_name(to).expect("a type name");
-        cast_value(&value, Typed::plain(from), Typed { ty, typmod }).map_err(|e| {
-            let e = e.to_client();
-            (e.code, e.message)
-        })
-    }
-
-    fn int(i: i64) -> SqlValue {
-        SqlValue::Int(i)
-    }
-
-    fn text(t: &str) -> SqlValue {
-        SqlValue::Text(t.to_owned())
-    }
-
-    fn out_of_range(name: &str) -> Result<SqlValue, (String, String)> {
-        Err(("22003".to_owned(), format!("{name} out of range")))
-    }
-
-    #[test]
-    fn casts_round_and_check_ranges_as_postgres() {
-        // numeric → integer rounds half away from zero, double → integer half to even.
-        for (value, want) in [
-            ("2.5", 3),
-            ("-2.5", -3),
-            ("0.5", 1),
-            ("0.49", 0),
-            ("21", 21),
-        ] {
-            assert_eq!(
-                cast(text(value), PgType::Numeric, "int"),
-                Ok(int(want)),
-                "{value}"
-            );
-        }
-        for (value, want) in [(2.5, 2), (1.5, 2), (-2.5, -2), (0.5, 0), (2.6, 3)] {
-            assert_eq!(
-                cast(SqlValue::Float(value), PgType::Float8, "int8"),
-                Ok(int(want)),
-                "{value}"
-            );
-        }
-        // An average of integers is exact decimal text.
-        assert_eq!(
-            cast(text("10.5000000000000000"), PgType::Numeric, "integer"),
-            Ok(int(11))
-        );
-        assert_eq!(
-            cast(int(2_147_483_648), PgType::Int8, "int4"),
-            out_of_range("integer")
-        );
-        assert_eq!(
-            cast(int(2_147_483_647), PgType::Int8, "int4"),
-            Ok(int(2_147_483_647))
-        );
-        assert_eq!(
-            cast(int(40_000), PgType::Int8, "smallint"),
-            out_of_range("smallint")
-        );
-        assert_eq!(
-            cast(text("9223372036854775807.5"), PgType::Numeric, "bigint"),
-            out_of_range("bigint")
-        );
-        assert_eq!(
-            cast(text("100000000000000000000"), PgType::Numeric, "int8"),
-            out_of_range("bigint")
-        );
-        assert_eq!(
-            cast(SqlValue::Float(1e300), PgType::Float8, "int8"),
-            out_of_range("bigint")
-        );
-        assert_eq!(
-            cast(SqlValue::Float(f64::NAN), PgType::Float8, "int"),
-            out_of_range("integer")
-        );
-        assert_eq!(
-            cast(text("NaN"), PgType::Numeric, "int"),
-            Err((
-                "0A000".to_owned(),
-                "cannot convert NaN to integer".to_owned()
-            ))
-        );
-        // Booleans cast to integer and to text only.
-        assert_eq!(cast(int(1), PgType::Bool, "int4"), Ok(int(1)));
-        assert_eq!(cast(int(0), PgType::Bool, "text"), Ok(text("false")));
-    }
-
-    #[test]
-    fn casts_to_numeric_float_and_text_print_as_postgres() {
-        // float8_numeric keeps 15 significant digits, float4_numeric 6.
-        assert_eq!(
-            cast(SqlValue::Float(0.1 + 0.2), PgType::Float8, "numeric"),
-            Ok(text("0.3"))
-        );
-        assert_eq!(
-            cast(SqlValue::Float(1e20), PgType::Float8, "numeric"),
-            Ok(text("100000000000000000000"))
-        );
-        assert_eq!(
-            cast(SqlValue::Float(123_456_789.0), PgType::Float4, "numeric"),
-            Ok(text("123457000"))
-        );
-        // A typmod rounds to its scale and bounds the digits before the point.
-        assert_eq!(
-            cast(int(21), PgType::Int8, "numeric(10,2)"),
-            Ok(text("21.00"))
-        );
-        assert_eq!(
-            cast(text("1.005"), PgType::Numeric, "numeric(10,2)"),
-            Ok(text("1.01"))
-        );
-        assert_eq!(
-            cast(text("10.5000000000000000"), PgType::Numeric, "decimal(5,1)"),
-            Ok(text("10.5"))
-        );
-        assert_eq!(
-            cast(int(12_345), PgType::Int8, "numeric(3,0)")
-                .map_err(|(code, message)| (code, message.starts_with("numeric field overflow"))),
-            Err(("22003".to_owned(), true))
-        );
-        assert_eq!(
-            cast(
-                text("10.5000000000000000"),
-                PgType::Numeric,
-                "double precision"
-            ),
-            Ok(SqlValue::Float(10.5))
-        );
-        assert_eq!(
-            cast(int(16_777_217), PgType::Int8, "real"),
-            Ok(SqlValue::Float(16_777_216.0))
-        );
-        assert_eq!(
-            cast(SqlValue::Float(1e39), PgType::Float8, "float4"),
-            Err((
-                "22003".to_owned(),
-                "value out of range: overflow".to_owned()
-            ))
-        );
-        assert_eq!(cast(int(21), PgType::Int8, "text"), Ok(text("21")));
-        assert_eq!(
-            cast(text("35.0000000000000000"), PgType::Numeric, "text"),
-            Ok(text("35.0000000000000000"))
-        );
-        assert_eq!(cast(text(" 12 "), PgType::Text, "int"), Ok(int(12)));
-    }
-
-    fn column(type_oid: u32) -> Column {
-        Column {
-            name: "sum".to_owned(),
-            table_oid: 7,
-            column_id: 2,
-            type_oid,
-            type_size: -1,
-            type_modifier: -1,
-        }
-    }
-
-    #[test]
-    fn finished_columns_take_the_type_postgres_resolves() {
-        let cast = |ty: &str| Finish::Cast(ty.to_owned());
-        let zero = Finish::Coalesce(Constant::Int(0));
-        // COALESCE(sum(int), 0)::int: bigint, then integer.
-        let mut sum = column(oid::INT8);
-        let steps = finish_column(&mut sum, &[zero.clone(), cast("int")]).expect("steps");
-        assert_eq!(
-            (sum.type_oid, sum.type_size, sum.table_oid),
-            (oid::INT4, 4, 0)
-        );
-        assert_eq!(finish_value(None, &steps).expect("empty"), Some(int(0)));
-        assert_eq!(
-            finish_value(Some(int(12)), &steps).expect("sum"),
-            Some(int(12))
-        );
-        assert!(finish_value(Some(int(3_000_000_000)), &steps).is_err());
-        // COALESCE keeps the aggregate's type when it is the wider one, else takes the
-        // constant's.
-        for (aggregate, constant, want) in [
-            (oid::INT8, Constant::Int(0), oid::INT8),
-            (oid::NUMERIC, Constant::Int(0), oid::NUMERIC),
-            (oid::FLOAT8, Constant::Int(0), oid::FLOAT8),
-            (oid::INT2, Constant::Int(0), oid::INT4),
-            (oid::INT4, Constant::Int(3_000_000_000), oid::INT8),
-            (oid::INT8, Constant::Numeric("0.5".to_owned()), oid::NUMERIC),
-            (oid::INT8, Constant::Text("5".to_owned()), oid::INT8),
-            (oid::TEXT, Constant::Text("none".to_owned()), oid::TEXT),
-        ] {
-            let mut merged = column(aggregate);
-            finish_column(&mut merged, &[Finish::Coalesce(constant.clone())])
-                .unwrap_or_else(|e| panic!("{aggregate} {constant:?}: {e:?}"));
-            assert_eq!(merged.type_oid, want, "{aggregate} {constant:?}");
-        }
-        // coalesce(avg(int), 0) is numeric: 0 prints as 0.
-        let steps =
-            finish_column(&mut column(oid::NUMERIC), std::slice::from_ref(&zero)).expect("avg");
-        assert_eq!(finish_value(None, &steps).expect("empty"), Some(text("0")));
-        // numeric(10,2) is described with its typmod.
-        let mut described = column(oid::INT8);
-        finish_column(&mut described, &[cast("numeric(10,2)")]).expect("numeric");
-        assert_eq!(
-            (described.type_oid, described.type_modifier),
-            (oid::NUMERIC, (10 << 16 | 2) + 4)
-        );
-        // What Postgres refuses when planning, and casts the proxy does not do.
-        let code = |aggregate: u32, step: Finish| {
-            finish_column(&mut column(aggregate), &[step])
-                .map(|_| ())
-                .map_err(|e| e.to_client().code)
-        };
-        assert_eq!(
-            code(
-                oid::INT8,
-                Finish::Coalesce(Constant::Text("abc".to_owned()))
-            ),
-            Err("22P02".to_owned())
-        );
-        assert_eq!(code(oid::TEXT, zero), Err("42804".to_owned()));
-        assert_eq!(code(oid::BOOL, cast("int8")), Err("0A000".to_owned()));
-        assert_eq!(code(oid::DATE, cast("int4")), Err("0A000".to_owned()));
-        assert_eq!(code(oid::INT8, cast("varchar(3)")), Err("0A000".to_owned()));
-        // A cast keeps NULL.
-        let steps = finish_column(&mut column(oid::INT8), &[cast("int")]).expect("cast");
-        assert_eq!(
-            finish_value(Some(SqlValue::Null), &steps).expect("null"),
-            None
-        );
-    }
-
-    #[test]
-    fn numeric_values_order_as_numbers() {
-        assert_eq!(
-            compare_numeric(&text("100.5000000000000000"), &text("35.0000000000000000")),
-            Ordering::Greater
-        );
-        assert_eq!(compare_numeric(&text("-10.5"), &text("-9")), Ordering::Less);
-        assert_eq!(compare_numeric(&int(2), &text("2.000")), Ordering::Equal);
-        assert_eq!(
-            compare_numeric(&SqlValue::Float(0.25), &text("0.3")),
-            Ordering::Less
-        );
-        assert_eq!(
-            compare_numeric(&text("NaN"), &int(i64::MAX)),
-            Ordering::Greater
-        );
-        assert_eq!(compare_numeric(&text("-0.0"), &int(0)), Ordering::Equal);
-    }
-
-    #[test]
-    fn decimals_print_as_numeric_out() {
-        for (literal, want) in [
-            ("0.5", Some("0.5")),
-            ("00.50", Some("0.50")),
-            (".5", Some("0.5")),
-            ("5.", Some("5")),
-            ("1e3", Some("1000")),
-            ("1.50e1", Some("15.0")),
-            ("3e-1", Some("0.3")),
-            ("-1e-7", Some("-0.0000001")),
-            ("-0.00", Some("0.00")),
-            ("1e", None),
-            ("abc", None),
-        ] {
-            assert_eq!(decimal_text(literal).as_deref(), want, "{literal}");
-        }
-    }
-
-    #[test]
-    fn orders_only_types_it_compares_as_postgres() {
-        let column = |type_oid| Column {
-            name: "c".to_owned(),
-            table_oid: 0,
-            column_id: 0,
-            type_oid,
-            type_size: -1,
-            type_modifier: -1,
-        };
-        assert!(comparable(&column(25)).is_ok());
-        // jsonb, interval
-        assert!(comparable(&column(3802)).is_err());
-        assert!(comparable(&column(1186)).is_err());
-    }
-
-    #[test]
-    fn averages_print_like_postgres() {
-        assert_eq!(exact_quotient(210, 6, 16), "35.0000000000000000");
-        assert_eq!(exact_quotient(10, 3, 16), "3.3333333333333333");
-        assert_eq!(exact_quotient(20, 3, 16), "6.6666666666666667");
-        assert_eq!(exact_quotient(-20, 3, 16), "-6.6666666666666667");
-        assert_eq!(exact_quotient(1, 8, 2), "0.13");
-    }
-}
+mod tests;

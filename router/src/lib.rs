@@ -57,8 +57,8 @@ pub use route::{
     table_name,
 };
 pub use scatter::{
-    Combine, CompareOp, Constant, Finish, Having, HavingOperand, MergeSpec, SortColumn, SortKey,
-    merge_spec,
+    ArithOp, Combine, CompareOp, Constant, Finish, Having, HavingOperand, MergeSpec, SortColumn,
+    SortKey, merge_spec,
 };
 pub use scope::{SHARD_FUNCTION, ShardScope, scope_statement, shard_function};
 pub use session::{SessionCommand, SetValue, transaction_modes};
@@ -90,6 +90,8 @@ mod fuzz_tests;
 mod placement_tests;
 #[cfg(test)]
 mod route_tests;
+#[cfg(test)]
+mod scatter_tests;
 #[cfg(test)]
 mod scope_tests;
 #[cfg(test)]

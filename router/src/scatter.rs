@@ -2,15 +2,17 @@
 //!
 //! Supported: concatenation; `ORDER BY` output columns (a k-way merge of the nodes' sorted
 //! streams); `LIMIT`/`OFFSET` (each node is asked for `LIMIT limit + offset`, the proxy skips and
-//! cuts); and queries whose every output column is a `GROUP BY` expression or `count`
-//! (`count(DISTINCT x)` too), `sum`, `min`, `max`, `avg`, `bool_and`/`bool_or` or
-//! `bit_and`/`bit_or`/`bit_xor`, with `HAVING` (each node computes partials; `avg` is sent as
-//! `sum` and `count`). Such an aggregate may be wrapped in casts to an integer, numeric,
-//! floating-point or text type and in `COALESCE(aggregate, constant)`, in any nesting
-//! (`COALESCE(sum(x), 0)::int`): the node computes the bare aggregate and the proxy applies the
-//! wrapper, as [`Finish`] steps, to the merged value. Anything else across nodes (`sum(a) /
-//! count(*)`, other functions around an aggregate) is refused with 0A000 and a hint, never
-//! answered wrongly.
+//! cuts); and queries whose every output column is a `GROUP BY` expression, an aggregate —
+//! `count` (`count(DISTINCT x)` too), `sum`, `min`, `max`, `avg`, `bool_and`/`bool_or` or
+//! `bit_and`/`bit_or`/`bit_xor` — or an expression over such aggregates and number constants:
+//! `+ - * / %`, unary minus, casts to an integer, numeric, floating-point or text type,
+//! `COALESCE` and `NULLIF`, nested in any way (`sum(a) / count(*)`,
+//! `COALESCE(sum(a), 0)::numeric / NULLIF(count(*), 0)`); with `HAVING` over the same. Each node
+//! computes the bare aggregates (`avg` as `sum` and `count`): an expression's column carries its
+//! first aggregate, its other aggregates travel as hidden columns. The proxy merges them and
+//! evaluates the expression, a [`Finish`] tree, over the merged values with Postgres's types and
+//! errors. Anything else across nodes (a plain column or another function around an aggregate,
+//! `round(avg(x))`, `sum(a) + x`) is refused with 0A000 and a hint, never answered wrongly.
 
 use sqlparser::ast::{
     CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
@@ -79,27 +81,62 @@ fn merge_of(name: &str) -> Option<Combine> {
     })
 }
 
-/// A step the proxy applies to a merged aggregate before it is sent, for an output column that
-/// wraps the aggregate: `sum(x)::int8` is `[Cast("int8")]`, `COALESCE(sum(x), 0)::int` is
-/// `[Coalesce(Int(0)), Cast("int")]` (innermost first). The wrapper cannot run on the nodes:
-/// `COALESCE(sum(x), 0)` of a node without rows is 0, which a merge would take for a sum.
+/// How the proxy computes an output column from the merged aggregates, for a column that does
+/// more than name one aggregate: `sum(x)::int8` is `Cast(Column(0), "int8")`,
+/// `COALESCE(sum(a), 0)::numeric / NULLIF(count(*), 0)` divides a cast COALESCE of one merged
+/// column by a NULLIF of another. The expression cannot run on the nodes: `COALESCE(sum(x), 0)`
+/// of a node without rows is 0, which a merge would take for a sum, and `sum(a) / count(*)` of
+/// each node is no part of the cluster's quotient. The proxy evaluates it as Postgres does, with
+/// the types Postgres resolves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
-    /// `COALESCE(value, constant)`.
-    Coalesce(Constant),
+    /// The merged value of the node column at this position: the column's own, or a hidden one
+    /// (see [`MergeSpec::hidden_columns`]).
+    Column(usize),
+    Constant(Constant),
     /// `CAST(value AS type)` to one of the integer, numeric, floating-point types or text, the
     /// type as written (`int8`, `numeric(10,2)`, `double precision`); the proxy resolves it.
-    Cast(String),
+    Cast(Box<Finish>, String),
+    /// `COALESCE(a, b, ...)`.
+    Coalesce(Vec<Finish>),
+    /// `NULLIF(a, b)`.
+    NullIf(Box<Finish>, Box<Finish>),
+    /// Unary minus.
+    Negate(Box<Finish>),
+    Arithmetic(Box<Finish>, ArithOp, Box<Finish>),
 }
 
-/// The constant of `COALESCE(aggregate, constant)`.
+/// A binary arithmetic operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+    Modulo,
+}
+
+impl ArithOp {
+    /// The operator as SQL writes it.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithOp::Add => "+",
+            ArithOp::Subtract => "-",
+            ArithOp::Multiply => "*",
+            ArithOp::Divide => "/",
+            ArithOp::Modulo => "%",
+        }
+    }
+}
+
+/// A constant in a [`Finish`] expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Constant {
     /// An integer literal: `integer`, or `bigint` beyond its range, as in Postgres.
     Int(i64),
     /// A literal with a point or an exponent, or an integer beyond `bigint`: `numeric`.
     Numeric(String),
-    /// A string literal: read as the type of the other argument.
+    /// A string literal (an argument of `COALESCE` only): read as the type of the others.
     Text(String),
 }
 
@@ -120,10 +157,12 @@ pub enum Having {
     },
 }
 
-/// A value in a HAVING condition: a merged column (visible or hidden) or a constant.
+/// A value in a HAVING condition: a merged column (visible or hidden), an expression over
+/// merged columns, or a constant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HavingOperand {
     Column(usize),
+    Expr(Finish),
     Int(i64),
     Float(f64),
     Text(String),
@@ -157,9 +196,11 @@ pub struct MergeSpec {
     pub distinct: bool,
     /// HAVING of a grouped query, applied by the proxy to the merged groups.
     pub having: Option<Having>,
-    /// Per visible output column of an aggregate query, what the proxy does to the merged
-    /// value after HAVING and before ORDER BY; empty when no column wraps its aggregate.
-    pub finish: Vec<Vec<Finish>>,
+    /// Per visible output column of an aggregate query, the expression the proxy computes
+    /// after HAVING and before ORDER BY, over the merged values of the row (all of them as
+    /// merged, before any column's expression); `None` for a column that is its merged value.
+    /// Empty when no column has an expression.
+    pub finish: Vec<Option<Finish>>,
 }
 
 /// Plans the merge of a SELECT that runs on several nodes.
@@ -192,8 +233,9 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
     if having.is_some() && select.group_by == GroupByExpr::Expressions(Vec::new(), Vec::new()) {
         return Err(refuse("HAVING without GROUP BY"));
     }
-    // The nodes compute the bare aggregates; the proxy applies the wrappers after merging.
-    let finish = unwrap_aggregates(&mut select.projection);
+    // The nodes compute the bare aggregates; the proxy computes the expressions around them
+    // after merging.
+    let (finish, leaves) = unwrap_aggregates(&mut select.projection);
     let grouping_sets = matches!(&select.group_by, GroupByExpr::Expressions(exprs, _)
         if exprs.iter().any(|e| matches!(e, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_))));
     if grouping_sets {
@@ -220,6 +262,12 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
         })
         .collect();
     let grouped = !group_exprs.is_empty();
+    // The other aggregates the expressions use travel as hidden columns right after the
+    // client's, merged as any aggregate column is.
+    let leaf_columns = leaves.len();
+    select
+        .projection
+        .extend(leaves.into_iter().map(SelectItem::UnnamedExpr));
     let aggregates = aggregate_columns(&select.projection, &group_exprs)?;
     if grouped && aggregates.is_none() {
         return Err(RouterError::Unsupported(
@@ -303,21 +351,23 @@ pub fn merge_spec(sql: &str) -> Result<MergeSpec, RouterError> {
             combines.push(Combine::Group);
             extra.push(SelectItem::UnnamedExpr(group));
         }
-        spec.hidden_columns = extra.len();
+        spec.hidden_columns = leaf_columns + extra.len();
         select.projection.extend(extra);
         query.order_by = None;
         query.limit_clause = None;
         spec.node_sql = Some(query.to_string());
         spec.aggregates = Some(combines);
-        if finish.iter().any(|steps| !steps.is_empty()) {
+        if finish.iter().any(Option::is_some) {
             spec.finish = finish;
         }
         return Ok(spec);
     }
     if contains_aggregate(&select.projection) {
         return Err(refuse(
-            "an aggregate inside an expression other than a cast or COALESCE(aggregate, \
-             constant) (such as sum(a) / count(*)), or mixed with plain columns,",
+            "an aggregate inside an expression other than + - * / %, unary minus, casts to \
+             integer, numeric, floating-point or text types, COALESCE and NULLIF over \
+             aggregates and number constants (such as round(avg(x)) or sum(a) + x), or mixed \
+             with plain columns,",
         ));
     }
     if !hidden_sort.is_empty() {
@@ -653,63 +703,209 @@ fn contains_aggregate(projection: &[SelectItem]) -> bool {
     })
 }
 
-/// Replaces each output column that wraps an aggregate in casts and `COALESCE` by the bare
-/// aggregate, named as Postgres names the column (`sum(x)::int8` is "sum",
-/// `COALESCE(sum(x), 0)` "coalesce") unless the client named it; returns, per column, the steps
-/// that turn the merged aggregate into the column's value.
-fn unwrap_aggregates(projection: &mut [SelectItem]) -> Vec<Vec<Finish>> {
-    projection
+/// Replaces each output column that computes something from aggregates (casts, `COALESCE`,
+/// `NULLIF`, arithmetic) by its first aggregate, named as Postgres names the column
+/// (`sum(x)::int8` is "sum", `COALESCE(sum(x), 0)` "coalesce", `sum(a) / count(*)` "?column?")
+/// unless the client named it. Returns, per column, the expression that computes it from the
+/// merged values, and the other aggregates those expressions use, which the node query appends
+/// to the client's columns (numbered from `projection.len()`); an aggregate computed already
+/// is used again.
+fn unwrap_aggregates(projection: &mut [SelectItem]) -> (Vec<Option<Finish>>, Vec<Expr>) {
+    let visible = projection.len();
+    // Where each aggregate's merged value is: text of the call and column.
+    let mut placed: Vec<(String, usize)> = projection
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let expr = item_expr(item)?;
+            is_aggregate_call(expr).then(|| (expr.to_string(), i))
+        })
+        .collect();
+    let mut hidden: Vec<Expr> = Vec::new();
+    let finish = projection
         .iter_mut()
-        .map(|item| {
-            let Some((aggregate, steps, name)) = item_expr(item).and_then(unwrap_aggregate) else {
-                return Vec::new();
-            };
-            if item_expr(item) == Some(&aggregate) {
-                // A bare aggregate stays as the client wrote it.
-                return steps;
+        .enumerate()
+        .map(|(i, item)| {
+            let expr = item_expr(item)?.clone();
+            if is_aggregate_call(&expr) {
+                return None;
             }
+            let mut leaves = Vec::new();
+            let mut tree = finish_tree(&expr, &mut leaves)?;
+            let first = leaves.first()?.clone();
+            let slots: Vec<usize> = leaves
+                .iter()
+                .enumerate()
+                .map(|(k, leaf)| {
+                    let text = leaf.to_string();
+                    if k == 0 {
+                        placed.push((text, i));
+                        return i;
+                    }
+                    if let Some((_, slot)) = placed.iter().find(|(t, _)| *t == text) {
+                        return *slot;
+                    }
+                    hidden.push(leaf.clone());
+                    let slot = visible + hidden.len() - 1;
+                    placed.push((text, slot));
+                    slot
+                })
+                .collect();
+            renumber(&mut tree, &slots);
             let alias = match item {
                 SelectItem::ExprWithAlias { alias, .. } => alias.clone(),
-                _ => sqlparser::ast::Ident::new(name),
+                _ => match column_name(&expr).0 {
+                    name if name == "?column?" => sqlparser::ast::Ident::with_quote('"', name),
+                    name => sqlparser::ast::Ident::new(name),
+                },
             };
-            *item = SelectItem::ExprWithAlias {
-                expr: aggregate,
-                alias,
-            };
-            steps
+            *item = SelectItem::ExprWithAlias { expr: first, alias };
+            // `(sum(x))` is its aggregate.
+            (tree != Finish::Column(i)).then_some(tree)
         })
-        .collect()
+        .collect();
+    (finish, hidden)
 }
 
-/// `expr` as an aggregate call inside casts, `COALESCE(..., constant)` and parentheses: the call,
-/// the steps from the call's value to `expr`'s (innermost first), and the name Postgres gives
-/// the column. `None` when `expr` is anything else, which the caller then refuses.
-fn unwrap_aggregate(expr: &Expr) -> Option<(Expr, Vec<Finish>, String)> {
-    let (inner, step) = match expr {
-        Expr::Nested(inner) => return unwrap_aggregate(inner),
+/// `expr` as an expression over aggregate calls and constants: casts, `COALESCE`, `NULLIF`,
+/// `+ - * / %`, unary minus and parentheses. Its `Column(k)` is the k-th distinct call in
+/// `leaves`. `None` when `expr` is anything else (a plain column, another function), which the
+/// caller then refuses, or has no aggregate.
+fn finish_tree(expr: &Expr, leaves: &mut Vec<Expr>) -> Option<Finish> {
+    let tree = expression(expr, leaves)?;
+    (!leaves.is_empty()).then_some(tree)
+}
+
+fn expression(expr: &Expr, leaves: &mut Vec<Expr>) -> Option<Finish> {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
+    if is_aggregate_call(expr) {
+        let text = expr.to_string();
+        let k = match leaves.iter().position(|leaf| leaf.to_string() == text) {
+            Some(k) => k,
+            None => {
+                leaves.push(expr.clone());
+                leaves.len() - 1
+            }
+        };
+        return Some(Finish::Column(k));
+    }
+    // A number; a string only as an argument of COALESCE, where it takes the others' type.
+    let number = |e: &Expr| match constant_of(e) {
+        Some(Constant::Text(_)) => None,
+        other => other,
+    };
+    if let Some(constant) = number(expr) {
+        return Some(Finish::Constant(constant));
+    }
+    Some(match expr {
+        Expr::Nested(inner) => return expression(inner, leaves),
         Expr::Cast {
             kind: CastKind::Cast | CastKind::DoubleColon,
             expr: inner,
             data_type,
             format: None,
-        } => (inner.as_ref(), Finish::Cast(cast_target(data_type)?)),
+        } => Finish::Cast(
+            Box::new(expression(inner, leaves)?),
+            cast_target(data_type)?,
+        ),
         Expr::Function(_) if function_name(expr).as_deref() == Some("coalesce") => {
-            let (inner, constant) = coalesce_arguments(expr)?;
-            (inner, Finish::Coalesce(constant))
+            let args = plain_arguments(expr)?;
+            if args.is_empty() {
+                return None;
+            }
+            Finish::Coalesce(
+                args.into_iter()
+                    .map(|arg| match constant_of(arg) {
+                        Some(constant) => Some(Finish::Constant(constant)),
+                        None => expression(arg, leaves),
+                    })
+                    .collect::<Option<_>>()?,
+            )
         }
-        _ if is_aggregate_call(expr) => {
-            return Some((expr.clone(), Vec::new(), function_name(expr)?));
+        Expr::Function(_) if function_name(expr).as_deref() == Some("nullif") => {
+            let [left, right] = plain_arguments(expr)?[..] else {
+                return None;
+            };
+            Finish::NullIf(
+                Box::new(expression(left, leaves)?),
+                Box::new(expression(right, leaves)?),
+            )
         }
+        Expr::BinaryOp { left, op, right } => {
+            let op = match op {
+                B::Plus => ArithOp::Add,
+                B::Minus => ArithOp::Subtract,
+                B::Multiply => ArithOp::Multiply,
+                B::Divide => ArithOp::Divide,
+                B::Modulo => ArithOp::Modulo,
+                _ => return None,
+            };
+            Finish::Arithmetic(
+                Box::new(expression(left, leaves)?),
+                op,
+                Box::new(expression(right, leaves)?),
+            )
+        }
+        Expr::UnaryOp {
+            op: U::Minus,
+            expr: inner,
+        } => Finish::Negate(Box::new(expression(inner, leaves)?)),
+        Expr::UnaryOp {
+            op: U::Plus,
+            expr: inner,
+        } => return expression(inner, leaves),
         _ => return None,
-    };
-    let (aggregate, mut steps, inner_name) = unwrap_aggregate(inner)?;
-    // Postgres names a cast after what it casts, and a COALESCE "coalesce".
-    let name = match step {
-        Finish::Coalesce(_) => "coalesce".to_owned(),
-        Finish::Cast(_) => inner_name,
-    };
-    steps.push(step);
-    Some((aggregate, steps, name))
+    })
+}
+
+/// Points each `Column(k)` of `tree` at the node column `slots[k]`.
+fn renumber(tree: &mut Finish, slots: &[usize]) {
+    match tree {
+        Finish::Column(k) => *k = slots.get(*k).copied().unwrap_or(*k),
+        Finish::Constant(_) => {}
+        Finish::Cast(inner, _) | Finish::Negate(inner) => renumber(inner, slots),
+        Finish::Coalesce(args) => args.iter_mut().for_each(|arg| renumber(arg, slots)),
+        Finish::NullIf(left, right) | Finish::Arithmetic(left, _, right) => {
+            renumber(left, slots);
+            renumber(right, slots);
+        }
+    }
+}
+
+/// The name Postgres gives an output column (`FigureColname`) and how sure it is of it: 2 for
+/// a function's name, 1 for the type a cast names, 0 for "?column?".
+fn column_name(expr: &Expr) -> (String, u8) {
+    match expr {
+        Expr::Nested(inner) => column_name(inner),
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } => match column_name(inner) {
+            (name, 2) => (name, 2),
+            _ => (type_name(data_type), 1),
+        },
+        Expr::Function(_) => (function_name(expr).unwrap_or_default(), 2),
+        _ => ("?column?".to_owned(), 0),
+    }
+}
+
+/// The name Postgres keeps for a type it casts to, which names a cast's column:
+/// `(a + b)::bigint` is "int8".
+fn type_name(data_type: &DataType) -> String {
+    let written = data_type.to_string().to_ascii_lowercase();
+    let head = written.split('(').next().unwrap_or_default().trim();
+    let head = head.strip_prefix("pg_catalog.").unwrap_or(head);
+    match head {
+        "smallint" => "int2",
+        "int" | "integer" => "int4",
+        "bigint" => "int8",
+        "decimal" => "numeric",
+        "real" => "float4",
+        "double precision" | "float" => "float8",
+        other => other,
+    }
+    .to_owned()
 }
 
 /// The type of a cast the proxy can apply, as written: integers, numeric (with its modifiers),
@@ -739,8 +935,8 @@ fn cast_target(data_type: &DataType) -> Option<String> {
     .then_some(written)
 }
 
-/// `COALESCE(expr, constant)`: `expr` and the constant.
-fn coalesce_arguments(expr: &Expr) -> Option<(&Expr, Constant)> {
+/// The arguments of a plain call (no DISTINCT, ORDER BY, FILTER, OVER or WITHIN GROUP).
+fn plain_arguments(expr: &Expr) -> Option<Vec<&Expr>> {
     let Expr::Function(f) = expr else {
         return None;
     };
@@ -755,13 +951,13 @@ fn coalesce_arguments(expr: &Expr) -> Option<(&Expr, Constant)> {
     {
         return None;
     }
-    match list.args.as_slice() {
-        [
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(inner)),
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(constant)),
-        ] => Some((inner, constant_of(constant)?)),
-        _ => None,
-    }
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)) => Some(arg),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A literal typed as Postgres types it: an integer without point or exponent is `integer`
@@ -929,6 +1125,23 @@ fn having_operand(
             "HAVING with an aggregate over DISTINCT values the query does not select",
         ));
     }
+    if !is_aggregate_call(expr) {
+        // Arithmetic, casts, COALESCE or NULLIF over aggregates, computed as a column's.
+        let mut leaves = Vec::new();
+        if let Some(mut tree) = finish_tree(expr, &mut leaves) {
+            let slots = leaves
+                .iter()
+                .map(
+                    |leaf| match having_operand(leaf, projection, first_hidden, hidden)? {
+                        HavingOperand::Column(slot) => Ok(slot),
+                        _ => Err(refuse("this HAVING expression")),
+                    },
+                )
+                .collect::<Result<Vec<_>, RouterError>>()?;
+            renumber(&mut tree, &slots);
+            return Ok(HavingOperand::Expr(tree));
+        }
+    }
     let merge = match expr {
         Expr::Function(f) if !f.within_group.is_empty() => None,
         _ => function_name(expr).as_deref().and_then(merge_of),
@@ -937,8 +1150,9 @@ fn having_operand(
         Some(combine) => combine,
         None => {
             return Err(RouterError::Unsupported(format!(
-                "HAVING over several nodes can use GROUP BY columns, selected aggregates and \
-                 count/sum/min/max/bool_and/bool_or/bit_and/bit_or/bit_xor; not {text}"
+                "HAVING over several nodes can use GROUP BY columns, selected aggregates, \
+                 count/sum/min/max/bool_and/bool_or/bit_and/bit_or/bit_xor and arithmetic, casts, \
+                 COALESCE and NULLIF over them; not {text}"
             )));
         }
     };

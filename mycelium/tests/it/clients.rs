@@ -39,6 +39,7 @@ on_every_backend!(
     binary_parameters_and_results_for_every_type,
     numeric_values_are_rounded_to_their_scale_and_checked,
     casts_and_coalesce_around_aggregates_read_across_nodes,
+    arithmetic_on_aggregates_reads_across_nodes,
     length_and_unique_violations_carry_sqlstates,
     serial_column_that_is_not_the_primary_key,
     portal_row_limits_fetch_in_batches,
@@ -1725,6 +1726,66 @@ type AggregateCase = (
     Vec<Vec<&'static str>>,
 );
 
+/// Runs each case in the simple protocol (values and described columns) and in the extended
+/// one (rows in binary).
+async fn check_aggregate_cases(
+    client: &tokio_postgres::Client,
+    port: u16,
+    cases: &[AggregateCase],
+) {
+    for (sql, columns, want) in cases {
+        let messages = client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let got: Vec<Vec<String>> = messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(&got, want, "{sql}");
+        let described = simple_query_columns(port, sql);
+        let expected: Vec<(String, u32, i32)> = columns
+            .iter()
+            .map(|(name, ty, typmod)| ((*name).to_owned(), *ty, *typmod))
+            .collect();
+        assert_eq!(described, expected, "{sql}");
+
+        // The extended protocol: described once, rows in binary.
+        let rows = client
+            .query(*sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        assert_eq!(rows.len(), want.len(), "{sql}");
+        for (row, want) in rows.iter().zip(want) {
+            for (i, (name, ty, _)) in columns.iter().enumerate() {
+                let column = &row.columns()[i];
+                assert_eq!((column.name(), column.type_().oid()), (*name, *ty), "{sql}");
+                let value = match Type::from_oid(*ty) {
+                    Some(Type::INT2) => row.get::<_, Option<i16>>(i).map(|v| v.to_string()),
+                    Some(Type::INT4) => row.get::<_, Option<i32>>(i).map(|v| v.to_string()),
+                    Some(Type::INT8) => row.get::<_, Option<i64>>(i).map(|v| v.to_string()),
+                    Some(Type::FLOAT4) => row.get::<_, Option<f32>>(i).map(|v| v.to_string()),
+                    Some(Type::FLOAT8) => row.get::<_, Option<f64>>(i).map(|v| v.to_string()),
+                    Some(Type::NUMERIC) => row.get::<_, Option<Numeric>>(i).map(|v| v.0),
+                    _ => row.get::<_, Option<String>>(i),
+                };
+                assert_eq!(
+                    value.as_deref().unwrap_or("NULL"),
+                    want[i],
+                    "{sql}, column {i}"
+                );
+            }
+        }
+    }
+}
+
 /// Casts and COALESCE around aggregates of a table spread over the nodes
 /// (`COALESCE(sum(v), 0)::int`): the nodes compute the bare aggregates, the proxy merges them
 /// and applies the wrappers. Every answer here is what PostgreSQL 15 gives for the same data:
@@ -1876,57 +1937,7 @@ async fn casts_and_coalesce_around_aggregates_read_across_nodes(backend: Backend
             vec![vec!["0", "NULL", "0", "0"]],
         ),
     ];
-    for (sql, columns, want) in &cases {
-        let messages = client
-            .simple_query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        let got: Vec<Vec<String>> = messages
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                    (0..row.len())
-                        .map(|i| row.get(i).unwrap_or("NULL").to_owned())
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(&got, want, "{sql}");
-        let described = simple_query_columns(cluster.port, sql);
-        let expected: Vec<(String, u32, i32)> = columns
-            .iter()
-            .map(|(name, ty, typmod)| ((*name).to_owned(), *ty, *typmod))
-            .collect();
-        assert_eq!(described, expected, "{sql}");
-
-        // The extended protocol: described once, rows in binary.
-        let rows = client
-            .query(*sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        assert_eq!(rows.len(), want.len(), "{sql}");
-        for (row, want) in rows.iter().zip(want) {
-            for (i, (name, ty, _)) in columns.iter().enumerate() {
-                let column = &row.columns()[i];
-                assert_eq!((column.name(), column.type_().oid()), (*name, *ty), "{sql}");
-                let value = match Type::from_oid(*ty) {
-                    Some(Type::INT2) => row.get::<_, Option<i16>>(i).map(|v| v.to_string()),
-                    Some(Type::INT4) => row.get::<_, Option<i32>>(i).map(|v| v.to_string()),
-                    Some(Type::INT8) => row.get::<_, Option<i64>>(i).map(|v| v.to_string()),
-                    Some(Type::FLOAT4) => row.get::<_, Option<f32>>(i).map(|v| v.to_string()),
-                    Some(Type::FLOAT8) => row.get::<_, Option<f64>>(i).map(|v| v.to_string()),
-                    Some(Type::NUMERIC) => row.get::<_, Option<Numeric>>(i).map(|v| v.0),
-                    _ => row.get::<_, Option<String>>(i),
-                };
-                assert_eq!(
-                    value.as_deref().unwrap_or("NULL"),
-                    want[i],
-                    "{sql}, column {i}"
-                );
-            }
-        }
-    }
+    check_aggregate_cases(&client, cluster.port, &cases).await;
 
     // numeric → integer out of range, in both protocols.
     let sql = "SELECT sum(big)::int FROM scores";
@@ -1938,10 +1949,163 @@ async fn casts_and_coalesce_around_aggregates_read_across_nodes(backend: Backend
     );
     let error = client.query(sql, &[]).await.expect_err(sql);
     assert_eq!(sqlstate(&error), "22003", "{error:?}");
+}
+
+/// Arithmetic around aggregates of a table spread over the nodes (`sum(v) / count(*)`,
+/// `avg(v) * 2`, `COALESCE(sum(v), 0)::numeric / NULLIF(count(v), 0)`): the nodes compute the
+/// bare aggregates, the proxy merges them and evaluates the expression. Every answer here is
+/// what PostgreSQL 15 gives for the same data: values, column names and types, in text and
+/// binary, and the SQLSTATEs of division by zero, overflow and a missing operator.
+async fn arithmetic_on_aggregates_reads_across_nodes(backend: Backend) {
+    let Some(cluster) = Cluster::start_on(backend) else {
+        return;
+    };
+    let client = cluster.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE scores (id integer PRIMARY KEY, grp integer NOT NULL, v integer, \
+             big bigint, n numeric(8,2), f double precision) WITH (mycelium.shard_keys = 'id', \
+             mycelium.shards = 6, mycelium.replication_factor = 0.3);
+             INSERT INTO scores SELECT g, g % 3, \
+             CASE WHEN g % 10 = 0 THEN NULL ELSE (g % 3) * 60 + g - 30 END, \
+             g::bigint * 100000000, g * 0.25, g * 0.5 FROM generate_series(1, 30) g;
+             CREATE TABLE empty_scores (id integer PRIMARY KEY, v integer) WITH \
+             (mycelium.shard_keys = 'id', mycelium.shards = 6);",
+        )
+        .await
+        .expect("create and fill");
+    let counts = cluster.counts_on_nodes("scores").await;
+    assert_eq!(counts.iter().sum::<i64>(), 30, "{counts:?}");
+    assert!(
+        counts.iter().filter(|c| **c > 0).count() >= 2,
+        "rows on several nodes: {counts:?}"
+    );
+
+    let (int4, int8, numeric, float8) = (
+        Type::INT4.oid(),
+        Type::INT8.oid(),
+        Type::NUMERIC.oid(),
+        Type::FLOAT8.oid(),
+    );
+    let cases: Vec<AggregateCase> = vec![
+        // bigint / bigint truncates; avg is numeric; max - min of integers is an integer.
+        (
+            "SELECT sum(v) / count(*), count(*) + 1, avg(v) * 2, max(v) - min(v) AS spread, \
+             sum(v) % 7, -sum(v), (sum(v) / count(*))::int4, sum(v) * 1.5 FROM scores",
+            vec![
+                ("?column?", int8, -1),
+                ("?column?", int8, -1),
+                ("?column?", numeric, -1),
+                ("spread", int4, -1),
+                ("?column?", int8, -1),
+                ("?column?", int8, -1),
+                ("int4", int4, -1),
+                ("?column?", numeric, -1),
+            ],
+            vec![vec![
+                "40",
+                "31",
+                "90.0000000000000000",
+                "146",
+                "4",
+                "-1215",
+                "40",
+                "1822.5",
+            ]],
+        ),
+        // Per group, numeric quotients with Postgres's scales, doubles, COALESCE and NULLIF.
+        (
+            "SELECT grp, sum(v) * 100 / count(v), sum(n) / count(*), sum(big) / count(*), \
+             avg(f) * 2, sum(f) / 3, COALESCE(sum(v), 0)::numeric / NULLIF(count(v), 0) AS ratio, \
+             NULLIF(max(v) - min(v), 0) FROM scores GROUP BY grp ORDER BY grp",
+            vec![
+                ("grp", int4, -1),
+                ("?column?", int8, -1),
+                ("?column?", numeric, -1),
+                ("?column?", numeric, -1),
+                ("?column?", float8, -1),
+                ("?column?", float8, -1),
+                ("ratio", numeric, -1),
+                ("nullif", int4, -1),
+            ],
+            vec![
+                vec![
+                    "0",
+                    "-1500",
+                    "4.1250000000000000",
+                    "1650000000.00000000",
+                    "16.5",
+                    "27.5",
+                    "-15.0000000000000000",
+                    "24",
+                ],
+                vec![
+                    "1",
+                    "4500",
+                    "3.6250000000000000",
+                    "1450000000.00000000",
+                    "14.5",
+                    "24.166666666666668",
+                    "45.0000000000000000",
+                    "27",
+                ],
+                vec![
+                    "2",
+                    "10500",
+                    "3.8750000000000000",
+                    "1550000000.00000000",
+                    "15.5",
+                    "25.833333333333332",
+                    "105.0000000000000000",
+                    "27",
+                ],
+            ],
+        ),
+        // HAVING computes the same expression over the merged group.
+        (
+            "SELECT grp, sum(v) / count(*) AS r FROM scores GROUP BY grp \
+             HAVING sum(v) / count(*) > 3 ORDER BY r DESC",
+            vec![("grp", int4, -1), ("r", int8, -1)],
+            vec![vec!["2", "94"], vec!["1", "40"]],
+        ),
+        // No rows: NULL operands give NULL, count is 0.
+        (
+            "SELECT sum(v) / count(*), count(*) + 1, \
+             COALESCE(sum(v), 0)::numeric / NULLIF(count(*), 0) FROM empty_scores",
+            vec![
+                ("?column?", int8, -1),
+                ("?column?", int8, -1),
+                ("?column?", numeric, -1),
+            ],
+            vec![vec!["NULL", "1", "NULL"]],
+        ),
+    ];
+    check_aggregate_cases(&client, cluster.port, &cases).await;
+
+    // Errors Postgres raises for the same expressions, in both protocols.
+    for (sql, code, message) in [
+        ("SELECT sum(v) / 0 FROM scores", "22012", "division by zero"),
+        (
+            "SELECT max(v) * 2147483647 FROM scores",
+            "22003",
+            "integer out of range",
+        ),
+        (
+            "SELECT sum(f) % 2 FROM scores",
+            "42883",
+            "operator does not exist: double precision % integer",
+        ),
+    ] {
+        let error = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&error), code, "{sql}: {error:?}");
+        assert!(format!("{error:?}").contains(message), "{sql}: {error:?}");
+        let error = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&error), code, "{sql}: {error:?}");
+    }
     // Other expressions around an aggregate are still refused, never answered per node.
     for sql in [
-        "SELECT sum(v) / count(*) FROM scores",
         "SELECT round(avg(v))::int FROM scores",
+        "SELECT sum(v) + grp FROM scores",
     ] {
         let error = client.simple_query(sql).await.expect_err(sql);
         assert_eq!(sqlstate(&error), "0A000", "{sql}: {error:?}");

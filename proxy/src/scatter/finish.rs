@@ -1,15 +1,11 @@
-//! The casts and `COALESCE` a client wrapped around an aggregate read across nodes
-//! (`COALESCE(sum(x), 0)::int`), applied to the merged value as PostgreSQL applies them: the
-//! column's type is resolved once, when the merged columns are described, and each value is
-//! converted as Postgres's cast functions do (numeric to integer rounds half away from zero,
-//! floating point to integer rounds half to even, out of range is 22003).
+//! Casts of merged values (`sum(x)::int`, inside the expressions of `expr`), as PostgreSQL's cast
+//! functions convert: numeric to integer rounds half away from zero, floating point to integer
+//! rounds half to even, out of range is 22003; and the decimal text merged numerics are kept as.
 
 use std::cmp::Ordering;
 
 use bytes::BytesMut;
-use mycelium_protocol::Column;
 use mycelium_protocol::types::{self, PgType, SqlValue};
-use mycelium_router::{Constant, Finish};
 
 use crate::error::{ProxyError, sql_error};
 
@@ -24,78 +20,6 @@ impl Typed {
     pub(super) fn plain(ty: PgType) -> Typed {
         Typed { ty, typmod: -1 }
     }
-}
-
-/// A [`Finish`] step resolved against the type the value has at that step.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Step {
-    /// NULL becomes `default` (already of type `to`); a value is converted from `from` to `to`.
-    Coalesce {
-        default: SqlValue,
-        from: Typed,
-        to: Typed,
-    },
-    Cast {
-        from: Typed,
-        to: Typed,
-    },
-}
-
-/// Resolves a column's steps against its merged type, and describes the column with the last
-/// step's type, as Postgres describes `sum(x)::int4` as `integer`.
-pub(super) fn finish_column(
-    column: &mut Column,
-    steps: &[Finish],
-) -> Result<Vec<Step>, ProxyError> {
-    if steps.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut current = match PgType::from_oid(column.type_oid) {
-        Some(ty) => Typed {
-            ty,
-            typmod: column.type_modifier,
-        },
-        None => return Err(not_castable(&format!("type OID {}", column.type_oid), "")),
-    };
-    let mut resolved = Vec::with_capacity(steps.len());
-    for step in steps {
-        let step = match step {
-            Finish::Cast(name) => Step::Cast {
-                from: current,
-                to: cast_target(current, name)?,
-            },
-            Finish::Coalesce(constant) => coalesce(current, constant)?,
-        };
-        current = match &step {
-            Step::Cast { to, .. } | Step::Coalesce { to, .. } => *to,
-        };
-        resolved.push(step);
-    }
-    column.type_oid = current.ty.oid();
-    column.type_size = current.ty.type_size();
-    column.type_modifier = current.typmod;
-    // An expression, not a table's column.
-    column.table_oid = 0;
-    column.column_id = 0;
-    Ok(resolved)
-}
-
-/// Applies a column's steps to its merged value (`None` is NULL).
-pub(super) fn finish_value(
-    value: Option<SqlValue>,
-    steps: &[Step],
-) -> Result<Option<SqlValue>, ProxyError> {
-    let mut value = value.filter(|v| *v != SqlValue::Null);
-    for step in steps {
-        value = match (step, value) {
-            (Step::Coalesce { default, .. }, None) => Some(default.clone()),
-            (Step::Cast { .. }, None) => None,
-            (Step::Coalesce { from, to, .. } | Step::Cast { from, to }, Some(v)) => {
-                Some(cast_value(&v, *from, *to)?)
-            }
-        };
-    }
-    Ok(value)
 }
 
 /// How values of a type convert: the categories Postgres's casts treat alike.
@@ -130,7 +54,7 @@ fn family(ty: PgType) -> Option<Family> {
 }
 
 /// The type a cast names, when the proxy can cast a value of type `from` to it.
-fn cast_target(from: Typed, name: &str) -> Result<Typed, ProxyError> {
+pub(super) fn cast_target(from: Typed, name: &str) -> Result<Typed, ProxyError> {
     let to = match PgType::parse_sql_name(name) {
         Some((
             ty @ (PgType::Int2
@@ -170,75 +94,6 @@ fn not_castable(from: &str, to: &str) -> ProxyError {
     )
 }
 
-/// Position of a type among the numbers Postgres converts to each other implicitly: the
-/// result of `COALESCE` is the highest of its arguments'.
-fn numeric_rank(ty: PgType) -> Option<u8> {
-    Some(match ty {
-        PgType::Int2 => 0,
-        PgType::Int4 => 1,
-        PgType::Int8 => 2,
-        PgType::Numeric => 3,
-        PgType::Float4 => 4,
-        PgType::Float8 => 5,
-        _ => return None,
-    })
-}
-
-/// `COALESCE(value of type current, constant)`: its type, as Postgres resolves it (`bigint` for
-/// `coalesce(sum(int), 0)`, `numeric` for `coalesce(sum(int), 0.5)`), and the constant as a
-/// value of it. A string constant is read as the other argument's type, and an invalid one is
-/// an error even when it is not needed, as in Postgres, which reads it when planning.
-fn coalesce(current: Typed, constant: &Constant) -> Result<Step, ProxyError> {
-    let (literal, value) = match constant {
-        Constant::Int(i) => {
-            let ty = if i32::try_from(*i).is_ok() {
-                PgType::Int4
-            } else {
-                PgType::Int8
-            };
-            (ty, SqlValue::Int(*i))
-        }
-        Constant::Numeric(text) => match decimal_text(text) {
-            Some(decimal) => (PgType::Numeric, SqlValue::Text(decimal)),
-            None => {
-                return Err(sql_error(
-                    "22P02",
-                    format!("invalid input syntax for type numeric: \"{text}\""),
-                ));
-            }
-        },
-        Constant::Text(text) => {
-            let to = Typed::plain(current.ty);
-            let default = types::parse_text(to.ty, to.typmod, text)?;
-            return Ok(Step::Coalesce {
-                default,
-                from: current,
-                to,
-            });
-        }
-    };
-    let ty = match (numeric_rank(current.ty), numeric_rank(literal)) {
-        (Some(a), Some(b)) if a >= b => current.ty,
-        (Some(_), Some(_)) => literal,
-        _ => {
-            return Err(sql_error(
-                "42804",
-                format!(
-                    "COALESCE types {} and {} cannot be matched",
-                    current.ty.name(),
-                    literal.name()
-                ),
-            ));
-        }
-    };
-    let to = Typed::plain(ty);
-    Ok(Step::Coalesce {
-        default: cast_value(&value, Typed::plain(literal), to)?,
-        from: current,
-        to,
-    })
-}
-
 /// Converts a non-NULL value of type `from` to type `to`, as Postgres's cast does (the pair was
 /// checked by [`cast_target`]).
 pub(super) fn cast_value(value: &SqlValue, from: Typed, to: Typed) -> Result<SqlValue, ProxyError> {
@@ -276,7 +131,7 @@ fn integer_name(ty: PgType) -> &'static str {
     }
 }
 
-fn out_of_range(ty: PgType) -> ProxyError {
+pub(super) fn out_of_range(ty: PgType) -> ProxyError {
     sql_error("22003", format!("{} out of range", integer_name(ty)))
 }
 
