@@ -1,5 +1,5 @@
 //! `mycelium node` processes (on SQLite files or PostgreSQL databases) and a `mycelium proxy`,
-//! talking mutual TLS on loopback, each with its own config file in a temporary directory;
+//! talking mutual TLS on loopback (TCP, or the nodes' Unix sockets), each with its own config file in a temporary directory;
 //! every process is stopped with SIGTERM when the cluster is dropped, and the directory removed.
 
 use std::io::{BufRead, BufReader};
@@ -115,6 +115,15 @@ pub enum Storage<'a> {
     },
 }
 
+/// How the proxy reaches its nodes and the nodes each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// TCP on loopback: what members on different hosts use.
+    Tcp,
+    /// Each node's Unix socket (`node.socket`, addresses `unix:<path>`): members on one host.
+    UnixSocket,
+}
+
 impl Storage<'_> {
     /// The lines that say where node `id` keeps its data, written at the end of the node
     /// config's `[node]` table: a key of it, or a table of their own.
@@ -140,12 +149,13 @@ fn free_port() -> anyhow::Result<u16> {
 impl ProcessCluster {
     /// `mycelium certs`, a config per node of `nodes` (id, node type) keeping its data in
     /// `storage`, with `node_toml` appended (e.g. a `[replication]` section), the nodes, then
-    /// the proxy.
+    /// the proxy, all reaching each other over `link`.
     pub fn start(
         binary: &Path,
         nodes: &[(&str, &str)],
         storage: &Storage,
         node_toml: &str,
+        link: Link,
     ) -> anyhow::Result<ProcessCluster> {
         let dir = tempfile::Builder::new()
             .prefix("mycelium-bench-cluster-")
@@ -165,19 +175,28 @@ impl ProcessCluster {
         let mut peers = String::new();
         for (id, node_type) in nodes {
             let listen = format!("127.0.0.1:{}", free_port()?);
+            let mut node_lines = format!("listen = \"{listen}\"\n");
+            let addr = match link {
+                Link::Tcp => listen,
+                Link::UnixSocket => {
+                    let socket = dir.path().join(format!("{id}.sock"));
+                    node_lines.push_str(&format!("socket = \"{}\"\n", socket.display()));
+                    format!("unix:{}", socket.display())
+                }
+            };
             peers.push_str(&format!(
-                "[[peers]]\nid = \"{id}\"\naddr = \"{listen}\"\nnode_type = \"{node_type}\"\n"
+                "[[peers]]\nid = \"{id}\"\naddr = \"{addr}\"\nnode_type = \"{node_type}\"\n"
             ));
-            listens.push(listen);
+            listens.push(node_lines);
         }
         let mut members = Vec::new();
-        for ((id, node_type), listen) in nodes.iter().zip(&listens) {
+        for ((id, node_type), node_lines) in nodes.iter().zip(&listens) {
             let config = dir.path().join(format!("{id}.toml"));
             std::fs::write(
                 &config,
                 format!(
                     "{peers}[node]\nid = \"{id}\"\nnode_type = \"{node_type}\"\n\
-                     listen = \"{listen}\"\ncerts = \"{}\"\n{}{node_toml}\n",
+                     {node_lines}certs = \"{}\"\n{}{node_toml}\n",
                     certs.display(),
                     storage.node_toml(dir.path(), id),
                 ),

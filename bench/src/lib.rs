@@ -69,7 +69,7 @@ pub struct AllArgs {
     #[arg(long, default_value_t = 2000)]
     pub connections: u32,
     /// Measure only these setups of the pgbench matrix, comma-separated: direct, relay,
-    /// pgbouncer, pg1, pg1-split, pg2, sqlite. With --setups or --workloads only the pgbench
+    /// pgbouncer, pg1, pg1-split, pg1-unix, pg2, sqlite. With --setups or --workloads only the pgbench
     /// matrix runs (no memory), and replication and the point operations, transfers and
     /// scattered reads only when --workloads names them.
     #[arg(long, value_delimiter = ',')]

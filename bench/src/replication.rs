@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 use tempfile::TempDir;
 
 use crate::Settings;
-use crate::cluster::{NODES, ProcessCluster, Storage};
+use crate::cluster::{Link, NODES, ProcessCluster, Storage};
 use crate::parse::{median, parse_pgbench, percentile};
 use crate::pgbench::{self, QueryMode, Script, Target};
 use crate::procfs;
@@ -264,6 +264,7 @@ async fn start(
                 "[replication]\nsynchronous_replicas = {synchronous}\n\
                  synchronous_timeout_ms = 10000\n"
             ),
+            Link::Tcp,
         )?;
         let prepared = prepare(cluster, rows, synchronous == 0).await?;
         notes.push(format!(

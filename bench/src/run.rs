@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::Settings;
-use crate::cluster::{ProcessCluster, Storage};
+use crate::cluster::{Link, ProcessCluster, Storage};
 use crate::memory;
 use crate::mycelium::Mycelium;
 use crate::parse::{SystemCpu, parse_pgbench};
@@ -40,6 +40,8 @@ pub enum Setup {
     /// One `mycelium node` process on the benchmark's PostgreSQL and a `mycelium proxy`
     /// process in front of it: the configuration issue 9's targets are stated for.
     MyceliumPg1Split,
+    /// As [`Setup::MyceliumPg1Split`], the proxy reaching the node over its Unix socket.
+    MyceliumPg1Unix,
     /// `mycelium up --backend postgres --nodes 2`, pgbench's tables sharded over both.
     MyceliumPg2,
     /// `mycelium up`: three SQLite nodes, pgbench's tables unsharded (on one node).
@@ -47,12 +49,13 @@ pub enum Setup {
 }
 
 impl Setup {
-    pub const ALL: [Setup; 7] = [
+    pub const ALL: [Setup; 8] = [
         Setup::Direct,
         Setup::Relay,
         Setup::PgBouncer,
         Setup::MyceliumPg1,
         Setup::MyceliumPg1Split,
+        Setup::MyceliumPg1Unix,
         Setup::MyceliumPg2,
         Setup::MyceliumSqlite,
     ];
@@ -65,6 +68,7 @@ impl Setup {
             Setup::PgBouncer => "pgbouncer",
             Setup::MyceliumPg1 => "pg1",
             Setup::MyceliumPg1Split => "pg1-split",
+            Setup::MyceliumPg1Unix => "pg1-unix",
             Setup::MyceliumPg2 => "pg2",
             Setup::MyceliumSqlite => "sqlite",
         }
@@ -77,6 +81,7 @@ impl Setup {
             Setup::PgBouncer => "pgbouncer",
             Setup::MyceliumPg1 => "mycelium 1 pg node",
             Setup::MyceliumPg1Split => "mycelium proxy + 1 pg node, separate processes",
+            Setup::MyceliumPg1Unix => "mycelium proxy + 1 pg node, separate, Unix socket",
             Setup::MyceliumPg2 => "mycelium 2 pg shards",
             Setup::MyceliumSqlite => "mycelium 3 sqlite nodes",
         }
@@ -227,6 +232,8 @@ struct Servers {
     mycelium: [Mycelium; 3],
     /// [`Setup::MyceliumPg1Split`].
     split: ProcessCluster,
+    /// [`Setup::MyceliumPg1Unix`].
+    split_unix: ProcessCluster,
 }
 
 impl Servers {
@@ -238,6 +245,7 @@ impl Servers {
         setups.extend([
             Setup::MyceliumPg1,
             Setup::MyceliumPg1Split,
+            Setup::MyceliumPg1Unix,
             Setup::MyceliumPg2,
             Setup::MyceliumSqlite,
         ]);
@@ -271,13 +279,19 @@ impl Servers {
                 let mycelium = &self.mycelium[index];
                 (mycelium.target(), ProxyCpu::Process(mycelium.pid))
             }
-            Setup::MyceliumPg1Split => (
-                self.split.target(),
-                ProxyCpu::Split {
-                    proxy: self.split.proxy_pid(),
-                    nodes: self.split.node_pids(),
-                },
-            ),
+            Setup::MyceliumPg1Split | Setup::MyceliumPg1Unix => {
+                let cluster = match setup {
+                    Setup::MyceliumPg1Split => &self.split,
+                    _ => &self.split_unix,
+                };
+                (
+                    cluster.target(),
+                    ProxyCpu::Split {
+                        proxy: cluster.proxy_pid(),
+                        nodes: cluster.node_pids(),
+                    },
+                )
+            }
         })
     }
 }
@@ -388,8 +402,25 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             prefix: SPLIT_DATABASES,
         },
         "",
+        Link::Tcp,
     )?;
     let init_split = pgbench::initialize(&split.target(), settings.scale).await?;
+    progress(format!(
+        "the same over the node's Unix socket (database {SPLIT_UNIX_DATABASES}_{}), pgbench -i \
+         -s {}",
+        SPLIT_NODES[0].0, settings.scale
+    ));
+    let split_unix = ProcessCluster::start(
+        &settings.mycelium,
+        &SPLIT_NODES,
+        &Storage::Postgres {
+            server: &postgres,
+            prefix: SPLIT_UNIX_DATABASES,
+        },
+        "",
+        Link::UnixSocket,
+    )?;
+    let init_split_unix = pgbench::initialize(&split_unix.target(), settings.scale).await?;
     progress(format!(
         "mycelium up --backend postgres --nodes 2, pgbench tables sharded, scale {}",
         settings.scale
@@ -463,20 +494,22 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         pgbouncer,
         mycelium: [pg1, pg2, sqlite],
         split,
+        split_unix,
     };
     let mut processes: Vec<(&'static str, u32)> = servers
         .mycelium
         .iter()
         .map(|mycelium| ("mycelium up", mycelium.pid))
         .collect();
-    processes.push(("mycelium proxy", servers.split.proxy_pid()));
-    processes.extend(
-        servers
-            .split
-            .node_pids()
-            .into_iter()
-            .map(|pid| ("mycelium node", pid)),
-    );
+    for cluster in [&servers.split, &servers.split_unix] {
+        processes.push(("mycelium proxy", cluster.proxy_pid()));
+        processes.extend(
+            cluster
+                .node_pids()
+                .into_iter()
+                .map(|pid| ("mycelium node", pid)),
+        );
+    }
     processes.extend(
         servers
             .pgbouncer
@@ -581,11 +614,14 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         pgbouncer,
         mycelium,
         split,
+        split_unix,
     } = servers;
-    // Told first, so that its processes stop while the `mycelium up` ones are waited for.
+    // Told first, so that their processes stop while the `mycelium up` ones are waited for.
     split.terminate();
+    split_unix.terminate();
     drop(mycelium);
     drop(split);
+    drop(split_unix);
     drop(relay);
 
     let replicated = replication_section(settings, &mut failures, &mut notes).await;
@@ -615,6 +651,10 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             (
                 "mycelium proxy + 1 pg node, separate processes (pgbench -i)",
                 init_split.as_secs_f64(),
+            ),
+            (
+                "mycelium proxy + 1 pg node, separate, Unix socket (pgbench -i)",
+                init_split_unix.as_secs_f64(),
             ),
             (
                 "mycelium 2 pg shards (CREATE TABLE with policies + pgbench -i -I gv)",
@@ -649,6 +689,9 @@ const SPLIT_NODES: [(&str, &str); 1] = [("n1", "validator")];
 
 /// The prefix of the databases of [`Setup::MyceliumPg1Split`]'s nodes (`mycelium_pg1split_n1`).
 const SPLIT_DATABASES: &str = "mycelium_pg1split";
+
+/// The prefix of the databases of [`Setup::MyceliumPg1Unix`]'s nodes.
+const SPLIT_UNIX_DATABASES: &str = "mycelium_pg1unix";
 
 /// Memory per idle connection: a fresh `mycelium up`, then PgBouncer; returns the failures.
 async fn measure_memory(

@@ -517,6 +517,10 @@ pub struct NodeSection {
     pub node_type: String,
     /// Address proxies connect to.
     pub listen: SocketAddr,
+    /// A Unix socket the node accepts on as well, for proxies and nodes on the same host
+    /// (their `addr = "unix:<path>"`): the same mutual TLS, without the TCP stack's cost.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
     /// The SQLite file (unused when `storage.backend` is a PostgreSQL URL).
     #[serde(default)]
     pub data: PathBuf,
@@ -553,6 +557,9 @@ impl NodeFileConfig {
             ));
         }
         config.storage.validate_backend(&name)?;
+        if let Some(socket) = &config.node.socket {
+            check_socket_path(socket).map_err(|reason| invalid(&name, "node.socket", &reason))?;
+        }
         if config.storage.backend() == StorageBackend::Sqlite
             && config.node.data.as_os_str().is_empty()
         {
@@ -632,7 +639,7 @@ impl ProxyFileConfig {
 }
 
 /// Checks a list of `[[nodes]]` or `[[peers]]`: names unique and not empty, types known, and
-/// addresses of the form `host:port`, so a typo is reported with its key at start instead of
+/// addresses of the form `host:port` or `unix:<path>`, so a typo is reported with its key at start instead of
 /// as a connection that never succeeds.
 fn validate_addresses(file: &str, list: &str, nodes: &[NodeAddress]) -> Result<(), ConfigError> {
     for (i, node) in nodes.iter().enumerate() {
@@ -654,11 +661,38 @@ fn validate_addresses(file: &str, list: &str, nodes: &[NodeAddress]) -> Result<(
                 "must be `validator` or `miner`",
             ));
         }
-        check_host_port(&node.addr).map_err(|reason| invalid(file, &key("addr"), &reason))?;
+        check_address(&node.addr).map_err(|reason| invalid(file, &key("addr"), &reason))?;
         if let Some(peer_addr) = &node.peer_addr {
-            check_host_port(peer_addr)
-                .map_err(|reason| invalid(file, &key("peer_addr"), &reason))?;
+            check_address(peer_addr).map_err(|reason| invalid(file, &key("peer_addr"), &reason))?;
         }
+    }
+    Ok(())
+}
+
+/// The prefix of a member address that names a Unix socket (`unix:/run/mycelium/n1.sock`).
+const UNIX_ADDRESS_PREFIX: &str = "unix:";
+
+/// A member's address: `host:port`, or `unix:<path>` for a node's `node.socket` on this host.
+fn check_address(addr: &str) -> Result<(), String> {
+    match addr.strip_prefix(UNIX_ADDRESS_PREFIX) {
+        Some(path) => check_socket_path(Path::new(path)),
+        None => check_host_port(addr),
+    }
+}
+
+/// Longest Unix socket path Linux accepts: `sun_path` is 108 bytes with the closing NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+fn check_socket_path(path: &Path) -> Result<(), String> {
+    let len = path.as_os_str().len();
+    if len == 0 {
+        return Err("the Unix socket path is empty".to_owned());
+    }
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "`{}` is {len} bytes; a Unix socket path may have at most {MAX_SOCKET_PATH}",
+            path.display()
+        ));
     }
     Ok(())
 }

@@ -160,6 +160,32 @@ fn a_postgres_node_needs_no_data_file() {
     assert!(err.to_string().contains("node.data"), "{err}");
 }
 
+#[test]
+fn a_node_socket_path_is_checked_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("node.toml");
+    let node = |socket: &str| {
+        format!(
+            "[node]\nid = \"n1\"\nlisten = \"127.0.0.1:7001\"\ncerts = \"c\"\ndata = \"n1.db\"\n\
+             socket = \"{socket}\"\n"
+        )
+    };
+    std::fs::write(&path, node("/run/mycelium/n1.sock")).expect("write");
+    let config = NodeFileConfig::load(&path).expect("node with a socket");
+    assert_eq!(
+        config.node.socket.as_deref(),
+        Some(Path::new("/run/mycelium/n1.sock"))
+    );
+    std::fs::write(&path, node(&format!("/{}", "s".repeat(110)))).expect("write");
+    let text = NodeFileConfig::load(&path)
+        .expect_err("socket path too long")
+        .to_string();
+    assert!(
+        text.contains("node.socket") && text.contains("node.toml") && text.contains("at most"),
+        "{text}"
+    );
+}
+
 fn load_proxy(text: &str) -> Result<ProxyFileConfig, ConfigError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("proxy.toml");
@@ -181,6 +207,12 @@ fn node_addresses_are_checked_and_named() {
     .expect("valid addresses");
     assert_eq!(config.nodes[1].peer_addr(), "[::1]:7002");
     assert_eq!(config.nodes[0].peer_addr(), "10.0.0.5:7001");
+    let config = load_proxy(&nodes(
+        "addr = \"unix:/run/mycelium/n1.sock\"",
+        "addr = \"unix:n2.sock\"\npeer_addr = \"h:2\"",
+    ))
+    .expect("Unix socket addresses");
+    assert_eq!(config.nodes[0].addr, "unix:/run/mycelium/n1.sock");
 
     for (first, second, key, words) in [
         (
@@ -207,6 +239,18 @@ fn node_addresses_are_checked_and_named() {
             "addr = \"[::1:2\"",
             "nodes[1].addr",
             "not host:port",
+        ),
+        (
+            "addr = \"unix:\"",
+            "addr = \"h:1\"",
+            "nodes[0].addr",
+            "empty",
+        ),
+        (
+            "addr = \"h:1\"",
+            &format!("addr = \"unix:/{}\"", "s".repeat(120)),
+            "nodes[1].addr",
+            "at most 107",
         ),
     ] {
         let err = load_proxy(&nodes(first, second)).expect_err(second);

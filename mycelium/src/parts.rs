@@ -13,7 +13,9 @@ use mycelium_config::{
     UserConfig,
 };
 use mycelium_network::rpc::{RemoteNode, serve_node};
-use mycelium_network::{NetworkError, Pool, PoolOptions, ServerOptions, TlsIdentity};
+use mycelium_network::{
+    Listener, NetworkError, Pool, PoolOptions, ServerOptions, TlsIdentity, UnixSocketListener,
+};
 use mycelium_node::Node;
 use mycelium_protocol::{DbError, NodeLink, TxnRecord};
 use mycelium_proxy::{Cluster, ClusterNode, Proxy, policy_from_config};
@@ -43,7 +45,8 @@ impl RunningNode {
     }
 }
 
-/// Opens the node's backend and serves it on `listen`, and starts replicating the shards its
+/// Opens the node's backend and serves it on `listen` (and on the Unix socket `socket`, when
+/// given), and starts replicating the shards its
 /// cluster map places on it, reaching its peers with `identity`.
 #[expect(
     clippy::too_many_arguments,
@@ -57,6 +60,7 @@ pub async fn start_node(
     replication: &ReplicationConfig,
     identity: TlsIdentity,
     listen: SocketAddr,
+    socket: Option<&Path>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningNode> {
     let node = Arc::new(match storage.backend() {
@@ -79,6 +83,13 @@ pub async fn start_node(
         .await
         .with_context(|| format!("node {id}: cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let mut listener = Listener::from(listener);
+    if let Some(socket) = socket {
+        let unix = UnixSocketListener::bind(socket)
+            .await
+            .with_context(|| format!("node {id}: cannot listen on {}", socket.display()))?;
+        listener = listener.with_unix(unix);
+    }
     node.start_replication(identity.clone(), shutdown.clone());
     let server = tokio::spawn(serve_node(
         listener,

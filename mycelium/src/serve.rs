@@ -31,6 +31,7 @@ pub async fn node(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Res
         &config.replication,
         identity.clone(),
         config.node.listen,
+        config.node.socket.as_deref(),
         shutdown.clone(),
     )
     .await?;
@@ -50,9 +51,15 @@ pub async fn node(config_file: &Path, metrics_listen: SocketAddr) -> anyhow::Res
     let metrics = serve_metrics(metrics_listen, shutdown.clone()).await?;
     writeln!(
         std::io::stdout().lock(),
-        "Mycelium node {id} ({}) is ready on {} (metrics on http://{metrics}/metrics, data in {})",
+        "Mycelium node {id} ({}) is ready on {}{} (metrics on http://{metrics}/metrics, data in {})",
         config.node.node_type,
         running.addr,
+        config
+            .node
+            .socket
+            .as_ref()
+            .map(|socket| format!(" and unix:{}", socket.display()))
+            .unwrap_or_default(),
         config.node.data.display()
     )?;
     stop_on_signal(shutdown).await;

@@ -77,6 +77,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             &config.replication,
             TlsIdentity::load_member(&certs_dir, &info.id)?,
             SocketAddr::from(([127, 0, 0, 1], 0)),
+            None,
             node_shutdown.clone(),
         )
         .await?;

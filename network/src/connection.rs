@@ -1,19 +1,18 @@
 //! One authenticated, framed connection to another cluster member.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt, StreamExt};
 use rustls_pki_types::ServerName;
-use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 use tokio_util::codec::Framed;
 
 use crate::frame::{DEFAULT_MAX_FRAME_LEN, FIRST_APP_KIND, Frame, FrameCodec, kind};
 use crate::handshake::{Hello, check_name};
 use crate::tls::{handshake_error, member_names};
+use crate::transport::{PeerAddr, Stream};
 use crate::{NetworkError, TlsIdentity};
 
 /// The authenticated member at the other end of a connection.
@@ -21,7 +20,7 @@ use crate::{NetworkError, TlsIdentity};
 pub struct PeerInfo {
     /// Member name from the peer's hello, verified against its certificate.
     pub name: String,
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
 }
 
 impl fmt::Display for PeerInfo {
@@ -33,7 +32,7 @@ impl fmt::Display for PeerInfo {
 /// Limits for establishing an outgoing connection.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Bound on the TCP connect.
+    /// Bound on the TCP (or Unix socket) connect.
     pub connect_timeout: Duration,
     /// Bound on the TLS handshake plus the hello exchange.
     pub handshake_timeout: Duration,
@@ -66,7 +65,7 @@ enum State {
 /// Pings from the peer are answered inside [`Connection::recv`], so application code only sees
 /// application frames (kinds >= [`FIRST_APP_KIND`]).
 pub struct Connection {
-    framed: Framed<TlsStream<TcpStream>, FrameCodec>,
+    framed: Framed<TlsStream<Stream>, FrameCodec>,
     peer: PeerInfo,
     state: State,
 }
@@ -80,29 +79,26 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// Connects to the member at `addr`, verifying that its certificate is valid for
-/// `server_name` (normally the member's name) and exchanging hellos.
+/// Connects to the member at `addr` (`host:port`, or `unix:<path>` for a member on this host),
+/// verifying that its certificate is valid for `server_name` (normally the member's name) and
+/// exchanging hellos.
 ///
 /// TLS refusals and handshake failures are logged with `warn!`.
-pub async fn connect<A>(
-    addr: A,
+pub async fn connect(
+    addr: impl fmt::Display,
     server_name: &str,
     identity: &TlsIdentity,
     options: &ConnectOptions,
-) -> Result<Connection, NetworkError>
-where
-    A: ToSocketAddrs + fmt::Display,
-{
+) -> Result<Connection, NetworkError> {
     let target = addr.to_string();
-    let result = connect_inner(addr, &target, server_name, identity, options).await;
+    let result = connect_inner(&target, server_name, identity, options).await;
     if let Err(e @ (NetworkError::Tls { .. } | NetworkError::Handshake { .. })) = &result {
         tracing::warn!(peer = %target, server_name, reason = %e, "cluster connection refused");
     }
     result
 }
 
-async fn connect_inner<A: ToSocketAddrs>(
-    addr: A,
+async fn connect_inner(
     target: &str,
     server_name: &str,
     identity: &TlsIdentity,
@@ -111,19 +107,17 @@ async fn connect_inner<A: ToSocketAddrs>(
     let name = ServerName::try_from(server_name.to_owned()).map_err(|e| {
         NetworkError::TlsConfig(format!("invalid server name {server_name:?}: {e}"))
     })?;
-    let tcp = tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| NetworkError::Timeout {
-            what: format!("connecting to {target}"),
-            after: options.connect_timeout,
-        })??;
-    // Frames are small and latency-bound request/response traffic.
-    tcp.set_nodelay(true)?;
-    let peer_addr = tcp.peer_addr()?;
+    let (stream, peer_addr) =
+        tokio::time::timeout(options.connect_timeout, Stream::connect(target))
+            .await
+            .map_err(|_| NetworkError::Timeout {
+                what: format!("connecting to {target}"),
+                after: options.connect_timeout,
+            })??;
     let connector = TlsConnector::from(identity.client_config());
     let handshake = async {
         let tls = connector
-            .connect(name, tcp)
+            .connect(name, stream)
             .await
             .map_err(|e| handshake_error(target, e))?;
         let cert_names = peer_cert_names(tls.get_ref().1.peer_certificates(), target)?;
@@ -174,15 +168,15 @@ async fn connect_inner<A: ToSocketAddrs>(
 /// hello, checked against that certificate, then ours. A bad hello is answered with a
 /// [`kind::REFUSE`] frame so the peer learns why.
 pub(crate) async fn accept(
-    tcp: TcpStream,
-    peer_addr: SocketAddr,
+    stream: Stream,
+    peer_addr: PeerAddr,
     acceptor: &TlsAcceptor,
     identity: &TlsIdentity,
     max_frame_len: usize,
 ) -> Result<Connection, NetworkError> {
     let label = peer_addr.to_string();
     let tls = acceptor
-        .accept(tcp)
+        .accept(stream)
         .await
         .map_err(|e| handshake_error(&label, e))?;
     let cert_names = peer_cert_names(tls.get_ref().1.peer_certificates(), &label)?;

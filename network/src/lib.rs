@@ -63,7 +63,9 @@
 //!
 //! - [`certs::generate_cluster`] / [`certs::ensure_cluster`] create the CA and member files;
 //!   [`TlsIdentity::load`] reads them.
-//! - [`connect`] opens one connection; [`Server::serve`] (or [`serve`]) accepts them.
+//! - [`connect`] opens one connection; [`Server::serve`] (or [`serve`]) accepts them, on a TCP
+//!   port and optionally a Unix socket ([`Listener`]); an address `unix:<path>` connects to
+//!   such a socket.
 //! - [`Pool`] keeps connections to every peer, retries with backoff, and runs the heartbeat.
 
 pub mod certs;
@@ -75,6 +77,7 @@ mod pool;
 pub mod rpc;
 mod server;
 mod tls;
+mod transport;
 
 pub use connection::{ConnectOptions, Connection, PeerInfo, connect};
 pub use error::NetworkError;
@@ -83,3 +86,4 @@ pub use handshake::{Hello, MAX_NAME_LEN, PROTOCOL_MAGIC, PROTOCOL_VERSION};
 pub use pool::{Pool, PoolOptions, PooledConnection, RetryPolicy};
 pub use server::{Server, ServerOptions, serve};
 pub use tls::TlsIdentity;
+pub use transport::{Listener, PeerAddr, Stream, UNIX_PREFIX, UnixSocketListener, unix_path};

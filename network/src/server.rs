@@ -1,11 +1,9 @@
 //! The accept loop for incoming cluster connections.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +12,7 @@ use tracing::Instrument;
 
 use crate::connection::{Connection, PeerInfo, accept};
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
+use crate::transport::{Listener, PeerAddr, Stream};
 use crate::{NetworkError, TlsIdentity};
 
 /// Limits for the server side.
@@ -49,7 +48,7 @@ pub struct Server {
 
 /// Serves with default [`ServerOptions`]; see [`Server::serve`].
 pub async fn serve<H, Fut>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     identity: &TlsIdentity,
     handler: H,
     shutdown: CancellationToken,
@@ -68,7 +67,7 @@ impl Server {
         Server { identity, options }
     }
 
-    /// Accepts connections on `listener` until `shutdown` is cancelled, then stops accepting,
+    /// Accepts connections on `listener` (a TCP port, and a Unix socket if it has one) until `shutdown` is cancelled, then stops accepting,
     /// gives running handlers [`ServerOptions::shutdown_grace`] to finish, drops the rest and
     /// returns once every connection task has ended.
     ///
@@ -78,7 +77,7 @@ impl Server {
     /// Peers refused during the handshake are logged with `warn!` and never reach `handler`.
     pub async fn serve<H, Fut>(
         self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
         handler: H,
         shutdown: CancellationToken,
     ) -> Result<(), NetworkError>
@@ -86,6 +85,7 @@ impl Server {
         H: Fn(Connection, PeerInfo) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), NetworkError>> + Send + 'static,
     {
+        let listener = listener.into();
         let shared = Arc::new(Shared {
             acceptor: TlsAcceptor::from(self.identity.server_config()),
             identity: self.identity,
@@ -96,7 +96,7 @@ impl Server {
         let limit = Arc::new(Semaphore::new(shared.options.max_connections.max(1)));
         let tracker = TaskTracker::new();
         tracing::info!(
-            addr = ?listener.local_addr().ok(),
+            addr = %listener.describe(),
             member = shared.identity.name(),
             "serving cluster connections"
         );
@@ -111,7 +111,7 @@ impl Server {
             let Some(accepted) = shutdown.run_until_cancelled(listener.accept()).await else {
                 break;
             };
-            let (tcp, addr) = match accepted {
+            let (stream, addr) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Typically out of file descriptors: pause rather than spin, and keep
@@ -129,7 +129,7 @@ impl Server {
                 peer.addr = %addr,
                 peer.name = tracing::field::Empty
             );
-            tracker.spawn(handle(shared.clone(), tcp, addr, permit).instrument(span));
+            tracker.spawn(handle(shared.clone(), stream, addr, permit).instrument(span));
         }
 
         drop(listener);
@@ -160,8 +160,8 @@ struct Shared<H> {
 
 async fn handle<H, Fut>(
     shared: Arc<Shared<H>>,
-    tcp: TcpStream,
-    addr: SocketAddr,
+    stream: Stream,
+    addr: PeerAddr,
     _permit: OwnedSemaphorePermit,
 ) where
     H: Fn(Connection, PeerInfo) -> Fut + Send + Sync + 'static,
@@ -170,8 +170,8 @@ async fn handle<H, Fut>(
     let handshake = tokio::time::timeout(
         shared.options.handshake_timeout,
         accept(
-            tcp,
-            addr,
+            stream,
+            addr.clone(),
             &shared.acceptor,
             &shared.identity,
             shared.options.max_frame_len,

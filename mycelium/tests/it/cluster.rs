@@ -1010,3 +1010,109 @@ async fn run_on(
     }
     Ok(())
 }
+
+/// Proxy and nodes on one host reaching each other only over the nodes' Unix sockets: writes
+/// land and replicate, a node killed with SIGKILL (leaving its socket file behind) comes back
+/// on the same socket without losing an acknowledged row, and a clean stop removes the files.
+#[tokio::test]
+async fn a_cluster_on_unix_sockets_replicates_and_survives_a_killed_node() {
+    let Some(mut cluster) = ProcessCluster::start_on_unix_sockets(Backend::Sqlite) else {
+        return;
+    };
+    for (id, _) in NODES {
+        assert!(
+            cluster.node_socket(id).exists(),
+            "{id} listens on its socket"
+        );
+    }
+    let client = cluster.connect().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, grp integer NOT NULL, val integer) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS})"
+        ))
+        .await
+        .expect("create a sharded table over the sockets");
+    let insert = client
+        .prepare("INSERT INTO items (id, grp, val) VALUES ($1, 0, $1::int4 * 10)")
+        .await
+        .expect("prepare");
+    for id in 1..=30i64 {
+        client.execute(&insert, &[&id]).await.expect("insert");
+    }
+
+    let (policy, copies) = placement("items", SHARDS);
+    let held_by = |index: usize, ids: std::ops::RangeInclusive<i64>| -> Vec<i64> {
+        ids.filter(|id| {
+            let shard = policy.shard_of(&[KeyValue::Int(*id)]) as usize;
+            copies[shard].iter().any(|node| node == NODES[index].0)
+        })
+        .collect()
+    };
+    wait_for_ids(
+        &cluster,
+        (0..NODES.len()).map(|i| held_by(i, 1..=30)).collect(),
+    )
+    .await;
+
+    // SIGKILL leaves n1's socket file; the restarted node replaces it and serves again.
+    cluster.nodes[0].kill();
+    assert!(cluster.node_socket(NODES[0].0).exists());
+    cluster.restart_node(0, &[]);
+    let mut inserted = false;
+    for _ in 0..100 {
+        if let Ok(client) = cluster.try_connect().await
+            && client
+                .batch_execute(
+                    "INSERT INTO items (id, grp, val) SELECT g, 1, g * 10 \
+                     FROM generate_series(31, 60) AS g",
+                )
+                .await
+                .is_ok()
+        {
+            inserted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(inserted, "the cluster takes writes again after n1 restarts");
+    wait_for_ids(
+        &cluster,
+        (0..NODES.len()).map(|i| held_by(i, 1..=60)).collect(),
+    )
+    .await;
+    let client = cluster.connect().await;
+    let row = client
+        .query_one("SELECT count(*), sum(val) FROM items", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 60);
+    assert_eq!(row.get::<_, i64>(1), 18300);
+
+    cluster.stop_all();
+    for (id, _) in NODES {
+        assert!(
+            !cluster.node_socket(id).exists(),
+            "a clean stop removes {id}'s socket file"
+        );
+    }
+}
+
+/// Waits up to 20 s until node `i`'s file holds exactly the ids `want[i]`.
+async fn wait_for_ids(cluster: &ProcessCluster, want: Vec<Vec<i64>>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for (index, want) in want.into_iter().enumerate() {
+        loop {
+            let found = ids_on(cluster, index).await;
+            if found == want {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rows in {}'s file: {found:?}, want {want:?}",
+                NODES[index].0
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -185,6 +185,35 @@ impl ProcessCluster {
         proxy_toml: &str,
         peer_ports: &[u16],
     ) -> Option<ProcessCluster> {
+        Self::start_inner(
+            backend,
+            storage_toml,
+            node_toml,
+            proxy_toml,
+            peer_ports,
+            false,
+        )
+    }
+
+    /// Every node also listening on a Unix socket (`<id>.sock` in the cluster's directory),
+    /// and the proxy and the nodes reaching each other only there (`unix:` addresses).
+    pub fn start_on_unix_sockets(backend: Backend) -> Option<ProcessCluster> {
+        Self::start_inner(backend, "", "", "", &[], true)
+    }
+
+    /// The Unix socket of node `id` (used by [`ProcessCluster::start_on_unix_sockets`]).
+    pub fn node_socket(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("{id}.sock"))
+    }
+
+    fn start_inner(
+        backend: Backend,
+        storage_toml: &str,
+        node_toml: &str,
+        proxy_toml: &str,
+        peer_ports: &[u16],
+        unix_sockets: bool,
+    ) -> Option<ProcessCluster> {
         let pg = if backend == Backend::Sqlite {
             None
         } else {
@@ -202,9 +231,15 @@ impl ProcessCluster {
         assert!(status.success());
         let node_ports: Vec<u16> = NODES.iter().map(|_| free_port()).collect();
         let mut peers = String::new();
+        let socket = |id: &str| dir.path().join(format!("{id}.sock"));
         for (index, ((id, node_type), port)) in NODES.iter().zip(&node_ports).enumerate() {
+            let addr = if unix_sockets {
+                format!("unix:{}", socket(id).display())
+            } else {
+                format!("127.0.0.1:{port}")
+            };
             peers.push_str(&format!(
-                "[[peers]]\nid = \"{id}\"\naddr = \"127.0.0.1:{port}\"\nnode_type = \"{node_type}\"\n"
+                "[[peers]]\nid = \"{id}\"\naddr = \"{addr}\"\nnode_type = \"{node_type}\"\n"
             ));
             if let Some(peer_port) = peer_ports.get(index) {
                 peers.push_str(&format!("peer_addr = \"127.0.0.1:{peer_port}\"\n"));
@@ -223,11 +258,16 @@ impl ProcessCluster {
                 }
                 _ => String::new(),
             };
+            let socket_line = if unix_sockets {
+                format!("socket = \"{}\"\n", socket(id).display())
+            } else {
+                String::new()
+            };
             std::fs::write(
                 dir.path().join(format!("{id}.toml")),
                 format!(
                     "{peers}[node]\nid = \"{id}\"\nnode_type = \"{node_type}\"\n\
-                     listen = \"127.0.0.1:{port}\"\ndata = \"{}\"\ncerts = \"{}\"\n\
+                     listen = \"127.0.0.1:{port}\"\n{socket_line}data = \"{}\"\ncerts = \"{}\"\n\
                      [storage]\n{store}{storage_toml}\n{node_toml}\n",
                     dir.path().join(format!("{id}.sqlite")).display(),
                     certs.display()

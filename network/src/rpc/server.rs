@@ -8,13 +8,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use mycelium_protocol::{CommitPosition, DbError, NodeLink, NodeSession, Reply};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::codec::{self, kind};
 use super::metrics;
-use crate::{Connection, Frame, NetworkError, PeerInfo, Server, ServerOptions, TlsIdentity};
+use crate::{
+    Connection, Frame, Listener, NetworkError, PeerInfo, Server, ServerOptions, TlsIdentity,
+};
 
 /// Rows are sent as soon as this much is queued, so a large result streams.
 const FLUSH_BYTES: usize = 256 * 1024;
@@ -45,7 +46,7 @@ pub fn refusal(frame: &Frame) -> Option<DbError> {
 
 /// Serves `node` on `listener` until `shutdown` fires; connections `handoff` claims go to it.
 pub async fn serve_node(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     identity: TlsIdentity,
     options: ServerOptions,
     node: Arc<dyn NodeLink>,

@@ -7,3 +7,4 @@ mod handshake;
 mod pool;
 mod support;
 mod tls;
+mod unix_socket;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use mycelium_network::{
-    Connection, Frame, FrameCodec, Hello, NetworkError, PeerInfo, Server, ServerOptions,
-    TlsIdentity, certs,
+    Connection, Frame, FrameCodec, Hello, Listener, NetworkError, PeerInfo, Server, ServerOptions,
+    TlsIdentity, UnixSocketListener, certs,
 };
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
@@ -57,6 +57,18 @@ impl EchoServer {
         Ok(Self::start_on(listener, identity, quick_shutdown()))
     }
 
+    /// Listens on a loopback port and on a Unix socket at `socket`.
+    pub async fn start_with_socket(
+        identity: TlsIdentity,
+        socket: &std::path::Path,
+    ) -> Result<EchoServer, NetworkError> {
+        let tcp = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = tcp.local_addr()?;
+        let unix = UnixSocketListener::bind(socket).await?;
+        let listener = Listener::from(tcp).with_unix(unix);
+        Ok(Self::serve(listener, addr, identity, quick_shutdown()))
+    }
+
     pub fn start_on(
         listener: TcpListener,
         identity: TlsIdentity,
@@ -65,6 +77,15 @@ impl EchoServer {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self::serve(listener.into(), addr, identity, options)
+    }
+
+    fn serve(
+        listener: Listener,
+        addr: SocketAddr,
+        identity: TlsIdentity,
+        options: ServerOptions,
+    ) -> EchoServer {
         let shutdown = CancellationToken::new();
         let (tx, outcomes) = mpsc::unbounded_channel();
         let accepted = Arc::new(Mutex::new(0));

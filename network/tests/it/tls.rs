@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use mycelium_network::{ConnectOptions, NetworkError, connect};
+use mycelium_network::{ConnectOptions, NetworkError, PeerAddr, connect};
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -24,7 +24,7 @@ async fn members_of_one_cluster_round_trip() -> TestResult {
     )
     .await?;
     assert_eq!(conn.peer().name, "n2");
-    assert_eq!(conn.peer().addr, server.addr);
+    assert_eq!(conn.peer().addr, PeerAddr::Tcp(server.addr));
     round_trip(&mut conn, b"hello").await?;
     round_trip(&mut conn, b"").await?;
     conn.ping().await?;
