@@ -226,3 +226,24 @@ impl Drop for UnixSocketListener {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nagle's algorithm on either end holds a small write behind the peer's delayed ACK
+    /// (40 ms on Linux): a primary shipping entries on a connection its secondary opened did.
+    #[tokio::test]
+    async fn both_ends_of_a_tcp_connection_send_without_delay() -> io::Result<()> {
+        let listener = Listener::from(TcpListener::bind("127.0.0.1:0").await?);
+        let addr = listener.tcp.local_addr()?.to_string();
+        let (connected, accepted) = tokio::join!(Stream::connect(&addr), listener.accept());
+        for (side, stream) in [("connecting", connected?.0), ("accepting", accepted?.0)] {
+            match stream {
+                Stream::Tcp(tcp) => assert!(tcp.nodelay()?, "the {side} side runs Nagle"),
+                Stream::Unix(_) => panic!("the {side} side is not TCP"),
+            }
+        }
+        Ok(())
+    }
+}
