@@ -394,32 +394,26 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
          processes, pgbench -i -s {}",
         SPLIT_NODES[0].0, settings.scale
     ));
-    let split = ProcessCluster::start(
-        &settings.mycelium,
-        &SPLIT_NODES,
-        &Storage::Postgres {
-            server: &postgres,
-            prefix: SPLIT_DATABASES,
-        },
-        "",
-        Link::Tcp,
-    )?;
+    let start_split = |prefix, link| {
+        ProcessCluster::start(
+            &settings.mycelium,
+            &SPLIT_NODES,
+            &Storage::Postgres {
+                server: &postgres,
+                prefix,
+            },
+            "",
+            link,
+        )
+    };
+    let split = start_split(SPLIT_DATABASES, Link::Tcp)?;
     let init_split = pgbench::initialize(&split.target(), settings.scale).await?;
     progress(format!(
         "the same over the node's Unix socket (database {SPLIT_UNIX_DATABASES}_{}), pgbench -i \
          -s {}",
         SPLIT_NODES[0].0, settings.scale
     ));
-    let split_unix = ProcessCluster::start(
-        &settings.mycelium,
-        &SPLIT_NODES,
-        &Storage::Postgres {
-            server: &postgres,
-            prefix: SPLIT_UNIX_DATABASES,
-        },
-        "",
-        Link::UnixSocket,
-    )?;
+    let split_unix = start_split(SPLIT_UNIX_DATABASES, Link::UnixSocket)?;
     let init_split_unix = pgbench::initialize(&split_unix.target(), settings.scale).await?;
     progress(format!(
         "mycelium up --backend postgres --nodes 2, pgbench tables sharded, scale {}",

@@ -1786,14 +1786,10 @@ async fn check_aggregate_cases(
     }
 }
 
-/// Casts and COALESCE around aggregates of a table spread over the nodes
-/// (`COALESCE(sum(v), 0)::int`): the nodes compute the bare aggregates, the proxy merges them
-/// and applies the wrappers. Every answer here is what PostgreSQL 15 gives for the same data:
-/// values, column names and types, in text and binary, rounding and range errors included.
-async fn casts_and_coalesce_around_aggregates_read_across_nodes(backend: Backend) {
-    let Some(cluster) = Cluster::start_on(backend) else {
-        return;
-    };
+/// A cluster with table `scores` (30 rows: integers with NULLs, bigints, numerics, floats)
+/// spread over several nodes, and `empty_scores`, sharded and empty; and a client of it.
+async fn scores_across_nodes(backend: Backend) -> Option<(Cluster, tokio_postgres::Client)> {
+    let cluster = Cluster::start_on(backend)?;
     let client = cluster.connect().await;
     client
         .batch_execute(
@@ -1814,6 +1810,17 @@ async fn casts_and_coalesce_around_aggregates_read_across_nodes(backend: Backend
         counts.iter().filter(|c| **c > 0).count() >= 2,
         "rows on several nodes: {counts:?}"
     );
+    Some((cluster, client))
+}
+
+/// Casts and COALESCE around aggregates of a table spread over the nodes
+/// (`COALESCE(sum(v), 0)::int`): the nodes compute the bare aggregates, the proxy merges them
+/// and applies the wrappers. Every answer here is what PostgreSQL 15 gives for the same data:
+/// values, column names and types, in text and binary, rounding and range errors included.
+async fn casts_and_coalesce_around_aggregates_read_across_nodes(backend: Backend) {
+    let Some((cluster, client)) = scores_across_nodes(backend).await else {
+        return;
+    };
 
     const NUMERIC_10_2: i32 = (10 << 16 | 2) + 4;
     const NUMERIC_12_3: i32 = (12 << 16 | 3) + 4;
@@ -1957,29 +1964,9 @@ async fn casts_and_coalesce_around_aggregates_read_across_nodes(backend: Backend
 /// what PostgreSQL 15 gives for the same data: values, column names and types, in text and
 /// binary, and the SQLSTATEs of division by zero, overflow and a missing operator.
 async fn arithmetic_on_aggregates_reads_across_nodes(backend: Backend) {
-    let Some(cluster) = Cluster::start_on(backend) else {
+    let Some((cluster, client)) = scores_across_nodes(backend).await else {
         return;
     };
-    let client = cluster.connect().await;
-    client
-        .batch_execute(
-            "CREATE TABLE scores (id integer PRIMARY KEY, grp integer NOT NULL, v integer, \
-             big bigint, n numeric(8,2), f double precision) WITH (mycelium.shard_keys = 'id', \
-             mycelium.shards = 6, mycelium.replication_factor = 0.3);
-             INSERT INTO scores SELECT g, g % 3, \
-             CASE WHEN g % 10 = 0 THEN NULL ELSE (g % 3) * 60 + g - 30 END, \
-             g::bigint * 100000000, g * 0.25, g * 0.5 FROM generate_series(1, 30) g;
-             CREATE TABLE empty_scores (id integer PRIMARY KEY, v integer) WITH \
-             (mycelium.shard_keys = 'id', mycelium.shards = 6);",
-        )
-        .await
-        .expect("create and fill");
-    let counts = cluster.counts_on_nodes("scores").await;
-    assert_eq!(counts.iter().sum::<i64>(), 30, "{counts:?}");
-    assert!(
-        counts.iter().filter(|c| **c > 0).count() >= 2,
-        "rows on several nodes: {counts:?}"
-    );
 
     let (int4, int8, numeric, float8) = (
         Type::INT4.oid(),

@@ -98,13 +98,7 @@ async fn sharded_cluster_of_processes(backend: Backend) {
         return;
     };
     let client = cluster.connect().await;
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE items (id bigint PRIMARY KEY, grp integer NOT NULL, val integer) \
-             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS})"
-        ))
-        .await
-        .expect("create sharded table");
+    create_items(&client).await;
     client
         .batch_execute(&format!(
             "CREATE TABLE notes (item_id bigint NOT NULL, note text NOT NULL) \
@@ -1026,13 +1020,7 @@ async fn a_cluster_on_unix_sockets_replicates_and_survives_a_killed_node() {
         );
     }
     let client = cluster.connect().await;
-    client
-        .batch_execute(&format!(
-            "CREATE TABLE items (id bigint PRIMARY KEY, grp integer NOT NULL, val integer) \
-             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS})"
-        ))
-        .await
-        .expect("create a sharded table over the sockets");
+    create_items(&client).await;
     let insert = client
         .prepare("INSERT INTO items (id, grp, val) VALUES ($1, 0, $1::int4 * 10)")
         .await
@@ -1096,6 +1084,17 @@ async fn a_cluster_on_unix_sockets_replicates_and_survives_a_killed_node() {
             "a clean stop removes {id}'s socket file"
         );
     }
+}
+
+/// `items`, sharded by `id` into [`SHARDS`] shards.
+async fn create_items(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, grp integer NOT NULL, val integer) \
+             WITH (mycelium.shard_keys = 'id', mycelium.shards = {SHARDS})"
+        ))
+        .await
+        .expect("create the sharded table items");
 }
 
 /// Waits up to 20 s until node `i`'s file holds exactly the ids `want[i]`.
