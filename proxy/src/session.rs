@@ -264,7 +264,10 @@ impl Session {
                     return;
                 }
             };
-            if let Err(e) = self.dispatch(message).await {
+            // Boxed: the state of a running statement is several KiB, and an idle session,
+            // which only waits for its next message above, would otherwise carry that much
+            // room all the time.
+            if let Err(e) = Box::pin(self.dispatch(message)).await {
                 if e.is_fatal() {
                     tracing::info!(error = %e, "closing connection");
                     if !matches!(e, ProxyError::Io(_)) {
