@@ -45,9 +45,9 @@ impl RunningNode {
     }
 }
 
-/// Opens the node's backend and serves it on `listen` (and on the Unix socket `socket`, when
-/// given), and starts replicating the shards its
-/// cluster map places on it, reaching its peers with `identity`.
+/// Opens the node's backend, serves it on `listen` (and on the Unix socket `socket`, when
+/// given), and starts replicating the shards its cluster map places on it, reaching its peers
+/// with `identity`.
 #[expect(
     clippy::too_many_arguments,
     reason = "the pieces of one node, each from its own config section"
