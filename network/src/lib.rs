@@ -86,4 +86,4 @@ pub use handshake::{Hello, MAX_NAME_LEN, PROTOCOL_MAGIC, PROTOCOL_VERSION};
 pub use pool::{Pool, PoolOptions, PooledConnection, RetryPolicy};
 pub use server::{Server, ServerOptions, serve};
 pub use tls::TlsIdentity;
-pub use transport::{Listener, PeerAddr, Stream, UNIX_PREFIX, UnixSocketListener, unix_path};
+pub use transport::{Listener, PeerAddr, UnixSocketListener};

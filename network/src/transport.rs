@@ -17,10 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// The prefix of an address that names a Unix socket: `unix:/run/mycelium/n1.sock`.
-pub const UNIX_PREFIX: &str = "unix:";
+const UNIX_PREFIX: &str = "unix:";
 
 /// The Unix socket an address names, if it names one.
-pub fn unix_path(addr: &str) -> Option<&Path> {
+fn unix_path(addr: &str) -> Option<&Path> {
     addr.strip_prefix(UNIX_PREFIX).map(Path::new)
 }
 
@@ -213,10 +213,6 @@ impl UnixSocketListener {
             listener,
             path: path.to_owned(),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
